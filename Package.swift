@@ -1,0 +1,179 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+extension Target.Dependency {
+  static let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+  static let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+  static let grpcTransport = Target.Dependency.product(
+    name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")
+  static let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+  static let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
+  static let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+  static let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+  static let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+  static let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+  static let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+  static let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+}
+
+/// The five gRPC back-end services. Each is a library (`Herald<Name>`, its logic) and a thin
+/// executable (`<name>`, from `Services/<Name>/Main`) declared the same way.
+let backEnds: [(name: String, folder: String)] = [
+  ("campaign", "Campaign"), ("delivery", "Delivery"), ("ratelimit", "RateLimit"), ("sync", "Sync"),
+  ("verification", "Verification"),
+]
+
+var targets: [Target] = [
+  .target(
+    name: "HeraldProtos",
+    dependencies: [.grpcCore, .grpcProtobuf, .swiftProtobuf],
+    path: "Shared/HeraldProtos",
+    swiftSettings: [.swiftLanguageMode(.v6)]
+  ),
+  .target(
+    name: "HeraldCore",
+    dependencies: [
+      .logging, .metrics,
+      .product(name: "Configuration", package: "swift-configuration"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
+    ],
+    path: "Shared/HeraldCore",
+    swiftSettings: swiftSettings
+  ),
+  .target(
+    name: "HeraldPostgres",
+    dependencies: ["HeraldCore", .postgres, .logging, .crypto],
+    path: "Shared/HeraldPostgres",
+    swiftSettings: swiftSettings
+  ),
+  .target(
+    name: "HeraldMigrations",
+    dependencies: ["HeraldPostgres"],
+    path: "Shared/HeraldMigrations",
+    swiftSettings: swiftSettings
+  ),
+  .target(
+    name: "HeraldServerKit",
+    dependencies: [
+      "HeraldCore", "HeraldPostgres", "HeraldProtos",
+      .grpcCore, .grpcProtobuf, .grpcTransport, .swiftProtobuf, .postgres, .logging, .metrics,
+      .lifecycle, .unixSignals,
+    ],
+    path: "Shared/HeraldServerKit",
+    swiftSettings: swiftSettings
+  ),
+  .target(
+    name: "HeraldGateway",
+    dependencies: [
+      "HeraldCore", "HeraldPostgres", "HeraldMigrations", "HeraldProtos", "HeraldServerKit",
+      .grpcCore, .swiftProtobuf, .postgres, .logging, .metrics, .lifecycle, .crypto,
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
+      .nioCore,
+    ],
+    path: "Services/Gateway/Library",
+    swiftSettings: swiftSettings
+  ),
+  .executableTarget(
+    name: "GatewayMain",
+    dependencies: ["HeraldGateway", "HeraldCore", .product(name: "Hummingbird", package: "hummingbird")],
+    path: "Services/Gateway/Main",
+    swiftSettings: swiftSettings
+  ),
+  .target(
+    name: "HeraldTestSupport",
+    dependencies: [
+      "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", .postgres, .logging, .grpcCore, .grpcTransport,
+      .lifecycle,
+    ],
+    path: "Tests/HeraldTestSupport",
+    swiftSettings: swiftSettings
+  ),
+  .testTarget(
+    name: "SharedTests",
+    dependencies: [
+      "HeraldCore", "HeraldPostgres", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
+      .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
+    ],
+    path: "Tests/SharedTests",
+    swiftSettings: swiftSettings
+  ),
+  .testTarget(
+    name: "ServicesTests",
+    dependencies: [
+      "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification",
+      "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
+      .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
+    ],
+    path: "Tests/ServicesTests",
+    swiftSettings: swiftSettings
+  ),
+  .testTarget(
+    name: "GatewayTests",
+    dependencies: [
+      "HeraldGateway", "HeraldCampaign", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
+      "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HummingbirdTesting", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
+      .nioCore,
+    ],
+    path: "Tests/GatewayTests",
+    swiftSettings: swiftSettings
+  ),
+]
+
+var products: [Product] = [.executable(name: "gateway", targets: ["GatewayMain"])]
+
+for service in backEnds {
+  let library = "Herald\(service.folder)"
+  targets.append(
+    .target(
+      name: library,
+      dependencies: [
+        "HeraldCore", "HeraldPostgres", "HeraldMigrations", "HeraldProtos", "HeraldServerKit",
+        .grpcCore, .swiftProtobuf, .postgres, .logging, .metrics, .lifecycle,
+      ],
+      path: "Services/\(service.folder)/Library",
+      swiftSettings: swiftSettings
+    ))
+  targets.append(
+    .executableTarget(
+      name: "\(service.folder)Main",
+      dependencies: [.byName(name: library), "HeraldServerKit", "HeraldCore"],
+      path: "Services/\(service.folder)/Main",
+      swiftSettings: swiftSettings
+    ))
+  products.append(.executable(name: service.name, targets: ["\(service.folder)Main"]))
+}
+
+let package = Package(
+  name: "herald",
+  platforms: [.macOS(.v15)],
+  products: products,
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+  ],
+  targets: targets
+)

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Normalises and validates subscriber contact data (SPEC §2). Errors name the field.
+package enum SubscriberValidation {
+  package struct Invalid: Error, Equatable {
+    package var field: String
+    package var message: String
+  }
+
+  /// Lower-cased, trimmed e-mail; nil for an empty input.
+  package static func email(_ raw: String, field: String = "email") throws(Invalid) -> String? {
+    let value = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+    guard !value.isEmpty else { return nil }
+    guard value.utf8.count <= 254 else {
+      throw Invalid(field: field, message: "\(field) is longer than 254 characters")
+    }
+    let parts = value.split(separator: "@", omittingEmptySubsequences: false)
+    guard parts.count == 2, let local = parts.first, let domain = parts.last, !local.isEmpty, local.utf8.count <= 64,
+      domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains(".."),
+      !value.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }),
+      domain.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." })
+    else {
+      throw Invalid(field: field, message: "\(field) '\(raw)' is not a valid e-mail address")
+    }
+    return value
+  }
+
+  /// E.164 (`+` then 7 to 15 digits, no leading zero); spaces, dashes, dots and parentheses
+  /// are removed first. nil for an empty input.
+  package static func phone(_ raw: String, field: String = "phone") throws(Invalid) -> String? {
+    let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !trimmed.isEmpty else { return nil }
+    let compact = trimmed.filter { !" -.()".contains($0) }
+    let digits = compact.dropFirst()
+    guard compact.first == "+", (7...15).contains(digits.count), digits.allSatisfy(\.isASCII),
+      digits.allSatisfy(\.isNumber), digits.first != "0"
+    else {
+      throw Invalid(field: field, message: "\(field) '\(raw)' is not an E.164 number (e.g. +14155550123)")
+    }
+    return compact
+  }
+
+  /// A JSON object as text; empty input means `{}`.
+  package static func attributes(_ raw: String, field: String = "attributes_json") throws(Invalid) -> String {
+    let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !trimmed.isEmpty else { return "{}" }
+    guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)), object is [String: Any] else {
+      throw Invalid(field: field, message: "\(field) must be a JSON object")
+    }
+    return trimmed
+  }
+
+  package static func name(_ raw: String, field: String) throws(Invalid) -> String {
+    let value = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard value.count <= 200 else { throw Invalid(field: field, message: "\(field) is longer than 200 characters") }
+    return value
+  }
+}

@@ -1,0 +1,4 @@
+import HeraldCampaign
+import HeraldServerKit
+
+await ServiceMain.run(CampaignDefinition.definition)

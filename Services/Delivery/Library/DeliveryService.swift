@@ -1,0 +1,85 @@
+import Foundation
+import GRPCCore
+import HeraldProtos
+import HeraldServerKit
+import SwiftProtobuf
+
+/// `herald.delivery.v1.DeliveryService`.
+package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
+  package static let maxBatch = 1000
+  let queue: any MessageQueue
+
+  package init(queue: any MessageQueue) {
+    self.queue = queue
+  }
+
+  package func enqueueMessages(
+    request: Herald_Delivery_V1_EnqueueMessagesRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse {
+    guard !request.messages.isEmpty else {
+      throw RPCError.field("messages", .invalidArgument, "messages is empty")
+    }
+    guard request.messages.count <= Self.maxBatch else {
+      throw RPCError.field(
+        "messages", .invalidArgument, "messages holds \(request.messages.count); at most \(Self.maxBatch) per batch")
+    }
+    let messages = try request.messages.enumerated().map { index, message in
+      try Self.validate(message, field: "messages[\(index)]")
+    }
+    let outcomes = try await queue.enqueue(messages)
+    var response = Herald_Delivery_V1_EnqueueMessagesResponse()
+    response.results = outcomes.map { outcome in
+      var result = Herald_Delivery_V1_EnqueueResult()
+      result.idempotencyKey = outcome.idempotencyKey
+      result.messageID = outcome.messageID.uuidString.lowercased()
+      result.duplicate = outcome.duplicate
+      return result
+    }
+    response.duplicates = Int32(outcomes.count { $0.duplicate })
+    response.accepted = Int32(outcomes.count) - response.duplicates
+    return response
+  }
+
+  package func getQueueStats(
+    request: Herald_Delivery_V1_GetQueueStatsRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_QueueStats {
+    var stats = Herald_Delivery_V1_QueueStats()
+    stats.byStatus = try await queue.countsByStatus()
+    stats.total = stats.byStatus.values.reduce(0, +)
+    return stats
+  }
+
+  static func validate(_ message: Herald_Delivery_V1_OutboundMessage, field: String) throws -> QueuedMessage {
+    let key = message.idempotencyKey
+    guard !key.isEmpty, key.utf8.count <= 200 else {
+      throw RPCError.field("\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 bytes")
+    }
+    let channel: String
+    switch message.channel {
+    case .email: channel = "email"
+    case .sms: channel = "sms"
+    case .push: channel = "push"
+    case .whatsapp: channel = "whatsapp"
+    case .unspecified, .UNRECOGNIZED:
+      throw RPCError.field("\(field).channel", .invalidArgument, "\(field).channel must be email, sms, push or whatsapp")
+    }
+    guard !message.recipient.trimmingCharacters(in: .whitespaces).isEmpty else {
+      throw RPCError.field("\(field).recipient", .invalidArgument, "\(field).recipient is empty")
+    }
+    guard !message.body.isEmpty else {
+      throw RPCError.field("\(field).body", .invalidArgument, "\(field).body is empty")
+    }
+    func uuid(_ text: String, _ name: String) throws -> UUID? {
+      guard !text.isEmpty else { return nil }
+      guard let id = UUID(uuidString: text) else {
+        throw RPCError.field("\(field).\(name)", .invalidArgument, "\(field).\(name) '\(text)' is not a UUID")
+      }
+      return id
+    }
+    return QueuedMessage(
+      idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,
+      campaignID: try uuid(message.campaignID, "campaign_id"),
+      subscriberID: try uuid(message.subscriberID, "subscriber_id"),
+      notBefore: message.hasNotBefore ? message.notBefore.date : nil)
+  }
+}

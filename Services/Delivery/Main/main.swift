@@ -1,0 +1,4 @@
+import HeraldDelivery
+import HeraldServerKit
+
+await ServiceMain.run(DeliveryDefinition.definition)

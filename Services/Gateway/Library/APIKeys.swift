@@ -1,0 +1,129 @@
+import Crypto
+import Foundation
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// Scopes an API key may hold. `admin` allows everything; `read` allows every read.
+enum Scope {
+  static let all: Set<String> = [
+    "admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write",
+    "ratelimit:write", "sync:write", "verification:write",
+  ]
+}
+
+struct APIKeyPrincipal: Sendable, Equatable {
+  var id: UUID
+  var name: String
+  var scopes: Set<String>
+
+  func allows(_ scope: String) -> Bool {
+    scopes.contains("admin") || scopes.contains(scope)
+  }
+}
+
+struct APIKeyRecord: Sendable, Codable, Equatable {
+  var id: UUID
+  var name: String
+  var prefix: String
+  var scopes: [String]
+  var createdAt: Date
+  var lastUsedAt: Date?
+  var revokedAt: Date?
+}
+
+/// API keys, stored as SHA-256 hashes in `gateway.api_keys` (a key is shown once, at creation).
+/// Keys are 192-bit random tokens, so an unsalted hash cannot be reversed by search.
+struct APIKeyStore: Sendable {
+  static let keyPrefix = "hrld_"
+  let client: PostgresClient
+  let logger: Logger
+
+  static func hash(_ key: String) -> String {
+    SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+  }
+
+  static func generateKey() -> String {
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+    var generator = SystemRandomNumberGenerator()
+    return keyPrefix + String((0..<32).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+  }
+
+  func create(name: String, scopes: [String], key: String = APIKeyStore.generateKey()) async throws -> (APIKeyRecord, String) {
+    let rows = try await client.query(
+      """
+      INSERT INTO gateway.api_keys (name, prefix, key_hash, scopes)
+      VALUES (\(name), \(String(key.prefix(12))), \(Self.hash(key)), \(scopes))
+      RETURNING id, name, prefix, scopes, created_at, last_used_at, revoked_at
+      """, logger: logger)
+    guard let record = try await Self.records(rows).first else { throw PostgresError.protocol("INSERT gave no row") }
+    return (record, key)
+  }
+
+  func authenticate(_ key: String) async throws -> APIKeyPrincipal? {
+    guard key.hasPrefix(Self.keyPrefix) || key.count >= 20, key.count <= 200 else { return nil }
+    let rows = try await client.query(
+      """
+      UPDATE gateway.api_keys SET last_used_at = now()
+      WHERE key_hash = \(Self.hash(key)) AND revoked_at IS NULL
+      RETURNING id, name, scopes
+      """, logger: logger)
+    guard let (id, name, scopes) = try await rows.collect().first?.decode((UUID, String, [String]).self) else { return nil }
+    return APIKeyPrincipal(id: id, name: name, scopes: Set(scopes))
+  }
+
+  func list() async throws -> [APIKeyRecord] {
+    try await Self.records(
+      client.query(
+        "SELECT id, name, prefix, scopes, created_at, last_used_at, revoked_at FROM gateway.api_keys ORDER BY created_at, id",
+        logger: logger))
+  }
+
+  /// False when no active key has that id.
+  func revoke(id: UUID) async throws -> Bool {
+    let rows = try await client.query(
+      "UPDATE gateway.api_keys SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id", logger: logger)
+    return try await rows.collect().count == 1
+  }
+
+  /// Makes sure an admin key exists. With a configured key, stores it (hashed) if new. Without one,
+  /// creates a key only when no active admin key exists, and returns it so it is shown once.
+  func bootstrap(configuredKey: String?) async throws -> String? {
+    let logger = self.logger
+    return try await client.withTransaction(logger: logger) { connection in
+      try await connection.query("SELECT pg_advisory_xact_lock(hashtext('herald.gateway.bootstrap-key'))", logger: logger)
+      if let configuredKey {
+        try await connection.query(
+          """
+          INSERT INTO gateway.api_keys (name, prefix, key_hash, scopes)
+          VALUES ('bootstrap admin (HERALD_ADMIN_API_KEY)', \(String(configuredKey.prefix(12))), \(Self.hash(configuredKey)), ARRAY['admin'])
+          ON CONFLICT (key_hash) DO NOTHING
+          """, logger: logger)
+        return nil
+      }
+      let admins = try await connection.query(
+        "SELECT count(*) FROM gateway.api_keys WHERE 'admin' = ANY(scopes) AND revoked_at IS NULL", logger: logger
+      ).collect().first?.decode(Int.self) ?? 0
+      guard admins == 0 else { return nil }
+      let key = Self.generateKey()
+      try await connection.query(
+        """
+        INSERT INTO gateway.api_keys (name, prefix, key_hash, scopes)
+        VALUES ('bootstrap admin (generated)', \(String(key.prefix(12))), \(Self.hash(key)), ARRAY['admin'])
+        """, logger: logger)
+      return key
+    }
+  }
+
+  static func records(_ rows: PostgresRowSequence) async throws -> [APIKeyRecord] {
+    var records: [APIKeyRecord] = []
+    for try await (id, name, prefix, scopes, createdAt, lastUsedAt, revokedAt) in rows.decode(
+      (UUID, String, String, [String], Date, Date?, Date?).self)
+    {
+      records.append(
+        APIKeyRecord(
+          id: id, name: name, prefix: prefix, scopes: scopes, createdAt: createdAt, lastUsedAt: lastUsedAt, revokedAt: revokedAt))
+    }
+    return records
+  }
+}

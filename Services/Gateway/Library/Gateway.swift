@@ -1,0 +1,106 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldMigrations
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import Hummingbird
+import Logging
+import PostgresNIO
+import Prometheus
+import ServiceLifecycle
+
+/// What the gateway reads from its environment.
+package struct GatewayConfiguration: Sendable {
+  package var host: String
+  package var port: Int
+  package var database: DatabaseConfiguration
+  package var services: [String: ServiceAddress]
+  package var rpcTimeout: Duration
+  package var statusTimeout: Duration
+  package var migrationLockTimeout: Duration
+  package var databaseWait: Duration = .seconds(60)
+  package var adminKey: Secret<String>?
+
+  package init(
+    host: String = "127.0.0.1", port: Int, database: DatabaseConfiguration, services: [String: ServiceAddress],
+    rpcTimeout: Duration = .seconds(5), statusTimeout: Duration = .seconds(2),
+    migrationLockTimeout: Duration = .seconds(60), adminKey: String? = nil
+  ) {
+    self.host = host
+    self.port = port
+    self.database = database
+    self.services = services
+    self.rpcTimeout = rpcTimeout
+    self.statusTimeout = statusTimeout
+    self.migrationLockTimeout = migrationLockTimeout
+    self.adminKey = adminKey.map(Secret.init)
+  }
+
+  package static func load(settings: Settings) throws -> GatewayConfiguration {
+    let base = try ServiceConfiguration.load(name: "gateway", settings: settings)
+    let adminKey = settings.optionalString("HERALD_ADMIN_API_KEY")
+    if let adminKey, adminKey.count < 20 || adminKey.count > 200 || adminKey.contains(where: \.isWhitespace) {
+      throw ConfigurationError.malformed(
+        variable: "HERALD_ADMIN_API_KEY", value: "<redacted>", expected: "20 to 200 characters without spaces")
+    }
+    var configuration = GatewayConfiguration(
+      host: base.host, port: base.port, database: base.database, services: base.dependencies,
+      rpcTimeout: base.rpcTimeout, statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)),
+      migrationLockTimeout: base.migrationLockTimeout, adminKey: adminKey)
+    configuration.databaseWait = base.databaseWait
+    return configuration
+  }
+}
+
+/// Builds the gateway: PostgreSQL (its own `gateway` schema, migrated before the server listens),
+/// gRPC clients to the back-ends, and the Hummingbird router.
+package func buildGateway(
+  configuration: GatewayConfiguration,
+  registry: PrometheusCollectorRegistry,
+  logger: Logger = Logger(label: "herald.gateway"),
+  announceKey: @escaping @Sendable (String) -> Void = { key in
+    print("herald gateway: created the bootstrap admin API key (shown once, store it now): \(key)")
+  }
+) throws -> some ApplicationProtocol {
+  let database = configuration.database.makeClient(logger: logger)
+  var clients: [String: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
+  for (name, address) in configuration.services {
+    clients[name] = try ServiceClientFactory.make(address: address, timeout: configuration.rpcTimeout)
+  }
+  let keys = APIKeyStore(client: database, logger: logger)
+  let probe = StatusProbe(
+    targets: configuration.services.keys.sorted().map { name in
+      StatusProbe.Target(name: name, address: configuration.services[name]!, client: clients[name]!)
+    },
+    timeout: configuration.statusTimeout, registry: registry)
+
+  let router = Router(context: GatewayRequestContext.self)
+  router.add(middleware: ProblemMiddleware())
+  router.add(middleware: MetricsMiddleware())
+  router.add(middleware: LogRequestsMiddleware(.debug))
+  let guarded = router.group().add(middleware: APIKeyMiddleware(keys: keys))
+  SystemController(probe: probe, registry: registry).addRoutes(public: router, guarded: guarded)
+  let v1 = guarded.group("v1")
+  APIKeyController(keys: keys).addRoutes(to: v1)
+  if let campaign = clients["campaign"] {
+    SubscriberController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)
+  }
+
+  var app = Application(
+    router: router,
+    configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "herald-gateway"),
+    services: [database] + clients.keys.sorted().map { GRPCClientService(client: clients[$0]!) },
+    logger: logger)
+  let runner = MigrationRunner(lockTimeout: configuration.migrationLockTimeout, logger: logger)
+  let (adminKey, databaseWait) = (configuration.adminKey?.value, configuration.databaseWait)
+  app.beforeServerStarts {
+    try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
+    if let generated = try await keys.bootstrap(configuredKey: adminKey) {
+      announceKey(generated)
+    }
+  }
+  return app
+}

@@ -1,0 +1,148 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HTTPTypes
+import HeraldProtos
+import Hummingbird
+import NIOCore
+import Prometheus
+import SwiftProtobuf
+
+/// `/health`, `/system/status`, `/metrics`, `/openapi.json`.
+struct SystemController {
+  let probe: StatusProbe
+  let registry: PrometheusCollectorRegistry
+
+  func addRoutes(public router: Router<GatewayRequestContext>, guarded: RouterGroup<GatewayRequestContext>) {
+    router.get("health") { _, _ in ["status": "ok"] }
+    guarded.get("system/status") { _, context in
+      try context.require("read")
+      return await probe.check()
+    }
+    guarded.get("metrics") { _, context in
+      try context.require("read")
+      var headers = HTTPFields()
+      headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+    guarded.get("openapi.json") { _, context in
+      try context.require("read")
+      var headers = HTTPFields()
+      headers[.contentType] = "application/json"
+      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+    }
+  }
+}
+
+/// `/v1/api-keys`: create (the key is shown once), list, revoke. Admin only.
+struct APIKeyController {
+  let keys: APIKeyStore
+
+  struct CreateRequest: Decodable {
+    var name: String
+    var scopes: [String]
+  }
+
+  struct Created: ResponseEncodable {
+    var id: UUID
+    var name: String
+    var prefix: String
+    var scopes: [String]
+    var createdAt: Date
+    var key: String
+  }
+
+  struct Listing: ResponseEncodable {
+    var keys: [APIKeyRecord]
+  }
+
+  func addRoutes(to group: RouterGroup<GatewayRequestContext>) {
+    group.post("api-keys") { request, context -> EditedResponse<Created> in
+      try context.require("admin")
+      let body = try await request.decode(as: CreateRequest.self, context: context)
+      let name = body.name.trimmingCharacters(in: .whitespaces)
+      guard !name.isEmpty, name.count <= 200 else { throw Problem.badRequest("name must be 1 to 200 characters", field: "name") }
+      guard !body.scopes.isEmpty else { throw Problem.badRequest("scopes is empty", field: "scopes") }
+      if let unknown = body.scopes.first(where: { !Scope.all.contains($0) }) {
+        throw Problem.badRequest(
+          "scope '\(unknown)' is not known (known: \(Scope.all.sorted().joined(separator: ", ")))", field: "scopes")
+      }
+      let (record, key) = try await keys.create(name: name, scopes: Array(Set(body.scopes)).sorted())
+      return EditedResponse(
+        status: .created,
+        response: Created(
+          id: record.id, name: record.name, prefix: record.prefix, scopes: record.scopes, createdAt: record.createdAt, key: key))
+    }
+    group.get("api-keys") { _, context in
+      try context.require("admin")
+      return Listing(keys: try await keys.list())
+    }
+    group.delete("api-keys/:id") { _, context -> HTTPResponse.Status in
+      try context.require("admin")
+      let text = try context.parameters.require("id")
+      guard let id = UUID(uuidString: text) else { throw Problem.badRequest("id '\(text)' is not a UUID", field: "id") }
+      guard try await keys.revoke(id: id) else { throw Problem.notFound("no active API key has id \(text)", field: "id") }
+      return .noContent
+    }
+  }
+}
+
+/// `/v1/subscribers`, relayed to the campaign service. Bodies use the proto3 JSON mapping with
+/// snake_case names, so the REST and gRPC APIs describe the same fields.
+struct SubscriberController {
+  let campaign: Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
+
+  func addRoutes(to group: RouterGroup<GatewayRequestContext>) {
+    group.post("subscribers") { request, context in
+      try context.require("subscribers:write")
+      let body = try await ProtoJSON.decode(Herald_Campaign_V1_CreateSubscriberRequest.self, from: request, context: context)
+      let created = try await ProtoJSON.call("campaign") { try await campaign.createSubscriber(body) }
+      return try ProtoJSON.response(created, status: .created)
+    }
+    group.get("subscribers/:id") { _, context in
+      try context.require("read")
+      var body = Herald_Campaign_V1_GetSubscriberRequest()
+      body.id = try context.parameters.require("id")
+      let found = try await ProtoJSON.call("campaign") { [body] in try await campaign.getSubscriber(body) }
+      return try ProtoJSON.response(found)
+    }
+  }
+}
+
+enum ProtoJSON {
+  static let maxBody = 1 << 20
+
+  static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from request: Request, context: GatewayRequestContext) async throws -> M {
+    var request = request
+    let buffer = try await request.collectBody(upTo: maxBody)
+    guard buffer.readableBytes > 0 else { throw Problem.badRequest("the request body is empty; send a JSON object") }
+    do {
+      return try M(jsonUTF8Bytes: Array(buffer: buffer))
+    } catch let error as JSONDecodingError {
+      switch error {
+      case .unknownField(let name):
+        throw Problem.badRequest("unknown field '\(name)'", field: name)
+      default:
+        throw Problem.badRequest("the request body is not valid JSON for \(M.protoMessageName): \(error)")
+      }
+    }
+  }
+
+  static func response<M: SwiftProtobuf.Message>(_ message: M, status: HTTPResponse.Status = .ok) throws -> Response {
+    var options = JSONEncodingOptions()
+    options.preserveProtoFieldNames = true
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    let bytes: [UInt8] = try message.jsonUTF8Bytes(options: options)
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+  }
+
+  /// Runs a downstream call, turning its gRPC error into a problem answer.
+  static func call<T: Sendable>(_ service: String, _ body: () async throws -> T) async throws -> T {
+    do {
+      return try await body()
+    } catch let error as RPCError {
+      throw Problem(error, service: service)
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Hummingbird
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldProtos
+import HeraldServerKit
+import Prometheus
+
+/// One back-end service's health as the gateway sees it.
+struct ServiceHealth: Codable, Sendable, Equatable {
+  var name: String
+  var address: String
+  /// SERVING, NOT_SERVING, UNKNOWN or UNREACHABLE.
+  var status: String
+  var latencyMs: Double?
+  var error: String?
+}
+
+struct SystemStatus: ResponseEncodable, Codable, Sendable, Equatable {
+  /// "ok" when every service is SERVING, else "degraded".
+  var status: String
+  var degraded: [String]
+  var services: [ServiceHealth]
+  var checkedAt: Date
+}
+
+/// Asks every back-end service's `grpc.health.v1.Health/Check`, concurrently, with a short deadline.
+struct StatusProbe: Sendable {
+  struct Target: Sendable {
+    var name: String
+    var address: ServiceAddress
+    var client: GRPCClient<HTTP2ClientTransport.Posix>
+  }
+
+  let targets: [Target]
+  let timeout: Duration
+  let registry: PrometheusCollectorRegistry
+
+  func check() async -> SystemStatus {
+    let results = await withTaskGroup(of: ServiceHealth.self) { group in
+      for target in targets {
+        group.addTask { await probe(target) }
+      }
+      var results: [ServiceHealth] = []
+      for await result in group { results.append(result) }
+      return results.sorted { $0.name < $1.name }
+    }
+    for result in results {
+      registry.makeGauge(name: "herald_service_up", labels: [("service", result.name)])
+        .set(Int64(result.status == "SERVING" ? 1 : 0))
+    }
+    let degraded = results.filter { $0.status != "SERVING" }.map(\.name)
+    return SystemStatus(status: degraded.isEmpty ? "ok" : "degraded", degraded: degraded, services: results, checkedAt: Date())
+  }
+
+  private func probe(_ target: Target) async -> ServiceHealth {
+    let health = Grpc_Health_V1_Health.Client(wrapping: target.client)
+    let started = ContinuousClock.now
+    var result = ServiceHealth(name: target.name, address: target.address.description, status: "UNREACHABLE")
+    do {
+      let response = try await health.check(Grpc_Health_V1_HealthCheckRequest(), options: .timeout(timeout))
+      result.latencyMs = ((ContinuousClock.now - started).milliseconds * 100).rounded() / 100
+      switch response.status {
+      case .serving: result.status = "SERVING"
+      case .notServing: result.status = "NOT_SERVING"
+      default: result.status = "UNKNOWN"
+      }
+    } catch let error as RPCError {
+      result.error = "\(error.code): \(error.message)"
+    } catch {
+      result.error = "\(error)"
+    }
+    return result
+  }
+}

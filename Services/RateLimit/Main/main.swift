@@ -1,0 +1,4 @@
+import HeraldRateLimit
+import HeraldServerKit
+
+await ServiceMain.run(RateLimitDefinition.definition)

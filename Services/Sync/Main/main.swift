@@ -1,0 +1,4 @@
+import HeraldSync
+import HeraldServerKit
+
+await ServiceMain.run(SyncDefinition.definition)

@@ -1,0 +1,4 @@
+import HeraldVerification
+import HeraldServerKit
+
+await ServiceMain.run(VerificationDefinition.definition)

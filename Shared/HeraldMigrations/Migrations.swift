@@ -1,0 +1,166 @@
+import HeraldPostgres
+
+/// Each schema's ordered migrations: the one source of truth for that schema (SPEC §1). A service
+/// applies its own at start-up; verification applies them into scratch schemas to detect drift.
+/// Never edit an applied migration: add a new one (a changed checksum stops the service).
+package enum HeraldMigrations {
+  package static let all: [MigrationSet] = [campaign, delivery, ratelimit, sync, verification, gateway]
+
+  package static func set(forSchema schema: String) -> MigrationSet? {
+    all.first { $0.schema == schema }
+  }
+
+  package static let campaign = MigrationSet(
+    schema: "campaign",
+    migrations: [
+      Migration(
+        version: 1, name: "subscribers",
+        sql: #"""
+          CREATE TABLE subscribers (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            email text UNIQUE CHECK (email = lower(email) AND length(email) <= 254),
+            phone text UNIQUE CHECK (phone ~ '^\+[1-9][0-9]{6,14}$'),
+            first_name text NOT NULL DEFAULT '',
+            last_name text NOT NULL DEFAULT '',
+            attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+            email_subscribed boolean NOT NULL DEFAULT false,
+            email_consent_source text,
+            email_consented_at timestamptz,
+            email_unsubscribed_at timestamptz,
+            sms_subscribed boolean NOT NULL DEFAULT false,
+            sms_consent_source text,
+            sms_consented_at timestamptz,
+            sms_unsubscribed_at timestamptz,
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked', 'erased')),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT subscribers_contact_check CHECK (email IS NOT NULL OR phone IS NOT NULL OR status = 'erased'),
+            CONSTRAINT subscribers_email_consent_check
+              CHECK (NOT email_subscribed OR (email IS NOT NULL AND email_consent_source IS NOT NULL AND email_consented_at IS NOT NULL)),
+            CONSTRAINT subscribers_sms_consent_check
+              CHECK (NOT sms_subscribed OR (phone IS NOT NULL AND sms_consent_source IS NOT NULL AND sms_consented_at IS NOT NULL))
+          );
+          CREATE INDEX subscribers_created_at_idx ON subscribers (created_at, id);
+          """#),
+    ])
+
+  package static let delivery = MigrationSet(
+    schema: "delivery",
+    migrations: [
+      Migration(
+        version: 1, name: "message queue",
+        sql: #"""
+          CREATE TABLE messages (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            idempotency_key text NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 200),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            recipient text NOT NULL CHECK (recipient <> ''),
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL,
+            campaign_id uuid,
+            subscriber_id uuid,
+            status text NOT NULL DEFAULT 'queued' CHECK (status IN (
+              'queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'suppressed', 'expired', 'dead', 'unknown')),
+            attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            not_before timestamptz NOT NULL DEFAULT now(),
+            lease_expires_at timestamptz,
+            last_error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX messages_due_idx ON messages (not_before) WHERE status = 'queued';
+          CREATE INDEX messages_campaign_idx ON messages (campaign_id) WHERE campaign_id IS NOT NULL;
+          CREATE TABLE delivery_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            status text NOT NULL,
+            detail text,
+            occurred_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX delivery_events_message_idx ON delivery_events (message_id);
+          """#),
+    ])
+
+  package static let ratelimit = MigrationSet(
+    schema: "ratelimit",
+    migrations: [
+      Migration(
+        version: 1, name: "limits",
+        sql: #"""
+          CREATE TABLE limits (
+            key text PRIMARY KEY CHECK (key <> ''),
+            requests_per_unit bigint NOT NULL CHECK (requests_per_unit > 0),
+            unit text NOT NULL CHECK (unit IN ('second', 'minute', 'hour', 'day')),
+            algorithm text NOT NULL CHECK (algorithm IN ('token_bucket', 'sliding_window')),
+            burst bigint NOT NULL CHECK (burst > 0),
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          """#),
+    ])
+
+  package static let sync = MigrationSet(
+    schema: "sync",
+    migrations: [
+      Migration(
+        version: 1, name: "jobs and field mappings",
+        sql: #"""
+          CREATE TABLE jobs (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            base_id text NOT NULL CHECK (base_id <> ''),
+            table_id text NOT NULL CHECK (table_id <> ''),
+            token_env text NOT NULL CHECK (token_env ~ '^[A-Z_][A-Z0-9_]*$'),
+            direction text NOT NULL CHECK (direction IN ('pull', 'push', 'both')),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (base_id, table_id)
+          );
+          CREATE TABLE field_mappings (
+            job_id uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            position integer NOT NULL CHECK (position >= 0),
+            external_field text NOT NULL CHECK (external_field <> ''),
+            subscriber_field text NOT NULL CHECK (subscriber_field <> ''),
+            PRIMARY KEY (job_id, position),
+            UNIQUE (job_id, external_field),
+            UNIQUE (job_id, subscriber_field)
+          );
+          """#),
+    ])
+
+  package static let verification = MigrationSet(
+    schema: "verification",
+    migrations: [
+      Migration(
+        version: 1, name: "reports",
+        sql: #"""
+          CREATE TABLE reports (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            kind text NOT NULL CHECK (kind IN ('full', 'ledger', 'schema', 'data', 'health')),
+            started_at timestamptz NOT NULL,
+            finished_at timestamptz NOT NULL,
+            overall_status text NOT NULL CHECK (overall_status IN ('ok', 'warning', 'critical')),
+            body jsonb NOT NULL,
+            CHECK (finished_at >= started_at)
+          );
+          CREATE INDEX reports_started_at_idx ON reports (started_at DESC);
+          """#),
+    ])
+
+  package static let gateway = MigrationSet(
+    schema: "gateway",
+    migrations: [
+      Migration(
+        version: 1, name: "api keys",
+        sql: #"""
+          CREATE TABLE api_keys (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL CHECK (name <> ''),
+            prefix text NOT NULL,
+            key_hash text NOT NULL UNIQUE CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+            scopes text[] NOT NULL CHECK (cardinality(scopes) > 0),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            last_used_at timestamptz,
+            revoked_at timestamptz
+          );
+          """#),
+    ])
+}

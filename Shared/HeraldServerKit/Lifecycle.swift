@@ -1,0 +1,51 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import ServiceLifecycle
+
+/// Runs a gRPC server as a swift-service-lifecycle service: serves until graceful shutdown,
+/// then reports NOT_SERVING, ends health watches and lets in-flight RPCs finish.
+package struct GRPCServerService: Service {
+  let server: GRPCServer<HTTP2ServerTransport.Posix>
+  let health: HealthStatus
+
+  package func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await server.serve()
+    } onGracefulShutdown: {
+      health.shutDown()
+      server.beginGracefulShutdown()
+    }
+  }
+}
+
+/// Runs a gRPC client's connections until graceful shutdown.
+package struct GRPCClientService: Service {
+  package let client: GRPCClient<HTTP2ClientTransport.Posix>
+
+  package init(client: GRPCClient<HTTP2ClientTransport.Posix>) {
+    self.client = client
+  }
+
+  package func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await client.runConnections()
+    } onGracefulShutdown: {
+      client.beginGracefulShutdown()
+    }
+  }
+}
+
+/// Makes gRPC clients for other Herald services. Every call gets `timeout` as its deadline unless
+/// the call sets its own, and carries the current request id.
+package enum ServiceClientFactory {
+  package static func make(address: ServiceAddress, timeout: Duration) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+    let defaults = MethodConfig(names: [MethodConfig.Name(service: "")], timeout: timeout)
+    let transport = try HTTP2ClientTransport.Posix(
+      target: .dns(host: address.host, port: address.port),
+      transportSecurity: .plaintext,
+      serviceConfig: ServiceConfig(methodConfig: [defaults])
+    )
+    return GRPCClient(transport: transport, interceptors: [RequestIDClientInterceptor()])
+  }
+}

@@ -1,0 +1,18 @@
+import GRPCCore
+
+/// Metadata key naming the request field an INVALID_ARGUMENT (or similar) error is about; the
+/// gateway turns it into the `field` of its problem+json answer.
+package let fieldMetadataKey = "herald-field"
+
+extension RPCError {
+  /// An error about one field of the request.
+  package static func field(_ field: String, _ code: RPCError.Code = .invalidArgument, _ message: String) -> RPCError {
+    var metadata = Metadata()
+    metadata.addString(field, forKey: fieldMetadataKey)
+    return RPCError(code: code, message: message, metadata: metadata)
+  }
+
+  package var field: String? {
+    metadata[stringValues: fieldMetadataKey].first(where: { _ in true })
+  }
+}
