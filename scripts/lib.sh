@@ -18,9 +18,9 @@ ensure_apt_packages() {
 # Prints the folder holding initdb and pg_ctl, installing PostgreSQL if there is none.
 postgres_bin() {
   local folder
-  for folder in $(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/x)") \
-    $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n -r); do
-    if [ -x "$folder/pg_ctl" ] && [ -x "$folder/initdb" ]; then echo "$folder"; return 0; fi
+  for folder in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n -r) \
+    $(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/x)"); do
+    if [ -x "$folder/pg_ctl" ] && [ -x "$folder/initdb" ] && [ -x "$folder/psql" ]; then echo "$folder"; return 0; fi
   done
   ensure_apt_packages postgresql >&2
   ls -d /usr/lib/postgresql/*/bin | sort -t/ -k4 -n -r | head -n 1

@@ -148,7 +148,16 @@ import Testing
         #expect(response.status == .conflict)
         #expect(try Self.json(response.body)["field"] as? String == "email")
       }
-      try await client.execute(uri: "/v1/subscribers/\(UUID())", method: .get, headers: admin) { response async throws in
+      try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: admin, body: ByteBuffer(string: #"{"email": "#)
+      ) { response async throws in
+        #expect(response.status == .badRequest)
+        #expect((try Self.json(response.body)["detail"] as? String)?.hasPrefix("the request body is not valid JSON: ") == true)
+      }
+      var tagged = admin
+      tagged[HTTPField.Name("X-Request-Id")!] = "trace-42"
+      try await client.execute(uri: "/v1/subscribers/\(UUID())", method: .get, headers: tagged) { response async throws in
+        #expect(response.headers[HTTPField.Name("X-Request-Id")!] == "trace-42")
         #expect(response.status == .notFound)
       }
       try await client.execute(uri: "/v1/no-such-route", method: .get, headers: admin) { response async throws in

@@ -78,6 +78,7 @@ package func buildGateway(
     timeout: configuration.statusTimeout, registry: registry)
 
   let router = Router(context: GatewayRequestContext.self)
+  router.add(middleware: RequestIDMiddleware())
   router.add(middleware: ProblemMiddleware())
   router.add(middleware: MetricsMiddleware())
   router.add(middleware: LogRequestsMiddleware(.debug))

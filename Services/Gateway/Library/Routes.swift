@@ -116,8 +116,14 @@ enum ProtoJSON {
     var request = request
     let buffer = try await request.collectBody(upTo: maxBody)
     guard buffer.readableBytes > 0 else { throw Problem.badRequest("the request body is empty; send a JSON object") }
+    let bytes = Array(buffer: buffer)
     do {
-      return try M(jsonUTF8Bytes: Array(buffer: buffer))
+      _ = try JSONSerialization.jsonObject(with: Data(bytes))
+    } catch {
+      throw Problem.badRequest("the request body is not valid JSON: \((error as NSError).debugDescription)")
+    }
+    do {
+      return try M(jsonUTF8Bytes: bytes)
     } catch let error as JSONDecodingError {
       switch error {
       case .unknownField(let name):
