@@ -12,46 +12,37 @@ import PostgresNIO
 import Prometheus
 import ServiceLifecycle
 
-/// What the gateway reads from its environment.
+/// What the gateway reads from its environment: the settings every process has (its back-end
+/// addresses are its dependencies), plus its own.
 package struct GatewayConfiguration: Sendable {
-  package var host: String
-  package var port: Int
-  package var database: DatabaseConfiguration
-  package var services: [String: ServiceAddress]
-  package var rpcTimeout: Duration
+  package var common: ServiceConfiguration
   package var statusTimeout: Duration
-  package var migrationLockTimeout: Duration
-  package var databaseWait: Duration = .seconds(60)
   package var adminKey: Secret<String>?
 
   package init(
     host: String = "127.0.0.1", port: Int, database: DatabaseConfiguration, services: [String: ServiceAddress],
-    rpcTimeout: Duration = .seconds(5), statusTimeout: Duration = .seconds(2),
-    migrationLockTimeout: Duration = .seconds(60), adminKey: String? = nil
+    statusTimeout: Duration = .seconds(2), adminKey: String? = nil
   ) {
-    self.host = host
-    self.port = port
-    self.database = database
-    self.services = services
-    self.rpcTimeout = rpcTimeout
+    self.init(
+      common: ServiceConfiguration(name: "gateway", host: host, port: port, database: database, dependencies: services),
+      statusTimeout: statusTimeout, adminKey: adminKey)
+  }
+
+  package init(common: ServiceConfiguration, statusTimeout: Duration, adminKey: String?) {
+    self.common = common
     self.statusTimeout = statusTimeout
-    self.migrationLockTimeout = migrationLockTimeout
     self.adminKey = adminKey.map(Secret.init)
   }
 
   package static func load(settings: Settings) throws -> GatewayConfiguration {
-    let base = try ServiceConfiguration.load(name: "gateway", settings: settings)
     let adminKey = settings.optionalString("HERALD_ADMIN_API_KEY")
     if let adminKey, adminKey.count < 20 || adminKey.count > 200 || adminKey.contains(where: \.isWhitespace) {
       throw ConfigurationError.malformed(
         variable: "HERALD_ADMIN_API_KEY", value: "<redacted>", expected: "20 to 200 characters without spaces")
     }
-    var configuration = GatewayConfiguration(
-      host: base.host, port: base.port, database: base.database, services: base.dependencies,
-      rpcTimeout: base.rpcTimeout, statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)),
-      migrationLockTimeout: base.migrationLockTimeout, adminKey: adminKey)
-    configuration.databaseWait = base.databaseWait
-    return configuration
+    return GatewayConfiguration(
+      common: try ServiceConfiguration.load(name: "gateway", settings: settings),
+      statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey)
   }
 }
 
@@ -65,15 +56,16 @@ package func buildGateway(
     print("herald gateway: created the bootstrap admin API key (shown once, store it now): \(key)")
   }
 ) throws -> some ApplicationProtocol {
-  let database = configuration.database.makeClient(logger: logger)
+  let common = configuration.common
+  let database = common.database.makeClient(logger: logger)
   var clients: [String: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
-  for (name, address) in configuration.services {
-    clients[name] = try ServiceClientFactory.make(address: address, timeout: configuration.rpcTimeout)
+  for (name, address) in common.dependencies {
+    clients[name] = try ServiceClientFactory.make(address: address, timeout: common.rpcTimeout)
   }
   let keys = APIKeyStore(client: database, logger: logger)
   let probe = StatusProbe(
-    targets: configuration.services.keys.sorted().map { name in
-      StatusProbe.Target(name: name, address: configuration.services[name]!, client: clients[name]!)
+    targets: common.dependencies.keys.sorted().map { name in
+      StatusProbe.Target(name: name, address: common.dependencies[name]!, client: clients[name]!)
     },
     timeout: configuration.statusTimeout, registry: registry)
 
@@ -92,11 +84,11 @@ package func buildGateway(
 
   var app = Application(
     router: router,
-    configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "herald-gateway"),
+    configuration: .init(address: .hostname(common.host, port: common.port), serverName: "herald-gateway"),
     services: [database] + clients.keys.sorted().map { GRPCClientService(client: clients[$0]!) },
     logger: logger)
-  let runner = MigrationRunner(lockTimeout: configuration.migrationLockTimeout, logger: logger)
-  let (adminKey, databaseWait) = (configuration.adminKey?.value, configuration.databaseWait)
+  let runner = MigrationRunner(lockTimeout: common.migrationLockTimeout, logger: logger)
+  let (adminKey, databaseWait) = (configuration.adminKey?.value, common.databaseWait)
   app.beforeServerStarts {
     try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
     if let generated = try await keys.bootstrap(configuredKey: adminKey) {

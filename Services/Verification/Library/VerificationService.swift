@@ -1,5 +1,6 @@
 import GRPCCore
 import HeraldMigrations
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 
