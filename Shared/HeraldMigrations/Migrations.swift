@@ -42,6 +42,24 @@ package enum HeraldMigrations {
           );
           CREATE INDEX subscribers_created_at_idx ON subscribers (created_at, id);
           """#),
+      Migration(
+        version: 2, name: "consent history",
+        sql: #"""
+          CREATE TABLE consent_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            channel text NOT NULL CHECK (channel IN ('email', 'sms')),
+            subscribed boolean NOT NULL,
+            source text NOT NULL CHECK (source <> ''),
+            occurred_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX consent_events_subscriber_idx ON consent_events (subscriber_id, id);
+          INSERT INTO consent_events (subscriber_id, channel, subscribed, source, occurred_at)
+            SELECT id, 'email', true, email_consent_source, email_consented_at FROM subscribers WHERE email_subscribed
+            UNION ALL
+            SELECT id, 'sms', true, sms_consent_source, sms_consented_at FROM subscribers WHERE sms_subscribed
+            ORDER BY 5;
+          """#),
     ])
 
   package static let delivery = MigrationSet(

@@ -49,10 +49,80 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UpdateSubscriber" metadata.
+        public enum UpdateSubscriber: Sendable {
+            /// Request type for "UpdateSubscriber".
+            public typealias Input = Herald_Campaign_V1_UpdateSubscriberRequest
+            /// Response type for "UpdateSubscriber".
+            public typealias Output = Herald_Campaign_V1_Subscriber
+            /// Descriptor for "UpdateSubscriber".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "UpdateSubscriber",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSubscribers" metadata.
+        public enum ListSubscribers: Sendable {
+            /// Request type for "ListSubscribers".
+            public typealias Input = Herald_Campaign_V1_ListSubscribersRequest
+            /// Response type for "ListSubscribers".
+            public typealias Output = Herald_Campaign_V1_ListSubscribersResponse
+            /// Descriptor for "ListSubscribers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListSubscribers",
+                type: .unary
+            )
+        }
+        /// Namespace for "Unsubscribe" metadata.
+        public enum Unsubscribe: Sendable {
+            /// Request type for "Unsubscribe".
+            public typealias Input = Herald_Campaign_V1_UnsubscribeRequest
+            /// Response type for "Unsubscribe".
+            public typealias Output = Herald_Campaign_V1_Subscriber
+            /// Descriptor for "Unsubscribe".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "Unsubscribe",
+                type: .unary
+            )
+        }
+        /// Namespace for "ExportSubscriber" metadata.
+        public enum ExportSubscriber: Sendable {
+            /// Request type for "ExportSubscriber".
+            public typealias Input = Herald_Campaign_V1_ExportSubscriberRequest
+            /// Response type for "ExportSubscriber".
+            public typealias Output = Herald_Campaign_V1_SubscriberExport
+            /// Descriptor for "ExportSubscriber".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ExportSubscriber",
+                type: .unary
+            )
+        }
+        /// Namespace for "EraseSubscriber" metadata.
+        public enum EraseSubscriber: Sendable {
+            /// Request type for "EraseSubscriber".
+            public typealias Input = Herald_Campaign_V1_EraseSubscriberRequest
+            /// Response type for "EraseSubscriber".
+            public typealias Output = Herald_Campaign_V1_Subscriber
+            /// Descriptor for "EraseSubscriber".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "EraseSubscriber",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.campaign.v1.CampaignService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateSubscriber.descriptor,
-            GetSubscriber.descriptor
+            GetSubscriber.descriptor,
+            UpdateSubscriber.descriptor,
+            ListSubscribers.descriptor,
+            Unsubscribe.descriptor,
+            ExportSubscriber.descriptor,
+            EraseSubscriber.descriptor
         ]
     }
 }
@@ -115,6 +185,96 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "UpdateSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_UpdateSubscriberRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Subscriber` messages.
+        func updateSubscriber(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "ListSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Oldest first, a page at a time; pass next_page_token back to continue.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListSubscribersResponse` messages.
+        func listSubscribers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSubscribersResponse>
+
+        /// Handle the "Unsubscribe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_UnsubscribeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Subscriber` messages.
+        func unsubscribe(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "ExportSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ExportSubscriberRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_SubscriberExport` messages.
+        func exportSubscriber(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberExport>
+
+        /// Handle the "EraseSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_EraseSubscriberRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Subscriber` messages.
+        func eraseSubscriber(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
     }
 
     /// Service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -161,6 +321,96 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "UpdateSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Subscriber` message.
+        func updateSubscriber(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "ListSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Oldest first, a page at a time; pass next_page_token back to continue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListSubscribersResponse` message.
+        func listSubscribers(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse>
+
+        /// Handle the "Unsubscribe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Subscriber` message.
+        func unsubscribe(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "ExportSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ExportSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_SubscriberExport` message.
+        func exportSubscriber(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberExport>
+
+        /// Handle the "EraseSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Subscriber` message.
+        func eraseSubscriber(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
     }
 
     /// Simple service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -205,6 +455,96 @@ extension Herald_Campaign_V1_CampaignService {
             request: Herald_Campaign_V1_GetSubscriberRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Subscriber
+
+        /// Handle the "UpdateSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_UpdateSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Subscriber` to respond with.
+        func updateSubscriber(
+            request: Herald_Campaign_V1_UpdateSubscriberRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Subscriber
+
+        /// Handle the "ListSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Oldest first, a page at a time; pass next_page_token back to continue.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListSubscribersResponse` to respond with.
+        func listSubscribers(
+            request: Herald_Campaign_V1_ListSubscribersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListSubscribersResponse
+
+        /// Handle the "Unsubscribe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_UnsubscribeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Subscriber` to respond with.
+        func unsubscribe(
+            request: Herald_Campaign_V1_UnsubscribeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Subscriber
+
+        /// Handle the "ExportSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ExportSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_SubscriberExport` to respond with.
+        func exportSubscriber(
+            request: Herald_Campaign_V1_ExportSubscriberRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_SubscriberExport
+
+        /// Handle the "EraseSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_EraseSubscriberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Subscriber` to respond with.
+        func eraseSubscriber(
+            request: Herald_Campaign_V1_EraseSubscriberRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Subscriber
     }
 }
 
@@ -229,6 +569,61 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Subscriber>(),
             handler: { request, context in
                 try await self.getSubscriber(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.UpdateSubscriber.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UpdateSubscriberRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Subscriber>(),
+            handler: { request, context in
+                try await self.updateSubscriber(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListSubscribers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListSubscribersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListSubscribersResponse>(),
+            handler: { request, context in
+                try await self.listSubscribers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.Unsubscribe.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Subscriber>(),
+            handler: { request, context in
+                try await self.unsubscribe(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ExportSubscriber.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ExportSubscriberRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SubscriberExport>(),
+            handler: { request, context in
+                try await self.exportSubscriber(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.EraseSubscriber.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_EraseSubscriberRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Subscriber>(),
+            handler: { request, context in
+                try await self.eraseSubscriber(
                     request: request,
                     context: context
                 )
@@ -261,6 +656,61 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func updateSubscriber(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
+        let response = try await self.updateSubscriber(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSubscribers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSubscribersResponse> {
+        let response = try await self.listSubscribers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func unsubscribe(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
+        let response = try await self.unsubscribe(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func exportSubscriber(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberExport> {
+        let response = try await self.exportSubscriber(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func eraseSubscriber(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
+        let response = try await self.eraseSubscriber(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -285,6 +735,71 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
             message: try await self.getSubscriber(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateSubscriber(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
+            message: try await self.updateSubscriber(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSubscribers(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse>(
+            message: try await self.listSubscribers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func unsubscribe(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
+            message: try await self.unsubscribe(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func exportSubscriber(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberExport> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberExport>(
+            message: try await self.exportSubscriber(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func eraseSubscriber(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
+            message: try await self.eraseSubscriber(
                 request: request.message,
                 context: context
             ),
@@ -344,6 +859,121 @@ extension Herald_Campaign_V1_CampaignService {
         func getSubscriber<Result>(
             request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetSubscriberRequest>,
             serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UpdateSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Oldest first, a page at a time; pass next_page_token back to continue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListSubscribersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSubscribersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Unsubscribe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unsubscribe<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExportSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ExportSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ExportSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberExport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func exportSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ExportSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberExport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberExport>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "EraseSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_EraseSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func eraseSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_EraseSubscriberRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
@@ -434,6 +1064,176 @@ extension Herald_Campaign_V1_CampaignService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "UpdateSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UpdateSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UpdateSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.UpdateSubscriber.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Oldest first, a page at a time; pass next_page_token back to continue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListSubscribersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSubscribersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListSubscribers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Unsubscribe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unsubscribe<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.Unsubscribe.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExportSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ExportSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ExportSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberExport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func exportSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ExportSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberExport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberExport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ExportSubscriber.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "EraseSubscriber" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_EraseSubscriberRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Subscriber` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func eraseSubscriber<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_EraseSubscriberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.EraseSubscriber.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -493,6 +1293,151 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
         try await self.getSubscriber(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetSubscriberRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Subscriber>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_UpdateSubscriberRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateSubscriber<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateSubscriberRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateSubscriber(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UpdateSubscriberRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Subscriber>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Oldest first, a page at a time; pass next_page_token back to continue.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListSubscribersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSubscribers<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSubscribersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSubscribers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListSubscribersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListSubscribersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Unsubscribe" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unsubscribe<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unsubscribe(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UnsubscribeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Subscriber>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ExportSubscriberRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportSubscriber<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ExportSubscriberRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberExport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.exportSubscriber(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ExportSubscriberRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_SubscriberExport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "EraseSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func eraseSubscriber<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.eraseSubscriber(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_EraseSubscriberRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Subscriber>(),
             options: options,
             onResponse: handleResponse
@@ -564,6 +1509,171 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields that are set; the same checks as CreateSubscriber apply.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateSubscriber<Result>(
+        _ message: Herald_Campaign_V1_UpdateSubscriberRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateSubscriberRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Oldest first, a page at a time; pass next_page_token back to continue.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSubscribers<Result>(
+        _ message: Herald_Campaign_V1_ListSubscribersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListSubscribersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSubscribers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Unsubscribe" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Withdraws consent for one channel (or both) at once; later sends honour it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unsubscribe<Result>(
+        _ message: Herald_Campaign_V1_UnsubscribeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unsubscribe(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Everything Herald's campaign service holds about one subscriber (GDPR access).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportSubscriber<Result>(
+        _ message: Herald_Campaign_V1_ExportSubscriberRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberExport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ExportSubscriberRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.exportSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "EraseSubscriber" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func eraseSubscriber<Result>(
+        _ message: Herald_Campaign_V1_EraseSubscriberRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_EraseSubscriberRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.eraseSubscriber(
             request: request,
             options: options,
             onResponse: handleResponse

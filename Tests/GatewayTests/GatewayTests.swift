@@ -173,6 +173,55 @@ import Testing
     }
   }
 
+  @Test func subscriberLifecycleOverREST() async throws {
+    try await withGateway { client in
+      let admin = Self.headers(Self.adminKey, json: true)
+      let id = try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: admin,
+        body: ByteBuffer(string: #"{"email": "ada@example.com", "email_consent": {"subscribed": true, "source": "form"}}"#)
+      ) { response async throws in try #require(try Self.json(response.body)["id"] as? String) }
+      try await client.execute(
+        uri: "/v1/subscribers/\(id)", method: .patch, headers: admin, body: ByteBuffer(string: #"{"first_name": "Ada"}"#)
+      ) { response async throws in
+        #expect(response.status == .ok)
+        #expect(try Self.json(response.body)["first_name"] as? String == "Ada")
+      }
+      try await client.execute(
+        uri: "/v1/subscribers/\(id)/unsubscribe", method: .post, headers: admin, body: ByteBuffer(string: #"{"channel": "fax"}"#)
+      ) { response async throws in
+        #expect(response.status == .badRequest)
+        #expect(try Self.json(response.body)["field"] as? String == "channel")
+      }
+      try await client.execute(
+        uri: "/v1/subscribers/\(id)/unsubscribe", method: .post, headers: admin,
+        body: ByteBuffer(string: #"{"channel": "email", "source": "support"}"#)
+      ) { response async throws in
+        #expect(response.status == .ok)
+        let consent = try #require(try Self.json(response.body)["email_consent"] as? [String: Any])
+        #expect(consent["subscribed"] == nil)
+        #expect(consent["unsubscribed_at"] is String)
+      }
+      try await client.execute(uri: "/v1/subscribers/\(id)/export", method: .get, headers: admin) { response async throws in
+        let history = try #require(try Self.json(response.body)["consent_history"] as? [[String: Any]])
+        #expect(history.map { $0["source"] as? String } == ["form", "support"])
+      }
+      try await client.execute(uri: "/v1/subscribers?page_size=0x10", method: .get, headers: admin) { response async throws in
+        #expect(response.status == .badRequest)
+        #expect(try Self.json(response.body)["field"] as? String == "page_size")
+      }
+      try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: admin) { response async throws in
+        let subscribers = try #require(try Self.json(response.body)["subscribers"] as? [[String: Any]])
+        #expect(subscribers.map { $0["id"] as? String } == [id])
+      }
+      try await client.execute(uri: "/v1/subscribers/\(id)", method: .delete, headers: admin) { response async throws in
+        #expect(response.status == .ok)
+        let body = try Self.json(response.body)
+        #expect(body["status"] as? String == "erased")
+        #expect(body["email"] == nil)
+      }
+    }
+  }
+
   @Test func systemStatusNamesTheServicesThatAreDown() async throws {
     try await withGateway { client async throws in
       try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
@@ -206,7 +255,9 @@ import Testing
         let routes: [(String, String)] = [
           ("/health", "get"), ("/system/status", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
           ("/v1/api-keys", "get"), ("/v1/api-keys", "post"), ("/v1/api-keys/{id}", "delete"),
-          ("/v1/subscribers", "post"), ("/v1/subscribers/{id}", "get"),
+          ("/v1/subscribers", "get"), ("/v1/subscribers", "post"), ("/v1/subscribers/{id}", "get"),
+          ("/v1/subscribers/{id}", "patch"), ("/v1/subscribers/{id}", "delete"),
+          ("/v1/subscribers/{id}/unsubscribe", "post"), ("/v1/subscribers/{id}/export", "get"),
         ]
         for (path, method) in routes {
           #expect(paths[path]?[method] != nil, "\(method) \(path) is not in the OpenAPI document")

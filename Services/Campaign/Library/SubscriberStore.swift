@@ -34,14 +34,32 @@ package struct NewSubscriber: Sendable {
   package var smsConsentSource: String?
 }
 
+/// One change of consent, kept forever as proof (SPEC §2: provenance of every consent).
+package struct ConsentEvent: Sendable, Equatable {
+  package var channel: String
+  package var subscribed: Bool
+  package var source: String
+  package var occurredAt: Date
+}
+
 package enum SubscriberStoreError: Error, Equatable {
   /// The normalised e-mail or phone belongs to another subscriber.
   case duplicate(field: String)
+  /// A page token that does not name a subscriber.
+  case badPageToken
 }
 
 package protocol SubscriberStore: Sendable {
   func create(_ subscriber: NewSubscriber) async throws -> SubscriberRecord
   func get(id: UUID) async throws -> SubscriberRecord?
+  /// Locks the subscriber, lets `change` edit it (given the transaction's time) and return the
+  /// consent events it caused, then writes both in the same transaction. nil when no such id.
+  func update(
+    id: UUID, _ change: @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+  ) async throws -> SubscriberRecord?
+  /// Oldest first, after the subscriber `after` (keyset pagination on created_at, id).
+  func list(after: UUID?, limit: Int) async throws -> [SubscriberRecord]
+  func consentHistory(id: UUID) async throws -> [ConsentEvent]
 }
 
 package struct PostgresSubscriberStore: SubscriberStore {
@@ -60,8 +78,28 @@ package struct PostgresSubscriberStore: SubscriberStore {
     """
 
   package func create(_ subscriber: NewSubscriber) async throws -> SubscriberRecord {
+    let logger = self.logger
     do {
-      let rows = try await client.query(
+      return try await client.withTransaction(logger: logger) { connection in
+        let record = try await Self.insert(subscriber, connection: connection, logger: logger)
+        for (channel, source, at) in [
+          ("email", subscriber.emailConsentSource, record.emailConsent.consentedAt),
+          ("sms", subscriber.smsConsentSource, record.smsConsent.consentedAt),
+        ] {
+          guard let source, let at else { continue }
+          try await Self.record(
+            ConsentEvent(channel: channel, subscribed: true, source: source, occurredAt: at), for: record.id,
+            connection: connection, logger: logger)
+        }
+        return record
+      }
+    } catch where error.sqlState == "23505" {
+      throw SubscriberStoreError.duplicate(field: (error.constraintName ?? "").contains("phone") ? "phone" : "email")
+    }
+  }
+
+  private static func insert(_ subscriber: NewSubscriber, connection: PostgresConnection, logger: Logger) async throws -> SubscriberRecord {
+      let rows = try await connection.query(
         """
         INSERT INTO campaign.subscribers (
           email, phone, first_name, last_name, attributes,
@@ -80,10 +118,93 @@ package struct PostgresSubscriberStore: SubscriberStore {
         throw PostgresError.protocol("INSERT ... RETURNING gave no row")
       }
       return record
-    } catch where error.sqlState == "23505" {
-      let constraint = error.constraintName ?? ""
-      throw SubscriberStoreError.duplicate(field: constraint.contains("phone") ? "phone" : "email")
+  }
+
+  private static func record(_ event: ConsentEvent, for id: UUID, connection: PostgresConnection, logger: Logger) async throws {
+    try await connection.query(
+      """
+      INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at)
+      VALUES (\(id), \(event.channel), \(event.subscribed), \(event.source), \(event.occurredAt))
+      """, logger: logger)
+  }
+
+  package func update(
+    id: UUID, _ change: @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+  ) async throws -> SubscriberRecord? {
+    let logger = self.logger
+    do {
+      return try await client.withTransaction(logger: logger) { connection -> SubscriberRecord? in
+        let rows = try await connection.query(
+          "SELECT \(unescaped: Self.columns), now() AS now FROM campaign.subscribers WHERE id = \(id) FOR UPDATE",
+          logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        var record = try Self.record(row)
+        let now = try row.makeRandomAccess()["now"].decode(Date.self)
+        let original = record
+        let events = try change(&record, now)
+        // A change that changes nothing (a second unsubscribe or erase) writes nothing.
+        if record == original && events.isEmpty { return original }
+        let written = try await connection.query(
+          """
+          UPDATE campaign.subscribers SET
+            email = \(record.email), phone = \(record.phone), first_name = \(record.firstName),
+            last_name = \(record.lastName), attributes = \(record.attributesJSON)::jsonb,
+            email_subscribed = \(record.emailConsent.subscribed), email_consent_source = \(record.emailConsent.source),
+            email_consented_at = \(record.emailConsent.consentedAt), email_unsubscribed_at = \(record.emailConsent.unsubscribedAt),
+            sms_subscribed = \(record.smsConsent.subscribed), sms_consent_source = \(record.smsConsent.source),
+            sms_consented_at = \(record.smsConsent.consentedAt), sms_unsubscribed_at = \(record.smsConsent.unsubscribedAt),
+            status = \(record.status), updated_at = now()
+          WHERE id = \(id)
+          RETURNING \(unescaped: Self.columns)
+          """, logger: logger
+        ).collect()
+        for event in events {
+          try await Self.record(event, for: id, connection: connection, logger: logger)
+        }
+        return try written.first.map(Self.record)
+      }
+    } catch let error as PostgresTransactionError {
+      // Errors thrown by `change` (validation) come back as they were thrown.
+      if let closureError = error.closureError, closureError.postgresError == nil { throw closureError }
+      if error.sqlState == "23505" {
+        throw SubscriberStoreError.duplicate(field: (error.constraintName ?? "").contains("phone") ? "phone" : "email")
+      }
+      throw error
     }
+  }
+
+  package func list(after: UUID?, limit: Int) async throws -> [SubscriberRecord] {
+    let rows: PostgresRowSequence
+    if let after {
+      let exists = try await client.query("SELECT 1 FROM campaign.subscribers WHERE id = \(after)", logger: logger)
+        .collect().count == 1
+      guard exists else { throw SubscriberStoreError.badPageToken }
+      rows = try await client.query(
+        """
+        SELECT \(unescaped: Self.columns) FROM campaign.subscribers
+        WHERE (created_at, id) > (SELECT created_at, id FROM campaign.subscribers WHERE id = \(after))
+        ORDER BY created_at, id LIMIT \(limit)
+        """, logger: logger)
+    } else {
+      rows = try await client.query(
+        "SELECT \(unescaped: Self.columns) FROM campaign.subscribers ORDER BY created_at, id LIMIT \(limit)",
+        logger: logger)
+    }
+    return try await rows.collect().map(Self.record)
+  }
+
+  package func consentHistory(id: UUID) async throws -> [ConsentEvent] {
+    var events: [ConsentEvent] = []
+    let rows = try await client.query(
+      """
+      SELECT channel, subscribed, source, occurred_at FROM campaign.consent_events
+      WHERE subscriber_id = \(id) ORDER BY id
+      """, logger: logger)
+    for try await (channel, subscribed, source, at) in rows.decode((String, Bool, String, Date).self) {
+      events.append(ConsentEvent(channel: channel, subscribed: subscribed, source: source, occurredAt: at))
+    }
+    return events
   }
 
   package func get(id: UUID) async throws -> SubscriberRecord? {

@@ -158,6 +158,17 @@ enum OpenAPIDocument {
           }
         },
         "/v1/subscribers": {
+          "get": {
+            "summary": "Subscribers, oldest first, a page at a time. Scope: read.",
+            "parameters": [
+              {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+              {"name": "page_token", "in": "query", "schema": {"type": "string"}, "description": "next_page_token of the previous page."}
+            ],
+            "responses": {
+              "200": {"description": "A page.", "content": {"application/json": {"schema": {"type": "object", "properties": {"subscribers": {"type": "array", "items": {"$ref": "#/components/schemas/Subscriber"}}, "next_page_token": {"type": "string", "description": "Absent on the last page."}}}}}},
+              "400": {"$ref": "#/components/responses/Problem"}
+            }
+          },
           "post": {
             "summary": "Create a subscriber. Scope: subscribers:write.",
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateSubscriber"}}}},
@@ -168,11 +179,47 @@ enum OpenAPIDocument {
           }
         },
         "/v1/subscribers/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
           "get": {
             "summary": "One subscriber. Scope: read.",
-            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
             "responses": {
               "200": {"description": "The subscriber.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}}},
+              "404": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "patch": {
+            "summary": "Change the fields given (same checks as create); consent changes are recorded. Scope: subscribers:write.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateSubscriber"}}}},
+            "responses": {
+              "200": {"description": "The subscriber after the change.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}}},
+              "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}
+            }
+          },
+          "delete": {
+            "summary": "Erase the subscriber's personal data (GDPR); the id and aggregate counts stay. Scope: subscribers:write.",
+            "responses": {
+              "200": {"description": "The erased subscriber.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}}},
+              "404": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/subscribers/{id}/unsubscribe": {
+          "post": {
+            "summary": "Withdraw consent at once for a channel or both. Scope: subscribers:write.",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["channel"], "properties": {"channel": {"type": "string", "enum": ["email", "sms", "all"]}, "source": {"type": "string"}}}}}},
+            "responses": {
+              "200": {"description": "The subscriber after the change.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Subscriber"}}}},
+              "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/subscribers/{id}/export": {
+          "get": {
+            "summary": "Everything held about one subscriber, with the consent history (GDPR access). Scope: read.",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+            "responses": {
+              "200": {"description": "The export.", "content": {"application/json": {"schema": {"type": "object", "properties": {"subscriber": {"$ref": "#/components/schemas/Subscriber"}, "consent_history": {"type": "array", "items": {"type": "object", "properties": {"channel": {"type": "string"}, "subscribed": {"type": "boolean"}, "source": {"type": "string"}, "occurred_at": {"type": "string", "format": "date-time"}}}}, "exported_at": {"type": "string", "format": "date-time"}}}}}},
               "404": {"$ref": "#/components/responses/Problem"}
             }
           }

@@ -99,12 +99,67 @@ struct SubscriberController {
       let created = try await ProtoJSON.call("campaign") { try await campaign.createSubscriber(body) }
       return try ProtoJSON.response(created, status: .created)
     }
+    group.get("subscribers") { request, context in
+      try context.require("read")
+      var body = Herald_Campaign_V1_ListSubscribersRequest()
+      if let size = request.uri.queryParameters.get("page_size") {
+        guard let value = Int32(size) else { throw Problem.badRequest("page_size '\(size)' is not a number", field: "page_size") }
+        body.pageSize = value
+      }
+      body.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+      let page = try await ProtoJSON.call("campaign") { [body] in try await campaign.listSubscribers(body) }
+      return try ProtoJSON.response(page)
+    }
     group.get("subscribers/:id") { _, context in
       try context.require("read")
       var body = Herald_Campaign_V1_GetSubscriberRequest()
       body.id = try context.parameters.require("id")
       let found = try await ProtoJSON.call("campaign") { [body] in try await campaign.getSubscriber(body) }
       return try ProtoJSON.response(found)
+    }
+    group.patch("subscribers/:id") { request, context in
+      try context.require("subscribers:write")
+      var body = try await ProtoJSON.decode(Herald_Campaign_V1_UpdateSubscriberRequest.self, from: request, context: context)
+      let id = try context.parameters.require("id")
+      guard body.id.isEmpty || body.id == id else {
+        throw Problem.badRequest("the body's id '\(body.id)' differs from the path's '\(id)'", field: "id")
+      }
+      body.id = id
+      let updated = try await ProtoJSON.call("campaign") { [body] in try await campaign.updateSubscriber(body) }
+      return try ProtoJSON.response(updated)
+    }
+    group.post("subscribers/:id/unsubscribe") { request, context in
+      try context.require("subscribers:write")
+      struct Body: Decodable {
+        var channel: String
+        var source: String?
+      }
+      let input = try await request.decode(as: Body.self, context: context)
+      var body = Herald_Campaign_V1_UnsubscribeRequest()
+      body.id = try context.parameters.require("id")
+      switch input.channel {
+      case "email": body.channel = .email
+      case "sms": body.channel = .sms
+      case "all": body.channel = .all
+      default: throw Problem.badRequest("channel '\(input.channel)' must be email, sms or all", field: "channel")
+      }
+      body.source = input.source ?? ""
+      let updated = try await ProtoJSON.call("campaign") { [body] in try await campaign.unsubscribe(body) }
+      return try ProtoJSON.response(updated)
+    }
+    group.get("subscribers/:id/export") { _, context in
+      try context.require("read")
+      var body = Herald_Campaign_V1_ExportSubscriberRequest()
+      body.id = try context.parameters.require("id")
+      let export = try await ProtoJSON.call("campaign") { [body] in try await campaign.exportSubscriber(body) }
+      return try ProtoJSON.response(export)
+    }
+    group.delete("subscribers/:id") { _, context in
+      try context.require("subscribers:write")
+      var body = Herald_Campaign_V1_EraseSubscriberRequest()
+      body.id = try context.parameters.require("id")
+      let erased = try await ProtoJSON.call("campaign") { [body] in try await campaign.eraseSubscriber(body) }
+      return try ProtoJSON.response(erased)
     }
   }
 }
