@@ -222,6 +222,53 @@ import Testing
     }
   }
 
+  @Test func idempotencyKeyReplaysTheFirstAnswer() async throws {
+    try await withGateway { client in
+      var headers = Self.headers(Self.adminKey, json: true)
+      headers[HTTPField.Name("Idempotency-Key")!] = "create-ada-1"
+      let body = ByteBuffer(string: #"{"email": "ada@example.com"}"#)
+      let (firstID, firstBody) = try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: headers, body: body
+      ) { response async throws in
+        #expect(response.status == .created)
+        #expect(response.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+        return (try #require(try Self.json(response.body)["id"] as? String), String(buffer: response.body))
+      }
+      // The retry gets the same answer and creates nothing (a second create would be a 409).
+      try await client.execute(uri: "/v1/subscribers", method: .post, headers: headers, body: body) { response async throws in
+        #expect(response.status == .created)
+        #expect(response.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
+        #expect(String(buffer: response.body) == firstBody)
+      }
+      try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: headers) { response async throws in
+        let subscribers = try #require(try Self.json(response.body)["subscribers"] as? [[String: Any]])
+        #expect(subscribers.map { $0["id"] as? String } == [firstID])
+      }
+      // The same key for another request is refused, naming the header.
+      try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: headers, body: ByteBuffer(string: #"{"email": "bob@example.com"}"#)
+      ) { response async throws in
+        #expect(response.status == .unprocessableContent)
+        #expect(try Self.json(response.body)["field"] as? String == "Idempotency-Key")
+      }
+      // A rejected request is stored too: its retry gets the same problem.
+      headers[HTTPField.Name("Idempotency-Key")!] = "bad-email-1"
+      for _ in 0..<2 {
+        try await client.execute(
+          uri: "/v1/subscribers", method: .post, headers: headers, body: ByteBuffer(string: #"{"email": "nope"}"#)
+        ) { response async throws in
+          #expect(response.status == .badRequest)
+          #expect(response.headers[.contentType] == "application/problem+json")
+        }
+      }
+      headers[HTTPField.Name("Idempotency-Key")!] = String(repeating: "k", count: 256)
+      try await client.execute(uri: "/v1/subscribers", method: .post, headers: headers, body: body) { response async throws in
+        #expect(response.status == .badRequest)
+        #expect(try Self.json(response.body)["field"] as? String == "Idempotency-Key")
+      }
+    }
+  }
+
   @Test func systemStatusNamesTheServicesThatAreDown() async throws {
     try await withGateway { client async throws in
       try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in

@@ -76,7 +76,7 @@ package func buildGateway(
   router.add(middleware: LogRequestsMiddleware(.debug))
   let guarded = router.group().add(middleware: APIKeyMiddleware(keys: keys))
   SystemController(probe: probe, registry: registry).addRoutes(public: router, guarded: guarded)
-  let v1 = guarded.group("v1")
+  let v1 = guarded.group("v1").add(middleware: IdempotencyMiddleware(client: database, logger: logger))
   APIKeyController(keys: keys).addRoutes(to: v1)
   if let campaign = clients["campaign"] {
     SubscriberController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)

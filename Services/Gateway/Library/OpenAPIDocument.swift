@@ -7,7 +7,7 @@ enum OpenAPIDocument {
       "info": {
         "title": "Herald API",
         "version": "1.0.0",
-        "description": "Outbound messaging: subscribers and consent, campaigns, delivery, sync and verification. Every route but /health needs an API key (Authorization: Bearer <key>). Errors are application/problem+json."
+        "description": "Outbound messaging: subscribers and consent, campaigns, delivery, sync and verification. Every route but /health needs an API key (Authorization: Bearer <key>). Errors are application/problem+json. POST and PATCH under /v1 accept an Idempotency-Key header (1-255 printable ASCII characters): a retry with the same key and request gets the first answer again (Idempotent-Replayed: true) for 24 hours; the same key with another request is a 422."
       },
       "servers": [{"url": "/"}],
       "security": [{"apiKey": []}],

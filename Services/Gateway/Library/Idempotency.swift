@@ -1,0 +1,136 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import HeraldPostgres
+import Hummingbird
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// `Idempotency-Key` on creating calls (POST and PATCH), in the manner of the IETF
+/// httpapi-idempotency-key draft and Stripe: the first request with a key runs and its answer
+/// (status, content type, body) is stored per API key; a retry with the same key and the same
+/// request gets the stored answer again (`Idempotent-Replayed: true`) without running twice. The
+/// same key with a different request is refused (422), as is a retry while the first is still
+/// running (409). Answers of 5xx are not stored, so a failed call can be retried. Keys expire
+/// after 24 hours.
+struct IdempotencyMiddleware: RouterMiddleware {
+  typealias Context = GatewayRequestContext
+  static let header = HTTPField.Name("Idempotency-Key")!
+  static let replayed = HTTPField.Name("Idempotent-Replayed")!
+  static let lifetime = "24 hours"
+
+  let client: PostgresClient
+  let logger: Logger
+
+  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    guard request.method == .post || request.method == .patch, let key = request.headers[Self.header] else {
+      return try await next(request, context)
+    }
+    guard (1...255).contains(key.utf8.count), key.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f })
+    else {
+      throw Problem.badRequest("Idempotency-Key must be 1 to 255 printable ASCII characters", field: "Idempotency-Key")
+    }
+    guard let principal = context.principal else { return try await next(request, context) }
+
+    var request = request
+    let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
+    var hasher = SHA256()
+    hasher.update(data: Data("\(request.method) \(request.uri.path)\n".utf8))
+    hasher.update(data: Data(body.readableBytesView))
+    let hash = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+
+    let claimed = try await client.query(
+      """
+      WITH expired AS (
+        DELETE FROM gateway.idempotency_keys
+        WHERE api_key_id = \(principal.id) AND key = \(key) AND created_at < now() - \(Self.lifetime)::interval
+      )
+      INSERT INTO gateway.idempotency_keys (api_key_id, key, method, path, request_hash)
+      VALUES (\(principal.id), \(key), \(request.method.rawValue), \(request.uri.path), \(hash))
+      ON CONFLICT (api_key_id, key) DO NOTHING
+      RETURNING 1
+      """, logger: logger
+    ).collect().count == 1
+    guard claimed else { return try await replay(key: key, hash: hash, principal: principal) }
+
+    let response: Response
+    do {
+      response = try await next(request, context)
+    } catch let error as any HTTPResponseError {
+      response = try error.response(from: request, context: context)
+    } catch {
+      try await release(key: key, principal: principal)
+      throw error
+    }
+    guard response.status.code < 500 else {
+      try await release(key: key, principal: principal)
+      return response
+    }
+    let collector = BodyCollector()
+    try await response.body.write(collector.writer)
+    let stored = collector.buffer
+    try await client.query(
+      """
+      UPDATE gateway.idempotency_keys
+      SET status = \(response.status.code), content_type = \(response.headers[.contentType]), body = \(stored)
+      WHERE api_key_id = \(principal.id) AND key = \(key)
+      """, logger: logger)
+    var answer = response
+    answer.body = ResponseBody(byteBuffer: stored)
+    return answer
+  }
+
+  private func replay(key: String, hash: String, principal: APIKeyPrincipal) async throws -> Response {
+    let rows = try await client.query(
+      """
+      SELECT request_hash, status, content_type, body FROM gateway.idempotency_keys
+      WHERE api_key_id = \(principal.id) AND key = \(key)
+      """, logger: logger
+    ).collect()
+    guard let row = rows.first else {
+      throw Problem(status: .conflict, detail: "the request with this Idempotency-Key just failed; retry it", field: "Idempotency-Key")
+    }
+    let (storedHash, status, contentType, body) = try row.decode((String, Int?, String?, ByteBuffer?).self)
+    guard storedHash == hash else {
+      throw Problem(
+        status: .unprocessableContent,
+        detail: "this Idempotency-Key was already used for a different request; use a new key", field: "Idempotency-Key")
+    }
+    guard let status else {
+      throw Problem(status: .conflict, detail: "a request with this Idempotency-Key is still being processed", field: "Idempotency-Key")
+    }
+    var headers = HTTPFields()
+    if let contentType { headers[.contentType] = contentType }
+    headers[Self.replayed] = "true"
+    return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body ?? ByteBuffer()))
+  }
+
+  /// Forgets a claimed key whose request failed, so that it can be retried.
+  private func release(key: String, principal: APIKeyPrincipal) async throws {
+    try await client.query(
+      "DELETE FROM gateway.idempotency_keys WHERE api_key_id = \(principal.id) AND key = \(key) AND status IS NULL",
+      logger: logger)
+  }
+}
+
+/// Collects a response body so that it can be stored and sent.
+private final class BodyCollector: Sendable {
+  private let collected = Mutex(ByteBuffer())
+
+  var buffer: ByteBuffer { collected.withLock { $0 } }
+
+  var writer: Writer { Writer(collector: self) }
+
+  struct Writer: ResponseBodyWriter {
+    let collector: BodyCollector
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+      var buffer = buffer
+      collector.collected.withLock { $0.writeBuffer(&buffer) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+  }
+}
