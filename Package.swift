@@ -24,9 +24,10 @@ extension Target.Dependency {
 
 /// The five gRPC back-end services. Each is a library (`Herald<Name>`, its logic) and a thin
 /// executable (`<name>`, from `Services/<Name>/Main`) declared the same way.
-let backEnds: [(name: String, folder: String)] = [
-  ("campaign", "Campaign"), ("delivery", "Delivery"), ("ratelimit", "RateLimit"), ("sync", "Sync"),
-  ("verification", "Verification"),
+let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
+  ("campaign", "Campaign", [.grpcTransport, .product(name: "Mustache", package: "swift-mustache")]),
+  ("delivery", "Delivery", []), ("ratelimit", "RateLimit", []), ("sync", "Sync", []),
+  ("verification", "Verification", []),
 ]
 
 var targets: [Target] = [
@@ -141,7 +142,7 @@ for service in backEnds {
       dependencies: [
         "HeraldCore", "HeraldPostgres", "HeraldMigrations", "HeraldProtos", "HeraldServerKit",
         .grpcCore, .swiftProtobuf, .postgres, .logging, .metrics, .lifecycle,
-      ],
+      ] + service.extra,
       path: "Services/\(service.folder)/Library",
       swiftSettings: swiftSettings
     ))
@@ -174,6 +175,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+    .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
   ],
   targets: targets
 )

@@ -60,6 +60,85 @@ package enum HeraldMigrations {
             SELECT id, 'sms', true, sms_consent_source, sms_consented_at FROM subscribers WHERE sms_subscribed
             ORDER BY 5;
           """#),
+      Migration(
+        version: 3, name: "lists, segments, templates, campaigns and the outbox",
+        sql: #"""
+          CREATE TABLE lists (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            description text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE list_members (
+            list_id uuid NOT NULL REFERENCES lists (id) ON DELETE CASCADE,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            added_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (list_id, subscriber_id)
+          );
+          CREATE INDEX list_members_subscriber_idx ON list_members (subscriber_id);
+          CREATE TABLE segments (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            match text NOT NULL CHECK (match IN ('all', 'any')),
+            conditions jsonb NOT NULL CHECK (jsonb_typeof(conditions) = 'array'),
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE templates (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            format text NOT NULL CHECK (format IN ('html', 'text')),
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL CHECK (body <> ''),
+            variables jsonb NOT NULL CHECK (jsonb_typeof(variables) = 'array'),
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE campaigns (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL CHECK (name <> ''),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            list_id uuid REFERENCES lists (id),
+            segment_id uuid REFERENCES segments (id),
+            budget_cents bigint CHECK (budget_cents >= 0),
+            status text NOT NULL DEFAULT 'draft'
+              CHECK (status IN ('draft', 'scheduled', 'sending', 'sent', 'paused', 'cancelled', 'failed')),
+            status_reason text NOT NULL DEFAULT '',
+            send_at timestamptz,
+            audience_count bigint NOT NULL DEFAULT 0,
+            skipped_no_consent bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            started_at timestamptz,
+            finished_at timestamptz,
+            CONSTRAINT campaigns_audience_check CHECK ((list_id IS NULL) <> (segment_id IS NULL)),
+            CONSTRAINT campaigns_schedule_check CHECK (status <> 'scheduled' OR send_at IS NOT NULL)
+          );
+          CREATE INDEX campaigns_due_idx ON campaigns (send_at) WHERE status = 'scheduled';
+          CREATE INDEX campaigns_sending_idx ON campaigns (id) WHERE status = 'sending';
+          CREATE TABLE campaign_variants (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            position integer NOT NULL CHECK (position >= 0),
+            name text NOT NULL CHECK (name <> ''),
+            template_id uuid NOT NULL REFERENCES templates (id),
+            weight integer NOT NULL CHECK (weight BETWEEN 1 AND 10000),
+            recipients bigint NOT NULL DEFAULT 0 CHECK (recipients >= 0),
+            PRIMARY KEY (campaign_id, position),
+            UNIQUE (campaign_id, name)
+          );
+          CREATE TABLE outbox (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id),
+            variant text NOT NULL,
+            status text NOT NULL DEFAULT 'pending'
+              CHECK (status IN ('pending', 'relayed', 'skipped', 'failed', 'cancelled')),
+            message_id uuid,
+            error text,
+            relayed_at timestamptz,
+            PRIMARY KEY (campaign_id, subscriber_id),
+            CONSTRAINT outbox_relayed_check CHECK (status <> 'relayed' OR message_id IS NOT NULL)
+          );
+          CREATE INDEX outbox_pending_idx ON outbox (campaign_id, subscriber_id) WHERE status = 'pending';
+          """#),
     ])
 
   package static let delivery = MigrationSet(

@@ -1,5 +1,5 @@
-/// Campaign service (SPEC §2): subscribers and their consent. Campaigns, templates, lists,
-/// sends and analytics are added by the campaign issue.
+/// Campaign service (SPEC §2): subscribers and their consent, lists and segments, templates,
+/// campaigns with their status machine, and the send (audience expansion, outbox, relay).
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -114,6 +114,266 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateList" metadata.
+        public enum CreateList: Sendable {
+            /// Request type for "CreateList".
+            public typealias Input = Herald_Campaign_V1_CreateListRequest
+            /// Response type for "CreateList".
+            public typealias Output = Herald_Campaign_V1_SubscriberList
+            /// Descriptor for "CreateList".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateList",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetList" metadata.
+        public enum GetList: Sendable {
+            /// Request type for "GetList".
+            public typealias Input = Herald_Campaign_V1_GetListRequest
+            /// Response type for "GetList".
+            public typealias Output = Herald_Campaign_V1_SubscriberList
+            /// Descriptor for "GetList".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetList",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListLists" metadata.
+        public enum ListLists: Sendable {
+            /// Request type for "ListLists".
+            public typealias Input = Herald_Campaign_V1_ListListsRequest
+            /// Response type for "ListLists".
+            public typealias Output = Herald_Campaign_V1_ListListsResponse
+            /// Descriptor for "ListLists".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListLists",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddListMembers" metadata.
+        public enum AddListMembers: Sendable {
+            /// Request type for "AddListMembers".
+            public typealias Input = Herald_Campaign_V1_ListMembersRequest
+            /// Response type for "AddListMembers".
+            public typealias Output = Herald_Campaign_V1_ListMembersResponse
+            /// Descriptor for "AddListMembers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "AddListMembers",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveListMembers" metadata.
+        public enum RemoveListMembers: Sendable {
+            /// Request type for "RemoveListMembers".
+            public typealias Input = Herald_Campaign_V1_ListMembersRequest
+            /// Response type for "RemoveListMembers".
+            public typealias Output = Herald_Campaign_V1_ListMembersResponse
+            /// Descriptor for "RemoveListMembers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "RemoveListMembers",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateSegment" metadata.
+        public enum CreateSegment: Sendable {
+            /// Request type for "CreateSegment".
+            public typealias Input = Herald_Campaign_V1_CreateSegmentRequest
+            /// Response type for "CreateSegment".
+            public typealias Output = Herald_Campaign_V1_Segment
+            /// Descriptor for "CreateSegment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateSegment",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSegment" metadata.
+        public enum GetSegment: Sendable {
+            /// Request type for "GetSegment".
+            public typealias Input = Herald_Campaign_V1_GetSegmentRequest
+            /// Response type for "GetSegment".
+            public typealias Output = Herald_Campaign_V1_Segment
+            /// Descriptor for "GetSegment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetSegment",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSegments" metadata.
+        public enum ListSegments: Sendable {
+            /// Request type for "ListSegments".
+            public typealias Input = Herald_Campaign_V1_ListSegmentsRequest
+            /// Response type for "ListSegments".
+            public typealias Output = Herald_Campaign_V1_ListSegmentsResponse
+            /// Descriptor for "ListSegments".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListSegments",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateTemplate" metadata.
+        public enum CreateTemplate: Sendable {
+            /// Request type for "CreateTemplate".
+            public typealias Input = Herald_Campaign_V1_CreateTemplateRequest
+            /// Response type for "CreateTemplate".
+            public typealias Output = Herald_Campaign_V1_Template
+            /// Descriptor for "CreateTemplate".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateTemplate",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetTemplate" metadata.
+        public enum GetTemplate: Sendable {
+            /// Request type for "GetTemplate".
+            public typealias Input = Herald_Campaign_V1_GetTemplateRequest
+            /// Response type for "GetTemplate".
+            public typealias Output = Herald_Campaign_V1_Template
+            /// Descriptor for "GetTemplate".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetTemplate",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListTemplates" metadata.
+        public enum ListTemplates: Sendable {
+            /// Request type for "ListTemplates".
+            public typealias Input = Herald_Campaign_V1_ListTemplatesRequest
+            /// Response type for "ListTemplates".
+            public typealias Output = Herald_Campaign_V1_ListTemplatesResponse
+            /// Descriptor for "ListTemplates".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListTemplates",
+                type: .unary
+            )
+        }
+        /// Namespace for "PreviewTemplate" metadata.
+        public enum PreviewTemplate: Sendable {
+            /// Request type for "PreviewTemplate".
+            public typealias Input = Herald_Campaign_V1_PreviewTemplateRequest
+            /// Response type for "PreviewTemplate".
+            public typealias Output = Herald_Campaign_V1_TemplatePreview
+            /// Descriptor for "PreviewTemplate".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PreviewTemplate",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateCampaign" metadata.
+        public enum CreateCampaign: Sendable {
+            /// Request type for "CreateCampaign".
+            public typealias Input = Herald_Campaign_V1_CreateCampaignRequest
+            /// Response type for "CreateCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "CreateCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCampaign" metadata.
+        public enum GetCampaign: Sendable {
+            /// Request type for "GetCampaign".
+            public typealias Input = Herald_Campaign_V1_GetCampaignRequest
+            /// Response type for "GetCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "GetCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListCampaigns" metadata.
+        public enum ListCampaigns: Sendable {
+            /// Request type for "ListCampaigns".
+            public typealias Input = Herald_Campaign_V1_ListCampaignsRequest
+            /// Response type for "ListCampaigns".
+            public typealias Output = Herald_Campaign_V1_ListCampaignsResponse
+            /// Descriptor for "ListCampaigns".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListCampaigns",
+                type: .unary
+            )
+        }
+        /// Namespace for "ScheduleCampaign" metadata.
+        public enum ScheduleCampaign: Sendable {
+            /// Request type for "ScheduleCampaign".
+            public typealias Input = Herald_Campaign_V1_ScheduleCampaignRequest
+            /// Response type for "ScheduleCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "ScheduleCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ScheduleCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "SendCampaign" metadata.
+        public enum SendCampaign: Sendable {
+            /// Request type for "SendCampaign".
+            public typealias Input = Herald_Campaign_V1_CampaignTransitionRequest
+            /// Response type for "SendCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "SendCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "SendCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "PauseCampaign" metadata.
+        public enum PauseCampaign: Sendable {
+            /// Request type for "PauseCampaign".
+            public typealias Input = Herald_Campaign_V1_CampaignTransitionRequest
+            /// Response type for "PauseCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "PauseCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PauseCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "ResumeCampaign" metadata.
+        public enum ResumeCampaign: Sendable {
+            /// Request type for "ResumeCampaign".
+            public typealias Input = Herald_Campaign_V1_CampaignTransitionRequest
+            /// Response type for "ResumeCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "ResumeCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ResumeCampaign",
+                type: .unary
+            )
+        }
+        /// Namespace for "CancelCampaign" metadata.
+        public enum CancelCampaign: Sendable {
+            /// Request type for "CancelCampaign".
+            public typealias Input = Herald_Campaign_V1_CampaignTransitionRequest
+            /// Response type for "CancelCampaign".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "CancelCampaign".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CancelCampaign",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.campaign.v1.CampaignService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateSubscriber.descriptor,
@@ -122,7 +382,27 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             ListSubscribers.descriptor,
             Unsubscribe.descriptor,
             ExportSubscriber.descriptor,
-            EraseSubscriber.descriptor
+            EraseSubscriber.descriptor,
+            CreateList.descriptor,
+            GetList.descriptor,
+            ListLists.descriptor,
+            AddListMembers.descriptor,
+            RemoveListMembers.descriptor,
+            CreateSegment.descriptor,
+            GetSegment.descriptor,
+            ListSegments.descriptor,
+            CreateTemplate.descriptor,
+            GetTemplate.descriptor,
+            ListTemplates.descriptor,
+            PreviewTemplate.descriptor,
+            CreateCampaign.descriptor,
+            GetCampaign.descriptor,
+            ListCampaigns.descriptor,
+            ScheduleCampaign.descriptor,
+            SendCampaign.descriptor,
+            PauseCampaign.descriptor,
+            ResumeCampaign.descriptor,
+            CancelCampaign.descriptor
         ]
     }
 }
@@ -275,6 +555,342 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "CreateList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CreateListRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_SubscriberList` messages.
+        func createList(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberList>
+
+        /// Handle the "GetList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetListRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_SubscriberList` messages.
+        func getList(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberList>
+
+        /// Handle the "ListLists" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListListsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListListsResponse` messages.
+        func listLists(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListListsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListListsResponse>
+
+        /// Handle the "AddListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListMembersResponse` messages.
+        func addListMembers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListMembersResponse>
+
+        /// Handle the "RemoveListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListMembersResponse` messages.
+        func removeListMembers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListMembersResponse>
+
+        /// Handle the "CreateSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CreateSegmentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Segment` messages.
+        func createSegment(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Segment>
+
+        /// Handle the "GetSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetSegmentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Segment` messages.
+        func getSegment(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Segment>
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListSegmentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListSegmentsResponse` messages.
+        func listSegments(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSegmentsResponse>
+
+        /// Handle the "CreateTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+        /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CreateTemplateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Template` messages.
+        func createTemplate(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Template>
+
+        /// Handle the "GetTemplate" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetTemplateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Template` messages.
+        func getTemplate(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Template>
+
+        /// Handle the "ListTemplates" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListTemplatesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListTemplatesResponse` messages.
+        func listTemplates(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListTemplatesResponse>
+
+        /// Handle the "PreviewTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renders a template for a subscriber or for given values; a variable without a value and
+        /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_PreviewTemplateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_TemplatePreview` messages.
+        func previewTemplate(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_TemplatePreview>
+
+        /// Handle the "CreateCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaigns start as drafts. Status machine (SPEC §2):
+        /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+        /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CreateCampaignRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func createCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "GetCampaign" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetCampaignRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func getCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "ListCampaigns" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListCampaignsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListCampaignsResponse` messages.
+        func listCampaigns(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListCampaignsResponse>
+
+        /// Handle the "ScheduleCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → scheduled: the scheduler starts it at send_at.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ScheduleCampaignRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func scheduleCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "SendCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func sendCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "PauseCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > sending → paused: the relay stops handing its outbox to delivery.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func pauseCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "ResumeCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → sending.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func resumeCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "CancelCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func cancelCampaign(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
     }
 
     /// Service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -411,6 +1027,342 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.ServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "CreateList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_SubscriberList` message.
+        func createList(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList>
+
+        /// Handle the "GetList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_SubscriberList` message.
+        func getList(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList>
+
+        /// Handle the "ListLists" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListListsResponse` message.
+        func listLists(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListListsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListListsResponse>
+
+        /// Handle the "AddListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListMembersResponse` message.
+        func addListMembers(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse>
+
+        /// Handle the "RemoveListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListMembersResponse` message.
+        func removeListMembers(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse>
+
+        /// Handle the "CreateSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Segment` message.
+        func createSegment(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Segment>
+
+        /// Handle the "GetSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Segment` message.
+        func getSegment(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Segment>
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListSegmentsResponse` message.
+        func listSegments(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSegmentsResponse>
+
+        /// Handle the "CreateTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+        /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Template` message.
+        func createTemplate(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Template>
+
+        /// Handle the "GetTemplate" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Template` message.
+        func getTemplate(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Template>
+
+        /// Handle the "ListTemplates" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListTemplatesResponse` message.
+        func listTemplates(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListTemplatesResponse>
+
+        /// Handle the "PreviewTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renders a template for a subscriber or for given values; a variable without a value and
+        /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_TemplatePreview` message.
+        func previewTemplate(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_TemplatePreview>
+
+        /// Handle the "CreateCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaigns start as drafts. Status machine (SPEC §2):
+        /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+        /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func createCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "GetCampaign" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func getCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "ListCampaigns" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListCampaignsResponse` message.
+        func listCampaigns(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListCampaignsResponse>
+
+        /// Handle the "ScheduleCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → scheduled: the scheduler starts it at send_at.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ScheduleCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func scheduleCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "SendCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func sendCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "PauseCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > sending → paused: the relay stops handing its outbox to delivery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func pauseCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "ResumeCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → sending.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func resumeCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "CancelCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func cancelCampaign(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
     }
 
     /// Simple service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -545,6 +1497,342 @@ extension Herald_Campaign_V1_CampaignService {
             request: Herald_Campaign_V1_EraseSubscriberRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Subscriber
+
+        /// Handle the "CreateList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CreateListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_SubscriberList` to respond with.
+        func createList(
+            request: Herald_Campaign_V1_CreateListRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_SubscriberList
+
+        /// Handle the "GetList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_SubscriberList` to respond with.
+        func getList(
+            request: Herald_Campaign_V1_GetListRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_SubscriberList
+
+        /// Handle the "ListLists" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListListsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListListsResponse` to respond with.
+        func listLists(
+            request: Herald_Campaign_V1_ListListsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListListsResponse
+
+        /// Handle the "AddListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListMembersResponse` to respond with.
+        func addListMembers(
+            request: Herald_Campaign_V1_ListMembersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListMembersResponse
+
+        /// Handle the "RemoveListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListMembersResponse` to respond with.
+        func removeListMembers(
+            request: Herald_Campaign_V1_ListMembersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListMembersResponse
+
+        /// Handle the "CreateSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CreateSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Segment` to respond with.
+        func createSegment(
+            request: Herald_Campaign_V1_CreateSegmentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Segment
+
+        /// Handle the "GetSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Segment` to respond with.
+        func getSegment(
+            request: Herald_Campaign_V1_GetSegmentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Segment
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListSegmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListSegmentsResponse` to respond with.
+        func listSegments(
+            request: Herald_Campaign_V1_ListSegmentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListSegmentsResponse
+
+        /// Handle the "CreateTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+        /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CreateTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Template` to respond with.
+        func createTemplate(
+            request: Herald_Campaign_V1_CreateTemplateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Template
+
+        /// Handle the "GetTemplate" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Template` to respond with.
+        func getTemplate(
+            request: Herald_Campaign_V1_GetTemplateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Template
+
+        /// Handle the "ListTemplates" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListTemplatesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListTemplatesResponse` to respond with.
+        func listTemplates(
+            request: Herald_Campaign_V1_ListTemplatesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListTemplatesResponse
+
+        /// Handle the "PreviewTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renders a template for a subscriber or for given values; a variable without a value and
+        /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_PreviewTemplateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_TemplatePreview` to respond with.
+        func previewTemplate(
+            request: Herald_Campaign_V1_PreviewTemplateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_TemplatePreview
+
+        /// Handle the "CreateCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaigns start as drafts. Status machine (SPEC §2):
+        /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+        /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CreateCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func createCampaign(
+            request: Herald_Campaign_V1_CreateCampaignRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "GetCampaign" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func getCampaign(
+            request: Herald_Campaign_V1_GetCampaignRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "ListCampaigns" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListCampaignsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListCampaignsResponse` to respond with.
+        func listCampaigns(
+            request: Herald_Campaign_V1_ListCampaignsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListCampaignsResponse
+
+        /// Handle the "ScheduleCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → scheduled: the scheduler starts it at send_at.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ScheduleCampaignRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func scheduleCampaign(
+            request: Herald_Campaign_V1_ScheduleCampaignRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "SendCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func sendCampaign(
+            request: Herald_Campaign_V1_CampaignTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "PauseCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > sending → paused: the relay stops handing its outbox to delivery.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func pauseCampaign(
+            request: Herald_Campaign_V1_CampaignTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "ResumeCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → sending.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func resumeCampaign(
+            request: Herald_Campaign_V1_CampaignTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "CancelCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func cancelCampaign(
+            request: Herald_Campaign_V1_CampaignTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
     }
 }
 
@@ -629,6 +1917,226 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateList.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateListRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SubscriberList>(),
+            handler: { request, context in
+                try await self.createList(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetList.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetListRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SubscriberList>(),
+            handler: { request, context in
+                try await self.getList(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListLists.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListListsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListListsResponse>(),
+            handler: { request, context in
+                try await self.listLists(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.AddListMembers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListMembersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListMembersResponse>(),
+            handler: { request, context in
+                try await self.addListMembers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.RemoveListMembers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListMembersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListMembersResponse>(),
+            handler: { request, context in
+                try await self.removeListMembers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateSegment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateSegmentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Segment>(),
+            handler: { request, context in
+                try await self.createSegment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetSegment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetSegmentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Segment>(),
+            handler: { request, context in
+                try await self.getSegment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListSegments.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListSegmentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListSegmentsResponse>(),
+            handler: { request, context in
+                try await self.listSegments(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateTemplate.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateTemplateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Template>(),
+            handler: { request, context in
+                try await self.createTemplate(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetTemplate.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetTemplateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Template>(),
+            handler: { request, context in
+                try await self.getTemplate(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListTemplates.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListTemplatesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListTemplatesResponse>(),
+            handler: { request, context in
+                try await self.listTemplates(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PreviewTemplate.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_PreviewTemplateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_TemplatePreview>(),
+            handler: { request, context in
+                try await self.previewTemplate(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateCampaignRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.createCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetCampaignRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.getCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListCampaigns.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListCampaignsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListCampaignsResponse>(),
+            handler: { request, context in
+                try await self.listCampaigns(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ScheduleCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ScheduleCampaignRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.scheduleCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.SendCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.sendCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PauseCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.pauseCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ResumeCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.resumeCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CancelCampaign.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.cancelCampaign(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -706,6 +2214,226 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
         let response = try await self.eraseSubscriber(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createList(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberList> {
+        let response = try await self.createList(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getList(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_SubscriberList> {
+        let response = try await self.getList(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listLists(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListListsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListListsResponse> {
+        let response = try await self.listLists(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addListMembers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListMembersResponse> {
+        let response = try await self.addListMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeListMembers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListMembersResponse> {
+        let response = try await self.removeListMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createSegment(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Segment> {
+        let response = try await self.createSegment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSegment(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Segment> {
+        let response = try await self.getSegment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSegments(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSegmentsResponse> {
+        let response = try await self.listSegments(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createTemplate(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Template> {
+        let response = try await self.createTemplate(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getTemplate(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Template> {
+        let response = try await self.getTemplate(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listTemplates(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListTemplatesResponse> {
+        let response = try await self.listTemplates(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func previewTemplate(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_TemplatePreview> {
+        let response = try await self.previewTemplate(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.createCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.getCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listCampaigns(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListCampaignsResponse> {
+        let response = try await self.listCampaigns(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func scheduleCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.scheduleCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func sendCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.sendCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func pauseCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.pauseCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func resumeCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.resumeCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cancelCampaign(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.cancelCampaign(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -800,6 +2528,266 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
             message: try await self.eraseSubscriber(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createList(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList>(
+            message: try await self.createList(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getList(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_SubscriberList>(
+            message: try await self.getList(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listLists(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListListsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListListsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListListsResponse>(
+            message: try await self.listLists(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addListMembers(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse>(
+            message: try await self.addListMembers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeListMembers(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse>(
+            message: try await self.removeListMembers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createSegment(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Segment> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Segment>(
+            message: try await self.createSegment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSegment(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Segment> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Segment>(
+            message: try await self.getSegment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSegments(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSegmentsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListSegmentsResponse>(
+            message: try await self.listSegments(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createTemplate(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Template> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Template>(
+            message: try await self.createTemplate(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getTemplate(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Template> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Template>(
+            message: try await self.getTemplate(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listTemplates(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListTemplatesResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListTemplatesResponse>(
+            message: try await self.listTemplates(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func previewTemplate(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_TemplatePreview> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_TemplatePreview>(
+            message: try await self.previewTemplate(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.createCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.getCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listCampaigns(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListCampaignsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListCampaignsResponse>(
+            message: try await self.listCampaigns(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func scheduleCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.scheduleCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func sendCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.sendCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func pauseCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.pauseCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func resumeCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.resumeCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cancelCampaign(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.cancelCampaign(
                 request: request.message,
                 context: context
             ),
@@ -977,6 +2965,442 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateListRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateListRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createList<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberList>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetListRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetListRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getList<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberList>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListLists" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListListsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListListsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listLists<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListListsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListListsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListListsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListListsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addListMembers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeListMembers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateSegmentRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Segment` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createSegment<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Segment>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetSegmentRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Segment` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSegment<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Segment>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSegments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListSegmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListSegmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSegments<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListSegmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListSegmentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSegmentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+        /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Template` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Template>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetTemplate" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Template` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Template>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListTemplates" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListTemplatesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListTemplatesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listTemplates<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListTemplatesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListTemplatesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListTemplatesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PreviewTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renders a template for a subscriber or for given values; a variable without a value and
+        /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PreviewTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_TemplatePreview` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func previewTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PreviewTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_TemplatePreview>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_TemplatePreview>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaigns start as drafts. Status machine (SPEC §2):
+        /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+        /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCampaign" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListCampaigns" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListCampaignsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListCampaignsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listCampaigns<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListCampaignsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListCampaignsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListCampaignsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ScheduleCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → scheduled: the scheduler starts it at send_at.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ScheduleCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ScheduleCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func scheduleCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SendCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func sendCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PauseCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > sending → paused: the relay stops handing its outbox to delivery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pauseCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResumeCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → sending.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resumeCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CancelCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cancelCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1234,6 +3658,662 @@ extension Herald_Campaign_V1_CampaignService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateListRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateListRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createList<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberList>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateList.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetList" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetListRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetListRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_SubscriberList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getList<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_SubscriberList>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetList.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListLists" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListListsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListListsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listLists<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListListsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListListsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListListsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListListsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListLists.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addListMembers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.AddListMembers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeListMembers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.RemoveListMembers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateSegmentRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Segment` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createSegment<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Segment>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateSegment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > With live counts.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetSegmentRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Segment` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSegment<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Segment>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetSegment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSegments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListSegmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListSegmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSegments<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListSegmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListSegmentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSegmentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListSegments.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+        /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Template` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Template>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateTemplate.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetTemplate" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Template` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Template>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetTemplate.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListTemplates" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListTemplatesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListTemplatesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listTemplates<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListTemplatesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListTemplatesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListTemplatesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListTemplates.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PreviewTemplate" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renders a template for a subscriber or for given values; a variable without a value and
+        /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewTemplateRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PreviewTemplateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_TemplatePreview` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func previewTemplate<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PreviewTemplateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_TemplatePreview>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_TemplatePreview>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PreviewTemplate.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaigns start as drafts. Status machine (SPEC §2):
+        /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+        /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCampaign" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListCampaigns" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListCampaignsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListCampaignsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listCampaigns<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListCampaignsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListCampaignsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListCampaignsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListCampaigns.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ScheduleCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → scheduled: the scheduler starts it at send_at.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ScheduleCampaignRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ScheduleCampaignRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func scheduleCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ScheduleCampaignRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ScheduleCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SendCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func sendCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.SendCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PauseCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > sending → paused: the relay stops handing its outbox to delivery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func pauseCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PauseCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ResumeCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → sending.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resumeCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ResumeCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CancelCampaign" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CampaignTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cancelCampaign<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CampaignTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CancelCampaign.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1439,6 +4519,562 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_EraseSubscriberRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Subscriber>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateList" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CreateListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createList<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createList(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CreateListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_SubscriberList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetList" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > With live counts.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getList<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getList(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_SubscriberList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListLists" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listLists<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListListsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListListsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listLists(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListListsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListListsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddListMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addListMembers<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addListMembers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListMembersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListMembersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveListMembers" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeListMembers<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeListMembers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListMembersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListMembersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CreateSegmentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSegment<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateSegmentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createSegment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CreateSegmentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Segment>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > With live counts.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetSegmentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSegment<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetSegmentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSegment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetSegmentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Segment>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegments" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegments<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListSegmentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSegmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSegments(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListSegmentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListSegmentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTemplate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+    /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CreateTemplateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTemplate<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateTemplateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createTemplate(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CreateTemplateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Template>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTemplate" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTemplate<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetTemplateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getTemplate(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetTemplateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Template>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTemplates" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTemplates<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListTemplatesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListTemplatesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listTemplates(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListTemplatesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListTemplatesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PreviewTemplate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Renders a template for a subscriber or for given values; a variable without a value and
+    /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_PreviewTemplateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func previewTemplate<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewTemplateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_TemplatePreview>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.previewTemplate(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PreviewTemplateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_TemplatePreview>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Campaigns start as drafts. Status machine (SPEC §2):
+    /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+    /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CreateCampaignRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateCampaignRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CreateCampaignRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaign" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetCampaignRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCampaigns" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCampaigns<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListCampaignsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListCampaignsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listCampaigns(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListCampaignsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListCampaignsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ScheduleCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft → scheduled: the scheduler starts it at send_at.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ScheduleCampaignRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func scheduleCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ScheduleCampaignRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.scheduleCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ScheduleCampaignRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SendCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sendCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.sendCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PauseCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > sending → paused: the relay stops handing its outbox to delivery.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pauseCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.pauseCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResumeCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > paused → sending.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resumeCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resumeCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CampaignTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelCampaign<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cancelCampaign(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1674,6 +5310,642 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.eraseSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateList" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists: named sets of subscribers. Names are unique (ALREADY_EXISTS).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createList<Result>(
+        _ message: Herald_Campaign_V1_CreateListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CreateListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createList(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetList" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > With live counts.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getList<Result>(
+        _ message: Herald_Campaign_V1_GetListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_SubscriberList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getList(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListLists" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listLists<Result>(
+        _ message: Herald_Campaign_V1_ListListsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListListsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListListsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listLists(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddListMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds subscribers (up to 1,000 per call); all or none: an unknown id is NOT_FOUND naming it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addListMembers<Result>(
+        _ message: Herald_Campaign_V1_ListMembersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addListMembers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveListMembers" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeListMembers<Result>(
+        _ message: Herald_Campaign_V1_ListMembersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListMembersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeListMembers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Segments: a saved filter over subscriber fields, attributes and consent, checked at save.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSegment<Result>(
+        _ message: Herald_Campaign_V1_CreateSegmentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CreateSegmentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createSegment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > With live counts.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSegment<Result>(
+        _ message: Herald_Campaign_V1_GetSegmentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Segment>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetSegmentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSegment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegments" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegments<Result>(
+        _ message: Herald_Campaign_V1_ListSegmentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSegmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListSegmentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSegments(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTemplate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Templates: Mustache text per channel. Every variable the text uses must be declared;
+    /// > INVALID_ARGUMENT names an undeclared one. SMS length and segments are reported.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTemplate<Result>(
+        _ message: Herald_Campaign_V1_CreateTemplateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CreateTemplateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createTemplate(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTemplate" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTemplate<Result>(
+        _ message: Herald_Campaign_V1_GetTemplateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Template>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetTemplateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getTemplate(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTemplates" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTemplates<Result>(
+        _ message: Herald_Campaign_V1_ListTemplatesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListTemplatesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListTemplatesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listTemplates(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PreviewTemplate" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Renders a template for a subscriber or for given values; a variable without a value and
+    /// > without a default is INVALID_ARGUMENT naming it (never an empty guess).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func previewTemplate<Result>(
+        _ message: Herald_Campaign_V1_PreviewTemplateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_TemplatePreview>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewTemplateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.previewTemplate(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Campaigns start as drafts. Status machine (SPEC §2):
+    /// >   draft → scheduled → sending → sent | paused | cancelled | failed; paused → sending.
+    /// > An illegal transition is FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createCampaign<Result>(
+        _ message: Herald_Campaign_V1_CreateCampaignRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CreateCampaignRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaign" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaign<Result>(
+        _ message: Herald_Campaign_V1_GetCampaignRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCampaigns" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCampaigns<Result>(
+        _ message: Herald_Campaign_V1_ListCampaignsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListCampaignsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListCampaignsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listCampaigns(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ScheduleCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft → scheduled: the scheduler starts it at send_at.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func scheduleCampaign<Result>(
+        _ message: Herald_Campaign_V1_ScheduleCampaignRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ScheduleCampaignRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.scheduleCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SendCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft | scheduled → sending now: expands the audience into the outbox in one transaction.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sendCampaign<Result>(
+        _ message: Herald_Campaign_V1_CampaignTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.sendCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PauseCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > sending → paused: the relay stops handing its outbox to delivery.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pauseCampaign<Result>(
+        _ message: Herald_Campaign_V1_CampaignTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.pauseCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResumeCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > paused → sending.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resumeCampaign<Result>(
+        _ message: Herald_Campaign_V1_CampaignTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resumeCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelCampaign" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft | scheduled | sending | paused → cancelled: what is not yet relayed is never sent.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelCampaign<Result>(
+        _ message: Herald_Campaign_V1_CampaignTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CampaignTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cancelCampaign(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -20,16 +20,32 @@ package struct ServiceDefinition: Sendable {
   /// Services that must answer SERVING before this one does (SPEC §1 edges this one relies on).
   package var readinessDependencies: [String]
   package var makeServices: @Sendable (ServiceResources) throws -> [any RegistrableRPCService]
+  /// Background loops (relays, schedulers) started once the process is SERVING. Each returns
+  /// when graceful shutdown begins.
+  package var makeWorkers: @Sendable (ServiceResources) throws -> [BackgroundWorker]
 
   package init(
     name: String, grpcServices: [String], migrations: MigrationSet, readinessDependencies: [String] = [],
-    makeServices: @escaping @Sendable (ServiceResources) throws -> [any RegistrableRPCService]
+    makeServices: @escaping @Sendable (ServiceResources) throws -> [any RegistrableRPCService],
+    makeWorkers: @escaping @Sendable (ServiceResources) throws -> [BackgroundWorker] = { _ in [] }
   ) {
     self.name = name
     self.grpcServices = grpcServices
     self.migrations = migrations
     self.readinessDependencies = readinessDependencies
     self.makeServices = makeServices
+    self.makeWorkers = makeWorkers
+  }
+}
+
+/// A named background loop of a service.
+package struct BackgroundWorker: Sendable {
+  package var name: String
+  package var run: @Sendable () async -> Void
+
+  package init(name: String, run: @escaping @Sendable () async -> Void) {
+    self.name = name
+    self.run = run
   }
 }
 
@@ -78,7 +94,7 @@ package struct ServiceHost: Sendable {
 
     let readiness = ReadinessService(
       definition: definition, configuration: configuration, database: database, clients: clients, health: health,
-      logger: logger)
+      workers: try definition.makeWorkers(resources), logger: logger)
     self.services =
       [database] + clients.keys.sorted().compactMap { clients[$0].map(GRPCClientService.init) }
       + [GRPCServerService(server: server, health: health), readiness]
@@ -105,6 +121,7 @@ struct ReadinessService: Service {
   let database: PostgresClient
   let clients: [String: GRPCClient<HTTP2ClientTransport.Posix>]
   let health: HealthStatus
+  let workers: [BackgroundWorker]
   let logger: Logger
 
   func run() async throws {
@@ -116,7 +133,15 @@ struct ReadinessService: Service {
     guard !Task.isShuttingDownGracefully else { return }
     health.setAll(.serving)
     logger.info("serving", metadata: ["port": "\(configuration.port)"])
-    try await watchDatabase()
+    await withDiscardingTaskGroup { group in
+      group.addTask { await watchDatabase() }
+      for worker in workers {
+        group.addTask {
+          logger.debug("worker started", metadata: ["worker": "\(worker.name)"])
+          await worker.run()
+        }
+      }
+    }
   }
 
   private func migrate() async throws {
@@ -139,10 +164,10 @@ struct ReadinessService: Service {
   }
 
   /// Reports NOT_SERVING while the database does not answer, SERVING again when it does.
-  private func watchDatabase() async throws {
+  private func watchDatabase() async {
     var serving = true
     while !Task.isShuttingDownGracefully {
-      try? await Task.sleep(for: .seconds(5))
+      try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
       guard !Task.isShuttingDownGracefully else { return }
       let answered = (try? await database.query("SELECT 1", logger: logger)) != nil
       if answered != serving {

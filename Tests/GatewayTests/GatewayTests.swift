@@ -27,6 +27,7 @@ import Testing
     let url = try await TestPostgres.shared.makeDatabase()
     var campaign = CampaignDefinition.definition
     campaign.readinessDependencies = []
+    campaign.makeWorkers = { _ in [] }
     try await withRunningService(campaign, databaseURL: url) { port, _ async throws in
       var services = Dictionary(uniqueKeysWithValues: ServiceCatalog.backEnds.map { ($0, Self.down) })
       services["campaign"] = ServiceAddress(host: "127.0.0.1", port: port)

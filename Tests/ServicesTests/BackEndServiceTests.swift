@@ -19,9 +19,12 @@ func rpcError(_ error: any Error) -> (RPCError.Code, String?) {
   return (error?.code ?? .unknown, error?.field)
 }
 
+/// A service on its own: it does not wait for its dependencies and runs no background workers
+/// (tests drive relays and schedulers themselves).
 func withoutReadinessDependencies(_ definition: ServiceDefinition) -> ServiceDefinition {
   var definition = definition
   definition.readinessDependencies = []
+  definition.makeWorkers = { _ in [] }
   return definition
 }
 

@@ -11,9 +11,7 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct CampaignServiceTests {
   func withCampaign(_ body: (Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
-    var definition = CampaignDefinition.definition
-    definition.readinessDependencies = []
-    try await withRunningService(definition, databaseURL: url) { port, _ async throws in
+    try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) { port, _ async throws in
       try await withClient(port: port) { client async throws in
         try await body(Herald_Campaign_V1_CampaignService.Client(wrapping: client))
       }

@@ -7,9 +7,11 @@ import SwiftProtobuf
 /// `herald.campaign.v1.CampaignService`.
 package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
   let store: any SubscriberStore
+  let campaigns: CampaignStore
 
-  package init(store: any SubscriberStore) {
+  package init(store: any SubscriberStore, campaigns: CampaignStore) {
     self.store = store
+    self.campaigns = campaigns
   }
 
   package func createSubscriber(

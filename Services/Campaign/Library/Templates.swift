@@ -1,0 +1,247 @@
+import Foundation
+import Mustache
+
+/// A variable a template may use, with an optional default.
+package struct TemplateVariable: Sendable, Equatable, Codable {
+  package var name: String
+  package var defaultValue: String?
+
+  package init(name: String, defaultValue: String? = nil) {
+    self.name = name
+    self.defaultValue = defaultValue
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case name
+    case defaultValue = "default"
+  }
+}
+
+/// A checked template: Mustache text (parsed by swift-mustache) whose every variable is declared.
+package struct MessageTemplate: Sendable {
+  package static let channels: Set<String> = ["email", "sms", "push", "whatsapp"]
+  /// Variables filled from the subscriber's own fields; any other name comes from its attributes.
+  package static let subscriberFields: Set<String> = ["email", "phone", "first_name", "last_name", "subscriber_id"]
+
+  package var channel: String
+  package var format: String
+  package var subject: String
+  package var body: String
+  package var variables: [TemplateVariable]
+  private let subjectTemplate: MustacheTemplate
+  private let bodyTemplate: MustacheTemplate
+
+  /// Checks a template as it is saved; the error names the field and, for a variable, its name.
+  package init(
+    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable]
+  ) throws(SubscriberValidation.Invalid) {
+    guard Self.channels.contains(channel) else {
+      throw .init(field: "channel", message: "channel '\(channel)' must be one of email, sms, push, whatsapp")
+    }
+    let format = format.isEmpty ? (channel == "email" ? "html" : "text") : format
+    guard format == "html" || format == "text" else {
+      throw .init(field: "format", message: "format '\(format)' must be html or text")
+    }
+    guard channel == "email" || format == "text" else {
+      throw .init(field: "format", message: "\(channel) templates are text; format html is for e-mail only")
+    }
+    guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+      throw .init(field: "body", message: "body is empty")
+    }
+    guard body.utf8.count <= 256 * 1024 else { throw .init(field: "body", message: "body is longer than 256 KiB") }
+    if channel == "email" {
+      guard !subject.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        throw .init(field: "subject", message: "subject is required for e-mail templates")
+      }
+      guard !subject.contains(where: \.isNewline), subject.count <= 998 else {
+        throw .init(field: "subject", message: "subject must be one line of at most 998 characters")
+      }
+    } else if !subject.isEmpty {
+      throw .init(field: "subject", message: "subject is for e-mail templates only")
+    }
+
+    var declared = Set<String>()
+    for (index, variable) in variables.enumerated() {
+      let field = "variables[\(index)].name"
+      guard Self.isName(variable.name) else {
+        throw .init(field: field, message: "variable name '\(variable.name)' must be letters, digits and _ (not starting with a digit)")
+      }
+      guard declared.insert(variable.name).inserted else {
+        throw .init(field: field, message: "variable '\(variable.name)' is declared twice")
+      }
+    }
+
+    self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)
+    self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
+    self.channel = channel
+    self.format = format
+    self.subject = subject
+    self.body = body
+    self.variables = variables
+  }
+
+  /// Renders for one recipient. `values` holds what is known (subscriber fields, attributes,
+  /// overrides); a declared variable without a value uses its default, and without a default the
+  /// render fails naming the variable.
+  package func render(_ values: [String: String]) throws(SubscriberValidation.Invalid) -> (subject: String, body: String) {
+    var context: [String: String] = [:]
+    for variable in variables {
+      if let value = values[variable.name], !value.isEmpty {
+        context[variable.name] = value
+      } else if let fallback = variable.defaultValue {
+        context[variable.name] = fallback
+      } else {
+        throw .init(field: "variables.\(variable.name)", message: "variable '\(variable.name)' has no value and no default")
+      }
+    }
+    return (subjectTemplate.render(context), bodyTemplate.render(context))
+  }
+
+  /// The values a subscriber supplies: its own fields, then its attributes (strings, numbers and
+  /// booleans; other JSON values are not usable as text).
+  package static func values(of subscriber: SubscriberRecord) -> [String: String] {
+    values(
+      id: subscriber.id, email: subscriber.email, phone: subscriber.phone, firstName: subscriber.firstName,
+      lastName: subscriber.lastName, attributesJSON: subscriber.attributesJSON)
+  }
+
+  package static func values(
+    id: UUID, email: String?, phone: String?, firstName: String, lastName: String, attributesJSON: String
+  ) -> [String: String] {
+    var values: [String: String] = [:]
+    if let attributes = try? JSONDecoder().decode([String: AttributeText].self, from: Data(attributesJSON.utf8)) {
+      for (key, value) in attributes {
+        if let text = value.text { values[key] = text }
+      }
+    }
+    values["email"] = email ?? ""
+    values["phone"] = phone ?? ""
+    values["first_name"] = firstName
+    values["last_name"] = lastName
+    values["subscriber_id"] = id.uuidString.lowercased()
+    return values
+  }
+
+  static func isName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, name.utf8.count <= 100 else { return false }
+    let letters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+    let digits = CharacterSet(charactersIn: "0123456789")
+    return letters.contains(first) && name.unicodeScalars.allSatisfy { letters.contains($0) || digits.contains($0) }
+  }
+
+  static let textPragma = "{{%CONTENT_TYPE:TEXT}}"
+
+  /// Parses with swift-mustache (syntax errors come back with line and column), then checks that
+  /// every variable the text uses is declared.
+  private static func parse(
+    _ text: String, field: String, format: String, declared: Set<String>
+  ) throws(SubscriberValidation.Invalid) -> MustacheTemplate {
+    for name in try usedNames(text, field: field) where !declared.contains(name) {
+      throw .init(
+        field: field,
+        message: "\(field) uses variable '\(name)' which is not declared; add it to variables (with a default if it may be missing)")
+    }
+    do {
+      // Text output must not be HTML-escaped; the pragma switches swift-mustache's escaping off.
+      return try MustacheTemplate(string: format == "text" ? textPragma + text : text)
+    } catch let error as MustacheTemplate.ParserError {
+      let line = error.context.lineNumber
+      // The pragma this code puts in front shifts the first line's columns.
+      let column = error.context.columnNumber - (line == 1 && format == "text" ? textPragma.count : 0)
+      throw .init(field: field, message: "\(field) is not a valid template at line \(line), column \(max(column, 1)): \(error.error)")
+    } catch {
+      throw .init(field: field, message: "\(field) is not a valid template: \(error)")
+    }
+  }
+
+  /// The variable names of a Mustache text's tags. swift-mustache keeps its tokens internal, so
+  /// this reads the tags itself; partials, blocks, delimiter changes and pragmas are refused
+  /// (a campaign template is one self-contained text).
+  static func usedNames(_ text: String, field: String) throws(SubscriberValidation.Invalid) -> [String] {
+    var names: [String] = []
+    var rest = Substring(text)
+    while let open = rest.range(of: "{{") {
+      rest = rest[open.upperBound...]
+      let triple = rest.first == "{"
+      if triple { rest = rest.dropFirst() }
+      guard let close = rest.range(of: triple ? "}}}" : "}}") else {
+        throw .init(field: field, message: "\(field) has a '{{' that is never closed")
+      }
+      var tag = rest[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+      rest = rest[close.upperBound...]
+      guard let sigil = tag.first else { throw .init(field: field, message: "\(field) has an empty tag {{}}") }
+      switch sigil {
+      case "!": continue
+      case "#", "^", "/", "&":
+        tag = tag.dropFirst().trimmingCharacters(in: .whitespaces)
+      case ">", "<", "$", "=", "%":
+        throw .init(
+          field: field, message: "\(field) uses '{{\(sigil)' (partials, blocks, delimiters, pragmas), which templates do not support")
+      default: break
+      }
+      // A transform such as {{uppercased(first_name)}} names its variable inside the brackets.
+      if let openBracket = tag.firstIndex(of: "("), tag.hasSuffix(")") {
+        tag = String(tag[tag.index(after: openBracket)..<tag.index(before: tag.endIndex)])
+      }
+      guard tag != "." else { continue }
+      guard isName(tag) else {
+        throw .init(field: field, message: "\(field) uses '\(tag)'; variable names are letters, digits and _")
+      }
+      if !names.contains(tag) { names.append(tag) }
+    }
+    return names
+  }
+}
+
+/// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
+package struct AttributeText: Decodable, Sendable {
+  package var text: String?
+
+  package init(from decoder: any Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if let value = try? container.decode(Bool.self) {
+      text = value ? "true" : "false"
+    } else if let value = try? container.decode(Int64.self) {
+      text = String(value)
+    } else if let value = try? container.decode(Double.self) {
+      text = String(value)
+    } else {
+      text = try? container.decode(String.self)
+    }
+  }
+}
+
+/// SMS length as carriers count it (3GPP TS 23.038).
+package enum SMSLength {
+  package struct Measure: Sendable, Equatable {
+    package var encoding: String
+    package var units: Int
+    package var segments: Int
+
+    package init(encoding: String, units: Int, segments: Int) {
+      self.encoding = encoding
+      self.units = units
+      self.segments = segments
+    }
+  }
+
+  static let basic: Set<Unicode.Scalar> = Set(
+    ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+      + "abcdefghijklmnopqrstuvwxyzäöñüà").unicodeScalars)
+  static let extended: Set<Unicode.Scalar> = Set("^{}\\[~]|€\u{0C}".unicodeScalars)
+
+  package static func measure(_ text: String) -> Measure {
+    var septets = 0
+    for scalar in text.unicodeScalars {
+      if basic.contains(scalar) {
+        septets += 1
+      } else if extended.contains(scalar) {
+        septets += 2
+      } else {
+        let units = text.utf16.count
+        return Measure(encoding: "UCS-2", units: units, segments: units <= 70 ? 1 : (units + 66) / 67)
+      }
+    }
+    return Measure(encoding: "GSM-7", units: septets, segments: septets <= 160 ? 1 : (septets + 152) / 153)
+  }
+}

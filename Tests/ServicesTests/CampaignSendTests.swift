@@ -1,0 +1,306 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCampaign
+import HeraldCore
+import HeraldDelivery
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// Lists, segments, the campaign status machine, the scheduler and the send (SPEC §2).
+@Suite(.timeLimit(.minutes(5))) struct CampaignSendTests {
+  typealias Client = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
+
+  /// Delivery and campaign (without its background loops: the tests drive them) on one database.
+  func withServices(_ body: (Client, GRPCClient<HTTP2ClientTransport.Posix>, PostgresClient) async throws -> Void) async throws {
+    let url = try await TestPostgres.shared.makeDatabase()
+    try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) {
+      deliveryPort, _ async throws in
+      try await withRunningService(
+        withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url,
+        dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
+      ) { campaignPort, _ async throws in
+        try await withClient(port: campaignPort) { campaign async throws in
+          try await withClient(port: deliveryPort) { delivery async throws in
+            try await withDatabase(url) { database async throws in
+              try await body(Herald_Campaign_V1_CampaignService.Client(wrapping: campaign), delivery, database)
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// `count` subscribers `user<n>@example.com`; every tenth has no e-mail consent.
+  func seed(_ count: Int, list: String, database: PostgresClient) async throws {
+    let listID = try #require(UUID(uuidString: list))
+    try await database.query(
+      """
+      WITH created AS (
+        INSERT INTO campaign.subscribers (email, first_name, attributes, email_subscribed, email_consent_source, email_consented_at)
+        SELECT 'user' || g || '@example.com', 'User' || g, jsonb_build_object('n', g), g % 10 <> 0,
+          CASE WHEN g % 10 <> 0 THEN 'test-seed' END, CASE WHEN g % 10 <> 0 THEN now() END
+        FROM generate_series(1, \(count)) AS g
+        RETURNING id
+      )
+      INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT \(listID), id FROM created
+      """, logger: Logger(label: "test"))
+  }
+
+  func emailTemplate(_ campaign: Client, name: String, greeting: String) async throws -> String {
+    try await campaign.createTemplate(.with {
+      $0.name = name
+      $0.channel = "email"
+      $0.subject = "\(greeting) {{first_name}}"
+      $0.body = "<p>\(greeting) {{first_name}}, you are number {{n}}.</p>"
+      $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+    }).id
+  }
+
+  @Test func tenThousandRecipientsAreRelayedExactlyOnceAcrossARelayCrash() async throws {
+    try await withServices { campaign, delivery, database in
+      let list = try await campaign.createList(.with { $0.name = "everyone" })
+      try await seed(10_000, list: list.id, database: database)
+      let counted = try await campaign.getList(.with { $0.id = list.id })
+      #expect(counted.counts.subscribers == 10_000 && counted.counts.emailSubscribed == 9_000)
+
+      let a = try await emailTemplate(campaign, name: "A", greeting: "Hello")
+      let b = try await emailTemplate(campaign, name: "B", greeting: "Hi")
+      let created = try await campaign.createCampaign(.with {
+        $0.name = "November news"
+        $0.channel = "email"
+        $0.listID = list.id
+        $0.variants = [
+          .with { $0.name = "A"; $0.templateID = a; $0.weight = 70 },
+          .with { $0.name = "B"; $0.templateID = b; $0.weight = 30 },
+        ]
+        $0.budgetCents = 50_000
+      })
+      #expect(created.status == "draft")
+      let sending = try await campaign.sendCampaign(.with { $0.id = created.id })
+      #expect(sending.status == "sending")
+      #expect(sending.counts.audience == 10_000 && sending.counts.outbox == 9_000 && sending.counts.skippedNoConsent == 1_000)
+      // The A/B split follows the weights within ±2 %.
+      let shareA = Double(sending.variants[0].recipients) / 9_000
+      #expect(abs(shareA - 0.7) < 0.02, "variant A got \(shareA)")
+      #expect(sending.variants.map(\.recipients).reduce(0, +) == 9_000)
+
+      // Someone unsubscribes after the audience was expanded: the relay must skip them.
+      let late = try await database.query(
+        "SELECT id FROM campaign.subscribers WHERE email = 'user9999@example.com'", logger: Logger(label: "test")
+      ).collect().first?.decode(UUID.self)
+      _ = try await campaign.unsubscribe(.with { $0.id = late!.uuidString; $0.channel = .email })
+
+      // The first relay crashes right after delivery accepted its 7th batch, before its commit.
+      let logger = Logger(label: "test.relay")
+      let crashing = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: 7)
+      let first = OutboxRelay(client: database, sink: crashing, logger: logger, batchSize: 500)
+      await #expect(throws: InterruptingSink.Crash.self) {
+        while try await first.relayBatch() > 0 {}
+      }
+      #expect(try await campaign.getCampaign(.with { $0.id = created.id }).counts.relayed == 3_000)
+
+      // Paused: a restarted relay relays nothing; resumed: it drains the rest.
+      let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
+      let second = OutboxRelay(client: database, sink: counting, logger: logger, batchSize: 500)
+      _ = try await campaign.pauseCampaign(.with { $0.id = created.id })
+      #expect(try await second.relayBatch() == 0)
+      _ = try await campaign.resumeCampaign(.with { $0.id = created.id })
+      try await second.drain()
+
+      let sent = try await campaign.getCampaign(.with { $0.id = created.id })
+      #expect(sent.status == "sent")
+      #expect(sent.counts.relayed == 8_999 && sent.counts.skippedNoConsent == 1_001 && sent.counts.failed == 0)
+      // The batch cut short was sent again with the same keys and recognised as duplicates.
+      #expect(counting.duplicates.withLock { $0 } == 500)
+
+      // Delivery holds exactly one message per consenting recipient, rendered per variant.
+      let (messages, recipients, hello) = try #require(
+        try await database.query(
+          """
+          SELECT count(*), count(DISTINCT subscriber_id), count(*) FILTER (WHERE subject LIKE 'Hello %')
+          FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: created.id)!)
+          """, logger: logger
+        ).collect().first?.decode((Int64, Int64, Int64).self))
+      #expect(messages == 8_999 && recipients == 8_999)
+      // Variant A's recipients got "Hello" (less the one who unsubscribed, if they were in A).
+      #expect(hello == sent.variants[0].recipients || hello == sent.variants[0].recipients - 1)
+      let sample = try await database.query(
+        "SELECT subject, body, recipient FROM delivery.messages WHERE recipient = 'user42@example.com'", logger: logger
+      ).collect().first?.decode((String, String, String).self)
+      #expect(sample?.0.hasSuffix(" User42") == true && sample?.1.contains("you are number 42.") == true)
+      let unsubscribed = try await database.query(
+        "SELECT count(*) FROM delivery.messages WHERE recipient = 'user9999@example.com'", logger: logger
+      ).collect().first?.decode(Int64.self)
+      #expect(unsubscribed == 0)
+    }
+  }
+
+  @Test func statusMachineRejectsIllegalTransitions() async throws {
+    try await withServices { campaign, _, database in
+      let list = try await campaign.createList(.with { $0.name = "few" })
+      try await seed(20, list: list.id, database: database)
+      let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
+      func make(_ name: String, channel: String = "email", template: String) async throws -> String {
+        try await campaign.createCampaign(.with { $0.name = name; $0.channel = channel; $0.listID = list.id; $0.templateID = template }).id
+      }
+      let id = try await make("one", template: template)
+      let transition = Herald_Campaign_V1_CampaignTransitionRequest.with { $0.id = id }
+      await #expect { _ = try await campaign.pauseCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
+      await #expect { _ = try await campaign.resumeCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
+      await #expect { _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() - 60) }) } throws: {
+        rpcError($0) == (.invalidArgument, "send_at")
+      }
+      #expect(try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 3600) }).status == "scheduled")
+      await #expect { _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 60) }) } throws: {
+        rpcError($0) == (.failedPrecondition, "status")
+      }
+      #expect(try await campaign.sendCampaign(transition).status == "sending")
+      await #expect { _ = try await campaign.sendCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
+      await #expect { _ = try await campaign.resumeCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
+      #expect(try await campaign.pauseCampaign(transition).status == "paused")
+      let cancelled = try await campaign.cancelCampaign(transition)
+      #expect(cancelled.status == "cancelled" && cancelled.counts.cancelled == 18 && cancelled.hasFinishedAt)
+      let afterCancel: [@Sendable () async throws -> Herald_Campaign_V1_Campaign] = [
+        { try await campaign.sendCampaign(transition) }, { try await campaign.pauseCampaign(transition) },
+        { try await campaign.resumeCampaign(transition) }, { try await campaign.cancelCampaign(transition) },
+      ]
+      for call in afterCancel {
+        await #expect { _ = try await call() } throws: { rpcError($0) == (.failedPrecondition, "status") }
+      }
+      // Push has no provider yet: refused at send time, not at creation.
+      let pushTemplate = try await campaign.createTemplate(.with {
+        $0.name = "push"; $0.channel = "push"; $0.body = "New things"
+      }).id
+      let push = try await make("push", channel: "push", template: pushTemplate)
+      await #expect { _ = try await campaign.sendCampaign(.with { $0.id = push }) } throws: { error in
+        rpcError(error) == (.failedPrecondition, "channel") && (error as? RPCError)?.message == "no provider for channel push"
+      }
+      #expect(try await campaign.getCampaign(.with { $0.id = push }).status == "draft")
+      // Bad input names the field and writes nothing.
+      let before = try await campaign.listCampaigns(.init()).campaigns.count
+      let bad: [(Herald_Campaign_V1_CreateCampaignRequest, RPCError.Code, String)] = [
+        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = UUID().uuidString; $0.templateID = template }, .notFound, "list_id"),
+        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id; $0.templateID = pushTemplate }, .invalidArgument, "template_id"),
+        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id }, .invalidArgument, "template_id"),
+        (.with { $0.name = "x"; $0.channel = "fax"; $0.listID = list.id; $0.templateID = template }, .invalidArgument, "channel"),
+        (.with { $0.name = "x"; $0.channel = "email"; $0.templateID = template }, .invalidArgument, "list_id"),
+        (.with {
+          $0.name = "x"; $0.channel = "email"; $0.listID = list.id
+          $0.variants = [.with { $0.name = "A"; $0.templateID = template; $0.weight = 0 }]
+        }, .invalidArgument, "variants[0].weight"),
+        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template; $0.budgetCents = -1 }, .invalidArgument,
+         "budget_cents"),
+      ]
+      for (request, code, field) in bad {
+        await #expect { _ = try await campaign.createCampaign(request) } throws: { rpcError($0) == (code, field) }
+      }
+      #expect(try await campaign.listCampaigns(.init()).campaigns.count == before)
+    }
+  }
+
+  @Test func scheduledCampaignsStartOnceEvenWithTwoSchedulers() async throws {
+    try await withServices { campaign, _, database in
+      let list = try await campaign.createList(.with { $0.name = "few" })
+      try await seed(30, list: list.id, database: database)
+      let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
+      let id = try await campaign.createCampaign(.with { $0.name = "later"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template }).id
+      _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 1) })
+      let pushTemplate = try await campaign.createTemplate(.with { $0.name = "push"; $0.channel = "push"; $0.body = "Hi" }).id
+      let push = try await campaign.createCampaign(.with { $0.name = "push"; $0.channel = "push"; $0.listID = list.id; $0.templateID = pushTemplate }).id
+      _ = try await campaign.scheduleCampaign(.with { $0.id = push; $0.sendAt = .init(date: Date() + 1) })
+
+      let logger = Logger(label: "test.scheduler")
+      let replicas = [CampaignScheduler(client: database, logger: logger), CampaignScheduler(client: database, logger: logger)]
+      #expect(try await replicas[0].startDue() == 0)  // not due yet
+      try await Task.sleep(for: .milliseconds(1200))
+      async let first = replicas[0].startDue()
+      async let second = replicas[1].startDue()
+      #expect(try await first + second == 2)
+      let started = try await campaign.getCampaign(.with { $0.id = id })
+      #expect(started.status == "sending" && started.counts.outbox == 27)
+      let failed = try await campaign.getCampaign(.with { $0.id = push })
+      #expect(failed.status == "failed" && failed.statusReason == "no provider for channel push")
+    }
+  }
+
+  @Test func segmentsFilterOnAttributesAndConsent() async throws {
+    try await withServices { campaign, _, database in
+      let list = try await campaign.createList(.with { $0.name = "all" })
+      try await seed(100, list: list.id, database: database)  // attributes {"n": 1...100}; n % 10 == 0 without consent
+      let segment = try await campaign.createSegment(.with {
+        $0.name = "high numbers with consent"
+        $0.conditions = [
+          .with { $0.field = "attributes.n"; $0.op = "gt"; $0.valueJson = "50" },
+          .with { $0.field = "email_subscribed"; $0.op = "eq"; $0.valueJson = "true" },
+          .with { $0.field = "list"; $0.op = "eq"; $0.valueJson = "\"\(list.id)\"" },
+        ]
+      })
+      #expect(segment.counts.subscribers == 45 && segment.counts.emailSubscribed == 45)
+      let any = try await campaign.createSegment(.with {
+        $0.name = "either"
+        $0.match = "any"
+        $0.conditions = [
+          .with { $0.field = "email"; $0.op = "eq"; $0.valueJson = #""USER1@example.com""# },
+          .with { $0.field = "attributes.n"; $0.op = "in"; $0.valueJson = "[2, 3, 1000]" },
+        ]
+      })
+      #expect(any.counts.subscribers == 3)
+      #expect(try await campaign.getSegment(.with { $0.id = any.id }).counts.subscribers == 3)
+      await #expect { _ = try await campaign.createSegment(.with {
+        $0.name = "bad"; $0.conditions = [.with { $0.field = "list"; $0.op = "eq"; $0.valueJson = "\"\(UUID().uuidString)\"" }]
+      }) } throws: { rpcError($0) == (.notFound, "conditions[0].value_json") }
+      await #expect { _ = try await campaign.createSegment(.with {
+        $0.name = "either"; $0.conditions = [.with { $0.field = "phone"; $0.op = "exists" }]
+      }) } throws: { rpcError($0) == (.alreadyExists, "name") }
+
+      // A segment is an audience: only its consenting members get the send.
+      let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
+      let id = try await campaign.createCampaign(.with {
+        $0.name = "segment"; $0.channel = "email"; $0.segmentID = segment.id; $0.templateID = template
+      }).id
+      let sending = try await campaign.sendCampaign(.with { $0.id = id })
+      #expect(sending.counts.audience == 45 && sending.counts.outbox == 45)
+
+      // Members: unknown ids are refused naming them, and nothing is added.
+      let other = try await campaign.createList(.with { $0.name = "other" })
+      let someone = try await campaign.createSubscriber(.with { $0.email = "x@example.com" })
+      await #expect { _ = try await campaign.addListMembers(.with {
+        $0.listID = other.id; $0.subscriberIds = [someone.id, UUID().uuidString]
+      }) } throws: { rpcError($0) == (.notFound, "subscriber_ids[1]") }
+      #expect(try await campaign.getList(.with { $0.id = other.id }).counts.subscribers == 0)
+      let added = try await campaign.addListMembers(.with { $0.listID = other.id; $0.subscriberIds = [someone.id, someone.id] })
+      #expect(added.changed == 1 && added.list.counts.subscribers == 1 && added.list.counts.emailSubscribed == 0)
+      #expect(try await campaign.removeListMembers(.with { $0.listID = other.id; $0.subscriberIds = [someone.id] }).changed == 1)
+    }
+  }
+}
+
+/// Passes batches to delivery and can "crash" right after delivery accepted one: the relay's
+/// transaction then rolls back as if the process had died between the enqueue and the commit.
+final class InterruptingSink: MessageSink {
+  struct Crash: Error {}
+  let inner: any MessageSink
+  let crashOnCall: Int?
+  let calls = Mutex(0)
+  let duplicates = Mutex(0)
+
+  init(inner: any MessageSink, crashOnCall: Int?) {
+    self.inner = inner
+    self.crashOnCall = crashOnCall
+  }
+
+  func enqueue(_ request: Herald_Delivery_V1_EnqueueMessagesRequest) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse {
+    let response = try await inner.enqueue(request)
+    duplicates.withLock { $0 += Int(response.duplicates) }
+    let call = calls.withLock { $0 += 1; return $0 }
+    if call == crashOnCall { throw Crash() }
+    return response
+  }
+}
