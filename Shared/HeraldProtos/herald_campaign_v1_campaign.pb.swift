@@ -614,7 +614,7 @@ public nonisolated struct Herald_Campaign_V1_ListMembersResponse: Sendable {
 /// One condition of a segment. field is one of email, phone, first_name, last_name, status,
 /// email_subscribed, sms_subscribed, created_at, list (membership, value a list id) or
 /// attributes.<name>. op is eq, neq, contains, gt, gte, lt, lte, in, exists or not_exists.
-/// value_json is the JSON value to compare with (an array for in; absent for exists/not_exists).
+/// value is the JSON value to compare with (an array for in; absent for exists/not_exists).
 public nonisolated struct Herald_Campaign_V1_SegmentCondition: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -624,11 +624,20 @@ public nonisolated struct Herald_Campaign_V1_SegmentCondition: Sendable {
 
   public var op: String = String()
 
-  public var valueJson: String = String()
+  public var value: SwiftProtobuf.Google_Protobuf_Value {
+    get {_value ?? SwiftProtobuf.Google_Protobuf_Value()}
+    set {_value = newValue}
+  }
+  /// Returns true if `value` has been explicitly set.
+  public var hasValue: Bool {self._value != nil}
+  /// Clears the value of `value`. Subsequent reads from it will return its default value.
+  public mutating func clearValue() {self._value = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _value: SwiftProtobuf.Google_Protobuf_Value? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_Segment: Sendable {
@@ -882,12 +891,21 @@ public nonisolated struct Herald_Campaign_V1_PreviewTemplateRequest: Sendable {
   /// Render for this subscriber...
   public var subscriberID: String = String()
 
-  /// ...and/or with these values (a JSON object; they win over the subscriber's).
-  public var variablesJson: String = String()
+  /// ...and/or with these values (strings, numbers or booleans; they win over the subscriber's).
+  public var variables: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_variables ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_variables = newValue}
+  }
+  /// Returns true if `variables` has been explicitly set.
+  public var hasVariables: Bool {self._variables != nil}
+  /// Clears the value of `variables`. Subsequent reads from it will return its default value.
+  public mutating func clearVariables() {self._variables = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _variables: SwiftProtobuf.Google_Protobuf_Struct? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_TemplatePreview: Sendable {
@@ -2124,7 +2142,7 @@ nonisolated extension Herald_Campaign_V1_ListMembersResponse: SwiftProtobuf.Mess
 
 nonisolated extension Herald_Campaign_V1_SegmentCondition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SegmentCondition"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}field\0\u{1}op\0\u{3}value_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}field\0\u{1}op\0\u{1}value\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2134,29 +2152,33 @@ nonisolated extension Herald_Campaign_V1_SegmentCondition: SwiftProtobuf.Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.field) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.op) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.valueJson) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._value) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.field.isEmpty {
       try visitor.visitSingularStringField(value: self.field, fieldNumber: 1)
     }
     if !self.op.isEmpty {
       try visitor.visitSingularStringField(value: self.op, fieldNumber: 2)
     }
-    if !self.valueJson.isEmpty {
-      try visitor.visitSingularStringField(value: self.valueJson, fieldNumber: 3)
-    }
+    try { if let v = self._value {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Campaign_V1_SegmentCondition, rhs: Herald_Campaign_V1_SegmentCondition) -> Bool {
     if lhs.field != rhs.field {return false}
     if lhs.op != rhs.op {return false}
-    if lhs.valueJson != rhs.valueJson {return false}
+    if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2629,7 +2651,7 @@ nonisolated extension Herald_Campaign_V1_ListTemplatesResponse: SwiftProtobuf.Me
 
 nonisolated extension Herald_Campaign_V1_PreviewTemplateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PreviewTemplateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}template_id\0\u{3}subscriber_id\0\u{3}variables_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}template_id\0\u{3}subscriber_id\0\u{1}variables\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2639,29 +2661,33 @@ nonisolated extension Herald_Campaign_V1_PreviewTemplateRequest: SwiftProtobuf.M
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.templateID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.variablesJson) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._variables) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.templateID.isEmpty {
       try visitor.visitSingularStringField(value: self.templateID, fieldNumber: 1)
     }
     if !self.subscriberID.isEmpty {
       try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 2)
     }
-    if !self.variablesJson.isEmpty {
-      try visitor.visitSingularStringField(value: self.variablesJson, fieldNumber: 3)
-    }
+    try { if let v = self._variables {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Campaign_V1_PreviewTemplateRequest, rhs: Herald_Campaign_V1_PreviewTemplateRequest) -> Bool {
     if lhs.templateID != rhs.templateID {return false}
     if lhs.subscriberID != rhs.subscriberID {return false}
-    if lhs.variablesJson != rhs.variablesJson {return false}
+    if lhs._variables != rhs._variables {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

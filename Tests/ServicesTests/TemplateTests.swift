@@ -89,14 +89,14 @@ import Testing
   @Test(arguments: [
     (SegmentCondition(field: "favourite_colour", op: "eq", valueJSON: #""red""#), "conditions[0].field"),
     (SegmentCondition(field: "email", op: "like", valueJSON: #""x""#), "conditions[0].op"),
-    (SegmentCondition(field: "email", op: "eq", valueJSON: "unquoted"), "conditions[0].value_json"),
-    (SegmentCondition(field: "email_subscribed", op: "eq", valueJSON: #""yes""#), "conditions[0].value_json"),
+    (SegmentCondition(field: "email", op: "eq", valueJSON: "unquoted"), "conditions[0].value"),
+    (SegmentCondition(field: "email_subscribed", op: "eq", valueJSON: #""yes""#), "conditions[0].value"),
     (SegmentCondition(field: "email_subscribed", op: "gt", valueJSON: "true"), "conditions[0].op"),
-    (SegmentCondition(field: "attributes.plan", op: "in", valueJSON: "[]"), "conditions[0].value_json"),
+    (SegmentCondition(field: "attributes.plan", op: "in", valueJSON: "[]"), "conditions[0].value"),
     (SegmentCondition(field: "attributes.", op: "exists", valueJSON: ""), "conditions[0].field"),
-    (SegmentCondition(field: "created_at", op: "gt", valueJSON: #""yesterday""#), "conditions[0].value_json"),
-    (SegmentCondition(field: "list", op: "eq", valueJSON: #""not-a-uuid""#), "conditions[0].value_json"),
-    (SegmentCondition(field: "phone", op: "exists", valueJSON: "1"), "conditions[0].value_json"),
+    (SegmentCondition(field: "created_at", op: "gt", valueJSON: #""yesterday""#), "conditions[0].value"),
+    (SegmentCondition(field: "list", op: "eq", valueJSON: #""not-a-uuid""#), "conditions[0].value"),
+    (SegmentCondition(field: "phone", op: "exists", valueJSON: "1"), "conditions[0].value"),
   ])
   func badSegmentConditionsNameTheField(condition: SegmentCondition, field: String) {
     var builder = SQLBuilder()

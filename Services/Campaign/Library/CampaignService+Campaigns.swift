@@ -79,7 +79,9 @@ extension CampaignService {
   package func createSegment(
     request: Herald_Campaign_V1_CreateSegmentRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_Segment {
-    let conditions = request.conditions.map { SegmentCondition(field: $0.field, op: $0.op, valueJSON: $0.valueJson) }
+    let conditions = try request.conditions.map { condition in
+      SegmentCondition(field: condition.field, op: condition.op, valueJSON: condition.hasValue ? try condition.value.jsonString() : "")
+    }
     return Self.message(
       try await campaigns.createSegment(
         name: try Self.name(request.name), match: request.match.isEmpty ? "all" : request.match, conditions: conditions))
@@ -140,13 +142,14 @@ extension CampaignService {
       }
       values = MessageTemplate.values(of: subscriber)
     }
-    if !request.variablesJson.isEmpty {
-      guard let given = try? JSONDecoder().decode([String: AttributeText].self, from: Data(request.variablesJson.utf8)) else {
-        throw RPCError.field(
-          "variables_json", .invalidArgument, "variables_json must be a JSON object of strings, numbers or booleans")
-      }
-      for (key, value) in given {
-        if let text = value.text { values[key] = text }
+    for (key, value) in request.variables.fields {
+      switch value.kind {
+      case .stringValue(let text): values[key] = text
+      case .boolValue(let flag): values[key] = flag ? "true" : "false"
+      case .numberValue(let number):
+        values[key] = number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+      default:
+        throw RPCError.field("variables.\(key)", .invalidArgument, "variables.\(key) must be a string, number or boolean")
       }
     }
     let rendered: (subject: String, body: String)
@@ -331,7 +334,7 @@ extension CampaignService {
       var item = Herald_Campaign_V1_SegmentCondition()
       item.field = condition.field
       item.op = condition.op
-      item.valueJson = condition.valueJSON
+      if !condition.valueJSON.isEmpty, let value = try? Google_Protobuf_Value(jsonString: condition.valueJSON) { item.value = value }
       return item
     }
     message.counts = Self.message(segment.counts)

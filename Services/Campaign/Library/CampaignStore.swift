@@ -222,7 +222,7 @@ package struct CampaignStore: Sendable {
           let found = try await connection.query("SELECT 1 FROM campaign.lists WHERE id = \(list)", logger: logger).collect()
           guard !found.isEmpty else {
             let position = conditions.firstIndex { $0.field == "list" && UUID(uuidString: Self.unquoted($0.valueJSON)) == list } ?? index
-            throw Self.notFound("list", list, field: "conditions[\(position)].value_json")
+            throw Self.notFound("list", list, field: "conditions[\(position)].value")
           }
         }
         let counts = try await Self.counts(predicate: compiled.sql, builder: predicate, on: connection, logger: logger)

@@ -116,17 +116,17 @@ package enum SegmentFilter {
     var value: JSONValue?
     if needsValue {
       guard let parsed = JSONValue.parse(condition.valueJSON) else {
-        throw .init(field: "\(path).value_json", message: "value_json '\(condition.valueJSON)' is not JSON (strings need quotes)")
+        throw .init(field: "\(path).value", message: "value '\(condition.valueJSON)' is not JSON")
       }
       value = parsed
     } else if !condition.valueJSON.isEmpty {
-      throw .init(field: "\(path).value_json", message: "op \(op) takes no value_json")
+      throw .init(field: "\(path).value", message: "op \(op) takes no value")
     }
     func refuse() -> SubscriberValidation.Invalid {
       .init(field: "\(path).op", message: "op \(op) does not apply to field \(field)")
     }
     func wrongType(_ expected: String) -> SubscriberValidation.Invalid {
-      .init(field: "\(path).value_json", message: "value_json for \(field) \(op) must be \(expected), not \(value?.typeName ?? "absent")")
+      .init(field: "\(path).value", message: "value for \(field) \(op) must be \(expected), not \(value?.typeName ?? "absent")")
     }
 
     if textColumns.contains(field) {
