@@ -54,7 +54,8 @@ package func buildGateway(
   logger: Logger = Logger(label: "herald.gateway"),
   announceKey: @escaping @Sendable (String) -> Void = { key in
     print("herald gateway: created the bootstrap admin API key (shown once, store it now): \(key)")
-  }
+  },
+  registeredRoutes: @Sendable ([(method: String, path: String)]) -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
   let common = configuration.common
   let database = common.database.makeClient(logger: logger)
@@ -80,7 +81,10 @@ package func buildGateway(
   APIKeyController(keys: keys).addRoutes(to: v1)
   if let campaign = clients["campaign"] {
     SubscriberController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)
+    CampaignController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)
   }
+  try router.validate()
+  registeredRoutes(router.routes.map { (method: $0.method.rawValue.lowercased(), path: "\($0.path)") })
 
   var app = Application(
     router: router,

@@ -38,7 +38,7 @@ struct IdempotencyMiddleware: RouterMiddleware {
     let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
     var hasher = SHA256()
     hasher.update(data: Data("\(request.method) \(request.uri.path)\n".utf8))
-    hasher.update(data: Data(body.readableBytesView))
+    hasher.update(data: Self.canonical(Data(body.readableBytesView)))
     let hash = hasher.finalize().map { String(format: "%02x", $0) }.joined()
 
     let claimed = try await client.query(
@@ -80,6 +80,15 @@ struct IdempotencyMiddleware: RouterMiddleware {
     var answer = response
     answer.body = ResponseBody(byteBuffer: stored)
     return answer
+  }
+
+  /// A JSON body with its keys sorted, so that a retry that serialises the same object in another
+  /// key order is the same request; other bodies as they are.
+  static func canonical(_ body: Data) -> Data {
+    guard let object = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]),
+      let sorted = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .fragmentsAllowed])
+    else { return body }
+    return sorted
   }
 
   private func replay(key: String, hash: String, principal: APIKeyPrincipal) async throws -> Response {

@@ -91,6 +91,75 @@ enum OpenAPIDocument {
             },
             "additionalProperties": false
           },
+          "ListCounts": {
+            "type": "object",
+            "properties": {"subscribers": {"type": "string", "description": "int64 as a string (proto3 JSON)"}, "email_subscribed": {"type": "string"}, "sms_subscribed": {"type": "string"}}
+          },
+          "SubscriberList": {
+            "type": "object",
+            "properties": {
+              "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "description": {"type": "string"},
+              "counts": {"$ref": "#/components/schemas/ListCounts"}, "created_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "SegmentCondition": {
+            "type": "object",
+            "required": ["field", "op"],
+            "properties": {
+              "field": {"type": "string", "description": "email, phone, first_name, last_name, status, email_subscribed, sms_subscribed, created_at, list or attributes.<name>"},
+              "op": {"type": "string", "enum": ["eq", "neq", "contains", "gt", "gte", "lt", "lte", "in", "exists", "not_exists"]},
+              "value": {"description": "Any JSON value; an array for in; absent for exists and not_exists."}
+            }
+          },
+          "Segment": {
+            "type": "object",
+            "properties": {
+              "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "match": {"type": "string", "enum": ["all", "any"]},
+              "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/SegmentCondition"}},
+              "counts": {"$ref": "#/components/schemas/ListCounts"}, "created_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "TemplateVariable": {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string"}, "default_value": {"type": "string", "description": "Used when the value is missing or empty; without it rendering fails."}}
+          },
+          "SmsLength": {
+            "type": "object",
+            "properties": {"encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]}, "units": {"type": "integer"}, "segments": {"type": "integer"}}
+          },
+          "Template": {
+            "type": "object",
+            "properties": {
+              "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+              "channel": {"type": "string", "enum": ["email", "sms", "push", "whatsapp"]},
+              "subject": {"type": "string"}, "body": {"type": "string", "description": "Mustache; every variable used must be declared."},
+              "format": {"type": "string", "enum": ["html", "text"]},
+              "variables": {"type": "array", "items": {"$ref": "#/components/schemas/TemplateVariable"}},
+              "sms_length": {"$ref": "#/components/schemas/SmsLength"}, "created_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "TemplatePreview": {
+            "type": "object",
+            "properties": {"subject": {"type": "string"}, "body": {"type": "string"}, "sms_length": {"$ref": "#/components/schemas/SmsLength"}}
+          },
+          "CampaignVariant": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "template_id": {"type": "string", "format": "uuid"}, "weight": {"type": "integer", "minimum": 1, "maximum": 10000}, "recipients": {"type": "string"}}
+          },
+          "Campaign": {
+            "type": "object",
+            "properties": {
+              "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+              "channel": {"type": "string", "enum": ["email", "sms", "push", "whatsapp"]},
+              "list_id": {"type": "string", "format": "uuid"}, "segment_id": {"type": "string", "format": "uuid"},
+              "variants": {"type": "array", "items": {"$ref": "#/components/schemas/CampaignVariant"}},
+              "budget_cents": {"type": "string"},
+              "status": {"type": "string", "enum": ["draft", "scheduled", "sending", "sent", "paused", "cancelled", "failed"]},
+              "status_reason": {"type": "string"}, "send_at": {"type": "string", "format": "date-time"},
+              "counts": {"type": "object", "properties": {"audience": {"type": "string"}, "outbox": {"type": "string"}, "relayed": {"type": "string"}, "skipped_no_consent": {"type": "string"}, "failed": {"type": "string"}, "cancelled": {"type": "string"}}},
+              "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": "string", "format": "date-time"}, "finished_at": {"type": "string", "format": "date-time"}
+            }
+          },
           "Subscriber": {
             "type": "object",
             "properties": {
@@ -223,6 +292,58 @@ enum OpenAPIDocument {
               "404": {"$ref": "#/components/responses/Problem"}
             }
           }
+        },
+        "/v1/lists": {
+          "get": {"summary": "Lists with live counts. Scope: read.", "responses": {"200": {"description": "Lists.", "content": {"application/json": {"schema": {"type": "object", "properties": {"lists": {"type": "array", "items": {"$ref": "#/components/schemas/SubscriberList"}}}}}}}}},
+          "post": {"summary": "Create a list (names are unique). Scope: campaigns:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}}}}, "responses": {"201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriberList"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/lists/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "get": {"summary": "One list with live counts. Scope: read.", "responses": {"200": {"description": "The list.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriberList"}}}}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/lists/{id}/members": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "Add subscribers (all or none; an unknown id is a 404 naming it). Scope: subscribers:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["subscriber_ids"], "properties": {"subscriber_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string", "format": "uuid"}}}}}}}, "responses": {"200": {"description": "How many changed, and the list.", "content": {"application/json": {"schema": {"type": "object", "properties": {"changed": {"type": "integer"}, "list": {"$ref": "#/components/schemas/SubscriberList"}}}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/lists/{id}/members/remove": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "Remove subscribers from the list. Scope: subscribers:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["subscriber_ids"], "properties": {"subscriber_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string", "format": "uuid"}}}}}}}, "responses": {"200": {"description": "How many changed, and the list.", "content": {"application/json": {"schema": {"type": "object", "properties": {"changed": {"type": "integer"}, "list": {"$ref": "#/components/schemas/SubscriberList"}}}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/segments": {
+          "get": {"summary": "Segments with live counts. Scope: read.", "responses": {"200": {"description": "Segments.", "content": {"application/json": {"schema": {"type": "object", "properties": {"segments": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}}}}}}}}},
+          "post": {"summary": "Create a segment: conditions over fields, attributes, consent and list membership, checked at save. Scope: campaigns:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "conditions"], "properties": {"name": {"type": "string"}, "match": {"type": "string", "enum": ["all", "any"], "default": "all"}, "conditions": {"type": "array", "maxItems": 50, "items": {"$ref": "#/components/schemas/SegmentCondition"}}}}}}}, "responses": {"201": {"description": "Created, with counts.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/segments/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "get": {"summary": "One segment with live counts. Scope: read.", "responses": {"200": {"description": "The segment.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Segment"}}}}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/templates": {
+          "get": {"summary": "Templates. Scope: read.", "responses": {"200": {"description": "Templates.", "content": {"application/json": {"schema": {"type": "object", "properties": {"templates": {"type": "array", "items": {"$ref": "#/components/schemas/Template"}}}}}}}}},
+          "post": {"summary": "Create a template; an undeclared variable or a syntax error is a 400 naming it. Scope: templates:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "channel", "body"], "properties": {"name": {"type": "string"}, "channel": {"type": "string", "enum": ["email", "sms", "push", "whatsapp"]}, "subject": {"type": "string", "description": "Required for e-mail."}, "body": {"type": "string"}, "format": {"type": "string", "enum": ["html", "text"]}, "variables": {"type": "array", "items": {"$ref": "#/components/schemas/TemplateVariable"}}}}}}}, "responses": {"201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Template"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/templates/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "get": {"summary": "One template. Scope: read.", "responses": {"200": {"description": "The template.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Template"}}}}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/templates/{id}/preview": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "Render for a subscriber and/or given values; a variable without value or default is a 400 naming it. Scope: read.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"subscriber_id": {"type": "string", "format": "uuid"}, "variables": {"type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}}}}}}}, "responses": {"200": {"description": "The rendering.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TemplatePreview"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns": {
+          "get": {"summary": "Campaigns, optionally in one status. Scope: read.", "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["draft", "scheduled", "sending", "sent", "paused", "cancelled", "failed"]}}], "responses": {"200": {"description": "Campaigns.", "content": {"application/json": {"schema": {"type": "object", "properties": {"campaigns": {"type": "array", "items": {"$ref": "#/components/schemas/Campaign"}}}}}}}, "400": {"$ref": "#/components/responses/Problem"}}},
+          "post": {"summary": "Create a draft campaign: one audience (list_id or segment_id) and template_id or A/B variants with weights. Scope: campaigns:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "channel"], "properties": {"name": {"type": "string"}, "channel": {"type": "string", "enum": ["email", "sms", "push", "whatsapp"]}, "list_id": {"type": "string", "format": "uuid"}, "segment_id": {"type": "string", "format": "uuid"}, "template_id": {"type": "string", "format": "uuid"}, "variants": {"type": "array", "items": {"$ref": "#/components/schemas/CampaignVariant"}}, "budget_cents": {"type": "integer", "minimum": 0}}}}}}, "responses": {"201": {"description": "Created (draft).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "get": {"summary": "One campaign with its counts and per-variant recipients. Scope: read.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/schedule": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "draft → scheduled: the scheduler starts it at send_at. Scope: campaigns:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["send_at"], "properties": {"send_at": {"type": "string", "format": "date-time"}}}}}}, "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/send": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "draft | scheduled → sending now: the audience is expanded into the outbox in one transaction; push and whatsapp are refused (no provider for channel). An illegal transition is a 409 naming the current status. Scope: campaigns:write.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/pause": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "sending → paused: the relay stops. An illegal transition is a 409 naming the current status. Scope: campaigns:write.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/resume": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "paused → sending. An illegal transition is a 409 naming the current status. Scope: campaigns:write.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/cancel": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "draft | scheduled | sending | paused → cancelled: nothing not yet relayed is sent. An illegal transition is a 409 naming the current status. Scope: campaigns:write.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
         }
       }
     }

@@ -167,10 +167,15 @@ struct SubscriberController {
 enum ProtoJSON {
   static let maxBody = 1 << 20
 
-  static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from request: Request, context: GatewayRequestContext) async throws -> M {
+  static func decode<M: SwiftProtobuf.Message>(
+    _ type: M.Type, from request: Request, context: GatewayRequestContext, allowEmpty: Bool = false
+  ) async throws -> M {
     var request = request
     let buffer = try await request.collectBody(upTo: maxBody)
-    guard buffer.readableBytes > 0 else { throw Problem.badRequest("the request body is empty; send a JSON object") }
+    guard buffer.readableBytes > 0 else {
+      if allowEmpty { return M() }
+      throw Problem.badRequest("the request body is empty; send a JSON object")
+    }
     let bytes = Array(buffer: buffer)
     do {
       _ = try JSONSerialization.jsonObject(with: Data(bytes))
