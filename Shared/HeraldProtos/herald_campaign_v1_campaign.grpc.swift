@@ -114,6 +114,19 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ImportSubscribers" metadata.
+        public enum ImportSubscribers: Sendable {
+            /// Request type for "ImportSubscribers".
+            public typealias Input = Herald_Campaign_V1_ImportSubscribersRequest
+            /// Response type for "ImportSubscribers".
+            public typealias Output = Herald_Campaign_V1_ImportSubscribersResponse
+            /// Descriptor for "ImportSubscribers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ImportSubscribers",
+                type: .clientStreaming
+            )
+        }
         /// Namespace for "CreateList" metadata.
         public enum CreateList: Sendable {
             /// Request type for "CreateList".
@@ -383,6 +396,7 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             Unsubscribe.descriptor,
             ExportSubscriber.descriptor,
             EraseSubscriber.descriptor,
+            ImportSubscribers.descriptor,
             CreateList.descriptor,
             GetList.descriptor,
             ListLists.descriptor,
@@ -555,6 +569,26 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "ImportSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+        /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+        /// > first message. An import never re-subscribes someone who unsubscribed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ImportSubscribersResponse` messages.
+        func importSubscribers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ImportSubscribersResponse>
 
         /// Handle the "CreateList" method.
         ///
@@ -1028,6 +1062,26 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
 
+        /// Handle the "ImportSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+        /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+        /// > first message. An import never re-subscribes someone who unsubscribed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ImportSubscribersResponse` message.
+        func importSubscribers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ImportSubscribersResponse>
+
         /// Handle the "CreateList" method.
         ///
         /// > Source IDL Documentation:
@@ -1498,6 +1552,26 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Subscriber
 
+        /// Handle the "ImportSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+        /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+        /// > first message. An import never re-subscribes someone who unsubscribed.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ImportSubscribersResponse` to respond with.
+        func importSubscribers(
+            request: GRPCCore.RPCAsyncSequence<Herald_Campaign_V1_ImportSubscribersRequest, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ImportSubscribersResponse
+
         /// Handle the "CreateList" method.
         ///
         /// > Source IDL Documentation:
@@ -1918,6 +1992,17 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ImportSubscribers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ImportSubscribersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ImportSubscribersResponse>(),
+            handler: { request, context in
+                try await self.importSubscribers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.CreateList.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateListRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SubscriberList>(),
@@ -2215,6 +2300,17 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
         let response = try await self.eraseSubscriber(
             request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func importSubscribers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ImportSubscribersResponse> {
+        let response = try await self.importSubscribers(
+            request: request,
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
@@ -2529,6 +2625,19 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
             message: try await self.eraseSubscriber(
                 request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func importSubscribers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ImportSubscribersResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ImportSubscribersResponse>(
+            message: try await self.importSubscribers(
+                request: request.messages,
                 context: context
             ),
             metadata: [:]
@@ -2965,6 +3074,31 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+        /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+        /// > first message. An import never re-subscribes someone who unsubscribed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ImportSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importSubscribers<Result>(
+            request: GRPCCore.StreamingClientRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ImportSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ImportSubscribersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ImportSubscribersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "CreateList" method.
@@ -3652,6 +3786,42 @@ extension Herald_Campaign_V1_CampaignService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Campaign_V1_CampaignService.Method.EraseSubscriber.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ImportSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+        /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+        /// > first message. An import never re-subscribes someone who unsubscribed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ImportSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func importSubscribers<Result>(
+            request: GRPCCore.StreamingClientRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ImportSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ImportSubscribersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ImportSubscribersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ImportSubscribers.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -4524,6 +4694,37 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
         )
     }
 
+    /// Call the "ImportSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+    /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+    /// > first message. An import never re-subscribes someone who unsubscribed.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Herald_Campaign_V1_ImportSubscribersRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importSubscribers<Result>(
+        request: GRPCCore.StreamingClientRequest<Herald_Campaign_V1_ImportSubscribersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ImportSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.importSubscribers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ImportSubscribersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ImportSubscribersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "CreateList" method.
     ///
     /// > Source IDL Documentation:
@@ -5310,6 +5511,42 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.eraseSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import, streamed in chunks. Each row is checked like CreateSubscriber; a bad row is
+    /// > reported (row number, field, reason) and the valid rows are kept. Options are read from the
+    /// > first message. An import never re-subscribes someone who unsubscribed.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importSubscribers<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Herald_Campaign_V1_ImportSubscribersRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ImportSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Herald_Campaign_V1_ImportSubscribersRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.importSubscribers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -4,6 +4,7 @@ import HeraldCampaign
 import HeraldCore
 import HeraldGateway
 import HeraldPostgres
+import HeraldProtos
 import HeraldServerKit
 import HeraldTestSupport
 import Hummingbird
@@ -370,6 +371,100 @@ import Testing
       let (cancelStatus, cancelled) = try await Self.post(client, "/v1/campaigns/\(id)/cancel", nil)
       #expect(cancelStatus == .ok && cancelled["status"] as? String == "cancelled")
     }
+  }
+
+  static let csv = """
+    email,first_name,email_consent,plan\r
+    ada@example.com,"Lovelace, Ada",yes,pro\r
+    "grace@example.com","Grace ""Amazing"" Hopper",no,
+    bad-email,X,yes,free
+    bob@example.com,Bob,maybe,free
+    carol@example.com,"Carol
+    Multi",1,team
+
+    dave@example.com,Dave,true
+    """
+
+  @Test func csvImportKeepsGoodRowsAndNamesBadOnesByLine() async throws {
+    try await withGateway { client async throws in
+      var headers = Self.headers(Self.adminKey)
+      headers[.contentType] = "text/csv; charset=utf-8"
+      try await client.execute(
+        uri: "/v1/subscribers/import?consent_source=csv-test", method: .post, headers: headers, body: ByteBuffer(string: Self.csv)
+      ) { response async throws in
+        #expect(response.status == .ok)
+        let result = try Self.json(response.body)
+        #expect(result["created"] as? String == "3" && result["failed"] as? String == "3", "\(result)")
+        let errors = try #require(result["errors"] as? [[String: Any]])
+        #expect(errors.map { $0["row"] as? String } == ["4", "5", "9"])
+        #expect(errors.map { $0["field"] as? String } == ["email", "email_consent", "row"])
+      }
+      try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
+        let subscribers = try #require(try Self.json(response.body)["subscribers"] as? [[String: Any]])
+        let names = Set(subscribers.compactMap { $0["first_name"] as? String })
+        #expect(names == ["Lovelace, Ada", "Grace \"Amazing\" Hopper", "Carol\nMulti"])
+        let ada = try #require(subscribers.first { $0["email"] as? String == "ada@example.com" })
+        #expect(ada["attributes_json"] as? String == #"{"plan": "pro"}"#)
+        #expect((ada["email_consent"] as? [String: Any])?["source"] as? String == "csv-test")
+      }
+      headers[.contentType] = "application/pdf"
+      try await client.execute(uri: "/v1/subscribers/import", method: .post, headers: headers, body: ByteBuffer(string: "x")) {
+        response async throws in
+        #expect(response.status == .unsupportedMediaType)
+        #expect(try Self.json(response.body)["field"] as? String == "Content-Type")
+      }
+      headers[.contentType] = "text/csv"
+      try await client.execute(
+        uri: "/v1/subscribers/import", method: .post, headers: headers, body: ByteBuffer(string: "name,city\nAda,London\n")
+      ) { response async throws in
+        #expect(response.status == .badRequest)
+        #expect((try Self.json(response.body)["detail"] as? String)?.contains("email or a phone column") == true)
+      }
+    }
+  }
+
+  @Test func jsonLinesImport() async throws {
+    try await withGateway { client async throws in
+      let lines = [
+        #"{"email": "ada@example.com", "attributes": {"plan": "pro", "seats": 3}, "email_consent": {"subscribed": true, "source": "app"}}"#,
+        #"{"phone": "+44 7700 900123", "sms_consent": true}"#,
+        #"{"email": "x@example.com", "favourite": "blue"}"#,
+        "not json",
+        "",
+      ].joined(separator: "\n")
+      var headers = Self.headers(Self.adminKey)
+      headers[.contentType] = "application/x-ndjson"
+      try await client.execute(uri: "/v1/subscribers/import", method: .post, headers: headers, body: ByteBuffer(string: lines)) {
+        response async throws in
+        let result = try Self.json(response.body)
+        #expect(result["created"] as? String == "2" && result["failed"] as? String == "2", "\(result)")
+        let errors = try #require(result["errors"] as? [[String: Any]])
+        #expect(errors.map { $0["field"] as? String } == ["favourite", "row"])
+        #expect(errors.map { $0["row"] as? String } == ["3", "4"])
+      }
+    }
+  }
+
+  @Test func importReaderGivesTheSameRowsHoweverTheBodyIsCut() throws {
+    var whole = ImportReader(format: .csv)
+    let expected = try whole.read(ByteBuffer(string: Self.csv)) + whole.finish()
+    var bytewise = ImportReader(format: .csv)
+    var rows: [Herald_Campaign_V1_ImportRow] = []
+    for byte in Self.csv.utf8 { rows += try bytewise.read(ByteBuffer(bytes: [byte])) }
+    rows += try bytewise.finish()
+    #expect(rows == expected)
+    #expect(rows.count == 6)
+
+    var unclosed = ImportReader(format: .csv)
+    let cut = try unclosed.read(ByteBuffer(string: "email,first_name\na@example.com,\"never closed\n")) + unclosed.finish()
+    #expect(cut.last?.error.contains("never closed") == true && cut.last?.row == 2)
+
+    var long = ImportReader(format: .ndjson)
+    let big = #"{"email": "a@example.com", "first_name": ""# + String(repeating: "x", count: 70_000) + "\"}\n"
+    let oversized = try long.read(ByteBuffer(string: big + #"{"email": "b@example.com"}"# + "\n")) + long.finish()
+    #expect(oversized.map(\.errorField) == ["row", ""])
+    #expect(oversized[1].subscriber.email == "b@example.com" && oversized[1].row == 2)
   }
 
   @Test func openAPIDocumentDescribesEveryRoute() async throws {

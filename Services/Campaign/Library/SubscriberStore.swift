@@ -98,7 +98,7 @@ package struct PostgresSubscriberStore: SubscriberStore {
     }
   }
 
-  private static func insert(_ subscriber: NewSubscriber, connection: PostgresConnection, logger: Logger) async throws -> SubscriberRecord {
+  static func insert(_ subscriber: NewSubscriber, connection: PostgresConnection, logger: Logger) async throws -> SubscriberRecord {
       let rows = try await connection.query(
         """
         INSERT INTO campaign.subscribers (
@@ -120,7 +120,7 @@ package struct PostgresSubscriberStore: SubscriberStore {
       return record
   }
 
-  private static func record(_ event: ConsentEvent, for id: UUID, connection: PostgresConnection, logger: Logger) async throws {
+  static func record(_ event: ConsentEvent, for id: UUID, connection: PostgresConnection, logger: Logger) async throws {
     try await connection.query(
       """
       INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at)

@@ -40,10 +40,15 @@ package enum SubscriberValidation {
     return compact
   }
 
-  /// A JSON object as text; empty input means `{}`.
+  package static let maxAttributesBytes = 32 * 1024
+
+  /// A JSON object as text (at most 32 KiB); empty input means `{}`.
   package static func attributes(_ raw: String, field: String = "attributes_json") throws(Invalid) -> String {
     let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
     guard !trimmed.isEmpty else { return "{}" }
+    guard trimmed.utf8.count <= maxAttributesBytes else {
+      throw Invalid(field: field, message: "\(field) is \(trimmed.utf8.count) bytes; at most \(maxAttributesBytes)")
+    }
     guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)), object is [String: Any] else {
       throw Invalid(field: field, message: "\(field) must be a JSON object")
     }

@@ -247,6 +247,22 @@ enum OpenAPIDocument {
             }
           }
         },
+        "/v1/subscribers/import": {
+          "post": {
+            "summary": "Bulk import, streamed: CSV with a header (email, phone, first_name, last_name, email_consent, sms_consent, email_consent_source, sms_consent_source; other columns become attributes) or JSON lines (the CreateSubscriber fields, attributes as an object). Bad rows are reported by line and field; valid rows are kept. An import never re-subscribes someone who unsubscribed. Scope: subscribers:write.",
+            "parameters": [
+              {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "ndjson"]}, "description": "Instead of the Content-Type."},
+              {"name": "on_existing", "in": "query", "schema": {"type": "string", "enum": ["skip", "update"], "default": "skip"}},
+              {"name": "consent_source", "in": "query", "schema": {"type": "string", "default": "import"}},
+              {"name": "list_id", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "Add every imported subscriber to this list."}
+            ],
+            "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}},
+            "responses": {
+              "200": {"description": "Counts and the first 1,000 row errors.", "content": {"application/json": {"schema": {"type": "object", "properties": {"created": {"type": "string"}, "updated": {"type": "string"}, "existing": {"type": "string"}, "failed": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object", "properties": {"row": {"type": "string", "description": "Line where the row starts (the CSV header is line 1)."}, "field": {"type": "string"}, "message": {"type": "string"}}}}}}}}},
+              "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "415": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
         "/v1/subscribers/{id}": {
           "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
           "get": {

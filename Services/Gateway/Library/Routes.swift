@@ -3,10 +3,12 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HTTPTypes
 import HeraldProtos
+import HeraldServerKit
 import Hummingbird
 import NIOCore
 import Prometheus
 import SwiftProtobuf
+import Synchronization
 
 /// `/health`, `/system/status`, `/metrics`, `/openapi.json`.
 struct SystemController {
@@ -99,6 +101,47 @@ struct SubscriberController {
       let created = try await ProtoJSON.call("campaign") { try await campaign.createSubscriber(body) }
       return try ProtoJSON.response(created, status: .created)
     }
+    group.post("subscribers/import") { request, context in
+      try context.require("subscribers:write")
+      let format = try Self.importFormat(request)
+      var options = Herald_Campaign_V1_ImportOptions()
+      options.onExisting = request.uri.queryParameters.get("on_existing") ?? ""
+      options.consentSource = request.uri.queryParameters.get("consent_source") ?? ""
+      options.listID = request.uri.queryParameters.get("list_id") ?? ""
+      let body = request.body
+      // A body the reader refuses (no header, say) ends the stream; its problem is the answer.
+      let refused = Mutex<Problem?>(nil)
+      let response = try await ProtoJSON.call("campaign", refused: refused) { [options] in
+        // The body is read as it arrives and sent on in chunks: an import of any size runs in
+        // flat memory.
+        try await campaign.importSubscribers(options: .timeout(.seconds(3600))) { writer in
+          var reader = ImportReader(format: format)
+          func read(_ step: () throws -> [Herald_Campaign_V1_ImportRow]) throws -> [Herald_Campaign_V1_ImportRow] {
+            do {
+              return try step()
+            } catch let problem as Problem {
+              refused.withLock { $0 = problem }
+              throw problem
+            }
+          }
+          var message = Herald_Campaign_V1_ImportSubscribersRequest()
+          message.options = options
+          var sentOptions = false
+          func send(_ rows: [Herald_Campaign_V1_ImportRow], force: Bool = false) async throws {
+            message.rows.append(contentsOf: rows)
+            guard message.rows.count >= 500 || (force && (!message.rows.isEmpty || !sentOptions)) else { return }
+            try await writer.write(message)
+            sentOptions = true
+            message = Herald_Campaign_V1_ImportSubscribersRequest()
+          }
+          for try await buffer in body {
+            try await send(try read { try reader.read(buffer) })
+          }
+          try await send(try read { try reader.finish() }, force: true)
+        }
+      }
+      return try ProtoJSON.response(response)
+    }
     group.get("subscribers") { request, context in
       try context.require("read")
       var body = Herald_Campaign_V1_ListSubscribersRequest()
@@ -164,6 +207,27 @@ struct SubscriberController {
   }
 }
 
+extension SubscriberController {
+  /// CSV or JSON lines, from `?format=` or the Content-Type.
+  static func importFormat(_ request: Request) throws -> ImportReader.Format {
+    if let given = request.uri.queryParameters.get("format") {
+      guard let format = ImportReader.Format(rawValue: String(given)) else {
+        throw Problem.badRequest("format '\(given)' must be csv or ndjson", field: "format")
+      }
+      return format
+    }
+    let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+    switch type {
+    case "text/csv": return .csv
+    case "application/x-ndjson", "application/jsonl", "application/jsonlines", "application/json-seq": return .ndjson
+    default:
+      throw Problem(
+        status: .unsupportedMediaType,
+        detail: "send text/csv or application/x-ndjson (or say ?format=csv|ndjson); got '\(type)'", field: "Content-Type")
+    }
+  }
+}
+
 enum ProtoJSON {
   static let maxBody = 1 << 20
 
@@ -203,11 +267,15 @@ enum ProtoJSON {
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
   }
 
-  /// Runs a downstream call, turning its gRPC error into a problem answer.
-  static func call<T: Sendable>(_ service: String, _ body: () async throws -> T) async throws -> T {
+  /// Runs a downstream call, turning its gRPC error into a problem answer (or into the problem
+  /// the request's own reading stored in `refused`, which is what really went wrong).
+  static func call<T: Sendable>(
+    _ service: String, refused: borrowing Mutex<Problem?> = Mutex(nil), _ body: () async throws -> T
+  ) async throws -> T {
     do {
       return try await body()
     } catch let error as RPCError {
+      if let problem = refused.withLock({ $0 }) { throw problem }
       throw Problem(error, service: service)
     }
   }

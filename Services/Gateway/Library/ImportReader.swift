@@ -1,0 +1,254 @@
+import Foundation
+import HeraldProtos
+import NIOCore
+
+/// Reads a bulk import body as it arrives — CSV (RFC 4180, with a header row) or JSON lines — and
+/// turns each record into an `ImportRow`. A record that cannot be read becomes a row carrying the
+/// error (with its line number), so that the campaign service reports it beside its own checks and
+/// the other rows are kept.
+package struct ImportReader {
+  package enum Format: String, Sendable {
+    case csv, ndjson
+  }
+
+  static let maxRecordBytes = 64 * 1024
+  static let knownColumns: Set<String> = [
+    "email", "phone", "first_name", "last_name", "email_consent", "sms_consent", "email_consent_source", "sms_consent_source",
+  ]
+
+  let format: Format
+  private var header: [String]?
+  private var line = 1
+  // CSV record state.
+  private var fields: [String] = []
+  private var field: [UInt8] = []
+  private var recordBytes = 0
+  private var recordLine = 1
+  private var inQuotes = false
+  private var quoteSeen = false
+  private var fieldStarted = false
+  private var oversized = false
+  private var skippingCarriageReturn = false
+
+  package init(format: Format) {
+    self.format = format
+  }
+
+  /// Consumes a chunk of the body; returns the rows it completed.
+  package mutating func read(_ buffer: ByteBuffer) throws -> [Herald_Campaign_V1_ImportRow] {
+    var rows: [Herald_Campaign_V1_ImportRow] = []
+    for byte in buffer.readableBytesView { try consume(byte, into: &rows) }
+    return rows
+  }
+
+  /// Ends the body; returns the last row if it had no final newline.
+  package mutating func finish() throws -> [Herald_Campaign_V1_ImportRow] {
+    var rows: [Herald_Campaign_V1_ImportRow] = []
+    if inQuotes && !quoteSeen {
+      rows.append(Self.failed(line: recordLine, field: "row", "the quoted field opened on line \(recordLine) is never closed"))
+    } else if !field.isEmpty || !fields.isEmpty || fieldStarted {
+      try endRecord(into: &rows)
+    }
+    if header == nil {
+      throw Problem.badRequest(
+        format == .csv
+          ? "the import is empty; a CSV import starts with a header row such as email,first_name"
+          : "the import is empty; send one JSON object per line")
+    }
+    return rows
+  }
+
+  private mutating func consume(_ byte: UInt8, into rows: inout [Herald_Campaign_V1_ImportRow]) throws {
+    recordBytes += 1
+    if recordBytes > Self.maxRecordBytes && !oversized {
+      oversized = true
+      field.removeAll()
+      fields.removeAll()
+    }
+    if format == .ndjson {
+      if byte == UInt8(ascii: "\n") {
+        try endRecord(into: &rows)
+        line += 1
+      } else if !oversized {
+        field.append(byte)
+      }
+      return
+    }
+    let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), newline = UInt8(ascii: "\n"), carriageReturn = UInt8(ascii: "\r")
+    if inQuotes && !quoteSeen {
+      if byte == quote {
+        quoteSeen = true
+      } else {
+        if byte == newline { line += 1 }
+        if !oversized { field.append(byte) }
+      }
+      return
+    }
+    if quoteSeen {
+      quoteSeen = false
+      if byte == quote {  // "" inside quotes is one quote
+        if !oversized { field.append(quote) }
+        return
+      }
+      inQuotes = false
+    }
+    switch byte {
+    case quote where !fieldStarted:
+      inQuotes = true
+      fieldStarted = true
+    case comma:
+      endField()
+    case newline:
+      try endRecord(into: &rows)
+      line += 1
+    case carriageReturn:
+      break
+    default:
+      fieldStarted = true
+      if !oversized { field.append(byte) }
+    }
+  }
+
+  private mutating func endField() {
+    fields.append(String(decoding: field, as: UTF8.self))
+    field.removeAll(keepingCapacity: true)
+    fieldStarted = false
+    inQuotes = false
+  }
+
+  private mutating func endRecord(into rows: inout [Herald_Campaign_V1_ImportRow]) throws {
+    defer {
+      fields.removeAll(keepingCapacity: true)
+      field.removeAll(keepingCapacity: true)
+      recordBytes = 0
+      recordLine = line + 1
+      oversized = false
+      fieldStarted = false
+      inQuotes = false
+    }
+    if oversized {
+      if header == nil && format == .csv { throw Problem.badRequest("the header row is longer than \(Self.maxRecordBytes) bytes") }
+      header = header ?? []
+      rows.append(Self.failed(line: recordLine, field: "row", "the row is longer than \(Self.maxRecordBytes) bytes"))
+      return
+    }
+    switch format {
+    case .ndjson:
+      let text = field
+      guard !text.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) else { return }
+      header = header ?? []
+      rows.append(Self.row(json: text, line: recordLine))
+    case .csv:
+      endField()
+      if fields == [""] { return }  // a blank line
+      guard let header else {
+        let names = fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard names.contains("email") || names.contains("phone") else {
+          throw Problem.badRequest("the CSV header needs an email or a phone column (it has: \(names.joined(separator: ", ")))")
+        }
+        if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+          throw Problem.badRequest("the CSV header names column '\(duplicate)' twice")
+        }
+        if let empty = names.firstIndex(of: "") {
+          throw Problem.badRequest("column \(empty + 1) of the CSV header has no name")
+        }
+        self.header = names
+        return
+      }
+      rows.append(Self.row(csv: fields, header: header, line: recordLine))
+    }
+  }
+
+  static func failed(line: Int, field: String, _ message: String) -> Herald_Campaign_V1_ImportRow {
+    var row = Herald_Campaign_V1_ImportRow()
+    row.row = Int64(line)
+    row.error = message
+    row.errorField = field
+    return row
+  }
+
+  static func flag(_ text: String) -> Bool? {
+    switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+    case "true", "yes", "y", "1": true
+    case "false", "no", "n", "0", "": false
+    default: nil
+    }
+  }
+
+  static func row(csv fields: [String], header: [String], line: Int) -> Herald_Campaign_V1_ImportRow {
+    guard fields.count == header.count else {
+      return failed(line: line, field: "row", "the row has \(fields.count) fields; the header has \(header.count)")
+    }
+    var subscriber = Herald_Campaign_V1_CreateSubscriberRequest()
+    var attributes: [String: String] = [:]
+    for (name, value) in zip(header, fields) {
+      switch name {
+      case "email": subscriber.email = value
+      case "phone": subscriber.phone = value
+      case "first_name": subscriber.firstName = value
+      case "last_name": subscriber.lastName = value
+      case "email_consent", "sms_consent":
+        guard let subscribed = flag(value) else {
+          return failed(line: line, field: name, "\(name) '\(value)' must be true or false (yes/no, 1/0)")
+        }
+        if name == "email_consent" { subscriber.emailConsent.subscribed = subscribed } else { subscriber.smsConsent.subscribed = subscribed }
+      case "email_consent_source": subscriber.emailConsent.source = value
+      case "sms_consent_source": subscriber.smsConsent.source = value
+      default:
+        if !value.isEmpty { attributes[name] = value }
+      }
+    }
+    if !attributes.isEmpty, let data = try? JSONSerialization.data(withJSONObject: attributes, options: [.sortedKeys]) {
+      subscriber.attributesJson = String(decoding: data, as: UTF8.self)
+    }
+    var row = Herald_Campaign_V1_ImportRow()
+    row.row = Int64(line)
+    row.subscriber = subscriber
+    return row
+  }
+
+  static func row(json bytes: [UInt8], line: Int) -> Herald_Campaign_V1_ImportRow {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+      return failed(line: line, field: "row", "the line is not a JSON object")
+    }
+    var subscriber = Herald_Campaign_V1_CreateSubscriberRequest()
+    for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+      switch (key, value) {
+      case ("email", let text as String): subscriber.email = text
+      case ("phone", let text as String): subscriber.phone = text
+      case ("first_name", let text as String): subscriber.firstName = text
+      case ("last_name", let text as String): subscriber.lastName = text
+      case ("attributes", let attributes as [String: Any]):
+        guard let data = try? JSONSerialization.data(withJSONObject: attributes, options: [.sortedKeys]) else {
+          return failed(line: line, field: "attributes", "attributes cannot be read")
+        }
+        subscriber.attributesJson = String(decoding: data, as: UTF8.self)
+      case ("attributes_json", let text as String): subscriber.attributesJson = text
+      case ("email_consent", _), ("sms_consent", _):
+        var consent = Herald_Campaign_V1_ConsentInput()
+        if let object = value as? [String: Any] {
+          guard let subscribed = object["subscribed"] as? Bool, object.keys.allSatisfy({ $0 == "subscribed" || $0 == "source" }) else {
+            return failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
+          }
+          consent.subscribed = subscribed
+          consent.source = object["source"] as? String ?? ""
+        } else if let number = value as? NSNumber, let subscribed = flag(number.stringValue) {
+          consent.subscribed = subscribed
+        } else {
+          return failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
+        }
+        if key == "email_consent" { subscriber.emailConsent = consent } else { subscriber.smsConsent = consent }
+      case ("email", _), ("phone", _), ("first_name", _), ("last_name", _), ("attributes_json", _):
+        return failed(line: line, field: key, "\(key) must be a string")
+      case ("attributes", _):
+        return failed(line: line, field: key, "attributes must be a JSON object")
+      default:
+        return failed(line: line, field: key, "unknown field '\(key)'")
+      }
+    }
+    var row = Herald_Campaign_V1_ImportRow()
+    row.row = Int64(line)
+    row.subscriber = subscriber
+    return row
+  }
+}
