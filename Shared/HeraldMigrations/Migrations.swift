@@ -139,6 +139,39 @@ package enum HeraldMigrations {
           );
           CREATE INDEX outbox_pending_idx ON outbox (campaign_id, subscriber_id) WHERE status = 'pending';
           """#),
+      Migration(
+        version: 4, name: "analytics",
+        sql: #"""
+          CREATE UNIQUE INDEX outbox_message_idx ON outbox (message_id) WHERE message_id IS NOT NULL;
+          CREATE TABLE delivery_feed (
+            id integer PRIMARY KEY CHECK (id = 1),
+            cursor text NOT NULL DEFAULT '',
+            events_applied bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          INSERT INTO delivery_feed (id) VALUES (1);
+          CREATE TABLE campaign_daily_stats (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            variant text NOT NULL,
+            day date NOT NULL,
+            status text NOT NULL,
+            events bigint NOT NULL DEFAULT 0 CHECK (events >= 0),
+            cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0),
+            PRIMARY KEY (campaign_id, variant, day, status)
+          );
+          CREATE TABLE subscriber_engagement (
+            subscriber_id uuid PRIMARY KEY REFERENCES subscribers (id) ON DELETE CASCADE,
+            delivered bigint NOT NULL DEFAULT 0,
+            opened bigint NOT NULL DEFAULT 0,
+            clicked bigint NOT NULL DEFAULT 0,
+            bounced bigint NOT NULL DEFAULT 0,
+            complained bigint NOT NULL DEFAULT 0,
+            last_event_at timestamptz,
+            last_engaged_at timestamptz,
+            score integer NOT NULL DEFAULT 0 CHECK (score BETWEEN 0 AND 100)
+          );
+          CREATE INDEX subscriber_engagement_score_idx ON subscriber_engagement (score DESC, subscriber_id);
+          """#),
     ])
 
   package static let delivery = MigrationSet(
@@ -175,6 +208,14 @@ package enum HeraldMigrations {
             occurred_at timestamptz NOT NULL DEFAULT now()
           );
           CREATE INDEX delivery_events_message_idx ON delivery_events (message_id);
+          """#),
+      Migration(
+        version: 2, name: "event feed for analytics",
+        sql: #"""
+          ALTER TABLE delivery_events
+            ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            ADD COLUMN cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0);
+          CREATE INDEX delivery_events_feed_idx ON delivery_events (txid, id);
           """#),
     ])
 

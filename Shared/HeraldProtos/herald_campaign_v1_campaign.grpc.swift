@@ -387,6 +387,32 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCampaignAnalytics" metadata.
+        public enum GetCampaignAnalytics: Sendable {
+            /// Request type for "GetCampaignAnalytics".
+            public typealias Input = Herald_Campaign_V1_GetCampaignAnalyticsRequest
+            /// Response type for "GetCampaignAnalytics".
+            public typealias Output = Herald_Campaign_V1_CampaignAnalytics
+            /// Descriptor for "GetCampaignAnalytics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetCampaignAnalytics",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListEngagement" metadata.
+        public enum ListEngagement: Sendable {
+            /// Request type for "ListEngagement".
+            public typealias Input = Herald_Campaign_V1_ListEngagementRequest
+            /// Response type for "ListEngagement".
+            public typealias Output = Herald_Campaign_V1_ListEngagementResponse
+            /// Descriptor for "ListEngagement".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListEngagement",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.campaign.v1.CampaignService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateSubscriber.descriptor,
@@ -416,7 +442,9 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             SendCampaign.descriptor,
             PauseCampaign.descriptor,
             ResumeCampaign.descriptor,
-            CancelCampaign.descriptor
+            CancelCampaign.descriptor,
+            GetCampaignAnalytics.descriptor,
+            ListEngagement.descriptor
         ]
     }
 }
@@ -925,6 +953,42 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "GetCampaignAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetCampaignAnalyticsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_CampaignAnalytics` messages.
+        func getCampaignAnalytics(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_CampaignAnalytics>
+
+        /// Handle the "ListEngagement" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Subscribers by engagement score, highest first, a page at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListEngagementRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListEngagementResponse` messages.
+        func listEngagement(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse>
     }
 
     /// Service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -1417,6 +1481,42 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.ServerRequest<Herald_Campaign_V1_CampaignTransitionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "GetCampaignAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignAnalyticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_CampaignAnalytics` message.
+        func getCampaignAnalytics(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignAnalytics>
+
+        /// Handle the "ListEngagement" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Subscribers by engagement score, highest first, a page at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListEngagementRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListEngagementResponse` message.
+        func listEngagement(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>
     }
 
     /// Simple service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -1907,6 +2007,42 @@ extension Herald_Campaign_V1_CampaignService {
             request: Herald_Campaign_V1_CampaignTransitionRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Campaign
+
+        /// Handle the "GetCampaignAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetCampaignAnalyticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_CampaignAnalytics` to respond with.
+        func getCampaignAnalytics(
+            request: Herald_Campaign_V1_GetCampaignAnalyticsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_CampaignAnalytics
+
+        /// Handle the "ListEngagement" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Subscribers by engagement score, highest first, a page at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListEngagementRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListEngagementResponse` to respond with.
+        func listEngagement(
+            request: Herald_Campaign_V1_ListEngagementRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListEngagementResponse
     }
 }
 
@@ -2222,6 +2358,28 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetCampaignAnalytics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetCampaignAnalyticsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignAnalytics>(),
+            handler: { request, context in
+                try await self.getCampaignAnalytics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListEngagement.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListEngagementRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListEngagementResponse>(),
+            handler: { request, context in
+                try await self.listEngagement(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2530,6 +2688,28 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
         let response = try await self.cancelCampaign(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCampaignAnalytics(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_CampaignAnalytics> {
+        let response = try await self.getCampaignAnalytics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listEngagement(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
+        let response = try await self.listEngagement(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2897,6 +3077,32 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
             message: try await self.cancelCampaign(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCampaignAnalytics(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignAnalytics> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignAnalytics>(
+            message: try await self.getCampaignAnalytics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listEngagement(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>(
+            message: try await self.listEngagement(
                 request: request.message,
                 context: context
             ),
@@ -3535,6 +3741,52 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCampaignAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignAnalyticsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignAnalyticsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_CampaignAnalytics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCampaignAnalytics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_CampaignAnalytics>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignAnalytics>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListEngagement" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Subscribers by engagement score, highest first, a page at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListEngagementRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListEngagementRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListEngagementResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listEngagement<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListEngagementRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListEngagementRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListEngagementResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -4484,6 +4736,74 @@ extension Herald_Campaign_V1_CampaignService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetCampaignAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignAnalyticsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignAnalyticsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_CampaignAnalytics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCampaignAnalytics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_CampaignAnalytics>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignAnalytics>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetCampaignAnalytics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListEngagement" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Subscribers by engagement score, highest first, a page at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListEngagementRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListEngagementRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListEngagementResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listEngagement<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListEngagementRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListEngagementRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListEngagementResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListEngagement.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -5276,6 +5596,64 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignTransitionRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaignAnalytics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignAnalyticsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaignAnalytics<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignAnalytics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCampaignAnalytics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetCampaignAnalyticsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignAnalytics>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListEngagement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers by engagement score, highest first, a page at a time.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListEngagementRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listEngagement<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListEngagementRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listEngagement(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListEngagementRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListEngagementResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -6183,6 +6561,72 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.cancelCampaign(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaignAnalytics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Counts per campaign, per A/B variant and per day (UTC), fed by the delivery service's events.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaignAnalytics<Result>(
+        _ message: Herald_Campaign_V1_GetCampaignAnalyticsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignAnalytics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignAnalyticsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCampaignAnalytics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListEngagement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers by engagement score, highest first, a page at a time.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listEngagement<Result>(
+        _ message: Herald_Campaign_V1_ListEngagementRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListEngagementRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listEngagement(
             request: request,
             options: options,
             onResponse: handleResponse

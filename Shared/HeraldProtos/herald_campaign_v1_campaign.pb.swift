@@ -1312,6 +1312,206 @@ public nonisolated struct Herald_Campaign_V1_CampaignTransitionRequest: Sendable
   public init() {}
 }
 
+/// Delivery events counted by status, and what the sends cost.
+public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var queued: Int64 = 0
+
+  public var sent: Int64 = 0
+
+  public var delivered: Int64 = 0
+
+  public var bounced: Int64 = 0
+
+  public var failed: Int64 = 0
+
+  public var opened: Int64 = 0
+
+  public var clicked: Int64 = 0
+
+  public var unsubscribed: Int64 = 0
+
+  public var complained: Int64 = 0
+
+  public var costCents: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_VariantAnalytics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var variant: String = String()
+
+  public var counts: Herald_Campaign_V1_DeliveryCounts {
+    get {_counts ?? Herald_Campaign_V1_DeliveryCounts()}
+    set {_counts = newValue}
+  }
+  /// Returns true if `counts` has been explicitly set.
+  public var hasCounts: Bool {self._counts != nil}
+  /// Clears the value of `counts`. Subsequent reads from it will return its default value.
+  public mutating func clearCounts() {self._counts = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _counts: Herald_Campaign_V1_DeliveryCounts? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_DailyAnalytics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// YYYY-MM-DD (UTC).
+  public var day: String = String()
+
+  public var counts: Herald_Campaign_V1_DeliveryCounts {
+    get {_counts ?? Herald_Campaign_V1_DeliveryCounts()}
+    set {_counts = newValue}
+  }
+  /// Returns true if `counts` has been explicitly set.
+  public var hasCounts: Bool {self._counts != nil}
+  /// Clears the value of `counts`. Subsequent reads from it will return its default value.
+  public mutating func clearCounts() {self._counts = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _counts: Herald_Campaign_V1_DeliveryCounts? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_CampaignAnalytics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  public var totals: Herald_Campaign_V1_DeliveryCounts {
+    get {_totals ?? Herald_Campaign_V1_DeliveryCounts()}
+    set {_totals = newValue}
+  }
+  /// Returns true if `totals` has been explicitly set.
+  public var hasTotals: Bool {self._totals != nil}
+  /// Clears the value of `totals`. Subsequent reads from it will return its default value.
+  public mutating func clearTotals() {self._totals = nil}
+
+  public var variants: [Herald_Campaign_V1_VariantAnalytics] = []
+
+  /// Oldest first.
+  public var days: [Herald_Campaign_V1_DailyAnalytics] = []
+
+  /// Recipients skipped for lack of consent (no delivery event is ever written for them).
+  public var skippedNoConsent: Int64 = 0
+
+  /// When the counts last took in delivery events.
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {self._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {self._updatedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _totals: Herald_Campaign_V1_DeliveryCounts? = nil
+  fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_GetCampaignAnalyticsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// score = min(100, round(100 × (opened + 2 × clicked) / (2 × delivered))), from delivery events.
+public nonisolated struct Herald_Campaign_V1_SubscriberEngagement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscriberID: String = String()
+
+  public var score: Int32 = 0
+
+  public var delivered: Int64 = 0
+
+  public var opened: Int64 = 0
+
+  public var clicked: Int64 = 0
+
+  public var bounced: Int64 = 0
+
+  public var complained: Int64 = 0
+
+  public var lastEngagedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastEngagedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastEngagedAt = newValue}
+  }
+  /// Returns true if `lastEngagedAt` has been explicitly set.
+  public var hasLastEngagedAt: Bool {self._lastEngagedAt != nil}
+  /// Clears the value of `lastEngagedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastEngagedAt() {self._lastEngagedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastEngagedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_ListEngagementRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1 to 500; 0 means 50.
+  public var pageSize: Int32 = 0
+
+  public var pageToken: String = String()
+
+  /// Only subscribers scoring at least this (0 to 100).
+  public var minScore: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_ListEngagementResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscribers: [Herald_Campaign_V1_SubscriberEngagement] = []
+
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "herald.campaign.v1"
@@ -3546,6 +3746,392 @@ nonisolated extension Herald_Campaign_V1_CampaignTransitionRequest: SwiftProtobu
 
   public static func ==(lhs: Herald_Campaign_V1_CampaignTransitionRequest, rhs: Herald_Campaign_V1_CampaignTransitionRequest) -> Bool {
     if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliveryCounts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.queued) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.sent) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.delivered) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.opened) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.clicked) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.unsubscribed) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.costCents) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.queued != 0 {
+      try visitor.visitSingularInt64Field(value: self.queued, fieldNumber: 1)
+    }
+    if self.sent != 0 {
+      try visitor.visitSingularInt64Field(value: self.sent, fieldNumber: 2)
+    }
+    if self.delivered != 0 {
+      try visitor.visitSingularInt64Field(value: self.delivered, fieldNumber: 3)
+    }
+    if self.bounced != 0 {
+      try visitor.visitSingularInt64Field(value: self.bounced, fieldNumber: 4)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 5)
+    }
+    if self.opened != 0 {
+      try visitor.visitSingularInt64Field(value: self.opened, fieldNumber: 6)
+    }
+    if self.clicked != 0 {
+      try visitor.visitSingularInt64Field(value: self.clicked, fieldNumber: 7)
+    }
+    if self.unsubscribed != 0 {
+      try visitor.visitSingularInt64Field(value: self.unsubscribed, fieldNumber: 8)
+    }
+    if self.complained != 0 {
+      try visitor.visitSingularInt64Field(value: self.complained, fieldNumber: 9)
+    }
+    if self.costCents != 0 {
+      try visitor.visitSingularInt64Field(value: self.costCents, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_DeliveryCounts, rhs: Herald_Campaign_V1_DeliveryCounts) -> Bool {
+    if lhs.queued != rhs.queued {return false}
+    if lhs.sent != rhs.sent {return false}
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.bounced != rhs.bounced {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.opened != rhs.opened {return false}
+    if lhs.clicked != rhs.clicked {return false}
+    if lhs.unsubscribed != rhs.unsubscribed {return false}
+    if lhs.complained != rhs.complained {return false}
+    if lhs.costCents != rhs.costCents {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_VariantAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VariantAnalytics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variant\0\u{1}counts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 1)
+    }
+    try { if let v = self._counts {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_VariantAnalytics, rhs: Herald_Campaign_V1_VariantAnalytics) -> Bool {
+    if lhs.variant != rhs.variant {return false}
+    if lhs._counts != rhs._counts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_DailyAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DailyAnalytics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}day\0\u{1}counts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.day) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.day.isEmpty {
+      try visitor.visitSingularStringField(value: self.day, fieldNumber: 1)
+    }
+    try { if let v = self._counts {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_DailyAnalytics, rhs: Herald_Campaign_V1_DailyAnalytics) -> Bool {
+    if lhs.day != rhs.day {return false}
+    if lhs._counts != rhs._counts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CampaignAnalytics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}totals\0\u{1}variants\0\u{1}days\0\u{3}skipped_no_consent\0\u{3}updated_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._totals) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.days) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.skippedNoConsent) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    try { if let v = self._totals {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.variants.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.variants, fieldNumber: 3)
+    }
+    if !self.days.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.days, fieldNumber: 4)
+    }
+    if self.skippedNoConsent != 0 {
+      try visitor.visitSingularInt64Field(value: self.skippedNoConsent, fieldNumber: 5)
+    }
+    try { if let v = self._updatedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_CampaignAnalytics, rhs: Herald_Campaign_V1_CampaignAnalytics) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs._totals != rhs._totals {return false}
+    if lhs.variants != rhs.variants {return false}
+    if lhs.days != rhs.days {return false}
+    if lhs.skippedNoConsent != rhs.skippedNoConsent {return false}
+    if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_GetCampaignAnalyticsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCampaignAnalyticsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_GetCampaignAnalyticsRequest, rhs: Herald_Campaign_V1_GetCampaignAnalyticsRequest) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_SubscriberEngagement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscriberEngagement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}score\0\u{1}delivered\0\u{1}opened\0\u{1}clicked\0\u{1}bounced\0\u{1}complained\0\u{3}last_engaged_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.score) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.delivered) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.opened) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.clicked) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._lastEngagedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 1)
+    }
+    if self.score != 0 {
+      try visitor.visitSingularInt32Field(value: self.score, fieldNumber: 2)
+    }
+    if self.delivered != 0 {
+      try visitor.visitSingularInt64Field(value: self.delivered, fieldNumber: 3)
+    }
+    if self.opened != 0 {
+      try visitor.visitSingularInt64Field(value: self.opened, fieldNumber: 4)
+    }
+    if self.clicked != 0 {
+      try visitor.visitSingularInt64Field(value: self.clicked, fieldNumber: 5)
+    }
+    if self.bounced != 0 {
+      try visitor.visitSingularInt64Field(value: self.bounced, fieldNumber: 6)
+    }
+    if self.complained != 0 {
+      try visitor.visitSingularInt64Field(value: self.complained, fieldNumber: 7)
+    }
+    try { if let v = self._lastEngagedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_SubscriberEngagement, rhs: Herald_Campaign_V1_SubscriberEngagement) -> Bool {
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.score != rhs.score {return false}
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.opened != rhs.opened {return false}
+    if lhs.clicked != rhs.clicked {return false}
+    if lhs.bounced != rhs.bounced {return false}
+    if lhs.complained != rhs.complained {return false}
+    if lhs._lastEngagedAt != rhs._lastEngagedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListEngagementRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListEngagementRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{3}min_score\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.minScore) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 1)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 2)
+    }
+    if self.minScore != 0 {
+      try visitor.visitSingularInt32Field(value: self.minScore, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListEngagementRequest, rhs: Herald_Campaign_V1_ListEngagementRequest) -> Bool {
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.minScore != rhs.minScore {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListEngagementResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListEngagementResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}subscribers\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.subscribers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subscribers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.subscribers, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListEngagementResponse, rhs: Herald_Campaign_V1_ListEngagementResponse) -> Bool {
+    if lhs.subscribers != rhs.subscribers {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

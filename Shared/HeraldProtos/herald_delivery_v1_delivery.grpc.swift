@@ -49,10 +49,24 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListDeliveryEvents" metadata.
+        public enum ListDeliveryEvents: Sendable {
+            /// Request type for "ListDeliveryEvents".
+            public typealias Input = Herald_Delivery_V1_ListDeliveryEventsRequest
+            /// Response type for "ListDeliveryEvents".
+            public typealias Output = Herald_Delivery_V1_ListDeliveryEventsResponse
+            /// Descriptor for "ListDeliveryEvents".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListDeliveryEvents",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
-            GetQueueStats.descriptor
+            GetQueueStats.descriptor,
+            ListDeliveryEvents.descriptor
         ]
     }
 }
@@ -116,6 +130,27 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetQueueStatsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_QueueStats>
+
+        /// Handle the "ListDeliveryEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+        /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+        /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+        /// > sees nothing twice.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListDeliveryEventsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListDeliveryEventsResponse` messages.
+        func listDeliveryEvents(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>
     }
 
     /// Service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -163,6 +198,27 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetQueueStatsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_QueueStats>
+
+        /// Handle the "ListDeliveryEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+        /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+        /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+        /// > sees nothing twice.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDeliveryEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListDeliveryEventsResponse` message.
+        func listDeliveryEvents(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>
     }
 
     /// Simple service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -208,6 +264,27 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_GetQueueStatsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_QueueStats
+
+        /// Handle the "ListDeliveryEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+        /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+        /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+        /// > sees nothing twice.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListDeliveryEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListDeliveryEventsResponse` to respond with.
+        func listDeliveryEvents(
+            request: Herald_Delivery_V1_ListDeliveryEventsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse
     }
 }
 
@@ -232,6 +309,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_QueueStats>(),
             handler: { request, context in
                 try await self.getQueueStats(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListDeliveryEvents.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDeliveryEventsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDeliveryEventsResponse>(),
+            handler: { request, context in
+                try await self.listDeliveryEvents(
                     request: request,
                     context: context
                 )
@@ -264,6 +352,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func listDeliveryEvents(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse> {
+        let response = try await self.listDeliveryEvents(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -288,6 +387,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_QueueStats> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_QueueStats>(
             message: try await self.getQueueStats(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listDeliveryEvents(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>(
+            message: try await self.listDeliveryEvents(
                 request: request.message,
                 context: context
             ),
@@ -351,6 +463,32 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_QueueStats>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_QueueStats>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListDeliveryEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+        /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+        /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+        /// > sees nothing twice.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDeliveryEventsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListDeliveryEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListDeliveryEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listDeliveryEvents<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDeliveryEventsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -439,6 +577,43 @@ extension Herald_Delivery_V1_DeliveryService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListDeliveryEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+        /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+        /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+        /// > sees nothing twice.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDeliveryEventsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListDeliveryEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListDeliveryEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listDeliveryEvents<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDeliveryEventsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListDeliveryEvents.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -500,6 +675,38 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_GetQueueStatsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_QueueStats>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDeliveryEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+    /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+    /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+    /// > sees nothing twice.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListDeliveryEventsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDeliveryEvents<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listDeliveryEvents(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDeliveryEventsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDeliveryEventsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -571,6 +778,42 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getQueueStats(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDeliveryEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Delivery events after a cursor, for the campaign service's analytics. Events are served in
+    /// > commit-safe order (by writing transaction, then id) and only once no earlier transaction can
+    /// > still add one, so a consumer that saves next_cursor with what it applied misses nothing and
+    /// > sees nothing twice.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDeliveryEvents<Result>(
+        _ message: Herald_Delivery_V1_ListDeliveryEventsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listDeliveryEvents(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -368,6 +368,15 @@ import Testing
         let campaigns = try #require(try Self.json(response.body)["campaigns"] as? [[String: Any]])
         #expect(campaigns.map { $0["id"] as? String } == [id])
       }
+      try await client.execute(uri: "/v1/campaigns/\(id)/analytics", method: .get, headers: Self.headers(writer)) { response async throws in
+        let analytics = try Self.json(response.body)
+        #expect(analytics["campaign_id"] as? String == id && analytics["skipped_no_consent"] as? String == "1")
+      }
+      try await client.execute(uri: "/v1/analytics/engagement?min_score=200", method: .get, headers: Self.headers(writer)) {
+        response async throws in
+        let field = try Self.json(response.body)["field"] as? String
+        #expect(response.status == .badRequest && field == "min_score")
+      }
       let (cancelStatus, cancelled) = try await Self.post(client, "/v1/campaigns/\(id)/cancel", nil)
       #expect(cancelStatus == .ok && cancelled["status"] as? String == "cancelled")
     }

@@ -146,6 +146,94 @@ import Testing
     }
   }
 
+  @Test func analyticsCountDeliveryEventsOncePerVariantAndDay() async throws {
+    try await withServices { campaign, delivery, database in
+      let logger = Logger(label: "test.analytics")
+      let list = try await campaign.createList(.with { $0.name = "all" })
+      try await seed(100, list: list.id, database: database)  // 90 consent
+      let a = try await emailTemplate(campaign, name: "A", greeting: "Hello")
+      let b = try await emailTemplate(campaign, name: "B", greeting: "Hi")
+      let id = try await campaign.createCampaign(.with {
+        $0.name = "measured"; $0.channel = "email"; $0.listID = list.id
+        $0.variants = [.with { $0.name = "A"; $0.templateID = a; $0.weight = 1 }, .with { $0.name = "B"; $0.templateID = b; $0.weight = 1 }]
+      }).id
+      _ = try await campaign.sendCampaign(.with { $0.id = id })
+      let sink = DeliverySink(client: delivery)
+      try await OutboxRelay(client: database, sink: sink, logger: logger).drain()
+
+      // What delivery's workers and provider webhooks record (#4): each message sent for 2 cents
+      // and delivered, except numbers 91-99 which bounce; 1-30 opened, 1-10 clicked.
+      try await database.query(
+        """
+        INSERT INTO delivery.delivery_events (message_id, status, cost_cents)
+        SELECT m.id, e.status, CASE WHEN e.status = 'sent' THEN 2 ELSE 0 END
+        FROM delivery.messages m
+        CROSS JOIN LATERAL (SELECT substring(m.recipient FROM 'user([0-9]+)@')::int AS n) k
+        CROSS JOIN LATERAL unnest(ARRAY['sent',
+          CASE WHEN k.n > 90 THEN 'bounced' ELSE 'delivered' END,
+          CASE WHEN k.n <= 30 THEN 'opened' END,
+          CASE WHEN k.n <= 10 THEN 'clicked' END]) AS e(status)
+        WHERE e.status IS NOT NULL
+        """, logger: logger)
+
+      // An event whose transaction is still open holds the feed back: nothing behind it is
+      // skipped when it commits later.
+      let consumer = DeliveryFeedConsumer(client: database, source: sink, logger: logger, batchSize: 50)
+      let message = try #require(
+        try await database.query("SELECT id FROM delivery.messages WHERE recipient = 'user1@example.com'", logger: logger)
+          .collect().first?.decode(UUID.self))
+      try await database.withTransaction(logger: logger) { connection in
+        try await connection.query(
+          "INSERT INTO delivery.delivery_events (message_id, status) VALUES (\(message), 'opened')", logger: logger)
+        // A later transaction commits meanwhile.
+        try await database.query(
+          "INSERT INTO delivery.delivery_events (message_id, status) VALUES (\(message), 'clicked')", logger: logger)
+        // The feed waits for every older transaction in the cluster (other suites run beside this
+        // one), so poll until what was committed before the open transaction is in.
+        func totals() async throws -> Herald_Campaign_V1_DeliveryCounts {
+          try await consumer.pollOnce()
+          return try await campaign.getCampaignAnalytics(.with { $0.campaignID = id }).totals
+        }
+        try await eventually("events before the open transaction") { try await totals().opened >= 27 }
+        try await Task.sleep(for: .milliseconds(300))
+        let early = try await totals()
+        #expect(early.opened == 27 && early.clicked == 9, "the feed ran past an open transaction")
+      }
+      try await eventually("every event") {
+        try await consumer.pollOnce()
+        let totals = try await campaign.getCampaignAnalytics(.with { $0.campaignID = id }).totals
+        return totals.opened == 28 && totals.clicked == 10
+      }
+      // Another replica finds nothing left to count.
+      #expect(try await DeliveryFeedConsumer(client: database, source: sink, logger: logger).pollOnce() == 0)
+
+      let analytics = try await campaign.getCampaignAnalytics(.with { $0.campaignID = id })
+      let totals = analytics.totals
+      #expect(totals.queued == 90 && totals.sent == 90 && totals.delivered == 81 && totals.bounced == 9)
+      #expect(totals.opened == 28 && totals.clicked == 10 && totals.costCents == 180)
+      #expect(analytics.skippedNoConsent == 10)
+      #expect(analytics.variants.map(\.variant) == ["A", "B"])
+      #expect(analytics.variants.map(\.counts.sent).reduce(0, +) == 90)
+      #expect(analytics.variants.map(\.counts.queued) == (try await campaign.getCampaign(.with { $0.id = id })).variants.map(\.recipients))
+      #expect(analytics.days.count == 1 && analytics.days[0].counts == totals)
+
+      let engaged = try await campaign.listEngagement(.with { $0.minScore = 1; $0.pageSize = 5 })
+      #expect(engaged.subscribers.count == 5 && engaged.subscribers.allSatisfy { $0.score == 100 })
+      var scores: [Int32] = engaged.subscribers.map(\.score)
+      var token = engaged.nextPageToken
+      while !token.isEmpty {
+        let page = try await campaign.listEngagement(.with { $0.minScore = 1; $0.pageSize = 5; $0.pageToken = token })
+        scores += page.subscribers.map(\.score)
+        token = page.nextPageToken
+      }
+      // 1-10 opened and clicked (100, capped), 11-30 opened (50); tenths have no consent.
+      #expect(scores == Array(repeating: 100, count: 9) + Array(repeating: 50, count: 18))
+      await #expect { _ = try await campaign.getCampaignAnalytics(.with { $0.campaignID = UUID().uuidString }) } throws: {
+        rpcError($0) == (.notFound, "campaign_id")
+      }
+    }
+  }
+
   @Test func statusMachineRejectsIllegalTransitions() async throws {
     try await withServices { campaign, _, database in
       let list = try await campaign.createList(.with { $0.name = "few" })

@@ -4,7 +4,7 @@ import HeraldProtos
 import HeraldServerKit
 
 /// The campaign process (SPEC §2): subscribers and consent, lists and segments, templates,
-/// campaigns, and the background relay (outbox → delivery) and scheduler.
+/// campaigns, and the background relay (outbox → delivery), scheduler and analytics feed.
 package enum CampaignDefinition {
   package static let definition = ServiceDefinition(
     name: "campaign",
@@ -22,11 +22,14 @@ package enum CampaignDefinition {
       guard let delivery = resources.clients["delivery"] else {
         throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
       }
-      let relay = OutboxRelay(client: resources.database, sink: DeliverySink(client: delivery), logger: resources.logger)
+      let sink = DeliverySink(client: delivery)
+      let relay = OutboxRelay(client: resources.database, sink: sink, logger: resources.logger)
       let scheduler = CampaignScheduler(client: resources.database, logger: resources.logger)
+      let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
       return [
         BackgroundWorker(name: "outbox-relay") { await relay.run() },
         BackgroundWorker(name: "scheduler") { await scheduler.run() },
+        BackgroundWorker(name: "delivery-feed") { await feed.run() },
       ]
     })
 }

@@ -49,6 +49,33 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     return stats
   }
 
+  package func listDeliveryEvents(
+    request: Herald_Delivery_V1_ListDeliveryEventsRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse {
+    guard let cursor = FeedCursor(request.cursor) else {
+      throw RPCError.field("cursor", .invalidArgument, "cursor '\(request.cursor)' is not one this service gave out")
+    }
+    guard (0...5000).contains(request.limit) else {
+      throw RPCError.field("limit", .invalidArgument, "limit must be from 1 to 5,000 (0 means 1,000)")
+    }
+    let (events, next) = try await queue.events(after: cursor, limit: request.limit == 0 ? 1000 : Int(request.limit))
+    var response = Herald_Delivery_V1_ListDeliveryEventsResponse()
+    response.events = events.map { event in
+      var message = Herald_Delivery_V1_DeliveryEvent()
+      message.id = event.id
+      message.messageID = event.messageID.uuidString.lowercased()
+      message.campaignID = event.campaignID?.uuidString.lowercased() ?? ""
+      message.subscriberID = event.subscriberID?.uuidString.lowercased() ?? ""
+      message.status = event.status
+      message.detail = event.detail
+      message.costCents = event.costCents
+      message.occurredAt = Google_Protobuf_Timestamp(date: event.occurredAt)
+      return message
+    }
+    response.nextCursor = next.text
+    return response
+  }
+
   static func validate(_ message: Herald_Delivery_V1_OutboundMessage, field: String) throws -> QueuedMessage {
     let key = message.idempotencyKey
     guard !key.isEmpty, key.utf8.count <= 200 else {

@@ -20,10 +20,49 @@ package struct EnqueueOutcome: Sendable, Equatable {
   package var duplicate: Bool
 }
 
+package struct FeedEvent: Sendable, Equatable {
+  package var id: Int64
+  package var messageID: UUID
+  package var campaignID: UUID?
+  package var subscriberID: UUID?
+  package var status: String
+  package var detail: String
+  package var costCents: Int64
+  package var occurredAt: Date
+}
+
+/// A position in the event feed: the writing transaction's id and the event's id.
+package struct FeedCursor: Sendable, Equatable {
+  package var transaction: UInt64
+  package var event: Int64
+
+  package static let start = FeedCursor(transaction: 0, event: 0)
+
+  package init(transaction: UInt64, event: Int64) {
+    self.transaction = transaction
+    self.event = event
+  }
+
+  /// "transaction.event"; empty means the start.
+  package init?(_ text: String) {
+    if text.isEmpty {
+      self = .start
+      return
+    }
+    let parts = text.split(separator: ".")
+    guard parts.count == 2, let transaction = UInt64(parts[0]), let event = Int64(parts[1]) else { return nil }
+    self.init(transaction: transaction, event: event)
+  }
+
+  package var text: String { self == .start ? "" : "\(transaction).\(event)" }
+}
+
 package protocol MessageQueue: Sendable {
   /// Writes the batch in one transaction; keys accepted before come back as duplicates.
   func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome]
   func countsByStatus() async throws -> [String: Int64]
+  /// Events after `cursor` whose transactions can no longer be joined by an earlier one.
+  func events(after cursor: FeedCursor, limit: Int) async throws -> (events: [FeedEvent], next: FeedCursor)
 }
 
 package struct PostgresMessageQueue: MessageQueue {
@@ -78,5 +117,32 @@ package struct PostgresMessageQueue: MessageQueue {
       counts[status] = count
     }
     return counts
+  }
+
+  package func events(after cursor: FeedCursor, limit: Int) async throws -> (events: [FeedEvent], next: FeedCursor) {
+    // Only transactions older than every one still running are served (pg_snapshot_xmin): an
+    // event can then never appear behind the cursor later.
+    let rows = try await client.query(
+      """
+      SELECT e.txid::text, e.id, e.message_id, m.campaign_id, m.subscriber_id, e.status, coalesce(e.detail, ''),
+        e.cost_cents, e.occurred_at
+      FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
+      WHERE e.txid < pg_snapshot_xmin(pg_current_snapshot())
+        AND (e.txid, e.id) > (\(String(cursor.transaction))::text::xid8, \(cursor.event))
+      ORDER BY e.txid, e.id
+      LIMIT \(limit)
+      """, logger: logger)
+    var events: [FeedEvent] = []
+    var next = cursor
+    for try await (transaction, id, message, campaign, subscriber, status, detail, cost, at) in rows.decode(
+      (String, Int64, UUID, UUID?, UUID?, String, String, Int64, Date).self)
+    {
+      events.append(
+        FeedEvent(
+          id: id, messageID: message, campaignID: campaign, subscriberID: subscriber, status: status, detail: detail,
+          costCents: cost, occurredAt: at))
+      next = FeedCursor(transaction: UInt64(transaction) ?? cursor.transaction, event: id)
+    }
+    return (events, next)
   }
 }

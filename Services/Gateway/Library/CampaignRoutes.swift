@@ -60,6 +60,19 @@ struct CampaignController {
     post(group, "campaigns/:id/schedule", scope: "campaigns:write", id: { $0.id = $1 }, current: { $0.id }) {
       (body: Herald_Campaign_V1_ScheduleCampaignRequest) in try await campaign.scheduleCampaign(body)
     }
+    get(group, "campaigns/:id/analytics") { id in try await campaign.getCampaignAnalytics(.with { $0.campaignID = id }) }
+    group.get("analytics/engagement") { request, context in
+      try context.require("read")
+      var body = Herald_Campaign_V1_ListEngagementRequest()
+      for (name, keyPath) in [("page_size", \Herald_Campaign_V1_ListEngagementRequest.pageSize), ("min_score", \.minScore)] {
+        guard let text = request.uri.queryParameters.get(name) else { continue }
+        guard let value = Int32(text) else { throw Problem.badRequest("\(name) '\(text)' is not a number", field: name) }
+        body[keyPath: keyPath] = value
+      }
+      body.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+      let page = try await ProtoJSON.call("campaign") { [body] in try await campaign.listEngagement(body) }
+      return try ProtoJSON.response(page)
+    }
     let transitions: [(String, @Sendable (Herald_Campaign_V1_CampaignTransitionRequest) async throws -> Herald_Campaign_V1_Campaign)] = [
       ("send", { try await campaign.sendCampaign($0) }),
       ("pause", { try await campaign.pauseCampaign($0) }),

@@ -346,6 +346,36 @@ enum OpenAPIDocument {
         "/v1/campaigns/{id}": {
           "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "get": {"summary": "One campaign with its counts and per-variant recipients. Scope: read.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}}}
         },
+        "/v1/campaigns/{id}/analytics": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
+          "get": {
+            "summary": "Delivery counts and cost for the campaign, per A/B variant and per day (UTC), fed by delivery events. Scope: read.",
+            "responses": {
+              "200": {"description": "Analytics.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "campaign_id": {"type": "string"}, "totals": {"type": "object", "description": "int64 values are strings (proto3 JSON).", "properties": {"queued": {"type": "string"}, "sent": {"type": "string"}, "delivered": {"type": "string"}, "bounced": {"type": "string"}, "failed": {"type": "string"}, "opened": {"type": "string"}, "clicked": {"type": "string"}, "unsubscribed": {"type": "string"}, "complained": {"type": "string"}, "cost_cents": {"type": "string"}}},
+                "variants": {"type": "array", "items": {"type": "object", "properties": {"variant": {"type": "string"}, "counts": {"type": "object", "description": "int64 values are strings (proto3 JSON).", "properties": {"queued": {"type": "string"}, "sent": {"type": "string"}, "delivered": {"type": "string"}, "bounced": {"type": "string"}, "failed": {"type": "string"}, "opened": {"type": "string"}, "clicked": {"type": "string"}, "unsubscribed": {"type": "string"}, "complained": {"type": "string"}, "cost_cents": {"type": "string"}}}}}},
+                "days": {"type": "array", "items": {"type": "object", "properties": {"day": {"type": "string", "format": "date"}, "counts": {"type": "object", "description": "int64 values are strings (proto3 JSON).", "properties": {"queued": {"type": "string"}, "sent": {"type": "string"}, "delivered": {"type": "string"}, "bounced": {"type": "string"}, "failed": {"type": "string"}, "opened": {"type": "string"}, "clicked": {"type": "string"}, "unsubscribed": {"type": "string"}, "complained": {"type": "string"}, "cost_cents": {"type": "string"}}}}}},
+                "skipped_no_consent": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}}}},
+              "404": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
+        "/v1/analytics/engagement": {
+          "get": {
+            "summary": "Subscribers by engagement score (min(100, round(100 x (opened + 2 x clicked) / (2 x delivered)))), highest first. Scope: read.",
+            "parameters": [
+              {"name": "min_score", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100}},
+              {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+              {"name": "page_token", "in": "query", "schema": {"type": "string"}}
+            ],
+            "responses": {
+              "200": {"description": "A page.", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "subscribers": {"type": "array", "items": {"type": "object", "properties": {"subscriber_id": {"type": "string"}, "score": {"type": "integer"}, "delivered": {"type": "string"}, "opened": {"type": "string"}, "clicked": {"type": "string"}, "bounced": {"type": "string"}, "complained": {"type": "string"}, "last_engaged_at": {"type": "string", "format": "date-time"}}}},
+                "next_page_token": {"type": "string"}}}}}},
+              "400": {"$ref": "#/components/responses/Problem"}
+            }
+          }
+        },
         "/v1/campaigns/{id}/schedule": {
           "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "draft → scheduled: the scheduler starts it at send_at. Scope: campaigns:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["send_at"], "properties": {"send_at": {"type": "string", "format": "date-time"}}}}}}, "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
         },
