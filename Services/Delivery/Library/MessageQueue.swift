@@ -75,38 +75,46 @@ package struct PostgresMessageQueue: MessageQueue {
   }
 
   package func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome] {
-    let logger = self.logger
-    return try await client.withTransaction(logger: logger) { connection in
-      var outcomes: [EnqueueOutcome] = []
-      outcomes.reserveCapacity(messages.count)
-      for message in messages {
-        let inserted = try await connection.query(
-          """
-          INSERT INTO delivery.messages (
-            idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before)
-          VALUES (
-            \(message.idempotencyKey), \(message.channel), \(message.recipient), \(message.subject), \(message.body),
-            \(message.campaignID), \(message.subscriberID), COALESCE(\(message.notBefore), now()))
-          ON CONFLICT (idempotency_key) DO NOTHING
-          RETURNING id
-          """, logger: logger
-        ).collect().first?.decode(UUID.self)
-        if let id = inserted {
-          try await connection.query(
-            "INSERT INTO delivery.delivery_events (message_id, status) VALUES (\(id), 'queued')", logger: logger)
-          outcomes.append(EnqueueOutcome(idempotencyKey: message.idempotencyKey, messageID: id, duplicate: false))
-        } else {
-          let existing = try await connection.query(
-            "SELECT id FROM delivery.messages WHERE idempotency_key = \(message.idempotencyKey)", logger: logger
-          ).collect().first?.decode(UUID.self)
-          guard let existing else {
-            throw PostgresError.protocol("idempotency key conflicted but no message holds it")
-          }
-          outcomes.append(EnqueueOutcome(idempotencyKey: message.idempotencyKey, messageID: existing, duplicate: true))
-        }
-      }
-      return outcomes
+    guard !messages.isEmpty else { return [] }
+    // One statement for the whole batch: the messages, their "queued" events, and the ids of
+    // keys accepted earlier. Optional values travel as '' (arrays of NULLs do not bind).
+    let iso = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    let rows = try await client.query(
+      """
+      WITH input AS (
+        SELECT * FROM unnest(
+          \(messages.map(\.idempotencyKey))::text[], \(messages.map(\.channel))::text[], \(messages.map(\.recipient))::text[],
+          \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[],
+          \(messages.map { $0.campaignID?.uuidString ?? "" })::text[], \(messages.map { $0.subscriberID?.uuidString ?? "" })::text[],
+          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[]
+        ) WITH ORDINALITY AS t(key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, position)
+      ), inserted AS (
+        INSERT INTO delivery.messages (
+          idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before)
+        SELECT key, channel, recipient, subject, body, nullif(campaign_id, '')::uuid, nullif(subscriber_id, '')::uuid,
+          coalesce(nullif(not_before, '')::timestamptz, now())
+        FROM input ORDER BY position
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, idempotency_key
+      ), events AS (
+        INSERT INTO delivery.delivery_events (message_id, status) SELECT id, 'queued' FROM inserted
+      )
+      SELECT i.key, coalesce(n.id, m.id), n.id IS NULL
+      FROM input i
+      LEFT JOIN inserted n ON n.idempotency_key = i.key
+      LEFT JOIN delivery.messages m ON n.id IS NULL AND m.idempotency_key = i.key
+      ORDER BY i.position
+      """, logger: logger)
+    var outcomes: [EnqueueOutcome] = []
+    outcomes.reserveCapacity(messages.count)
+    var seen = Set<String>()
+    for try await (key, id, existed) in rows.decode((String, UUID?, Bool).self) {
+      guard let id else { throw PostgresError.protocol("idempotency key \(key) conflicted but no message holds it") }
+      // A key given twice in one batch is queued once; the second is a duplicate.
+      let duplicate = existed || !seen.insert(key).inserted
+      outcomes.append(EnqueueOutcome(idempotencyKey: key, messageID: id, duplicate: duplicate))
     }
+    return outcomes
   }
 
   package func countsByStatus() async throws -> [String: Int64] {
