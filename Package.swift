@@ -156,6 +156,26 @@ for service in backEnds {
   products.append(.executable(name: service.name, targets: ["\(service.folder)Main"]))
 }
 
+var benchmarkDependencies: [Package.Dependency] = []
+
+// Benchmarks (ordo-one/benchmark) are declared only when HERALD_BENCHMARKS is set — scripts/benchmark
+// sets it — so that the normal build, `swift test` and CI never resolve or compile them.
+if Context.environment["HERALD_BENCHMARKS"] != nil {
+  benchmarkDependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
+  targets.append(
+    .executableTarget(
+      name: "CampaignSend",
+      dependencies: [
+        .product(name: "Benchmark", package: "benchmark"),
+        "HeraldCampaign", "HeraldCore", "HeraldDelivery", "HeraldProtos", "HeraldServerKit", "HeraldTestSupport",
+        .grpcCore, .grpcTransport, .postgres, .logging, .swiftProtobuf,
+      ],
+      path: "Tests/Benchmarks/CampaignSend",
+      swiftSettings: swiftSettings,
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ))
+}
+
 let package = Package(
   name: "herald",
   platforms: [.macOS(.v15)],
@@ -176,6 +196,6 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
-  ],
+  ] + benchmarkDependencies,
   targets: targets
 )

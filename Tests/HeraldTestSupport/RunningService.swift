@@ -76,3 +76,19 @@ package func eventually(
   }
   throw TestSetupError("timed out after \(timeout) waiting for \(what)")
 }
+
+/// Writes `count` subscribers `user<n>@example.com` (first name `User<n>`, attributes `{"n": n}`)
+/// into `list` in one statement; every tenth has no e-mail consent.
+package func seedSubscribers(_ count: Int, list: UUID, database: PostgresClient) async throws {
+  try await database.query(
+    """
+    WITH created AS (
+      INSERT INTO campaign.subscribers (email, first_name, attributes, email_subscribed, email_consent_source, email_consented_at)
+      SELECT 'user' || g || '@example.com', 'User' || g, jsonb_build_object('n', g), g % 10 <> 0,
+        CASE WHEN g % 10 <> 0 THEN 'test-seed' END, CASE WHEN g % 10 <> 0 THEN now() END
+      FROM generate_series(1, \(count)) AS g
+      RETURNING id
+    )
+    INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT \(list), id FROM created
+    """, logger: Logger(label: "test.seed"))
+}

@@ -37,20 +37,8 @@ import Testing
     }
   }
 
-  /// `count` subscribers `user<n>@example.com`; every tenth has no e-mail consent.
   func seed(_ count: Int, list: String, database: PostgresClient) async throws {
-    let listID = try #require(UUID(uuidString: list))
-    try await database.query(
-      """
-      WITH created AS (
-        INSERT INTO campaign.subscribers (email, first_name, attributes, email_subscribed, email_consent_source, email_consented_at)
-        SELECT 'user' || g || '@example.com', 'User' || g, jsonb_build_object('n', g), g % 10 <> 0,
-          CASE WHEN g % 10 <> 0 THEN 'test-seed' END, CASE WHEN g % 10 <> 0 THEN now() END
-        FROM generate_series(1, \(count)) AS g
-        RETURNING id
-      )
-      INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT \(listID), id FROM created
-      """, logger: Logger(label: "test"))
+    try await seedSubscribers(count, list: try #require(UUID(uuidString: list)), database: database)
   }
 
   func emailTemplate(_ campaign: Client, name: String, greeting: String) async throws -> String {

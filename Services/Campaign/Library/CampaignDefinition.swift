@@ -23,11 +23,14 @@ package enum CampaignDefinition {
         throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
       }
       let sink = DeliverySink(client: delivery)
-      let relay = OutboxRelay(client: resources.database, sink: sink, logger: resources.logger)
       let scheduler = CampaignScheduler(client: resources.database, logger: resources.logger)
       let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
-      return [
-        BackgroundWorker(name: "outbox-relay") { await relay.run() },
+      let relays = (1...OutboxRelay.workersPerProcess).map { number in
+        BackgroundWorker(name: "outbox-relay-\(number)") {
+          await OutboxRelay(client: resources.database, sink: sink, logger: resources.logger).run()
+        }
+      }
+      return relays + [
         BackgroundWorker(name: "scheduler") { await scheduler.run() },
         BackgroundWorker(name: "delivery-feed") { await feed.run() },
       ]

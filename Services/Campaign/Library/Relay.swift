@@ -34,11 +34,14 @@ package struct DeliverySink: MessageSink {
 /// again here, so an unsubscribe wins over a send that is already under way. Only campaigns in
 /// `sending` are relayed: pause and cancel stop it at the next batch.
 package struct OutboxRelay: Sendable {
+  /// Relay loops each campaign process runs; batches of one campaign go out in parallel.
+  package static let workersPerProcess = 2
   package var batchSize = 500
   let client: PostgresClient
   let sink: any MessageSink
   let logger: Logger
   private let templates = TemplateCache()
+  private let position = RelayPosition()
 
   package init(client: PostgresClient, sink: any MessageSink, logger: Logger, batchSize: Int = 500) {
     self.client = client
@@ -60,20 +63,33 @@ package struct OutboxRelay: Sendable {
     let store = CampaignStore(client: client, logger: logger)
     let logger = self.logger
     let batchSize = self.batchSize
+    let position = self.position
     return try await store.transaction { connection in
+      // Claim from where this relay stopped (keyset): the front of the pending index fills with
+      // entries already relayed, and scanning them again on every batch would make a large send
+      // slow down as it goes. Nothing found past the position: look once more from the start.
       var entries: [Entry] = []
-      for try await (campaign, subscriber, variant, channel) in try await connection.query(
-        """
-        SELECT o.campaign_id, o.subscriber_id, o.variant, c.channel
-        FROM campaign.outbox o JOIN campaign.campaigns c ON c.id = o.campaign_id
-        WHERE o.status = 'pending' AND c.status = 'sending'
-        ORDER BY o.campaign_id, o.subscriber_id
-        LIMIT \(batchSize)
-        FOR UPDATE OF o SKIP LOCKED
-        """, logger: logger
-      ).decode((UUID, UUID, String, String).self) {
-        entries.append(Entry(campaignID: campaign, subscriberID: subscriber, variant: variant, channel: channel))
+      var after = position.last.withLock { $0 }
+      while true {
+        let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        let (afterCampaign, afterSubscriber) = after ?? (zero, zero)
+        for try await (campaign, subscriber, variant, channel) in try await connection.query(
+          """
+          SELECT o.campaign_id, o.subscriber_id, o.variant, c.channel
+          FROM campaign.outbox o JOIN campaign.campaigns c ON c.id = o.campaign_id
+          WHERE o.status = 'pending' AND c.status = 'sending'
+            AND (o.campaign_id, o.subscriber_id) > (\(afterCampaign), \(afterSubscriber))
+          ORDER BY o.campaign_id, o.subscriber_id
+          LIMIT \(batchSize)
+          FOR UPDATE OF o SKIP LOCKED
+          """, logger: logger
+        ).decode((UUID, UUID, String, String).self) {
+          entries.append(Entry(campaignID: campaign, subscriberID: subscriber, variant: variant, channel: channel))
+        }
+        if !entries.isEmpty || after == nil { break }
+        after = nil
       }
+      position.last.withLock { $0 = entries.last.map { ($0.campaignID, $0.subscriberID) } }
       guard !entries.isEmpty else { return 0 }
       var subscribers: [UUID: SubscriberRecord] = [:]
       for row in try await connection.query(
@@ -232,6 +248,11 @@ package struct OutboxRelay: Sendable {
   static func pause(_ duration: Duration) async {
     try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
   }
+}
+
+/// Where a relay's last batch ended (campaign id, subscriber id).
+final class RelayPosition: Sendable {
+  let last = Mutex<(UUID, UUID)?>(nil)
 }
 
 /// Each campaign's variant templates, by campaign id.

@@ -1,0 +1,121 @@
+import Benchmark
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCampaign
+import HeraldCore
+import HeraldDelivery
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+
+/// Expanding and enqueueing a campaign audience (issue #3): `SendCampaign` expands the audience
+/// into the outbox in one statement, then the relay hands every entry to the delivery service's
+/// queue in batches over gRPC. Both services run in this process against a throwaway PostgreSQL,
+/// so peak resident memory is theirs (PostgreSQL's own memory is not counted). The audience is
+/// seeded before measuring. Phase times are written as `phase <name> <seconds>` lines.
+let benchmarks: @Sendable () -> Void = {
+  for size in [100_000, 1_000_000] {
+    Benchmark(
+      "Expand and enqueue \(size / 1000)k subscribers",
+      configuration: .init(
+        metrics: [.wallClock, .peakMemoryResident], warmupIterations: 0, maxDuration: .seconds(900), maxIterations: 1)
+    ) { benchmark in
+      try await expandAndEnqueue(size, benchmark: benchmark)
+    }
+  }
+}
+
+func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
+  benchmark.stopMeasurement()
+  var logger = Logger(label: "benchmark")
+  logger.logLevel = .warning
+  let url = try await TestPostgres.shared.makeDatabase()
+  var campaignDefinition = CampaignDefinition.definition
+  campaignDefinition.readinessDependencies = []
+  campaignDefinition.makeWorkers = { _ in [] }
+  var deliveryDefinition = DeliveryDefinition.definition
+  deliveryDefinition.readinessDependencies = []
+  try await withRunningService(deliveryDefinition, databaseURL: url) { deliveryPort, _ in
+    try await withRunningService(
+      campaignDefinition, databaseURL: url, dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
+    ) { campaignPort, _ in
+      try await withClient(port: campaignPort) { campaignClient in
+        try await withClient(port: deliveryPort) { deliveryClient in
+          try await withDatabase(url) { database in
+            let campaign = Herald_Campaign_V1_CampaignService.Client(wrapping: campaignClient)
+            let list = try await campaign.createList(.with { $0.name = "everyone" })
+            let seedStart = ContinuousClock.now
+            try await seedSubscribers(size, list: UUID(uuidString: list.id)!, database: database)
+            try await database.query("VACUUM ANALYZE campaign.subscribers", logger: logger)
+            try await database.query("VACUUM ANALYZE campaign.list_members", logger: logger)
+            phase("seed \(seconds(since: seedStart))")
+            let template = try await campaign.createTemplate(.with {
+              $0.name = "news"
+              $0.channel = "email"
+              $0.subject = "News for {{first_name}}"
+              $0.body = "<p>Hello {{first_name}}, you are number {{n}}.</p>"
+              $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+            })
+            let created = try await campaign.createCampaign(.with {
+              $0.name = "benchmark"
+              $0.channel = "email"
+              $0.listID = list.id
+              $0.templateID = template.id
+            })
+
+            benchmark.startMeasurement()
+            let expandStart = ContinuousClock.now
+            let sending = try await campaign.sendCampaign(.with { $0.id = created.id }, options: .timeout(.seconds(600)))
+            phase("size \(size)")
+            phase("expand \(seconds(since: expandStart)) outbox=\(sending.counts.outbox) skipped=\(sending.counts.skippedNoConsent)")
+            let relayStart = ContinuousClock.now
+            // As many relays as a campaign process runs, sharing the outbox.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+              for _ in 0..<OutboxRelay.workersPerProcess {
+                group.addTask { [logger] in
+                  let relay = OutboxRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger, batchSize: 1000)
+                  try await relay.drain()
+                }
+              }
+              try await group.waitForAll()
+            }
+            phase("relay \(seconds(since: relayStart))")
+            benchmark.stopMeasurement()
+
+            let queued = try await database.query(
+              "SELECT count(*) FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: created.id)!)", logger: logger
+            ).collect().first?.decode(Int64.self) ?? 0
+            let expected = Int64(size - size / 10)
+            phase("check queued=\(queued) expected=\(expected)")
+            guard queued == expected else { throw BenchmarkFailure("queued \(queued) messages, expected \(expected)") }
+          }
+        }
+      }
+    }
+  }
+}
+
+struct BenchmarkFailure: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// A phase line, appended to the file HERALD_BENCHMARK_PHASES names (the benchmark tool keeps the
+/// process's own output to itself); scripts/benchmark puts these lines in the results.
+func phase(_ text: String) {
+  guard let path = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_PHASES"] else { return }
+  if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+  guard let file = FileHandle(forWritingAtPath: path) else { return }
+  file.seekToEndOfFile()
+  file.write(Data("phase \(text)\n".utf8))
+  file.closeFile()
+}
+
+func seconds(since start: ContinuousClock.Instant) -> String {
+  let elapsed = ContinuousClock.now - start
+  return String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
