@@ -514,6 +514,7 @@ package struct CampaignStore: Sendable {
       ), written AS (
         INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant)
         SELECT \(campaignBind), a.id, \(assignment) FROM audience a WHERE a.eligible
+        ORDER BY a.id  -- in key order, the outbox's indexes grow at their right edge
         ON CONFLICT DO NOTHING
         RETURNING variant
       )
