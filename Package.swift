@@ -26,7 +26,15 @@ extension Target.Dependency {
 /// executable (`<name>`, from `Services/<Name>/Main`) declared the same way.
 let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
   ("campaign", "Campaign", [.grpcTransport, .product(name: "Mustache", package: "swift-mustache")]),
-  ("delivery", "Delivery", []), ("ratelimit", "RateLimit", []), ("sync", "Sync", []),
+  (
+    "delivery", "Delivery",
+    [
+      .product(name: "AsyncHTTPClient", package: "async-http-client"), .crypto, .nioCore,
+      .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "NIOSSL", package: "swift-nio-ssl"),
+    ]
+  ),
+  ("ratelimit", "RateLimit", []), ("sync", "Sync", []),
   ("verification", "Verification", []),
 ]
 
@@ -92,7 +100,8 @@ var targets: [Target] = [
     name: "HeraldTestSupport",
     dependencies: [
       "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", .postgres, .logging, .grpcCore, .grpcTransport,
-      .lifecycle,
+      .lifecycle, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
     ],
     path: "Tests/HeraldTestSupport",
     swiftSettings: swiftSettings
@@ -119,7 +128,7 @@ var targets: [Target] = [
   .testTarget(
     name: "GatewayTests",
     dependencies: [
-      "HeraldGateway", "HeraldCampaign", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
+      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
       "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -196,6 +205,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+    .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
   ] + benchmarkDependencies,
   targets: targets
 )

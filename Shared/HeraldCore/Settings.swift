@@ -79,19 +79,30 @@ package struct Settings: Sendable {
     try int(name, default: defaultValue, range: 1...65535)
   }
 
-  /// A duration written as a number with a unit: `250ms`, `5s`, `2m`.
+  /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+  package func bool(_ name: String, default defaultValue: Bool) throws -> Bool {
+    guard let value = raw(name) else { return defaultValue }
+    switch value.lowercased() {
+    case "true", "1", "yes": return true
+    case "false", "0", "no": return false
+    default:
+      throw ConfigurationError.malformed(variable: name, value: shown(name, value), expected: "true or false")
+    }
+  }
+
+  /// A duration written as a number with a unit: `250ms`, `5s`, `2m`, `72h`.
   package func duration(_ name: String, default defaultValue: Duration) throws -> Duration {
     guard let value = raw(name) else { return defaultValue }
     guard let parsed = Self.parseDuration(value) else {
       throw ConfigurationError.malformed(
-        variable: name, value: shown(name, value), expected: "a duration such as 250ms, 5s or 2m")
+        variable: name, value: shown(name, value), expected: "a duration such as 250ms, 5s, 2m or 72h")
     }
     return parsed
   }
 
   static func parseDuration(_ text: String) -> Duration? {
     let units: [(suffix: String, make: (Int64) -> Duration)] = [
-      ("ms", { .milliseconds($0) }), ("s", { .seconds($0) }), ("m", { .seconds($0 * 60) }),
+      ("ms", { .milliseconds($0) }), ("s", { .seconds($0) }), ("m", { .seconds($0 * 60) }), ("h", { .seconds($0 * 3600) }),
     ]
     for unit in units where text.hasSuffix(unit.suffix) {
       guard let number = Int64(text.dropLast(unit.suffix.count)), number > 0 else { return nil }

@@ -217,6 +217,58 @@ package enum HeraldMigrations {
             ADD COLUMN cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0);
           CREATE INDEX delivery_events_feed_idx ON delivery_events (txid, id);
           """#),
+      Migration(
+        version: 3, name: "workers, providers, suppressions, spend caps, warm-up",
+        sql: #"""
+          ALTER TABLE messages
+            ADD COLUMN provider text,
+            ADD COLUMN provider_message_id text,
+            ADD COLUMN cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0),
+            ADD COLUMN lease_token uuid,
+            ADD COLUMN reserved_cents bigint NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+            ADD COLUMN ambiguous boolean NOT NULL DEFAULT false;
+          CREATE INDEX messages_lease_idx ON messages (lease_expires_at) WHERE status = 'sending';
+          CREATE INDEX messages_status_idx ON messages (status, id);
+          CREATE INDEX messages_provider_message_idx ON messages (provider, provider_message_id)
+            WHERE provider_message_id IS NOT NULL;
+          -- A provider as its protobuf JSON (herald.delivery.v1.Provider, status left out).
+          CREATE TABLE providers (
+            name text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            priority integer NOT NULL,
+            definition jsonb NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE suppressions (
+            address text PRIMARY KEY CHECK (address <> '' AND address = lower(address)),
+            reason text NOT NULL CHECK (reason IN ('hard_bounce', 'complaint', 'manual')),
+            detail text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          -- A send reserves its cost (on the message and here) before it goes out; its outcome
+          -- turns the reservation into spend or gives it back. The check constraint is the last
+          -- line: the database refuses any reservation past the budget.
+          CREATE TABLE spend_caps (
+            campaign_id uuid PRIMARY KEY,
+            budget_cents bigint NOT NULL CHECK (budget_cents >= 0),
+            spent_cents bigint NOT NULL DEFAULT 0 CHECK (spent_cents >= 0),
+            reserved_cents bigint NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT spend_within_budget CHECK (spent_cents + reserved_cents <= budget_cents)
+          );
+          CREATE TABLE warmup_schedules (
+            sending_identity text PRIMARY KEY CHECK (sending_identity <> ''),
+            daily_caps bigint[] NOT NULL CHECK (cardinality(daily_caps) > 0),
+            started_on date,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE identity_daily_sends (
+            sending_identity text NOT NULL,
+            day date NOT NULL,
+            sent bigint NOT NULL DEFAULT 0 CHECK (sent >= 0),
+            PRIMARY KEY (sending_identity, day)
+          );
+          """#),
     ])
 
   package static let ratelimit = MigrationSet(

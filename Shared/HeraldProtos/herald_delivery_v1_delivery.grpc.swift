@@ -1,5 +1,6 @@
-/// Delivery service (SPEC §3): the durable send queue. Workers, providers, breakers, webhooks and
-/// spend caps are added by the delivery issue.
+/// Delivery service (SPEC §3): the durable send queue, its workers and providers (SMTP, HTTP SMS,
+/// webhook) with circuit breakers and failover, provider webhooks, the suppression list, spend caps
+/// per campaign and warm-up schedules per sending identity.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -62,11 +63,193 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListProviders" metadata.
+        public enum ListProviders: Sendable {
+            /// Request type for "ListProviders".
+            public typealias Input = Herald_Delivery_V1_ListProvidersRequest
+            /// Response type for "ListProviders".
+            public typealias Output = Herald_Delivery_V1_ListProvidersResponse
+            /// Descriptor for "ListProviders".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListProviders",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutProvider" metadata.
+        public enum PutProvider: Sendable {
+            /// Request type for "PutProvider".
+            public typealias Input = Herald_Delivery_V1_Provider
+            /// Response type for "PutProvider".
+            public typealias Output = Herald_Delivery_V1_Provider
+            /// Descriptor for "PutProvider".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "PutProvider",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteProvider" metadata.
+        public enum DeleteProvider: Sendable {
+            /// Request type for "DeleteProvider".
+            public typealias Input = Herald_Delivery_V1_DeleteProviderRequest
+            /// Response type for "DeleteProvider".
+            public typealias Output = Herald_Delivery_V1_DeleteProviderResponse
+            /// Descriptor for "DeleteProvider".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "DeleteProvider",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetMessage" metadata.
+        public enum GetMessage: Sendable {
+            /// Request type for "GetMessage".
+            public typealias Input = Herald_Delivery_V1_GetMessageRequest
+            /// Response type for "GetMessage".
+            public typealias Output = Herald_Delivery_V1_MessageDetail
+            /// Descriptor for "GetMessage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "GetMessage",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListMessages" metadata.
+        public enum ListMessages: Sendable {
+            /// Request type for "ListMessages".
+            public typealias Input = Herald_Delivery_V1_ListMessagesRequest
+            /// Response type for "ListMessages".
+            public typealias Output = Herald_Delivery_V1_ListMessagesResponse
+            /// Descriptor for "ListMessages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListMessages",
+                type: .unary
+            )
+        }
+        /// Namespace for "RequeueMessages" metadata.
+        public enum RequeueMessages: Sendable {
+            /// Request type for "RequeueMessages".
+            public typealias Input = Herald_Delivery_V1_RequeueMessagesRequest
+            /// Response type for "RequeueMessages".
+            public typealias Output = Herald_Delivery_V1_RequeueMessagesResponse
+            /// Descriptor for "RequeueMessages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "RequeueMessages",
+                type: .unary
+            )
+        }
+        /// Namespace for "IngestProviderWebhook" metadata.
+        public enum IngestProviderWebhook: Sendable {
+            /// Request type for "IngestProviderWebhook".
+            public typealias Input = Herald_Delivery_V1_IngestProviderWebhookRequest
+            /// Response type for "IngestProviderWebhook".
+            public typealias Output = Herald_Delivery_V1_IngestProviderWebhookResponse
+            /// Descriptor for "IngestProviderWebhook".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "IngestProviderWebhook",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSuppressions" metadata.
+        public enum ListSuppressions: Sendable {
+            /// Request type for "ListSuppressions".
+            public typealias Input = Herald_Delivery_V1_ListSuppressionsRequest
+            /// Response type for "ListSuppressions".
+            public typealias Output = Herald_Delivery_V1_ListSuppressionsResponse
+            /// Descriptor for "ListSuppressions".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListSuppressions",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddSuppression" metadata.
+        public enum AddSuppression: Sendable {
+            /// Request type for "AddSuppression".
+            public typealias Input = Herald_Delivery_V1_Suppression
+            /// Response type for "AddSuppression".
+            public typealias Output = Herald_Delivery_V1_Suppression
+            /// Descriptor for "AddSuppression".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "AddSuppression",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveSuppression" metadata.
+        public enum RemoveSuppression: Sendable {
+            /// Request type for "RemoveSuppression".
+            public typealias Input = Herald_Delivery_V1_RemoveSuppressionRequest
+            /// Response type for "RemoveSuppression".
+            public typealias Output = Herald_Delivery_V1_RemoveSuppressionResponse
+            /// Descriptor for "RemoveSuppression".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "RemoveSuppression",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSpendCap" metadata.
+        public enum GetSpendCap: Sendable {
+            /// Request type for "GetSpendCap".
+            public typealias Input = Herald_Delivery_V1_GetSpendCapRequest
+            /// Response type for "GetSpendCap".
+            public typealias Output = Herald_Delivery_V1_SpendCap
+            /// Descriptor for "GetSpendCap".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "GetSpendCap",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutWarmupSchedule" metadata.
+        public enum PutWarmupSchedule: Sendable {
+            /// Request type for "PutWarmupSchedule".
+            public typealias Input = Herald_Delivery_V1_WarmupSchedule
+            /// Response type for "PutWarmupSchedule".
+            public typealias Output = Herald_Delivery_V1_WarmupSchedule
+            /// Descriptor for "PutWarmupSchedule".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "PutWarmupSchedule",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListWarmupSchedules" metadata.
+        public enum ListWarmupSchedules: Sendable {
+            /// Request type for "ListWarmupSchedules".
+            public typealias Input = Herald_Delivery_V1_ListWarmupSchedulesRequest
+            /// Response type for "ListWarmupSchedules".
+            public typealias Output = Herald_Delivery_V1_ListWarmupSchedulesResponse
+            /// Descriptor for "ListWarmupSchedules".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListWarmupSchedules",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
             GetQueueStats.descriptor,
-            ListDeliveryEvents.descriptor
+            ListDeliveryEvents.descriptor,
+            ListProviders.descriptor,
+            PutProvider.descriptor,
+            DeleteProvider.descriptor,
+            GetMessage.descriptor,
+            ListMessages.descriptor,
+            RequeueMessages.descriptor,
+            IngestProviderWebhook.descriptor,
+            ListSuppressions.descriptor,
+            AddSuppression.descriptor,
+            RemoveSuppression.descriptor,
+            GetSpendCap.descriptor,
+            PutWarmupSchedule.descriptor,
+            ListWarmupSchedules.descriptor
         ]
     }
 }
@@ -151,6 +334,224 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>
+
+        /// Handle the "ListProviders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+        /// > and latency as seen by this replica. Secrets come back empty.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListProvidersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListProvidersResponse` messages.
+        func listProviders(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListProvidersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListProvidersResponse>
+
+        /// Handle the "PutProvider" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_Provider` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_Provider` messages.
+        func putProvider(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_Provider>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Provider>
+
+        /// Handle the "DeleteProvider" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_DeleteProviderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_DeleteProviderResponse` messages.
+        func deleteProvider(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteProviderResponse>
+
+        /// Handle the "GetMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One message with its history of events.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_GetMessageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_MessageDetail` messages.
+        func getMessage(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_MessageDetail>
+
+        /// Handle the "ListMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Messages by status (e.g. dead letters), newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListMessagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListMessagesResponse` messages.
+        func listMessages(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListMessagesResponse>
+
+        /// Handle the "RequeueMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_RequeueMessagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_RequeueMessagesResponse` messages.
+        func requeueMessages(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RequeueMessagesResponse>
+
+        /// Handle the "IngestProviderWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+        /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_IngestProviderWebhookRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_IngestProviderWebhookResponse` messages.
+        func ingestProviderWebhook(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>
+
+        /// Handle the "ListSuppressions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListSuppressionsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListSuppressionsResponse` messages.
+        func listSuppressions(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListSuppressionsResponse>
+
+        /// Handle the "AddSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_Suppression` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_Suppression` messages.
+        func addSuppression(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_Suppression>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Suppression>
+
+        /// Handle the "RemoveSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_RemoveSuppressionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_RemoveSuppressionResponse` messages.
+        func removeSuppression(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RemoveSuppressionResponse>
+
+        /// Handle the "GetSpendCap" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_GetSpendCapRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_SpendCap` messages.
+        func getSpendCap(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_SpendCap>
+
+        /// Handle the "PutWarmupSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+        /// > identity sends. After the last day the last cap holds.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_WarmupSchedule` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_WarmupSchedule` messages.
+        func putWarmupSchedule(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_WarmupSchedule>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_WarmupSchedule>
+
+        /// Handle the "ListWarmupSchedules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListWarmupSchedulesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListWarmupSchedulesResponse` messages.
+        func listWarmupSchedules(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>
     }
 
     /// Service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -219,6 +620,224 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListDeliveryEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>
+
+        /// Handle the "ListProviders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+        /// > and latency as seen by this replica. Secrets come back empty.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListProvidersResponse` message.
+        func listProviders(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListProvidersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListProvidersResponse>
+
+        /// Handle the "PutProvider" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_Provider` message.
+        func putProvider(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_Provider>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Provider>
+
+        /// Handle the "DeleteProvider" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_DeleteProviderResponse` message.
+        func deleteProvider(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteProviderResponse>
+
+        /// Handle the "GetMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One message with its history of events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_MessageDetail` message.
+        func getMessage(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_MessageDetail>
+
+        /// Handle the "ListMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Messages by status (e.g. dead letters), newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListMessagesResponse` message.
+        func listMessages(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListMessagesResponse>
+
+        /// Handle the "RequeueMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RequeueMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_RequeueMessagesResponse` message.
+        func requeueMessages(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RequeueMessagesResponse>
+
+        /// Handle the "IngestProviderWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+        /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestProviderWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_IngestProviderWebhookResponse` message.
+        func ingestProviderWebhook(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>
+
+        /// Handle the "ListSuppressions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListSuppressionsResponse` message.
+        func listSuppressions(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListSuppressionsResponse>
+
+        /// Handle the "AddSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_Suppression` message.
+        func addSuppression(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_Suppression>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Suppression>
+
+        /// Handle the "RemoveSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_RemoveSuppressionResponse` message.
+        func removeSuppression(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RemoveSuppressionResponse>
+
+        /// Handle the "GetSpendCap" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_SpendCap` message.
+        func getSpendCap(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_SpendCap>
+
+        /// Handle the "PutWarmupSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+        /// > identity sends. After the last day the last cap holds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_WarmupSchedule` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_WarmupSchedule` message.
+        func putWarmupSchedule(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_WarmupSchedule>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_WarmupSchedule>
+
+        /// Handle the "ListWarmupSchedules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListWarmupSchedulesResponse` message.
+        func listWarmupSchedules(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>
     }
 
     /// Simple service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -285,6 +904,224 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_ListDeliveryEventsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse
+
+        /// Handle the "ListProviders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+        /// > and latency as seen by this replica. Secrets come back empty.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListProvidersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListProvidersResponse` to respond with.
+        func listProviders(
+            request: Herald_Delivery_V1_ListProvidersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListProvidersResponse
+
+        /// Handle the "PutProvider" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_Provider` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_Provider` to respond with.
+        func putProvider(
+            request: Herald_Delivery_V1_Provider,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_Provider
+
+        /// Handle the "DeleteProvider" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_DeleteProviderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_DeleteProviderResponse` to respond with.
+        func deleteProvider(
+            request: Herald_Delivery_V1_DeleteProviderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_DeleteProviderResponse
+
+        /// Handle the "GetMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One message with its history of events.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_GetMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_MessageDetail` to respond with.
+        func getMessage(
+            request: Herald_Delivery_V1_GetMessageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_MessageDetail
+
+        /// Handle the "ListMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Messages by status (e.g. dead letters), newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListMessagesResponse` to respond with.
+        func listMessages(
+            request: Herald_Delivery_V1_ListMessagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListMessagesResponse
+
+        /// Handle the "RequeueMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_RequeueMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_RequeueMessagesResponse` to respond with.
+        func requeueMessages(
+            request: Herald_Delivery_V1_RequeueMessagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_RequeueMessagesResponse
+
+        /// Handle the "IngestProviderWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+        /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_IngestProviderWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_IngestProviderWebhookResponse` to respond with.
+        func ingestProviderWebhook(
+            request: Herald_Delivery_V1_IngestProviderWebhookRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_IngestProviderWebhookResponse
+
+        /// Handle the "ListSuppressions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListSuppressionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListSuppressionsResponse` to respond with.
+        func listSuppressions(
+            request: Herald_Delivery_V1_ListSuppressionsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListSuppressionsResponse
+
+        /// Handle the "AddSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_Suppression` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_Suppression` to respond with.
+        func addSuppression(
+            request: Herald_Delivery_V1_Suppression,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_Suppression
+
+        /// Handle the "RemoveSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_RemoveSuppressionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_RemoveSuppressionResponse` to respond with.
+        func removeSuppression(
+            request: Herald_Delivery_V1_RemoveSuppressionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_RemoveSuppressionResponse
+
+        /// Handle the "GetSpendCap" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_GetSpendCapRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_SpendCap` to respond with.
+        func getSpendCap(
+            request: Herald_Delivery_V1_GetSpendCapRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_SpendCap
+
+        /// Handle the "PutWarmupSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+        /// > identity sends. After the last day the last cap holds.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_WarmupSchedule` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_WarmupSchedule` to respond with.
+        func putWarmupSchedule(
+            request: Herald_Delivery_V1_WarmupSchedule,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_WarmupSchedule
+
+        /// Handle the "ListWarmupSchedules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListWarmupSchedulesResponse` to respond with.
+        func listWarmupSchedules(
+            request: Herald_Delivery_V1_ListWarmupSchedulesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListWarmupSchedulesResponse
     }
 }
 
@@ -320,6 +1157,149 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDeliveryEventsResponse>(),
             handler: { request, context in
                 try await self.listDeliveryEvents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListProviders.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListProvidersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListProvidersResponse>(),
+            handler: { request, context in
+                try await self.listProviders(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.PutProvider.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_Provider>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_Provider>(),
+            handler: { request, context in
+                try await self.putProvider(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.DeleteProvider.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteProviderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteProviderResponse>(),
+            handler: { request, context in
+                try await self.deleteProvider(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.GetMessage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_GetMessageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_MessageDetail>(),
+            handler: { request, context in
+                try await self.getMessage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListMessages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListMessagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListMessagesResponse>(),
+            handler: { request, context in
+                try await self.listMessages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.RequeueMessages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RequeueMessagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RequeueMessagesResponse>(),
+            handler: { request, context in
+                try await self.requeueMessages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.IngestProviderWebhook.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestProviderWebhookRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestProviderWebhookResponse>(),
+            handler: { request, context in
+                try await self.ingestProviderWebhook(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListSuppressions.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListSuppressionsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListSuppressionsResponse>(),
+            handler: { request, context in
+                try await self.listSuppressions(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.AddSuppression.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_Suppression>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_Suppression>(),
+            handler: { request, context in
+                try await self.addSuppression(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.RemoveSuppression.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RemoveSuppressionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RemoveSuppressionResponse>(),
+            handler: { request, context in
+                try await self.removeSuppression(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.GetSpendCap.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_GetSpendCapRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_SpendCap>(),
+            handler: { request, context in
+                try await self.getSpendCap(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.PutWarmupSchedule.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_WarmupSchedule>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_WarmupSchedule>(),
+            handler: { request, context in
+                try await self.putWarmupSchedule(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListWarmupSchedules.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListWarmupSchedulesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>(),
+            handler: { request, context in
+                try await self.listWarmupSchedules(
                     request: request,
                     context: context
                 )
@@ -363,6 +1343,149 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func listProviders(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListProvidersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListProvidersResponse> {
+        let response = try await self.listProviders(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putProvider(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_Provider>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Provider> {
+        let response = try await self.putProvider(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteProvider(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteProviderResponse> {
+        let response = try await self.deleteProvider(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getMessage(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_MessageDetail> {
+        let response = try await self.getMessage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listMessages(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListMessagesResponse> {
+        let response = try await self.listMessages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func requeueMessages(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RequeueMessagesResponse> {
+        let response = try await self.requeueMessages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func ingestProviderWebhook(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse> {
+        let response = try await self.ingestProviderWebhook(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSuppressions(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListSuppressionsResponse> {
+        let response = try await self.listSuppressions(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addSuppression(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_Suppression>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Suppression> {
+        let response = try await self.addSuppression(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeSuppression(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RemoveSuppressionResponse> {
+        let response = try await self.removeSuppression(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSpendCap(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_SpendCap> {
+        let response = try await self.getSpendCap(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putWarmupSchedule(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_WarmupSchedule>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_WarmupSchedule> {
+        let response = try await self.putWarmupSchedule(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listWarmupSchedules(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse> {
+        let response = try await self.listWarmupSchedules(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -400,6 +1523,175 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>(
             message: try await self.listDeliveryEvents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listProviders(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListProvidersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListProvidersResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListProvidersResponse>(
+            message: try await self.listProviders(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putProvider(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_Provider>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Provider> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_Provider>(
+            message: try await self.putProvider(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteProvider(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteProviderResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteProviderResponse>(
+            message: try await self.deleteProvider(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getMessage(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_MessageDetail> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_MessageDetail>(
+            message: try await self.getMessage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listMessages(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListMessagesResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListMessagesResponse>(
+            message: try await self.listMessages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func requeueMessages(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RequeueMessagesResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_RequeueMessagesResponse>(
+            message: try await self.requeueMessages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func ingestProviderWebhook(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>(
+            message: try await self.ingestProviderWebhook(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSuppressions(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListSuppressionsResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListSuppressionsResponse>(
+            message: try await self.listSuppressions(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addSuppression(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_Suppression>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Suppression> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_Suppression>(
+            message: try await self.addSuppression(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeSuppression(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RemoveSuppressionResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_RemoveSuppressionResponse>(
+            message: try await self.removeSuppression(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSpendCap(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_SpendCap> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_SpendCap>(
+            message: try await self.getSpendCap(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putWarmupSchedule(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_WarmupSchedule>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_WarmupSchedule> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_WarmupSchedule>(
+            message: try await self.putWarmupSchedule(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listWarmupSchedules(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>(
+            message: try await self.listWarmupSchedules(
                 request: request.message,
                 context: context
             ),
@@ -489,6 +1781,289 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDeliveryEventsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDeliveryEventsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListProviders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+        /// > and latency as seen by this replica. Secrets come back empty.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListProvidersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListProvidersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listProviders<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListProvidersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListProvidersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListProvidersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListProvidersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutProvider" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_Provider` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_Provider` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putProvider<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_Provider>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_Provider>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_Provider>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Provider>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteProvider" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteProviderRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeleteProviderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteProvider<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_DeleteProviderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeleteProviderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteProviderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One message with its history of events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_MessageDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_MessageDetail>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_MessageDetail>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Messages by status (e.g. dead letters), newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListMessagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListMessagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RequeueMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RequeueMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RequeueMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RequeueMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func requeueMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RequeueMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RequeueMessagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RequeueMessagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "IngestProviderWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+        /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestProviderWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestProviderWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestProviderWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func ingestProviderWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestProviderWebhookResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSuppressions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListSuppressionsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListSuppressionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSuppressions<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListSuppressionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListSuppressionsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListSuppressionsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_Suppression` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_Suppression` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addSuppression<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_Suppression>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_Suppression>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_Suppression>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Suppression>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RemoveSuppressionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RemoveSuppressionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeSuppression<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RemoveSuppressionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RemoveSuppressionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSpendCap" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetSpendCapRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_SpendCap` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSpendCap<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetSpendCapRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_SpendCap>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SpendCap>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutWarmupSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+        /// > identity sends. After the last day the last cap holds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_WarmupSchedule` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_WarmupSchedule` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_WarmupSchedule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putWarmupSchedule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_WarmupSchedule>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_WarmupSchedule>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_WarmupSchedule>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_WarmupSchedule>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListWarmupSchedules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListWarmupSchedulesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListWarmupSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listWarmupSchedules<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -614,6 +2189,432 @@ extension Herald_Delivery_V1_DeliveryService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListProviders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+        /// > and latency as seen by this replica. Secrets come back empty.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListProvidersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListProvidersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listProviders<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListProvidersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListProvidersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListProvidersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListProvidersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListProviders.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutProvider" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_Provider` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_Provider` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putProvider<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_Provider>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_Provider>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_Provider>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Provider>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.PutProvider.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteProvider" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteProviderRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeleteProviderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteProvider<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_DeleteProviderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeleteProviderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteProviderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.DeleteProvider.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One message with its history of events.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_MessageDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_MessageDetail>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_MessageDetail>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.GetMessage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Messages by status (e.g. dead letters), newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListMessagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListMessagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListMessages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RequeueMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RequeueMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RequeueMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RequeueMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func requeueMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RequeueMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RequeueMessagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RequeueMessagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.RequeueMessages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "IngestProviderWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+        /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestProviderWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestProviderWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestProviderWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func ingestProviderWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestProviderWebhookResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.IngestProviderWebhook.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSuppressions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListSuppressionsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListSuppressionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSuppressions<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListSuppressionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListSuppressionsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListSuppressionsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListSuppressions.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_Suppression` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_Suppression` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addSuppression<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_Suppression>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_Suppression>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_Suppression>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Suppression>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.AddSuppression.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveSuppression" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RemoveSuppressionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RemoveSuppressionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeSuppression<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RemoveSuppressionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RemoveSuppressionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RemoveSuppressionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.RemoveSuppression.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSpendCap" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetSpendCapRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_SpendCap` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSpendCap<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetSpendCapRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_SpendCap>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SpendCap>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.GetSpendCap.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutWarmupSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+        /// > identity sends. After the last day the last cap holds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_WarmupSchedule` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_WarmupSchedule` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_WarmupSchedule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putWarmupSchedule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_WarmupSchedule>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_WarmupSchedule>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_WarmupSchedule>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_WarmupSchedule>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.PutWarmupSchedule.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListWarmupSchedules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListWarmupSchedulesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListWarmupSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listWarmupSchedules<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListWarmupSchedules.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -707,6 +2708,367 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDeliveryEventsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDeliveryEventsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListProviders" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+    /// > and latency as seen by this replica. Secrets come back empty.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listProviders<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListProvidersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListProvidersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listProviders(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListProvidersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListProvidersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutProvider" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putProvider<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_Provider>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Provider>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putProvider(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_Provider>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_Provider>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteProvider" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteProvider<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteProviderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteProviderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteProvider(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteProviderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteProviderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One message with its history of events.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getMessage<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetMessageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_MessageDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getMessage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_GetMessageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_MessageDetail>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Messages by status (e.g. dead letters), newest first, by cursor.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListMessagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listMessages<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListMessagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listMessages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListMessagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListMessagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequeueMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_RequeueMessagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requeueMessages<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_RequeueMessagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RequeueMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.requeueMessages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RequeueMessagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RequeueMessagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestProviderWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+    /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+    /// > malformed body (nothing of it is applied).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_IngestProviderWebhookRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestProviderWebhook<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.ingestProviderWebhook(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestProviderWebhookRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestProviderWebhookResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSuppressions" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSuppressions<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListSuppressionsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListSuppressionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSuppressions(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListSuppressionsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListSuppressionsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddSuppression" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addSuppression<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_Suppression>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Suppression>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addSuppression(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_Suppression>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_Suppression>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveSuppression" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeSuppression<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_RemoveSuppressionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RemoveSuppressionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeSuppression(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RemoveSuppressionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RemoveSuppressionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSpendCap" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSpendCap<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetSpendCapRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SpendCap>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSpendCap(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_GetSpendCapRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_SpendCap>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutWarmupSchedule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+    /// > identity sends. After the last day the last cap holds.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_WarmupSchedule` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putWarmupSchedule<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_WarmupSchedule>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_WarmupSchedule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putWarmupSchedule(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_WarmupSchedule>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_WarmupSchedule>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListWarmupSchedules" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listWarmupSchedules<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listWarmupSchedules(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListWarmupSchedulesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -814,6 +3176,419 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listDeliveryEvents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListProviders" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
+    /// > and latency as seen by this replica. Secrets come back empty.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listProviders<Result>(
+        _ message: Herald_Delivery_V1_ListProvidersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListProvidersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListProvidersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listProviders(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutProvider" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putProvider<Result>(
+        _ message: Herald_Delivery_V1_Provider,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Provider>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_Provider>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putProvider(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteProvider" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteProvider<Result>(
+        _ message: Herald_Delivery_V1_DeleteProviderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteProviderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteProviderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteProvider(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One message with its history of events.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getMessage<Result>(
+        _ message: Herald_Delivery_V1_GetMessageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_MessageDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_GetMessageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getMessage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Messages by status (e.g. dead letters), newest first, by cursor.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listMessages<Result>(
+        _ message: Herald_Delivery_V1_ListMessagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListMessagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listMessages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequeueMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Puts dead-lettered (or unknown) messages back on the queue with their attempts reset.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requeueMessages<Result>(
+        _ message: Herald_Delivery_V1_RequeueMessagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RequeueMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_RequeueMessagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.requeueMessages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestProviderWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A provider's delivery webhook, forwarded unchanged by the gateway and verified here against
+    /// > the provider's webhook secret. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT for a
+    /// > malformed body (nothing of it is applied).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestProviderWebhook<Result>(
+        _ message: Herald_Delivery_V1_IngestProviderWebhookRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.ingestProviderWebhook(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSuppressions" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSuppressions<Result>(
+        _ message: Herald_Delivery_V1_ListSuppressionsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListSuppressionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListSuppressionsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSuppressions(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddSuppression" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addSuppression<Result>(
+        _ message: Herald_Delivery_V1_Suppression,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Suppression>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_Suppression>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addSuppression(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveSuppression" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeSuppression<Result>(
+        _ message: Herald_Delivery_V1_RemoveSuppressionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RemoveSuppressionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_RemoveSuppressionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeSuppression(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSpendCap" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSpendCap<Result>(
+        _ message: Herald_Delivery_V1_GetSpendCapRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SpendCap>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_GetSpendCapRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSpendCap(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutWarmupSchedule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Day-by-day daily caps of a sending identity (IP pool or domain); day 1 is the first day the
+    /// > identity sends. After the last day the last cap holds.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putWarmupSchedule<Result>(
+        _ message: Herald_Delivery_V1_WarmupSchedule,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_WarmupSchedule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_WarmupSchedule>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putWarmupSchedule(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListWarmupSchedules" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listWarmupSchedules<Result>(
+        _ message: Herald_Delivery_V1_ListWarmupSchedulesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listWarmupSchedules(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -23,11 +23,15 @@ package struct ServiceDefinition: Sendable {
   /// Background loops (relays, schedulers) started once the process is SERVING. Each returns
   /// when graceful shutdown begins.
   package var makeWorkers: @Sendable (ServiceResources) throws -> [BackgroundWorker]
+  /// Runs once the migrations are applied and before the process reports SERVING (e.g. loading
+  /// configuration into the schema); an error stops the process.
+  package var prepare: @Sendable (ServiceResources) async throws -> Void
 
   package init(
     name: String, grpcServices: [String], migrations: MigrationSet, readinessDependencies: [String] = [],
     makeServices: @escaping @Sendable (ServiceResources) throws -> [any RegistrableRPCService],
-    makeWorkers: @escaping @Sendable (ServiceResources) throws -> [BackgroundWorker] = { _ in [] }
+    makeWorkers: @escaping @Sendable (ServiceResources) throws -> [BackgroundWorker] = { _ in [] },
+    prepare: @escaping @Sendable (ServiceResources) async throws -> Void = { _ in }
   ) {
     self.name = name
     self.grpcServices = grpcServices
@@ -35,6 +39,7 @@ package struct ServiceDefinition: Sendable {
     self.readinessDependencies = readinessDependencies
     self.makeServices = makeServices
     self.makeWorkers = makeWorkers
+    self.prepare = prepare
   }
 }
 
@@ -94,7 +99,7 @@ package struct ServiceHost: Sendable {
 
     let readiness = ReadinessService(
       definition: definition, configuration: configuration, database: database, clients: clients, health: health,
-      workers: try definition.makeWorkers(resources), logger: logger)
+      resources: resources, workers: try definition.makeWorkers(resources), logger: logger)
     self.services =
       [database] + clients.keys.sorted().compactMap { clients[$0].map(GRPCClientService.init) }
       + [GRPCServerService(server: server, health: health), readiness]
@@ -121,11 +126,13 @@ struct ReadinessService: Service {
   let database: PostgresClient
   let clients: [String: GRPCClient<HTTP2ClientTransport.Posix>]
   let health: HealthStatus
+  let resources: ServiceResources
   let workers: [BackgroundWorker]
   let logger: Logger
 
   func run() async throws {
     try await migrate()
+    try await definition.prepare(resources)
     for dependency in definition.readinessDependencies {
       guard let client = clients[dependency] else { continue }
       try await waitUntilServing(dependency, client: client)

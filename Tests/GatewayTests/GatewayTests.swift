@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HeraldCampaign
 import HeraldCore
+import HeraldDelivery
 import HeraldGateway
 import HeraldPostgres
 import HeraldProtos
@@ -19,27 +20,40 @@ import Testing
   /// Nothing listens on port 1: a service that is down.
   static let down = ServiceAddress(host: "127.0.0.1", port: 1)
 
-  /// Runs the gateway against a live campaign service; the other back-ends are down.
+  /// Runs the gateway against a live campaign service (and, with `delivery`, a live delivery
+  /// service without its workers); the other back-ends are down.
   func withGateway(
     adminKey: String? = GatewayTests.adminKey,
     announced: Announced = Announced(),
+    delivery: Bool = false,
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
     var campaign = CampaignDefinition.definition
     campaign.readinessDependencies = []
     campaign.makeWorkers = { _ in [] }
-    try await withRunningService(campaign, databaseURL: url) { port, _ async throws in
-      var services = Dictionary(uniqueKeysWithValues: ServiceCatalog.backEnds.map { ($0, Self.down) })
-      services["campaign"] = ServiceAddress(host: "127.0.0.1", port: port)
-      let configuration = GatewayConfiguration(
-        port: 0, database: try DatabaseConfiguration(url: url), services: services,
-        statusTimeout: .milliseconds(500), adminKey: adminKey)
-      let app = try buildGateway(
-        configuration: configuration, registry: PrometheusCollectorRegistry(),
-        announceKey: { key in announced.keys.withLock { $0.append(key) } },
-        registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
-      try await app.test(.router, body)
+    let campaignDefinition = campaign
+    @Sendable func run(deliveryPort: Int?) async throws {
+      try await withRunningService(campaignDefinition, databaseURL: url) { port, _ async throws in
+        var services = Dictionary(uniqueKeysWithValues: ServiceCatalog.backEnds.map { ($0, Self.down) })
+        services["campaign"] = ServiceAddress(host: "127.0.0.1", port: port)
+        if let deliveryPort { services["delivery"] = ServiceAddress(host: "127.0.0.1", port: deliveryPort) }
+        let configuration = GatewayConfiguration(
+          port: 0, database: try DatabaseConfiguration(url: url), services: services,
+          statusTimeout: .milliseconds(500), adminKey: adminKey)
+        let app = try buildGateway(
+          configuration: configuration, registry: PrometheusCollectorRegistry(),
+          announceKey: { key in announced.keys.withLock { $0.append(key) } },
+          registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
+        try await app.test(.router, body)
+      }
+    }
+    guard delivery else { return try await run(deliveryPort: nil) }
+    var deliveryDefinition = DeliveryDefinition.definition
+    deliveryDefinition.readinessDependencies = []
+    deliveryDefinition.makeWorkers = { _ in [] }
+    try await withRunningService(deliveryDefinition, databaseURL: url) { deliveryPort, _ async throws in
+      try await run(deliveryPort: deliveryPort)
     }
   }
 
@@ -474,6 +488,73 @@ import Testing
     let oversized = try long.read(ByteBuffer(string: big + #"{"email": "b@example.com"}"# + "\n")) + long.finish()
     #expect(oversized.map(\.errorField) == ["row", ""])
     #expect(oversized[1].subscriber.email == "b@example.com" && oversized[1].row == 2)
+  }
+
+  @Test func deliveryProvidersMessagesWebhooksAndSuppressionsOverREST() async throws {
+    try await withGateway(delivery: true) { client async throws in
+      let (putStatus, provider) = try await Self.post(
+        client, "/v1/providers",
+        ["name": "hook", "channel": "CHANNEL_EMAIL", "priority": 1, "cost_cents": "3", "webhook_secret": "whsec",
+         "webhook": ["url": "http://127.0.0.1:1/send"]])
+      #expect(putStatus == .ok)
+      #expect(provider["webhook_secret"] as? String == "<redacted>")
+      let (badStatus, bad) = try await Self.post(
+        client, "/v1/providers", ["name": "Hook!", "channel": "CHANNEL_EMAIL", "webhook": ["url": "http://x.test"]])
+      #expect(badStatus == .badRequest && bad["field"] as? String == "name")
+      try await client.execute(uri: "/v1/providers", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let providers = try #require(try Self.json(response.body)["providers"] as? [[String: Any]])
+        #expect(providers.map { $0["name"] as? String } == ["hook"])
+        #expect((providers[0]["status"] as? [String: Any])?["breaker_state"] as? String == "closed")
+      }
+
+      // A transactional message; the same idempotency key again is a duplicate of it.
+      let message: [String: Any] = ["idempotency_key": "receipt-1", "channel": "CHANNEL_EMAIL", "recipient": "ada@example.com", "subject": "Receipt", "body": "Thanks"]
+      let (queuedStatus, queued) = try await Self.post(client, "/v1/messages", message)
+      #expect(queuedStatus == .accepted)
+      let id = try #require(queued["message_id"] as? String)
+      let (_, again) = try await Self.post(client, "/v1/messages", message)
+      #expect(again["message_id"] as? String == id && again["duplicate"] as? Bool == true)
+      let (missingStatus, missing) = try await Self.post(client, "/v1/messages", ["channel": "CHANNEL_EMAIL", "recipient": "a@b.c", "body": "x"])
+      #expect(missingStatus == .badRequest && missing["field"] as? String == "messages[0].idempotency_key")
+
+      try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let delivery = try #require(try Self.json(response.body)["delivery"] as? [String: Any])
+        #expect((delivery["providers"] as? [[String: Any]])?.first?["breaker_state"] as? String == "closed")
+        #expect((delivery["queue"] as? [String: Any])?["queued"] as? Int == 1)
+      }
+
+      // The provider's webhook: no API key, but signed with its webhook secret.
+      func webhook(_ json: String, secret: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+        let body = Data(json.utf8)
+        var headers = Self.headers(nil, json: true)
+        headers[HTTPField.Name("X-Herald-Signature")!] = WebhookSignature.header(
+          secret: secret, timestamp: Int(Date().timeIntervalSince1970), body: body)
+        return try await client.execute(uri: "/v1/webhooks/hook", method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
+          response async throws in (response.status, try Self.json(response.body))
+        }
+      }
+      let (okStatus, applied) = try await webhook(
+        #"{"events":[{"type":"opened","message_id":"\#(id)"},{"type":"delivered","provider_message_id":"nope"}]}"#, secret: "whsec")
+      #expect(okStatus == .ok)
+      #expect(applied["applied"] as? Int == 1 && applied["ignored"] as? Int == 1)
+      let (forgedStatus, forged) = try await webhook(#"{"events":[]}"#, secret: "guess")
+      #expect(forgedStatus == .unauthorized && forged["field"] as? String == "signature")
+      let (malformedStatus, malformed) = try await webhook(#"{"events":[{"type":"opened"}]}"#, secret: "whsec")
+      #expect(malformedStatus == .badRequest && malformed["field"] as? String == "events[0].message_id")
+      try await client.execute(uri: "/v1/messages/\(id)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let events = try #require(try Self.json(response.body)["events"] as? [[String: Any]])
+        #expect(events.map { $0["status"] as? String } == ["queued", "opened"])
+      }
+
+      let (addedStatus, _) = try await Self.post(client, "/v1/suppressions", ["address": "Grace@Example.com", "detail": "asked"])
+      #expect(addedStatus == .created)
+      try await client.execute(uri: "/v1/suppressions/grace@example.com", method: .delete, headers: Self.headers(Self.adminKey)) {
+        response async throws in #expect(response.status == .noContent)
+      }
+      try await client.execute(uri: "/v1/suppressions/grace@example.com", method: .delete, headers: Self.headers(Self.adminKey)) {
+        response async throws in #expect(response.status == .notFound)
+      }
+    }
   }
 
   @Test func openAPIDocumentDescribesEveryRoute() async throws {

@@ -44,7 +44,7 @@ import Testing
   @Test(arguments: [
     ("HERALD_PORT", "eighty", "a whole number from 1 to 65535"),
     ("HERALD_PORT", "70000", "a whole number from 1 to 65535"),
-    ("HERALD_RPC_TIMEOUT", "5", "a duration such as 250ms, 5s or 2m"),
+    ("HERALD_RPC_TIMEOUT", "5", "a duration such as 250ms, 5s, 2m or 72h"),
     ("HERALD_DELIVERY_ADDR", "localhost", "host:port, e.g. 127.0.0.1:7101"),
     ("HERALD_LOG_LEVEL", "loud", "one of trace, debug, info, notice, warning, error, critical"),
   ])

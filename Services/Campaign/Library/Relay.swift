@@ -139,6 +139,19 @@ package struct OutboxRelay: Sendable {
       if !messages.isEmpty {
         var request = Herald_Delivery_V1_EnqueueMessagesRequest()
         request.messages = messages.map(\.1)
+        // Budgets travel with the batch: delivery decides the spend cap atomically at send time.
+        let campaignIDs = Array(Set(messages.map(\.0.campaignID)))
+        for try await (campaign, budget) in try await connection.query(
+          """
+          SELECT id, budget_cents FROM campaign.campaigns
+          WHERE id = ANY(\(campaignIDs)::uuid[]) AND budget_cents IS NOT NULL
+          """, logger: logger
+        ).decode((UUID, Int64).self) {
+          var cap = Herald_Delivery_V1_SpendCap()
+          cap.campaignID = campaign.uuidString.lowercased()
+          cap.budgetCents = budget
+          request.spendCaps.append(cap)
+        }
         do {
           let response = try await sink.enqueue(request)
           let ids = Dictionary(response.results.map { ($0.idempotencyKey, $0.messageID) }, uniquingKeysWith: { first, _ in first })

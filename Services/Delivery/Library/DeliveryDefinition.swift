@@ -2,15 +2,73 @@ import GRPCCore
 import HeraldMigrations
 import HeraldProtos
 import HeraldServerKit
+import Logging
+import ServiceLifecycle
+import Synchronization
 
-/// The delivery process (SPEC §3): the durable send queue; workers and providers follow.
+/// The delivery process (SPEC §3): the durable send queue, its workers and providers.
 package enum DeliveryDefinition {
-  package static let definition = ServiceDefinition(
-    name: "delivery",
-    grpcServices: [Herald_Delivery_V1_DeliveryService.descriptor.fullyQualifiedService],
-    migrations: HeraldMigrations.delivery,
-    readinessDependencies: ["ratelimit"]
-  ) { resources in
-    [DeliveryService(queue: PostgresMessageQueue(client: resources.database, logger: resources.logger))]
+  /// With the default settings (tests, benchmarks); each call is a fresh process's worth of state.
+  package static var definition: ServiceDefinition { make() }
+
+  /// `throttle` is asked before each send (the rate-limit service); `providerFactory` builds a
+  /// provider from its definition (the real SMTP/HTTP clients unless a test swaps one).
+  package static func make(
+    settings: DeliverySettings = DeliverySettings(), throttle: any SendThrottle = Unthrottled(),
+    providerFactory: ProviderRegistry.Factory? = nil
+  ) -> ServiceDefinition {
+    let registries = Mutex<ProviderRegistry?>(nil)
+    @Sendable func registry(_ resources: ServiceResources) -> ProviderRegistry {
+      registries.withLock { registry in
+        if let registry { return registry }
+        let made = ProviderRegistry(
+          store: ProviderStore(client: resources.database, logger: resources.logger), policy: settings.breaker,
+          factory: providerFactory)
+        registry = made
+        return made
+      }
+    }
+    return ServiceDefinition(
+      name: "delivery",
+      grpcServices: [Herald_Delivery_V1_DeliveryService.descriptor.fullyQualifiedService],
+      migrations: HeraldMigrations.delivery,
+      readinessDependencies: ["ratelimit"],
+      makeServices: { resources in
+        [DeliveryService(queue: PostgresMessageQueue(client: resources.database, logger: resources.logger), providers: registry(resources))]
+      },
+      makeWorkers: { resources in
+        let providers = registry(resources)
+        let queue = PostgresMessageQueue(client: resources.database, logger: resources.logger)
+        let senders = (0..<settings.workers).map { number in
+          BackgroundWorker(name: "delivery-\(number + 1)") {
+            await DeliveryWorker(queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger).run()
+          }
+        }
+        let refresher = BackgroundWorker(name: "provider-refresh") {
+          // Keeps this replica's providers in step with the table; closes their connections at the end.
+          while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await DeliveryWorker.pause(settings.refreshInterval)
+            do {
+              try await providers.refresh()
+            } catch {
+              resources.logger.error("reloading providers failed", metadata: ["error": "\(error)"])
+            }
+          }
+          await providers.shutdown()
+        }
+        return senders + [refresher]
+      },
+      prepare: { resources in
+        // The providers file, when set, is applied at every start (it wins over API edits of the
+        // same names); then this replica loads the table.
+        if let path = settings.providersFile {
+          let (configs, schedules) = try ProviderConfig.loadFile(path)
+          let store = ProviderStore(client: resources.database, logger: resources.logger)
+          for config in configs { try await store.put(config) }
+          for schedule in schedules { try await store.putSchedule(schedule) }
+          resources.logger.info("providers file applied", metadata: ["providers": "\(configs.count)", "file": "\(path)"])
+        }
+        try await registry(resources).refresh()
+      })
   }
 }

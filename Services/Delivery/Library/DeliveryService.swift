@@ -7,10 +7,12 @@ import SwiftProtobuf
 /// `herald.delivery.v1.DeliveryService`.
 package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
   package static let maxBatch = 1000
-  let queue: any MessageQueue
+  let queue: PostgresMessageQueue
+  let providers: ProviderRegistry
 
-  package init(queue: any MessageQueue) {
+  package init(queue: PostgresMessageQueue, providers: ProviderRegistry) {
     self.queue = queue
+    self.providers = providers
   }
 
   package func enqueueMessages(
@@ -26,6 +28,18 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     let messages = try request.messages.enumerated().map { index, message in
       try Self.validate(message, field: "messages[\(index)]")
     }
+    var caps: [(UUID, Int64)] = []
+    for (index, cap) in request.spendCaps.enumerated() {
+      guard let campaign = UUID(uuidString: cap.campaignID) else {
+        throw RPCError.field("spend_caps[\(index)].campaign_id", .invalidArgument, "spend_caps[\(index)].campaign_id '\(cap.campaignID)' is not a UUID")
+      }
+      guard cap.budgetCents >= 0 else {
+        throw RPCError.field("spend_caps[\(index)].budget_cents", .invalidArgument, "spend_caps[\(index)].budget_cents must not be negative")
+      }
+      caps.append((campaign, cap.budgetCents))
+    }
+    // The caps are written before the messages, so no worker can send one of them uncapped.
+    try await queue.setSpendCaps(caps)
     let outcomes = try await queue.enqueue(messages)
     var response = Herald_Delivery_V1_EnqueueMessagesResponse()
     response.results = outcomes.map { outcome in
@@ -33,9 +47,11 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       result.idempotencyKey = outcome.idempotencyKey
       result.messageID = outcome.messageID.uuidString.lowercased()
       result.duplicate = outcome.duplicate
+      result.suppressed = outcome.suppressed
       return result
     }
     response.duplicates = Int32(outcomes.count { $0.duplicate })
+    response.suppressed = Int32(outcomes.count { $0.suppressed })
     response.accepted = Int32(outcomes.count) - response.duplicates
     return response
   }
@@ -46,6 +62,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     var stats = Herald_Delivery_V1_QueueStats()
     stats.byStatus = try await queue.countsByStatus()
     stats.total = stats.byStatus.values.reduce(0, +)
+    stats.ambiguous = try await queue.ambiguousCount()
     return stats
   }
 
@@ -60,18 +77,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     }
     let (events, next) = try await queue.events(after: cursor, limit: request.limit == 0 ? 1000 : Int(request.limit))
     var response = Herald_Delivery_V1_ListDeliveryEventsResponse()
-    response.events = events.map { event in
-      var message = Herald_Delivery_V1_DeliveryEvent()
-      message.id = event.id
-      message.messageID = event.messageID.uuidString.lowercased()
-      message.campaignID = event.campaignID?.uuidString.lowercased() ?? ""
-      message.subscriberID = event.subscriberID?.uuidString.lowercased() ?? ""
-      message.status = event.status
-      message.detail = event.detail
-      message.costCents = event.costCents
-      message.occurredAt = Google_Protobuf_Timestamp(date: event.occurredAt)
-      return message
-    }
+    response.events = events.map(Self.event)
     response.nextCursor = next.text
     return response
   }
@@ -81,13 +87,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     guard !key.isEmpty, key.utf8.count <= 200 else {
       throw RPCError.field("\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 bytes")
     }
-    let channel: String
-    switch message.channel {
-    case .email: channel = "email"
-    case .sms: channel = "sms"
-    case .push: channel = "push"
-    case .whatsapp: channel = "whatsapp"
-    case .unspecified, .UNRECOGNIZED:
+    guard let channel = Self.channelName(message.channel) else {
       throw RPCError.field("\(field).channel", .invalidArgument, "\(field).channel must be email, sms, push or whatsapp")
     }
     guard !message.recipient.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -108,5 +108,25 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)
+  }
+
+  static func channelName(_ channel: Herald_Delivery_V1_Channel) -> String? {
+    switch channel {
+    case .email: "email"
+    case .sms: "sms"
+    case .push: "push"
+    case .whatsapp: "whatsapp"
+    case .unspecified, .UNRECOGNIZED: nil
+    }
+  }
+
+  static func channel(_ name: String) -> Herald_Delivery_V1_Channel {
+    switch name {
+    case "email": .email
+    case "sms": .sms
+    case "push": .push
+    case "whatsapp": .whatsapp
+    default: .unspecified
+    }
   }
 }

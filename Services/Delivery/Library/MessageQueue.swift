@@ -18,6 +18,7 @@ package struct EnqueueOutcome: Sendable, Equatable {
   package var idempotencyKey: String
   package var messageID: UUID
   package var duplicate: Bool
+  package var suppressed: Bool = false
 }
 
 package struct FeedEvent: Sendable, Equatable {
@@ -57,15 +58,8 @@ package struct FeedCursor: Sendable, Equatable {
   package var text: String { self == .start ? "" : "\(transaction).\(event)" }
 }
 
-package protocol MessageQueue: Sendable {
-  /// Writes the batch in one transaction; keys accepted before come back as duplicates.
-  func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome]
-  func countsByStatus() async throws -> [String: Int64]
-  /// Events after `cursor` whose transactions can no longer be joined by an earlier one.
-  func events(after cursor: FeedCursor, limit: Int) async throws -> (events: [FeedEvent], next: FeedCursor)
-}
-
-package struct PostgresMessageQueue: MessageQueue {
+/// The queue in `delivery.messages`, with every transition in `delivery.delivery_events`.
+package struct PostgresMessageQueue: Sendable {
   let client: PostgresClient
   let logger: Logger
 
@@ -74,6 +68,8 @@ package struct PostgresMessageQueue: MessageQueue {
     self.logger = logger
   }
 
+  /// Writes the batch in one transaction; keys accepted before come back as duplicates, and
+  /// messages to a suppressed address are recorded as suppressed (never sent).
   package func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome] {
     guard !messages.isEmpty else { return [] }
     // One statement for the whole batch: the messages, their "queued" events, and the ids of
@@ -90,16 +86,19 @@ package struct PostgresMessageQueue: MessageQueue {
         ) WITH ORDINALITY AS t(key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, position)
       ), inserted AS (
         INSERT INTO delivery.messages (
-          idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before)
+          idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, status, last_error)
         SELECT key, channel, recipient, subject, body, nullif(campaign_id, '')::uuid, nullif(subscriber_id, '')::uuid,
-          coalesce(nullif(not_before, '')::timestamptz, now())
-        FROM input ORDER BY position
+          coalesce(nullif(not_before, '')::timestamptz, now()),
+          CASE WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
+          CASE WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
+        FROM input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
+        ORDER BY position
         ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING id, idempotency_key
+        RETURNING id, idempotency_key, status, last_error
       ), events AS (
-        INSERT INTO delivery.delivery_events (message_id, status) SELECT id, 'queued' FROM inserted
+        INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, status, last_error FROM inserted
       )
-      SELECT i.key, coalesce(n.id, m.id), n.id IS NULL
+      SELECT i.key, coalesce(n.id, m.id), n.id IS NULL, coalesce(n.status = 'suppressed', false)
       FROM input i
       LEFT JOIN inserted n ON n.idempotency_key = i.key
       LEFT JOIN delivery.messages m ON n.id IS NULL AND m.idempotency_key = i.key
@@ -108,11 +107,11 @@ package struct PostgresMessageQueue: MessageQueue {
     var outcomes: [EnqueueOutcome] = []
     outcomes.reserveCapacity(messages.count)
     var seen = Set<String>()
-    for try await (key, id, existed) in rows.decode((String, UUID?, Bool).self) {
+    for try await (key, id, existed, suppressed) in rows.decode((String, UUID?, Bool, Bool).self) {
       guard let id else { throw PostgresError.protocol("idempotency key \(key) conflicted but no message holds it") }
       // A key given twice in one batch is queued once; the second is a duplicate.
       let duplicate = existed || !seen.insert(key).inserted
-      outcomes.append(EnqueueOutcome(idempotencyKey: key, messageID: id, duplicate: duplicate))
+      outcomes.append(EnqueueOutcome(idempotencyKey: key, messageID: id, duplicate: duplicate, suppressed: suppressed && !duplicate))
     }
     return outcomes
   }

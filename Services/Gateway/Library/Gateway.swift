@@ -68,7 +68,8 @@ package func buildGateway(
     targets: common.dependencies.keys.sorted().map { name in
       StatusProbe.Target(name: name, address: common.dependencies[name]!, client: clients[name]!)
     },
-    timeout: configuration.statusTimeout, registry: registry)
+    timeout: configuration.statusTimeout, registry: registry,
+    delivery: clients["delivery"].map { Herald_Delivery_V1_DeliveryService.Client(wrapping: $0) })
 
   let router = Router(context: GatewayRequestContext.self)
   router.add(middleware: RequestIDMiddleware())
@@ -82,6 +83,11 @@ package func buildGateway(
   if let campaign = clients["campaign"] {
     SubscriberController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)
     CampaignController(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).addRoutes(to: v1)
+  }
+  if let delivery = clients["delivery"] {
+    let controller = DeliveryController(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery))
+    controller.addRoutes(to: v1)
+    controller.addWebhookRoute(to: router)
   }
   try router.validate()
   registeredRoutes(router.routes.map { (method: $0.method.rawValue.lowercased(), path: "\($0.path)") })

@@ -7,7 +7,7 @@ enum OpenAPIDocument {
       "info": {
         "title": "Herald API",
         "version": "1.0.0",
-        "description": "Outbound messaging: subscribers and consent, campaigns, delivery, sync and verification. Every route but /health needs an API key (Authorization: Bearer <key>). Errors are application/problem+json. POST and PATCH under /v1 accept an Idempotency-Key header (1-255 printable ASCII characters): a retry with the same key and request gets the first answer again (Idempotent-Replayed: true) for 24 hours; the same key with another request is a 422."
+        "description": "Outbound messaging: subscribers and consent, campaigns, delivery, sync and verification. Every route but /health and the signed provider webhooks (/v1/webhooks/{provider}) needs an API key (Authorization: Bearer <key>). Errors are application/problem+json. POST and PATCH under /v1 accept an Idempotency-Key header (1-255 printable ASCII characters): a retry with the same key and request gets the first answer again (Idempotent-Replayed: true) for 24 hours; the same key with another request is a 422."
       },
       "servers": [{"url": "/"}],
       "security": [{"apiKey": []}],
@@ -46,7 +46,27 @@ enum OpenAPIDocument {
               "status": {"type": "string", "enum": ["ok", "degraded"]},
               "degraded": {"type": "array", "items": {"type": "string"}},
               "services": {"type": "array", "items": {"$ref": "#/components/schemas/ServiceHealth"}},
+              "delivery": {"type": "object", "description": "Queue depth and provider breakers, as the delivery service reports them (absent with an error when it does not answer).", "properties": {
+                "queue": {"type": "object", "additionalProperties": {"type": "integer"}}, "ambiguous": {"type": "integer"},
+                "providers": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "channel": {"type": "string"}, "breaker_state": {"type": "string"}, "error_rate": {"type": "number"}, "latency_ms": {"type": "number"}, "last_error": {"type": "string"}}}},
+                "error": {"type": "string"}}},
               "checked_at": {"type": "string", "format": "date-time"}
+            }
+          },
+          "Provider": {
+            "type": "object",
+            "description": "proto3 JSON of herald.delivery.v1.Provider; int64 values are strings.",
+            "required": ["name", "channel"],
+            "properties": {
+              "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+              "channel": {"type": "string", "enum": ["CHANNEL_EMAIL", "CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]},
+              "kind": {"type": "string", "enum": ["PROVIDER_KIND_SMTP", "PROVIDER_KIND_HTTP_SMS", "PROVIDER_KIND_WEBHOOK"]},
+              "priority": {"type": "integer"}, "cost_cents": {"type": "string"}, "disabled": {"type": "boolean"},
+              "sending_identity": {"type": "string"}, "webhook_secret": {"type": "string"},
+              "smtp": {"type": "object", "properties": {"host": {"type": "string"}, "port": {"type": "integer"}, "username": {"type": "string"}, "password": {"type": "string"}, "tls": {"type": "string", "enum": ["TLS_MODE_STARTTLS_IF_OFFERED", "TLS_MODE_STARTTLS_REQUIRED", "TLS_MODE_NONE"]}, "from_address": {"type": "string"}, "helo_name": {"type": "string"}, "max_connections": {"type": "integer"}, "trusted_ca_pem": {"type": "string"}}},
+              "http_sms": {"type": "object", "properties": {"url": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}, "bearer_token": {"type": "string"}, "from": {"type": "string"}, "form_encoded": {"type": "boolean"}, "message_id_field": {"type": "string"}}},
+              "webhook": {"type": "object", "properties": {"url": {"type": "string"}, "signing_secret": {"type": "string"}}},
+              "status": {"type": "object", "readOnly": true, "properties": {"breaker_state": {"type": "string", "enum": ["closed", "open", "half_open"]}, "error_rate": {"type": "number"}, "attempts_in_window": {"type": "string"}, "latency_ms_average": {"type": "number"}, "last_error": {"type": "string"}, "opened_at": {"type": "string", "format": "date-time"}, "sent": {"type": "string"}, "failed": {"type": "string"}}}
             }
           },
           "APIKey": {
@@ -390,6 +410,43 @@ enum OpenAPIDocument {
         },
         "/v1/campaigns/{id}/cancel": {
           "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}], "post": {"summary": "draft | scheduled | sending | paused → cancelled: nothing not yet relayed is sent. An illegal transition is a 409 naming the current status. Scope: campaigns:write.", "responses": {"200": {"description": "The campaign.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}}}, "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}
+                },
+        "/v1/providers": {
+          "get": {"summary": "Providers per channel in the order they are tried, with breaker state, error rate and latency (as seen by one delivery replica); secrets are redacted. Scope: read.", "responses": {"200": {"description": "Providers.", "content": {"application/json": {"schema": {"type": "object", "properties": {"providers": {"type": "array", "items": {"$ref": "#/components/schemas/Provider"}}}}}}}}}, "post": {"summary": "Creates or replaces a provider by name (proto3 JSON of herald.delivery.v1.Provider: name, channel, priority, cost_cents, sending_identity, webhook_secret and one of smtp, http_sms, webhook). Scope: delivery:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Provider"}}}}, "responses": {"200": {"description": "The provider, secrets redacted.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Provider"}}}}, "400": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/providers/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "delete": {"summary": "Deletes the provider named {id}. Scope: delivery:write.", "responses": {"204": {"description": "Deleted."}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/messages": {
+          "post": {"summary": "Queues one transactional message (no campaign). The idempotency_key makes a retry harmless: the same key answers the first message with duplicate true. A suppressed recipient is recorded, never sent (suppressed true). Scope: delivery:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["idempotency_key", "channel", "recipient", "body"], "properties": {"idempotency_key": {"type": "string"}, "channel": {"type": "string", "enum": ["CHANNEL_EMAIL", "CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]}, "recipient": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"}, "not_before": {"type": "string", "format": "date-time"}}}}}}, "responses": {"202": {"description": "Queued.", "content": {"application/json": {"schema": {"type": "object", "properties": {"idempotency_key": {"type": "string"}, "message_id": {"type": "string"}, "duplicate": {"type": "boolean"}, "suppressed": {"type": "boolean"}}}}}}, "400": {"$ref": "#/components/responses/Problem"}}},
+          "get": {"summary": "Messages, newest first, by status and campaign; next_cursor continues. Scope: read.", "parameters": [{"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "sending", "sent", "delivered", "bounced", "failed", "suppressed", "expired", "dead", "unknown"]}}, {"name": "campaign_id", "in": "query", "schema": {"type": "string", "format": "uuid"}}, {"name": "cursor", "in": "query", "schema": {"type": "string"}}, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}], "responses": {"200": {"description": "A page of messages.", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/messages/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "get": {"summary": "One message with every event of its history. Scope: read.", "responses": {"200": {"description": "The message and its events.", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/messages/requeue": {
+          "post": {"summary": "Puts dead-lettered or unknown messages back on the queue (attempts reset): give ids, or status dead|unknown for all of them. Scope: delivery:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}, "status": {"type": "string", "enum": ["dead", "unknown"]}}}}}}, "responses": {"200": {"description": "How many were requeued.", "content": {"application/json": {"schema": {"type": "object", "properties": {"requeued": {"type": "string"}}}}}}, "400": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/dead-letters": {
+          "get": {"summary": "Dead-lettered messages (retries exhausted) with their last error, newest first (up to 1,000). Scope: read.", "responses": {"200": {"description": "Messages.", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+        },
+        "/v1/queue": {
+          "get": {"summary": "Queue depth by status, and how many sends were ambiguous (cut off after the provider may have accepted them). Scope: read.", "responses": {"200": {"description": "Counts.", "content": {"application/json": {"schema": {"type": "object", "properties": {"by_status": {"type": "object", "additionalProperties": {"type": "string"}}, "total": {"type": "string"}, "ambiguous": {"type": "string"}}}}}}}}
+        },
+        "/v1/suppressions": {
+          "get": {"summary": "The suppression list (hard bounces, complaints, manual), by address. Scope: read.", "responses": {"200": {"description": "Suppressions.", "content": {"application/json": {"schema": {"type": "object"}}}}}}, "post": {"summary": "Adds an address (reason manual unless given). Enqueue and send both skip suppressed addresses. Scope: delivery:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["address"], "properties": {"address": {"type": "string"}, "reason": {"type": "string", "enum": ["hard_bounce", "complaint", "manual"]}, "detail": {"type": "string"}}}}}}, "responses": {"201": {"description": "Added."}, "400": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/suppressions/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "delete": {"summary": "Removes the address {id} from the suppression list. Scope: delivery:write.", "responses": {"204": {"description": "Removed."}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/campaigns/{id}/spend": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "get": {"summary": "The campaign's spend cap: budget_cents and spent_cents (sends reserve their cost atomically; failures give it back). Scope: read.", "responses": {"200": {"description": "The spend cap.", "content": {"application/json": {"schema": {"type": "object", "properties": {"campaign_id": {"type": "string"}, "budget_cents": {"type": "string"}, "spent_cents": {"type": "string"}}}}}}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/warmup-schedules": {
+          "get": {"summary": "Warm-up schedules per sending identity with today's day number and sends. Scope: read.", "responses": {"200": {"description": "Schedules.", "content": {"application/json": {"schema": {"type": "object"}}}}}}, "post": {"summary": "Creates or replaces a schedule: daily_caps[0] is day 1 (the identity's first day of sending); after the last day the last cap holds. Scope: delivery:write.", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["sending_identity", "daily_caps"], "properties": {"sending_identity": {"type": "string"}, "daily_caps": {"type": "array", "items": {"type": "integer"}}}}}}}, "responses": {"200": {"description": "The schedule.", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": {"$ref": "#/components/responses/Problem"}}}
+        },
+        "/v1/webhooks/{provider}": {
+          "parameters": [{"name": "provider", "in": "path", "required": true, "schema": {"type": "string"}}], "post": {"summary": "A provider's delivery events. No API key: the X-Herald-Signature header (t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\"> with the provider's webhook_secret, at most 5 minutes old) is verified. Body: {\"events\": [{\"type\": delivered|bounced|failed|opened|clicked|complained, \"message_id\" or \"provider_message_id\", \"bounce\": hard|soft, \"detail\"}]}; a malformed event names its field and nothing is applied. Hard bounces and complaints add the address to the suppression list.", "security": [], "parameters": [{"name": "X-Herald-Signature", "in": "header", "required": true, "schema": {"type": "string"}}], "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}, "responses": {"200": {"description": "Applied and ignored counts, with notes on the ignored.", "content": {"application/json": {"schema": {"type": "object", "properties": {"applied": {"type": "integer"}, "ignored": {"type": "integer"}, "notes": {"type": "array", "items": {"type": "string"}}}}}}}, "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}
         }
       }
     }

@@ -17,11 +17,29 @@ struct ServiceHealth: Codable, Sendable, Equatable {
   var error: String?
 }
 
+/// Queue depth and provider breakers, from the delivery service.
+struct DeliveryOverview: Codable, Sendable, Equatable {
+  struct Provider: Codable, Sendable, Equatable {
+    var name: String
+    var channel: String
+    var breakerState: String
+    var errorRate: Double
+    var latencyMs: Double
+    var lastError: String?
+  }
+
+  var queue: [String: Int64] = [:]
+  var ambiguous: Int64 = 0
+  var providers: [Provider] = []
+  var error: String?
+}
+
 struct SystemStatus: ResponseEncodable, Codable, Sendable, Equatable {
   /// "ok" when every service is SERVING, else "degraded".
   var status: String
   var degraded: [String]
   var services: [ServiceHealth]
+  var delivery: DeliveryOverview?
   var checkedAt: Date
 }
 
@@ -36,8 +54,10 @@ struct StatusProbe: Sendable {
   let targets: [Target]
   let timeout: Duration
   let registry: PrometheusCollectorRegistry
+  var delivery: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>?
 
   func check() async -> SystemStatus {
+    async let overview = deliveryOverview()
     let results = await withTaskGroup(of: ServiceHealth.self) { group in
       for target in targets {
         group.addTask { await probe(target) }
@@ -51,7 +71,32 @@ struct StatusProbe: Sendable {
         .set(Int64(result.status == "SERVING" ? 1 : 0))
     }
     let degraded = results.filter { $0.status != "SERVING" }.map(\.name)
-    return SystemStatus(status: degraded.isEmpty ? "ok" : "degraded", degraded: degraded, services: results, checkedAt: Date())
+    return SystemStatus(
+      status: degraded.isEmpty ? "ok" : "degraded", degraded: degraded, services: results, delivery: await overview,
+      checkedAt: Date())
+  }
+
+  private func deliveryOverview() async -> DeliveryOverview? {
+    guard let delivery else { return nil }
+    var overview = DeliveryOverview()
+    do {
+      async let stats = delivery.getQueueStats(.init(), options: .timeout(timeout))
+      async let providers = delivery.listProviders(.init(), options: .timeout(timeout))
+      let (queue, listed) = try await (stats, providers)
+      overview.queue = queue.byStatus
+      overview.ambiguous = queue.ambiguous
+      overview.providers = listed.providers.map { provider in
+        DeliveryOverview.Provider(
+          name: provider.name, channel: "\(provider.channel)", breakerState: provider.status.breakerState,
+          errorRate: provider.status.errorRate, latencyMs: (provider.status.latencyMsAverage * 100).rounded() / 100,
+          lastError: provider.status.lastError.isEmpty ? nil : provider.status.lastError)
+      }
+    } catch let error as RPCError {
+      overview.error = "\(error.code): \(error.message)"
+    } catch {
+      overview.error = "\(error)"
+    }
+    return overview
   }
 
   private func probe(_ target: Target) async -> ServiceHealth {

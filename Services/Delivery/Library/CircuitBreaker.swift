@@ -1,0 +1,161 @@
+import Foundation
+import Synchronization
+
+/// When a provider's breaker opens and for how long.
+package struct BreakerPolicy: Sendable, Equatable {
+  /// Outcomes older than this are forgotten.
+  package var window: Duration = .seconds(30)
+  /// Opens when failures / attempts over the window reach this...
+  package var failureRate: Double = 0.5
+  /// ...and the window holds at least this many attempts.
+  package var minimumAttempts = 5
+  /// Stays open this long, then lets probes through (half-open).
+  package var openFor: Duration = .seconds(15)
+  /// Probes allowed at once while half-open.
+  package var halfOpenProbes = 1
+
+  package init(
+    window: Duration = .seconds(30), failureRate: Double = 0.5, minimumAttempts: Int = 5, openFor: Duration = .seconds(15),
+    halfOpenProbes: Int = 1
+  ) {
+    self.window = window
+    self.failureRate = failureRate
+    self.minimumAttempts = minimumAttempts
+    self.openFor = openFor
+    self.halfOpenProbes = halfOpenProbes
+  }
+}
+
+/// A circuit breaker of one provider in this process: closed → open when the failure rate over
+/// the window passes the policy's → half-open after `openFor`, letting probes through → closed on
+/// a probe's success, open again on its failure.
+package final class CircuitBreaker: Sendable {
+  package enum State: String, Sendable { case closed, open, halfOpen = "half_open" }
+
+  package struct Snapshot: Sendable, Equatable {
+    package var state: State
+    package var errorRate: Double
+    package var attemptsInWindow: Int
+    package var averageLatencyMilliseconds: Double
+    package var lastError: String?
+    package var openedAt: Date?
+    package var sent: Int64
+    package var failed: Int64
+  }
+
+  private struct Outcome {
+    var at: ContinuousClock.Instant
+    var success: Bool
+    var latency: Duration
+  }
+
+  private struct Storage {
+    var state: State = .closed
+    var outcomes: [Outcome] = []
+    var openedAt: ContinuousClock.Instant?
+    var openedAtDate: Date?
+    var probesInFlight = 0
+    var lastError: String?
+    var sent: Int64 = 0
+    var failed: Int64 = 0
+  }
+
+  package let policy: BreakerPolicy
+  private let storage = Mutex(Storage())
+
+  package init(policy: BreakerPolicy = BreakerPolicy()) {
+    self.policy = policy
+  }
+
+  /// Whether a send may go to this provider now. A `true` while half-open is a probe and must be
+  /// followed by `record`.
+  package func admit(now: ContinuousClock.Instant = .now) -> Bool {
+    storage.withLock { storage in
+      switch storage.state {
+      case .closed:
+        return true
+      case .open:
+        guard let opened = storage.openedAt, now >= opened.advanced(by: policy.openFor) else { return false }
+        storage.state = .halfOpen
+        storage.probesInFlight = 1
+        return true
+      case .halfOpen:
+        guard storage.probesInFlight < policy.halfOpenProbes else { return false }
+        storage.probesInFlight += 1
+        return true
+      }
+    }
+  }
+
+  package func record(success: Bool, latency: Duration, error: String? = nil, now: ContinuousClock.Instant = .now) {
+    storage.withLock { storage in
+      if success { storage.sent += 1 } else { storage.failed += 1 }
+      if let error { storage.lastError = error }
+      storage.outcomes.append(Outcome(at: now, success: success, latency: latency))
+      prune(&storage, now: now)
+      switch storage.state {
+      case .halfOpen:
+        storage.probesInFlight = max(0, storage.probesInFlight - 1)
+        if success {
+          storage.state = .closed
+          storage.outcomes = [Outcome(at: now, success: true, latency: latency)]
+          storage.openedAt = nil
+          storage.openedAtDate = nil
+        } else {
+          open(&storage, now: now)
+        }
+      case .closed:
+        let failures = storage.outcomes.count { !$0.success }
+        if storage.outcomes.count >= policy.minimumAttempts,
+          Double(failures) / Double(storage.outcomes.count) >= policy.failureRate
+        {
+          open(&storage, now: now)
+        }
+      case .open:
+        break  // a send admitted before the breaker opened
+      }
+    }
+  }
+
+  /// A half-open probe that was admitted but not sent (e.g. the budget stopped it).
+  package func release() {
+    storage.withLock { storage in
+      if storage.state == .halfOpen { storage.probesInFlight = max(0, storage.probesInFlight - 1) }
+    }
+  }
+
+  package func snapshot(now: ContinuousClock.Instant = .now) -> Snapshot {
+    storage.withLock { storage in
+      prune(&storage, now: now)
+      let attempts = storage.outcomes.count
+      let failures = storage.outcomes.count { !$0.success }
+      let latency = storage.outcomes.reduce(Duration.zero) { $0 + $1.latency }
+      var state = storage.state
+      if state == .open, let opened = storage.openedAt, now >= opened.advanced(by: policy.openFor) { state = .halfOpen }
+      return Snapshot(
+        state: state, errorRate: attempts == 0 ? 0 : Double(failures) / Double(attempts), attemptsInWindow: attempts,
+        averageLatencyMilliseconds: attempts == 0 ? 0 : Self.milliseconds(latency) / Double(attempts),
+        lastError: storage.lastError, openedAt: storage.openedAtDate, sent: storage.sent, failed: storage.failed)
+    }
+  }
+
+  private func open(_ storage: inout Storage, now: ContinuousClock.Instant) {
+    storage.state = .open
+    storage.openedAt = now
+    storage.openedAtDate = Date()
+    storage.probesInFlight = 0
+  }
+
+  private func prune(_ storage: inout Storage, now: ContinuousClock.Instant) {
+    let oldest = now.advanced(by: .zero - policy.window)
+    if let keep = storage.outcomes.firstIndex(where: { $0.at >= oldest }) {
+      storage.outcomes.removeFirst(keep)
+    } else {
+      storage.outcomes.removeAll()
+    }
+  }
+
+  static func milliseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+  }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import GRPCCore
+import HeraldProtos
+import HeraldServerKit
+import NIOCore
+import SwiftProtobuf
+
+/// A validated provider definition (SPEC §3): which channel, in which order, at what cost, and how
+/// to reach it.
+package struct ProviderConfig: Sendable, Equatable {
+  package enum Kind: Sendable, Equatable {
+    case smtp(SMTPSettings)
+    case httpSMS(HTTPSMSSettings)
+    case webhook(WebhookProviderSettings)
+  }
+
+  package var name: String
+  package var channel: String
+  package var priority: Int
+  package var costCents: Int64
+  package var disabled: Bool
+  package var sendingIdentity: String?
+  package var webhookSecret: String?
+  package var kind: Kind
+  /// The definition as given, secrets included (what is stored).
+  package var definition: Herald_Delivery_V1_Provider
+
+  /// Checks every field; errors name the field, prefixed with `field` (e.g. "providers[2]").
+  package init(validating provider: Herald_Delivery_V1_Provider, field prefix: String = "") throws(RPCError) {
+    func path(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+    func invalid(_ name: String, _ message: String) -> RPCError { .field(path(name), .invalidArgument, "\(path(name)) \(message)") }
+
+    guard provider.name.wholeMatch(of: /[a-z0-9][a-z0-9-]{0,62}/) != nil else {
+      throw invalid("name", "must be 1 to 63 lower-case letters, digits or dashes, starting with a letter or digit")
+    }
+    let channel: String
+    switch provider.channel {
+    case .email: channel = "email"
+    case .sms: channel = "sms"
+    case .push: channel = "push"
+    case .whatsapp: channel = "whatsapp"
+    case .unspecified, .UNRECOGNIZED: throw invalid("channel", "must be email, sms, push or whatsapp")
+    }
+    guard provider.costCents >= 0 else { throw invalid("cost_cents", "must not be negative") }
+    func url(_ text: String, _ name: String) throws(RPCError) -> String {
+      guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+        parsed.host?.isEmpty == false
+      else { throw invalid(name, "'\(text)' is not an http(s) URL") }
+      return text
+    }
+    func optional(_ text: String) -> String? { text.isEmpty ? nil : text }
+
+    let kind: Kind
+    switch provider.settings {
+    case .smtp(let smtp):
+      guard provider.kind == .smtp || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are smtp")
+      }
+      guard channel == "email" else { throw invalid("channel", "must be email for an SMTP provider") }
+      guard !smtp.host.isEmpty else { throw invalid("smtp.host", "is empty") }
+      let port = smtp.port == 0 ? 587 : Int(smtp.port)
+      guard (1...65535).contains(port) else { throw invalid("smtp.port", "must be from 1 to 65535") }
+      guard smtp.fromAddress.wholeMatch(of: /[^@\s<>]+@[^@\s<>]+/) != nil else {
+        throw invalid("smtp.from_address", "'\(smtp.fromAddress)' is not an e-mail address")
+      }
+      guard (0...64).contains(smtp.maxConnections) else { throw invalid("smtp.max_connections", "must be from 0 to 64") }
+      if !smtp.trustedCaPem.isEmpty, !smtp.trustedCaPem.contains("-----BEGIN CERTIFICATE-----") {
+        throw invalid("smtp.trusted_ca_pem", "is not a PEM certificate")
+      }
+      let tls: SMTPSettings.TLS =
+        switch smtp.tls {
+        case .starttlsRequired: .required
+        case .none: .none
+        default: .ifOffered
+        }
+      kind = .smtp(
+        SMTPSettings(
+          host: smtp.host, port: port, username: optional(smtp.username), password: optional(smtp.password), tls: tls,
+          fromAddress: smtp.fromAddress, heloName: optional(smtp.heloName) ?? "localhost",
+          maxConnections: smtp.maxConnections == 0 ? 4 : Int(smtp.maxConnections),
+          trustedCAPEM: optional(smtp.trustedCaPem)))
+    case .httpSms(let sms):
+      guard provider.kind == .httpSms || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are http_sms")
+      }
+      guard channel == "sms" || channel == "whatsapp" else { throw invalid("channel", "must be sms or whatsapp for an HTTP SMS provider") }
+      guard !sms.from.isEmpty else { throw invalid("http_sms.from", "is empty") }
+      guard sms.bearerToken.isEmpty || sms.username.isEmpty else {
+        throw invalid("http_sms.bearer_token", "and http_sms.username are both set; use one way of signing in")
+      }
+      kind = .httpSMS(
+        HTTPSMSSettings(
+          url: try url(sms.url, "http_sms.url"), username: optional(sms.username), password: optional(sms.password),
+          bearerToken: optional(sms.bearerToken), from: sms.from, formEncoded: sms.formEncoded,
+          messageIDField: optional(sms.messageIDField)))
+    case .webhook(let webhook):
+      guard provider.kind == .webhook || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are webhook")
+      }
+      kind = .webhook(
+        WebhookProviderSettings(url: try url(webhook.url, "webhook.url"), signingSecret: optional(webhook.signingSecret)))
+    case nil:
+      throw invalid("settings", "are missing: give one of smtp, http_sms or webhook")
+    }
+
+    self.name = provider.name
+    self.channel = channel
+    self.priority = Int(provider.priority)
+    self.costCents = provider.costCents
+    self.disabled = provider.disabled
+    self.sendingIdentity = optional(provider.sendingIdentity)
+    self.webhookSecret = optional(provider.webhookSecret)
+    self.kind = kind
+    var definition = provider
+    definition.clearStatus()
+    definition.kind =
+      switch kind {
+      case .smtp: .smtp
+      case .httpSMS: .httpSms
+      case .webhook: .webhook
+      }
+    self.definition = definition
+  }
+
+  /// The definition with secrets blanked, for answers.
+  package var redacted: Herald_Delivery_V1_Provider {
+    var provider = definition
+    provider.webhookSecret = provider.webhookSecret.isEmpty ? "" : "<redacted>"
+    switch provider.settings {
+    case .smtp(var smtp):
+      if !smtp.password.isEmpty { smtp.password = "<redacted>" }
+      provider.smtp = smtp
+    case .httpSms(var sms):
+      if !sms.password.isEmpty { sms.password = "<redacted>" }
+      if !sms.bearerToken.isEmpty { sms.bearerToken = "<redacted>" }
+      provider.httpSms = sms
+    case .webhook(var webhook):
+      if !webhook.signingSecret.isEmpty { webhook.signingSecret = "<redacted>" }
+      provider.webhook = webhook
+    case nil: break
+    }
+    return provider
+  }
+
+  /// Reads `HERALD_DELIVERY_PROVIDERS_FILE`: JSON in the protobuf mapping of `ProvidersFile`.
+  package static func loadFile(_ path: String) throws -> (providers: [ProviderConfig], schedules: [WarmupScheduleConfig]) {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path))
+    } catch {
+      throw ProviderFileError(description: "cannot read the providers file \(path): \(error.localizedDescription)")
+    }
+    let file: Herald_Delivery_V1_ProvidersFile
+    do {
+      file = try Herald_Delivery_V1_ProvidersFile(jsonUTF8Data: data)
+    } catch {
+      throw ProviderFileError(description: "the providers file \(path) is not valid: \(error)")
+    }
+    var seen = Set<String>()
+    var providers: [ProviderConfig] = []
+    for (index, provider) in file.providers.enumerated() {
+      do throws(RPCError) {
+        let config = try ProviderConfig(validating: provider, field: "providers[\(index)]")
+        guard seen.insert(config.name).inserted else {
+          throw RPCError.field("providers[\(index)].name", .invalidArgument, "providers[\(index)].name '\(config.name)' appears twice")
+        }
+        providers.append(config)
+      } catch {
+        throw ProviderFileError(description: "the providers file \(path): \(error.message)")
+      }
+    }
+    var schedules: [WarmupScheduleConfig] = []
+    for (index, schedule) in file.warmupSchedules.enumerated() {
+      do throws(RPCError) {
+        schedules.append(try WarmupScheduleConfig(validating: schedule, field: "warmup_schedules[\(index)]"))
+      } catch {
+        throw ProviderFileError(description: "the providers file \(path): \(error.message)")
+      }
+    }
+    return (providers, schedules)
+  }
+}
+
+package struct ProviderFileError: Error, CustomStringConvertible {
+  package var description: String
+}
+
+package struct WarmupScheduleConfig: Sendable, Equatable {
+  package var sendingIdentity: String
+  package var dailyCaps: [Int64]
+
+  package init(validating schedule: Herald_Delivery_V1_WarmupSchedule, field prefix: String = "") throws(RPCError) {
+    func path(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+    guard !schedule.sendingIdentity.trimmingCharacters(in: .whitespaces).isEmpty else {
+      throw .field(path("sending_identity"), .invalidArgument, "\(path("sending_identity")) is empty")
+    }
+    guard !schedule.dailyCaps.isEmpty, schedule.dailyCaps.count <= 366 else {
+      throw .field(path("daily_caps"), .invalidArgument, "\(path("daily_caps")) must hold 1 to 366 days")
+    }
+    if let bad = schedule.dailyCaps.firstIndex(where: { $0 < 0 }) {
+      throw .field(path("daily_caps[\(bad)]"), .invalidArgument, "\(path("daily_caps[\(bad)]")) must not be negative")
+    }
+    self.sendingIdentity = schedule.sendingIdentity
+    self.dailyCaps = schedule.dailyCaps
+  }
+}

@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import Foundation
+import HeraldProtos
+import Logging
+import NIOCore
+import PostgresNIO
+import SwiftProtobuf
+import Synchronization
+
+/// Providers as stored in `delivery.providers` (the definition as protobuf JSON, secrets included).
+package struct ProviderStore: Sendable {
+  let client: PostgresClient
+  let logger: Logger
+
+  package init(client: PostgresClient, logger: Logger) {
+    self.client = client
+    self.logger = logger
+  }
+
+  package func all() async throws -> [ProviderConfig] {
+    var configs: [ProviderConfig] = []
+    for try await (name, json) in try await client.query(
+      "SELECT name, definition::text FROM delivery.providers ORDER BY channel, priority, name", logger: logger
+    ).decode((String, String).self) {
+      do {
+        let provider = try Herald_Delivery_V1_Provider(jsonString: json)
+        configs.append(try ProviderConfig(validating: provider))
+      } catch {
+        // A row this version cannot use is reported, not silently dropped from the answer.
+        logger.error("stored provider is not valid and is left out", metadata: ["provider": "\(name)", "error": "\(error)"])
+      }
+    }
+    return configs
+  }
+
+  package func put(_ config: ProviderConfig) async throws {
+    let json = try config.definition.jsonString()
+    try await client.query(
+      """
+      INSERT INTO delivery.providers (name, channel, priority, definition) VALUES (\(config.name), \(config.channel), \(config.priority), \(json)::jsonb)
+      ON CONFLICT (name) DO UPDATE SET channel = EXCLUDED.channel, priority = EXCLUDED.priority,
+        definition = EXCLUDED.definition, updated_at = now()
+      """, logger: logger)
+  }
+
+  package func delete(_ name: String) async throws -> Bool {
+    try await client.query("DELETE FROM delivery.providers WHERE name = \(name) RETURNING 1", logger: logger).collect().count > 0
+  }
+
+  package func putSchedule(_ schedule: WarmupScheduleConfig) async throws {
+    try await client.query(
+      """
+      INSERT INTO delivery.warmup_schedules (sending_identity, daily_caps) VALUES (\(schedule.sendingIdentity), \(schedule.dailyCaps)::int8[])
+      ON CONFLICT (sending_identity) DO UPDATE SET daily_caps = EXCLUDED.daily_caps, updated_at = now()
+      """, logger: logger)
+  }
+}
+
+/// The live providers of this process: built from the stored definitions (refreshed, so a change
+/// through the API reaches every replica), each with its circuit breaker, kept across refreshes
+/// while its definition is unchanged.
+package final class ProviderRegistry: Sendable {
+  package struct Entry: Sendable {
+    package var config: ProviderConfig
+    package var provider: any DeliveryProvider
+    package var breaker: CircuitBreaker
+  }
+
+  package typealias Factory = @Sendable (ProviderConfig, HTTPClient) -> any DeliveryProvider
+
+  let store: ProviderStore
+  let policy: BreakerPolicy
+  let factory: Factory
+  let http: HTTPClient
+  private let entries = Mutex<[String: Entry]>([:])
+
+  package init(store: ProviderStore, policy: BreakerPolicy = BreakerPolicy(), factory: Factory? = nil) {
+    self.store = store
+    self.policy = policy
+    self.factory = factory ?? Self.makeProvider
+    self.http = Self.sharedHTTPClient
+  }
+
+  /// One HTTP client for every provider of the process (it pools connections per host), with a
+  /// short connect timeout so a provider that is down fails over quickly. Never shut down, like
+  /// `HTTPClient.shared`.
+  static let sharedHTTPClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.timeout = .init(connect: .seconds(2), read: .seconds(15))
+    configuration.redirectConfiguration = .disallow
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+  }()
+
+  package static func makeProvider(_ config: ProviderConfig, http: HTTPClient) -> any DeliveryProvider {
+    switch config.kind {
+    case .smtp(let settings): SMTPProvider(settings: settings)
+    case .httpSMS(let settings): HTTPSMSProvider(name: config.name, settings: settings, client: http)
+    case .webhook(let settings): WebhookProvider(name: config.name, settings: settings, client: http)
+    }
+  }
+
+  /// Reloads the definitions; providers whose definition changed are rebuilt (their breaker too).
+  package func refresh() async throws {
+    let configs = try await store.all()
+    var retired: [any DeliveryProvider] = []
+    entries.withLock { entries in
+      var next: [String: Entry] = [:]
+      for config in configs {
+        if let existing = entries[config.name], existing.config == config {
+          next[config.name] = existing
+        } else {
+          if let existing = entries[config.name] { retired.append(existing.provider) }
+          next[config.name] = Entry(config: config, provider: factory(config, http), breaker: CircuitBreaker(policy: policy))
+        }
+      }
+      for (name, entry) in entries where next[name] == nil { retired.append(entry.provider) }
+      entries = next
+    }
+    for provider in retired { await provider.shutdown() }
+  }
+
+  /// Enabled providers of a channel in the order they are tried: priority, then name.
+  package func candidates(for channel: String) -> [Entry] {
+    entries.withLock { entries in
+      entries.values.filter { $0.config.channel == channel && !$0.config.disabled }
+        .sorted { ($0.config.priority, $0.config.name) < ($1.config.priority, $1.config.name) }
+    }
+  }
+
+  package func entry(named name: String) -> Entry? {
+    entries.withLock { $0[name] }
+  }
+
+  package var all: [Entry] {
+    entries.withLock { entries in
+      entries.values.sorted { ($0.config.channel, $0.config.priority, $0.config.name) < ($1.config.channel, $1.config.priority, $1.config.name) }
+    }
+  }
+
+  package func shutdown() async {
+    let providers = entries.withLock { entries in
+      defer { entries.removeAll() }
+      return entries.values.map(\.provider)
+    }
+    for provider in providers { await provider.shutdown() }
+  }
+}

@@ -1,0 +1,102 @@
+import Foundation
+
+/// E-mail over SMTP. Keeps up to `maxConnections` sessions open and reuses them; a send that finds
+/// its pooled connection closed by the server (idle timeout) retries once on a fresh one.
+package final class SMTPProvider: DeliveryProvider {
+  let settings: SMTPSettings
+  private let pool: SMTPPool
+
+  package init(settings: SMTPSettings) {
+    self.settings = settings
+    self.pool = SMTPPool(settings: settings)
+  }
+
+  package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
+    var attempt = 0
+    while true {
+      attempt += 1
+      let (connection, reused) = try await pool.acquire()
+      do {
+        let reply = try await connection.send(message)
+        await pool.release(connection)
+        return Self.queueID(reply)
+      } catch {
+        await pool.release(connection)
+        // A reused connection the server had already closed fails before anything was sent.
+        if reused, attempt == 1, !connection.isOpen, case .temporary = error { continue }
+        throw error
+      }
+    }
+  }
+
+  package func shutdown() async {
+    await pool.closeAll()
+  }
+
+  /// "250 2.0.0 Ok: queued as 4F2A1C" → "4F2A1C"; otherwise the reply's text.
+  static func queueID(_ reply: SMTPReply) -> String {
+    let text = reply.text
+    if let range = text.range(of: "queued as ", options: .caseInsensitive) {
+      return String(text[range.upperBound...].prefix { !$0.isWhitespace })
+    }
+    return String(text.prefix(200))
+  }
+}
+
+/// Open SMTP sessions of one provider; callers wait when all `maxConnections` are busy.
+actor SMTPPool {
+  let settings: SMTPSettings
+  private var idle: [SMTPConnection] = []
+  private var open = 0
+  private var waiters: [CheckedContinuation<Void, Never>] = []
+  private var closed = false
+
+  init(settings: SMTPSettings) {
+    self.settings = settings
+  }
+
+  /// A connection and whether it was used before.
+  func acquire() async throws(SendFailure) -> (SMTPConnection, Bool) {
+    while true {
+      if closed { throw .temporary("the SMTP provider is shutting down") }
+      while let connection = idle.popLast() {
+        if connection.isOpen { return (connection, true) }
+        open -= 1
+      }
+      if open < settings.maxConnections {
+        open += 1
+        do {
+          return (try await SMTPConnection.open(settings), false)
+        } catch {
+          open -= 1
+          wakeOne()
+          throw error
+        }
+      }
+      await withCheckedContinuation { waiters.append($0) }
+    }
+  }
+
+  func release(_ connection: SMTPConnection) {
+    if connection.isOpen && !closed {
+      idle.append(connection)
+    } else {
+      open -= 1
+    }
+    wakeOne()
+  }
+
+  func closeAll() async {
+    closed = true
+    let connections = idle
+    idle.removeAll()
+    open -= connections.count
+    for connection in connections { await connection.close() }
+    for waiter in waiters { waiter.resume() }
+    waiters.removeAll()
+  }
+
+  private func wakeOne() {
+    if !waiters.isEmpty { waiters.removeFirst().resume() }
+  }
+}

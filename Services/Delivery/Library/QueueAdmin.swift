@@ -1,0 +1,235 @@
+import Foundation
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// A message as the API shows it.
+package struct MessageRecord: Sendable, Equatable {
+  package var id: UUID
+  package var idempotencyKey: String
+  package var channel: String
+  package var recipient: String
+  package var campaignID: UUID?
+  package var subscriberID: UUID?
+  package var status: String
+  package var attempts: Int
+  package var provider: String?
+  package var providerMessageID: String?
+  package var costCents: Int64
+  package var lastError: String?
+  package var notBefore: Date
+  package var createdAt: Date
+  package var updatedAt: Date
+  package var ambiguous: Bool
+}
+
+/// One event a provider's webhook reports.
+package struct ProviderEvent: Sendable, Equatable {
+  /// delivered, bounced, failed, opened, clicked or complained.
+  package var type: String
+  /// Herald's message id, or the provider's own id for the message.
+  package var messageID: UUID?
+  package var providerMessageID: String?
+  /// hard or soft, for bounces.
+  package var bounce: String?
+  package var detail: String
+}
+
+extension PostgresMessageQueue {
+  static let messageColumns = """
+    id, idempotency_key, channel, recipient, campaign_id, subscriber_id, status, attempts, provider, provider_message_id,
+    cost_cents, last_error, not_before, created_at, updated_at, ambiguous
+    """
+
+  static func record(_ row: PostgresRow) throws -> MessageRecord {
+    let (id, key, channel, recipient, campaign, subscriber, status, attempts, provider, providerID) = try row.decode(
+      (UUID, String, String, String, UUID?, UUID?, String, Int, String?, String?).self)
+    var cells = row.makeRandomAccess()
+    return MessageRecord(
+      id: id, idempotencyKey: key, channel: channel, recipient: recipient, campaignID: campaign, subscriberID: subscriber,
+      status: status, attempts: attempts, provider: provider, providerMessageID: providerID,
+      costCents: try cells["cost_cents"].decode(Int64.self), lastError: try cells["last_error"].decode(String?.self),
+      notBefore: try cells["not_before"].decode(Date.self), createdAt: try cells["created_at"].decode(Date.self),
+      updatedAt: try cells["updated_at"].decode(Date.self), ambiguous: try cells["ambiguous"].decode(Bool.self))
+  }
+
+  package func message(_ id: UUID) async throws -> (MessageRecord, [FeedEvent])? {
+    let rows = try await client.query(
+      "SELECT \(unescaped: Self.messageColumns) FROM delivery.messages WHERE id = \(id)", logger: logger
+    ).collect()
+    guard let row = rows.first else { return nil }
+    let message = try Self.record(row)
+    var events: [FeedEvent] = []
+    for try await (eventID, status, detail, cost, at) in try await client.query(
+      """
+      SELECT id, status, coalesce(detail, ''), cost_cents, occurred_at FROM delivery.delivery_events
+      WHERE message_id = \(id) ORDER BY id
+      """, logger: logger
+    ).decode((Int64, String, String, Int64, Date).self) {
+      events.append(
+        FeedEvent(
+          id: eventID, messageID: id, campaignID: message.campaignID, subscriberID: message.subscriberID, status: status,
+          detail: detail, costCents: cost, occurredAt: at))
+    }
+    return (message, events)
+  }
+
+  /// Newest first; the cursor is the last id of the previous page.
+  package func messages(status: String?, campaign: UUID?, after cursor: UUID?, limit: Int) async throws -> [MessageRecord] {
+    var records: [MessageRecord] = []
+    for row in try await client.query(
+      """
+      SELECT \(unescaped: Self.messageColumns) FROM delivery.messages
+      WHERE (\(status ?? "")::text = '' OR status = \(status ?? ""))
+        AND (\(campaign?.uuidString ?? "")::text = '' OR campaign_id = nullif(\(campaign?.uuidString ?? ""), '')::uuid)
+        AND (\(cursor?.uuidString ?? "")::text = '' OR id < nullif(\(cursor?.uuidString ?? ""), '')::uuid)
+      ORDER BY id DESC
+      LIMIT \(limit)
+      """, logger: logger
+    ).collect() {
+      records.append(try Self.record(row))
+    }
+    return records
+  }
+
+  /// Puts dead or unknown messages back on the queue, attempts reset; returns how many.
+  package func requeue(ids: [UUID], status: String?) async throws -> Int {
+    try await client.query(
+      """
+      WITH requeued AS (
+        UPDATE delivery.messages SET status = 'queued', attempts = 0, not_before = now(), lease_expires_at = NULL,
+          lease_token = NULL, updated_at = now()
+        WHERE status IN ('dead', 'unknown')
+          AND (cardinality(\(ids)::uuid[]) = 0 OR id = ANY(\(ids)::uuid[]))
+          AND (\(status ?? "")::text = '' OR status = \(status ?? ""))
+        RETURNING id
+      ), events AS (
+        INSERT INTO delivery.delivery_events (message_id, status, detail)
+        SELECT id, 'queued', 'requeued through the API' FROM requeued
+      )
+      SELECT count(*) FROM requeued
+      """, logger: logger
+    ).decode(Int.self).elements().first ?? 0
+  }
+
+  /// Applies a provider's webhook events in one transaction. Moves are forward only (a late
+  /// "delivered" does not undo a "bounced"); hard bounces and complaints suppress the address.
+  package func apply(_ events: [ProviderEvent], provider: String) async throws -> (applied: Int, ignored: [String]) {
+    try await client.withTransaction(logger: logger) { connection in
+      var applied = 0
+      var ignored: [String] = []
+      for (index, event) in events.enumerated() {
+        let rows = try await connection.query(
+          """
+          SELECT id, status, recipient FROM delivery.messages
+          WHERE id = nullif(\(event.messageID?.uuidString ?? ""), '')::uuid
+             OR (provider = \(provider) AND provider_message_id = nullif(\(event.providerMessageID ?? ""), ''))
+          LIMIT 1 FOR UPDATE
+          """, logger: logger
+        ).decode((UUID, String, String).self).elements()
+        guard let (id, status, recipient) = rows.first else {
+          ignored.append("events[\(index)]: no message \(event.messageID?.uuidString.lowercased() ?? event.providerMessageID ?? "")")
+          continue
+        }
+        let next: String? =
+          switch (event.type, status) {
+          case ("delivered", "sent"), ("delivered", "unknown"): "delivered"
+          case ("bounced", "sent"), ("bounced", "delivered"), ("bounced", "unknown"): "bounced"
+          case ("failed", "sent"), ("failed", "unknown"): "failed"
+          case ("opened", _), ("clicked", _), ("complained", _): nil  // engagement: an event, no status move
+          default: "-"
+          }
+        if next == "-" {
+          ignored.append("events[\(index)]: \(event.type) does not apply to a message that is \(status)")
+          continue
+        }
+        if let next {
+          try await connection.query(
+            """
+            UPDATE delivery.messages SET status = \(next), updated_at = now(),
+              last_error = CASE WHEN \(next) IN ('bounced', 'failed') THEN \(event.detail) ELSE last_error END
+            WHERE id = \(id)
+            """, logger: logger)
+        }
+        try await connection.query(
+          """
+          INSERT INTO delivery.delivery_events (message_id, status, detail)
+          VALUES (\(id), \(event.type), \("via \(provider) webhook" + (event.detail.isEmpty ? "" : ": \(event.detail)")))
+          """, logger: logger)
+        if (event.type == "bounced" && event.bounce != "soft") || event.type == "complained" {
+          let reason = event.type == "complained" ? "complaint" : "hard_bounce"
+          try await connection.query(
+            """
+            INSERT INTO delivery.suppressions (address, reason, detail) VALUES (lower(\(recipient)), \(reason), \(event.detail))
+            ON CONFLICT (address) DO NOTHING
+            """, logger: logger)
+        }
+        applied += 1
+      }
+      return (applied, ignored)
+    }
+  }
+
+  package func suppressions(after cursor: String?, limit: Int) async throws -> [(String, String, String, Date)] {
+    try await client.query(
+      """
+      SELECT address, reason, detail, created_at FROM delivery.suppressions
+      WHERE address > \(cursor ?? "") ORDER BY address LIMIT \(limit)
+      """, logger: logger
+    ).decode((String, String, String, Date).self).elements()
+  }
+
+  package func addSuppression(address: String, reason: String, detail: String) async throws -> Date {
+    try await client.query(
+      """
+      INSERT INTO delivery.suppressions (address, reason, detail) VALUES (\(address), \(reason), \(detail))
+      ON CONFLICT (address) DO UPDATE SET reason = EXCLUDED.reason, detail = EXCLUDED.detail
+      RETURNING created_at
+      """, logger: logger
+    ).decode(Date.self).elements().first ?? Date()
+  }
+
+  package func removeSuppression(address: String) async throws -> Bool {
+    try await client.query("DELETE FROM delivery.suppressions WHERE address = \(address) RETURNING 1", logger: logger)
+      .collect().count > 0
+  }
+
+  /// Creates or updates campaigns' budgets (what was spent or is reserved is kept; a budget below
+  /// it stops further sends).
+  package func setSpendCaps(_ caps: [(UUID, Int64)]) async throws {
+    guard !caps.isEmpty else { return }
+    try await client.query(
+      """
+      INSERT INTO delivery.spend_caps AS s (campaign_id, budget_cents)
+      SELECT * FROM unnest(\(caps.map(\.0))::uuid[], \(caps.map(\.1))::int8[])
+      ON CONFLICT (campaign_id) DO UPDATE
+        SET budget_cents = greatest(EXCLUDED.budget_cents, s.spent_cents + s.reserved_cents), updated_at = now()
+      WHERE s.budget_cents <> greatest(EXCLUDED.budget_cents, s.spent_cents + s.reserved_cents)
+      """, logger: logger)
+  }
+
+  package func spendCap(_ campaign: UUID) async throws -> (budget: Int64, spent: Int64)? {
+    try await client.query(
+      "SELECT budget_cents, spent_cents FROM delivery.spend_caps WHERE campaign_id = \(campaign)", logger: logger
+    ).decode((Int64, Int64).self).elements().first.map { (budget: $0.0, spent: $0.1) }
+  }
+
+  package func warmupSchedules() async throws -> [(identity: String, caps: [Int64], startedOn: Date?, today: Int, sentToday: Int64)] {
+    try await client.query(
+      """
+      SELECT w.sending_identity, w.daily_caps, w.started_on::timestamptz,
+        coalesce(current_date - w.started_on + 1, 0), coalesce(d.sent, 0)
+      FROM delivery.warmup_schedules w
+      LEFT JOIN delivery.identity_daily_sends d ON d.sending_identity = w.sending_identity AND d.day = current_date
+      ORDER BY w.sending_identity
+      """, logger: logger
+    ).decode((String, [Int64], Date?, Int, Int64).self).elements().map {
+      (identity: $0.0, caps: $0.1, startedOn: $0.2, today: $0.3, sentToday: $0.4)
+    }
+  }
+
+  package func ambiguousCount() async throws -> Int64 {
+    try await client.query("SELECT count(*) FROM delivery.messages WHERE ambiguous", logger: logger)
+      .decode(Int64.self).elements().first ?? 0
+  }
+}
