@@ -171,18 +171,20 @@ var benchmarkDependencies: [Package.Dependency] = []
 // sets it — so that the normal build, `swift test` and CI never resolve or compile them.
 if Context.environment["HERALD_BENCHMARKS"] != nil {
   benchmarkDependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
-  targets.append(
-    .executableTarget(
-      name: "CampaignSend",
-      dependencies: [
-        .product(name: "Benchmark", package: "benchmark"),
-        "HeraldCampaign", "HeraldCore", "HeraldDelivery", "HeraldProtos", "HeraldServerKit", "HeraldTestSupport",
-        .grpcCore, .grpcTransport, .postgres, .logging, .swiftProtobuf,
-      ],
-      path: "Tests/Benchmarks/CampaignSend",
-      swiftSettings: swiftSettings,
-      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-    ))
+  for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"])] {
+    targets.append(
+      .executableTarget(
+        name: name,
+        dependencies: [
+          .product(name: "Benchmark", package: "benchmark"),
+          "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", "HeraldTestSupport",
+          .grpcCore, .grpcTransport, .postgres, .logging, .swiftProtobuf,
+        ] + services.map { .byName(name: $0) },
+        path: "Tests/Benchmarks/\(name)",
+        swiftSettings: swiftSettings,
+        plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+      ))
+  }
 }
 
 let package = Package(

@@ -40,7 +40,7 @@ import Testing
         if let deliveryPort { services["delivery"] = ServiceAddress(host: "127.0.0.1", port: deliveryPort) }
         let configuration = GatewayConfiguration(
           port: 0, database: try DatabaseConfiguration(url: url), services: services,
-          statusTimeout: .milliseconds(500), adminKey: adminKey)
+          statusTimeout: .seconds(3), adminKey: adminKey)
         let app = try buildGateway(
           configuration: configuration, registry: PrometheusCollectorRegistry(),
           announceKey: { key in announced.keys.withLock { $0.append(key) } },

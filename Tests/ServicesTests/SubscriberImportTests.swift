@@ -29,7 +29,7 @@ import Testing
   func send(_ client: Client, options: Herald_Campaign_V1_ImportOptions, chunks: [[Herald_Campaign_V1_ImportRow]]) async throws
     -> Herald_Campaign_V1_ImportSubscribersResponse
   {
-    try await client.importSubscribers { writer in
+    try await client.importSubscribers(options: .timeout(.seconds(30))) { writer in
       for (index, rows) in chunks.enumerated() {
         try await writer.write(.with {
           if index == 0 { $0.options = options }

@@ -19,8 +19,8 @@ package struct Unthrottled: SendThrottle {
 /// How the delivery workers behave; from `HERALD_DELIVERY_*` variables.
 package struct DeliverySettings: Sendable, Equatable {
   /// Worker loops per process (each claims its own batches); 0 turns sending off.
-  package var workers = 2
-  package var batchSize = 100
+  package var workers = 4
+  package var batchSize = 200
   /// Sends in flight at once per loop.
   package var concurrency = 32
   package var lease: Duration = .seconds(60)
@@ -112,7 +112,8 @@ package struct DeliveryWorker: Sendable {
   package func runBatch() async throws -> Int {
     let token = UUID()
     let claimed = try await queue.claim(
-      limit: settings.batchSize, lease: settings.lease, token: token, timeToLive: settings.timeToLive)
+      limit: settings.batchSize, lease: settings.lease, token: token, timeToLive: settings.timeToLive,
+      channels: providers.channels)
     let sending = claimed.filter { $0.status == "sending" }
     guard !sending.isEmpty else { return claimed.count }
 
@@ -185,7 +186,10 @@ package struct DeliveryWorker: Sendable {
     var held: Int64 = reserved ? firstCost : 0
     let candidates = providers.candidates(for: message.channel)
     guard !candidates.isEmpty else {
-      return retryOrDead(claimed, "no enabled provider is configured for the \(message.channel) channel", hint: nil)
+      // Its provider was removed after the claim: it waits, like the rest of its channel.
+      return Settlement(
+        id: message.id, outcome: .retry(delay: settings.refreshInterval, countsAsAttempt: false, eventStatus: "deferred"),
+        detail: "no enabled provider is configured for the \(message.channel) channel")
     }
     var lastFailure: SendFailure?
     var deferral: Duration?

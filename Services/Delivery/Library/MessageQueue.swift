@@ -12,6 +12,20 @@ package struct QueuedMessage: Sendable, Equatable {
   package var campaignID: UUID?
   package var subscriberID: UUID?
   package var notBefore: Date?
+
+  package init(
+    idempotencyKey: String, channel: String, recipient: String, subject: String, body: String, campaignID: UUID? = nil,
+    subscriberID: UUID? = nil, notBefore: Date? = nil
+  ) {
+    self.idempotencyKey = idempotencyKey
+    self.channel = channel
+    self.recipient = recipient
+    self.subject = subject
+    self.body = body
+    self.campaignID = campaignID
+    self.subscriberID = subscriberID
+    self.notBefore = notBefore
+  }
 }
 
 package struct EnqueueOutcome: Sendable, Equatable {

@@ -41,15 +41,20 @@ package struct Settlement: Sendable, Equatable {
 }
 
 extension PostgresMessageQueue {
-  /// Claims up to `limit` due messages with `FOR UPDATE SKIP LOCKED` (replicas never share one),
-  /// leases them for `lease` under `token`, and records the transition. Messages to a suppressed
-  /// address, or queued longer than `timeToLive`, are settled by the claim itself.
-  package func claim(limit: Int, lease: Duration, token: UUID, timeToLive: Duration) async throws -> [ClaimedMessage] {
+  /// Claims up to `limit` due messages of `channels` with `FOR UPDATE SKIP LOCKED` (replicas never
+  /// share one), leases them for `lease` under `token`, and records the transition. Messages to a
+  /// suppressed address, or queued longer than `timeToLive`, are settled by the claim itself.
+  /// Messages of a channel without an enabled provider stay queued until one is configured.
+  package func claim(
+    limit: Int, lease: Duration, token: UUID, timeToLive: Duration,
+    channels: [String] = ["email", "sms", "push", "whatsapp"]
+  ) async throws -> [ClaimedMessage] {
+    guard !channels.isEmpty else { return [] }
     let rows = try await client.query(
       """
       WITH due AS (
         SELECT id FROM delivery.messages
-        WHERE status = 'queued' AND not_before <= now()
+        WHERE status = 'queued' AND not_before <= now() AND channel = ANY(\(channels)::text[])
         ORDER BY not_before
         LIMIT \(limit)
         FOR UPDATE SKIP LOCKED

@@ -52,7 +52,7 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             try await seedSubscribers(size, list: UUID(uuidString: list.id)!, database: database)
             try await database.query("VACUUM ANALYZE campaign.subscribers", logger: logger)
             try await database.query("VACUUM ANALYZE campaign.list_members", logger: logger)
-            phase("seed \(seconds(since: seedStart))")
+            benchmarkPhase("seed \(String(format: "%.2f", seconds(since: seedStart)))")
             let template = try await campaign.createTemplate(.with {
               $0.name = "news"
               $0.channel = "email"
@@ -70,8 +70,8 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             benchmark.startMeasurement()
             let expandStart = ContinuousClock.now
             let sending = try await campaign.sendCampaign(.with { $0.id = created.id }, options: .timeout(.seconds(600)))
-            phase("size \(size)")
-            phase("expand \(seconds(since: expandStart)) outbox=\(sending.counts.outbox) skipped=\(sending.counts.skippedNoConsent)")
+            benchmarkPhase("size \(size)")
+            benchmarkPhase("expand \(String(format: "%.2f", seconds(since: expandStart))) outbox=\(sending.counts.outbox) skipped=\(sending.counts.skippedNoConsent)")
             let relayStart = ContinuousClock.now
             // As many relays as a campaign process runs, sharing the outbox.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -83,39 +83,18 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
               }
               try await group.waitForAll()
             }
-            phase("relay \(seconds(since: relayStart))")
+            benchmarkPhase("relay \(String(format: "%.2f", seconds(since: relayStart)))")
             benchmark.stopMeasurement()
 
             let queued = try await database.query(
               "SELECT count(*) FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: created.id)!)", logger: logger
             ).collect().first?.decode(Int64.self) ?? 0
             let expected = Int64(size - size / 10)
-            phase("check queued=\(queued) expected=\(expected)")
+            benchmarkPhase("check queued=\(queued) expected=\(expected)")
             guard queued == expected else { throw BenchmarkFailure("queued \(queued) messages, expected \(expected)") }
           }
         }
       }
     }
   }
-}
-
-struct BenchmarkFailure: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
-}
-
-/// A phase line, appended to the file HERALD_BENCHMARK_PHASES names (the benchmark tool keeps the
-/// process's own output to itself); scripts/benchmark puts these lines in the results.
-func phase(_ text: String) {
-  guard let path = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_PHASES"] else { return }
-  if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-  guard let file = FileHandle(forWritingAtPath: path) else { return }
-  file.seekToEndOfFile()
-  file.write(Data("phase \(text)\n".utf8))
-  file.closeFile()
-}
-
-func seconds(since start: ContinuousClock.Instant) -> String {
-  let elapsed = ContinuousClock.now - start
-  return String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
 }

@@ -25,9 +25,11 @@ enum HTTPOutcome {
     return .seconds(min(seconds, 3600))
   }
 
-  static func execute(
+  /// Sends `request`; a 2xx answer gives its JSON object (nil when the body is not one), anything
+  /// else the failure it means.
+  static func send(
     _ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, provider: String
-  ) async throws(SendFailure) -> (HTTPClientResponse, String) {
+  ) async throws(SendFailure) -> [String: Any]? {
     let response: HTTPClientResponse
     do {
       response = try await client.execute(request, timeout: timeout)
@@ -42,7 +44,10 @@ enum HTTPOutcome {
     } catch {
       throw .temporary("\(provider) answered \(response.status.code) but its body could not be read: \(error)")
     }
-    return (response, body)
+    guard (200..<300).contains(response.status.code) else {
+      throw failure(status: response.status, headers: response.headers, body: body, provider: provider)
+    }
+    return try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
   }
 }
 
@@ -111,11 +116,7 @@ package struct HTTPSMSProvider: DeliveryProvider {
       request.headers.add(name: "Content-Type", value: "application/json")
       request.body = .bytes(ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])) ?? Data()))
     }
-    let (response, body) = try await HTTPOutcome.execute(request, client: client, timeout: settings.timeout, provider: name)
-    guard (200..<300).contains(response.status.code) else {
-      throw HTTPOutcome.failure(status: response.status, headers: response.headers, body: body, provider: name)
-    }
-    guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+    guard let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name) else {
       // Accepted (2xx) but without a JSON reply: sent, with no id to match webhooks against.
       return nil
     }
@@ -169,11 +170,7 @@ package struct WebhookProvider: DeliveryProvider {
       request.headers.add(name: "X-Herald-Signature", value: WebhookSignature.header(secret: secret, timestamp: timestamp, body: body))
     }
     request.body = .bytes(ByteBuffer(bytes: body))
-    let (response, reply) = try await HTTPOutcome.execute(request, client: client, timeout: settings.timeout, provider: name)
-    guard (200..<300).contains(response.status.code) else {
-      throw HTTPOutcome.failure(status: response.status, headers: response.headers, body: reply, provider: name)
-    }
-    let object = try? JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any]
+    let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name)
     return object?["id"] as? String
   }
 

@@ -88,6 +88,8 @@ package final class ProviderRegistry: Sendable {
     var configuration = HTTPClient.Configuration()
     configuration.timeout = .init(connect: .seconds(2), read: .seconds(15))
     configuration.redirectConfiguration = .disallow
+    // Up to 32 keep-alive connections per provider host (the default 8 caps a worker's sends in flight).
+    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
   }()
 
@@ -125,6 +127,11 @@ package final class ProviderRegistry: Sendable {
       entries.values.filter { $0.config.channel == channel && !$0.config.disabled }
         .sorted { ($0.config.priority, $0.config.name) < ($1.config.priority, $1.config.name) }
     }
+  }
+
+  /// Channels with at least one enabled provider: only their messages are claimed.
+  package var channels: [String] {
+    entries.withLock { entries in Set(entries.values.filter { !$0.config.disabled }.map(\.config.channel)).sorted() }
   }
 
   package func entry(named name: String) -> Entry? {

@@ -1,0 +1,153 @@
+import Benchmark
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldDelivery
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+
+/// End-to-end delivery throughput (issue #4): messages per second from `EnqueueMessages` to "sent"
+/// at a local HTTP sink (a webhook provider, async-http-client to Hummingbird on loopback), with
+/// the delivery service's own workers. In the same run, the PostgreSQL ceiling of the same
+/// claim/settle pattern: the same workers with a provider that answers at once, so the ratio
+/// between the two is known. Everything (services, sink, PostgreSQL) shares this machine.
+let messages = 50_000
+
+let benchmarks: @Sendable () -> Void = {
+  Benchmark(
+    "PostgreSQL ceiling: claim and settle \(messages / 1000)k messages",
+    configuration: .init(metrics: [.wallClock], warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1)
+  ) { benchmark in
+    try await ceiling(benchmark: benchmark)
+  }
+  Benchmark(
+    "End to end: enqueue to sent at an HTTP sink, \(messages / 1000)k messages",
+    configuration: .init(
+      metrics: [.wallClock, .peakMemoryResident], warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1)
+  ) { benchmark in
+    try await endToEnd(benchmark: benchmark)
+  }
+}
+
+/// The settings both runs use: the defaults but for a short idle poll.
+func settings() -> DeliverySettings {
+  var settings = DeliverySettings()
+  settings.idle = .milliseconds(10)
+  return settings
+}
+
+/// A provider that accepts every message at once: what is left is the queue's own work.
+struct InstantProvider: DeliveryProvider {
+  func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? { nil }
+  func shutdown() async {}
+}
+
+func message(_ n: Int) -> Herald_Delivery_V1_OutboundMessage {
+  .with {
+    $0.idempotencyKey = "bench:\(n)"
+    $0.channel = .email
+    $0.recipient = "user\(n)@example.com"
+    $0.subject = "Hello \(n)"
+    $0.body = "<p>Hello user \(n), this is message number \(n) of the benchmark.</p>"
+  }
+}
+
+func waitUntilSent(_ database: PostgresClient, logger: Logger) async throws {
+  while true {
+    let sent = try await database.query(
+      "SELECT count(*)::int FROM delivery.messages WHERE status = 'sent'", logger: logger
+    ).decode(Int.self).elements().first ?? 0
+    if sent >= messages { return }
+    try await Task.sleep(for: .milliseconds(50))
+  }
+}
+
+func withDelivery(
+  provider: Herald_Delivery_V1_Provider, factory: ProviderRegistry.Factory?,
+  _ body: (Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>, PostgresClient, Logger) async throws -> Void
+) async throws {
+  var logger = Logger(label: "benchmark")
+  logger.logLevel = .warning
+  let url = try await TestPostgres.shared.makeDatabase()
+  var definition = DeliveryDefinition.make(settings: settings(), providerFactory: factory)
+  definition.readinessDependencies = []
+  try await withRunningService(definition, databaseURL: url) { port, _ in
+    try await withClient(port: port) { client in
+      try await withDatabase(url) { database in
+        let delivery = Herald_Delivery_V1_DeliveryService.Client(wrapping: client)
+        _ = try await delivery.putProvider(provider)
+        try await body(delivery, database, logger)
+      }
+    }
+  }
+}
+
+func ceiling(benchmark: Benchmark) async throws {
+  benchmark.stopMeasurement()
+  let provider = Herald_Delivery_V1_Provider.with {
+    $0.name = "instant"
+    $0.channel = .email
+    $0.webhook = .with { $0.url = "http://127.0.0.1:9/unused" }
+  }
+  // Workers start with the service; queue everything first (not due yet), then make it due.
+  try await withDelivery(provider: provider, factory: { _, _ in InstantProvider() }) { delivery, database, logger in
+    for chunk in stride(from: 0, to: messages, by: 1000) {
+      _ = try await delivery.enqueueMessages(.with {
+        $0.messages = (chunk..<(chunk + 1000)).map { n in
+          var queued = message(n)
+          queued.notBefore = .init(date: Date() + 3600)
+          return queued
+        }
+      })
+    }
+    try await database.query("VACUUM ANALYZE delivery.messages", logger: logger)
+    benchmark.startMeasurement()
+    let start = ContinuousClock.now
+    let cpu = cpuSeconds()
+    try await database.query("UPDATE delivery.messages SET not_before = now()", logger: logger)
+    try await waitUntilSent(database, logger: logger)
+    let elapsed = seconds(since: start)
+    let used = cpuSeconds()
+    benchmark.stopMeasurement()
+    benchmarkPhase(
+      String(
+        format: "ceiling messages=%d seconds=%.2f per_second=%.0f (workers=%d batch=%d, instant provider) cpu_seconds: herald=%.1f postgres=%.1f",
+        messages, elapsed, Double(messages) / elapsed, settings().workers, settings().batchSize, used.own - cpu.own,
+        used.postgres - cpu.postgres))
+  }
+}
+
+func endToEnd(benchmark: Benchmark) async throws {
+  benchmark.stopMeasurement()
+  try await withHTTPSink(reply: { _ in SinkReply(status: 202, body: "{}") }) { port, log in
+    let provider = Herald_Delivery_V1_Provider.with {
+      $0.name = "sink"
+      $0.channel = .email
+      $0.webhook = .with { $0.url = "http://127.0.0.1:\(port)/send" }
+    }
+    try await withDelivery(provider: provider, factory: nil) { delivery, database, logger in
+      benchmark.startMeasurement()
+      let start = ContinuousClock.now
+      let cpu = cpuSeconds()
+      for chunk in stride(from: 0, to: messages, by: 1000) {
+        _ = try await delivery.enqueueMessages(.with { $0.messages = (chunk..<(chunk + 1000)).map(message) })
+      }
+      let enqueued = seconds(since: start)
+      try await waitUntilSent(database, logger: logger)
+      let elapsed = seconds(since: start)
+      let used = cpuSeconds()
+      benchmark.stopMeasurement()
+      benchmarkPhase(
+        String(
+          format: "end_to_end messages=%d seconds=%.2f per_second=%.0f enqueue_done_at=%.2f sink_requests=%d cpu_seconds: herald_and_sink=%.1f postgres=%.1f",
+          messages, elapsed, Double(messages) / elapsed, enqueued, log.count, used.own - cpu.own, used.postgres - cpu.postgres))
+      guard log.count == messages else { throw BenchmarkFailure("the sink got \(log.count) requests for \(messages) messages") }
+    }
+  }
+}
