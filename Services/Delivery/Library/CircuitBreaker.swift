@@ -51,7 +51,13 @@ package final class CircuitBreaker: Sendable {
 
   private struct Storage {
     var state: State = .closed
+    /// Outcomes in the window, oldest first from `head` (pruning moves `head`; the array is
+    /// compacted now and then), with running totals so every call is O(1) amortised.
     var outcomes: [Outcome] = []
+    var head = 0
+    var failuresInWindow = 0
+    var latencyInWindow: Duration = .zero
+    var attemptsInWindow: Int { outcomes.count - head }
     var openedAt: ContinuousClock.Instant?
     var openedAtDate: Date?
     var probesInFlight = 0
@@ -91,23 +97,26 @@ package final class CircuitBreaker: Sendable {
     storage.withLock { storage in
       if success { storage.sent += 1 } else { storage.failed += 1 }
       if let error { storage.lastError = error }
-      storage.outcomes.append(Outcome(at: now, success: success, latency: latency))
+      append(&storage, Outcome(at: now, success: success, latency: latency))
       prune(&storage, now: now)
       switch storage.state {
       case .halfOpen:
         storage.probesInFlight = max(0, storage.probesInFlight - 1)
         if success {
           storage.state = .closed
-          storage.outcomes = [Outcome(at: now, success: true, latency: latency)]
+          storage.outcomes = []
+          storage.head = 0
+          storage.failuresInWindow = 0
+          storage.latencyInWindow = .zero
+          append(&storage, Outcome(at: now, success: true, latency: latency))
           storage.openedAt = nil
           storage.openedAtDate = nil
         } else {
           open(&storage, now: now)
         }
       case .closed:
-        let failures = storage.outcomes.count { !$0.success }
-        if storage.outcomes.count >= policy.minimumAttempts,
-          Double(failures) / Double(storage.outcomes.count) >= policy.failureRate
+        if storage.attemptsInWindow >= policy.minimumAttempts,
+          Double(storage.failuresInWindow) / Double(storage.attemptsInWindow) >= policy.failureRate
         {
           open(&storage, now: now)
         }
@@ -127,9 +136,9 @@ package final class CircuitBreaker: Sendable {
   package func snapshot(now: ContinuousClock.Instant = .now) -> Snapshot {
     storage.withLock { storage in
       prune(&storage, now: now)
-      let attempts = storage.outcomes.count
-      let failures = storage.outcomes.count { !$0.success }
-      let latency = storage.outcomes.reduce(Duration.zero) { $0 + $1.latency }
+      let attempts = storage.attemptsInWindow
+      let failures = storage.failuresInWindow
+      let latency = storage.latencyInWindow
       var state = storage.state
       if state == .open, let opened = storage.openedAt, now >= opened.advanced(by: policy.openFor) { state = .halfOpen }
       return Snapshot(
@@ -146,12 +155,23 @@ package final class CircuitBreaker: Sendable {
     storage.probesInFlight = 0
   }
 
+  private func append(_ storage: inout Storage, _ outcome: Outcome) {
+    storage.outcomes.append(outcome)
+    if !outcome.success { storage.failuresInWindow += 1 }
+    storage.latencyInWindow += outcome.latency
+  }
+
   private func prune(_ storage: inout Storage, now: ContinuousClock.Instant) {
     let oldest = now.advanced(by: .zero - policy.window)
-    if let keep = storage.outcomes.firstIndex(where: { $0.at >= oldest }) {
-      storage.outcomes.removeFirst(keep)
-    } else {
-      storage.outcomes.removeAll()
+    while storage.head < storage.outcomes.count, storage.outcomes[storage.head].at < oldest {
+      let outcome = storage.outcomes[storage.head]
+      if !outcome.success { storage.failuresInWindow -= 1 }
+      storage.latencyInWindow -= outcome.latency
+      storage.head += 1
+    }
+    if storage.head > 1024, storage.head * 2 > storage.outcomes.count {
+      storage.outcomes.removeFirst(storage.head)
+      storage.head = 0
     }
   }
 

@@ -150,20 +150,21 @@ package struct DeliveryWorker: Sendable {
     }
 
     let reservedIDs = reserved
+    let routes = Dictionary(uniqueKeysWithValues: Set(toSend.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
     settlements += await withTaskGroup(of: Settlement.self) { group in
       var results: [Settlement] = []
       var next = toSend.makeIterator()
       var inFlight = 0
       while inFlight < settings.concurrency, let message = next.next() {
         let isReserved = reservedIDs.contains(message.message.id)
-        group.addTask { await deliver(message, reserved: isReserved) }
+        group.addTask { await deliver(message, reserved: isReserved, candidates: routes[message.message.channel] ?? []) }
         inFlight += 1
       }
       while let result = await group.next() {
         results.append(result)
         if let message = next.next() {
           let isReserved = reservedIDs.contains(message.message.id)
-          group.addTask { await deliver(message, reserved: isReserved) }
+          group.addTask { await deliver(message, reserved: isReserved, candidates: routes[message.message.channel] ?? []) }
         }
       }
       return results
@@ -180,11 +181,9 @@ package struct DeliveryWorker: Sendable {
 
   /// Sends one message and says how to settle it. `reserved` tells whether the batch reserved
   /// the first provider's cost for it; the settlement turns that into spend or gives it back.
-  func deliver(_ claimed: ClaimedMessage, reserved: Bool) async -> Settlement {
+  func deliver(_ claimed: ClaimedMessage, reserved: Bool, candidates: [ProviderRegistry.Entry]) async -> Settlement {
     let message = claimed.message
-    let firstCost = providers.candidates(for: message.channel).first?.config.costCents ?? 0
-    var held: Int64 = reserved ? firstCost : 0
-    let candidates = providers.candidates(for: message.channel)
+    var held: Int64 = reserved ? candidates.first?.config.costCents ?? 0 : 0
     guard !candidates.isEmpty else {
       // Its provider was removed after the claim: it waits, like the rest of its channel.
       return Settlement(
