@@ -25,6 +25,20 @@ enum HTTPOutcome {
     return .seconds(min(seconds, 3600))
   }
 
+  static let encoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+  }()
+
+  static func json(_ payload: some Encodable) throws(SendFailure) -> Data {
+    do {
+      return try encoder.encode(payload)
+    } catch {
+      throw .permanent("the message could not be written as JSON: \(error)")
+    }
+  }
+
   /// Sends `request`; a 2xx answer gives its JSON object (nil when the body is not one), anything
   /// else the failure it means.
   static func send(
@@ -110,11 +124,9 @@ package struct HTTPSMSProvider: DeliveryProvider {
       request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
       request.body = .bytes(ByteBuffer(string: encoded))
     } else {
-      let payload: [String: String] = [
-        "to": message.recipient, "from": settings.from, "body": message.body, "reference": message.idempotencyKey,
-      ]
+      let payload = SMSPayload(to: message.recipient, from: settings.from, body: message.body, reference: message.idempotencyKey)
       request.headers.add(name: "Content-Type", value: "application/json")
-      request.body = .bytes(ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])) ?? Data()))
+      request.body = .bytes(ByteBuffer(bytes: try HTTPOutcome.json(payload)))
     }
     guard let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name) else {
       // Accepted (2xx) but without a JSON reply: sent, with no id to match webhooks against.
@@ -129,6 +141,31 @@ package struct HTTPSMSProvider: DeliveryProvider {
   }
 
   package func shutdown() async {}
+}
+
+/// The JSON body of an SMS gateway request.
+struct SMSPayload: Encodable {
+  var to: String
+  var from: String
+  var body: String
+  var reference: String
+}
+
+/// The JSON body of a webhook provider's request.
+struct WebhookPayload: Encodable {
+  var id: String
+  var idempotencyKey: String
+  var channel: String
+  var recipient: String
+  var subject: String
+  var body: String
+  var campaignID: String?
+
+  enum CodingKeys: String, CodingKey {
+    case id, channel, recipient, subject, body
+    case idempotencyKey = "idempotency_key"
+    case campaignID = "campaign_id"
+  }
 }
 
 package struct WebhookProviderSettings: Sendable, Equatable {
@@ -155,12 +192,11 @@ package struct WebhookProvider: DeliveryProvider {
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
-    var payload: [String: String] = [
-      "id": message.id.uuidString.lowercased(), "idempotency_key": message.idempotencyKey, "channel": message.channel,
-      "recipient": message.recipient, "subject": message.subject, "body": message.body,
-    ]
-    if let campaign = message.campaignID { payload["campaign_id"] = campaign.uuidString.lowercased() }
-    let body = (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])) ?? Data()
+    let body = try HTTPOutcome.json(
+      WebhookPayload(
+        id: message.id.uuidString.lowercased(), idempotencyKey: message.idempotencyKey, channel: message.channel,
+        recipient: message.recipient, subject: message.subject, body: message.body,
+        campaignID: message.campaignID?.uuidString.lowercased()))
     var request = HTTPClientRequest(url: settings.url)
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
