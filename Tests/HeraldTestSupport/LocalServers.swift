@@ -82,8 +82,9 @@ package func withHTTPSink<T: Sendable>(
 /// A real SMTP server (Python's aiosmtpd) on loopback, started for the duration of `body`. It
 /// writes each accepted message as a JSON line (from, to, idempotency key, subject, decoded body,
 /// whether TLS and AUTH were used). Recipients whose local part starts with `bounce` get 550 at
-/// RCPT, `later` get 451. With `username`, AUTH is required; with `tls`, STARTTLS is offered with
-/// a fresh self-signed certificate for `localhost`, whose PEM is passed to `body`.
+/// RCPT, `later` get 451. With `username`, AUTH is required (only LOGIN offered with `loginOnly`);
+/// with `tls`, STARTTLS is offered with a fresh self-signed certificate for `localhost`, whose PEM
+/// is passed to `body`.
 package struct SMTPSink: Sendable {
   package var port: Int
   package var certificatePEM: String?
@@ -117,7 +118,8 @@ package struct SMTPSink: Sendable {
 }
 
 package func withSMTPSink<T: Sendable>(
-  username: String? = nil, password: String? = nil, tls: Bool = false, _ body: (SMTPSink) async throws -> T
+  username: String? = nil, password: String? = nil, tls: Bool = false, loginOnly: Bool = false,
+  _ body: (SMTPSink) async throws -> T
 ) async throws -> T {
   let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-\(UUID().uuidString)").path
   try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -138,7 +140,10 @@ package func withSMTPSink<T: Sendable>(
   let prefix = python == "/usr/bin/env" ? ["python3"] : []
   let process = try SpawnedProcess(
     python,
-    prefix + [script, folder + "/journal.jsonl", folder + "/port", username ?? "", password ?? "", tls ? folder : ""],
+    prefix + [
+      script, folder + "/journal.jsonl", folder + "/port", username ?? "", password ?? "", tls ? folder : "",
+      loginOnly ? "login-only" : "",
+    ],
     output: folder + "/sink.log")
   defer { process.kill() }
   do {
@@ -198,7 +203,7 @@ private let smtpSinkScript = #"""
   from aiosmtpd.controller import Controller
   from aiosmtpd.smtp import AuthResult
 
-  journal, port_file, user, password, tls_folder = sys.argv[1:6]
+  journal, port_file, user, password, tls_folder, auth_mode = sys.argv[1:7]
 
   class Handler:
       async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -239,6 +244,8 @@ private let smtpSinkScript = #"""
       options.update(tls_context=context, require_starttls=False)
   if user:
       options.update(authenticator=authenticate, auth_required=True, auth_require_tls=False)
+      if auth_mode == "login-only":
+          options.update(auth_exclude_mechanism=["PLAIN"])
   connections = journal + ".connections"
 
   class CountingController(Controller):

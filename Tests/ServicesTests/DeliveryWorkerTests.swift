@@ -35,10 +35,11 @@ import Testing
 
   /// Delivery with its workers running (the rate-limit dependency is not waited for).
   func withDelivery(
-    _ settings: DeliverySettings = settings(), _ body: (Delivery, PostgresClient) async throws -> Void
+    _ settings: DeliverySettings = settings(), throttle: any SendThrottle = Unthrottled(),
+    _ body: (Delivery, PostgresClient) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
-    var definition = DeliveryDefinition.make(settings: settings)
+    var definition = DeliveryDefinition.make(settings: settings, throttle: throttle)
     definition.readinessDependencies = []
     try await withRunningService(definition, databaseURL: url) { port, _ async throws in
       try await withClient(port: port) { client async throws in
@@ -376,6 +377,48 @@ import Testing
         #expect(sink.count == 3)
         let schedule = try await delivery.listWarmupSchedules(.init()).schedules[0]
         #expect(schedule.today == 1 && schedule.sentToday == 3)
+      }
+    }
+  }
+
+  @Test func smtpSignsInWithLoginWhenPlainIsNotOffered() async throws {
+    try await withSMTPSink(username: "herald", password: "pw", loginOnly: true) { sink in
+      try await withDelivery { delivery, database in
+        _ = try await delivery.putProvider(Self.smtpProvider("smtp-login", sink: sink, username: "herald", password: "pw"))
+        _ = try await delivery.enqueueMessages(.with { $0.messages = [Self.email("login-1", to: "ada@example.com")] })
+        try await eventually("the message to be sent") { try await statuses(database)["sent"] == 1 }
+        #expect(sink.messages.first?.authenticated == true)
+      }
+    }
+  }
+
+  /// Says "wait" for one provider, as the rate-limit service will for an exhausted limit.
+  struct OverLimit: SendThrottle {
+    let provider: String
+    func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration? {
+      provider == self.provider ? .seconds(600) : nil
+    }
+  }
+
+  @Test func anOverLimitAnswerDelaysTheMessageWithoutFailingIt() async throws {
+    try await withHTTPSink { port, sink in
+      try await withDelivery(throttle: OverLimit(provider: "hook")) { delivery, database in
+        _ = try await delivery.putProvider(Self.httpProvider("hook", port: port, priority: 0, channel: .email))
+        _ = try await delivery.enqueueMessages(.with { $0.messages = [Self.email("rl-1", to: "ada@example.com")] })
+        try await eventually("the message to be delayed") {
+          let delayed = try await database.query(
+            """
+            SELECT count(*)::int FROM delivery.messages
+            WHERE status = 'queued' AND attempts = 0 AND not_before > now() + interval '5 minutes'
+            """, logger: Logger(label: "test")
+          ).decode(Int.self).elements().first ?? 0
+          return delayed == 1
+        }
+        #expect(sink.count == 0)
+        let id = try await delivery.listMessages(.init()).messages[0].id
+        let events = try await delivery.getMessage(.with { $0.id = id }).events
+        #expect(events.map(\.status) == ["queued", "sending", "deferred"])
+        #expect(events.last?.detail.contains("rate limit") == true)
       }
     }
   }
