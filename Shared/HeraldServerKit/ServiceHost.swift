@@ -52,6 +52,11 @@ package struct BackgroundWorker: Sendable {
     self.name = name
     self.run = run
   }
+
+  /// Sleeps between rounds of a loop; graceful shutdown ends the sleep early.
+  package static func pause(_ duration: Duration) async {
+    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+  }
 }
 
 /// Shared resources handed to a service's RPC implementations.
@@ -174,7 +179,7 @@ struct ReadinessService: Service {
   private func watchDatabase() async {
     var serving = true
     while !Task.isShuttingDownGracefully {
-      try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
+      await BackgroundWorker.pause(.seconds(5))
       guard !Task.isShuttingDownGracefully else { return }
       let answered = (try? await database.query("SELECT 1", logger: logger)) != nil
       if answered != serving {

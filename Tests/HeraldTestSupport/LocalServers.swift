@@ -146,14 +146,12 @@ package func withSMTPSink<T: Sendable>(
     ],
     output: folder + "/sink.log")
   defer { process.kill() }
-  do {
-    try await eventually(timeout: .seconds(20), "the SMTP sink to listen") {
-      if !process.isRunning {
-        let log = (try? String(contentsOfFile: folder + "/sink.log", encoding: .utf8)) ?? ""
-        throw TestSetupError("the SMTP sink (aiosmtpd) stopped: \(log) — run scripts/test, which installs it")
-      }
-      return FileManager.default.fileExists(atPath: folder + "/port")
+  try await eventually(timeout: .seconds(20), "the SMTP sink to listen") {
+    if !process.isRunning {
+      let log = (try? String(contentsOfFile: folder + "/sink.log", encoding: .utf8)) ?? ""
+      throw TestSetupError("the SMTP sink (aiosmtpd) stopped: \(log) — run scripts/test, which installs it")
     }
+    return FileManager.default.fileExists(atPath: folder + "/port")
   }
   let portText = try String(contentsOfFile: folder + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
   guard let port = Int(portText) else { throw TestSetupError("the SMTP sink wrote port '\(portText)'") }
@@ -189,11 +187,18 @@ package final class SpawnedProcess: Sendable {
     return waitpid(pid, &status, WNOHANG) == 0
   }
 
+  /// Waits for the child to end; returns its wait status.
+  @discardableResult
+  package func wait() -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    return status
+  }
+
   /// SIGKILL, then reaps the child.
   package func kill() {
     _ = Glibc.kill(pid, SIGKILL)
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    wait()
   }
 }
 

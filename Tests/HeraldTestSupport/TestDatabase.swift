@@ -116,21 +116,7 @@ package struct PostgresTools: Sendable {
   package static func run(_ executable: String, _ arguments: [String]) throws -> String {
     let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("herald-run-\(UUID().uuidString).log").path
     defer { try? FileManager.default.removeItem(atPath: outputPath) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid = pid_t()
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-    guard spawned == 0 else {
-      throw TestSetupError("could not start \(executable): \(String(cString: strerror(spawned)))")
-    }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let status = try SpawnedProcess(executable, arguments, output: outputPath).wait()
     let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
     let exitedCleanly = (status & 0x7f) == 0 && ((status >> 8) & 0xff) == 0
     guard exitedCleanly else {

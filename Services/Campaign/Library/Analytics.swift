@@ -161,10 +161,10 @@ package struct DeliveryFeedConsumer: Sendable {
   package func run(idle: Duration = .seconds(1)) async {
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       do {
-        if try await pollOnce() == 0 { await OutboxRelay.pause(idle) }
+        if try await pollOnce() == 0 { await BackgroundWorker.pause(idle) }
       } catch {
         logger.error("delivery feed poll failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
-        await OutboxRelay.pause(.seconds(2))
+        await BackgroundWorker.pause(.seconds(2))
       }
     }
   }

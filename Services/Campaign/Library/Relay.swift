@@ -7,6 +7,7 @@ import HeraldServerKit
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import SwiftProtobuf
 import Synchronization
 
 /// Where the relay hands rendered messages: the delivery service's `EnqueueMessages`.
@@ -55,6 +56,7 @@ package struct OutboxRelay: Sendable {
     var subscriberID: UUID
     var variant: String
     var channel: String
+    var budgetCents: Int64?
   }
 
   /// Relays one batch; returns how many outbox entries it settled (0 when nothing is pending).
@@ -73,9 +75,9 @@ package struct OutboxRelay: Sendable {
       while true {
         let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
         let (afterCampaign, afterSubscriber) = after ?? (zero, zero)
-        for try await (campaign, subscriber, variant, channel) in try await connection.query(
+        for try await (campaign, subscriber, variant, channel, budget) in try await connection.query(
           """
-          SELECT o.campaign_id, o.subscriber_id, o.variant, c.channel
+          SELECT o.campaign_id, o.subscriber_id, o.variant, c.channel, c.budget_cents
           FROM campaign.outbox o JOIN campaign.campaigns c ON c.id = o.campaign_id
           WHERE o.status = 'pending' AND c.status = 'sending'
             AND (o.campaign_id, o.subscriber_id) > (\(afterCampaign), \(afterSubscriber))
@@ -83,8 +85,9 @@ package struct OutboxRelay: Sendable {
           LIMIT \(batchSize)
           FOR UPDATE OF o SKIP LOCKED
           """, logger: logger
-        ).decode((UUID, UUID, String, String).self) {
-          entries.append(Entry(campaignID: campaign, subscriberID: subscriber, variant: variant, channel: channel))
+        ).decode((UUID, UUID, String, String, Int64?).self) {
+          entries.append(
+            Entry(campaignID: campaign, subscriberID: subscriber, variant: variant, channel: channel, budgetCents: budget))
         }
         if !entries.isEmpty || after == nil { break }
         after = nil
@@ -140,17 +143,12 @@ package struct OutboxRelay: Sendable {
         var request = Herald_Delivery_V1_EnqueueMessagesRequest()
         request.messages = messages.map(\.1)
         // Budgets travel with the batch: delivery decides the spend cap atomically at send time.
-        let campaignIDs = Array(Set(messages.map(\.0.campaignID)))
-        for try await (campaign, budget) in try await connection.query(
-          """
-          SELECT id, budget_cents FROM campaign.campaigns
-          WHERE id = ANY(\(campaignIDs)::uuid[]) AND budget_cents IS NOT NULL
-          """, logger: logger
-        ).decode((UUID, Int64).self) {
-          var cap = Herald_Delivery_V1_SpendCap()
-          cap.campaignID = campaign.uuidString.lowercased()
-          cap.budgetCents = budget
-          request.spendCaps.append(cap)
+        let budgets = Dictionary(messages.compactMap { entry, _ in entry.budgetCents.map { (entry.campaignID, $0) } }) { first, _ in first }
+        request.spendCaps = budgets.map { campaign, budget in
+          .with {
+            $0.campaignID = campaign.uuidString.lowercased()
+            $0.budgetCents = budget
+          }
         }
         do {
           let response = try await sink.enqueue(request)
@@ -249,17 +247,13 @@ package struct OutboxRelay: Sendable {
       do {
         if try await relayBatch() == 0 {
           try await finishDrained()
-          await Self.pause(idle)
+          await BackgroundWorker.pause(idle)
         }
       } catch {
         logger.error("relay batch failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
-        await Self.pause(.seconds(2))
+        await BackgroundWorker.pause(.seconds(2))
       }
     }
-  }
-
-  static func pause(_ duration: Duration) async {
-    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
   }
 }
 
@@ -323,7 +317,7 @@ package struct CampaignScheduler: Sendable {
       } catch {
         logger.error("scheduler pass failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
       }
-      await OutboxRelay.pause(interval)
+      await BackgroundWorker.pause(interval)
     }
   }
 }

@@ -44,14 +44,18 @@ package enum DeliveryDefinition {
             await DeliveryWorker(queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger).run()
           }
         }
+        let housekeeping = DeliveryWorker(
+          queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger)
         let refresher = BackgroundWorker(name: "provider-refresh") {
-          // Keeps this replica's providers in step with the table; closes their connections at the end.
+          // Keeps this replica's providers in step with the table and takes back the leases of
+          // workers that died; closes the providers' connections at the end.
           while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await DeliveryWorker.pause(settings.refreshInterval)
+            await BackgroundWorker.pause(settings.refreshInterval)
             do {
               try await providers.refresh()
+              try await housekeeping.reclaimExpiredLeases()
             } catch {
-              resources.logger.error("reloading providers failed", metadata: ["error": "\(error)"])
+              resources.logger.error("provider reload or lease reclaim failed", metadata: ["error": "\(error)"])
             }
           }
           await providers.shutdown()

@@ -9,7 +9,6 @@ extension DeliveryService {
   package func listProviders(
     request: Herald_Delivery_V1_ListProvidersRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_ListProvidersResponse {
-    try await providers.refresh()
     var response = Herald_Delivery_V1_ListProvidersResponse()
     response.providers = providers.all.map { entry in
       var provider = entry.config.redacted
@@ -149,7 +148,8 @@ extension DeliveryService {
   package func ingestProviderWebhook(
     request: Herald_Delivery_V1_IngestProviderWebhookRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_IngestProviderWebhookResponse {
-    try await providers.refresh()
+    // The table is reloaded every few seconds; a provider this replica has not seen yet is looked up now.
+    if providers.entry(named: request.provider) == nil { try await providers.refresh() }
     guard let entry = providers.entry(named: request.provider) else {
       throw RPCError.field("provider", .notFound, "no provider is named '\(request.provider)'")
     }

@@ -60,9 +60,8 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     request: Herald_Delivery_V1_GetQueueStatsRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_QueueStats {
     var stats = Herald_Delivery_V1_QueueStats()
-    stats.byStatus = try await queue.countsByStatus()
+    (stats.byStatus, stats.ambiguous) = try await queue.countsByStatus()
     stats.total = stats.byStatus.values.reduce(0, +)
-    stats.ambiguous = try await queue.ambiguousCount()
     return stats
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HeraldCore
 import HeraldPostgres
+import HeraldServerKit
 import Logging
 import ServiceLifecycle
 
@@ -83,28 +84,24 @@ package struct DeliveryWorker: Sendable {
   }
 
   package func run() async {
-    var lastReclaim = ContinuousClock.now.advanced(by: .seconds(-3600))
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       do {
-        if ContinuousClock.now - lastReclaim > .seconds(5) {
-          lastReclaim = .now
-          let reclaimed = try await queue.reclaimExpiredLeases(resend: settings.resendAmbiguous)
-          if reclaimed > 0 {
-            logger.warning(
-              "messages whose worker stopped mid-send were found (lease expired)",
-              metadata: ["messages": "\(reclaimed)", "resent": "\(settings.resendAmbiguous)"])
-          }
-        }
-        if try await runBatch() == 0 { await Self.pause(settings.idle) }
+        if try await runBatch() == 0 { await BackgroundWorker.pause(settings.idle) }
       } catch {
         logger.error("delivery batch failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
-        await Self.pause(.seconds(1))
+        await BackgroundWorker.pause(.seconds(1))
       }
     }
   }
 
-  static func pause(_ duration: Duration) async {
-    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+  /// Returns messages whose worker died mid-send to the queue (one caller per process suffices).
+  package func reclaimExpiredLeases() async throws {
+    let reclaimed = try await queue.reclaimExpiredLeases(resend: settings.resendAmbiguous)
+    if reclaimed > 0 {
+      logger.warning(
+        "messages whose worker stopped mid-send were found (lease expired)",
+        metadata: ["messages": "\(reclaimed)", "resent": "\(settings.resendAmbiguous)"])
+    }
   }
 
   /// Claims, sends and settles one batch; returns how many messages it claimed.
@@ -123,9 +120,10 @@ package struct DeliveryWorker: Sendable {
     var reserved = Set<UUID>()
     var settlements: [Settlement] = []
     var toSend: [ClaimedMessage] = []
+    // One view of the providers for the whole batch: what is reserved is what is tried.
+    let routes = Dictionary(uniqueKeysWithValues: Set(sending.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
     let byCampaign = Dictionary(grouping: sending.filter { $0.message.campaignID != nil }) {
-      CampaignCost(
-        campaign: $0.message.campaignID!, cost: providers.candidates(for: $0.message.channel).first?.config.costCents ?? 0)
+      CampaignCost(campaign: $0.message.campaignID!, cost: routes[$0.message.channel]?.first?.config.costCents ?? 0)
     }
     for message in sending where message.message.campaignID == nil { toSend.append(message) }
     for (key, messages) in byCampaign.sorted(by: { $0.key < $1.key }) {
@@ -150,7 +148,6 @@ package struct DeliveryWorker: Sendable {
     }
 
     let reservedIDs = reserved
-    let routes = Dictionary(uniqueKeysWithValues: Set(toSend.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
     settlements += await withTaskGroup(of: Settlement.self) { group in
       var results: [Settlement] = []
       var next = toSend.makeIterator()

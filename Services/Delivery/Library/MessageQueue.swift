@@ -130,14 +130,17 @@ package struct PostgresMessageQueue: Sendable {
     return outcomes
   }
 
-  package func countsByStatus() async throws -> [String: Int64] {
+  /// Messages by status, and how many were ambiguous sends, in one scan.
+  package func countsByStatus() async throws -> (byStatus: [String: Int64], ambiguous: Int64) {
     var counts: [String: Int64] = [:]
+    var ambiguous: Int64 = 0
     let rows = try await client.query(
-      "SELECT status, count(*) FROM delivery.messages GROUP BY status", logger: logger)
-    for try await (status, count) in rows.decode((String, Int64).self) {
+      "SELECT status, count(*), count(*) FILTER (WHERE ambiguous) FROM delivery.messages GROUP BY status", logger: logger)
+    for try await (status, count, unclear) in rows.decode((String, Int64, Int64).self) {
       counts[status] = count
+      ambiguous += unclear
     }
-    return counts
+    return (counts, ambiguous)
   }
 
   package func events(after cursor: FeedCursor, limit: Int) async throws -> (events: [FeedEvent], next: FeedCursor) {

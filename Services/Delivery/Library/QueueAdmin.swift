@@ -44,7 +44,7 @@ extension PostgresMessageQueue {
   static func record(_ row: PostgresRow) throws -> MessageRecord {
     let (id, key, channel, recipient, campaign, subscriber, status, attempts, provider, providerID) = try row.decode(
       (UUID, String, String, String, UUID?, UUID?, String, Int, String?, String?).self)
-    var cells = row.makeRandomAccess()
+    let cells = row.makeRandomAccess()
     return MessageRecord(
       id: id, idempotencyKey: key, channel: channel, recipient: recipient, campaignID: campaign, subscriberID: subscriber,
       status: status, attempts: attempts, provider: provider, providerMessageID: providerID,
@@ -226,10 +226,5 @@ extension PostgresMessageQueue {
     ).decode((String, [Int64], Date?, Int, Int64).self).elements().map {
       (identity: $0.0, caps: $0.1, startedOn: $0.2, today: $0.3, sentToday: $0.4)
     }
-  }
-
-  package func ambiguousCount() async throws -> Int64 {
-    try await client.query("SELECT count(*) FROM delivery.messages WHERE ambiguous", logger: logger)
-      .decode(Int64.self).elements().first ?? 0
   }
 }

@@ -6,7 +6,6 @@ import PostgresNIO
 /// A message a worker holds the lease of.
 package struct ClaimedMessage: Sendable, Equatable {
   package var message: OutgoingMessage
-  package var subscriberID: UUID?
   package var attempts: Int
   /// `sending`, or `suppressed`/`expired` when the claim settled it at once.
   package var status: String
@@ -83,18 +82,18 @@ extension PostgresMessageQueue {
         INSERT INTO delivery.delivery_events (message_id, status, detail)
         SELECT id, status, CASE WHEN status = 'sending' THEN 'attempt ' || attempts ELSE last_error END FROM claimed
       )
-      SELECT id, idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, attempts, status FROM claimed
+      SELECT id, idempotency_key, channel, recipient, subject, body, campaign_id, attempts, status FROM claimed
       """, logger: logger)
     var claimed: [ClaimedMessage] = []
-    for try await (id, key, channel, recipient, subject, body, campaign, subscriber, attempts, status) in rows.decode(
-      (UUID, String, String, String, String, String, UUID?, UUID?, Int, String).self)
+    for try await (id, key, channel, recipient, subject, body, campaign, attempts, status) in rows.decode(
+      (UUID, String, String, String, String, String, UUID?, Int, String).self)
     {
       claimed.append(
         ClaimedMessage(
           message: OutgoingMessage(
             id: id, idempotencyKey: key, channel: channel, recipient: recipient, subject: subject, body: body,
             campaignID: campaign),
-          subscriberID: subscriber, attempts: attempts, status: status))
+          attempts: attempts, status: status))
     }
     return claimed
   }

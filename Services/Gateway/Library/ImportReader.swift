@@ -12,9 +12,6 @@ package struct ImportReader {
   }
 
   static let maxRecordBytes = 64 * 1024
-  static let knownColumns: Set<String> = [
-    "email", "phone", "first_name", "last_name", "email_consent", "sms_consent", "email_consent_source", "sms_consent_source",
-  ]
 
   let format: Format
   private var header: [String]?
@@ -28,7 +25,6 @@ package struct ImportReader {
   private var quoteSeen = false
   private var fieldStarted = false
   private var oversized = false
-  private var skippingCarriageReturn = false
 
   package init(format: Format) {
     self.format = format

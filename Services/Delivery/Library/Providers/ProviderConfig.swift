@@ -33,13 +33,8 @@ package struct ProviderConfig: Sendable, Equatable {
     guard provider.name.wholeMatch(of: /[a-z0-9][a-z0-9-]{0,62}/) != nil else {
       throw invalid("name", "must be 1 to 63 lower-case letters, digits or dashes, starting with a letter or digit")
     }
-    let channel: String
-    switch provider.channel {
-    case .email: channel = "email"
-    case .sms: channel = "sms"
-    case .push: channel = "push"
-    case .whatsapp: channel = "whatsapp"
-    case .unspecified, .UNRECOGNIZED: throw invalid("channel", "must be email, sms, push or whatsapp")
+    guard let channel = DeliveryService.channelName(provider.channel) else {
+      throw invalid("channel", "must be email, sms, push or whatsapp")
     }
     guard provider.costCents >= 0 else { throw invalid("cost_cents", "must not be negative") }
     func url(_ text: String, _ name: String) throws(RPCError) -> String {
