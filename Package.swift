@@ -29,12 +29,12 @@ let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
   (
     "delivery", "Delivery",
     [
-      .product(name: "AsyncHTTPClient", package: "async-http-client"), .crypto, .nioCore,
+      .grpcTransport, .product(name: "AsyncHTTPClient", package: "async-http-client"), .crypto, .nioCore,
       .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]
   ),
-  ("ratelimit", "RateLimit", []), ("sync", "Sync", []),
+  ("ratelimit", "RateLimit", [.grpcTransport]), ("sync", "Sync", []),
   ("verification", "Verification", []),
 ]
 

@@ -1,5 +1,5 @@
-/// Rate-limit service (SPEC §4): limit definitions over descriptors. Decisions (ShouldRateLimit),
-/// algorithms and replica ownership are added by the rate-limit issue.
+/// Rate-limit service (SPEC §4): decisions over descriptors in the style of Envoy's rate-limit
+/// service and gubernator, limits from a file and the API, one owner per key among live replicas.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -23,6 +23,19 @@ public enum Herald_Ratelimit_V1_RateLimitService: Sendable {
     public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.ratelimit.v1.RateLimitService")
     /// Namespace for method metadata.
     public enum Method: Sendable {
+        /// Namespace for "ShouldRateLimit" metadata.
+        public enum ShouldRateLimit: Sendable {
+            /// Request type for "ShouldRateLimit".
+            public typealias Input = Herald_Ratelimit_V1_ShouldRateLimitRequest
+            /// Response type for "ShouldRateLimit".
+            public typealias Output = Herald_Ratelimit_V1_ShouldRateLimitResponse
+            /// Descriptor for "ShouldRateLimit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.ratelimit.v1.RateLimitService"),
+                method: "ShouldRateLimit",
+                type: .unary
+            )
+        }
         /// Namespace for "PutLimit" metadata.
         public enum PutLimit: Sendable {
             /// Request type for "PutLimit".
@@ -49,10 +62,39 @@ public enum Herald_Ratelimit_V1_RateLimitService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "DeleteLimit" metadata.
+        public enum DeleteLimit: Sendable {
+            /// Request type for "DeleteLimit".
+            public typealias Input = Herald_Ratelimit_V1_DeleteLimitRequest
+            /// Response type for "DeleteLimit".
+            public typealias Output = Herald_Ratelimit_V1_DeleteLimitResponse
+            /// Descriptor for "DeleteLimit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.ratelimit.v1.RateLimitService"),
+                method: "DeleteLimit",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetRateLimitState" metadata.
+        public enum GetRateLimitState: Sendable {
+            /// Request type for "GetRateLimitState".
+            public typealias Input = Herald_Ratelimit_V1_GetRateLimitStateRequest
+            /// Response type for "GetRateLimitState".
+            public typealias Output = Herald_Ratelimit_V1_GetRateLimitStateResponse
+            /// Descriptor for "GetRateLimitState".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.ratelimit.v1.RateLimitService"),
+                method: "GetRateLimitState",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.ratelimit.v1.RateLimitService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            ShouldRateLimit.descriptor,
             PutLimit.descriptor,
-            ListLimits.descriptor
+            ListLimits.descriptor,
+            DeleteLimit.descriptor,
+            GetRateLimitState.descriptor
         ]
     }
 }
@@ -79,6 +121,25 @@ extension Herald_Ratelimit_V1_RateLimitService {
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "ShouldRateLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+        /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Ratelimit_V1_ShouldRateLimitRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Ratelimit_V1_ShouldRateLimitResponse` messages.
+        func shouldRateLimit(
+            request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>
+
         /// Handle the "PutLimit" method.
         ///
         /// > Source IDL Documentation:
@@ -110,6 +171,42 @@ extension Herald_Ratelimit_V1_RateLimitService {
             request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_ListLimitsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_ListLimitsResponse>
+
+        /// Handle the "DeleteLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a limit by its key; its counters go with it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Ratelimit_V1_DeleteLimitRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Ratelimit_V1_DeleteLimitResponse` messages.
+        func deleteLimit(
+            request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_DeleteLimitResponse>
+
+        /// Handle the "GetRateLimitState" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Ratelimit_V1_GetRateLimitStateRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Ratelimit_V1_GetRateLimitStateResponse` messages.
+        func getRateLimitState(
+            request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>
     }
 
     /// Service protocol for the "herald.ratelimit.v1.RateLimitService" service.
@@ -120,6 +217,25 @@ extension Herald_Ratelimit_V1_RateLimitService {
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
     public protocol ServiceProtocol: Herald_Ratelimit_V1_RateLimitService.StreamingServiceProtocol {
+        /// Handle the "ShouldRateLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+        /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Ratelimit_V1_ShouldRateLimitResponse` message.
+        func shouldRateLimit(
+            request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>
+
         /// Handle the "PutLimit" method.
         ///
         /// > Source IDL Documentation:
@@ -151,6 +267,42 @@ extension Herald_Ratelimit_V1_RateLimitService {
             request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_ListLimitsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_ListLimitsResponse>
+
+        /// Handle the "DeleteLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a limit by its key; its counters go with it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Ratelimit_V1_DeleteLimitResponse` message.
+        func deleteLimit(
+            request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_DeleteLimitResponse>
+
+        /// Handle the "GetRateLimitState" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_GetRateLimitStateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Ratelimit_V1_GetRateLimitStateResponse` message.
+        func getRateLimitState(
+            request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>
     }
 
     /// Simple service protocol for the "herald.ratelimit.v1.RateLimitService" service.
@@ -159,6 +311,25 @@ extension Herald_Ratelimit_V1_RateLimitService {
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
     public protocol SimpleServiceProtocol: Herald_Ratelimit_V1_RateLimitService.ServiceProtocol {
+        /// Handle the "ShouldRateLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+        /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Ratelimit_V1_ShouldRateLimitResponse` to respond with.
+        func shouldRateLimit(
+            request: Herald_Ratelimit_V1_ShouldRateLimitRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Ratelimit_V1_ShouldRateLimitResponse
+
         /// Handle the "PutLimit" method.
         ///
         /// > Source IDL Documentation:
@@ -190,6 +361,42 @@ extension Herald_Ratelimit_V1_RateLimitService {
             request: Herald_Ratelimit_V1_ListLimitsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Ratelimit_V1_ListLimitsResponse
+
+        /// Handle the "DeleteLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a limit by its key; its counters go with it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Ratelimit_V1_DeleteLimitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Ratelimit_V1_DeleteLimitResponse` to respond with.
+        func deleteLimit(
+            request: Herald_Ratelimit_V1_DeleteLimitRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Ratelimit_V1_DeleteLimitResponse
+
+        /// Handle the "GetRateLimitState" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Ratelimit_V1_GetRateLimitStateRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Ratelimit_V1_GetRateLimitStateResponse` to respond with.
+        func getRateLimitState(
+            request: Herald_Ratelimit_V1_GetRateLimitStateRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Ratelimit_V1_GetRateLimitStateResponse
     }
 }
 
@@ -197,6 +404,17 @@ extension Herald_Ratelimit_V1_RateLimitService {
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Herald_Ratelimit_V1_RateLimitService.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Herald_Ratelimit_V1_RateLimitService.Method.ShouldRateLimit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_ShouldRateLimitRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_ShouldRateLimitResponse>(),
+            handler: { request, context in
+                try await self.shouldRateLimit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
         router.registerHandler(
             forMethod: Herald_Ratelimit_V1_RateLimitService.Method.PutLimit.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_PutLimitRequest>(),
@@ -219,12 +437,45 @@ extension Herald_Ratelimit_V1_RateLimitService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Ratelimit_V1_RateLimitService.Method.DeleteLimit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_DeleteLimitRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_DeleteLimitResponse>(),
+            handler: { request, context in
+                try await self.deleteLimit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Ratelimit_V1_RateLimitService.Method.GetRateLimitState.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_GetRateLimitStateRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_GetRateLimitStateResponse>(),
+            handler: { request, context in
+                try await self.getRateLimitState(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Herald_Ratelimit_V1_RateLimitService.ServiceProtocol {
+    public func shouldRateLimit(
+        request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse> {
+        let response = try await self.shouldRateLimit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func putLimit(
         request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_PutLimitRequest>,
         context: GRPCCore.ServerContext
@@ -246,11 +497,46 @@ extension Herald_Ratelimit_V1_RateLimitService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func deleteLimit(
+        request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_DeleteLimitResponse> {
+        let response = try await self.deleteLimit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getRateLimitState(
+        request: GRPCCore.StreamingServerRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse> {
+        let response = try await self.getRateLimitState(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Herald_Ratelimit_V1_RateLimitService.SimpleServiceProtocol {
+    public func shouldRateLimit(
+        request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse> {
+        return GRPCCore.ServerResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>(
+            message: try await self.shouldRateLimit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
     public func putLimit(
         request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_PutLimitRequest>,
         context: GRPCCore.ServerContext
@@ -276,6 +562,32 @@ extension Herald_Ratelimit_V1_RateLimitService.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func deleteLimit(
+        request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_DeleteLimitResponse> {
+        return GRPCCore.ServerResponse<Herald_Ratelimit_V1_DeleteLimitResponse>(
+            message: try await self.deleteLimit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getRateLimitState(
+        request: GRPCCore.ServerRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse> {
+        return GRPCCore.ServerResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>(
+            message: try await self.getRateLimitState(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: herald.ratelimit.v1.RateLimitService (client)
@@ -287,6 +599,30 @@ extension Herald_Ratelimit_V1_RateLimitService {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     public protocol ClientProtocol: Sendable {
+        /// Call the "ShouldRateLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+        /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_ShouldRateLimitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_ShouldRateLimitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func shouldRateLimit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_ShouldRateLimitResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "PutLimit" method.
         ///
         /// > Source IDL Documentation:
@@ -328,6 +664,52 @@ extension Herald_Ratelimit_V1_RateLimitService {
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_ListLimitsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a limit by its key; its counters go with it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_DeleteLimitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_DeleteLimitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteLimit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_DeleteLimitResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_DeleteLimitResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetRateLimitState" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_GetRateLimitStateRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_GetRateLimitStateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_GetRateLimitStateResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getRateLimitState<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_GetRateLimitStateResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
     }
 
     /// Generated client for the "herald.ratelimit.v1.RateLimitService" service.
@@ -344,6 +726,41 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
         public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
             self.client = client
+        }
+
+        /// Call the "ShouldRateLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+        /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_ShouldRateLimitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_ShouldRateLimitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func shouldRateLimit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_ShouldRateLimitResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Ratelimit_V1_RateLimitService.Method.ShouldRateLimit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
         }
 
         /// Call the "PutLimit" method.
@@ -409,12 +826,110 @@ extension Herald_Ratelimit_V1_RateLimitService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "DeleteLimit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a limit by its key; its counters go with it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_DeleteLimitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_DeleteLimitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteLimit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_DeleteLimitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_DeleteLimitResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_DeleteLimitResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Ratelimit_V1_RateLimitService.Method.DeleteLimit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetRateLimitState" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Ratelimit_V1_GetRateLimitStateRequest` message.
+        ///   - serializer: A serializer for `Herald_Ratelimit_V1_GetRateLimitStateRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Ratelimit_V1_GetRateLimitStateResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getRateLimitState<Result>(
+            request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Ratelimit_V1_GetRateLimitStateResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Ratelimit_V1_RateLimitService.Method.GetRateLimitState.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
+    /// Call the "ShouldRateLimit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+    /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shouldRateLimit<Result>(
+        request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.shouldRateLimit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_ShouldRateLimitRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_ShouldRateLimitResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "PutLimit" method.
     ///
     /// > Source IDL Documentation:
@@ -468,11 +983,103 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "DeleteLimit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a limit by its key; its counters go with it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteLimit<Result>(
+        request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_DeleteLimitRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_DeleteLimitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteLimit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_DeleteLimitRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_DeleteLimitResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRateLimitState" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Ratelimit_V1_GetRateLimitStateRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRateLimitState<Result>(
+        request: GRPCCore.ClientRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getRateLimitState(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Ratelimit_V1_GetRateLimitStateRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Ratelimit_V1_GetRateLimitStateResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
+    /// Call the "ShouldRateLimit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
+    /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shouldRateLimit<Result>(
+        _ message: Herald_Ratelimit_V1_ShouldRateLimitRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_ShouldRateLimitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Ratelimit_V1_ShouldRateLimitRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.shouldRateLimit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "PutLimit" method.
     ///
     /// > Source IDL Documentation:
@@ -529,6 +1136,72 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listLimits(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteLimit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a limit by its key; its counters go with it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteLimit<Result>(
+        _ message: Herald_Ratelimit_V1_DeleteLimitRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_DeleteLimitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Ratelimit_V1_DeleteLimitRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteLimit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRateLimitState" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The limits, the live members and the counters they hold (of all members, unless local_only).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRateLimitState<Result>(
+        _ message: Herald_Ratelimit_V1_GetRateLimitStateRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Ratelimit_V1_GetRateLimitStateResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Ratelimit_V1_GetRateLimitStateRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getRateLimitState(
             request: request,
             options: options,
             onResponse: handleResponse

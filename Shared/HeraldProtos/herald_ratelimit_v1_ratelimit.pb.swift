@@ -8,8 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Rate-limit service (SPEC §4): limit definitions over descriptors. Decisions (ShouldRateLimit),
-/// algorithms and replica ownership are added by the rate-limit issue.
+/// Rate-limit service (SPEC §4): decisions over descriptors in the style of Envoy's rate-limit
+/// service and gubernator, limits from a file and the API, one owner per key among live replicas.
 
 import SwiftProtobuf
 
@@ -74,6 +74,9 @@ public nonisolated enum Herald_Ratelimit_V1_Algorithm: SwiftProtobuf.Enum, Swift
   case unspecified // = 0
   case tokenBucket // = 1
   case slidingWindow // = 2
+
+  /// Calendar windows (UTC); warm-up limits always use it with UNIT_DAY.
+  case fixedWindow // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -85,6 +88,7 @@ public nonisolated enum Herald_Ratelimit_V1_Algorithm: SwiftProtobuf.Enum, Swift
     case 0: self = .unspecified
     case 1: self = .tokenBucket
     case 2: self = .slidingWindow
+    case 3: self = .fixedWindow
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -94,6 +98,7 @@ public nonisolated enum Herald_Ratelimit_V1_Algorithm: SwiftProtobuf.Enum, Swift
     case .unspecified: return 0
     case .tokenBucket: return 1
     case .slidingWindow: return 2
+    case .fixedWindow: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -103,6 +108,45 @@ public nonisolated enum Herald_Ratelimit_V1_Algorithm: SwiftProtobuf.Enum, Swift
     .unspecified,
     .tokenBucket,
     .slidingWindow,
+    .fixedWindow,
+  ]
+
+}
+
+public nonisolated enum Herald_Ratelimit_V1_Code: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unknown // = 0
+  case ok // = 1
+  case overLimit // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unknown
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unknown
+    case 1: self = .ok
+    case 2: self = .overLimit
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unknown: return 0
+    case .ok: return 1
+    case .overLimit: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Ratelimit_V1_Code] = [
+    .unknown,
+    .ok,
+    .overLimit,
   ]
 
 }
@@ -114,7 +158,25 @@ public nonisolated struct Herald_Ratelimit_V1_Descriptor: Sendable {
 
   public var key: String = String()
 
+  /// In a limit, "*" matches any value, and each value gets its own counter.
   public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Daily caps of a sending identity while it warms up: day 0 is start_date (UTC), days past the
+/// end keep the last volume, days before the start allow nothing.
+public nonisolated struct Herald_Ratelimit_V1_WarmupSchedule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// YYYY-MM-DD
+  public var startDate: String = String()
+
+  public var dailyVolumes: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -149,11 +211,21 @@ public nonisolated struct Herald_Ratelimit_V1_Limit: Sendable {
   /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
   public mutating func clearUpdatedAt() {self._updatedAt = nil}
 
+  public var warmup: Herald_Ratelimit_V1_WarmupSchedule {
+    get {_warmup ?? Herald_Ratelimit_V1_WarmupSchedule()}
+    set {_warmup = newValue}
+  }
+  /// Returns true if `warmup` has been explicitly set.
+  public var hasWarmup: Bool {self._warmup != nil}
+  /// Clears the value of `warmup`. Subsequent reads from it will return its default value.
+  public mutating func clearWarmup() {self._warmup = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _warmup: Herald_Ratelimit_V1_WarmupSchedule? = nil
 }
 
 public nonisolated struct Herald_Ratelimit_V1_PutLimitRequest: Sendable {
@@ -163,6 +235,7 @@ public nonisolated struct Herald_Ratelimit_V1_PutLimitRequest: Sendable {
 
   public var descriptors: [Herald_Ratelimit_V1_Descriptor] = []
 
+  /// Not used (may be 0) with a warm-up schedule: the schedule gives each day's volume.
   public var requestsPerUnit: Int64 = 0
 
   public var unit: Herald_Ratelimit_V1_Unit = .unspecified
@@ -170,6 +243,30 @@ public nonisolated struct Herald_Ratelimit_V1_PutLimitRequest: Sendable {
   public var algorithm: Herald_Ratelimit_V1_Algorithm = .unspecified
 
   public var burst: Int64 = 0
+
+  public var warmup: Herald_Ratelimit_V1_WarmupSchedule {
+    get {_warmup ?? Herald_Ratelimit_V1_WarmupSchedule()}
+    set {_warmup = newValue}
+  }
+  /// Returns true if `warmup` has been explicitly set.
+  public var hasWarmup: Bool {self._warmup != nil}
+  /// Clears the value of `warmup`. Subsequent reads from it will return its default value.
+  public mutating func clearWarmup() {self._warmup = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _warmup: Herald_Ratelimit_V1_WarmupSchedule? = nil
+}
+
+/// The limits file (HERALD_RATELIMIT_LIMITS_FILE), in protobuf JSON.
+public nonisolated struct Herald_Ratelimit_V1_LimitsFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var limits: [Herald_Ratelimit_V1_PutLimitRequest] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -198,6 +295,229 @@ public nonisolated struct Herald_Ratelimit_V1_ListLimitsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Ratelimit_V1_DeleteLimitRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_DeleteLimitResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deleted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_RateLimitCheck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var descriptors: [Herald_Ratelimit_V1_Descriptor] = []
+
+  /// How many hits to take; 0 means 1.
+  public var hits: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_ShouldRateLimitRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var checks: [Herald_Ratelimit_V1_RateLimitCheck] = []
+
+  /// Answer without consuming anything.
+  public var peek: Bool = false
+
+  /// Set by a replica forwarding to the key's owner: decide here, never forward again.
+  public var forwarded: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_RateLimitStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var code: Herald_Ratelimit_V1_Code = .unknown
+
+  /// The counter's key (descriptors with their real values); empty when no limit matched, in
+  /// which case the check is OK and unlimited.
+  public var key: String = String()
+
+  /// The limit that matched (may hold "*").
+  public var limitKey: String = String()
+
+  public var limit: Int64 = 0
+
+  public var remaining: Int64 = 0
+
+  /// When the counter is back to its full limit (bucket full, window over).
+  public var resetAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_resetAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_resetAt = newValue}
+  }
+  /// Returns true if `resetAt` has been explicitly set.
+  public var hasResetAt: Bool {self._resetAt != nil}
+  /// Clears the value of `resetAt`. Subsequent reads from it will return its default value.
+  public mutating func clearResetAt() {self._resetAt = nil}
+
+  /// OVER_LIMIT only: how long to wait before these hits would fit.
+  public var retryAfterMs: Int64 = 0
+
+  public var unit: Herald_Ratelimit_V1_Unit = .unspecified
+
+  /// The replica that decided (its member id).
+  public var owner: String = String()
+
+  /// The owner could not be reached: the answer is the configured failure policy's.
+  public var byFailurePolicy: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resetAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Ratelimit_V1_ShouldRateLimitResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// OVER_LIMIT when any check is.
+  public var overallCode: Herald_Ratelimit_V1_Code = .unknown
+
+  public var statuses: [Herald_Ratelimit_V1_RateLimitStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_Member: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var address: String = String()
+
+  public var startedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startedAt = newValue}
+  }
+  /// Returns true if `startedAt` has been explicitly set.
+  public var hasStartedAt: Bool {self._startedAt != nil}
+  /// Clears the value of `startedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartedAt() {self._startedAt = nil}
+
+  public var heartbeatAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_heartbeatAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_heartbeatAt = newValue}
+  }
+  /// Returns true if `heartbeatAt` has been explicitly set.
+  public var hasHeartbeatAt: Bool {self._heartbeatAt != nil}
+  /// Clears the value of `heartbeatAt`. Subsequent reads from it will return its default value.
+  public mutating func clearHeartbeatAt() {self._heartbeatAt = nil}
+
+  /// Share of the hash ring it owns (0..1).
+  public var ringShare: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _heartbeatAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Ratelimit_V1_Counter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: String = String()
+
+  public var limitKey: String = String()
+
+  public var owner: String = String()
+
+  public var limit: Int64 = 0
+
+  public var remaining: Int64 = 0
+
+  public var resetAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_resetAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_resetAt = newValue}
+  }
+  /// Returns true if `resetAt` has been explicitly set.
+  public var hasResetAt: Bool {self._resetAt != nil}
+  /// Clears the value of `resetAt`. Subsequent reads from it will return its default value.
+  public mutating func clearResetAt() {self._resetAt = nil}
+
+  public var unit: Herald_Ratelimit_V1_Unit = .unspecified
+
+  public var algorithm: Herald_Ratelimit_V1_Algorithm = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resetAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Ratelimit_V1_GetRateLimitStateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var localOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Ratelimit_V1_GetRateLimitStateResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The limits in force (the configuration), then the live state.
+  public var limits: [Herald_Ratelimit_V1_Limit] = []
+
+  public var members: [Herald_Ratelimit_V1_Member] = []
+
+  public var counters: [Herald_Ratelimit_V1_Counter] = []
+
+  /// Members that did not answer (their counters are missing).
+  public var unreachable: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "herald.ratelimit.v1"
@@ -207,7 +527,11 @@ nonisolated extension Herald_Ratelimit_V1_Unit: SwiftProtobuf._ProtoNameProvidin
 }
 
 nonisolated extension Herald_Ratelimit_V1_Algorithm: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALGORITHM_UNSPECIFIED\0\u{1}ALGORITHM_TOKEN_BUCKET\0\u{1}ALGORITHM_SLIDING_WINDOW\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALGORITHM_UNSPECIFIED\0\u{1}ALGORITHM_TOKEN_BUCKET\0\u{1}ALGORITHM_SLIDING_WINDOW\0\u{1}ALGORITHM_FIXED_WINDOW\0")
+}
+
+nonisolated extension Herald_Ratelimit_V1_Code: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNKNOWN\0\u{1}CODE_OK\0\u{1}CODE_OVER_LIMIT\0")
 }
 
 nonisolated extension Herald_Ratelimit_V1_Descriptor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -245,9 +569,44 @@ nonisolated extension Herald_Ratelimit_V1_Descriptor: SwiftProtobuf.Message, Swi
   }
 }
 
+nonisolated extension Herald_Ratelimit_V1_WarmupSchedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WarmupSchedule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}start_date\0\u{3}daily_volumes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.startDate) }()
+      case 2: try { try decoder.decodeRepeatedInt64Field(value: &self.dailyVolumes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.startDate.isEmpty {
+      try visitor.visitSingularStringField(value: self.startDate, fieldNumber: 1)
+    }
+    if !self.dailyVolumes.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.dailyVolumes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_WarmupSchedule, rhs: Herald_Ratelimit_V1_WarmupSchedule) -> Bool {
+    if lhs.startDate != rhs.startDate {return false}
+    if lhs.dailyVolumes != rhs.dailyVolumes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Herald_Ratelimit_V1_Limit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Limit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}descriptors\0\u{3}requests_per_unit\0\u{1}unit\0\u{1}algorithm\0\u{1}burst\0\u{3}updated_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}descriptors\0\u{3}requests_per_unit\0\u{1}unit\0\u{1}algorithm\0\u{1}burst\0\u{3}updated_at\0\u{1}warmup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -262,6 +621,7 @@ nonisolated extension Herald_Ratelimit_V1_Limit: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeSingularEnumField(value: &self.algorithm) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.burst) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._warmup) }()
       default: break
       }
     }
@@ -293,6 +653,9 @@ nonisolated extension Herald_Ratelimit_V1_Limit: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._updatedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._warmup {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -304,6 +667,7 @@ nonisolated extension Herald_Ratelimit_V1_Limit: SwiftProtobuf.Message, SwiftPro
     if lhs.algorithm != rhs.algorithm {return false}
     if lhs.burst != rhs.burst {return false}
     if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs._warmup != rhs._warmup {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -311,7 +675,7 @@ nonisolated extension Herald_Ratelimit_V1_Limit: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Herald_Ratelimit_V1_PutLimitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PutLimitRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptors\0\u{3}requests_per_unit\0\u{1}unit\0\u{1}algorithm\0\u{1}burst\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptors\0\u{3}requests_per_unit\0\u{1}unit\0\u{1}algorithm\0\u{1}burst\0\u{1}warmup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -324,12 +688,17 @@ nonisolated extension Herald_Ratelimit_V1_PutLimitRequest: SwiftProtobuf.Message
       case 3: try { try decoder.decodeSingularEnumField(value: &self.unit) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.algorithm) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.burst) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._warmup) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.descriptors.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.descriptors, fieldNumber: 1)
     }
@@ -345,6 +714,9 @@ nonisolated extension Herald_Ratelimit_V1_PutLimitRequest: SwiftProtobuf.Message
     if self.burst != 0 {
       try visitor.visitSingularInt64Field(value: self.burst, fieldNumber: 5)
     }
+    try { if let v = self._warmup {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -354,6 +726,37 @@ nonisolated extension Herald_Ratelimit_V1_PutLimitRequest: SwiftProtobuf.Message
     if lhs.unit != rhs.unit {return false}
     if lhs.algorithm != rhs.algorithm {return false}
     if lhs.burst != rhs.burst {return false}
+    if lhs._warmup != rhs._warmup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_LimitsFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LimitsFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limits\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.limits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_LimitsFile, rhs: Herald_Ratelimit_V1_LimitsFile) -> Bool {
+    if lhs.limits != rhs.limits {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -403,6 +806,453 @@ nonisolated extension Herald_Ratelimit_V1_ListLimitsResponse: SwiftProtobuf.Mess
 
   public static func ==(lhs: Herald_Ratelimit_V1_ListLimitsResponse, rhs: Herald_Ratelimit_V1_ListLimitsResponse) -> Bool {
     if lhs.limits != rhs.limits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_DeleteLimitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteLimitRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_DeleteLimitRequest, rhs: Herald_Ratelimit_V1_DeleteLimitRequest) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_DeleteLimitResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteLimitResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deleted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_DeleteLimitResponse, rhs: Herald_Ratelimit_V1_DeleteLimitResponse) -> Bool {
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_RateLimitCheck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RateLimitCheck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptors\0\u{1}hits\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.descriptors) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.hits) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.descriptors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.descriptors, fieldNumber: 1)
+    }
+    if self.hits != 0 {
+      try visitor.visitSingularInt64Field(value: self.hits, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_RateLimitCheck, rhs: Herald_Ratelimit_V1_RateLimitCheck) -> Bool {
+    if lhs.descriptors != rhs.descriptors {return false}
+    if lhs.hits != rhs.hits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_ShouldRateLimitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShouldRateLimitRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}checks\0\u{1}peek\0\u{1}forwarded\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.checks) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.peek) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.forwarded) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.checks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.checks, fieldNumber: 1)
+    }
+    if self.peek != false {
+      try visitor.visitSingularBoolField(value: self.peek, fieldNumber: 2)
+    }
+    if self.forwarded != false {
+      try visitor.visitSingularBoolField(value: self.forwarded, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_ShouldRateLimitRequest, rhs: Herald_Ratelimit_V1_ShouldRateLimitRequest) -> Bool {
+    if lhs.checks != rhs.checks {return false}
+    if lhs.peek != rhs.peek {return false}
+    if lhs.forwarded != rhs.forwarded {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_RateLimitStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RateLimitStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}key\0\u{3}limit_key\0\u{1}limit\0\u{1}remaining\0\u{3}reset_at\0\u{3}retry_after_ms\0\u{1}unit\0\u{1}owner\0\u{3}by_failure_policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.limitKey) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.remaining) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._resetAt) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.retryAfterMs) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.unit) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.byFailurePolicy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.code != .unknown {
+      try visitor.visitSingularEnumField(value: self.code, fieldNumber: 1)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 2)
+    }
+    if !self.limitKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.limitKey, fieldNumber: 3)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 4)
+    }
+    if self.remaining != 0 {
+      try visitor.visitSingularInt64Field(value: self.remaining, fieldNumber: 5)
+    }
+    try { if let v = self._resetAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.retryAfterMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.retryAfterMs, fieldNumber: 7)
+    }
+    if self.unit != .unspecified {
+      try visitor.visitSingularEnumField(value: self.unit, fieldNumber: 8)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 9)
+    }
+    if self.byFailurePolicy != false {
+      try visitor.visitSingularBoolField(value: self.byFailurePolicy, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_RateLimitStatus, rhs: Herald_Ratelimit_V1_RateLimitStatus) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.limitKey != rhs.limitKey {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.remaining != rhs.remaining {return false}
+    if lhs._resetAt != rhs._resetAt {return false}
+    if lhs.retryAfterMs != rhs.retryAfterMs {return false}
+    if lhs.unit != rhs.unit {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.byFailurePolicy != rhs.byFailurePolicy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_ShouldRateLimitResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShouldRateLimitResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}overall_code\0\u{1}statuses\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.overallCode) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.overallCode != .unknown {
+      try visitor.visitSingularEnumField(value: self.overallCode, fieldNumber: 1)
+    }
+    if !self.statuses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.statuses, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_ShouldRateLimitResponse, rhs: Herald_Ratelimit_V1_ShouldRateLimitResponse) -> Bool {
+    if lhs.overallCode != rhs.overallCode {return false}
+    if lhs.statuses != rhs.statuses {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Member"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{3}started_at\0\u{3}heartbeat_at\0\u{3}ring_share\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._startedAt) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._heartbeatAt) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.ringShare) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    try { if let v = self._startedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._heartbeatAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.ringShare.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.ringShare, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_Member, rhs: Herald_Ratelimit_V1_Member) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs._startedAt != rhs._startedAt {return false}
+    if lhs._heartbeatAt != rhs._heartbeatAt {return false}
+    if lhs.ringShare != rhs.ringShare {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_Counter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Counter"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}limit_key\0\u{1}owner\0\u{1}limit\0\u{1}remaining\0\u{3}reset_at\0\u{1}unit\0\u{1}algorithm\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.limitKey) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.remaining) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._resetAt) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.unit) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.algorithm) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if !self.limitKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.limitKey, fieldNumber: 2)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 3)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 4)
+    }
+    if self.remaining != 0 {
+      try visitor.visitSingularInt64Field(value: self.remaining, fieldNumber: 5)
+    }
+    try { if let v = self._resetAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.unit != .unspecified {
+      try visitor.visitSingularEnumField(value: self.unit, fieldNumber: 7)
+    }
+    if self.algorithm != .unspecified {
+      try visitor.visitSingularEnumField(value: self.algorithm, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_Counter, rhs: Herald_Ratelimit_V1_Counter) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.limitKey != rhs.limitKey {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.remaining != rhs.remaining {return false}
+    if lhs._resetAt != rhs._resetAt {return false}
+    if lhs.unit != rhs.unit {return false}
+    if lhs.algorithm != rhs.algorithm {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_GetRateLimitStateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRateLimitStateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}local_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.localOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.localOnly != false {
+      try visitor.visitSingularBoolField(value: self.localOnly, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_GetRateLimitStateRequest, rhs: Herald_Ratelimit_V1_GetRateLimitStateRequest) -> Bool {
+    if lhs.localOnly != rhs.localOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Ratelimit_V1_GetRateLimitStateResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRateLimitStateResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}members\0\u{1}counters\0\u{1}unreachable\0\u{1}limits\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.counters) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.unreachable) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 1)
+    }
+    if !self.counters.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counters, fieldNumber: 2)
+    }
+    if !self.unreachable.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.unreachable, fieldNumber: 3)
+    }
+    if !self.limits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Ratelimit_V1_GetRateLimitStateResponse, rhs: Herald_Ratelimit_V1_GetRateLimitStateResponse) -> Bool {
+    if lhs.limits != rhs.limits {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs.counters != rhs.counters {return false}
+    if lhs.unreachable != rhs.unreachable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

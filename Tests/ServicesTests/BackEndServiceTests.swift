@@ -92,56 +92,6 @@ func withoutReadinessDependencies(_ definition: ServiceDefinition) -> ServiceDef
   }
 }
 
-@Suite(.timeLimit(.minutes(3))) struct RateLimitServiceTests {
-  @Test func putReplacesByCanonicalKeyAndLists() async throws {
-    let url = try await TestPostgres.shared.makeDatabase()
-    try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { port, _ async throws in
-      try await withClient(port: port) { client async throws in
-        let limits = Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
-        let created = try await limits.putLimit(.with {
-          $0.descriptors = [.with { $0.key = "provider"; $0.value = "smtp-primary" }, .with { $0.key = "domain"; $0.value = "gmail.com" }]
-          $0.requestsPerUnit = 100
-          $0.unit = .minute
-        })
-        #expect(created.key == "domain=gmail.com,provider=smtp-primary")
-        #expect(created.burst == 100)
-        #expect(created.algorithm == .tokenBucket)
-        _ = try await limits.putLimit(.with {
-          $0.descriptors = [.with { $0.key = "domain"; $0.value = "gmail.com" }, .with { $0.key = "provider"; $0.value = "smtp-primary" }]
-          $0.requestsPerUnit = 50
-          $0.unit = .second
-          $0.algorithm = .slidingWindow
-        })
-        let listed = try await limits.listLimits(.init()).limits
-        #expect(listed.count == 1)
-        #expect(listed.first?.requestsPerUnit == 50 && listed.first?.unit == .second && listed.first?.algorithm == .slidingWindow)
-        #expect(listed.first?.descriptors.map(\.key) == ["domain", "provider"])
-      }
-    }
-  }
-
-  @Test func rejectsBadLimitsNamingTheField() async throws {
-    let url = try await TestPostgres.shared.makeDatabase()
-    try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { port, _ async throws in
-      try await withClient(port: port) { client async throws in
-        let limits = Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
-        let good = Herald_Ratelimit_V1_Descriptor.with { $0.key = "provider"; $0.value = "sms" }
-        let cases: [(Herald_Ratelimit_V1_PutLimitRequest, String)] = [
-          (.with { $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors"),
-          (.with { $0.descriptors = [.with { $0.key = "a=b"; $0.value = "x" }]; $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors[0].key"),
-          (.with { $0.descriptors = [good, good]; $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors[1].key"),
-          (.with { $0.descriptors = [good]; $0.requestsPerUnit = 0; $0.unit = .second }, "requests_per_unit"),
-          (.with { $0.descriptors = [good]; $0.requestsPerUnit = 5 }, "unit"),
-        ]
-        for (request, field) in cases {
-          await #expect { _ = try await limits.putLimit(request) } throws: { rpcError($0) == (.invalidArgument, field) }
-        }
-        #expect(try await limits.listLimits(.init()).limits.isEmpty)
-      }
-    }
-  }
-}
-
 @Suite(.timeLimit(.minutes(3))) struct SyncServiceTests {
   static let request = Herald_Sync_V1_CreateJobRequest.with {
     $0.name = "crm contacts"

@@ -11,10 +11,11 @@ package enum DeliveryDefinition {
   /// With the default settings (tests, benchmarks); each call is a fresh process's worth of state.
   package static var definition: ServiceDefinition { make() }
 
-  /// `throttle` is asked before each send (the rate-limit service); `providerFactory` builds a
-  /// provider from its definition (the real SMTP/HTTP clients unless a test swaps one).
+  /// `throttle` is asked before each send: by default the rate-limit service when its address is
+  /// configured; `providerFactory` builds a provider from its definition (the real SMTP/HTTP
+  /// clients unless a test swaps one).
   package static func make(
-    settings: DeliverySettings = DeliverySettings(), throttle: any SendThrottle = Unthrottled(),
+    settings: DeliverySettings = DeliverySettings(), throttle: (any SendThrottle)? = nil,
     providerFactory: ProviderRegistry.Factory? = nil
   ) -> ServiceDefinition {
     let registries = Mutex<ProviderRegistry?>(nil)
@@ -39,6 +40,8 @@ package enum DeliveryDefinition {
       makeWorkers: { resources in
         let providers = registry(resources)
         let queue = PostgresMessageQueue(client: resources.database, logger: resources.logger)
+        let throttle: any SendThrottle =
+          throttle ?? resources.clients["ratelimit"].map { RateLimitThrottle(client: $0, logger: resources.logger) } ?? Unthrottled()
         let senders = (0..<settings.workers).map { number in
           BackgroundWorker(name: "delivery-\(number + 1)") {
             await DeliveryWorker(queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger).run()

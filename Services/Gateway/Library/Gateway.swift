@@ -69,7 +69,8 @@ package func buildGateway(
       StatusProbe.Target(name: name, address: common.dependencies[name]!, client: clients[name]!)
     },
     timeout: configuration.statusTimeout, registry: registry,
-    delivery: clients["delivery"].map { Herald_Delivery_V1_DeliveryService.Client(wrapping: $0) })
+    delivery: clients["delivery"].map { Herald_Delivery_V1_DeliveryService.Client(wrapping: $0) },
+    rateLimit: clients["ratelimit"].map { Herald_Ratelimit_V1_RateLimitService.Client(wrapping: $0) })
 
   let router = Router(context: GatewayRequestContext.self)
   router.add(middleware: RequestIDMiddleware())
@@ -88,6 +89,9 @@ package func buildGateway(
     let controller = DeliveryController(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery))
     controller.addRoutes(to: v1)
     controller.addWebhookRoute(to: router)
+  }
+  if let rateLimit = clients["ratelimit"] {
+    RateLimitController(rateLimit: Herald_Ratelimit_V1_RateLimitService.Client(wrapping: rateLimit)).addRoutes(to: v1)
   }
   try router.validate()
   registeredRoutes(router.routes.map { (method: $0.method.rawValue.lowercased(), path: "\($0.path)") })

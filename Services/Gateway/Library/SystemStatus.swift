@@ -34,12 +34,23 @@ struct DeliveryOverview: Codable, Sendable, Equatable {
   var error: String?
 }
 
+/// Replicas, limits and counters, from the rate-limit service.
+struct RateLimitOverview: Codable, Sendable, Equatable {
+  var members: [String] = []
+  var limits = 0
+  var counters = 0
+  var overLimit = 0
+  var unreachable: [String] = []
+  var error: String?
+}
+
 struct SystemStatus: ResponseEncodable, Codable, Sendable, Equatable {
   /// "ok" when every service is SERVING, else "degraded".
   var status: String
   var degraded: [String]
   var services: [ServiceHealth]
   var delivery: DeliveryOverview?
+  var rateLimit: RateLimitOverview?
   var checkedAt: Date
 }
 
@@ -55,9 +66,11 @@ struct StatusProbe: Sendable {
   let timeout: Duration
   let registry: PrometheusCollectorRegistry
   var delivery: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>?
+  var rateLimit: Herald_Ratelimit_V1_RateLimitService.Client<HTTP2ClientTransport.Posix>?
 
   func check() async -> SystemStatus {
     async let overview = deliveryOverview()
+    async let limits = rateLimitOverview()
     let results = await withTaskGroup(of: ServiceHealth.self) { group in
       for target in targets {
         group.addTask { await probe(target) }
@@ -73,7 +86,7 @@ struct StatusProbe: Sendable {
     let degraded = results.filter { $0.status != "SERVING" }.map(\.name)
     return SystemStatus(
       status: degraded.isEmpty ? "ok" : "degraded", degraded: degraded, services: results, delivery: await overview,
-      checkedAt: Date())
+      rateLimit: await limits, checkedAt: Date())
   }
 
   private func deliveryOverview() async -> DeliveryOverview? {
@@ -91,6 +104,24 @@ struct StatusProbe: Sendable {
           errorRate: provider.status.errorRate, latencyMs: (provider.status.latencyMsAverage * 100).rounded() / 100,
           lastError: provider.status.lastError.isEmpty ? nil : provider.status.lastError)
       }
+    } catch let error as RPCError {
+      overview.error = "\(error.code): \(error.message)"
+    } catch {
+      overview.error = "\(error)"
+    }
+    return overview
+  }
+
+  private func rateLimitOverview() async -> RateLimitOverview? {
+    guard let rateLimit else { return nil }
+    var overview = RateLimitOverview()
+    do {
+      let state = try await rateLimit.getRateLimitState(.init(), options: .timeout(timeout))
+      overview.members = state.members.map { "\($0.id)@\($0.address)" }
+      overview.limits = state.limits.count
+      overview.counters = state.counters.count
+      overview.overLimit = state.counters.filter { $0.remaining == 0 }.count
+      overview.unreachable = state.unreachable
     } catch let error as RPCError {
       overview.error = "\(error.code): \(error.message)"
     } catch {

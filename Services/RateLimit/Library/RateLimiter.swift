@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// One check: a descriptor set (sorted by key, real values) and its hits.
+package struct Check: Sendable {
+  package var descriptors: [(key: String, value: String)]
+  package var hits: Int64
+
+  package init(descriptors: [(key: String, value: String)], hits: Int64) {
+    self.descriptors = descriptors
+    self.hits = hits
+  }
+
+  /// The counter's key, e.g. `domain=gmail.com,provider=smtp-primary`; also what owners hash.
+  package var key: String { LimitDefinition.canonicalKey(descriptors) }
+}
+
+/// The outcome of one check decided here.
+package struct Outcome: Sendable, Equatable {
+  /// nil: no limit matched (allowed, unlimited).
+  package var limit: LimitDefinition?
+  package var decision: Decision?
+
+  package var allowed: Bool { decision?.allowed ?? true }
+}
+
+/// The counters this replica owns, in memory, and the limits they follow. Hour and day counters
+/// are read from the database the first time they are touched here and written back by `flush`.
+package final class RateLimiter: Sendable {
+  struct Counter {
+    var limitKey: String
+    var state: CounterState
+    var persisted: Bool
+  }
+
+  struct Table {
+    /// Limits by the sorted list of their descriptor keys (`domain,provider`).
+    var limits: [String: [LimitDefinition]] = [:]
+    var counters: [String: Counter] = [:]
+    var dirty: Set<String> = []
+  }
+
+  private let table = Mutex(Table())
+  let store: LimitStore?
+  let logger: Logger
+
+  /// `store` nil keeps everything in memory (unit tests of the math).
+  package init(store: LimitStore?, logger: Logger) {
+    self.store = store
+    self.logger = logger
+  }
+
+  // MARK: Limits
+
+  package func setLimits(_ limits: [LimitDefinition]) {
+    table.withLock { table in
+      table.limits = Dictionary(grouping: limits) { Self.signature($0.descriptors) }
+      // Counters of removed limits go; counters whose limit changed keep their state.
+      let keys = Set(limits.map(\.key))
+      table.counters = table.counters.filter { keys.contains($0.value.limitKey) }
+      table.dirty = table.dirty.filter { table.counters[$0] != nil }
+    }
+  }
+
+  package func upsertLimit(_ limit: LimitDefinition) {
+    table.withLock { table in
+      let signature = Self.signature(limit.descriptors)
+      table.limits[signature, default: []].removeAll { $0.key == limit.key }
+      table.limits[signature, default: []].append(limit)
+    }
+  }
+
+  package func removeLimit(key: String) {
+    table.withLock { table in
+      let signature = Self.signature(LimitDefinition.descriptors(fromKey: key))
+      table.limits[signature]?.removeAll { $0.key == key }
+      for (counterKey, counter) in table.counters where counter.limitKey == key {
+        table.counters[counterKey] = nil
+        table.dirty.remove(counterKey)
+      }
+    }
+  }
+
+  /// The limit for a check: same descriptor keys, each value equal or `*`; the one with the most
+  /// exact values wins (then the smaller key, so every replica picks the same).
+  package func limit(for descriptors: [(key: String, value: String)]) -> LimitDefinition? {
+    table.withLock { Self.match(descriptors, in: $0.limits) }
+  }
+
+  static func signature(_ descriptors: [(key: String, value: String)]) -> String {
+    descriptors.map(\.key).joined(separator: ",")
+  }
+
+  static func match(_ descriptors: [(key: String, value: String)], in limits: [String: [LimitDefinition]]) -> LimitDefinition? {
+    var best: (limit: LimitDefinition, exact: Int)?
+    for limit in limits[signature(descriptors)] ?? [] {
+      var exact = 0
+      var matches = true
+      for (wanted, given) in zip(limit.descriptors, descriptors) {
+        if wanted.value == given.value {
+          exact += 1
+        } else if wanted.value != "*" {
+          matches = false
+          break
+        }
+      }
+      guard matches else { continue }
+      if best == nil || exact > best!.exact || (exact == best!.exact && limit.key < best!.limit.key) {
+        best = (limit, exact)
+      }
+    }
+    return best?.limit
+  }
+
+  // MARK: Decisions
+
+  /// Decides `checks` in order (a later check sees what an earlier one took). `now` is seconds
+  /// since 1970.
+  package func decide(_ checks: [Check], peek: Bool, now: Double = Date().timeIntervalSince1970) async throws -> [Outcome] {
+    // Hour and day counters not in memory yet are read first (outside the lock).
+    if let store {
+      let missing = table.withLock { table -> [String] in
+        var keys: Set<String> = []
+        for check in checks {
+          let key = check.key
+          guard table.counters[key] == nil, let limit = Self.match(check.descriptors, in: table.limits), limit.unit.isPersisted
+          else { continue }
+          keys.insert(key)
+        }
+        return keys.sorted()
+      }
+      if !missing.isEmpty {
+        let saved = try await store.counters(missing)
+        table.withLock { table in
+          for key in missing where table.counters[key] == nil {
+            guard let limit = Self.match(LimitDefinition.descriptors(fromKey: key), in: table.limits) else { continue }
+            table.counters[key] = Counter(limitKey: limit.key, state: saved[key] ?? CounterState(), persisted: true)
+          }
+        }
+      }
+    }
+    return table.withLock { table in
+      checks.map { check in
+        let key = check.key
+        guard let limit = Self.match(check.descriptors, in: table.limits) else { return Outcome(limit: nil, decision: nil) }
+        var counter = table.counters[key] ?? Counter(limitKey: limit.key, state: CounterState(), persisted: limit.unit.isPersisted)
+        counter.limitKey = limit.key
+        let decision = counter.state.take(check.hits, rule: limit.rule(at: now), now: now, peek: peek)
+        if !peek {
+          table.counters[key] = counter
+          if counter.persisted && store != nil { table.dirty.insert(key) }
+        }
+        return Outcome(limit: limit, decision: decision)
+      }
+    }
+  }
+
+  /// The counters held here, as they stand at `now` (nothing is taken).
+  package func snapshot(now: Double = Date().timeIntervalSince1970) -> [(key: String, limit: LimitDefinition, decision: Decision)] {
+    table.withLock { table in
+      table.counters.keys.sorted().compactMap { key in
+        guard var counter = table.counters[key], let limit = Self.match(LimitDefinition.descriptors(fromKey: key), in: table.limits)
+        else { return nil }
+        return (key, limit, counter.state.take(0, rule: limit.rule(at: now), now: now, peek: true))
+      }
+    }
+  }
+
+  // MARK: Persistence and ownership
+
+  /// Writes the hour and day counters changed since the last flush.
+  package func flush() async throws {
+    guard let store else { return }
+    let changed = table.withLock { table -> [(key: String, limitKey: String, state: CounterState)] in
+      defer { table.dirty.removeAll() }
+      return table.dirty.sorted().compactMap { key in table.counters[key].map { (key, $0.limitKey, $0.state) } }
+    }
+    do {
+      try await store.save(changed)
+    } catch {
+      table.withLock { table in for counter in changed { table.dirty.insert(counter.key) } }
+      throw error
+    }
+  }
+
+  /// Writes back and forgets the counters this replica no longer owns, so that their new owner
+  /// reads the latest, and that this replica reads them again if they come back.
+  package func release(where notOwned: (String) -> Bool) async throws {
+    let leaving = table.withLock { table in table.counters.keys.filter(notOwned) }
+    guard !leaving.isEmpty else { return }
+    try await flush()
+    table.withLock { table in
+      for key in leaving where !table.dirty.contains(key) { table.counters[key] = nil }
+    }
+  }
+
+  package var counterCount: Int { table.withLock { $0.counters.count } }
+}
