@@ -128,7 +128,7 @@ var targets: [Target] = [
   .testTarget(
     name: "GatewayTests",
     dependencies: [
-      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
+      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
       "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HummingbirdTesting", package: "hummingbird"),

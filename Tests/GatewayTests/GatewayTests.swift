@@ -6,6 +6,7 @@ import HeraldDelivery
 import HeraldGateway
 import HeraldPostgres
 import HeraldProtos
+import HeraldRateLimit
 import HeraldServerKit
 import HeraldTestSupport
 import Hummingbird
@@ -26,6 +27,7 @@ import Testing
     adminKey: String? = GatewayTests.adminKey,
     announced: Announced = Announced(),
     delivery: Bool = false,
+    rateLimit: Bool = false,
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
@@ -33,11 +35,12 @@ import Testing
     campaign.readinessDependencies = []
     campaign.makeWorkers = { _ in [] }
     let campaignDefinition = campaign
-    @Sendable func run(deliveryPort: Int?) async throws {
+    @Sendable func run(deliveryPort: Int?, rateLimitPort: Int? = nil) async throws {
       try await withRunningService(campaignDefinition, databaseURL: url) { port, _ async throws in
         var services = Dictionary(uniqueKeysWithValues: ServiceCatalog.backEnds.map { ($0, Self.down) })
         services["campaign"] = ServiceAddress(host: "127.0.0.1", port: port)
         if let deliveryPort { services["delivery"] = ServiceAddress(host: "127.0.0.1", port: deliveryPort) }
+        if let rateLimitPort { services["ratelimit"] = ServiceAddress(host: "127.0.0.1", port: rateLimitPort) }
         let configuration = GatewayConfiguration(
           port: 0, database: try DatabaseConfiguration(url: url), services: services,
           statusTimeout: .seconds(3), adminKey: adminKey)
@@ -46,6 +49,11 @@ import Testing
           announceKey: { key in announced.keys.withLock { $0.append(key) } },
           registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
         try await app.test(.router, body)
+      }
+    }
+    if rateLimit {
+      return try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ async throws in
+        try await run(deliveryPort: nil, rateLimitPort: rateLimitPort)
       }
     }
     guard delivery else { return try await run(deliveryPort: nil) }
@@ -321,6 +329,47 @@ import Testing
       uri: uri, method: .post, headers: headers, body: data.map { ByteBuffer(bytes: $0) }
     ) { response async throws in
       (response.status, try Self.json(response.body))
+    }
+  }
+
+  @Test func rateLimitsOverREST() async throws {
+    try await withGateway(rateLimit: true) { client async throws in
+      let (putStatus, limit) = try await Self.post(
+        client, "/v1/rate-limits",
+        ["descriptors": [["key": "domain", "value": "*"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE", "algorithm": "ALGORITHM_FIXED_WINDOW"])
+      #expect(putStatus == .ok && limit["key"] as? String == "domain=*")
+      let (badStatus, bad) = try await Self.post(
+        client, "/v1/rate-limits", ["descriptors": [["key": "domain", "value": "a b"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE"])
+      #expect(badStatus == .badRequest && bad["field"] as? String == "descriptors[0].value")
+
+      let check: [String: Any] = ["checks": [["descriptors": [["key": "domain", "value": "gmail.com"]], "hits": "2"]]]
+      let (_, first) = try await Self.post(client, "/v1/rate-limits/check", check)
+      #expect(first["overall_code"] as? String == "CODE_OK")
+      let (_, second) = try await Self.post(client, "/v1/rate-limits/check", check)
+      #expect(second["overall_code"] as? String == "CODE_OVER_LIMIT")
+      let refused = try #require((second["statuses"] as? [[String: Any]])?.first)
+      #expect(refused["key"] as? String == "domain=gmail.com" && refused["limit_key"] as? String == "domain=*")
+      #expect(Int(refused["retry_after_ms"] as? String ?? "") ?? 0 > 0)
+
+      try await client.execute(uri: "/v1/rate-limits", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let state = try Self.json(response.body)
+        #expect((state["limits"] as? [[String: Any]])?.map { $0["key"] as? String } == ["domain=*"])
+        #expect((state["members"] as? [[String: Any]])?.count == 1)
+        let counter = try #require((state["counters"] as? [[String: Any]])?.first)
+        #expect(counter["key"] as? String == "domain=gmail.com" && counter["remaining"] == nil, "0 is left (proto3 JSON omits zero)")
+      }
+      try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let overview = try #require(try Self.json(response.body)["rate_limit"] as? [String: Any])
+        #expect((overview["members"] as? [String])?.count == 1 && overview["limits"] as? Int == 1 && overview["over_limit"] as? Int == 1)
+      }
+      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) { response async throws in
+        #expect(response.status == .noContent)
+      }
+      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) { response async throws in
+        #expect(response.status == .notFound)
+      }
+      let (_, afterDelete) = try await Self.post(client, "/v1/rate-limits/check", check)
+      #expect(afterDelete["overall_code"] as? String == "CODE_OK", "no limit: allowed")
     }
   }
 

@@ -158,6 +158,17 @@ package func withSMTPSink<T: Sendable>(
   return try await body(SMTPSink(port: port, certificatePEM: certificate, journal: folder + "/journal.jsonl"))
 }
 
+/// A Herald program (`delivery`, `ratelimit`, ...) built next to the test bundle
+/// (`swift build --build-tests` builds them all).
+package func builtExecutable(_ name: String) throws -> String {
+  let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  for candidate in [folder, folder.deletingLastPathComponent()] {
+    let path = candidate.appendingPathComponent(name).path
+    if FileManager.default.isExecutableFile(atPath: path) { return path }
+  }
+  throw TestSetupError("the \(name) executable is not built next to \(folder.path): run `swift build --build-tests`")
+}
+
 /// A child process started with posix_spawn, killed (SIGKILL) by `kill()`.
 package final class SpawnedProcess: Sendable {
   package let pid: pid_t

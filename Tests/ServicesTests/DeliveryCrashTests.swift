@@ -11,18 +11,8 @@ import Testing
 
 /// The real `delivery` executable, killed with SIGKILL mid-run and started again (SPEC §9).
 @Suite(.timeLimit(.minutes(5))) struct DeliveryCrashTests {
-  /// The `delivery` program built next to the test bundle (`swift build --build-tests` builds it).
-  static func deliveryExecutable() throws -> String {
-    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [folder, folder.deletingLastPathComponent()] {
-      let path = candidate.appendingPathComponent("delivery").path
-      if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    throw TestSetupError("the delivery executable is not built next to \(folder.path): run `swift build --build-tests`")
-  }
-
   @Test func tenThousandMessagesAreDeliveredOnceAcrossAKillNine() async throws {
-    let executable = try Self.deliveryExecutable()
+    let executable = try builtExecutable("delivery")
     let url = try await TestPostgres.shared.makeDatabase()
     let logger = Logger(label: "test.crash")
     try await withSMTPSink { sink in
