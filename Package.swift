@@ -171,7 +171,8 @@ var benchmarkDependencies: [Package.Dependency] = []
 // sets it — so that the normal build, `swift test` and CI never resolve or compile them.
 if Context.environment["HERALD_BENCHMARKS"] != nil {
   benchmarkDependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
-  for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"])] {
+  for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
+  ] {
     targets.append(
       .executableTarget(
         name: name,

@@ -41,7 +41,7 @@ package enum DeliveryDefinition {
         let providers = registry(resources)
         let queue = PostgresMessageQueue(client: resources.database, logger: resources.logger)
         let throttle: any SendThrottle =
-          throttle ?? resources.clients["ratelimit"].map { RateLimitThrottle(client: $0, logger: resources.logger) } ?? Unthrottled()
+          throttle ?? resources.clients["ratelimit"].map { RateLimitThrottle(client: $0, refresh: settings.refreshInterval, logger: resources.logger) } ?? Unthrottled()
         let senders = (0..<settings.workers).map { number in
           BackgroundWorker(name: "delivery-\(number + 1)") {
             await DeliveryWorker(queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger).run()

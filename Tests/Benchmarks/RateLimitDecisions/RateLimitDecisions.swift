@@ -1,0 +1,118 @@
+import Benchmark
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldPostgres
+import HeraldProtos
+import HeraldRateLimit
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import SwiftProtobuf
+
+/// Rate-limit decisions per second on loopback (issue #5): unary calls (one check each) and
+/// batched calls (100 checks each), with p50/p99 latency per call, beside a bare gRPC unary
+/// call (grpc.health.v1.Health/Check, which does no work) measured in the same run against the
+/// same server. Client and server share this machine's cores.
+let benchmarks: @Sendable () -> Void = {
+  Benchmark(
+    "Rate-limit decisions: unary and batched beside a bare unary baseline",
+    configuration: .init(metrics: [.wallClock], warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1)
+  ) { benchmark in
+    try await run(benchmark: benchmark)
+  }
+}
+
+/// 10,000 recipient domains, each its own counter of a `domain=*` limit that never runs out.
+let domains = (0..<10_000).map { "domain\($0).example" }
+
+func check(_ n: Int) -> Herald_Ratelimit_V1_RateLimitCheck {
+  .with { $0.descriptors = [.with { $0.key = "domain"; $0.value = domains[n % domains.count] }] }
+}
+
+struct Measured {
+  var calls: Int
+  var seconds: Double
+  var latencies: [Double]
+
+  func percentile(_ p: Double) -> Double {
+    let sorted = latencies.sorted()
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000
+  }
+}
+
+/// Runs `calls` calls of `call`, `concurrency` at a time, timing each.
+func measure(calls: Int, concurrency: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Measured {
+  let start = ContinuousClock.now
+  let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+    for worker in 0..<concurrency {
+      group.addTask {
+        var own: [Double] = []
+        var n = worker
+        while n < calls {
+          let began = ContinuousClock.now
+          try await call(n)
+          own.append(seconds(since: began))
+          n += concurrency
+        }
+        return own
+      }
+    }
+    var all: [Double] = []
+    for try await own in group { all += own }
+    return all
+  }
+  return Measured(calls: calls, seconds: seconds(since: start), latencies: latencies)
+}
+
+func report(_ name: String, _ measured: Measured, decisionsPerCall: Int, concurrency: Int) {
+  benchmarkPhase(
+    name + " "
+    + String(
+      format: "calls=%d concurrency=%d seconds=%.2f calls_per_second=%.0f decisions_per_second=%.0f p50_ms=%.3f p99_ms=%.3f",
+      measured.calls, concurrency, measured.seconds, Double(measured.calls) / measured.seconds,
+      Double(measured.calls * decisionsPerCall) / measured.seconds, measured.percentile(0.5), measured.percentile(0.99)))
+}
+
+func run(benchmark: Benchmark) async throws {
+  benchmark.stopMeasurement()
+  let url = try await TestPostgres.shared.makeDatabase()
+  try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { port, _ in
+    try await withClient(port: port) { client in
+      let limits = Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
+      let health = Grpc_Health_V1_Health.Client(wrapping: client)
+      _ = try await limits.putLimit(.with {
+        $0.descriptors = [.with { $0.key = "domain"; $0.value = "*" }]
+        $0.requestsPerUnit = 1_000_000_000
+        $0.unit = .second
+      })
+      // Warm up connections and counters.
+      _ = try await measure(calls: 2_000, concurrency: 8) { n in
+        _ = try await limits.shouldRateLimit(.with { $0.checks = (0..<100).map { check(n * 100 + $0) } })
+      }
+      benchmark.startMeasurement()
+      for concurrency in [1, 32] {
+        let calls = concurrency == 1 ? 10_000 : 50_000
+        let baseline = try await measure(calls: calls, concurrency: concurrency) { _ in
+          _ = try await health.check(.init())
+        }
+        report("baseline_health_check", baseline, decisionsPerCall: 0, concurrency: concurrency)
+        let unary = try await measure(calls: calls, concurrency: concurrency) { n in
+          let answer = try await limits.shouldRateLimit(.with { $0.checks = [check(n)] })
+          guard answer.overallCode == .ok else { throw BenchmarkFailure("a decision was OVER_LIMIT") }
+        }
+        report("unary_should_rate_limit", unary, decisionsPerCall: 1, concurrency: concurrency)
+      }
+      for (batch, concurrency) in [(100, 8), (1_000, 4)] {
+        let calls = 400_000 / batch
+        let batched = try await measure(calls: calls, concurrency: concurrency) { n in
+          let answer = try await limits.shouldRateLimit(.with { $0.checks = (0..<batch).map { check(n * batch + $0) } })
+          guard answer.statuses.count == batch, answer.overallCode == .ok else { throw BenchmarkFailure("a batch was not all OK") }
+        }
+        report("batched_\(batch)_checks", batched, decisionsPerCall: batch, concurrency: concurrency)
+      }
+      benchmark.stopMeasurement()
+    }
+  }
+}
