@@ -454,7 +454,7 @@ import Testing
         {"name": "sms", "channel": "CHANNEL_SMS", "httpSms": {"url": "https://sms.example.com/send"}}
       ]}
       """#.write(toFile: path, atomically: true, encoding: .utf8)
-    #expect(throws: ProviderFileError.self) { try ProviderConfig.loadFile(path) }
+    #expect(throws: ConfigFileError.self) { try ProviderConfig.loadFile(path) }
     do {
       _ = try ProviderConfig.loadFile(path)
     } catch {

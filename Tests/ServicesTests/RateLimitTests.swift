@@ -387,7 +387,8 @@ import Testing
                 let deferred = try await database.query(
                   "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'deferred'", logger: Logger(label: "test")
                 ).decode(Int.self).elements().first ?? 0
-                #expect(deferred >= 4, "at least the four over the limit waited")
+                // Any two consecutive seconds let four through: at least two of the six waited.
+                #expect(deferred >= 2, "the ones over the limit waited")
                 let attempts = try await database.query(
                   "SELECT max(attempts)::int FROM delivery.messages", logger: Logger(label: "test")
                 ).decode(Int.self).elements().first ?? -1

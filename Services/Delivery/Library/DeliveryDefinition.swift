@@ -4,7 +4,6 @@ import HeraldProtos
 import HeraldServerKit
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// The delivery process (SPEC §3): the durable send queue, its workers and providers.
 package enum DeliveryDefinition {
@@ -18,16 +17,10 @@ package enum DeliveryDefinition {
     settings: DeliverySettings = DeliverySettings(), throttle: (any SendThrottle)? = nil,
     providerFactory: ProviderRegistry.Factory? = nil
   ) -> ServiceDefinition {
-    let registries = Mutex<ProviderRegistry?>(nil)
-    @Sendable func registry(_ resources: ServiceResources) -> ProviderRegistry {
-      registries.withLock { registry in
-        if let registry { return registry }
-        let made = ProviderRegistry(
-          store: ProviderStore(client: resources.database, logger: resources.logger), policy: settings.breaker,
-          factory: providerFactory)
-        registry = made
-        return made
-      }
+    let registry = PerProcess { resources in
+      ProviderRegistry(
+        store: ProviderStore(client: resources.database, logger: resources.logger), policy: settings.breaker,
+        factory: providerFactory)
     }
     return ServiceDefinition(
       name: "delivery",

@@ -9,7 +9,8 @@ import Synchronization
 /// Asks the rate-limit service before a send (SPEC §3/§4), one call with a check per
 /// descriptor: `provider=<name>`, `domain=<recipient domain>` and, when the provider has one,
 /// `identity=<sending identity>`. An over-limit answer delays the message by the longest
-/// retry-after; a service that does not answer lets the send go (and says so in the log).
+/// retry-after; a service that does not answer lets the send go (and says so in the log), and is
+/// not asked again for `refresh`, so that sends do not each wait for its deadline.
 /// Descriptors no limit is defined for are not asked about (the limits are looked up every few
 /// seconds), so a stack without limits makes no call per send.
 package final class RateLimitThrottle: SendThrottle {
@@ -17,7 +18,8 @@ package final class RateLimitThrottle: SendThrottle {
   let timeout: Duration
   let refresh: Duration
   let logger: Logger
-  private let lastWarning = Mutex<ContinuousClock.Instant?>(nil)
+  /// When a call last failed.
+  private let failedAt = Mutex<ContinuousClock.Instant?>(nil)
   /// Descriptor keys some single-descriptor limit uses (nil: not known, ask about all), and when
   /// they were read.
   private let limited = Mutex<(keys: Set<String>?, readAt: ContinuousClock.Instant?)>((nil, nil))
@@ -51,13 +53,11 @@ package final class RateLimitThrottle: SendThrottle {
     }
   }
 
-  var options: CallOptions {
-    var options = CallOptions.timeout(timeout)
-    options.waitForReady = false  // a service that is down answers at once, not at the deadline
-    return options
-  }
+  var options: CallOptions { .timeout(timeout) }
 
   package func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration? {
+    let now = ContinuousClock.now
+    if let failed = failedAt.withLock({ $0 }), now - failed < refresh { return nil }
     let keys = await limitedKeys()
     var request = Herald_Ratelimit_V1_ShouldRateLimitRequest()
     for (key, value) in [("provider", provider), ("domain", recipientDomain), ("identity", sendingIdentity ?? "")]
@@ -72,20 +72,19 @@ package final class RateLimitThrottle: SendThrottle {
     guard !request.checks.isEmpty else { return nil }
     do {
       let response = try await client.shouldRateLimit(request, options: options)
+      failedAt.withLock { $0 = nil }
       guard response.overallCode == .overLimit else { return nil }
       let wait = response.statuses.filter { $0.code == .overLimit }.map(\.retryAfterMs).max() ?? 1000
       return .milliseconds(max(wait, 10))
     } catch {
-      let now = ContinuousClock.now
-      let warn = lastWarning.withLock { last in
-        guard last.map({ now - $0 > .seconds(10) }) ?? true else { return false }
-        last = now
-        return true
+      let first = failedAt.withLock { failed in
+        defer { failed = .now }
+        return failed == nil
       }
-      if warn {
-        logger.warning(
-          "the rate-limit service did not answer; sending without its decision", metadata: ["error": "\(error)"])
-      }
+      logger.log(
+        level: first ? .warning : .debug,
+        "the rate-limit service did not answer; sending without its decisions for a while",
+        metadata: ["error": "\(error)", "retry_in": "\(refresh)"])
       return nil
     }
   }

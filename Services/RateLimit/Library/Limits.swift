@@ -5,7 +5,6 @@ import HeraldProtos
 import HeraldServerKit
 import Logging
 import PostgresNIO
-import SwiftProtobuf
 
 /// A limit over a set of descriptors, e.g. `domain=*,provider=smtp-primary`. A value `*` matches
 /// any value, and each value gets its own counter.
@@ -120,6 +119,9 @@ extension LimitDefinition {
     }
     guard request.burst >= 0 else { throw .field(path("burst"), .invalidArgument, "\(path("burst")) must not be negative") }
     if let warmup {
+      for (name, value) in [("requests_per_unit", request.requestsPerUnit), ("burst", request.burst)] where value != 0 {
+        throw .field(path(name), .invalidArgument, "\(path(name)) does not go with a warm-up schedule: its daily_volumes are the caps")
+      }
       guard unit == .day, algorithm == .fixedWindow else {
         throw .field(path("warmup"), .invalidArgument, "\(path("warmup")) caps days: leave unit and algorithm out (or UNIT_DAY, ALGORITHM_FIXED_WINDOW)")
       }
@@ -173,7 +175,7 @@ extension LimitDefinition {
         }
       }
       guard seen.insert(descriptor.key).inserted else {
-        throw .field("\(field)[\(index)].key", .invalidArgument, "descriptor key '\(descriptor.key)' is repeated")
+        throw .field("\(field)[\(index)].key", .invalidArgument, "\(field)[\(index)].key '\(descriptor.key)' is repeated")
       }
     }
     return descriptors.map { ($0.key, $0.value) }.sorted { $0.key < $1.key }
@@ -181,39 +183,20 @@ extension LimitDefinition {
 
   /// Reads and checks the limits file (protobuf JSON of `LimitsFile`); the error names the file
   /// and the entry.
-  package static func loadFile(_ path: String) throws -> [LimitDefinition] {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-      throw LimitsFileError(description: "cannot read the limits file \(path): \(error.localizedDescription)")
-    }
-    let file: Herald_Ratelimit_V1_LimitsFile
-    do {
-      file = try Herald_Ratelimit_V1_LimitsFile(jsonUTF8Data: data)
-    } catch {
-      throw LimitsFileError(description: "the limits file \(path) is not valid: \(error)")
-    }
+  package static func loadFile(_ path: String) throws(ConfigFileError) -> [LimitDefinition] {
+    let kind = "the limits file"
+    let file = try ConfigFile.load(Herald_Ratelimit_V1_LimitsFile.self, path: path, kind: kind)
     var seen = Set<String>()
-    var limits: [LimitDefinition] = []
-    for (index, request) in file.limits.enumerated() {
-      do throws(RPCError) {
-        let limit = try LimitDefinition(validating: request, field: "limits[\(index)]")
-        guard seen.insert(limit.key).inserted else {
-          throw .field("limits[\(index)].descriptors", .invalidArgument, "limits[\(index)] repeats the limit '\(limit.key)'")
-        }
-        limits.append(limit)
-      } catch {
-        throw LimitsFileError(description: "the limits file \(path): \(error.message)")
+    return try ConfigFile.entries(file.limits, path: path, kind: kind) { (index, request) throws(RPCError) in
+      let limit = try LimitDefinition(validating: request, field: "limits[\(index)]")
+      guard seen.insert(limit.key).inserted else {
+        throw .field("limits[\(index)].descriptors", .invalidArgument, "limits[\(index)] repeats the limit '\(limit.key)'")
       }
+      return limit
     }
-    return limits
   }
 }
 
-package struct LimitsFileError: Error, CustomStringConvertible {
-  package var description: String
-}
 
 /// `ratelimit.limits` and `ratelimit.counters`.
 package struct LimitStore: Sendable {
@@ -296,9 +279,11 @@ package struct LimitStore: Sendable {
     try await client.query(
       """
       INSERT INTO ratelimit.counters (key, limit_key, tokens, updated, window_start, count, previous_count, saved_at)
-      SELECT *, now() FROM unnest(\(counters.map(\.key)), \(counters.map(\.limitKey)), \(counters.map(\.state.tokens)),
+      SELECT c.*, now() FROM unnest(\(counters.map(\.key)), \(counters.map(\.limitKey)), \(counters.map(\.state.tokens)),
         \(counters.map(\.state.updated)), \(counters.map(\.state.windowStart)), \(counters.map(\.state.count)),
-        \(counters.map(\.state.previousCount)))
+        \(counters.map(\.state.previousCount))) AS c(key, limit_key, tokens, updated, window_start, count, previous_count)
+      -- A limit deleted meanwhile (on another replica) takes its counters with it.
+      WHERE EXISTS (SELECT 1 FROM ratelimit.limits l WHERE l.key = c.limit_key)
       ON CONFLICT (key) DO UPDATE SET
         limit_key = EXCLUDED.limit_key, tokens = EXCLUDED.tokens, updated = EXCLUDED.updated,
         window_start = EXCLUDED.window_start, count = EXCLUDED.count, previous_count = EXCLUDED.previous_count,

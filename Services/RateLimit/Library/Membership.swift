@@ -85,6 +85,7 @@ package final class Membership: Sendable {
     var members: [MemberInfo] = []
     var ring = HashRing(members: [])
     var clients: [String: GRPCClient<HTTP2ClientTransport.Posix>] = [:]
+    var leaving = false
   }
 
   private let view = Mutex(View())
@@ -97,11 +98,21 @@ package final class Membership: Sendable {
     self.logger = logger
   }
 
-  /// The owner of `key`: nil means this replica (also when no member is known yet).
-  package func owner(of key: String) -> (id: String, client: GRPCClient<HTTP2ClientTransport.Posix>)? {
+  package enum Route {
+    /// This replica decides (it owns the key, or no member is known yet).
+    case here
+    case forward(owner: String, client: GRPCClient<HTTP2ClientTransport.Posix>)
+    /// The owner cannot be asked (no usable address, or this replica is leaving): the failure
+    /// policy answers.
+    case unreachable(owner: String)
+  }
+
+  package func route(of key: String) -> Route {
     view.withLock { view in
-      guard let owner = view.ring.owner(of: key), owner != id, let client = view.clients[owner] else { return nil }
-      return (owner, client)
+      guard let owner = view.ring.owner(of: key) else { return view.leaving ? .unreachable(owner: id) : .here }
+      if owner == id { return view.leaving ? .unreachable(owner: id) : .here }
+      guard !view.leaving, let client = view.clients[owner] else { return .unreachable(owner: owner) }
+      return .forward(owner: owner, client: client)
     }
   }
 
@@ -117,9 +128,9 @@ package final class Membership: Sendable {
   }
 
   /// Heartbeats, reads the live members and rebuilds the ring when they changed. Returns the
-  /// clients of members that joined (to be run by the caller) and whether the ring changed.
-  package func heartbeat() async throws -> (joined: [GRPCClient<HTTP2ClientTransport.Posix>], changed: Bool) {
-    let ttlSeconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+  /// clients of members that joined (to be run by the caller).
+  package func heartbeat() async throws -> [GRPCClient<HTTP2ClientTransport.Posix>] {
+    let ttlSeconds = ttl.milliseconds / 1000
     let rows = try await client.query(
       """
       WITH me AS (
@@ -169,12 +180,17 @@ package final class Membership: Sendable {
     if changed {
       logger.info("rate-limit members changed", metadata: ["members": "\(members.map(\.id).joined(separator: ","))"])
     }
-    return (joined, changed)
+    return joined
   }
 
-  /// Leaves the ring at once (graceful shutdown), so that keys move without waiting for the TTL.
+  /// Leaves the ring at once (graceful shutdown), so that keys move without waiting for the TTL;
+  /// from here on this replica decides nothing (what it still gets is the failure policy's).
   package func leave() async {
+    view.withLock { $0.leaving = true }
     _ = try? await client.query("DELETE FROM ratelimit.members WHERE id = \(id)", logger: logger)
+  }
+
+  package func closeConnections() {
     let clients = view.withLock { view in
       defer { view.clients.removeAll() }
       return Array(view.clients.values)

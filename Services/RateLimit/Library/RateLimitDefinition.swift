@@ -6,7 +6,6 @@ import HeraldProtos
 import HeraldServerKit
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// How a rate-limit replica behaves; from `HERALD_RATELIMIT_*` variables.
 package struct RateLimitSettings: Sendable, Equatable {
@@ -67,21 +66,15 @@ package enum RateLimitDefinition {
   }
 
   package static func make(settings: RateLimitSettings = RateLimitSettings()) -> ServiceDefinition {
-    let nodes = Mutex<Node?>(nil)
-    @Sendable func node(_ resources: ServiceResources) -> Node {
-      nodes.withLock { node in
-        if let node { return node }
-        let store = LimitStore(client: resources.database, logger: resources.logger)
-        let configuration = resources.configuration
-        let host = configuration.host == "0.0.0.0" ? ProcessInfo.processInfo.hostName : configuration.host
-        let made = Node(
-          store: store, limiter: RateLimiter(store: store, logger: resources.logger),
-          membership: Membership(
-            address: settings.advertiseAddress ?? "\(host):\(configuration.port)", ttl: settings.memberTTL,
-            client: resources.database, logger: resources.logger))
-        node = made
-        return made
-      }
+    let node = PerProcess { resources in
+      let store = LimitStore(client: resources.database, logger: resources.logger)
+      let configuration = resources.configuration
+      let host = configuration.host == "0.0.0.0" ? ProcessInfo.processInfo.hostName : configuration.host
+      return Node(
+        store: store, limiter: RateLimiter(store: store, logger: resources.logger),
+        membership: Membership(
+          address: settings.advertiseAddress ?? "\(host):\(configuration.port)", ttl: settings.memberTTL,
+          client: resources.database, logger: resources.logger))
     }
     return ServiceDefinition(
       name: "ratelimit",
@@ -97,43 +90,39 @@ package enum RateLimitDefinition {
       makeWorkers: { resources in
         let node = node(resources)
         let logger = resources.logger
-        let members = BackgroundWorker(name: "ratelimit-members") {
-          // Heartbeats and keeps the ring and the limits current; runs the connections to the
-          // other members; leaves the ring at the end.
+        let state = BackgroundWorker(name: "ratelimit-state") {
+          // One loop, so that counters are saved by one task at a time: it saves changed hour and
+          // day counters every flush interval and, every heartbeat, heartbeats, re-reads members
+          // and limits, runs the connections to new members and hands over the keys this replica
+          // no longer owns. At the end it leaves the ring, then saves what is left.
           await withDiscardingTaskGroup { group in
-            var first = true
+            var lastHeartbeat: ContinuousClock.Instant?
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-              if !first { await BackgroundWorker.pause(settings.heartbeat) }
-              first = false
-              guard !Task.isShuttingDownGracefully else { break }
               do {
-                let (joined, changed) = try await node.membership.heartbeat()
-                for client in joined { group.addTask { try? await client.runConnections() } }
-                if changed { try await node.limiter.release { !node.membership.owns($0) } }
-                node.limiter.setLimits(try await node.store.all())
+                if lastHeartbeat.map({ .now - $0 >= settings.heartbeat }) ?? true {
+                  lastHeartbeat = .now
+                  let joined = try await node.membership.heartbeat()
+                  for client in joined { group.addTask { try? await client.runConnections() } }
+                  node.limiter.setLimits(try await node.store.all())
+                  try await node.limiter.release { !node.membership.owns($0) }
+                } else {
+                  try await node.limiter.flush()
+                }
               } catch {
-                logger.error("rate-limit heartbeat failed", metadata: ["error": "\(error)"])
+                logger.error("rate-limit heartbeat or counter save failed (retried next round)", metadata: ["error": "\(error)"])
               }
+              await BackgroundWorker.pause(settings.flushInterval)
             }
             await node.membership.leave()
-          }
-        }
-        let flusher = BackgroundWorker(name: "ratelimit-flush") {
-          while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await BackgroundWorker.pause(settings.flushInterval)
             do {
               try await node.limiter.flush()
             } catch {
-              logger.error("saving hour and day counters failed (kept for the next round)", metadata: ["error": "\(error)"])
+              logger.error("saving hour and day counters at shutdown failed", metadata: ["error": "\(error)"])
             }
-          }
-          do {
-            try await node.limiter.flush()
-          } catch {
-            logger.error("saving hour and day counters at shutdown failed", metadata: ["error": "\(error)"])
+            node.membership.closeConnections()
           }
         }
-        return [members, flusher]
+        return [state]
       },
       prepare: { resources in
         let node = node(resources)

@@ -39,25 +39,33 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     for (index, check) in checks.enumerated() {
       if request.forwarded || limiter.limit(for: check.descriptors) == nil {
         local.append(index)
-      } else if let owner = membership.owner(of: check.key) {
-        remote[owner.id, default: (owner.client, [])].indexes.append(index)
-      } else {
-        local.append(index)
+        continue
+      }
+      switch membership.route(of: check.key) {
+      case .here: local.append(index)
+      case .forward(let owner, let client): remote[owner, default: (client, [])].indexes.append(index)
+      case .unreachable(let owner): statuses[index] = failureStatus(check, owner: owner)
       }
     }
     if !local.isEmpty {
-      let outcomes = try await limiter.decide(local.map { checks[$0] }, peek: request.peek)
-      for (index, outcome) in zip(local, outcomes) { statuses[index] = Self.status(checks[index], outcome, owner: membership.id) }
+      do {
+        let outcomes = try await limiter.decide(local.map { checks[$0] }, peek: request.peek)
+        for (index, outcome) in zip(local, outcomes) { statuses[index] = Self.status(checks[index], outcome, owner: membership.id) }
+      } catch {
+        // The saved hour/day counters could not be read: these checks get the policy's answer.
+        logger.error("reading saved counters failed; the failure policy decides", metadata: ["error": "\(error)"])
+        for index in local { statuses[index] = failureStatus(checks[index], owner: membership.id) }
+      }
     }
     if !remote.isEmpty {
-      try await withThrowingTaskGroup(of: [(Int, Herald_Ratelimit_V1_RateLimitStatus)].self) { group in
+      await withTaskGroup(of: [(Int, Herald_Ratelimit_V1_RateLimitStatus)].self) { group in
         for (owner, route) in remote {
           group.addTask {
-            await forward(route.indexes.map { request.checks[$0] }, peek: request.peek, to: owner, client: route.client)
+            await forward(route.indexes.map { (request.checks[$0], checks[$0]) }, peek: request.peek, to: owner, client: route.client)
               .enumerated().map { (route.indexes[$0.offset], $0.element) }
           }
         }
-        for try await answers in group {
+        for await answers in group {
           for (index, status) in answers { statuses[index] = status }
         }
       }
@@ -70,10 +78,11 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
 
   /// Asks the owner; an owner that does not answer gets the configured failure policy's answer.
   func forward(
-    _ checks: [Herald_Ratelimit_V1_RateLimitCheck], peek: Bool, to owner: String, client: GRPCClient<HTTP2ClientTransport.Posix>
+    _ checks: [(message: Herald_Ratelimit_V1_RateLimitCheck, check: Check)], peek: Bool, to owner: String,
+    client: GRPCClient<HTTP2ClientTransport.Posix>
   ) async -> [Herald_Ratelimit_V1_RateLimitStatus] {
     var request = Herald_Ratelimit_V1_ShouldRateLimitRequest()
-    request.checks = checks
+    request.checks = checks.map(\.message)
     request.peek = peek
     request.forwarded = true
     do {
@@ -87,21 +96,25 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
       logger.warning(
         "the owner of some keys did not answer; the failure policy decides",
         metadata: ["owner": "\(owner)", "policy": "\(settings.failurePolicy.rawValue)", "error": "\(error)"])
-      return checks.map { check in
-        var status = Herald_Ratelimit_V1_RateLimitStatus()
-        status.key = LimitDefinition.canonicalKey(check.descriptors.map { ($0.key, $0.value) }.sorted { $0.key < $1.key })
-        status.owner = owner
-        status.byFailurePolicy = true
-        switch settings.failurePolicy {
-        case .open:
-          status.code = .ok
-        case .closed:
-          status.code = .overLimit
-          status.retryAfterMs = Int64(settings.memberTTL.milliseconds)
-        }
-        return status
-      }
+      return checks.map { failureStatus($0.check, owner: owner) }
     }
+  }
+
+  /// The answer when the key's counter cannot be consulted: allowed (open) or refused with
+  /// retry-after = the member TTL, after which the key has a live owner again (closed).
+  func failureStatus(_ check: Check, owner: String) -> Herald_Ratelimit_V1_RateLimitStatus {
+    var status = Herald_Ratelimit_V1_RateLimitStatus()
+    status.key = check.key
+    status.owner = owner
+    status.byFailurePolicy = true
+    switch settings.failurePolicy {
+    case .open:
+      status.code = .ok
+    case .closed:
+      status.code = .overLimit
+      status.retryAfterMs = Int64(settings.memberTTL.milliseconds)
+    }
+    return status
   }
 
   static func validate(_ request: Herald_Ratelimit_V1_ShouldRateLimitRequest) throws(RPCError) -> [Check] {

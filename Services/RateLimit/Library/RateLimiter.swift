@@ -4,16 +4,16 @@ import Synchronization
 
 /// One check: a descriptor set (sorted by key, real values) and its hits.
 package struct Check: Sendable {
-  package var descriptors: [(key: String, value: String)]
-  package var hits: Int64
+  package let descriptors: [(key: String, value: String)]
+  package let hits: Int64
+  /// The counter's key, e.g. `domain=gmail.com,provider=smtp-primary`; also what owners hash.
+  package let key: String
 
   package init(descriptors: [(key: String, value: String)], hits: Int64) {
     self.descriptors = descriptors
     self.hits = hits
+    self.key = LimitDefinition.canonicalKey(descriptors)
   }
-
-  /// The counter's key, e.g. `domain=gmail.com,provider=smtp-primary`; also what owners hash.
-  package var key: String { LimitDefinition.canonicalKey(descriptors) }
 }
 
 /// The outcome of one check decided here.
@@ -31,7 +31,6 @@ package final class RateLimiter: Sendable {
   struct Counter {
     var limitKey: String
     var state: CounterState
-    var persisted: Bool
   }
 
   struct Table {
@@ -119,6 +118,7 @@ package final class RateLimiter: Sendable {
   /// since 1970.
   package func decide(_ checks: [Check], peek: Bool, now: Double = Date().timeIntervalSince1970) async throws -> [Outcome] {
     // Hour and day counters not in memory yet are read first (outside the lock).
+    var loaded: [String: CounterState] = [:]
     if let store {
       let missing = table.withLock { table -> [String] in
         var keys: Set<String> = []
@@ -132,24 +132,21 @@ package final class RateLimiter: Sendable {
       }
       if !missing.isEmpty {
         let saved = try await store.counters(missing)
-        table.withLock { table in
-          for key in missing where table.counters[key] == nil {
-            guard let limit = Self.match(LimitDefinition.descriptors(fromKey: key), in: table.limits) else { continue }
-            table.counters[key] = Counter(limitKey: limit.key, state: saved[key] ?? CounterState(), persisted: true)
-          }
-        }
+        for key in missing { loaded[key] = saved[key] ?? CounterState() }
       }
     }
+    let loadedStates = loaded
     return table.withLock { table in
       checks.map { check in
         let key = check.key
         guard let limit = Self.match(check.descriptors, in: table.limits) else { return Outcome(limit: nil, decision: nil) }
-        var counter = table.counters[key] ?? Counter(limitKey: limit.key, state: CounterState(), persisted: limit.unit.isPersisted)
+        // What was read just now serves only if no newer state is in memory.
+        var counter = table.counters[key] ?? Counter(limitKey: limit.key, state: loadedStates[key] ?? CounterState())
         counter.limitKey = limit.key
         let decision = counter.state.take(check.hits, rule: limit.rule(at: now), now: now, peek: peek)
         if !peek {
           table.counters[key] = counter
-          if counter.persisted && store != nil { table.dirty.insert(key) }
+          if limit.unit.isPersisted && store != nil { table.dirty.insert(key) }
         }
         return Outcome(limit: limit, decision: decision)
       }
@@ -184,14 +181,23 @@ package final class RateLimiter: Sendable {
     }
   }
 
-  /// Writes back and forgets the counters this replica no longer owns, so that their new owner
-  /// reads the latest, and that this replica reads them again if they come back.
-  package func release(where notOwned: (String) -> Bool) async throws {
-    let leaving = table.withLock { table in table.counters.keys.filter(notOwned) }
-    guard !leaving.isEmpty else { return }
+  /// Saves changed counters, then forgets those this replica no longer owns (so that their new
+  /// owner reads the latest, and this replica reads them again if they come back) and those back
+  /// at their full limit (a `*` limit would otherwise keep one per value ever seen).
+  package func release(where notOwned: (String) -> Bool, now: Double = Date().timeIntervalSince1970) async throws {
     try await flush()
     table.withLock { table in
-      for key in leaving where !table.dirty.contains(key) { table.counters[key] = nil }
+      for (key, counter) in table.counters where !table.dirty.contains(key) {
+        var state = counter.state
+        let full: Bool
+        if let limit = Self.match(LimitDefinition.descriptors(fromKey: key), in: table.limits) {
+          let decision = state.take(0, rule: limit.rule(at: now), now: now, peek: true)
+          full = decision.remaining >= decision.limit
+        } else {
+          full = true
+        }
+        if full || notOwned(key) { table.counters[key] = nil }
+      }
     }
   }
 

@@ -138,47 +138,24 @@ package struct ProviderConfig: Sendable, Equatable {
   }
 
   /// Reads `HERALD_DELIVERY_PROVIDERS_FILE`: JSON in the protobuf mapping of `ProvidersFile`.
-  package static func loadFile(_ path: String) throws -> (providers: [ProviderConfig], schedules: [WarmupScheduleConfig]) {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-      throw ProviderFileError(description: "cannot read the providers file \(path): \(error.localizedDescription)")
-    }
-    let file: Herald_Delivery_V1_ProvidersFile
-    do {
-      file = try Herald_Delivery_V1_ProvidersFile(jsonUTF8Data: data)
-    } catch {
-      throw ProviderFileError(description: "the providers file \(path) is not valid: \(error)")
-    }
+  package static func loadFile(_ path: String) throws(ConfigFileError) -> (providers: [ProviderConfig], schedules: [WarmupScheduleConfig]) {
+    let kind = "the providers file"
+    let file = try ConfigFile.load(Herald_Delivery_V1_ProvidersFile.self, path: path, kind: kind)
     var seen = Set<String>()
-    var providers: [ProviderConfig] = []
-    for (index, provider) in file.providers.enumerated() {
-      do throws(RPCError) {
-        let config = try ProviderConfig(validating: provider, field: "providers[\(index)]")
-        guard seen.insert(config.name).inserted else {
-          throw RPCError.field("providers[\(index)].name", .invalidArgument, "providers[\(index)].name '\(config.name)' appears twice")
-        }
-        providers.append(config)
-      } catch {
-        throw ProviderFileError(description: "the providers file \(path): \(error.message)")
+    let providers = try ConfigFile.entries(file.providers, path: path, kind: kind) { (index, provider) throws(RPCError) in
+      let config = try ProviderConfig(validating: provider, field: "providers[\(index)]")
+      guard seen.insert(config.name).inserted else {
+        throw RPCError.field("providers[\(index)].name", .invalidArgument, "providers[\(index)].name '\(config.name)' appears twice")
       }
+      return config
     }
-    var schedules: [WarmupScheduleConfig] = []
-    for (index, schedule) in file.warmupSchedules.enumerated() {
-      do throws(RPCError) {
-        schedules.append(try WarmupScheduleConfig(validating: schedule, field: "warmup_schedules[\(index)]"))
-      } catch {
-        throw ProviderFileError(description: "the providers file \(path): \(error.message)")
-      }
+    let schedules = try ConfigFile.entries(file.warmupSchedules, path: path, kind: kind) { (index, schedule) throws(RPCError) in
+      try WarmupScheduleConfig(validating: schedule, field: "warmup_schedules[\(index)]")
     }
     return (providers, schedules)
   }
 }
 
-package struct ProviderFileError: Error, CustomStringConvertible {
-  package var description: String
-}
 
 package struct WarmupScheduleConfig: Sendable, Equatable {
   package var sendingIdentity: String
