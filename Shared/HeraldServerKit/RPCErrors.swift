@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 
 /// Metadata key naming the request field an INVALID_ARGUMENT (or similar) error is about; the
@@ -10,6 +11,12 @@ extension RPCError {
     var metadata = Metadata()
     metadata.addString(field, forKey: fieldMetadataKey)
     return RPCError(code: code, message: message, metadata: metadata)
+  }
+
+  /// `text` as a UUID, or INVALID_ARGUMENT naming `field`.
+  package static func uuid(_ text: String, field: String) throws(RPCError) -> UUID {
+    guard let id = UUID(uuidString: text) else { throw .field(field, .invalidArgument, "\(field) '\(text)' is not a UUID") }
+    return id
   }
 
   package var field: String? {

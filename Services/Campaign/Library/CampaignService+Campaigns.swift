@@ -9,8 +9,7 @@ import SwiftProtobuf
 extension CampaignService {
   static func uuid(_ text: String, field: String) throws -> UUID {
     guard !text.isEmpty else { throw RPCError.field(field, .invalidArgument, "\(field) is required") }
-    guard let id = UUID(uuidString: text) else { throw RPCError.field(field, .invalidArgument, "\(field) '\(text)' is not a UUID") }
-    return id
+    return try RPCError.uuid(text, field: field)
   }
 
   static func name(_ text: String) throws -> String {

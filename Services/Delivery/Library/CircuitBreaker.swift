@@ -1,4 +1,5 @@
 import Foundation
+import HeraldServerKit
 import Synchronization
 
 /// When a provider's breaker opens and for how long.
@@ -143,7 +144,7 @@ package final class CircuitBreaker: Sendable {
       if state == .open, let opened = storage.openedAt, now >= opened.advanced(by: policy.openFor) { state = .halfOpen }
       return Snapshot(
         state: state, errorRate: attempts == 0 ? 0 : Double(failures) / Double(attempts), attemptsInWindow: attempts,
-        averageLatencyMilliseconds: attempts == 0 ? 0 : Self.milliseconds(latency) / Double(attempts),
+        averageLatencyMilliseconds: attempts == 0 ? 0 : latency.milliseconds / Double(attempts),
         lastError: storage.lastError, openedAt: storage.openedAtDate, sent: storage.sent, failed: storage.failed)
     }
   }
@@ -173,9 +174,5 @@ package final class CircuitBreaker: Sendable {
       storage.outcomes.removeFirst(storage.head)
       storage.head = 0
     }
-  }
-
-  static func milliseconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
   }
 }

@@ -72,8 +72,7 @@ extension DeliveryService {
   }
 
   static func uuid(_ text: String, field: String) throws -> UUID {
-    guard let id = UUID(uuidString: text) else { throw RPCError.field(field, .invalidArgument, "\(field) '\(text)' is not a UUID") }
-    return id
+    try RPCError.uuid(text, field: field)
   }
 
   static let statuses: Set<String> = [

@@ -30,9 +30,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     }
     var caps: [(UUID, Int64)] = []
     for (index, cap) in request.spendCaps.enumerated() {
-      guard let campaign = UUID(uuidString: cap.campaignID) else {
-        throw RPCError.field("spend_caps[\(index)].campaign_id", .invalidArgument, "spend_caps[\(index)].campaign_id '\(cap.campaignID)' is not a UUID")
-      }
+      let campaign = try RPCError.uuid(cap.campaignID, field: "spend_caps[\(index)].campaign_id")
       guard cap.budgetCents >= 0 else {
         throw RPCError.field("spend_caps[\(index)].budget_cents", .invalidArgument, "spend_caps[\(index)].budget_cents must not be negative")
       }
@@ -96,11 +94,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       throw RPCError.field("\(field).body", .invalidArgument, "\(field).body is empty")
     }
     func uuid(_ text: String, _ name: String) throws -> UUID? {
-      guard !text.isEmpty else { return nil }
-      guard let id = UUID(uuidString: text) else {
-        throw RPCError.field("\(field).\(name)", .invalidArgument, "\(field).\(name) '\(text)' is not a UUID")
-      }
-      return id
+      text.isEmpty ? nil : try RPCError.uuid(text, field: "\(field).\(name)")
     }
     return QueuedMessage(
       idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,

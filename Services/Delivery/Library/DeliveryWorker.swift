@@ -117,22 +117,21 @@ package struct DeliveryWorker: Sendable {
     // Spend: reserve each campaign's messages at the cost of the provider they will try first,
     // in one locked decision per campaign. Those that do not fit wait while other sends of the
     // campaign are in flight (their failures give budget back) and fail once none are.
-    var reserved = Set<UUID>()
     var settlements: [Settlement] = []
-    var toSend: [ClaimedMessage] = []
+    // Each with whether its first provider's cost was reserved for it.
+    var toSend: [(message: ClaimedMessage, reserved: Bool)] = []
     // One view of the providers for the whole batch: what is reserved is what is tried.
     let routes = Dictionary(uniqueKeysWithValues: Set(sending.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
     let byCampaign = Dictionary(grouping: sending.filter { $0.message.campaignID != nil }) {
       CampaignCost(campaign: $0.message.campaignID!, cost: routes[$0.message.channel]?.first?.config.costCents ?? 0)
     }
-    for message in sending where message.message.campaignID == nil { toSend.append(message) }
+    for message in sending where message.message.campaignID == nil { toSend.append((message, false)) }
     for (key, messages) in byCampaign.sorted(by: { $0.key < $1.key }) {
       let (granted, othersInFlight) = try await queue.reserveSpend(
         campaign: key.campaign, costCents: key.cost, messages: messages.map(\.message.id))
       for (index, message) in messages.enumerated() {
         if index < granted {
-          if key.cost > 0 { reserved.insert(message.message.id) }
-          toSend.append(message)
+          toSend.append((message, key.cost > 0))
         } else if othersInFlight {
           settlements.append(
             Settlement(
@@ -147,22 +146,19 @@ package struct DeliveryWorker: Sendable {
       }
     }
 
-    let reservedIDs = reserved
     settlements += await withTaskGroup(of: Settlement.self) { group in
       var results: [Settlement] = []
       var next = toSend.makeIterator()
-      var inFlight = 0
-      while inFlight < settings.concurrency, let message = next.next() {
-        let isReserved = reservedIDs.contains(message.message.id)
-        group.addTask { await deliver(message, reserved: isReserved, candidates: routes[message.message.channel] ?? []) }
-        inFlight += 1
+      func startNext() -> Bool {
+        guard let (message, reserved) = next.next() else { return false }
+        group.addTask { await deliver(message, reserved: reserved, candidates: routes[message.message.channel] ?? []) }
+        return true
       }
+      var started = 0
+      while started < settings.concurrency, startNext() { started += 1 }
       while let result = await group.next() {
         results.append(result)
-        if let message = next.next() {
-          let isReserved = reservedIDs.contains(message.message.id)
-          group.addTask { await deliver(message, reserved: isReserved, candidates: routes[message.message.channel] ?? []) }
-        }
+        _ = startNext()
       }
       return results
     }

@@ -66,9 +66,7 @@ struct CampaignController {
       try context.require("read")
       var body = Herald_Campaign_V1_ListEngagementRequest()
       for (name, keyPath) in [("page_size", \Herald_Campaign_V1_ListEngagementRequest.pageSize), ("min_score", \.minScore)] {
-        guard let text = request.uri.queryParameters.get(name) else { continue }
-        guard let value = Int32(text) else { throw Problem.badRequest("\(name) '\(text)' is not a number", field: name) }
-        body[keyPath: keyPath] = value
+        if let value = try request.int32Query(name) { body[keyPath: keyPath] = value }
       }
       body.pageToken = request.uri.queryParameters.get("page_token") ?? ""
       let page = try await ProtoJSON.call("campaign") { [body] in try await campaign.listEngagement(body) }

@@ -35,10 +35,7 @@ struct DeliveryController {
       body.status = query.get("status") ?? ""
       body.campaignID = query.get("campaign_id") ?? ""
       body.cursor = query.get("cursor") ?? ""
-      if let text = query.get("limit") {
-        guard let limit = Int32(text) else { throw Problem.badRequest("limit '\(text)' is not a number", field: "limit") }
-        body.limit = limit
-      }
+      if let limit = try request.int32Query("limit") { body.limit = limit }
       let page = try await ProtoJSON.call("delivery") { [body] in try await delivery.listMessages(body) }
       return try ProtoJSON.response(page)
     }

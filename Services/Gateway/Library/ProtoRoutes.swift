@@ -3,6 +3,15 @@ import HTTPTypes
 import Hummingbird
 import SwiftProtobuf
 
+extension Request {
+  /// The query parameter `name` as a number (nil when absent); a 400 naming it when it is not one.
+  func int32Query(_ name: String) throws -> Int32? {
+    guard let text = uri.queryParameters.get(name) else { return nil }
+    guard let value = Int32(text) else { throw Problem.badRequest("\(name) '\(text)' is not a number", field: name) }
+    return value
+  }
+}
+
 /// Routes that relay to one back-end service: bodies are the proto3 JSON of the gRPC requests
 /// (snake_case names), answers the proto3 JSON of the replies, gRPC errors problem+json naming
 /// the service.

@@ -145,10 +145,7 @@ struct SubscriberController {
     group.get("subscribers") { request, context in
       try context.require("read")
       var body = Herald_Campaign_V1_ListSubscribersRequest()
-      if let size = request.uri.queryParameters.get("page_size") {
-        guard let value = Int32(size) else { throw Problem.badRequest("page_size '\(size)' is not a number", field: "page_size") }
-        body.pageSize = value
-      }
+      if let size = try request.int32Query("page_size") { body.pageSize = size }
       body.pageToken = request.uri.queryParameters.get("page_token") ?? ""
       let page = try await ProtoJSON.call("campaign") { [body] in try await campaign.listSubscribers(body) }
       return try ProtoJSON.response(page)

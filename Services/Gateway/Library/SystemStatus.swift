@@ -104,10 +104,8 @@ struct StatusProbe: Sendable {
           errorRate: provider.status.errorRate, latencyMs: (provider.status.latencyMsAverage * 100).rounded() / 100,
           lastError: provider.status.lastError.isEmpty ? nil : provider.status.lastError)
       }
-    } catch let error as RPCError {
-      overview.error = "\(error.code): \(error.message)"
     } catch {
-      overview.error = "\(error)"
+      overview.error = Self.describe(error)
     }
     return overview
   }
@@ -122,12 +120,15 @@ struct StatusProbe: Sendable {
       overview.counters = state.counters.count
       overview.overLimit = state.counters.filter { $0.remaining == 0 }.count
       overview.unreachable = state.unreachable
-    } catch let error as RPCError {
-      overview.error = "\(error.code): \(error.message)"
     } catch {
-      overview.error = "\(error)"
+      overview.error = Self.describe(error)
     }
     return overview
+  }
+
+  /// A failed call as the status page shows it: the gRPC code and message.
+  static func describe(_ error: any Error) -> String {
+    (error as? RPCError).map { "\($0.code): \($0.message)" } ?? "\(error)"
   }
 
   private func probe(_ target: Target) async -> ServiceHealth {
@@ -142,10 +143,8 @@ struct StatusProbe: Sendable {
       case .notServing: result.status = "NOT_SERVING"
       default: result.status = "UNKNOWN"
       }
-    } catch let error as RPCError {
-      result.error = "\(error.code): \(error.message)"
     } catch {
-      result.error = "\(error)"
+      result.error = Self.describe(error)
     }
     return result
   }

@@ -33,8 +33,6 @@ package struct HashRing: Sendable {
     self.points = points
   }
 
-  package var isEmpty: Bool { points.isEmpty }
-
   package func owner(of key: String) -> String? {
     guard !points.isEmpty else { return nil }
     let hash = Self.hash(key)

@@ -36,8 +36,9 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     // for the keys it owns, and for everything a peer forwarded).
     var local: [Int] = []
     var remote: [String: (client: GRPCClient<HTTP2ClientTransport.Posix>, indexes: [Int])] = [:]
+    let limits = request.forwarded ? [] : limiter.limits(for: checks)
     for (index, check) in checks.enumerated() {
-      if request.forwarded || limiter.limit(for: check.descriptors) == nil {
+      if request.forwarded || limits[index] == nil {
         local.append(index)
         continue
       }
@@ -263,11 +264,5 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     }
     if let updatedAt = limit.updatedAt { message.updatedAt = Google_Protobuf_Timestamp(date: updatedAt) }
     return message
-  }
-}
-
-extension Duration {
-  var milliseconds: Double {
-    Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
   }
 }

@@ -52,9 +52,12 @@ package final class RateLimiter: Sendable {
 
   // MARK: Limits
 
+  /// Replaces the limits (every heartbeat re-reads them): nothing is rebuilt when they are the same.
   package func setLimits(_ limits: [LimitDefinition]) {
+    let grouped = Dictionary(grouping: limits.sorted { $0.key < $1.key }) { Self.signature($0.descriptors) }
     table.withLock { table in
-      table.limits = Dictionary(grouping: limits) { Self.signature($0.descriptors) }
+      guard table.limits != grouped else { return }
+      table.limits = grouped
       // Counters of removed limits go; counters whose limit changed keep their state.
       let keys = Set(limits.map(\.key))
       table.counters = table.counters.filter { keys.contains($0.value.limitKey) }
@@ -67,6 +70,7 @@ package final class RateLimiter: Sendable {
       let signature = Self.signature(limit.descriptors)
       table.limits[signature, default: []].removeAll { $0.key == limit.key }
       table.limits[signature, default: []].append(limit)
+      table.limits[signature]?.sort { $0.key < $1.key }
     }
   }
 
@@ -85,6 +89,11 @@ package final class RateLimiter: Sendable {
   /// exact values wins (then the smaller key, so every replica picks the same).
   package func limit(for descriptors: [(key: String, value: String)]) -> LimitDefinition? {
     table.withLock { Self.match(descriptors, in: $0.limits) }
+  }
+
+  /// The limit of each check, under one lock (a batch is routed with it).
+  package func limits(for checks: [Check]) -> [LimitDefinition?] {
+    table.withLock { table in checks.map { Self.match($0.descriptors, in: table.limits) } }
   }
 
   static func signature(_ descriptors: [(key: String, value: String)]) -> String {
@@ -200,6 +209,4 @@ package final class RateLimiter: Sendable {
       }
     }
   }
-
-  package var counterCount: Int { table.withLock { $0.counters.count } }
 }
