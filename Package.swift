@@ -57,7 +57,7 @@ var targets: [Target] = [
   ),
   .target(
     name: "HeraldPostgres",
-    dependencies: ["HeraldCore", .postgres, .logging, .crypto],
+    dependencies: ["HeraldCore", .postgres, .logging, .crypto, .product(name: "NIOSSL", package: "swift-nio-ssl")],
     path: "Shared/HeraldPostgres",
     swiftSettings: swiftSettings
   ),
@@ -85,6 +85,8 @@ var targets: [Target] = [
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),
       .product(name: "Prometheus", package: "swift-prometheus"),
+      .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
       .nioCore,
     ],
     path: "Services/Gateway/Library",
@@ -92,7 +94,9 @@ var targets: [Target] = [
   ),
   .executableTarget(
     name: "GatewayMain",
-    dependencies: ["HeraldGateway", "HeraldCore", .product(name: "Hummingbird", package: "hummingbird")],
+    dependencies: [
+      "HeraldGateway", "HeraldCore", "HeraldMigrations", "HeraldServerKit", .product(name: "Hummingbird", package: "hummingbird"),
+    ],
     path: "Services/Gateway/Main",
     swiftSettings: swiftSettings
   ),
@@ -118,7 +122,7 @@ var targets: [Target] = [
   .testTarget(
     name: "ServicesTests",
     dependencies: [
-      "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification",
+      "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations",
       "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
       .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
     ],

@@ -1,12 +1,18 @@
 import Foundation
 import HeraldCore
 import Logging
+import NIOSSL
 import PostgresNIO
 
 /// How a service reaches PostgreSQL, parsed from `HERALD_DATABASE_URL`.
 ///
-/// `postgres://user:password@host:port/database?sslmode=disable|prefer|require`, or a Unix socket
+/// `postgres://user:password@host:port/database?sslmode=MODE&sslrootcert=PATH`, or a Unix socket
 /// folder as `postgres://user@/database?host=/path/to/socket-dir`.
+///
+/// `sslmode` as in libpq: `disable`; `allow`/`prefer` (the default) and `require` encrypt without
+/// checking the server's certificate (`require` with `sslrootcert` checks it as `verify-ca` does);
+/// `verify-ca` checks it against `sslrootcert` (a PEM file), `verify-full` the host name as well.
+/// Unlike libpq, which then reads ~/.postgresql/root.crt, no `sslrootcert` means the system's roots.
 package struct DatabaseConfiguration: Sendable {
   package var client: PostgresClient.Configuration
   package var database: String
@@ -39,12 +45,32 @@ package struct DatabaseConfiguration: Sendable {
         database: database)
     } else {
       guard let host = components.host, !host.isEmpty else { throw malformed("no host") }
+      var settings = TLSConfiguration.makeClientConfiguration()
+      let rootCertificate = query["sslrootcert"].flatMap { $0.isEmpty ? nil : $0 }
+      if let rootCertificate {
+        guard FileManager.default.isReadableFile(atPath: rootCertificate) else {
+          throw malformed("sslrootcert '\(rootCertificate)' is not a readable file")
+        }
+        settings.trustRoots = .file(rootCertificate)
+      }
       let tls: PostgresClient.Configuration.TLS
       switch query["sslmode"] ?? "prefer" {
-      case "disable": tls = .disable
-      case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
-      case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
-      case let other: throw malformed("unknown sslmode '\(other)'")
+      case "disable":
+        tls = .disable
+      case "prefer", "allow":
+        settings.certificateVerification = .none
+        tls = .prefer(settings)
+      case "require":
+        // As libpq: with a root certificate given, `require` checks the chain like `verify-ca`.
+        settings.certificateVerification = rootCertificate == nil ? .none : .noHostnameVerification
+        tls = .require(settings)
+      case "verify-ca":
+        settings.certificateVerification = .noHostnameVerification
+        tls = .require(settings)
+      case "verify-full":
+        tls = .require(settings)
+      case let other:
+        throw malformed("unknown sslmode '\(other)' (disable, allow, prefer, require, verify-ca or verify-full)")
       }
       configuration = .init(
         host: host, port: components.port ?? 5432, username: user, password: password,
@@ -53,6 +79,13 @@ package struct DatabaseConfiguration: Sendable {
     configuration.options.maximumConnections = poolSize
     configuration.options.connectTimeout = .seconds(5)
     self.init(client: configuration)
+  }
+
+  /// `HERALD_DATABASE_URL` and `HERALD_DATABASE_POOL_SIZE` (default 10).
+  package static func load(settings: Settings, poolSize defaultPoolSize: Int = 10) throws -> DatabaseConfiguration {
+    let poolSize = try settings.int("HERALD_DATABASE_POOL_SIZE", default: defaultPoolSize, range: 1...500)
+    let url = try settings.string("HERALD_DATABASE_URL", purpose: "the PostgreSQL connection URL")
+    return try DatabaseConfiguration(url: url, poolSize: poolSize)
   }
 
   package func makeClient(logger: Logger) -> PostgresClient {

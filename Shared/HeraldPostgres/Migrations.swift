@@ -217,7 +217,14 @@ package struct MigrationRunner: Sendable {
   }
 
   private func applyPending(_ set: MigrationSet, schema: String, connection: PostgresConnection) async throws -> [Int] {
-    try await connection.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: schema)", logger: logger)
+    // Only when missing: where the schema is made for the service's role beforehand (deploy/postgres/
+    // roles.sql), that role has no CREATE on the database, and CREATE SCHEMA IF NOT EXISTS would
+    // still be refused.
+    let exists = try await connection.query("SELECT to_regnamespace(\(schema)) IS NOT NULL", logger: logger)
+      .collect().first?.decode(Bool.self) ?? false
+    if !exists {
+      try await connection.query("CREATE SCHEMA \(unescaped: schema)", logger: logger)
+    }
     try await connection.query(
       """
       CREATE TABLE IF NOT EXISTS \(unescaped: schema).schema_migrations (

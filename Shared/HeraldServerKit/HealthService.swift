@@ -9,7 +9,11 @@ package typealias ServingStatus = Grpc_Health_V1_HealthCheckResponse.ServingStat
 ///
 /// Starts NOT_SERVING; the host sets SERVING once migrations are applied and dependencies answer.
 /// The empty service name ("") stands for the whole process, as the health protocol defines.
+/// `liveness` is SERVING from start until shutdown whatever the readiness: Kubernetes' liveness
+/// probe asks for it, so a process waiting for its database is not restarted for that.
 package final class HealthStatus: Sendable {
+  package static let liveness = "liveness"
+
   private struct Watcher {
     var service: String
     var continuation: AsyncStream<ServingStatus>.Continuation
@@ -24,7 +28,7 @@ package final class HealthStatus: Sendable {
   private let state: Mutex<State>
 
   package init(services: [String]) {
-    var statuses: [String: ServingStatus] = ["": .notServing]
+    var statuses: [String: ServingStatus] = ["": .notServing, Self.liveness: .serving]
     for service in services { statuses[service] = .notServing }
     self.state = Mutex(State(statuses: statuses))
   }
@@ -34,11 +38,11 @@ package final class HealthStatus: Sendable {
     state.withLock { $0.statuses[service] }
   }
 
-  /// Sets every registered service (and the process as a whole) to `status`.
+  /// Sets every registered service (and the process as a whole, but not `liveness`) to `status`.
   package func setAll(_ status: ServingStatus) {
     state.withLock { state in
-      for service in state.statuses.keys { state.statuses[service] = status }
-      for watcher in state.watchers.values { watcher.continuation.yield(status) }
+      for service in state.statuses.keys where service != Self.liveness { state.statuses[service] = status }
+      for watcher in state.watchers.values where watcher.service != Self.liveness { watcher.continuation.yield(status) }
     }
   }
 

@@ -37,14 +37,16 @@ package struct GRPCClientService: Service {
 }
 
 /// Makes gRPC clients for other Herald services. Every call gets `timeout` as its deadline unless
-/// the call sets its own, and carries the current request id.
+/// the call sets its own, and carries the current request id. Calls are spread round-robin over
+/// every address the name resolves to (on Kubernetes the back-ends' Services are headless, so a
+/// name resolves to each replica's pod).
 package enum ServiceClientFactory {
   package static func make(address: ServiceAddress, timeout: Duration) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
     let defaults = MethodConfig(names: [MethodConfig.Name(service: "")], timeout: timeout)
     let transport = try HTTP2ClientTransport.Posix(
       target: .dns(host: address.host, port: address.port),
       transportSecurity: .plaintext,
-      serviceConfig: ServiceConfig(methodConfig: [defaults])
+      serviceConfig: ServiceConfig(methodConfig: [defaults], loadBalancingConfig: [.roundRobin])
     )
     return GRPCClient(transport: transport, interceptors: [RequestIDClientInterceptor()])
   }

@@ -58,8 +58,6 @@ package struct ServiceConfiguration: Sendable {
 
   /// Reads the configuration of process `name`; throws `ConfigurationError` naming the variable.
   package static func load(name: String, settings: Settings) throws -> ServiceConfiguration {
-    let poolSize = try settings.int("HERALD_DATABASE_POOL_SIZE", default: 10, range: 1...500)
-    let url = try settings.string("HERALD_DATABASE_URL", purpose: "the PostgreSQL connection URL")
     var dependencies: [String: ServiceAddress] = [:]
     for dependency in ServiceCatalog.calls[name] ?? [] {
       let variable = ServiceCatalog.addressVariable(dependency)
@@ -69,7 +67,7 @@ package struct ServiceConfiguration: Sendable {
       name: name,
       host: settings.string("HERALD_HOST", default: "127.0.0.1"),
       port: try settings.port("HERALD_PORT", default: ServiceCatalog.defaultPorts[name] ?? 8080),
-      database: try DatabaseConfiguration(url: url, poolSize: poolSize),
+      database: try DatabaseConfiguration.load(settings: settings),
       rpcTimeout: try settings.duration("HERALD_RPC_TIMEOUT", default: .seconds(5)),
       migrationLockTimeout: try settings.duration("HERALD_MIGRATION_LOCK_TIMEOUT", default: .seconds(60)),
       databaseWait: try settings.duration("HERALD_DATABASE_WAIT", default: .seconds(60)),

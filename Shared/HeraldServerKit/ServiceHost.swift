@@ -93,8 +93,14 @@ package struct ServiceHost: Sendable {
     }
     let resources = ServiceResources(database: database, clients: clients, configuration: configuration, logger: logger)
     let rpcServices = try definition.makeServices(resources) + [HealthService(status: health)]
+    // Connections are closed gracefully after five minutes, so callers resolve the service's name
+    // again and spread their calls over replicas added since (HPA scale-out).
     self.transport = HTTP2ServerTransport.Posix(
-      address: .ipv4(host: configuration.host, port: configuration.port), transportSecurity: .plaintext)
+      address: .ipv4(host: configuration.host, port: configuration.port), transportSecurity: .plaintext,
+      config: .defaults {
+        $0.connection.maxAge = .seconds(300)
+        $0.connection.maxGraceTime = .seconds(60)
+      })
     let server = GRPCServer(
       transport: transport, services: rpcServices,
       interceptors: [
@@ -194,12 +200,12 @@ struct ReadinessService: Service {
 extension MigrationRunner {
   /// Applies migrations, retrying while the database is unreachable (up to `wait`). A ledger that
   /// diverges from this build is not retried: it stops the process.
-  package func migrateWhenReachable(_ set: MigrationSet, client: PostgresClient, wait: Duration) async throws {
+  @discardableResult
+  package func migrateWhenReachable(_ set: MigrationSet, client: PostgresClient, wait: Duration) async throws -> [Int] {
     let deadline = ContinuousClock.now.advanced(by: wait)
     while true {
       do {
-        try await migrate(set, client: client)
-        return
+        return try await migrate(set, client: client)
       } catch let error as MigrationError {
         throw error
       } catch where ContinuousClock.now < deadline && !Task.isCancelled {
@@ -220,9 +226,14 @@ extension CallOptions {
 
 /// The `main` of every back-end executable: read configuration, run until SIGTERM/SIGINT.
 /// A configuration or migration error is printed (naming the variable or migration) and the
-/// process exits with status 1.
+/// process exits with status 1. `probe` and `migrate` (ProcessCommand) run instead when asked.
 package enum ServiceMain {
   package static func run(_ definition: ServiceDefinition) async -> Never {
+    let probeChecks = "its gRPC health reports SERVING"
+    let command = command(executable: definition.name, schema: definition.migrations.schema, probeChecks: probeChecks)
+    await ProcessCommand.runUnlessServe(
+      command, executable: definition.name, migrations: definition.migrations, probeChecks: probeChecks,
+      probe: { await HealthProbe.grpc($0) })
     let settings = Settings()
     do {
       let configuration = try ServiceConfiguration.load(name: definition.name, settings: settings)

@@ -206,6 +206,29 @@ package final class SpawnedProcess: Sendable {
     return status
   }
 
+  /// Waits for the child to end without blocking a thread of the concurrency pool; returns its
+  /// exit status (128 + the signal's number when a signal ended it).
+  package func exitCode() async throws -> Int32 {
+    var status: Int32 = 0
+    while true {
+      let reaped = waitpid(pid, &status, WNOHANG)
+      if reaped == pid { break }
+      if reaped == -1 && errno != EINTR { throw TestSetupError("waitpid(\(pid)): \(String(cString: strerror(errno)))") }
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+  }
+
+  /// Runs a program to its end; returns its exit status and what it wrote to stdout and stderr.
+  package static func run(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+  ) async throws -> (status: Int32, output: String) {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("herald-run-\(UUID().uuidString).log").path
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    let status = try await SpawnedProcess(executable, arguments, output: output, environment: environment).exitCode()
+    return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+  }
+
   /// SIGKILL, then reaps the child.
   package func kill() {
     _ = Glibc.kill(pid, SIGKILL)

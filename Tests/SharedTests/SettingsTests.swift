@@ -77,6 +77,20 @@ import Testing
     #expect("\(Secret("hunter2"))" == "<redacted>")
   }
 
+  @Test func sslModesAndRootCertificate() throws {
+    for mode in ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] {
+      _ = try DatabaseConfiguration(url: "postgres://u:pw@db:5432/herald?sslmode=\(mode)")
+    }
+    let unknown = #expect(throws: ConfigurationError.self) {
+      try DatabaseConfiguration(url: "postgres://u:s3cret@db:5432/herald?sslmode=verify")
+    }
+    #expect("\(unknown!)".contains("unknown sslmode 'verify'") && !"\(unknown!)".contains("s3cret"))
+    let missing = #expect(throws: ConfigurationError.self) {
+      try DatabaseConfiguration(url: "postgres://u:pw@db:5432/herald?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt")
+    }
+    #expect("\(missing!)".contains("sslrootcert '/nonexistent/ca.crt' is not a readable file"))
+  }
+
   @Test func unixSocketURLs() throws {
     let configuration = try DatabaseConfiguration(url: "postgres://postgres@localhost/herald?host=/tmp/pg")
     #expect(configuration.client.unixSocketPath == "/tmp/pg/.s.PGSQL.5432")

@@ -1,7 +1,14 @@
 import Foundation
 import HeraldCore
 import HeraldGateway
+import HeraldMigrations
+import HeraldServerKit
 import Hummingbird
+
+let command = ServiceMain.command(executable: "gateway", schema: "gateway", probeChecks: GatewayProbe.checks)
+await ProcessCommand.runUnlessServe(
+  command, executable: "gateway", migrations: HeraldMigrations.gateway, probeChecks: GatewayProbe.checks,
+  probe: { await GatewayProbe.http($0) })
 
 let settings = Settings()
 do {
