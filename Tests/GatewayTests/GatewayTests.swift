@@ -336,7 +336,8 @@ import Testing
     try await withGateway(rateLimit: true) { client async throws in
       let (putStatus, limit) = try await Self.post(
         client, "/v1/rate-limits",
-        ["descriptors": [["key": "domain", "value": "*"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE", "algorithm": "ALGORITHM_FIXED_WINDOW"])
+        // A token bucket: a fixed window would let the second check through when a minute ends between the two.
+        ["descriptors": [["key": "domain", "value": "*"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE", "algorithm": "ALGORITHM_TOKEN_BUCKET"])
       #expect(putStatus == .ok && limit["key"] as? String == "domain=*")
       let (badStatus, bad) = try await Self.post(
         client, "/v1/rate-limits", ["descriptors": [["key": "domain", "value": "a b"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE"])
