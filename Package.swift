@@ -34,7 +34,11 @@ let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
       .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]
   ),
-  ("ratelimit", "RateLimit", [.grpcTransport]), ("sync", "Sync", []),
+  ("ratelimit", "RateLimit", [.grpcTransport]),
+  (
+    "sync", "Sync",
+    [.product(name: "AsyncHTTPClient", package: "async-http-client"), .nioCore, .product(name: "NIOHTTP1", package: "swift-nio")]
+  ),
   ("verification", "Verification", []),
 ]
 
@@ -100,6 +104,25 @@ var targets: [Target] = [
     path: "Services/Gateway/Main",
     swiftSettings: swiftSettings
   ),
+  // The local Airtable-style server: test support, and `crm-sandbox` for the local stack and compose.
+  .target(
+    name: "CRMSandbox",
+    dependencies: [
+      "HeraldCore", .logging, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+    ],
+    path: "Tests/CRMSandbox/Library",
+    swiftSettings: swiftSettings
+  ),
+  .executableTarget(
+    name: "CRMSandboxMain",
+    dependencies: [
+      "CRMSandbox", "HeraldCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+      .product(name: "NIOHTTP1", package: "swift-nio"), .nioCore,
+    ],
+    path: "Tests/CRMSandbox/Main",
+    swiftSettings: swiftSettings
+  ),
   .target(
     name: "HeraldTestSupport",
     dependencies: [
@@ -123,7 +146,7 @@ var targets: [Target] = [
     name: "ServicesTests",
     dependencies: [
       "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations",
-      "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
+      "CRMSandbox", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
       .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
     ],
     path: "Tests/ServicesTests",
@@ -145,7 +168,9 @@ var targets: [Target] = [
   ),
 ]
 
-var products: [Product] = [.executable(name: "gateway", targets: ["GatewayMain"])]
+var products: [Product] = [
+  .executable(name: "gateway", targets: ["GatewayMain"]), .executable(name: "crm-sandbox", targets: ["CRMSandboxMain"]),
+]
 
 for service in backEnds {
   let library = "Herald\(service.folder)"

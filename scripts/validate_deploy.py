@@ -10,7 +10,7 @@
   and PodDisruptionBudget per Deployment, HPAs for delivery and gateway.
 - NetworkPolicies allow exactly the calls the code makes (ServiceCatalog.calls in
   Shared/HeraldServerKit/ServiceConfiguration.swift; rate-limit replicas also call each other).
-- deploy/Dockerfile: hadolint, a non-root numeric USER, every executable built and copied, the
+- deploy/Dockerfile: hadolint, a non-root numeric USER, every executable (and crm-sandbox) copied, the
   default ports exposed.
 - deploy/README.md names every Secret the manifests use.
 
@@ -113,6 +113,9 @@ def check_compose(root: Path, venv_bin: Path, calls: dict[str, list[str]], repor
             condition = (depends.get(dependency) or {}).get("condition") if isinstance(depends, dict) else None
             report.check(condition == "service_healthy",
                          f"{where}: does not depend on {dependency} with condition service_healthy")
+    sandbox = services.get("crm-sandbox") or {}
+    report.check((sandbox.get("healthcheck") or {}).get("test") == ["CMD", "crm-sandbox", "probe"],
+                 "docker-compose.yml: no crm-sandbox service (the demo CRM) probed with 'crm-sandbox probe'")
     gateway_ports = (services.get("gateway") or {}).get("ports") or []
     report.check(bool(gateway_ports), "docker-compose.yml: the gateway publishes no port")
 
@@ -392,7 +395,7 @@ def check_dockerfile(root: Path, venv_bin: Path, ports: dict[str, int], report: 
                  f"deploy/Dockerfile: the last USER is {users[-1] if users else 'missing'}, not a non-root numeric id")
     report.check(len(re.findall(r"^FROM\s", text, re.M)) >= 2, "deploy/Dockerfile: not a multi-stage build")
     loops = re.findall(r"for product in ([^;]+); do", text)
-    for service in SERVICES:
+    for service in SERVICES + ["crm-sandbox"]:
         report.check(all(service in loop.split() for loop in loops) and bool(loops),
                      f"deploy/Dockerfile: does not build and copy {service}")
     exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", text, re.M) for p in line.split()}

@@ -83,6 +83,36 @@ import Testing
     #expect(providers.map(\.name) == ["demo-smtp"])
   }
 
+  /// The demo CRM of the compose stack, as its executable: serves the Contacts table, answers its probe.
+  @Test func crmSandboxExecutableServesTheDemoTableAndAnswersItsProbe() async throws {
+    let executable = try builtExecutable("crm-sandbox")
+    let environment = ["CRM_SANDBOX_TOKEN": "demo-token-1234", "CRM_SANDBOX_PORT": "0", "PATH": "/usr/bin:/bin"]
+    let log = FileManager.default.temporaryDirectory.appendingPathComponent("crm-sandbox-\(UUID().uuidString).log").path
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let process = try SpawnedProcess(executable, [], output: log, environment: environment)
+    defer { process.kill() }
+    var port: Int?
+    try await eventually("crm-sandbox to say where it serves") {
+      let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+      port = text.firstMatch(of: /on http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+      return port != nil
+    }
+    let address = "127.0.0.1:\(port!)"
+    let probe = try await SpawnedProcess.run(executable, ["probe", address], environment: environment)
+    #expect(probe.status == 0 && probe.output.contains("HTTP 200"), "\(probe.output)")
+    var wrongToken = environment
+    wrongToken["CRM_SANDBOX_TOKEN"] = "another-token"
+    let refused = try await SpawnedProcess.run(executable, ["probe", address], environment: wrongToken)
+    #expect(refused.status == 1 && refused.output.contains("HTTP 401"), "\(refused.output)")
+    let unset = try await SpawnedProcess.run(executable, [], environment: ["PATH": "/usr/bin:/bin"])
+    #expect(unset.status == 1 && unset.output.contains("CRM_SANDBOX_TOKEN"), "\(unset.output)")
+
+    let client = AirtableClient(
+      configuration: .init(endpoint: "http://\(address)", base: "appHeraldDemo0001", table: "Contacts", token: "demo-token-1234"))
+    let fields = try await client.fields()
+    #expect(fields.map(\.name) == ["Email", "First Name", "Last Name", "Phone", "Engagement", "Last Messaged", "Last Modified"])
+  }
+
   /// Runs deploy/postgres/roles.sql as the administrator, then works as each service's role.
   @Test func databaseRolesConfineEachServiceToItsSchema() async throws {
     let adminURL = try await TestPostgres.shared.makeDatabase(prefix: "roles")

@@ -1,42 +1,6 @@
 import Foundation
+import HeraldCore
 import PostgresNIO
-
-/// A JSON value, decoded to check a segment condition's value against its field and operator.
-package enum JSONValue: Decodable, Sendable, Equatable {
-  case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
-
-  package init(from decoder: any Decoder) throws {
-    let container = try decoder.singleValueContainer()
-    if container.decodeNil() {
-      self = .null
-    } else if let value = try? container.decode(Bool.self) {
-      self = .bool(value)
-    } else if let value = try? container.decode(Double.self) {
-      self = .number(value)
-    } else if let value = try? container.decode(String.self) {
-      self = .string(value)
-    } else if let value = try? container.decode([JSONValue].self) {
-      self = .array(value)
-    } else {
-      self = .object(try container.decode([String: JSONValue].self))
-    }
-  }
-
-  package static func parse(_ text: String) -> JSONValue? {
-    try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-  }
-
-  var typeName: String {
-    switch self {
-    case .null: "null"
-    case .bool: "boolean"
-    case .number: "number"
-    case .string: "string"
-    case .array: "array"
-    case .object: "object"
-    }
-  }
-}
 
 /// Builds one parameterised SQL text: every value is a bind, never spliced into the text.
 package struct SQLBuilder {

@@ -1,0 +1,350 @@
+import AsyncHTTPClient
+import Foundation
+import HeraldCore
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// A field of a remote table, as its schema describes it.
+package struct RemoteField: Sendable, Equatable {
+  package var id: String
+  package var name: String
+  package var type: String
+}
+
+/// A record of a remote table; `fields` are keyed by field id and leave out empty values.
+package struct RemoteRecord: Sendable, Equatable {
+  package var id: String
+  package var createdTime: String
+  package var fields: [String: JSONValue]
+}
+
+/// What a batch write did: ids created and updated, and the records the table refused (by their
+/// position in the input) with the table's reason.
+package struct WriteOutcome: Sendable, Equatable {
+  package var created: [String] = []
+  package var updated: [String] = []
+  package var refused: [(position: Int, reason: String)] = []
+
+  package static func == (lhs: WriteOutcome, rhs: WriteOutcome) -> Bool {
+    lhs.created == rhs.created && lhs.updated == rhs.updated
+      && lhs.refused.map(\.position) == rhs.refused.map(\.position) && lhs.refused.map(\.reason) == rhs.refused.map(\.reason)
+  }
+}
+
+/// An error answer of the remote API, or a failure to reach it. Never shows the token.
+package struct AirtableError: Error, CustomStringConvertible, Sendable {
+  package var status: Int?
+  package var type: String
+  package var message: String
+  package var request: String
+
+  package var description: String {
+    if let status { return "\(request) answered \(status) \(type): \(message)" }
+    return "\(request) failed: \(message)"
+  }
+}
+
+/// Counts of one connector's calls (for a run's history).
+package final class ConnectorStats: Sendable {
+  private let counts = Mutex((calls: 0, rateLimited: 0, iteratorRestarts: 0))
+  package init() {}
+  package var calls: Int { counts.withLock { $0.calls } }
+  package var rateLimited: Int { counts.withLock { $0.rateLimited } }
+  package var iteratorRestarts: Int { counts.withLock { $0.iteratorRestarts } }
+  func call() { counts.withLock { $0.calls += 1 } }
+  func limited() { counts.withLock { $0.rateLimited += 1 } }
+  func restarted() { counts.withLock { $0.iteratorRestarts += 1 } }
+}
+
+/// Keeps requests to one base within `perSecond` in any one-second window, across every client in
+/// the process (Airtable's limit is per base). A request holds a slot from when it is sent until a
+/// second after its answer came back, so however late an earlier request reached the server, no
+/// later one lands in the same second with too many others.
+package final class RequestPacer: Sendable {
+  private struct State {
+    var inFlight = 0
+    var finished: [ContinuousClock.Instant] = []
+  }
+
+  private let limit: Int
+  private let window: Duration = .milliseconds(1020)
+  private let state = Mutex(State())
+  private static let shared = Mutex([String: RequestPacer]())
+
+  package init(perSecond: Int) {
+    limit = max(1, perSecond)
+  }
+
+  /// The process-wide pacer of a base.
+  package static func forBase(_ key: String, perSecond: Int) -> RequestPacer {
+    shared.withLock { pacers in
+      if let pacer = pacers[key], pacer.limit == max(1, perSecond) { return pacer }
+      let pacer = RequestPacer(perSecond: perSecond)
+      pacers[key] = pacer
+      return pacer
+    }
+  }
+
+  /// Waits for a free slot and takes it; `release()` when the answer is in.
+  package func acquire() async throws {
+    while true {
+      let wake: ContinuousClock.Instant? = state.withLock { state in
+        let now = ContinuousClock.now
+        state.finished.removeAll { $0.advanced(by: window) <= now }
+        if state.inFlight + state.finished.count < limit {
+          state.inFlight += 1
+          return nil
+        }
+        return state.finished.min().map { $0.advanced(by: window) } ?? now.advanced(by: .milliseconds(20))
+      }
+      guard let wake else { return }
+      try await Task.sleep(until: wake, clock: .continuous)
+    }
+  }
+
+  package func release() {
+    state.withLock { state in
+      state.inFlight -= 1
+      state.finished.append(ContinuousClock.now)
+    }
+  }
+}
+
+/// The connector for one table of an Airtable-style REST API (SPEC §5): schema, paged listing by
+/// offset cursor (restarted when the cursor expires), batched writes of at most 10 records with
+/// upsert on merge fields, `typecast` off, at most 5 requests in any second per base,
+/// 429 → wait 30 s and retry, and 422 on a batch → split it to find the refused records.
+package struct AirtableClient: Sendable {
+  package struct Configuration: Sendable {
+    /// e.g. `https://api.airtable.com`.
+    package var endpoint: String
+    package var base: String
+    /// Table id or name.
+    package var table: String
+    package var token: Secret<String>
+    package var requestsPerSecond = 5
+    /// How long to wait after a 429 before trying again.
+    package var rateLimitWait: Duration = .seconds(30)
+    /// 429s in a row for one request before giving up (the run then stops, resumable).
+    package var maxRateLimitRetries = 20
+    /// How many times a listing starts over when its cursor expires.
+    package var maxIteratorRestarts = 3
+    package var requestTimeout: Duration = .seconds(30)
+
+    package init(endpoint: String, base: String, table: String, token: String) {
+      self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+      self.base = base
+      self.table = table
+      self.token = Secret(token)
+    }
+  }
+
+  package static let maxBatch = 10
+  package static let maxPageSize = 100
+
+  package let configuration: Configuration
+  package let stats: ConnectorStats
+  let http: HTTPClient
+  let pacer: RequestPacer
+
+  package init(configuration: Configuration, http: HTTPClient = .shared, stats: ConnectorStats = ConnectorStats()) {
+    self.configuration = configuration
+    self.http = http
+    self.stats = stats
+    self.pacer = RequestPacer.forBase("\(configuration.endpoint)/\(configuration.base)", perSecond: configuration.requestsPerSecond)
+  }
+
+  // MARK: - Schema
+
+  /// The table's fields; an error names the table when the base has none by that id or name.
+  package func fields() async throws -> [RemoteField] {
+    let answer = try await send(.GET, path: "/v0/meta/bases/\(escaped(configuration.base))/tables")
+    guard case .array(let tables) = answer.object?["tables"] ?? .null else {
+      throw AirtableError(status: 200, type: "UNEXPECTED_REPLY", message: "no \"tables\" in the schema reply", request: "GET schema")
+    }
+    for case .object(let table) in tables where table["id"]?.stringValue == configuration.table || table["name"]?.stringValue == configuration.table {
+      guard case .array(let fields) = table["fields"] ?? .null else { return [] }
+      return fields.compactMap { field in
+        guard case .object(let field) = field, let id = field["id"]?.stringValue, let name = field["name"]?.stringValue else { return nil }
+        return RemoteField(id: id, name: name, type: field["type"]?.stringValue ?? "")
+      }
+    }
+    throw AirtableError(
+      status: nil, type: "TABLE_NOT_FOUND", message: "base \(configuration.base) has no table '\(configuration.table)'",
+      request: "GET /v0/meta/bases/\(configuration.base)/tables")
+  }
+
+  // MARK: - Listing
+
+  /// Every record matching `filterByFormula`, page by page (`pageSize` ≤ 100), fields by id.
+  /// When the cursor expires mid-way the listing starts over from the first page (pages already
+  /// handed out come again; callers dedupe on record id and modified time).
+  package func list(
+    filterByFormula: String? = nil, pageSize: Int = maxPageSize, page handle: ([RemoteRecord]) async throws -> Void
+  ) async throws {
+    precondition((1...Self.maxPageSize).contains(pageSize), "pageSize must be 1...100")
+    var offset: String?
+    var restarts = 0
+    while true {
+      var query = [URLQueryItem(name: "pageSize", value: "\(pageSize)"), URLQueryItem(name: "returnFieldsByFieldId", value: "true")]
+      if let filterByFormula { query.append(URLQueryItem(name: "filterByFormula", value: filterByFormula)) }
+      if let offset { query.append(URLQueryItem(name: "offset", value: offset)) }
+      let answer: JSONValue
+      do {
+        answer = try await send(.GET, path: tablePath, query: query)
+      } catch let error as AirtableError where error.type == "LIST_RECORDS_ITERATOR_NOT_AVAILABLE" && offset != nil {
+        restarts += 1
+        stats.restarted()
+        guard restarts <= configuration.maxIteratorRestarts else { throw error }
+        offset = nil
+        continue
+      }
+      guard case .array(let items) = answer.object?["records"] ?? .null else {
+        throw AirtableError(status: 200, type: "UNEXPECTED_REPLY", message: "no \"records\" in the list reply", request: "GET \(tablePath)")
+      }
+      try await handle(items.compactMap(Self.record))
+      offset = answer.object?["offset"]?.stringValue
+      if offset == nil { return }
+    }
+  }
+
+  // MARK: - Writes
+
+  /// Creates or updates records matched on `mergeOn` (field names or ids), 10 per request.
+  package func upsert(_ records: [[String: JSONValue]], mergeOn: [String]) async throws -> WriteOutcome {
+    try await write(records.map { (id: nil, fields: $0) }, mergeOn: mergeOn)
+  }
+
+  /// Updates records by id, 10 per request.
+  package func update(_ records: [(id: String, fields: [String: JSONValue])]) async throws -> WriteOutcome {
+    try await write(records.map { (id: Optional($0.id), fields: $0.fields) }, mergeOn: nil)
+  }
+
+  private func write(_ records: [(id: String?, fields: [String: JSONValue])], mergeOn: [String]?) async throws -> WriteOutcome {
+    var outcome = WriteOutcome()
+    var start = 0
+    while start < records.count {
+      let end = min(records.count, start + Self.maxBatch)
+      try await writeBatch(Array(records[start..<end]), firstPosition: start, mergeOn: mergeOn, into: &outcome)
+      start = end
+    }
+    return outcome
+  }
+
+  /// One request; a 422 splits the batch in halves until the refused records stand alone.
+  private func writeBatch(
+    _ batch: [(id: String?, fields: [String: JSONValue])], firstPosition: Int, mergeOn: [String]?, into outcome: inout WriteOutcome
+  ) async throws {
+    var body: [String: JSONValue] = [
+      "typecast": .bool(false), "returnFieldsByFieldId": .bool(true),
+      "records": .array(batch.map { record in
+        var item: [String: JSONValue] = ["fields": .object(record.fields)]
+        if let id = record.id { item["id"] = .string(id) }
+        return .object(item)
+      }),
+    ]
+    if let mergeOn { body["performUpsert"] = .object(["fieldsToMergeOn": .array(mergeOn.map(JSONValue.string))]) }
+    do {
+      let answer = try await send(.PATCH, path: tablePath, body: .object(body))
+      if mergeOn != nil {
+        outcome.created += (answer.object?["createdRecords"]?.array ?? []).compactMap(\.stringValue)
+        outcome.updated += (answer.object?["updatedRecords"]?.array ?? []).compactMap(\.stringValue)
+      } else {
+        outcome.updated += (answer.object?["records"]?.array ?? []).compactMap { $0.object?["id"]?.stringValue }
+      }
+    } catch let error as AirtableError where error.status == 422 || (error.status == 404 && mergeOn == nil) {
+      guard batch.count > 1 else {
+        outcome.refused.append((firstPosition, "\(error.type): \(error.message)"))
+        return
+      }
+      let half = batch.count / 2
+      try await writeBatch(Array(batch[..<half]), firstPosition: firstPosition, mergeOn: mergeOn, into: &outcome)
+      try await writeBatch(Array(batch[half...]), firstPosition: firstPosition + half, mergeOn: mergeOn, into: &outcome)
+    }
+  }
+
+  // MARK: - HTTP
+
+  private var tablePath: String { "/v0/\(escaped(configuration.base))/\(escaped(configuration.table))" }
+
+  private func escaped(_ component: String) -> String {
+    component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? component
+  }
+
+  /// Sends one request at the base's pace; waits and retries on 429; throws AirtableError for
+  /// any other answer that is not 2xx.
+  private func send(_ method: HTTPMethod, path: String, query: [URLQueryItem] = [], body: JSONValue? = nil) async throws -> JSONValue {
+    var components = URLComponents(string: configuration.endpoint + path)
+    if !query.isEmpty { components?.queryItems = query }
+    let description = "\(method.rawValue) \(path)"
+    guard let url = components?.url?.absoluteString else {
+      throw AirtableError(status: nil, type: "BAD_ENDPOINT", message: "'\(configuration.endpoint)' is not a URL", request: description)
+    }
+    var rateLimitedInARow = 0
+    while true {
+      var request = HTTPClientRequest(url: url)
+      request.method = method
+      request.headers.add(name: "Authorization", value: "Bearer \(configuration.token.value)")
+      if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+      }
+      try await pacer.acquire()
+      stats.call()
+      let status: Int
+      let bytes: ByteBuffer
+      do {
+        defer { pacer.release() }
+        let response = try await http.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds))
+        status = Int(response.status.code)
+        bytes = try await response.body.collect(upTo: 32 << 20)
+      } catch {
+        throw AirtableError(status: nil, type: "UNREACHABLE", message: "\(error)", request: description)
+      }
+      let text = String(buffer: bytes)
+      if status == 429 {
+        stats.limited()
+        rateLimitedInARow += 1
+        guard rateLimitedInARow <= configuration.maxRateLimitRetries else {
+          throw AirtableError(status: 429, type: "RATE_LIMIT_REACHED", message: "still rate limited after \(rateLimitedInARow) tries", request: description)
+        }
+        try await Task.sleep(for: configuration.rateLimitWait)
+        continue
+      }
+      let json = JSONValue.parse(text)
+      guard (200..<300).contains(status) else {
+        let (type, message) = Self.errorDetails(json, text: text)
+        throw AirtableError(status: status, type: type, message: message, request: description)
+      }
+      guard let json else {
+        throw AirtableError(status: status, type: "UNEXPECTED_REPLY", message: "the reply is not JSON: \(text.prefix(200))", request: description)
+      }
+      return json
+    }
+  }
+
+  /// Airtable writes errors as `{"error": {"type", "message"}}`, `{"error": "TYPE"}` or
+  /// `{"errors": [{"error", "message"}]}`.
+  static func errorDetails(_ json: JSONValue?, text: String) -> (type: String, message: String) {
+    if let error = json?.object?["error"] {
+      if let type = error.stringValue { return (type, type) }
+      return (error.object?["type"]?.stringValue ?? "UNKNOWN", error.object?["message"]?.stringValue ?? "")
+    }
+    if let first = json?.object?["errors"]?.array?.first?.object {
+      return (first["error"]?.stringValue ?? "UNKNOWN", first["message"]?.stringValue ?? "")
+    }
+    return ("UNKNOWN", String(text.prefix(200)))
+  }
+
+  static func record(_ value: JSONValue) -> RemoteRecord? {
+    guard let object = value.object, let id = object["id"]?.stringValue else { return nil }
+    return RemoteRecord(id: id, createdTime: object["createdTime"]?.stringValue ?? "", fields: object["fields"]?.object ?? [:])
+  }
+}
+
+extension Duration {
+  var nanoseconds: Int64 {
+    components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+  }
+}
