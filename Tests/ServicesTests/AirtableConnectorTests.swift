@@ -13,11 +13,12 @@ import Testing
 
   /// A sandbox with one table and a connector to it; every test has its own base (and so its own pace).
   func withTable<T: Sendable>(
-    requestsPerSecond: Int = 5, iteratorLifetime: Duration = .seconds(60),
+    requestsPerSecond: Int = 5, iteratorLifetime: Duration = .seconds(60), rateLimitPenalty: Duration = .seconds(30),
     configure: (inout AirtableClient.Configuration) -> Void = { _ in },
     _ body: (CRMSandbox, String, AirtableClient) async throws -> T
   ) async throws -> T {
-    let sandbox = CRMSandbox(token: Self.token, requestsPerSecond: requestsPerSecond, iteratorLifetime: iteratorLifetime)
+    let sandbox = CRMSandbox(
+      token: Self.token, requestsPerSecond: requestsPerSecond, iteratorLifetime: iteratorLifetime, rateLimitPenalty: rateLimitPenalty)
     let base = "app" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(14)
     sandbox.addTable(base: base, name: "Contacts", fields: Self.fields)
     return try await withCRMSandbox(sandbox) { port in
@@ -77,7 +78,8 @@ import Testing
       let ids = sandbox.insert(base: base, table: "Contacts", Self.people(0..<20), at: old)
       sandbox.modify(base: base, table: "Contacts", id: ids[3], ["Score": .number(99)])
       sandbox.modify(base: base, table: "Contacts", id: ids[7], ["First Name": .string("Changed")])
-      let since = Date(timeIntervalSinceNow: -60).formatted(.iso8601)
+      // With an explicit offset: its `+` must reach the server as a `+`, not a space.
+      let since = Date(timeIntervalSinceNow: -60).formatted(.iso8601).replacingOccurrences(of: "Z", with: "+00:00")
       var changed: [String] = []
       try await client.list(filterByFormula: "IS_AFTER({Last Modified}, '\(since)')") { page async throws in
         changed += page.map(\.id)
@@ -120,9 +122,19 @@ import Testing
     }
   }
 
+  @Test func anErrorAboutTheWholeRequestIsNotBisected() async throws {
+    try await withTable { sandbox, base, client async throws in
+      let error = await #expect(throws: AirtableError.self) { try await client.upsert(Self.people(0..<10), mergeOn: ["Nope"]) }
+      #expect(error?.type == "INVALID_MERGE_FIELD" && client.stats.calls == 1)
+      #expect(sandbox.records(base: base, table: "Contacts").isEmpty)
+    }
+  }
+
   @Test func waitsOutRateLimitsWithoutLosingRecords() async throws {
-    // The client paces itself at 40 requests a second against a table that allows 5: a 429 storm.
-    try await withTable(configure: { $0.requestsPerSecond = 40; $0.rateLimitWait = .milliseconds(300) }) { sandbox, base, client async throws in
+    // The client paces itself at 40 requests a second against a table that allows 5 and then locks
+    // the base for 300 ms after each excess: a 429 storm.
+    try await withTable(rateLimitPenalty: .milliseconds(300), configure: { $0.requestsPerSecond = 40; $0.rateLimitWait = .milliseconds(300) }) {
+      sandbox, base, client async throws in
       let outcome = try await client.upsert(Self.people(0..<120), mergeOn: ["Email"])
       #expect(outcome.created.count == 120 && outcome.refused.isEmpty)
       #expect(sandbox.records(base: base, table: "Contacts").count == 120)
@@ -136,6 +148,14 @@ import Testing
     }
   }
 
+  @Test func aSandboxThatCannotListenSaysSoInsteadOfWaiting() async throws {
+    try await withCRMSandbox(CRMSandbox(token: Self.token)) { port async throws in
+      await #expect(throws: (any Error).self) {
+        try await withCRMSandbox(CRMSandbox(token: Self.token), port: port) { _ async throws in }
+      }
+    }
+  }
+
   @Test func errorsNameTheRequestAndNeverTheToken() async throws {
     try await withTable(configure: { $0.token = Secret("wrong-token-value") }) { sandbox, base, client async throws in
       let error = await #expect(throws: AirtableError.self) { try await client.fields() }
@@ -143,10 +163,15 @@ import Testing
       #expect(error?.description.contains("GET /v0/meta/bases/\(base)/tables") == true)
       #expect(error?.description.contains("wrong-token-value") == false)
     }
-    try await withTable { sandbox, base, client async throws in
-      sandbox.failNext(status: 503, body: "<html>upstream down</html>")
+    try await withTable(configure: { $0.serverErrorWait = .milliseconds(10) }) { sandbox, base, client async throws in
+      // A passing 503 is retried; one that lasts past three retries is the error.
+      sandbox.failNext(status: 503, body: "<html>upstream down</html>", times: 2)
+      _ = try await client.fields()
+      #expect(client.stats.calls == 3)
+      sandbox.failNext(status: 503, body: "<html>upstream down</html>", times: 4)
       let error = await #expect(throws: AirtableError.self) { try await client.fields() }
       #expect(error?.status == 503 && error?.message.contains("upstream down") == true)
+      #expect(client.stats.calls == 7)
     }
     // (async-http-client keeps trying to connect until the request's deadline.)
     var nowhere = AirtableClient.Configuration(endpoint: "http://127.0.0.1:1", base: "appNowhere", table: "Contacts", token: Self.token)

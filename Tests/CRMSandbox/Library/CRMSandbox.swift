@@ -58,6 +58,8 @@ package final class CRMSandbox: Sendable {
     var bases: [String: [Table]] = [:]
     var iterators: [String: Iterator] = [:]
     var recentRequests: [String: [Date]] = [:]
+    /// A base over its limit refuses everything until then (Airtable: 30 seconds).
+    var lockedUntil: [String: Date] = [:]
     var requests = 0
     var rateLimited = 0
     var failNext: [(status: Int, body: String)] = []
@@ -66,12 +68,17 @@ package final class CRMSandbox: Sendable {
   package let token: String
   package let requestsPerSecond: Int
   package let iteratorLifetime: Duration
+  /// How long a base that went over its limit answers 429 to everything (Airtable: 30 s).
+  package let rateLimitPenalty: Duration
   let state = Mutex(State())
 
-  package init(token: String, requestsPerSecond: Int = 5, iteratorLifetime: Duration = .seconds(60)) {
+  package init(
+    token: String, requestsPerSecond: Int = 5, iteratorLifetime: Duration = .seconds(60), rateLimitPenalty: Duration = .seconds(30)
+  ) {
     self.token = token
     self.requestsPerSecond = requestsPerSecond
     self.iteratorLifetime = iteratorLifetime
+    self.rateLimitPenalty = rateLimitPenalty
   }
 
   // MARK: - Controls (what another user of the table, or a test, does)
@@ -114,7 +121,7 @@ package final class CRMSandbox: Sendable {
       guard let index = Self.tableIndex(state, base, table), var record = state.bases[base]![index].records[id] else { return }
       for (key, value) in values {
         guard let field = state.bases[base]![index].field(key) else { continue }
-        record.fields[field.id] = value == .null || value == .string("") ? nil : value
+        record.fields[field.id] = Self.isEmpty(value) ? nil : value
       }
       record.modifiedTime = time
       state.bases[base]![index].records[id] = record
@@ -219,9 +226,11 @@ package final class CRMSandbox: Sendable {
       }
       let now = Date()
       var recent = (state.recentRequests[base] ?? []).filter { now.timeIntervalSince($0) < 1 }
-      guard recent.count < requestsPerSecond else {
+      let locked = state.lockedUntil[base].map { now < $0 } ?? false
+      guard recent.count < requestsPerSecond, !locked else {
         state.rateLimited += 1
         state.recentRequests[base] = recent
+        if !locked { state.lockedUntil[base] = now.addingTimeInterval(Self.seconds(rateLimitPenalty)) }
         return .raw(429, #"{"errors":[{"error":"RATE_LIMIT_REACHED","message":"Rate limit exceeded. Please try again later"}]}"#)
       }
       recent.append(now)
@@ -258,7 +267,7 @@ package final class CRMSandbox: Sendable {
     if let offset = query.get("offset") {
       let key = String(offset.prefix { $0 != "/" })
       guard let found = state.iterators[key], found.base == base, found.table == table.id,
-        Date().timeIntervalSince(found.created) < Double(iteratorLifetime.components.seconds)
+        Date().timeIntervalSince(found.created) < Self.seconds(iteratorLifetime)
       else {
         state.iterators[key] = nil
         return .error(422, "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "The iterator is not available (expired or unknown)")
@@ -400,7 +409,14 @@ package final class CRMSandbox: Sendable {
     }
   }
 
-  static func isEmpty(_ value: JSONValue) -> Bool { value == .null || value == .string("") }
+  /// Airtable leaves out empty values: null, "", [] and an unchecked checkbox.
+  static func isEmpty(_ value: JSONValue) -> Bool {
+    value == .null || value == .string("") || value == .array([]) || value == .bool(false)
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+  }
 
   // MARK: - Shapes
 
@@ -440,22 +456,38 @@ package final class CRMSandbox: Sendable {
   }
 }
 
+/// The port a server bound to, once it listens.
+final class BoundPort: Sendable {
+  let port = Mutex<Int?>(nil)
+}
+
+package struct CRMSandboxError: Error, CustomStringConvertible {
+  package var description: String
+}
+
 /// Runs a sandbox on `host:port` (0 = any free port) for the duration of `body`.
 package func withCRMSandbox<T: Sendable>(
   _ sandbox: CRMSandbox, host: String = "127.0.0.1", port: Int = 0, _ body: (_ port: Int) async throws -> T
 ) async throws -> T {
   let router = Router()
   sandbox.addRoutes(to: router)
-  let bound = Mutex<Int?>(nil)
+  let bound = BoundPort()
   var logger = Logger(label: "crm-sandbox")
   logger.logLevel = .critical
   let app = Application(
     router: router, configuration: .init(address: .hostname(host, port: port)),
-    onServerRunning: { channel in bound.withLock { $0 = channel.localAddress?.port } }, logger: logger)
+    onServerRunning: { channel in bound.port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
   return try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await app.runService(gracefulShutdownSignals: []) }
     defer { group.cancelAll() }
-    while bound.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
-    return try await body(bound.withLock { $0! })
+    // Waits until it listens; a server that cannot start (the port is taken) ends the wait with its error.
+    group.addTask {
+      while bound.port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+    }
+    try await group.next()
+    guard let port = bound.port.withLock({ $0 }) else {
+      throw CRMSandboxError(description: "the server stopped before it listened on \(host):\(port)")
+    }
+    return try await body(port)
   }
 }

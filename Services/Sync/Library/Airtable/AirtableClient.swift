@@ -65,6 +65,7 @@ package final class RequestPacer: Sendable {
   private struct State {
     var inFlight = 0
     var finished: [ContinuousClock.Instant] = []
+    var pausedUntil: ContinuousClock.Instant?
   }
 
   private let limit: Int
@@ -79,7 +80,8 @@ package final class RequestPacer: Sendable {
   /// The process-wide pacer of a base.
   package static func forBase(_ key: String, perSecond: Int) -> RequestPacer {
     shared.withLock { pacers in
-      if let pacer = pacers[key], pacer.limit == max(1, perSecond) { return pacer }
+      // One pacer per base: clients asking for different rates share the lowest.
+      if let pacer = pacers[key], pacer.limit <= max(1, perSecond) { return pacer }
       let pacer = RequestPacer(perSecond: perSecond)
       pacers[key] = pacer
       return pacer
@@ -91,6 +93,7 @@ package final class RequestPacer: Sendable {
     while true {
       let wake: ContinuousClock.Instant? = state.withLock { state in
         let now = ContinuousClock.now
+        if let paused = state.pausedUntil, now < paused { return paused }
         state.finished.removeAll { $0.advanced(by: window) <= now }
         if state.inFlight + state.finished.count < limit {
           state.inFlight += 1
@@ -100,6 +103,14 @@ package final class RequestPacer: Sendable {
       }
       guard let wake else { return }
       try await Task.sleep(until: wake, clock: .continuous)
+    }
+  }
+
+  /// No request starts for `duration` (the base answered 429).
+  package func pause(for duration: Duration) {
+    state.withLock { state in
+      let until = ContinuousClock.now.advanced(by: duration)
+      state.pausedUntil = max(state.pausedUntil ?? until, until)
     }
   }
 
@@ -128,6 +139,9 @@ package struct AirtableClient: Sendable {
     package var rateLimitWait: Duration = .seconds(30)
     /// 429s in a row for one request before giving up (the run then stops, resumable).
     package var maxRateLimitRetries = 20
+    /// Retries of a request answered 500, 502, 503 or 504, waiting 1×, 2×, 4× `serverErrorWait`.
+    package var serverErrorRetries = 3
+    package var serverErrorWait: Duration = .seconds(1)
     /// How many times a listing starts over when its cursor expires.
     package var maxIteratorRestarts = 3
     package var requestTimeout: Duration = .seconds(30)
@@ -141,6 +155,12 @@ package struct AirtableClient: Sendable {
   }
 
   package static let maxBatch = 10
+  /// Errors about one record of a write (as opposed to the request as a whole): a batch answered
+  /// with one of these is halved until the refused records stand alone.
+  static let recordErrorTypes: Set<String> = [
+    "INVALID_VALUE_FOR_COLUMN", "UNKNOWN_FIELD_NAME", "INVALID_MULTIPLE_CHOICE_OPTIONS", "ROW_DOES_NOT_EXIST",
+    "MODEL_ID_NOT_FOUND", "INVALID_RECORDS",
+  ]
   package static let maxPageSize = 100
 
   package let configuration: Configuration
@@ -253,7 +273,7 @@ package struct AirtableClient: Sendable {
       } else {
         outcome.updated += (answer.object?["records"]?.array ?? []).compactMap { $0.object?["id"]?.stringValue }
       }
-    } catch let error as AirtableError where error.status == 422 || (error.status == 404 && mergeOn == nil) {
+    } catch let error as AirtableError where Self.recordErrorTypes.contains(error.type) {
       guard batch.count > 1 else {
         outcome.refused.append((firstPosition, "\(error.type): \(error.message)"))
         return
@@ -276,12 +296,19 @@ package struct AirtableClient: Sendable {
   /// any other answer that is not 2xx.
   private func send(_ method: HTTPMethod, path: String, query: [URLQueryItem] = [], body: JSONValue? = nil) async throws -> JSONValue {
     var components = URLComponents(string: configuration.endpoint + path)
-    if !query.isEmpty { components?.queryItems = query }
+    // Every reserved character escaped, `+` included (a server may read a bare `+` as a space).
+    let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    if !query.isEmpty {
+      components?.percentEncodedQueryItems = query.map {
+        URLQueryItem(name: $0.name, value: $0.value?.addingPercentEncoding(withAllowedCharacters: allowed))
+      }
+    }
     let description = "\(method.rawValue) \(path)"
     guard let url = components?.url?.absoluteString else {
       throw AirtableError(status: nil, type: "BAD_ENDPOINT", message: "'\(configuration.endpoint)' is not a URL", request: description)
     }
     var rateLimitedInARow = 0
+    var serverErrors = 0
     while true {
       var request = HTTPClientRequest(url: url)
       request.method = method
@@ -299,20 +326,34 @@ package struct AirtableClient: Sendable {
         let response = try await http.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds))
         status = Int(response.status.code)
         bytes = try await response.body.collect(upTo: 32 << 20)
+      } catch let error as CancellationError {
+        throw error
       } catch {
         throw AirtableError(status: nil, type: "UNREACHABLE", message: "\(error)", request: description)
       }
       let text = String(buffer: bytes)
+      let json = JSONValue.parse(text)
       if status == 429 {
         stats.limited()
+        let (type, message) = Self.errorDetails(json, text: text)
+        // A monthly quota is not waited out.
+        guard type != "PUBLIC_API_BILLING_LIMIT_EXCEEDED" else {
+          throw AirtableError(status: status, type: type, message: message, request: description)
+        }
         rateLimitedInARow += 1
         guard rateLimitedInARow <= configuration.maxRateLimitRetries else {
-          throw AirtableError(status: 429, type: "RATE_LIMIT_REACHED", message: "still rate limited after \(rateLimitedInARow) tries", request: description)
+          throw AirtableError(status: 429, type: type, message: "still rate limited after \(rateLimitedInARow) tries", request: description)
         }
-        try await Task.sleep(for: configuration.rateLimitWait)
+        // The whole base waits: every request to it would be refused meanwhile.
+        pacer.pause(for: configuration.rateLimitWait)
         continue
       }
-      let json = JSONValue.parse(text)
+      if [500, 502, 503, 504].contains(status) && serverErrors < configuration.serverErrorRetries {
+        // Lists and writes by id or merge field can be repeated safely.
+        serverErrors += 1
+        try await Task.sleep(for: configuration.serverErrorWait * (1 << (serverErrors - 1)))
+        continue
+      }
       guard (200..<300).contains(status) else {
         let (type, message) = Self.errorDetails(json, text: text)
         throw AirtableError(status: status, type: type, message: message, request: description)
