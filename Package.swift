@@ -126,8 +126,8 @@ var targets: [Target] = [
   .target(
     name: "HeraldTestSupport",
     dependencies: [
-      "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", .postgres, .logging, .grpcCore, .grpcTransport,
-      .lifecycle, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
+      "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", "CRMSandbox", .postgres, .logging, .grpcCore,
+      .grpcTransport, .lifecycle, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),
     ],
     path: "Tests/HeraldTestSupport",

@@ -78,6 +78,19 @@ package final class HealthStatus: Sendable {
   }
 }
 
+extension ServingStatus {
+  /// The status as the health protocol names it (SERVING, NOT_SERVING, ...).
+  package var name: String {
+    switch self {
+    case .serving: "SERVING"
+    case .notServing: "NOT_SERVING"
+    case .serviceUnknown: "SERVICE_UNKNOWN"
+    case .unknown: "UNKNOWN"
+    case .UNRECOGNIZED(let value): "status \(value)"
+    }
+  }
+}
+
 /// `grpc.health.v1.Health`, served by every Herald process.
 package struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
   let status: HealthStatus

@@ -52,12 +52,18 @@ package enum ProcessCommand: Equatable, Sendable {
     """
   }
 
-  /// Runs `command` when it is not `.serve`, and exits with its status; returns for `.serve`.
-  /// Errors are printed prefixed with `herald <executable>:`.
+  /// Reads the process's arguments and runs what they ask unless it is `.serve`, then exits with
+  /// its status; returns for `.serve`. A bad argument prints the error and the usage and exits
+  /// with 2; other errors are printed prefixed with `herald <executable>:`.
   package static func runUnlessServe(
-    _ command: ProcessCommand, executable: String, migrations: MigrationSet, probeChecks: String,
-    probe: @Sendable (ServiceAddress) async -> ProbeResult
+    executable: String, migrations: MigrationSet, probeChecks: String, probe: @Sendable (ServiceAddress) async -> ProbeResult
   ) async {
+    let command: ProcessCommand
+    do {
+      command = try parse(Array(CommandLine.arguments.dropFirst()))
+    } catch {
+      fail(executable, "\(error)\n\(usage(executable: executable, schema: migrations.schema, probeChecks: probeChecks))", status: 2)
+    }
     switch command {
     case .serve:
       return
@@ -102,9 +108,9 @@ package enum ProcessCommand: Equatable, Sendable {
     }
   }
 
-  private static func fail(_ executable: String, _ message: String) -> Never {
+  private static func fail(_ executable: String, _ message: String, status: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("herald \(executable): \(message)\n".utf8))
-    exit(1)
+    exit(status)
   }
 }
 
@@ -138,34 +144,9 @@ package enum HealthProbe {
           .check(request, options: .timeout(timeout)).status
       }
       let elapsed = Int((ContinuousClock.now - started).milliseconds.rounded())
-      return ProbeResult(healthy: status == .serving, message: "\(Self.name(of: status)) (\(elapsed) ms)")
-    } catch let error as RPCError {
-      return ProbeResult(healthy: false, message: "no health answer: \(error.code): \(error.message)")
+      return ProbeResult(healthy: status == .serving, message: "\(status.name) (\(elapsed) ms)")
     } catch {
-      return ProbeResult(healthy: false, message: "no health answer: \(error)")
-    }
-  }
-
-  static func name(of status: ServingStatus) -> String {
-    switch status {
-    case .serving: "SERVING"
-    case .notServing: "NOT_SERVING"
-    case .serviceUnknown: "SERVICE_UNKNOWN"
-    case .unknown: "UNKNOWN"
-    case .UNRECOGNIZED(let value): "status \(value)"
-    }
-  }
-}
-
-extension ServiceMain {
-  /// Parses the process's arguments; a bad one prints the error and the usage and exits with 2.
-  package static func command(executable: String, schema: String, probeChecks: String) -> ProcessCommand {
-    do {
-      return try ProcessCommand.parse(Array(CommandLine.arguments.dropFirst()))
-    } catch {
-      FileHandle.standardError.write(
-        Data("herald \(executable): \(error)\n\(ProcessCommand.usage(executable: executable, schema: schema, probeChecks: probeChecks))".utf8))
-      exit(2)
+      return ProbeResult(healthy: false, message: "no health answer: \(RPCError.describe(error))")
     }
   }
 }

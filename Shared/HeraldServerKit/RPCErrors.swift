@@ -19,6 +19,11 @@ extension RPCError {
     return id
   }
 
+  /// A failed call as people read it: the gRPC code and message (any other error as it prints).
+  package static func describe(_ error: any Error) -> String {
+    (error as? RPCError).map { "\($0.code): \($0.message)" } ?? "\(error)"
+  }
+
   package var field: String? {
     metadata[stringValues: fieldMetadataKey].first(where: { _ in true })
   }

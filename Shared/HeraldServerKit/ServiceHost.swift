@@ -229,10 +229,8 @@ extension CallOptions {
 /// process exits with status 1. `probe` and `migrate` (ProcessCommand) run instead when asked.
 package enum ServiceMain {
   package static func run(_ definition: ServiceDefinition) async -> Never {
-    let probeChecks = "its gRPC health reports SERVING"
-    let command = command(executable: definition.name, schema: definition.migrations.schema, probeChecks: probeChecks)
     await ProcessCommand.runUnlessServe(
-      command, executable: definition.name, migrations: definition.migrations, probeChecks: probeChecks,
+      executable: definition.name, migrations: definition.migrations, probeChecks: "its gRPC health reports SERVING",
       probe: { await HealthProbe.grpc($0) })
     let settings = Settings()
     do {

@@ -1,3 +1,4 @@
+import CRMSandbox
 import Foundation
 import HTTPTypes
 import Logging
@@ -65,18 +66,7 @@ package func withHTTPSink<T: Sendable>(
     return Response(
       status: .init(code: answer.status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
   }
-  let port = Mutex<Int?>(nil)
-  var logger = Logger(label: "test.http-sink")
-  logger.logLevel = .critical
-  let app = Application(
-    router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-    onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-  return try await withThrowingTaskGroup(of: Void.self) { group in
-    group.addTask { try await app.runService(gracefulShutdownSignals: []) }
-    defer { group.cancelAll() }
-    try await eventually("the HTTP sink to listen") { port.withLock { $0 } != nil }
-    return try await body(port.withLock { $0! }, log)
-  }
+  return try await withListeningServer(router, label: "test.http-sink") { port in try await body(port, log) }
 }
 
 /// A real SMTP server (Python's aiosmtpd) on loopback, started for the duration of `body`. It

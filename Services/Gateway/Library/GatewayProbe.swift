@@ -12,7 +12,7 @@ package enum GatewayProbe {
     let started = ContinuousClock.now
     do {
       let request = HTTPClientRequest(url: "http://\(address.host):\(address.port)/health")
-      let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(timeout.milliseconds)))
+      let response = try await HTTPClient.shared.execute(request, timeout: TimeAmount(timeout))
       _ = try? await response.body.collect(upTo: 64 * 1024)
       let elapsed = Int((ContinuousClock.now - started).milliseconds.rounded())
       return ProbeResult(healthy: response.status == .ok, message: "HTTP \(response.status.code) (\(elapsed) ms)")

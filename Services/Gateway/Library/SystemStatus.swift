@@ -105,7 +105,7 @@ struct StatusProbe: Sendable {
           lastError: provider.status.lastError.isEmpty ? nil : provider.status.lastError)
       }
     } catch {
-      overview.error = Self.describe(error)
+      overview.error = RPCError.describe(error)
     }
     return overview
   }
@@ -121,14 +121,9 @@ struct StatusProbe: Sendable {
       overview.overLimit = state.counters.filter { $0.remaining == 0 }.count
       overview.unreachable = state.unreachable
     } catch {
-      overview.error = Self.describe(error)
+      overview.error = RPCError.describe(error)
     }
     return overview
-  }
-
-  /// A failed call as the status page shows it: the gRPC code and message.
-  static func describe(_ error: any Error) -> String {
-    (error as? RPCError).map { "\($0.code): \($0.message)" } ?? "\(error)"
   }
 
   private func probe(_ target: Target) async -> ServiceHealth {
@@ -138,13 +133,9 @@ struct StatusProbe: Sendable {
     do {
       let response = try await health.check(Grpc_Health_V1_HealthCheckRequest(), options: .timeout(timeout))
       result.latencyMs = ((ContinuousClock.now - started).milliseconds * 100).rounded() / 100
-      switch response.status {
-      case .serving: result.status = "SERVING"
-      case .notServing: result.status = "NOT_SERVING"
-      default: result.status = "UNKNOWN"
-      }
+      result.status = response.status.name
     } catch {
-      result.error = Self.describe(error)
+      result.error = RPCError.describe(error)
     }
     return result
   }

@@ -5,9 +5,8 @@ import HeraldMigrations
 import HeraldServerKit
 import Hummingbird
 
-let command = ServiceMain.command(executable: "gateway", schema: "gateway", probeChecks: GatewayProbe.checks)
 await ProcessCommand.runUnlessServe(
-  command, executable: "gateway", migrations: HeraldMigrations.gateway, probeChecks: GatewayProbe.checks,
+  executable: "gateway", migrations: HeraldMigrations.gateway, probeChecks: GatewayProbe.checks,
   probe: { await GatewayProbe.http($0) })
 
 let settings = Settings()

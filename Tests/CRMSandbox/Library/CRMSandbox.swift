@@ -456,38 +456,11 @@ package final class CRMSandbox: Sendable {
   }
 }
 
-/// The port a server bound to, once it listens.
-final class BoundPort: Sendable {
-  let port = Mutex<Int?>(nil)
-}
-
-package struct CRMSandboxError: Error, CustomStringConvertible {
-  package var description: String
-}
-
 /// Runs a sandbox on `host:port` (0 = any free port) for the duration of `body`.
 package func withCRMSandbox<T: Sendable>(
   _ sandbox: CRMSandbox, host: String = "127.0.0.1", port: Int = 0, _ body: (_ port: Int) async throws -> T
 ) async throws -> T {
   let router = Router()
   sandbox.addRoutes(to: router)
-  let bound = BoundPort()
-  var logger = Logger(label: "crm-sandbox")
-  logger.logLevel = .critical
-  let app = Application(
-    router: router, configuration: .init(address: .hostname(host, port: port)),
-    onServerRunning: { channel in bound.port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-  return try await withThrowingTaskGroup(of: Void.self) { group in
-    group.addTask { try await app.runService(gracefulShutdownSignals: []) }
-    defer { group.cancelAll() }
-    // Waits until it listens; a server that cannot start (the port is taken) ends the wait with its error.
-    group.addTask {
-      while bound.port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
-    }
-    try await group.next()
-    guard let port = bound.port.withLock({ $0 }) else {
-      throw CRMSandboxError(description: "the server stopped before it listened on \(host):\(port)")
-    }
-    return try await body(port)
-  }
+  return try await withListeningServer(router, host: host, port: port, label: "crm-sandbox", body)
 }

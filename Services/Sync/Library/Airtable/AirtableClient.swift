@@ -323,7 +323,7 @@ package struct AirtableClient: Sendable {
       let bytes: ByteBuffer
       do {
         defer { pacer.release() }
-        let response = try await http.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds))
+        let response = try await http.execute(request, timeout: TimeAmount(configuration.requestTimeout))
         status = Int(response.status.code)
         bytes = try await response.body.collect(upTo: 32 << 20)
       } catch let error as CancellationError {
@@ -381,11 +381,5 @@ package struct AirtableClient: Sendable {
   static func record(_ value: JSONValue) -> RemoteRecord? {
     guard let object = value.object, let id = object["id"]?.stringValue else { return nil }
     return RemoteRecord(id: id, createdTime: object["createdTime"]?.stringValue ?? "", fields: object["fields"]?.object ?? [:])
-  }
-}
-
-extension Duration {
-  var nanoseconds: Int64 {
-    components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
   }
 }
