@@ -148,6 +148,7 @@ var targets: [Target] = [
       "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations",
       "CRMSandbox", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
       .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
+      .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio"),
     ],
     path: "Tests/ServicesTests",
     swiftSettings: swiftSettings

@@ -75,6 +75,19 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "LookupSubscribers" metadata.
+        public enum LookupSubscribers: Sendable {
+            /// Request type for "LookupSubscribers".
+            public typealias Input = Herald_Campaign_V1_LookupSubscribersRequest
+            /// Response type for "LookupSubscribers".
+            public typealias Output = Herald_Campaign_V1_LookupSubscribersResponse
+            /// Descriptor for "LookupSubscribers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "LookupSubscribers",
+                type: .unary
+            )
+        }
         /// Namespace for "Unsubscribe" metadata.
         public enum Unsubscribe: Sendable {
             /// Request type for "Unsubscribe".
@@ -419,6 +432,7 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             GetSubscriber.descriptor,
             UpdateSubscriber.descriptor,
             ListSubscribers.descriptor,
+            LookupSubscribers.descriptor,
             Unsubscribe.descriptor,
             ExportSubscriber.descriptor,
             EraseSubscriber.descriptor,
@@ -543,6 +557,25 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListSubscribersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSubscribersResponse>
+
+        /// Handle the "LookupSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+        /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_LookupSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_LookupSubscribersResponse` messages.
+        func lookupSubscribers(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_LookupSubscribersResponse>
 
         /// Handle the "Unsubscribe" method.
         ///
@@ -1072,6 +1105,25 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse>
 
+        /// Handle the "LookupSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+        /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_LookupSubscribersResponse` message.
+        func lookupSubscribers(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_LookupSubscribersResponse>
+
         /// Handle the "Unsubscribe" method.
         ///
         /// > Source IDL Documentation:
@@ -1598,6 +1650,25 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_ListSubscribersResponse
 
+        /// Handle the "LookupSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+        /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_LookupSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_LookupSubscribersResponse` to respond with.
+        func lookupSubscribers(
+            request: Herald_Campaign_V1_LookupSubscribersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_LookupSubscribersResponse
+
         /// Handle the "Unsubscribe" method.
         ///
         /// > Source IDL Documentation:
@@ -2095,6 +2166,17 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.LookupSubscribers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_LookupSubscribersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_LookupSubscribersResponse>(),
+            handler: { request, context in
+                try await self.lookupSubscribers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.Unsubscribe.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Subscriber>(),
@@ -2424,6 +2506,17 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListSubscribersResponse> {
         let response = try await self.listSubscribers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func lookupSubscribers(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_LookupSubscribersResponse> {
+        let response = try await self.lookupSubscribers(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2765,6 +2858,19 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_ListSubscribersResponse>(
             message: try await self.listSubscribers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func lookupSubscribers(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_LookupSubscribersResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_LookupSubscribersResponse>(
+            message: try await self.lookupSubscribers(
                 request: request.message,
                 context: context
             ),
@@ -3211,6 +3317,30 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListSubscribersResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListSubscribersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LookupSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+        /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_LookupSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_LookupSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func lookupSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_LookupSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_LookupSubscribersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_LookupSubscribersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "Unsubscribe" method.
@@ -3936,6 +4066,41 @@ extension Herald_Campaign_V1_CampaignService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Campaign_V1_CampaignService.Method.ListSubscribers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LookupSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+        /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_LookupSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_LookupSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func lookupSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_LookupSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_LookupSubscribersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_LookupSubscribersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.LookupSubscribers.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -4927,6 +5092,36 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
         )
     }
 
+    /// Call the "LookupSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+    /// > their engagement where there is any; keys that match nobody are left out of the answer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func lookupSubscribers<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_LookupSubscribersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_LookupSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.lookupSubscribers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_LookupSubscribersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_LookupSubscribersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Unsubscribe" method.
     ///
     /// > Source IDL Documentation:
@@ -5790,6 +5985,40 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listSubscribers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LookupSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
+    /// > their engagement where there is any; keys that match nobody are left out of the answer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func lookupSubscribers<Result>(
+        _ message: Herald_Campaign_V1_LookupSubscribersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_LookupSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_LookupSubscribersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.lookupSubscribers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -324,6 +324,18 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `smsConsent`. Subsequent reads from it will return its default value.
   public mutating func clearSmsConsent() {self._smsConsent = nil}
 
+  /// "active" or "archived": an archived subscriber (e.g. its CRM record was deleted) keeps its
+  /// data and history but is sent nothing until it is active again. Erased and blocked
+  /// subscribers cannot be changed this way.
+  public var status: String {
+    get {_status ?? String()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -335,6 +347,7 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   fileprivate var _attributesJson: String? = nil
   fileprivate var _emailConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _smsConsent: Herald_Campaign_V1_ConsentInput? = nil
+  fileprivate var _status: String? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_ListSubscribersRequest: Sendable {
@@ -361,6 +374,38 @@ public nonisolated struct Herald_Campaign_V1_ListSubscribersResponse: Sendable {
 
   /// Empty on the last page.
   public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_LookupSubscribersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ids: [String] = []
+
+  /// Compared after normalising (lower-cased, E.164); a malformed one matches nobody.
+  public var emails: [String] = []
+
+  public var phones: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_LookupSubscribersResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscribers: [Herald_Campaign_V1_Subscriber] = []
+
+  /// For the subscribers above that have any delivery history.
+  public var engagement: [Herald_Campaign_V1_SubscriberEngagement] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1473,11 +1518,22 @@ public nonisolated struct Herald_Campaign_V1_SubscriberEngagement: Sendable {
   /// Clears the value of `lastEngagedAt`. Subsequent reads from it will return its default value.
   public mutating func clearLastEngagedAt() {self._lastEngagedAt = nil}
 
+  /// The latest delivery event (sent, delivered, opened...) of any message to the subscriber.
+  public var lastMessagedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastMessagedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastMessagedAt = newValue}
+  }
+  /// Returns true if `lastMessagedAt` has been explicitly set.
+  public var hasLastMessagedAt: Bool {self._lastMessagedAt != nil}
+  /// Clears the value of `lastMessagedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastMessagedAt() {self._lastMessagedAt = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _lastEngagedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastMessagedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_ListEngagementRequest: Sendable {
@@ -1840,7 +1896,7 @@ nonisolated extension Herald_Campaign_V1_GetSubscriberRequest: SwiftProtobuf.Mes
 
 nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateSubscriberRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1856,6 +1912,7 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
       case 6: try { try decoder.decodeSingularStringField(value: &self._attributesJson) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._emailConsent) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._smsConsent) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self._status) }()
       default: break
       }
     }
@@ -1890,6 +1947,9 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
     try { if let v = self._smsConsent {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    try { if let v = self._status {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1902,6 +1962,7 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
     if lhs._attributesJson != rhs._attributesJson {return false}
     if lhs._emailConsent != rhs._emailConsent {return false}
     if lhs._smsConsent != rhs._smsConsent {return false}
+    if lhs._status != rhs._status {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1972,6 +2033,81 @@ nonisolated extension Herald_Campaign_V1_ListSubscribersResponse: SwiftProtobuf.
   public static func ==(lhs: Herald_Campaign_V1_ListSubscribersResponse, rhs: Herald_Campaign_V1_ListSubscribersResponse) -> Bool {
     if lhs.subscribers != rhs.subscribers {return false}
     if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_LookupSubscribersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LookupSubscribersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ids\0\u{1}emails\0\u{1}phones\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.ids) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.emails) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.phones) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ids.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.ids, fieldNumber: 1)
+    }
+    if !self.emails.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.emails, fieldNumber: 2)
+    }
+    if !self.phones.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.phones, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_LookupSubscribersRequest, rhs: Herald_Campaign_V1_LookupSubscribersRequest) -> Bool {
+    if lhs.ids != rhs.ids {return false}
+    if lhs.emails != rhs.emails {return false}
+    if lhs.phones != rhs.phones {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_LookupSubscribersResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LookupSubscribersResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}subscribers\0\u{1}engagement\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.subscribers) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.engagement) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subscribers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.subscribers, fieldNumber: 1)
+    }
+    if !self.engagement.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.engagement, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_LookupSubscribersResponse, rhs: Herald_Campaign_V1_LookupSubscribersResponse) -> Bool {
+    if lhs.subscribers != rhs.subscribers {return false}
+    if lhs.engagement != rhs.engagement {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3995,7 +4131,7 @@ nonisolated extension Herald_Campaign_V1_GetCampaignAnalyticsRequest: SwiftProto
 
 nonisolated extension Herald_Campaign_V1_SubscriberEngagement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubscriberEngagement"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}score\0\u{1}delivered\0\u{1}opened\0\u{1}clicked\0\u{1}bounced\0\u{1}complained\0\u{3}last_engaged_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}score\0\u{1}delivered\0\u{1}opened\0\u{1}clicked\0\u{1}bounced\0\u{1}complained\0\u{3}last_engaged_at\0\u{3}last_messaged_at\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4011,6 +4147,7 @@ nonisolated extension Herald_Campaign_V1_SubscriberEngagement: SwiftProtobuf.Mes
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._lastEngagedAt) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._lastMessagedAt) }()
       default: break
       }
     }
@@ -4045,6 +4182,9 @@ nonisolated extension Herald_Campaign_V1_SubscriberEngagement: SwiftProtobuf.Mes
     try { if let v = self._lastEngagedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    try { if let v = self._lastMessagedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4057,6 +4197,7 @@ nonisolated extension Herald_Campaign_V1_SubscriberEngagement: SwiftProtobuf.Mes
     if lhs.bounced != rhs.bounced {return false}
     if lhs.complained != rhs.complained {return false}
     if lhs._lastEngagedAt != rhs._lastEngagedAt {return false}
+    if lhs._lastMessagedAt != rhs._lastMessagedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,5 +1,5 @@
-/// Sync service (SPEC §5): sync jobs for Airtable-style tables. The connector, runs, conflicts and
-/// history are added by the sync issue.
+/// Sync service (SPEC §5): two-way sync of subscribers with Airtable-style tables — jobs, runs
+/// (pull, push, reconciliation of deletes), three-way conflicts and run history.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -36,6 +36,19 @@ public enum Herald_Sync_V1_SyncService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetJob" metadata.
+        public enum GetJob: Sendable {
+            /// Request type for "GetJob".
+            public typealias Input = Herald_Sync_V1_GetJobRequest
+            /// Response type for "GetJob".
+            public typealias Output = Herald_Sync_V1_Job
+            /// Descriptor for "GetJob".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "GetJob",
+                type: .unary
+            )
+        }
         /// Namespace for "ListJobs" metadata.
         public enum ListJobs: Sendable {
             /// Request type for "ListJobs".
@@ -49,10 +62,81 @@ public enum Herald_Sync_V1_SyncService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "StartRun" metadata.
+        public enum StartRun: Sendable {
+            /// Request type for "StartRun".
+            public typealias Input = Herald_Sync_V1_StartRunRequest
+            /// Response type for "StartRun".
+            public typealias Output = Herald_Sync_V1_Run
+            /// Descriptor for "StartRun".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "StartRun",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetRun" metadata.
+        public enum GetRun: Sendable {
+            /// Request type for "GetRun".
+            public typealias Input = Herald_Sync_V1_GetRunRequest
+            /// Response type for "GetRun".
+            public typealias Output = Herald_Sync_V1_Run
+            /// Descriptor for "GetRun".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "GetRun",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListRuns" metadata.
+        public enum ListRuns: Sendable {
+            /// Request type for "ListRuns".
+            public typealias Input = Herald_Sync_V1_ListRunsRequest
+            /// Response type for "ListRuns".
+            public typealias Output = Herald_Sync_V1_ListRunsResponse
+            /// Descriptor for "ListRuns".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "ListRuns",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListConflicts" metadata.
+        public enum ListConflicts: Sendable {
+            /// Request type for "ListConflicts".
+            public typealias Input = Herald_Sync_V1_ListConflictsRequest
+            /// Response type for "ListConflicts".
+            public typealias Output = Herald_Sync_V1_ListConflictsResponse
+            /// Descriptor for "ListConflicts".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "ListConflicts",
+                type: .unary
+            )
+        }
+        /// Namespace for "ResolveConflict" metadata.
+        public enum ResolveConflict: Sendable {
+            /// Request type for "ResolveConflict".
+            public typealias Input = Herald_Sync_V1_ResolveConflictRequest
+            /// Response type for "ResolveConflict".
+            public typealias Output = Herald_Sync_V1_Conflict
+            /// Descriptor for "ResolveConflict".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "ResolveConflict",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.sync.v1.SyncService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateJob.descriptor,
-            ListJobs.descriptor
+            GetJob.descriptor,
+            ListJobs.descriptor,
+            StartRun.descriptor,
+            GetRun.descriptor,
+            ListRuns.descriptor,
+            ListConflicts.descriptor,
+            ResolveConflict.descriptor
         ]
     }
 }
@@ -97,6 +181,20 @@ extension Herald_Sync_V1_SyncService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job>
 
+        /// Handle the "GetJob" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_GetJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_Job` messages.
+        func getJob(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_GetJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job>
+
         /// Handle the "ListJobs" method.
         ///
         /// - Parameters:
@@ -110,6 +208,95 @@ extension Herald_Sync_V1_SyncService {
             request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListJobsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListJobsResponse>
+
+        /// Handle the "StartRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+        /// > when a run of the job is already going (one run at a time per table). A run that stopped
+        /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_StartRunRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_Run` messages.
+        func startRun(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_StartRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Run>
+
+        /// Handle the "GetRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A run, with its counts while it goes (progress) and its per-record errors.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_GetRunRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_Run` messages.
+        func getRun(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_GetRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Run>
+
+        /// Handle the "ListRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's runs, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_ListRunsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_ListRunsResponse` messages.
+        func listRuns(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListRunsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListRunsResponse>
+
+        /// Handle the "ListConflicts" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_ListConflictsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_ListConflictsResponse` messages.
+        func listConflicts(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListConflictsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListConflictsResponse>
+
+        /// Handle the "ResolveConflict" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+        /// > side at once.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_ResolveConflictRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_Conflict` messages.
+        func resolveConflict(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ResolveConflictRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Conflict>
     }
 
     /// Service protocol for the "herald.sync.v1.SyncService" service.
@@ -138,6 +325,20 @@ extension Herald_Sync_V1_SyncService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job>
 
+        /// Handle the "GetJob" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_Job` message.
+        func getJob(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_GetJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job>
+
         /// Handle the "ListJobs" method.
         ///
         /// - Parameters:
@@ -151,6 +352,95 @@ extension Herald_Sync_V1_SyncService {
             request: GRPCCore.ServerRequest<Herald_Sync_V1_ListJobsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse>
+
+        /// Handle the "StartRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+        /// > when a run of the job is already going (one run at a time per table). A run that stopped
+        /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_Run` message.
+        func startRun(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_StartRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Run>
+
+        /// Handle the "GetRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A run, with its counts while it goes (progress) and its per-record errors.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetRunRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_Run` message.
+        func getRun(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_GetRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Run>
+
+        /// Handle the "ListRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's runs, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListRunsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_ListRunsResponse` message.
+        func listRuns(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_ListRunsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListRunsResponse>
+
+        /// Handle the "ListConflicts" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_ListConflictsResponse` message.
+        func listConflicts(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_ListConflictsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListConflictsResponse>
+
+        /// Handle the "ResolveConflict" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+        /// > side at once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_Conflict` message.
+        func resolveConflict(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_ResolveConflictRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Conflict>
     }
 
     /// Simple service protocol for the "herald.sync.v1.SyncService" service.
@@ -177,6 +467,20 @@ extension Herald_Sync_V1_SyncService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Sync_V1_Job
 
+        /// Handle the "GetJob" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_GetJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_Job` to respond with.
+        func getJob(
+            request: Herald_Sync_V1_GetJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_Job
+
         /// Handle the "ListJobs" method.
         ///
         /// - Parameters:
@@ -190,6 +494,95 @@ extension Herald_Sync_V1_SyncService {
             request: Herald_Sync_V1_ListJobsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Sync_V1_ListJobsResponse
+
+        /// Handle the "StartRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+        /// > when a run of the job is already going (one run at a time per table). A run that stopped
+        /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_StartRunRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_Run` to respond with.
+        func startRun(
+            request: Herald_Sync_V1_StartRunRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_Run
+
+        /// Handle the "GetRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A run, with its counts while it goes (progress) and its per-record errors.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_GetRunRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_Run` to respond with.
+        func getRun(
+            request: Herald_Sync_V1_GetRunRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_Run
+
+        /// Handle the "ListRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's runs, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_ListRunsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_ListRunsResponse` to respond with.
+        func listRuns(
+            request: Herald_Sync_V1_ListRunsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_ListRunsResponse
+
+        /// Handle the "ListConflicts" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_ListConflictsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_ListConflictsResponse` to respond with.
+        func listConflicts(
+            request: Herald_Sync_V1_ListConflictsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_ListConflictsResponse
+
+        /// Handle the "ResolveConflict" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+        /// > side at once.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_ResolveConflictRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_Conflict` to respond with.
+        func resolveConflict(
+            request: Herald_Sync_V1_ResolveConflictRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_Conflict
     }
 }
 
@@ -209,11 +602,77 @@ extension Herald_Sync_V1_SyncService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.GetJob.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_GetJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Job>(),
+            handler: { request, context in
+                try await self.getJob(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Sync_V1_SyncService.Method.ListJobs.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListJobsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListJobsResponse>(),
             handler: { request, context in
                 try await self.listJobs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.StartRun.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_StartRunRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Run>(),
+            handler: { request, context in
+                try await self.startRun(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.GetRun.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_GetRunRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Run>(),
+            handler: { request, context in
+                try await self.getRun(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.ListRuns.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListRunsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListRunsResponse>(),
+            handler: { request, context in
+                try await self.listRuns(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.ListConflicts.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListConflictsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListConflictsResponse>(),
+            handler: { request, context in
+                try await self.listConflicts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.ResolveConflict.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ResolveConflictRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Conflict>(),
+            handler: { request, context in
+                try await self.resolveConflict(
                     request: request,
                     context: context
                 )
@@ -236,11 +695,77 @@ extension Herald_Sync_V1_SyncService.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func getJob(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_GetJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job> {
+        let response = try await self.getJob(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func listJobs(
         request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListJobsRequest>,
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListJobsResponse> {
         let response = try await self.listJobs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func startRun(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_StartRunRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Run> {
+        let response = try await self.startRun(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getRun(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_GetRunRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Run> {
+        let response = try await self.getRun(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listRuns(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListRunsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListRunsResponse> {
+        let response = try await self.listRuns(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listConflicts(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListConflictsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListConflictsResponse> {
+        let response = try await self.listConflicts(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func resolveConflict(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ResolveConflictRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Conflict> {
+        let response = try await self.resolveConflict(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -264,12 +789,90 @@ extension Herald_Sync_V1_SyncService.SimpleServiceProtocol {
         )
     }
 
+    public func getJob(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_GetJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_Job>(
+            message: try await self.getJob(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
     public func listJobs(
         request: GRPCCore.ServerRequest<Herald_Sync_V1_ListJobsRequest>,
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse> {
         return GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse>(
             message: try await self.listJobs(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func startRun(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_StartRunRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Run> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_Run>(
+            message: try await self.startRun(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getRun(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_GetRunRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Run> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_Run>(
+            message: try await self.getRun(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listRuns(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_ListRunsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListRunsResponse> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_ListRunsResponse>(
+            message: try await self.listRuns(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listConflicts(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_ListConflictsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListConflictsResponse> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_ListConflictsResponse>(
+            message: try await self.listConflicts(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func resolveConflict(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_ResolveConflictRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Conflict> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_Conflict>(
+            message: try await self.resolveConflict(
                 request: request.message,
                 context: context
             ),
@@ -310,6 +913,25 @@ extension Herald_Sync_V1_SyncService {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "GetJob" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_GetJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Job` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_GetJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_GetJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Job>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "ListJobs" method.
         ///
         /// - Parameters:
@@ -327,6 +949,120 @@ extension Herald_Sync_V1_SyncService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListJobsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListJobsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "StartRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+        /// > when a run of the job is already going (one run at a time per table). A run that stopped
+        /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_StartRunRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Run` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func startRun<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_StartRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_StartRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Run>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A run, with its counts while it goes (progress) and its per-record errors.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetRunRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_GetRunRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Run` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getRun<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_GetRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_GetRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Run>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's runs, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListRunsRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ListRunsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_ListRunsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listRuns<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ListRunsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ListRunsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListRunsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListRunsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListConflicts" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ListConflictsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_ListConflictsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listConflicts<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ListConflictsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ListConflictsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListConflictsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListConflictsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResolveConflict" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+        /// > side at once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ResolveConflictRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Conflict` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resolveConflict<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ResolveConflictRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ResolveConflictRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Conflict>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Conflict>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -380,6 +1116,36 @@ extension Herald_Sync_V1_SyncService {
             )
         }
 
+        /// Call the "GetJob" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_GetJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Job` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_GetJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_GetJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Job>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.GetJob.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ListJobs" method.
         ///
         /// - Parameters:
@@ -403,6 +1169,175 @@ extension Herald_Sync_V1_SyncService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Sync_V1_SyncService.Method.ListJobs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "StartRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+        /// > when a run of the job is already going (one run at a time per table). A run that stopped
+        /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_StartRunRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Run` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func startRun<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_StartRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_StartRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Run>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.StartRun.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetRun" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A run, with its counts while it goes (progress) and its per-record errors.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_GetRunRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_GetRunRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Run` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getRun<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_GetRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_GetRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Run>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.GetRun.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's runs, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListRunsRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ListRunsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_ListRunsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listRuns<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ListRunsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ListRunsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListRunsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListRunsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.ListRuns.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListConflicts" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ListConflictsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_ListConflictsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listConflicts<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ListConflictsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ListConflictsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListConflictsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListConflictsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.ListConflicts.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ResolveConflict" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+        /// > side at once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_ResolveConflictRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Conflict` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resolveConflict<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_ResolveConflictRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_ResolveConflictRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Conflict>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Conflict>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.ResolveConflict.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -444,6 +1379,31 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
         )
     }
 
+    /// Call the "GetJob" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJob<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_GetJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getJob(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_GetJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_Job>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListJobs" method.
     ///
     /// - Parameters:
@@ -464,6 +1424,150 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListJobsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListJobsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StartRun" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+    /// > when a run of the job is already going (one run at a time per table). A run that stopped
+    /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func startRun<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_StartRunRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.startRun(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_StartRunRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_Run>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRun" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A run, with its counts while it goes (progress) and its per-record errors.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_GetRunRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRun<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_GetRunRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getRun(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_GetRunRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_Run>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRuns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A job's runs, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_ListRunsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRuns<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_ListRunsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListRunsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listRuns(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListRunsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListRunsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListConflicts" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listConflicts<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_ListConflictsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListConflictsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listConflicts(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ListConflictsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_ListConflictsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveConflict" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+    /// > side at once.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveConflict<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_ResolveConflictRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Conflict>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resolveConflict(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_ResolveConflictRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_Conflict>(),
             options: options,
             onResponse: handleResponse
         )
@@ -506,6 +1610,35 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
         )
     }
 
+    /// Call the "GetJob" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJob<Result>(
+        _ message: Herald_Sync_V1_GetJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_GetJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getJob(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListJobs" method.
     ///
     /// - Parameters:
@@ -529,6 +1662,170 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listJobs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "StartRun" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
+    /// > when a run of the job is already going (one run at a time per table). A run that stopped
+    /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func startRun<Result>(
+        _ message: Herald_Sync_V1_StartRunRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_StartRunRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.startRun(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRun" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A run, with its counts while it goes (progress) and its per-record errors.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRun<Result>(
+        _ message: Herald_Sync_V1_GetRunRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Run>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_GetRunRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getRun(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRuns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A job's runs, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRuns<Result>(
+        _ message: Herald_Sync_V1_ListRunsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListRunsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_ListRunsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listRuns(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListConflicts" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listConflicts<Result>(
+        _ message: Herald_Sync_V1_ListConflictsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListConflictsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_ListConflictsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listConflicts(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveConflict" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
+    /// > side at once.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveConflict<Result>(
+        _ message: Herald_Sync_V1_ResolveConflictRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Conflict>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_ResolveConflictRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resolveConflict(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -8,8 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Sync service (SPEC §5): sync jobs for Airtable-style tables. The connector, runs, conflicts and
-/// history are added by the sync issue.
+/// Sync service (SPEC §5): two-way sync of subscribers with Airtable-style tables — jobs, runs
+/// (pull, push, reconciliation of deletes), three-way conflicts and run history.
 
 import SwiftProtobuf
 
@@ -65,6 +65,114 @@ public nonisolated enum Herald_Sync_V1_Direction: SwiftProtobuf.Enum, Swift.Case
 
 }
 
+public nonisolated enum Herald_Sync_V1_ConflictPolicy: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Means the job's default policy (in a mapping) or REMOTE_WINS (as the job's default).
+  case unspecified // = 0
+  case localWins // = 1
+  case remoteWins // = 2
+
+  /// The side changed last wins: the record's last-modified time against the subscriber's.
+  case lastWriterWins // = 3
+
+  /// Both sides are left as they are and the conflict waits for ResolveConflict.
+  case manual // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .localWins
+    case 2: self = .remoteWins
+    case 3: self = .lastWriterWins
+    case 4: self = .manual
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .localWins: return 1
+    case .remoteWins: return 2
+    case .lastWriterWins: return 3
+    case .manual: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Sync_V1_ConflictPolicy] = [
+    .unspecified,
+    .localWins,
+    .remoteWins,
+    .lastWriterWins,
+    .manual,
+  ]
+
+}
+
+public nonisolated enum Herald_Sync_V1_RunStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case running // = 1
+  case succeeded // = 2
+
+  /// Stopped by an error (named in `error`); the next run resumes from the checkpoint.
+  case failed // = 3
+
+  /// Stopped on purpose before changing anything more, e.g. by the deletion cap.
+  case aborted // = 4
+
+  /// The process stopped while the run went (crash or shutdown); a later run resumed it.
+  case interrupted // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .running
+    case 2: self = .succeeded
+    case 3: self = .failed
+    case 4: self = .aborted
+    case 5: self = .interrupted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .running: return 1
+    case .succeeded: return 2
+    case .failed: return 3
+    case .aborted: return 4
+    case .interrupted: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Sync_V1_RunStatus] = [
+    .unspecified,
+    .running,
+    .succeeded,
+    .failed,
+    .aborted,
+    .interrupted,
+  ]
+
+}
+
 public nonisolated struct Herald_Sync_V1_FieldMapping: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -73,48 +181,125 @@ public nonisolated struct Herald_Sync_V1_FieldMapping: Sendable {
   /// The remote table's field name or id.
   public var externalField: String = String()
 
-  /// A subscriber field: email, phone, first_name, last_name, or attributes.<name>.
+  /// A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed or
+  /// attributes.<name>; or one written to the remote table only: engagement_status,
+  /// engagement_score, last_messaged_at.
   public var subscriberField: String = String()
+
+  /// What wins when both sides changed this field since the last sync.
+  public var conflictPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct Herald_Sync_V1_Job: Sendable {
+public nonisolated struct Herald_Sync_V1_Job: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var baseID: String = String()
+  public var baseID: String {
+    get {_storage._baseID}
+    set {_uniqueStorage()._baseID = newValue}
+  }
 
-  public var tableID: String = String()
+  public var tableID: String {
+    get {_storage._tableID}
+    set {_uniqueStorage()._tableID = newValue}
+  }
 
   /// Name of the environment variable that holds the API token (never the token itself).
-  public var tokenEnv: String = String()
+  public var tokenEnv: String {
+    get {_storage._tokenEnv}
+    set {_uniqueStorage()._tokenEnv = newValue}
+  }
 
-  public var direction: Herald_Sync_V1_Direction = .unspecified
+  public var direction: Herald_Sync_V1_Direction {
+    get {_storage._direction}
+    set {_uniqueStorage()._direction = newValue}
+  }
 
-  public var mappings: [Herald_Sync_V1_FieldMapping] = []
+  public var mappings: [Herald_Sync_V1_FieldMapping] {
+    get {_storage._mappings}
+    set {_uniqueStorage()._mappings = newValue}
+  }
 
   public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_createdAt = newValue}
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
   }
   /// Returns true if `createdAt` has been explicitly set.
-  public var hasCreatedAt: Bool {self._createdAt != nil}
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
   /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
-  public mutating func clearCreatedAt() {self._createdAt = nil}
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  /// The remote field (a last-modified time) incremental pulls filter and sort on; empty when the
+  /// table has none (every run then reads the whole table).
+  public var modifiedField: String {
+    get {_storage._modifiedField}
+    set {_uniqueStorage()._modifiedField = newValue}
+  }
+
+  /// Seconds before the saved cursor that an incremental pull reads again (clock skew, late writes).
+  public var overlapSeconds: Int32 {
+    get {_storage._overlapSeconds}
+    set {_uniqueStorage()._overlapSeconds = newValue}
+  }
+
+  public var defaultPolicy: Herald_Sync_V1_ConflictPolicy {
+    get {_storage._defaultPolicy}
+    set {_uniqueStorage()._defaultPolicy = newValue}
+  }
+
+  /// Seconds between scheduled runs; 0 = only on demand.
+  public var scheduleSeconds: Int32 {
+    get {_storage._scheduleSeconds}
+    set {_uniqueStorage()._scheduleSeconds = newValue}
+  }
+
+  /// A full read of the table (finding deleted records) at least this often, in seconds.
+  public var reconcileSeconds: Int32 {
+    get {_storage._reconcileSeconds}
+    set {_uniqueStorage()._reconcileSeconds = newValue}
+  }
+
+  /// A run that would soft-delete more than this share (percent) of the linked records aborts.
+  public var maxDeletePercent: Int32 {
+    get {_storage._maxDeletePercent}
+    set {_uniqueStorage()._maxDeletePercent = newValue}
+  }
+
+  /// The high-water mark of the last completed pull (the remote last-modified time).
+  public var cursor: String {
+    get {_storage._cursor}
+    set {_uniqueStorage()._cursor = newValue}
+  }
+
+  public var lastFullSyncAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._lastFullSyncAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastFullSyncAt = newValue}
+  }
+  /// Returns true if `lastFullSyncAt` has been explicitly set.
+  public var hasLastFullSyncAt: Bool {_storage._lastFullSyncAt != nil}
+  /// Clears the value of `lastFullSyncAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastFullSyncAt() {_uniqueStorage()._lastFullSyncAt = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Herald_Sync_V1_CreateJobRequest: Sendable {
@@ -133,6 +318,33 @@ public nonisolated struct Herald_Sync_V1_CreateJobRequest: Sendable {
   public var direction: Herald_Sync_V1_Direction = .unspecified
 
   public var mappings: [Herald_Sync_V1_FieldMapping] = []
+
+  public var modifiedField: String = String()
+
+  /// 0 means 60.
+  public var overlapSeconds: Int32 = 0
+
+  public var defaultPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
+
+  public var scheduleSeconds: Int32 = 0
+
+  /// 0 means 86400 (daily).
+  public var reconcileSeconds: Int32 = 0
+
+  /// 0 means 10; 100 turns the cap off.
+  public var maxDeletePercent: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_GetJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -161,6 +373,338 @@ public nonisolated struct Herald_Sync_V1_ListJobsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Sync_V1_RunCounts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var recordsRead: Int64 = 0
+
+  public var created: Int64 = 0
+
+  public var updated: Int64 = 0
+
+  public var unchanged: Int64 = 0
+
+  /// Records read again in the overlap window or after a restart, already applied.
+  public var duplicates: Int64 = 0
+
+  public var softDeleted: Int64 = 0
+
+  public var pushed: Int64 = 0
+
+  public var conflicts: Int64 = 0
+
+  public var errors: Int64 = 0
+
+  public var apiCalls: Int64 = 0
+
+  public var rateLimited: Int64 = 0
+
+  public var cursorRestarts: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_RecordError: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var recordID: String = String()
+
+  public var field: String = String()
+
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// In a dry run: one change the run would have made.
+public nonisolated struct Herald_Sync_V1_PlannedChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var recordID: String = String()
+
+  /// create, update, soft_delete, push, conflict
+  public var action: String = String()
+
+  public var subscriberID: String = String()
+
+  public var fields: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_Run: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var jobID: String {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
+
+  public var status: Herald_Sync_V1_RunStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var dryRun: Bool {
+    get {_storage._dryRun}
+    set {_uniqueStorage()._dryRun = newValue}
+  }
+
+  /// A full read of the table (deletes reconciled) rather than an incremental pull.
+  public var full: Bool {
+    get {_storage._full}
+    set {_uniqueStorage()._full = newValue}
+  }
+
+  public var startedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._startedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._startedAt = newValue}
+  }
+  /// Returns true if `startedAt` has been explicitly set.
+  public var hasStartedAt: Bool {_storage._startedAt != nil}
+  /// Clears the value of `startedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartedAt() {_uniqueStorage()._startedAt = nil}
+
+  public var finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._finishedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._finishedAt = newValue}
+  }
+  /// Returns true if `finishedAt` has been explicitly set.
+  public var hasFinishedAt: Bool {_storage._finishedAt != nil}
+  /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAt() {_uniqueStorage()._finishedAt = nil}
+
+  public var cursorBefore: String {
+    get {_storage._cursorBefore}
+    set {_uniqueStorage()._cursorBefore = newValue}
+  }
+
+  public var cursorAfter: String {
+    get {_storage._cursorAfter}
+    set {_uniqueStorage()._cursorAfter = newValue}
+  }
+
+  public var counts: Herald_Sync_V1_RunCounts {
+    get {_storage._counts ?? Herald_Sync_V1_RunCounts()}
+    set {_uniqueStorage()._counts = newValue}
+  }
+  /// Returns true if `counts` has been explicitly set.
+  public var hasCounts: Bool {_storage._counts != nil}
+  /// Clears the value of `counts`. Subsequent reads from it will return its default value.
+  public mutating func clearCounts() {_uniqueStorage()._counts = nil}
+
+  /// The first 1,000 per-record errors.
+  public var errors: [Herald_Sync_V1_RecordError] {
+    get {_storage._errors}
+    set {_uniqueStorage()._errors = newValue}
+  }
+
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
+
+  /// The run this one carried on from its checkpoint.
+  public var resumedFrom: String {
+    get {_storage._resumedFrom}
+    set {_uniqueStorage()._resumedFrom = newValue}
+  }
+
+  /// Dry runs only: the first 1,000 changes it would make.
+  public var planned: [Herald_Sync_V1_PlannedChange] {
+    get {_storage._planned}
+    set {_uniqueStorage()._planned = newValue}
+  }
+
+  /// Where the run is: validating, pulling, reconciling, pushing, done.
+  public var phase: String {
+    get {_storage._phase}
+    set {_uniqueStorage()._phase = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Sync_V1_StartRunRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  /// Report what would change; change nothing.
+  public var dryRun: Bool = false
+
+  /// Read the whole table and reconcile deletes now, whatever the schedule.
+  public var full: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_GetRunRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_ListRunsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  /// 1 to 100; 0 means 20.
+  public var pageSize: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_ListRunsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runs: [Herald_Sync_V1_Run] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_Conflict: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var jobID: String = String()
+
+  public var runID: String = String()
+
+  public var recordID: String = String()
+
+  public var subscriberID: String = String()
+
+  public var subscriberField: String = String()
+
+  /// JSON values: as last synced, as changed locally, as changed remotely.
+  public var baseJson: String = String()
+
+  public var localJson: String = String()
+
+  public var remoteJson: String = String()
+
+  public var policy: Herald_Sync_V1_ConflictPolicy = .unspecified
+
+  /// local, remote (the side that won), or pending (MANUAL, not yet resolved).
+  public var resolution: String = String()
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  public var resolvedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_resolvedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_resolvedAt = newValue}
+  }
+  /// Returns true if `resolvedAt` has been explicitly set.
+  public var hasResolvedAt: Bool {self._resolvedAt != nil}
+  /// Clears the value of `resolvedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearResolvedAt() {self._resolvedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _resolvedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Sync_V1_ListConflictsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  /// Only those waiting for ResolveConflict.
+  public var pendingOnly: Bool = false
+
+  /// 1 to 500; 0 means 100.
+  public var pageSize: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_ListConflictsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conflicts: [Herald_Sync_V1_Conflict] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_ResolveConflictRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// "local" or "remote": the side whose value both sides keep.
+  public var take: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "herald.sync.v1"
@@ -169,9 +713,17 @@ nonisolated extension Herald_Sync_V1_Direction: SwiftProtobuf._ProtoNameProvidin
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DIRECTION_UNSPECIFIED\0\u{1}DIRECTION_PULL\0\u{1}DIRECTION_PUSH\0\u{1}DIRECTION_BOTH\0")
 }
 
+nonisolated extension Herald_Sync_V1_ConflictPolicy: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONFLICT_POLICY_UNSPECIFIED\0\u{1}CONFLICT_POLICY_LOCAL_WINS\0\u{1}CONFLICT_POLICY_REMOTE_WINS\0\u{1}CONFLICT_POLICY_LAST_WRITER_WINS\0\u{1}CONFLICT_POLICY_MANUAL\0")
+}
+
+nonisolated extension Herald_Sync_V1_RunStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RUN_STATUS_UNSPECIFIED\0\u{1}RUN_STATUS_RUNNING\0\u{1}RUN_STATUS_SUCCEEDED\0\u{1}RUN_STATUS_FAILED\0\u{1}RUN_STATUS_ABORTED\0\u{1}RUN_STATUS_INTERRUPTED\0")
+}
+
 nonisolated extension Herald_Sync_V1_FieldMapping: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FieldMapping"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}external_field\0\u{3}subscriber_field\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}external_field\0\u{3}subscriber_field\0\u{3}conflict_policy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -181,6 +733,7 @@ nonisolated extension Herald_Sync_V1_FieldMapping: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.externalField) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.subscriberField) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.conflictPolicy) }()
       default: break
       }
     }
@@ -193,12 +746,16 @@ nonisolated extension Herald_Sync_V1_FieldMapping: SwiftProtobuf.Message, SwiftP
     if !self.subscriberField.isEmpty {
       try visitor.visitSingularStringField(value: self.subscriberField, fieldNumber: 2)
     }
+    if self.conflictPolicy != .unspecified {
+      try visitor.visitSingularEnumField(value: self.conflictPolicy, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Sync_V1_FieldMapping, rhs: Herald_Sync_V1_FieldMapping) -> Bool {
     if lhs.externalField != rhs.externalField {return false}
     if lhs.subscriberField != rhs.subscriberField {return false}
+    if lhs.conflictPolicy != rhs.conflictPolicy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -206,68 +763,174 @@ nonisolated extension Herald_Sync_V1_FieldMapping: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Herald_Sync_V1_Job: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Job"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}base_id\0\u{3}table_id\0\u{3}token_env\0\u{1}direction\0\u{1}mappings\0\u{3}created_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}base_id\0\u{3}table_id\0\u{3}token_env\0\u{1}direction\0\u{1}mappings\0\u{3}created_at\0\u{3}modified_field\0\u{3}overlap_seconds\0\u{3}default_policy\0\u{3}schedule_seconds\0\u{3}reconcile_seconds\0\u{3}max_delete_percent\0\u{1}cursor\0\u{3}last_full_sync_at\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _name: String = String()
+    var _baseID: String = String()
+    var _tableID: String = String()
+    var _tokenEnv: String = String()
+    var _direction: Herald_Sync_V1_Direction = .unspecified
+    var _mappings: [Herald_Sync_V1_FieldMapping] = []
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _modifiedField: String = String()
+    var _overlapSeconds: Int32 = 0
+    var _defaultPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
+    var _scheduleSeconds: Int32 = 0
+    var _reconcileSeconds: Int32 = 0
+    var _maxDeletePercent: Int32 = 0
+    var _cursor: String = String()
+    var _lastFullSyncAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _name = source._name
+      _baseID = source._baseID
+      _tableID = source._tableID
+      _tokenEnv = source._tokenEnv
+      _direction = source._direction
+      _mappings = source._mappings
+      _createdAt = source._createdAt
+      _modifiedField = source._modifiedField
+      _overlapSeconds = source._overlapSeconds
+      _defaultPolicy = source._defaultPolicy
+      _scheduleSeconds = source._scheduleSeconds
+      _reconcileSeconds = source._reconcileSeconds
+      _maxDeletePercent = source._maxDeletePercent
+      _cursor = source._cursor
+      _lastFullSyncAt = source._lastFullSyncAt
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.baseID) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.tableID) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.tokenEnv) }()
-      case 6: try { try decoder.decodeSingularEnumField(value: &self.direction) }()
-      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.mappings) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._baseID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._tableID) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._tokenEnv) }()
+        case 6: try { try decoder.decodeSingularEnumField(value: &_storage._direction) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._mappings) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._modifiedField) }()
+        case 10: try { try decoder.decodeSingularInt32Field(value: &_storage._overlapSeconds) }()
+        case 11: try { try decoder.decodeSingularEnumField(value: &_storage._defaultPolicy) }()
+        case 12: try { try decoder.decodeSingularInt32Field(value: &_storage._scheduleSeconds) }()
+        case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._reconcileSeconds) }()
+        case 14: try { try decoder.decodeSingularInt32Field(value: &_storage._maxDeletePercent) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._cursor) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._lastFullSyncAt) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._baseID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._baseID, fieldNumber: 3)
+      }
+      if !_storage._tableID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._tableID, fieldNumber: 4)
+      }
+      if !_storage._tokenEnv.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._tokenEnv, fieldNumber: 5)
+      }
+      if _storage._direction != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._direction, fieldNumber: 6)
+      }
+      if !_storage._mappings.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._mappings, fieldNumber: 7)
+      }
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._modifiedField.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._modifiedField, fieldNumber: 9)
+      }
+      if _storage._overlapSeconds != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._overlapSeconds, fieldNumber: 10)
+      }
+      if _storage._defaultPolicy != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._defaultPolicy, fieldNumber: 11)
+      }
+      if _storage._scheduleSeconds != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._scheduleSeconds, fieldNumber: 12)
+      }
+      if _storage._reconcileSeconds != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._reconcileSeconds, fieldNumber: 13)
+      }
+      if _storage._maxDeletePercent != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._maxDeletePercent, fieldNumber: 14)
+      }
+      if !_storage._cursor.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cursor, fieldNumber: 15)
+      }
+      try { if let v = _storage._lastFullSyncAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
-    }
-    if !self.baseID.isEmpty {
-      try visitor.visitSingularStringField(value: self.baseID, fieldNumber: 3)
-    }
-    if !self.tableID.isEmpty {
-      try visitor.visitSingularStringField(value: self.tableID, fieldNumber: 4)
-    }
-    if !self.tokenEnv.isEmpty {
-      try visitor.visitSingularStringField(value: self.tokenEnv, fieldNumber: 5)
-    }
-    if self.direction != .unspecified {
-      try visitor.visitSingularEnumField(value: self.direction, fieldNumber: 6)
-    }
-    if !self.mappings.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.mappings, fieldNumber: 7)
-    }
-    try { if let v = self._createdAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Sync_V1_Job, rhs: Herald_Sync_V1_Job) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs.baseID != rhs.baseID {return false}
-    if lhs.tableID != rhs.tableID {return false}
-    if lhs.tokenEnv != rhs.tokenEnv {return false}
-    if lhs.direction != rhs.direction {return false}
-    if lhs.mappings != rhs.mappings {return false}
-    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._baseID != rhs_storage._baseID {return false}
+        if _storage._tableID != rhs_storage._tableID {return false}
+        if _storage._tokenEnv != rhs_storage._tokenEnv {return false}
+        if _storage._direction != rhs_storage._direction {return false}
+        if _storage._mappings != rhs_storage._mappings {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._modifiedField != rhs_storage._modifiedField {return false}
+        if _storage._overlapSeconds != rhs_storage._overlapSeconds {return false}
+        if _storage._defaultPolicy != rhs_storage._defaultPolicy {return false}
+        if _storage._scheduleSeconds != rhs_storage._scheduleSeconds {return false}
+        if _storage._reconcileSeconds != rhs_storage._reconcileSeconds {return false}
+        if _storage._maxDeletePercent != rhs_storage._maxDeletePercent {return false}
+        if _storage._cursor != rhs_storage._cursor {return false}
+        if _storage._lastFullSyncAt != rhs_storage._lastFullSyncAt {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -275,7 +938,7 @@ nonisolated extension Herald_Sync_V1_Job: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Herald_Sync_V1_CreateJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateJobRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}base_id\0\u{3}table_id\0\u{3}token_env\0\u{1}direction\0\u{1}mappings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}base_id\0\u{3}table_id\0\u{3}token_env\0\u{1}direction\0\u{1}mappings\0\u{3}modified_field\0\u{3}overlap_seconds\0\u{3}default_policy\0\u{3}schedule_seconds\0\u{3}reconcile_seconds\0\u{3}max_delete_percent\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -289,6 +952,12 @@ nonisolated extension Herald_Sync_V1_CreateJobRequest: SwiftProtobuf.Message, Sw
       case 4: try { try decoder.decodeSingularStringField(value: &self.tokenEnv) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.direction) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.mappings) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.modifiedField) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.overlapSeconds) }()
+      case 9: try { try decoder.decodeSingularEnumField(value: &self.defaultPolicy) }()
+      case 10: try { try decoder.decodeSingularInt32Field(value: &self.scheduleSeconds) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self.reconcileSeconds) }()
+      case 12: try { try decoder.decodeSingularInt32Field(value: &self.maxDeletePercent) }()
       default: break
       }
     }
@@ -313,6 +982,24 @@ nonisolated extension Herald_Sync_V1_CreateJobRequest: SwiftProtobuf.Message, Sw
     if !self.mappings.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.mappings, fieldNumber: 6)
     }
+    if !self.modifiedField.isEmpty {
+      try visitor.visitSingularStringField(value: self.modifiedField, fieldNumber: 7)
+    }
+    if self.overlapSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.overlapSeconds, fieldNumber: 8)
+    }
+    if self.defaultPolicy != .unspecified {
+      try visitor.visitSingularEnumField(value: self.defaultPolicy, fieldNumber: 9)
+    }
+    if self.scheduleSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.scheduleSeconds, fieldNumber: 10)
+    }
+    if self.reconcileSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.reconcileSeconds, fieldNumber: 11)
+    }
+    if self.maxDeletePercent != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxDeletePercent, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -323,6 +1010,42 @@ nonisolated extension Herald_Sync_V1_CreateJobRequest: SwiftProtobuf.Message, Sw
     if lhs.tokenEnv != rhs.tokenEnv {return false}
     if lhs.direction != rhs.direction {return false}
     if lhs.mappings != rhs.mappings {return false}
+    if lhs.modifiedField != rhs.modifiedField {return false}
+    if lhs.overlapSeconds != rhs.overlapSeconds {return false}
+    if lhs.defaultPolicy != rhs.defaultPolicy {return false}
+    if lhs.scheduleSeconds != rhs.scheduleSeconds {return false}
+    if lhs.reconcileSeconds != rhs.reconcileSeconds {return false}
+    if lhs.maxDeletePercent != rhs.maxDeletePercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_GetJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_GetJobRequest, rhs: Herald_Sync_V1_GetJobRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -372,6 +1095,678 @@ nonisolated extension Herald_Sync_V1_ListJobsResponse: SwiftProtobuf.Message, Sw
 
   public static func ==(lhs: Herald_Sync_V1_ListJobsResponse, rhs: Herald_Sync_V1_ListJobsResponse) -> Bool {
     if lhs.jobs != rhs.jobs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_RunCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RunCounts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}records_read\0\u{1}created\0\u{1}updated\0\u{1}unchanged\0\u{1}duplicates\0\u{3}soft_deleted\0\u{1}pushed\0\u{1}conflicts\0\u{1}errors\0\u{3}api_calls\0\u{3}rate_limited\0\u{3}cursor_restarts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.recordsRead) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.created) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.updated) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.unchanged) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.duplicates) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.softDeleted) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.pushed) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.conflicts) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.errors) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.apiCalls) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.rateLimited) }()
+      case 12: try { try decoder.decodeSingularInt64Field(value: &self.cursorRestarts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.recordsRead != 0 {
+      try visitor.visitSingularInt64Field(value: self.recordsRead, fieldNumber: 1)
+    }
+    if self.created != 0 {
+      try visitor.visitSingularInt64Field(value: self.created, fieldNumber: 2)
+    }
+    if self.updated != 0 {
+      try visitor.visitSingularInt64Field(value: self.updated, fieldNumber: 3)
+    }
+    if self.unchanged != 0 {
+      try visitor.visitSingularInt64Field(value: self.unchanged, fieldNumber: 4)
+    }
+    if self.duplicates != 0 {
+      try visitor.visitSingularInt64Field(value: self.duplicates, fieldNumber: 5)
+    }
+    if self.softDeleted != 0 {
+      try visitor.visitSingularInt64Field(value: self.softDeleted, fieldNumber: 6)
+    }
+    if self.pushed != 0 {
+      try visitor.visitSingularInt64Field(value: self.pushed, fieldNumber: 7)
+    }
+    if self.conflicts != 0 {
+      try visitor.visitSingularInt64Field(value: self.conflicts, fieldNumber: 8)
+    }
+    if self.errors != 0 {
+      try visitor.visitSingularInt64Field(value: self.errors, fieldNumber: 9)
+    }
+    if self.apiCalls != 0 {
+      try visitor.visitSingularInt64Field(value: self.apiCalls, fieldNumber: 10)
+    }
+    if self.rateLimited != 0 {
+      try visitor.visitSingularInt64Field(value: self.rateLimited, fieldNumber: 11)
+    }
+    if self.cursorRestarts != 0 {
+      try visitor.visitSingularInt64Field(value: self.cursorRestarts, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_RunCounts, rhs: Herald_Sync_V1_RunCounts) -> Bool {
+    if lhs.recordsRead != rhs.recordsRead {return false}
+    if lhs.created != rhs.created {return false}
+    if lhs.updated != rhs.updated {return false}
+    if lhs.unchanged != rhs.unchanged {return false}
+    if lhs.duplicates != rhs.duplicates {return false}
+    if lhs.softDeleted != rhs.softDeleted {return false}
+    if lhs.pushed != rhs.pushed {return false}
+    if lhs.conflicts != rhs.conflicts {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.apiCalls != rhs.apiCalls {return false}
+    if lhs.rateLimited != rhs.rateLimited {return false}
+    if lhs.cursorRestarts != rhs.cursorRestarts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_RecordError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordError"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_id\0\u{1}field\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.recordID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.recordID.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordID, fieldNumber: 1)
+    }
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 2)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_RecordError, rhs: Herald_Sync_V1_RecordError) -> Bool {
+    if lhs.recordID != rhs.recordID {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_PlannedChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlannedChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_id\0\u{1}action\0\u{3}subscriber_id\0\u{1}fields\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.recordID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.fields) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.recordID.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordID, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 3)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fields, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_PlannedChange, rhs: Herald_Sync_V1_PlannedChange) -> Bool {
+    if lhs.recordID != rhs.recordID {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_Run: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Run"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{1}status\0\u{3}dry_run\0\u{1}full\0\u{3}started_at\0\u{3}finished_at\0\u{3}cursor_before\0\u{3}cursor_after\0\u{1}counts\0\u{1}errors\0\u{1}error\0\u{3}resumed_from\0\u{1}planned\0\u{1}phase\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _jobID: String = String()
+    var _status: Herald_Sync_V1_RunStatus = .unspecified
+    var _dryRun: Bool = false
+    var _full: Bool = false
+    var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _cursorBefore: String = String()
+    var _cursorAfter: String = String()
+    var _counts: Herald_Sync_V1_RunCounts? = nil
+    var _errors: [Herald_Sync_V1_RecordError] = []
+    var _error: String = String()
+    var _resumedFrom: String = String()
+    var _planned: [Herald_Sync_V1_PlannedChange] = []
+    var _phase: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _jobID = source._jobID
+      _status = source._status
+      _dryRun = source._dryRun
+      _full = source._full
+      _startedAt = source._startedAt
+      _finishedAt = source._finishedAt
+      _cursorBefore = source._cursorBefore
+      _cursorAfter = source._cursorAfter
+      _counts = source._counts
+      _errors = source._errors
+      _error = source._error
+      _resumedFrom = source._resumedFrom
+      _planned = source._planned
+      _phase = source._phase
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._jobID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._dryRun) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._full) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._finishedAt) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._cursorBefore) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._cursorAfter) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._counts) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._errors) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._resumedFrom) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._planned) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._phase) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._jobID, fieldNumber: 2)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 3)
+      }
+      if _storage._dryRun != false {
+        try visitor.visitSingularBoolField(value: _storage._dryRun, fieldNumber: 4)
+      }
+      if _storage._full != false {
+        try visitor.visitSingularBoolField(value: _storage._full, fieldNumber: 5)
+      }
+      try { if let v = _storage._startedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._finishedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._cursorBefore.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cursorBefore, fieldNumber: 8)
+      }
+      if !_storage._cursorAfter.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cursorAfter, fieldNumber: 9)
+      }
+      try { if let v = _storage._counts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._errors.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._errors, fieldNumber: 11)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 12)
+      }
+      if !_storage._resumedFrom.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._resumedFrom, fieldNumber: 13)
+      }
+      if !_storage._planned.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._planned, fieldNumber: 14)
+      }
+      if !_storage._phase.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._phase, fieldNumber: 15)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_Run, rhs: Herald_Sync_V1_Run) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._dryRun != rhs_storage._dryRun {return false}
+        if _storage._full != rhs_storage._full {return false}
+        if _storage._startedAt != rhs_storage._startedAt {return false}
+        if _storage._finishedAt != rhs_storage._finishedAt {return false}
+        if _storage._cursorBefore != rhs_storage._cursorBefore {return false}
+        if _storage._cursorAfter != rhs_storage._cursorAfter {return false}
+        if _storage._counts != rhs_storage._counts {return false}
+        if _storage._errors != rhs_storage._errors {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._resumedFrom != rhs_storage._resumedFrom {return false}
+        if _storage._planned != rhs_storage._planned {return false}
+        if _storage._phase != rhs_storage._phase {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_StartRunRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartRunRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}dry_run\0\u{1}full\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.full) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 2)
+    }
+    if self.full != false {
+      try visitor.visitSingularBoolField(value: self.full, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_StartRunRequest, rhs: Herald_Sync_V1_StartRunRequest) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.full != rhs.full {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_GetRunRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRunRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_GetRunRequest, rhs: Herald_Sync_V1_GetRunRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_ListRunsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRunsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}page_size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_ListRunsRequest, rhs: Herald_Sync_V1_ListRunsRequest) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_ListRunsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRunsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}runs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.runs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.runs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_ListRunsResponse, rhs: Herald_Sync_V1_ListRunsResponse) -> Bool {
+    if lhs.runs != rhs.runs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Conflict"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}run_id\0\u{3}record_id\0\u{3}subscriber_id\0\u{3}subscriber_field\0\u{3}base_json\0\u{3}local_json\0\u{3}remote_json\0\u{1}policy\0\u{1}resolution\0\u{3}created_at\0\u{3}resolved_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.recordID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.subscriberField) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.baseJson) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.localJson) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.remoteJson) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.policy) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.resolution) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 13: try { try decoder.decodeSingularMessageField(value: &self._resolvedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 2)
+    }
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 3)
+    }
+    if !self.recordID.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordID, fieldNumber: 4)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 5)
+    }
+    if !self.subscriberField.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberField, fieldNumber: 6)
+    }
+    if !self.baseJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseJson, fieldNumber: 7)
+    }
+    if !self.localJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.localJson, fieldNumber: 8)
+    }
+    if !self.remoteJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.remoteJson, fieldNumber: 9)
+    }
+    if self.policy != .unspecified {
+      try visitor.visitSingularEnumField(value: self.policy, fieldNumber: 10)
+    }
+    if !self.resolution.isEmpty {
+      try visitor.visitSingularStringField(value: self.resolution, fieldNumber: 11)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
+    try { if let v = self._resolvedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_Conflict, rhs: Herald_Sync_V1_Conflict) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.runID != rhs.runID {return false}
+    if lhs.recordID != rhs.recordID {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.subscriberField != rhs.subscriberField {return false}
+    if lhs.baseJson != rhs.baseJson {return false}
+    if lhs.localJson != rhs.localJson {return false}
+    if lhs.remoteJson != rhs.remoteJson {return false}
+    if lhs.policy != rhs.policy {return false}
+    if lhs.resolution != rhs.resolution {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._resolvedAt != rhs._resolvedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListConflictsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}pending_only\0\u{3}page_size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.pendingOnly) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.pendingOnly != false {
+      try visitor.visitSingularBoolField(value: self.pendingOnly, fieldNumber: 2)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_ListConflictsRequest, rhs: Herald_Sync_V1_ListConflictsRequest) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.pendingOnly != rhs.pendingOnly {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_ListConflictsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListConflictsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}conflicts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.conflicts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conflicts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.conflicts, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_ListConflictsResponse, rhs: Herald_Sync_V1_ListConflictsResponse) -> Bool {
+    if lhs.conflicts != rhs.conflicts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_ResolveConflictRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResolveConflictRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}take\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.take) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.take.isEmpty {
+      try visitor.visitSingularStringField(value: self.take, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_ResolveConflictRequest, rhs: Herald_Sync_V1_ResolveConflictRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.take != rhs.take {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -257,15 +257,42 @@ extension CampaignService {
       (afterScore, afterID) = (score, id)
     }
     var response = Herald_Campaign_V1_ListEngagementResponse()
-    for try await (id, score, delivered, opened, clicked, bounced, complained, engagedAt) in try await campaigns.client.query(
+    response.subscribers = try await campaigns.engagement(
+      minScore: Int(request.minScore), after: (afterScore, afterID), limit: limit + 1)
+    if response.subscribers.count > limit {
+      response.subscribers.removeLast()
+      let last = response.subscribers[limit - 1]
+      response.nextPageToken = Data("\(last.score)/\(last.subscriberID)".utf8).base64EncodedString()
+    }
+    return response
+  }
+}
+
+extension CampaignStore {
+  /// The engagement rows of these subscribers (those with any delivery history).
+  func engagement(of ids: [UUID]) async throws -> [Herald_Campaign_V1_SubscriberEngagement] {
+    guard !ids.isEmpty else { return [] }
+    return try await engagement(ids: ids, limit: ids.count)
+  }
+
+  /// Engagement rows, best score first: of `ids` when given, scoring at least `minScore`, after the
+  /// row `after` (score, subscriber id) in that order.
+  func engagement(
+    ids: [UUID] = [], minScore: Int = 0, after: (score: Int, id: UUID) = (101, UUID(uuidString: "00000000-0000-0000-0000-000000000000")!), limit: Int
+  ) async throws -> [Herald_Campaign_V1_SubscriberEngagement] {
+    var result: [Herald_Campaign_V1_SubscriberEngagement] = []
+    let rows = try await client.query(
       """
-      SELECT subscriber_id, score, delivered, opened, clicked, bounced, complained, last_engaged_at
+      SELECT subscriber_id, score, delivered, opened, clicked, bounced, complained, last_engaged_at, last_event_at
       FROM campaign.subscriber_engagement
-      WHERE score >= \(Int(request.minScore)) AND (score < \(afterScore) OR (score = \(afterScore) AND subscriber_id > \(afterID)))
+      WHERE (cardinality(\(ids)::uuid[]) = 0 OR subscriber_id = ANY(\(ids)::uuid[])) AND score >= \(minScore)
+        AND (score < \(after.score) OR (score = \(after.score) AND subscriber_id > \(after.id)))
       ORDER BY score DESC, subscriber_id
-      LIMIT \(limit + 1)
-      """, logger: campaigns.logger
-    ).decode((UUID, Int, Int64, Int64, Int64, Int64, Int64, Date?).self) {
+      LIMIT \(limit)
+      """, logger: logger)
+    for try await (id, score, delivered, opened, clicked, bounced, complained, engagedAt, eventAt) in rows.decode(
+      (UUID, Int, Int64, Int64, Int64, Int64, Int64, Date?, Date?).self)
+    {
       var item = Herald_Campaign_V1_SubscriberEngagement()
       item.subscriberID = id.uuidString.lowercased()
       item.score = Int32(score)
@@ -275,13 +302,9 @@ extension CampaignService {
       item.bounced = bounced
       item.complained = complained
       if let engagedAt { item.lastEngagedAt = Google_Protobuf_Timestamp(date: engagedAt) }
-      response.subscribers.append(item)
+      if let eventAt { item.lastMessagedAt = Google_Protobuf_Timestamp(date: eventAt) }
+      result.append(item)
     }
-    if response.subscribers.count > limit {
-      response.subscribers.removeLast()
-      let last = response.subscribers[limit - 1]
-      response.nextPageToken = Data("\(last.score)/\(last.subscriberID)".utf8).base64EncodedString()
-    }
-    return response
+    return result
   }
 }

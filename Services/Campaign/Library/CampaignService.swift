@@ -72,6 +72,36 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
     return response
   }
 
+  package func lookupSubscribers(
+    request: Herald_Campaign_V1_LookupSubscribersRequest, context: ServerContext
+  ) async throws -> Herald_Campaign_V1_LookupSubscribersResponse {
+    let keys = request.ids.count + request.emails.count + request.phones.count
+    guard keys <= 500 else {
+      throw RPCError.field("ids", .invalidArgument, "at most 500 ids, emails and phones in all can be looked up at once, got \(keys)")
+    }
+    var ids: [UUID] = []
+    for (index, text) in request.ids.enumerated() {
+      guard let id = UUID(uuidString: text) else {
+        throw RPCError.field("ids[\(index)]", .invalidArgument, "ids[\(index)] '\(text)' is not a UUID")
+      }
+      ids.append(id)
+    }
+    var emails: [String] = []
+    var phones: [String] = []
+    // A malformed e-mail or phone is no subscriber's: it matches nobody.
+    for text in request.emails {
+      if let email = try? SubscriberValidation.email(text) { emails.append(email) }
+    }
+    for text in request.phones {
+      if let phone = try? SubscriberValidation.phone(text) { phones.append(phone) }
+    }
+    let records = try await store.lookup(ids: ids, emails: emails, phones: phones)
+    var response = Herald_Campaign_V1_LookupSubscribersResponse()
+    response.subscribers = records.map(Self.message)
+    response.engagement = try await campaigns.engagement(of: records.map(\.id))
+    return response
+  }
+
   package func unsubscribe(
     request: Herald_Campaign_V1_UnsubscribeRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_Subscriber {
@@ -178,6 +208,15 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
       if request.hasAttributesJson { record.attributesJSON = try SubscriberValidation.attributes(request.attributesJson) }
     } catch {
       throw RPCError.field(error.field, .invalidArgument, error.message)
+    }
+    if request.hasStatus {
+      guard ["active", "archived"].contains(request.status) else {
+        throw RPCError.field("status", .invalidArgument, "status '\(request.status)' cannot be set: use active or archived")
+      }
+      guard record.status != "blocked" else {
+        throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.uuidString.lowercased()) is blocked; its status cannot be changed")
+      }
+      record.status = request.status
     }
     guard record.email != nil || record.phone != nil else {
       throw RPCError.field("email", .invalidArgument, "a subscriber needs an email or a phone")

@@ -60,6 +60,8 @@ package protocol SubscriberStore: Sendable {
   /// Oldest first, after the subscriber `after` (keyset pagination on created_at, id).
   func list(after: UUID?, limit: Int) async throws -> [SubscriberRecord]
   func consentHistory(id: UUID) async throws -> [ConsentEvent]
+  /// Subscribers having one of these ids, normalised e-mails or phones.
+  func lookup(ids: [UUID], emails: [String], phones: [String]) async throws -> [SubscriberRecord]
 }
 
 package struct PostgresSubscriberStore: SubscriberStore {
@@ -205,6 +207,16 @@ package struct PostgresSubscriberStore: SubscriberStore {
       events.append(ConsentEvent(channel: channel, subscribed: subscribed, source: source, occurredAt: at))
     }
     return events
+  }
+
+  package func lookup(ids: [UUID], emails: [String], phones: [String]) async throws -> [SubscriberRecord] {
+    let rows = try await client.query(
+      """
+      SELECT \(unescaped: Self.columns) FROM campaign.subscribers
+      WHERE id = ANY(\(ids)::uuid[]) OR email = ANY(\(emails)::text[]) OR phone = ANY(\(phones)::text[])
+      ORDER BY created_at, id
+      """, logger: logger)
+    return try await rows.collect().map(Self.record)
   }
 
   package func get(id: UUID) async throws -> SubscriberRecord? {

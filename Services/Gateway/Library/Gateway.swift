@@ -93,6 +93,9 @@ package func buildGateway(
   if let rateLimit = clients["ratelimit"] {
     RateLimitController(rateLimit: Herald_Ratelimit_V1_RateLimitService.Client(wrapping: rateLimit)).addRoutes(to: v1)
   }
+  if let sync = clients["sync"] {
+    SyncController(sync: Herald_Sync_V1_SyncService.Client(wrapping: sync)).addRoutes(to: v1)
+  }
   try router.validate()
   registeredRoutes(router.routes.map { (method: $0.method.rawValue.lowercased(), path: "\($0.path)") })
 

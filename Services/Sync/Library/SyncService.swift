@@ -1,20 +1,27 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
+import Logging
+import PostgresNIO
 import SwiftProtobuf
 
 /// `herald.sync.v1.SyncService`.
 package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
-  /// Subscriber fields a remote field may map to; `attributes.<name>` maps to one attribute.
-  package static let subscriberFields: Set<String> = [
-    "email", "phone", "first_name", "last_name", "email_subscribed", "sms_subscribed", "status",
-  ]
   let store: any JobStore
+  let runs: RunManager
+  let client: PostgresClient
+  let logger: Logger
 
-  package init(store: any JobStore) {
+  package init(store: any JobStore, runs: RunManager, client: PostgresClient, logger: Logger) {
     self.store = store
+    self.runs = runs
+    self.client = client
+    self.logger = logger
   }
+
+  // MARK: - Jobs
 
   package func createJob(request: Herald_Sync_V1_CreateJobRequest, context: ServerContext) async throws -> Herald_Sync_V1_Job {
     let job = try Self.validate(request)
@@ -27,10 +34,127 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     }
   }
 
+  package func getJob(request: Herald_Sync_V1_GetJobRequest, context: ServerContext) async throws -> Herald_Sync_V1_Job {
+    Self.message(try await job(request.id, field: "id"))
+  }
+
   package func listJobs(request: Herald_Sync_V1_ListJobsRequest, context: ServerContext) async throws -> Herald_Sync_V1_ListJobsResponse {
     var response = Herald_Sync_V1_ListJobsResponse()
     response.jobs = try await store.all().map(Self.message)
     return response
+  }
+
+  private func job(_ text: String, field: String) async throws -> SyncJob {
+    let id = try RPCError.uuid(text, field: field)
+    guard let job = try await store.get(id: id) else { throw RPCError.field(field, .notFound, "no sync job has id \(text)") }
+    return job
+  }
+
+  // MARK: - Runs
+
+  package func startRun(request: Herald_Sync_V1_StartRunRequest, context: ServerContext) async throws -> Herald_Sync_V1_Run {
+    let job = try await job(request.jobID, field: "job_id")
+    do {
+      return Self.message(try await runs.start(job, dryRun: request.dryRun, full: request.full))
+    } catch RunManager.StartError.busy(let name, let run) {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): one run at a time per table")
+    } catch RunManager.StartError.stopping {
+      throw RPCError(code: .unavailable, message: "the sync service is stopping; start the run again later")
+    }
+  }
+
+  package func getRun(request: Herald_Sync_V1_GetRunRequest, context: ServerContext) async throws -> Herald_Sync_V1_Run {
+    let id = try RPCError.uuid(request.id, field: "id")
+    guard let run = try await RunStore.get(id, client: client, logger: logger) else {
+      throw RPCError.field("id", .notFound, "no sync run has id \(request.id)")
+    }
+    return Self.message(run)
+  }
+
+  package func listRuns(request: Herald_Sync_V1_ListRunsRequest, context: ServerContext) async throws -> Herald_Sync_V1_ListRunsResponse {
+    let job = try await job(request.jobID, field: "job_id")
+    guard (0...100).contains(request.pageSize) else {
+      throw RPCError.field("page_size", .invalidArgument, "page_size must be from 1 to 100 (0 means 20)")
+    }
+    var response = Herald_Sync_V1_ListRunsResponse()
+    response.runs = try await RunStore.list(
+      job: job.id!, limit: request.pageSize == 0 ? 20 : Int(request.pageSize), client: client, logger: logger
+    ).map(Self.message)
+    return response
+  }
+
+  // MARK: - Conflicts
+
+  static let conflictColumns = """
+    id, job_id, run_id, record_id, subscriber_id, subscriber_field, base_value::text, local_value::text, remote_value::text,
+    policy, resolution, created_at, resolved_at
+    """
+
+  package func listConflicts(
+    request: Herald_Sync_V1_ListConflictsRequest, context: ServerContext
+  ) async throws -> Herald_Sync_V1_ListConflictsResponse {
+    let job = try await job(request.jobID, field: "job_id")
+    guard (0...500).contains(request.pageSize) else {
+      throw RPCError.field("page_size", .invalidArgument, "page_size must be from 1 to 500 (0 means 100)")
+    }
+    let rows = try await client.query(
+      """
+      SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts
+      WHERE job_id = \(job.id!) AND (NOT \(request.pendingOnly) OR resolution = 'pending')
+      ORDER BY created_at DESC, id LIMIT \(request.pageSize == 0 ? 100 : Int(request.pageSize))
+      """, logger: logger)
+    var response = Herald_Sync_V1_ListConflictsResponse()
+    response.conflicts = try await rows.collect().map(Self.conflict)
+    return response
+  }
+
+  package func resolveConflict(request: Herald_Sync_V1_ResolveConflictRequest, context: ServerContext) async throws -> Herald_Sync_V1_Conflict {
+    let id = try RPCError.uuid(request.id, field: "id")
+    guard ["local", "remote"].contains(request.take) else {
+      throw RPCError.field("take", .invalidArgument, "take must be 'local' or 'remote', got '\(request.take)'")
+    }
+    guard let row = try await client.query(
+      "SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts WHERE id = \(id)", logger: logger
+    ).collect().first else {
+      throw RPCError.field("id", .notFound, "no conflict has id \(request.id)")
+    }
+    let conflict = try Self.conflict(row)
+    guard conflict.resolution == "pending" else {
+      throw RPCError(code: .failedPrecondition, message: "conflict \(request.id) was already settled (\(conflict.resolution) won)")
+    }
+    let job = try await job(conflict.jobID, field: "job_id")
+    let resolver = ConflictResolver(job: job, runs: runs, client: client, logger: logger)
+    try await resolver.resolve(conflict, take: request.take)
+    guard let settled = try await client.query(
+      "SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts WHERE id = \(id)", logger: logger
+    ).collect().first else {
+      throw RPCError(code: .internalError, message: "conflict \(request.id) disappeared while being resolved")
+    }
+    return try Self.conflict(settled)
+  }
+
+  // MARK: - Validation and messages
+
+  static func policy(_ value: Herald_Sync_V1_ConflictPolicy, field: String) throws -> ConflictPolicy? {
+    switch value {
+    case .unspecified: return nil
+    case .localWins: return .localWins
+    case .remoteWins: return .remoteWins
+    case .lastWriterWins: return .lastWriterWins
+    case .manual: return .manual
+    case .UNRECOGNIZED(let number): throw RPCError.field(field, .invalidArgument, "\(field) \(number) is not a conflict policy")
+    }
+  }
+
+  static func message(_ policy: ConflictPolicy) -> Herald_Sync_V1_ConflictPolicy {
+    switch policy {
+    case .localWins: return .localWins
+    case .remoteWins: return .remoteWins
+    case .lastWriterWins: return .lastWriterWins
+    case .manual: return .manual
+    }
   }
 
   static func validate(_ request: Herald_Sync_V1_CreateJobRequest) throws -> SyncJob {
@@ -59,16 +183,17 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     }
     var externals = Set<String>()
     var locals = Set<String>()
+    var mappings: [SyncJob.Mapping] = []
     for (index, mapping) in request.mappings.enumerated() {
       guard !mapping.externalField.isEmpty else {
         throw RPCError.field("mappings[\(index)].external_field", .invalidArgument, "mappings[\(index)].external_field is empty")
       }
       let local = mapping.subscriberField
-      let isAttribute = local.hasPrefix("attributes.") && local.count > "attributes.".count
-      guard subscriberFields.contains(local) || isAttribute else {
+      guard SubscriberField.isValid(local) else {
+        let known = (SubscriberField.synced.union(SubscriberField.pushOnly)).sorted().joined(separator: ", ")
         throw RPCError.field(
           "mappings[\(index)].subscriber_field", .invalidArgument,
-          "mappings[\(index)].subscriber_field '\(local)' is not one of \(subscriberFields.sorted().joined(separator: ", ")) or attributes.<name>")
+          "mappings[\(index)].subscriber_field '\(local)' is not one of \(known) or attributes.<name>")
       }
       guard externals.insert(mapping.externalField).inserted else {
         throw RPCError.field("mappings[\(index)].external_field", .invalidArgument, "remote field '\(mapping.externalField)' is mapped twice")
@@ -76,10 +201,38 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       guard locals.insert(local).inserted else {
         throw RPCError.field("mappings[\(index)].subscriber_field", .invalidArgument, "subscriber field '\(local)' is mapped twice")
       }
+      if SubscriberField.pushOnly.contains(local) && direction == .pull {
+        throw RPCError.field(
+          "mappings[\(index)].subscriber_field", .invalidArgument,
+          "\(local) is written to the remote table only, and direction is pull: use push or both")
+      }
+      mappings.append(
+        .init(
+          externalField: mapping.externalField, subscriberField: local,
+          policy: try policy(mapping.conflictPolicy, field: "mappings[\(index)].conflict_policy")))
     }
-    return SyncJob(
+    guard locals.contains("email") || locals.contains("phone") else {
+      throw RPCError.field(
+        "mappings", .invalidArgument, "map a remote field to email or phone: records are matched to subscribers on them")
+    }
+    var job = SyncJob(
       name: request.name, baseID: request.baseID, tableID: request.tableID, tokenEnv: tokenEnv, direction: direction,
-      mappings: request.mappings.map { .init(externalField: $0.externalField, subscriberField: $0.subscriberField) })
+      mappings: mappings)
+    job.modifiedField = request.modifiedField
+    for (field, value, range) in [
+      ("overlap_seconds", request.overlapSeconds, 0...86_400), ("schedule_seconds", request.scheduleSeconds, 0...31_536_000),
+      ("reconcile_seconds", request.reconcileSeconds, 0...31_536_000), ("max_delete_percent", request.maxDeletePercent, 0...100),
+    ] {
+      guard range.contains(Int(value)) else {
+        throw RPCError.field(field, .invalidArgument, "\(field) must be from \(range.lowerBound) to \(range.upperBound), got \(value)")
+      }
+    }
+    if request.overlapSeconds > 0 { job.overlap = Int(request.overlapSeconds) }
+    job.scheduleSeconds = Int(request.scheduleSeconds)
+    if request.reconcileSeconds > 0 { job.reconcileSeconds = Int(request.reconcileSeconds) }
+    if request.maxDeletePercent > 0 { job.maxDeletePercent = Int(request.maxDeletePercent) }
+    job.defaultPolicy = try policy(request.defaultPolicy, field: "default_policy") ?? .remoteWins
+    return job
   }
 
   static func message(_ job: SyncJob) -> Herald_Sync_V1_Job {
@@ -98,9 +251,146 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       var message = Herald_Sync_V1_FieldMapping()
       message.externalField = mapping.externalField
       message.subscriberField = mapping.subscriberField
+      if let policy = mapping.policy { message.conflictPolicy = Self.message(policy) }
       return message
     }
     if let createdAt = job.createdAt { message.createdAt = Google_Protobuf_Timestamp(date: createdAt) }
+    message.modifiedField = job.modifiedField
+    message.overlapSeconds = Int32(job.overlap)
+    message.defaultPolicy = Self.message(job.defaultPolicy)
+    message.scheduleSeconds = Int32(job.scheduleSeconds)
+    message.reconcileSeconds = Int32(job.reconcileSeconds)
+    message.maxDeletePercent = Int32(job.maxDeletePercent)
+    message.cursor = job.cursor
+    if let at = job.lastFullSyncAt { message.lastFullSyncAt = Google_Protobuf_Timestamp(date: at) }
     return message
+  }
+
+  static func message(_ run: SyncRunRecord) -> Herald_Sync_V1_Run {
+    var message = Herald_Sync_V1_Run()
+    message.id = run.id.uuidString.lowercased()
+    message.jobID = run.jobID.uuidString.lowercased()
+    switch run.status {
+    case .running: message.status = .running
+    case .succeeded: message.status = .succeeded
+    case .failed: message.status = .failed
+    case .aborted: message.status = .aborted
+    case .interrupted: message.status = .interrupted
+    }
+    message.dryRun = run.dryRun
+    message.full = run.full
+    message.startedAt = Google_Protobuf_Timestamp(date: run.startedAt)
+    if let finished = run.finishedAt { message.finishedAt = Google_Protobuf_Timestamp(date: finished) }
+    message.cursorBefore = run.cursorBefore
+    message.cursorAfter = run.status == .running ? run.checkpoint : run.cursorAfter
+    message.phase = run.phase
+    let counts = run.counts
+    message.counts = .with {
+      $0.recordsRead = Int64(counts.recordsRead)
+      $0.created = Int64(counts.created)
+      $0.updated = Int64(counts.updated)
+      $0.unchanged = Int64(counts.unchanged)
+      $0.duplicates = Int64(counts.duplicates)
+      $0.softDeleted = Int64(counts.softDeleted)
+      $0.pushed = Int64(counts.pushed)
+      $0.conflicts = Int64(counts.conflicts)
+      $0.errors = Int64(counts.errors)
+      $0.apiCalls = Int64(counts.apiCalls)
+      $0.rateLimited = Int64(counts.rateLimited)
+      $0.cursorRestarts = Int64(counts.cursorRestarts)
+    }
+    message.errors = run.errors.map { error in
+      .with {
+        $0.recordID = error.recordID
+        $0.field = error.field
+        $0.message = error.message
+      }
+    }
+    message.error = run.error
+    message.resumedFrom = run.resumedFrom?.uuidString.lowercased() ?? ""
+    message.planned = run.planned.map { change in
+      .with {
+        $0.recordID = change.recordID
+        $0.action = change.action
+        $0.subscriberID = change.subscriberID
+        $0.fields = change.fields
+      }
+    }
+    return message
+  }
+
+  static func conflict(_ row: PostgresRow) throws -> Herald_Sync_V1_Conflict {
+    let (id, job, run, record, subscriber, field, base, local, remote, policy, resolution, created, resolved) = try row.decode(
+      (UUID, UUID, UUID, String, UUID, String, String?, String?, String?, String, String, Date, Date?).self)
+    var message = Herald_Sync_V1_Conflict()
+    message.id = id.uuidString.lowercased()
+    message.jobID = job.uuidString.lowercased()
+    message.runID = run.uuidString.lowercased()
+    message.recordID = record
+    message.subscriberID = subscriber.uuidString.lowercased()
+    message.subscriberField = field
+    message.baseJson = base ?? "null"
+    message.localJson = local ?? "null"
+    message.remoteJson = remote ?? "null"
+    message.policy = ConflictPolicy(rawValue: policy).map(Self.message) ?? .unspecified
+    message.resolution = resolution
+    message.createdAt = Google_Protobuf_Timestamp(date: created)
+    if let resolved { message.resolvedAt = Google_Protobuf_Timestamp(date: resolved) }
+    return message
+  }
+}
+
+/// Settles a conflict kept for review: writes the chosen side's value to the other side and
+/// brings the record's snapshot up to date.
+struct ConflictResolver {
+  let job: SyncJob
+  let runs: RunManager
+  let client: PostgresClient
+  let logger: Logger
+
+  func resolve(_ conflict: Herald_Sync_V1_Conflict, take: String) async throws {
+    let connector = try runs.connector(for: job)
+    let (mappings, _) = try MappingResolver.resolve(job, fields: try await connector.fields())
+    guard let mapping = mappings.first(where: { $0.subscriberField == conflict.subscriberField }) else {
+      throw RPCError(code: .failedPrecondition, message: "job '\(job.name)' no longer maps \(conflict.subscriberField)")
+    }
+    var lookup = Herald_Campaign_V1_LookupSubscribersRequest()
+    lookup.ids = [conflict.subscriberID]
+    guard let subscriber = try await runs.campaign().lookupSubscribers(lookup).subscribers.first else {
+      throw RPCError(code: .failedPrecondition, message: "subscriber \(conflict.subscriberID) no longer exists")
+    }
+    let field = conflict.subscriberField
+    let remote = JSONValue.parse(conflict.remoteJson) ?? .null
+    var local = SubscriberField.local(subscriber, engagement: nil, field: field)
+    var remoteValue = remote
+    if take == "remote" {
+      var update = Herald_Campaign_V1_UpdateSubscriberRequest()
+      update.id = subscriber.id
+      var attributes = JSONValue.parse(subscriber.attributesJson)?.object ?? [:]
+      do {
+        try FieldWriter.set(field, to: remote, in: &update, attributes: &attributes, source: "sync:\(job.name)")
+      } catch {
+        throw RPCError.field("take", .failedPrecondition, error.message)
+      }
+      local = SubscriberField.local(try await runs.campaign().updateSubscriber(update), engagement: nil, field: field)
+    } else {
+      let outcome = try await connector.update([(id: conflict.recordID, fields: [mapping.fieldID: FieldWriter.remote(local, for: mapping)])])
+      if let refused = outcome.refused.first {
+        throw RPCError(code: .failedPrecondition, message: "the table refused the local value: \(refused.reason)")
+      }
+      remoteValue = SubscriberField.remote(local, field: field)
+    }
+    let jobID = job.id!
+    try await client.withTransaction(logger: logger) { connection in
+      try await connection.query(
+        """
+        UPDATE sync.records SET remote_values = remote_values || jsonb_build_object(\(field)::text, \(RunStore.json(remoteValue))::jsonb),
+          local_values = local_values || jsonb_build_object(\(field)::text, \(RunStore.json(local))::jsonb), synced_at = now()
+        WHERE job_id = \(jobID) AND record_id = \(conflict.recordID)
+        """, logger: logger)
+      try await connection.query(
+        "UPDATE sync.conflicts SET resolution = \(take), resolved_at = now() WHERE id = \(UUID(uuidString: conflict.id)!)",
+        logger: logger)
+    }
   }
 }

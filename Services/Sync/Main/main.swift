@@ -1,4 +1,13 @@
-import HeraldSync
+import Foundation
+import HeraldCore
 import HeraldServerKit
+import HeraldSync
 
-await ServiceMain.run(SyncDefinition.definition)
+let settings: SyncSettings
+do {
+  settings = try SyncSettings.load(Settings())
+} catch {
+  FileHandle.standardError.write(Data("herald sync: \(error)\n".utf8))
+  exit(1)
+}
+await ServiceMain.run(SyncDefinition.make(settings: settings))

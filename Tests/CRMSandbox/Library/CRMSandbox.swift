@@ -282,6 +282,26 @@ package final class CRMSandbox: Sendable {
         }
         ids = ids.filter { table.records[$0].map(filter) ?? false }
       }
+      // Query names arrive percent-encoded (`sort%5B0%5D%5Bfield%5D`), as clients send them.
+      func parameter(_ name: String) -> String? {
+        query.first { String($0.key).removingPercentEncoding == name }.map { String($0.value) }
+      }
+      if let sortKey = parameter("sort[0][field]") {
+        guard let field = table.field(sortKey) else {
+          return .error(422, "UNKNOWN_FIELD_NAME", "Unknown field name: \"\(sortKey)\"")
+        }
+        let descending = parameter("sort[0][direction]") == "desc"
+        func key(_ record: Record?) -> String {
+          guard let record else { return "" }
+          if field.type == .lastModifiedTime { return Self.formatDate(record.modifiedTime) }
+          return record.fields[field.id].map { $0.stringValue ?? "\($0)" } ?? ""
+        }
+        // A stable sort: records with equal keys keep the table's order.
+        ids = ids.enumerated().sorted { a, b in
+          let (x, y) = (key(table.records[a.element]), key(table.records[b.element]))
+          return x == y ? a.offset < b.offset : (descending ? x > y : x < y)
+        }.map(\.element)
+      }
       iterator = Iterator(base: base, table: table.id, ids: ids, position: 0, created: Date())
     }
     let page = iterator.ids[iterator.position..<min(iterator.ids.count, iterator.position + pageSize)]

@@ -200,8 +200,10 @@ package struct AirtableClient: Sendable {
   /// Every record matching `filterByFormula`, page by page (`pageSize` ≤ 100), fields by id.
   /// When the cursor expires mid-way the listing starts over from the first page (pages already
   /// handed out come again; callers dedupe on record id and modified time).
+  /// `sortField` (name or id) orders the records, ascending, as `sort[0][field]` does.
   package func list(
-    filterByFormula: String? = nil, pageSize: Int = maxPageSize, page handle: ([RemoteRecord]) async throws -> Void
+    filterByFormula: String? = nil, sortField: String? = nil, pageSize: Int = maxPageSize,
+    page handle: ([RemoteRecord]) async throws -> Void
   ) async throws {
     precondition((1...Self.maxPageSize).contains(pageSize), "pageSize must be 1...100")
     var offset: String?
@@ -209,6 +211,10 @@ package struct AirtableClient: Sendable {
     while true {
       var query = [URLQueryItem(name: "pageSize", value: "\(pageSize)"), URLQueryItem(name: "returnFieldsByFieldId", value: "true")]
       if let filterByFormula { query.append(URLQueryItem(name: "filterByFormula", value: filterByFormula)) }
+      if let sortField {
+        query.append(URLQueryItem(name: "sort[0][field]", value: sortField))
+        query.append(URLQueryItem(name: "sort[0][direction]", value: "asc"))
+      }
       if let offset { query.append(URLQueryItem(name: "offset", value: offset)) }
       let answer: JSONValue
       do {
@@ -300,7 +306,7 @@ package struct AirtableClient: Sendable {
     let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
     if !query.isEmpty {
       components?.percentEncodedQueryItems = query.map {
-        URLQueryItem(name: $0.name, value: $0.value?.addingPercentEncoding(withAllowedCharacters: allowed))
+        URLQueryItem(name: $0.name.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.name, value: $0.value?.addingPercentEncoding(withAllowedCharacters: allowed))
       }
     }
     let description = "\(method.rawValue) \(path)"

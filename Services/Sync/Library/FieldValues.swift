@@ -1,0 +1,145 @@
+import Foundation
+import HeraldCore
+import HeraldProtos
+import SwiftProtobuf
+
+/// The subscriber fields a remote field can map to, and how their values look on each side.
+/// Values are JSON on both sides: strings, booleans for consent, any JSON for an attribute, and
+/// null for "empty" (Airtable leaves empty values out of a record).
+package enum SubscriberField {
+  /// Fields synced both ways.
+  package static let synced: Set<String> = ["email", "phone", "first_name", "last_name", "email_subscribed", "sms_subscribed"]
+  /// Fields Herald computes and writes to the remote table only.
+  package static let pushOnly: Set<String> = ["engagement_status", "engagement_score", "last_messaged_at"]
+  /// Fields that identify a subscriber: a new remote record is matched to a local one on these.
+  static let keys = ["email", "phone"]
+
+  package static func isValid(_ field: String) -> Bool {
+    synced.contains(field) || pushOnly.contains(field) || attribute(field) != nil
+  }
+
+  /// `attributes.<name>` → name.
+  package static func attribute(_ field: String) -> String? {
+    guard field.hasPrefix("attributes."), field.count > "attributes.".count else { return nil }
+    return String(field.dropFirst("attributes.".count))
+  }
+
+  /// A remote value as this field holds it: empty → null; a consent checkbox left out → false.
+  static func remote(_ value: JSONValue?, field: String) -> JSONValue {
+    let value = value ?? .null
+    if field.hasSuffix("_subscribed") { return value == .null ? .bool(false) : value }
+    if value == .string("") || value == .array([]) { return .null }
+    return value
+  }
+
+  /// The subscriber's value of `field`.
+  static func local(
+    _ subscriber: Herald_Campaign_V1_Subscriber, engagement: Herald_Campaign_V1_SubscriberEngagement?, field: String
+  ) -> JSONValue {
+    func text(_ value: String) -> JSONValue { value.isEmpty ? .null : .string(value) }
+    switch field {
+    case "email": return text(subscriber.email)
+    case "phone": return text(subscriber.phone)
+    case "first_name": return text(subscriber.firstName)
+    case "last_name": return text(subscriber.lastName)
+    case "email_subscribed": return .bool(subscriber.emailConsent.subscribed)
+    case "sms_subscribed": return .bool(subscriber.smsConsent.subscribed)
+    case "engagement_score": return .number(Double(engagement?.score ?? 0))
+    case "engagement_status": return .string(engagementStatus(engagement))
+    case "last_messaged_at":
+      guard let engagement, engagement.hasLastMessagedAt else { return .null }
+      return .string(isoTime(engagement.lastMessagedAt.date))
+    default:
+      guard let name = attribute(field) else { return .null }
+      let attributes = JSONValue.parse(subscriber.attributesJson)?.object ?? [:]
+      return attributes[name] ?? .null
+    }
+  }
+
+  /// new (never messaged), bounced, complained, engaged (score ≥ 50), active (some engagement)
+  /// or dormant (messaged, never engaged).
+  static func engagementStatus(_ engagement: Herald_Campaign_V1_SubscriberEngagement?) -> String {
+    guard let engagement, engagement.delivered + engagement.opened + engagement.clicked + engagement.bounced + engagement.complained > 0
+    else { return "new" }
+    if engagement.complained > 0 { return "complained" }
+    if engagement.bounced > 0 && engagement.delivered == 0 { return "bounced" }
+    if engagement.score >= 50 { return "engaged" }
+    if engagement.score > 0 { return "active" }
+    return "dormant"
+  }
+
+  /// Whether two values mean the same (e-mail case, spacing, phone punctuation aside).
+  static func equivalent(_ a: JSONValue, _ b: JSONValue, field: String) -> Bool {
+    guard case .string(let x) = a, case .string(let y) = b else { return a == b }
+    func normal(_ text: String) -> String {
+      let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      switch field {
+      case "email": return trimmed.lowercased()
+      case "phone": return trimmed.filter { !" -.()".contains($0) }
+      default: return trimmed
+      }
+    }
+    return normal(x) == normal(y)
+  }
+
+  static func isoTime(_ date: Date) -> String {
+    date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+      .replacingOccurrences(of: "+0000", with: "Z")
+  }
+
+  static func parseTime(_ text: String) -> Date? {
+    (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
+      ?? (try? Date(text, strategy: .iso8601))
+  }
+}
+
+/// The values of one field on both sides, and as they were at the last sync.
+struct FieldState: Equatable {
+  var field: String
+  var local: JSONValue
+  var remote: JSONValue
+  /// nil: never synced (a record seen for the first time).
+  var lastLocal: JSONValue?
+  var lastRemote: JSONValue?
+}
+
+/// What a three-way comparison decides for one field.
+enum FieldDecision: Equatable {
+  /// Neither side changed, or both changed to the same value.
+  case inSync
+  /// Take the remote value locally.
+  case takeRemote
+  /// The local value is newer: keep it (and write it to the remote table when the job pushes).
+  case keepLocal
+  /// Both changed: the policy chose a side (`winner` is "local" or "remote"), or left it for
+  /// review ("pending").
+  case conflict(winner: String)
+}
+
+enum ThreeWay {
+  /// Compares a field against its last synced values (SPEC §5). `remoteTime` is the record's
+  /// last-modified time (nil when the table has none: the run saw the change just now) and
+  /// `localTime` the subscriber's last update, for last-writer-wins.
+  static func decide(_ state: FieldState, policy: ConflictPolicy, remoteTime: Date?, localTime: Date?) -> FieldDecision {
+    if SubscriberField.equivalent(state.local, state.remote, field: state.field) { return .inSync }
+    let remoteChanged = state.lastRemote.map { !SubscriberField.equivalent($0, state.remote, field: state.field) } ?? true
+    let localChanged = state.lastLocal.map { !SubscriberField.equivalent($0, state.local, field: state.field) } ?? true
+    switch (remoteChanged, localChanged) {
+    case (false, false): return .inSync
+    case (true, false): return .takeRemote
+    case (false, true): return .keepLocal
+    case (true, true):
+      // First sight of a record: an empty side is not a change to defend.
+      if state.lastLocal == nil && state.local == .null { return .takeRemote }
+      if state.lastRemote == nil && state.remote == .null { return .keepLocal }
+      switch policy {
+      case .remoteWins: return .conflict(winner: "remote")
+      case .localWins: return .conflict(winner: "local")
+      case .manual: return .conflict(winner: "pending")
+      case .lastWriterWins:
+        let remote = remoteTime ?? Date()
+        return .conflict(winner: (localTime ?? .distantPast) > remote ? "local" : "remote")
+      }
+    }
+  }
+}
