@@ -156,8 +156,8 @@ var targets: [Target] = [
   .testTarget(
     name: "GatewayTests",
     dependencies: [
-      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
-      "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
+      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldServerKit", "HeraldProtos",
+      "HeraldTestSupport", "CRMSandbox", "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HummingbirdTesting", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,3 +1,4 @@
+import CRMSandbox
 import Foundation
 import HTTPTypes
 import HeraldCampaign
@@ -8,6 +9,7 @@ import HeraldPostgres
 import HeraldProtos
 import HeraldRateLimit
 import HeraldServerKit
+import HeraldSync
 import HeraldTestSupport
 import Hummingbird
 import HummingbirdTesting
@@ -28,6 +30,7 @@ import Testing
     announced: Announced = Announced(),
     delivery: Bool = false,
     rateLimit: Bool = false,
+    sync: SyncSettings? = nil,
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
@@ -41,14 +44,25 @@ import Testing
         services["campaign"] = ServiceAddress(host: "127.0.0.1", port: port)
         if let deliveryPort { services["delivery"] = ServiceAddress(host: "127.0.0.1", port: deliveryPort) }
         if let rateLimitPort { services["ratelimit"] = ServiceAddress(host: "127.0.0.1", port: rateLimitPort) }
-        let configuration = GatewayConfiguration(
-          port: 0, database: try DatabaseConfiguration(url: url), services: services,
-          statusTimeout: .seconds(3), adminKey: adminKey)
-        let app = try buildGateway(
-          configuration: configuration, registry: PrometheusCollectorRegistry(),
-          announceKey: { key in announced.keys.withLock { $0.append(key) } },
-          registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
-        try await app.test(.router, body)
+        @Sendable func test(_ services: [String: ServiceAddress]) async throws {
+          let configuration = GatewayConfiguration(
+            port: 0, database: try DatabaseConfiguration(url: url), services: services,
+            statusTimeout: .seconds(3), adminKey: adminKey)
+          let app = try buildGateway(
+            configuration: configuration, registry: PrometheusCollectorRegistry(),
+            announceKey: { key in announced.keys.withLock { $0.append(key) } },
+            registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
+          try await app.test(.router, body)
+        }
+        guard let sync else { return try await test(services) }
+        var definition = SyncDefinition.make(settings: sync)
+        definition.readinessDependencies = []
+        definition.makeWorkers = { _ in [] }
+        try await withRunningService(definition, databaseURL: url, dependencies: ["campaign": services["campaign"]!]) { syncPort, _ async throws in
+          var withSync = services
+          withSync["sync"] = ServiceAddress(host: "127.0.0.1", port: syncPort)
+          try await test(withSync)
+        }
       }
     }
     if rateLimit {
@@ -607,9 +621,64 @@ import Testing
     }
   }
 
+  @Test func syncJobsRunsAndConflictsOverREST() async throws {
+    let sandbox = CRMSandbox(token: "patGATEWAY.0123456789")
+    sandbox.addTable(base: "appGateway", name: "Contacts", fields: [("Email", .email), ("Name", .singleLineText), ("Modified", .lastModifiedTime)])
+    sandbox.insert(base: "appGateway", table: "Contacts", [["Email": .string("ada@example.com"), "Name": .string("Ada")]])
+    try await withCRMSandbox(sandbox) { apiPort async throws in
+      var settings = SyncSettings()
+      settings.apiURL = "http://127.0.0.1:\(apiPort)"
+      settings.environment = ["CRM_TOKEN": "patGATEWAY.0123456789"]
+      try await withGateway(sync: settings) { client async throws in
+        let job: [String: Any] = [
+          "name": "contacts", "base_id": "appGateway", "table_id": "Contacts", "token_env": "CRM_TOKEN", "direction": "DIRECTION_PULL",
+          "modified_field": "Modified",
+          "mappings": [["external_field": "Email", "subscriber_field": "email"], ["external_field": "Name", "subscriber_field": "first_name"]],
+        ]
+        var bad = job
+        bad["token_env"] = "patGATEWAY.0123456789"
+        let (badStatus, problem) = try await Self.post(client, "/v1/sync/jobs", bad)
+        #expect(badStatus == .badRequest && problem["field"] as? String == "token_env")
+        let (status, created) = try await Self.post(client, "/v1/sync/jobs", job)
+        #expect(status == .created)
+        let id = try #require(created["id"] as? String)
+        let (startStatus, run) = try await Self.post(client, "/v1/sync/jobs/\(id)/runs", nil)
+        #expect(startStatus == .accepted && run["status"] as? String == "RUN_STATUS_RUNNING")
+        let runID = try #require(run["id"] as? String)
+        var finished: [String: Any] = [:]
+        try await eventually("the run to end") {
+          try await client.execute(uri: "/v1/sync/runs/\(runID)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+            finished = try Self.json(response.body)
+          }
+          return finished["status"] as? String != "RUN_STATUS_RUNNING"
+        }
+        #expect(finished["status"] as? String == "RUN_STATUS_SUCCEEDED")
+        #expect((finished["counts"] as? [String: Any])?["created"] as? String == "1")
+        try await client.execute(uri: "/v1/sync/jobs/\(id)/runs?page_size=5", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+          #expect((try Self.json(response.body)["runs"] as? [[String: Any]])?.map { $0["id"] as? String } == [runID])
+        }
+        try await client.execute(uri: "/v1/sync/jobs/\(id)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+          #expect((try Self.json(response.body)["cursor"] as? String)?.isEmpty == false)
+        }
+        try await client.execute(uri: "/v1/sync/jobs/\(id)/conflicts?pending=true", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+          #expect(response.status == .ok)
+        }
+        let (missingStatus, _) = try await Self.post(client, "/v1/sync/jobs/\(UUID())/runs", nil)
+        #expect(missingStatus == .notFound)
+        let (takeStatus, takeProblem) = try await Self.post(client, "/v1/sync/conflicts/\(UUID())/resolve", ["take": "both"])
+        #expect(takeStatus == .badRequest && takeProblem["field"] as? String == "take")
+        let (resolveStatus, _) = try await Self.post(client, "/v1/sync/conflicts/\(UUID())/resolve", ["take": "local"])
+        #expect(resolveStatus == .notFound)
+        try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+          #expect((try Self.json(response.body)["subscribers"] as? [[String: Any]])?.first?["first_name"] as? String == "Ada")
+        }
+      }
+    }
+  }
+
   @Test func openAPIDocumentDescribesEveryRoute() async throws {
     let announced = Announced()
-    try await withGateway(announced: announced) { client async throws in
+    try await withGateway(announced: announced, sync: SyncSettings()) { client async throws in
       try await client.execute(uri: "/openapi.json", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
         #expect(response.status == .ok)
         let document = try Self.json(response.body)
