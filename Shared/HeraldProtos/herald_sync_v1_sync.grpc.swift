@@ -62,6 +62,32 @@ public enum Herald_Sync_V1_SyncService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UpdateJob" metadata.
+        public enum UpdateJob: Sendable {
+            /// Request type for "UpdateJob".
+            public typealias Input = Herald_Sync_V1_UpdateJobRequest
+            /// Response type for "UpdateJob".
+            public typealias Output = Herald_Sync_V1_Job
+            /// Descriptor for "UpdateJob".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "UpdateJob",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteJob" metadata.
+        public enum DeleteJob: Sendable {
+            /// Request type for "DeleteJob".
+            public typealias Input = Herald_Sync_V1_DeleteJobRequest
+            /// Response type for "DeleteJob".
+            public typealias Output = Herald_Sync_V1_DeleteJobResponse
+            /// Descriptor for "DeleteJob".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.sync.v1.SyncService"),
+                method: "DeleteJob",
+                type: .unary
+            )
+        }
         /// Namespace for "StartRun" metadata.
         public enum StartRun: Sendable {
             /// Request type for "StartRun".
@@ -132,6 +158,8 @@ public enum Herald_Sync_V1_SyncService: Sendable {
             CreateJob.descriptor,
             GetJob.descriptor,
             ListJobs.descriptor,
+            UpdateJob.descriptor,
+            DeleteJob.descriptor,
             StartRun.descriptor,
             GetRun.descriptor,
             ListRuns.descriptor,
@@ -208,6 +236,44 @@ extension Herald_Sync_V1_SyncService {
             request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_ListJobsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListJobsResponse>
+
+        /// Handle the "UpdateJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+        /// > the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_UpdateJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_Job` messages.
+        func updateJob(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_UpdateJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job>
+
+        /// Handle the "DeleteJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+        /// > while a run of the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Sync_V1_DeleteJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Sync_V1_DeleteJobResponse` messages.
+        func deleteJob(
+            request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_DeleteJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_DeleteJobResponse>
 
         /// Handle the "StartRun" method.
         ///
@@ -353,6 +419,44 @@ extension Herald_Sync_V1_SyncService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse>
 
+        /// Handle the "UpdateJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+        /// > the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_UpdateJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_Job` message.
+        func updateJob(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_UpdateJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job>
+
+        /// Handle the "DeleteJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+        /// > while a run of the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_DeleteJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Sync_V1_DeleteJobResponse` message.
+        func deleteJob(
+            request: GRPCCore.ServerRequest<Herald_Sync_V1_DeleteJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_DeleteJobResponse>
+
         /// Handle the "StartRun" method.
         ///
         /// > Source IDL Documentation:
@@ -495,6 +599,44 @@ extension Herald_Sync_V1_SyncService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Sync_V1_ListJobsResponse
 
+        /// Handle the "UpdateJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+        /// > the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_UpdateJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_Job` to respond with.
+        func updateJob(
+            request: Herald_Sync_V1_UpdateJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_Job
+
+        /// Handle the "DeleteJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+        /// > while a run of the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Sync_V1_DeleteJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Sync_V1_DeleteJobResponse` to respond with.
+        func deleteJob(
+            request: Herald_Sync_V1_DeleteJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Sync_V1_DeleteJobResponse
+
         /// Handle the "StartRun" method.
         ///
         /// > Source IDL Documentation:
@@ -624,6 +766,28 @@ extension Herald_Sync_V1_SyncService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.UpdateJob.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_UpdateJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Job>(),
+            handler: { request, context in
+                try await self.updateJob(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Sync_V1_SyncService.Method.DeleteJob.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_DeleteJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_DeleteJobResponse>(),
+            handler: { request, context in
+                try await self.deleteJob(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Sync_V1_SyncService.Method.StartRun.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_StartRunRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_Run>(),
@@ -711,6 +875,28 @@ extension Herald_Sync_V1_SyncService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_ListJobsResponse> {
         let response = try await self.listJobs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateJob(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_UpdateJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job> {
+        let response = try await self.updateJob(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteJob(
+        request: GRPCCore.StreamingServerRequest<Herald_Sync_V1_DeleteJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_DeleteJobResponse> {
+        let response = try await self.deleteJob(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -808,6 +994,32 @@ extension Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse> {
         return GRPCCore.ServerResponse<Herald_Sync_V1_ListJobsResponse>(
             message: try await self.listJobs(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateJob(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_UpdateJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_Job>(
+            message: try await self.updateJob(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteJob(
+        request: GRPCCore.ServerRequest<Herald_Sync_V1_DeleteJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_DeleteJobResponse> {
+        return GRPCCore.ServerResponse<Herald_Sync_V1_DeleteJobResponse>(
+            message: try await self.deleteJob(
                 request: request.message,
                 context: context
             ),
@@ -949,6 +1161,54 @@ extension Herald_Sync_V1_SyncService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_ListJobsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_ListJobsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+        /// > the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_UpdateJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_UpdateJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Job` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_UpdateJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_UpdateJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Job>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+        /// > while a run of the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_DeleteJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_DeleteJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_DeleteJobResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_DeleteJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_DeleteJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_DeleteJobResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_DeleteJobResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "StartRun" method.
@@ -1169,6 +1429,76 @@ extension Herald_Sync_V1_SyncService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Sync_V1_SyncService.Method.ListJobs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+        /// > the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_UpdateJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_UpdateJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_Job` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_UpdateJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_UpdateJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_Job>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.UpdateJob.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteJob" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+        /// > while a run of the job is going.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Sync_V1_DeleteJobRequest` message.
+        ///   - serializer: A serializer for `Herald_Sync_V1_DeleteJobRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Sync_V1_DeleteJobResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteJob<Result>(
+            request: GRPCCore.ClientRequest<Herald_Sync_V1_DeleteJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Sync_V1_DeleteJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Sync_V1_DeleteJobResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_DeleteJobResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Sync_V1_SyncService.Method.DeleteJob.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1429,6 +1759,66 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
         )
     }
 
+    /// Call the "UpdateJob" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+    /// > the job is going.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_UpdateJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateJob<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_UpdateJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateJob(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_UpdateJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_Job>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteJob" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+    /// > while a run of the job is going.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Sync_V1_DeleteJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteJob<Result>(
+        request: GRPCCore.ClientRequest<Herald_Sync_V1_DeleteJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_DeleteJobResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteJob(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Sync_V1_DeleteJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Sync_V1_DeleteJobResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "StartRun" method.
     ///
     /// > Source IDL Documentation:
@@ -1662,6 +2052,74 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listJobs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateJob" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields that are set; checked like CreateJob. FAILED_PRECONDITION while a run of
+    /// > the job is going.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateJob<Result>(
+        _ message: Herald_Sync_V1_UpdateJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_Job>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_UpdateJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateJob(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteJob" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes the job with its runs, links and conflicts (the subscribers stay). FAILED_PRECONDITION
+    /// > while a run of the job is going.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteJob<Result>(
+        _ message: Herald_Sync_V1_DeleteJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Sync_V1_DeleteJobResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Sync_V1_DeleteJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteJob(
             request: request,
             options: options,
             onResponse: handleResponse

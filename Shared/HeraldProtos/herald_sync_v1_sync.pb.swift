@@ -339,6 +339,123 @@ public nonisolated struct Herald_Sync_V1_CreateJobRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var name: String {
+    get {_name ?? String()}
+    set {_name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {self._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {self._name = nil}
+
+  public var tokenEnv: String {
+    get {_tokenEnv ?? String()}
+    set {_tokenEnv = newValue}
+  }
+  /// Returns true if `tokenEnv` has been explicitly set.
+  public var hasTokenEnv: Bool {self._tokenEnv != nil}
+  /// Clears the value of `tokenEnv`. Subsequent reads from it will return its default value.
+  public mutating func clearTokenEnv() {self._tokenEnv = nil}
+
+  /// Unspecified: unchanged.
+  public var direction: Herald_Sync_V1_Direction = .unspecified
+
+  /// Empty: unchanged; otherwise the new mappings, all of them. Fields that stay keep their
+  /// snapshots; a field mapped anew is compared from scratch on the next run.
+  public var mappings: [Herald_Sync_V1_FieldMapping] = []
+
+  public var modifiedField: String {
+    get {_modifiedField ?? String()}
+    set {_modifiedField = newValue}
+  }
+  /// Returns true if `modifiedField` has been explicitly set.
+  public var hasModifiedField: Bool {self._modifiedField != nil}
+  /// Clears the value of `modifiedField`. Subsequent reads from it will return its default value.
+  public mutating func clearModifiedField() {self._modifiedField = nil}
+
+  public var overlapSeconds: Int32 {
+    get {_overlapSeconds ?? 0}
+    set {_overlapSeconds = newValue}
+  }
+  /// Returns true if `overlapSeconds` has been explicitly set.
+  public var hasOverlapSeconds: Bool {self._overlapSeconds != nil}
+  /// Clears the value of `overlapSeconds`. Subsequent reads from it will return its default value.
+  public mutating func clearOverlapSeconds() {self._overlapSeconds = nil}
+
+  /// Unspecified: unchanged.
+  public var defaultPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
+
+  public var scheduleSeconds: Int32 {
+    get {_scheduleSeconds ?? 0}
+    set {_scheduleSeconds = newValue}
+  }
+  /// Returns true if `scheduleSeconds` has been explicitly set.
+  public var hasScheduleSeconds: Bool {self._scheduleSeconds != nil}
+  /// Clears the value of `scheduleSeconds`. Subsequent reads from it will return its default value.
+  public mutating func clearScheduleSeconds() {self._scheduleSeconds = nil}
+
+  public var reconcileSeconds: Int32 {
+    get {_reconcileSeconds ?? 0}
+    set {_reconcileSeconds = newValue}
+  }
+  /// Returns true if `reconcileSeconds` has been explicitly set.
+  public var hasReconcileSeconds: Bool {self._reconcileSeconds != nil}
+  /// Clears the value of `reconcileSeconds`. Subsequent reads from it will return its default value.
+  public mutating func clearReconcileSeconds() {self._reconcileSeconds = nil}
+
+  public var maxDeletePercent: Int32 {
+    get {_maxDeletePercent ?? 0}
+    set {_maxDeletePercent = newValue}
+  }
+  /// Returns true if `maxDeletePercent` has been explicitly set.
+  public var hasMaxDeletePercent: Bool {self._maxDeletePercent != nil}
+  /// Clears the value of `maxDeletePercent`. Subsequent reads from it will return its default value.
+  public mutating func clearMaxDeletePercent() {self._maxDeletePercent = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _name: String? = nil
+  fileprivate var _tokenEnv: String? = nil
+  fileprivate var _modifiedField: String? = nil
+  fileprivate var _overlapSeconds: Int32? = nil
+  fileprivate var _scheduleSeconds: Int32? = nil
+  fileprivate var _reconcileSeconds: Int32? = nil
+  fileprivate var _maxDeletePercent: Int32? = nil
+}
+
+public nonisolated struct Herald_Sync_V1_DeleteJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Sync_V1_DeleteJobResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deleted: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Herald_Sync_V1_GetJobRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1016,6 +1133,150 @@ nonisolated extension Herald_Sync_V1_CreateJobRequest: SwiftProtobuf.Message, Sw
     if lhs.scheduleSeconds != rhs.scheduleSeconds {return false}
     if lhs.reconcileSeconds != rhs.reconcileSeconds {return false}
     if lhs.maxDeletePercent != rhs.maxDeletePercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_UpdateJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}token_env\0\u{1}direction\0\u{1}mappings\0\u{3}modified_field\0\u{3}overlap_seconds\0\u{3}default_policy\0\u{3}schedule_seconds\0\u{3}reconcile_seconds\0\u{3}max_delete_percent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._tokenEnv) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.direction) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.mappings) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self._modifiedField) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self._overlapSeconds) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.defaultPolicy) }()
+      case 9: try { try decoder.decodeSingularInt32Field(value: &self._scheduleSeconds) }()
+      case 10: try { try decoder.decodeSingularInt32Field(value: &self._reconcileSeconds) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self._maxDeletePercent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try { if let v = self._name {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._tokenEnv {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    if self.direction != .unspecified {
+      try visitor.visitSingularEnumField(value: self.direction, fieldNumber: 4)
+    }
+    if !self.mappings.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mappings, fieldNumber: 5)
+    }
+    try { if let v = self._modifiedField {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._overlapSeconds {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 7)
+    } }()
+    if self.defaultPolicy != .unspecified {
+      try visitor.visitSingularEnumField(value: self.defaultPolicy, fieldNumber: 8)
+    }
+    try { if let v = self._scheduleSeconds {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._reconcileSeconds {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._maxDeletePercent {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 11)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_UpdateJobRequest, rhs: Herald_Sync_V1_UpdateJobRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs._name != rhs._name {return false}
+    if lhs._tokenEnv != rhs._tokenEnv {return false}
+    if lhs.direction != rhs.direction {return false}
+    if lhs.mappings != rhs.mappings {return false}
+    if lhs._modifiedField != rhs._modifiedField {return false}
+    if lhs._overlapSeconds != rhs._overlapSeconds {return false}
+    if lhs.defaultPolicy != rhs.defaultPolicy {return false}
+    if lhs._scheduleSeconds != rhs._scheduleSeconds {return false}
+    if lhs._reconcileSeconds != rhs._reconcileSeconds {return false}
+    if lhs._maxDeletePercent != rhs._maxDeletePercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_DeleteJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_DeleteJobRequest, rhs: Herald_Sync_V1_DeleteJobRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Sync_V1_DeleteJobResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteJobResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deleted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Sync_V1_DeleteJobResponse, rhs: Herald_Sync_V1_DeleteJobResponse) -> Bool {
+    if lhs.deleted != rhs.deleted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

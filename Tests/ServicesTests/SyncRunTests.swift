@@ -38,8 +38,9 @@ struct SyncStack {
   let url: String
   let apiURL: String
 
+  /// `scheduler`: the sync process runs its background worker (the scheduler) too.
   static func run<T: Sendable>(
-    rateLimitPenalty: Duration = .seconds(30), configure: (inout SyncSettings) -> Void = { _ in },
+    rateLimitPenalty: Duration = .seconds(30), scheduler: Bool = false, configure: (inout SyncSettings) -> Void = { _ in },
     _ body: (SyncStack) async throws -> T
   ) async throws -> T {
     let url = try await TestPostgres.shared.makeDatabase()
@@ -52,8 +53,11 @@ struct SyncStack {
         settings.apiURL = "http://127.0.0.1:\(apiPort)"
         settings.environment = [tokenEnv: token]
         configure(&settings)
+        var definition = SyncDefinition.make(settings: settings)
+        definition.readinessDependencies = []
+        if !scheduler { definition.makeWorkers = { _ in [] } }
         return try await withRunningService(
-          withoutReadinessDependencies(SyncDefinition.make(settings: settings)), databaseURL: url,
+          definition, databaseURL: url,
           dependencies: ["campaign": ServiceAddress(host: "127.0.0.1", port: campaignPort)]
         ) { syncPort, _ async throws in
           try await withClient(port: syncPort) { syncClient async throws in
@@ -380,6 +384,65 @@ struct SyncStack {
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE first_name = 'Renamed'") == 2)
       // Archived subscribers keep their data and are sent nothing: segments count active ones only.
       #expect(try await stack.subscriber(email: "lead0@example.com")?.status == "archived")
+    }
+  }
+
+  @Test func jobsAreChangedAndRemovedButNotDuringARun() async throws {
+    try await SyncStack.run { stack async throws in
+      stack.sandbox.insert(base: stack.base, table: "Contacts", (0..<1000).map { SyncStack.person($0) }, at: Date().addingTimeInterval(-3600))
+      let job = try await stack.createJob(mappings: Self.pullMappings)
+      let started = try await stack.sync.startRun(.with { $0.jobID = job.id })
+      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.scheduleSeconds = 60 }) } throws: {
+        rpcError($0).0 == .failedPrecondition
+      }
+      await #expect { _ = try await stack.sync.deleteJob(.with { $0.id = job.id }) } throws: { rpcError($0).0 == .failedPrecondition }
+      #expect(try await stack.finished(started.id).status == .succeeded)
+
+      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.maxDeletePercent = 101 }) } throws: {
+        rpcError($0) == (.invalidArgument, "max_delete_percent")
+      }
+      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.mappings = [SyncStack.mapping("City", "attributes.city")] }) } throws: {
+        rpcError($0) == (.invalidArgument, "mappings")
+      }
+      let before = try await stack.sync.getJob(.with { $0.id = job.id })
+      let changed = try await stack.sync.updateJob(.with {
+        $0.id = job.id
+        $0.scheduleSeconds = 3600
+        $0.overlapSeconds = 0
+        $0.mappings = Self.pullMappings + [SyncStack.mapping("Last Name", "last_name", .manual)]
+      })
+      #expect(changed.scheduleSeconds == 3600 && changed.overlapSeconds == 0 && changed.mappings.count == 5)
+      #expect(changed.mappings.last?.conflictPolicy == .manual)
+      #expect(changed.cursor == before.cursor && !changed.cursor.isEmpty)
+      #expect(changed.name == before.name && changed.maxDeletePercent == before.maxDeletePercent)
+      let withoutModified = try await stack.sync.updateJob(.with {
+        $0.id = job.id
+        $0.modifiedField = ""
+      })
+      #expect(withoutModified.cursor.isEmpty && withoutModified.overlapSeconds == 0)
+
+      #expect(try await stack.sync.deleteJob(.with { $0.id = job.id }).deleted)
+      await #expect { _ = try await stack.sync.getJob(.with { $0.id = job.id }) } throws: { rpcError($0) == (.notFound, "id") }
+      #expect(try await stack.count("SELECT count(*)::int FROM sync.records") == 0)
+      #expect(try await stack.count("SELECT count(*)::int FROM sync.runs") == 0)
+      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers") == 1000)
+    }
+  }
+
+  @Test func aScheduledJobRunsByItself() async throws {
+    try await SyncStack.run(scheduler: true, configure: { $0.schedulerInterval = .milliseconds(200) }) { stack async throws in
+      let ids = stack.sandbox.insert(base: stack.base, table: "Contacts", [SyncStack.person(1)], at: Date().addingTimeInterval(-3600))
+      let job = try await stack.createJob(mappings: Self.pullMappings) { $0.scheduleSeconds = 1 }
+      try await eventually(timeout: .seconds(20), "the first scheduled run") {
+        try await stack.sync.listRuns(.with { $0.jobID = job.id }).runs.contains { $0.status == .succeeded }
+      }
+      stack.sandbox.modify(base: stack.base, table: "Contacts", id: ids[0], ["First Name": .string("Scheduled")])
+      try await eventually(timeout: .seconds(20), "a later run to take the change") {
+        try await stack.subscriber(email: "person1@example.com")?.firstName == "Scheduled"
+      }
+      let runs = try await stack.sync.listRuns(.with { $0.jobID = job.id }).runs
+      #expect(runs.count >= 2)
+      #expect(runs.allSatisfy { $0.status == .succeeded || $0.status == .running })
     }
   }
 

@@ -38,8 +38,24 @@ struct ProtoRoutes {
     id: (@Sendable (inout In, String) -> Void)? = nil, current: (@Sendable (In) -> String)? = nil, emptyBody: Bool = false,
     _ call: @escaping @Sendable (In) async throws -> Out
   ) {
+    withBody(.post, path, scope: scope, status: status, id: id, current: current, emptyBody: emptyBody, call)
+  }
+
+  /// `PATCH path`, as `post` (the body names the fields to change).
+  func patch<In: SwiftProtobuf.Message, Out: SwiftProtobuf.Message>(
+    _ path: RouterPath, scope: String, id: (@Sendable (inout In, String) -> Void)? = nil,
+    current: (@Sendable (In) -> String)? = nil, _ call: @escaping @Sendable (In) async throws -> Out
+  ) {
+    withBody(.patch, path, scope: scope, status: .ok, id: id, current: current, emptyBody: false, call)
+  }
+
+  private func withBody<In: SwiftProtobuf.Message, Out: SwiftProtobuf.Message>(
+    _ method: HTTPRequest.Method, _ path: RouterPath, scope: String, status: HTTPResponse.Status,
+    id: (@Sendable (inout In, String) -> Void)?, current: (@Sendable (In) -> String)?, emptyBody: Bool,
+    _ call: @escaping @Sendable (In) async throws -> Out
+  ) {
     let service = self.service
-    group.post(path) { request, context in
+    group.on(path, method: method, use: { request, context -> Response in
       try context.require(scope)
       var body = try await ProtoJSON.decode(In.self, from: request, context: context, allowEmpty: emptyBody)
       if let id, let pathID = context.parameters.get("id") {
@@ -51,7 +67,7 @@ struct ProtoRoutes {
       }
       let input = body
       return try ProtoJSON.response(try await ProtoJSON.call(service) { try await call(input) }, status: status)
-    }
+    })
   }
 
   /// `DELETE path` (scope given): the path's `:id` is handed to `call`; answers 204.

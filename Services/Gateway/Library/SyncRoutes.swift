@@ -19,6 +19,10 @@ struct SyncController {
       try await sync.createJob(body)
     }
     routes.get("sync/jobs/:id") { id in try await sync.getJob(.with { $0.id = id }) }
+    routes.patch("sync/jobs/:id", scope: "sync:write", id: { $0.id = $1 }, current: { $0.id }) { (body: Herald_Sync_V1_UpdateJobRequest) in
+      try await sync.updateJob(body)
+    }
+    routes.delete("sync/jobs/:id", scope: "sync:write") { id in try await sync.deleteJob(.with { $0.id = id }) }
     // Body (optional): {"dry_run": true, "full": true}. 202: the run goes on in the background.
     routes.post(
       "sync/jobs/:id/runs", scope: "sync:write", status: .accepted, id: { $0.jobID = $1 }, current: { $0.jobID }, emptyBody: true

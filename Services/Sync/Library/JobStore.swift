@@ -58,6 +58,10 @@ package protocol JobStore: Sendable {
   func create(_ job: SyncJob) async throws -> SyncJob
   func all() async throws -> [SyncJob]
   func get(id: UUID) async throws -> SyncJob?
+  /// Replaces the job's settings and mappings (cursor and history stay, unless the modified
+  /// field changes: then the cursor is cleared and the next run reads the whole table).
+  func update(_ job: SyncJob, on connection: PostgresConnection) async throws
+  func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool
 }
 
 package struct PostgresJobStore: JobStore {
@@ -103,6 +107,41 @@ package struct PostgresJobStore: JobStore {
       let constraint = error.constraintName ?? ""
       throw JobStoreError.duplicate(field: constraint.contains("name") ? "name" : "table_id")
     }
+  }
+
+  package func update(_ job: SyncJob, on connection: PostgresConnection) async throws {
+    let logger = self.logger
+    let id = job.id!
+    do {
+      try await connection.query("BEGIN", logger: logger)
+      try await connection.query(
+        """
+        UPDATE sync.jobs SET name = \(job.name), token_env = \(job.tokenEnv), direction = \(job.direction.rawValue),
+          cursor = CASE WHEN modified_field = \(job.modifiedField) THEN cursor ELSE '' END,
+          modified_field = \(job.modifiedField), overlap_seconds = \(job.overlap), default_policy = \(job.defaultPolicy.rawValue),
+          schedule_seconds = \(job.scheduleSeconds), reconcile_seconds = \(job.reconcileSeconds),
+          max_delete_percent = \(job.maxDeletePercent)
+        WHERE id = \(id)
+        """, logger: logger)
+      try await connection.query("DELETE FROM sync.field_mappings WHERE job_id = \(id)", logger: logger)
+      for (position, mapping) in job.mappings.enumerated() {
+        try await connection.query(
+          """
+          INSERT INTO sync.field_mappings (job_id, position, external_field, subscriber_field, conflict_policy)
+          VALUES (\(id), \(position), \(mapping.externalField), \(mapping.subscriberField), \(mapping.policy?.rawValue))
+          """, logger: logger)
+      }
+      try await connection.query("COMMIT", logger: logger)
+    } catch {
+      _ = try? await connection.query("ROLLBACK", logger: logger)
+      if error.sqlState == "23505" { throw JobStoreError.duplicate(field: "name") }
+      throw error
+    }
+  }
+
+  package func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
+    // Links, runs and conflicts go with the job (ON DELETE CASCADE).
+    try await connection.query("DELETE FROM sync.jobs WHERE id = \(id) RETURNING id", logger: logger).collect().count == 1
   }
 
   package func all() async throws -> [SyncJob] {

@@ -100,6 +100,34 @@ package final class RunManager: Sendable {
     return run
   }
 
+  /// Runs `body` holding the job's lock (no run can start meanwhile); `StartError.busy` when a
+  /// run of the job holds it.
+  package func withJobLock<T: Sendable>(_ job: SyncJob, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    let jobID = job.id!
+    let logger = self.logger
+    return try await client.withConnection { connection in
+      let locked = try await (try await connection.query(Self.lockKey(jobID), logger: logger)).decode(Bool.self).elements().first ?? false
+      guard locked else {
+        let current = try await (try await connection.query(
+          "SELECT id FROM sync.runs WHERE job_id = \(jobID) AND status = 'running'", logger: logger
+        )).decode(UUID.self).elements().first
+        throw StartError.busy(job: job.name, run: current)
+      }
+      do {
+        let result = try await body(connection)
+        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
+        return result
+      } catch {
+        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
+        throw error
+      }
+    }
+  }
+
+  private static func unlock(_ job: UUID) -> PostgresQuery {
+    "SELECT pg_advisory_unlock(hashtext('herald.sync.job'), hashtext(\(job.uuidString.lowercased())))"
+  }
+
   private static func lockKey(_ job: UUID) -> PostgresQuery {
     "SELECT pg_try_advisory_lock(hashtext('herald.sync.job'), hashtext(\(job.uuidString.lowercased())))"
   }
@@ -138,8 +166,7 @@ package final class RunManager: Sendable {
         } catch {
           report(.failure(error))
         }
-        _ = try? await connection.query(
-          "SELECT pg_advisory_unlock(hashtext('herald.sync.job'), hashtext(\(jobID.uuidString.lowercased())))", logger: logger)
+        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
       }
     } catch {
       report(.failure(error))

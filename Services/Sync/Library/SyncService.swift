@@ -44,6 +44,69 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     return response
   }
 
+  package func updateJob(request: Herald_Sync_V1_UpdateJobRequest, context: ServerContext) async throws -> Herald_Sync_V1_Job {
+    let current = try await job(request.id, field: "id")
+    // The job as a create request with the changes applied, checked like a new one.
+    var changed = Self.createRequest(current)
+    if request.hasName { changed.name = request.name }
+    if request.hasTokenEnv { changed.tokenEnv = request.tokenEnv }
+    if request.direction != .unspecified { changed.direction = request.direction }
+    if !request.mappings.isEmpty { changed.mappings = request.mappings }
+    if request.hasModifiedField { changed.modifiedField = request.modifiedField }
+    if request.hasOverlapSeconds { changed.overlapSeconds = request.overlapSeconds }
+    if request.defaultPolicy != .unspecified { changed.defaultPolicy = request.defaultPolicy }
+    if request.hasScheduleSeconds { changed.scheduleSeconds = request.scheduleSeconds }
+    if request.hasReconcileSeconds { changed.reconcileSeconds = request.reconcileSeconds }
+    if request.hasMaxDeletePercent { changed.maxDeletePercent = request.maxDeletePercent }
+    var job = try Self.validate(changed)
+    // Here 0 is 0 (in a create it means the default).
+    job.overlap = Int(changed.overlapSeconds)
+    job.id = current.id
+    let update = job
+    do {
+      try await runs.withJobLock(current) { connection in try await store.update(update, on: connection) }
+    } catch RunManager.StartError.busy(let name, let run) {
+      throw Self.busy(name, run, doing: "changed")
+    } catch JobStoreError.duplicate {
+      throw RPCError.field("name", .alreadyExists, "a sync job is already named '\(job.name)'")
+    }
+    return Self.message(try await self.job(request.id, field: "id"))
+  }
+
+  package func deleteJob(request: Herald_Sync_V1_DeleteJobRequest, context: ServerContext) async throws -> Herald_Sync_V1_DeleteJobResponse {
+    let current = try await job(request.id, field: "id")
+    do {
+      let deleted = try await runs.withJobLock(current) { connection in try await store.delete(id: current.id!, on: connection) }
+      return .with { $0.deleted = deleted }
+    } catch RunManager.StartError.busy(let name, let run) {
+      throw Self.busy(name, run, doing: "deleted")
+    }
+  }
+
+  static func busy(_ name: String, _ run: UUID?, doing: String) -> RPCError {
+    RPCError(
+      code: .failedPrecondition,
+      message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): the job cannot be \(doing) until it ends")
+  }
+
+  static func createRequest(_ job: SyncJob) -> Herald_Sync_V1_CreateJobRequest {
+    let message = Self.message(job)
+    return .with {
+      $0.name = message.name
+      $0.baseID = message.baseID
+      $0.tableID = message.tableID
+      $0.tokenEnv = message.tokenEnv
+      $0.direction = message.direction
+      $0.mappings = message.mappings
+      $0.modifiedField = message.modifiedField
+      $0.overlapSeconds = message.overlapSeconds
+      $0.defaultPolicy = message.defaultPolicy
+      $0.scheduleSeconds = message.scheduleSeconds
+      $0.reconcileSeconds = message.reconcileSeconds
+      $0.maxDeletePercent = message.maxDeletePercent
+    }
+  }
+
   private func job(_ text: String, field: String) async throws -> SyncJob {
     let id = try RPCError.uuid(text, field: field)
     guard let job = try await store.get(id: id) else { throw RPCError.field(field, .notFound, "no sync job has id \(text)") }
