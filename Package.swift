@@ -39,7 +39,13 @@ let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
     "sync", "Sync",
     [.product(name: "AsyncHTTPClient", package: "async-http-client"), .nioCore, .product(name: "NIOHTTP1", package: "swift-nio")]
   ),
-  ("verification", "Verification", []),
+  (
+    "verification", "Verification",
+    [
+      .grpcTransport, .crypto, .product(name: "AsyncHTTPClient", package: "async-http-client"), .nioCore,
+      .product(name: "NIOHTTP1", package: "swift-nio"),
+    ]
+  ),
 ]
 
 var targets: [Target] = [

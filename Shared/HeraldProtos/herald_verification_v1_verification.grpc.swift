@@ -1,5 +1,6 @@
-/// Verification service (SPEC §6): migration-ledger checks. Drift, integrity, health checks,
-/// reports, repairs and alerts are added by the verification issue.
+/// Verification service (SPEC §6): schema drift, migration ledgers, data integrity, sync
+/// consistency and service health, as stored reports with issues; repairs with checkpoint and
+/// rollback, a manual-review queue, and alerts.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -36,9 +37,121 @@ public enum Herald_Verification_V1_VerificationService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RunVerification" metadata.
+        public enum RunVerification: Sendable {
+            /// Request type for "RunVerification".
+            public typealias Input = Herald_Verification_V1_RunVerificationRequest
+            /// Response type for "RunVerification".
+            public typealias Output = Herald_Verification_V1_VerificationReport
+            /// Descriptor for "RunVerification".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "RunVerification",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetReport" metadata.
+        public enum GetReport: Sendable {
+            /// Request type for "GetReport".
+            public typealias Input = Herald_Verification_V1_GetReportRequest
+            /// Response type for "GetReport".
+            public typealias Output = Herald_Verification_V1_VerificationReport
+            /// Descriptor for "GetReport".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "GetReport",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListReports" metadata.
+        public enum ListReports: Sendable {
+            /// Request type for "ListReports".
+            public typealias Input = Herald_Verification_V1_ListReportsRequest
+            /// Response type for "ListReports".
+            public typealias Output = Herald_Verification_V1_ListReportsResponse
+            /// Descriptor for "ListReports".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "ListReports",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListIssues" metadata.
+        public enum ListIssues: Sendable {
+            /// Request type for "ListIssues".
+            public typealias Input = Herald_Verification_V1_ListIssuesRequest
+            /// Response type for "ListIssues".
+            public typealias Output = Herald_Verification_V1_ListIssuesResponse
+            /// Descriptor for "ListIssues".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "ListIssues",
+                type: .unary
+            )
+        }
+        /// Namespace for "ProposeRepair" metadata.
+        public enum ProposeRepair: Sendable {
+            /// Request type for "ProposeRepair".
+            public typealias Input = Herald_Verification_V1_ProposeRepairRequest
+            /// Response type for "ProposeRepair".
+            public typealias Output = Herald_Verification_V1_Repair
+            /// Descriptor for "ProposeRepair".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "ProposeRepair",
+                type: .unary
+            )
+        }
+        /// Namespace for "RunRepair" metadata.
+        public enum RunRepair: Sendable {
+            /// Request type for "RunRepair".
+            public typealias Input = Herald_Verification_V1_RunRepairRequest
+            /// Response type for "RunRepair".
+            public typealias Output = Herald_Verification_V1_Repair
+            /// Descriptor for "RunRepair".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "RunRepair",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReviewRepair" metadata.
+        public enum ReviewRepair: Sendable {
+            /// Request type for "ReviewRepair".
+            public typealias Input = Herald_Verification_V1_ReviewRepairRequest
+            /// Response type for "ReviewRepair".
+            public typealias Output = Herald_Verification_V1_Repair
+            /// Descriptor for "ReviewRepair".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "ReviewRepair",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListRepairs" metadata.
+        public enum ListRepairs: Sendable {
+            /// Request type for "ListRepairs".
+            public typealias Input = Herald_Verification_V1_ListRepairsRequest
+            /// Response type for "ListRepairs".
+            public typealias Output = Herald_Verification_V1_ListRepairsResponse
+            /// Descriptor for "ListRepairs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.verification.v1.VerificationService"),
+                method: "ListRepairs",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.verification.v1.VerificationService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            CheckMigrationLedgers.descriptor
+            CheckMigrationLedgers.descriptor,
+            RunVerification.descriptor,
+            GetReport.descriptor,
+            ListReports.descriptor,
+            ListIssues.descriptor,
+            ProposeRepair.descriptor,
+            RunRepair.descriptor,
+            ReviewRepair.descriptor,
+            ListRepairs.descriptor
         ]
     }
 }
@@ -83,6 +196,149 @@ extension Herald_Verification_V1_VerificationService {
             request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_CheckMigrationLedgersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_CheckMigrationLedgersResponse>
+
+        /// Handle the "RunVerification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs the checks now (all, or one component) and returns the stored report.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_RunVerificationRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_VerificationReport` messages.
+        func runVerification(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_RunVerificationRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_VerificationReport>
+
+        /// Handle the "GetReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A stored report; id "latest" is the newest.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_GetReportRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_VerificationReport` messages.
+        func getReport(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_GetReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_VerificationReport>
+
+        /// Handle the "ListReports" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stored reports, newest first, without their issues.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_ListReportsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_ListReportsResponse` messages.
+        func listReports(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListReportsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListReportsResponse>
+
+        /// Handle the "ListIssues" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_ListIssuesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_ListIssuesResponse` messages.
+        func listIssues(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListIssuesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListIssuesResponse>
+
+        /// Handle the "ProposeRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+        /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_ProposeRepairRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_Repair` messages.
+        func proposeRepair(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ProposeRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "RunRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+        /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_RunRepairRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_Repair` messages.
+        func runRepair(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_RunRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "ReviewRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Approves or rejects a plan in the review queue.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_ReviewRepairRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_Repair` messages.
+        func reviewRepair(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ReviewRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "ListRepairs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Verification_V1_ListRepairsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Verification_V1_ListRepairsResponse` messages.
+        func listRepairs(
+            request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListRepairsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListRepairsResponse>
     }
 
     /// Service protocol for the "herald.verification.v1.VerificationService" service.
@@ -111,6 +367,149 @@ extension Herald_Verification_V1_VerificationService {
             request: GRPCCore.ServerRequest<Herald_Verification_V1_CheckMigrationLedgersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_CheckMigrationLedgersResponse>
+
+        /// Handle the "RunVerification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs the checks now (all, or one component) and returns the stored report.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_VerificationReport` message.
+        func runVerification(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_RunVerificationRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport>
+
+        /// Handle the "GetReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A stored report; id "latest" is the newest.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_GetReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_VerificationReport` message.
+        func getReport(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_GetReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport>
+
+        /// Handle the "ListReports" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stored reports, newest first, without their issues.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListReportsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_ListReportsResponse` message.
+        func listReports(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_ListReportsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListReportsResponse>
+
+        /// Handle the "ListIssues" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListIssuesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_ListIssuesResponse` message.
+        func listIssues(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_ListIssuesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListIssuesResponse>
+
+        /// Handle the "ProposeRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+        /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_Repair` message.
+        func proposeRepair(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_ProposeRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "RunRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+        /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_Repair` message.
+        func runRepair(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_RunRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "ReviewRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Approves or rejects a plan in the review queue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ReviewRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_Repair` message.
+        func reviewRepair(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_ReviewRepairRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair>
+
+        /// Handle the "ListRepairs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Verification_V1_ListRepairsResponse` message.
+        func listRepairs(
+            request: GRPCCore.ServerRequest<Herald_Verification_V1_ListRepairsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListRepairsResponse>
     }
 
     /// Simple service protocol for the "herald.verification.v1.VerificationService" service.
@@ -137,6 +536,149 @@ extension Herald_Verification_V1_VerificationService {
             request: Herald_Verification_V1_CheckMigrationLedgersRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Verification_V1_CheckMigrationLedgersResponse
+
+        /// Handle the "RunVerification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs the checks now (all, or one component) and returns the stored report.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_RunVerificationRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_VerificationReport` to respond with.
+        func runVerification(
+            request: Herald_Verification_V1_RunVerificationRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_VerificationReport
+
+        /// Handle the "GetReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A stored report; id "latest" is the newest.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_GetReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_VerificationReport` to respond with.
+        func getReport(
+            request: Herald_Verification_V1_GetReportRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_VerificationReport
+
+        /// Handle the "ListReports" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stored reports, newest first, without their issues.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_ListReportsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_ListReportsResponse` to respond with.
+        func listReports(
+            request: Herald_Verification_V1_ListReportsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_ListReportsResponse
+
+        /// Handle the "ListIssues" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_ListIssuesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_ListIssuesResponse` to respond with.
+        func listIssues(
+            request: Herald_Verification_V1_ListIssuesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_ListIssuesResponse
+
+        /// Handle the "ProposeRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+        /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_ProposeRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_Repair` to respond with.
+        func proposeRepair(
+            request: Herald_Verification_V1_ProposeRepairRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_Repair
+
+        /// Handle the "RunRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+        /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_RunRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_Repair` to respond with.
+        func runRepair(
+            request: Herald_Verification_V1_RunRepairRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_Repair
+
+        /// Handle the "ReviewRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Approves or rejects a plan in the review queue.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_ReviewRepairRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_Repair` to respond with.
+        func reviewRepair(
+            request: Herald_Verification_V1_ReviewRepairRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_Repair
+
+        /// Handle the "ListRepairs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Verification_V1_ListRepairsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Verification_V1_ListRepairsResponse` to respond with.
+        func listRepairs(
+            request: Herald_Verification_V1_ListRepairsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Verification_V1_ListRepairsResponse
     }
 }
 
@@ -150,6 +692,94 @@ extension Herald_Verification_V1_VerificationService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_CheckMigrationLedgersResponse>(),
             handler: { request, context in
                 try await self.checkMigrationLedgers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.RunVerification.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_RunVerificationRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_VerificationReport>(),
+            handler: { request, context in
+                try await self.runVerification(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.GetReport.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_GetReportRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_VerificationReport>(),
+            handler: { request, context in
+                try await self.getReport(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.ListReports.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListReportsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListReportsResponse>(),
+            handler: { request, context in
+                try await self.listReports(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.ListIssues.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListIssuesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListIssuesResponse>(),
+            handler: { request, context in
+                try await self.listIssues(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.ProposeRepair.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ProposeRepairRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_Repair>(),
+            handler: { request, context in
+                try await self.proposeRepair(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.RunRepair.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_RunRepairRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_Repair>(),
+            handler: { request, context in
+                try await self.runRepair(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.ReviewRepair.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ReviewRepairRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_Repair>(),
+            handler: { request, context in
+                try await self.reviewRepair(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Verification_V1_VerificationService.Method.ListRepairs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListRepairsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListRepairsResponse>(),
+            handler: { request, context in
+                try await self.listRepairs(
                     request: request,
                     context: context
                 )
@@ -171,6 +801,94 @@ extension Herald_Verification_V1_VerificationService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func runVerification(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_RunVerificationRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_VerificationReport> {
+        let response = try await self.runVerification(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getReport(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_GetReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_VerificationReport> {
+        let response = try await self.getReport(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listReports(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListReportsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListReportsResponse> {
+        let response = try await self.listReports(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listIssues(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListIssuesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListIssuesResponse> {
+        let response = try await self.listIssues(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func proposeRepair(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ProposeRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair> {
+        let response = try await self.proposeRepair(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func runRepair(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_RunRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair> {
+        let response = try await self.runRepair(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reviewRepair(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ReviewRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair> {
+        let response = try await self.reviewRepair(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listRepairs(
+        request: GRPCCore.StreamingServerRequest<Herald_Verification_V1_ListRepairsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_ListRepairsResponse> {
+        let response = try await self.listRepairs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -182,6 +900,110 @@ extension Herald_Verification_V1_VerificationService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_CheckMigrationLedgersResponse> {
         return GRPCCore.ServerResponse<Herald_Verification_V1_CheckMigrationLedgersResponse>(
             message: try await self.checkMigrationLedgers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func runVerification(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_RunVerificationRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport>(
+            message: try await self.runVerification(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getReport(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_GetReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_VerificationReport>(
+            message: try await self.getReport(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listReports(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_ListReportsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListReportsResponse> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_ListReportsResponse>(
+            message: try await self.listReports(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listIssues(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_ListIssuesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListIssuesResponse> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_ListIssuesResponse>(
+            message: try await self.listIssues(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func proposeRepair(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_ProposeRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_Repair>(
+            message: try await self.proposeRepair(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func runRepair(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_RunRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_Repair>(
+            message: try await self.runRepair(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reviewRepair(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_ReviewRepairRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_Repair>(
+            message: try await self.reviewRepair(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listRepairs(
+        request: GRPCCore.ServerRequest<Herald_Verification_V1_ListRepairsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_ListRepairsResponse> {
+        return GRPCCore.ServerResponse<Herald_Verification_V1_ListRepairsResponse>(
+            message: try await self.listRepairs(
                 request: request.message,
                 context: context
             ),
@@ -221,6 +1043,189 @@ extension Herald_Verification_V1_VerificationService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_CheckMigrationLedgersResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_CheckMigrationLedgersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RunVerification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs the checks now (all, or one component) and returns the stored report.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_RunVerificationRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_VerificationReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func runVerification<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_RunVerificationRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_RunVerificationRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_VerificationReport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A stored report; id "latest" is the newest.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_GetReportRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_GetReportRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_VerificationReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getReport<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_GetReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_GetReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_VerificationReport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListReports" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stored reports, newest first, without their issues.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListReportsRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListReportsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListReportsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listReports<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListReportsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListReportsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListReportsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListReportsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListIssues" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListIssuesRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListIssuesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListIssuesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listIssues<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListIssuesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListIssuesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListIssuesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListIssuesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ProposeRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+        /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ProposeRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func proposeRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ProposeRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ProposeRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RunRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+        /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_RunRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func runRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_RunRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_RunRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReviewRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Approves or rejects a plan in the review queue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ReviewRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ReviewRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reviewRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ReviewRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ReviewRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListRepairs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListRepairsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListRepairsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listRepairs<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListRepairsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListRepairsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListRepairsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListRepairsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -274,6 +1279,277 @@ extension Herald_Verification_V1_VerificationService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RunVerification" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs the checks now (all, or one component) and returns the stored report.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_RunVerificationRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_VerificationReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func runVerification<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_RunVerificationRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_RunVerificationRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_VerificationReport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.RunVerification.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A stored report; id "latest" is the newest.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_GetReportRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_GetReportRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_VerificationReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getReport<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_GetReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_GetReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_VerificationReport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.GetReport.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListReports" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stored reports, newest first, without their issues.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListReportsRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListReportsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListReportsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listReports<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListReportsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListReportsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListReportsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListReportsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.ListReports.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListIssues" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListIssuesRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListIssuesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListIssuesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listIssues<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListIssuesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListIssuesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListIssuesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListIssuesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.ListIssues.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ProposeRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+        /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ProposeRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func proposeRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ProposeRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ProposeRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.ProposeRepair.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RunRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+        /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_RunRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func runRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_RunRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_RunRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.RunRepair.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReviewRepair" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Approves or rejects a plan in the review queue.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ReviewRepairRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ReviewRepairRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_Repair` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reviewRepair<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ReviewRepairRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ReviewRepairRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_Repair>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.ReviewRepair.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListRepairs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
+        ///   - serializer: A serializer for `Herald_Verification_V1_ListRepairsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Verification_V1_ListRepairsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listRepairs<Result>(
+            request: GRPCCore.ClientRequest<Herald_Verification_V1_ListRepairsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Verification_V1_ListRepairsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Verification_V1_ListRepairsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListRepairsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Verification_V1_VerificationService.Method.ListRepairs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -305,6 +1581,237 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_CheckMigrationLedgersRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_CheckMigrationLedgersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunVerification" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs the checks now (all, or one component) and returns the stored report.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runVerification<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_RunVerificationRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.runVerification(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_RunVerificationRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_VerificationReport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A stored report; id "latest" is the newest.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_GetReportRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getReport<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_GetReportRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getReport(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_GetReportRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_VerificationReport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListReports" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stored reports, newest first, without their issues.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_ListReportsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listReports<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_ListReportsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListReportsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listReports(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListReportsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListReportsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListIssues" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_ListIssuesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listIssues<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_ListIssuesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListIssuesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listIssues(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListIssuesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListIssuesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ProposeRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+    /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func proposeRepair<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_ProposeRepairRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.proposeRepair(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ProposeRepairRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_Repair>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+    /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+    /// > re-run afterwards: if the issue is still there everything is rolled back.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runRepair<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_RunRepairRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.runRepair(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_RunRepairRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_Repair>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReviewRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Approves or rejects a plan in the review queue.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_ReviewRepairRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reviewRepair<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_ReviewRepairRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reviewRepair(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ReviewRepairRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_Repair>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRepairs" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRepairs<Result>(
+        request: GRPCCore.ClientRequest<Herald_Verification_V1_ListRepairsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListRepairsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listRepairs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Verification_V1_ListRepairsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Verification_V1_ListRepairsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -342,6 +1849,269 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
             metadata: metadata
         )
         return try await self.checkMigrationLedgers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunVerification" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs the checks now (all, or one component) and returns the stored report.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runVerification<Result>(
+        _ message: Herald_Verification_V1_RunVerificationRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_RunVerificationRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.runVerification(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A stored report; id "latest" is the newest.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getReport<Result>(
+        _ message: Herald_Verification_V1_GetReportRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_VerificationReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_GetReportRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getReport(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListReports" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stored reports, newest first, without their issues.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listReports<Result>(
+        _ message: Herald_Verification_V1_ListReportsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListReportsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_ListReportsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listReports(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListIssues" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Issues as tracked across reports (first and last seen, occurrences), open ones by default.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listIssues<Result>(
+        _ message: Herald_Verification_V1_ListIssuesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListIssuesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_ListIssuesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listIssues(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ProposeRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
+    /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func proposeRepair<Result>(
+        _ message: Herald_Verification_V1_ProposeRepairRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_ProposeRepairRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.proposeRepair(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RunRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
+    /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
+    /// > re-run afterwards: if the issue is still there everything is rolled back.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runRepair<Result>(
+        _ message: Herald_Verification_V1_RunRepairRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_RunRepairRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.runRepair(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReviewRepair" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Approves or rejects a plan in the review queue.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reviewRepair<Result>(
+        _ message: Herald_Verification_V1_ReviewRepairRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_Repair>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_ReviewRepairRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reviewRepair(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRepairs" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRepairs<Result>(
+        _ message: Herald_Verification_V1_ListRepairsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Verification_V1_ListRepairsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Verification_V1_ListRepairsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listRepairs(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -8,8 +8,9 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Verification service (SPEC §6): migration-ledger checks. Drift, integrity, health checks,
-/// reports, repairs and alerts are added by the verification issue.
+/// Verification service (SPEC §6): schema drift, migration ledgers, data integrity, sync
+/// consistency and service health, as stored reports with issues; repairs with checkpoint and
+/// rollback, a manual-review queue, and alerts.
 
 import SwiftProtobuf
 
@@ -73,6 +74,206 @@ public nonisolated enum Herald_Verification_V1_LedgerState: SwiftProtobuf.Enum, 
     .pending,
     .diverged,
     .missing,
+  ]
+
+}
+
+public nonisolated enum Herald_Verification_V1_Severity: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case low // = 1
+  case medium // = 2
+  case high // = 3
+  case critical // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .low
+    case 2: self = .medium
+    case 3: self = .high
+    case 4: self = .critical
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .low: return 1
+    case .medium: return 2
+    case .high: return 3
+    case .critical: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Verification_V1_Severity] = [
+    .unspecified,
+    .low,
+    .medium,
+    .high,
+    .critical,
+  ]
+
+}
+
+public nonisolated enum Herald_Verification_V1_Category: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case database // = 1
+  case sync // = 2
+  case service // = 3
+  case data // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .database
+    case 2: self = .sync
+    case 3: self = .service
+    case 4: self = .data
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .database: return 1
+    case .sync: return 2
+    case .service: return 3
+    case .data: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Verification_V1_Category] = [
+    .unspecified,
+    .database,
+    .sync,
+    .service,
+    .data,
+  ]
+
+}
+
+public nonisolated enum Herald_Verification_V1_Status: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case ok // = 1
+
+  /// Issues of LOW or MEDIUM severity only, or a component skipped (e.g. a migration in progress).
+  case warning // = 2
+
+  /// HIGH or CRITICAL issues.
+  case critical // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .ok
+    case 2: self = .warning
+    case 3: self = .critical
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .ok: return 1
+    case .warning: return 2
+    case .critical: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Verification_V1_Status] = [
+    .unspecified,
+    .ok,
+    .warning,
+    .critical,
+  ]
+
+}
+
+public nonisolated enum Herald_Verification_V1_RepairStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Auto-repairable: may run.
+  case proposed // = 1
+
+  /// Destructive or ambiguous: waits for ReviewRepair.
+  case pendingReview // = 2
+  case approved // = 3
+  case rejected // = 4
+
+  /// Ran and the re-check found the issue gone; committed.
+  case applied // = 5
+
+  /// Ran, but the statements failed or the issue was still there: everything rolled back.
+  case rolledBack // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .proposed
+    case 2: self = .pendingReview
+    case 3: self = .approved
+    case 4: self = .rejected
+    case 5: self = .applied
+    case 6: self = .rolledBack
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .proposed: return 1
+    case .pendingReview: return 2
+    case .approved: return 3
+    case .rejected: return 4
+    case .applied: return 5
+    case .rolledBack: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Verification_V1_RepairStatus] = [
+    .unspecified,
+    .proposed,
+    .pendingReview,
+    .approved,
+    .rejected,
+    .applied,
+    .rolledBack,
   ]
 
 }
@@ -142,12 +343,507 @@ public nonisolated struct Herald_Verification_V1_CheckMigrationLedgersResponse: 
   public init() {}
 }
 
+public nonisolated struct Herald_Verification_V1_Issue: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Stable across reports: the check and the object it is about.
+  public var fingerprint: String {
+    get {_storage._fingerprint}
+    set {_uniqueStorage()._fingerprint = newValue}
+  }
+
+  public var severity: Herald_Verification_V1_Severity {
+    get {_storage._severity}
+    set {_uniqueStorage()._severity = newValue}
+  }
+
+  public var category: Herald_Verification_V1_Category {
+    get {_storage._category}
+    set {_uniqueStorage()._category = newValue}
+  }
+
+  /// e.g. schema.missing_column, ledger.checksum_changed, data.stuck_sending, service.down.
+  public var check: String {
+    get {_storage._check}
+    set {_uniqueStorage()._check = newValue}
+  }
+
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
+
+  /// e.g. delivery.messages.campaign_id, campaign.subscribers, sync job 'contacts'.
+  public var affectedObject: String {
+    get {_storage._affectedObject}
+    set {_uniqueStorage()._affectedObject = newValue}
+  }
+
+  public var count: Int64 {
+    get {_storage._count}
+    set {_uniqueStorage()._count = newValue}
+  }
+
+  /// At most 10 keys of affected rows; personal data (e-mail, phone) masked.
+  public var sampleKeys: [String] {
+    get {_storage._sampleKeys}
+    set {_uniqueStorage()._sampleKeys = newValue}
+  }
+
+  public var suggestedRepair: String {
+    get {_storage._suggestedRepair}
+    set {_uniqueStorage()._suggestedRepair = newValue}
+  }
+
+  public var autoRepairable: Bool {
+    get {_storage._autoRepairable}
+    set {_uniqueStorage()._autoRepairable = newValue}
+  }
+
+  /// low, medium or high.
+  public var risk: String {
+    get {_storage._risk}
+    set {_uniqueStorage()._risk = newValue}
+  }
+
+  public var firstSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._firstSeenAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._firstSeenAt = newValue}
+  }
+  /// Returns true if `firstSeenAt` has been explicitly set.
+  public var hasFirstSeenAt: Bool {_storage._firstSeenAt != nil}
+  /// Clears the value of `firstSeenAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFirstSeenAt() {_uniqueStorage()._firstSeenAt = nil}
+
+  public var lastSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._lastSeenAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastSeenAt = newValue}
+  }
+  /// Returns true if `lastSeenAt` has been explicitly set.
+  public var hasLastSeenAt: Bool {_storage._lastSeenAt != nil}
+  /// Clears the value of `lastSeenAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastSeenAt() {_uniqueStorage()._lastSeenAt = nil}
+
+  /// Reports this issue was found in.
+  public var occurrences: Int64 {
+    get {_storage._occurrences}
+    set {_uniqueStorage()._occurrences = newValue}
+  }
+
+  /// ListIssues: false once a later check no longer finds it.
+  public var `open`: Bool {
+    get {_storage._open}
+    set {_uniqueStorage()._open = newValue}
+  }
+
+  /// The component that found it: schema:<schema>, ledger:<schema>, data, sync, health.
+  public var component: String {
+    get {_storage._component}
+    set {_uniqueStorage()._component = newValue}
+  }
+
+  /// An alert went out for it (its occurrences reached its severity's threshold).
+  public var alertedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._alertedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._alertedAt = newValue}
+  }
+  /// Returns true if `alertedAt` has been explicitly set.
+  public var hasAlertedAt: Bool {_storage._alertedAt != nil}
+  /// Clears the value of `alertedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearAlertedAt() {_uniqueStorage()._alertedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Verification_V1_ComponentReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var component: String = String()
+
+  public var status: Herald_Verification_V1_Status = .unspecified
+
+  public var issues: Int32 = 0
+
+  public var durationMs: Int64 = 0
+
+  /// Why the component was not (fully) checked, e.g. "a migration of campaign is in progress".
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_VerificationReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var startedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startedAt = newValue}
+  }
+  /// Returns true if `startedAt` has been explicitly set.
+  public var hasStartedAt: Bool {self._startedAt != nil}
+  /// Clears the value of `startedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartedAt() {self._startedAt = nil}
+
+  public var finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_finishedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_finishedAt = newValue}
+  }
+  /// Returns true if `finishedAt` has been explicitly set.
+  public var hasFinishedAt: Bool {self._finishedAt != nil}
+  /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAt() {self._finishedAt = nil}
+
+  public var overallStatus: Herald_Verification_V1_Status = .unspecified
+
+  public var components: [Herald_Verification_V1_ComponentReport] = []
+
+  public var issues: [Herald_Verification_V1_Issue] = []
+
+  /// A few lines for people: the status and the worst issues.
+  public var summary: String = String()
+
+  /// full, or the component checked.
+  public var kind: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Verification_V1_RunVerificationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Empty: everything. Or one of schema, ledger, data, sync, health.
+  public var component: String = String()
+
+  /// For schema and ledger: only these schemas (empty: all).
+  public var schemas: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_GetReportRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListReportsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1 to 100; 0 means 20.
+  public var pageSize: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListReportsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var reports: [Herald_Verification_V1_VerificationReport] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListIssuesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Resolved ones too.
+  public var includeResolved: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListIssuesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var issues: [Herald_Verification_V1_Issue] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_RepairRun: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var dryRun: Bool = false
+
+  public var at: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_at ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_at = newValue}
+  }
+  /// Returns true if `at` has been explicitly set.
+  public var hasAt: Bool {self._at != nil}
+  /// Clears the value of `at`. Subsequent reads from it will return its default value.
+  public mutating func clearAt() {self._at = nil}
+
+  public var by: String = String()
+
+  /// Rows each statement changed.
+  public var rows: [Int64] = []
+
+  /// The checkpoint: the backup table holding the affected rows as they were (the rollback id).
+  public var backupTable: String = String()
+
+  public var backedUpRows: Int64 = 0
+
+  /// Whether the re-check still found the issue.
+  public var issueRemains: Bool = false
+
+  public var error: String = String()
+
+  public var committed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Verification_V1_Repair: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var fingerprint: String {
+    get {_storage._fingerprint}
+    set {_uniqueStorage()._fingerprint = newValue}
+  }
+
+  public var check: String {
+    get {_storage._check}
+    set {_uniqueStorage()._check = newValue}
+  }
+
+  public var affectedObject: String {
+    get {_storage._affectedObject}
+    set {_uniqueStorage()._affectedObject = newValue}
+  }
+
+  public var status: Herald_Verification_V1_RepairStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var needsReview: Bool {
+    get {_storage._needsReview}
+    set {_uniqueStorage()._needsReview = newValue}
+  }
+
+  public var risk: String {
+    get {_storage._risk}
+    set {_uniqueStorage()._risk = newValue}
+  }
+
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
+
+  /// The SQL the repair runs, in order, in one transaction.
+  public var statements: [String] {
+    get {_storage._statements}
+    set {_uniqueStorage()._statements = newValue}
+  }
+
+  /// Selects the rows the repair changes (copied to the backup schema first).
+  public var backupQuery: String {
+    get {_storage._backupQuery}
+    set {_uniqueStorage()._backupQuery = newValue}
+  }
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  public var requestedBy: String {
+    get {_storage._requestedBy}
+    set {_uniqueStorage()._requestedBy = newValue}
+  }
+
+  public var reviewedBy: String {
+    get {_storage._reviewedBy}
+    set {_uniqueStorage()._reviewedBy = newValue}
+  }
+
+  public var reviewedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._reviewedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._reviewedAt = newValue}
+  }
+  /// Returns true if `reviewedAt` has been explicitly set.
+  public var hasReviewedAt: Bool {_storage._reviewedAt != nil}
+  /// Clears the value of `reviewedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearReviewedAt() {_uniqueStorage()._reviewedAt = nil}
+
+  public var reviewNote: String {
+    get {_storage._reviewNote}
+    set {_uniqueStorage()._reviewNote = newValue}
+  }
+
+  public var runs: [Herald_Verification_V1_RepairRun] {
+    get {_storage._runs}
+    set {_uniqueStorage()._runs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Verification_V1_ProposeRepairRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fingerprint: String = String()
+
+  /// Who asks (the gateway fills in the API key's name).
+  public var requestedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_RunRepairRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// false (the default): a dry run, rolled back. true: for real.
+  public var apply: Bool = false
+
+  public var requestedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ReviewRepairRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var approve: Bool = false
+
+  public var reviewer: String = String()
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListRepairsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only those waiting for review.
+  public var pendingReview: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Verification_V1_ListRepairsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var repairs: [Herald_Verification_V1_Repair] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "herald.verification.v1"
 
 nonisolated extension Herald_Verification_V1_LedgerState: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LEDGER_STATE_UNSPECIFIED\0\u{1}LEDGER_STATE_CURRENT\0\u{1}LEDGER_STATE_PENDING\0\u{1}LEDGER_STATE_DIVERGED\0\u{1}LEDGER_STATE_MISSING\0")
+}
+
+nonisolated extension Herald_Verification_V1_Severity: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SEVERITY_UNSPECIFIED\0\u{1}SEVERITY_LOW\0\u{1}SEVERITY_MEDIUM\0\u{1}SEVERITY_HIGH\0\u{1}SEVERITY_CRITICAL\0")
+}
+
+nonisolated extension Herald_Verification_V1_Category: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CATEGORY_UNSPECIFIED\0\u{1}CATEGORY_DATABASE\0\u{1}CATEGORY_SYNC\0\u{1}CATEGORY_SERVICE\0\u{1}CATEGORY_DATA\0")
+}
+
+nonisolated extension Herald_Verification_V1_Status: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATUS_UNSPECIFIED\0\u{1}STATUS_OK\0\u{1}STATUS_WARNING\0\u{1}STATUS_CRITICAL\0")
+}
+
+nonisolated extension Herald_Verification_V1_RepairStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REPAIR_STATUS_UNSPECIFIED\0\u{1}REPAIR_STATUS_PROPOSED\0\u{1}REPAIR_STATUS_PENDING_REVIEW\0\u{1}REPAIR_STATUS_APPROVED\0\u{1}REPAIR_STATUS_REJECTED\0\u{1}REPAIR_STATUS_APPLIED\0\u{1}REPAIR_STATUS_ROLLED_BACK\0")
 }
 
 nonisolated extension Herald_Verification_V1_CheckMigrationLedgersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -305,6 +1001,921 @@ nonisolated extension Herald_Verification_V1_CheckMigrationLedgersResponse: Swif
 
   public static func ==(lhs: Herald_Verification_V1_CheckMigrationLedgersResponse, rhs: Herald_Verification_V1_CheckMigrationLedgersResponse) -> Bool {
     if lhs.schemas != rhs.schemas {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_Issue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Issue"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fingerprint\0\u{1}severity\0\u{1}category\0\u{1}check\0\u{1}description\0\u{3}affected_object\0\u{1}count\0\u{3}sample_keys\0\u{3}suggested_repair\0\u{3}auto_repairable\0\u{1}risk\0\u{3}first_seen_at\0\u{3}last_seen_at\0\u{1}occurrences\0\u{1}open\0\u{1}component\0\u{3}alerted_at\0")
+
+  fileprivate class _StorageClass {
+    var _fingerprint: String = String()
+    var _severity: Herald_Verification_V1_Severity = .unspecified
+    var _category: Herald_Verification_V1_Category = .unspecified
+    var _check: String = String()
+    var _description_p: String = String()
+    var _affectedObject: String = String()
+    var _count: Int64 = 0
+    var _sampleKeys: [String] = []
+    var _suggestedRepair: String = String()
+    var _autoRepairable: Bool = false
+    var _risk: String = String()
+    var _firstSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lastSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _occurrences: Int64 = 0
+    var _open: Bool = false
+    var _component: String = String()
+    var _alertedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _fingerprint = source._fingerprint
+      _severity = source._severity
+      _category = source._category
+      _check = source._check
+      _description_p = source._description_p
+      _affectedObject = source._affectedObject
+      _count = source._count
+      _sampleKeys = source._sampleKeys
+      _suggestedRepair = source._suggestedRepair
+      _autoRepairable = source._autoRepairable
+      _risk = source._risk
+      _firstSeenAt = source._firstSeenAt
+      _lastSeenAt = source._lastSeenAt
+      _occurrences = source._occurrences
+      _open = source._open
+      _component = source._component
+      _alertedAt = source._alertedAt
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._fingerprint) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._severity) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._category) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._check) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._affectedObject) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._count) }()
+        case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._sampleKeys) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._suggestedRepair) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._autoRepairable) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._risk) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._firstSeenAt) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._lastSeenAt) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._occurrences) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._open) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._component) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._alertedAt) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._fingerprint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fingerprint, fieldNumber: 1)
+      }
+      if _storage._severity != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._severity, fieldNumber: 2)
+      }
+      if _storage._category != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._category, fieldNumber: 3)
+      }
+      if !_storage._check.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._check, fieldNumber: 4)
+      }
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 5)
+      }
+      if !_storage._affectedObject.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._affectedObject, fieldNumber: 6)
+      }
+      if _storage._count != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._count, fieldNumber: 7)
+      }
+      if !_storage._sampleKeys.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._sampleKeys, fieldNumber: 8)
+      }
+      if !_storage._suggestedRepair.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._suggestedRepair, fieldNumber: 9)
+      }
+      if _storage._autoRepairable != false {
+        try visitor.visitSingularBoolField(value: _storage._autoRepairable, fieldNumber: 10)
+      }
+      if !_storage._risk.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._risk, fieldNumber: 11)
+      }
+      try { if let v = _storage._firstSeenAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._lastSeenAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if _storage._occurrences != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._occurrences, fieldNumber: 14)
+      }
+      if _storage._open != false {
+        try visitor.visitSingularBoolField(value: _storage._open, fieldNumber: 15)
+      }
+      if !_storage._component.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._component, fieldNumber: 16)
+      }
+      try { if let v = _storage._alertedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_Issue, rhs: Herald_Verification_V1_Issue) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._fingerprint != rhs_storage._fingerprint {return false}
+        if _storage._severity != rhs_storage._severity {return false}
+        if _storage._category != rhs_storage._category {return false}
+        if _storage._check != rhs_storage._check {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._affectedObject != rhs_storage._affectedObject {return false}
+        if _storage._count != rhs_storage._count {return false}
+        if _storage._sampleKeys != rhs_storage._sampleKeys {return false}
+        if _storage._suggestedRepair != rhs_storage._suggestedRepair {return false}
+        if _storage._autoRepairable != rhs_storage._autoRepairable {return false}
+        if _storage._risk != rhs_storage._risk {return false}
+        if _storage._firstSeenAt != rhs_storage._firstSeenAt {return false}
+        if _storage._lastSeenAt != rhs_storage._lastSeenAt {return false}
+        if _storage._occurrences != rhs_storage._occurrences {return false}
+        if _storage._open != rhs_storage._open {return false}
+        if _storage._component != rhs_storage._component {return false}
+        if _storage._alertedAt != rhs_storage._alertedAt {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ComponentReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ComponentReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}component\0\u{1}status\0\u{1}issues\0\u{3}duration_ms\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.component) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.issues) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.durationMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.component.isEmpty {
+      try visitor.visitSingularStringField(value: self.component, fieldNumber: 1)
+    }
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 2)
+    }
+    if self.issues != 0 {
+      try visitor.visitSingularInt32Field(value: self.issues, fieldNumber: 3)
+    }
+    if self.durationMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.durationMs, fieldNumber: 4)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ComponentReport, rhs: Herald_Verification_V1_ComponentReport) -> Bool {
+    if lhs.component != rhs.component {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.issues != rhs.issues {return false}
+    if lhs.durationMs != rhs.durationMs {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_VerificationReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerificationReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}started_at\0\u{3}finished_at\0\u{3}overall_status\0\u{1}components\0\u{1}issues\0\u{1}summary\0\u{1}kind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._startedAt) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._finishedAt) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.overallStatus) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.components) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.issues) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try { if let v = self._startedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._finishedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.overallStatus != .unspecified {
+      try visitor.visitSingularEnumField(value: self.overallStatus, fieldNumber: 4)
+    }
+    if !self.components.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.components, fieldNumber: 5)
+    }
+    if !self.issues.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.issues, fieldNumber: 6)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularStringField(value: self.summary, fieldNumber: 7)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_VerificationReport, rhs: Herald_Verification_V1_VerificationReport) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs._startedAt != rhs._startedAt {return false}
+    if lhs._finishedAt != rhs._finishedAt {return false}
+    if lhs.overallStatus != rhs.overallStatus {return false}
+    if lhs.components != rhs.components {return false}
+    if lhs.issues != rhs.issues {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_RunVerificationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RunVerificationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}component\0\u{1}schemas\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.component) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.schemas) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.component.isEmpty {
+      try visitor.visitSingularStringField(value: self.component, fieldNumber: 1)
+    }
+    if !self.schemas.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.schemas, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_RunVerificationRequest, rhs: Herald_Verification_V1_RunVerificationRequest) -> Bool {
+    if lhs.component != rhs.component {return false}
+    if lhs.schemas != rhs.schemas {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_GetReportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetReportRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_GetReportRequest, rhs: Herald_Verification_V1_GetReportRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListReportsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListReportsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListReportsRequest, rhs: Herald_Verification_V1_ListReportsRequest) -> Bool {
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListReportsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListReportsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reports\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.reports) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.reports.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.reports, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListReportsResponse, rhs: Herald_Verification_V1_ListReportsResponse) -> Bool {
+    if lhs.reports != rhs.reports {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListIssuesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListIssuesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}include_resolved\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.includeResolved) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.includeResolved != false {
+      try visitor.visitSingularBoolField(value: self.includeResolved, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListIssuesRequest, rhs: Herald_Verification_V1_ListIssuesRequest) -> Bool {
+    if lhs.includeResolved != rhs.includeResolved {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListIssuesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListIssuesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}issues\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.issues) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.issues.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.issues, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListIssuesResponse, rhs: Herald_Verification_V1_ListIssuesResponse) -> Bool {
+    if lhs.issues != rhs.issues {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_RepairRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RepairRun"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dry_run\0\u{1}at\0\u{1}by\0\u{1}rows\0\u{3}backup_table\0\u{3}backed_up_rows\0\u{3}issue_remains\0\u{1}error\0\u{1}committed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._at) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 4: try { try decoder.decodeRepeatedInt64Field(value: &self.rows) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.backupTable) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.backedUpRows) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.issueRemains) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.committed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 1)
+    }
+    try { if let v = self._at {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 3)
+    }
+    if !self.rows.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.rows, fieldNumber: 4)
+    }
+    if !self.backupTable.isEmpty {
+      try visitor.visitSingularStringField(value: self.backupTable, fieldNumber: 5)
+    }
+    if self.backedUpRows != 0 {
+      try visitor.visitSingularInt64Field(value: self.backedUpRows, fieldNumber: 6)
+    }
+    if self.issueRemains != false {
+      try visitor.visitSingularBoolField(value: self.issueRemains, fieldNumber: 7)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 8)
+    }
+    if self.committed != false {
+      try visitor.visitSingularBoolField(value: self.committed, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_RepairRun, rhs: Herald_Verification_V1_RepairRun) -> Bool {
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs._at != rhs._at {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.backupTable != rhs.backupTable {return false}
+    if lhs.backedUpRows != rhs.backedUpRows {return false}
+    if lhs.issueRemains != rhs.issueRemains {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.committed != rhs.committed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_Repair: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Repair"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}fingerprint\0\u{1}check\0\u{3}affected_object\0\u{1}status\0\u{3}needs_review\0\u{1}risk\0\u{1}description\0\u{1}statements\0\u{3}backup_query\0\u{3}created_at\0\u{3}requested_by\0\u{3}reviewed_by\0\u{3}reviewed_at\0\u{3}review_note\0\u{1}runs\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _fingerprint: String = String()
+    var _check: String = String()
+    var _affectedObject: String = String()
+    var _status: Herald_Verification_V1_RepairStatus = .unspecified
+    var _needsReview: Bool = false
+    var _risk: String = String()
+    var _description_p: String = String()
+    var _statements: [String] = []
+    var _backupQuery: String = String()
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _requestedBy: String = String()
+    var _reviewedBy: String = String()
+    var _reviewedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _reviewNote: String = String()
+    var _runs: [Herald_Verification_V1_RepairRun] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _fingerprint = source._fingerprint
+      _check = source._check
+      _affectedObject = source._affectedObject
+      _status = source._status
+      _needsReview = source._needsReview
+      _risk = source._risk
+      _description_p = source._description_p
+      _statements = source._statements
+      _backupQuery = source._backupQuery
+      _createdAt = source._createdAt
+      _requestedBy = source._requestedBy
+      _reviewedBy = source._reviewedBy
+      _reviewedAt = source._reviewedAt
+      _reviewNote = source._reviewNote
+      _runs = source._runs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._fingerprint) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._check) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._affectedObject) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._needsReview) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._risk) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 9: try { try decoder.decodeRepeatedStringField(value: &_storage._statements) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._backupQuery) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._requestedBy) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._reviewedBy) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._reviewedAt) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._reviewNote) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._runs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._fingerprint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fingerprint, fieldNumber: 2)
+      }
+      if !_storage._check.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._check, fieldNumber: 3)
+      }
+      if !_storage._affectedObject.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._affectedObject, fieldNumber: 4)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 5)
+      }
+      if _storage._needsReview != false {
+        try visitor.visitSingularBoolField(value: _storage._needsReview, fieldNumber: 6)
+      }
+      if !_storage._risk.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._risk, fieldNumber: 7)
+      }
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 8)
+      }
+      if !_storage._statements.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._statements, fieldNumber: 9)
+      }
+      if !_storage._backupQuery.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._backupQuery, fieldNumber: 10)
+      }
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._requestedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._requestedBy, fieldNumber: 12)
+      }
+      if !_storage._reviewedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reviewedBy, fieldNumber: 13)
+      }
+      try { if let v = _storage._reviewedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      if !_storage._reviewNote.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reviewNote, fieldNumber: 15)
+      }
+      if !_storage._runs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._runs, fieldNumber: 16)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_Repair, rhs: Herald_Verification_V1_Repair) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._fingerprint != rhs_storage._fingerprint {return false}
+        if _storage._check != rhs_storage._check {return false}
+        if _storage._affectedObject != rhs_storage._affectedObject {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._needsReview != rhs_storage._needsReview {return false}
+        if _storage._risk != rhs_storage._risk {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._statements != rhs_storage._statements {return false}
+        if _storage._backupQuery != rhs_storage._backupQuery {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._requestedBy != rhs_storage._requestedBy {return false}
+        if _storage._reviewedBy != rhs_storage._reviewedBy {return false}
+        if _storage._reviewedAt != rhs_storage._reviewedAt {return false}
+        if _storage._reviewNote != rhs_storage._reviewNote {return false}
+        if _storage._runs != rhs_storage._runs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ProposeRepairRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProposeRepairRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fingerprint\0\u{3}requested_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fingerprint.isEmpty {
+      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 1)
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ProposeRepairRequest, rhs: Herald_Verification_V1_ProposeRepairRequest) -> Bool {
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_RunRepairRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RunRepairRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}apply\0\u{3}requested_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.apply) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.apply != false {
+      try visitor.visitSingularBoolField(value: self.apply, fieldNumber: 2)
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_RunRepairRequest, rhs: Herald_Verification_V1_RunRepairRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.apply != rhs.apply {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ReviewRepairRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReviewRepairRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}approve\0\u{1}reviewer\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.approve) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reviewer) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.approve != false {
+      try visitor.visitSingularBoolField(value: self.approve, fieldNumber: 2)
+    }
+    if !self.reviewer.isEmpty {
+      try visitor.visitSingularStringField(value: self.reviewer, fieldNumber: 3)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ReviewRepairRequest, rhs: Herald_Verification_V1_ReviewRepairRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.approve != rhs.approve {return false}
+    if lhs.reviewer != rhs.reviewer {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListRepairsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRepairsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pending_review\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.pendingReview) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pendingReview != false {
+      try visitor.visitSingularBoolField(value: self.pendingReview, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListRepairsRequest, rhs: Herald_Verification_V1_ListRepairsRequest) -> Bool {
+    if lhs.pendingReview != rhs.pendingReview {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Verification_V1_ListRepairsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRepairsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}repairs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.repairs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.repairs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.repairs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Verification_V1_ListRepairsResponse, rhs: Herald_Verification_V1_ListRepairsResponse) -> Bool {
+    if lhs.repairs != rhs.repairs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -70,7 +70,8 @@ package func buildGateway(
     },
     timeout: configuration.statusTimeout, registry: registry,
     delivery: clients["delivery"].map { Herald_Delivery_V1_DeliveryService.Client(wrapping: $0) },
-    rateLimit: clients["ratelimit"].map { Herald_Ratelimit_V1_RateLimitService.Client(wrapping: $0) })
+    rateLimit: clients["ratelimit"].map { Herald_Ratelimit_V1_RateLimitService.Client(wrapping: $0) },
+    verification: clients["verification"].map { Herald_Verification_V1_VerificationService.Client(wrapping: $0) })
 
   let router = Router(context: GatewayRequestContext.self)
   router.add(middleware: RequestIDMiddleware())
@@ -92,6 +93,9 @@ package func buildGateway(
   }
   if let rateLimit = clients["ratelimit"] {
     RateLimitController(rateLimit: Herald_Ratelimit_V1_RateLimitService.Client(wrapping: rateLimit)).addRoutes(to: v1)
+  }
+  if let verification = clients["verification"] {
+    VerificationController(verification: Herald_Verification_V1_VerificationService.Client(wrapping: verification)).addRoutes(to: v1)
   }
   if let sync = clients["sync"] {
     SyncController(sync: Herald_Sync_V1_SyncService.Client(wrapping: sync)).addRoutes(to: v1)

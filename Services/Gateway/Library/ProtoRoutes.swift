@@ -32,13 +32,14 @@ struct ProtoRoutes {
   }
 
   /// `POST path` with a JSON body decoded as `In`. `id` copies the path's `:id` into the body;
-  /// `emptyBody` allows calls that need nothing but the id.
+  /// `emptyBody` allows calls that need nothing but the id; `actor` puts the calling key's name
+  /// into the body (who asked, for audits).
   func post<In: SwiftProtobuf.Message, Out: SwiftProtobuf.Message>(
     _ path: RouterPath, scope: String, status: HTTPResponse.Status = .ok,
     id: (@Sendable (inout In, String) -> Void)? = nil, current: (@Sendable (In) -> String)? = nil, emptyBody: Bool = false,
-    _ call: @escaping @Sendable (In) async throws -> Out
+    actor: (@Sendable (inout In, String) -> Void)? = nil, _ call: @escaping @Sendable (In) async throws -> Out
   ) {
-    withBody(.post, path, scope: scope, status: status, id: id, current: current, emptyBody: emptyBody, call)
+    withBody(.post, path, scope: scope, status: status, id: id, current: current, emptyBody: emptyBody, actor: actor, call)
   }
 
   /// `PATCH path`, as `post` (the body names the fields to change).
@@ -46,13 +47,13 @@ struct ProtoRoutes {
     _ path: RouterPath, scope: String, id: (@Sendable (inout In, String) -> Void)? = nil,
     current: (@Sendable (In) -> String)? = nil, _ call: @escaping @Sendable (In) async throws -> Out
   ) {
-    withBody(.patch, path, scope: scope, status: .ok, id: id, current: current, emptyBody: false, call)
+    withBody(.patch, path, scope: scope, status: .ok, id: id, current: current, emptyBody: false, actor: nil, call)
   }
 
   private func withBody<In: SwiftProtobuf.Message, Out: SwiftProtobuf.Message>(
     _ method: HTTPRequest.Method, _ path: RouterPath, scope: String, status: HTTPResponse.Status,
     id: (@Sendable (inout In, String) -> Void)?, current: (@Sendable (In) -> String)?, emptyBody: Bool,
-    _ call: @escaping @Sendable (In) async throws -> Out
+    actor: (@Sendable (inout In, String) -> Void)?, _ call: @escaping @Sendable (In) async throws -> Out
   ) {
     let service = self.service
     group.on(path, method: method, use: { request, context -> Response in
@@ -65,6 +66,7 @@ struct ProtoRoutes {
         }
         id(&body, pathID)
       }
+      if let actor, let name = context.principal?.name { actor(&body, name) }
       let input = body
       return try ProtoJSON.response(try await ProtoJSON.call(service) { try await call(input) }, status: status)
     })

@@ -6,6 +6,7 @@ import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import Prometheus
+import SwiftProtobuf
 
 /// One back-end service's health as the gateway sees it.
 struct ServiceHealth: Codable, Sendable, Equatable {
@@ -44,6 +45,24 @@ struct RateLimitOverview: Codable, Sendable, Equatable {
   var error: String?
 }
 
+/// The latest verification report and the issues alerted on, from the verification service.
+struct VerificationOverview: Codable, Sendable, Equatable {
+  struct Alert: Codable, Sendable, Equatable {
+    var fingerprint: String
+    var severity: String
+    var description: String
+    var alertedAt: Date
+  }
+
+  var reportId: String?
+  var status: String?
+  var finishedAt: Date?
+  var summary: String?
+  var openIssues: [String: Int] = [:]
+  var alerts: [Alert] = []
+  var error: String?
+}
+
 struct SystemStatus: ResponseEncodable, Codable, Sendable, Equatable {
   /// "ok" when every service is SERVING, else "degraded".
   var status: String
@@ -51,6 +70,7 @@ struct SystemStatus: ResponseEncodable, Codable, Sendable, Equatable {
   var services: [ServiceHealth]
   var delivery: DeliveryOverview?
   var rateLimit: RateLimitOverview?
+  var verification: VerificationOverview?
   var checkedAt: Date
 }
 
@@ -67,10 +87,12 @@ struct StatusProbe: Sendable {
   let registry: PrometheusCollectorRegistry
   var delivery: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>?
   var rateLimit: Herald_Ratelimit_V1_RateLimitService.Client<HTTP2ClientTransport.Posix>?
+  var verification: Herald_Verification_V1_VerificationService.Client<HTTP2ClientTransport.Posix>?
 
   func check() async -> SystemStatus {
     async let overview = deliveryOverview()
     async let limits = rateLimitOverview()
+    async let verified = verificationOverview()
     let results = await withTaskGroup(of: ServiceHealth.self) { group in
       for target in targets {
         group.addTask { await probe(target) }
@@ -86,7 +108,31 @@ struct StatusProbe: Sendable {
     let degraded = results.filter { $0.status != "SERVING" }.map(\.name)
     return SystemStatus(
       status: degraded.isEmpty ? "ok" : "degraded", degraded: degraded, services: results, delivery: await overview,
-      rateLimit: await limits, checkedAt: Date())
+      rateLimit: await limits, verification: await verified, checkedAt: Date())
+  }
+
+  private func verificationOverview() async -> VerificationOverview? {
+    guard let verification else { return nil }
+    var overview = VerificationOverview()
+    do {
+      async let issues = verification.listIssues(.init(), options: .timeout(timeout))
+      let open = try await issues.issues
+      for issue in open { overview.openIssues["\(issue.severity)".uppercased(), default: 0] += 1 }
+      overview.alerts = open.filter(\.hasAlertedAt).map {
+        VerificationOverview.Alert(
+          fingerprint: $0.fingerprint, severity: "\($0.severity)".uppercased(), description: $0.description_p, alertedAt: $0.alertedAt.date)
+      }
+      let report = try await verification.getReport(.with { $0.id = "latest" }, options: .timeout(timeout))
+      overview.reportId = report.id
+      overview.status = "\(report.overallStatus)"
+      overview.finishedAt = report.finishedAt.date
+      overview.summary = report.summary
+    } catch let error as RPCError where error.code == .notFound {
+      overview.summary = "no verification has run yet"
+    } catch {
+      overview.error = RPCError.describe(error)
+    }
+    return overview
   }
 
   private func deliveryOverview() async -> DeliveryOverview? {

@@ -1,15 +1,51 @@
 import GRPCCore
 import HeraldMigrations
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
+import Logging
+import PostgresNIO
+import ServiceLifecycle
 
-/// The verification process (SPEC §6): migration-ledger checks; drift, integrity, repairs follow.
+/// The verification process (SPEC §6): checks, reports, issues, repairs and alerts.
 package enum VerificationDefinition {
-  package static let definition = ServiceDefinition(
-    name: "verification",
-    grpcServices: [Herald_Verification_V1_VerificationService.descriptor.fullyQualifiedService],
-    migrations: HeraldMigrations.verification
-  ) { resources in
-    [VerificationService(checker: LedgerChecker(client: resources.database, logger: resources.logger))]
+  /// With the default settings and no schedule (tests); each call is a fresh process's worth of state.
+  package static var definition: ServiceDefinition {
+    var settings = VerificationSettings()
+    settings.interval = .zero
+    return make(settings: settings)
+  }
+
+  package static func make(settings: VerificationSettings) -> ServiceDefinition {
+    let parts = PerProcess { resources -> (Verifier, RepairDesk, PostgresClient?) in
+      var health = resources.clients
+      health.removeValue(forKey: "verification")
+      let verifier = Verifier(client: resources.database, health: health, settings: settings, logger: resources.logger)
+      let repairClient = settings.repairDatabase?.makeClient(logger: resources.logger)
+      return (
+        verifier, RepairDesk(client: resources.database, repairClient: repairClient, verifier: verifier, logger: resources.logger),
+        repairClient
+      )
+    }
+    return ServiceDefinition(
+      name: "verification",
+      grpcServices: [Herald_Verification_V1_VerificationService.descriptor.fullyQualifiedService],
+      migrations: HeraldMigrations.verification,
+      makeServices: { resources in
+        let (verifier, desk, _) = parts(resources)
+        return [
+          VerificationService(
+            checker: LedgerChecker(client: resources.database, logger: resources.logger), verifier: verifier, repairs: desk,
+            client: resources.database, logger: resources.logger)
+        ]
+      },
+      makeWorkers: { resources in
+        let (verifier, _, repairClient) = parts(resources)
+        var workers = [BackgroundWorker(name: "verification-schedule") { await verifier.runSchedule() }]
+        if let repairClient {
+          workers.append(BackgroundWorker(name: "repair-database") { try? await cancelWhenGracefulShutdown { await repairClient.run() } })
+        }
+        return workers
+      })
   }
 }

@@ -1,0 +1,349 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldMigrations
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import Logging
+import PostgresNIO
+
+/// Ledger findings of one schema (SPEC §6: checksum changes, gaps, duplicates, unknown or pending).
+enum LedgerFindings {
+  static func of(_ report: SchemaLedgerReport, duplicates: [(name: String, versions: [Int])]) -> [Finding] {
+    let schema = report.schema
+    func finding(_ check: String, _ severity: Finding.Severity, _ object: String, _ description: String, suggested: String) -> Finding {
+      Finding(
+        check: check, component: "ledger:\(schema)", severity: severity, category: .database, description: description,
+        affectedObject: object, count: 1, sampleKeys: [], suggestedRepair: suggested, repair: nil)
+    }
+    guard report.state != .missing else {
+      return [
+        finding(
+          "ledger.missing", .critical, "\(schema).schema_migrations", "schema \(schema) has no migration ledger (or does not exist)",
+          suggested: "start the \(schema) service: it applies its migrations")
+      ]
+    }
+    var findings = report.findings.map { item -> Finding in
+      let object = "\(schema).schema_migrations version \(item.version)"
+      switch item.kind {
+      case "checksum_changed":
+        return finding(
+          "ledger.checksum_changed", .critical, object,
+          "migration \(item.version) '\(item.name)' of \(schema) was changed after it was applied: recorded checksum \(item.recordedChecksum ?? "?"), this build's \(item.expectedChecksum ?? "?")",
+          suggested: "find out which text ran; restore the migration's original text, or the ledger row if it was edited by hand")
+      case "unknown_applied":
+        return finding(
+          "ledger.unknown_applied", .critical, object, "migration \(item.version) '\(item.name)' is applied to \(schema) but unknown to this build",
+          suggested: "deploy the build that has it (a rollback to an older build?)")
+      case "gap":
+        return finding(
+          "ledger.gap", .high, object, "migration \(item.version) '\(item.name)' of \(schema) is not applied, but a later one is",
+          suggested: "apply the missing migration by hand after checking why it was skipped")
+      default:
+        return finding(
+          "ledger.pending", .medium, object, "migration \(item.version) '\(item.name)' of \(schema) is not applied yet",
+          suggested: "restart the \(schema) service, which applies it")
+      }
+    }
+    for duplicate in duplicates {
+      findings.append(
+        finding(
+          "ledger.duplicate", .high, "\(schema).schema_migrations \(duplicate.name)",
+          "migration '\(duplicate.name)' is recorded \(duplicate.versions.count) times in \(schema)'s ledger (versions \(duplicate.versions.map(String.init).joined(separator: ", ")))",
+          suggested: "remove the extra ledger rows after checking which ran"))
+    }
+    return findings
+  }
+}
+
+/// One data check: a query of affected rows (key, optional personal value), how it is reported,
+/// and its repair.
+struct DataCheck: Sendable {
+  var check: String
+  var component: String
+  var severity: Finding.Severity
+  var category: Finding.Category
+  var object: String
+  /// Rows `key text, personal text` (personal data is masked in samples).
+  var query: String
+  var describe: @Sendable (Int) -> String
+  var suggested: String
+  var repair: RepairPlan?
+
+  func run(connection: PostgresConnection, logger: Logger) async throws -> [Finding] {
+    let rows = try await connection.query(
+      PostgresQuery(
+        unsafeSQL: """
+          SELECT count(*)::bigint, coalesce((array_agg(k ORDER BY k))[1:10], '{}'),
+            coalesce((array_agg(coalesce(p, '') ORDER BY k))[1:10], '{}')
+          FROM (\(query)) AS affected(k, p)
+          """), logger: logger)
+    for try await (count, keys, personal) in rows.decode((Int64, [String], [String]).self) where count > 0 {
+      let samples = zip(keys, personal).map { key, value in value.isEmpty ? key : "\(key) (\(Mask.personal(value)))" }
+      return [
+        Finding(
+          check: check, component: component, severity: severity, category: category, description: describe(Int(count)),
+          affectedObject: object, count: Int(count), sampleKeys: samples, suggestedRepair: suggested, repair: repair)
+      ]
+    }
+    return []
+  }
+}
+
+enum DataChecks {
+  /// A subscriber's e-mail as the campaign service accepts it (lower-case, one @, a dotted domain).
+  static let emailPattern = #"^[^@\s,;<>]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"#
+  static let phonePattern = #"^\+[1-9][0-9]{6,14}$"#
+
+  /// `stuckAfter`: how long past its lease a message in `sending` counts as stuck.
+  static func all(stuckAfter: Duration) -> [DataCheck] {
+    let stuckSeconds = Int(stuckAfter.components.seconds)
+    return [
+      DataCheck(
+        check: "data.orphan_message_campaign", component: "data", severity: .high, category: .data, object: "delivery.messages.campaign_id",
+        query: """
+          SELECT m.id::text, NULL::text FROM delivery.messages m
+          WHERE m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+          """,
+        describe: { "\($0) delivery messages belong to a campaign that does not exist" },
+        suggested: "find where the campaign went; delete the messages only once they are known to be junk",
+        repair: RepairPlan(
+          statements: [
+            """
+            DELETE FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            """
+          ],
+          backupQuery: """
+            SELECT m.* FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            """, needsReview: true, risk: "high")),
+      DataCheck(
+        check: "data.orphan_message_subscriber", component: "data", severity: .high, category: .data, object: "delivery.messages.subscriber_id",
+        query: """
+          SELECT m.id::text, NULL::text FROM delivery.messages m
+          WHERE m.subscriber_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = m.subscriber_id)
+          """,
+        describe: { "\($0) delivery messages are for a subscriber that does not exist" },
+        suggested: "delete the messages once they are known to be junk", repair: nil),
+      DataCheck(
+        check: "data.orphan_sync_link", component: "sync", severity: .medium, category: .sync, object: "sync.records.subscriber_id",
+        query: """
+          SELECT r.job_id::text || '/' || r.record_id, NULL::text FROM sync.records r
+          WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)
+          """,
+        describe: { "\($0) synced records are linked to a subscriber that does not exist" },
+        suggested: "delete the links: the next full sync links or creates the subscribers again",
+        repair: RepairPlan(
+          statements: ["DELETE FROM sync.records r WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)"],
+          backupQuery: "SELECT r.* FROM sync.records r WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)",
+          needsReview: true, risk: "medium")),
+      DataCheck(
+        check: "data.malformed_email", component: "data", severity: .medium, category: .data, object: "campaign.subscribers.email",
+        query: "SELECT id::text, email FROM campaign.subscribers WHERE email IS NOT NULL AND email !~ '\(emailPattern)'",
+        describe: { "\($0) subscribers have a malformed e-mail address" },
+        suggested: "correct the addresses (or erase the subscribers); nothing can be sent to them", repair: nil),
+      DataCheck(
+        check: "data.malformed_phone", component: "data", severity: .medium, category: .data, object: "campaign.subscribers.phone",
+        query: "SELECT id::text, phone FROM campaign.subscribers WHERE phone IS NOT NULL AND phone !~ '\(phonePattern)'",
+        describe: { "\($0) subscribers have a phone number that is not E.164" },
+        suggested: "correct the numbers to E.164 (+<country><number>)", repair: nil),
+      DataCheck(
+        check: "data.duplicate_email", component: "data", severity: .high, category: .data, object: "campaign.subscribers.email",
+        query: """
+          SELECT s.id::text, s.email FROM campaign.subscribers s
+          JOIN (SELECT lower(btrim(email)) AS k FROM campaign.subscribers WHERE email IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d
+            ON d.k = lower(btrim(s.email))
+          """,
+        describe: { "\($0) subscribers share an e-mail address once normalised (lower-case, trimmed)" },
+        suggested: "keep the oldest subscriber of each group; the plan deletes the newer ones that no campaign or list refers to (with their consent history): review it, or merge by hand",
+        repair: RepairPlan(
+          statements: [
+            """
+            DELETE FROM campaign.subscribers s USING campaign.subscribers keep
+            WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+            """
+          ],
+          backupQuery: """
+            SELECT s.* FROM campaign.subscribers s JOIN campaign.subscribers keep
+              ON lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id)
+            """, needsReview: true, risk: "high")),
+      DataCheck(
+        check: "data.missing_contact", component: "data", severity: .high, category: .data, object: "campaign.subscribers",
+        query: "SELECT id::text, NULL::text FROM campaign.subscribers WHERE email IS NULL AND phone IS NULL AND status <> 'erased'",
+        describe: { "\($0) subscribers have neither an e-mail nor a phone" },
+        suggested: "add a contact or erase them", repair: nil),
+      DataCheck(
+        check: "data.consent_without_provenance", component: "data", severity: .high, category: .data, object: "campaign.subscribers consent",
+        query: """
+          SELECT id::text, NULL::text FROM campaign.subscribers
+          WHERE (email_subscribed AND (email_consent_source IS NULL OR email_consented_at IS NULL))
+             OR (sms_subscribed AND (sms_consent_source IS NULL OR sms_consented_at IS NULL))
+          """,
+        describe: { "\($0) subscribers are subscribed without a recorded source and time of consent" },
+        suggested: "find the consent's source; until then, unsubscribe them (nothing may be sent without provenance)",
+        repair: RepairPlan(
+          statements: [
+            """
+            UPDATE campaign.subscribers SET
+              email_subscribed = email_subscribed AND email_consent_source IS NOT NULL AND email_consented_at IS NOT NULL,
+              sms_subscribed = sms_subscribed AND sms_consent_source IS NOT NULL AND sms_consented_at IS NOT NULL,
+              updated_at = now()
+            WHERE (email_subscribed AND (email_consent_source IS NULL OR email_consented_at IS NULL))
+               OR (sms_subscribed AND (sms_consent_source IS NULL OR sms_consented_at IS NULL))
+            """
+          ],
+          backupQuery: """
+            SELECT * FROM campaign.subscribers
+            WHERE (email_subscribed AND (email_consent_source IS NULL OR email_consented_at IS NULL))
+               OR (sms_subscribed AND (sms_consent_source IS NULL OR sms_consented_at IS NULL))
+            """, needsReview: true, risk: "medium")),
+      DataCheck(
+        check: "data.stuck_sending", component: "data", severity: .high, category: .data, object: "delivery.messages status sending",
+        query: """
+          SELECT id::text, NULL::text FROM delivery.messages
+          WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
+          """,
+        describe: { "\($0) messages are stuck in sending past their lease (their worker is gone and nothing took them back)" },
+        suggested: "mark them unknown (their send may have reached the provider), as delivery's lease reclaim does; requeue them from the dead-letter view if they must go out",
+        repair: RepairPlan(
+          statements: [
+            """
+            WITH stuck AS (
+              UPDATE delivery.messages SET status = 'unknown', ambiguous = true, lease_token = NULL, lease_expires_at = NULL,
+                last_error = 'lease expired while sending; outcome unknown (repaired by verification)', updated_at = now()
+              WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
+              RETURNING id
+            )
+            INSERT INTO delivery.delivery_events (message_id, status, detail)
+            SELECT id, 'unknown', 'lease expired while sending (repaired by verification)' FROM stuck
+            """
+          ],
+          backupQuery: """
+            SELECT * FROM delivery.messages
+            WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
+            """, needsReview: false, risk: "low")),
+      DataCheck(
+        check: "data.spend_over_budget", component: "data", severity: .critical, category: .data, object: "delivery.spend_caps",
+        query: "SELECT campaign_id::text, NULL::text FROM delivery.spend_caps WHERE spent_cents + reserved_cents > budget_cents",
+        describe: { "\($0) campaigns have spent (or reserved) more than their budget" },
+        suggested: "find the sends that overspent (delivery events with cost) and raise the budget or account for them", repair: nil),
+      DataCheck(
+        check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data, object: "delivery.messages to suppressed addresses",
+        query: """
+          SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient)
+          WHERE m.status = 'queued'
+          """,
+        describe: { "\($0) queued messages are addressed to suppressed addresses" },
+        suggested: "mark them suppressed (workers would skip them at claim; this settles them now)",
+        repair: RepairPlan(
+          statements: [
+            """
+            WITH settled AS (
+              UPDATE delivery.messages m SET status = 'suppressed', last_error = 'address suppressed (repaired by verification)', updated_at = now()
+              FROM delivery.suppressions s WHERE s.address = lower(m.recipient) AND m.status = 'queued'
+              RETURNING m.id
+            )
+            INSERT INTO delivery.delivery_events (message_id, status, detail)
+            SELECT id, 'suppressed', 'address suppressed (repaired by verification)' FROM settled
+            """
+          ],
+          backupQuery: """
+            SELECT m.* FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient) WHERE m.status = 'queued'
+            """, needsReview: false, risk: "low")),
+      DataCheck(
+        check: "data.queued_to_unsubscribed", component: "data", severity: .high, category: .data, object: "delivery.messages to unsubscribed subscribers",
+        query: """
+          SELECT m.id::text, m.recipient FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
+          WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
+            AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+          """,
+        describe: { "\($0) queued campaign messages are for subscribers who withdrew consent (or are no longer active)" },
+        suggested: "cancel them: unsubscribing wins over any later send",
+        repair: RepairPlan(
+          statements: [
+            """
+            WITH settled AS (
+              UPDATE delivery.messages m SET status = 'suppressed', last_error = 'subscriber unsubscribed (repaired by verification)', updated_at = now()
+              FROM campaign.subscribers s
+              WHERE s.id = m.subscriber_id AND m.status = 'queued' AND m.campaign_id IS NOT NULL
+                AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+              RETURNING m.id
+            )
+            INSERT INTO delivery.delivery_events (message_id, status, detail)
+            SELECT id, 'suppressed', 'subscriber unsubscribed (repaired by verification)' FROM settled
+            """
+          ],
+          backupQuery: """
+            SELECT m.* FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
+            WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
+              AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+            """, needsReview: false, risk: "low")),
+      DataCheck(
+        check: "sync.count_mismatch", component: "sync", severity: .medium, category: .sync, object: "sync.records",
+        query: """
+          SELECT j.name || ': ' || (r.counts->>'recordsRead') || ' remote, ' || (SELECT count(*) FROM sync.records x
+            WHERE x.job_id = j.id AND x.deleted_at IS NULL) || ' linked', NULL::text
+          FROM sync.jobs j
+          JOIN LATERAL (
+            SELECT counts FROM sync.runs WHERE job_id = j.id AND full_sync AND NOT dry_run AND status = 'succeeded'
+            ORDER BY started_at DESC LIMIT 1
+          ) r ON true
+          WHERE (r.counts->>'recordsRead')::bigint - coalesce((r.counts->>'errors')::bigint, 0)
+            <> (SELECT count(*) FROM sync.records x WHERE x.job_id = j.id AND x.deleted_at IS NULL)
+          """,
+        describe: { "\($0) sync jobs hold a different number of linked records than their table had at the last full sync" },
+        suggested: "start a full run of the job (POST /v1/sync/jobs/{id}/runs {\"full\": true}) and read its errors", repair: nil),
+      DataCheck(
+        check: "sync.stale_run", component: "sync", severity: .medium, category: .sync, object: "sync.runs",
+        query: "SELECT id::text, NULL::text FROM sync.runs WHERE status = 'running' AND heartbeat_at < now() - interval '10 minutes'",
+        describe: { "\($0) sync runs are marked running but have not saved progress for 10 minutes (their process stopped)" },
+        suggested: "start a run of the job: it resumes the stopped one from its checkpoint", repair: nil),
+    ]
+  }
+}
+
+/// gRPC health and latency of every back-end (SPEC §6: a service down is CRITICAL).
+struct HealthCheck: Sendable {
+  let clients: [String: GRPCClient<HTTP2ClientTransport.Posix>]
+  let slow: Duration
+
+  func run() async -> [Finding] {
+    await withTaskGroup(of: Finding?.self) { group in
+      for (name, client) in clients {
+        group.addTask { await Self.check(name, client: client, slow: slow) }
+      }
+      var findings: [Finding] = []
+      for await finding in group { if let finding { findings.append(finding) } }
+      return findings.sorted { $0.affectedObject < $1.affectedObject }
+    }
+  }
+
+  static func check(_ name: String, client: GRPCClient<HTTP2ClientTransport.Posix>, slow: Duration) async -> Finding? {
+    func finding(_ check: String, _ severity: Finding.Severity, _ description: String, suggested: String) -> Finding {
+      Finding(
+        check: check, component: "health", severity: severity, category: .service, description: description,
+        affectedObject: "service \(name)", count: 1, sampleKeys: [], suggestedRepair: suggested, repair: nil)
+    }
+    let clock = ContinuousClock()
+    let start = clock.now
+    let answer: Grpc_Health_V1_HealthCheckResponse
+    do {
+      answer = try await Grpc_Health_V1_Health.Client(wrapping: client).check(.init(), options: .timeout(.seconds(3)))
+    } catch {
+      return finding("service.down", .critical, "\(name) does not answer its health check (\(RPCError.describe(error)))", suggested: "restart it and read its log")
+    }
+    let elapsed = clock.now - start
+    guard answer.status == .serving else {
+      return finding("service.down", .critical, "\(name) answers \(answer.status) (not serving: its database or a dependency is down)", suggested: "read its log")
+    }
+    guard elapsed <= slow else {
+      let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+      return finding("service.slow", .low, "\(name) took \(milliseconds) ms to answer a health check", suggested: "look at its load and its database")
+    }
+    return nil
+  }
+}

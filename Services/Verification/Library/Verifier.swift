@@ -1,0 +1,409 @@
+import AsyncHTTPClient
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldMigrations
+import HeraldPostgres
+import HeraldServerKit
+import Logging
+import NIOCore
+import NIOHTTP1
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// The verification process's settings (README: configuration).
+package struct VerificationSettings: Sendable {
+  /// Between scheduled full verifications; zero turns the schedule off.
+  package var interval: Duration = .seconds(300)
+  /// Deadline of each check's statement, so a check never holds a lock for long.
+  package var statementTimeout: Duration = .seconds(30)
+  /// How long a check waits for a lock before giving up (checks only take ACCESS SHARE).
+  package var lockTimeout: Duration = .seconds(1)
+  /// A message in `sending` this long past its lease is stuck.
+  package var stuckAfter: Duration = .seconds(300)
+  /// A health check slower than this is reported (LOW).
+  package var slowHealth: Duration = .seconds(1)
+  /// Where alerts are POSTed (JSON); nil: alerts are recorded and shown, not sent.
+  package var alertWebhook: String?
+  /// Occurrences before an issue of each severity is alerted (SPEC §6: 1, 5, 10, 50).
+  package var thresholds: [Finding.Severity: Int] = [.critical: 1, .high: 5, .medium: 10, .low: 50]
+  /// A role that may write the service schemas, for approved repairs only; nil: repairs refused.
+  package var repairDatabase: DatabaseConfiguration?
+  /// Repairs: lock and statement timeouts.
+  package var repairLockTimeout: Duration = .seconds(2)
+  package var repairStatementTimeout: Duration = .seconds(60)
+
+  package init() {}
+
+  package static func load(_ settings: Settings) throws -> VerificationSettings {
+    var result = VerificationSettings()
+    result.interval = try settings.duration("HERALD_VERIFICATION_INTERVAL", default: result.interval)
+    result.statementTimeout = try settings.duration("HERALD_VERIFICATION_STATEMENT_TIMEOUT", default: result.statementTimeout)
+    result.stuckAfter = try settings.duration("HERALD_VERIFICATION_STUCK_AFTER", default: result.stuckAfter)
+    result.alertWebhook = settings.optionalString("HERALD_VERIFICATION_ALERT_WEBHOOK")
+    if let webhook = result.alertWebhook, URL(string: webhook)?.scheme.map({ ["http", "https"].contains($0) }) != true {
+      throw ConfigurationError.malformed(variable: "HERALD_VERIFICATION_ALERT_WEBHOOK", value: webhook, expected: "an http(s) URL")
+    }
+    if let text = settings.optionalString("HERALD_VERIFICATION_ALERT_THRESHOLDS") {
+      result.thresholds = try parseThresholds(text, into: result.thresholds)
+    }
+    if let url = settings.optionalString("HERALD_VERIFICATION_REPAIR_DATABASE_URL") {
+      result.repairDatabase = try DatabaseConfiguration(url: url, variable: "HERALD_VERIFICATION_REPAIR_DATABASE_URL", poolSize: 2)
+    }
+    return result
+  }
+
+  /// `CRITICAL=1,HIGH=5,MEDIUM=10,LOW=50` (any subset).
+  package static func parseThresholds(_ text: String, into defaults: [Finding.Severity: Int]) throws -> [Finding.Severity: Int] {
+    var result = defaults
+    for part in text.split(separator: ",") {
+      let pair = part.split(separator: "=").map { $0.trimmingCharacters(in: .whitespaces) }
+      guard pair.count == 2, let severity = Finding.Severity(rawValue: pair[0].uppercased()), let count = Int(pair[1]), count >= 1 else {
+        throw ConfigurationError.malformed(
+          variable: "HERALD_VERIFICATION_ALERT_THRESHOLDS", value: text, expected: "SEVERITY=count pairs, e.g. CRITICAL=1,HIGH=5")
+      }
+      result[severity] = count
+    }
+    return result
+  }
+}
+
+package enum VerificationError: Error, CustomStringConvertible {
+  case unknownComponent(String)
+  case unknownSchema(String)
+
+  package var description: String {
+    switch self {
+    case .unknownComponent(let name): return "component '\(name)' is not one of schema, ledger, data, sync, health"
+    case .unknownSchema(let name):
+      return "schema '\(name)' is not a Herald schema (known: \(HeraldMigrations.all.map(\.schema).joined(separator: ", ")))"
+    }
+  }
+}
+
+/// Runs the checks (SPEC §6), on demand and on a schedule, and stores each run as a report; tracks
+/// issues across reports by fingerprint and raises alerts.
+package final class Verifier: Sendable {
+  package static let components = ["schema", "ledger", "data", "sync", "health"]
+
+  let client: PostgresClient
+  let health: [String: GRPCClient<HTTP2ClientTransport.Posix>]
+  let settings: VerificationSettings
+  let logger: Logger
+  /// One verification at a time per process (a scheduled one and one on demand queue up).
+  private let turn = AsyncSemaphore()
+  private let expected = Mutex([String: CatalogSnapshot]())
+
+  package init(
+    client: PostgresClient, health: [String: GRPCClient<HTTP2ClientTransport.Posix>], settings: VerificationSettings, logger: Logger
+  ) {
+    self.client = client
+    self.health = health
+    self.settings = settings
+    self.logger = logger
+  }
+
+  /// The catalog `set`'s migrations build, made in a scratch schema once per process.
+  func expectedCatalog(_ set: MigrationSet) async throws -> CatalogSnapshot {
+    if let known = expected.withLock({ $0[set.schema] }) { return known }
+    let built = try await DriftCheck(client: client, logger: logger).expected(set)
+    expected.withLock { $0[set.schema] = built }
+    return built
+  }
+
+  /// Runs the checks of `component` (nil: all) and stores the report.
+  package func run(component: String?, schemas: [String] = []) async throws -> StoredReport {
+    if let component, !Self.components.contains(component) { throw VerificationError.unknownComponent(component) }
+    let sets = try schemas.isEmpty
+      ? HeraldMigrations.all
+      : schemas.map { name in
+        guard let set = HeraldMigrations.set(forSchema: name) else { throw VerificationError.unknownSchema(name) }
+        return set
+      }
+    await turn.wait()
+    defer { turn.signal() }
+    let started = Date()
+    var findings: [Finding] = []
+    var results: [ComponentResult] = []
+    func timed(_ name: String, _ body: () async throws -> (findings: [Finding], note: String)) async {
+      let clock = ContinuousClock()
+      let start = clock.now
+      var found: [Finding] = []
+      var note = ""
+      do {
+        (found, note) = try await body()
+      } catch {
+        note = "not checked: \(error.databaseMessage)"
+      }
+      let elapsed = clock.now - start
+      findings += found
+      results.append(
+        ComponentResult(
+          component: name, status: Overall.status(of: found, skipped: !note.isEmpty), issues: found.count,
+          durationMs: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000), note: note))
+    }
+    let wanted = component.map { [$0] } ?? Self.components
+    for name in wanted {
+      switch name {
+      case "ledger", "schema":
+        for set in sets {
+          await timed("\(name):\(set.schema)") { name == "ledger" ? try await ledger(set) : try await drift(set) }
+        }
+      case "data":
+        await timed("data") { (try await readOnly { try await self.data($0, component: "data") }, "") }
+      case "sync":
+        await timed("sync") { (try await readOnly { try await self.data($0, component: "sync") }, "") }
+      default:
+        await timed("health") { (await HealthCheck(clients: health, slow: settings.slowHealth).run(), "") }
+      }
+    }
+    let skipped = results.contains { !$0.note.isEmpty }
+    let status = Overall.status(of: findings, skipped: skipped)
+    let report = StoredReport(
+      id: UUID(), kind: component ?? "full", startedAt: started, finishedAt: Date(), overallStatus: status, components: results,
+      findings: findings, summary: Overall.summary(status: status, findings: findings, components: results))
+    try await IssueStore(client: client, logger: logger).save(report)
+    await Alerts(client: client, settings: settings, logger: logger).raise()
+    return report
+  }
+
+  /// Runs `body` in a read-only transaction with short timeouts: verification never writes what
+  /// it checks and never waits long for a lock.
+  func readOnly<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    try await client.withConnection { connection in
+      try await self.limit(connection)
+      try await connection.query("BEGIN READ ONLY", logger: logger)
+      do {
+        let result = try await body(connection)
+        try await connection.query("COMMIT", logger: logger)
+        return result
+      } catch {
+        _ = try? await connection.query("ROLLBACK", logger: logger)
+        throw error
+      }
+    }
+  }
+
+  private func limit(_ connection: PostgresConnection) async throws {
+    try await connection.query(
+      PostgresQuery(unsafeSQL: "SET statement_timeout = \(Int(settings.statementTimeout.components.seconds * 1000))"), logger: logger)
+    try await connection.query(
+      PostgresQuery(unsafeSQL: "SET lock_timeout = \(max(1, Int(settings.lockTimeout.components.seconds * 1000)))"), logger: logger)
+  }
+
+  func data(_ connection: PostgresConnection, component: String) async throws -> [Finding] {
+    var findings: [Finding] = []
+    for check in DataChecks.all(stuckAfter: settings.stuckAfter) where check.component == component {
+      findings += try await check.run(connection: connection, logger: logger)
+    }
+    return findings
+  }
+
+  func ledger(_ set: MigrationSet) async throws -> (findings: [Finding], note: String) {
+    try await readOnly { connection in
+      let ledger = try await MigrationRunner.ledger(schema: set.schema, connection: connection, logger: logger)
+      var duplicates: [(name: String, versions: [Int])] = []
+      if ledger != nil {
+        for try await (name, versions) in try await connection.query(
+          """
+          SELECT name, array_agg(version ORDER BY version) FROM \(unescaped: set.schema).schema_migrations
+          GROUP BY name HAVING count(*) > 1 ORDER BY name
+          """, logger: logger
+        ).decode((String, [Int]).self) {
+          duplicates.append((name, versions))
+        }
+      }
+      return (LedgerFindings.of(SchemaLedgerReport(schema: set.schema, ledger: ledger, known: set), duplicates: duplicates), "")
+    }
+  }
+
+  /// Drift of one schema, holding its migration lock so a deploy in progress is not reported.
+  func drift(_ set: MigrationSet) async throws -> (findings: [Finding], note: String) {
+    let expected = try await expectedCatalog(set)
+    let key = MigrationRunner.lockKey(schema: set.schema)
+    return try await client.withConnection { connection in
+      try await self.limit(connection)
+      let exists = try await connection.query("SELECT to_regnamespace(\(set.schema)) IS NOT NULL", logger: logger)
+        .collect().first?.decode(Bool.self) ?? false
+      guard exists else { return ([], "schema \(set.schema) does not exist (see its ledger)") }
+      let locked = try await connection.query("SELECT pg_try_advisory_lock(hashtext(\(key)))", logger: logger)
+        .collect().first?.decode(Bool.self) ?? false
+      guard locked else { return ([], "a migration of \(set.schema) is in progress: drift not checked") }
+      do {
+        let live = try await CatalogSnapshot.read(schema: set.schema, connection: connection, logger: logger)
+        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: logger)
+        return (DriftCheck.compare(schema: set.schema, live: live, expected: expected), "")
+      } catch {
+        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: logger)
+        throw error
+      }
+    }
+  }
+
+  /// Runs scheduled verifications until graceful shutdown.
+  package func runSchedule() async {
+    guard settings.interval > .zero else { return }
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      do {
+        let report = try await run(component: nil)
+        logger.info("verification", metadata: ["status": "\(report.overallStatus)", "issues": "\(report.findings.count)"])
+      } catch {
+        logger.error("scheduled verification failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
+      }
+      await BackgroundWorker.pause(settings.interval)
+    }
+  }
+}
+
+/// A FIFO lock for async code.
+final class AsyncSemaphore: Sendable {
+  private let state = Mutex((held: false, waiters: [CheckedContinuation<Void, Never>]()))
+
+  func wait() async {
+    await withCheckedContinuation { continuation in
+      let resumeNow = state.withLock { state in
+        if !state.held {
+          state.held = true
+          return true
+        }
+        state.waiters.append(continuation)
+        return false
+      }
+      if resumeNow { continuation.resume() }
+    }
+  }
+
+  func signal() {
+    let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+      if state.waiters.isEmpty {
+        state.held = false
+        return nil
+      }
+      return state.waiters.removeFirst()
+    }
+    next?.resume()
+  }
+}
+
+/// Reports and the issues they found, by fingerprint, across reports.
+struct IssueStore: Sendable {
+  let client: PostgresClient
+  let logger: Logger
+
+  static let encoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.dateEncodingStrategy = .iso8601
+    return encoder
+  }()
+  static let decoder: JSONDecoder = {
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    decoder.dateDecodingStrategy = .iso8601
+    return decoder
+  }()
+
+  func save(_ report: StoredReport) async throws {
+    let body = String(decoding: try Self.encoder.encode(report), as: UTF8.self)
+    let checked = report.components.filter { $0.note.isEmpty }.map(\.component)
+    let logger = self.logger
+    try await client.withTransaction(logger: logger) { connection in
+      try await connection.query(
+        """
+        INSERT INTO verification.reports (id, kind, started_at, finished_at, overall_status, body)
+        VALUES (\(report.id), \(report.kind), \(report.startedAt), \(report.finishedAt), \(report.overallStatus), \(body)::jsonb)
+        """, logger: logger)
+      for finding in report.findings {
+        let issue = String(decoding: try Self.encoder.encode(finding), as: UTF8.self)
+        try await connection.query(
+          """
+          INSERT INTO verification.issues (fingerprint, component, check_name, severity, first_seen_at, last_seen_at, last_report_id, body)
+          VALUES (\(finding.fingerprint), \(finding.component), \(finding.check), \(finding.severity.rawValue), \(report.startedAt),
+            \(report.startedAt), \(report.id), \(issue)::jsonb)
+          ON CONFLICT (fingerprint) DO UPDATE SET
+            occurrences = verification.issues.occurrences + 1, last_seen_at = excluded.last_seen_at,
+            last_report_id = excluded.last_report_id, severity = excluded.severity, body = excluded.body,
+            open = true, resolved_at = NULL
+          """, logger: logger)
+      }
+      // What the components checked this time did not find again is resolved (and may alert anew
+      // if it comes back).
+      try await connection.query(
+        """
+        UPDATE verification.issues SET open = false, resolved_at = now(), alerted_at = NULL
+        WHERE open AND component = ANY(\(checked)::text[]) AND last_report_id <> \(report.id)
+        """, logger: logger)
+    }
+  }
+}
+
+/// Alerts by severity threshold (SPEC §6), one per fingerprint until it is resolved.
+struct Alerts: Sendable {
+  let client: PostgresClient
+  let settings: VerificationSettings
+  let logger: Logger
+
+  func raise() async {
+    do {
+      var due: [(fingerprint: String, severity: String, occurrences: Int64, body: String)] = []
+      for try await row in try await client.query(
+        """
+        SELECT fingerprint, severity, occurrences, body::text FROM verification.issues
+        WHERE open AND alerted_at IS NULL
+          AND occurrences >= CASE severity WHEN 'CRITICAL' THEN \(settings.thresholds[.critical] ?? 1)
+            WHEN 'HIGH' THEN \(settings.thresholds[.high] ?? 5) WHEN 'MEDIUM' THEN \(settings.thresholds[.medium] ?? 10)
+            ELSE \(settings.thresholds[.low] ?? 50) END
+        ORDER BY last_seen_at, fingerprint
+        """, logger: logger
+      ).decode((String, String, Int64, String).self) {
+        due.append(row)
+      }
+      for alert in due {
+        let finding = try IssueStore.decoder.decode(Finding.self, from: Data(alert.body.utf8))
+        var delivered = false
+        var error = ""
+        if let webhook = settings.alertWebhook {
+          (delivered, error) = await send(finding, occurrences: alert.occurrences, to: webhook)
+        } else {
+          error = "HERALD_VERIFICATION_ALERT_WEBHOOK is not set: recorded only"
+        }
+        try await client.withTransaction(logger: logger) { connection in
+          try await connection.query(
+            """
+            INSERT INTO verification.alerts (fingerprint, severity, occurrences, description, delivered, error)
+            VALUES (\(alert.fingerprint), \(alert.severity), \(alert.occurrences), \(finding.description), \(delivered), \(error))
+            """, logger: logger)
+          // A failed delivery is tried again at the next verification.
+          if delivered || settings.alertWebhook == nil {
+            try await connection.query(
+              "UPDATE verification.issues SET alerted_at = now() WHERE fingerprint = \(alert.fingerprint)", logger: logger)
+          }
+        }
+      }
+    } catch {
+      logger.error("raising alerts failed", metadata: ["error": "\(error.databaseMessage)"])
+    }
+  }
+
+  func send(_ finding: Finding, occurrences: Int64, to webhook: String) async -> (Bool, String) {
+    let payload: [String: JSONValue] = [
+      "fingerprint": .string(finding.fingerprint), "severity": .string(finding.severity.rawValue),
+      "category": .string(finding.category.rawValue), "check": .string(finding.check), "description": .string(finding.description),
+      "affected_object": .string(finding.affectedObject), "count": .number(Double(finding.count)),
+      "occurrences": .number(Double(occurrences)), "suggested_repair": .string(finding.suggestedRepair),
+    ]
+    do {
+      var request = HTTPClientRequest(url: webhook)
+      request.method = .POST
+      request.headers.add(name: "Content-Type", value: "application/json")
+      request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(JSONValue.object(payload))))
+      let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+      guard (200..<300).contains(response.status.code) else { return (false, "the webhook answered \(response.status.code)") }
+      return (true, "")
+    } catch {
+      return (false, "the webhook could not be reached: \(error)")
+    }
+  }
+}

@@ -1,0 +1,245 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCampaign
+import HeraldCore
+import HeraldDelivery
+import HeraldMigrations
+import HeraldPostgres
+import HeraldProtos
+import HeraldRateLimit
+import HeraldServerKit
+import HeraldSync
+import HeraldTestSupport
+import HeraldVerification
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+
+typealias VerificationClient = Herald_Verification_V1_VerificationService.Client<HTTP2ClientTransport.Posix>
+
+/// Every back-end running in-process on one database, and the verification service checking
+/// them (its repairs through the test's own role). `syncDown`: the sync service is stopped (its
+/// schema is there, nothing answers at its address).
+func withVerifiedSystem<T: Sendable>(
+  syncDown: Bool = false, alertWebhook: String? = nil,
+  _ body: (_ verification: VerificationClient, _ database: PostgresClient, _ url: String) async throws -> T
+) async throws -> T {
+  let url = try await TestPostgres.shared.makeDatabase()
+  func local(_ port: Int) -> ServiceAddress { ServiceAddress(host: "127.0.0.1", port: port) }
+  return try await withRunningService(withoutReadinessDependencies(RateLimitDefinition.definition), databaseURL: url) { ratelimit, _ async throws in
+    try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) { delivery, _ async throws in
+      try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) { campaign, _ async throws in
+        try await withRunningService(
+          withoutReadinessDependencies(SyncDefinition.definition), databaseURL: url, dependencies: ["campaign": local(campaign)]
+        ) { syncPort, _ async throws in
+          var settings = VerificationSettings()
+          settings.interval = .zero
+          settings.stuckAfter = .seconds(60)
+          settings.repairDatabase = try DatabaseConfiguration(url: url, poolSize: 2)
+          settings.alertWebhook = alertWebhook
+          var definition = VerificationDefinition.make(settings: settings)
+          definition.readinessDependencies = []
+          let dependencies = [
+            "campaign": local(campaign), "delivery": local(delivery), "ratelimit": local(ratelimit),
+            "sync": syncDown ? local(try freePort()) : local(syncPort),
+          ]
+          // The gateway is no gRPC service: its schema is made as it would make it.
+          try await withDatabase(url) { database async throws in
+            try await MigrationRunner(logger: Logger(label: "test.verification")).migrate(HeraldMigrations.gateway, client: database)
+          }
+          return try await withRunningService(definition, databaseURL: url, dependencies: dependencies) { port, _ async throws in
+            try await withClient(port: port) { client async throws in
+              try await withDatabase(url) { database async throws in
+                try await body(VerificationClient(wrapping: client), database, url)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+@Suite(.timeLimit(.minutes(5))) struct VerificationTests {
+  static let logger = Logger(label: "test.verification")
+
+  /// Runs statements one by one (the extended protocol takes one at a time), split at `;` + newline.
+  static func sql(_ database: PostgresClient, _ text: String) async throws {
+    for statement in text.components(separatedBy: ";\n") where !statement.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+      do {
+        try await database.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+      } catch {
+        throw TestSetupError("\(statement): \(error.databaseMessage)")
+      }
+    }
+  }
+
+  static func count(_ database: PostgresClient, _ text: String) async throws -> Int {
+    try await database.query(PostgresQuery(unsafeSQL: text), logger: logger).decode(Int.self).elements().first ?? -1
+  }
+
+  @Test func aHealthySystemVerifiesClean() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(
+        database,
+        """
+        INSERT INTO campaign.subscribers (email, email_subscribed, email_consent_source, email_consented_at)
+        VALUES ('ada@example.com', true, 'signup', now()), ('grace@example.com', false, NULL, NULL)
+        """)
+      let report = try await verification.runVerification(.init())
+      #expect(report.issues.map { "\($0.check) \($0.affectedObject): \($0.description_p)" } == [])
+      #expect(report.overallStatus == .ok)
+      let names = Set(report.components.map(\.component))
+      for schema in HeraldMigrations.all.map(\.schema) {
+        #expect(names.contains("schema:\(schema)") && names.contains("ledger:\(schema)"))
+      }
+      #expect(names.isSuperset(of: ["data", "sync", "health"]))
+      #expect(report.components.allSatisfy { $0.note.isEmpty && $0.status == .ok })
+      #expect(report.summary.hasPrefix("OK: 0 issues"))
+      let latest = try await verification.getReport(.with { $0.id = "latest" })
+      #expect(latest.id == report.id)
+      // No scratch schema is left behind.
+      #expect(try await Self.count(database, "SELECT count(*)::int FROM pg_namespace WHERE nspname LIKE 'verify\\_%'") == 0)
+      await #expect { _ = try await verification.runVerification(.with { $0.component = "everything" }) } throws: {
+        rpcError($0) == (.invalidArgument, "component")
+      }
+      await #expect { _ = try await verification.runVerification(.with { $0.component = "schema"; $0.schemas = ["public"] }) } throws: {
+        rpcError($0) == (.invalidArgument, "schemas")
+      }
+    }
+  }
+
+  @Test func injectedFaultsAreFoundRepairedAndAFailedRepairIsRolledBack() async throws {
+    try await withHTTPSink { webhookPort, alerts async throws in
+      try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") { verification, database, _ async throws in
+        // Data first (while the constraints still hold), then the faults.
+        try await Self.sql(
+          database,
+          """
+          INSERT INTO campaign.subscribers (email) VALUES ('ada@example.com'), ('grace@example.com');
+          INSERT INTO campaign.lists (name) VALUES ('newsletter');
+          INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT l.id, s.id FROM campaign.lists l, campaign.subscribers s;
+          """)
+        try await Self.sql(
+          database,
+          """
+          ALTER TABLE campaign.campaign_variants DROP COLUMN campaign_id;
+          ALTER TABLE campaign.list_members DROP CONSTRAINT list_members_subscriber_id_fkey;
+          CREATE INDEX extra_first_name_idx ON campaign.subscribers (first_name);
+          UPDATE ratelimit.schema_migrations SET checksum = repeat('deadbeef', 8) WHERE version = 1;
+          INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT id, gen_random_uuid() FROM campaign.lists;
+          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id)
+            VALUES ('orphan:1', 'email', 'someone@example.com', 'hi', gen_random_uuid());
+          INSERT INTO campaign.subscribers (email) VALUES ('not-an-email'), ('ada@example.com ');
+          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, status, lease_token, lease_expires_at)
+            VALUES ('stuck:1', 'email', 'lin@example.com', 'hi', 'sending', gen_random_uuid(), now() - interval '1 hour');
+          """)
+        let report = try await verification.runVerification(.init())
+        #expect(report.overallStatus == .critical)
+        func issue(_ check: String, _ object: String) -> Herald_Verification_V1_Issue? {
+          report.issues.first { $0.check == check && $0.affectedObject == object }
+        }
+        let expected: [(String, String, Herald_Verification_V1_Severity, Herald_Verification_V1_Category)] = [
+          ("schema.missing_column", "campaign.campaign_variants.campaign_id", .critical, .database),
+          ("schema.missing_constraint", "campaign.list_members.list_members_subscriber_id_fkey", .critical, .database),
+          ("schema.extra_index", "campaign.extra_first_name_idx", .medium, .database),
+          ("ledger.checksum_changed", "ratelimit.schema_migrations version 1", .critical, .database),
+          ("data.orphan_message_campaign", "delivery.messages.campaign_id", .high, .data),
+          ("data.malformed_email", "campaign.subscribers.email", .medium, .data),
+          ("data.duplicate_email", "campaign.subscribers.email", .high, .data),
+          ("data.stuck_sending", "delivery.messages status sending", .high, .data),
+          ("service.down", "service sync", .critical, .service),
+        ]
+        for (check, object, severity, category) in expected {
+          let found = issue(check, object)
+          #expect(found != nil, "\(check) on \(object) not found in \(report.issues.map { "\($0.check) \($0.affectedObject)" })")
+          #expect(found?.severity == severity && found?.category == category, "\(check): \(String(describing: found))")
+        }
+        let checksum = try #require(issue("ledger.checksum_changed", "ratelimit.schema_migrations version 1"))
+        #expect(checksum.description_p.contains(String(repeating: "deadbeef", count: 8)) && checksum.description_p.contains("migration 1"))
+        // Sample keys never show personal data whole.
+        let malformed = try #require(issue("data.malformed_email", "campaign.subscribers.email"))
+        #expect(malformed.count == 2 && malformed.sampleKeys.count == 2)
+        #expect(report.issues.flatMap(\.sampleKeys).allSatisfy { !$0.contains("ada@example.com") && !$0.contains("not-an-email") })
+        #expect(report.summary.hasPrefix("CRITICAL:"))
+        #expect(report.components.first { $0.component == "health" }?.status == .critical)
+
+        // CRITICAL issues alert at once, once per fingerprint; HIGH ones only after 5 occurrences.
+        try await eventually("the alerts") { alerts.count >= 4 }
+        let alerted = alerts.all.compactMap { JSONValue.parse(String(decoding: $0.body, as: UTF8.self))?.object?["fingerprint"]?.stringValue }
+        #expect(Set(alerted) == Set(report.issues.filter { $0.severity == .critical }.map(\.fingerprint)))
+        _ = try await verification.runVerification(.with { $0.component = "ledger" })
+        #expect(alerts.count == alerted.count)
+
+        // A plan in review cannot run for real before approval; its dry run changes nothing.
+        let orphan = try #require(issue("data.orphan_message_campaign", "delivery.messages.campaign_id"))
+        let review = try await verification.proposeRepair(.with { $0.fingerprint = orphan.fingerprint; $0.requestedBy = "test" })
+        #expect(review.status == .pendingReview && review.needsReview && review.statements.first?.contains("DELETE FROM delivery.messages") == true)
+        await #expect { _ = try await verification.runRepair(.with { $0.id = review.id; $0.apply = true }) } throws: {
+          rpcError($0).0 == .failedPrecondition
+        }
+        let dry = try await verification.runRepair(.with { $0.id = review.id })
+        #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1] && dry.runs.last?.issueRemains == false)
+        #expect(dry.runs.last?.committed == false && dry.status == .pendingReview)
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 1)
+        let approved = try await verification.reviewRepair(.with { $0.id = review.id; $0.approve = true; $0.reviewer = "ops"; $0.note = "junk" })
+        #expect(approved.status == .approved && approved.reviewedBy == "ops")
+        let deleted = try await verification.runRepair(.with { $0.id = review.id; $0.apply = true; $0.requestedBy = "ops" })
+        #expect(deleted.status == .applied, "\(deleted.runs.last?.error ?? "")")
+        let backup = try #require(deleted.runs.last?.backupTable)
+        #expect(backup.hasPrefix("verification_backup.repair_"))
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM \(backup) WHERE idempotency_key = 'orphan:1'") == 1)
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 0)
+
+        // The foreign key cannot come back while an orphan row breaks it: rolled back, nothing lost.
+        let foreignKey = try #require(issue("schema.missing_constraint", "campaign.list_members.list_members_subscriber_id_fkey"))
+        #expect(foreignKey.autoRepairable)
+        let fkRepair = try await verification.proposeRepair(.with { $0.fingerprint = foreignKey.fingerprint })
+        #expect(fkRepair.status == .proposed)
+        let failed = try await verification.runRepair(.with { $0.id = fkRepair.id; $0.apply = true })
+        #expect(failed.status == .rolledBack)
+        #expect(failed.runs.last?.error.contains("violates foreign key constraint") == true, "\(failed.runs.last?.error ?? "")")
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM campaign.list_members") == 3)
+        #expect(
+          try await Self.count(
+            database, "SELECT count(*)::int FROM pg_constraint WHERE conname = 'list_members_subscriber_id_fkey'") == 0)
+
+        // The auto-repairable ones, repaired and verified clean.
+        for (check, object) in [("schema.extra_index", "campaign.extra_first_name_idx"), ("data.stuck_sending", "delivery.messages status sending")] {
+          let found = try #require(issue(check, object))
+          #expect(found.autoRepairable)
+          let repair = try await verification.proposeRepair(.with { $0.fingerprint = found.fingerprint })
+          let applied = try await verification.runRepair(.with { $0.id = repair.id; $0.apply = true })
+          #expect(applied.status == .applied, "\(check): \(applied.runs.last?.error ?? "")")
+        }
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'stuck:1' AND status = 'unknown' AND ambiguous") == 1)
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'unknown'") == 1)
+        // With the orphan gone, the foreign key's repair goes through.
+        try await Self.sql(database, "DELETE FROM campaign.list_members m WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = m.subscriber_id)")
+        let retried = try await verification.proposeRepair(.with { $0.fingerprint = foreignKey.fingerprint })
+        #expect(try await verification.runRepair(.with { $0.id = retried.id; $0.apply = true }).status == .applied)
+
+        let after = try await verification.runVerification(.init())
+        let remaining = Set(after.issues.map(\.fingerprint))
+        for gone in [foreignKey.fingerprint, orphan.fingerprint] + ["schema.extra_index", "data.stuck_sending"].compactMap({ check in
+          report.issues.first { $0.check == check }?.fingerprint
+        }) {
+          #expect(!remaining.contains(gone), "\(gone) is still reported")
+        }
+        // The column's constraints went with it; they are still reported, with the column.
+        #expect(after.issues.contains { $0.check == "schema.missing_constraint" && $0.affectedObject.hasPrefix("campaign.campaign_variants.") })
+        let open = try await verification.listIssues(.init()).issues
+        #expect(!open.contains { $0.check == "schema.extra_index" })
+        let all = try await verification.listIssues(.with { $0.includeResolved = true }).issues
+        let resolved = try #require(all.first { $0.check == "schema.extra_index" })
+        #expect(!resolved.open && resolved.occurrences >= 1)
+        let checksumNow = try #require(open.first { $0.check == "ledger.checksum_changed" })
+        #expect(checksumNow.occurrences == 3 && checksumNow.firstSeenAt.date < checksumNow.lastSeenAt.date)
+        let audit = try await Self.count(database, "SELECT count(*)::int FROM verification.repair_audit")
+        #expect(audit >= 10)
+      }
+    }
+  }
+}
