@@ -162,7 +162,8 @@ var targets: [Target] = [
   .testTarget(
     name: "GatewayTests",
     dependencies: [
-      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldServerKit", "HeraldProtos",
+      "HeraldGateway", "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldServerKit",
+      "HeraldProtos",
       "HeraldTestSupport", "CRMSandbox", "HeraldPostgres", "HeraldCore", .grpcCore, .swiftProtobuf, .postgres, .logging, .lifecycle,
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -208,6 +209,7 @@ var benchmarkDependencies: [Package.Dependency] = []
 if Context.environment["HERALD_BENCHMARKS"] != nil {
   benchmarkDependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
   for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
+    ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
   ] {
     targets.append(
       .executableTarget(

@@ -483,7 +483,7 @@ package enum HeraldMigrations {
             first_seen_at timestamptz NOT NULL,
             last_seen_at timestamptz NOT NULL,
             occurrences bigint NOT NULL DEFAULT 1 CHECK (occurrences > 0),
-            last_report_id uuid NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
+            last_report_id uuid REFERENCES reports (id) ON DELETE SET NULL,
             open boolean NOT NULL DEFAULT true,
             resolved_at timestamptz,
             alerted_at timestamptz,
@@ -492,7 +492,7 @@ package enum HeraldMigrations {
           CREATE INDEX issues_open_idx ON issues (component) WHERE open;
           CREATE TABLE repairs (
             id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-            fingerprint text NOT NULL REFERENCES issues (fingerprint) ON DELETE CASCADE,
+            fingerprint text NOT NULL REFERENCES issues (fingerprint),
             status text NOT NULL CHECK (status IN ('proposed', 'pending_review', 'approved', 'rejected', 'applied', 'rolled_back')),
             needs_review boolean NOT NULL,
             plan jsonb NOT NULL,
@@ -507,7 +507,7 @@ package enum HeraldMigrations {
           -- Every proposal, review and run: who, when, what, and the rollback id (backup table).
           CREATE TABLE repair_audit (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            repair_id uuid NOT NULL REFERENCES repairs (id) ON DELETE CASCADE,
+            repair_id uuid NOT NULL REFERENCES repairs (id),
             action text NOT NULL CHECK (action IN ('proposed', 'approved', 'rejected', 'dry_run', 'applied', 'rolled_back')),
             actor text NOT NULL DEFAULT '',
             at timestamptz NOT NULL DEFAULT now(),

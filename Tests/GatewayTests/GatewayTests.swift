@@ -10,6 +10,7 @@ import HeraldProtos
 import HeraldRateLimit
 import HeraldServerKit
 import HeraldSync
+import HeraldVerification
 import HeraldTestSupport
 import Hummingbird
 import HummingbirdTesting
@@ -31,6 +32,7 @@ import Testing
     delivery: Bool = false,
     rateLimit: Bool = false,
     sync: SyncSettings? = nil,
+    verification: Bool = false,
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
@@ -53,6 +55,16 @@ import Testing
             announceKey: { key in announced.keys.withLock { $0.append(key) } },
             registeredRoutes: { routes in announced.routes.withLock { $0 = routes } })
           try await app.test(.router, body)
+        }
+        if verification {
+          var definition = VerificationDefinition.definition
+          definition.readinessDependencies = []
+          return try await withRunningService(definition, databaseURL: url, dependencies: ["campaign": services["campaign"]!]) {
+            verificationPort, _ async throws in
+            var withVerification = services
+            withVerification["verification"] = ServiceAddress(host: "127.0.0.1", port: verificationPort)
+            try await test(withVerification)
+          }
         }
         guard let sync else { return try await test(services) }
         var definition = SyncDefinition.make(settings: sync)
@@ -676,9 +688,38 @@ import Testing
     }
   }
 
+  @Test func verificationOverRESTAndInTheSystemStatus() async throws {
+    try await withGateway(verification: true) { client async throws in
+      let (badStatus, bad) = try await Self.post(client, "/v1/verification/runs", ["component": "disks"])
+      #expect(badStatus == .badRequest && bad["field"] as? String == "component")
+      // Only campaign and the gateway run here: the other schemas have no ledger yet.
+      let (status, report) = try await Self.post(client, "/v1/verification/runs", ["component": "ledger"])
+      #expect(status == .ok && report["overall_status"] as? String == "STATUS_CRITICAL")
+      let issues = try #require(report["issues"] as? [[String: Any]])
+      #expect(Set(issues.compactMap { $0["affected_object"] as? String }) == ["delivery.schema_migrations", "ratelimit.schema_migrations", "sync.schema_migrations"])
+      let fingerprint = try #require(issues.first?["fingerprint"] as? String)
+      let (repairStatus, repairProblem) = try await Self.post(client, "/v1/verification/issues/\(fingerprint)/repairs", nil)
+      #expect(repairStatus == .conflict && (repairProblem["detail"] as? String)?.contains("no repair Herald can run") == true)
+      try await client.execute(uri: "/v1/verification/reports/latest", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        #expect(try Self.json(response.body)["id"] as? String == report["id"] as? String)
+      }
+      try await client.execute(uri: "/v1/verification/issues", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        #expect((try Self.json(response.body)["issues"] as? [[String: Any]])?.count == 3)
+      }
+      try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let overview = try #require(try Self.json(response.body)["verification"] as? [String: Any])
+        #expect(overview["report_id"] as? String == report["id"] as? String)
+        #expect((overview["summary"] as? String)?.hasPrefix("CRITICAL: 3 issues") == true)
+        #expect((overview["open_issues"] as? [String: Int])?["CRITICAL"] == 3)
+        // No webhook here: the CRITICAL ones are alerted (recorded) at once.
+        #expect((overview["alerts"] as? [[String: Any]])?.count == 3)
+      }
+    }
+  }
+
   @Test func openAPIDocumentDescribesEveryRoute() async throws {
     let announced = Announced()
-    try await withGateway(announced: announced, sync: SyncSettings()) { client async throws in
+    try await withGateway(announced: announced, sync: SyncSettings(), verification: true) { client async throws in
       try await client.execute(uri: "/openapi.json", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
         #expect(response.status == .ok)
         let document = try Self.json(response.body)

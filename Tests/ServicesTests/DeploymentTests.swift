@@ -7,6 +7,7 @@ import HeraldProtos
 import HeraldServerKit
 import HeraldSync
 import HeraldTestSupport
+import HeraldVerification
 import Logging
 import PostgresNIO
 import Testing
@@ -183,6 +184,13 @@ import Testing
       // ...and builds scratch schemas for drift checks.
       try await verification.query("CREATE SCHEMA verification_scratch_test", logger: logger)
       try await verification.query("DROP SCHEMA verification_scratch_test", logger: logger)
+      // The whole verification works as this role: every check reads what it needs, nothing is refused.
+      var settings = VerificationSettings()
+      settings.interval = .zero
+      let report = try await Verifier(client: verification, health: [:], settings: settings, logger: logger).run(component: nil)
+      #expect(report.components.filter { !$0.note.isEmpty }.map { "\($0.component): \($0.note)" } == [])
+      #expect(report.findings.map { "\($0.check) \($0.affectedObject)" } == [])
+      #expect(report.overallStatus == "ok")
     }
   }
 }

@@ -408,10 +408,10 @@ struct SyncStack {
       let changed = try await stack.sync.updateJob(.with {
         $0.id = job.id
         $0.scheduleSeconds = 3600
-        $0.overlapSeconds = 0
+        $0.overlapSeconds = 5
         $0.mappings = Self.pullMappings + [SyncStack.mapping("Last Name", "last_name", .manual)]
       })
-      #expect(changed.scheduleSeconds == 3600 && changed.overlapSeconds == 0 && changed.mappings.count == 5)
+      #expect(changed.scheduleSeconds == 3600 && changed.overlapSeconds == 5 && changed.mappings.count == 5)
       #expect(changed.mappings.last?.conflictPolicy == .manual)
       #expect(changed.cursor == before.cursor && !changed.cursor.isEmpty)
       #expect(changed.name == before.name && changed.maxDeletePercent == before.maxDeletePercent)
@@ -419,13 +419,56 @@ struct SyncStack {
         $0.id = job.id
         $0.modifiedField = ""
       })
-      #expect(withoutModified.cursor.isEmpty && withoutModified.overlapSeconds == 0)
+      #expect(withoutModified.cursor.isEmpty && withoutModified.overlapSeconds == 5)
+      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.overlapSeconds = 0 }) } throws: {
+        rpcError($0) == (.invalidArgument, "overlap_seconds")
+      }
 
       #expect(try await stack.sync.deleteJob(.with { $0.id = job.id }).deleted)
       await #expect { _ = try await stack.sync.getJob(.with { $0.id = job.id }) } throws: { rpcError($0) == (.notFound, "id") }
       #expect(try await stack.count("SELECT count(*)::int FROM sync.records") == 0)
       #expect(try await stack.count("SELECT count(*)::int FROM sync.runs") == 0)
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers") == 1000)
+    }
+  }
+
+  @Test func editsBetweenRunsNeitherLoseNorWipeAnything() async throws {
+    try await SyncStack.run { stack async throws in
+      let ids = stack.sandbox.insert(
+        base: stack.base, table: "Contacts",
+        (0..<10).map { SyncStack.person($0).merging(["Last Name": .string("Remote\($0)")]) { a, _ in a } },
+        at: Date().addingTimeInterval(-3600))
+      let job = try await stack.createJob(
+        direction: .both, mappings: [SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name")])
+      #expect(try await stack.run(job).counts.created == 10)
+
+      // A record the campaign service refuses is that record's error, not a deleted record.
+      stack.sandbox.modify(base: stack.base, table: "Contacts", id: ids[0], ["Email": .string("a,b@example.com")])
+      let refused = try await stack.run(job, full: true)
+      #expect(refused.status == .succeeded && refused.counts.errors == 1 && refused.counts.softDeleted == 0, "\(refused.error)")
+      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE status = 'archived'") == 0)
+
+      // A field mapped later is pulled from the table, never written over it.
+      _ = try await stack.sync.updateJob(.with {
+        $0.id = job.id
+        $0.mappings = [SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name"), SyncStack.mapping("Last Name", "last_name")]
+      })
+      let added = try await stack.run(job, full: true)
+      #expect(added.status == .succeeded && added.counts.pushed == 0, "\(added.error)")
+      #expect(try await stack.subscriber(email: "person3@example.com")?.lastName == "Remote3")
+      #expect(stack.remote(ids[3])["Last Name"] == .string("Remote3"))
+
+      // A record deleted and made again with the same e-mail: archived, then linked and active again.
+      stack.sandbox.delete(base: stack.base, table: "Contacts", ids: [ids[1]])
+      #expect(try await stack.run(job, full: true).counts.softDeleted == 1)
+      #expect(try await stack.subscriber(email: "person1@example.com")?.status == "archived")
+      let again = stack.sandbox.insert(base: stack.base, table: "Contacts", [SyncStack.person(1)])
+      let revived = try await stack.run(job)
+      // (Record 0 keeps its error until someone corrects its e-mail.)
+      #expect(revived.status == .succeeded && revived.counts.created == 0, "\(revived.error)")
+      #expect(revived.errors.map(\.recordID) == [ids[0]])
+      #expect(try await stack.subscriber(email: "person1@example.com")?.status == "active")
+      #expect(try await stack.count("SELECT count(*)::int FROM sync.records WHERE record_id = '\(again[0])' AND deleted_at IS NULL") == 1)
     }
   }
 

@@ -23,7 +23,7 @@ typealias VerificationClient = Herald_Verification_V1_VerificationService.Client
 /// them (its repairs through the test's own role). `syncDown`: the sync service is stopped (its
 /// schema is there, nothing answers at its address).
 func withVerifiedSystem<T: Sendable>(
-  syncDown: Bool = false, alertWebhook: String? = nil,
+  syncDown: Bool = false, alertWebhook: String? = nil, configure: (inout VerificationSettings) -> Void = { _ in },
   _ body: (_ verification: VerificationClient, _ database: PostgresClient, _ url: String) async throws -> T
 ) async throws -> T {
   let url = try await TestPostgres.shared.makeDatabase()
@@ -39,6 +39,7 @@ func withVerifiedSystem<T: Sendable>(
           settings.stuckAfter = .seconds(60)
           settings.repairDatabase = try DatabaseConfiguration(url: url, poolSize: 2)
           settings.alertWebhook = alertWebhook
+          configure(&settings)
           var definition = VerificationDefinition.make(settings: settings)
           definition.readinessDependencies = []
           let dependencies = [
@@ -108,6 +109,42 @@ func withVerifiedSystem<T: Sendable>(
       await #expect { _ = try await verification.runVerification(.with { $0.component = "schema"; $0.schemas = ["public"] }) } throws: {
         rpcError($0) == (.invalidArgument, "schemas")
       }
+    }
+  }
+
+  @Test func aMigrationInProgressIsNotReportedAsDrift() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(database, "CREATE INDEX half_done_idx ON campaign.subscribers (last_name)")
+      // A deploy holds the schema's migration lock while it changes the schema.
+      try await database.withConnection { connection in
+        let key = MigrationRunner.lockKey(schema: "campaign")
+        try await connection.query("SELECT pg_advisory_lock(hashtext(\(key)))", logger: Self.logger)
+        let during = try await verification.runVerification(.with {
+          $0.component = "schema"
+          $0.schemas = ["campaign"]
+        })
+        try await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: Self.logger)
+        #expect(during.issues.isEmpty)
+        #expect(during.overallStatus == .warning)
+        #expect(during.components.first?.note == "a migration of campaign is in progress: drift not checked")
+      }
+      let after = try await verification.runVerification(.with {
+        $0.component = "schema"
+        $0.schemas = ["campaign"]
+      })
+      #expect(after.issues.map(\.check) == ["schema.extra_index"])
+      #expect(after.issues.first?.affectedObject == "campaign.half_done_idx")
+    }
+  }
+
+  @Test func verificationsRunOnASchedule() async throws {
+    try await withVerifiedSystem(configure: { $0.interval = .milliseconds(300) }) { verification, database, _ async throws in
+      try await eventually(timeout: .seconds(30), "three scheduled reports") {
+        try await Self.count(database, "SELECT count(*)::int FROM verification.reports WHERE kind = 'full'") >= 3
+      }
+      let reports = try await verification.listReports(.with { $0.pageSize = 2 }).reports
+      #expect(reports.count == 2 && reports.allSatisfy { $0.kind == "full" && $0.overallStatus == .ok && $0.issues.isEmpty })
+      #expect(reports[0].startedAt.date > reports[1].startedAt.date)
     }
   }
 

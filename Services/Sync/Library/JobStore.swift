@@ -114,6 +114,12 @@ package struct PostgresJobStore: JobStore {
     let id = job.id!
     do {
       try await connection.query("BEGIN", logger: logger)
+      // Checkpoints by another modified field mean nothing: the next run starts over.
+      try await connection.query(
+        """
+        UPDATE sync.runs SET checkpoint = '' WHERE job_id = \(id) AND status <> 'running'
+          AND (SELECT modified_field FROM sync.jobs WHERE id = \(id)) <> \(job.modifiedField)
+        """, logger: logger)
       try await connection.query(
         """
         UPDATE sync.jobs SET name = \(job.name), token_env = \(job.tokenEnv), direction = \(job.direction.rawValue),

@@ -82,22 +82,23 @@ package final class RunManager: Sendable {
     guard !stopping.load(ordering: .relaxed) else { throw StartError.stopping }
     let campaign = try campaign()
     let (stream, continuation) = AsyncStream.makeStream(of: Result<SyncRunRecord, any Error>.self)
+    // Tracked from the start (stop() waits for it), whatever becomes of the caller.
+    let token = UUID()
     let task = Task {
       await self.execute(job, dryRun: dryRun, full: full, campaign: campaign) { continuation.yield($0) }
       continuation.finish()
+    }
+    running.withLock { $0[token] = task }
+    Task {
+      await task.value
+      _ = self.running.withLock { $0.removeValue(forKey: token) }
     }
     var started: Result<SyncRunRecord, any Error>?
     for await result in stream {
       started = result
       break
     }
-    let run = try (started ?? .failure(StartError.stopping)).get()
-    running.withLock { $0[run.id] = task }
-    Task {
-      await task.value
-      _ = self.running.withLock { $0.removeValue(forKey: run.id) }
-    }
-    return run
+    return try (started ?? .failure(CancellationError())).get()
   }
 
   /// Runs `body` holding the job's lock (no run can start meanwhile); `StartError.busy` when a
@@ -113,23 +114,37 @@ package final class RunManager: Sendable {
         )).decode(UUID.self).elements().first
         throw StartError.busy(job: job.name, run: current)
       }
+      let result: Result<T, any Error>
       do {
-        let result = try await body(connection)
-        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
-        return result
+        result = .success(try await body(connection))
       } catch {
-        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
-        throw error
+        result = .failure(error)
       }
+      do {
+        try await connection.query(Self.unlock(jobID), logger: logger)
+      } catch {
+        logger.error("sync job lock not released; closing the connection", metadata: ["error": "\(error.databaseMessage)"])
+        try? await connection.close()
+      }
+      return try result.get()
     }
   }
 
+  /// A job's lock: the first 64 bits of its id, as the two-integer advisory key.
+  private static func key(_ job: UUID) -> (Int32, Int32) {
+    let bytes = withUnsafeBytes(of: job.uuid) { Array($0) }
+    func int(_ range: Range<Int>) -> Int32 { Int32(bitPattern: range.reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[$1]) }) }
+    return (int(0..<4), int(4..<8))
+  }
+
   private static func unlock(_ job: UUID) -> PostgresQuery {
-    "SELECT pg_advisory_unlock(hashtext('herald.sync.job'), hashtext(\(job.uuidString.lowercased())))"
+    let (a, b) = key(job)
+    return "SELECT pg_advisory_unlock(\(a)::int, \(b)::int)"
   }
 
   private static func lockKey(_ job: UUID) -> PostgresQuery {
-    "SELECT pg_try_advisory_lock(hashtext('herald.sync.job'), hashtext(\(job.uuidString.lowercased())))"
+    let (a, b) = key(job)
+    return "SELECT pg_try_advisory_lock(\(a)::int, \(b)::int)"
   }
 
   /// Hands the started run (or why it could not start) to the caller of `start`, once.
@@ -142,6 +157,8 @@ package final class RunManager: Sendable {
     func callAsFunction(_ result: Result<SyncRunRecord, any Error>) {
       if !done.exchange(true, ordering: .relaxed) { deliver(result) }
     }
+
+    var reported: Bool { done.load(ordering: .relaxed) }
   }
 
   private func execute(
@@ -162,11 +179,25 @@ package final class RunManager: Sendable {
           return
         }
         do {
-          try await self.run(job, dryRun: dryRun, full: requested, campaign: campaign, connection: connection, report: report)
+          // As it is now that no change can happen meanwhile (UpdateJob takes the same lock).
+          guard let current = try await self.jobs.get(id: jobID) else {
+            throw RunAborted(description: "sync job \(jobID.uuidString.lowercased()) was deleted")
+          }
+          try await self.run(current, dryRun: dryRun, full: requested, campaign: campaign, connection: connection, report: report)
         } catch {
-          report(.failure(error))
+          if !report.reported {
+            report(.failure(error))
+          } else {
+            logger.error("sync run could not be recorded as ended", metadata: ["job": "\(job.name)", "error": "\(error.databaseMessage)"])
+          }
         }
-        _ = try? await connection.query(Self.unlock(jobID), logger: logger)
+        do {
+          try await connection.query(Self.unlock(jobID), logger: logger)
+        } catch {
+          // A connection that may still hold the lock must not go back to the pool.
+          logger.error("sync job lock not released; closing the connection", metadata: ["error": "\(error.databaseMessage)"])
+          try? await connection.close()
+        }
       }
     } catch {
       report(.failure(error))
@@ -184,6 +215,9 @@ package final class RunManager: Sendable {
     let reconcileDue = job.lastFullSyncAt.map { Date().timeIntervalSince($0) >= Double(job.reconcileSeconds) } ?? true
     let full = requested || (resume?.full ?? false) || job.cursor.isEmpty || job.modifiedField.isEmpty || reconcileDue
     let sweep = resume?.full == true ? resume!.sweepID : UUID()
+    // A full run that would resume an incremental one starts over: with the other's checkpoint it
+    // would read only part of the table, and take the rest for deleted.
+    let checkpoint = dryRun || resume?.full != full ? "" : resume?.checkpoint ?? ""
     if let previous, previous.status == .running {
       try await connection.query(
         """
@@ -196,7 +230,7 @@ package final class RunManager: Sendable {
       """
       INSERT INTO sync.runs (job_id, dry_run, full_sync, sweep_id, resumed_from, cursor_before, checkpoint)
       VALUES (\(jobID), \(dryRun), \(full), \(sweep), \(resume?.id), \(resume?.cursorBefore ?? job.cursor),
-        \(dryRun ? "" : resume?.checkpoint ?? ""))
+        \(checkpoint))
       RETURNING \(unescaped: RunStore.runColumns)
       """, logger: logger
     ).collect().first

@@ -159,6 +159,12 @@ enum RunStore {
   /// Writes links (new or changed snapshots); `sweep` marks them seen by a full run.
   static func save(links: [RecordLink], job: UUID, sweep: UUID?, connection: PostgresConnection, logger: Logger) async throws {
     guard !links.isEmpty else { return }
+    // A subscriber is linked to one record: a soft-deleted link of one of these subscribers gives way.
+    try await connection.query(
+      """
+      DELETE FROM sync.records WHERE job_id = \(job) AND deleted_at IS NOT NULL
+        AND subscriber_id = ANY(\(links.map(\.subscriberID))::uuid[]) AND record_id <> ALL(\(links.map(\.recordID))::text[])
+      """, logger: logger)
     try await connection.query(
       """
       INSERT INTO sync.records AS r (job_id, record_id, subscriber_id, remote_modified, remote_values, local_values, last_seen_sweep, synced_at, deleted_at)

@@ -81,7 +81,7 @@ enum FieldWriter {
       switch value {
       case .null: return ""
       case .string(let text): return text
-      case .number(let number): return number == number.rounded() ? String(Int(number)) : String(number)
+      case .number(let number): return Int64(exactly: number).map(String.init) ?? String(number)
       default: throw RecordFailure(field: field, message: "a \(value.typeName) cannot be a subscriber's \(field)")
       }
     }
@@ -181,13 +181,14 @@ final class SyncExecution {
 
   // MARK: - Progress
 
-  func saveProgress(phase: String) async throws {
+  /// `checkpoint`: the one to save (a page's, before its transaction commits); the run's own by default.
+  func saveProgress(phase: String, checkpoint: String? = nil) async throws {
     run.phase = phase
     run.counts.apiCalls = connector.stats.calls
     run.counts.rateLimited = connector.stats.rateLimited
     run.counts.cursorRestarts = connector.stats.iteratorRestarts
     try await RunStore.progress(
-      run.id, phase: phase, checkpoint: run.dryRun ? "" : run.checkpoint, counts: run.counts, planned: run.planned,
+      run.id, phase: phase, checkpoint: run.dryRun ? "" : (checkpoint ?? run.checkpoint), counts: run.counts, planned: run.planned,
       connection: connection, logger: logger)
   }
 
@@ -251,11 +252,16 @@ final class SyncExecution {
     var linkedTo: [UUID: String] = [:]
     for link in links.values { linkedTo[link.subscriberID] = link.recordID }
     let unlinked = found.compactMap { UUID(uuidString: $0.id) }.filter { linkedTo[$0] == nil }
-    for try await (subscriber, record) in try await connection.query(
-      "SELECT subscriber_id, record_id FROM sync.records WHERE job_id = \(jobID) AND subscriber_id = ANY(\(unlinked)::uuid[])",
-      logger: logger
-    ).decode((UUID, String).self) {
-      linkedTo[subscriber] = record
+    // A subscriber whose record was deleted from the table (link soft-deleted) may come back with
+    // a new record: it is linked to that one and made active again.
+    var revived = Set<UUID>()
+    for try await (subscriber, record, deleted) in try await connection.query(
+      """
+      SELECT subscriber_id, record_id, deleted_at IS NOT NULL FROM sync.records
+      WHERE job_id = \(jobID) AND subscriber_id = ANY(\(unlinked)::uuid[])
+      """, logger: logger
+    ).decode((UUID, String, Bool).self) {
+      if deleted { revived.insert(subscriber) } else { linkedTo[subscriber] = record }
     }
 
     var saved: [RecordLink] = []
@@ -266,7 +272,9 @@ final class SyncExecution {
       let modified = modifiedField.flatMap { record.fields[$0.id]?.stringValue } ?? ""
       if modified > lastModified { lastModified = modified }
       let link = links[record.id]
-      if let link, !modified.isEmpty, link.remoteModified == modified, !link.deleted {
+      if let link, !modified.isEmpty, link.remoteModified == modified, !link.deleted,
+        synced.allSatisfy({ link.remoteValues[$0.subscriberField] != nil })
+      {
         // Read again (overlap window, restarted listing): applied already.
         run.counts.duplicates += 1
         seen.append(record.id)
@@ -293,40 +301,48 @@ final class SyncExecution {
           }
           linkedTo[id] = record.id
         }
-        if let outcome = try await sync(record, remote: remote, modified: modified, link: link, subscriber: subscriber, pending: pending) {
+        let revive = subscriber.flatMap { UUID(uuidString: $0.id) }.map(revived.contains) ?? false
+        if let outcome = try await sync(
+          record, remote: remote, modified: modified, link: link, subscriber: subscriber, pending: pending, revive: revive)
+        {
           saved.append(outcome.link)
           conflicts += outcome.conflicts
         }
       } catch let failure as RecordFailure {
         fail(record.id, failure)
+        // Still in the table: a full run's reconciliation must not take it for deleted.
+        if link != nil { seen.append(record.id) }
       }
     }
-    if !lastModified.isEmpty && lastModified > run.checkpoint { run.checkpoint = lastModified }
+    let checkpoint = !lastModified.isEmpty && lastModified > run.checkpoint ? lastModified : run.checkpoint
     guard !run.dryRun else {
+      run.checkpoint = checkpoint
       try await saveProgress(phase: run.phase)
       return
     }
     let (jobID, logger, sweep, full, runID, errors) = (jobID, logger, run.sweepID, run.full, run.id, errors)
-    self.errors = []
     try await connection.query("BEGIN", logger: logger)
     do {
       try await RunStore.save(links: saved, job: jobID, sweep: full ? sweep : nil, connection: connection, logger: logger)
       if full { try await RunStore.markSeen(records: seen, job: jobID, sweep: sweep, connection: connection, logger: logger) }
       try await RunStore.save(conflicts: conflicts, job: jobID, run: runID, connection: connection, logger: logger)
       try await RunStore.save(errors: errors, run: runID, connection: connection, logger: logger)
-      try await saveProgress(phase: run.phase)
+      try await saveProgress(phase: run.phase, checkpoint: checkpoint)
       try await connection.query("COMMIT", logger: logger)
     } catch {
       _ = try? await connection.query("ROLLBACK", logger: logger)
       throw error
     }
+    // Only once the page is committed does the run move past it.
+    run.checkpoint = checkpoint
+    self.errors = []
   }
 
   /// Syncs one record; returns its new link (nil when nothing is to be saved: a dry run, or a
   /// push-only job's record that matches no subscriber).
   func sync(
     _ record: RemoteRecord, remote: [String: JSONValue], modified: String, link: RecordLink?,
-    subscriber: Herald_Campaign_V1_Subscriber?, pending: Set<String>
+    subscriber: Herald_Campaign_V1_Subscriber?, pending: Set<String>, revive: Bool = false
   ) async throws -> (link: RecordLink, conflicts: [FoundConflict])? {
     guard let subscriber else {
       guard job.pulls else { return nil }  // a push-only job links, it does not create
@@ -371,6 +387,7 @@ final class SyncExecution {
       var takeRemote = false
       switch decision {
       case .inSync: break
+      case .takeRemote where !job.pulls: keepLocal.insert(field)  // a push-only job writes Herald's value back
       case .takeRemote: takeRemote = true
       case .keepLocal: keepLocal.insert(field)
       case .conflict(let winner):
@@ -381,12 +398,13 @@ final class SyncExecution {
             remote: state.remote, policy: mapping.policy, resolution: winner))
         plan(record.id, "conflict", subscriber: subscriber.id, fields: [field])
         switch winner {
+        case "remote" where !job.pulls: keepLocal.insert(field)
         case "remote": takeRemote = true
         case "local": keepLocal.insert(field)
         default: pendingFields.insert(field)
         }
       }
-      if takeRemote && job.pulls {
+      if takeRemote {
         try FieldWriter.set(field, to: state.remote, in: &update, attributes: &attributes, source: source)
         changed.append(field)
       }
@@ -407,7 +425,7 @@ final class SyncExecution {
     }
     if run.dryRun { return nil }
     // A record that came back after a reconciliation had archived its subscriber.
-    if link?.deleted == true && current.status == "archived" {
+    if (link?.deleted == true || revive) && current.status == "archived" {
       var restore = Herald_Campaign_V1_UpdateSubscriberRequest()
       restore.id = current.id
       restore.status = "active"
@@ -436,7 +454,11 @@ final class SyncExecution {
     for mapping in mappings where !mapping.pushOnly && !pending.contains(mapping.subscriberField) {
       let field = mapping.subscriberField
       link.remoteValues[field] = remote[field] ?? .null
-      if !keepLocal.contains(field) { link.localValues[field] = SubscriberField.local(subscriber, engagement: nil, field: field) }
+      if !keepLocal.contains(field) {
+        link.localValues[field] = SubscriberField.local(subscriber, engagement: nil, field: field)
+      } else if link.localValues[field] == nil {
+        link.localValues[field] = .null
+      }
     }
     return link
   }
@@ -534,8 +556,9 @@ final class SyncExecution {
         if mapping.pushOnly {
           guard link.remoteValues[field].map({ !SubscriberField.equivalent($0, local, field: field) }) ?? true else { continue }
         } else {
-          guard job.direction == .both || job.direction == .push,
-            link.localValues[field].map({ !SubscriberField.equivalent($0, local, field: field) }) ?? true
+          // A field without a snapshot was mapped after the record was last read: the pull syncs it first.
+          guard job.direction == .both || job.direction == .push, let last = link.localValues[field],
+            !SubscriberField.equivalent(last, local, field: field)
           else { continue }
           link.localValues[field] = local
         }
@@ -561,7 +584,6 @@ final class SyncExecution {
     let accepted = updated.enumerated().filter { !refused.contains($0.offset) }.map(\.element)
     run.counts.pushed += accepted.count
     let (jobID, logger, runID, errors) = (jobID, logger, run.id, errors)
-    self.errors = []
     try await connection.query("BEGIN", logger: logger)
     do {
       try await RunStore.save(links: accepted, job: jobID, sweep: nil, connection: connection, logger: logger)
@@ -572,5 +594,6 @@ final class SyncExecution {
       _ = try? await connection.query("ROLLBACK", logger: logger)
       throw error
     }
+    self.errors = []
   }
 }

@@ -59,7 +59,11 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     if request.hasReconcileSeconds { changed.reconcileSeconds = request.reconcileSeconds }
     if request.hasMaxDeletePercent { changed.maxDeletePercent = request.maxDeletePercent }
     var job = try Self.validate(changed)
-    // Here 0 is 0 (in a create it means the default).
+    guard changed.overlapSeconds >= 1 else {
+      throw RPCError.field(
+        "overlap_seconds", .invalidArgument,
+        "overlap_seconds must be at least 1: records last modified at the checkpoint's own time would be skipped")
+    }
     job.overlap = Int(changed.overlapSeconds)
     job.id = current.id
     let update = job
@@ -189,7 +193,12 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     }
     let job = try await job(conflict.jobID, field: "job_id")
     let resolver = ConflictResolver(job: job, runs: runs, client: client, logger: logger)
-    try await resolver.resolve(conflict, take: request.take)
+    do {
+      // Not while a run rewrites the record's snapshot.
+      try await runs.withJobLock(job) { _ in try await resolver.resolve(conflict, take: request.take) }
+    } catch RunManager.StartError.busy(let name, let run) {
+      throw Self.busy(name, run, doing: "changed (its conflicts resolved)")
+    }
     guard let settled = try await client.query(
       "SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts WHERE id = \(id)", logger: logger
     ).collect().first else {
@@ -233,6 +242,10 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       throw RPCError.field(
         "token_env", .invalidArgument,
         "token_env must name an environment variable (e.g. AIRTABLE_TOKEN), not hold the token")
+    }
+    // Only variables meant for it: any other (HERALD_DATABASE_URL...) would go out as a bearer token.
+    guard tokenEnv.hasSuffix("_TOKEN") else {
+      throw RPCError.field("token_env", .invalidArgument, "token_env must name a variable ending in _TOKEN (e.g. AIRTABLE_TOKEN), got \(tokenEnv)")
     }
     let direction: SyncJob.Direction
     switch request.direction {
@@ -451,9 +464,13 @@ struct ConflictResolver {
           local_values = local_values || jsonb_build_object(\(field)::text, \(RunStore.json(local))::jsonb), synced_at = now()
         WHERE job_id = \(jobID) AND record_id = \(conflict.recordID)
         """, logger: logger)
-      try await connection.query(
-        "UPDATE sync.conflicts SET resolution = \(take), resolved_at = now() WHERE id = \(UUID(uuidString: conflict.id)!)",
-        logger: logger)
+      let settled = try await connection.query(
+        """
+        UPDATE sync.conflicts SET resolution = \(take), resolved_at = now()
+        WHERE id = \(UUID(uuidString: conflict.id)!) AND resolution = 'pending' RETURNING id
+        """, logger: logger
+      ).collect().count
+      guard settled == 1 else { throw RPCError(code: .failedPrecondition, message: "conflict \(conflict.id) was settled meanwhile") }
     }
   }
 }

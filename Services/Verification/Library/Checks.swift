@@ -75,9 +75,9 @@ struct DataCheck: Sendable {
     let rows = try await connection.query(
       PostgresQuery(
         unsafeSQL: """
-          SELECT count(*)::bigint, coalesce((array_agg(k ORDER BY k))[1:10], '{}'),
-            coalesce((array_agg(coalesce(p, '') ORDER BY k))[1:10], '{}')
-          FROM (\(query)) AS affected(k, p)
+          SELECT (SELECT count(*) FROM (\(query)) AS affected(k, p))::bigint,
+            ARRAY(SELECT k FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10),
+            ARRAY(SELECT coalesce(p, '') FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10)
           """), logger: logger)
     for try await (count, keys, personal) in rows.decode((Int64, [String], [String]).self) where count > 0 {
       let samples = zip(keys, personal).map { key, value in value.isEmpty ? key : "\(key) (\(Mask.personal(value)))" }
@@ -93,7 +93,7 @@ struct DataCheck: Sendable {
 
 enum DataChecks {
   /// A subscriber's e-mail as the campaign service accepts it (lower-case, one @, a dotted domain).
-  static let emailPattern = #"^[^@\s,;<>]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"#
+  static let emailPattern = #"^[^@\s,;<>]{1,64}@[^@\s,;<>.]+(\.[^@\s,;<>.]+)+$"#
   static let phonePattern = #"^\+[1-9][0-9]{6,14}$"#
 
   /// `stuckAfter`: how long past its lease a message in `sending` counts as stuck.
@@ -118,7 +118,13 @@ enum DataChecks {
           backupQuery: """
             SELECT m.* FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """, needsReview: true, risk: "high")),
+            """,
+          alsoBackUp: [
+            """
+            SELECT e.* FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
+            WHERE m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            """
+          ], needsReview: true, risk: "high")),
       DataCheck(
         check: "data.orphan_message_subscriber", component: "data", severity: .high, category: .data, object: "delivery.messages.subscriber_id",
         query: """
@@ -168,9 +174,21 @@ enum DataChecks {
             """
           ],
           backupQuery: """
-            SELECT s.* FROM campaign.subscribers s JOIN campaign.subscribers keep
-              ON lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id)
-            """, needsReview: true, risk: "high")),
+            SELECT s.* FROM campaign.subscribers s
+            WHERE EXISTS (SELECT 1 FROM campaign.subscribers keep
+                WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id))
+              AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+            """,
+          alsoBackUp: [
+            """
+            SELECT e.* FROM campaign.consent_events e JOIN campaign.subscribers s ON s.id = e.subscriber_id
+            WHERE EXISTS (SELECT 1 FROM campaign.subscribers keep
+                WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id))
+              AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+            """
+          ], needsReview: true, risk: "high")),
       DataCheck(
         check: "data.missing_contact", component: "data", severity: .high, category: .data, object: "campaign.subscribers",
         query: "SELECT id::text, NULL::text FROM campaign.subscribers WHERE email IS NULL AND phone IS NULL AND status <> 'erased'",
@@ -213,13 +231,23 @@ enum DataChecks {
           statements: [
             """
             WITH stuck AS (
-              UPDATE delivery.messages SET status = 'unknown', ambiguous = true, lease_token = NULL, lease_expires_at = NULL,
-                last_error = 'lease expired while sending; outcome unknown (repaired by verification)', updated_at = now()
+              SELECT id, campaign_id, reserved_cents FROM delivery.messages
               WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
-              RETURNING id
+              FOR UPDATE SKIP LOCKED
+            ), updated AS (
+              UPDATE delivery.messages m SET status = 'unknown', ambiguous = true, lease_token = NULL, lease_expires_at = NULL,
+                cost_cents = m.cost_cents + m.reserved_cents, reserved_cents = 0,
+                last_error = 'lease expired while sending; outcome unknown (repaired by verification)', updated_at = now()
+              FROM stuck s WHERE m.id = s.id
+              RETURNING m.id
+            ), events AS (
+              INSERT INTO delivery.delivery_events (message_id, status, detail)
+              SELECT id, 'unknown', 'lease expired while sending (repaired by verification)' FROM updated
             )
-            INSERT INTO delivery.delivery_events (message_id, status, detail)
-            SELECT id, 'unknown', 'lease expired while sending (repaired by verification)' FROM stuck
+            UPDATE delivery.spend_caps c SET
+              reserved_cents = c.reserved_cents - x.held, spent_cents = c.spent_cents + x.held, updated_at = now()
+            FROM (SELECT campaign_id, sum(reserved_cents) AS held FROM stuck WHERE reserved_cents > 0 GROUP BY campaign_id) x
+            WHERE c.campaign_id = x.campaign_id
             """
           ],
           backupQuery: """
@@ -235,9 +263,9 @@ enum DataChecks {
         check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data, object: "delivery.messages to suppressed addresses",
         query: """
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient)
-          WHERE m.status = 'queued'
+          WHERE m.status = 'queued' AND m.not_before < now() - interval '\(stuckSeconds) seconds'
           """,
-        describe: { "\($0) queued messages are addressed to suppressed addresses" },
+        describe: { "\($0) messages due for a while are still queued to suppressed addresses (no worker settled them)" },
         suggested: "mark them suppressed (workers would skip them at claim; this settles them now)",
         repair: RepairPlan(
           statements: [
@@ -285,17 +313,18 @@ enum DataChecks {
       DataCheck(
         check: "sync.count_mismatch", component: "sync", severity: .medium, category: .sync, object: "sync.records",
         query: """
-          SELECT j.name || ': ' || (r.counts->>'recordsRead') || ' remote, ' || (SELECT count(*) FROM sync.records x
-            WHERE x.job_id = j.id AND x.deleted_at IS NULL) || ' linked', NULL::text
+          SELECT j.name || '/' || x.record_id, NULL::text
           FROM sync.jobs j
           JOIN LATERAL (
-            SELECT counts FROM sync.runs WHERE job_id = j.id AND full_sync AND NOT dry_run AND status = 'succeeded'
+            SELECT sweep_id, started_at FROM sync.runs WHERE job_id = j.id AND full_sync AND NOT dry_run AND status = 'succeeded'
             ORDER BY started_at DESC LIMIT 1
           ) r ON true
-          WHERE (r.counts->>'recordsRead')::bigint - coalesce((r.counts->>'errors')::bigint, 0)
-            <> (SELECT count(*) FROM sync.records x WHERE x.job_id = j.id AND x.deleted_at IS NULL)
+          JOIN sync.records x ON x.job_id = j.id AND x.deleted_at IS NULL
+          WHERE x.last_seen_sweep IS DISTINCT FROM r.sweep_id AND x.synced_at < r.started_at
           """,
-        describe: { "\($0) sync jobs hold a different number of linked records than their table had at the last full sync" },
+        describe: {
+          "\($0) records are linked locally but were not in the remote table at the last full sync, and were not soft-deleted (local count above remote)"
+        },
         suggested: "start a full run of the job (POST /v1/sync/jobs/{id}/runs {\"full\": true}) and read its errors", repair: nil),
       DataCheck(
         check: "sync.stale_run", component: "sync", severity: .medium, category: .sync, object: "sync.runs",

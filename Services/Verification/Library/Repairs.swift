@@ -54,6 +54,13 @@ package struct RepairDesk: Sendable {
 
   static let backupSchema = "verification_backup"
 
+  /// A repair's advisory key: the first 64 bits of its id, as the two-integer key.
+  static func key(_ id: UUID) -> (Int32, Int32) {
+    let bytes = withUnsafeBytes(of: id.uuid) { Array($0) }
+    func int(_ range: Range<Int>) -> Int32 { Int32(bitPattern: range.reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[$1]) }) }
+    return (int(0..<4), int(4..<8))
+  }
+
   package func propose(fingerprint: String, by actor: String) async throws -> RepairRecord {
     guard let row = try await client.query(
       "SELECT body::text, open FROM verification.issues WHERE fingerprint = \(fingerprint)", logger: logger
@@ -137,6 +144,11 @@ package struct RepairDesk: Sendable {
         code: .failedPrecondition,
         message: "repairs need HERALD_VERIFICATION_REPAIR_DATABASE_URL: a role that may write the service schemas (checks use a read-only one)")
     }
+    // The check's expected catalog is made before the repair locks anything.
+    let parts = repair.finding.component.split(separator: ":").map(String.init)
+    if parts.first == "schema", parts.count == 2, let set = HeraldMigrations.set(forSchema: parts[1]) {
+      _ = try await verifier.expectedCatalog(set)
+    }
     var run = RepairRecord.Run(
       dryRun: !apply, at: Date(), by: actor, rows: [], backupTable: "", backedUpRows: 0, issueRemains: false, error: "", committed: false)
     let plan = repair.plan
@@ -145,11 +157,21 @@ package struct RepairDesk: Sendable {
     try await repairClient.withConnection { connection in
       try await connection.query("BEGIN", logger: logger)
       do {
+        // One run of a repair at a time (a second is refused, not queued).
+        let (a, b) = Self.key(id)
+        let claimed = try await connection.query("SELECT pg_try_advisory_xact_lock(\(a)::int, \(b)::int)", logger: logger)
+          .collect().first?.decode(Bool.self) ?? false
+        guard claimed else { throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is running already") }
+        // Checked again now that it is claimed: a concurrent run may have settled it.
+        let status = try await connection.query("SELECT status FROM verification.repairs WHERE id = \(id)", logger: logger)
+          .collect().first?.decode(String.self)
+        guard status == repair.status else {
+          throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) became \(status ?? "gone") meanwhile")
+        }
         try await connection.query(
-          PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Int(settings.repairLockTimeout.components.seconds * 1000))"), logger: logger)
+          PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Verifier.milliseconds(settings.repairLockTimeout))"), logger: logger)
         try await connection.query(
-          PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(Int(settings.repairStatementTimeout.components.seconds * 1000))"),
-          logger: logger)
+          PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(Verifier.milliseconds(settings.repairStatementTimeout))"), logger: logger)
         // The checkpoint: the rows the repair changes, as they are now.
         if let backup = plan.backupQuery {
           let table = "\(Self.backupSchema).repair_\(id.uuidString.prefix(8).lowercased())_\(Int(Date().timeIntervalSince1970))"
@@ -157,6 +179,10 @@ package struct RepairDesk: Sendable {
           let created = try await connection.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) AS \(backup)"), logger: logger).get()
           run.backupTable = table
           run.backedUpRows = created.metadata.rows ?? 0
+          // What goes with them (cascaded rows), next to it: <table>_2, _3...
+          for (index, query) in plan.alsoBackUp.enumerated() {
+            try await connection.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table)_\(index + 2) AS \(query)"), logger: logger)
+          }
         }
         for statement in plan.statements {
           let result = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).get()
@@ -170,6 +196,9 @@ package struct RepairDesk: Sendable {
           if apply { run.error = "the check still finds the issue after the repair: everything was rolled back" }
           try await connection.query("ROLLBACK", logger: logger)
         }
+      } catch let error as RPCError {
+        _ = try? await connection.query("ROLLBACK", logger: logger)
+        throw error
       } catch {
         run.error = error.databaseMessage
         _ = try? await connection.query("ROLLBACK", logger: logger)

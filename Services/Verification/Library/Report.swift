@@ -36,9 +36,19 @@ package struct RepairPlan: Sendable, Codable, Equatable {
   package var statements: [String]
   /// SELECT of the rows the statements change (nil for catalog changes: nothing to copy).
   package var backupQuery: String?
+  /// Rows that go with them (e.g. by ON DELETE CASCADE), each copied to a table of its own.
+  package var alsoBackUp: [String] = []
   package var needsReview: Bool
   /// low, medium, high.
   package var risk: String
+
+  package init(statements: [String], backupQuery: String?, alsoBackUp: [String] = [], needsReview: Bool, risk: String) {
+    self.statements = statements
+    self.backupQuery = backupQuery
+    self.alsoBackUp = alsoBackUp
+    self.needsReview = needsReview
+    self.risk = risk
+  }
 }
 
 package struct ComponentResult: Sendable, Codable, Equatable {

@@ -46,6 +46,15 @@ package enum VerificationDefinition {
           workers.append(BackgroundWorker(name: "repair-database") { try? await cancelWhenGracefulShutdown { await repairClient.run() } })
         }
         return workers
+      },
+      prepare: { resources in
+        // Scratch schemas of a verification that crashed half-way.
+        for try await name in try await resources.database.query(
+          "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'verify\\_%'", logger: resources.logger
+        ).decode(String.self) {
+          try await resources.database.query(
+            PostgresQuery(unsafeSQL: "DROP SCHEMA \(DriftCheck.quoted(name)) CASCADE"), logger: resources.logger)
+        }
       })
   }
 }

@@ -94,6 +94,7 @@ package final class Verifier: Sendable {
   let logger: Logger
   /// One verification at a time per process (a scheduled one and one on demand queue up).
   private let turn = AsyncSemaphore()
+  /// Expected catalogs by schema and number of migrations.
   private let expected = Mutex([String: CatalogSnapshot]())
 
   package init(
@@ -105,12 +106,22 @@ package final class Verifier: Sendable {
     self.logger = logger
   }
 
-  /// The catalog `set`'s migrations build, made in a scratch schema once per process.
-  func expectedCatalog(_ set: MigrationSet) async throws -> CatalogSnapshot {
-    if let known = expected.withLock({ $0[set.schema] }) { return known }
-    let built = try await DriftCheck(client: client, logger: logger).expected(set)
-    expected.withLock { $0[set.schema] = built }
+  /// The catalog `set`'s first `upTo` migrations build, made in a scratch schema once per process.
+  func expectedCatalog(_ set: MigrationSet, upTo: Int? = nil) async throws -> CatalogSnapshot {
+    let count = min(upTo ?? set.migrations.count, set.migrations.count)
+    let key = "\(set.schema)@\(count)"
+    if let known = expected.withLock({ $0[key] }) { return known }
+    let built = try await DriftCheck(client: client, logger: logger).expected(set, upTo: count)
+    expected.withLock { $0[key] = built }
     return built
+  }
+
+  /// How many of `set`'s migrations the live schema has applied (in order, no gaps); nil when it
+  /// has no ledger.
+  static func appliedPrefix(_ set: MigrationSet, connection: PostgresConnection, logger: Logger) async throws -> Int? {
+    guard let ledger = try await MigrationRunner.ledger(schema: set.schema, connection: connection, logger: logger) else { return nil }
+    let applied = Set(ledger.map(\.version))
+    return set.migrations.prefix { applied.contains($0.version) }.count
   }
 
   /// Runs the checks of `component` (nil: all) and stores the report.
@@ -173,9 +184,9 @@ package final class Verifier: Sendable {
   /// it checks and never waits long for a lock.
   func readOnly<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
     try await client.withConnection { connection in
-      try await self.limit(connection)
       try await connection.query("BEGIN READ ONLY", logger: logger)
       do {
+        try await self.limit(connection)
         let result = try await body(connection)
         try await connection.query("COMMIT", logger: logger)
         return result
@@ -186,11 +197,16 @@ package final class Verifier: Sendable {
     }
   }
 
+  /// The transaction's timeouts (SET LOCAL: they end with it, and never stay on a pooled connection).
   private func limit(_ connection: PostgresConnection) async throws {
     try await connection.query(
-      PostgresQuery(unsafeSQL: "SET statement_timeout = \(Int(settings.statementTimeout.components.seconds * 1000))"), logger: logger)
-    try await connection.query(
-      PostgresQuery(unsafeSQL: "SET lock_timeout = \(max(1, Int(settings.lockTimeout.components.seconds * 1000)))"), logger: logger)
+      PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(Self.milliseconds(settings.statementTimeout))"), logger: logger)
+    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Self.milliseconds(settings.lockTimeout))"), logger: logger)
+  }
+
+  /// At least 1 ms (0 would mean no timeout at all).
+  static func milliseconds(_ duration: Duration) -> Int {
+    max(1, Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000))
   }
 
   func data(_ connection: PostgresConnection, component: String) async throws -> [Finding] {
@@ -219,27 +235,30 @@ package final class Verifier: Sendable {
     }
   }
 
-  /// Drift of one schema, holding its migration lock so a deploy in progress is not reported.
+  /// Drift of one schema against the migrations it has applied (pending ones are the ledger's
+  /// business), holding its migration lock — for the transaction only, so it cannot outlive the
+  /// check — so a deploy in progress is not reported as drift.
   func drift(_ set: MigrationSet) async throws -> (findings: [Finding], note: String) {
-    let expected = try await expectedCatalog(set)
     let key = MigrationRunner.lockKey(schema: set.schema)
-    return try await client.withConnection { connection in
-      try await self.limit(connection)
+    let (live, applied, note): (CatalogSnapshot?, Int, String) = try await readOnly { connection in
       let exists = try await connection.query("SELECT to_regnamespace(\(set.schema)) IS NOT NULL", logger: logger)
         .collect().first?.decode(Bool.self) ?? false
-      guard exists else { return ([], "schema \(set.schema) does not exist (see its ledger)") }
-      let locked = try await connection.query("SELECT pg_try_advisory_lock(hashtext(\(key)))", logger: logger)
+      guard exists else { return (nil, 0, "schema \(set.schema) does not exist (see its ledger)") }
+      let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(hashtext(\(key)))", logger: logger)
         .collect().first?.decode(Bool.self) ?? false
-      guard locked else { return ([], "a migration of \(set.schema) is in progress: drift not checked") }
-      do {
-        let live = try await CatalogSnapshot.read(schema: set.schema, connection: connection, logger: logger)
-        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: logger)
-        return (DriftCheck.compare(schema: set.schema, live: live, expected: expected), "")
-      } catch {
-        _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: logger)
-        throw error
+      guard locked else { return (nil, 0, "a migration of \(set.schema) is in progress: drift not checked") }
+      guard let applied = try await Self.appliedPrefix(set, connection: connection, logger: logger) else {
+        return (nil, 0, "schema \(set.schema) has no migration ledger: drift not checked (see its ledger)")
       }
+      return (try await CatalogSnapshot.read(schema: set.schema, connection: connection, logger: logger), applied, "")
     }
+    guard let live else { return ([], note) }
+    let expected = try await expectedCatalog(set, upTo: applied)
+    let pending = set.migrations.count - applied
+    return (
+      DriftCheck.compare(schema: set.schema, live: live, expected: expected),
+      pending == 0 ? "" : "compared with the schema as of migration \(applied); \(pending) migration(s) pending (see its ledger)"
+    )
   }
 
   /// Runs scheduled verifications until graceful shutdown.
@@ -292,16 +311,27 @@ struct IssueStore: Sendable {
   let client: PostgresClient
   let logger: Logger
 
+  /// ISO 8601 with fractional seconds: reports a few hundred milliseconds apart keep their order.
+  static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
   static let encoder: JSONEncoder = {
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.dateEncodingStrategy = .iso8601
+    encoder.dateEncodingStrategy = .custom { date, encoder in
+      var container = encoder.singleValueContainer()
+      try container.encode(date.formatted(dateStyle))
+    }
     return encoder
   }()
   static let decoder: JSONDecoder = {
     let decoder = JSONDecoder()
     decoder.keyDecodingStrategy = .convertFromSnakeCase
-    decoder.dateDecodingStrategy = .iso8601
+    decoder.dateDecodingStrategy = .custom { decoder in
+      let text = try decoder.singleValueContainer().decode(String.self)
+      guard let date = try? dateStyle.parse(text) else {
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not an ISO 8601 time"))
+      }
+      return date
+    }
     return decoder
   }()
 
@@ -332,8 +362,8 @@ struct IssueStore: Sendable {
       // if it comes back).
       try await connection.query(
         """
-        UPDATE verification.issues SET open = false, resolved_at = now(), alerted_at = NULL
-        WHERE open AND component = ANY(\(checked)::text[]) AND last_report_id <> \(report.id)
+        UPDATE verification.issues SET open = false, resolved_at = now()
+        WHERE open AND component = ANY(\(checked)::text[]) AND last_report_id IS DISTINCT FROM \(report.id)
         """, logger: logger)
     }
   }
@@ -361,6 +391,12 @@ struct Alerts: Sendable {
         due.append(row)
       }
       for alert in due {
+        // Claimed first, so two replicas never send the same alert.
+        let claimed = try await client.query(
+          "UPDATE verification.issues SET alerted_at = now() WHERE fingerprint = \(alert.fingerprint) AND alerted_at IS NULL RETURNING 1",
+          logger: logger
+        ).collect().count == 1
+        guard claimed else { continue }
         let finding = try IssueStore.decoder.decode(Finding.self, from: Data(alert.body.utf8))
         var delivered = false
         var error = ""
@@ -376,9 +412,9 @@ struct Alerts: Sendable {
             VALUES (\(alert.fingerprint), \(alert.severity), \(alert.occurrences), \(finding.description), \(delivered), \(error))
             """, logger: logger)
           // A failed delivery is tried again at the next verification.
-          if delivered || settings.alertWebhook == nil {
+          if !delivered && settings.alertWebhook != nil {
             try await connection.query(
-              "UPDATE verification.issues SET alerted_at = now() WHERE fingerprint = \(alert.fingerprint)", logger: logger)
+              "UPDATE verification.issues SET alerted_at = NULL WHERE fingerprint = \(alert.fingerprint)", logger: logger)
           }
         }
       }
