@@ -72,22 +72,22 @@ struct DataCheck: Sendable {
   var repair: RepairPlan?
 
   func run(connection: PostgresConnection, logger: Logger) async throws -> [Finding] {
-    let rows = try await connection.query(
-      PostgresQuery(
-        unsafeSQL: """
-          SELECT (SELECT count(*) FROM (\(query)) AS affected(k, p))::bigint,
-            ARRAY(SELECT k FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10),
-            ARRAY(SELECT coalesce(p, '') FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10)
-          """), logger: logger)
-    for try await (count, keys, personal) in rows.decode((Int64, [String], [String]).self) where count > 0 {
-      let samples = zip(keys, personal).map { key, value in value.isEmpty ? key : "\(key) (\(Mask.personal(value)))" }
-      return [
-        Finding(
-          check: check, component: component, severity: severity, category: category, description: describe(Int(count)),
-          affectedObject: object, count: Int(count), sampleKeys: samples, suggestedRepair: suggested, repair: repair)
-      ]
+    // The count first; the samples (10 keys in order) only when there is something to show.
+    let count = try await connection.query(
+      PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM (\(query)) AS affected(k, p)"), logger: logger
+    ).decode(Int64.self).elements().first ?? 0
+    guard count > 0 else { return [] }
+    var samples: [String] = []
+    for try await (key, personal) in try await connection.query(
+      PostgresQuery(unsafeSQL: "SELECT k, coalesce(p, '') FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10"), logger: logger
+    ).decode((String, String).self) {
+      samples.append(personal.isEmpty ? key : "\(key) (\(Mask.personal(personal)))")
     }
-    return []
+    return [
+      Finding(
+        check: check, component: component, severity: severity, category: category, description: describe(Int(count)),
+        affectedObject: object, count: Int(count), sampleKeys: samples, suggestedRepair: suggested, repair: repair)
+    ]
   }
 }
 
