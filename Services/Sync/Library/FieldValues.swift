@@ -48,7 +48,7 @@ package enum SubscriberField {
     case "engagement_status": return .string(engagementStatus(engagement))
     case "last_messaged_at":
       guard let engagement, engagement.hasLastMessagedAt else { return .null }
-      return .string(isoTime(engagement.lastMessagedAt.date))
+      return .string(ISOTime.format(engagement.lastMessagedAt.date))
     default:
       guard let name = attribute(field) else { return .null }
       let attributes = JSONValue.parse(subscriber.attributesJson)?.object ?? [:]
@@ -82,15 +82,6 @@ package enum SubscriberField {
     return normal(x) == normal(y)
   }
 
-  static func isoTime(_ date: Date) -> String {
-    date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-      .replacingOccurrences(of: "+0000", with: "Z")
-  }
-
-  static func parseTime(_ text: String) -> Date? {
-    (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
-      ?? (try? Date(text, strategy: .iso8601))
-  }
 }
 
 /// The values of one field on both sides, and as they were at the last sync.

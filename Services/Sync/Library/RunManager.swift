@@ -107,7 +107,7 @@ package final class RunManager: Sendable {
     let jobID = job.id!
     let logger = self.logger
     return try await client.withConnection { connection in
-      let locked = try await (try await connection.query(Self.lockKey(jobID), logger: logger)).decode(Bool.self).elements().first ?? false
+      let locked = try await (try await connection.query(AdvisoryKey(jobID).trySessionLock, logger: logger)).decode(Bool.self).elements().first ?? false
       guard locked else {
         let current = try await (try await connection.query(
           "SELECT id FROM sync.runs WHERE job_id = \(jobID) AND status = 'running'", logger: logger
@@ -121,7 +121,7 @@ package final class RunManager: Sendable {
         result = .failure(error)
       }
       do {
-        try await connection.query(Self.unlock(jobID), logger: logger)
+        try await connection.query(AdvisoryKey(jobID).unlock, logger: logger)
       } catch {
         logger.error("sync job lock not released; closing the connection", metadata: ["error": "\(error.databaseMessage)"])
         try? await connection.close()
@@ -130,22 +130,7 @@ package final class RunManager: Sendable {
     }
   }
 
-  /// A job's lock: the first 64 bits of its id, as the two-integer advisory key.
-  private static func key(_ job: UUID) -> (Int32, Int32) {
-    let bytes = withUnsafeBytes(of: job.uuid) { Array($0) }
-    func int(_ range: Range<Int>) -> Int32 { Int32(bitPattern: range.reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[$1]) }) }
-    return (int(0..<4), int(4..<8))
-  }
 
-  private static func unlock(_ job: UUID) -> PostgresQuery {
-    let (a, b) = key(job)
-    return "SELECT pg_advisory_unlock(\(a)::int, \(b)::int)"
-  }
-
-  private static func lockKey(_ job: UUID) -> PostgresQuery {
-    let (a, b) = key(job)
-    return "SELECT pg_try_advisory_lock(\(a)::int, \(b)::int)"
-  }
 
   /// Hands the started run (or why it could not start) to the caller of `start`, once.
   private final class StartReport: Sendable {
@@ -169,38 +154,19 @@ package final class RunManager: Sendable {
     let logger = self.logger
     let report = StartReport(started)
     do {
-      try await client.withConnection { connection in
-        let locked = try await (try await connection.query(Self.lockKey(jobID), logger: logger)).decode(Bool.self).elements().first ?? false
-        guard locked else {
-          let current = try await (try await connection.query(
-            "SELECT id FROM sync.runs WHERE job_id = \(jobID) AND status = 'running'", logger: logger
-          )).decode(UUID.self).elements().first
-          report(.failure(StartError.busy(job: job.name, run: current)))
-          return
+      try await withJobLock(job) { connection in
+        // As it is now that no change can happen meanwhile (UpdateJob takes the same lock).
+        guard let current = try await self.jobs.get(id: jobID) else {
+          throw RunAborted(description: "sync job \(jobID.uuidString.lowercased()) was deleted")
         }
-        do {
-          // As it is now that no change can happen meanwhile (UpdateJob takes the same lock).
-          guard let current = try await self.jobs.get(id: jobID) else {
-            throw RunAborted(description: "sync job \(jobID.uuidString.lowercased()) was deleted")
-          }
-          try await self.run(current, dryRun: dryRun, full: requested, campaign: campaign, connection: connection, report: report)
-        } catch {
-          if !report.reported {
-            report(.failure(error))
-          } else {
-            logger.error("sync run could not be recorded as ended", metadata: ["job": "\(job.name)", "error": "\(error.databaseMessage)"])
-          }
-        }
-        do {
-          try await connection.query(Self.unlock(jobID), logger: logger)
-        } catch {
-          // A connection that may still hold the lock must not go back to the pool.
-          logger.error("sync job lock not released; closing the connection", metadata: ["error": "\(error.databaseMessage)"])
-          try? await connection.close()
-        }
+        try await self.run(current, dryRun: dryRun, full: requested, campaign: campaign, connection: connection, report: report)
       }
     } catch {
-      report(.failure(error))
+      if !report.reported {
+        report(.failure(error))
+      } else {
+        logger.error("sync run could not be recorded as ended", metadata: ["job": "\(job.name)", "error": "\(error.databaseMessage)"])
+      }
     }
   }
 

@@ -206,14 +206,15 @@ final class SyncExecution {
 
   func pull() async throws {
     try await saveProgress(phase: job.pulls ? "pulling" : "linking")
-    var filter: String?
-    // A resumed run carries on from its checkpoint; an incremental one from the job's cursor.
-    let since = run.checkpoint.isEmpty ? (run.full ? "" : run.cursorBefore) : run.checkpoint
-    if let modifiedField, let time = SubscriberField.parseTime(since) {
-      let from = SubscriberField.isoTime(time.addingTimeInterval(-Double(job.overlap)))
-      filter = "IS_AFTER({\(modifiedField.name)}, '\(from)')"
+    // A resumed run carries on from its checkpoint; an incremental one from the job's cursor; a
+    // listing whose cursor expired, from the last page applied.
+    func filter() -> String? {
+      let since = run.checkpoint.isEmpty ? (run.full ? "" : run.cursorBefore) : run.checkpoint
+      guard let modifiedField, let time = ISOTime.parse(since) else { return nil }
+      let from = ISOTime.format(time.addingTimeInterval(-Double(job.overlap)))
+      return "IS_AFTER({\(modifiedField.name)}, '\(from)')"
     }
-    try await connector.list(filterByFormula: filter, sortField: modifiedField?.id) { page in
+    try await connector.list(filterByFormula: filter(), sortField: modifiedField?.id, restartFilter: filter) { page in
       if shouldStop() { throw RunStopped() }
       try await apply(page)
     }
@@ -372,7 +373,7 @@ final class SyncExecution {
     var keepLocal = Set<String>()
     var pendingFields = Set<String>()
     var conflicts: [FoundConflict] = []
-    let remoteTime = SubscriberField.parseTime(modified)
+    let remoteTime = ISOTime.parse(modified)
     let localTime = subscriber.hasUpdatedAt ? subscriber.updatedAt.date : nil
     for mapping in mappings where !mapping.pushOnly {
       let field = mapping.subscriberField

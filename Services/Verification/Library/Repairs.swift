@@ -54,13 +54,6 @@ package struct RepairDesk: Sendable {
 
   static let backupSchema = "verification_backup"
 
-  /// A repair's advisory key: the first 64 bits of its id, as the two-integer key.
-  static func key(_ id: UUID) -> (Int32, Int32) {
-    let bytes = withUnsafeBytes(of: id.uuid) { Array($0) }
-    func int(_ range: Range<Int>) -> Int32 { Int32(bitPattern: range.reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[$1]) }) }
-    return (int(0..<4), int(4..<8))
-  }
-
   package func propose(fingerprint: String, by actor: String) async throws -> RepairRecord {
     guard let row = try await client.query(
       "SELECT body::text, open FROM verification.issues WHERE fingerprint = \(fingerprint)", logger: logger
@@ -158,8 +151,7 @@ package struct RepairDesk: Sendable {
       try await connection.query("BEGIN", logger: logger)
       do {
         // One run of a repair at a time (a second is refused, not queued).
-        let (a, b) = Self.key(id)
-        let claimed = try await connection.query("SELECT pg_try_advisory_xact_lock(\(a)::int, \(b)::int)", logger: logger)
+        let claimed = try await connection.query(AdvisoryKey(id).tryTransactionLock, logger: logger)
           .collect().first?.decode(Bool.self) ?? false
         guard claimed else { throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is running already") }
         // Checked again now that it is claimed: a concurrent run may have settled it.

@@ -273,6 +273,8 @@ package final class CRMSandbox: Sendable {
         return .error(422, "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "The iterator is not available (expired or unknown)")
       }
       iterator = found
+      // Airtable's offsets time out after inactivity: each page given out starts the clock again.
+      iterator.created = Date()
       state.iterators[key] = nil
     } else {
       var ids = table.order
@@ -465,15 +467,9 @@ package final class CRMSandbox: Sendable {
     return prefix + String((0..<14).map { _ in alphabet.randomElement()! })
   }
 
-  static func formatDate(_ date: Date) -> String {
-    date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-      .replacingOccurrences(of: "+0000", with: "Z")
-  }
+  static func formatDate(_ date: Date) -> String { ISOTime.format(date) }
 
-  static func parseDate(_ text: String) -> Date? {
-    (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
-      ?? (try? Date(text, strategy: .iso8601))
-  }
+  static func parseDate(_ text: String) -> Date? { ISOTime.parse(text) }
 }
 
 /// Runs a sandbox on `host:port` (0 = any free port) for the duration of `body`.

@@ -201,10 +201,13 @@ package struct AirtableClient: Sendable {
   /// When the cursor expires mid-way the listing starts over from the first page (pages already
   /// handed out come again; callers dedupe on record id and modified time).
   /// `sortField` (name or id) orders the records, ascending, as `sort[0][field]` does.
+  /// `restartFilter`, when given, is the filter a listing starts over with after its cursor expired
+  /// (e.g. from a caller's checkpoint, so that what was already handled is not read again).
   package func list(
     filterByFormula: String? = nil, sortField: String? = nil, pageSize: Int = maxPageSize,
-    page handle: ([RemoteRecord]) async throws -> Void
+    restartFilter: (() -> String?)? = nil, page handle: ([RemoteRecord]) async throws -> Void
   ) async throws {
+    var filterByFormula = filterByFormula
     precondition((1...Self.maxPageSize).contains(pageSize), "pageSize must be 1...100")
     var offset: String?
     var restarts = 0
@@ -224,6 +227,7 @@ package struct AirtableClient: Sendable {
         stats.restarted()
         guard restarts <= configuration.maxIteratorRestarts else { throw error }
         offset = nil
+        if let restartFilter { filterByFormula = restartFilter() }
         continue
       }
       guard case .array(let items) = answer.object?["records"] ?? .null else {
