@@ -330,7 +330,7 @@ struct SyncStack {
       }
       let job = try await stack.createJob(mappings: Self.pullMappings)
       let started = try await stack.sync.startRun(.with { $0.jobID = job.id })
-      try await eventually("a few pages to be applied") {
+      try await eventually(timeout: .seconds(120), "a few pages to be applied") {
         try await stack.sync.getRun(.with { $0.id = started.id }).counts.created >= 500
       }
       stack.sandbox.expireIterators()
