@@ -91,13 +91,7 @@ package struct PostgresJobStore: JobStore {
         guard let (id, createdAt) = try row?.decode((UUID, Date).self) else {
           throw PostgresError.protocol("INSERT ... RETURNING gave no row")
         }
-        for (position, mapping) in job.mappings.enumerated() {
-          try await connection.query(
-            """
-            INSERT INTO sync.field_mappings (job_id, position, external_field, subscriber_field, conflict_policy)
-            VALUES (\(id), \(position), \(mapping.externalField), \(mapping.subscriberField), \(mapping.policy?.rawValue))
-            """, logger: logger)
-        }
+        try await Self.insertMappings(job.mappings, of: id, connection: connection, logger: logger)
         var stored = job
         stored.id = id
         stored.createdAt = createdAt
@@ -113,7 +107,7 @@ package struct PostgresJobStore: JobStore {
     let logger = self.logger
     let id = job.id!
     do {
-      try await connection.query("BEGIN", logger: logger)
+      try await connection.withTransaction(logger: logger) { connection in
       // Checkpoints by another modified field mean nothing: the next run starts over.
       try await connection.query(
         """
@@ -130,18 +124,22 @@ package struct PostgresJobStore: JobStore {
         WHERE id = \(id)
         """, logger: logger)
       try await connection.query("DELETE FROM sync.field_mappings WHERE job_id = \(id)", logger: logger)
-      for (position, mapping) in job.mappings.enumerated() {
-        try await connection.query(
-          """
-          INSERT INTO sync.field_mappings (job_id, position, external_field, subscriber_field, conflict_policy)
-          VALUES (\(id), \(position), \(mapping.externalField), \(mapping.subscriberField), \(mapping.policy?.rawValue))
-          """, logger: logger)
+      try await Self.insertMappings(job.mappings, of: id, connection: connection, logger: logger)
       }
-      try await connection.query("COMMIT", logger: logger)
-    } catch {
-      _ = try? await connection.query("ROLLBACK", logger: logger)
-      if error.sqlState == "23505" { throw JobStoreError.duplicate(field: "name") }
-      throw error
+    } catch where error.sqlState == "23505" {
+      throw JobStoreError.duplicate(field: "name")
+    }
+  }
+
+  private static func insertMappings(
+    _ mappings: [SyncJob.Mapping], of job: UUID, connection: PostgresConnection, logger: Logger
+  ) async throws {
+    for (position, mapping) in mappings.enumerated() {
+      try await connection.query(
+        """
+        INSERT INTO sync.field_mappings (job_id, position, external_field, subscriber_field, conflict_policy)
+        VALUES (\(job), \(position), \(mapping.externalField), \(mapping.subscriberField), \(mapping.policy?.rawValue))
+        """, logger: logger)
     }
   }
 

@@ -220,7 +220,7 @@ package final class RunManager: Sendable {
     } catch is RunStopped {
       (status, message) = (.interrupted, "the sync service stopped during the run; the next run resumes from its checkpoint")
     } catch {
-      (status, message) = (.failed, RPCError.describe(error))
+      (status, message) = (.failed, error.postgresError != nil ? error.databaseMessage : RPCError.describe(error))
     }
     if let execution {
       // What the last page found is kept, even when the run ends badly.
@@ -252,10 +252,18 @@ package final class RunManager: Sendable {
       await BackgroundWorker.pause(settings.schedulerInterval)
       guard !Task.isShuttingDownGracefully else { break }
       do {
+        // The last start of every scheduled job, in one query.
+        var lastStarted: [UUID: Date] = [:]
+        for try await (id, at) in try await client.query(
+          """
+          SELECT job_id, max(started_at) FROM sync.runs
+          WHERE NOT dry_run AND job_id IN (SELECT id FROM sync.jobs WHERE schedule_seconds > 0) GROUP BY job_id
+          """, logger: logger
+        ).decode((UUID, Date).self) {
+          lastStarted[id] = at
+        }
         for job in try await jobs.all() where job.scheduleSeconds > 0 {
-          let last = try await client.query(
-            "SELECT max(started_at) FROM sync.runs WHERE job_id = \(job.id!) AND NOT dry_run", logger: logger
-          ).decode(Date?.self).elements().first ?? nil
+          let last = lastStarted[job.id!]
           guard last.map({ Date().timeIntervalSince($0) >= Double(job.scheduleSeconds) }) ?? true else { continue }
           do {
             _ = try await start(job, dryRun: false, full: false)

@@ -228,18 +228,7 @@ enum RunStore {
       """, logger: logger)
   }
 
-  /// Saves a run's progress: phase, counts and (after a page is applied) its checkpoint.
-  static func progress(
-    _ run: UUID, phase: String, checkpoint: String, counts: RunCounts, planned: [PlannedChange],
-    connection: PostgresConnection, logger: Logger
-  ) async throws {
-    try await connection.query(
-      """
-      UPDATE sync.runs SET phase = \(phase), checkpoint = \(checkpoint), counts = \(json(counts))::jsonb,
-        planned = \(json(Array(planned.prefix(maxErrors))))::jsonb, heartbeat_at = now()
-      WHERE id = \(run)
-      """, logger: logger)
-  }
+
 
   static func finish(
     _ run: UUID, status: SyncRunRecord.Status, cursorAfter: String, error: String, connection: PostgresConnection, logger: Logger
@@ -248,6 +237,24 @@ enum RunStore {
       """
       UPDATE sync.runs SET status = \(status.rawValue), phase = 'done', cursor_after = \(cursorAfter), error = \(error),
         finished_at = now(), heartbeat_at = now()
+      WHERE id = \(run)
+      """, logger: logger)
+  }
+}
+
+/// A run's progress: phase, counts, planned changes and (after a page is applied) its checkpoint.
+struct RunProgress: Sendable {
+  var run: UUID
+  var phase: String
+  var checkpoint: String
+  var counts: RunCounts
+  var planned: [PlannedChange]
+
+  func save(on connection: PostgresConnection, logger: Logger) async throws {
+    try await connection.query(
+      """
+      UPDATE sync.runs SET phase = \(phase), checkpoint = \(checkpoint), counts = \(RunStore.json(counts))::jsonb,
+        planned = \(RunStore.json(Array(planned.prefix(RunStore.maxErrors))))::jsonb, heartbeat_at = now()
       WHERE id = \(run)
       """, logger: logger)
   }

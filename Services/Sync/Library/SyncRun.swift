@@ -183,13 +183,17 @@ final class SyncExecution {
 
   /// `checkpoint`: the one to save (a page's, before its transaction commits); the run's own by default.
   func saveProgress(phase: String, checkpoint: String? = nil) async throws {
+    try await progress(phase: phase, checkpoint: checkpoint).save(on: connection, logger: logger)
+  }
+
+  /// The run's progress as it stands (counts brought up to date with the connector's).
+  func progress(phase: String, checkpoint: String? = nil) -> RunProgress {
     run.phase = phase
     run.counts.apiCalls = connector.stats.calls
     run.counts.rateLimited = connector.stats.rateLimited
     run.counts.cursorRestarts = connector.stats.iteratorRestarts
-    try await RunStore.progress(
-      run.id, phase: phase, checkpoint: run.dryRun ? "" : (checkpoint ?? run.checkpoint), counts: run.counts, planned: run.planned,
-      connection: connection, logger: logger)
+    return RunProgress(
+      run: run.id, phase: phase, checkpoint: run.dryRun ? "" : (checkpoint ?? run.checkpoint), counts: run.counts, planned: run.planned)
   }
 
   func fail(_ recordID: String, _ failure: RecordFailure) {
@@ -322,17 +326,13 @@ final class SyncExecution {
       return
     }
     let (jobID, logger, sweep, full, runID, errors) = (jobID, logger, run.sweepID, run.full, run.id, errors)
-    try await connection.query("BEGIN", logger: logger)
-    do {
+    let progress = progress(phase: run.phase, checkpoint: checkpoint)
+    try await connection.withTransaction(logger: logger) { connection in
       try await RunStore.save(links: saved, job: jobID, sweep: full ? sweep : nil, connection: connection, logger: logger)
       if full { try await RunStore.markSeen(records: seen, job: jobID, sweep: sweep, connection: connection, logger: logger) }
       try await RunStore.save(conflicts: conflicts, job: jobID, run: runID, connection: connection, logger: logger)
       try await RunStore.save(errors: errors, run: runID, connection: connection, logger: logger)
-      try await saveProgress(phase: run.phase, checkpoint: checkpoint)
-      try await connection.query("COMMIT", logger: logger)
-    } catch {
-      _ = try? await connection.query("ROLLBACK", logger: logger)
-      throw error
+      try await progress.save(on: connection, logger: logger)
     }
     // Only once the page is committed does the run move past it.
     run.checkpoint = checkpoint
@@ -585,15 +585,11 @@ final class SyncExecution {
     let accepted = updated.enumerated().filter { !refused.contains($0.offset) }.map(\.element)
     run.counts.pushed += accepted.count
     let (jobID, logger, runID, errors) = (jobID, logger, run.id, errors)
-    try await connection.query("BEGIN", logger: logger)
-    do {
+    let progress = progress(phase: "pushing")
+    try await connection.withTransaction(logger: logger) { connection in
       try await RunStore.save(links: accepted, job: jobID, sweep: nil, connection: connection, logger: logger)
       try await RunStore.save(errors: errors, run: runID, connection: connection, logger: logger)
-      try await saveProgress(phase: "pushing")
-      try await connection.query("COMMIT", logger: logger)
-    } catch {
-      _ = try? await connection.query("ROLLBACK", logger: logger)
-      throw error
+      try await progress.save(on: connection, logger: logger)
     }
     self.errors = []
   }

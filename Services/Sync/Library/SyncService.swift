@@ -70,7 +70,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     do {
       try await runs.withJobLock(current) { connection in try await store.update(update, on: connection) }
     } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, doing: "changed")
+      throw Self.busy(name, run, "the job cannot be changed until it ends")
     } catch JobStoreError.duplicate {
       throw RPCError.field("name", .alreadyExists, "a sync job is already named '\(job.name)'")
     }
@@ -83,14 +83,14 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       let deleted = try await runs.withJobLock(current) { connection in try await store.delete(id: current.id!, on: connection) }
       return .with { $0.deleted = deleted }
     } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, doing: "deleted")
+      throw Self.busy(name, run, "the job cannot be deleted until it ends")
     }
   }
 
-  static func busy(_ name: String, _ run: UUID?, doing: String) -> RPCError {
+  static func busy(_ name: String, _ run: UUID?, _ consequence: String) -> RPCError {
     RPCError(
       code: .failedPrecondition,
-      message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): the job cannot be \(doing) until it ends")
+      message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): \(consequence)")
   }
 
   static func createRequest(_ job: SyncJob) -> Herald_Sync_V1_CreateJobRequest {
@@ -124,9 +124,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     do {
       return Self.message(try await runs.start(job, dryRun: request.dryRun, full: request.full))
     } catch RunManager.StartError.busy(let name, let run) {
-      throw RPCError(
-        code: .failedPrecondition,
-        message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): one run at a time per table")
+      throw Self.busy(name, run, "one run at a time per table")
     } catch RunManager.StartError.stopping {
       throw RPCError(code: .unavailable, message: "the sync service is stopping; start the run again later")
     }
@@ -197,7 +195,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       // Not while a run rewrites the record's snapshot.
       try await runs.withJobLock(job) { _ in try await resolver.resolve(conflict, take: request.take) }
     } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, doing: "changed (its conflicts resolved)")
+      throw Self.busy(name, run, "its conflicts cannot be resolved until it ends")
     }
     guard let settled = try await client.query(
       "SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts WHERE id = \(id)", logger: logger

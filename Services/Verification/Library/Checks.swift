@@ -370,8 +370,9 @@ struct HealthCheck: Sendable {
       return finding("service.down", .critical, "\(name) answers \(answer.status) (not serving: its database or a dependency is down)", suggested: "read its log")
     }
     guard elapsed <= slow else {
-      let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-      return finding("service.slow", .low, "\(name) took \(milliseconds) ms to answer a health check", suggested: "look at its load and its database")
+      return finding(
+        "service.slow", .low, "\(name) took \(Int(elapsed.milliseconds.rounded())) ms to answer a health check",
+        suggested: "look at its load and its database")
     }
     return nil
   }

@@ -264,16 +264,16 @@ package struct RepairDesk: Sendable {
           plan: try IssueStore.decoder.decode(RepairPlan.self, from: Data(plan.utf8)), status: status, needsReview: needsReview,
           createdAt: created, requestedBy: requestedBy, reviewedBy: reviewedBy, reviewedAt: reviewedAt, reviewNote: note))
     }
-    for index in records.indices {
-      let audit = try await client.query(
-        """
-        SELECT detail::text FROM verification.repair_audit
-        WHERE repair_id = \(records[index].id) AND action IN ('dry_run', 'applied', 'rolled_back') ORDER BY id
-        """, logger: logger)
-      for try await detail in audit.decode(String.self) {
-        if let run = try? IssueStore.decoder.decode(RepairRecord.Run.self, from: Data(detail.utf8)) { records[index].runs.append(run) }
-      }
+    var runs: [UUID: [RepairRecord.Run]] = [:]
+    for try await (repair, detail) in try await client.query(
+      """
+      SELECT repair_id, detail::text FROM verification.repair_audit
+      WHERE repair_id = ANY(\(records.map(\.id))::uuid[]) AND action IN ('dry_run', 'applied', 'rolled_back') ORDER BY id
+      """, logger: logger
+    ).decode((UUID, String).self) {
+      if let run = try? IssueStore.decoder.decode(RepairRecord.Run.self, from: Data(detail.utf8)) { runs[repair, default: []].append(run) }
     }
+    for index in records.indices { records[index].runs = runs[records[index].id] ?? [] }
     return records
   }
 }

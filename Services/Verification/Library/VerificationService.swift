@@ -143,7 +143,7 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
   }
 
   func message(_ report: StoredReport) async throws -> Herald_Verification_V1_VerificationReport {
-    let tracked = try await issues(fingerprints: report.findings.map(\.fingerprint), includeResolved: true)
+    let tracked = report.findings.isEmpty ? [:] : try await issues(fingerprints: report.findings.map(\.fingerprint), includeResolved: true)
     var message = Herald_Verification_V1_VerificationReport()
     message.id = report.id.uuidString.lowercased()
     message.kind = report.kind

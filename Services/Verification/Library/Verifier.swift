@@ -153,7 +153,7 @@ package final class Verifier: Sendable {
       results.append(
         ComponentResult(
           component: name, status: Overall.status(of: found, skipped: !note.isEmpty), issues: found.count,
-          durationMs: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000), note: note))
+          durationMs: Int(elapsed.milliseconds.rounded()), note: note))
     }
     let wanted = component.map { [$0] } ?? Self.components
     for name in wanted {
@@ -184,15 +184,10 @@ package final class Verifier: Sendable {
   /// it checks and never waits long for a lock.
   func readOnly<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
     try await client.withConnection { connection in
-      try await connection.query("BEGIN READ ONLY", logger: logger)
-      do {
+      try await connection.withTransaction(logger: logger) { connection in
+        try await connection.query("SET TRANSACTION READ ONLY", logger: logger)
         try await self.limit(connection)
-        let result = try await body(connection)
-        try await connection.query("COMMIT", logger: logger)
-        return result
-      } catch {
-        _ = try? await connection.query("ROLLBACK", logger: logger)
-        throw error
+        return try await body(connection)
       }
     }
   }
@@ -206,7 +201,7 @@ package final class Verifier: Sendable {
 
   /// At least 1 ms (0 would mean no timeout at all).
   static func milliseconds(_ duration: Duration) -> Int {
-    max(1, Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000))
+    max(1, Int(duration.milliseconds.rounded(.up)))
   }
 
   func data(_ connection: PostgresConnection, component: String) async throws -> [Finding] {
