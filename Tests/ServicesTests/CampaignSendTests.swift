@@ -4,6 +4,8 @@ import GRPCNIOTransportHTTP2Posix
 import HeraldCampaign
 import HeraldCore
 import HeraldDelivery
+import HeraldMigrations
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 import HeraldTestSupport
@@ -18,8 +20,13 @@ import Testing
   typealias Client = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
 
   /// Delivery and campaign (without its background loops: the tests drive them) on one database.
-  func withServices(_ body: (Client, GRPCClient<HTTP2ClientTransport.Posix>, PostgresClient) async throws -> Void) async throws {
+  /// `prepare` runs on the empty database before the services start (and migrate it).
+  func withServices(
+    prepare: (PostgresClient) async throws -> Void = { _ in },
+    _ body: (Client, GRPCClient<HTTP2ClientTransport.Posix>, PostgresClient) async throws -> Void
+  ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
+    try await withDatabase(url) { try await prepare($0) }
     try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) {
       deliveryPort, _ async throws in
       try await withRunningService(
@@ -85,22 +92,22 @@ import Testing
       ).collect().first?.decode(UUID.self)
       _ = try await campaign.unsubscribe(.with { $0.id = late!.uuidString; $0.channel = .email })
 
-      // The first relay crashes right after delivery accepted its 7th batch, before its commit.
+      // The first relay crashes right after delivery accepted its 7th chunk, before its commit.
       let logger = Logger(label: "test.relay")
       let crashing = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: 7)
-      let first = OutboxRelay(client: database, sink: crashing, logger: logger, batchSize: 500)
+      let first = OutboxRelay(client: database, sink: crashing, logger: logger)
       await #expect(throws: InterruptingSink.Crash.self) {
         while try await first.relayBatch() > 0 {}
       }
-      // Six batches were settled (relayed, or skipped for the late unsubscribe if it fell among them).
+      // Six chunks were settled (relayed, or skipped for the late unsubscribe if it fell among them).
       let settled = try await campaign.getCampaign(.with { $0.id = created.id }).counts
-      #expect(settled.relayed + settled.skippedNoConsent - 1_000 == 3_000)
+      #expect(settled.relayed + settled.skippedNoConsent - 1_000 == 6 * Int64(OutboxRelay.chunkSize))
       let lostBatch = crashing.lastBatch.withLock { $0 }
-      #expect(lostBatch >= 499)
+      #expect(lostBatch >= OutboxRelay.chunkSize - 1)
 
       // Paused: a restarted relay relays nothing; resumed: it drains the rest.
       let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
-      let second = OutboxRelay(client: database, sink: counting, logger: logger, batchSize: 500)
+      let second = OutboxRelay(client: database, sink: counting, logger: logger)
       _ = try await campaign.pauseCampaign(.with { $0.id = created.id })
       #expect(try await second.relayBatch() == 0)
       _ = try await campaign.resumeCampaign(.with { $0.id = created.id })
@@ -131,6 +138,76 @@ import Testing
         "SELECT count(*) FROM delivery.messages WHERE recipient = 'user9999@example.com'", logger: logger
       ).collect().first?.decode(Int64.self)
       #expect(unsubscribed == 0)
+    }
+  }
+
+  /// Entries queued one by one before the outbox had chunks (campaign migration 6) are cut into
+  /// chunks by the upgrade and relayed once; entries settled before it keep their status and are
+  /// not sent again, even where they sit between pending ones.
+  @Test func entriesPendingBeforeTheChunkMigrationAreRelayedOnceAfterIt() async throws {
+    let campaignID = UUID()
+    let logger = Logger(label: "test.upgrade")
+    try await withServices(prepare: { database in
+      let before = MigrationSet(schema: "campaign", migrations: Array(HeraldMigrations.campaign.migrations.prefix(5)))
+      try await MigrationRunner(logger: logger).migrate(before, client: database)
+      let list = UUID()
+      let template = UUID()
+      try await database.query("INSERT INTO campaign.lists (id, name) VALUES (\(list), 'legacy')", logger: logger)
+      try await seedSubscribers(2_500, list: list, database: database)  // 2,250 consent
+      try await database.query(
+        """
+        INSERT INTO campaign.templates (id, name, channel, format, subject, body, variables)
+        VALUES (\(template), 'legacy', 'email', 'html', 'Hi {{first_name}}', '<p>Hi {{first_name}}</p>', '[{"name": "first_name"}]')
+        """, logger: logger)
+      try await database.query(
+        """
+        INSERT INTO campaign.campaigns (id, name, channel, list_id, status, audience_count, skipped_no_consent, started_at)
+        VALUES (\(campaignID), 'legacy', 'email', \(list), 'sending', 2500, 250, now())
+        """, logger: logger)
+      try await database.query(
+        """
+        INSERT INTO campaign.campaign_variants (campaign_id, position, name, template_id, weight, recipients)
+        VALUES (\(campaignID), 0, 'A', \(template), 1, 2250)
+        """, logger: logger)
+      // Every 7th entry was relayed by the old relay and the 500th, 1000th... skipped; the rest pending.
+      try await database.query(
+        """
+        INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant, status, message_id, relayed_at, error)
+        SELECT \(campaignID), id, 'A',
+          CASE WHEN n % 7 = 0 THEN 'relayed' WHEN n % 500 = 0 THEN 'skipped' ELSE 'pending' END,
+          CASE WHEN n % 7 = 0 THEN gen_random_uuid() END, CASE WHEN n % 7 = 0 THEN now() END,
+          CASE WHEN n % 7 <> 0 AND n % 500 = 0 THEN 'unsubscribed from email before the send reached them' END
+        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM campaign.subscribers WHERE email_subscribed) s
+        """, logger: logger)
+    }) { campaign, delivery, database in
+      // 2,250 entries: 321 relayed, 4 skipped (500, 1000, 1500, 2000), 1,925 pending in two chunks.
+      let upgraded = try await campaign.getCampaign(.with { $0.id = campaignID.uuidString }).counts
+      #expect(upgraded.outbox == 2_250 && upgraded.relayed == 321 && upgraded.skippedNoConsent == 254)
+      let chunks = try await database.query(
+        "SELECT count(*), sum(entries)::int8 FROM campaign.outbox_chunks WHERE campaign_id = \(campaignID) AND status = 'pending'",
+        logger: logger
+      ).collect().first?.decode((Int64, Int64).self)
+      #expect(chunks?.0 == 2 && chunks?.1 == 1_925)
+
+      let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
+      try await OutboxRelay(client: database, sink: counting, logger: logger).drain()
+      let sent = try await campaign.getCampaign(.with { $0.id = campaignID.uuidString })
+      #expect(sent.status == "sent")
+      #expect(sent.counts.outbox == 2_250 && sent.counts.relayed == 2_246 && sent.counts.skippedNoConsent == 254)
+      #expect(counting.duplicates.withLock { $0 } == 0)
+      let queued = try await database.query(
+        "SELECT count(*), count(DISTINCT subscriber_id) FROM delivery.messages WHERE campaign_id = \(campaignID)", logger: logger
+      ).collect().first?.decode((Int64, Int64).self)
+      #expect(queued?.0 == 1_925 && queued?.1 == 1_925)
+      // None of them went to an entry settled before the upgrade.
+      let resent = try await database.query(
+        """
+        SELECT count(*) FROM delivery.messages m JOIN campaign.outbox o
+          ON o.campaign_id = m.campaign_id AND o.subscriber_id = m.subscriber_id
+        WHERE m.campaign_id = \(campaignID) AND o.status IS NOT NULL
+        """, logger: logger
+      ).collect().first?.decode(Int64.self)
+      #expect(resent == 0)
     }
   }
 

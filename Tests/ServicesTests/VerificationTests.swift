@@ -169,6 +169,7 @@ func withVerifiedSystem<T: Sendable>(
           INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT id, gen_random_uuid() FROM campaign.lists;
           INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id)
             VALUES ('orphan:1', 'email', 'someone@example.com', 'hi', gen_random_uuid());
+          INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant) VALUES (gen_random_uuid(), gen_random_uuid(), 'A');
           INSERT INTO campaign.subscribers (email) VALUES ('not-an-email'), ('ada@example.com ');
           INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, status, lease_token, lease_expires_at)
             VALUES ('stuck:1', 'email', 'lin@example.com', 'hi', 'sending', gen_random_uuid(), now() - interval '1 hour');
@@ -184,6 +185,7 @@ func withVerifiedSystem<T: Sendable>(
           ("schema.extra_index", "campaign.extra_first_name_idx", .medium, .database),
           ("ledger.checksum_changed", "ratelimit.schema_migrations version 1", .critical, .database),
           ("data.orphan_message_campaign", "delivery.messages.campaign_id", .high, .data),
+          ("data.orphan_outbox_entry", "campaign.outbox", .high, .data),
           ("data.malformed_email", "campaign.subscribers.email", .medium, .data),
           ("data.duplicate_email", "campaign.subscribers.email", .high, .data),
           ("data.stuck_sending", "delivery.messages status sending", .high, .data),

@@ -73,12 +73,25 @@ package struct DeliveryFeedConsumer: Sendable {
       let response = try await source.events(after: cursor, limit: batchSize)
       guard !response.events.isEmpty else { return 0 }
 
-      let messageIDs = response.events.compactMap { UUID(uuidString: $0.messageID) }
-      var variants: [UUID: String] = [:]
-      for try await (message, variant) in try await connection.query(
-        "SELECT message_id, variant FROM campaign.outbox WHERE message_id = ANY(\(messageIDs)::uuid[])", logger: logger
-      ).decode((UUID, String).self) {
-        variants[message] = variant
+      // A campaign message's variant is its recipient's outbox entry's.
+      struct Recipient: Hashable {
+        var campaign: UUID
+        var subscriber: UUID
+      }
+      let recipients = Array(Set(response.events.compactMap { event in
+        UUID(uuidString: event.campaignID).flatMap { campaign in
+          UUID(uuidString: event.subscriberID).map { Recipient(campaign: campaign, subscriber: $0) }
+        }
+      }))
+      var variants: [Recipient: String] = [:]
+      for try await (campaign, subscriber, variant) in try await connection.query(
+        """
+        SELECT o.campaign_id, o.subscriber_id, o.variant
+        FROM unnest(\(recipients.map(\.campaign))::uuid[], \(recipients.map(\.subscriber))::uuid[]) AS t(campaign_id, subscriber_id)
+        JOIN campaign.outbox o ON o.campaign_id = t.campaign_id AND o.subscriber_id = t.subscriber_id
+        """, logger: logger
+      ).decode((UUID, UUID, String).self) {
+        variants[Recipient(campaign: campaign, subscriber: subscriber)] = variant
       }
 
       var days: [DayKey: (events: Int64, cost: Int64)] = [:]
@@ -86,7 +99,7 @@ package struct DeliveryFeedConsumer: Sendable {
       for event in response.events {
         let at = event.occurredAt.date
         if let campaign = UUID(uuidString: event.campaignID), Self.countedStatuses.contains(event.status) {
-          let variant = UUID(uuidString: event.messageID).flatMap { variants[$0] } ?? "(unknown)"
+          let variant = UUID(uuidString: event.subscriberID).flatMap { variants[Recipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
           let key = DayKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: event.status)
           days[key, default: (0, 0)].events += 1
           days[key, default: (0, 0)].cost += event.costCents

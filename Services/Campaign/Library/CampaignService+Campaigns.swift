@@ -290,7 +290,7 @@ extension CampaignService {
       try await campaigns.transition(id, action: "cancel", from: ["draft", "scheduled", "sending", "paused"]) { connection, _ in
         // Waits for a batch the relay holds, so nothing it has not relayed is sent afterwards.
         try await connection.query(
-          "UPDATE campaign.outbox SET status = 'cancelled' WHERE campaign_id = \(id) AND status = 'pending'", logger: logger)
+          "UPDATE campaign.outbox_chunks SET status = 'cancelled' WHERE campaign_id = \(id) AND status = 'pending'", logger: logger)
         try await CampaignStore.setStatus(id, to: "cancelled", on: connection, logger: logger)
       })
   }

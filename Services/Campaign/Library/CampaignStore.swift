@@ -398,14 +398,19 @@ package struct CampaignStore: Sendable {
     ).decode((UUID, String, UUID, Int, Int64).self) {
       variants[campaign, default: []].append(VariantRecord(name: name, templateID: template, weight: weight, recipients: recipients))
     }
+    // Entries by status: each chunk's entries take its status, less those settled on their own
+    // (which count under their own status).
     var outbox: [UUID: [String: Int64]] = [:]
     for try await (campaign, status, count) in try await client.query(
       """
-      SELECT campaign_id, status, count(*) FROM campaign.outbox
+      SELECT campaign_id, status, sum(entries - exceptions)::int8 FROM campaign.outbox_chunks
       WHERE campaign_id = ANY(\(ids)::uuid[]) GROUP BY campaign_id, status
+      UNION ALL
+      SELECT campaign_id, status, count(*) FROM campaign.outbox
+      WHERE campaign_id = ANY(\(ids)::uuid[]) AND status IS NOT NULL GROUP BY campaign_id, status
       """, logger: logger
     ).decode((UUID, String, Int64).self) {
-      outbox[campaign, default: [:]][status] = count
+      outbox[campaign, default: [:]][status, default: 0] += count
     }
     for index in campaigns.indices {
       campaigns[index].variants = variants[campaigns[index].id] ?? []
@@ -469,8 +474,9 @@ package struct CampaignStore: Sendable {
       """, logger: logger)
   }
 
-  /// Starts a locked draft or scheduled campaign: expands its audience into the outbox (one
-  /// statement, streamed inside PostgreSQL, so memory stays flat), assigns A/B variants by a
+  /// Starts a locked draft or scheduled campaign: expands its audience into the outbox and cuts
+  /// it into the relay's chunks (one statement, streamed inside PostgreSQL, so memory stays
+  /// flat), assigns A/B variants by a
   /// deterministic hash of (campaign, subscriber), counts who was skipped for lack of consent and
   /// marks it sending. Callers hold the campaign's row lock and commit with it.
   static func start(_ campaign: CampaignRecord, on connection: PostgresConnection, logger: Logger) async throws {
@@ -516,8 +522,14 @@ package struct CampaignStore: Sendable {
         INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant)
         SELECT \(campaignBind), a.id, \(assignment) FROM audience a WHERE a.eligible
         ORDER BY a.id  -- in key order, the outbox's indexes grow at their right edge
-        ON CONFLICT DO NOTHING
-        RETURNING variant
+        RETURNING subscriber_id, variant
+      ), numbered AS (
+        SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n, count(*) OVER () AS total FROM written
+      ), chunks AS (
+        INSERT INTO campaign.outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries)
+        SELECT \(campaignBind), n / \(OutboxRelay.chunkSize), subscriber_id, lead(subscriber_id) OVER (ORDER BY n),
+          least(\(OutboxRelay.chunkSize), total - n)
+        FROM numbered WHERE n % \(OutboxRelay.chunkSize) = 0
       )
       SELECT 'audience', count(*) FROM audience
       UNION ALL SELECT 'eligible', count(*) FROM audience WHERE eligible

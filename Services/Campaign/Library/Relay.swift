@@ -27,95 +27,96 @@ package struct DeliverySink: MessageSink {
   }
 }
 
-/// Relays the outbox to delivery (SPEC §2). Each batch is claimed with `FOR UPDATE SKIP LOCKED`
-/// (so replicas share the work), rendered, enqueued with idempotency keys
-/// `campaign_id:subscriber_id`, and marked relayed in the same transaction. A crash after the
-/// enqueue but before the commit leaves the entries pending; the next attempt sends the same keys
-/// and delivery reports them as duplicates — no recipient is lost or sent twice. Consent is checked
-/// again here, so an unsubscribe wins over a send that is already under way. Only campaigns in
-/// `sending` are relayed: pause and cancel stop it at the next batch.
+/// Relays the outbox to delivery (SPEC §2). The outbox is cut into chunks of consecutive entries
+/// when the audience is expanded; each chunk is claimed with `FOR UPDATE SKIP LOCKED` (so replicas
+/// share the work), rendered, enqueued with idempotency keys `campaign_id:subscriber_id`, and
+/// marked relayed in the same transaction. A crash after the enqueue but before the commit leaves
+/// the chunk pending; the next attempt sends the same keys and delivery reports them as duplicates
+/// — no recipient is lost or sent twice. Consent is checked again here, so an unsubscribe wins
+/// over a send that is already under way; such entries (and failed renders) are settled on their
+/// own with the reason. Only campaigns in `sending` are relayed: pause and cancel stop it at the
+/// next chunk.
 package struct OutboxRelay: Sendable {
-  /// Relay loops each campaign process runs; batches of one campaign go out in parallel.
-  package static let workersPerProcess = 2
-  package var batchSize = 500
+  /// Relay loops each campaign process runs; chunks of one campaign go out in parallel (one more
+  /// than two cores, so a chunk is being read and rendered while others wait on delivery).
+  package static let workersPerProcess = 3
+  /// Entries per chunk, cut when the audience is expanded: one enqueue call each.
+  package static let chunkSize = 1000
   let client: PostgresClient
   let sink: any MessageSink
   let logger: Logger
   private let templates = TemplateCache()
-  private let position = RelayPosition()
 
-  package init(client: PostgresClient, sink: any MessageSink, logger: Logger, batchSize: Int = 500) {
+  package init(client: PostgresClient, sink: any MessageSink, logger: Logger) {
     self.client = client
     self.sink = sink
     self.logger = logger
-    self.batchSize = batchSize
   }
 
+  /// An outbox entry and its subscriber as the relay reads them.
   struct Entry {
-    var campaignID: UUID
     var subscriberID: UUID
     var variant: String
-    var channel: String
-    var budgetCents: Int64?
+    var active: Bool
+    var consenting: Bool
+    var email: String?
+    var phone: String?
+    var firstName: String
+    var lastName: String
+    var attributesJSON: String
   }
 
-  /// Relays one batch; returns how many outbox entries it settled (0 when nothing is pending).
+  /// Relays one chunk; returns how many outbox entries it settled (0 when nothing is pending).
   @discardableResult
   package func relayBatch() async throws -> Int {
     let store = CampaignStore(client: client, logger: logger)
     let logger = self.logger
-    let batchSize = self.batchSize
-    let position = self.position
     return try await store.transaction { connection in
-      // Claim from where this relay stopped (keyset): the front of the pending index fills with
-      // entries already relayed, and scanning them again on every batch would make a large send
-      // slow down as it goes. Nothing found past the position: look once more from the start.
-      var entries: [Entry] = []
-      var after = position.last.withLock { $0 }
-      while true {
-        let zero = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        let (afterCampaign, afterSubscriber) = after ?? (zero, zero)
-        for try await (campaign, subscriber, variant, channel, budget) in try await connection.query(
-          """
-          SELECT o.campaign_id, o.subscriber_id, o.variant, c.channel, c.budget_cents
-          FROM campaign.outbox o JOIN campaign.campaigns c ON c.id = o.campaign_id
-          WHERE o.status = 'pending' AND c.status = 'sending'
-            AND (o.campaign_id, o.subscriber_id) > (\(afterCampaign), \(afterSubscriber))
-          ORDER BY o.campaign_id, o.subscriber_id
-          LIMIT \(batchSize)
-          FOR UPDATE OF o SKIP LOCKED
-          """, logger: logger
-        ).decode((UUID, UUID, String, String, Int64?).self) {
-          entries.append(
-            Entry(campaignID: campaign, subscriberID: subscriber, variant: variant, channel: channel, budgetCents: budget))
-        }
-        if !entries.isEmpty || after == nil { break }
-        after = nil
-      }
-      position.last.withLock { $0 = entries.last.map { ($0.campaignID, $0.subscriberID) } }
-      guard !entries.isEmpty else { return 0 }
-      var subscribers: [UUID: SubscriberRecord] = [:]
-      for row in try await connection.query(
+      let claimed = try await connection.query(
         """
-        SELECT \(unescaped: PostgresSubscriberStore.columns) FROM campaign.subscribers
-        WHERE id = ANY(\(entries.map(\.subscriberID))::uuid[])
+        SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents
+        FROM campaign.outbox_chunks k JOIN campaign.campaigns c ON c.id = k.campaign_id
+        WHERE k.status = 'pending' AND c.status = 'sending'
+        ORDER BY k.campaign_id, k.chunk
+        LIMIT 1
+        FOR UPDATE OF k SKIP LOCKED
         """, logger: logger
-      ).collect() {
-        let record = try PostgresSubscriberStore.record(row)
-        subscribers[record.id] = record
+      ).collect().first
+      guard let (campaign, chunk, first, next, channel, budget) = try claimed?.decode((UUID, Int32, UUID, UUID?, String, Int64?).self)
+      else { return 0 }
+      // The chunk's entries with what rendering and the consent check need of each subscriber.
+      // Entries settled on their own earlier (a message delivery refused) are not sent again.
+      let consent = channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+      var entries: [Entry] = []
+      entries.reserveCapacity(Self.chunkSize)
+      let rows = try await connection.query(
+        """
+        SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name,
+          s.attributes::text
+        FROM campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
+        WHERE o.campaign_id = \(campaign) AND o.subscriber_id >= \(first)
+          AND (\(next)::uuid IS NULL OR o.subscriber_id < \(next)) AND o.status IS NULL
+        """, logger: logger)
+      for try await (subscriber, variant, status, consenting, email, phone, firstName, lastName, attributes) in rows.decode(
+        (UUID, String, String?, Bool?, String?, String?, String?, String?, String?).self)
+      {
+        entries.append(
+          Entry(
+            subscriberID: subscriber, variant: variant, active: status == "active", consenting: consenting ?? false,
+            email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributesJSON: attributes ?? "{}"))
       }
 
+      let variants = try await self.templates(for: campaign, on: connection)
+      let campaignText = campaign.uuidString.lowercased()
       var messages: [(Entry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [(Entry, status: String, error: String)] = []
       for entry in entries {
-        let variants = try await self.templates(for: entry.campaignID, on: connection)
-        guard let subscriber = subscribers[entry.subscriberID], subscriber.status == "active" else {
+        guard entry.active else {
           settled.append((entry, "skipped", "subscriber is no longer active"))
           continue
         }
-        let consenting = entry.channel == "email" ? subscriber.emailConsent.subscribed : subscriber.smsConsent.subscribed
-        guard consenting, let recipient = entry.channel == "email" ? subscriber.email : subscriber.phone else {
-          settled.append((entry, "skipped", "unsubscribed from \(entry.channel) before the send reached them"))
+        guard entry.consenting, let recipient = channel == "email" ? entry.email : entry.phone else {
+          settled.append((entry, "skipped", "unsubscribed from \(channel) before the send reached them"))
           continue
         }
         guard let template = variants[entry.variant] else {
@@ -123,73 +124,74 @@ package struct OutboxRelay: Sendable {
           continue
         }
         do throws(SubscriberValidation.Invalid) {
-          let rendered = try template.render(MessageTemplate.values(of: subscriber))
+          let rendered = try template.render(
+            MessageTemplate.values(
+              id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
+              lastName: entry.lastName, attributesJSON: entry.attributesJSON))
           var message = Herald_Delivery_V1_OutboundMessage()
-          message.idempotencyKey = "\(entry.campaignID.uuidString.lowercased()):\(entry.subscriberID.uuidString.lowercased())"
-          message.channel = entry.channel == "email" ? .email : .sms
+          let subscriberText = entry.subscriberID.uuidString.lowercased()
+          message.idempotencyKey = "\(campaignText):\(subscriberText)"
+          message.channel = channel == "email" ? .email : .sms
           message.recipient = recipient
           message.subject = rendered.subject
           message.body = rendered.body
-          message.campaignID = entry.campaignID.uuidString.lowercased()
-          message.subscriberID = entry.subscriberID.uuidString.lowercased()
+          message.campaignID = campaignText
+          message.subscriberID = subscriberText
           messages.append((entry, message))
         } catch {
           settled.append((entry, "failed", "render: \(error.message)"))
         }
       }
 
-      var relayed: [(Entry, UUID)] = []
+      var relayed = 0
+      var refused = false
       if !messages.isEmpty {
         var request = Herald_Delivery_V1_EnqueueMessagesRequest()
         request.messages = messages.map(\.1)
-        // Budgets travel with the batch: delivery decides the spend cap atomically at send time.
-        let budgets = Dictionary(messages.compactMap { entry, _ in entry.budgetCents.map { (entry.campaignID, $0) } }) { first, _ in first }
-        request.spendCaps = budgets.map { campaign, budget in
-          .with {
-            $0.campaignID = campaign.uuidString.lowercased()
+        // The budget travels with the batch: delivery decides the spend cap atomically at send time.
+        if let budget {
+          request.spendCaps = [.with {
+            $0.campaignID = campaignText
             $0.budgetCents = budget
-          }
+          }]
         }
         do {
           let response = try await sink.enqueue(request)
-          let ids = Dictionary(response.results.map { ($0.idempotencyKey, $0.messageID) }, uniquingKeysWith: { first, _ in first })
-          for (entry, message) in messages {
-            guard let text = ids[message.idempotencyKey], let id = UUID(uuidString: text) else {
-              throw RPCError(code: .internalError, message: "delivery did not answer for \(message.idempotencyKey)")
-            }
-            relayed.append((entry, id))
+          let answered = Set(response.results.map(\.idempotencyKey))
+          if let missing = messages.first(where: { !answered.contains($0.1.idempotencyKey) }) {
+            throw RPCError(code: .internalError, message: "delivery did not answer for \(missing.1.idempotencyKey)")
           }
+          relayed = messages.count
           if response.duplicates > 0 {
-            logger.info("delivery already had some of this batch (an earlier attempt was cut short)", metadata: ["duplicates": "\(response.duplicates)"])
+            logger.info("delivery already had some of this chunk (an earlier attempt was cut short)", metadata: ["duplicates": "\(response.duplicates)"])
           }
         } catch let error as RPCError where error.code == .invalidArgument {
           // Delivery refused one message (it names it as messages[i].field): settle that one as
-          // failed with the reason; the rest stay pending for the next batch.
+          // failed with the reason; the chunk stays pending and its rest goes with the next try.
           guard let field = error.field, let index = Self.messageIndex(field), messages.indices.contains(index) else { throw error }
           settled.append((messages[index].0, "failed", "delivery refused it: \(error.message)"))
+          refused = true
         }
       }
 
-      if !relayed.isEmpty {
-        try await connection.query(
-          """
-          UPDATE campaign.outbox o SET status = 'relayed', message_id = t.message_id, relayed_at = now()
-          FROM unnest(\(relayed.map(\.0.campaignID))::uuid[], \(relayed.map(\.0.subscriberID))::uuid[], \(relayed.map(\.1))::uuid[])
-            AS t(campaign_id, subscriber_id, message_id)
-          WHERE o.campaign_id = t.campaign_id AND o.subscriber_id = t.subscriber_id
-          """, logger: logger)
-      }
       if !settled.isEmpty {
         try await connection.query(
           """
           UPDATE campaign.outbox o SET status = t.status, error = t.error
-          FROM unnest(\(settled.map(\.0.campaignID))::uuid[], \(settled.map(\.0.subscriberID))::uuid[],
-            \(settled.map(\.status))::text[], \(settled.map(\.error))::text[])
-            AS t(campaign_id, subscriber_id, status, error)
-          WHERE o.campaign_id = t.campaign_id AND o.subscriber_id = t.subscriber_id
+          FROM unnest(\(settled.map(\.0.subscriberID))::uuid[], \(settled.map(\.status))::text[], \(settled.map(\.error))::text[])
+            AS t(subscriber_id, status, error)
+          WHERE o.campaign_id = \(campaign) AND o.subscriber_id = t.subscriber_id
           """, logger: logger)
       }
-      return relayed.count + settled.count
+      try await connection.query(
+        """
+        UPDATE campaign.outbox_chunks SET exceptions = exceptions + \(Int32(settled.count)),
+          status = CASE WHEN \(refused) THEN status ELSE 'relayed' END,
+          relayed_at = CASE WHEN \(refused) THEN relayed_at ELSE now() END
+        WHERE campaign_id = \(campaign) AND chunk = \(chunk)
+        """, logger: logger)
+      // A chunk with nothing left to send still counts as work done, so drain() moves on.
+      return max(relayed + settled.count, 1)
     }
   }
 
@@ -205,7 +207,7 @@ package struct OutboxRelay: Sendable {
       """
       UPDATE campaign.campaigns c SET status = 'sent', finished_at = now(), updated_at = now()
       WHERE c.status = 'sending'
-        AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.campaign_id = c.id AND o.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM campaign.outbox_chunks k WHERE k.campaign_id = c.id AND k.status = 'pending')
       RETURNING 1
       """, logger: logger
     ).collect().count
@@ -255,11 +257,6 @@ package struct OutboxRelay: Sendable {
       }
     }
   }
-}
-
-/// Where a relay's last batch ended (campaign id, subscriber id).
-final class RelayPosition: Sendable {
-  let last = Mutex<(UUID, UUID)?>(nil)
 }
 
 /// Each campaign's variant templates, by campaign id.

@@ -198,15 +198,17 @@ package struct AttributeText: Decodable, Sendable {
   package var text: String?
 
   package init(from decoder: any Decoder) throws {
+    // Strings first: most attributes are, and each failed attempt costs a thrown error. A JSON
+    // value decodes as at most one of these, so the order does not change the result.
     let container = try decoder.singleValueContainer()
-    if let value = try? container.decode(Bool.self) {
-      text = value ? "true" : "false"
+    if let value = try? container.decode(String.self) {
+      text = value
     } else if let value = try? container.decode(Int64.self) {
       text = String(value)
     } else if let value = try? container.decode(Double.self) {
       text = String(value)
     } else {
-      text = try? container.decode(String.self)
+      text = (try? container.decode(Bool.self)).map { $0 ? "true" : "false" }
     }
   }
 }

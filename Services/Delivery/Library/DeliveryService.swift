@@ -87,7 +87,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     guard let channel = Self.channelName(message.channel) else {
       throw RPCError.field("\(field).channel", .invalidArgument, "\(field).channel must be email, sms, push or whatsapp")
     }
-    guard !message.recipient.trimmingCharacters(in: .whitespaces).isEmpty else {
+    guard !message.recipient.allSatisfy(\.isWhitespace) else {
       throw RPCError.field("\(field).recipient", .invalidArgument, "\(field).recipient is empty")
     }
     guard !message.body.isEmpty else {

@@ -87,7 +87,9 @@ package struct PostgresMessageQueue: Sendable {
   package func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome] {
     guard !messages.isEmpty else { return [] }
     // One statement for the whole batch: the messages, their "queued" events, and the ids of
-    // keys accepted earlier. Optional values travel as '' (arrays of NULLs do not bind).
+    // keys accepted earlier. Optional values travel as '' (arrays of NULLs do not bind). The
+    // earlier ids are looked up key by key through the unique index (evaluated only for keys
+    // not inserted now): a join would let the planner hash the whole table for every batch.
     let iso = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     let rows = try await client.query(
       """
@@ -112,10 +114,10 @@ package struct PostgresMessageQueue: Sendable {
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, status, last_error FROM inserted
       )
-      SELECT i.key, coalesce(n.id, m.id), n.id IS NULL, coalesce(n.status = 'suppressed', false)
+      SELECT i.key, coalesce(n.id, (SELECT m.id FROM delivery.messages m WHERE m.idempotency_key = i.key)),
+        n.id IS NULL, coalesce(n.status = 'suppressed', false)
       FROM input i
       LEFT JOIN inserted n ON n.idempotency_key = i.key
-      LEFT JOIN delivery.messages m ON n.id IS NULL AND m.idempotency_key = i.key
       ORDER BY i.position
       """, logger: logger)
     var outcomes: [EnqueueOutcome] = []

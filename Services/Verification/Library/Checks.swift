@@ -134,6 +134,16 @@ enum DataChecks {
         describe: { "\($0) delivery messages are for a subscriber that does not exist" },
         suggested: "delete the messages once they are known to be junk", repair: nil),
       DataCheck(
+        check: "data.orphan_outbox_entry", component: "data", severity: .high, category: .data, object: "campaign.outbox",
+        query: """
+          SELECT o.campaign_id::text || ':' || o.subscriber_id::text, NULL::text FROM campaign.outbox o
+          WHERE NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = o.campaign_id)
+            OR NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = o.subscriber_id)
+          """,
+        describe: { "\($0) outbox entries belong to a campaign or a subscriber that does not exist" },
+        suggested: "find where the campaign or subscriber went (neither is ever deleted by Herald); the relay skips such entries as no longer active",
+        repair: nil),
+      DataCheck(
         check: "data.orphan_sync_link", component: "sync", severity: .medium, category: .sync, object: "sync.records.subscriber_id",
         query: """
           SELECT r.job_id::text || '/' || r.record_id, NULL::text FROM sync.records r

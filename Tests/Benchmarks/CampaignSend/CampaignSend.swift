@@ -18,7 +18,9 @@ import SwiftProtobuf
 /// so peak resident memory is theirs (PostgreSQL's own memory is not counted). The audience is
 /// seeded before measuring. Phase times are written as `phase <name> <seconds>` lines.
 let benchmarks: @Sendable () -> Void = {
-  for size in [100_000, 1_000_000] {
+  // HERALD_BENCHMARK_SIZES (comma-separated) picks other audience sizes, e.g. for profiling.
+  let sizes = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_SIZES"].map { $0.split(separator: ",").compactMap { Int($0) } }
+  for size in sizes ?? [100_000, 1_000_000] {
     Benchmark(
       "Expand and enqueue \(size / 1000)k subscribers",
       configuration: .init(
@@ -77,7 +79,7 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             try await withThrowingTaskGroup(of: Void.self) { group in
               for _ in 0..<OutboxRelay.workersPerProcess {
                 group.addTask { [logger] in
-                  let relay = OutboxRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger, batchSize: 1000)
+                  let relay = OutboxRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger)
                   try await relay.drain()
                 }
               }
