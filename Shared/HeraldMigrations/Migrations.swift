@@ -223,9 +223,10 @@ package enum HeraldMigrations {
           DROP INDEX outbox_pending_idx;
           CREATE INDEX outbox_settled_idx ON outbox (campaign_id, status) WHERE status IS NOT NULL;
           -- Written only by the expansion, which selects the subscribers in the same statement while
-          -- it holds the campaign's row lock (campaigns and subscribers are never deleted, only
-          -- erased): a foreign key check per entry more than doubled the time to expand a large
-          -- audience. Verification reports entries whose campaign or subscriber is missing.
+          -- it holds the campaign's row lock; campaigns are never deleted, subscribers are erased
+          -- (kept), and the only delete (verification's duplicate repair) spares subscribers the
+          -- outbox names. A foreign key check per entry more than doubled the time to expand a
+          -- large audience. Verification reports entries whose campaign or subscriber is missing.
           ALTER TABLE outbox DROP CONSTRAINT outbox_campaign_id_fkey, DROP CONSTRAINT outbox_subscriber_id_fkey;
           """#),
     ])

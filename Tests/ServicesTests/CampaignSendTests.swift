@@ -211,6 +211,36 @@ import Testing
     }
   }
 
+  /// A chunk of large messages is enqueued in several calls, each under gRPC's 4 MiB limit.
+  @Test func aChunkOfLargeMessagesIsEnqueuedInPartsUnderTheMessageLimit() async throws {
+    try await withServices { campaign, delivery, database in
+      let list = try await campaign.createList(.with { $0.name = "long reads" })
+      try await seed(700, list: list.id, database: database)  // 630 consent: one chunk
+      let template = try await campaign.createTemplate(.with {
+        $0.name = "long"
+        $0.channel = "email"
+        $0.subject = "A long one for {{first_name}}"
+        $0.body = "<p>Dear {{first_name}},</p><p>" + String(repeating: "All work and no play. ", count: 460) + "</p>"
+        $0.variables = [.with { $0.name = "first_name" }]
+      }).id
+      let id = try await campaign.createCampaign(.with {
+        $0.name = "long"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template
+      }).id
+      _ = try await campaign.sendCampaign(.with { $0.id = id })
+      let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
+      try await OutboxRelay(client: database, sink: counting, logger: Logger(label: "test.relay")).drain()
+      // 630 messages of about 10 KB: 6 MB in parts of at most 3 MiB.
+      #expect(counting.calls.withLock { $0 } == 3)
+      let sent = try await campaign.getCampaign(.with { $0.id = id })
+      #expect(sent.status == "sent" && sent.counts.relayed == 630)
+      let queued = try await database.query(
+        "SELECT count(*) FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: id)!) AND length(body) > 10000",
+        logger: Logger(label: "test")
+      ).collect().first?.decode(Int64.self)
+      #expect(queued == 630)
+    }
+  }
+
   @Test func analyticsCountDeliveryEventsOncePerVariantAndDay() async throws {
     try await withServices { campaign, delivery, database in
       let logger = Logger(label: "test.analytics")

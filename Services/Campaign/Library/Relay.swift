@@ -145,9 +145,12 @@ package struct OutboxRelay: Sendable {
 
       var relayed = 0
       var refused = false
-      if !messages.isEmpty {
+      // One enqueue call per part of the chunk small enough for a gRPC message (large bodies
+      // times a thousand recipients would pass the 4 MiB limit). Parts enqueued before a failure
+      // are sent again with the chunk's next try and recognised as duplicates.
+      for part in Self.parts(of: messages.map(\.1), maxBytes: Self.maxRequestBytes) {
         var request = Herald_Delivery_V1_EnqueueMessagesRequest()
-        request.messages = messages.map(\.1)
+        request.messages = Array(messages[part].map(\.1))
         // The budget travels with the batch: delivery decides the spend cap atomically at send time.
         if let budget {
           request.spendCaps = [.with {
@@ -158,19 +161,20 @@ package struct OutboxRelay: Sendable {
         do {
           let response = try await sink.enqueue(request)
           let answered = Set(response.results.map(\.idempotencyKey))
-          if let missing = messages.first(where: { !answered.contains($0.1.idempotencyKey) }) {
-            throw RPCError(code: .internalError, message: "delivery did not answer for \(missing.1.idempotencyKey)")
+          if let missing = request.messages.first(where: { !answered.contains($0.idempotencyKey) }) {
+            throw RPCError(code: .internalError, message: "delivery did not answer for \(missing.idempotencyKey)")
           }
-          relayed = messages.count
+          relayed += request.messages.count
           if response.duplicates > 0 {
             logger.info("delivery already had some of this chunk (an earlier attempt was cut short)", metadata: ["duplicates": "\(response.duplicates)"])
           }
         } catch let error as RPCError where error.code == .invalidArgument {
           // Delivery refused one message (it names it as messages[i].field): settle that one as
           // failed with the reason; the chunk stays pending and its rest goes with the next try.
-          guard let field = error.field, let index = Self.messageIndex(field), messages.indices.contains(index) else { throw error }
-          settled.append((messages[index].0, "failed", "delivery refused it: \(error.message)"))
+          guard let field = error.field, let index = Self.messageIndex(field), request.messages.indices.contains(index) else { throw error }
+          settled.append((messages[part.lowerBound + index].0, "failed", "delivery refused it: \(error.message)"))
           refused = true
+          break
         }
       }
 
@@ -193,6 +197,28 @@ package struct OutboxRelay: Sendable {
       // A chunk with nothing left to send still counts as work done, so drain() moves on.
       return max(relayed + settled.count, 1)
     }
+  }
+
+  /// What one enqueue call may carry, under the gRPC servers' 4 MiB limit on a message.
+  static let maxRequestBytes = 3 << 20
+
+  /// Consecutive ranges of `messages` whose encoded size stays under `maxBytes` (each range has at
+  /// least one message).
+  static func parts(of messages: [Herald_Delivery_V1_OutboundMessage], maxBytes: Int) -> [Range<Int>] {
+    var parts: [Range<Int>] = []
+    var start = 0
+    var size = 0
+    for (index, message) in messages.enumerated() {
+      // Field bytes plus a generous allowance for tags, lengths and the ids.
+      let bytes = message.subject.utf8.count + message.body.utf8.count + message.recipient.utf8.count + 256
+      if index > start && size + bytes > maxBytes {
+        parts.append(start..<index)
+        (start, size) = (index, 0)
+      }
+      size += bytes
+    }
+    if start < messages.count { parts.append(start..<messages.count) }
+    return parts
   }
 
   static func messageIndex(_ field: String) -> Int? {
