@@ -127,7 +127,7 @@ package struct OutboxRelay: Sendable {
           let rendered = try template.render(
             MessageTemplate.values(
               id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
-              lastName: entry.lastName, attributesJSON: entry.attributesJSON))
+              lastName: entry.lastName, attributesJSON: template.usesAttributes ? entry.attributesJSON : "{}"))
           var message = Herald_Delivery_V1_OutboundMessage()
           let subscriberText = entry.subscriberID.uuidString.lowercased()
           message.idempotencyKey = "\(campaignText):\(subscriberText)"

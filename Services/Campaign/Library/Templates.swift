@@ -94,7 +94,14 @@ package struct MessageTemplate: Sendable {
         throw .init(field: "variables.\(variable.name)", message: "variable '\(variable.name)' has no value and no default")
       }
     }
-    return (subjectTemplate.render(context), bodyTemplate.render(context))
+    let parent = RenderContext(values: context)
+    return (subjectTemplate.render(parent), bodyTemplate.render(parent))
+  }
+
+  /// Whether a declared variable can come from the subscriber's attributes (a name that is not
+  /// one of its own fields); when none can, the attributes need not be read.
+  package var usesAttributes: Bool {
+    variables.contains { !Self.subscriberFields.contains($0.name) }
   }
 
   /// The values a subscriber supplies: its own fields, then its attributes (strings, numbers and
@@ -109,7 +116,7 @@ package struct MessageTemplate: Sendable {
     id: UUID, email: String?, phone: String?, firstName: String, lastName: String, attributesJSON: String
   ) -> [String: String] {
     var values: [String: String] = [:]
-    if let attributes = try? JSONDecoder().decode([String: AttributeText].self, from: Data(attributesJSON.utf8)) {
+    if attributesJSON != "{}", let attributes = try? attributeDecoder.decode([String: AttributeText].self, from: Data(attributesJSON.utf8)) {
       for (key, value) in attributes {
         if let text = value.text { values[key] = text }
       }
@@ -121,6 +128,8 @@ package struct MessageTemplate: Sendable {
     values["subscriber_id"] = id.uuidString.lowercased()
     return values
   }
+
+  private static let attributeDecoder = JSONDecoder()
 
   static func isName(_ name: String) -> Bool {
     guard let first = name.unicodeScalars.first, name.utf8.count <= 100 else { return false }
@@ -194,6 +203,14 @@ package struct MessageTemplate: Sendable {
 }
 
 /// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
+/// The values a template renders with: a concrete type answering swift-mustache's lookups (a
+/// dictionary would be found through its generic conformance, a runtime search on every lookup).
+struct RenderContext: MustacheParent {
+  let values: [String: String]
+
+  func child(named name: String) -> Any? { values[name] }
+}
+
 package struct AttributeText: Decodable, Sendable {
   package var text: String?
 

@@ -82,12 +82,16 @@ package struct PostgresMessageQueue: Sendable {
     self.logger = logger
   }
 
+  /// Stands for "none" in a uuid array (no random or generated id is all zeros).
+  static let noID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
   /// Writes the batch in one transaction; keys accepted before come back as duplicates, and
   /// messages to a suppressed address are recorded as suppressed (never sent).
   package func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome] {
     guard !messages.isEmpty else { return [] }
     // One statement for the whole batch: the messages, their "queued" events, and the ids of
-    // keys accepted earlier. Optional values travel as '' (arrays of NULLs do not bind). The
+    // keys accepted earlier. Optional values travel as '' or the nil UUID (arrays of NULLs do
+    // not bind; ids go as binary uuids, not text). The
     // earlier ids are looked up key by key through the unique index (evaluated only for keys
     // not inserted now): a join would let the planner hash the whole table for every batch.
     let iso = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
@@ -97,13 +101,13 @@ package struct PostgresMessageQueue: Sendable {
         SELECT * FROM unnest(
           \(messages.map(\.idempotencyKey))::text[], \(messages.map(\.channel))::text[], \(messages.map(\.recipient))::text[],
           \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[],
-          \(messages.map { $0.campaignID?.uuidString ?? "" })::text[], \(messages.map { $0.subscriberID?.uuidString ?? "" })::text[],
+          \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
           \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[]
         ) WITH ORDINALITY AS t(key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, position)
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, status, last_error)
-        SELECT key, channel, recipient, subject, body, nullif(campaign_id, '')::uuid, nullif(subscriber_id, '')::uuid,
+        SELECT key, channel, recipient, subject, body, nullif(campaign_id, \(Self.noID)), nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
           CASE WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
           CASE WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
