@@ -84,15 +84,18 @@ package struct OutboxRelay: Sendable {
       ).collect().first
       guard let (campaign, chunk, first, next, channel, budget) = try claimed?.decode((UUID, Int32, UUID, UUID?, String, Int64?).self)
       else { return 0 }
-      // The chunk's entries with what rendering and the consent check need of each subscriber.
-      // Entries settled on their own earlier (a message delivery refused) are not sent again.
+      // The chunk's entries with what rendering and the consent check need of each subscriber
+      // (the attributes only when a variant's template uses one). Entries settled on their own
+      // earlier (a message delivery refused) are not sent again.
+      let variants = try await self.templates(for: campaign, on: connection)
       let consent = channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+      let attributes = variants.values.contains(where: \.usesAttributes) ? "s.attributes::text" : "'{}'::text"
       var entries: [Entry] = []
       entries.reserveCapacity(Self.chunkSize)
       let rows = try await connection.query(
         """
         SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name,
-          s.attributes::text
+          \(unescaped: attributes)
         FROM campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
         WHERE o.campaign_id = \(campaign) AND o.subscriber_id >= \(first)
           AND (\(next)::uuid IS NULL OR o.subscriber_id < \(next)) AND o.status IS NULL
@@ -106,7 +109,6 @@ package struct OutboxRelay: Sendable {
             email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributesJSON: attributes ?? "{}"))
       }
 
-      let variants = try await self.templates(for: campaign, on: connection)
       let campaignText = campaign.uuidString.lowercased()
       var messages: [(Entry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [(Entry, status: String, error: String)] = []
@@ -127,7 +129,7 @@ package struct OutboxRelay: Sendable {
           let rendered = try template.render(
             MessageTemplate.values(
               id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
-              lastName: entry.lastName, attributesJSON: template.usesAttributes ? entry.attributesJSON : "{}"))
+              lastName: entry.lastName, attributesJSON: entry.attributesJSON))
           var message = Herald_Delivery_V1_OutboundMessage()
           let subscriberText = entry.subscriberID.uuidString.lowercased()
           message.idempotencyKey = "\(campaignText):\(subscriberText)"
@@ -148,9 +150,10 @@ package struct OutboxRelay: Sendable {
       // One enqueue call per part of the chunk small enough for a gRPC message (large bodies
       // times a thousand recipients would pass the 4 MiB limit). Parts enqueued before a failure
       // are sent again with the chunk's next try and recognised as duplicates.
-      for part in Self.parts(of: messages.map(\.1), maxBytes: Self.maxRequestBytes) {
+      let outbound = messages.map(\.1)
+      for part in Self.parts(of: outbound, maxBytes: Self.maxRequestBytes) {
         var request = Herald_Delivery_V1_EnqueueMessagesRequest()
-        request.messages = Array(messages[part].map(\.1))
+        request.messages = Array(outbound[part])
         // The budget travels with the batch: delivery decides the spend cap atomically at send time.
         if let budget {
           request.spendCaps = [.with {

@@ -202,7 +202,6 @@ package struct MessageTemplate: Sendable {
   }
 }
 
-/// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
 /// The values a template renders with: a concrete type answering swift-mustache's lookups (a
 /// dictionary would be found through its generic conformance, a runtime search on every lookup).
 struct RenderContext: MustacheParent {
@@ -210,6 +209,8 @@ struct RenderContext: MustacheParent {
 
   func child(named name: String) -> Any? { values[name] }
 }
+
+/// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
 
 package struct AttributeText: Decodable, Sendable {
   package var text: String?

@@ -115,14 +115,16 @@ struct StatusProbe: Sendable {
     guard let verification else { return nil }
     var overview = VerificationOverview()
     do {
+      // Both asked at once; the issues are kept even when no report exists yet.
       async let issues = verification.listIssues(.init(), options: .timeout(timeout))
+      async let latest = verification.getReport(.with { $0.id = "latest" }, options: .timeout(timeout))
       let open = try await issues.issues
       for issue in open { overview.openIssues["\(issue.severity)".uppercased(), default: 0] += 1 }
       overview.alerts = open.filter(\.hasAlertedAt).map {
         VerificationOverview.Alert(
           fingerprint: $0.fingerprint, severity: "\($0.severity)".uppercased(), description: $0.description_p, alertedAt: $0.alertedAt.date)
       }
-      let report = try await verification.getReport(.with { $0.id = "latest" }, options: .timeout(timeout))
+      let report = try await latest
       overview.reportId = report.id
       overview.status = "\(report.overallStatus)"
       overview.finishedAt = report.finishedAt.date

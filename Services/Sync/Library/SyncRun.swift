@@ -181,9 +181,8 @@ final class SyncExecution {
 
   // MARK: - Progress
 
-  /// `checkpoint`: the one to save (a page's, before its transaction commits); the run's own by default.
-  func saveProgress(phase: String, checkpoint: String? = nil) async throws {
-    try await progress(phase: phase, checkpoint: checkpoint).save(on: connection, logger: logger)
+  func saveProgress(phase: String) async throws {
+    try await progress(phase: phase).save(on: connection, logger: logger)
   }
 
   /// The run's progress as it stands (counts brought up to date with the connector's).

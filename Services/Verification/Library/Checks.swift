@@ -72,17 +72,18 @@ struct DataCheck: Sendable {
   var repair: RepairPlan?
 
   func run(connection: PostgresConnection, logger: Logger) async throws -> [Finding] {
-    // The count first; the samples (10 keys in order) only when there is something to show.
-    let count = try await connection.query(
-      PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM (\(query)) AS affected(k, p)"), logger: logger
-    ).decode(Int64.self).elements().first ?? 0
-    guard count > 0 else { return [] }
+    // One read: the first 10 keys in order, each row carrying the count of all of them.
+    var count: Int64 = 0
     var samples: [String] = []
-    for try await (key, personal) in try await connection.query(
-      PostgresQuery(unsafeSQL: "SELECT k, coalesce(p, '') FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10"), logger: logger
-    ).decode((String, String).self) {
+    for try await (key, personal, total) in try await connection.query(
+      PostgresQuery(
+        unsafeSQL: "SELECT k, coalesce(p, ''), count(*) OVER ()::bigint FROM (\(query)) AS affected(k, p) ORDER BY k LIMIT 10"),
+      logger: logger
+    ).decode((String, String, Int64).self) {
+      count = total
       samples.append(personal.isEmpty ? key : "\(key) (\(Mask.personal(personal)))")
     }
+    guard count > 0 else { return [] }
     return [
       Finding(
         check: check, component: component, severity: severity, category: category, description: describe(Int(count)),

@@ -160,10 +160,8 @@ package struct RepairDesk: Sendable {
         guard status == repair.status else {
           throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) became \(status ?? "gone") meanwhile")
         }
-        try await connection.query(
-          PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Verifier.milliseconds(settings.repairLockTimeout))"), logger: logger)
-        try await connection.query(
-          PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(Verifier.milliseconds(settings.repairStatementTimeout))"), logger: logger)
+        try await Verifier.limit(
+          lock: settings.repairLockTimeout, statement: settings.repairStatementTimeout, on: connection, logger: logger)
         // The checkpoint: the rows the repair changes, as they are now.
         if let backup = plan.backupQuery {
           let table = "\(Self.backupSchema).repair_\(id.uuidString.prefix(8).lowercased())_\(Int(Date().timeIntervalSince1970))"
@@ -228,10 +226,9 @@ package struct RepairDesk: Sendable {
       let expected = try await verifier.expectedCatalog(set)
       return DriftCheck.compare(schema: set.schema, live: live, expected: expected).contains { $0.fingerprint == finding.fingerprint }
     case "data", "sync":
-      for check in DataChecks.all(stuckAfter: verifier.settings.stuckAfter) where check.check == finding.check {
-        return try await check.run(connection: connection, logger: logger).contains { $0.fingerprint == finding.fingerprint }
-      }
-      return true
+      guard let check = DataChecks.all(stuckAfter: verifier.settings.stuckAfter).first(where: { $0.check == finding.check })
+      else { return true }
+      return try await check.run(connection: connection, logger: logger).contains { $0.fingerprint == finding.fingerprint }
     default:
       return true
     }

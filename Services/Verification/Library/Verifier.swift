@@ -194,9 +194,12 @@ package final class Verifier: Sendable {
 
   /// The transaction's timeouts (SET LOCAL: they end with it, and never stay on a pooled connection).
   private func limit(_ connection: PostgresConnection) async throws {
-    try await connection.query(
-      PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(Self.milliseconds(settings.statementTimeout))"), logger: logger)
-    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Self.milliseconds(settings.lockTimeout))"), logger: logger)
+    try await Self.limit(lock: settings.lockTimeout, statement: settings.statementTimeout, on: connection, logger: logger)
+  }
+
+  static func limit(lock: Duration, statement: Duration, on connection: PostgresConnection, logger: Logger) async throws {
+    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds(statement))"), logger: logger)
+    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(milliseconds(lock))"), logger: logger)
   }
 
   /// At least 1 ms (0 would mean no timeout at all).
