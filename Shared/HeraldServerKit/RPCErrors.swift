@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 
 /// Metadata key naming the request field an INVALID_ARGUMENT (or similar) error is about; the
 /// gateway turns it into the `field` of its problem+json answer.
@@ -14,8 +15,12 @@ extension RPCError {
   }
 
   /// `text` as a UUID, or INVALID_ARGUMENT naming `field`.
-  package static func uuid(_ text: String, field: String) throws(RPCError) -> UUID {
-    guard let id = UUID(uuidString: text) else { throw .field(field, .invalidArgument, "\(field) '\(text)' is not a UUID") }
+  /// `field` is evaluated only when `text` is not a UUID.
+  package static func uuid(_ text: String, field: @autoclosure () -> String) throws(RPCError) -> UUID {
+    guard let id = UUID(text: text) else {
+      let field = field()
+      throw .field(field, .invalidArgument, "\(field) '\(text)' is not a UUID")
+    }
     return id
   }
 

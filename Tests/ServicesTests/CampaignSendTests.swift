@@ -419,6 +419,55 @@ import Testing
     }
   }
 
+  /// The relay reads only the attributes a template uses, through PostgreSQL's jsonb operators;
+  /// a preview decodes the subscriber's whole attributes object. Both render the same text.
+  @Test func theRelayRendersAttributesAsThePreviewDoes() async throws {
+    try await withServices { campaign, delivery, database in
+      let logger = Logger(label: "test")
+      let names = ["s", "i", "f", "w", "e", "big", "neg", "t", "nul", "arr", "obj", "missing", "first_name"]
+      let template = try await campaign.createTemplate(.with {
+        $0.name = "values"
+        $0.channel = "email"
+        $0.format = "text"
+        $0.subject = "values"
+        $0.body = names.map { "{{\($0)}}" }.joined(separator: "|")
+        $0.variables = names.map { name in .with { $0.name = name; $0.defaultValue = "-" } }
+      })
+      let list = try await campaign.createList(.with { $0.name = "odd values" })
+      let subscriber = try #require(
+        try await database.query(
+          """
+          INSERT INTO campaign.subscribers (email, first_name, attributes, email_subscribed, email_consent_source, email_consented_at)
+          VALUES ('values@example.com', 'Ada', '{"s": "<b>text</b> ü", "i": 42, "f": 1.5, "w": 3.0, "e": 1e3,
+            "big": 9007199254740993, "neg": -0.25, "t": true, "nul": null, "arr": [1], "obj": {"a": 1}, "first_name": "ignored"}',
+            true, 'test', now())
+          RETURNING id
+          """, logger: logger
+        ).collect().first?.decode(UUID.self))
+      try await database.query(
+        "INSERT INTO campaign.list_members (list_id, subscriber_id) VALUES (\(UUID(uuidString: list.id)!), \(subscriber))", logger: logger)
+      let expected = "<b>text</b> ü|42|1.5|3|1000|9007199254740993|-0.25|true|-|-|-|-|Ada"
+      let preview = try await campaign.previewTemplate(.with {
+        $0.templateID = template.id
+        $0.subscriberID = subscriber.uuidString
+      })
+      #expect(preview.body == expected)
+
+      let created = try await campaign.createCampaign(.with {
+        $0.name = "values"
+        $0.channel = "email"
+        $0.listID = list.id
+        $0.templateID = template.id
+      })
+      _ = try await campaign.sendCampaign(.with { $0.id = created.id })
+      try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
+      let body = try await database.query(
+        "SELECT body FROM delivery.messages WHERE subscriber_id = \(subscriber)", logger: logger
+      ).collect().first?.decode(String.self)
+      #expect(body == expected)
+    }
+  }
+
   @Test func previewRendersForASubscriberOrGivenValues() async throws {
     try await withServices { campaign, _, _ in
       let sms = try await campaign.createTemplate(.with {

@@ -66,10 +66,37 @@ import Testing
   @Test func subscriberValuesComeFromFieldsThenAttributes() throws {
     let values = MessageTemplate.values(
       id: UUID(), email: "ada@example.com", phone: nil, firstName: "Ada", lastName: "",
-      attributesJSON: #"{"plan": "pro", "seats": 3, "vip": true, "tags": ["a"], "first_name": "ignored"}"#)
+      attributes: MessageTemplate.attributes(json: #"{"plan": "pro", "seats": 3, "vip": true, "tags": ["a"], "first_name": "ignored"}"#))
     #expect(values["plan"] == "pro" && values["seats"] == "3" && values["vip"] == "true")
     #expect(values["tags"] == nil)
     #expect(values["first_name"] == "Ada")
+  }
+
+  /// Plain variable texts render by concatenation; swift-mustache must agree on every one.
+  @Test func plainTextsRenderAsSwiftMustacheDoes() throws {
+    let texts = [
+      "Hello {{first_name}}, you are number {{n}}.", "{{n}}", "no tags at all", "{{ first_name }}{{n}}{{{n}}}",
+      "<p>{{& first_name}} & {{first_name}}</p>\n", "a }} b { c {{n}}", "ünï {{first_name}} 😀",
+    ]
+    let values = [
+      ["first_name": "Ada", "n": "1"], ["first_name": "<b>\"O'Neil\" & co</b>", "n": "&\u{301} é > 2"], ["first_name": "", "n": "{{n}}"],
+    ]
+    for text in texts {
+      for format in ["html", "text"] {
+        let parsed = try MessageTemplate.parse(text, field: "body", format: format, declared: ["first_name", "n"])
+        #expect(parsed.pieces != nil, "\(text) should not need swift-mustache")
+        for value in values {
+          let context = RenderContext(values: value)
+          #expect(parsed.render(context) == parsed.renderWithMustache(context), "\(format): \(text) with \(value)")
+        }
+      }
+    }
+    // Sections, comments and transforms go through swift-mustache.
+    for text in ["{{#n}}yes{{/n}}", "{{! note }}hi", "{{uppercased(first_name)}}", "{{^n}}none{{/n}}"] {
+      let parsed = try MessageTemplate.parse(text, field: "body", format: "html", declared: ["first_name", "n"])
+      #expect(parsed.pieces == nil, "\(text)")
+      #expect(parsed.render(RenderContext(values: ["first_name": "ada", "n": "1"])) == parsed.renderWithMustache(RenderContext(values: ["first_name": "ada", "n": "1"])))
+    }
   }
 
   @Test func smsLengthFollowsGSM7AndUCS2() {

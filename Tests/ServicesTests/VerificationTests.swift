@@ -167,8 +167,11 @@ func withVerifiedSystem<T: Sendable>(
           CREATE INDEX extra_first_name_idx ON campaign.subscribers (first_name);
           UPDATE ratelimit.schema_migrations SET checksum = repeat('deadbeef', 8) WHERE version = 1;
           INSERT INTO campaign.list_members (list_id, subscriber_id) SELECT id, gen_random_uuid() FROM campaign.lists;
-          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id)
-            VALUES ('orphan:1', 'email', 'someone@example.com', 'hi', gen_random_uuid());
+          WITH m AS (
+            INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id)
+            VALUES ('orphan:1', 'email', 'someone@example.com', 'hi', gen_random_uuid()) RETURNING id)
+          INSERT INTO delivery.delivery_events (message_id, status) SELECT id, 'queued' FROM m;
+          INSERT INTO delivery.delivery_events (message_id, status) VALUES (gen_random_uuid(), 'sent');
           INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant) VALUES (gen_random_uuid(), gen_random_uuid(), 'A');
           INSERT INTO campaign.subscribers (email) VALUES ('not-an-email'), ('ada@example.com ');
           INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, status, lease_token, lease_expires_at)
@@ -185,6 +188,7 @@ func withVerifiedSystem<T: Sendable>(
           ("schema.extra_index", "campaign.extra_first_name_idx", .medium, .database),
           ("ledger.checksum_changed", "ratelimit.schema_migrations version 1", .critical, .database),
           ("data.orphan_message_campaign", "delivery.messages.campaign_id", .high, .data),
+          ("data.orphan_delivery_event", "delivery.delivery_events.message_id", .medium, .data),
           ("data.orphan_outbox_entry", "campaign.outbox", .high, .data),
           ("data.malformed_email", "campaign.subscribers.email", .medium, .data),
           ("data.duplicate_email", "campaign.subscribers.email", .high, .data),
@@ -215,12 +219,12 @@ func withVerifiedSystem<T: Sendable>(
         // A plan in review cannot run for real before approval; its dry run changes nothing.
         let orphan = try #require(issue("data.orphan_message_campaign", "delivery.messages.campaign_id"))
         let review = try await verification.proposeRepair(.with { $0.fingerprint = orphan.fingerprint; $0.requestedBy = "test" })
-        #expect(review.status == .pendingReview && review.needsReview && review.statements.first?.contains("DELETE FROM delivery.messages") == true)
+        #expect(review.status == .pendingReview && review.needsReview && review.statements.last?.contains("DELETE FROM delivery.messages") == true)
         await #expect { _ = try await verification.runRepair(.with { $0.id = review.id; $0.apply = true }) } throws: {
           rpcError($0).0 == .failedPrecondition
         }
         let dry = try await verification.runRepair(.with { $0.id = review.id })
-        #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1] && dry.runs.last?.issueRemains == false)
+        #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1, 1] && dry.runs.last?.issueRemains == false)
         #expect(dry.runs.last?.committed == false && dry.status == .pendingReview)
         #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 1)
         let approved = try await verification.reviewRepair(.with { $0.id = review.id; $0.approve = true; $0.reviewer = "ops"; $0.note = "junk" })
@@ -230,7 +234,12 @@ func withVerifiedSystem<T: Sendable>(
         let backup = try #require(deleted.runs.last?.backupTable)
         #expect(backup.hasPrefix("verification_backup.repair_"))
         #expect(try await Self.count(database, "SELECT count(*)::int FROM \(backup) WHERE idempotency_key = 'orphan:1'") == 1)
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM \(backup)_2") == 1)
         #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 0)
+        // Its event went with it (not left behind as an orphan); only the injected orphan event remains.
+        #expect(
+          try await Self.count(
+            database, "SELECT count(*)::int FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)") == 1)
 
         // The foreign key cannot come back while an orphan row breaks it: rolled back, nothing lost.
         let foreignKey = try #require(issue("schema.missing_constraint", "campaign.list_members.list_members_subscriber_id_fkey"))

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldCore
 import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
@@ -79,8 +80,8 @@ package struct DeliveryFeedConsumer: Sendable {
         var subscriber: UUID
       }
       let recipients = Array(Set(response.events.compactMap { event in
-        UUID(uuidString: event.campaignID).flatMap { campaign in
-          UUID(uuidString: event.subscriberID).map { Recipient(campaign: campaign, subscriber: $0) }
+        UUID(text: event.campaignID).flatMap { campaign in
+          UUID(text: event.subscriberID).map { Recipient(campaign: campaign, subscriber: $0) }
         }
       }))
       var variants: [Recipient: String] = [:]
@@ -98,13 +99,13 @@ package struct DeliveryFeedConsumer: Sendable {
       var engagement: [UUID: Engagement] = [:]
       for event in response.events {
         let at = event.occurredAt.date
-        if let campaign = UUID(uuidString: event.campaignID), Self.countedStatuses.contains(event.status) {
-          let variant = UUID(uuidString: event.subscriberID).flatMap { variants[Recipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
+        if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
+          let variant = UUID(text: event.subscriberID).flatMap { variants[Recipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
           let key = DayKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: event.status)
           days[key, default: (0, 0)].events += 1
           days[key, default: (0, 0)].cost += event.costCents
         }
-        if let subscriber = UUID(uuidString: event.subscriberID) {
+        if let subscriber = UUID(text: event.subscriberID) {
           var entry = engagement[subscriber, default: Engagement()]
           switch event.status {
           case "delivered": entry.delivered += 1
@@ -208,7 +209,7 @@ extension CampaignService {
       Self.add(status, events, cost, to: &days[day, default: .init()])
     }
     var analytics = Herald_Campaign_V1_CampaignAnalytics()
-    analytics.campaignID = id.uuidString.lowercased()
+    analytics.campaignID = id.lowercasedString
     analytics.totals = totals
     // Every variant of the campaign appears, in its order, even before any event.
     let known = campaign.variants.map(\.name)
@@ -261,10 +262,10 @@ extension CampaignService {
     let limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
     // The token is the last row's (score, subscriber id).
     var afterScore = 101
-    var afterID = UUID(uuidString: "00000000-0000-0000-0000-000000000000")!
+    var afterID = UUID(text: "00000000-0000-0000-0000-000000000000")!
     if !request.pageToken.isEmpty {
       let parts = String(decoding: Data(base64Encoded: request.pageToken) ?? Data(), as: UTF8.self).split(separator: "/")
-      guard parts.count == 2, let score = Int(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
+      guard parts.count == 2, let score = Int(parts[0]), let id = UUID(text: String(parts[1])) else {
         throw RPCError.field("page_token", .invalidArgument, "page_token is not one this service gave out")
       }
       (afterScore, afterID) = (score, id)
@@ -291,7 +292,7 @@ extension CampaignStore {
   /// Engagement rows, best score first: of `ids` when given, scoring at least `minScore`, after the
   /// row `after` (score, subscriber id) in that order.
   func engagement(
-    ids: [UUID] = [], minScore: Int = 0, after: (score: Int, id: UUID) = (101, UUID(uuidString: "00000000-0000-0000-0000-000000000000")!), limit: Int
+    ids: [UUID] = [], minScore: Int = 0, after: (score: Int, id: UUID) = (101, UUID(text: "00000000-0000-0000-0000-000000000000")!), limit: Int
   ) async throws -> [Herald_Campaign_V1_SubscriberEngagement] {
     var result: [Herald_Campaign_V1_SubscriberEngagement] = []
     let rows = try await client.query(
@@ -307,7 +308,7 @@ extension CampaignStore {
       (UUID, Int, Int64, Int64, Int64, Int64, Int64, Date?, Date?).self)
     {
       var item = Herald_Campaign_V1_SubscriberEngagement()
-      item.subscriberID = id.uuidString.lowercased()
+      item.subscriberID = id.lowercasedString
       item.score = Int32(score)
       item.delivered = delivered
       item.opened = opened

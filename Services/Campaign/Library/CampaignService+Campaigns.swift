@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import PostgresNIO
@@ -137,7 +138,7 @@ extension CampaignService {
     if !request.subscriberID.isEmpty {
       let id = try Self.uuid(request.subscriberID, field: "subscriber_id")
       guard let subscriber = try await store.get(id: id) else {
-        throw RPCError.field("subscriber_id", .notFound, "no subscriber has id \(id.uuidString.lowercased())")
+        throw RPCError.field("subscriber_id", .notFound, "no subscriber has id \(id.lowercasedString)")
       }
       values = MessageTemplate.values(of: subscriber)
     }
@@ -316,7 +317,7 @@ extension CampaignService {
 
   static func message(_ list: ListRecord) -> Herald_Campaign_V1_SubscriberList {
     var message = Herald_Campaign_V1_SubscriberList()
-    message.id = list.id.uuidString.lowercased()
+    message.id = list.id.lowercasedString
     message.name = list.name
     message.description_p = list.description
     message.counts = Self.message(list.counts)
@@ -326,7 +327,7 @@ extension CampaignService {
 
   static func message(_ segment: SegmentRecord) -> Herald_Campaign_V1_Segment {
     var message = Herald_Campaign_V1_Segment()
-    message.id = segment.id.uuidString.lowercased()
+    message.id = segment.id.lowercasedString
     message.name = segment.name
     message.match = segment.match
     message.conditions = segment.conditions.map { condition in
@@ -351,7 +352,7 @@ extension CampaignService {
 
   static func message(_ record: TemplateRecord) -> Herald_Campaign_V1_Template {
     var message = Herald_Campaign_V1_Template()
-    message.id = record.id.uuidString.lowercased()
+    message.id = record.id.lowercasedString
     message.name = record.name
     message.channel = record.template.channel
     message.subject = record.template.subject
@@ -370,15 +371,15 @@ extension CampaignService {
 
   static func message(_ record: CampaignRecord) -> Herald_Campaign_V1_Campaign {
     var message = Herald_Campaign_V1_Campaign()
-    message.id = record.id.uuidString.lowercased()
+    message.id = record.id.lowercasedString
     message.name = record.name
     message.channel = record.channel
-    message.listID = record.listID?.uuidString.lowercased() ?? ""
-    message.segmentID = record.segmentID?.uuidString.lowercased() ?? ""
+    message.listID = record.listID?.lowercasedString ?? ""
+    message.segmentID = record.segmentID?.lowercasedString ?? ""
     message.variants = record.variants.map { variant in
       var item = Herald_Campaign_V1_CampaignVariant()
       item.name = variant.name
-      item.templateID = variant.templateID.uuidString.lowercased()
+      item.templateID = variant.templateID.lowercasedString
       item.weight = Int32(variant.weight)
       item.recipients = variant.recipients
       return item

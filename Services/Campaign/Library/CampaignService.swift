@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import SwiftProtobuf
@@ -54,7 +55,7 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
     let limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
     var after: UUID?
     if !request.pageToken.isEmpty {
-      guard let data = Data(base64Encoded: request.pageToken), let id = UUID(uuidString: String(decoding: data, as: UTF8.self))
+      guard let data = Data(base64Encoded: request.pageToken), let id = UUID(text: String(decoding: data, as: UTF8.self))
       else { throw RPCError.field("page_token", .invalidArgument, "page_token is not one this service gave out") }
       after = id
     }
@@ -81,7 +82,7 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
     }
     var ids: [UUID] = []
     for (index, text) in request.ids.enumerated() {
-      guard let id = UUID(uuidString: text) else {
+      guard let id = UUID(text: text) else {
         throw RPCError.field("ids[\(index)]", .invalidArgument, "ids[\(index)] '\(text)' is not a UUID")
       }
       ids.append(id)
@@ -176,12 +177,12 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
   }
 
   static func id(_ text: String) throws -> UUID {
-    guard let id = UUID(uuidString: text) else { throw RPCError.field("id", .invalidArgument, "id '\(text)' is not a UUID") }
+    guard let id = UUID(text: text) else { throw RPCError.field("id", .invalidArgument, "id '\(text)' is not a UUID") }
     return id
   }
 
   static func notFound(_ id: UUID) -> RPCError {
-    RPCError.field("id", .notFound, "no subscriber has id \(id.uuidString.lowercased())")
+    RPCError.field("id", .notFound, "no subscriber has id \(id.lowercasedString)")
   }
 
   /// Withdraws consent on one channel at once; nil (no event) when there was none to withdraw.
@@ -198,7 +199,7 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
     _ request: Herald_Campaign_V1_UpdateSubscriberRequest, to record: inout SubscriberRecord, now: Date
   ) throws -> [ConsentEvent] {
     guard record.status != "erased" else {
-      throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.uuidString.lowercased()) was erased and cannot be changed")
+      throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.lowercasedString) was erased and cannot be changed")
     }
     do {
       if request.hasEmail { record.email = try SubscriberValidation.email(request.email) }
@@ -214,7 +215,7 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
         throw RPCError.field("status", .invalidArgument, "status '\(request.status)' cannot be set: use active or archived")
       }
       guard record.status != "blocked" else {
-        throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.uuidString.lowercased()) is blocked; its status cannot be changed")
+        throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.lowercasedString) is blocked; its status cannot be changed")
       }
       record.status = request.status
     }
@@ -292,7 +293,7 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
       return message
     }
     var message = Herald_Campaign_V1_Subscriber()
-    message.id = record.id.uuidString.lowercased()
+    message.id = record.id.lowercasedString
     message.email = record.email ?? ""
     message.phone = record.phone ?? ""
     message.firstName = record.firstName

@@ -102,7 +102,7 @@ package struct CampaignStore: Sendable {
   }
 
   static func notFound(_ kind: String, _ id: UUID, field: String = "id") -> RPCError {
-    RPCError.field(field, .notFound, "no \(kind) has id \(id.uuidString.lowercased())")
+    RPCError.field(field, .notFound, "no \(kind) has id \(id.lowercasedString)")
   }
 
   // MARK: Lists
@@ -222,7 +222,7 @@ package struct CampaignStore: Sendable {
         for (index, list) in compiled.lists.enumerated() {
           let found = try await connection.query("SELECT 1 FROM campaign.lists WHERE id = \(list)", logger: logger).collect()
           guard !found.isEmpty else {
-            let position = conditions.firstIndex { $0.field == "list" && UUID(uuidString: Self.unquoted($0.valueJSON)) == list } ?? index
+            let position = conditions.firstIndex { $0.field == "list" && UUID(text: Self.unquoted($0.valueJSON)) == list } ?? index
             throw Self.notFound("list", list, field: "conditions[\(position)].value")
           }
         }
@@ -313,7 +313,7 @@ package struct CampaignStore: Sendable {
         let template = try MessageTemplate(channel: channel, format: format, subject: subject, body: body, variables: variables)
         templates.append(TemplateRecord(id: id, name: name, template: template, createdAt: createdAt))
       } catch {
-        throw RPCError(code: .dataLoss, message: "stored template \(id.uuidString.lowercased()) no longer parses: \(error.message)")
+        throw RPCError(code: .dataLoss, message: "stored template \(id.lowercasedString) no longer parses: \(error.message)")
       }
     }
     return templates
@@ -350,7 +350,7 @@ package struct CampaignStore: Sendable {
         ).collect().first?.decode(String.self)
         guard let channel else { throw Self.notFound("template", variant.templateID, field: field) }
         guard channel == campaign.channel else {
-          throw RPCError.field(field, .invalidArgument, "template \(variant.templateID.uuidString.lowercased()) is for \(channel), the campaign is \(campaign.channel)")
+          throw RPCError.field(field, .invalidArgument, "template \(variant.templateID.lowercasedString) is for \(channel), the campaign is \(campaign.channel)")
         }
       }
       let row = try await connection.query(
@@ -456,7 +456,7 @@ package struct CampaignStore: Sendable {
       guard allowed.contains(record.status) else {
         let from = allowed.count == 1 ? allowed[0] : allowed.dropLast().joined(separator: ", ") + " or " + allowed.last!
         throw RPCError.field(
-          "status", .failedPrecondition, "campaign \(id.uuidString.lowercased()) is \(record.status); \(action) needs it to be \(from)")
+          "status", .failedPrecondition, "campaign \(id.lowercasedString) is \(record.status); \(action) needs it to be \(from)")
       }
       try await apply(connection, record)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldCore
 import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
@@ -63,7 +64,8 @@ package struct OutboxRelay: Sendable {
     var phone: String?
     var firstName: String
     var lastName: String
-    var attributesJSON: String
+    /// The attributes the campaign's templates use, as text.
+    var attributes: [String: String]
   }
 
   /// Relays one chunk; returns how many outbox entries it settled (0 when nothing is pending).
@@ -84,32 +86,44 @@ package struct OutboxRelay: Sendable {
       ).collect().first
       guard let (campaign, chunk, first, next, channel, budget) = try claimed?.decode((UUID, Int32, UUID, UUID?, String, Int64?).self)
       else { return 0 }
-      // The chunk's entries with what rendering and the consent check need of each subscriber
-      // (the attributes only when a variant's template uses one). Entries settled on their own
-      // earlier (a message delivery refused) are not sent again.
+      // The chunk's entries with what rendering and the consent check need of each subscriber:
+      // of the attributes, only those a variant's template uses, each as its jsonb type and text
+      // (PostgreSQL picks them out of the binary jsonb; the whole object is not decoded here).
+      // Entries settled on their own earlier (a message delivery refused) are not sent again.
       let variants = try await self.templates(for: campaign, on: connection)
       let consent = channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
-      let attributes = variants.values.contains(where: \.usesAttributes) ? "s.attributes::text" : "'{}'::text"
+      let names = Set(variants.values.flatMap(\.attributeNames)).sorted()
+      let attributeColumns = names.indices.map { ", jsonb_typeof(s.attributes -> keys.k[\($0 + 1)]), s.attributes ->> keys.k[\($0 + 1)]" }
       var entries: [Entry] = []
       entries.reserveCapacity(Self.chunkSize)
       let rows = try await connection.query(
         """
-        SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name,
-          \(unescaped: attributes)
-        FROM campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
+        SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name
+          \(unescaped: attributeColumns.joined())
+        FROM (SELECT \(names)::text[] AS k) keys,
+          campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
         WHERE o.campaign_id = \(campaign) AND o.subscriber_id >= \(first)
           AND (\(next)::uuid IS NULL OR o.subscriber_id < \(next)) AND o.status IS NULL
         """, logger: logger)
-      for try await (subscriber, variant, status, consenting, email, phone, firstName, lastName, attributes) in rows.decode(
-        (UUID, String, String?, Bool?, String?, String?, String?, String?, String?).self)
-      {
+      for try await row in rows {
+        let (subscriber, variant, status, consenting, email, phone, firstName, lastName) = try row.decode(
+          (UUID, String, String?, Bool?, String?, String?, String?, String?).self)
+        var attributes: [String: String] = [:]
+        if !names.isEmpty {
+          let cells = row.makeRandomAccess()
+          for (index, name) in names.enumerated() {
+            let value = AttributeText(
+              jsonType: try cells[8 + 2 * index].decode(String?.self), raw: try cells[9 + 2 * index].decode(String?.self))
+            if let text = value.text { attributes[name] = text }
+          }
+        }
         entries.append(
           Entry(
             subscriberID: subscriber, variant: variant, active: status == "active", consenting: consenting ?? false,
-            email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributesJSON: attributes ?? "{}"))
+            email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributes: attributes))
       }
 
-      let campaignText = campaign.uuidString.lowercased()
+      let campaignText = campaign.lowercasedString
       var messages: [(Entry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [(Entry, status: String, error: String)] = []
       for entry in entries {
@@ -129,9 +143,9 @@ package struct OutboxRelay: Sendable {
           let rendered = try template.render(
             MessageTemplate.values(
               id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
-              lastName: entry.lastName, attributesJSON: entry.attributesJSON))
+              lastName: entry.lastName, attributes: entry.attributes))
           var message = Herald_Delivery_V1_OutboundMessage()
-          let subscriberText = entry.subscriberID.uuidString.lowercased()
+          let subscriberText = entry.subscriberID.lowercasedString
           message.idempotencyKey = "\(campaignText):\(subscriberText)"
           message.channel = channel == "email" ? .email : .sms
           message.recipient = recipient

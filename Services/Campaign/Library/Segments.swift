@@ -125,7 +125,7 @@ package enum SegmentFilter {
     }
     if field == "list" {
       guard op == "eq" || op == "neq" else { throw refuse() }
-      guard case .string(let text) = value, let list = UUID(uuidString: text) else { throw wrongType("a list id (UUID string)") }
+      guard case .string(let text) = value, let list = UUID(text: text) else { throw wrongType("a list id (UUID string)") }
       let member = "EXISTS (SELECT 1 FROM campaign.list_members m WHERE m.list_id = \(builder.bind(list)) AND m.subscriber_id = s.id)"
       return (op == "eq" ? member : "NOT \(member)", list)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
@@ -48,7 +49,7 @@ package struct SubscriberImporter: Sendable {
     let source = message.consentSource.trimmingCharacters(in: .whitespacesAndNewlines)
     var listID: UUID?
     if !message.listID.isEmpty {
-      guard let id = UUID(uuidString: message.listID) else {
+      guard let id = UUID(text: message.listID) else {
         throw RPCError.field("options.list_id", .invalidArgument, "options.list_id '\(message.listID)' is not a UUID")
       }
       let found = try await client.query("SELECT 1 FROM campaign.lists WHERE id = \(id)", logger: logger).collect()

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import Mustache
 
 /// A variable a template may use, with an optional default.
@@ -28,8 +29,8 @@ package struct MessageTemplate: Sendable {
   package var subject: String
   package var body: String
   package var variables: [TemplateVariable]
-  private let subjectTemplate: MustacheTemplate
-  private let bodyTemplate: MustacheTemplate
+  private let subjectTemplate: ParsedText
+  private let bodyTemplate: ParsedText
 
   /// Checks a template as it is saved; the error names the field and, for a variable, its name.
   package init(
@@ -100,8 +101,11 @@ package struct MessageTemplate: Sendable {
 
   /// Whether a declared variable can come from the subscriber's attributes (a name that is not
   /// one of its own fields); when none can, the attributes need not be read.
-  package var usesAttributes: Bool {
-    variables.contains { !Self.subscriberFields.contains($0.name) }
+  package var usesAttributes: Bool { !attributeNames.isEmpty }
+
+  /// The declared variables that can only come from the subscriber's attributes.
+  package var attributeNames: [String] {
+    variables.map(\.name).filter { !Self.subscriberFields.contains($0) }
   }
 
   /// The values a subscriber supplies: its own fields, then its attributes (strings, numbers and
@@ -109,23 +113,30 @@ package struct MessageTemplate: Sendable {
   package static func values(of subscriber: SubscriberRecord) -> [String: String] {
     values(
       id: subscriber.id, email: subscriber.email, phone: subscriber.phone, firstName: subscriber.firstName,
-      lastName: subscriber.lastName, attributesJSON: subscriber.attributesJSON)
+      lastName: subscriber.lastName, attributes: attributes(json: subscriber.attributesJSON))
   }
 
-  package static func values(
-    id: UUID, email: String?, phone: String?, firstName: String, lastName: String, attributesJSON: String
-  ) -> [String: String] {
-    var values: [String: String] = [:]
-    if attributesJSON != "{}", let attributes = try? attributeDecoder.decode([String: AttributeText].self, from: Data(attributesJSON.utf8)) {
-      for (key, value) in attributes {
-        if let text = value.text { values[key] = text }
+  /// The usable attributes of a JSON object, as text.
+  package static func attributes(json: String) -> [String: String] {
+    var attributes: [String: String] = [:]
+    if json != "{}", let decoded = try? attributeDecoder.decode([String: AttributeText].self, from: Data(json.utf8)) {
+      for (key, value) in decoded {
+        if let text = value.text { attributes[key] = text }
       }
     }
+    return attributes
+  }
+
+  /// `attributes`: the usable ones as text (see `AttributeText`); subscriber fields win over them.
+  package static func values(
+    id: UUID, email: String?, phone: String?, firstName: String, lastName: String, attributes: [String: String]
+  ) -> [String: String] {
+    var values = attributes
     values["email"] = email ?? ""
     values["phone"] = phone ?? ""
     values["first_name"] = firstName
     values["last_name"] = lastName
-    values["subscriber_id"] = id.uuidString.lowercased()
+    values["subscriber_id"] = id.lowercasedString
     return values
   }
 
@@ -142,9 +153,9 @@ package struct MessageTemplate: Sendable {
 
   /// Parses with swift-mustache (syntax errors come back with line and column), then checks that
   /// every variable the text uses is declared.
-  private static func parse(
+  package static func parse(
     _ text: String, field: String, format: String, declared: Set<String>
-  ) throws(SubscriberValidation.Invalid) -> MustacheTemplate {
+  ) throws(SubscriberValidation.Invalid) -> ParsedText {
     for name in try usedNames(text, field: field) where !declared.contains(name) {
       throw .init(
         field: field,
@@ -152,7 +163,8 @@ package struct MessageTemplate: Sendable {
     }
     do {
       // Text output must not be HTML-escaped; the pragma switches swift-mustache's escaping off.
-      return try MustacheTemplate(string: format == "text" ? textPragma + text : text)
+      let mustache = try MustacheTemplate(string: format == "text" ? textPragma + text : text)
+      return ParsedText(mustache: mustache, text: text, escapes: format != "text")
     } catch let error as MustacheTemplate.ParserError {
       let line = error.context.lineNumber
       // The pragma this code puts in front shifts the first line's columns.
@@ -204,16 +216,110 @@ package struct MessageTemplate: Sendable {
 
 /// The values a template renders with: a concrete type answering swift-mustache's lookups (a
 /// dictionary would be found through its generic conformance, a runtime search on every lookup).
-struct RenderContext: MustacheParent {
-  let values: [String: String]
+package struct RenderContext: MustacheParent {
+  package let values: [String: String]
 
-  func child(named name: String) -> Any? { values[name] }
+  package init(values: [String: String]) { self.values = values }
+
+  package func child(named name: String) -> Any? { values[name] }
+}
+
+/// A parsed text: swift-mustache's template and, when the text is only literal text and plain
+/// variable tags (`{{name}}`, `{{{name}}}`, `{{& name}}`), the same as pieces rendered by
+/// concatenation. swift-mustache finds and renders every value through runtime casts of `Any`,
+/// which was most of a campaign send's render time; anything else (sections, comments,
+/// transforms) renders through swift-mustache. Tests hold both to the same output.
+package struct ParsedText: Sendable {
+  package enum Piece: Sendable {
+    case literal(String)
+    case value(String, escaped: Bool)
+  }
+
+  let mustache: MustacheTemplate
+  package let pieces: [Piece]?
+
+  /// `escapes`: whether `{{name}}` is HTML-escaped (the html format; text is not).
+  init(mustache: MustacheTemplate, text: String, escapes: Bool) {
+    self.mustache = mustache
+    self.pieces = Self.pieces(of: text, escapes: escapes)
+  }
+
+  package func render(_ context: RenderContext) -> String {
+    guard let pieces else { return renderWithMustache(context) }
+    var output = ""
+    for piece in pieces {
+      switch piece {
+      case .literal(let text): output += text
+      case .value(let name, let escaped):
+        let value = context.values[name] ?? ""
+        output += escaped ? Self.htmlEscape(value) : value
+      }
+    }
+    return output
+  }
+
+  /// The text rendered by swift-mustache, whatever its tags.
+  package func renderWithMustache(_ context: RenderContext) -> String { mustache.render(context) }
+
+  static func pieces(of text: String, escapes: Bool) -> [Piece]? {
+    var pieces: [Piece] = []
+    var rest = Substring(text)
+    while let open = rest.range(of: "{{") {
+      if open.lowerBound > rest.startIndex { pieces.append(.literal(String(rest[..<open.lowerBound]))) }
+      rest = rest[open.upperBound...]
+      let triple = rest.first == "{"
+      if triple { rest = rest.dropFirst() }
+      guard let close = rest.range(of: triple ? "}}}" : "}}") else { return nil }
+      var tag = rest[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+      rest = rest[close.upperBound...]
+      var escaped = escapes && !triple
+      if !triple, tag.first == "&" {
+        tag = tag.dropFirst().trimmingCharacters(in: .whitespaces)
+        escaped = false
+      }
+      guard MessageTemplate.isName(tag) else { return nil }
+      pieces.append(.value(tag, escaped: escaped))
+    }
+    if !rest.isEmpty { pieces.append(.literal(String(rest))) }
+    return pieces
+  }
+
+  /// swift-mustache's HTML escaping (its own is internal): the same five characters, compared as
+  /// Characters as it does.
+  static func htmlEscape(_ value: String) -> String {
+    guard value.utf8.contains(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'") })
+    else { return value }
+    var escaped = ""
+    escaped.reserveCapacity(value.utf8.count)
+    for character in value {
+      switch character {
+      case "<": escaped += "&lt;"
+      case ">": escaped += "&gt;"
+      case "&": escaped += "&amp;"
+      case "\"": escaped += "&quot;"
+      case "'": escaped += "&#39;"
+      default: escaped.append(character)
+      }
+    }
+    return escaped
+  }
 }
 
 /// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
-
+/// Numbers read as integers when they are whole (`3`, `3.0` and `3e0` are all "3"), otherwise as
+/// Swift prints the Double.
 package struct AttributeText: Decodable, Sendable {
   package var text: String?
+
+  /// The same from PostgreSQL's view of one jsonb value: `jsonb_typeof(v)` and `v #>> '{}'`, so
+  /// the relay reads only the attributes a template uses without decoding the whole object.
+  package init(jsonType: String?, raw: String?) {
+    switch (jsonType, raw) {
+    case ("string", let raw?), ("boolean", let raw?): text = raw
+    case ("number", let raw?): text = Self.number(raw)
+    default: text = nil
+    }
+  }
 
   package init(from decoder: any Decoder) throws {
     // Strings first: most attributes are, and each failed attempt costs a thrown error. A JSON
@@ -228,6 +334,14 @@ package struct AttributeText: Decodable, Sendable {
     } else {
       text = (try? container.decode(Bool.self)).map { $0 ? "true" : "false" }
     }
+  }
+
+  /// A JSON number's text as the decoder above renders it.
+  static func number(_ raw: String) -> String? {
+    if let integer = Int64(raw) { return String(integer) }
+    guard let value = Double(raw) else { return nil }
+    if value == value.rounded(.towardZero), let integer = Int64(exactly: value) { return String(integer) }
+    return String(value)
   }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import SwiftProtobuf
@@ -52,12 +53,12 @@ extension DeliveryService {
 
   static func message(_ record: MessageRecord) -> Herald_Delivery_V1_Message {
     var message = Herald_Delivery_V1_Message()
-    message.id = record.id.uuidString.lowercased()
+    message.id = record.id.lowercasedString
     message.idempotencyKey = record.idempotencyKey
     message.channel = channel(record.channel)
     message.recipient = record.recipient
-    message.campaignID = record.campaignID?.uuidString.lowercased() ?? ""
-    message.subscriberID = record.subscriberID?.uuidString.lowercased() ?? ""
+    message.campaignID = record.campaignID?.lowercasedString ?? ""
+    message.subscriberID = record.subscriberID?.lowercasedString ?? ""
     message.status = record.status
     message.attempts = Int32(record.attempts)
     message.provider = record.provider ?? ""
@@ -108,7 +109,7 @@ extension DeliveryService {
       status: request.status.isEmpty ? nil : request.status, campaign: campaign, after: cursor, limit: limit)
     var response = Herald_Delivery_V1_ListMessagesResponse()
     response.messages = records.map(Self.message)
-    if records.count == limit, let last = records.last { response.nextCursor = last.id.uuidString.lowercased() }
+    if records.count == limit, let last = records.last { response.nextCursor = last.id.lowercasedString }
     return response
   }
 
@@ -130,9 +131,9 @@ extension DeliveryService {
   static func event(_ event: FeedEvent) -> Herald_Delivery_V1_DeliveryEvent {
     var message = Herald_Delivery_V1_DeliveryEvent()
     message.id = event.id
-    message.messageID = event.messageID.uuidString.lowercased()
-    message.campaignID = event.campaignID?.uuidString.lowercased() ?? ""
-    message.subscriberID = event.subscriberID?.uuidString.lowercased() ?? ""
+    message.messageID = event.messageID.lowercasedString
+    message.campaignID = event.campaignID?.lowercasedString ?? ""
+    message.subscriberID = event.subscriberID?.lowercasedString ?? ""
     message.status = event.status
     message.detail = event.detail
     message.costCents = event.costCents
@@ -270,7 +271,7 @@ extension DeliveryService {
       throw RPCError.field("campaign_id", .notFound, "campaign \(request.campaignID) has no spend cap")
     }
     var cap = Herald_Delivery_V1_SpendCap()
-    cap.campaignID = campaign.uuidString.lowercased()
+    cap.campaignID = campaign.lowercasedString
     cap.budgetCents = budget
     cap.spentCents = spent
     return cap

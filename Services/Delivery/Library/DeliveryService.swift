@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import SwiftProtobuf
@@ -26,7 +27,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
         "messages", .invalidArgument, "messages holds \(request.messages.count); at most \(Self.maxBatch) per batch")
     }
     let messages = try request.messages.enumerated().map { index, message in
-      try Self.validate(message, field: "messages[\(index)]")
+      try Self.validate(message, index: index)
     }
     var caps: [(UUID, Int64)] = []
     for (index, cap) in request.spendCaps.enumerated() {
@@ -43,7 +44,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     response.results = outcomes.map { outcome in
       var result = Herald_Delivery_V1_EnqueueResult()
       result.idempotencyKey = outcome.idempotencyKey
-      result.messageID = outcome.messageID.uuidString.lowercased()
+      result.messageID = outcome.messageID.lowercasedString
       result.duplicate = outcome.duplicate
       result.suppressed = outcome.suppressed
       return result
@@ -79,7 +80,9 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     return response
   }
 
-  static func validate(_ message: Herald_Delivery_V1_OutboundMessage, field: String) throws -> QueuedMessage {
+  /// Checks `messages[index]`; the field's name is spelled out only when it is wrong.
+  static func validate(_ message: Herald_Delivery_V1_OutboundMessage, index: Int) throws -> QueuedMessage {
+    var field: String { "messages[\(index)]" }
     let key = message.idempotencyKey
     guard !key.isEmpty, key.utf8.count <= 200 else {
       throw RPCError.field("\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 bytes")

@@ -141,7 +141,7 @@ package struct DeliveryWorker: Sendable {
           settlements.append(
             Settlement(
               id: message.message.id, outcome: .failed,
-              detail: "spend cap reached: campaign \(key.campaign.uuidString.lowercased()) has no budget left for \(key.cost) ¢"))
+              detail: "spend cap reached: campaign \(key.campaign.lowercasedString) has no budget left for \(key.cost) ¢"))
         }
       }
     }

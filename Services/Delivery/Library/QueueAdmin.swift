@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import Logging
 import PostgresNIO
@@ -128,7 +129,7 @@ extension PostgresMessageQueue {
           """, logger: logger
         ).decode((UUID, String, String).self).elements()
         guard let (id, status, recipient) = rows.first else {
-          ignored.append("events[\(index)]: no message \(event.messageID?.uuidString.lowercased() ?? event.providerMessageID ?? "")")
+          ignored.append("events[\(index)]: no message \(event.messageID?.lowercasedString ?? event.providerMessageID ?? "")")
           continue
         }
         let next: String? =

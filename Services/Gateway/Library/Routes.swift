@@ -1,9 +1,10 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import HTTPTypes
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import Prometheus
@@ -82,7 +83,7 @@ struct APIKeyController {
     group.delete("api-keys/:id") { _, context -> HTTPResponse.Status in
       try context.require("admin")
       let text = try context.parameters.require("id")
-      guard let id = UUID(uuidString: text) else { throw Problem.badRequest("id '\(text)' is not a UUID", field: "id") }
+      guard let id = UUID(text: text) else { throw Problem.badRequest("id '\(text)' is not a UUID", field: "id") }
       guard try await keys.revoke(id: id) else { throw Problem.notFound("no active API key has id \(text)", field: "id") }
       return .noContent
     }

@@ -88,7 +88,7 @@ package final class Membership: Sendable {
 
   private let view = Mutex(View())
 
-  package init(id: String = UUID().uuidString.lowercased(), address: String, ttl: Duration, client: PostgresClient, logger: Logger) {
+  package init(id: String = UUID().lowercasedString, address: String, ttl: Duration, client: PostgresClient, logger: Logger) {
     self.id = id
     self.address = address
     self.ttl = ttl

@@ -157,7 +157,7 @@ package final class RunManager: Sendable {
       try await withJobLock(job) { connection in
         // As it is now that no change can happen meanwhile (UpdateJob takes the same lock).
         guard let current = try await self.jobs.get(id: jobID) else {
-          throw RunAborted(description: "sync job \(jobID.uuidString.lowercased()) was deleted")
+          throw RunAborted(description: "sync job \(jobID.lowercasedString) was deleted")
         }
         try await self.run(current, dryRun: dryRun, full: requested, campaign: campaign, connection: connection, report: report)
       }

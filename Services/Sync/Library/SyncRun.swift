@@ -234,7 +234,7 @@ final class SyncExecution {
 
     // The subscribers already linked, and those an unlinked record may be (same email or phone).
     var lookup = Herald_Campaign_V1_LookupSubscribersRequest()
-    lookup.ids = links.values.map { $0.subscriberID.uuidString.lowercased() }
+    lookup.ids = links.values.map { $0.subscriberID.lowercasedString }
     for record in page where links[record.id] == nil {
       for mapping in synced {
         guard let value = record.fields[mapping.fieldID]?.stringValue else { continue }
@@ -255,7 +255,7 @@ final class SyncExecution {
     // phone is reported, not linked.
     var linkedTo: [UUID: String] = [:]
     for link in links.values { linkedTo[link.subscriberID] = link.recordID }
-    let unlinked = found.compactMap { UUID(uuidString: $0.id) }.filter { linkedTo[$0] == nil }
+    let unlinked = found.compactMap { UUID(text: $0.id) }.filter { linkedTo[$0] == nil }
     // A subscriber whose record was deleted from the table (link soft-deleted) may come back with
     // a new record: it is linked to that one and made active again.
     var revived = Set<UUID>()
@@ -286,7 +286,7 @@ final class SyncExecution {
       }
       var remote: [String: JSONValue] = [:]
       for mapping in synced { remote[mapping.subscriberField] = SubscriberField.remote(record.fields[mapping.fieldID], field: mapping.subscriberField) }
-      var subscriber = link.flatMap { byID[$0.subscriberID.uuidString.lowercased()] }
+      var subscriber = link.flatMap { byID[$0.subscriberID.lowercasedString] }
       if subscriber == nil {
         for key in SubscriberField.keys {
           guard case .string(let value) = remote[key] ?? .null else { continue }
@@ -298,14 +298,14 @@ final class SyncExecution {
         }
       }
       do {
-        if link == nil, let subscriber, let id = UUID(uuidString: subscriber.id) {
+        if link == nil, let subscriber, let id = UUID(text: subscriber.id) {
           if let other = linkedTo[id], other != record.id {
             throw RecordFailure(
               field: "email", message: "subscriber \(subscriber.id) is already synced with record \(other); this record has the same email or phone")
           }
           linkedTo[id] = record.id
         }
-        let revive = subscriber.flatMap { UUID(uuidString: $0.id) }.map(revived.contains) ?? false
+        let revive = subscriber.flatMap { UUID(text: $0.id) }.map(revived.contains) ?? false
         if let outcome = try await sync(
           record, remote: remote, modified: modified, link: link, subscriber: subscriber, pending: pending, revive: revive)
         {
@@ -364,7 +364,7 @@ final class SyncExecution {
     guard subscriber.status != "erased" else {
       throw RecordFailure(field: "", message: "subscriber \(subscriber.id) was erased (GDPR): the record is not synced to it")
     }
-    let subscriberID = UUID(uuidString: subscriber.id)!
+    let subscriberID = UUID(text: subscriber.id)!
     var update = Herald_Campaign_V1_UpdateSubscriberRequest()
     update.id = subscriber.id
     var attributes = JSONValue.parse(subscriber.attributesJson)?.object ?? [:]
@@ -446,9 +446,9 @@ final class SyncExecution {
     var link =
       old
       ?? RecordLink(
-        recordID: record.id, subscriberID: UUID(uuidString: subscriber.id)!, remoteModified: "", remoteValues: [:], localValues: [:],
+        recordID: record.id, subscriberID: UUID(text: subscriber.id)!, remoteModified: "", remoteValues: [:], localValues: [:],
         deleted: false)
-    link.subscriberID = UUID(uuidString: subscriber.id)!
+    link.subscriberID = UUID(text: subscriber.id)!
     link.remoteModified = modified
     link.deleted = false
     for mapping in mappings where !mapping.pushOnly && !pending.contains(mapping.subscriberField) {
@@ -491,11 +491,11 @@ final class SyncExecution {
     }
     for (record, subscriber) in missing {
       if shouldStop() { throw RunStopped() }
-      plan(record, "soft_delete", subscriber: subscriber.uuidString.lowercased(), fields: [])
+      plan(record, "soft_delete", subscriber: subscriber.lowercasedString, fields: [])
       run.counts.softDeleted += 1
       if run.dryRun { continue }
       var archive = Herald_Campaign_V1_UpdateSubscriberRequest()
-      archive.id = subscriber.uuidString.lowercased()
+      archive.id = subscriber.lowercasedString
       archive.status = "archived"
       do {
         _ = try await campaign.updateSubscriber(archive)
@@ -539,7 +539,7 @@ final class SyncExecution {
 
   func push(_ links: [RecordLink]) async throws {
     var lookup = Herald_Campaign_V1_LookupSubscribersRequest()
-    lookup.ids = links.map { $0.subscriberID.uuidString.lowercased() }
+    lookup.ids = links.map { $0.subscriberID.lowercasedString }
     let answer = try await campaign.lookupSubscribers(lookup)
     let subscribers = Dictionary(answer.subscribers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     let engagement = Dictionary(answer.engagement.map { ($0.subscriberID, $0) }, uniquingKeysWith: { a, _ in a })
@@ -547,7 +547,7 @@ final class SyncExecution {
     var writes: [(id: String, fields: [String: JSONValue])] = []
     var updated: [RecordLink] = []
     for var link in links {
-      let id = link.subscriberID.uuidString.lowercased()
+      let id = link.subscriberID.lowercasedString
       guard let subscriber = subscribers[id], subscriber.status != "erased" else { continue }
       var fields: [String: JSONValue] = [:]
       for mapping in mappings where !pending.contains("\(link.recordID)/\(mapping.subscriberField)") {

@@ -90,7 +90,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
   static func busy(_ name: String, _ run: UUID?, _ consequence: String) -> RPCError {
     RPCError(
       code: .failedPrecondition,
-      message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.uuidString.lowercased()))" } ?? ""): \(consequence)")
+      message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.lowercasedString))" } ?? ""): \(consequence)")
   }
 
   static func createRequest(_ job: SyncJob) -> Herald_Sync_V1_CreateJobRequest {
@@ -311,7 +311,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
 
   static func message(_ job: SyncJob) -> Herald_Sync_V1_Job {
     var message = Herald_Sync_V1_Job()
-    message.id = job.id?.uuidString.lowercased() ?? ""
+    message.id = job.id?.lowercasedString ?? ""
     message.name = job.name
     message.baseID = job.baseID
     message.tableID = job.tableID
@@ -342,8 +342,8 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
 
   static func message(_ run: SyncRunRecord) -> Herald_Sync_V1_Run {
     var message = Herald_Sync_V1_Run()
-    message.id = run.id.uuidString.lowercased()
-    message.jobID = run.jobID.uuidString.lowercased()
+    message.id = run.id.lowercasedString
+    message.jobID = run.jobID.lowercasedString
     switch run.status {
     case .running: message.status = .running
     case .succeeded: message.status = .succeeded
@@ -381,7 +381,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
       }
     }
     message.error = run.error
-    message.resumedFrom = run.resumedFrom?.uuidString.lowercased() ?? ""
+    message.resumedFrom = run.resumedFrom?.lowercasedString ?? ""
     message.planned = run.planned.map { change in
       .with {
         $0.recordID = change.recordID
@@ -397,11 +397,11 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     let (id, job, run, record, subscriber, field, base, local, remote, policy, resolution, created, resolved) = try row.decode(
       (UUID, UUID, UUID, String, UUID, String, String?, String?, String?, String, String, Date, Date?).self)
     var message = Herald_Sync_V1_Conflict()
-    message.id = id.uuidString.lowercased()
-    message.jobID = job.uuidString.lowercased()
-    message.runID = run.uuidString.lowercased()
+    message.id = id.lowercasedString
+    message.jobID = job.lowercasedString
+    message.runID = run.lowercasedString
     message.recordID = record
-    message.subscriberID = subscriber.uuidString.lowercased()
+    message.subscriberID = subscriber.lowercasedString
     message.subscriberField = field
     message.baseJson = base ?? "null"
     message.localJson = local ?? "null"
@@ -465,7 +465,7 @@ struct ConflictResolver {
       let settled = try await connection.query(
         """
         UPDATE sync.conflicts SET resolution = \(take), resolved_at = now()
-        WHERE id = \(UUID(uuidString: conflict.id)!) AND resolution = 'pending' RETURNING id
+        WHERE id = \(UUID(text: conflict.id)!) AND resolution = 'pending' RETURNING id
         """, logger: logger
       ).collect().count
       guard settled == 1 else { throw RPCError(code: .failedPrecondition, message: "conflict \(conflict.id) was settled meanwhile") }

@@ -111,10 +111,15 @@ enum DataChecks {
         suggested: "find where the campaign went; delete the messages only once they are known to be junk",
         repair: RepairPlan(
           statements: [
+            // Events first: no foreign key takes them with their message (delivery migration 4).
+            """
+            DELETE FROM delivery.delivery_events e USING delivery.messages m WHERE m.id = e.message_id
+              AND m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            """,
             """
             DELETE FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """
+            """,
           ],
           backupQuery: """
             SELECT m.* FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
@@ -134,6 +139,18 @@ enum DataChecks {
           """,
         describe: { "\($0) delivery messages are for a subscriber that does not exist" },
         suggested: "delete the messages once they are known to be junk", repair: nil),
+      DataCheck(
+        check: "data.orphan_delivery_event", component: "data", severity: .medium, category: .data, object: "delivery.delivery_events.message_id",
+        query: """
+          SELECT e.id::text, NULL::text FROM delivery.delivery_events e
+          WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)
+          """,
+        describe: { "\($0) delivery events belong to a message that does not exist (the analytics feed leaves them out)" },
+        suggested: "find where the messages went (Herald deletes one only through a reviewed repair, with its events); delete the events once they are known to be junk",
+        repair: RepairPlan(
+          statements: ["DELETE FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"],
+          backupQuery: "SELECT e.* FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)",
+          needsReview: true, risk: "medium")),
       DataCheck(
         check: "data.orphan_outbox_entry", component: "data", severity: .high, category: .data, object: "campaign.outbox",
         query: """

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldMigrations
 import HeraldPostgres
 import HeraldServerKit
@@ -91,14 +92,14 @@ package struct RepairDesk: Sendable {
         logger: logger
       ).decode(UUID.self).elements().first
       throw RPCError(
-        code: .alreadyExists, message: "issue \(fingerprint) has a repair in flight already (\(existing?.uuidString.lowercased() ?? "?"))")
+        code: .alreadyExists, message: "issue \(fingerprint) has a repair in flight already (\(existing?.lowercasedString ?? "?"))")
     }
   }
 
   package func review(_ id: UUID, approve: Bool, reviewer: String, note: String) async throws -> RepairRecord {
-    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.uuidString.lowercased())") }
+    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
     guard repair.status == "pending_review" else {
-      throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is \(repair.status), not waiting for review")
+      throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is \(repair.status), not waiting for review")
     }
     guard !reviewer.trimmingCharacters(in: .whitespaces).isEmpty else {
       throw RPCError.field("reviewer", .invalidArgument, "reviewer is required: who approves or rejects the plan")
@@ -123,13 +124,13 @@ package struct RepairDesk: Sendable {
   /// Runs a plan: `apply` false is a dry run (everything rolled back, the re-check's answer
   /// reported); true commits only when the re-check no longer finds the issue.
   package func run(_ id: UUID, apply: Bool, by actor: String) async throws -> RepairRecord {
-    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.uuidString.lowercased())") }
+    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
     switch repair.status {
     case "rejected", "applied", "rolled_back":
-      throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is \(repair.status); propose a new one")
+      throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is \(repair.status); propose a new one")
     case "pending_review" where apply:
       throw RPCError(
-        code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is destructive or ambiguous and waits for review (ReviewRepair)")
+        code: .failedPrecondition, message: "repair \(id.lowercasedString) is destructive or ambiguous and waits for review (ReviewRepair)")
     default: break
     }
     guard let repairClient else {
@@ -153,12 +154,12 @@ package struct RepairDesk: Sendable {
         // One run of a repair at a time (a second is refused, not queued).
         let claimed = try await connection.query(AdvisoryKey(id).tryTransactionLock, logger: logger)
           .collect().first?.decode(Bool.self) ?? false
-        guard claimed else { throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) is running already") }
+        guard claimed else { throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is running already") }
         // Checked again now that it is claimed: a concurrent run may have settled it.
         let status = try await connection.query("SELECT status FROM verification.repairs WHERE id = \(id)", logger: logger)
           .collect().first?.decode(String.self)
         guard status == repair.status else {
-          throw RPCError(code: .failedPrecondition, message: "repair \(id.uuidString.lowercased()) became \(status ?? "gone") meanwhile")
+          throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) became \(status ?? "gone") meanwhile")
         }
         try await Verifier.limit(
           lock: settings.repairLockTimeout, statement: settings.repairStatementTimeout, on: connection, logger: logger)

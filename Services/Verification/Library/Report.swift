@@ -36,7 +36,8 @@ package struct RepairPlan: Sendable, Codable, Equatable {
   package var statements: [String]
   /// SELECT of the rows the statements change (nil for catalog changes: nothing to copy).
   package var backupQuery: String?
-  /// Rows that go with them (e.g. by ON DELETE CASCADE), each copied to a table of its own.
+  /// Rows that go with them (deleted by a statement of their own or by ON DELETE CASCADE), each
+  /// copied to a table of its own.
   package var alsoBackUp: [String] = []
   package var needsReview: Bool
   /// low, medium, high.

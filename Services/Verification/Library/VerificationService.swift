@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldMigrations
 import HeraldPostgres
 import HeraldProtos
@@ -145,7 +146,7 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
   func message(_ report: StoredReport) async throws -> Herald_Verification_V1_VerificationReport {
     let tracked = report.findings.isEmpty ? [:] : try await issues(fingerprints: report.findings.map(\.fingerprint), includeResolved: true)
     var message = Herald_Verification_V1_VerificationReport()
-    message.id = report.id.uuidString.lowercased()
+    message.id = report.id.lowercasedString
     message.kind = report.kind
     message.startedAt = Google_Protobuf_Timestamp(date: report.startedAt)
     message.finishedAt = Google_Protobuf_Timestamp(date: report.finishedAt)
@@ -233,7 +234,7 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
 
   static func message(_ repair: RepairRecord) -> Herald_Verification_V1_Repair {
     var message = Herald_Verification_V1_Repair()
-    message.id = repair.id.uuidString.lowercased()
+    message.id = repair.id.lowercasedString
     message.fingerprint = repair.fingerprint
     message.check = repair.finding.check
     message.affectedObject = repair.finding.affectedObject

@@ -55,6 +55,11 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             try await database.query("VACUUM ANALYZE campaign.subscribers", logger: logger)
             try await database.query("VACUUM ANALYZE campaign.list_members", logger: logger)
             benchmarkPhase("seed \(String(format: "%.2f", seconds(since: seedStart)))")
+            // The machine's speed varies between runs; a fixed piece of CPU work in PostgreSQL
+            // shows how fast it was during this one.
+            let calibrateStart = ContinuousClock.now
+            try await database.query("SELECT sum(g) FROM generate_series(1, 20000000) g", logger: logger)
+            benchmarkPhase("calibrate \(String(format: "%.2f", seconds(since: calibrateStart))) (sum of 20M integers)")
             let template = try await campaign.createTemplate(.with {
               $0.name = "news"
               $0.channel = "email"

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import HeraldCore
 import NIOCore
 import NIOHTTP1
 
@@ -194,9 +195,9 @@ package struct WebhookProvider: DeliveryProvider {
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
     let body = try HTTPOutcome.json(
       WebhookPayload(
-        id: message.id.uuidString.lowercased(), idempotencyKey: message.idempotencyKey, channel: message.channel,
+        id: message.id.lowercasedString, idempotencyKey: message.idempotencyKey, channel: message.channel,
         recipient: message.recipient, subject: message.subject, body: message.body,
-        campaignID: message.campaignID?.uuidString.lowercased()))
+        campaignID: message.campaignID?.lowercasedString))
     var request = HTTPClientRequest(url: settings.url)
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")

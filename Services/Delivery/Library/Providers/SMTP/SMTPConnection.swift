@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -270,13 +271,13 @@ enum MIMEMessage {
       "To: <\(message.recipient)>",
       "Subject: \(encodedWord(message.subject))",
       "Date: \(date)",
-      "Message-ID: <\(message.id.uuidString.lowercased())@\(heloName)>",
+      "Message-ID: <\(message.id.lowercasedString)@\(heloName)>",
       "X-Herald-Idempotency-Key: \(message.idempotencyKey.filter { $0.isASCII && !$0.isNewline })",
       "MIME-Version: 1.0",
       "Content-Type: \(isHTML ? "text/html" : "text/plain"); charset=utf-8",
       "Content-Transfer-Encoding: base64",
     ]
-    if let campaign = message.campaignID { headers.append("X-Herald-Campaign: \(campaign.uuidString.lowercased())") }
+    if let campaign = message.campaignID { headers.append("X-Herald-Campaign: \(campaign.lowercasedString)") }
     let encoded = Data(message.body.utf8).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
     // Base64 lines never start with ".", so no dot-stuffing is needed in the body.
     var buffer = ByteBuffer()

@@ -1,0 +1,61 @@
+import Foundation
+
+extension UUID {
+  /// The id as Herald's APIs, idempotency keys and logs write it: canonical 8-4-4-4-12 lower-case
+  /// hex (RFC 9562). Written byte by byte; `uuidString.lowercased()` formats through sprintf and
+  /// then copies the text again, which a campaign send paid several times per recipient.
+  package var lowercasedString: String {
+    withUnsafeBytes(of: uuid) { bytes in
+      String(unsafeUninitializedCapacity: 36) { text in
+        var position = 0
+        for (index, byte) in bytes.enumerated() {
+          if index == 4 || index == 6 || index == 8 || index == 10 {
+            text[position] = UInt8(ascii: "-")
+            position += 1
+          }
+          text[position] = UUIDText.digits[Int(byte >> 4)]
+          text[position + 1] = UUIDText.digits[Int(byte & 0x0f)]
+          position += 2
+        }
+        return position
+      }
+    }
+  }
+
+  /// Parses the canonical 8-4-4-4-12 hex form in either case, as `UUID(uuidString:)` does, without
+  /// going through sscanf.
+  package init?(text: some StringProtocol) {
+    var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    let parsed = withUnsafeMutableBytes(of: &value) { bytes -> Bool in
+      var utf8 = text.utf8.makeIterator()
+      var position = 0
+      var byte = 0
+      while let character = utf8.next() {
+        if position == 8 || position == 13 || position == 18 || position == 23 {
+          guard character == UInt8(ascii: "-") else { return false }
+        } else {
+          guard byte < 32, let nibble = UUIDText.nibble(character) else { return false }
+          if byte % 2 == 0 { bytes[byte / 2] = nibble << 4 } else { bytes[byte / 2] |= nibble }
+          byte += 1
+        }
+        position += 1
+      }
+      return position == 36
+    }
+    guard parsed else { return nil }
+    self.init(uuid: value)
+  }
+}
+
+enum UUIDText {
+  static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+  static func nibble(_ character: UInt8) -> UInt8? {
+    switch character {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
+    default: nil
+    }
+  }
+}
