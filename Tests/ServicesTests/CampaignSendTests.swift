@@ -424,7 +424,7 @@ import Testing
   @Test func theRelayRendersAttributesAsThePreviewDoes() async throws {
     try await withServices { campaign, delivery, database in
       let logger = Logger(label: "test")
-      let names = ["s", "i", "f", "w", "e", "big", "neg", "t", "nul", "arr", "obj", "missing", "first_name"]
+      let names = ["s", "i", "f", "w", "e", "big", "neg", "t", "nul", "arr", "obj", "missing", "first_name", "huge", "frac", "min"]
       let template = try await campaign.createTemplate(.with {
         $0.name = "values"
         $0.channel = "email"
@@ -439,19 +439,22 @@ import Testing
           """
           INSERT INTO campaign.subscribers (email, first_name, attributes, email_subscribed, email_consent_source, email_consented_at)
           VALUES ('values@example.com', 'Ada', '{"s": "<b>text</b> ü", "i": 42, "f": 1.5, "w": 3.0, "e": 1e3,
-            "big": 9007199254740993, "neg": -0.25, "t": true, "nul": null, "arr": [1], "obj": {"a": 1}, "first_name": "ignored"}',
+            "big": 9007199254740993, "neg": -0.25, "t": true, "nul": null, "arr": [1], "obj": {"a": 1}, "first_name": "ignored",
+            "huge": 1e400, "frac": 12345678901234567.0, "min": -9223372036854775808.0}',
             true, 'test', now())
           RETURNING id
           """, logger: logger
         ).collect().first?.decode(UUID.self))
       try await database.query(
         "INSERT INTO campaign.list_members (list_id, subscriber_id) VALUES (\(UUID(uuidString: list.id)!), \(subscriber))", logger: logger)
-      let expected = "<b>text</b> ü|42|1.5|3|1000|9007199254740993|-0.25|true|-|-|-|-|Ada"
+      // The last three are left to JSONDecoder's judgement (too large for a Double; past 2^53
+      // with a fraction; Int64.min written as a fraction): the relay must only agree with it.
+      let expected = "<b>text</b> ü|42|1.5|3|1000|9007199254740993|-0.25|true|-|-|-|-|Ada|"
       let preview = try await campaign.previewTemplate(.with {
         $0.templateID = template.id
         $0.subscriberID = subscriber.uuidString
       })
-      #expect(preview.body == expected)
+      #expect(preview.body.hasPrefix(expected), "\(preview.body)")
 
       let created = try await campaign.createCampaign(.with {
         $0.name = "values"
@@ -464,7 +467,7 @@ import Testing
       let body = try await database.query(
         "SELECT body FROM delivery.messages WHERE subscriber_id = \(subscriber)", logger: logger
       ).collect().first?.decode(String.self)
-      #expect(body == expected)
+      #expect(body == preview.body)
     }
   }
 

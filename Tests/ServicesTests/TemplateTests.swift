@@ -91,12 +91,22 @@ import Testing
         }
       }
     }
-    // Sections, comments and transforms go through swift-mustache.
-    for text in ["{{#n}}yes{{/n}}", "{{! note }}hi", "{{uppercased(first_name)}}", "{{^n}}none{{/n}}"] {
-      let parsed = try MessageTemplate.parse(text, field: "body", format: "html", declared: ["first_name", "n"])
+    // Sections, comments and transforms go through swift-mustache; so do texts ending in blanks
+    // (it drops them) and, in the text format, texts starting with a blank line (its pragma, a
+    // standalone tag, takes that line).
+    let others = [
+      ("{{#n}}yes{{/n}}", "html"), ("{{! note }}hi", "html"), ("{{uppercased(first_name)}}", "html"), ("{{^n}}none{{/n}}", "html"),
+      ("<p>{{n}}</p>\n  ", "html"), ("x {{n}} \t", "text"), ("\nHi {{first_name}}", "text"), (" \t\r\nHi {{n}}", "text"),
+    ]
+    for (text, format) in others {
+      let parsed = try MessageTemplate.parse(text, field: "body", format: format, declared: ["first_name", "n"])
       #expect(parsed.pieces == nil, "\(text)")
-      #expect(parsed.render(RenderContext(values: ["first_name": "ada", "n": "1"])) == parsed.renderWithMustache(RenderContext(values: ["first_name": "ada", "n": "1"])))
+      let context = RenderContext(values: ["first_name": "ada", "n": "1"])
+      #expect(parsed.render(context) == parsed.renderWithMustache(context))
     }
+    // A leading blank line stays in html, where no pragma is put in front.
+    let html = try MessageTemplate.parse("\nHi {{first_name}}", field: "body", format: "html", declared: ["first_name"])
+    #expect(html.pieces != nil && html.render(RenderContext(values: ["first_name": "ada"])) == html.renderWithMustache(RenderContext(values: ["first_name": "ada"])))
   }
 
   @Test func smsLengthFollowsGSM7AndUCS2() {

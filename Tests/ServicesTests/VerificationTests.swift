@@ -224,7 +224,7 @@ func withVerifiedSystem<T: Sendable>(
           rpcError($0).0 == .failedPrecondition
         }
         let dry = try await verification.runRepair(.with { $0.id = review.id })
-        #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1, 1] && dry.runs.last?.issueRemains == false)
+        #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1, 1, 1] && dry.runs.last?.issueRemains == false)
         #expect(dry.runs.last?.committed == false && dry.status == .pendingReview)
         #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 1)
         let approved = try await verification.reviewRepair(.with { $0.id = review.id; $0.approve = true; $0.reviewer = "ops"; $0.note = "junk" })

@@ -119,7 +119,7 @@ package struct MessageTemplate: Sendable {
   /// The usable attributes of a JSON object, as text.
   package static func attributes(json: String) -> [String: String] {
     var attributes: [String: String] = [:]
-    if json != "{}", let decoded = try? attributeDecoder.decode([String: AttributeText].self, from: Data(json.utf8)) {
+    if json != "{}", let decoded = try? AttributeText.decoder.decode([String: AttributeText].self, from: Data(json.utf8)) {
       for (key, value) in decoded {
         if let text = value.text { attributes[key] = text }
       }
@@ -139,8 +139,6 @@ package struct MessageTemplate: Sendable {
     values["subscriber_id"] = id.lowercasedString
     return values
   }
-
-  private static let attributeDecoder = JSONDecoder()
 
   static func isName(_ name: String) -> Bool {
     guard let first = name.unicodeScalars.first, name.utf8.count <= 100 else { return false }
@@ -262,6 +260,14 @@ package struct ParsedText: Sendable {
   package func renderWithMustache(_ context: RenderContext) -> String { mustache.render(context) }
 
   static func pieces(of text: String, escapes: Bool) -> [Piece]? {
+    // swift-mustache drops spaces and tabs that end the text, and the text pragma in front of a
+    // text-format template is a standalone tag that takes a leading blank line with it: such
+    // texts are left to swift-mustache.
+    let blanks: Set<Character> = [" ", "\t"]
+    if let last = text.last, blanks.contains(last) { return nil }
+    if !escapes, let newline = text.firstIndex(where: \.isNewline), text[..<newline].allSatisfy(blanks.contains) {
+      return nil
+    }
     var pieces: [Piece] = []
     var rest = Substring(text)
     while let open = rest.range(of: "{{") {
@@ -306,8 +312,6 @@ package struct ParsedText: Sendable {
 }
 
 /// A JSON value as template text: strings, numbers and booleans; nil for null, arrays and objects.
-/// Numbers read as integers when they are whole (`3`, `3.0` and `3e0` are all "3"), otherwise as
-/// Swift prints the Double.
 package struct AttributeText: Decodable, Sendable {
   package var text: String?
 
@@ -336,13 +340,14 @@ package struct AttributeText: Decodable, Sendable {
     }
   }
 
-  /// A JSON number's text as the decoder above renders it.
+  /// A JSON number's text as the decoder above renders it: integers directly, anything else
+  /// through the decoder itself (fractions, exponents, numbers too large for a Double).
   static func number(_ raw: String) -> String? {
     if let integer = Int64(raw) { return String(integer) }
-    guard let value = Double(raw) else { return nil }
-    if value == value.rounded(.towardZero), let integer = Int64(exactly: value) { return String(integer) }
-    return String(value)
+    return (try? decoder.decode(AttributeText.self, from: Data(raw.utf8)))?.text
   }
+
+  static let decoder = JSONDecoder()
 }
 
 /// SMS length as carriers count it (3GPP TS 23.038).

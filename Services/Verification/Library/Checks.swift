@@ -111,7 +111,14 @@ enum DataChecks {
         suggested: "find where the campaign went; delete the messages only once they are known to be junk",
         repair: RepairPlan(
           statements: [
-            // Events first: no foreign key takes them with their message (delivery migration 4).
+            // The messages are locked first, so no event is added to one of them meanwhile (every
+            // event is written under its message's row lock); then their events, which no foreign
+            // key takes with them (delivery migration 4), then the messages.
+            """
+            SELECT 1 FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            FOR UPDATE
+            """,
             """
             DELETE FROM delivery.delivery_events e USING delivery.messages m WHERE m.id = e.message_id
               AND m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
