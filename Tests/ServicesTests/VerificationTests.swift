@@ -112,6 +112,43 @@ func withVerifiedSystem<T: Sendable>(
     }
   }
 
+  /// SPEC §6: campaign counters equal the delivery ledger's totals, for the events the campaign
+  /// service's feed has taken in (a lagging feed is no mismatch).
+  @Test func campaignCountersAreComparedWithTheDeliveryLedger() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(
+        database,
+        """
+        INSERT INTO campaign.lists (name) VALUES ('everyone');
+        INSERT INTO campaign.campaigns (name, channel, list_id, status) SELECT 'news', 'email', id, 'sent' FROM campaign.lists;
+        WITH m AS (
+          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id)
+          SELECT 'news:' || g, 'email', 'user' || g || '@example.com', 'hi', (SELECT id FROM campaign.campaigns)
+          FROM generate_series(1, 3) g RETURNING id)
+        INSERT INTO delivery.delivery_events (message_id, status) SELECT id, 'queued' FROM m;
+        INSERT INTO delivery.delivery_events (message_id, status, cost_cents) SELECT id, 'sent', 2 FROM delivery.messages;
+        """)
+      // The feed has taken in all but the last event: 3 queued, 2 sent at 2 cents each.
+      try await Self.sql(
+        database,
+        """
+        UPDATE campaign.delivery_feed SET cursor = (
+          SELECT txid::text || '.' || id FROM delivery.delivery_events ORDER BY txid DESC, id DESC OFFSET 1 LIMIT 1);
+        INSERT INTO campaign.campaign_daily_stats (campaign_id, variant, day, status, events, cost_cents)
+        SELECT id, 'default', current_date, 'queued', 3, 0 FROM campaign.campaigns
+        UNION ALL SELECT id, 'default', current_date, 'sent', 2, 4 FROM campaign.campaigns;
+        """)
+      let clean = try await verification.runVerification(.with { $0.component = "data" })
+      #expect(clean.issues.map { "\($0.check): \($0.sampleKeys)" } == [])
+
+      try await Self.sql(database, "UPDATE campaign.campaign_daily_stats SET events = 3, cost_cents = 6 WHERE status = 'sent'")
+      let report = try await verification.runVerification(.with { $0.component = "data" })
+      let mismatch = try #require(report.issues.first { $0.check == "data.campaign_counters_mismatch" })
+      #expect(mismatch.severity == .high && mismatch.count == 1 && mismatch.affectedObject == "campaign.campaign_daily_stats")
+      #expect(mismatch.sampleKeys.first?.hasSuffix(" sent: counted 3 (cost 6), delivery has 2 (cost 4)") == true, "\(mismatch.sampleKeys)")
+    }
+  }
+
   @Test func aMigrationInProgressIsNotReportedAsDrift() async throws {
     try await withVerifiedSystem { verification, database, _ async throws in
       try await Self.sql(database, "CREATE INDEX half_done_idx ON campaign.subscribers (last_name)")

@@ -295,6 +295,38 @@ enum DataChecks {
         describe: { "\($0) campaigns have spent (or reserved) more than their budget" },
         suggested: "find the sends that overspent (delivery events with cost) and raise the budget or account for them", repair: nil),
       DataCheck(
+        // SPEC §6: campaign counters equal the delivery ledger's totals. The campaign service
+        // counts the events its feed has taken in (up to the cursor it keeps with the counts, in
+        // the same transaction), so exactly those events are compared: a feed that lags is no
+        // mismatch. The statuses are DeliveryFeedConsumer.countedStatuses.
+        check: "data.campaign_counters_mismatch", component: "data", severity: .high, category: .data,
+        object: "campaign.campaign_daily_stats",
+        query: """
+          WITH feed AS (
+            SELECT split_part(cursor, '.', 1)::xid8 AS txid, split_part(cursor, '.', 2)::bigint AS id
+            FROM campaign.delivery_feed WHERE id = 1 AND cursor <> ''
+          ), ledger AS (
+            SELECT m.campaign_id, e.status, count(*) AS events, sum(e.cost_cents) AS cost_cents
+            FROM feed, delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
+            WHERE (e.txid, e.id) <= (feed.txid, feed.id)
+              AND e.status IN ('queued', 'sent', 'delivered', 'bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained')
+              AND EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
+            GROUP BY 1, 2
+          ), counters AS (
+            SELECT campaign_id, status, sum(events) AS events, sum(cost_cents) AS cost_cents
+            FROM campaign.campaign_daily_stats GROUP BY 1, 2
+          )
+          SELECT coalesce(l.campaign_id, c.campaign_id)::text || ' ' || coalesce(l.status, c.status)
+              || ': counted ' || coalesce(c.events, 0) || ' (cost ' || coalesce(c.cost_cents, 0) || '), delivery has '
+              || coalesce(l.events, 0) || ' (cost ' || coalesce(l.cost_cents, 0) || ')',
+            NULL::text
+          FROM ledger l FULL JOIN counters c ON c.campaign_id = l.campaign_id AND c.status = l.status
+          WHERE coalesce(l.events, 0) <> coalesce(c.events, 0) OR coalesce(l.cost_cents, 0) <> coalesce(c.cost_cents, 0)
+          """,
+        describe: { "\($0) campaign counters (a campaign and status) differ from the delivery events the campaign service has taken in" },
+        suggested: "find what changed the counts or the events by hand; the counts can be rebuilt from delivery_events, which is the ledger",
+        repair: nil),
+      DataCheck(
         check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data, object: "delivery.messages to suppressed addresses",
         query: """
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient)
