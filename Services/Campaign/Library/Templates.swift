@@ -99,11 +99,8 @@ package struct MessageTemplate: Sendable {
     return (subjectTemplate.render(parent), bodyTemplate.render(parent))
   }
 
-  /// Whether a declared variable can come from the subscriber's attributes (a name that is not
-  /// one of its own fields); when none can, the attributes need not be read.
-  package var usesAttributes: Bool { !attributeNames.isEmpty }
-
-  /// The declared variables that can only come from the subscriber's attributes.
+  /// The declared variables that can only come from the subscriber's attributes (names that are
+  /// not its own fields); the relay reads just these.
   package var attributeNames: [String] {
     variables.map(\.name).filter { !Self.subscriberFields.contains($0) }
   }

@@ -92,6 +92,16 @@ struct DataCheck: Sendable {
   }
 }
 
+extension RepairPlan {
+  /// Deletes the rows of `table` (named `alias` in `condition`) that `condition` picks, copied to
+  /// the backup first.
+  static func delete(from table: String, as alias: String, where condition: String, needsReview: Bool, risk: String) -> RepairPlan {
+    RepairPlan(
+      statements: ["DELETE FROM \(table) \(alias) WHERE \(condition)"], backupQuery: "SELECT \(alias).* FROM \(table) \(alias) WHERE \(condition)",
+      needsReview: needsReview, risk: risk)
+  }
+}
+
 enum DataChecks {
   /// A subscriber's e-mail as the campaign service accepts it (lower-case, one @, a dotted domain).
   static let emailPattern = #"^[^@\s,;<>]{1,64}@[^@\s,;<>.]+(\.[^@\s,;<>.]+)+$"#
@@ -100,13 +110,14 @@ enum DataChecks {
   /// `stuckAfter`: how long past its lease a message in `sending` counts as stuck.
   static func all(stuckAfter: Duration) -> [DataCheck] {
     let stuckSeconds = Int(stuckAfter.components.seconds)
+    // Predicates a check and its repair share (query, statements and backup pick the same rows).
+    let messageWithoutCampaign = "m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)"
+    let eventWithoutMessage = "NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"
+    let linkWithoutSubscriber = "NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)"
     return [
       DataCheck(
         check: "data.orphan_message_campaign", component: "data", severity: .high, category: .data, object: "delivery.messages.campaign_id",
-        query: """
-          SELECT m.id::text, NULL::text FROM delivery.messages m
-          WHERE m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-          """,
+        query: "SELECT m.id::text, NULL::text FROM delivery.messages m WHERE \(messageWithoutCampaign)",
         describe: { "\($0) delivery messages belong to a campaign that does not exist" },
         suggested: "find where the campaign went; delete the messages only once they are known to be junk",
         repair: RepairPlan(
@@ -114,29 +125,13 @@ enum DataChecks {
             // The messages are locked first, so no event is added to one of them meanwhile (every
             // event is written under its message's row lock); then their events, which no foreign
             // key takes with them (delivery migration 4), then the messages.
-            """
-            SELECT 1 FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            FOR UPDATE
-            """,
-            """
-            DELETE FROM delivery.delivery_events e USING delivery.messages m WHERE m.id = e.message_id
-              AND m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """,
-            """
-            DELETE FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """,
+            "SELECT 1 FROM delivery.messages m WHERE \(messageWithoutCampaign) FOR UPDATE",
+            "DELETE FROM delivery.delivery_events e USING delivery.messages m WHERE m.id = e.message_id AND \(messageWithoutCampaign)",
+            "DELETE FROM delivery.messages m WHERE \(messageWithoutCampaign)",
           ],
-          backupQuery: """
-            SELECT m.* FROM delivery.messages m WHERE m.campaign_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """,
+          backupQuery: "SELECT m.* FROM delivery.messages m WHERE \(messageWithoutCampaign)",
           alsoBackUp: [
-            """
-            SELECT e.* FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
-            WHERE m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
-            """
+            "SELECT e.* FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id WHERE \(messageWithoutCampaign)"
           ], needsReview: true, risk: "high")),
       DataCheck(
         check: "data.orphan_message_subscriber", component: "data", severity: .high, category: .data, object: "delivery.messages.subscriber_id",
@@ -148,16 +143,10 @@ enum DataChecks {
         suggested: "delete the messages once they are known to be junk", repair: nil),
       DataCheck(
         check: "data.orphan_delivery_event", component: "data", severity: .medium, category: .data, object: "delivery.delivery_events.message_id",
-        query: """
-          SELECT e.id::text, NULL::text FROM delivery.delivery_events e
-          WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)
-          """,
+        query: "SELECT e.id::text, NULL::text FROM delivery.delivery_events e WHERE \(eventWithoutMessage)",
         describe: { "\($0) delivery events belong to a message that does not exist (the analytics feed leaves them out)" },
         suggested: "find where the messages went (Herald deletes one only through a reviewed repair, with its events); delete the events once they are known to be junk",
-        repair: RepairPlan(
-          statements: ["DELETE FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"],
-          backupQuery: "SELECT e.* FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)",
-          needsReview: true, risk: "medium")),
+        repair: .delete(from: "delivery.delivery_events", as: "e", where: eventWithoutMessage, needsReview: true, risk: "medium")),
       DataCheck(
         check: "data.orphan_outbox_entry", component: "data", severity: .high, category: .data, object: "campaign.outbox",
         query: """
@@ -170,16 +159,10 @@ enum DataChecks {
         repair: nil),
       DataCheck(
         check: "data.orphan_sync_link", component: "sync", severity: .medium, category: .sync, object: "sync.records.subscriber_id",
-        query: """
-          SELECT r.job_id::text || '/' || r.record_id, NULL::text FROM sync.records r
-          WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)
-          """,
+        query: "SELECT r.job_id::text || '/' || r.record_id, NULL::text FROM sync.records r WHERE \(linkWithoutSubscriber)",
         describe: { "\($0) synced records are linked to a subscriber that does not exist" },
         suggested: "delete the links: the next full sync links or creates the subscribers again",
-        repair: RepairPlan(
-          statements: ["DELETE FROM sync.records r WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)"],
-          backupQuery: "SELECT r.* FROM sync.records r WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)",
-          needsReview: true, risk: "medium")),
+        repair: .delete(from: "sync.records", as: "r", where: linkWithoutSubscriber, needsReview: true, risk: "medium")),
       DataCheck(
         check: "data.malformed_email", component: "data", severity: .medium, category: .data, object: "campaign.subscribers.email",
         query: "SELECT id::text, email FROM campaign.subscribers WHERE email IS NOT NULL AND email !~ '\(emailPattern)'",
