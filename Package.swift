@@ -82,7 +82,10 @@ var targets: [Target] = [
     dependencies: [
       "HeraldCore", "HeraldPostgres", "HeraldProtos",
       .grpcCore, .grpcProtobuf, .grpcTransport, .swiftProtobuf, .postgres, .logging, .metrics,
-      .lifecycle, .unixSignals,
+      .lifecycle, .unixSignals, .nioCore,
+      .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
     ],
     path: "Shared/HeraldServerKit",
     swiftSettings: swiftSettings
@@ -142,7 +145,7 @@ var targets: [Target] = [
   .testTarget(
     name: "SharedTests",
     dependencies: [
-      "HeraldCore", "HeraldPostgres", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
+      "HeraldCore", "HeraldPostgres", "HeraldMigrations", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport",
       .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
     ],
     path: "Tests/SharedTests",

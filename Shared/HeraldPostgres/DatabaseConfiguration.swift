@@ -88,45 +88,18 @@ package struct DatabaseConfiguration: Sendable {
     return try DatabaseConfiguration(url: url, poolSize: poolSize)
   }
 
-  package func makeClient(logger: Logger) -> PostgresClient {
-    PostgresClient(configuration: client, backgroundLogger: logger)
-  }
-}
-
-extension Error {
-  /// The server's error, also when it is wrapped in a transaction error.
-  package var postgresError: PSQLError? {
-    if let error = self as? PSQLError { return error }
-    return (self as? PostgresTransactionError)?.closureError?.postgresError
-  }
-
-  /// The SQLSTATE of a PostgreSQL error (`23505` is a unique violation), if this is one.
-  package var sqlState: String? {
-    postgresError?.serverInfo?[.sqlState]
-  }
-
-  /// The constraint a PostgreSQL error names, if any.
-  package var constraintName: String? {
-    postgresError?.serverInfo?[.constraintName]
-  }
-
-  /// A description of a database error that keeps the server's message (PSQLError's own
-  /// description is blank on purpose) without the query's bound values.
-  package var databaseMessage: String {
-    guard let error = postgresError else { return String(describing: self) }
-    if let message = error.serverInfo?[.message] {
-      let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
-      return message + state
+  /// A client whose connections carry `applicationName` (at most 63 bytes, as PostgreSQL keeps
+  /// it), so `pg_stat_activity` tells them apart.
+  package func makeClient(logger: Logger, applicationName: String? = nil) -> PostgresClient {
+    var configuration = client
+    if let applicationName {
+      configuration.options.additionalStartupParameters.append(("application_name", String(decoding: applicationName.utf8.prefix(63), as: UTF8.self)))
     }
-    return "\(error.code)"
+    return PostgresClient(configuration: configuration, backgroundLogger: logger)
   }
-}
 
-extension AsyncSequence {
-  /// Every element, in order (e.g. the decoded rows of a query).
-  package func elements() async throws -> [Element] {
-    var elements: [Element] = []
-    for try await element in self { elements.append(element) }
-    return elements
+  /// The `application_name` of one process of `service`: `herald-<service>-<8 hex digits>`.
+  package static func applicationName(service: String) -> String {
+    "herald-\(service)-\(UUID().uuidString.prefix(8).lowercased())"
   }
 }

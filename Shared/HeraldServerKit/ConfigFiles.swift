@@ -1,6 +1,5 @@
 import Foundation
 import GRPCCore
-import Synchronization
 import SwiftProtobuf
 
 /// A configuration file (providers, limits) that cannot be used; the description names the file
@@ -24,11 +23,19 @@ package enum ConfigFile {
     } catch {
       throw ConfigFileError("cannot read \(kind) \(path): \(error.localizedDescription)")
     }
+    guard String(validating: data, as: UTF8.self) != nil else {
+      throw ConfigFileError("\(kind) \(path) is not valid UTF-8 text")
+    }
+    let message: M
     do {
-      return try M(jsonUTF8Data: data)
+      message = try M(jsonUTF8Data: data)
     } catch {
       throw ConfigFileError("\(kind) \(path) is not valid: \(error)")
     }
+    if let field = StringFieldCheck.firstNUL(in: message) {
+      throw ConfigFileError("\(kind) \(path): \(field) holds a NUL character (U+0000), which cannot be stored")
+    }
+    return message
   }
 
   /// Checks each entry with `check`, which throws the API's error naming the field; the first bad
@@ -45,26 +52,5 @@ package enum ConfigFile {
       }
     }
     return checked
-  }
-}
-
-/// One value per process, made from the first `ServiceResources` it is asked with: what a
-/// definition's RPC services, background workers and `prepare` share (the host builds them
-/// separately from the same resources).
-package final class PerProcess<Value: Sendable>: Sendable {
-  private let value = Mutex<Value?>(nil)
-  private let make: @Sendable (ServiceResources) -> Value
-
-  package init(_ make: @escaping @Sendable (ServiceResources) -> Value) {
-    self.make = make
-  }
-
-  package func callAsFunction(_ resources: ServiceResources) -> Value {
-    value.withLock { value in
-      if let value { return value }
-      let made = make(resources)
-      value = made
-      return made
-    }
   }
 }

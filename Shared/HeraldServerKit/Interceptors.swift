@@ -1,8 +1,10 @@
 import Foundation
 import GRPCCore
+import HeraldPostgres
 import HeraldProtos
 import Logging
 import Metrics
+import SwiftProtobuf
 
 /// The request id of the RPC being handled, set by `RequestLoggingInterceptor` and forwarded to
 /// downstream calls by `RequestIDClientInterceptor`.
@@ -37,9 +39,10 @@ package struct RequestLoggingInterceptor: ServerInterceptor {
       let elapsed = ContinuousClock.now - started
       Counter(label: "herald_grpc_server_requests_total", dimensions: [("method", method), ("code", code)]).increment()
       let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-      Timer(label: "herald_grpc_server_duration_seconds", dimensions: [("method", method)]).recordNanoseconds(nanoseconds)
+      Timer(label: "herald_grpc_server_duration_seconds", dimensions: [("method", method), ("code", code)])
+        .recordNanoseconds(nanoseconds)
       var metadata: Logger.Metadata = ["code": "\(code)", "ms": "\(elapsed.milliseconds)", "peer": "\(context.remotePeer)"]
-      if let error { metadata["error"] = "\(error)" }
+      if let error { metadata["error"] = "\(RPCError.describe(error))" }
       logger.log(level: error == nil ? .debug : .notice, "rpc finished", metadata: metadata)
     }
 
@@ -119,9 +122,35 @@ package struct ServiceGuardInterceptor: ServerInterceptor {
       throw error
     } catch {
       let requestID = RequestID.current ?? "-"
-      logger.error("rpc failed", metadata: ["request_id": "\(requestID)", "error": "\(String(reflecting: error))"])
+      logger.error("rpc failed", metadata: ["request_id": "\(requestID)", "error": "\(error.logDescription)"])
       throw RPCError(code: .internalError, message: "internal error in the \(service) service (request id \(requestID)); see its log")
     }
+  }
+}
+
+/// Refuses a request holding a string that PostgreSQL cannot store (NUL) with INVALID_ARGUMENT
+/// naming the field, before the handler sees it; each message of a stream is checked as it
+/// arrives. Messages that check their own strings (`ChecksOwnStrings`) are passed on.
+package struct RequestCheckInterceptor: ServerInterceptor {
+  package init() {}
+
+  package func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    var request = request
+    let messages = request.messages
+    request.messages = RPCAsyncSequence(
+      wrapping: messages.map { message in
+        if !(message is any ChecksOwnStrings), let protobuf = message as? any SwiftProtobuf.Message,
+          let field = StringFieldCheck.firstNUL(in: protobuf)
+        {
+          throw RPCError.field(field, .invalidArgument, "\(field) holds a NUL character (U+0000), which cannot be stored")
+        }
+        return message
+      })
+    return try await next(request, context)
   }
 }
 

@@ -1,15 +1,22 @@
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import HeraldCore
 
 /// Metadata key naming the request field an INVALID_ARGUMENT (or similar) error is about; the
-/// gateway turns it into the `field` of its problem+json answer.
+/// gateway turns it into the `field` of its problem+json answer. Kept beside the standard
+/// `google.rpc.Status` details for the callers that read it.
 package let fieldMetadataKey = "herald-field"
 
 extension RPCError {
-  /// An error about one field of the request.
+  /// An error about one field of the request, in the standard rich error model: a
+  /// `google.rpc.Status` whose details hold a `google.rpc.BadRequest` with the field violation
+  /// (`grpc-status-details-bin`, which grpcio, grpc-go and other clients decode), and the field
+  /// also as `herald-field` metadata.
   package static func field(_ field: String, _ code: RPCError.Code = .invalidArgument, _ message: String) -> RPCError {
-    var metadata = Metadata()
+    let violation = ErrorDetails.BadRequest.FieldViolation(field: field, description: message)
+    let status = GoogleRPCStatus(code: code, message: message, details: .badRequest(.init(violations: [violation])))
+    var metadata = status.rpcErrorMetadata
     metadata.addString(field, forKey: fieldMetadataKey)
     return RPCError(code: code, message: message, metadata: metadata)
   }
@@ -29,7 +36,14 @@ extension RPCError {
     (error as? RPCError).map { "\($0.code): \($0.message)" } ?? "\(error)"
   }
 
+  /// The field the error is about: from `herald-field`, else from the first field violation of
+  /// the standard details.
   package var field: String? {
-    metadata[stringValues: fieldMetadataKey].first(where: { _ in true })
+    if let field = metadata[stringValues: fieldMetadataKey].first(where: { _ in true }) { return field }
+    guard let status = try? unpackGoogleRPCStatus() else { return nil }
+    for detail in status.details {
+      if let badRequest = detail.badRequest, let violation = badRequest.violations.first { return violation.field }
+    }
+    return nil
   }
 }

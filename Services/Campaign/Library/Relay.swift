@@ -38,9 +38,6 @@ package struct DeliverySink: MessageSink {
 /// own with the reason. Only campaigns in `sending` are relayed: pause and cancel stop it at the
 /// next chunk.
 package struct OutboxRelay: Sendable {
-  /// Relay loops each campaign process runs; chunks of one campaign go out in parallel (one more
-  /// than two cores, so a chunk is being read and rendered while others wait on delivery).
-  package static let workersPerProcess = 3
   /// Entries per chunk, cut when the audience is expanded: one enqueue call each.
   package static let chunkSize = 1000
   let client: PostgresClient

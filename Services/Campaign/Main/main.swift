@@ -1,4 +1,4 @@
 import HeraldCampaign
 import HeraldServerKit
 
-await ServiceMain.run(CampaignDefinition.definition)
+await ServiceMain.run(CampaignDefinition.self)

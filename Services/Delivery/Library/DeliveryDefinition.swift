@@ -1,4 +1,5 @@
 import GRPCCore
+import HeraldCore
 import HeraldMigrations
 import HeraldProtos
 import HeraldServerKit
@@ -6,7 +7,18 @@ import Logging
 import ServiceLifecycle
 
 /// The delivery process (SPEC §3): the durable send queue, its workers and providers.
-package enum DeliveryDefinition {
+package enum DeliveryDefinition: BackEndProcess {
+  package static let name = "delivery"
+  package static let migrations = HeraldMigrations.delivery
+
+  package static func loadSettings(_ environment: Settings) throws -> DeliverySettings {
+    try DeliverySettings.load(environment)
+  }
+
+  package static func definition(settings: DeliverySettings) -> ServiceDefinition {
+    make(settings: settings)
+  }
+
   /// With the default settings (tests, benchmarks); each call is a fresh process's worth of state.
   package static var definition: ServiceDefinition { make() }
 
@@ -23,9 +35,9 @@ package enum DeliveryDefinition {
         factory: providerFactory)
     }
     return ServiceDefinition(
-      name: "delivery",
+      name: name,
       grpcServices: [Herald_Delivery_V1_DeliveryService.descriptor.fullyQualifiedService],
-      migrations: HeraldMigrations.delivery,
+      migrations: migrations,
       readinessDependencies: ["ratelimit"],
       makeServices: { resources in
         [DeliveryService(queue: PostgresMessageQueue(client: resources.database, logger: resources.logger), providers: registry(resources))]

@@ -7,54 +7,20 @@ import HeraldServerKit
 import Logging
 import ServiceLifecycle
 
-/// How a rate-limit replica behaves; from `HERALD_RATELIMIT_*` variables.
-package struct RateLimitSettings: Sendable, Equatable {
-  package enum FailurePolicy: String, Sendable { case open, closed }
-
-  /// Limits applied at every start (they win over API edits of the same keys).
-  package var limitsFile: String?
-  /// `host:port` the other replicas reach this one at; by default the gRPC listen address (with
-  /// the host name in place of 0.0.0.0).
-  package var advertiseAddress: String?
-  package var heartbeat: Duration = .seconds(1)
-  /// A member whose last heartbeat is older than this is gone and its keys move.
-  package var memberTTL: Duration = .seconds(3)
-  /// How often changed hour and day counters are written.
-  package var flushInterval: Duration = .milliseconds(250)
-  package var forwardTimeout: Duration = .milliseconds(500)
-  /// The answer for keys whose owner does not answer: allow (open) or refuse (closed).
-  package var failurePolicy = FailurePolicy.open
-
-  package init() {}
-
-  package static func load(_ settings: Settings) throws -> RateLimitSettings {
-    var result = RateLimitSettings()
-    result.limitsFile = settings.optionalString("HERALD_RATELIMIT_LIMITS_FILE")
-    result.advertiseAddress = settings.optionalString("HERALD_RATELIMIT_ADVERTISE_ADDR")
-    if let address = result.advertiseAddress, ServiceAddress(address) == nil {
-      throw ConfigurationError.malformed(variable: "HERALD_RATELIMIT_ADVERTISE_ADDR", value: address, expected: "host:port")
-    }
-    result.heartbeat = try settings.duration("HERALD_RATELIMIT_HEARTBEAT", default: result.heartbeat)
-    result.memberTTL = try settings.duration("HERALD_RATELIMIT_MEMBER_TTL", default: result.memberTTL)
-    guard result.memberTTL > result.heartbeat * 2 else {
-      throw ConfigurationError.malformed(
-        variable: "HERALD_RATELIMIT_MEMBER_TTL", value: "\(result.memberTTL)",
-        expected: "more than twice HERALD_RATELIMIT_HEARTBEAT (\(result.heartbeat))")
-    }
-    result.flushInterval = try settings.duration("HERALD_RATELIMIT_FLUSH_INTERVAL", default: result.flushInterval)
-    result.forwardTimeout = try settings.duration("HERALD_RATELIMIT_FORWARD_TIMEOUT", default: result.forwardTimeout)
-    let policy = settings.string("HERALD_RATELIMIT_FAILURE_POLICY", default: "open")
-    guard let failurePolicy = FailurePolicy(rawValue: policy) else {
-      throw ConfigurationError.malformed(variable: "HERALD_RATELIMIT_FAILURE_POLICY", value: policy, expected: "open or closed")
-    }
-    result.failurePolicy = failurePolicy
-    return result
-  }
-}
-
 /// The rate-limit process (SPEC §4): decisions over descriptors, limits from a file and the API,
 /// one owner per key among the live replicas.
-package enum RateLimitDefinition {
+package enum RateLimitDefinition: BackEndProcess {
+  package static let name = "ratelimit"
+  package static let migrations = HeraldMigrations.ratelimit
+
+  package static func loadSettings(_ environment: Settings) throws -> RateLimitSettings {
+    try RateLimitSettings.load(environment)
+  }
+
+  package static func definition(settings: RateLimitSettings) -> ServiceDefinition {
+    make(settings: settings)
+  }
+
   /// With the default settings; each call is a fresh process's worth of state.
   package static var definition: ServiceDefinition { make() }
 
@@ -77,9 +43,9 @@ package enum RateLimitDefinition {
           client: resources.database, logger: resources.logger))
     }
     return ServiceDefinition(
-      name: "ratelimit",
+      name: name,
       grpcServices: [Herald_Ratelimit_V1_RateLimitService.descriptor.fullyQualifiedService],
-      migrations: HeraldMigrations.ratelimit,
+      migrations: migrations,
       makeServices: { resources in
         let node = node(resources)
         return [

@@ -1,4 +1,5 @@
 import GRPCCore
+import HeraldCore
 import HeraldMigrations
 import HeraldPostgres
 import HeraldProtos
@@ -8,7 +9,18 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// The verification process (SPEC §6): checks, reports, issues, repairs and alerts.
-package enum VerificationDefinition {
+package enum VerificationDefinition: BackEndProcess {
+  package static let name = "verification"
+  package static let migrations = HeraldMigrations.verification
+
+  package static func loadSettings(_ environment: Settings) throws -> VerificationSettings {
+    try VerificationSettings.load(environment)
+  }
+
+  package static func definition(settings: VerificationSettings) -> ServiceDefinition {
+    make(settings: settings)
+  }
+
   /// With the default settings and no schedule (tests); each call is a fresh process's worth of state.
   package static var definition: ServiceDefinition {
     var settings = VerificationSettings()
@@ -28,9 +40,9 @@ package enum VerificationDefinition {
       )
     }
     return ServiceDefinition(
-      name: "verification",
+      name: name,
       grpcServices: [Herald_Verification_V1_VerificationService.descriptor.fullyQualifiedService],
-      migrations: HeraldMigrations.verification,
+      migrations: migrations,
       makeServices: { resources in
         let (verifier, desk, _) = parts(resources)
         return [

@@ -1,13 +1,4 @@
-import Foundation
-import HeraldCore
-import HeraldServerKit
 import HeraldVerification
+import HeraldServerKit
 
-let settings: VerificationSettings
-do {
-  settings = try VerificationSettings.load(Settings())
-} catch {
-  FileHandle.standardError.write(Data("herald verification: \(error)\n".utf8))
-  exit(1)
-}
-await ServiceMain.run(VerificationDefinition.make(settings: settings))
+await ServiceMain.run(VerificationDefinition.self)

@@ -82,7 +82,7 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             let relayStart = ContinuousClock.now
             // As many relays as a campaign process runs, sharing the outbox.
             try await withThrowingTaskGroup(of: Void.self) { group in
-              for _ in 0..<OutboxRelay.workersPerProcess {
+              for _ in 0..<CampaignSettings().relayWorkers {
                 group.addTask { [logger] in
                   let relay = OutboxRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger)
                   try await relay.drain()

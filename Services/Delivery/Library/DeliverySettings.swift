@@ -1,0 +1,48 @@
+import Foundation
+import HeraldCore
+
+/// How the delivery workers behave; from `HERALD_DELIVERY_*` variables.
+package struct DeliverySettings: Sendable, Equatable {
+  /// Worker loops per process (each claims its own batches); 0 turns sending off.
+  package var workers = 4
+  package var batchSize = 200
+  /// Sends in flight at once per loop.
+  package var concurrency = 32
+  package var lease: Duration = .seconds(60)
+  package var maxAttempts = 8
+  package var retryBase: Duration = .seconds(2)
+  package var retryCap: Duration = .seconds(3600)
+  package var timeToLive: Duration = .seconds(72 * 3600)
+  /// Send again a message whose earlier send was cut off after it may have reached the provider.
+  package var resendAmbiguous = false
+  package var idle: Duration = .milliseconds(200)
+  package var refreshInterval: Duration = .seconds(5)
+  package var breaker = BreakerPolicy()
+  package var providersFile: String?
+
+  package init() {}
+
+  package static func load(_ settings: Settings) throws -> DeliverySettings {
+    var result = DeliverySettings()
+    result.workers = try settings.int("HERALD_DELIVERY_WORKERS", default: result.workers, range: 0...64)
+    result.batchSize = try settings.int("HERALD_DELIVERY_BATCH_SIZE", default: result.batchSize, range: 1...1000)
+    result.concurrency = try settings.int("HERALD_DELIVERY_CONCURRENCY", default: result.concurrency, range: 1...1024)
+    result.lease = try settings.duration("HERALD_DELIVERY_LEASE", default: result.lease)
+    result.maxAttempts = try settings.int("HERALD_DELIVERY_MAX_ATTEMPTS", default: result.maxAttempts, range: 1...100)
+    result.retryBase = try settings.duration("HERALD_DELIVERY_RETRY_BASE", default: result.retryBase)
+    result.timeToLive = try settings.duration("HERALD_DELIVERY_MESSAGE_TTL", default: result.timeToLive)
+    result.resendAmbiguous = try settings.bool("HERALD_DELIVERY_RESEND_AMBIGUOUS", default: false)
+    result.breaker.openFor = try settings.duration("HERALD_DELIVERY_BREAKER_OPEN_FOR", default: result.breaker.openFor)
+    result.providersFile = settings.optionalString("HERALD_DELIVERY_PROVIDERS_FILE")
+    // A bad providers file stops start-up here, naming the file and the field.
+    if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
+    return result
+  }
+
+  /// Exponential backoff with jitter: base·2^(attempt-1), capped, then a random 50–100 % of it.
+  package func backoff(afterAttempt attempt: Int) -> Duration {
+    let exponent = min(max(attempt - 1, 0), 30)
+    let full = min(retryBase * (1 << exponent), retryCap)
+    return full * Double.random(in: 0.5...1.0)
+  }
+}

@@ -1,0 +1,235 @@
+import HeraldPostgres
+
+extension HeraldMigrations {
+  /// The campaign service's schema (SPEC §2): subscribers and consent, lists, segments, templates,
+  /// campaigns and their variants, the outbox, analytics.
+  package static let campaign = MigrationSet(
+    schema: "campaign",
+    migrations: [
+      Migration(
+        version: 1, name: "subscribers",
+        sql: #"""
+          CREATE TABLE subscribers (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            email text UNIQUE CHECK (email = lower(email) AND length(email) <= 254),
+            phone text UNIQUE CHECK (phone ~ '^\+[1-9][0-9]{6,14}$'),
+            first_name text NOT NULL DEFAULT '',
+            last_name text NOT NULL DEFAULT '',
+            attributes jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+            email_subscribed boolean NOT NULL DEFAULT false,
+            email_consent_source text,
+            email_consented_at timestamptz,
+            email_unsubscribed_at timestamptz,
+            sms_subscribed boolean NOT NULL DEFAULT false,
+            sms_consent_source text,
+            sms_consented_at timestamptz,
+            sms_unsubscribed_at timestamptz,
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked', 'erased')),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT subscribers_contact_check CHECK (email IS NOT NULL OR phone IS NOT NULL OR status = 'erased'),
+            CONSTRAINT subscribers_email_consent_check
+              CHECK (NOT email_subscribed OR (email IS NOT NULL AND email_consent_source IS NOT NULL AND email_consented_at IS NOT NULL)),
+            CONSTRAINT subscribers_sms_consent_check
+              CHECK (NOT sms_subscribed OR (phone IS NOT NULL AND sms_consent_source IS NOT NULL AND sms_consented_at IS NOT NULL))
+          );
+          CREATE INDEX subscribers_created_at_idx ON subscribers (created_at, id);
+          """#),
+      Migration(
+        version: 2, name: "consent history",
+        sql: #"""
+          CREATE TABLE consent_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            channel text NOT NULL CHECK (channel IN ('email', 'sms')),
+            subscribed boolean NOT NULL,
+            source text NOT NULL CHECK (source <> ''),
+            occurred_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX consent_events_subscriber_idx ON consent_events (subscriber_id, id);
+          INSERT INTO consent_events (subscriber_id, channel, subscribed, source, occurred_at)
+            SELECT id, 'email', true, email_consent_source, email_consented_at FROM subscribers WHERE email_subscribed
+            UNION ALL
+            SELECT id, 'sms', true, sms_consent_source, sms_consented_at FROM subscribers WHERE sms_subscribed
+            ORDER BY 5;
+          """#),
+      Migration(
+        version: 3, name: "lists, segments, templates, campaigns and the outbox",
+        sql: #"""
+          CREATE TABLE lists (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            description text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE list_members (
+            list_id uuid NOT NULL REFERENCES lists (id) ON DELETE CASCADE,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            added_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (list_id, subscriber_id)
+          );
+          CREATE INDEX list_members_subscriber_idx ON list_members (subscriber_id);
+          CREATE TABLE segments (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            match text NOT NULL CHECK (match IN ('all', 'any')),
+            conditions jsonb NOT NULL CHECK (jsonb_typeof(conditions) = 'array'),
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE templates (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            format text NOT NULL CHECK (format IN ('html', 'text')),
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL CHECK (body <> ''),
+            variables jsonb NOT NULL CHECK (jsonb_typeof(variables) = 'array'),
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE campaigns (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL CHECK (name <> ''),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            list_id uuid REFERENCES lists (id),
+            segment_id uuid REFERENCES segments (id),
+            budget_cents bigint CHECK (budget_cents >= 0),
+            status text NOT NULL DEFAULT 'draft'
+              CHECK (status IN ('draft', 'scheduled', 'sending', 'sent', 'paused', 'cancelled', 'failed')),
+            status_reason text NOT NULL DEFAULT '',
+            send_at timestamptz,
+            audience_count bigint NOT NULL DEFAULT 0,
+            skipped_no_consent bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            started_at timestamptz,
+            finished_at timestamptz,
+            CONSTRAINT campaigns_audience_check CHECK ((list_id IS NULL) <> (segment_id IS NULL)),
+            CONSTRAINT campaigns_schedule_check CHECK (status <> 'scheduled' OR send_at IS NOT NULL)
+          );
+          CREATE INDEX campaigns_due_idx ON campaigns (send_at) WHERE status = 'scheduled';
+          CREATE INDEX campaigns_sending_idx ON campaigns (id) WHERE status = 'sending';
+          CREATE TABLE campaign_variants (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            position integer NOT NULL CHECK (position >= 0),
+            name text NOT NULL CHECK (name <> ''),
+            template_id uuid NOT NULL REFERENCES templates (id),
+            weight integer NOT NULL CHECK (weight BETWEEN 1 AND 10000),
+            recipients bigint NOT NULL DEFAULT 0 CHECK (recipients >= 0),
+            PRIMARY KEY (campaign_id, position),
+            UNIQUE (campaign_id, name)
+          );
+          CREATE TABLE outbox (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id),
+            variant text NOT NULL,
+            status text NOT NULL DEFAULT 'pending'
+              CHECK (status IN ('pending', 'relayed', 'skipped', 'failed', 'cancelled')),
+            message_id uuid,
+            error text,
+            relayed_at timestamptz,
+            PRIMARY KEY (campaign_id, subscriber_id),
+            CONSTRAINT outbox_relayed_check CHECK (status <> 'relayed' OR message_id IS NOT NULL)
+          );
+          CREATE INDEX outbox_pending_idx ON outbox (campaign_id, subscriber_id) WHERE status = 'pending';
+          """#),
+      Migration(
+        version: 4, name: "analytics",
+        sql: #"""
+          CREATE UNIQUE INDEX outbox_message_idx ON outbox (message_id) WHERE message_id IS NOT NULL;
+          CREATE TABLE delivery_feed (
+            id integer PRIMARY KEY CHECK (id = 1),
+            cursor text NOT NULL DEFAULT '',
+            events_applied bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          INSERT INTO delivery_feed (id) VALUES (1);
+          CREATE TABLE campaign_daily_stats (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            variant text NOT NULL,
+            day date NOT NULL,
+            status text NOT NULL,
+            events bigint NOT NULL DEFAULT 0 CHECK (events >= 0),
+            cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0),
+            PRIMARY KEY (campaign_id, variant, day, status)
+          );
+          CREATE TABLE subscriber_engagement (
+            subscriber_id uuid PRIMARY KEY REFERENCES subscribers (id) ON DELETE CASCADE,
+            delivered bigint NOT NULL DEFAULT 0,
+            opened bigint NOT NULL DEFAULT 0,
+            clicked bigint NOT NULL DEFAULT 0,
+            bounced bigint NOT NULL DEFAULT 0,
+            complained bigint NOT NULL DEFAULT 0,
+            last_event_at timestamptz,
+            last_engaged_at timestamptz,
+            score integer NOT NULL DEFAULT 0 CHECK (score BETWEEN 0 AND 100)
+          );
+          CREATE INDEX subscriber_engagement_score_idx ON subscriber_engagement (score DESC, subscriber_id);
+          """#),
+      Migration(
+        version: 5, name: "archived subscribers",
+        sql: #"""
+          -- Archived: kept with its history but sent nothing (e.g. its CRM record was deleted).
+          ALTER TABLE subscribers DROP CONSTRAINT subscribers_status_check;
+          ALTER TABLE subscribers ADD CONSTRAINT subscribers_status_check
+            CHECK (status IN ('active', 'blocked', 'erased', 'archived'));
+          """#),
+      Migration(
+        version: 6, name: "outbox chunks",
+        sql: #"""
+          -- The relay claims, sends and settles a chunk of consecutive outbox entries (by
+          -- subscriber id) as one unit: one row lock and one update per chunk instead of per
+          -- recipient. A chunk holds the entries from first_subscriber up to (not including)
+          -- next_subscriber (the next chunk's first; NULL for the last chunk).
+          CREATE TABLE outbox_chunks (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            chunk integer NOT NULL CHECK (chunk >= 0),
+            first_subscriber uuid NOT NULL,
+            next_subscriber uuid,
+            -- Entries in the chunk when it was made, and how many of them have since been settled
+            -- on their own (skipped or failed, with the reason on the outbox entry).
+            entries integer NOT NULL CHECK (entries > 0),
+            exceptions integer NOT NULL DEFAULT 0,
+            status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'relayed', 'cancelled')),
+            relayed_at timestamptz,
+            PRIMARY KEY (campaign_id, chunk),
+            CONSTRAINT outbox_chunks_range_check CHECK (next_subscriber > first_subscriber),
+            CONSTRAINT outbox_chunks_exceptions_check CHECK (exceptions BETWEEN 0 AND entries)
+          );
+          CREATE INDEX outbox_chunks_pending_idx ON outbox_chunks (campaign_id, chunk) WHERE status = 'pending';
+          -- An entry's own status is set only when it is settled apart from its chunk (skipped,
+          -- failed); NULL means "as its chunk". Entries relayed one by one before this migration
+          -- keep theirs.
+          ALTER TABLE outbox ALTER COLUMN status DROP DEFAULT, ALTER COLUMN status DROP NOT NULL;
+          WITH numbered AS (
+            SELECT campaign_id, subscriber_id,
+              row_number() OVER (PARTITION BY campaign_id ORDER BY subscriber_id) - 1 AS n,
+              count(*) OVER (PARTITION BY campaign_id) AS total
+            FROM outbox WHERE status = 'pending'
+          )
+          INSERT INTO outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries)
+          SELECT campaign_id, n / 1000, subscriber_id, lead(subscriber_id) OVER (PARTITION BY campaign_id ORDER BY n),
+            least(1000, total - n)
+          FROM numbered WHERE n % 1000 = 0;
+          UPDATE outbox SET status = NULL WHERE status = 'pending';
+          ALTER TABLE outbox DROP CONSTRAINT outbox_status_check;
+          ALTER TABLE outbox ADD CONSTRAINT outbox_status_check CHECK (status IN ('relayed', 'skipped', 'failed', 'cancelled'));
+          DROP INDEX outbox_pending_idx;
+          CREATE INDEX outbox_settled_idx ON outbox (campaign_id, status) WHERE status IS NOT NULL;
+          -- Written only by the expansion, which selects the subscribers in the same statement while
+          -- it holds the campaign's row lock; campaigns are never deleted, subscribers are erased
+          -- (kept), and the only delete (verification's duplicate repair) spares subscribers the
+          -- outbox names. A foreign key check per entry more than doubled the time to expand a
+          -- large audience. Verification reports entries whose campaign or subscriber is missing.
+          ALTER TABLE outbox DROP CONSTRAINT outbox_campaign_id_fkey, DROP CONSTRAINT outbox_subscriber_id_fkey;
+          """#),
+      Migration(
+        version: 7, name: "time-ordered subscriber ids",
+        sql: #"""
+          -- Subscribers made together (an import) get neighbouring ids, so reading an outbox chunk
+          -- (a range of subscriber ids) reads neighbouring rows instead of one page per recipient.
+          -- Existing ids stay as they are.
+          \#(uuidV7Function)
+          ALTER TABLE subscribers ALTER COLUMN id SET DEFAULT uuid_v7();
+          """#),
+    ])
+}

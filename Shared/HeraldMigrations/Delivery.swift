@@ -1,0 +1,118 @@
+import HeraldPostgres
+
+extension HeraldMigrations {
+  /// The delivery service's schema (SPEC §3): the message queue and its events, providers,
+  /// suppressions, spend caps, warm-up.
+  package static let delivery = MigrationSet(
+    schema: "delivery",
+    migrations: [
+      Migration(
+        version: 1, name: "message queue",
+        sql: #"""
+          CREATE TABLE messages (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            idempotency_key text NOT NULL UNIQUE CHECK (length(idempotency_key) BETWEEN 1 AND 200),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            recipient text NOT NULL CHECK (recipient <> ''),
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL,
+            campaign_id uuid,
+            subscriber_id uuid,
+            status text NOT NULL DEFAULT 'queued' CHECK (status IN (
+              'queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'suppressed', 'expired', 'dead', 'unknown')),
+            attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            not_before timestamptz NOT NULL DEFAULT now(),
+            lease_expires_at timestamptz,
+            last_error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX messages_due_idx ON messages (not_before) WHERE status = 'queued';
+          CREATE INDEX messages_campaign_idx ON messages (campaign_id) WHERE campaign_id IS NOT NULL;
+          CREATE TABLE delivery_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            status text NOT NULL,
+            detail text,
+            occurred_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX delivery_events_message_idx ON delivery_events (message_id);
+          """#),
+      Migration(
+        version: 2, name: "event feed for analytics",
+        sql: #"""
+          ALTER TABLE delivery_events
+            ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            ADD COLUMN cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0);
+          CREATE INDEX delivery_events_feed_idx ON delivery_events (txid, id);
+          """#),
+      Migration(
+        version: 3, name: "workers, providers, suppressions, spend caps, warm-up",
+        sql: #"""
+          ALTER TABLE messages
+            ADD COLUMN provider text,
+            ADD COLUMN provider_message_id text,
+            ADD COLUMN cost_cents bigint NOT NULL DEFAULT 0 CHECK (cost_cents >= 0),
+            ADD COLUMN lease_token uuid,
+            ADD COLUMN reserved_cents bigint NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+            ADD COLUMN ambiguous boolean NOT NULL DEFAULT false;
+          CREATE INDEX messages_lease_idx ON messages (lease_expires_at) WHERE status = 'sending';
+          -- What needs an operator (dead letters, unknown outcomes); other statuses are listed
+          -- through the primary key, so a send does not pay for one more index entry.
+          CREATE INDEX messages_attention_idx ON messages (status, id) WHERE status IN ('dead', 'unknown');
+          CREATE INDEX messages_provider_message_idx ON messages (provider, provider_message_id)
+            WHERE provider_message_id IS NOT NULL;
+          -- A provider as its protobuf JSON (herald.delivery.v1.Provider, status left out).
+          CREATE TABLE providers (
+            name text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
+            channel text NOT NULL CHECK (channel IN ('email', 'sms', 'push', 'whatsapp')),
+            priority integer NOT NULL,
+            definition jsonb NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE suppressions (
+            address text PRIMARY KEY CHECK (address <> '' AND address = lower(address)),
+            reason text NOT NULL CHECK (reason IN ('hard_bounce', 'complaint', 'manual')),
+            detail text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          -- A send reserves its cost (on the message and here) before it goes out; its outcome
+          -- turns the reservation into spend or gives it back. The check constraint is the last
+          -- line: the database refuses any reservation past the budget.
+          CREATE TABLE spend_caps (
+            campaign_id uuid PRIMARY KEY,
+            budget_cents bigint NOT NULL CHECK (budget_cents >= 0),
+            spent_cents bigint NOT NULL DEFAULT 0 CHECK (spent_cents >= 0),
+            reserved_cents bigint NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT spend_within_budget CHECK (spent_cents + reserved_cents <= budget_cents)
+          );
+          CREATE TABLE warmup_schedules (
+            sending_identity text PRIMARY KEY CHECK (sending_identity <> ''),
+            daily_caps bigint[] NOT NULL CHECK (cardinality(daily_caps) > 0),
+            started_on date,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE identity_daily_sends (
+            sending_identity text NOT NULL,
+            day date NOT NULL,
+            sent bigint NOT NULL DEFAULT 0 CHECK (sent >= 0),
+            PRIMARY KEY (sending_identity, day)
+          );
+          """#),
+      Migration(
+        version: 4, name: "time-ordered message ids, events without a foreign key",
+        sql: #"""
+          -- New messages land at the right edge of the primary key and of
+          -- delivery_events_message_idx instead of on a random page of each, so a large queue's
+          -- indexes stay in memory.
+          \#(uuidV7Function)
+          ALTER TABLE messages ALTER COLUMN id SET DEFAULT uuid_v7();
+          -- Events are written only by the delivery service, with or after their message, and a
+          -- message is deleted only by a reviewed repair that deletes its events first. The
+          -- per-row check (a row lock on the message) cost as much as the rest of the event's
+          -- insert; verification's data.orphan_delivery_event finds events without a message.
+          ALTER TABLE delivery_events DROP CONSTRAINT delivery_events_message_id_fkey;
+          """#),
+    ])
+}

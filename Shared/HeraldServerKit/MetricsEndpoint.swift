@@ -1,0 +1,98 @@
+import Foundation
+import HTTPTypes
+import HeraldCore
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+/// What a scrape of `/metrics` hands the collectors that read figures at that moment (queue
+/// depth, open issues, database connections): gauges written into the process's registry.
+package struct MetricsScrape: Sendable {
+  package let registry: PrometheusCollectorRegistry
+
+  package init(registry: PrometheusCollectorRegistry) {
+    self.registry = registry
+  }
+
+  /// Sets the gauge `name` with these labels (every series of one name has the same label names).
+  package func gauge(_ name: String, _ labels: [(String, String)] = [], help: String, _ value: Double) {
+    registry.makeGauge(name: name, labels: labels, help: help).set(value)
+  }
+
+  package func gauge(_ name: String, _ labels: [(String, String)] = [], help: String, _ value: Int64) {
+    gauge(name, labels, help: help, Double(value))
+  }
+}
+
+/// The small HTTP listener every Herald process serves Prometheus' text format on
+/// (`GET /metrics` at `HERALD_METRICS_HOST:HERALD_METRICS_PORT`), without an API key: it is meant
+/// for the cluster's Prometheus, not for the public. Collectors run at each scrape, each within
+/// `timeout`; one that fails is logged and counted, and the rest of the figures are served.
+package struct MetricsEndpoint: Service {
+  package typealias Collector = @Sendable (MetricsScrape) async throws -> Void
+
+  let application: Application<RouterResponder<BasicRequestContext>>
+
+  package init(
+    host: String, port: Int, registry: PrometheusCollectorRegistry, collectors: [(name: String, collect: Collector)],
+    timeout: Duration = .seconds(5), logger: Logger
+  ) {
+    let router = Router()
+    let scrape = MetricsScrape(registry: registry)
+    router.get("metrics") { _, _ -> Response in
+      await withTaskGroup(of: Void.self) { group in
+        for collector in collectors {
+          group.addTask {
+            do {
+              try await withTimeout(timeout) { try await collector.collect(scrape) }
+            } catch {
+              registry.makeCounter(
+                name: "herald_metrics_collector_errors_total", labels: [("collector", collector.name)],
+                help: "Scrapes in which a collector of figures failed (see the log)"
+              ).increment()
+              logger.warning(
+                "a metrics collector failed", metadata: ["collector": "\(collector.name)", "error": "\(error)"])
+            }
+          }
+        }
+      }
+      var headers = HTTPFields()
+      headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+    var listenerLogger = logger
+    listenerLogger.logLevel = max(logger.logLevel, .notice)
+    self.application = Application(
+      router: router,
+      configuration: .init(address: .hostname(host, port: port), serverName: "herald-metrics"),
+      onServerRunning: { channel in
+        logger.info("metrics listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+      },
+      logger: listenerLogger)
+  }
+
+  package func run() async throws {
+    try await application.run()
+  }
+}
+
+/// Runs `body`, failing with a timeout error when it takes longer than `limit`.
+package func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+  try await withThrowingTaskGroup(of: T.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: limit)
+      throw TimeoutError(limit: limit)
+    }
+    defer { group.cancelAll() }
+    guard let result = try await group.next() else { throw TimeoutError(limit: limit) }
+    return result
+  }
+}
+
+package struct TimeoutError: Error, CustomStringConvertible {
+  package var limit: Duration
+  package var description: String { "no answer within \(limit)" }
+}
