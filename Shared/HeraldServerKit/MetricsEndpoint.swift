@@ -34,6 +34,7 @@ package struct MetricsEndpoint: Service {
   package typealias Collector = @Sendable (MetricsScrape) async throws -> Void
 
   let application: Application<RouterResponder<BasicRequestContext>>
+  let address: String
 
   package init(
     host: String, port: Int, registry: PrometheusCollectorRegistry, collectors: [(name: String, collect: Collector)],
@@ -62,6 +63,7 @@ package struct MetricsEndpoint: Service {
       headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
       return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
+    self.address = "\(host):\(port)"
     var listenerLogger = logger
     listenerLogger.logLevel = max(logger.logLevel, .notice)
     self.application = Application(
@@ -74,7 +76,20 @@ package struct MetricsEndpoint: Service {
   }
 
   package func run() async throws {
-    try await application.run()
+    do {
+      try await application.run()
+    } catch let error as IOError {
+      throw MetricsListenerError(address: address, reason: error.description)
+    }
+  }
+}
+
+/// The metrics listener could not start (its port is taken, say).
+package struct MetricsListenerError: Error, CustomStringConvertible {
+  package var address: String
+  package var reason: String
+  package var description: String {
+    "the metrics listener cannot listen on \(address) (HERALD_METRICS_HOST/HERALD_METRICS_PORT): \(reason)"
   }
 }
 

@@ -159,11 +159,15 @@ package func builtExecutable(_ name: String) throws -> String {
   throw TestSetupError("the \(name) executable is not built next to \(folder.path): run `swift build --build-tests`")
 }
 
-/// A child process started with posix_spawn, killed (SIGKILL) by `kill()`.
+/// A child process started with posix_spawn, killed (SIGKILL) by `kill()`. A Herald process
+/// started with an environment serves its metrics on an ephemeral port unless the environment
+/// names one (`HERALD_METRICS_PORT`), so that parallel tests never compete for a port.
 package final class SpawnedProcess: Sendable {
   package let pid: pid_t
 
   package init(_ executable: String, _ arguments: [String], output: String, environment: [String: String]? = nil) throws {
+    var environment = environment
+    if environment != nil, environment?["HERALD_METRICS_PORT"] == nil { environment?["HERALD_METRICS_PORT"] = "0" }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
