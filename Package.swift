@@ -100,16 +100,15 @@ var targets: [Target] = [
       .product(name: "Prometheus", package: "swift-prometheus"),
       .product(name: "AsyncHTTPClient", package: "async-http-client"),
       .product(name: "NIOHTTP1", package: "swift-nio"),
-      .nioCore,
+      .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+      .nioCore, .grpcTransport,
     ],
     path: "Services/Gateway/Library",
     swiftSettings: swiftSettings
   ),
   .executableTarget(
     name: "GatewayMain",
-    dependencies: [
-      "HeraldGateway", "HeraldCore", "HeraldMigrations", "HeraldServerKit", .product(name: "Hummingbird", package: "hummingbird"),
-    ],
+    dependencies: ["HeraldGateway", "HeraldServerKit"],
     path: "Services/Gateway/Main",
     swiftSettings: swiftSettings
   ),

@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
-# Regenerates Shared/HeraldProtos from Protos/ with protoc, protoc-gen-swift and
-# protoc-gen-grpc-swift-2. The plugins are built (once, release) from the pinned packages in
-# scripts/protoc-plugins; protoc comes from Debian's protobuf-compiler.
+# Regenerates the code made from Protos/:
+#   Shared/HeraldProtos                       messages and gRPC services (protoc-gen-swift,
+#                                             protoc-gen-grpc-swift-2)
+#   Services/Gateway/Library/Generated        the gateway's REST route table and OpenAPI document
+#                                             (protoc-gen-herald-rest, from the google.api.http
+#                                             bindings, Herald's REST annotations and
+#                                             Protos/openapi-extra.json)
+#   scripts/protoc-plugins/Sources/protoc-gen-herald-rest/Generated
+#                                             the annotation protos, as that plugin reads them
+# The plugins are built (once, release) from the pinned packages in scripts/protoc-plugins;
+# protoc comes from Debian's protobuf-compiler.
 #   scripts/generate-protos.sh          regenerate in place
 #   scripts/generate-protos.sh --check  regenerate into a temporary folder and fail on any diff
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out="$root/Shared/HeraldProtos"
+. "$root/scripts/lib.sh"
 mode=${1:-}
 
-if ! command -v protoc >/dev/null; then
-  echo "protoc not found: installing Debian's protobuf-compiler" >&2
-  apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null
-fi
+ensure_apt_packages protobuf-compiler
 # Well-known types (timestamp.proto) ship with protoc's include folder.
 include=$(dirname "$(command -v protoc)")/../include
 [ -f "$include/google/protobuf/timestamp.proto" ] || include=/usr/include
 
 plugins="$root/scripts/protoc-plugins"
 bin="$plugins/.build/release"
-if [ ! -x "$bin/protoc-gen-swift" ] || [ ! -x "$bin/protoc-gen-grpc-swift-2" ]; then
-  echo "building protoc plugins (one-time, several minutes)" >&2
-  swift build --package-path "$plugins" -c release --product protoc-gen-swift
-  swift build --package-path "$plugins" -c release --product protoc-gen-grpc-swift-2
-fi
+for plugin in protoc-gen-swift protoc-gen-grpc-swift-2 protoc-gen-herald-rest; do
+  if [ ! -x "$bin/$plugin" ] || [ "$plugin" = protoc-gen-herald-rest ]; then
+    echo "building $plugin (release; the first time takes several minutes)" >&2
+    swift build --package-path "$plugins" -c release --product "$plugin" >&2
+  fi
+done
 
-target="$out"
-if [ "$mode" = "--check" ]; then target=$(mktemp -d); fi
-find "$target" -name '*.swift' -delete 2>/dev/null || true
-mkdir -p "$target"
+# name → folder it goes to
+declare -A outputs=(
+  [protos]="$root/Shared/HeraldProtos"
+  [rest]="$root/Services/Gateway/Library/Generated"
+  [annotations]="$plugins/Sources/protoc-gen-herald-rest/Generated"
+)
+declare -A targets
+for name in "${!outputs[@]}"; do
+  if [ "$mode" = "--check" ]; then targets[$name]=$(mktemp -d); else targets[$name]=${outputs[$name]}; fi
+  find "${targets[$name]}" -name '*.swift' -delete 2>/dev/null || true
+  mkdir -p "${targets[$name]}"
+done
 
 cd "$root/Protos"
 protos=$(find . -name '*.proto' | sed 's|^\./||' | sort)
@@ -36,14 +50,28 @@ protos=$(find . -name '*.proto' | sed 's|^\./||' | sort)
 protoc -I . -I "$include" \
   --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" \
-  --swift_out="$target" --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
-  --grpc-swift-2_out="$target" \
+  --swift_out="${targets[protos]}" --swift_opt=Visibility=Public,FileNaming=PathToUnderscores \
+  --grpc-swift-2_out="${targets[protos]}" \
   --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true,FileNaming=PathToUnderscores \
   $protos
+# shellcheck disable=SC2086
+protoc -I . -I "$include" \
+  --plugin=protoc-gen-herald-rest="$bin/protoc-gen-herald-rest" \
+  --herald-rest_out=extra=openapi-extra.json,message=herald.campaign.v1.ImportSubscribersResponse,message=herald.delivery.v1.IngestProviderWebhookResponse:"${targets[rest]}" \
+  $protos
+protoc -I . -I "$include" \
+  --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
+  --swift_out="${targets[annotations]}" --swift_opt=Visibility=Internal,FileNaming=PathToUnderscores \
+  google/api/http.proto google/api/annotations.proto herald/api/v1/annotations.proto
 
 if [ "$mode" = "--check" ]; then
-  if ! diff -ru "$out" "$target"; then
-    echo "Shared/HeraldProtos is out of date: run scripts/generate-protos.sh and commit" >&2
+  failed=0
+  for name in "${!outputs[@]}"; do
+    if ! diff -ru "${outputs[$name]}" "${targets[$name]}"; then failed=1; fi
+    rm -rf "${targets[$name]}"
+  done
+  if [ $failed -ne 0 ]; then
+    echo "generated code is out of date: run scripts/generate-protos.sh and commit" >&2
     exit 1
   fi
   echo "generated code matches Protos/"

@@ -30,3 +30,48 @@ postgres_bin() {
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# The one-command stack (scripts/run-stack) started as a user would, for the checks that need a
+# running stack (scripts/e2e-stack-check, scripts/api-contract-check): on a fresh data folder and
+# spare ports, in a tmux pane (a real terminal, so that Ctrl-C reaches it as it would a user).
+# stack_prepare NAME sets data, stack_log and session and exports run-stack's variables.
+stack_prepare() {
+  ensure_apt_packages curl python3 python3-venv tmux
+  data=$(mktemp -d "/tmp/herald-$1-XXXXXX")
+  chmod 755 "$data"
+  export HERALD_DATA_DIR=$data HERALD_GATEWAY_PORT=18080 HERALD_PORT_BASE=17100 HERALD_PG_PORT=56432 HERALD_RESTART_DELAY=8 HERALD_CRM_PORT=17200
+  stack_log="$data/stack.log"
+  session=herald-$1-$$
+}
+
+stack_fail() {
+  echo "${session%%-*}: FAIL: $*" >&2
+  tail -n 30 "$stack_log" >&2 || true
+  tmux send-keys -t "$session" C-c 2>/dev/null || true
+  sleep 5
+  exit 1
+}
+
+stack_start() {
+  : >"$stack_log"
+  tmux new-session -d -s "$session" -x 200 -y 50 "exec '$root/scripts/run-stack' >>'$stack_log' 2>&1"
+  for _ in $(seq 1 900); do
+    grep -q "Herald is up" "$stack_log" 2>/dev/null && return 0
+    tmux has-session -t "$session" 2>/dev/null || stack_fail "run-stack exited before the stack was up"
+    sleep 1
+  done
+  stack_fail "the stack did not come up"
+}
+
+stack_leftovers() {
+  pgrep -af "$data|(debug|release)/(campaign|delivery|ratelimit|sync|verification|gateway|crm-sandbox)$" || true
+}
+
+stack_stop() {
+  tmux send-keys -t "$session" C-c
+  for _ in $(seq 1 60); do tmux has-session -t "$session" 2>/dev/null || break; sleep 0.5; done
+  tmux has-session -t "$session" 2>/dev/null && stack_fail "run-stack did not stop on Ctrl-C"
+  sleep 1
+  [ -z "$(stack_leftovers)" ] || { stack_leftovers >&2; stack_fail "processes left behind after Ctrl-C"; }
+  echo "stack: Ctrl-C stopped every process"
+}

@@ -1,5 +1,14 @@
 /// Campaign service (SPEC §2): subscribers and their consent, lists and segments, templates,
 /// campaigns with their status machine, and the send (audience expansion, outbox, relay).
+///
+/// REST: the routes below are bound with google.api.http. LookupSubscribers (internal, used by
+/// sync) and ImportSubscribers (streamed; the gateway has its own CSV / JSON-lines route for it,
+/// POST /v1/subscribers/import) have none.
+///
+/// Names and other one-line texts that the service trims (`.whitespacesAndNewlines`) take the
+/// pattern "one line without leading or trailing spaces": no control character and no ASCII or
+/// Unicode whitespace (U+0085, U+00A0, U+1680, U+2000-U+200B, U+2028, U+2029, U+202F, U+205F,
+/// U+3000: what Foundation trims) at either end, no control character or line separator inside.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -484,6 +493,10 @@ extension Herald_Campaign_V1_CampaignService {
     ///
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers and their consent, lists, segments, templates and campaigns (sending, analytics).
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "CreateSubscriber" method.
         ///
@@ -564,6 +577,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
         /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        /// > Internal (used by the sync service): no REST route.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_LookupSubscribersRequest` messages.
@@ -618,6 +632,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        /// > The erased subscriber is answered.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_EraseSubscriberRequest` messages.
@@ -689,6 +704,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListLists" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every list, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_ListListsRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -720,6 +739,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListMembersResponse>
 
         /// Handle the "RemoveListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_ListMembersRequest` messages.
@@ -771,6 +794,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListSegments" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_ListSegmentsRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -804,6 +831,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetTemplate" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no template has that id.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_GetTemplateRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -817,6 +848,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Template>
 
         /// Handle the "ListTemplates" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every template, oldest first.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_ListTemplatesRequest` messages.
@@ -871,6 +906,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetCampaign" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no campaign has that id.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_GetCampaignRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -884,6 +923,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
 
         /// Handle the "ListCampaigns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every campaign (or those in one status), oldest first.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_ListCampaignsRequest` messages.
@@ -1031,6 +1074,10 @@ extension Herald_Campaign_V1_CampaignService {
     /// trailing response metadata. If you don't need these then consider using
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers and their consent, lists, segments, templates and campaigns (sending, analytics).
     public protocol ServiceProtocol: Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
         /// Handle the "CreateSubscriber" method.
         ///
@@ -1111,6 +1158,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
         /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        /// > Internal (used by the sync service): no REST route.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
@@ -1165,6 +1213,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        /// > The erased subscriber is answered.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
@@ -1236,6 +1285,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListLists" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every list, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1267,6 +1320,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListMembersResponse>
 
         /// Handle the "RemoveListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
@@ -1318,6 +1375,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListSegments" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1351,6 +1412,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetTemplate" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no template has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1364,6 +1429,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Template>
 
         /// Handle the "ListTemplates" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every template, oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
@@ -1418,6 +1487,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetCampaign" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no campaign has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1431,6 +1504,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
 
         /// Handle the "ListCampaigns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every campaign (or those in one status), oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
@@ -1576,6 +1653,10 @@ extension Herald_Campaign_V1_CampaignService {
     /// This is the highest level protocol for the service. The API is the easiest to use but
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers and their consent, lists, segments, templates and campaigns (sending, analytics).
     public protocol SimpleServiceProtocol: Herald_Campaign_V1_CampaignService.ServiceProtocol {
         /// Handle the "CreateSubscriber" method.
         ///
@@ -1656,6 +1737,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
         /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        /// > Internal (used by the sync service): no REST route.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_LookupSubscribersRequest` message.
@@ -1710,6 +1792,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        /// > The erased subscriber is answered.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_EraseSubscriberRequest` message.
@@ -1781,6 +1864,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListLists" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every list, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_ListListsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1812,6 +1899,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Herald_Campaign_V1_ListMembersResponse
 
         /// Handle the "RemoveListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_ListMembersRequest` message.
@@ -1863,6 +1954,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "ListSegments" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_ListSegmentsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1896,6 +1991,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetTemplate" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no template has that id.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_GetTemplateRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1909,6 +2008,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Herald_Campaign_V1_Template
 
         /// Handle the "ListTemplates" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every template, oldest first.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_ListTemplatesRequest` message.
@@ -1963,6 +2066,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Handle the "GetCampaign" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no campaign has that id.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_GetCampaignRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1976,6 +2083,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Herald_Campaign_V1_Campaign
 
         /// Handle the "ListCampaigns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every campaign (or those in one status), oldest first.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_ListCampaignsRequest` message.
@@ -3225,6 +3336,10 @@ extension Herald_Campaign_V1_CampaignService {
     ///
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers and their consent, lists, segments, templates and campaigns (sending, analytics).
     public protocol ClientProtocol: Sendable {
         /// Call the "CreateSubscriber" method.
         ///
@@ -3325,6 +3440,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
         /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        /// > Internal (used by the sync service): no REST route.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
@@ -3394,6 +3510,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        /// > The erased subscriber is answered.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
@@ -3485,6 +3602,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "ListLists" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every list, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_ListListsRequest` messages.
@@ -3526,6 +3647,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RemoveListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
@@ -3592,6 +3717,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "ListSegments" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_ListSegmentsRequest` messages.
@@ -3635,6 +3764,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "GetTemplate" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no template has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_GetTemplateRequest` messages.
@@ -3653,6 +3786,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTemplates" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every template, oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
@@ -3722,6 +3859,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "GetCampaign" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no campaign has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignRequest` messages.
@@ -3740,6 +3881,10 @@ extension Herald_Campaign_V1_CampaignService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListCampaigns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every campaign (or those in one status), oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
@@ -3925,6 +4070,10 @@ extension Herald_Campaign_V1_CampaignService {
     /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
     /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
     /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Subscribers and their consent, lists, segments, templates and campaigns (sending, analytics).
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 
@@ -4079,6 +4228,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
         /// > their engagement where there is any; keys that match nobody are left out of the answer.
+        /// > Internal (used by the sync service): no REST route.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
@@ -4181,6 +4331,7 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+        /// > The erased subscriber is answered.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
@@ -4316,6 +4467,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "ListLists" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every list, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_ListListsRequest` messages.
@@ -4379,6 +4534,10 @@ extension Herald_Campaign_V1_CampaignService {
         }
 
         /// Call the "RemoveListMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
@@ -4478,6 +4637,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "ListSegments" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment, oldest first, with live counts.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_ListSegmentsRequest` messages.
@@ -4543,6 +4706,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "GetTemplate" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no template has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_GetTemplateRequest` messages.
@@ -4572,6 +4739,10 @@ extension Herald_Campaign_V1_CampaignService {
         }
 
         /// Call the "ListTemplates" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every template, oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
@@ -4674,6 +4845,10 @@ extension Herald_Campaign_V1_CampaignService {
 
         /// Call the "GetCampaign" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > NOT_FOUND when no campaign has that id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
         ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignRequest` messages.
@@ -4703,6 +4878,10 @@ extension Herald_Campaign_V1_CampaignService {
         }
 
         /// Call the "ListCampaigns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every campaign (or those in one status), oldest first.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
@@ -5098,6 +5277,7 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// >
     /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
     /// > their engagement where there is any; keys that match nobody are left out of the answer.
+    /// > Internal (used by the sync service): no REST route.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_LookupSubscribersRequest` message.
@@ -5185,6 +5365,7 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+    /// > The erased subscriber is answered.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_EraseSubscriberRequest` message.
@@ -5300,6 +5481,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "ListLists" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every list, oldest first, with live counts.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_ListListsRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -5353,6 +5538,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "RemoveListMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_ListMembersRequest` message.
@@ -5437,6 +5626,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "ListSegments" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every segment, oldest first, with live counts.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_ListSegmentsRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -5492,6 +5685,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "GetTemplate" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > NOT_FOUND when no template has that id.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_GetTemplateRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -5516,6 +5713,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "ListTemplates" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every template, oldest first.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_ListTemplatesRequest` message.
@@ -5603,6 +5804,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "GetCampaign" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > NOT_FOUND when no campaign has that id.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -5627,6 +5832,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "ListCampaigns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every campaign (or those in one status), oldest first.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_ListCampaignsRequest` message.
@@ -5997,6 +6206,7 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// >
     /// > Finds subscribers by id, normalised e-mail or E.164 phone (at most 500 keys in all), with
     /// > their engagement where there is any; keys that match nobody are left out of the answer.
+    /// > Internal (used by the sync service): no REST route.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -6096,6 +6306,7 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Removes the subscriber's personal data (GDPR erasure); the id stays so aggregate counts do.
+    /// > The erased subscriber is answered.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -6228,6 +6439,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "ListLists" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every list, oldest first, with live counts.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -6289,6 +6504,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "RemoveListMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes subscribers (up to 1,000 per call); ids that are not in the list change nothing.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -6385,6 +6604,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "ListSegments" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every segment, oldest first, with live counts.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -6448,6 +6671,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "GetTemplate" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > NOT_FOUND when no template has that id.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -6476,6 +6703,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "ListTemplates" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every template, oldest first.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -6575,6 +6806,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
 
     /// Call the "GetCampaign" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > NOT_FOUND when no campaign has that id.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -6603,6 +6838,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     }
 
     /// Call the "ListCampaigns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every campaign (or those in one status), oldest first.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -10,6 +10,15 @@
 
 /// Campaign service (SPEC §2): subscribers and their consent, lists and segments, templates,
 /// campaigns with their status machine, and the send (audience expansion, outbox, relay).
+///
+/// REST: the routes below are bound with google.api.http. LookupSubscribers (internal, used by
+/// sync) and ImportSubscribers (streamed; the gateway has its own CSV / JSON-lines route for it,
+/// POST /v1/subscribers/import) have none.
+///
+/// Names and other one-line texts that the service trims (`.whitespacesAndNewlines`) take the
+/// pattern "one line without leading or trailing spaces": no control character and no ASCII or
+/// Unicode whitespace (U+0085, U+00A0, U+1680, U+2000-U+200B, U+2028, U+2029, U+202F, U+205F,
+/// U+3000: what Foundation trims) at either end, no control character or line separator inside.
 
 import SwiftProtobuf
 
@@ -23,11 +32,15 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// The names are what REST clients send (`{"channel": "email"}`, as the REST API has always
+/// taken); in Swift the cases are `.email`, `.sms` and `.all`.
 public nonisolated enum Herald_Campaign_V1_ConsentChannel: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
   case email // = 1
   case sms // = 2
+
+  /// Both e-mail and SMS.
   case all // = 3
   case UNRECOGNIZED(Int)
 
@@ -155,6 +168,7 @@ public nonisolated struct Herald_Campaign_V1_Subscriber: @unchecked Sendable {
   /// Clears the value of `smsConsent`. Subsequent reads from it will return its default value.
   public mutating func clearSmsConsent() {_uniqueStorage()._smsConsent = nil}
 
+  /// "active", "archived", "blocked" or "erased".
   public var status: String {
     get {_storage._status}
     set {_uniqueStorage()._status = newValue}
@@ -185,6 +199,9 @@ public nonisolated struct Herald_Campaign_V1_Subscriber: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// Consent to one channel. Subscribing needs a source (where the consent came from); the
+/// subscriber must have the channel's contact (an e-mail for email_consent, a phone for
+/// sms_consent).
 public nonisolated struct Herald_Campaign_V1_ConsentInput: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -192,6 +209,8 @@ public nonisolated struct Herald_Campaign_V1_ConsentInput: Sendable {
 
   public var subscribed: Bool = false
 
+  /// Where the consent came from (e.g. "signup-form"): required when subscribed is true. One line
+  /// without leading or trailing spaces.
   public var source: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -199,19 +218,26 @@ public nonisolated struct Herald_Campaign_V1_ConsentInput: Sendable {
   public init() {}
 }
 
+/// A subscriber needs an e-mail or a phone (or both). Consent to a channel needs its contact.
 public nonisolated struct Herald_Campaign_V1_CreateSubscriberRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// An e-mail address (ASCII; internationalised domains in punycode), lower-cased when stored.
   public var email: String = String()
 
+  /// E.164: `+` and 7 to 15 digits, the first not 0 (e.g. +14155550123).
   public var phone: String = String()
 
+  /// At most 200 characters.
   public var firstName: String = String()
 
+  /// At most 200 characters.
   public var lastName: String = String()
 
+  /// A JSON object as text (e.g. "{\"plan\": \"pro\"}"), at most 32 KiB in UTF-8: at most 32,768
+  /// characters, and at most 8,192 when it holds any non-ASCII character.
   public var attributesJson: String = String()
 
   public var emailConsent: Herald_Campaign_V1_ConsentInput {
@@ -252,6 +278,10 @@ public nonisolated struct Herald_Campaign_V1_GetSubscriberRequest: Sendable {
   public init() {}
 }
 
+/// REST takes a stricter form, so that every rule is checked from the request alone (whatever the
+/// subscriber holds): an empty email (phone) removes it only together with a phone (an email) and
+/// email_consent (sms_consent) {"subscribed": false}; subscribing to a channel needs its contact
+/// in the same request.
 public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -269,6 +299,7 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `email`. Subsequent reads from it will return its default value.
   public mutating func clearEmail() {self._email = nil}
 
+  /// E.164 (e.g. +14155550123), or empty to clear it.
   public var phone: String {
     get {_phone ?? String()}
     set {_phone = newValue}
@@ -278,6 +309,7 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `phone`. Subsequent reads from it will return its default value.
   public mutating func clearPhone() {self._phone = nil}
 
+  /// At most 200 characters.
   public var firstName: String {
     get {_firstName ?? String()}
     set {_firstName = newValue}
@@ -287,6 +319,7 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `firstName`. Subsequent reads from it will return its default value.
   public mutating func clearFirstName() {self._firstName = nil}
 
+  /// At most 200 characters.
   public var lastName: String {
     get {_lastName ?? String()}
     set {_lastName = newValue}
@@ -296,6 +329,8 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `lastName`. Subsequent reads from it will return its default value.
   public mutating func clearLastName() {self._lastName = nil}
 
+  /// Replaces all attributes: a JSON object as text, at most 32 KiB in UTF-8 (32,768 characters;
+  /// 8,192 when any is not ASCII).
   public var attributesJson: String {
     get {_attributesJson ?? String()}
     set {_attributesJson = newValue}
@@ -358,6 +393,8 @@ public nonisolated struct Herald_Campaign_V1_ListSubscribersRequest: Sendable {
   /// 1 to 500; 0 means 50.
   public var pageSize: Int32 = 0
 
+  /// Empty for the first page, else a next_page_token this service gave out (opaque base64 text;
+  /// any other value is refused).
   public var pageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -419,9 +456,11 @@ public nonisolated struct Herald_Campaign_V1_UnsubscribeRequest: Sendable {
 
   public var id: String = String()
 
+  /// email, sms or all.
   public var channel: Herald_Campaign_V1_ConsentChannel = .unspecified
 
   /// Where the request came from (e.g. "list-unsubscribe-header", "support-ticket-123").
+  /// Recorded as "api" when not given.
   public var source: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -687,8 +726,10 @@ public nonisolated struct Herald_Campaign_V1_CreateListRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Unique; 1 to 200 characters, one line without leading or trailing spaces.
   public var name: String = String()
 
+  /// At most 2,000 characters.
   public var description_p: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -737,6 +778,7 @@ public nonisolated struct Herald_Campaign_V1_ListMembersRequest: Sendable {
 
   public var listID: String = String()
 
+  /// 1 to 1,000 subscriber ids.
   public var subscriberIds: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -772,6 +814,22 @@ public nonisolated struct Herald_Campaign_V1_ListMembersResponse: Sendable {
 /// email_subscribed, sms_subscribed, created_at, list (membership, value a list id) or
 /// attributes.<name>. op is eq, neq, contains, gt, gte, lt, lte, in, exists or not_exists.
 /// value is the JSON value to compare with (an array for in; absent for exists/not_exists).
+///
+/// The combinations allowed, by field:
+///
+/// email, phone, first_name, last_name, status: eq, neq or contains with a string; in with a
+/// non-empty array of strings; exists or not_exists without a value.
+///
+/// email_subscribed, sms_subscribed: eq or neq with true or false.
+///
+/// created_at: gt, gte, lt or lte with a date-time (e.g. "2026-01-31T00:00:00Z").
+///
+/// list: eq (a member of) or neq (not a member of) with a list id.
+///
+/// attributes.<name> (a name of 1 to 200 printable ASCII characters, or 1 to 50 of any others):
+/// eq or neq with any JSON value (null included); contains with a string; in with a non-empty
+/// array; gt, gte, lt or lte with a number or a string (true only for attributes of the same JSON
+/// type); exists or not_exists without a value.
 public nonisolated struct Herald_Campaign_V1_SegmentCondition: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -842,11 +900,13 @@ public nonisolated struct Herald_Campaign_V1_CreateSegmentRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Unique; 1 to 200 characters, one line without leading or trailing spaces.
   public var name: String = String()
 
   /// "all" (the default) or "any".
   public var match: String = String()
 
+  /// 1 to 50 conditions.
   public var conditions: [Herald_Campaign_V1_SegmentCondition] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -895,6 +955,7 @@ public nonisolated struct Herald_Campaign_V1_TemplateVariable: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Letters, digits and _, not starting with a digit; at most 100 characters.
   public var name: String = String()
 
   /// Used when the subscriber has no (or an empty) value; without it rendering fails.
@@ -982,21 +1043,32 @@ public nonisolated struct Herald_Campaign_V1_Template: Sendable {
   fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// An e-mail template needs a subject; sms, push and whatsapp templates have none and are text.
 public nonisolated struct Herald_Campaign_V1_CreateTemplateRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Unique; 1 to 200 characters, one line without leading or trailing spaces.
   public var name: String = String()
 
+  /// "email", "sms", "push" or "whatsapp".
   public var channel: String = String()
 
+  /// E-mail only (required there): Mustache text rendered as text, one line of at most 998
+  /// characters without leading or trailing spaces.
   public var subject: String = String()
 
+  /// Mustache text (variables, sections, comments; no partials, blocks, delimiter changes or
+  /// pragmas), not blank, at most 256 KiB in UTF-8: at most 262,144 characters, and at most 65,536
+  /// when it holds any non-ASCII character.
   public var body: String = String()
 
+  /// "html" (escapes values; e-mail's default) or "text" (the default and only format of sms,
+  /// push and whatsapp).
   public var format: String = String()
 
+  /// Every variable the subject and body use; names are unique.
   public var variables: [Herald_Campaign_V1_TemplateVariable] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1096,15 +1168,17 @@ public nonisolated struct Herald_Campaign_V1_CampaignVariant: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the campaign, e.g. "A", "B".
+  /// Unique within the campaign, e.g. "A", "B". 1 to 50 characters, one line without leading or
+  /// trailing spaces.
   public var name: String = String()
 
+  /// A template of the campaign's channel.
   public var templateID: String = String()
 
   /// Relative share of the audience, 1 to 10,000.
   public var weight: Int32 = 0
 
-  /// Recipients assigned to this variant when the audience was expanded.
+  /// Recipients assigned to this variant when the audience was expanded (ignored in a request).
   public var recipients: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1186,6 +1260,7 @@ public nonisolated struct Herald_Campaign_V1_Campaign: @unchecked Sendable {
   /// Clears the value of `budgetCents`. Subsequent reads from it will return its default value.
   public mutating func clearBudgetCents() {_uniqueStorage()._budgetCents = nil}
 
+  /// draft, scheduled, sending, sent, paused, cancelled or failed.
   public var status: String {
     get {_storage._status}
     set {_uniqueStorage()._status = newValue}
@@ -1249,13 +1324,17 @@ public nonisolated struct Herald_Campaign_V1_Campaign: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// The audience is exactly one of list_id and segment_id; the message exactly one of template_id
+/// and variants. Templates must be of the campaign's channel.
 public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// 1 to 200 characters, one line without leading or trailing spaces.
   public var name: String = String()
 
+  /// "email", "sms", "push" or "whatsapp" (push and whatsapp campaigns cannot be sent yet).
   public var channel: String = String()
 
   public var listID: String = String()
@@ -1265,9 +1344,10 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   /// Either one template...
   public var templateID: String = String()
 
-  /// ...or A/B variants with weights.
+  /// ...or A/B variants with weights (1 to 26, names unique).
   public var variants: [Herald_Campaign_V1_CampaignVariant] = []
 
+  /// Not negative; unset means no budget.
   public var budgetCents: Int64 {
     get {_budgetCents ?? 0}
     set {_budgetCents = newValue}
@@ -1544,6 +1624,8 @@ public nonisolated struct Herald_Campaign_V1_ListEngagementRequest: Sendable {
   /// 1 to 500; 0 means 50.
   public var pageSize: Int32 = 0
 
+  /// Empty for the first page, else a next_page_token this service gave out (opaque base64 text;
+  /// any other value is refused).
   public var pageToken: String = String()
 
   /// Only subscribers scoring at least this (0 to 100).
@@ -1573,7 +1655,7 @@ public nonisolated struct Herald_Campaign_V1_ListEngagementResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "herald.campaign.v1"
 
 nonisolated extension Herald_Campaign_V1_ConsentChannel: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSENT_CHANNEL_UNSPECIFIED\0\u{1}CONSENT_CHANNEL_EMAIL\0\u{1}CONSENT_CHANNEL_SMS\0\u{1}CONSENT_CHANNEL_ALL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSENT_CHANNEL_UNSPECIFIED\0\u{1}email\0\u{1}sms\0\u{1}all\0")
 }
 
 nonisolated extension Herald_Campaign_V1_ChannelConsent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,6 +1,21 @@
 /// Delivery service (SPEC §3): the durable send queue, its workers and providers (SMTP, HTTP SMS,
 /// webhook) with circuit breakers and failover, provider webhooks, the suppression list, spend caps
 /// per campaign and warm-up schedules per sending identity.
+///
+/// REST: the routes below are bound with google.api.http. EnqueueMessages and ListDeliveryEvents
+/// (used by the campaign service) have no binding, nor IngestProviderWebhook (the gateway has a
+/// hand-written, signature-checked webhook route for it).
+///
+/// Patterns used by the field rules below (written once here, repeated where they apply):
+/// - an e-mail address (ASCII; internationalised domains in punycode):
+///   `^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$`
+/// - an E.164 phone number: `^\+[1-9][0-9]{6,14}$`
+/// - a UUID: `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+/// - an http(s) URL: host name or IPv4 address, optional port 1 to 65535, path and query of URL
+///   characters with well-formed %-escapes:
+///   `^https?://[A-Za-z0-9.-]{1,253}(:PORT)?(/([A-Za-z0-9._~/-]|%[0-9A-Fa-f]{2})*)?(\?([A-Za-z0-9._~=&/:+,-]|%[0-9A-Fa-f]{2})*)?$`
+/// - a sending identity, as the rate-limit service takes a descriptor value (1 to 128 printable
+///   ASCII characters without space, `,` or `=`): `^[\x21-\x2b\x2d-\x3c\x3e-\x7e]{1,128}$`
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -34,6 +49,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
                 method: "EnqueueMessages",
+                type: .unary
+            )
+        }
+        /// Namespace for "SendMessage" metadata.
+        public enum SendMessage: Sendable {
+            /// Request type for "SendMessage".
+            public typealias Input = Herald_Delivery_V1_OutboundMessage
+            /// Response type for "SendMessage".
+            public typealias Output = Herald_Delivery_V1_EnqueueResult
+            /// Descriptor for "SendMessage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "SendMessage",
                 type: .unary
             )
         }
@@ -235,6 +263,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
+            SendMessage.descriptor,
             GetQueueStats.descriptor,
             ListDeliveryEvents.descriptor,
             ListProviders.descriptor,
@@ -296,6 +325,26 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>
 
+        /// Handle the "SendMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+        /// > second call with the same key queues nothing and answers the first message, with duplicate
+        /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_OutboundMessage` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_EnqueueResult` messages.
+        func sendMessage(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_OutboundMessage>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_EnqueueResult>
+
         /// Handle the "GetQueueStats" method.
         ///
         /// > Source IDL Documentation:
@@ -340,7 +389,8 @@ extension Herald_Delivery_V1_DeliveryService {
         /// > Source IDL Documentation:
         /// >
         /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-        /// > and latency as seen by this replica. Secrets come back empty.
+        /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+        /// > "<redacted>".
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_ListProvidersRequest` messages.
@@ -374,6 +424,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "DeleteProvider" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a provider by name; NOT_FOUND when no provider has it.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_DeleteProviderRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -390,7 +444,7 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One message with its history of events.
+        /// > One message with its history of events. NOT_FOUND when no message has the id.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_GetMessageRequest` messages.
@@ -462,6 +516,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "ListSuppressions" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The suppression list (addresses never sent to), by address, by cursor.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_ListSuppressionsRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -476,6 +534,11 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "AddSuppression" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+        /// > one that is on it.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_Suppression` messages.
         ///   - context: Context providing information about the RPC.
@@ -489,6 +552,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Suppression>
 
         /// Handle the "RemoveSuppression" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Takes an address off the suppression list; `removed` is false when it was not on it.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_RemoveSuppressionRequest` messages.
@@ -506,7 +573,8 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+        /// > the campaign has no cap.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_GetSpendCapRequest` messages.
@@ -540,6 +608,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_WarmupSchedule>
 
         /// Handle the "ListWarmupSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_ListWarmupSchedulesRequest` messages.
@@ -581,6 +653,26 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_EnqueueMessagesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>
+
+        /// Handle the "SendMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+        /// > second call with the same key queues nothing and answers the first message, with duplicate
+        /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_OutboundMessage` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_EnqueueResult` message.
+        func sendMessage(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_OutboundMessage>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueResult>
 
         /// Handle the "GetQueueStats" method.
         ///
@@ -626,7 +718,8 @@ extension Herald_Delivery_V1_DeliveryService {
         /// > Source IDL Documentation:
         /// >
         /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-        /// > and latency as seen by this replica. Secrets come back empty.
+        /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+        /// > "<redacted>".
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
@@ -660,6 +753,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "DeleteProvider" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a provider by name; NOT_FOUND when no provider has it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -676,7 +773,7 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One message with its history of events.
+        /// > One message with its history of events. NOT_FOUND when no message has the id.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
@@ -748,6 +845,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "ListSuppressions" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The suppression list (addresses never sent to), by address, by cursor.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -762,6 +863,11 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "AddSuppression" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+        /// > one that is on it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
         ///   - context: Context providing information about the RPC.
@@ -775,6 +881,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Suppression>
 
         /// Handle the "RemoveSuppression" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Takes an address off the suppression list; `removed` is false when it was not on it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
@@ -792,7 +902,8 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+        /// > the campaign has no cap.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
@@ -826,6 +937,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_WarmupSchedule>
 
         /// Handle the "ListWarmupSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
@@ -865,6 +980,26 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_EnqueueMessagesRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse
+
+        /// Handle the "SendMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+        /// > second call with the same key queues nothing and answers the first message, with duplicate
+        /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_OutboundMessage` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_EnqueueResult` to respond with.
+        func sendMessage(
+            request: Herald_Delivery_V1_OutboundMessage,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_EnqueueResult
 
         /// Handle the "GetQueueStats" method.
         ///
@@ -910,7 +1045,8 @@ extension Herald_Delivery_V1_DeliveryService {
         /// > Source IDL Documentation:
         /// >
         /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-        /// > and latency as seen by this replica. Secrets come back empty.
+        /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+        /// > "<redacted>".
         ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_ListProvidersRequest` message.
@@ -944,6 +1080,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "DeleteProvider" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a provider by name; NOT_FOUND when no provider has it.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_DeleteProviderRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -960,7 +1100,7 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One message with its history of events.
+        /// > One message with its history of events. NOT_FOUND when no message has the id.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_GetMessageRequest` message.
@@ -1032,6 +1172,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "ListSuppressions" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The suppression list (addresses never sent to), by address, by cursor.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_ListSuppressionsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1046,6 +1190,11 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "AddSuppression" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+        /// > one that is on it.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_Suppression` message.
         ///   - context: Context providing information about the RPC.
@@ -1059,6 +1208,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> Herald_Delivery_V1_Suppression
 
         /// Handle the "RemoveSuppression" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Takes an address off the suppression list; `removed` is false when it was not on it.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_RemoveSuppressionRequest` message.
@@ -1076,7 +1229,8 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+        /// > the campaign has no cap.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_GetSpendCapRequest` message.
@@ -1111,6 +1265,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Handle the "ListWarmupSchedules" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1135,6 +1293,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_EnqueueMessagesResponse>(),
             handler: { request, context in
                 try await self.enqueueMessages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.SendMessage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_OutboundMessage>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_EnqueueResult>(),
+            handler: { request, context in
+                try await self.sendMessage(
                     request: request,
                     context: context
                 )
@@ -1322,6 +1491,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func sendMessage(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_OutboundMessage>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_EnqueueResult> {
+        let response = try await self.sendMessage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func getQueueStats(
         request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetQueueStatsRequest>,
         context: GRPCCore.ServerContext
@@ -1497,6 +1677,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>(
             message: try await self.enqueueMessages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func sendMessage(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_OutboundMessage>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueResult> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueResult>(
+            message: try await self.sendMessage(
                 request: request.message,
                 context: context
             ),
@@ -1734,6 +1927,31 @@ extension Herald_Delivery_V1_DeliveryService {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueMessagesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "SendMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+        /// > second call with the same key queues nothing and answers the first message, with duplicate
+        /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_OutboundMessage` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_OutboundMessage` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_EnqueueResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func sendMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_OutboundMessage>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_OutboundMessage>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_EnqueueResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "GetQueueStats" method.
         ///
         /// > Source IDL Documentation:
@@ -1788,7 +2006,8 @@ extension Herald_Delivery_V1_DeliveryService {
         /// > Source IDL Documentation:
         /// >
         /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-        /// > and latency as seen by this replica. Secrets come back empty.
+        /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+        /// > "<redacted>".
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
@@ -1832,6 +2051,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "DeleteProvider" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a provider by name; NOT_FOUND when no provider has it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteProviderRequest` messages.
@@ -1853,7 +2076,7 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One message with its history of events.
+        /// > One message with its history of events. NOT_FOUND when no message has the id.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
@@ -1945,6 +2168,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "ListSuppressions" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The suppression list (addresses never sent to), by address, by cursor.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_ListSuppressionsRequest` messages.
@@ -1964,6 +2191,11 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "AddSuppression" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+        /// > one that is on it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_Suppression` messages.
@@ -1982,6 +2214,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RemoveSuppression" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Takes an address off the suppression list; `removed` is false when it was not on it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
@@ -2004,7 +2240,8 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+        /// > the campaign has no cap.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
@@ -2048,6 +2285,10 @@ extension Herald_Delivery_V1_DeliveryService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListWarmupSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
@@ -2112,6 +2353,42 @@ extension Herald_Delivery_V1_DeliveryService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Delivery_V1_DeliveryService.Method.EnqueueMessages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SendMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+        /// > second call with the same key queues nothing and answers the first message, with duplicate
+        /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_OutboundMessage` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_OutboundMessage` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_EnqueueResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func sendMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_OutboundMessage>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_OutboundMessage>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_EnqueueResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.SendMessage.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2195,7 +2472,8 @@ extension Herald_Delivery_V1_DeliveryService {
         /// > Source IDL Documentation:
         /// >
         /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-        /// > and latency as seen by this replica. Secrets come back empty.
+        /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+        /// > "<redacted>".
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
@@ -2261,6 +2539,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "DeleteProvider" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a provider by name; NOT_FOUND when no provider has it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteProviderRequest` messages.
@@ -2293,7 +2575,7 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One message with its history of events.
+        /// > One message with its history of events. NOT_FOUND when no message has the id.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
@@ -2429,6 +2711,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "ListSuppressions" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The suppression list (addresses never sent to), by address, by cursor.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_ListSuppressionsRequest` messages.
@@ -2459,6 +2745,11 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "AddSuppression" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+        /// > one that is on it.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_Suppression` messages.
@@ -2488,6 +2779,10 @@ extension Herald_Delivery_V1_DeliveryService {
         }
 
         /// Call the "RemoveSuppression" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Takes an address off the suppression list; `removed` is false when it was not on it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
@@ -2521,7 +2816,8 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+        /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+        /// > the campaign has no cap.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
@@ -2588,6 +2884,10 @@ extension Herald_Delivery_V1_DeliveryService {
 
         /// Call the "ListWarmupSchedules" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
         ///   - serializer: A serializer for `Herald_Delivery_V1_ListWarmupSchedulesRequest` messages.
@@ -2647,6 +2947,37 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_EnqueueMessagesRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_EnqueueMessagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SendMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+    /// > second call with the same key queues nothing and answers the first message, with duplicate
+    /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_OutboundMessage` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sendMessage<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_OutboundMessage>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.sendMessage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_OutboundMessage>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_EnqueueResult>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2718,7 +3049,8 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-    /// > and latency as seen by this replica. Secrets come back empty.
+    /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+    /// > "<redacted>".
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_ListProvidersRequest` message.
@@ -2774,6 +3106,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "DeleteProvider" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a provider by name; NOT_FOUND when no provider has it.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_DeleteProviderRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -2801,7 +3137,7 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > One message with its history of events.
+    /// > One message with its history of events. NOT_FOUND when no message has the id.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_GetMessageRequest` message.
@@ -2917,6 +3253,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "ListSuppressions" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The suppression list (addresses never sent to), by address, by cursor.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_ListSuppressionsRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -2942,6 +3282,11 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "AddSuppression" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+    /// > one that is on it.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_Suppression` message.
     ///   - options: Options to apply to this RPC.
@@ -2966,6 +3311,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     }
 
     /// Call the "RemoveSuppression" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Takes an address off the suppression list; `removed` is false when it was not on it.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_RemoveSuppressionRequest` message.
@@ -2994,7 +3343,8 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+    /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+    /// > the campaign has no cap.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_GetSpendCapRequest` message.
@@ -3050,6 +3400,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     }
 
     /// Call the "ListWarmupSchedules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_ListWarmupSchedulesRequest` message.
@@ -3107,6 +3461,41 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.enqueueMessages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SendMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sends one transactional message: it is queued for the workers once per idempotency key. A
+    /// > second call with the same key queues nothing and answers the first message, with duplicate
+    /// > true. A recipient on the suppression list is recorded but never sent to (suppressed true).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sendMessage<Result>(
+        _ message: Herald_Delivery_V1_OutboundMessage,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_OutboundMessage>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.sendMessage(
             request: request,
             options: options,
             onResponse: handleResponse
@@ -3187,7 +3576,8 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Providers of each channel, in the order they are tried, with their breaker state, error rate
-    /// > and latency as seen by this replica. Secrets come back empty.
+    /// > and latency as seen by this replica. Secrets are never shown: one that is set comes back as
+    /// > "<redacted>".
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3251,6 +3641,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "DeleteProvider" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a provider by name; NOT_FOUND when no provider has it.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -3282,7 +3676,7 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > One message with its history of events.
+    /// > One message with its history of events. NOT_FOUND when no message has the id.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3414,6 +3808,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "ListSuppressions" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The suppression list (addresses never sent to), by address, by cursor.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -3443,6 +3841,11 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
 
     /// Call the "AddSuppression" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds an address to the suppression list (lower-cased), or changes the reason and detail of
+    /// > one that is on it.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -3471,6 +3874,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     }
 
     /// Call the "RemoveSuppression" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Takes an address off the suppression list; `removed` is false when it was not on it.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3503,7 +3910,8 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Spend cap of a campaign: budget and what has been reserved by sends so far.
+    /// > Spend cap of a campaign: budget and what has been reserved by sends so far. NOT_FOUND when
+    /// > the campaign has no cap.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3567,6 +3975,10 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     }
 
     /// Call the "ListWarmupSchedules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every warm-up schedule with its first day of sending, today's day number and today's sends.
     ///
     /// - Parameters:
     ///   - message: request message to send.

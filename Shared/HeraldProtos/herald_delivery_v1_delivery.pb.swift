@@ -11,6 +11,21 @@
 /// Delivery service (SPEC §3): the durable send queue, its workers and providers (SMTP, HTTP SMS,
 /// webhook) with circuit breakers and failover, provider webhooks, the suppression list, spend caps
 /// per campaign and warm-up schedules per sending identity.
+///
+/// REST: the routes below are bound with google.api.http. EnqueueMessages and ListDeliveryEvents
+/// (used by the campaign service) have no binding, nor IngestProviderWebhook (the gateway has a
+/// hand-written, signature-checked webhook route for it).
+///
+/// Patterns used by the field rules below (written once here, repeated where they apply):
+/// - an e-mail address (ASCII; internationalised domains in punycode):
+///   `^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$`
+/// - an E.164 phone number: `^\+[1-9][0-9]{6,14}$`
+/// - a UUID: `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+/// - an http(s) URL: host name or IPv4 address, optional port 1 to 65535, path and query of URL
+///   characters with well-formed %-escapes:
+///   `^https?://[A-Za-z0-9.-]{1,253}(:PORT)?(/([A-Za-z0-9._~/-]|%[0-9A-Fa-f]{2})*)?(\?([A-Za-z0-9._~=&/:+,-]|%[0-9A-Fa-f]{2})*)?$`
+/// - a sending identity, as the rate-limit service takes a descriptor value (1 to 128 printable
+///   ASCII characters without space, `,` or `=`): `^[\x21-\x2b\x2d-\x3c\x3e-\x7e]{1,128}$`
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -161,12 +176,15 @@ public nonisolated enum Herald_Delivery_V1_TlsMode: SwiftProtobuf.Enum, Swift.Ca
 
 }
 
+/// A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for
+/// CHANNEL_EMAIL, an E.164 phone number for the others.
 public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique per logical message, e.g. "campaign_id:subscriber_id".
+  /// Unique per logical message, e.g. "campaign_id:subscriber_id". Over REST: 1 to 200 printable
+  /// ASCII characters.
   public var idempotencyKey: String = String()
 
   public var channel: Herald_Delivery_V1_Channel = .unspecified
@@ -174,13 +192,17 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
   /// E-mail address or E.164 phone number.
   public var recipient: String = String()
 
+  /// One line (no control characters) of at most 998 characters; e-mail only.
   public var subject: String = String()
 
+  /// Not empty. Over REST at most 262,144 characters of printable ASCII, tabs and line breaks, or at
+  /// most 65,536 characters of any text (so that the request stays within 1 MiB).
   public var body: String = String()
 
-  /// Empty for transactional messages.
+  /// Empty for transactional messages; otherwise a UUID.
   public var campaignID: String = String()
 
+  /// Empty, or a UUID.
   public var subscriberID: String = String()
 
   /// When the message may be sent; unset means now.
@@ -238,6 +260,7 @@ public nonisolated struct Herald_Delivery_V1_GetSpendCapRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The campaign's id (a UUID).
   public var campaignID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -387,27 +410,32 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The server's host name, IPv4 or IPv6 address (no brackets), e.g. "smtp.example.com".
   public var host: String = String()
 
+  /// 1 to 65535; 0 means 587.
   public var port: Int32 = 0
 
-  /// Empty means no AUTH; PLAIN or LOGIN is chosen from what the server offers.
+  /// Empty means no AUTH; PLAIN or LOGIN is chosen from what the server offers. One line.
   public var username: String = String()
 
+  /// Never shown: answered as "<redacted>" when set.
   public var password: String = String()
 
+  /// Left out means TLS_MODE_STARTTLS_IF_OFFERED.
   public var tls: Herald_Delivery_V1_TlsMode = .unspecified
 
   /// Envelope and From: address.
   public var fromAddress: String = String()
 
-  /// EHLO name; empty means "localhost".
+  /// EHLO name; empty means "localhost". A host name or an address literal such as [192.0.2.1].
   public var heloName: String = String()
 
-  /// Connections kept open and reused; 0 means 4.
+  /// Connections kept open and reused, at most 64; 0 means 4.
   public var maxConnections: Int32 = 0
 
-  /// Trust this PEM certificate (e.g. a private relay's CA) besides the system's.
+  /// Trust this PEM certificate (e.g. a private relay's CA) besides the system's: text holding
+  /// "-----BEGIN CERTIFICATE-----".
   public var trustedCaPem: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -415,6 +443,8 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   public init() {}
 }
 
+/// An SMS gateway reached over HTTP. Sign-in is basic auth (username and password) or a bearer
+/// token, not both (an empty one counts as not set).
 public nonisolated struct Herald_Delivery_V1_HttpSmsSettings: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -423,14 +453,16 @@ public nonisolated struct Herald_Delivery_V1_HttpSmsSettings: Sendable {
   /// POST endpoint, e.g. https://api.example.com/2010-04-01/Accounts/AC1/Messages.json
   public var url: String = String()
 
-  /// Basic auth when username is set; bearer when bearer_token is set.
+  /// Basic auth when username is set; bearer when bearer_token is set (not both). One line.
   public var username: String = String()
 
+  /// Never shown: answered as "<redacted>" when set.
   public var password: String = String()
 
+  /// Printable ASCII without spaces. Never shown: answered as "<redacted>" when set.
   public var bearerToken: String = String()
 
-  /// Sender number or name.
+  /// Sender number or name: 1 to 200 printable ASCII characters, no spaces at either end.
   public var from: String = String()
 
   /// Form-encoded (To, From, Body) when true; JSON ({"to","from","body"}) when false.
@@ -449,9 +481,11 @@ public nonisolated struct Herald_Delivery_V1_WebhookSettings: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The http(s) URL the message is POSTed to as JSON.
   public var url: String = String()
 
   /// When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">.
+  /// Never shown: answered as "<redacted>" when set.
   public var signingSecret: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -459,12 +493,16 @@ public nonisolated struct Herald_Delivery_V1_WebhookSettings: Sendable {
   public init() {}
 }
 
+/// A delivery provider. Exactly one of smtp, http_sms or webhook gives its settings: smtp only for
+/// CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, webhook for any channel. kind
+/// may be left out (it is set from the settings); when given it must name the same kind.
 public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Lower-case letters, digits and dashes, e.g. "smtp-primary".
+  /// Lower-case letters, digits and dashes, e.g. "smtp-primary": 1 to 63, starting with a letter
+  /// or digit.
   public var name: String {
     get {_storage._name}
     set {_uniqueStorage()._name = newValue}
@@ -497,13 +535,15 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
     set {_uniqueStorage()._disabled = newValue}
   }
 
-  /// IP pool or domain the provider sends as; warm-up schedules and rate limits apply to it.
+  /// IP pool or domain the provider sends as; warm-up schedules and rate limits apply to it. Empty
+  /// for none; otherwise 1 to 128 printable ASCII characters without space, "," or "=".
   public var sendingIdentity: String {
     get {_storage._sendingIdentity}
     set {_uniqueStorage()._sendingIdentity = newValue}
   }
 
-  /// Secret of the HMAC signatures on this provider's delivery webhooks.
+  /// Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as
+  /// "<redacted>" when set.
   public var webhookSecret: String {
     get {_storage._webhookSecret}
     set {_uniqueStorage()._webhookSecret = newValue}
@@ -626,6 +666,7 @@ public nonisolated struct Herald_Delivery_V1_DeleteProviderRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The provider's name.
   public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -791,6 +832,7 @@ public nonisolated struct Herald_Delivery_V1_GetMessageRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The message's id (a UUID).
   public var id: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -803,11 +845,13 @@ public nonisolated struct Herald_Delivery_V1_ListMessagesRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Empty means every status.
+  /// Left out (empty over gRPC) means every status.
   public var status: String = String()
 
+  /// Only this campaign's messages (a UUID).
   public var campaignID: String = String()
 
+  /// next_cursor of the previous page (a message id).
   public var cursor: String = String()
 
   /// 1 to 1,000; 0 means 100.
@@ -832,15 +876,18 @@ public nonisolated struct Herald_Delivery_V1_ListMessagesResponse: Sendable {
   public init() {}
 }
 
+/// Give ids, or a status to requeue every message with it (or both: those of the ids that have it).
 public nonisolated struct Herald_Delivery_V1_RequeueMessagesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Messages to requeue; each must be dead or unknown.
+  /// Messages to requeue (UUIDs, at most 1,000); each must be dead or unknown (others are left as
+  /// they are).
   public var ids: [String] = []
 
-  /// Or every message with this status (dead or unknown), when ids is empty.
+  /// Or every message with this status (dead or unknown), when ids is empty. With ids, only those
+  /// of them that have this status are requeued.
   public var status: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -899,14 +946,17 @@ public nonisolated struct Herald_Delivery_V1_Suppression: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Lower-cased e-mail address or E.164 number.
+  /// Lower-cased e-mail address or E.164 number. Over REST an e-mail address (ASCII; internationalised
+  /// domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored.
   public var address: String = String()
 
-  /// hard_bounce, complaint or manual.
+  /// hard_bounce, complaint or manual; left out (empty over gRPC) means manual.
   public var reason: String = String()
 
+  /// Why, in words; at most 1,000 characters over REST.
   public var detail: String = String()
 
+  /// Output only: when the address was first suppressed.
   public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_createdAt = newValue}
@@ -928,8 +978,10 @@ public nonisolated struct Herald_Delivery_V1_ListSuppressionsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// next_cursor of the previous page (the last address it held); empty means from the start.
   public var cursor: String = String()
 
+  /// 1 to 1,000; 0 means 100.
   public var limit: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -956,6 +1008,9 @@ public nonisolated struct Herald_Delivery_V1_RemoveSuppressionRequest: Sendable 
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The address as listed (matched lower-cased); any address on the list can be given, including
+  /// those a provider's webhook added, so this is wider than what AddSuppression takes: up to 320
+  /// characters without spaces or control characters (and not only dots).
   public var address: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -980,9 +1035,11 @@ public nonisolated struct Herald_Delivery_V1_WarmupSchedule: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The IP pool or domain, as providers name it in sending_identity: 1 to 128 printable ASCII
+  /// characters without space, "," or "=".
   public var sendingIdentity: String = String()
 
-  /// daily_caps[0] is day 1.
+  /// daily_caps[0] is day 1. 1 to 366 days, each cap 0 or more.
   public var dailyCaps: [Int64] = []
 
   /// Output only: the identity's first day of sending, its day number today and what it sent today.

@@ -127,6 +127,7 @@ extension Herald_Ratelimit_V1_RateLimitService {
         /// >
         /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
         /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Ratelimit_V1_ShouldRateLimitRequest` messages.
@@ -176,7 +177,8 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Removes a limit by its key; its counters go with it.
+        /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+        /// > its counters go with it.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Ratelimit_V1_DeleteLimitRequest` messages.
@@ -223,6 +225,7 @@ extension Herald_Ratelimit_V1_RateLimitService {
         /// >
         /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
         /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
@@ -272,7 +275,8 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Removes a limit by its key; its counters go with it.
+        /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+        /// > its counters go with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
@@ -317,6 +321,7 @@ extension Herald_Ratelimit_V1_RateLimitService {
         /// >
         /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
         /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
         ///
         /// - Parameters:
         ///   - request: A `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
@@ -366,7 +371,8 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Removes a limit by its key; its counters go with it.
+        /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+        /// > its counters go with it.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Ratelimit_V1_DeleteLimitRequest` message.
@@ -605,6 +611,7 @@ extension Herald_Ratelimit_V1_RateLimitService {
         /// >
         /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
         /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
@@ -669,7 +676,8 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Removes a limit by its key; its counters go with it.
+        /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+        /// > its counters go with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
@@ -734,6 +742,7 @@ extension Herald_Ratelimit_V1_RateLimitService {
         /// >
         /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
         /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+        /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
@@ -831,7 +840,8 @@ extension Herald_Ratelimit_V1_RateLimitService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Removes a limit by its key; its counters go with it.
+        /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+        /// > its counters go with it.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
@@ -906,6 +916,7 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
     /// >
     /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
     /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+    /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Ratelimit_V1_ShouldRateLimitRequest` message.
@@ -988,7 +999,8 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Removes a limit by its key; its counters go with it.
+    /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+    /// > its counters go with it.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Ratelimit_V1_DeleteLimitRequest` message.
@@ -1052,6 +1064,7 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
     /// >
     /// > Decides a batch of checks at once (each check is one descriptor set and its hits). Checks
     /// > whose key another replica owns are forwarded to it. INVALID_ARGUMENT names the bad check.
+    /// > Over REST the hits are taken as a sender would (or only looked at, with `peek`).
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -1146,7 +1159,8 @@ extension Herald_Ratelimit_V1_RateLimitService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Removes a limit by its key; its counters go with it.
+    /// > Removes a limit by its key (as the limit shows it, e.g. `domain=gmail.com,provider=smtp-primary`);
+    /// > its counters go with it.
     ///
     /// - Parameters:
     ///   - message: request message to send.

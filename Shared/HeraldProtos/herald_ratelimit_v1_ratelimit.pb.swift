@@ -235,13 +235,14 @@ public nonisolated struct Herald_Ratelimit_V1_PutLimitRequest: Sendable {
 
   public var descriptors: [Herald_Ratelimit_V1_Descriptor] = []
 
-  /// Not used (may be 0) with a warm-up schedule: the schedule gives each day's volume.
+  /// Not used (0 or left out) with a warm-up schedule: the schedule gives each day's volume.
   public var requestsPerUnit: Int64 = 0
 
   public var unit: Herald_Ratelimit_V1_Unit = .unspecified
 
   public var algorithm: Herald_Ratelimit_V1_Algorithm = .unspecified
 
+  /// Token bucket only: the largest burst; 0 means requests_per_unit.
   public var burst: Int64 = 0
 
   public var warmup: Herald_Ratelimit_V1_WarmupSchedule {
@@ -324,6 +325,7 @@ public nonisolated struct Herald_Ratelimit_V1_RateLimitCheck: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The sender's real values: "*" is for limits only.
   public var descriptors: [Herald_Ratelimit_V1_Descriptor] = []
 
   /// How many hits to take; 0 means 1.

@@ -211,6 +211,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "GetJob" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sync job by its id.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Sync_V1_GetJobRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -224,6 +228,10 @@ extension Herald_Sync_V1_SyncService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Sync_V1_Job>
 
         /// Handle the "ListJobs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every sync job, by name.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Sync_V1_ListJobsRequest` messages.
@@ -282,6 +290,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
         /// > when a run of the job is already going (one run at a time per table). A run that stopped
         /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Sync_V1_StartRunRequest` messages.
@@ -333,6 +342,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "ListConflicts" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Sync_V1_ListConflictsRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -350,7 +363,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Source IDL Documentation:
         /// >
         /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-        /// > side at once.
+        /// > side at once. FAILED_PRECONDITION when it was settled already.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Sync_V1_ResolveConflictRequest` messages.
@@ -393,6 +406,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "GetJob" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sync job by its id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -406,6 +423,10 @@ extension Herald_Sync_V1_SyncService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Sync_V1_Job>
 
         /// Handle the "ListJobs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every sync job, by name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListJobsRequest` message.
@@ -464,6 +485,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
         /// > when a run of the job is already going (one run at a time per table). A run that stopped
         /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
@@ -515,6 +537,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "ListConflicts" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -532,7 +558,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Source IDL Documentation:
         /// >
         /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-        /// > side at once.
+        /// > side at once. FAILED_PRECONDITION when it was settled already.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
@@ -573,6 +599,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "GetJob" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sync job by its id.
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Sync_V1_GetJobRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -586,6 +616,10 @@ extension Herald_Sync_V1_SyncService {
         ) async throws -> Herald_Sync_V1_Job
 
         /// Handle the "ListJobs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every sync job, by name.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Sync_V1_ListJobsRequest` message.
@@ -644,6 +678,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
         /// > when a run of the job is already going (one run at a time per table). A run that stopped
         /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Sync_V1_StartRunRequest` message.
@@ -695,6 +730,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Handle the "ListConflicts" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+        ///
         /// - Parameters:
         ///   - request: A `Herald_Sync_V1_ListConflictsRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -712,7 +751,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Source IDL Documentation:
         /// >
         /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-        /// > side at once.
+        /// > side at once. FAILED_PRECONDITION when it was settled already.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Sync_V1_ResolveConflictRequest` message.
@@ -1127,6 +1166,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Call the "GetJob" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sync job by its id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
         ///   - serializer: A serializer for `Herald_Sync_V1_GetJobRequest` messages.
@@ -1145,6 +1188,10 @@ extension Herald_Sync_V1_SyncService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListJobs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every sync job, by name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListJobsRequest` message.
@@ -1218,6 +1265,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
         /// > when a run of the job is already going (one run at a time per table). A run that stopped
         /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
@@ -1284,6 +1332,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Call the "ListConflicts" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
         ///   - serializer: A serializer for `Herald_Sync_V1_ListConflictsRequest` messages.
@@ -1306,7 +1358,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Source IDL Documentation:
         /// >
         /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-        /// > side at once.
+        /// > side at once. FAILED_PRECONDITION when it was settled already.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
@@ -1378,6 +1430,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Call the "GetJob" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sync job by its id.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
         ///   - serializer: A serializer for `Herald_Sync_V1_GetJobRequest` messages.
@@ -1407,6 +1463,10 @@ extension Herald_Sync_V1_SyncService {
         }
 
         /// Call the "ListJobs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every sync job, by name.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListJobsRequest` message.
@@ -1513,6 +1573,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
         /// > when a run of the job is already going (one run at a time per table). A run that stopped
         /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+        /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
@@ -1612,6 +1673,10 @@ extension Herald_Sync_V1_SyncService {
 
         /// Call the "ListConflicts" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
         ///   - serializer: A serializer for `Herald_Sync_V1_ListConflictsRequest` messages.
@@ -1645,7 +1710,7 @@ extension Herald_Sync_V1_SyncService {
         /// > Source IDL Documentation:
         /// >
         /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-        /// > side at once.
+        /// > side at once. FAILED_PRECONDITION when it was settled already.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
@@ -1711,6 +1776,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
 
     /// Call the "GetJob" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A sync job by its id.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Sync_V1_GetJobRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -1735,6 +1804,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     }
 
     /// Call the "ListJobs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every sync job, by name.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Sync_V1_ListJobsRequest` message.
@@ -1826,6 +1899,7 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
     /// > when a run of the job is already going (one run at a time per table). A run that stopped
     /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+    /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Sync_V1_StartRunRequest` message.
@@ -1910,6 +1984,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
 
     /// Call the "ListConflicts" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Sync_V1_ListConflictsRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -1938,7 +2016,7 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-    /// > side at once.
+    /// > side at once. FAILED_PRECONDITION when it was settled already.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Sync_V1_ResolveConflictRequest` message.
@@ -2002,6 +2080,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
 
     /// Call the "GetJob" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A sync job by its id.
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -2030,6 +2112,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     }
 
     /// Call the "ListJobs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every sync job, by name.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2133,6 +2219,7 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     /// > Starts a run of a job in the background and returns it (status RUNNING). FAILED_PRECONDITION
     /// > when a run of the job is already going (one run at a time per table). A run that stopped
     /// > mid-way (crash, shutdown) is resumed from its last checkpoint by the next run.
+    /// > Over REST the body is optional: `{"dry_run": true, "full": true}`.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2229,6 +2316,10 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
 
     /// Call the "ListConflicts" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A job's conflicts, newest first (only those waiting for ResolveConflict with `pending`).
+    ///
     /// - Parameters:
     ///   - message: request message to send.
     ///   - metadata: Additional metadata to send, defaults to empty.
@@ -2261,7 +2352,7 @@ extension Herald_Sync_V1_SyncService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Settles a conflict kept for review (policy MANUAL): the chosen value is written to the other
-    /// > side at once.
+    /// > side at once. FAILED_PRECONDITION when it was settled already.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -178,12 +178,14 @@ public nonisolated struct Herald_Sync_V1_FieldMapping: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The remote table's field name or id.
+  /// The remote table's field name or id: 1 to 200 characters, no control characters, no space at
+  /// either end. Each remote field is mapped once per job.
   public var externalField: String = String()
 
   /// A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed or
   /// attributes.<name>; or one written to the remote table only: engagement_status,
-  /// engagement_score, last_messaged_at.
+  /// engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field
+  /// is mapped once per job. An attribute name has no control characters and no space at either end.
   public var subscriberField: String = String()
 
   /// What wins when both sides changed this field since the last sync.
@@ -302,36 +304,50 @@ public nonisolated struct Herald_Sync_V1_Job: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// A mapping to engagement_status, engagement_score or last_messaged_at (written to the remote
+/// table only) needs direction PUSH or BOTH.
 public nonisolated struct Herald_Sync_V1_CreateJobRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Unique among the jobs: 1 to 200 characters, no control characters, no space at either end.
   public var name: String = String()
 
+  /// The remote base (e.g. appXXXXXXXXXXXXXX): 1 to 200 characters, no control characters, no
+  /// space at either end. A table is synced by one job only.
   public var baseID: String = String()
 
+  /// The table's id or name: 1 to 200 characters, no control characters, no space at either end.
   public var tableID: String = String()
 
+  /// The name of the environment variable holding the API token, never the token: upper-case
+  /// letters, digits and _, not starting with a digit, ending in _TOKEN (e.g. AIRTABLE_TOKEN).
   public var tokenEnv: String = String()
 
+  /// PULL (remote to Herald), PUSH (Herald to remote) or BOTH.
   public var direction: Herald_Sync_V1_Direction = .unspecified
 
+  /// At least one, with one to email or phone; each remote field and each subscriber field at most once.
   public var mappings: [Herald_Sync_V1_FieldMapping] = []
 
+  /// The remote last-modified field (name or id); empty or left out when the table has none. At
+  /// most 200 characters, no control characters, no space at either end.
   public var modifiedField: String = String()
 
-  /// 0 means 60.
+  /// 0 to 86400; 0 means 60.
   public var overlapSeconds: Int32 = 0
 
+  /// Left out: REMOTE_WINS.
   public var defaultPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
 
+  /// 0 to 31536000 (a year); 0 means only on demand.
   public var scheduleSeconds: Int32 = 0
 
-  /// 0 means 86400 (daily).
+  /// 0 to 31536000 (a year); 0 means 86400 (daily).
   public var reconcileSeconds: Int32 = 0
 
-  /// 0 means 10; 100 turns the cap off.
+  /// 0 to 100; 0 means 10; 100 turns the cap off.
   public var maxDeletePercent: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -339,6 +355,11 @@ public nonisolated struct Herald_Sync_V1_CreateJobRequest: Sendable {
   public init() {}
 }
 
+/// Fields left out stay as they are; those given follow CreateJob's rules. Since the job's stored
+/// direction and mappings are not known to the REST schema, a change that could leave a mapping
+/// to engagement_status, engagement_score or last_messaged_at (written to the remote table only)
+/// with direction PULL is refused: mappings holding one need direction PUSH or BOTH given in the
+/// same request, and direction PULL needs the new mappings, without any of them, given with it.
 public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -346,6 +367,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
 
   public var id: String = String()
 
+  /// 1 to 200 characters, no control characters, no space at either end; unique among the jobs.
   public var name: String {
     get {_name ?? String()}
     set {_name = newValue}
@@ -355,6 +377,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
   public mutating func clearName() {self._name = nil}
 
+  /// Upper-case letters, digits and _, not starting with a digit, ending in _TOKEN.
   public var tokenEnv: String {
     get {_tokenEnv ?? String()}
     set {_tokenEnv = newValue}
@@ -368,9 +391,11 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   public var direction: Herald_Sync_V1_Direction = .unspecified
 
   /// Empty: unchanged; otherwise the new mappings, all of them. Fields that stay keep their
-  /// snapshots; a field mapped anew is compared from scratch on the next run.
+  /// snapshots; a field mapped anew is compared from scratch on the next run. Given, they follow
+  /// CreateJob's rules (one to email or phone, each field at most once).
   public var mappings: [Herald_Sync_V1_FieldMapping] = []
 
+  /// Empty: the table has no last-modified field (the next run reads the whole table).
   public var modifiedField: String {
     get {_modifiedField ?? String()}
     set {_modifiedField = newValue}
@@ -380,6 +405,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   /// Clears the value of `modifiedField`. Subsequent reads from it will return its default value.
   public mutating func clearModifiedField() {self._modifiedField = nil}
 
+  /// 1 to 86400.
   public var overlapSeconds: Int32 {
     get {_overlapSeconds ?? 0}
     set {_overlapSeconds = newValue}
@@ -392,6 +418,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   /// Unspecified: unchanged.
   public var defaultPolicy: Herald_Sync_V1_ConflictPolicy = .unspecified
 
+  /// 0 to 31536000; 0 means only on demand.
   public var scheduleSeconds: Int32 {
     get {_scheduleSeconds ?? 0}
     set {_scheduleSeconds = newValue}
@@ -401,6 +428,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   /// Clears the value of `scheduleSeconds`. Subsequent reads from it will return its default value.
   public mutating func clearScheduleSeconds() {self._scheduleSeconds = nil}
 
+  /// 0 to 31536000; 0 means 86400 (daily).
   public var reconcileSeconds: Int32 {
     get {_reconcileSeconds ?? 0}
     set {_reconcileSeconds = newValue}
@@ -410,6 +438,7 @@ public nonisolated struct Herald_Sync_V1_UpdateJobRequest: Sendable {
   /// Clears the value of `reconcileSeconds`. Subsequent reads from it will return its default value.
   public mutating func clearReconcileSeconds() {self._reconcileSeconds = nil}
 
+  /// 0 to 100; 0 means 10; 100 turns the cap off.
   public var maxDeletePercent: Int32 {
     get {_maxDeletePercent ?? 0}
     set {_maxDeletePercent = newValue}
@@ -785,7 +814,7 @@ public nonisolated struct Herald_Sync_V1_ListConflictsRequest: Sendable {
   public var jobID: String = String()
 
   /// Only those waiting for ResolveConflict.
-  public var pendingOnly: Bool = false
+  public var pending: Bool = false
 
   /// 1 to 500; 0 means 100.
   public var pageSize: Int32 = 0
@@ -1930,7 +1959,7 @@ nonisolated extension Herald_Sync_V1_Conflict: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Herald_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListConflictsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}pending_only\0\u{3}page_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}pending\0\u{3}page_size\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1939,7 +1968,7 @@ nonisolated extension Herald_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.pendingOnly) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.pending) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       default: break
       }
@@ -1950,8 +1979,8 @@ nonisolated extension Herald_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message
     if !self.jobID.isEmpty {
       try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
     }
-    if self.pendingOnly != false {
-      try visitor.visitSingularBoolField(value: self.pendingOnly, fieldNumber: 2)
+    if self.pending != false {
+      try visitor.visitSingularBoolField(value: self.pending, fieldNumber: 2)
     }
     if self.pageSize != 0 {
       try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 3)
@@ -1961,7 +1990,7 @@ nonisolated extension Herald_Sync_V1_ListConflictsRequest: SwiftProtobuf.Message
 
   public static func ==(lhs: Herald_Sync_V1_ListConflictsRequest, rhs: Herald_Sync_V1_ListConflictsRequest) -> Bool {
     if lhs.jobID != rhs.jobID {return false}
-    if lhs.pendingOnly != rhs.pendingOnly {return false}
+    if lhs.pending != rhs.pending {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -201,7 +201,8 @@ extension Herald_Verification_V1_VerificationService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs the checks now (all, or one component) and returns the stored report.
+        /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+        /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Verification_V1_RunVerificationRequest` messages.
@@ -275,6 +276,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
         /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+        /// > ALREADY_EXISTS when it has a repair in flight.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Verification_V1_ProposeRepairRequest` messages.
@@ -294,7 +297,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
         /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+        /// > is optional: `{"apply": true}` runs it for real.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Verification_V1_RunRepairRequest` messages.
@@ -327,6 +331,10 @@ extension Herald_Verification_V1_VerificationService {
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Verification_V1_Repair>
 
         /// Handle the "ListRepairs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Repairs, newest first (at most 200).
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Verification_V1_ListRepairsRequest` messages.
@@ -372,7 +380,8 @@ extension Herald_Verification_V1_VerificationService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs the checks now (all, or one component) and returns the stored report.
+        /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+        /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
@@ -446,6 +455,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
         /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+        /// > ALREADY_EXISTS when it has a repair in flight.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
@@ -465,7 +476,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
         /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+        /// > is optional: `{"apply": true}` runs it for real.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
@@ -498,6 +510,10 @@ extension Herald_Verification_V1_VerificationService {
         ) async throws -> GRPCCore.ServerResponse<Herald_Verification_V1_Repair>
 
         /// Handle the "ListRepairs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Repairs, newest first (at most 200).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
@@ -541,7 +557,8 @@ extension Herald_Verification_V1_VerificationService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs the checks now (all, or one component) and returns the stored report.
+        /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+        /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Verification_V1_RunVerificationRequest` message.
@@ -615,6 +632,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
         /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+        /// > ALREADY_EXISTS when it has a repair in flight.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Verification_V1_ProposeRepairRequest` message.
@@ -634,7 +653,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
         /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+        /// > is optional: `{"apply": true}` runs it for real.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Verification_V1_RunRepairRequest` message.
@@ -667,6 +687,10 @@ extension Herald_Verification_V1_VerificationService {
         ) async throws -> Herald_Verification_V1_Repair
 
         /// Handle the "ListRepairs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Repairs, newest first (at most 200).
         ///
         /// - Parameters:
         ///   - request: A `Herald_Verification_V1_ListRepairsRequest` message.
@@ -1049,7 +1073,8 @@ extension Herald_Verification_V1_VerificationService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs the checks now (all, or one component) and returns the stored report.
+        /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+        /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
@@ -1143,6 +1168,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
         /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+        /// > ALREADY_EXISTS when it has a repair in flight.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
@@ -1167,7 +1194,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
         /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+        /// > is optional: `{"apply": true}` runs it for real.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
@@ -1210,6 +1238,10 @@ extension Herald_Verification_V1_VerificationService {
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListRepairs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Repairs, newest first (at most 200).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
@@ -1284,7 +1316,8 @@ extension Herald_Verification_V1_VerificationService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs the checks now (all, or one component) and returns the stored report.
+        /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+        /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
@@ -1422,6 +1455,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
         /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+        /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+        /// > ALREADY_EXISTS when it has a repair in flight.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
@@ -1457,7 +1492,8 @@ extension Herald_Verification_V1_VerificationService {
         /// >
         /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
         /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-        /// > re-run afterwards: if the issue is still there everything is rolled back.
+        /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+        /// > is optional: `{"apply": true}` runs it for real.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
@@ -1522,6 +1558,10 @@ extension Herald_Verification_V1_VerificationService {
         }
 
         /// Call the "ListRepairs" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Repairs, newest first (at most 200).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
@@ -1590,7 +1630,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Runs the checks now (all, or one component) and returns the stored report.
+    /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+    /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Verification_V1_RunVerificationRequest` message.
@@ -1708,6 +1749,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     /// >
     /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
     /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+    /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+    /// > ALREADY_EXISTS when it has a repair in flight.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Verification_V1_ProposeRepairRequest` message.
@@ -1738,7 +1781,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     /// >
     /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
     /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-    /// > re-run afterwards: if the issue is still there everything is rolled back.
+    /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+    /// > is optional: `{"apply": true}` runs it for real.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Verification_V1_RunRepairRequest` message.
@@ -1793,6 +1837,10 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     }
 
     /// Call the "ListRepairs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Repairs, newest first (at most 200).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Verification_V1_ListRepairsRequest` message.
@@ -1859,7 +1907,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Runs the checks now (all, or one component) and returns the stored report.
+    /// > Runs the checks now (all, or one component) and returns the stored report. Over REST the
+    /// > body is optional: `{"component": "schema", "schemas": ["campaign"]}`; it may take minutes.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -1993,6 +2042,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     /// >
     /// > The repair plan of an open issue (SQL shown). An auto-repairable issue's plan can run at
     /// > once; a destructive or ambiguous one goes to the review queue (PENDING_REVIEW).
+    /// > FAILED_PRECONDITION when the issue is resolved or has no repair Herald can run;
+    /// > ALREADY_EXISTS when it has a repair in flight.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2027,7 +2078,8 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     /// >
     /// > Runs a plan: a dry run (the default) in a transaction rolled back at the end, or for real
     /// > (apply) with a checkpoint of the affected rows, lock and statement timeouts, and the check
-    /// > re-run afterwards: if the issue is still there everything is rolled back.
+    /// > re-run afterwards: if the issue is still there everything is rolled back. Over REST the body
+    /// > is optional: `{"apply": true}` runs it for real.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -2090,6 +2142,10 @@ extension Herald_Verification_V1_VerificationService.ClientProtocol {
     }
 
     /// Call the "ListRepairs" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Repairs, newest first (at most 200).
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -533,9 +533,11 @@ public nonisolated struct Herald_Verification_V1_RunVerificationRequest: Sendabl
   // methods supported on all messages.
 
   /// Empty: everything. Or one of schema, ledger, data, sync, health.
+  /// Over REST, leave it out for everything.
   public var component: String = String()
 
-  /// For schema and ledger: only these schemas (empty: all).
+  /// For schema and ledger: only these schemas (empty: all). Each is a Herald schema: campaign,
+  /// delivery, ratelimit, sync, verification or gateway.
   public var schemas: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -548,6 +550,7 @@ public nonisolated struct Herald_Verification_V1_GetReportRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// A report id (UUID), or "latest" for the newest report.
   public var id: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -752,6 +755,7 @@ public nonisolated struct Herald_Verification_V1_ProposeRepairRequest: Sendable 
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The issue's fingerprint, as ListIssues shows it (20 lower-case hex digits).
   public var fingerprint: String = String()
 
   /// Who asks (the gateway fills in the API key's name).
@@ -772,6 +776,7 @@ public nonisolated struct Herald_Verification_V1_RunRepairRequest: Sendable {
   /// false (the default): a dry run, rolled back. true: for real.
   public var apply: Bool = false
 
+  /// Who runs it (the gateway fills in the API key's name).
   public var requestedBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -786,10 +791,14 @@ public nonisolated struct Herald_Verification_V1_ReviewRepairRequest: Sendable {
 
   public var id: String = String()
 
+  /// true approves the plan (it may then run for real), false rejects it.
   public var approve: Bool = false
 
+  /// Who reviews (the gateway fills in the API key's name).
   public var reviewer: String = String()
 
+  /// Why, for the audit: at most 2000 characters; line breaks and tabs allowed, no other control
+  /// characters.
   public var note: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -5,9 +5,14 @@ import ServiceLifecycle
 
 /// Runs a gRPC server as a swift-service-lifecycle service: serves until graceful shutdown,
 /// then reports NOT_SERVING, ends health watches and lets in-flight RPCs finish.
-package struct GRPCServerService: Service {
-  let server: GRPCServer<HTTP2ServerTransport.Posix>
+package struct GRPCServerService<Transport: ServerTransport>: Service {
+  let server: GRPCServer<Transport>
   let health: HealthStatus
+
+  package init(server: GRPCServer<Transport>, health: HealthStatus) {
+    self.server = server
+    self.health = health
+  }
 
   package func run() async throws {
     try await withGracefulShutdownHandler {
@@ -20,10 +25,10 @@ package struct GRPCServerService: Service {
 }
 
 /// Runs a gRPC client's connections until graceful shutdown.
-package struct GRPCClientService: Service {
-  package let client: GRPCClient<HTTP2ClientTransport.Posix>
+package struct GRPCClientService<Transport: ClientTransport>: Service {
+  package let client: GRPCClient<Transport>
 
-  package init(client: GRPCClient<HTTP2ClientTransport.Posix>) {
+  package init(client: GRPCClient<Transport>) {
     self.client = client
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HeraldCore
+import HeraldPostgres
 import Hummingbird
 import Logging
 import NIOCore
@@ -54,7 +55,7 @@ package struct MetricsEndpoint: Service {
                 help: "Scrapes in which a collector of figures failed (see the log)"
               ).increment()
               logger.warning(
-                "a metrics collector failed", metadata: ["collector": "\(collector.name)", "error": "\(error)"])
+                "a metrics collector failed", metadata: ["collector": "\(collector.name)", "error": "\(error.logDescription)"])
             }
           }
         }

@@ -73,7 +73,14 @@ package struct ServiceHost: Sendable {
                 database: database, applicationName: applicationName,
                 maximum: configuration.database.client.options.maximumConnections, logger: logger)
             ),
-            (definition.name, { @Sendable scrape in try await definition.collectMetrics(resources, scrape) }),
+            // The service's own figures once its schema is there (SERVING), not during start-up.
+            (
+              definition.name,
+              { @Sendable [health] scrape in
+                guard health.status(of: "") == .serving else { return }
+                try await definition.collectMetrics(resources, scrape)
+              }
+            ),
           ], logger: logger))
     }
 
@@ -93,8 +100,17 @@ package struct ServiceHost: Sendable {
     return port
   }
 
+  /// The process's services, started in order and stopped in reverse. A service that ends or
+  /// fails shuts the others down gracefully, never by cancelling them: a gRPC or HTTP server whose
+  /// serving task is cancelled while accepted connections wait to be served traps ("Deinited
+  /// NIOAsyncWriter without calling finish()", apple/swift-nio#3481), e.g. after the process was
+  /// paused (SIGSTOP) and connections piled up. The failure is still what `run()` throws.
   package func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
     ServiceGroup(
-      configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: signals, logger: logger))
+      configuration: .init(
+        services: services.map {
+          .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        },
+        gracefulShutdownSignals: signals, logger: logger))
   }
 }

@@ -419,6 +419,31 @@ import Testing
     }
   }
 
+  /// What a metrics scrape reads (`herald_campaign_outbox_pending_*`, `herald_campaign_campaigns`)
+  /// follows a send from its expansion to its end.
+  @Test func theScrapedFiguresFollowTheOutbox() async throws {
+    try await withServices { campaign, delivery, database in
+      let logger = Logger(label: "test.metrics")
+      let store = CampaignStore(client: database, logger: logger)
+      let list = try await campaign.createList(.with { $0.name = "few" })
+      try await seed(1_500, list: list.id, database: database)  // 1,350 consent: two chunks
+      let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
+      let id = try await campaign.createCampaign(.with { $0.name = "counted"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template }).id
+      _ = try await campaign.createCampaign(.with { $0.name = "draft"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template })
+      #expect(try await store.pendingOutbox() == (0, 0))
+      _ = try await campaign.sendCampaign(.with { $0.id = id })
+      #expect(try await store.pendingOutbox() == (2, 1_350))
+      #expect(try await store.campaignCountsByStatus() == ["draft": 1, "sending": 1])
+
+      let relay = OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger)
+      #expect(try await relay.relayBatch() == 1_000)
+      #expect(try await store.pendingOutbox() == (1, 350))
+      try await relay.drain()
+      #expect(try await store.pendingOutbox() == (0, 0))
+      #expect(try await store.campaignCountsByStatus() == ["draft": 1, "sent": 1])
+    }
+  }
+
   /// The relay reads only the attributes a template uses, through PostgreSQL's jsonb operators;
   /// a preview decodes the subscriber's whole attributes object. Both render the same text.
   @Test func theRelayRendersAttributesAsThePreviewDoes() async throws {

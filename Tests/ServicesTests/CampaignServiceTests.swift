@@ -76,6 +76,25 @@ import Testing
     }
   }
 
+  /// PostgreSQL's jsonb refuses `\u0000`: attributes holding it are refused naming the field (not
+  /// a database error), and nothing is stored.
+  @Test func refusesAttributesHoldingNUL() async throws {
+    try await withCampaign { campaign in
+      for attributes in [#"{"a":"x\u0000"}"#, #"{"a\u0000":1}"#, #"{"a":{"b":["\u0000"]}}"#] {
+        await #expect {
+          _ = try await campaign.createSubscriber(.with { $0.email = "nul@example.com"; $0.attributesJson = attributes })
+        } throws: { error in
+          field(of: error)! == (.invalidArgument, "attributes_json")
+            && (error as? RPCError)?.message == "attributes_json holds a NUL character (U+0000), which cannot be stored"
+        }
+      }
+      #expect(try await campaign.listSubscribers(.init()).subscribers.isEmpty)
+      // A backslash before "u0000" is text, not NUL.
+      let created = try await campaign.createSubscriber(.with { $0.email = "nul@example.com"; $0.attributesJson = #"{"a":"\\u0000"}"# })
+      #expect(created.attributesJson.contains(#"\\u0000"#))
+    }
+  }
+
   @Test func getNamesBadAndUnknownIDs() async throws {
     try await withCampaign { campaign in
       await #expect { _ = try await campaign.getSubscriber(.with { $0.id = "nope" }) } throws: {

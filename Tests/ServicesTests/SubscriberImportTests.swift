@@ -113,12 +113,35 @@ import Testing
     }
   }
 
+  /// The import checks its own strings: a row holding NUL (raw, or `\u0000` in its attributes,
+  /// which jsonb refuses) is reported naming the field and not stored; the other rows are.
+  @Test func rowsHoldingNULAreReportedAndTheOthersImported() async throws {
+    try await withCampaign { client async throws in
+      let response = try await send(
+        client, options: .init(),
+        chunks: [[
+          Self.row(2) { $0.email = "first@example.com" },
+          Self.row(3) { $0.email = "nul@example.com"; $0.firstName = "A\u{0}da" },
+          Self.row(4) { $0.email = "second@example.com"; $0.emailConsent = .with { $0.subscribed = true; $0.source = "form\u{0}" } },
+          Self.row(5) { $0.email = "third@example.com"; $0.attributesJson = #"{"a": "x\u0000"}"# },
+          Self.row(6) { $0.email = "fourth@example.com"; $0.firstName = "Grace" },
+        ]])
+      #expect(response.created == 2 && response.failed == 3)
+      #expect(response.errors.map(\.row) == [3, 4, 5])
+      #expect(response.errors.map(\.field) == ["first_name", "email_consent.source", "attributes_json"])
+      #expect(response.errors[0].message == "first_name holds a NUL character (U+0000), which cannot be stored")
+      let stored = try await client.listSubscribers(.init()).subscribers
+      #expect(Set(stored.map(\.email)) == ["first@example.com", "fourth@example.com"])
+    }
+  }
+
   @Test func badOptionsAreRefusedNamingTheField() async throws {
     try await withCampaign { client async throws in
       let cases: [(Herald_Campaign_V1_ImportOptions, RPCError.Code, String)] = [
         (.with { $0.onExisting = "merge" }, .invalidArgument, "options.on_existing"),
         (.with { $0.listID = UUID().uuidString }, .notFound, "options.list_id"),
         (.with { $0.listID = "list-1" }, .invalidArgument, "options.list_id"),
+        (.with { $0.consentSource = "crm\u{0}" }, .invalidArgument, "options.consent_source"),
       ]
       for (options, code, field) in cases {
         await #expect {

@@ -255,7 +255,7 @@ struct SyncStack {
       #expect(conflicts.first { $0.recordID == ids[1] }?.resolution == "remote")
       let pending = try await stack.sync.listConflicts(.with {
         $0.jobID = job.id
-        $0.pendingOnly = true
+        $0.pending = true
       }).conflicts
       #expect(pending.count == 1)
       let open = try #require(pending.first)
@@ -264,7 +264,7 @@ struct SyncStack {
       // A run while it is open leaves it as it is.
       let third = try await stack.run(job)
       #expect(third.status == .succeeded && third.counts.pushed == 0 && third.counts.updated == 0, "\(third.error)")
-      #expect(try await stack.sync.listConflicts(.with { $0.jobID = job.id; $0.pendingOnly = true }).conflicts.count == 1)
+      #expect(try await stack.sync.listConflicts(.with { $0.jobID = job.id; $0.pending = true }).conflicts.count == 1)
 
       await #expect { _ = try await stack.sync.resolveConflict(.with { $0.id = open.id; $0.take = "mine" }) } throws: {
         rpcError($0) == (.invalidArgument, "take")

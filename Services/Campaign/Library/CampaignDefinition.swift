@@ -19,33 +19,48 @@ package enum CampaignDefinition: BackEndProcess {
 
   package static func definition(settings: CampaignSettings) -> ServiceDefinition {
     ServiceDefinition(
-    name: name,
-    grpcServices: [Herald_Campaign_V1_CampaignService.descriptor.fullyQualifiedService],
-    migrations: migrations,
-    readinessDependencies: ["delivery"],
-    makeServices: { resources in
-      [
-        CampaignService(
-          store: PostgresSubscriberStore(client: resources.database, logger: resources.logger),
-          campaigns: CampaignStore(client: resources.database, logger: resources.logger))
-      ]
-    },
-    makeWorkers: { resources in
-      guard let delivery = resources.clients["delivery"] else {
-        throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
-      }
-      let sink = DeliverySink(client: delivery)
-      let scheduler = CampaignScheduler(client: resources.database, logger: resources.logger)
-      let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
-      let relays = (0..<settings.relayWorkers).map { number in
-        BackgroundWorker(name: "outbox-relay-\(number + 1)") {
-          await OutboxRelay(client: resources.database, sink: sink, logger: resources.logger).run()
+      name: name,
+      grpcServices: [Herald_Campaign_V1_CampaignService.descriptor.fullyQualifiedService],
+      migrations: migrations,
+      readinessDependencies: ["delivery"],
+      makeServices: { resources in
+        [CampaignService(store: CampaignStore(client: resources.database, logger: resources.logger))]
+      },
+      makeWorkers: { resources in
+        guard let delivery = resources.clients["delivery"] else {
+          throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
         }
-      }
-      return relays + [
-        BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
-        BackgroundWorker(name: "delivery-feed") { await feed.run() },
-      ]
-    })
+        let sink = DeliverySink(client: delivery)
+        let scheduler = CampaignScheduler(client: resources.database, logger: resources.logger)
+        let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
+        let relays = (0..<settings.relayWorkers).map { number in
+          BackgroundWorker(name: "outbox-relay-\(number + 1)") {
+            await OutboxRelay(client: resources.database, sink: sink, logger: resources.logger).run()
+          }
+        }
+        return relays + [
+          BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
+          BackgroundWorker(name: "delivery-feed") { await feed.run() },
+        ]
+      },
+      collectMetrics: { resources, scrape in
+        try await collectMetrics(CampaignStore(client: resources.database, logger: resources.logger), into: scrape)
+      })
+  }
+
+  /// The figures read at each scrape: the outbox still to relay and campaigns by status. (Event
+  /// counts are counters where they happen: `OutboxRelay`, `DeliveryFeedConsumer`, the import.)
+  static func collectMetrics(_ store: CampaignStore, into scrape: MetricsScrape) async throws {
+    let pending = try await store.pendingOutbox()
+    scrape.gauge(
+      "herald_campaign_outbox_pending_chunks", help: "Outbox chunks not yet relayed (of sending and paused campaigns)",
+      pending.chunks)
+    scrape.gauge(
+      "herald_campaign_outbox_pending_entries", help: "Outbox entries not yet relayed or settled (of sending and paused campaigns)",
+      pending.entries)
+    let campaigns = try await store.campaignCountsByStatus()
+    for status in CampaignRecord.statuses {
+      scrape.gauge("herald_campaign_campaigns", [("status", status)], help: "Campaigns by status", campaigns[status] ?? 0)
+    }
   }
 }

@@ -42,7 +42,8 @@ package enum SubscriberValidation {
 
   package static let maxAttributesBytes = 32 * 1024
 
-  /// A JSON object as text (at most 32 KiB); empty input means `{}`.
+  /// A JSON object as text (at most 32 KiB); empty input means `{}`. No key or string in it may
+  /// hold NUL (`\u0000`), which PostgreSQL's jsonb refuses.
   package static func attributes(_ raw: String, field: String = "attributes_json") throws(Invalid) -> String {
     let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
     guard !trimmed.isEmpty else { return "{}" }
@@ -52,7 +53,20 @@ package enum SubscriberValidation {
     guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)), object is [String: Any] else {
       throw Invalid(field: field, message: "\(field) must be a JSON object")
     }
+    guard !holdsNUL(object) else {
+      throw Invalid(field: field, message: "\(field) holds a NUL character (U+0000), which cannot be stored")
+    }
     return trimmed
+  }
+
+  /// Whether a decoded JSON value holds NUL in any string or key, however deep.
+  static func holdsNUL(_ value: Any) -> Bool {
+    switch value {
+    case let text as String: text.utf8.contains(0)
+    case let array as [Any]: array.contains(where: holdsNUL)
+    case let object as [String: Any]: object.contains { key, element in key.utf8.contains(0) || holdsNUL(element) }
+    default: false
+    }
   }
 
   package static func name(_ raw: String, field: String) throws(Invalid) -> String {

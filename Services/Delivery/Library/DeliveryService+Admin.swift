@@ -143,6 +143,9 @@ extension DeliveryService {
 
   // MARK: - Provider webhooks
 
+  /// Checked against when a webhook names no provider with a secret: random, never shown.
+  static let unguessableSecret = UUID().uuidString + UUID().uuidString
+
   static let webhookTypes: Set<String> = ["delivered", "bounced", "failed", "opened", "clicked", "complained"]
 
   package func ingestProviderWebhook(
@@ -150,15 +153,13 @@ extension DeliveryService {
   ) async throws -> Herald_Delivery_V1_IngestProviderWebhookResponse {
     // The table is reloaded every few seconds; a provider this replica has not seen yet is looked up now.
     if providers.entry(named: request.provider) == nil { try await providers.refresh() }
-    guard let entry = providers.entry(named: request.provider) else {
-      throw RPCError.field("provider", .notFound, "no provider is named '\(request.provider)'")
-    }
-    guard let secret = entry.config.webhookSecret else {
-      throw RPCError.field(
-        "provider", .failedPrecondition, "provider '\(request.provider)' has no webhook_secret, so its webhooks cannot be verified")
-    }
-    do {
-      try WebhookSignature.verify(header: request.signature, secret: secret, body: request.body)
+    // An unknown provider, or one without a webhook secret, is refused exactly as a bad signature
+    // is (the same checks run against a secret nobody knows), so that nobody can find out which
+    // provider names exist.
+    let secret = providers.entry(named: request.provider)?.config.webhookSecret
+    do throws(WebhookSignature.Problem) {
+      try WebhookSignature.verify(header: request.signature, secret: secret ?? Self.unguessableSecret, body: request.body)
+      guard secret != nil else { throw WebhookSignature.Problem.mismatch }
     } catch {
       throw RPCError.field("signature", .unauthenticated, error.description)
     }

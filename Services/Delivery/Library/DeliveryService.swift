@@ -27,7 +27,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
         "messages", .invalidArgument, "messages holds \(request.messages.count); at most \(Self.maxBatch) per batch")
     }
     let messages = try request.messages.enumerated().map { index, message in
-      try Self.validate(message, index: index)
+      try Self.validate(message, field: "messages[\(index)]")
     }
     var caps: [(UUID, Int64)] = []
     for (index, cap) in request.spendCaps.enumerated() {
@@ -80,24 +80,43 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     return response
   }
 
-  /// Checks `messages[index]`; the field's name is spelled out only when it is wrong.
-  static func validate(_ message: Herald_Delivery_V1_OutboundMessage, index: Int) throws -> QueuedMessage {
-    var field: String { "messages[\(index)]" }
+  /// A single transactional message (`POST /v1/messages`): queued like one of a batch; a key
+  /// accepted before answers the earlier message, marked duplicate.
+  package func sendMessage(
+    request: Herald_Delivery_V1_OutboundMessage, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_EnqueueResult {
+    let outcomes = try await queue.enqueue([try Self.validate(request, field: "")])
+    guard let outcome = outcomes.first else { throw RPCError(code: .internalError, message: "the queue answered no outcome") }
+    var result = Herald_Delivery_V1_EnqueueResult()
+    result.idempotencyKey = outcome.idempotencyKey
+    result.messageID = outcome.messageID.lowercasedString
+    result.duplicate = outcome.duplicate
+    result.suppressed = outcome.suppressed
+    return result
+  }
+
+  /// Checks a message (`messages[i]` of a batch, or a whole request when `prefix` is empty); the
+  /// field's name is spelled out only when it is wrong.
+  static func validate(_ message: Herald_Delivery_V1_OutboundMessage, field prefix: @autoclosure () -> String) throws -> QueuedMessage {
+    func name(_ field: String) -> String {
+      let prefix = prefix()
+      return prefix.isEmpty ? field : "\(prefix).\(field)"
+    }
     let key = message.idempotencyKey
     guard !key.isEmpty, key.utf8.count <= 200 else {
-      throw RPCError.field("\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 bytes")
+      throw RPCError.field(name("idempotency_key"), .invalidArgument, "\(name("idempotency_key")) must be 1 to 200 bytes")
     }
     guard let channel = Self.channelName(message.channel) else {
-      throw RPCError.field("\(field).channel", .invalidArgument, "\(field).channel must be email, sms, push or whatsapp")
+      throw RPCError.field(name("channel"), .invalidArgument, "\(name("channel")) must be email, sms, push or whatsapp")
     }
     guard !message.recipient.allSatisfy(\.isWhitespace) else {
-      throw RPCError.field("\(field).recipient", .invalidArgument, "\(field).recipient is empty")
+      throw RPCError.field(name("recipient"), .invalidArgument, "\(name("recipient")) is empty")
     }
     guard !message.body.isEmpty else {
-      throw RPCError.field("\(field).body", .invalidArgument, "\(field).body is empty")
+      throw RPCError.field(name("body"), .invalidArgument, "\(name("body")) is empty")
     }
-    func uuid(_ text: String, _ name: String) throws -> UUID? {
-      text.isEmpty ? nil : try RPCError.uuid(text, field: "\(field).\(name)")
+    func uuid(_ text: String, _ field: String) throws -> UUID? {
+      text.isEmpty ? nil : try RPCError.uuid(text, field: name(field))
     }
     return QueuedMessage(
       idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,

@@ -17,7 +17,7 @@ package struct ImportReader {
   private var header: [String]?
   private var line = 1
   // CSV record state.
-  private var fields: [String] = []
+  private var fields: [[UInt8]] = []
   private var field: [UInt8] = []
   private var recordBytes = 0
   private var recordLine = 1
@@ -106,7 +106,7 @@ package struct ImportReader {
   }
 
   private mutating func endField() {
-    fields.append(String(decoding: field, as: UTF8.self))
+    fields.append(field)
     field.removeAll(keepingCapacity: true)
     fieldStarted = false
     inQuotes = false
@@ -136,9 +136,12 @@ package struct ImportReader {
       rows.append(Self.row(json: text, line: recordLine))
     case .csv:
       endField()
-      if fields == [""] { return }  // a blank line
+      if fields == [[]] { return }  // a blank line
       guard let header else {
-        let names = fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let texts = Self.texts(fields) else {
+          throw Problem.badRequest("the CSV header is not valid UTF-8 text, or holds a NUL character; save the file as UTF-8")
+        }
+        let names = texts.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard names.contains("email") || names.contains("phone") else {
           throw Problem.badRequest("the CSV header needs an email or a phone column (it has: \(names.joined(separator: ", ")))")
         }
@@ -153,6 +156,16 @@ package struct ImportReader {
       }
       rows.append(Self.row(csv: fields, header: header, line: recordLine))
     }
+  }
+
+  /// The fields as text; nil when one is not valid UTF-8 or holds NUL.
+  static func texts(_ fields: [[UInt8]]) -> [String]? {
+    var texts: [String] = []
+    for field in fields {
+      guard !field.contains(0), let text = String(validating: field, as: UTF8.self) else { return nil }
+      texts.append(text)
+    }
+    return texts
   }
 
   static func failed(line: Int, field: String, _ message: String) -> Herald_Campaign_V1_ImportRow {
@@ -171,9 +184,17 @@ package struct ImportReader {
     }
   }
 
-  static func row(csv fields: [String], header: [String], line: Int) -> Herald_Campaign_V1_ImportRow {
-    guard fields.count == header.count else {
-      return failed(line: line, field: "row", "the row has \(fields.count) fields; the header has \(header.count)")
+  static func row(csv raw: [[UInt8]], header: [String], line: Int) -> Herald_Campaign_V1_ImportRow {
+    guard raw.count == header.count else {
+      return failed(line: line, field: "row", "the row has \(raw.count) fields; the header has \(header.count)")
+    }
+    var fields: [String] = []
+    for (name, bytes) in zip(header, raw) {
+      if bytes.contains(0) { return failed(line: line, field: name, "\(name) holds a NUL character (U+0000), which cannot be stored") }
+      guard let text = String(validating: bytes, as: UTF8.self) else {
+        return failed(line: line, field: name, "\(name) is not valid UTF-8 text (save the file as UTF-8)")
+      }
+      fields.append(text)
     }
     var subscriber = Herald_Campaign_V1_CreateSubscriberRequest()
     var attributes: [String: String] = [:]
@@ -204,34 +225,37 @@ package struct ImportReader {
   }
 
   static func row(json bytes: [UInt8], line: Int) -> Herald_Campaign_V1_ImportRow {
-    guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-      return failed(line: line, field: "row", "the line is not a JSON object")
+    let parsed: JSONNode
+    do {
+      parsed = try JSONParser.parse(bytes)
+    } catch {
+      return failed(line: line, field: error.field ?? "row", error.message)
     }
+    guard let members = parsed.members else { return failed(line: line, field: "row", "the line is not a JSON object") }
     var subscriber = Herald_Campaign_V1_CreateSubscriberRequest()
-    for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+    for (key, value) in members {
       switch (key, value) {
-      case ("email", let text as String): subscriber.email = text
-      case ("phone", let text as String): subscriber.phone = text
-      case ("first_name", let text as String): subscriber.firstName = text
-      case ("last_name", let text as String): subscriber.lastName = text
-      case ("attributes", let attributes as [String: Any]):
-        guard let data = try? JSONSerialization.data(withJSONObject: attributes, options: [.sortedKeys]) else {
-          return failed(line: line, field: "attributes", "attributes cannot be read")
-        }
-        subscriber.attributesJson = String(decoding: data, as: UTF8.self)
-      case ("attributes_json", let text as String): subscriber.attributesJson = text
+      case ("email", .string(let text)): subscriber.email = text
+      case ("phone", .string(let text)): subscriber.phone = text
+      case ("first_name", .string(let text)): subscriber.firstName = text
+      case ("last_name", .string(let text)): subscriber.lastName = text
+      case ("attributes", .object): subscriber.attributesJson = value.text
+      case ("attributes_json", .string(let text)): subscriber.attributesJson = text
       case ("email_consent", _), ("sms_consent", _):
         var consent = Herald_Campaign_V1_ConsentInput()
-        if let object = value as? [String: Any] {
-          guard let subscribed = object["subscribed"] as? Bool, object.keys.allSatisfy({ $0 == "subscribed" || $0 == "source" }) else {
-            return failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
+        let wrong = failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
+        switch value {
+        case .bool(let subscribed): consent.subscribed = subscribed
+        case .number(let text) where text == "0" || text == "1": consent.subscribed = text == "1"
+        case .object(let fields):
+          guard case .bool(let subscribed)? = value["subscribed"], fields.allSatisfy({ $0.key == "subscribed" || $0.key == "source" })
+          else { return wrong }
+          consent.subscribed = subscribed
+          if let source = value["source"] {
+            guard case .string(let text) = source else { return wrong }
+            consent.source = text
           }
-          consent.subscribed = subscribed
-          consent.source = object["source"] as? String ?? ""
-        } else if let number = value as? NSNumber, let subscribed = flag(number.stringValue) {
-          consent.subscribed = subscribed
-        } else {
-          return failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
+        default: return wrong
         }
         if key == "email_consent" { subscriber.emailConsent = consent } else { subscriber.smsConsent = consent }
       case ("email", _), ("phone", _), ("first_name", _), ("last_name", _), ("attributes_json", _):

@@ -12,6 +12,8 @@ struct Problem: HTTPResponseError, Equatable {
   var status: HTTPResponse.Status
   var detail: String
   var field: String?
+  /// The methods a path takes, for a 405.
+  var allow: String?
 
   var title: String { status.reasonPhrase }
 
@@ -30,6 +32,7 @@ struct Problem: HTTPResponseError, Equatable {
     var headers = HTTPFields()
     headers[.contentType] = "application/problem+json"
     if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+    if let allow { headers[.allow] = allow }
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
   }
 
@@ -54,6 +57,7 @@ struct Problem: HTTPResponseError, Equatable {
     self.status = status
     self.detail = detail
     self.field = field
+    self.allow = nil
   }
 
   init(_ error: RPCError, service: String) {
@@ -66,33 +70,6 @@ struct Problem: HTTPResponseError, Equatable {
       self.init(status: status, detail: "the \(service) service failed; see its log")
     default:
       self.init(status: status, detail: error.message, field: error.field)
-    }
-  }
-}
-
-/// Turns every error into a problem answer, so no route leaks a bare error or an HTML page.
-struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
-  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-    do {
-      return try await next(request, context)
-    } catch let problem as Problem {
-      throw problem
-    } catch let error as any HTTPResponseError {
-      throw Problem(status: error.status, detail: Self.detail(for: error, request: request))
-    } catch let error as JSONDecodingError {
-      throw Problem.badRequest("the request body is not valid: \(error)")
-    } catch {
-      context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
-      throw Problem(status: .internalServerError, detail: "internal error; see the gateway log")
-    }
-  }
-
-  static func detail(for error: any HTTPResponseError, request: Request) -> String {
-    switch error.status {
-    case .notFound: return "no route for \(request.method) \(request.uri.path)"
-    case .methodNotAllowed: return "\(request.method) is not allowed on \(request.uri.path)"
-    case .contentTooLarge: return "the request body is too large"
-    default: return (error as? HTTPError)?.body ?? error.status.reasonPhrase
     }
   }
 }

@@ -167,7 +167,7 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     let rows = try await client.query(
       """
       SELECT \(unescaped: Self.conflictColumns) FROM sync.conflicts
-      WHERE job_id = \(job.id!) AND (NOT \(request.pendingOnly) OR resolution = 'pending')
+      WHERE job_id = \(job.id!) AND (NOT \(request.pending) OR resolution = 'pending')
       ORDER BY created_at DESC, id LIMIT \(request.pageSize == 0 ? 100 : Int(request.pageSize))
       """, logger: logger)
     var response = Herald_Sync_V1_ListConflictsResponse()

@@ -1,0 +1,139 @@
+import Foundation
+
+/// One channel's consent as stored (SPEC §2: subscribed, with its source and times).
+package struct Consent: Sendable, Equatable {
+  package var subscribed: Bool
+  package var source: String?
+  package var consentedAt: Date?
+  package var unsubscribedAt: Date?
+}
+
+/// A subscriber as stored.
+package struct SubscriberRecord: Sendable, Equatable {
+  package var id: UUID
+  package var email: String?
+  package var phone: String?
+  package var firstName: String
+  package var lastName: String
+  package var attributesJSON: String
+  package var emailConsent: Consent
+  package var smsConsent: Consent
+  package var status: String
+  package var createdAt: Date
+  package var updatedAt: Date
+}
+
+/// A checked subscriber to create (CreateSubscriber, or a row of an import).
+package struct NewSubscriber: Sendable {
+  package var email: String?
+  package var phone: String?
+  package var firstName: String
+  package var lastName: String
+  package var attributesJSON: String
+  package var emailConsentSource: String?
+  package var smsConsentSource: String?
+}
+
+/// One change of consent, kept forever as proof (SPEC §2: provenance of every consent).
+package struct ConsentEvent: Sendable, Equatable {
+  package var channel: String
+  package var subscribed: Bool
+  package var source: String
+  package var occurredAt: Date
+}
+
+/// How many subscribers an audience (list or segment) holds, and how many of them can be sent to
+/// on each channel.
+package struct AudienceCounts: Sendable, Equatable {
+  package var subscribers: Int64
+  package var emailSubscribed: Int64
+  package var smsSubscribed: Int64
+}
+
+package struct ListRecord: Sendable {
+  package var id: UUID
+  package var name: String
+  package var description: String
+  package var createdAt: Date
+  package var counts: AudienceCounts
+}
+
+package struct SegmentRecord: Sendable {
+  package var id: UUID
+  package var name: String
+  package var match: String
+  package var conditions: [SegmentCondition]
+  package var createdAt: Date
+  package var counts: AudienceCounts
+}
+
+package struct TemplateRecord: Sendable {
+  package var id: UUID
+  package var name: String
+  package var template: MessageTemplate
+  package var createdAt: Date
+}
+
+/// One A/B variant of a campaign: its template, weight and (once started) recipients.
+package struct VariantRecord: Sendable, Equatable {
+  package var name: String
+  package var templateID: UUID
+  package var weight: Int
+  package var recipients: Int64
+}
+
+/// A checked campaign to create (in `draft`).
+package struct NewCampaign: Sendable {
+  package var name: String
+  package var channel: String
+  package var listID: UUID?
+  package var segmentID: UUID?
+  package var variants: [VariantRecord]
+  package var budgetCents: Int64?
+}
+
+package struct CampaignRecord: Sendable {
+  /// Every status of the status machine (SPEC §2), in its order.
+  package static let statuses = ["draft", "scheduled", "sending", "sent", "paused", "cancelled", "failed"]
+
+  package var id: UUID
+  package var name: String
+  package var channel: String
+  package var listID: UUID?
+  package var segmentID: UUID?
+  package var variants: [VariantRecord]
+  package var budgetCents: Int64?
+  package var status: String
+  package var statusReason: String
+  package var sendAt: Date?
+  package var audience: Int64
+  package var skippedAtExpansion: Int64
+  /// Outbox entries by status (pending, relayed, skipped, failed, cancelled).
+  package var outbox: [String: Int64]
+  package var createdAt: Date
+  package var startedAt: Date?
+  package var finishedAt: Date?
+}
+
+/// A subscriber's engagement, from the delivery events taken in (SPEC §2).
+package struct EngagementRecord: Sendable, Equatable {
+  package var subscriberID: UUID
+  package var score: Int
+  package var delivered: Int64
+  package var opened: Int64
+  package var clicked: Int64
+  package var bounced: Int64
+  package var complained: Int64
+  package var lastEngagedAt: Date?
+  package var lastEventAt: Date?
+}
+
+/// One row of a campaign's daily rollup: events of one status for one variant on one day.
+package struct DailyStatRecord: Sendable, Equatable {
+  package var variant: String
+  /// `YYYY-MM-DD`.
+  package var day: String
+  package var status: String
+  package var events: Int64
+  package var costCents: Int64
+}

@@ -1,0 +1,53 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import HeraldServerKit
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Starts scheduled campaigns when due. Due campaigns are claimed with `FOR UPDATE SKIP LOCKED`
+/// and started in the same transaction, so two replicas never start one twice. A campaign on a
+/// channel without a provider fails with that reason instead.
+package struct CampaignScheduler: Sendable {
+  let store: CampaignStore
+  let logger: Logger
+
+  package init(client: PostgresClient, logger: Logger) {
+    self.store = CampaignStore(client: client, logger: logger)
+    self.logger = logger
+  }
+
+  /// Starts every due campaign; returns how many it started or failed.
+  @discardableResult
+  package func startDue() async throws -> Int {
+    let (store, logger) = (self.store, self.logger)
+    var handled = 0
+    while true {
+      let started = try await store.transaction { connection -> Bool in
+        guard let campaign = try await store.claimDueCampaign(on: connection) else { return false }
+        guard CampaignStore.deliverableChannels.contains(campaign.channel) else {
+          try await store.setStatus(campaign.id, to: "failed", reason: "no provider for channel \(campaign.channel)", on: connection)
+          logger.warning("scheduled campaign failed: no provider for its channel", metadata: ["campaign": "\(campaign.id)"])
+          return true
+        }
+        try await store.start(campaign, on: connection)
+        logger.info("scheduled campaign started", metadata: ["campaign": "\(campaign.id)"])
+        return true
+      }
+      guard started else { return handled }
+      handled += 1
+    }
+  }
+
+  package func run(interval: Duration = .seconds(1)) async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      do {
+        try await startDue()
+      } catch {
+        logger.error("scheduler pass failed; will retry", metadata: ["error": "\(error.logDescription)"])
+      }
+      await BackgroundWorker.pause(interval)
+    }
+  }
+}

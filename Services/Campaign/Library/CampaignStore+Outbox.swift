@@ -1,0 +1,178 @@
+import Foundation
+import GRPCCore
+import HeraldCore
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// A chunk of a campaign's outbox claimed by the relay: the entries from `firstSubscriber` up to
+/// (not including) `nextSubscriber`, with what the relay needs of its campaign.
+struct OutboxChunk: Sendable {
+  var campaignID: UUID
+  var chunk: Int32
+  var firstSubscriber: UUID
+  var nextSubscriber: UUID?
+  var channel: String
+  var budgetCents: Int64?
+}
+
+/// An outbox entry and its subscriber as the relay reads them.
+struct OutboxEntry: Sendable {
+  var subscriberID: UUID
+  var variant: String
+  var active: Bool
+  var consenting: Bool
+  var email: String?
+  var phone: String?
+  var firstName: String
+  var lastName: String
+  /// The attributes the campaign's templates use, as text.
+  var attributes: [String: String]
+}
+
+/// An outbox entry settled on its own, apart from its chunk: `skipped` or `failed`, with why.
+struct SettledEntry: Sendable {
+  var subscriberID: UUID
+  var status: String
+  var error: String
+}
+
+/// The outbox between the audience expansion and delivery: the relay's claim, read and settle of
+/// a chunk, the end of a drained send, and the scheduler's claim of a due campaign. The methods
+/// taking a connection run in the caller's transaction (`transaction`), which holds the claim.
+extension CampaignStore {
+  /// Claims the next pending chunk of a sending campaign with `FOR UPDATE SKIP LOCKED`, so
+  /// replicas share the work; nil when there is none.
+  func claimChunk(on connection: PostgresConnection) async throws -> OutboxChunk? {
+    let claimed = try await connection.query(
+      """
+      SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents
+      FROM campaign.outbox_chunks k JOIN campaign.campaigns c ON c.id = k.campaign_id
+      WHERE k.status = 'pending' AND c.status = 'sending'
+      ORDER BY k.campaign_id, k.chunk
+      LIMIT 1
+      FOR UPDATE OF k SKIP LOCKED
+      """, logger: logger
+    ).collect().first
+    guard let (campaign, chunk, first, next, channel, budget) = try claimed?.decode((UUID, Int32, UUID, UUID?, String, Int64?).self)
+    else { return nil }
+    return OutboxChunk(
+      campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, channel: channel, budgetCents: budget)
+  }
+
+  /// The campaign's templates by variant name.
+  func variantTemplates(of campaign: UUID, on connection: PostgresConnection) async throws -> [String: MessageTemplate] {
+    var variants: [String: MessageTemplate] = [:]
+    let rows = try await connection.query(
+      """
+      SELECT v.name, t.channel, t.format, t.subject, t.body, t.variables::text
+      FROM campaign.campaign_variants v JOIN campaign.templates t ON t.id = v.template_id
+      WHERE v.campaign_id = \(campaign)
+      """, logger: logger
+    ).collect()
+    for row in rows {
+      let (name, channel, format, subject, body, variablesJSON) = try row.decode((String, String, String, String, String, String).self)
+      variants[name] = try Self.storedTemplate(
+        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON,
+        what: "the template of variant \(name)")
+    }
+    return variants
+  }
+
+  /// The chunk's entries not yet settled on their own (a message delivery refused is not sent
+  /// again), with what rendering and the consent check need of each subscriber: of the
+  /// attributes only `attributeNames`, each as its jsonb type and text (PostgreSQL picks them
+  /// out of the binary jsonb; the whole object is not decoded here).
+  func entries(of chunk: OutboxChunk, attributeNames names: [String], on connection: PostgresConnection) async throws -> [OutboxEntry] {
+    let consent = chunk.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+    let attributeColumns = names.indices.map { ", jsonb_typeof(s.attributes -> keys.k[\($0 + 1)]), s.attributes ->> keys.k[\($0 + 1)]" }
+    var entries: [OutboxEntry] = []
+    entries.reserveCapacity(OutboxRelay.chunkSize)
+    let rows = try await connection.query(
+      """
+      SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name
+        \(unescaped: attributeColumns.joined())
+      FROM (SELECT \(names)::text[] AS k) keys,
+        campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
+      WHERE o.campaign_id = \(chunk.campaignID) AND o.subscriber_id >= \(chunk.firstSubscriber)
+        AND (\(chunk.nextSubscriber)::uuid IS NULL OR o.subscriber_id < \(chunk.nextSubscriber)) AND o.status IS NULL
+      """, logger: logger)
+    for try await row in rows {
+      let (subscriber, variant, status, consenting, email, phone, firstName, lastName) = try row.decode(
+        (UUID, String, String?, Bool?, String?, String?, String?, String?).self)
+      var attributes: [String: String] = [:]
+      if !names.isEmpty {
+        let cells = row.makeRandomAccess()
+        for (index, name) in names.enumerated() {
+          let value = AttributeText(
+            jsonType: try cells[8 + 2 * index].decode(String?.self), raw: try cells[9 + 2 * index].decode(String?.self))
+          if let text = value.text { attributes[name] = text }
+        }
+      }
+      entries.append(
+        OutboxEntry(
+          subscriberID: subscriber, variant: variant, active: status == "active", consenting: consenting ?? false,
+          email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributes: attributes))
+    }
+    return entries
+  }
+
+  /// Records the entries settled on their own and marks the chunk relayed, unless
+  /// `keepPending` (delivery refused one of its messages: the rest goes with the next try).
+  func settle(_ chunk: OutboxChunk, entries settled: [SettledEntry], keepPending: Bool, on connection: PostgresConnection) async throws {
+    if !settled.isEmpty {
+      try await connection.query(
+        """
+        UPDATE campaign.outbox o SET status = t.status, error = t.error
+        FROM unnest(\(settled.map(\.subscriberID))::uuid[], \(settled.map(\.status))::text[], \(settled.map(\.error))::text[])
+          AS t(subscriber_id, status, error)
+        WHERE o.campaign_id = \(chunk.campaignID) AND o.subscriber_id = t.subscriber_id
+        """, logger: logger)
+    }
+    try await connection.query(
+      """
+      UPDATE campaign.outbox_chunks SET exceptions = exceptions + \(Int32(settled.count)),
+        status = CASE WHEN \(keepPending) THEN status ELSE 'relayed' END,
+        relayed_at = CASE WHEN \(keepPending) THEN relayed_at ELSE now() END
+      WHERE campaign_id = \(chunk.campaignID) AND chunk = \(chunk.chunk)
+      """, logger: logger)
+  }
+
+  /// Marks every sending campaign whose outbox has nothing pending as sent; returns how many.
+  @discardableResult
+  func finishDrained() async throws -> Int {
+    try await client.query(
+      """
+      UPDATE campaign.campaigns c SET status = 'sent', finished_at = now(), updated_at = now()
+      WHERE c.status = 'sending'
+        AND NOT EXISTS (SELECT 1 FROM campaign.outbox_chunks k WHERE k.campaign_id = c.id AND k.status = 'pending')
+      RETURNING 1
+      """, logger: logger
+    ).collect().count
+  }
+
+  /// Claims the scheduled campaign due first with `FOR UPDATE SKIP LOCKED`, so two replicas
+  /// never start one twice; nil when none is due.
+  func claimDueCampaign(on connection: PostgresConnection) async throws -> CampaignRecord? {
+    let row = try await connection.query(
+      """
+      SELECT \(unescaped: Self.campaignColumns) FROM campaign.campaigns c
+      WHERE c.status = 'scheduled' AND c.send_at <= now()
+      ORDER BY c.send_at LIMIT 1 FOR UPDATE SKIP LOCKED
+      """, logger: logger
+    ).collect().first
+    return try row.map(Self.campaignRecord)
+  }
+
+  /// Pending chunks and the entries in them still to relay (of sending and paused campaigns),
+  /// for the metrics scrape: read through the partial index on pending chunks.
+  package func pendingOutbox() async throws -> (chunks: Int64, entries: Int64) {
+    let row = try await client.query(
+      """
+      SELECT count(*), coalesce(sum(entries - exceptions), 0)::int8 FROM campaign.outbox_chunks WHERE status = 'pending'
+      """, logger: logger
+    ).collect().first
+    guard let (chunks, entries) = try row?.decode((Int64, Int64).self) else { throw PostgresError.protocol("count gave no row") }
+    return (chunks, entries)
+  }
+}

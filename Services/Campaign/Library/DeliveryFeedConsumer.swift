@@ -1,0 +1,101 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+import SwiftProtobuf
+
+/// Where delivery events come from: the delivery service's `ListDeliveryEvents`.
+package protocol DeliveryEventSource: Sendable {
+  func events(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse
+}
+
+/// Takes in delivery events (SPEC §2 analytics): per campaign, variant and day counts and cost,
+/// and each subscriber's engagement. The cursor is kept in `campaign.delivery_feed` and moved in
+/// the same transaction as the counts, under that row's lock, so every event is counted exactly
+/// once however many replicas run this. Metric: `herald_campaign_delivery_events_applied_total`
+/// (events taken in by committed batches).
+package struct DeliveryFeedConsumer: Sendable {
+  package static let countedStatuses = [
+    "queued", "sent", "delivered", "bounced", "failed", "opened", "clicked", "unsubscribed", "complained",
+  ]
+  let store: CampaignStore
+  let source: any DeliveryEventSource
+  let logger: Logger
+  var batchSize: Int32 = 1000
+
+  package init(client: PostgresClient, source: any DeliveryEventSource, logger: Logger, batchSize: Int32 = 1000) {
+    self.store = CampaignStore(client: client, logger: logger)
+    self.source = source
+    self.logger = logger
+    self.batchSize = batchSize
+  }
+
+  static let dayFormat: Date.ISO8601FormatStyle = .iso8601.year().month().day()
+
+  /// Applies the next batch of events; returns how many it applied.
+  @discardableResult
+  package func pollOnce() async throws -> Int {
+    let (store, source, batchSize) = (self.store, self.source, self.batchSize)
+    let applied = try await store.transaction { connection in
+      let cursor = try await store.lockFeedCursor(on: connection)
+      let response = try await source.events(after: cursor, limit: batchSize)
+      guard !response.events.isEmpty else { return 0 }
+
+      // A campaign message's variant is its recipient's outbox entry's.
+      let recipients = Array(Set(response.events.compactMap { event in
+        UUID(text: event.campaignID).flatMap { campaign in
+          UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
+        }
+      }))
+      let variants = try await store.variants(of: recipients, on: connection)
+
+      var days: [DailyStatKey: DailyStatDelta] = [:]
+      var engagement: [UUID: EngagementDelta] = [:]
+      for event in response.events {
+        let at = event.occurredAt.date
+        if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
+          let variant = UUID(text: event.subscriberID).flatMap { variants[FeedRecipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
+          let key = DailyStatKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: event.status)
+          days[key, default: DailyStatDelta()].events += 1
+          days[key, default: DailyStatDelta()].costCents += event.costCents
+        }
+        if let subscriber = UUID(text: event.subscriberID) {
+          var entry = engagement[subscriber, default: EngagementDelta()]
+          switch event.status {
+          case "delivered": entry.delivered += 1
+          case "opened": entry.opened += 1
+          case "clicked": entry.clicked += 1
+          case "bounced": entry.bounced += 1
+          case "complained": entry.complained += 1
+          default: break
+          }
+          entry.lastEvent = max(entry.lastEvent, at)
+          engagement[subscriber] = entry
+        }
+      }
+
+      try await store.addDailyStats(days, on: connection)
+      try await store.addEngagement(engagement, on: connection)
+      try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
+      return response.events.count
+    }
+    if applied > 0 { Counter(label: "herald_campaign_delivery_events_applied_total").increment(by: applied) }
+    return applied
+  }
+
+  package func run(idle: Duration = .seconds(1)) async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      do {
+        if try await pollOnce() == 0 { await BackgroundWorker.pause(idle) }
+      } catch {
+        logger.error("delivery feed poll failed; will retry", metadata: ["error": "\(error.logDescription)"])
+        await BackgroundWorker.pause(.seconds(2))
+      }
+    }
+  }
+}

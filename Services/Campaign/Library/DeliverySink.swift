@@ -1,0 +1,25 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldProtos
+import SwiftProtobuf
+
+/// The delivery service as the campaign process uses it: the relay's `MessageSink`
+/// (`EnqueueMessages`) and the analytics feed's `DeliveryEventSource` (`ListDeliveryEvents`).
+package struct DeliverySink: MessageSink, DeliveryEventSource {
+  let client: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>
+
+  package init(client: GRPCClient<HTTP2ClientTransport.Posix>) {
+    self.client = Herald_Delivery_V1_DeliveryService.Client(wrapping: client)
+  }
+
+  package func enqueue(_ request: Herald_Delivery_V1_EnqueueMessagesRequest) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse {
+    try await client.enqueueMessages(request)
+  }
+
+  package func events(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse {
+    try await client.listDeliveryEvents(.with {
+      $0.cursor = cursor
+      $0.limit = limit
+    })
+  }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import HeraldCore
+import Mustache
+
+/// A checked template: Mustache text (parsed by swift-mustache) whose every variable is declared.
+package struct MessageTemplate: Sendable {
+  package static let channels: Set<String> = ["email", "sms", "push", "whatsapp"]
+  /// Variables filled from the subscriber's own fields; any other name comes from its attributes.
+  package static let subscriberFields: Set<String> = ["email", "phone", "first_name", "last_name", "subscriber_id"]
+
+  package var channel: String
+  package var format: String
+  package var subject: String
+  package var body: String
+  package var variables: [TemplateVariable]
+  private let subjectTemplate: ParsedText
+  private let bodyTemplate: ParsedText
+
+  /// Checks a template as it is saved; the error names the field and, for a variable, its name.
+  package init(
+    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable]
+  ) throws(SubscriberValidation.Invalid) {
+    guard Self.channels.contains(channel) else {
+      throw .init(field: "channel", message: "channel '\(channel)' must be one of email, sms, push, whatsapp")
+    }
+    let format = format.isEmpty ? (channel == "email" ? "html" : "text") : format
+    guard format == "html" || format == "text" else {
+      throw .init(field: "format", message: "format '\(format)' must be html or text")
+    }
+    guard channel == "email" || format == "text" else {
+      throw .init(field: "format", message: "\(channel) templates are text; format html is for e-mail only")
+    }
+    guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+      throw .init(field: "body", message: "body is empty")
+    }
+    guard body.utf8.count <= 256 * 1024 else { throw .init(field: "body", message: "body is longer than 256 KiB") }
+    if channel == "email" {
+      guard !subject.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        throw .init(field: "subject", message: "subject is required for e-mail templates")
+      }
+      guard !subject.contains(where: \.isNewline), subject.count <= 998 else {
+        throw .init(field: "subject", message: "subject must be one line of at most 998 characters")
+      }
+    } else if !subject.isEmpty {
+      throw .init(field: "subject", message: "subject is for e-mail templates only")
+    }
+
+    var declared = Set<String>()
+    for (index, variable) in variables.enumerated() {
+      let field = "variables[\(index)].name"
+      guard Self.isName(variable.name) else {
+        throw .init(field: field, message: "variable name '\(variable.name)' must be letters, digits and _ (not starting with a digit)")
+      }
+      guard declared.insert(variable.name).inserted else {
+        throw .init(field: field, message: "variable '\(variable.name)' is declared twice")
+      }
+    }
+
+    self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)
+    self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
+    self.channel = channel
+    self.format = format
+    self.subject = subject
+    self.body = body
+    self.variables = variables
+  }
+
+  /// Renders for one recipient. `values` holds what is known (subscriber fields, attributes,
+  /// overrides); a declared variable without a value uses its default, and without a default the
+  /// render fails naming the variable.
+  package func render(_ values: [String: String]) throws(SubscriberValidation.Invalid) -> (subject: String, body: String) {
+    var context: [String: String] = [:]
+    for variable in variables {
+      if let value = values[variable.name], !value.isEmpty {
+        context[variable.name] = value
+      } else if let fallback = variable.defaultValue {
+        context[variable.name] = fallback
+      } else {
+        throw .init(field: "variables.\(variable.name)", message: "variable '\(variable.name)' has no value and no default")
+      }
+    }
+    let parent = RenderContext(values: context)
+    return (subjectTemplate.render(parent), bodyTemplate.render(parent))
+  }
+
+  /// The declared variables that can only come from the subscriber's attributes (names that are
+  /// not its own fields); the relay reads just these.
+  package var attributeNames: [String] {
+    variables.map(\.name).filter { !Self.subscriberFields.contains($0) }
+  }
+
+  /// The values a subscriber supplies: its own fields, then its attributes (strings, numbers and
+  /// booleans; other JSON values are not usable as text).
+  package static func values(of subscriber: SubscriberRecord) -> [String: String] {
+    values(
+      id: subscriber.id, email: subscriber.email, phone: subscriber.phone, firstName: subscriber.firstName,
+      lastName: subscriber.lastName, attributes: attributes(json: subscriber.attributesJSON))
+  }
+
+  /// The usable attributes of a JSON object, as text.
+  package static func attributes(json: String) -> [String: String] {
+    var attributes: [String: String] = [:]
+    if json != "{}", let decoded = try? AttributeText.decoder.decode([String: AttributeText].self, from: Data(json.utf8)) {
+      for (key, value) in decoded {
+        if let text = value.text { attributes[key] = text }
+      }
+    }
+    return attributes
+  }
+
+  /// `attributes`: the usable ones as text (see `AttributeText`); subscriber fields win over them.
+  package static func values(
+    id: UUID, email: String?, phone: String?, firstName: String, lastName: String, attributes: [String: String]
+  ) -> [String: String] {
+    var values = attributes
+    values["email"] = email ?? ""
+    values["phone"] = phone ?? ""
+    values["first_name"] = firstName
+    values["last_name"] = lastName
+    values["subscriber_id"] = id.lowercasedString
+    return values
+  }
+
+  static func isName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, name.utf8.count <= 100 else { return false }
+    let letters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+    let digits = CharacterSet(charactersIn: "0123456789")
+    return letters.contains(first) && name.unicodeScalars.allSatisfy { letters.contains($0) || digits.contains($0) }
+  }
+
+  static let textPragma = "{{%CONTENT_TYPE:TEXT}}"
+
+  /// Parses with swift-mustache (syntax errors come back with line and column), then checks that
+  /// every variable the text uses is declared.
+  package static func parse(
+    _ text: String, field: String, format: String, declared: Set<String>
+  ) throws(SubscriberValidation.Invalid) -> ParsedText {
+    for name in try usedNames(text, field: field) where !declared.contains(name) {
+      throw .init(
+        field: field,
+        message: "\(field) uses variable '\(name)' which is not declared; add it to variables (with a default if it may be missing)")
+    }
+    do {
+      // Text output must not be HTML-escaped; the pragma switches swift-mustache's escaping off.
+      let mustache = try MustacheTemplate(string: format == "text" ? textPragma + text : text)
+      return ParsedText(mustache: mustache, text: text, escapes: format != "text")
+    } catch let error as MustacheTemplate.ParserError {
+      let line = error.context.lineNumber
+      // The pragma this code puts in front shifts the first line's columns.
+      let column = error.context.columnNumber - (line == 1 && format == "text" ? textPragma.count : 0)
+      throw .init(field: field, message: "\(field) is not a valid template at line \(line), column \(max(column, 1)): \(error.error)")
+    } catch {
+      throw .init(field: field, message: "\(field) is not a valid template: \(error)")
+    }
+  }
+
+  /// The variable names of a Mustache text's tags. swift-mustache keeps its tokens internal, so
+  /// this reads the tags itself; partials, blocks, delimiter changes and pragmas are refused
+  /// (a campaign template is one self-contained text).
+  static func usedNames(_ text: String, field: String) throws(SubscriberValidation.Invalid) -> [String] {
+    var names: [String] = []
+    var rest = Substring(text)
+    while let open = rest.range(of: "{{") {
+      rest = rest[open.upperBound...]
+      let triple = rest.first == "{"
+      if triple { rest = rest.dropFirst() }
+      guard let close = rest.range(of: triple ? "}}}" : "}}") else {
+        throw .init(field: field, message: "\(field) has a '{{' that is never closed")
+      }
+      var tag = rest[..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+      rest = rest[close.upperBound...]
+      guard let sigil = tag.first else { throw .init(field: field, message: "\(field) has an empty tag {{}}") }
+      switch sigil {
+      case "!": continue
+      case "#", "^", "/", "&":
+        tag = tag.dropFirst().trimmingCharacters(in: .whitespaces)
+      case ">", "<", "$", "=", "%":
+        throw .init(
+          field: field, message: "\(field) uses '{{\(sigil)' (partials, blocks, delimiters, pragmas), which templates do not support")
+      default: break
+      }
+      // A transform such as {{uppercased(first_name)}} names its variable inside the brackets.
+      if let openBracket = tag.firstIndex(of: "("), tag.hasSuffix(")") {
+        tag = String(tag[tag.index(after: openBracket)..<tag.index(before: tag.endIndex)])
+      }
+      guard tag != "." else { continue }
+      guard isName(tag) else {
+        throw .init(field: field, message: "\(field) uses '\(tag)'; variable names are letters, digits and _")
+      }
+      if !names.contains(tag) { names.append(tag) }
+    }
+    return names
+  }
+}

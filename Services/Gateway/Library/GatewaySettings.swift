@@ -1,0 +1,25 @@
+import HeraldCore
+
+/// The gateway's own settings (the common ones, with the back-ends' addresses, are in
+/// `ServiceConfiguration`).
+package struct GatewaySettings: Sendable {
+  /// How long `/system/status` waits for each service.
+  package var statusTimeout: Duration = .seconds(2)
+  /// An admin key stored (hashed) at start; without one, a key is generated once and printed.
+  package var adminKey: Secret<String>?
+
+  package init(statusTimeout: Duration = .seconds(2), adminKey: String? = nil) {
+    self.statusTimeout = statusTimeout
+    self.adminKey = adminKey.map(Secret.init)
+  }
+
+  package static func load(_ settings: Settings) throws -> GatewaySettings {
+    let adminKey = settings.optionalString("HERALD_ADMIN_API_KEY")
+    if let adminKey, adminKey.count < 20 || adminKey.count > 200 || adminKey.contains(where: \.isWhitespace) {
+      throw ConfigurationError.malformed(
+        variable: "HERALD_ADMIN_API_KEY", value: "<redacted>", expected: "20 to 200 characters without spaces")
+    }
+    return GatewaySettings(
+      statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey)
+  }
+}

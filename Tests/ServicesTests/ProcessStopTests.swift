@@ -1,0 +1,87 @@
+import AsyncHTTPClient
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import Testing
+
+/// Every Herald process exits cleanly on SIGINT whatever state it is in: here after it was paused
+/// (SIGSTOP) while clients kept connecting, so that connections pile up unserved, then resumed
+/// (SIGCONT) and stopped at once. For `ratelimit` its heartbeat also fails every second on a
+/// dropped column, as in the crash this test was written for ("Deinited NIOAsyncWriter without
+/// calling finish()", a trap when a server's serving task is cancelled while accepted connections
+/// wait).
+@Suite(.timeLimit(.minutes(10))) struct ProcessStopTests {
+  static let executables = ["campaign", "delivery", "ratelimit", "sync", "verification", "gateway"]
+
+  @Test(arguments: executables) func exitsCleanlyOnSIGINTAfterAPauseUnderLoad(executable name: String) async throws {
+    let executable = try builtExecutable(name)
+    let url = try await TestPostgres.shared.makeDatabase()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-stop-\(name)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let log = folder + "/\(name).log"
+
+    var environment = ProcessInfo.processInfo.environment
+    environment["HERALD_DATABASE_URL"] = url
+    let port = try freePort()
+    environment["HERALD_PORT"] = String(port)
+    environment["HERALD_LOG_LEVEL"] = "info"
+    environment["HERALD_RATELIMIT_HEARTBEAT"] = "1s"
+    // Its dependencies are down: the process stays NOT_SERVING but answers health.
+    for dependency in ServiceCatalog.calls[name] ?? [] {
+      environment[ServiceCatalog.addressVariable(dependency)] = "127.0.0.1:1"
+    }
+    environment["HERALD_ADMIN_API_KEY"] = "hrld_stop-test-admin-key-0123456789"
+
+    for round in 1...2 {
+      let process = try SpawnedProcess(executable, [], output: log, environment: environment)
+      var exited = false
+      defer { if !exited { process.kill() } }
+      try await eventually(timeout: .seconds(120), "\(name) to answer on port \(port) (round \(round))") {
+        await Self.answers(name, port: port)
+      }
+      if name == "ratelimit" && round == 2 {
+        try await withDatabase(url) { database in
+          try await database.query("ALTER TABLE ratelimit.members DROP COLUMN IF EXISTS heartbeat_at", logger: Logger(label: "test"))
+        }
+      }
+      // Clients keep connecting while the process is paused and after it resumes.
+      let hammering = Task {
+        while !Task.isCancelled {
+          await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 { group.addTask { _ = await Self.answers(name, port: port, timeout: .milliseconds(300)) } }
+          }
+        }
+      }
+      try await Task.sleep(for: .milliseconds(300))
+      kill(process.pid, SIGSTOP)
+      try await Task.sleep(for: .seconds(3))
+      kill(process.pid, SIGCONT)
+      try await Task.sleep(for: .milliseconds(round == 1 ? 50 : 700))
+      kill(process.pid, SIGINT)
+      let status = try await withTimeout(.seconds(60)) { try await process.exitCode() }
+      exited = true
+      hammering.cancel()
+      _ = await hammering.value
+      let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+      #expect(status == 0, "\(name) exited with \(status) in round \(round); its log:\n\(output.suffix(3000))")
+      #expect(!output.contains("Fatal error"), "\(name) trapped in round \(round):\n\(output.suffix(3000))")
+    }
+  }
+
+  /// Whether the process answers: gRPC health (any status) for a back-end, HTTP for the gateway.
+  static func answers(_ name: String, port: Int, timeout: Duration = .seconds(2)) async -> Bool {
+    if name == "gateway" {
+      let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health")
+      return (try? await HTTPClient.shared.execute(request, timeout: .milliseconds(timeout.components.seconds * 1000 + 300))) != nil
+    }
+    let result = await HealthProbe.grpc(ServiceAddress(host: "127.0.0.1", port: port), timeout: timeout)
+    return result.healthy || result.message.hasPrefix("NOT_SERVING")
+  }
+}

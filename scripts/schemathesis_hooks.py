@@ -1,0 +1,126 @@
+"""Schemathesis hooks for Herald's OpenAPI document (used by scripts/api-contract-check).
+
+They teach the generator the few rules JSON Schema cannot state, each read from the document
+itself, so nothing here knows an operation by name:
+- `format`s whose values a generator cannot guess: `herald-json-object` (a string holding a JSON
+  object), `herald-template` (Mustache text; plain text without braces is a valid template),
+  `pem-certificate` (a real certificate);
+- `x-unique-items-by: <key>` on an array: no two items with the same value of that key;
+- `x-herald-opaque: true` on a parameter or property: a token only the API gives out (a page
+  token); valid requests leave it out, as a first page does;
+- `x-herald-future: <days>` on a date-time: a moment in the future, within that many days.
+Invalid requests (negative mode) are left as they are.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import schemathesis
+from hypothesis import strategies as st
+
+DOCUMENT = json.load(open(os.environ["HERALD_OPENAPI_DOCUMENT"]))
+
+# A self-signed certificate (CN=herald-test), for fields that must hold one.
+CERTIFICATE = os.environ.get("HERALD_TEST_CERTIFICATE_PEM", "")
+
+_json_scalars = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(),
+    st.none(),
+)
+_json_objects = st.dictionaries(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12),
+    st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6),
+    max_size=4,
+).map(lambda value: json.dumps(value, ensure_ascii=False))
+
+schemathesis.openapi.format("herald-json-object", _json_objects)
+schemathesis.openapi.format(
+    "herald-template",
+    st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "Zs", "P"], exclude_characters="{}\\"), min_size=1, max_size=60)
+    .map(str.strip)
+    .filter(bool),
+)
+if CERTIFICATE:
+    schemathesis.openapi.format("pem-certificate", st.just(CERTIFICATE))
+
+
+def resolve(schema):
+    seen = 0
+    while isinstance(schema, dict) and "$ref" in schema and seen < 20:
+        target = DOCUMENT
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = target
+        seen += 1
+    return schema if isinstance(schema, dict) else {}
+
+
+def keeps_rules(schema, value) -> bool:
+    """Whether `value` keeps the rules above, walking `schema` (with `allOf`, `anyOf`, `oneOf`)."""
+    schema = resolve(schema)
+    for part in schema.get("allOf", []):
+        if not keeps_rules(part, value):
+            return False
+    if isinstance(value, list):
+        key = schema.get("x-unique-items-by")
+        if key is not None:
+            seen = [item.get(key) for item in value if isinstance(item, dict) and key in item]
+            if any(seen.count(item) > 1 for item in seen):
+                return False
+        items = schema.get("items")
+        if items is not None and not all(keeps_rules(items, item) for item in value):
+            return False
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for name, item in value.items():
+            rule = resolve(properties.get(name, {}))
+            if rule.get("x-herald-opaque"):
+                return False
+            if name in properties and not keeps_rules(properties[name], item):
+                return False
+    return True
+
+
+def body_schema(operation):
+    content = operation.definition.raw.get("requestBody", {}).get("content", {})
+    return content.get("application/json", {}).get("schema")
+
+
+@schemathesis.hook
+def filter_case(context, case):
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return True
+    operation = context.operation
+    parameters = operation.definition.raw.get("parameters", [])
+    for parameter in parameters:
+        parameter = resolve(parameter)
+        if parameter.get("in") == "query" and (case.query or {}).get(parameter["name"]) is not None:
+            if resolve(parameter.get("schema", {})).get("x-herald-opaque"):
+                return False
+    schema = body_schema(operation)
+    if schema is not None and case.body is not None and not isinstance(case.body, type(schemathesis.NOT_SET)):
+        return keeps_rules(schema, case.body)
+    return True
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """A date-time that must lie ahead (`x-herald-future: <days>`) is moved into that window."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return case
+    schema = body_schema(context.operation)
+    if schema is None or not isinstance(case.body, dict):
+        return case
+    properties = resolve(schema).get("properties", {})
+    for name, rule in properties.items():
+        days = resolve(rule).get("x-herald-future")
+        if days and name in case.body:
+            moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1 + abs(hash(str(case.body[name]))) % max(1, days - 2))
+            case.body[name] = moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return case
