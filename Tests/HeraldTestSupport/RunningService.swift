@@ -65,10 +65,15 @@ package func withDatabase<T: Sendable>(_ url: String, _ body: (PostgresClient) a
   }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
+/// Polls `condition` until it holds or the deadline passes; a failure names what it waited for.
+///
+/// Deadlines are generous for a loaded 2-core machine: at least 60 s whatever `timeout` says,
+/// times `HERALD_TEST_TIME_SCALE` when it is set (a passing condition returns at once, so a
+/// long deadline costs nothing unless something is wrong).
 package func eventually(
-  timeout: Duration = .seconds(15), _ what: String, _ condition: () async throws -> Bool
+  timeout: Duration = .seconds(60), _ what: String, _ condition: () async throws -> Bool
 ) async throws {
+  let timeout = max(timeout, .seconds(60)) * testTimeScale
   let deadline = ContinuousClock.now.advanced(by: timeout)
   while ContinuousClock.now < deadline {
     if try await condition() { return }
@@ -76,6 +81,12 @@ package func eventually(
   }
   throw TestSetupError("timed out after \(timeout) waiting for \(what)")
 }
+
+/// `HERALD_TEST_TIME_SCALE` (default 1): stretches every deadline the tests wait with.
+package let testTimeScale: Double = {
+  guard let text = ProcessInfo.processInfo.environment["HERALD_TEST_TIME_SCALE"], let scale = Double(text), scale >= 1 else { return 1 }
+  return scale
+}()
 
 /// Writes `count` subscribers `user<n>@example.com` (first name `User<n>`, attributes `{"n": n}`)
 /// into `list` in one statement; every tenth has no e-mail consent.

@@ -141,7 +141,7 @@ struct SyncStack {
   }
 }
 
-@Suite(.timeLimit(.minutes(5))) struct SyncRunTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct SyncRunTests {
   static let pullMappings = [
     SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name"),
     SyncStack.mapping("Subscribed", "email_subscribed"), SyncStack.mapping("City", "attributes.city"),
