@@ -203,7 +203,8 @@ extension OpenAPIDocument {
             "schema": {
               "type": "string",
               "maxLength": 128,
-              "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+              "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+              "x-herald-opaque": true
             },
             "description": "Empty for the first page, else a next_page_token this service gave out (opaque base64 text; any other value is refused)."
           },
@@ -970,7 +971,8 @@ extension OpenAPIDocument {
                   "send_at": {
                     "type": "string",
                     "format": "date-time",
-                    "description": "In the future (at most a year ahead)."
+                    "description": "In the future (at most a year ahead).",
+                    "x-herald-future": 365
                   }
                 },
                 "required": ["send_at"],
@@ -2470,7 +2472,8 @@ extension OpenAPIDocument {
             "schema": {
               "type": "string",
               "maxLength": 128,
-              "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+              "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+              "x-herald-opaque": true
             },
             "description": "Empty for the first page, else a next_page_token this service gave out (opaque base64 text; any other value is refused)."
           }
