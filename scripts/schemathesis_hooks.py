@@ -8,7 +8,9 @@ itself, so nothing here knows an operation by name:
 - `x-unique-items-by: <key>` on an array: no two items with the same value of that key;
 - `x-herald-opaque: true` on a parameter or property: a token only the API gives out (a page
   token); valid requests leave it out, as a first page does;
-- `x-herald-future: <days>` on a date-time: a moment in the future, within that many days.
+- `x-herald-future: <days>` on a date-time: a moment in the future, within that many days;
+- `x-herald-generate: herald-csv | herald-ndjson` on a body: an import document (a header naming
+  email, then rows), made from what was generated.
 Invalid requests (negative mode) are left as they are.
 """
 
@@ -20,6 +22,7 @@ import os
 
 import schemathesis
 from hypothesis import strategies as st
+from schemathesis.core import NOT_SET
 
 DOCUMENT = json.load(open(os.environ["HERALD_OPENAPI_DOCUMENT"]))
 
@@ -46,6 +49,19 @@ schemathesis.openapi.format(
     .map(str.strip)
     .filter(bool),
 )
+def _csv(seed: str) -> str:
+    """A CSV import made from a generated string: an email column, maybe first_name, rows."""
+    rows = [f"row{i}-{abs(hash(seed)) % 100000}@example.com,{seed[i:i + 6].replace(',', '').replace(chr(10), '').replace(chr(13), '').replace('"', '')}" for i in range(len(seed) % 4)]
+    return "\n".join(["email,first_name"] + rows) + "\n"
+
+
+def _ndjson(seed: str) -> str:
+    lines = [json.dumps({"email": f"line{i}-{abs(hash(seed)) % 100000}@example.com", "first_name": seed[i:i + 6]}) for i in range(1 + len(seed) % 3)]
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS = {"herald-csv": _csv, "herald-ndjson": _ndjson}
+
 if CERTIFICATE:
     schemathesis.openapi.format("pem-certificate", st.just(CERTIFICATE))
 
@@ -87,9 +103,9 @@ def keeps_rules(schema, value) -> bool:
     return True
 
 
-def body_schema(operation):
+def body_schema(operation, media_type="application/json"):
     content = operation.definition.raw.get("requestBody", {}).get("content", {})
-    return content.get("application/json", {}).get("schema")
+    return content.get(media_type, {}).get("schema")
 
 
 @schemathesis.hook
@@ -104,7 +120,7 @@ def filter_case(context, case):
             if resolve(parameter.get("schema", {})).get("x-herald-opaque"):
                 return False
     schema = body_schema(operation)
-    if schema is not None and case.body is not None and not isinstance(case.body, type(schemathesis.NOT_SET)):
+    if schema is not None and case.body is not None and case.body is not NOT_SET:
         return keeps_rules(schema, case.body)
     return True
 
@@ -113,6 +129,12 @@ def filter_case(context, case):
 def map_case(context, case):
     """A date-time that must lie ahead (`x-herald-future: <days>`) is moved into that window."""
     if case.meta is None or not case.meta.generation.mode.is_positive:
+        return case
+    media_type = getattr(case, "media_type", None) or "application/json"
+    raw = body_schema(context.operation, media_type) or {}
+    generator = GENERATORS.get(raw.get("x-herald-generate", ""))
+    if generator is not None and isinstance(case.body, str):
+        case.body = generator(case.body)
         return case
     schema = body_schema(context.operation)
     if schema is None or not isinstance(case.body, dict):

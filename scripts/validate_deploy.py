@@ -11,8 +11,16 @@
 - NetworkPolicies allow exactly the calls the code makes (ServiceCatalog.calls in
   Shared/HeraldServerKit/ServiceConfiguration.swift; rate-limit replicas also call each other).
 - deploy/Dockerfile: hadolint, a non-root numeric USER, every executable (and crm-sandbox) copied, the
-  default ports exposed.
+  default ports and the metrics port 9100 exposed.
 - deploy/README.md names every Secret the manifests use.
+- Metrics: every Deployment serves /metrics on 9100 (HERALD_METRICS_PORT, a container port named
+  `metrics`, prometheus.io/* pod annotations) and NetworkPolicies let only namespace `monitoring`
+  reach 9100 (and it nothing else); compose sets HERALD_METRICS_PORT=9100 and its `monitoring`
+  profile (pinned Prometheus and Grafana) loads deploy/prometheus/compose.yml, which scrapes every
+  service on 9100, and the dashboard; deploy/prometheus/prometheus.yml scrapes the local stack on
+  the default metrics ports (ServiceConfiguration.defaultMetricsPort); every query of
+  deploy/grafana/herald-dashboard.json uses only metric names that the Swift sources under
+  Services/ and Shared/ define at the time of the check (and Hummingbird's MetricsMiddleware).
 
 `--self-test` breaks the files in a temporary copy, one way at a time, and checks that each
 breakage is reported: the checks can fail.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import re
 import shutil
@@ -38,6 +47,11 @@ SERVICES = ["campaign", "delivery", "ratelimit", "sync", "verification", "gatewa
 BACK_ENDS = SERVICES[:-1]
 # Rate-limit replicas forward checks to the replica that owns a key (Services/RateLimit/Library/Membership.swift).
 PEER_CALLS = {"ratelimit"}
+# Every container serves /metrics on this port (HERALD_METRICS_PORT), so one scrape rule and one
+# NetworkPolicy fit all; only pods in this namespace may reach it.
+METRICS_PORT = 9100
+MONITORING_NAMESPACE = "monitoring"
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"}
 
 
 def service_catalog(root: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
@@ -52,6 +66,17 @@ def service_catalog(root: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
         calls[name] = list(BACK_ENDS) if targets == "backEnds" else re.findall(r'"(\w+)"', targets)
     ports = {name: int(port) for name, port in re.findall(r'"(\w+)":\s*(\d+)', ports_block.group(1))}
     return calls, ports
+
+
+def default_metrics_ports(root: Path, ports: dict[str, int]) -> dict[str, int]:
+    """Where each process serves /metrics when HERALD_METRICS_PORT is not set
+    (ServiceConfiguration.defaultMetricsPort: the service's port + an offset), read from the source."""
+    source = (root / "Shared/HeraldServerKit/ServiceConfiguration.swift").read_text()
+    function = re.search(r"static func defaultMetricsPort\(servicePort: Int\) -> Int \{(.*?)\n  \}", source, re.S)
+    offset = re.search(r"servicePort \+ (\d+)", function.group(1)) if function else None
+    if not offset:
+        raise SystemExit("validate-deploy: ServiceConfiguration.defaultMetricsPort (servicePort + N) not found in ServiceConfiguration.swift")
+    return {name: port + int(offset.group(1)) for name, port in ports.items()}
 
 
 def callers_of(service: str, calls: dict[str, list[str]]) -> set[str]:
@@ -99,6 +124,8 @@ def check_compose(root: Path, venv_bin: Path, calls: dict[str, list[str]], repor
         report.check(test == ["CMD", name, "probe"], f"{where}: healthcheck is {test}, not [CMD, {name}, probe]")
         report.check(service.get("read_only") is True, f"{where}: root file system not read_only")
         environment = service.get("environment") or {}
+        report.check(str(environment.get("HERALD_METRICS_PORT", "")) == str(METRICS_PORT),
+                     f"{where}: HERALD_METRICS_PORT is {environment.get('HERALD_METRICS_PORT')!r}, not {METRICS_PORT} (the monitoring profile scrapes 9100)")
         url = str(environment.get("HERALD_DATABASE_URL", ""))
         role = re.match(r"postgres://([^:@]+):\$\{(\w+):-([^}]*)\}@", url)
         if report.check(role is not None and role.group(1) == f"herald_{name}",
@@ -118,6 +145,67 @@ def check_compose(root: Path, venv_bin: Path, calls: dict[str, list[str]], repor
                  "docker-compose.yml: no crm-sandbox service (the demo CRM) probed with 'crm-sandbox probe'")
     gateway_ports = (services.get("gateway") or {}).get("ports") or []
     report.check(bool(gateway_ports), "docker-compose.yml: the gateway publishes no port")
+    check_compose_monitoring(root, services, report)
+
+
+def pinned(image: str) -> bool:
+    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+    return "@sha256:" in image or (bool(tag) and tag != "latest" and "$" not in image)
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """A compose service's bind mounts, container path -> host path (short syntax)."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str) and volume.startswith("./"):
+            host, _, rest = volume.partition(":")
+            found[rest.partition(":")[0]] = host[2:].rstrip("/")
+        elif isinstance(volume, dict) and volume.get("type") == "bind":
+            found[str(volume.get("target"))] = str(volume.get("source", "")).removeprefix("./").rstrip("/")
+    return found
+
+
+def check_compose_monitoring(root: Path, services: dict, report: Report) -> None:
+    """The optional `monitoring` profile: pinned Prometheus with deploy/prometheus/compose.yml, pinned
+    Grafana provisioned with the data source and the dashboard."""
+    where = "docker-compose.yml: monitoring profile"
+    prometheus, grafana = services.get("prometheus"), services.get("grafana")
+    if not report.check(prometheus is not None and grafana is not None, f"{where}: needs the services prometheus and grafana"):
+        return
+    for name, service in (("prometheus", prometheus), ("grafana", grafana)):
+        report.check("monitoring" in (service.get("profiles") or []), f"{where}: {name} is not in profile monitoring (it would always start)")
+        image = str(service.get("image", ""))
+        report.check(pinned(image), f"{where}: {name}'s image {image!r} is not pinned to a version")
+    flags = [str(a) for a in prometheus.get("command") or []]
+    config = next((a.partition("=")[2] for a in flags if a.startswith("--config.file=")), None)
+    bound = mounts(prometheus)
+    folder = next((target for target in bound if config and config.startswith(target.rstrip("/") + "/")), None)
+    host_file = bound.get(config or "") or (f"{bound[folder]}/{config[len(folder.rstrip('/')) + 1:]}" if folder and config else None)
+    report.check(host_file == "deploy/prometheus/compose.yml",
+                 f"{where}: prometheus does not load deploy/prometheus/compose.yml (--config.file={config}, mounts {bound})")
+    bound = mounts(grafana)
+    report.check(bound.get("/etc/grafana/provisioning") == "deploy/grafana/provisioning",
+                 f"{where}: grafana does not mount deploy/grafana/provisioning at /etc/grafana/provisioning")
+    dashboard = next((target for target, host in bound.items() if host == "deploy/grafana/herald-dashboard.json"), None)
+    provider_folders: list[str] = []
+    for file in sorted((root / "deploy/grafana/provisioning/dashboards").glob("*.y*ml")):
+        try:
+            providers = (yaml.safe_load(file.read_text()) or {}).get("providers") or []
+        except yaml.YAMLError as error:
+            report.check(False, f"{file.relative_to(root)} does not parse: {error}")
+            continue
+        provider_folders += [str((p.get("options") or {}).get("path", "")).rstrip("/") for p in providers]
+    report.check(dashboard is not None and str(Path(dashboard).parent) in provider_folders,
+                 f"{where}: grafana does not mount deploy/grafana/herald-dashboard.json into a folder a dashboard provider "
+                 f"(deploy/grafana/provisioning/dashboards) loads ({provider_folders})")
+    sources: list[dict] = []
+    for file in sorted((root / "deploy/grafana/provisioning/datasources").glob("*.y*ml")):
+        try:
+            sources += (yaml.safe_load(file.read_text()) or {}).get("datasources") or []
+        except yaml.YAMLError as error:
+            report.check(False, f"{file.relative_to(root)} does not parse: {error}")
+    report.check(any(s.get("type") == "prometheus" and "//prometheus:9090" in str(s.get("url", "")) for s in sources),
+                 f"{where}: no Grafana data source (deploy/grafana/provisioning/datasources) reads http://prometheus:9090")
 
 
 # MARK: - Kubernetes
@@ -208,7 +296,21 @@ def check_cluster(cluster: dict, objects: list[dict], where: str, report: Report
 
 
 def selects(selector: dict, labels: dict) -> bool:
-    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
+    """Whether a label selector (matchLabels and matchExpressions) selects these labels."""
+    def matches(expression: dict) -> bool:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if operator == "In":
+            return labels.get(key) in values
+        if operator == "NotIn":
+            return labels.get(key) not in values
+        if operator == "Exists":
+            return key in labels
+        if operator == "DoesNotExist":
+            return key not in labels
+        return False
+
+    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items()) \
+        and all(matches(expression) for expression in selector.get("matchExpressions") or [])
 
 
 def check_workload(deployment: dict, objects: list[dict], ports: dict[str, int], where: str, report: Report) -> None:
@@ -255,8 +357,9 @@ def check_workload(deployment: dict, objects: list[dict], ports: dict[str, int],
         return
     report.check(main.get("command") == [name], f"{what}: command is {main.get('command')}")
     port = ports.get(name)
-    declared = [p.get("containerPort") for p in main.get("ports") or []]
-    report.check(declared == [port], f"{what}: container ports {declared}, expected [{port}]")
+    declared = [p.get("containerPort") for p in main.get("ports") or [] if p.get("name") != "metrics"]
+    report.check(declared == [port], f"{what}: container ports {declared}, expected [{port}] (and metrics)")
+    check_metrics_endpoint(pod, main, what, report)
     for probe in ("readinessProbe", "livenessProbe"):
         found = main.get(probe) or {}
         if name in BACK_ENDS:
@@ -286,11 +389,74 @@ def check_workload(deployment: dict, objects: list[dict], ports: dict[str, int],
         report.check(autoscaled, f"{what}: no HorizontalPodAutoscaler")
 
 
+def check_metrics_endpoint(pod: dict, main: dict, what: str, report: Report) -> None:
+    """The pod serves /metrics on METRICS_PORT and says so to Prometheus' pod discovery."""
+    metrics = [p for p in main.get("ports") or [] if p.get("name") == "metrics"]
+    report.check(len(metrics) == 1 and metrics[0].get("containerPort") == METRICS_PORT and metrics[0].get("protocol", "TCP") == "TCP",
+                 f"{what}: no container port named metrics on {METRICS_PORT} (found {metrics})")
+    environment = {v.get("name"): v for v in main.get("env") or []}
+    setting = environment.get("HERALD_METRICS_PORT") or {}
+    report.check(str(setting.get("value")) == str(METRICS_PORT) and "valueFrom" not in setting,
+                 f"{what}: HERALD_METRICS_PORT is not set to \"{METRICS_PORT}\" in the container's env")
+    annotations = pod["metadata"].get("annotations") or {}
+    for key, value in SCRAPE_ANNOTATIONS.items():
+        report.check(annotations.get(key) == value,
+                     f"{what}: pod annotation {key} is {annotations.get(key)!r}, not {value!r} (Prometheus' pod discovery)")
+
+
+def from_monitoring(source: dict) -> bool:
+    """A NetworkPolicy peer that is pods of the monitoring namespace (all, or some by podSelector)."""
+    namespace = source.get("namespaceSelector") or {}
+    return set(source) <= {"namespaceSelector", "podSelector"} and not namespace.get("matchExpressions") \
+        and namespace.get("matchLabels") == {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
+
+
+def rule_ports(rule: dict) -> set | None:
+    """The ports an ingress rule opens (named port `metrics` counted as METRICS_PORT); None: all."""
+    ports = rule.get("ports") or []
+    if not ports or any("port" not in p for p in ports):
+        return None
+    return {METRICS_PORT if p.get("port") == "metrics" else p.get("port") for p in ports}
+
+
+def is_metrics_rule(rule: dict) -> bool:
+    sources = rule.get("from") or []
+    return bool(sources) and all(from_monitoring(s) for s in sources) and rule_ports(rule) == {METRICS_PORT}
+
+
+def check_metrics_policies(policies: list[dict], where: str, report: Report) -> None:
+    """Every Herald pod's metrics port is open to the monitoring namespace, to nothing else, and the
+    monitoring namespace reaches nothing else."""
+    for service in SERVICES:
+        labels = {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "herald"}
+        mine = [p for p in policies if "podSelector" in p["spec"] and selects(p["spec"]["podSelector"], labels)
+                and "Ingress" in (p["spec"].get("policyTypes") or ["Ingress"])]
+        scraped = False
+        for policy in mine:
+            name = policy["metadata"]["name"]
+            for rule in policy["spec"].get("ingress") or []:
+                sources = rule.get("from") or []
+                opened = rule_ports(rule)
+                if is_metrics_rule(rule):
+                    scraped = True
+                    continue
+                if opened is None or METRICS_PORT in opened:
+                    others = [s for s in sources if not from_monitoring(s)] or ([] if sources else ["anyone"])
+                    report.check(not others, f"{where}: NetworkPolicy {name} lets {others} reach {service}'s metrics port "
+                                             f"{METRICS_PORT}; only namespace {MONITORING_NAMESPACE} may")
+                if any(from_monitoring(s) for s in sources) and opened != {METRICS_PORT}:
+                    report.check(False, f"{where}: NetworkPolicy {name} lets namespace {MONITORING_NAMESPACE} reach {service} on "
+                                        f"{sorted(opened) if opened else 'every port'}; it may reach only {METRICS_PORT}")
+        report.check(scraped, f"{where}: no NetworkPolicy lets namespace {MONITORING_NAMESPACE} reach {service}'s metrics port "
+                              f"{METRICS_PORT}")
+
+
 def check_network_policies(objects: list[dict], calls: dict[str, list[str]], ports: dict[str, int], where: str,
                            report: Report) -> None:
     policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     report.check(any(p["spec"].get("podSelector") == {} and "Ingress" in p["spec"].get("policyTypes", []) and not p["spec"].get("ingress")
                      for p in policies), f"{where}: no default-deny ingress NetworkPolicy")
+    check_metrics_policies(policies, where, report)
     for service in BACK_ENDS:
         labels = {"app.kubernetes.io/name": service}
         mine = [p for p in policies if p["spec"].get("podSelector") and selects(p["spec"]["podSelector"], labels)]
@@ -298,6 +464,8 @@ def check_network_policies(objects: list[dict], calls: dict[str, list[str]], por
         policy_ports: set[int] = set()
         for policy in mine:
             for rule in policy["spec"].get("ingress") or []:
+                if is_metrics_rule(rule):
+                    continue  # Prometheus (check_metrics_policies)
                 sources = rule.get("from")
                 if not sources:
                     allowed.add("*anyone*")
@@ -382,6 +550,301 @@ def check_deployment(deployment: dict, objects: list[dict], ports: dict[str, int
             secrets.add(volume["secret"]["secretName"])
 
 
+# MARK: - Metrics: Prometheus configurations and the Grafana dashboard
+
+
+# The gateway's HTTP metrics come from Hummingbird's MetricsMiddleware (Sources/Hummingbird/
+# Middleware/MetricsMiddleware.swift of this version); swift-prometheus turns their dots into
+# underscores, in names and in labels (http.route -> http_route, http.request.method ->
+# http_request_method, http.response.status_code -> http_response_status_code, error.type ->
+# error_type). When Package.resolved moves Hummingbird, read that file again and update these.
+HUMMINGBIRD_VERSION = "2.28.1"
+HUMMINGBIRD_METRICS = {
+    "hb.requests": "counter",
+    "hb.request.errors": "counter",
+    "http.server.request.duration": "histogram",  # a swift-metrics Timer
+    "http.server.active_requests": "gauge",  # a swift-metrics Meter
+}
+# How the Swift sources define metrics (swift-metrics' types and swift-prometheus' registry, and
+# MetricsScrape's helpers); the kind says which series Prometheus sees.
+SWIFT_METRIC_PATTERNS = [
+    (re.compile(r'\b(?:Counter|FloatingPointCounter)\(\s*label:\s*"([^"]+)"'), "counter"),
+    (re.compile(r'\bTimer\(\s*label:\s*"([^"]+)"'), "histogram"),
+    (re.compile(r'\b(?:Gauge|Meter)\(\s*label:\s*"([^"]+)"'), "gauge"),
+    (re.compile(r'\bRecorder\(\s*label:\s*"([^"]+)"'), "recorder"),
+    (re.compile(r'\.make(?:Counter|FloatingPointCounter)\(\s*name:\s*"([^"]+)"'), "counter"),
+    (re.compile(r'\.makeGauge\(\s*name:\s*"([^"]+)"'), "gauge"),
+    (re.compile(r'\.make(?:DurationHistogram|ValueHistogram)\(\s*name:\s*"([^"]+)"'), "histogram"),
+    (re.compile(r'\.gauge\(\s*"([^"]+)"'), "gauge"),
+    (re.compile(r'\.counter\(\s*"([^"]+)"'), "counter"),
+    (re.compile(r'\.histogram\(\s*"([^"]+)"'), "histogram"),
+]
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "atan2",
+    "inf", "nan", "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
+    "quantile", "limitk", "limit_ratio",
+}
+
+
+def prometheus_name(name: str) -> str:
+    """The name swift-prometheus registers for a swift-metrics label (its fixPrometheusName)."""
+    fixed = re.sub(r"[^A-Za-z0-9_:]", "_", name)
+    return "_" + fixed[1:] if fixed[:1].isdigit() else fixed
+
+
+def call_arguments(source: str, open_paren: int) -> str:
+    """The text of a call's arguments, from the parenthesis at open_paren to its match."""
+    depth, index, quoted = 0, open_paren, False
+    while index < len(source):
+        character = source[index]
+        if quoted:
+            if character == "\\":
+                index += 1
+            elif character == '"':
+                quoted = False
+        elif character == '"':
+            quoted = True
+        elif character == "(":
+            depth += 1
+        elif character == ")":
+            depth -= 1
+            if depth == 0:
+                return source[open_paren + 1:index]
+        index += 1
+    return source[open_paren + 1:]
+
+
+def hummingbird_version(root: Path) -> str | None:
+    try:
+        pins = json.loads((root / "Package.resolved").read_text()).get("pins") or []
+    except (OSError, json.JSONDecodeError):
+        return None
+    return next(((p.get("state") or {}).get("version") for p in pins if p.get("identity") == "hummingbird"), None)
+
+
+def swift_metrics(root: Path, report: Report) -> dict[str, tuple[str, str]]:
+    """Every metric the Swift sources under Services/ and Shared/ define, read now: Prometheus
+    name -> (kind, where), kind counter, gauge or histogram."""
+    defined: dict[str, tuple[str, str]] = {}
+    uses_hummingbird_metrics = False
+    for folder in ("Services", "Shared"):
+        for path in sorted((root / folder).rglob("*.swift")):
+            source = path.read_text(errors="replace")
+            where = str(path.relative_to(root))
+            uses_hummingbird_metrics |= re.search(r"\bMetricsMiddleware\(\)", source) is not None
+            for pattern, kind in SWIFT_METRIC_PATTERNS:
+                for match in pattern.finditer(source):
+                    found = kind
+                    if kind == "recorder":
+                        # swift-metrics' Recorder aggregates (a histogram) unless aggregate: false (a gauge).
+                        arguments = call_arguments(source, source.index("(", match.start()))
+                        found = "gauge" if re.search(r"\baggregate:\s*false\b", arguments) else "histogram"
+                    defined.setdefault(prometheus_name(match.group(1)), (found, where))
+    if uses_hummingbird_metrics:
+        version = hummingbird_version(root)
+        if report.check(version == HUMMINGBIRD_VERSION,
+                        f"scripts/validate_deploy.py: Package.resolved has Hummingbird {version}, HUMMINGBIRD_METRICS were read from "
+                        f"{HUMMINGBIRD_VERSION}: check its MetricsMiddleware.swift and update them"):
+            for label, kind in HUMMINGBIRD_METRICS.items():
+                defined.setdefault(prometheus_name(label), (kind, f"Hummingbird {HUMMINGBIRD_VERSION} MetricsMiddleware"))
+    return defined
+
+
+def exposed_series(defined: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The series names Prometheus scrapes (histograms as _bucket, _sum, _count; swift-prometheus
+    writes counters' names as given, adding no _total) -> the metric's name."""
+    series = {}
+    for name, (kind, _) in defined.items():
+        for suffix in HISTOGRAM_SUFFIXES if kind == "histogram" else ("",):
+            series[name + suffix] = name
+    return series
+
+
+def promql_metric_names(expr: str) -> tuple[set[str], list[str]]:
+    """The metric names a PromQL expression (with Grafana's $variables) reads, and problems."""
+    problems = []
+    names = set(re.findall(r'__name__\s*=\s*"([^"]*)"', expr))
+    if re.search(r"__name__\s*(=~|!=|!~)", expr):
+        problems.append("selects metrics by a __name__ pattern (name them, so they can be checked)")
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', " ", expr)
+    text = re.sub(r"\$\{[^}]*\}|\$\w+|\[\[[^\]]*\]\]", " ", text)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    for match in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)", text):
+        name = match.group(1)
+        if text[match.end():].lstrip().startswith("(") or name.lower() in PROMQL_KEYWORDS:
+            continue  # a function, an aggregation or a keyword
+        names.add(name)
+    return names, problems
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable."""
+    queries = []
+
+    def walk(panels: list) -> None:
+        for panel in panels or []:
+            for target in panel.get("targets") or []:
+                if target.get("expr"):
+                    queries.append((f"panel {panel.get('title')!r}", target["expr"]))
+            walk(panel.get("panels") or [])
+
+    walk(dashboard.get("panels") or [])
+    for variable in (dashboard.get("templating") or {}).get("list") or []:
+        if variable.get("type") != "query":
+            continue
+        query = variable.get("query")
+        query = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        values = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", query, re.S)
+        result = re.fullmatch(r"\s*query_result\((.*)\)\s*", query, re.S)
+        if values or result:
+            queries.append((f"variable {variable.get('name')!r}", (values or result).group(1)))
+    return queries
+
+
+def check_dashboard(root: Path, report: Report) -> None:
+    path = root / "deploy/grafana/herald-dashboard.json"
+    where = "deploy/grafana/herald-dashboard.json"
+    try:
+        dashboard = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        report.check(False, f"{where} does not parse: {error}")
+        return
+    if not report.check(isinstance(dashboard, dict), f"{where}: not a dashboard object"):
+        return
+    report.check(isinstance(dashboard.get("schemaVersion"), int) and dashboard["schemaVersion"] >= 39,
+                 f"{where}: schemaVersion is {dashboard.get('schemaVersion')!r}, expected 39 or later")
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+    source = variables.get("datasource") or {}
+    report.check(source.get("type") == "datasource" and source.get("query") == "prometheus",
+                 f"{where}: no `datasource` template variable of type datasource for Prometheus")
+    report.check((variables.get("service") or {}).get("type") == "query", f"{where}: no `service` template variable (a query)")
+    for name, variable in variables.items():
+        if variable.get("type") == "query":
+            report.check((variable.get("datasource") or {}).get("uid") == "${datasource}",
+                         f"{where}: variable {name!r} does not read the data source ${{datasource}} ({variable.get('datasource')})")
+    ids: list = []
+
+    def walk(panels: list) -> None:
+        for panel in panels or []:
+            ids.append(panel.get("id"))
+            title = panel.get("title")
+            if panel.get("type") != "row":
+                uses = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets") or [] if t.get("datasource")]
+                report.check(all((d or {}).get("uid") == "${datasource}" for d in uses),
+                             f"{where}: panel {title!r} does not read the data source ${{datasource}} ({uses})")
+                report.check(any(t.get("expr") for t in panel.get("targets") or []), f"{where}: panel {title!r} has no query")
+            walk(panel.get("panels") or [])
+
+    walk(dashboard.get("panels") or [])
+    report.check(len(ids) == len(set(ids)) and None not in ids, f"{where}: panel ids are missing or repeated")
+    defined = swift_metrics(root, report)
+    series = exposed_series(defined)
+    unknown: dict[str, list[str]] = {}
+    for place, expr in dashboard_queries(dashboard):
+        names, problems = promql_metric_names(expr)
+        for problem in problems:
+            report.check(False, f"{where}: {place} {problem}")
+        report.check(bool(names) or bool(problems), f"{where}: {place} reads no metric: {expr!r}")
+        for name in sorted(names - set(series)):
+            unknown.setdefault(name, []).append(place)
+    for name, places in sorted(unknown.items()):
+        hint = ""
+        if defined.get(name, ("",))[0] == "histogram":
+            hint = f" ({name} is a histogram: query {name}_bucket, _sum or _count)"
+        elif name + "_total" in series:
+            hint = f" (did you mean {name}_total? swift-prometheus writes counter names as given)"
+        elif name.endswith("_total") and name[:-len("_total")] in series:
+            hint = f" (did you mean {name[:-len('_total')]}? swift-prometheus adds no _total)"
+        elif name in defined:
+            hint = f" ({name} is a {defined[name][0]})"
+        shown = sorted(set(places))
+        report.check(False, f"{where}: metric {name} is defined nowhere in Services/ or Shared/{hint}; used by "
+                            + ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else ""))
+
+
+def scrape_jobs(path: Path, report: Report) -> dict[str, dict]:
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        report.check(False, f"{path.name} does not parse: {error}")
+        return {}
+    jobs = {}
+    for job in config.get("scrape_configs") or []:
+        jobs[str(job.get("job_name"))] = job
+    return jobs
+
+
+def static_targets(job: dict) -> list[tuple[str, dict]]:
+    return [(str(target), group.get("labels") or {}) for group in job.get("static_configs") or [] for target in group.get("targets") or []]
+
+
+def relabelled_service(job: dict, labels: dict) -> str | None:
+    """The `service` label a job gives its targets (a static label or a fixed relabelling)."""
+    for rule in job.get("relabel_configs") or []:
+        if rule.get("target_label") == "service" and not rule.get("source_labels") and rule.get("action", "replace") == "replace":
+            return rule.get("replacement")
+    return labels.get("service")
+
+
+def check_prometheus_configs(root: Path, metrics_ports: dict[str, int], report: Report) -> None:
+    folder = root / "deploy/prometheus"
+    # The local stack (scripts/run-stack): every process on 127.0.0.1 at its default metrics port.
+    where = "deploy/prometheus/prometheus.yml"
+    jobs = scrape_jobs(folder / "prometheus.yml", report)
+    for service in SERVICES:
+        job = jobs.get(service)
+        if not report.check(job is not None, f"{where}: no job {service}"):
+            continue
+        report.check(job.get("metrics_path", "/metrics") == "/metrics", f"{where}: job {service} scrapes {job.get('metrics_path')}")
+        targets = static_targets(job)
+        expected = metrics_ports[service]
+        report.check([t for t, _ in targets] in ([f"127.0.0.1:{expected}"], [f"localhost:{expected}"]),
+                     f"{where}: job {service} scrapes {[t for t, _ in targets]}, but {service}'s default metrics port is {expected} "
+                     f"(ServiceConfiguration.defaultMetricsPort)")
+        report.check(all(relabelled_service(job, labels) == service for _, labels in targets) and bool(targets),
+                     f"{where}: job {service} does not label its target service={service}")
+    known = {f"{host}:{port}" for port in metrics_ports.values() for host in ("127.0.0.1", "localhost")}
+    for name, job in jobs.items():
+        for target, _ in static_targets(job):
+            report.check(target in known, f"{where}: job {name} scrapes {target}, no process's default metrics address")
+    # Compose (the monitoring profile): every service's containers on 9100.
+    where = "deploy/prometheus/compose.yml"
+    jobs = scrape_jobs(folder / "compose.yml", report)
+    for service in SERVICES:
+        job = jobs.get(service)
+        if not report.check(job is not None, f"{where}: no job {service}"):
+            continue
+        dns = [(c.get("names"), c.get("port")) for c in job.get("dns_sd_configs") or []]
+        static = [t for t, _ in static_targets(job)]
+        report.check(dns == [([service], METRICS_PORT)] or (not dns and static == [f"{service}:{METRICS_PORT}"]),
+                     f"{where}: job {service} does not scrape the compose service {service} on {METRICS_PORT} (dns {dns}, static {static})")
+        report.check(relabelled_service(job, (static_targets(job) or [("", {})])[0][1]) == service,
+                     f"{where}: job {service} does not label its targets service={service}")
+    # Kubernetes: pod discovery by the prometheus.io annotations the Deployments carry.
+    where = "deploy/prometheus/kubernetes.yml"
+    jobs = scrape_jobs(folder / "kubernetes.yml", report)
+    pods = [j for j in jobs.values() if any(c.get("role") == "pod" for c in j.get("kubernetes_sd_configs") or [])]
+    if report.check(bool(pods), f"{where}: no job discovers pods (kubernetes_sd_configs role pod)"):
+        rules = [r for j in pods for r in j.get("relabel_configs") or []]
+        annotation = "__meta_kubernetes_pod_annotation_prometheus_io_"
+
+        def has(test) -> bool:
+            return any(test(r, r.get("source_labels") or []) for r in rules)
+
+        report.check(has(lambda r, s: s == [annotation + "scrape"] and r.get("action") == "keep" and str(r.get("regex")) == "true"),
+                     f"{where}: does not keep only pods annotated prometheus.io/scrape: \"true\"")
+        report.check(has(lambda r, s: s == [annotation + "path"] and r.get("target_label") == "__metrics_path__"),
+                     f"{where}: does not take the path from prometheus.io/path")
+        report.check(has(lambda r, s: (r.get("action") == "keepequal" and annotation + "port" in (s + [r.get("target_label")]))
+                         or (annotation + "port" in s and r.get("target_label") == "__address__")),
+                     f"{where}: does not take the port from prometheus.io/port")
+        report.check(has(lambda r, s: s == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"] and r.get("target_label") == "service"),
+                     f"{where}: does not set the label service from the pod label app.kubernetes.io/name")
+
+
 # MARK: - Dockerfile and docs
 
 
@@ -399,7 +862,10 @@ def check_dockerfile(root: Path, venv_bin: Path, ports: dict[str, int], report: 
         report.check(all(service in loop.split() for loop in loops) and bool(loops),
                      f"deploy/Dockerfile: does not build and copy {service}")
     exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", text, re.M) for p in line.split()}
-    report.check(exposed == set(ports.values()), f"deploy/Dockerfile: EXPOSE {sorted(exposed)}, the services use {sorted(ports.values())}")
+    expected = set(ports.values()) | {METRICS_PORT}
+    report.check(exposed == expected, f"deploy/Dockerfile: EXPOSE {sorted(exposed)}, the services use {sorted(expected)} (with metrics)")
+    report.check(re.search(rf"^ENV\s.*\bHERALD_METRICS_PORT={METRICS_PORT}\b", text, re.M) is not None,
+                 f"deploy/Dockerfile: the image does not set HERALD_METRICS_PORT={METRICS_PORT} (the port it exposes for /metrics)")
 
 
 def check_docs(root: Path, secrets: list[str], report: Report) -> None:
@@ -414,6 +880,8 @@ def validate(root: Path, venv_bin: Path, kubernetes: bool = True) -> list[str]:
     report = Report()
     calls, ports = service_catalog(root)
     check_compose(root, venv_bin, calls, report)
+    check_prometheus_configs(root, default_metrics_ports(root, ports), report)
+    check_dashboard(root, report)
     if kubernetes:
         secrets = check_kubernetes(root, calls, ports, report)
         check_docs(root, secrets, report)
@@ -460,25 +928,77 @@ BREAKAGES = [
     ("deploy/k8s/base/campaign.yaml", "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: sync\n",
      "        - namespaceSelector: {}\n          podSelector:\n            matchLabels:\n              app.kubernetes.io/name: sync\n",
      "NetworkPolicy lets"),
+    # Metrics: the Deployments, the NetworkPolicies, compose, the Prometheus configurations, the dashboard.
+    ("deploy/k8s/base/sync.yaml", '            - name: HERALD_METRICS_PORT\n              value: "9100"\n', "",
+     "Deployment sync: HERALD_METRICS_PORT is not set"),
+    ("deploy/k8s/base/delivery.yaml", '        prometheus.io/scrape: "true"\n', "", "Deployment delivery: pod annotation prometheus.io/scrape"),
+    ("deploy/k8s/base/gateway.yaml", '        prometheus.io/port: "9100"\n', '        prometheus.io/port: "9080"\n',
+     "Deployment gateway: pod annotation prometheus.io/port is '9080'"),
+    ("deploy/k8s/base/ratelimit.yaml", "            - name: metrics\n              containerPort: 9100\n",
+     "            - name: metrics\n              containerPort: 8103\n", "Deployment ratelimit: no container port named metrics on 9100"),
+    ("deploy/k8s/base/network-policies.yaml", "              kubernetes.io/metadata.name: monitoring\n",
+     "              kubernetes.io/metadata.name: observability\n",
+     "no NetworkPolicy lets namespace monitoring reach verification's metrics port 9100"),
+    ("deploy/k8s/base/network-policies.yaml", "      ports:\n        - port: 9100\n          protocol: TCP\n", "",
+     "it may reach only 9100"),
+    ("deploy/k8s/base/network-policies.yaml",
+     "    - from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: monitoring\n",
+     "    - from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: monitoring\n"
+     "        - podSelector: {}\n", "reach campaign's metrics port 9100; only namespace monitoring may"),
+    ("deploy/k8s/base/gateway.yaml", "    - ports:\n        - port: 8080\n", "    - ports:\n        - port: 8080\n        - port: 9100\n",
+     "lets ['anyone'] reach gateway's metrics port 9100"),
+    ("docker-compose.yml", '  HERALD_METRICS_PORT: "9100"\n', "", "campaign: HERALD_METRICS_PORT is None"),
+    ("docker-compose.yml", "    image: grafana/grafana:11.6.0\n", "    image: grafana/grafana:latest\n", "grafana's image 'grafana/grafana:latest' is not pinned"),
+    ("docker-compose.yml", "    profiles: [monitoring]\n", "", "prometheus is not in profile monitoring"),
+    ("docker-compose.yml", "      - --config.file=/etc/prometheus/compose.yml\n", "      - --config.file=/etc/prometheus/prometheus.yml\n",
+     "prometheus does not load deploy/prometheus/compose.yml"),
+    ("deploy/prometheus/compose.yml", "      - names: [delivery]\n        type: A\n        port: 9100\n",
+     "      - names: [delivery]\n        type: A\n        port: 8102\n", "job delivery does not scrape the compose service delivery on 9100"),
+    ("deploy/prometheus/prometheus.yml", '      - targets: ["127.0.0.1:8102"]\n', '      - targets: ["127.0.0.1:7102"]\n',
+     "job delivery scrapes ['127.0.0.1:7102'], but delivery's default metrics port is 8102"),
+    ("Shared/HeraldServerKit/ServiceConfiguration.swift", "servicePort == 0 || servicePort + 1000 > 65535 ? 0 : servicePort + 1000",
+     "servicePort == 0 || servicePort + 2000 > 65535 ? 0 : servicePort + 2000", "but campaign's default metrics port is 9101"),
+    ("deploy/prometheus/kubernetes.yml", "        target_label: __metrics_path__\n", "        target_label: __path__\n",
+     "does not take the path from prometheus.io/path"),
+    ("deploy/grafana/provisioning/dashboards/herald.yml", "      path: /etc/herald/dashboards\n", "      path: /var/lib/grafana/dashboards\n",
+     "grafana does not mount deploy/grafana/herald-dashboard.json into a folder a dashboard provider"),
+    ("deploy/grafana/herald-dashboard.json", '  "panels": [', '  "panels": [,', "herald-dashboard.json does not parse"),
+    ("deploy/grafana/herald-dashboard.json", "rate(hb_requests[", "rate(hb_requests_total[",
+     "metric hb_requests_total is defined nowhere in Services/ or Shared/ (did you mean hb_requests?"),
+    ("deploy/grafana/herald-dashboard.json", "herald_grpc_server_duration_seconds_bucket", "herald_grpc_server_duration_seconds",
+     "herald_grpc_server_duration_seconds is a histogram"),
+    ("deploy/grafana/herald-dashboard.json", '"uid": "${datasource}"', '"uid": "P1809F7CD0C75ACF3"',
+     "variable 'service' does not read the data source"),
+    ("deploy/grafana/herald-dashboard.json", '"uid": "${datasource}"\n          },\n          "expr": "sum by (status) (increase(herald_verification_repairs_total',
+     '"uid": "prometheus"\n          },\n          "expr": "sum by (status) (increase(herald_verification_repairs_total',
+     "panel 'Repairs by status' does not read the data source"),
+    # The metric names are read from the Swift sources when the check runs.
+    ("Shared/HeraldServerKit/Interceptors.swift", 'Counter(label: "herald_grpc_server_requests_total"',
+     'Counter(label: "herald_grpc_requests_total"', "metric herald_grpc_server_requests_total is defined nowhere"),
+    ("Services/Campaign/Library/CampaignDefinition.swift", '"herald_campaign_outbox_pending_chunks"', '"herald_campaign_outbox_chunks"',
+     "metric herald_campaign_outbox_pending_chunks is defined nowhere"),
 ]
 
 
-def needs_kubernetes(file: str) -> bool:
-    return file.startswith("deploy/k8s") or file in ("deploy/README.md", "Shared/HeraldServerKit/ServiceConfiguration.swift")
+def needs_kubernetes(file: str, expected: str) -> bool:
+    return file.startswith("deploy/k8s") or file == "deploy/README.md" \
+        or (file == "Shared/HeraldServerKit/ServiceConfiguration.swift" and "callers" in expected)
 
 
 def self_test(root: Path, venv_bin: Path, kubernetes: bool) -> int:
-    breakages = [b for b in BREAKAGES if kubernetes or not needs_kubernetes(b[0])]
+    breakages = [b for b in BREAKAGES if kubernetes or not needs_kubernetes(b[0], b[3])]
+    # A breakage counts as caught when it causes an error the unbroken files do not have, so the
+    # self-test also runs while the files fail (e.g. the dashboard reads metrics not written yet).
     baseline = validate(root, venv_bin, kubernetes)
     if baseline:
-        print("validate-deploy --self-test: the files themselves fail:\n  " + "\n  ".join(baseline))
-        return 1
+        print("validate-deploy --self-test: the files themselves fail (breakages are judged by the errors they add):\n  "
+              + "\n  ".join(baseline))
     failures = 0
     with tempfile.TemporaryDirectory(prefix="herald-deploy-check-") as folder:
         for file, old, new, expected in breakages:
             copy_root = Path(folder) / "repo"
             shutil.rmtree(copy_root, ignore_errors=True)
-            for part in ["deploy", "docker-compose.yml", "Shared/HeraldServerKit/ServiceConfiguration.swift"]:
+            for part in ["deploy", "docker-compose.yml", "Package.resolved", "Services", "Shared"]:
                 source, target = root / part, copy_root / part
                 target.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
@@ -489,14 +1009,15 @@ def self_test(root: Path, venv_bin: Path, kubernetes: bool) -> int:
                 failures += 1
                 continue
             broken.write_text(text.replace(old, new, 1))
-            errors = validate(copy_root, venv_bin, kubernetes)
+            errors = [error for error in validate(copy_root, venv_bin, kubernetes) if error not in baseline]
             caught = any(expected in error for error in errors)
             print(f"  {'caught' if caught else 'MISSED'}: {file}: {expected}")
             if not caught:
                 print("    reported instead:\n      " + "\n      ".join(errors or ["nothing"]))
                 failures += 1
-    print(f"validate-deploy --self-test: {len(breakages) - failures} of {len(breakages)} breakages caught")
-    return 1 if failures else 0
+    print(f"validate-deploy --self-test: {len(breakages) - failures} of {len(breakages)} breakages caught"
+          + (f"; but the files themselves fail ({len(baseline)} problem(s), above)" if baseline else ""))
+    return 1 if failures or baseline else 0
 
 
 def main() -> int:
@@ -519,7 +1040,7 @@ def main() -> int:
     errors = validate(root, venv_bin, kubernetes)
     for error in errors:
         print(f"  {error}")
-    checked = "compose, Kubernetes manifests and Dockerfile" if kubernetes else "compose and Dockerfile"
+    checked = ("compose, Kubernetes manifests" if kubernetes else "compose") + ", Prometheus configurations, dashboard and Dockerfile"
     print(f"validate-deploy: {'FAILED, ' + str(len(errors)) + ' problem(s)' if errors else checked + ' pass'}")
     return 1 if errors else 0
 

@@ -408,7 +408,9 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+        /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+        /// > INVALID_ARGUMENT when none is stored.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Delivery_V1_Provider` messages.
@@ -737,7 +739,9 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+        /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+        /// > INVALID_ARGUMENT when none is stored.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
@@ -1064,7 +1068,9 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+        /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+        /// > INVALID_ARGUMENT when none is stored.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Delivery_V1_Provider` message.
@@ -2030,7 +2036,9 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+        /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+        /// > INVALID_ARGUMENT when none is stored.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
@@ -2507,7 +2515,9 @@ extension Herald_Delivery_V1_DeliveryService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+        /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+        /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+        /// > INVALID_ARGUMENT when none is stored.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
@@ -3079,7 +3089,9 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+    /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+    /// > INVALID_ARGUMENT when none is stored.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Delivery_V1_Provider` message.
@@ -3610,7 +3622,9 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.
+    /// > Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as
+    /// > exactly "<redacted>" (as ListProviders shows it) keeps the one stored under the name;
+    /// > INVALID_ARGUMENT when none is stored.
     ///
     /// - Parameters:
     ///   - message: request message to send.

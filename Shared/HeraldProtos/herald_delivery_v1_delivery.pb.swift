@@ -419,7 +419,8 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   /// Empty means no AUTH; PLAIN or LOGIN is chosen from what the server offers. One line.
   public var username: String = String()
 
-  /// Never shown: answered as "<redacted>" when set.
+  /// Never shown: answered as "<redacted>" when set. Given as exactly "<redacted>" to PutProvider
+  /// (a listed provider put back), the stored password is kept.
   public var password: String = String()
 
   /// Left out means TLS_MODE_STARTTLS_IF_OFFERED.
@@ -456,10 +457,12 @@ public nonisolated struct Herald_Delivery_V1_HttpSmsSettings: Sendable {
   /// Basic auth when username is set; bearer when bearer_token is set (not both). One line.
   public var username: String = String()
 
-  /// Never shown: answered as "<redacted>" when set.
+  /// Never shown: answered as "<redacted>" when set. Given as exactly "<redacted>" to PutProvider
+  /// (a listed provider put back), the stored password is kept.
   public var password: String = String()
 
-  /// Printable ASCII without spaces. Never shown: answered as "<redacted>" when set.
+  /// Printable ASCII without spaces. Never shown: answered as "<redacted>" when set. Given as
+  /// exactly "<redacted>" to PutProvider (a listed provider put back), the stored token is kept.
   public var bearerToken: String = String()
 
   /// Sender number or name: 1 to 200 printable ASCII characters, no spaces at either end.
@@ -485,7 +488,8 @@ public nonisolated struct Herald_Delivery_V1_WebhookSettings: Sendable {
   public var url: String = String()
 
   /// When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">.
-  /// Never shown: answered as "<redacted>" when set.
+  /// Never shown: answered as "<redacted>" when set. Given as exactly "<redacted>" to PutProvider
+  /// (a listed provider put back), the stored secret is kept.
   public var signingSecret: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -543,7 +547,8 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
   }
 
   /// Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as
-  /// "<redacted>" when set.
+  /// "<redacted>" when set. Given as exactly "<redacted>" to PutProvider (a listed provider put
+  /// back), the stored secret is kept.
   public var webhookSecret: String {
     get {_storage._webhookSecret}
     set {_uniqueStorage()._webhookSecret = newValue}

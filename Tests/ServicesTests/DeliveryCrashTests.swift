@@ -46,9 +46,9 @@ import Testing
               .decode(Bool.self).elements()
             return rows?.first == true
           }
-          let queue = PostgresMessageQueue(client: database, logger: logger)
+          let store = DeliveryStore(client: database, logger: logger)
           for chunk in stride(from: 0, to: 10_000, by: 1_000) {
-            _ = try await queue.enqueue((chunk..<(chunk + 1_000)).map { n in
+            _ = try await store.enqueue((chunk..<(chunk + 1_000)).map { n in
               QueuedMessage(
                 idempotencyKey: "crash:\(n)", channel: "email", recipient: "user\(n)@example.com", subject: "Hello \(n)",
                 body: "Message \(n)", campaignID: nil, subscriberID: nil, notBefore: nil)

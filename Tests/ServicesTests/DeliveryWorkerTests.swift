@@ -281,8 +281,8 @@ import Testing
         #expect(result.suppressed == 1 && result.results[0].suppressed && !result.results[1].suppressed)
         // Suppressed after it was queued: the claim catches it.
         _ = try await delivery.addSuppression(.with { $0.address = "late@example.com" })
-        let queue = PostgresMessageQueue(client: database, logger: Logger(label: "test"))
-        let claimed = try await queue.claim(limit: 10, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
+        let store = DeliveryStore(client: database, logger: Logger(label: "test"))
+        let claimed = try await store.claim(limit: 10, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
         #expect(claimed.map(\.status) == ["suppressed"])
         #expect(try await statuses(database) == ["suppressed": 2])
         #expect(sink.count == 0)
@@ -341,14 +341,14 @@ import Testing
     settings.refreshInterval = .seconds(3600)
     try await withDelivery(settings) { delivery, database in
       _ = try await delivery.enqueueMessages(.with { $0.messages = [Self.email("l-1", to: "a@example.com"), Self.email("l-2", to: "b@example.com")] })
-      let queue = PostgresMessageQueue(client: database, logger: Logger(label: "test"))
+      let store = DeliveryStore(client: database, logger: Logger(label: "test"))
       let token = UUID()
-      let claimed = try await queue.claim(limit: 10, lease: .milliseconds(50), token: token, timeToLive: .seconds(3600))
+      let claimed = try await store.claim(limit: 10, lease: .milliseconds(50), token: token, timeToLive: .seconds(3600))
       #expect(claimed.count == 2)
       try await Task.sleep(for: .milliseconds(200))
-      #expect(try await queue.reclaimExpiredLeases(resend: false) == 2)
+      #expect(try await store.reclaimExpiredLeases(resend: false) == 2)
       // The worker that held the lease comes back late: its outcome is not written.
-      let written = try await queue.settle(
+      let written = try await store.settle(
         claimed.map { Settlement(id: $0.message.id, outcome: .sent(provider: "x", providerMessageID: nil, costCents: 0), detail: "late") },
         token: token)
       #expect(written.isEmpty)

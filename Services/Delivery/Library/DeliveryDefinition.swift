@@ -4,7 +4,6 @@ import HeraldMigrations
 import HeraldProtos
 import HeraldServerKit
 import Logging
-import ServiceLifecycle
 
 /// The delivery process (SPEC §3): the durable send queue, its workers and providers.
 package enum DeliveryDefinition: BackEndProcess {
@@ -29,10 +28,10 @@ package enum DeliveryDefinition: BackEndProcess {
     settings: DeliverySettings = DeliverySettings(), throttle: (any SendThrottle)? = nil,
     providerFactory: ProviderRegistry.Factory? = nil
   ) -> ServiceDefinition {
+    // The process's providers with their breakers, shared by the handlers, the workers and the
+    // metrics.
     let registry = PerProcess { resources in
-      ProviderRegistry(
-        store: ProviderStore(client: resources.database, logger: resources.logger), policy: settings.breaker,
-        factory: providerFactory)
+      ProviderRegistry(store: store(resources), policy: settings.breaker, factory: providerFactory)
     }
     return ServiceDefinition(
       name: name,
@@ -40,47 +39,70 @@ package enum DeliveryDefinition: BackEndProcess {
       migrations: migrations,
       readinessDependencies: ["ratelimit"],
       makeServices: { resources in
-        [DeliveryService(queue: PostgresMessageQueue(client: resources.database, logger: resources.logger), providers: registry(resources))]
+        [DeliveryService(store: store(resources), providers: registry(resources))]
       },
       makeWorkers: { resources in
-        let providers = registry(resources)
-        let queue = PostgresMessageQueue(client: resources.database, logger: resources.logger)
         let throttle: any SendThrottle =
-          throttle ?? resources.clients["ratelimit"].map { RateLimitThrottle(client: $0, refresh: settings.refreshInterval, logger: resources.logger) } ?? Unthrottled()
+          throttle ?? resources.clients["ratelimit"].map {
+            RateLimitThrottle(client: $0, refresh: settings.refreshInterval, logger: resources.logger)
+          }
+          ?? Unthrottled()
+        let worker = DeliveryWorker(
+          store: store(resources), providers: registry(resources), throttle: throttle, settings: settings, logger: resources.logger)
         let senders = (0..<settings.workers).map { number in
-          BackgroundWorker(name: "delivery-\(number + 1)") {
-            await DeliveryWorker(queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger).run()
-          }
+          BackgroundWorker(name: "delivery-\(number + 1)") { await worker.run() }
         }
-        let housekeeping = DeliveryWorker(
-          queue: queue, providers: providers, throttle: throttle, settings: settings, logger: resources.logger)
-        let refresher = BackgroundWorker(name: "provider-refresh") {
-          // Keeps this replica's providers in step with the table and takes back the leases of
-          // workers that died; closes the providers' connections at the end.
-          while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await BackgroundWorker.pause(settings.refreshInterval)
-            do {
-              try await providers.refresh()
-              try await housekeeping.reclaimExpiredLeases()
-            } catch {
-              resources.logger.error("provider reload or lease reclaim failed", metadata: ["error": "\(error)"])
-            }
-          }
-          await providers.shutdown()
-        }
-        return senders + [refresher]
+        return senders + [BackgroundWorker(name: "provider-refresh") { await worker.runHousekeeping() }]
       },
       prepare: { resources in
         // The providers file, when set, is applied at every start (it wins over API edits of the
         // same names); then this replica loads the table.
         if let path = settings.providersFile {
-          let (configs, schedules) = try ProviderConfig.loadFile(path)
-          let store = ProviderStore(client: resources.database, logger: resources.logger)
-          for config in configs { try await store.put(config) }
-          for schedule in schedules { try await store.putSchedule(schedule) }
-          resources.logger.info("providers file applied", metadata: ["providers": "\(configs.count)", "file": "\(path)"])
+          try await applyProvidersFile(path, to: store(resources), logger: resources.logger)
         }
         try await registry(resources).refresh()
+      },
+      collectMetrics: { resources, scrape in
+        try await collectMetrics(store(resources), providers: registry(resources), into: scrape)
       })
+  }
+
+  static func store(_ resources: ServiceResources) -> DeliveryStore {
+    DeliveryStore(client: resources.database, logger: resources.logger)
+  }
+
+  /// Writes the providers and warm-up schedules of `HERALD_DELIVERY_PROVIDERS_FILE` (a secret given
+  /// as the redaction marker keeps the stored one, as PutProvider does).
+  static func applyProvidersFile(_ path: String, to store: DeliveryStore, logger: Logger) async throws {
+    let (configs, schedules) = try ProviderConfig.loadFile(path)
+    for (index, config) in configs.enumerated() {
+      try await store.putProvider(named: config.name) { stored in
+        try config.keepingStoredSecrets(of: stored, field: "providers[\(index)]")
+      }
+    }
+    for schedule in schedules { try await store.putSchedule(schedule) }
+    logger.info("providers file applied", metadata: ["providers": "\(configs.count)", "file": "\(path)"])
+  }
+
+  /// The figures read at each scrape: the queue's depth by status (through its partial indexes)
+  /// and which providers' breakers are open in this process. (Event counts are counters where
+  /// they happen: sends and their durations in `DeliveryWorker`, provider webhook events in
+  /// `DeliveryService`.)
+  static func collectMetrics(_ store: DeliveryStore, providers: ProviderRegistry, into scrape: MetricsScrape) async throws {
+    let depth = try await store.queueDepth()
+    for status in DeliveryStore.depthStatuses {
+      scrape.gauge(
+        "herald_delivery_queue_messages", [("status", status)],
+        help: "Messages the queue works on (queued, sending) or that wait for an operator (dead, unknown), by status",
+        depth[status] ?? 0)
+    }
+    let help = "Whether the provider's circuit breaker is open in this process (1) or not (0)"
+    for entry in providers.all {
+      let open = entry.breaker.snapshot().state == .open
+      scrape.gauge("herald_delivery_breaker_open", [("provider", entry.config.name)], help: help, Int64(open ? 1 : 0))
+    }
+    for name in providers.removed {
+      scrape.gauge("herald_delivery_breaker_open", [("provider", name)], help: help, Int64(0))
+    }
   }
 }

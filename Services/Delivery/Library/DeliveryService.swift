@@ -5,14 +5,18 @@ import HeraldProtos
 import HeraldServerKit
 import SwiftProtobuf
 
-/// `herald.delivery.v1.DeliveryService`.
+/// `herald.delivery.v1.DeliveryService` (SPEC §3): its handlers check requests and map between
+/// protobuf messages and the store's records, by area: queueing messages (here), messages and
+/// the events feed (`DeliveryService+Messages.swift`), providers, provider webhooks,
+/// suppressions, and spend caps with warm-up (`+Spend`). Every statement is the store's
+/// (`DeliveryStore`); the live providers and their breakers are the registry's.
 package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
   package static let maxBatch = 1000
-  let queue: PostgresMessageQueue
+  let store: DeliveryStore
   let providers: ProviderRegistry
 
-  package init(queue: PostgresMessageQueue, providers: ProviderRegistry) {
-    self.queue = queue
+  package init(store: DeliveryStore, providers: ProviderRegistry) {
+    self.store = store
     self.providers = providers
   }
 
@@ -33,50 +37,19 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     for (index, cap) in request.spendCaps.enumerated() {
       let campaign = try RPCError.uuid(cap.campaignID, field: "spend_caps[\(index)].campaign_id")
       guard cap.budgetCents >= 0 else {
-        throw RPCError.field("spend_caps[\(index)].budget_cents", .invalidArgument, "spend_caps[\(index)].budget_cents must not be negative")
+        throw RPCError.field(
+          "spend_caps[\(index)].budget_cents", .invalidArgument, "spend_caps[\(index)].budget_cents must not be negative")
       }
       caps.append((campaign, cap.budgetCents))
     }
     // The caps are written before the messages, so no worker can send one of them uncapped.
-    try await queue.setSpendCaps(caps)
-    let outcomes = try await queue.enqueue(messages)
+    try await store.setSpendCaps(caps)
+    let outcomes = try await store.enqueue(messages)
     var response = Herald_Delivery_V1_EnqueueMessagesResponse()
-    response.results = outcomes.map { outcome in
-      var result = Herald_Delivery_V1_EnqueueResult()
-      result.idempotencyKey = outcome.idempotencyKey
-      result.messageID = outcome.messageID.lowercasedString
-      result.duplicate = outcome.duplicate
-      result.suppressed = outcome.suppressed
-      return result
-    }
+    response.results = outcomes.map(Self.result)
     response.duplicates = Int32(outcomes.count { $0.duplicate })
     response.suppressed = Int32(outcomes.count { $0.suppressed })
     response.accepted = Int32(outcomes.count) - response.duplicates
-    return response
-  }
-
-  package func getQueueStats(
-    request: Herald_Delivery_V1_GetQueueStatsRequest, context: ServerContext
-  ) async throws -> Herald_Delivery_V1_QueueStats {
-    var stats = Herald_Delivery_V1_QueueStats()
-    (stats.byStatus, stats.ambiguous) = try await queue.countsByStatus()
-    stats.total = stats.byStatus.values.reduce(0, +)
-    return stats
-  }
-
-  package func listDeliveryEvents(
-    request: Herald_Delivery_V1_ListDeliveryEventsRequest, context: ServerContext
-  ) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse {
-    guard let cursor = FeedCursor(request.cursor) else {
-      throw RPCError.field("cursor", .invalidArgument, "cursor '\(request.cursor)' is not one this service gave out")
-    }
-    guard (0...5000).contains(request.limit) else {
-      throw RPCError.field("limit", .invalidArgument, "limit must be from 1 to 5,000 (0 means 1,000)")
-    }
-    let (events, next) = try await queue.events(after: cursor, limit: request.limit == 0 ? 1000 : Int(request.limit))
-    var response = Herald_Delivery_V1_ListDeliveryEventsResponse()
-    response.events = events.map(Self.event)
-    response.nextCursor = next.text
     return response
   }
 
@@ -85,8 +58,12 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   package func sendMessage(
     request: Herald_Delivery_V1_OutboundMessage, context: ServerContext
   ) async throws -> Herald_Delivery_V1_EnqueueResult {
-    let outcomes = try await queue.enqueue([try Self.validate(request, field: "")])
+    let outcomes = try await store.enqueue([try Self.validate(request, field: "")])
     guard let outcome = outcomes.first else { throw RPCError(code: .internalError, message: "the queue answered no outcome") }
+    return Self.result(outcome)
+  }
+
+  static func result(_ outcome: EnqueueOutcome) -> Herald_Delivery_V1_EnqueueResult {
     var result = Herald_Delivery_V1_EnqueueResult()
     result.idempotencyKey = outcome.idempotencyKey
     result.messageID = outcome.messageID.lowercasedString
@@ -96,7 +73,9 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   }
 
   /// Checks a message (`messages[i]` of a batch, or a whole request when `prefix` is empty); the
-  /// field's name is spelled out only when it is wrong.
+  /// field's name is spelled out only when it is wrong. The idempotency key (an HTTP header and an
+  /// e-mail header), the recipient (an SMTP command) and the subject (an e-mail header) must be
+  /// one line without control characters.
   static func validate(_ message: Herald_Delivery_V1_OutboundMessage, field prefix: @autoclosure () -> String) throws -> QueuedMessage {
     func name(_ field: String) -> String {
       let prefix = prefix()
@@ -106,12 +85,20 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     guard !key.isEmpty, key.utf8.count <= 200 else {
       throw RPCError.field(name("idempotency_key"), .invalidArgument, "\(name("idempotency_key")) must be 1 to 200 bytes")
     }
+    func oneLine(_ text: String, _ field: String) throws(RPCError) {
+      guard !text.containsControlCharacter else {
+        throw RPCError.field(name(field), .invalidArgument, "\(name(field)) must be one line without control characters")
+      }
+    }
+    try oneLine(key, "idempotency_key")
     guard let channel = Self.channelName(message.channel) else {
       throw RPCError.field(name("channel"), .invalidArgument, "\(name("channel")) must be email, sms, push or whatsapp")
     }
     guard !message.recipient.allSatisfy(\.isWhitespace) else {
       throw RPCError.field(name("recipient"), .invalidArgument, "\(name("recipient")) is empty")
     }
+    try oneLine(message.recipient, "recipient")
+    try oneLine(message.subject, "subject")
     guard !message.body.isEmpty else {
       throw RPCError.field(name("body"), .invalidArgument, "\(name("body")) is empty")
     }
@@ -123,6 +110,11 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)
+  }
+
+  /// `text` as a UUID, or INVALID_ARGUMENT naming `field`.
+  static func uuid(_ text: String, field: String) throws -> UUID {
+    try RPCError.uuid(text, field: field)
   }
 
   static func channelName(_ channel: Herald_Delivery_V1_Channel) -> String? {

@@ -3,36 +3,25 @@ import HeraldCore
 import HeraldPostgres
 import HeraldServerKit
 import Logging
+import Metrics
 import ServiceLifecycle
-
-/// Asked before each send (SPEC §3/§4): `nil` lets it go now; a duration delays the message (it is
-/// never failed for it). The rate-limit service plugs in here.
-package protocol SendThrottle: Sendable {
-  func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration?
-}
-
-/// No rate limits configured.
-package struct Unthrottled: SendThrottle {
-  package init() {}
-  package func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration? { nil }
-}
 
 /// One delivery loop: claims a batch, sends each message through the channel's providers in
 /// priority order (skipping open breakers, failing over on temporary errors), and settles the
 /// batch in one statement. Several loops and replicas share the queue safely: a message is
 /// leased by one claim at a time and settled only under that lease.
 package struct DeliveryWorker: Sendable {
-  let queue: PostgresMessageQueue
+  let store: DeliveryStore
   let providers: ProviderRegistry
   let throttle: any SendThrottle
   let settings: DeliverySettings
   let logger: Logger
 
   package init(
-    queue: PostgresMessageQueue, providers: ProviderRegistry, throttle: any SendThrottle = Unthrottled(),
+    store: DeliveryStore, providers: ProviderRegistry, throttle: any SendThrottle = Unthrottled(),
     settings: DeliverySettings, logger: Logger
   ) {
-    self.queue = queue
+    self.store = store
     self.providers = providers
     self.throttle = throttle
     self.settings = settings
@@ -44,15 +33,31 @@ package struct DeliveryWorker: Sendable {
       do {
         if try await runBatch() == 0 { await BackgroundWorker.pause(settings.idle) }
       } catch {
-        logger.error("delivery batch failed; will retry", metadata: ["error": "\(error.databaseMessage)"])
+        logger.error("delivery batch failed; will retry", metadata: ["error": "\(error.logDescription)"])
         await BackgroundWorker.pause(.seconds(1))
       }
     }
   }
 
+  /// The housekeeping loop of a process (one per process): every `refreshInterval` it keeps this
+  /// replica's providers in step with the table and takes back the leases of workers that died;
+  /// at the end it closes the providers' connections.
+  package func runHousekeeping() async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      await BackgroundWorker.pause(settings.refreshInterval)
+      do {
+        try await providers.refresh()
+        try await reclaimExpiredLeases()
+      } catch {
+        logger.error("provider reload or lease reclaim failed", metadata: ["error": "\(error.logDescription)"])
+      }
+    }
+    await providers.shutdown()
+  }
+
   /// Returns messages whose worker died mid-send to the queue (one caller per process suffices).
   package func reclaimExpiredLeases() async throws {
-    let reclaimed = try await queue.reclaimExpiredLeases(resend: settings.resendAmbiguous)
+    let reclaimed = try await store.reclaimExpiredLeases(resend: settings.resendAmbiguous)
     if reclaimed > 0 {
       logger.warning(
         "messages whose worker stopped mid-send were found (lease expired)",
@@ -64,7 +69,7 @@ package struct DeliveryWorker: Sendable {
   @discardableResult
   package func runBatch() async throws -> Int {
     let token = UUID()
-    let claimed = try await queue.claim(
+    let claimed = try await store.claim(
       limit: settings.batchSize, lease: settings.lease, token: token, timeToLive: settings.timeToLive,
       channels: providers.channels)
     let sending = claimed.filter { $0.status == "sending" }
@@ -78,12 +83,17 @@ package struct DeliveryWorker: Sendable {
     var toSend: [(message: ClaimedMessage, reserved: Bool)] = []
     // One view of the providers for the whole batch: what is reserved is what is tried.
     let routes = Dictionary(uniqueKeysWithValues: Set(sending.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
-    let byCampaign = Dictionary(grouping: sending.filter { $0.message.campaignID != nil }) {
-      CampaignCost(campaign: $0.message.campaignID!, cost: routes[$0.message.channel]?.first?.config.costCents ?? 0)
+    var byCampaign: [CampaignCost: [ClaimedMessage]] = [:]
+    for message in sending {
+      guard let campaign = message.message.campaignID else {
+        toSend.append((message, false))
+        continue
+      }
+      let cost = routes[message.message.channel]?.first?.config.costCents ?? 0
+      byCampaign[CampaignCost(campaign: campaign, cost: cost), default: []].append(message)
     }
-    for message in sending where message.message.campaignID == nil { toSend.append((message, false)) }
     for (key, messages) in byCampaign.sorted(by: { $0.key < $1.key }) {
-      let (granted, othersInFlight) = try await queue.reserveSpend(
+      let (granted, othersInFlight) = try await store.reserveSpend(
         campaign: key.campaign, costCents: key.cost, messages: messages.map(\.message.id))
       for (index, message) in messages.enumerated() {
         if index < granted {
@@ -118,8 +128,47 @@ package struct DeliveryWorker: Sendable {
       }
       return results
     }
-    try await queue.settle(settlements, token: token)
+    let written = try await store.settle(settlements, token: token)
+    Self.count(settlements.filter { written.contains($0.id) })
     return claimed.count
+  }
+
+  /// `herald_delivery_sends_total{provider, outcome}`: the settled sends, by the provider the
+  /// outcome is about ("none" when no provider was tried) and sent, failed, bounced, retried,
+  /// deferred, unknown or dead.
+  static func count(_ settled: [Settlement]) {
+    var counts: [SendCount: Int] = [:]
+    for settlement in settled {
+      counts[SendCount(provider: settlement.provider ?? "none", outcome: outcome(settlement.outcome)), default: 0] += 1
+    }
+    for (key, count) in counts {
+      Counter(label: "herald_delivery_sends_total", dimensions: [("provider", key.provider), ("outcome", key.outcome)])
+        .increment(by: count)
+    }
+  }
+
+  struct SendCount: Hashable {
+    var provider: String
+    var outcome: String
+  }
+
+  static func outcome(_ outcome: Settlement.Outcome) -> String {
+    switch outcome {
+    case .sent: "sent"
+    case .failed: "failed"
+    case .bounced: "bounced"
+    case .dead: "dead"
+    case .unknown: "unknown"
+    case .retry(_, let countsAsAttempt, _): countsAsAttempt ? "retried" : "deferred"
+    }
+  }
+
+  /// Records how long a provider's send took (`herald_delivery_send_duration_seconds{provider}`)
+  /// and returns it.
+  static func timed(_ provider: String, since started: ContinuousClock.Instant) -> Duration {
+    let elapsed = ContinuousClock.now - started
+    Timer(label: "herald_delivery_send_duration_seconds", dimensions: [("provider", provider)]).record(duration: elapsed)
+    return elapsed
   }
 
   struct CampaignCost: Hashable, Comparable {
@@ -143,6 +192,10 @@ package struct DeliveryWorker: Sendable {
     var deferral: Duration?
     var budgetStopped = false
     var skippedOpen: [String] = []
+    // The provider each kind of outcome is about (the sends metric's label).
+    var failedAt: String?
+    var deferredBy: String?
+    var stoppedAt: String?
     for entry in candidates {
       let name = entry.config.name
       guard entry.breaker.admit() else {
@@ -153,20 +206,23 @@ package struct DeliveryWorker: Sendable {
         provider: name, sendingIdentity: entry.config.sendingIdentity, recipientDomain: message.recipientDomain)
       {
         entry.breaker.release()
+        if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
         deferral = min(deferral ?? wait, wait)
         continue
       }
       var warmupHeld = false
       if let identity = entry.config.sendingIdentity {
         do {
-          warmupHeld = try await queue.reserveWarmup(identity: identity, count: 1) == 1
+          warmupHeld = try await store.reserveWarmup(identity: identity, count: 1) == 1
         } catch {
           entry.breaker.release()
-          return retry(claimed, "could not check the warm-up cap of \(identity): \(error.databaseMessage)")
+          return retry(claimed, "could not check the warm-up cap of \(identity): \(error.databaseMessage)", provider: name)
         }
         if !warmupHeld {
           entry.breaker.release()
-          deferral = min(deferral ?? Self.untilTomorrow(), Self.untilTomorrow())
+          let wait = Self.untilTomorrow()
+          if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
+          deferral = min(deferral ?? wait, wait)
           continue
         }
       }
@@ -174,11 +230,12 @@ package struct DeliveryWorker: Sendable {
         // A dearer provider than the one reserved for: reserve the difference (a campaign
         // without a cap grants it at once).
         let extra = entry.config.costCents - held
-        let granted = (try? await queue.reserveSpend(campaign: campaign, costCents: extra, messages: [message.id]))?.granted ?? 0
+        let granted = (try? await store.reserveSpend(campaign: campaign, costCents: extra, messages: [message.id]))?.granted ?? 0
         guard granted == 1 else {
           entry.breaker.release()
-          if let identity = entry.config.sendingIdentity { try? await queue.releaseWarmup(identity: identity, count: 1) }
+          if let identity = entry.config.sendingIdentity { try? await store.releaseWarmup(identity: identity, count: 1) }
           budgetStopped = true
+          stoppedAt = name
           continue
         }
         held += extra
@@ -187,29 +244,33 @@ package struct DeliveryWorker: Sendable {
       let started = ContinuousClock.now
       do {
         let providerID = try await entry.provider.send(message)
-        entry.breaker.record(success: true, latency: .now - started)
+        entry.breaker.record(success: true, latency: Self.timed(name, since: started))
         return Settlement(
           id: message.id, outcome: .sent(provider: name, providerMessageID: providerID, costCents: entry.config.costCents),
           detail: "via \(name)")
       } catch {
-        entry.breaker.record(success: !error.countsAgainstProvider, latency: .now - started, error: error.countsAgainstProvider ? error.description : nil)
+        entry.breaker.record(
+          success: !error.countsAgainstProvider, latency: Self.timed(name, since: started),
+          error: error.countsAgainstProvider ? error.description : nil)
         if case .ambiguous = error {
           // It may have been sent (and charged): keep the reservation and the warm-up slot.
           if settings.resendAmbiguous {
-            var settlement = retry(claimed, "\(name): \(error.description) (sent again: resend of ambiguous sends is on)")
+            var settlement = retry(
+              claimed, "\(name): \(error.description) (sent again: resend of ambiguous sends is on)", provider: name)
             settlement.charged = true
             return settlement
           }
           return Settlement(id: message.id, outcome: .unknown(provider: name), detail: "\(name): \(error.description)")
         }
-        if let identity = entry.config.sendingIdentity { try? await queue.releaseWarmup(identity: identity, count: 1) }
+        if let identity = entry.config.sendingIdentity { try? await store.releaseWarmup(identity: identity, count: 1) }
         switch error {
         case .permanent:
-          return Settlement(id: message.id, outcome: .failed, detail: "\(name): \(error.description)")
+          return Settlement(id: message.id, outcome: .failed, detail: "\(name): \(error.description)", provider: name)
         case .recipientRejected:
-          return Settlement(id: message.id, outcome: .bounced, detail: "\(name): \(error.description)")
+          return Settlement(id: message.id, outcome: .bounced, detail: "\(name): \(error.description)", provider: name)
         case .temporary(_, let retryAfter):
           lastFailure = error
+          failedAt = name
           if let retryAfter { deferral = max(deferral ?? retryAfter, retryAfter) }
           continue
         case .ambiguous:
@@ -218,36 +279,39 @@ package struct DeliveryWorker: Sendable {
       }
     }
     if let lastFailure {
-      return retryOrDead(claimed, lastFailure.description, hint: deferral)
+      return retryOrDead(claimed, lastFailure.description, hint: deferral, provider: failedAt)
     }
     if budgetStopped {
-      return Settlement(id: message.id, outcome: .failed, detail: "spend cap reached: no budget left for the next provider")
+      return Settlement(
+        id: message.id, outcome: .failed, detail: "spend cap reached: no budget left for the next provider", provider: stoppedAt)
     }
     if let deferral {
       return Settlement(
         id: message.id, outcome: .retry(delay: deferral, countsAsAttempt: false, eventStatus: "deferred"),
-        detail: "delayed \(deferral) by a rate limit or warm-up cap")
+        detail: "delayed \(deferral) by a rate limit or warm-up cap", provider: deferredBy)
     }
     return Settlement(
       id: message.id, outcome: .retry(delay: settings.breaker.openFor, countsAsAttempt: false, eventStatus: "deferred"),
       detail: "every \(message.channel) provider's breaker is open (\(skippedOpen.joined(separator: ", ")))")
   }
 
-  func retry(_ claimed: ClaimedMessage, _ detail: String) -> Settlement {
+  func retry(_ claimed: ClaimedMessage, _ detail: String, provider: String?) -> Settlement {
     Settlement(
       id: claimed.message.id,
       outcome: .retry(delay: settings.backoff(afterAttempt: claimed.attempts), countsAsAttempt: true, eventStatus: "retrying"),
-      detail: detail)
+      detail: detail, provider: provider)
   }
 
-  func retryOrDead(_ claimed: ClaimedMessage, _ detail: String, hint: Duration?) -> Settlement {
+  func retryOrDead(_ claimed: ClaimedMessage, _ detail: String, hint: Duration?, provider: String?) -> Settlement {
     guard claimed.attempts < settings.maxAttempts else {
       return Settlement(
-        id: claimed.message.id, outcome: .dead, detail: "dead-lettered after \(claimed.attempts) attempts: \(detail)")
+        id: claimed.message.id, outcome: .dead, detail: "dead-lettered after \(claimed.attempts) attempts: \(detail)",
+        provider: provider)
     }
     let delay = max(settings.backoff(afterAttempt: claimed.attempts), hint ?? .zero)
     return Settlement(
-      id: claimed.message.id, outcome: .retry(delay: delay, countsAsAttempt: true, eventStatus: "retrying"), detail: detail)
+      id: claimed.message.id, outcome: .retry(delay: delay, countsAsAttempt: true, eventStatus: "retrying"), detail: detail,
+      provider: provider)
   }
 
   static func untilTomorrow(now: Date = Date()) -> Duration {

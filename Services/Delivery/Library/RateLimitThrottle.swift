@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 import Logging
@@ -84,7 +85,7 @@ package final class RateLimitThrottle: SendThrottle {
       logger.log(
         level: first ? .warning : .debug,
         "the rate-limit service did not answer; sending without its decisions for a while",
-        metadata: ["error": "\(error)", "retry_in": "\(refresh)"])
+        metadata: ["error": "\(error.logDescription)", "retry_in": "\(refresh)"])
       return nil
     }
   }

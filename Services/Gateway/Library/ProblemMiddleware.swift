@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HeraldPostgres
 import Hummingbird
 import Logging
 
@@ -23,7 +24,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
       }
       throw Problem(status: error.status, detail: Self.detail(for: error, request: request))
     } catch {
-      context.logger.error("request failed", metadata: ["error": "\(String(describing: error))"])
+      context.logger.error("request failed", metadata: ["error": "\(error.logDescription)"])
       throw Problem(status: .internalServerError, detail: "internal error; see the gateway log")
     }
   }

@@ -37,7 +37,12 @@ package struct ProviderConfig: Sendable, Equatable {
       throw invalid("channel", "must be email, sms, push or whatsapp")
     }
     guard provider.costCents >= 0 else { throw invalid("cost_cents", "must not be negative") }
+    // A value that goes into an SMTP command or an HTTP header: one line.
+    func oneLine(_ text: String, _ name: String) throws(RPCError) {
+      if text.containsControlCharacter { throw invalid(name, "must be one line without control characters") }
+    }
     func url(_ text: String, _ name: String) throws(RPCError) -> String {
+      try oneLine(text, name)
       guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
         parsed.host?.isEmpty == false
       else { throw invalid(name, "'\(text)' is not an http(s) URL") }
@@ -53,11 +58,15 @@ package struct ProviderConfig: Sendable, Equatable {
       }
       guard channel == "email" else { throw invalid("channel", "must be email for an SMTP provider") }
       guard !smtp.host.isEmpty else { throw invalid("smtp.host", "is empty") }
+      try oneLine(smtp.host, "smtp.host")
       let port = smtp.port == 0 ? 587 : Int(smtp.port)
       guard (1...65535).contains(port) else { throw invalid("smtp.port", "must be from 1 to 65535") }
+      try oneLine(smtp.username, "smtp.username")
+      try oneLine(smtp.fromAddress, "smtp.from_address")
       guard smtp.fromAddress.wholeMatch(of: /[^@\s<>]+@[^@\s<>]+/) != nil else {
         throw invalid("smtp.from_address", "'\(smtp.fromAddress)' is not an e-mail address")
       }
+      try oneLine(smtp.heloName, "smtp.helo_name")
       guard (0...64).contains(smtp.maxConnections) else { throw invalid("smtp.max_connections", "must be from 0 to 64") }
       if !smtp.trustedCaPem.isEmpty, !smtp.trustedCaPem.contains("-----BEGIN CERTIFICATE-----") {
         throw invalid("smtp.trusted_ca_pem", "is not a PEM certificate")
@@ -80,6 +89,9 @@ package struct ProviderConfig: Sendable, Equatable {
       }
       guard channel == "sms" || channel == "whatsapp" else { throw invalid("channel", "must be sms or whatsapp for an HTTP SMS provider") }
       guard !sms.from.isEmpty else { throw invalid("http_sms.from", "is empty") }
+      try oneLine(sms.from, "http_sms.from")
+      try oneLine(sms.username, "http_sms.username")
+      try oneLine(sms.bearerToken, "http_sms.bearer_token")
       guard sms.bearerToken.isEmpty || sms.username.isEmpty else {
         throw invalid("http_sms.bearer_token", "and http_sms.username are both set; use one way of signing in")
       }
@@ -117,24 +129,68 @@ package struct ProviderConfig: Sendable, Equatable {
     self.definition = definition
   }
 
+  /// What answers show in place of a secret that is set. Given back as a secret's value (a
+  /// provider that was listed, put back), it stands for the stored secret: `keepingStoredSecrets`.
+  package static let redactionMarker = "<redacted>"
+
   /// The definition with secrets blanked, for answers.
   package var redacted: Herald_Delivery_V1_Provider {
+    let marker = Self.redactionMarker
     var provider = definition
-    provider.webhookSecret = provider.webhookSecret.isEmpty ? "" : "<redacted>"
+    provider.webhookSecret = provider.webhookSecret.isEmpty ? "" : marker
     switch provider.settings {
     case .smtp(var smtp):
-      if !smtp.password.isEmpty { smtp.password = "<redacted>" }
+      if !smtp.password.isEmpty { smtp.password = marker }
       provider.smtp = smtp
     case .httpSms(var sms):
-      if !sms.password.isEmpty { sms.password = "<redacted>" }
-      if !sms.bearerToken.isEmpty { sms.bearerToken = "<redacted>" }
+      if !sms.password.isEmpty { sms.password = marker }
+      if !sms.bearerToken.isEmpty { sms.bearerToken = marker }
       provider.httpSms = sms
     case .webhook(var webhook):
-      if !webhook.signingSecret.isEmpty { webhook.signingSecret = "<redacted>" }
+      if !webhook.signingSecret.isEmpty { webhook.signingSecret = marker }
       provider.webhook = webhook
     case nil: break
     }
     return provider
+  }
+
+  /// This provider with every secret given as exactly the redaction marker replaced by the same
+  /// secret of `stored` (the definition stored under its name), so that a provider that was
+  /// listed can be put back as it is. INVALID_ARGUMENT naming the field (prefixed with `field`)
+  /// when there is no such secret to keep: no stored provider, settings of another kind, or the
+  /// secret not set.
+  package func keepingStoredSecrets(of stored: Herald_Delivery_V1_Provider?, field prefix: String = "") throws(RPCError) -> ProviderConfig {
+    let marker = Self.redactionMarker
+    func path(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+    func keep(_ given: String, _ storedValue: String?, _ name: String) throws(RPCError) -> String {
+      guard given == marker else { return given }
+      guard let storedValue, !storedValue.isEmpty else {
+        throw .field(
+          path(name), .invalidArgument,
+          "\(path(name)) is \"\(marker)\", which keeps the stored secret, but provider '\(self.name)' has none stored to keep")
+      }
+      return storedValue
+    }
+    var provider = definition
+    provider.webhookSecret = try keep(provider.webhookSecret, stored?.webhookSecret, "webhook_secret")
+    switch provider.settings {
+    case .smtp(var smtp):
+      let old: Herald_Delivery_V1_SmtpSettings? = if case .smtp(let old) = stored?.settings { old } else { nil }
+      smtp.password = try keep(smtp.password, old?.password, "smtp.password")
+      provider.smtp = smtp
+    case .httpSms(var sms):
+      let old: Herald_Delivery_V1_HttpSmsSettings? = if case .httpSms(let old) = stored?.settings { old } else { nil }
+      sms.password = try keep(sms.password, old?.password, "http_sms.password")
+      sms.bearerToken = try keep(sms.bearerToken, old?.bearerToken, "http_sms.bearer_token")
+      provider.httpSms = sms
+    case .webhook(var webhook):
+      let old: Herald_Delivery_V1_WebhookSettings? = if case .webhook(let old) = stored?.settings { old } else { nil }
+      webhook.signingSecret = try keep(webhook.signingSecret, old?.signingSecret, "webhook.signing_secret")
+      provider.webhook = webhook
+    case nil: break
+    }
+    guard provider != definition else { return self }
+    return try ProviderConfig(validating: provider, field: prefix)
   }
 
   /// Reads `HERALD_DELIVERY_PROVIDERS_FILE`: JSON in the protobuf mapping of `ProvidersFile`.
@@ -153,26 +209,5 @@ package struct ProviderConfig: Sendable, Equatable {
       try WarmupScheduleConfig(validating: schedule, field: "warmup_schedules[\(index)]")
     }
     return (providers, schedules)
-  }
-}
-
-
-package struct WarmupScheduleConfig: Sendable, Equatable {
-  package var sendingIdentity: String
-  package var dailyCaps: [Int64]
-
-  package init(validating schedule: Herald_Delivery_V1_WarmupSchedule, field prefix: String = "") throws(RPCError) {
-    func path(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
-    guard !schedule.sendingIdentity.trimmingCharacters(in: .whitespaces).isEmpty else {
-      throw .field(path("sending_identity"), .invalidArgument, "\(path("sending_identity")) is empty")
-    }
-    guard !schedule.dailyCaps.isEmpty, schedule.dailyCaps.count <= 366 else {
-      throw .field(path("daily_caps"), .invalidArgument, "\(path("daily_caps")) must hold 1 to 366 days")
-    }
-    if let bad = schedule.dailyCaps.firstIndex(where: { $0 < 0 }) {
-      throw .field(path("daily_caps[\(bad)]"), .invalidArgument, "\(path("daily_caps[\(bad)]")) must not be negative")
-    }
-    self.sendingIdentity = schedule.sendingIdentity
-    self.dailyCaps = schedule.dailyCaps
   }
 }

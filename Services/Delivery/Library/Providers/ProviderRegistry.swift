@@ -1,60 +1,7 @@
 import AsyncHTTPClient
 import Foundation
-import HeraldProtos
-import Logging
 import NIOCore
-import PostgresNIO
-import SwiftProtobuf
 import Synchronization
-
-/// Providers as stored in `delivery.providers` (the definition as protobuf JSON, secrets included).
-package struct ProviderStore: Sendable {
-  let client: PostgresClient
-  let logger: Logger
-
-  package init(client: PostgresClient, logger: Logger) {
-    self.client = client
-    self.logger = logger
-  }
-
-  package func all() async throws -> [ProviderConfig] {
-    var configs: [ProviderConfig] = []
-    for try await (name, json) in try await client.query(
-      "SELECT name, definition::text FROM delivery.providers ORDER BY channel, priority, name", logger: logger
-    ).decode((String, String).self) {
-      do {
-        let provider = try Herald_Delivery_V1_Provider(jsonString: json)
-        configs.append(try ProviderConfig(validating: provider))
-      } catch {
-        // A row this version cannot use is reported, not silently dropped from the answer.
-        logger.error("stored provider is not valid and is left out", metadata: ["provider": "\(name)", "error": "\(error)"])
-      }
-    }
-    return configs
-  }
-
-  package func put(_ config: ProviderConfig) async throws {
-    let json = try config.definition.jsonString()
-    try await client.query(
-      """
-      INSERT INTO delivery.providers (name, channel, priority, definition) VALUES (\(config.name), \(config.channel), \(config.priority), \(json)::jsonb)
-      ON CONFLICT (name) DO UPDATE SET channel = EXCLUDED.channel, priority = EXCLUDED.priority,
-        definition = EXCLUDED.definition, updated_at = now()
-      """, logger: logger)
-  }
-
-  package func delete(_ name: String) async throws -> Bool {
-    try await client.query("DELETE FROM delivery.providers WHERE name = \(name) RETURNING 1", logger: logger).collect().count > 0
-  }
-
-  package func putSchedule(_ schedule: WarmupScheduleConfig) async throws {
-    try await client.query(
-      """
-      INSERT INTO delivery.warmup_schedules (sending_identity, daily_caps) VALUES (\(schedule.sendingIdentity), \(schedule.dailyCaps)::int8[])
-      ON CONFLICT (sending_identity) DO UPDATE SET daily_caps = EXCLUDED.daily_caps, updated_at = now()
-      """, logger: logger)
-  }
-}
 
 /// The live providers of this process: built from the stored definitions (refreshed, so a change
 /// through the API reaches every replica), each with its circuit breaker, kept across refreshes
@@ -68,13 +15,16 @@ package final class ProviderRegistry: Sendable {
 
   package typealias Factory = @Sendable (ProviderConfig, HTTPClient) -> any DeliveryProvider
 
-  let store: ProviderStore
+  let store: DeliveryStore
   let policy: BreakerPolicy
   let factory: Factory
   let http: HTTPClient
   private let entries = Mutex<[String: Entry]>([:])
+  /// Providers this process had and no longer has (deleted), so that their breaker gauge can say
+  /// closed instead of keeping its last value.
+  private let gone = Mutex<Set<String>>([])
 
-  package init(store: ProviderStore, policy: BreakerPolicy = BreakerPolicy(), factory: Factory? = nil) {
+  package init(store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), factory: Factory? = nil) {
     self.store = store
     self.policy = policy
     self.factory = factory ?? Self.makeProvider
@@ -103,8 +53,9 @@ package final class ProviderRegistry: Sendable {
 
   /// Reloads the definitions; providers whose definition changed are rebuilt (their breaker too).
   package func refresh() async throws {
-    let configs = try await store.all()
+    let configs = try await store.providers()
     var retired: [any DeliveryProvider] = []
+    var removed: Set<String> = []
     entries.withLock { entries in
       var next: [String: Entry] = [:]
       for config in configs {
@@ -115,9 +66,14 @@ package final class ProviderRegistry: Sendable {
           next[config.name] = Entry(config: config, provider: factory(config, http), breaker: CircuitBreaker(policy: policy))
         }
       }
-      for (name, entry) in entries where next[name] == nil { retired.append(entry.provider) }
+      for (name, entry) in entries where next[name] == nil {
+        retired.append(entry.provider)
+        removed.insert(name)
+      }
       entries = next
     }
+    let present = Set(configs.map(\.name))
+    gone.withLock { gone in gone = gone.union(removed).subtracting(present) }
     for provider in retired { await provider.shutdown() }
   }
 
@@ -140,8 +96,15 @@ package final class ProviderRegistry: Sendable {
 
   package var all: [Entry] {
     entries.withLock { entries in
-      entries.values.sorted { ($0.config.channel, $0.config.priority, $0.config.name) < ($1.config.channel, $1.config.priority, $1.config.name) }
+      entries.values.sorted {
+        ($0.config.channel, $0.config.priority, $0.config.name) < ($1.config.channel, $1.config.priority, $1.config.name)
+      }
     }
+  }
+
+  /// Names of providers this process had and has no longer.
+  package var removed: Set<String> {
+    gone.withLock { $0 }
   }
 
   package func shutdown() async {

@@ -1800,7 +1800,7 @@ extension OpenAPIDocument {
         "operationId": "delivery.PutProvider",
         "tags": ["delivery"],
         "summary": "Creates or replaces a provider by name.",
-        "description": "Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field.",
+        "description": "Creates or replaces a provider by name. INVALID_ARGUMENT names the bad field. A secret given as exactly \"<redacted>\" (as ListProviders shows it) keeps the one stored under the name; INVALID_ARGUMENT when none is stored.",
         "x-herald-scope": "delivery:write",
         "requestBody": {
           "required": true,
@@ -6937,11 +6937,11 @@ extension OpenAPIDocument {
           },
           "password": {
             "type": "string",
-            "description": "Never shown: answered as \"<redacted>\" when set."
+            "description": "Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored password is kept."
           },
           "bearer_token": {
             "type": "string",
-            "description": "Printable ASCII without spaces. Never shown: answered as \"<redacted>\" when set."
+            "description": "Printable ASCII without spaces. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored token is kept."
           },
           "from": {
             "type": "string",
@@ -6986,13 +6986,13 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 1024,
             "pattern": "^[^\\x00]*$",
-            "description": "Never shown: answered as \"<redacted>\" when set."
+            "description": "Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored password is kept."
           },
           "bearer_token": {
             "type": "string",
             "maxLength": 4096,
             "pattern": "^[\\x21-\\x7e]*$",
-            "description": "Printable ASCII without spaces. Never shown: answered as \"<redacted>\" when set.",
+            "description": "Printable ASCII without spaces. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored token is kept.",
             "not": {
               "pattern": "[^\\x21-\\x7e]"
             },
@@ -7338,7 +7338,7 @@ extension OpenAPIDocument {
           },
           "webhook_secret": {
             "type": "string",
-            "description": "Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as \"<redacted>\" when set."
+            "description": "Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored secret is kept."
           },
           "smtp": {
             "$ref": "#/components/schemas/delivery.v1.SmtpSettings"
@@ -7408,7 +7408,7 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 1024,
             "pattern": "^[^\\x00]*$",
-            "description": "Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as \"<redacted>\" when set."
+            "description": "Secret of the HMAC signatures on this provider's delivery webhooks. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored secret is kept."
           },
           "smtp": {
             "$ref": "#/components/schemas/delivery.v1.SmtpSettingsInput"
@@ -7615,7 +7615,7 @@ extension OpenAPIDocument {
           },
           "password": {
             "type": "string",
-            "description": "Never shown: answered as \"<redacted>\" when set."
+            "description": "Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored password is kept."
           },
           "tls": {
             "type": "string",
@@ -7676,7 +7676,7 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 1024,
             "pattern": "^[^\\x00]*$",
-            "description": "Never shown: answered as \"<redacted>\" when set."
+            "description": "Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored password is kept."
           },
           "tls": {
             "type": "string",
@@ -7867,7 +7867,7 @@ extension OpenAPIDocument {
           },
           "signing_secret": {
             "type": "string",
-            "description": "When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">. Never shown: answered as \"<redacted>\" when set."
+            "description": "When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored secret is kept."
           }
         },
         "additionalProperties": false
@@ -7889,7 +7889,7 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 1024,
             "pattern": "^[^\\x00]*$",
-            "description": "When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">. Never shown: answered as \"<redacted>\" when set."
+            "description": "When set, the request carries X-Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">. Never shown: answered as \"<redacted>\" when set. Given as exactly \"<redacted>\" to PutProvider (a listed provider put back), the stored secret is kept."
           }
         },
         "required": ["url"],

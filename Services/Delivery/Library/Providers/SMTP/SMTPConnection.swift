@@ -4,39 +4,6 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// How an SMTP provider connects: from `SmtpSettings`.
-package struct SMTPSettings: Sendable, Equatable {
-  package enum TLS: Sendable, Equatable { case ifOffered, required, none }
-
-  package var host: String
-  package var port: Int
-  package var username: String?
-  package var password: String?
-  package var tls: TLS
-  package var fromAddress: String
-  package var heloName: String
-  package var maxConnections: Int
-  package var trustedCAPEM: String?
-  package var timeout: TimeAmount
-
-  package init(
-    host: String, port: Int, username: String? = nil, password: String? = nil, tls: TLS = .ifOffered,
-    fromAddress: String, heloName: String = "localhost", maxConnections: Int = 4, trustedCAPEM: String? = nil,
-    timeout: TimeAmount = .seconds(30)
-  ) {
-    self.host = host
-    self.port = port
-    self.username = username
-    self.password = password
-    self.tls = tls
-    self.fromAddress = fromAddress
-    self.heloName = heloName
-    self.maxConnections = maxConnections
-    self.trustedCAPEM = trustedCAPEM
-    self.timeout = timeout
-  }
-}
-
 /// One open SMTP session: greeted, EHLO'd, upgraded with STARTTLS when offered, authenticated.
 /// Sends messages one after another on the same connection (RSET between a failed one and the next).
 final class SMTPConnection: Sendable {
@@ -254,44 +221,5 @@ final class SMTPConnection: Sendable {
   static func asFailure(_ error: any Error, during step: String) -> SendFailure {
     if let failure = error as? SendFailure { return failure }
     return .temporary("SMTP \(step) failed: \(error)")
-  }
-}
-
-/// The RFC 5322 text of a message, dot-stuffed and ended with `CRLF.CRLF` for DATA.
-enum MIMEMessage {
-  static func render(_ message: OutgoingMessage, from: String, heloName: String) -> ByteBuffer {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
-    let date = formatter.string(from: Date())
-    let isHTML = message.body.prefix(200).lowercased().contains("<html") || message.body.hasPrefix("<!")
-    var headers = [
-      "From: <\(from)>",
-      "To: <\(message.recipient)>",
-      "Subject: \(encodedWord(message.subject))",
-      "Date: \(date)",
-      "Message-ID: <\(message.id.lowercasedString)@\(heloName)>",
-      "X-Herald-Idempotency-Key: \(message.idempotencyKey.filter { $0.isASCII && !$0.isNewline })",
-      "MIME-Version: 1.0",
-      "Content-Type: \(isHTML ? "text/html" : "text/plain"); charset=utf-8",
-      "Content-Transfer-Encoding: base64",
-    ]
-    if let campaign = message.campaignID { headers.append("X-Herald-Campaign: \(campaign.lowercasedString)") }
-    let encoded = Data(message.body.utf8).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
-    // Base64 lines never start with ".", so no dot-stuffing is needed in the body.
-    var buffer = ByteBuffer()
-    buffer.writeString(headers.joined(separator: "\r\n"))
-    buffer.writeString("\r\n\r\n")
-    buffer.writeString(encoded)
-    buffer.writeString("\r\n.\r\n")
-    return buffer
-  }
-
-  /// RFC 2047 encoded word for a header value that is not plain ASCII.
-  static func encodedWord(_ text: String) -> String {
-    let single = text.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ")
-    guard single.unicodeScalars.contains(where: { !$0.isASCII }) else { return single }
-    return "=?UTF-8?B?\(Data(single.utf8).base64EncodedString())?="
   }
 }

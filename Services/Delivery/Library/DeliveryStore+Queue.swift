@@ -3,43 +3,94 @@ import HeraldPostgres
 import Logging
 import PostgresNIO
 
-/// A message a worker holds the lease of.
-package struct ClaimedMessage: Sendable, Equatable {
-  package var message: OutgoingMessage
-  package var attempts: Int
-  /// `sending`, or `suppressed`/`expired` when the claim settled it at once.
-  package var status: String
-}
-
-/// How a worker leaves a claimed message.
-package struct Settlement: Sendable, Equatable {
-  package enum Outcome: Sendable, Equatable {
-    case sent(provider: String, providerMessageID: String?, costCents: Int64)
-    /// Back to the queue after `delay`; `countsAsAttempt` false for deferrals (rate limit,
-    /// warm-up cap, every breaker open) that never reached a provider.
-    case retry(delay: Duration, countsAsAttempt: Bool, eventStatus: String)
-    case dead
-    case failed
-    case bounced
-    case unknown(provider: String)
+/// The queue in `delivery.messages`: the batch enqueue, the workers' claim (a lease per batch),
+/// their settlement of it, the reclaim of leases whose worker died, and its depth by status.
+extension DeliveryStore {
+  /// Writes the batch in one transaction; keys accepted before come back as duplicates, and
+  /// messages to a suppressed address are recorded as suppressed (never sent).
+  package func enqueue(_ messages: [QueuedMessage]) async throws -> [EnqueueOutcome] {
+    guard !messages.isEmpty else { return [] }
+    // One statement for the whole batch: the messages, their "queued" events, and the ids of
+    // keys accepted earlier. Optional values travel as '' or the nil UUID (arrays of NULLs do
+    // not bind; ids go as binary uuids, not text). The
+    // earlier ids are looked up key by key through the unique index (evaluated only for keys
+    // not inserted now): a join would let the planner hash the whole table for every batch.
+    let iso = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    let rows = try await client.query(
+      """
+      WITH input AS (
+        SELECT * FROM unnest(
+          \(messages.map(\.idempotencyKey))::text[], \(messages.map(\.channel))::text[], \(messages.map(\.recipient))::text[],
+          \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[],
+          \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
+          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[]
+        ) WITH ORDINALITY AS t(key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, position)
+      ), inserted AS (
+        INSERT INTO delivery.messages (
+          idempotency_key, channel, recipient, subject, body, campaign_id, subscriber_id, not_before, status, last_error)
+        SELECT key, channel, recipient, subject, body, nullif(campaign_id, \(Self.noID)), nullif(subscriber_id, \(Self.noID)),
+          coalesce(nullif(not_before, '')::timestamptz, now()),
+          CASE WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
+          CASE WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
+        FROM input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
+        ORDER BY position
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, idempotency_key, status, last_error
+      ), events AS (
+        INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, status, last_error FROM inserted
+      )
+      SELECT i.key, coalesce(n.id, (SELECT m.id FROM delivery.messages m WHERE m.idempotency_key = i.key)),
+        n.id IS NULL, coalesce(n.status = 'suppressed', false)
+      FROM input i
+      LEFT JOIN inserted n ON n.idempotency_key = i.key
+      ORDER BY i.position
+      """, logger: logger)
+    var outcomes: [EnqueueOutcome] = []
+    outcomes.reserveCapacity(messages.count)
+    var seen = Set<String>()
+    for try await (key, id, existed, suppressed) in rows.decode((String, UUID?, Bool, Bool).self) {
+      guard let id else { throw PostgresError.protocol("idempotency key \(key) conflicted but no message holds it") }
+      // A key given twice in one batch is queued once; the second is a duplicate.
+      let duplicate = existed || !seen.insert(key).inserted
+      outcomes.append(EnqueueOutcome(idempotencyKey: key, messageID: id, duplicate: duplicate, suppressed: suppressed && !duplicate))
+    }
+    return outcomes
   }
 
-  package var id: UUID
-  package var outcome: Outcome
-  package var detail: String
-  /// The send may have been charged although it is retried (an ambiguous send sent again): its
-  /// reservation becomes spend instead of being given back.
-  package var charged = false
-
-  package init(id: UUID, outcome: Outcome, detail: String, charged: Bool = false) {
-    self.id = id
-    self.outcome = outcome
-    self.detail = detail
-    self.charged = charged
+  /// Messages by status, and how many were ambiguous sends, in one scan.
+  package func countsByStatus() async throws -> (byStatus: [String: Int64], ambiguous: Int64) {
+    var counts: [String: Int64] = [:]
+    var ambiguous: Int64 = 0
+    let rows = try await client.query(
+      "SELECT status, count(*), count(*) FILTER (WHERE ambiguous) FROM delivery.messages GROUP BY status", logger: logger)
+    for try await (status, count, unclear) in rows.decode((String, Int64, Int64).self) {
+      counts[status] = count
+      ambiguous += unclear
+    }
+    return (counts, ambiguous)
   }
-}
 
-extension PostgresMessageQueue {
+  /// The statuses `queueDepth` counts.
+  package static let depthStatuses = ["queued", "sending", "dead", "unknown"]
+
+  /// Messages of the statuses the queue works on (queued, sending) and of those that wait for an
+  /// operator (dead, unknown), each counted through its partial index (`messages_due_idx`,
+  /// `messages_lease_idx`, `messages_attention_idx`), never by a scan of the whole table: what a
+  /// metrics scrape reads.
+  package func queueDepth() async throws -> [String: Int64] {
+    let rows = try await client.query(
+      """
+      SELECT
+        (SELECT count(*) FROM delivery.messages WHERE status = 'queued'),
+        (SELECT count(*) FROM delivery.messages WHERE status = 'sending'),
+        (SELECT count(*) FROM delivery.messages WHERE status = 'dead'),
+        (SELECT count(*) FROM delivery.messages WHERE status = 'unknown')
+      """, logger: logger
+    ).decode((Int64, Int64, Int64, Int64).self).elements()
+    guard let (queued, sending, dead, unknown) = rows.first else { return [:] }
+    return ["queued": queued, "sending": sending, "dead": dead, "unknown": unknown]
+  }
+
   /// Claims up to `limit` due messages of `channels` with `FOR UPDATE SKIP LOCKED` (replicas never
   /// share one), leases them for `lease` under `token`, and records the transition. Messages to a
   /// suppressed address, or queued longer than `timeToLive`, are settled by the claim itself.
@@ -223,81 +274,5 @@ extension PostgresMessageQueue {
       SELECT count(*) FROM updated
       """, logger: logger
     ).decode(Int.self).elements().first ?? 0
-  }
-
-  /// Reserves `costCents` for each of `messages` (leased by this worker, in order) against their
-  /// campaign's spend cap, atomically: the cap's row is locked for the decision, and the database's
-  /// constraint refuses anything past the budget. Returns how many fit (a campaign without a cap
-  /// fits all) and whether other sends of the campaign still hold reservations (whose outcome may
-  /// give budget back).
-  package func reserveSpend(campaign: UUID, costCents: Int64, messages: [UUID]) async throws -> (granted: Int, othersInFlight: Bool) {
-    guard costCents > 0, !messages.isEmpty else { return (messages.count, false) }
-    return try await client.withTransaction(logger: logger) { connection in
-      let rows = try await connection.query(
-        "SELECT budget_cents, spent_cents, reserved_cents FROM delivery.spend_caps WHERE campaign_id = \(campaign) FOR UPDATE",
-        logger: logger
-      ).decode((Int64, Int64, Int64).self).elements()
-      guard let (budget, spent, reserved) = rows.first else { return (messages.count, false) }
-      let granted = Int(min(Int64(messages.count), max(0, budget - spent - reserved) / costCents))
-      if granted > 0 {
-        try await connection.query(
-          """
-          UPDATE delivery.spend_caps SET reserved_cents = reserved_cents + \(Int64(granted) * costCents), updated_at = now()
-          WHERE campaign_id = \(campaign)
-          """, logger: logger)
-        try await connection.query(
-          """
-          UPDATE delivery.messages SET reserved_cents = reserved_cents + \(costCents)
-          WHERE id = ANY(\(Array(messages.prefix(granted)))::uuid[])
-          """, logger: logger)
-      }
-      return (granted, reserved > 0)
-    }
-  }
-
-  /// Reserves up to `count` of today's warm-up allowance of a sending identity. An identity
-  /// without a schedule is not capped; its first reservation starts its day 1.
-  package func reserveWarmup(identity: String, count: Int) async throws -> Int {
-    guard count > 0 else { return 0 }
-    return try await client.withTransaction(logger: logger) { connection in
-      let schedules = try await connection.query(
-        """
-        UPDATE delivery.warmup_schedules SET started_on = coalesce(started_on, current_date)
-        WHERE sending_identity = \(identity)
-        RETURNING daily_caps[least(cardinality(daily_caps), (current_date - started_on) + 1)]
-        """, logger: logger
-      ).decode(Int64.self).elements()
-      guard let cap = schedules.first else { return count }
-      let sent = try await connection.query(
-        """
-        INSERT INTO delivery.identity_daily_sends AS d (sending_identity, day, sent) VALUES (\(identity), current_date, 0)
-        ON CONFLICT (sending_identity, day) DO UPDATE SET sent = d.sent
-        RETURNING sent
-        """, logger: logger
-      ).decode(Int64.self).elements().first ?? 0
-      let granted = Int(min(Int64(count), max(0, cap - sent)))
-      if granted > 0 {
-        try await connection.query(
-          """
-          UPDATE delivery.identity_daily_sends SET sent = sent + \(granted)
-          WHERE sending_identity = \(identity) AND day = current_date
-          """, logger: logger)
-      }
-      return granted
-    }
-  }
-
-  /// Gives back warm-up allowance reserved for sends that did not happen.
-  package func releaseWarmup(identity: String, count: Int) async throws {
-    guard count > 0 else { return }
-    try await client.query(
-      """
-      UPDATE delivery.identity_daily_sends SET sent = greatest(0, sent - \(count))
-      WHERE sending_identity = \(identity) AND day = current_date
-      """, logger: logger)
-  }
-
-  static func milliseconds(_ duration: Duration) -> Int64 {
-    duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
   }
 }

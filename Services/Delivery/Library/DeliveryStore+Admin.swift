@@ -4,39 +4,10 @@ import HeraldPostgres
 import Logging
 import PostgresNIO
 
-/// A message as the API shows it.
-package struct MessageRecord: Sendable, Equatable {
-  package var id: UUID
-  package var idempotencyKey: String
-  package var channel: String
-  package var recipient: String
-  package var campaignID: UUID?
-  package var subscriberID: UUID?
-  package var status: String
-  package var attempts: Int
-  package var provider: String?
-  package var providerMessageID: String?
-  package var costCents: Int64
-  package var lastError: String?
-  package var notBefore: Date
-  package var createdAt: Date
-  package var updatedAt: Date
-  package var ambiguous: Bool
-}
-
-/// One event a provider's webhook reports.
-package struct ProviderEvent: Sendable, Equatable {
-  /// delivered, bounced, failed, opened, clicked or complained.
-  package var type: String
-  /// Herald's message id, or the provider's own id for the message.
-  package var messageID: UUID?
-  package var providerMessageID: String?
-  /// hard or soft, for bounces.
-  package var bounce: String?
-  package var detail: String
-}
-
-extension PostgresMessageQueue {
+/// What operators and providers do to messages: a message with its history, messages by status
+/// or campaign, requeues of dead or unknown ones, provider webhooks' events, and the suppression
+/// list.
+extension DeliveryStore {
   static let messageColumns = """
     id, idempotency_key, channel, recipient, campaign_id, subscriber_id, status, attempts, provider, provider_message_id,
     cost_cents, last_error, not_before, created_at, updated_at, ambiguous
@@ -54,6 +25,7 @@ extension PostgresMessageQueue {
       updatedAt: try cells["updated_at"].decode(Date.self), ambiguous: try cells["ambiguous"].decode(Bool.self))
   }
 
+  /// A message with its events, oldest first; nil when no message has the id.
   package func message(_ id: UUID) async throws -> (MessageRecord, [FeedEvent])? {
     let rows = try await client.query(
       "SELECT \(unescaped: Self.messageColumns) FROM delivery.messages WHERE id = \(id)", logger: logger
@@ -115,9 +87,10 @@ extension PostgresMessageQueue {
 
   /// Applies a provider's webhook events in one transaction. Moves are forward only (a late
   /// "delivered" does not undo a "bounced"); hard bounces and complaints suppress the address.
-  package func apply(_ events: [ProviderEvent], provider: String) async throws -> (applied: Int, ignored: [String]) {
+  /// Returns the events applied, and a note for each one ignored.
+  package func apply(_ events: [ProviderEvent], provider: String) async throws -> (applied: [ProviderEvent], ignored: [String]) {
     try await client.withTransaction(logger: logger) { connection in
-      var applied = 0
+      var applied: [ProviderEvent] = []
       var ignored: [String] = []
       for (index, event) in events.enumerated() {
         let rows = try await connection.query(
@@ -165,21 +138,26 @@ extension PostgresMessageQueue {
             ON CONFLICT (address) DO NOTHING
             """, logger: logger)
         }
-        applied += 1
+        applied.append(event)
       }
       return (applied, ignored)
     }
   }
 
-  package func suppressions(after cursor: String?, limit: Int) async throws -> [(String, String, String, Date)] {
+  /// Suppressed addresses after `cursor` (the last address of the previous page), in order.
+  package func suppressions(after cursor: String?, limit: Int) async throws -> [SuppressionRecord] {
     try await client.query(
       """
       SELECT address, reason, detail, created_at FROM delivery.suppressions
       WHERE address > \(cursor ?? "") ORDER BY address LIMIT \(limit)
       """, logger: logger
-    ).decode((String, String, String, Date).self).elements()
+    ).decode((String, String, String, Date).self).elements().map { address, reason, detail, at in
+      SuppressionRecord(address: address, reason: reason, detail: detail, createdAt: at)
+    }
   }
 
+  /// Suppresses an address, or changes the reason and detail of one that is suppressed; returns
+  /// when it was first suppressed.
   package func addSuppression(address: String, reason: String, detail: String) async throws -> Date {
     try await client.query(
       """
@@ -190,42 +168,9 @@ extension PostgresMessageQueue {
     ).decode(Date.self).elements().first ?? Date()
   }
 
+  /// Whether the address was suppressed (and no longer is).
   package func removeSuppression(address: String) async throws -> Bool {
     try await client.query("DELETE FROM delivery.suppressions WHERE address = \(address) RETURNING 1", logger: logger)
       .collect().count > 0
-  }
-
-  /// Creates or updates campaigns' budgets (what was spent or is reserved is kept; a budget below
-  /// it stops further sends).
-  package func setSpendCaps(_ caps: [(UUID, Int64)]) async throws {
-    guard !caps.isEmpty else { return }
-    try await client.query(
-      """
-      INSERT INTO delivery.spend_caps AS s (campaign_id, budget_cents)
-      SELECT * FROM unnest(\(caps.map(\.0))::uuid[], \(caps.map(\.1))::int8[])
-      ON CONFLICT (campaign_id) DO UPDATE
-        SET budget_cents = greatest(EXCLUDED.budget_cents, s.spent_cents + s.reserved_cents), updated_at = now()
-      WHERE s.budget_cents <> greatest(EXCLUDED.budget_cents, s.spent_cents + s.reserved_cents)
-      """, logger: logger)
-  }
-
-  package func spendCap(_ campaign: UUID) async throws -> (budget: Int64, spent: Int64)? {
-    try await client.query(
-      "SELECT budget_cents, spent_cents FROM delivery.spend_caps WHERE campaign_id = \(campaign)", logger: logger
-    ).decode((Int64, Int64).self).elements().first.map { (budget: $0.0, spent: $0.1) }
-  }
-
-  package func warmupSchedules() async throws -> [(identity: String, caps: [Int64], startedOn: Date?, today: Int, sentToday: Int64)] {
-    try await client.query(
-      """
-      SELECT w.sending_identity, w.daily_caps, w.started_on::timestamptz,
-        coalesce(current_date - w.started_on + 1, 0), coalesce(d.sent, 0)
-      FROM delivery.warmup_schedules w
-      LEFT JOIN delivery.identity_daily_sends d ON d.sending_identity = w.sending_identity AND d.day = current_date
-      ORDER BY w.sending_identity
-      """, logger: logger
-    ).decode((String, [Int64], Date?, Int, Int64).self).elements().map {
-      (identity: $0.0, caps: $0.1, startedOn: $0.2, today: $0.3, sentToday: $0.4)
-    }
   }
 }

@@ -1,0 +1,38 @@
+import Foundation
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// Every SQL statement of the delivery service, on its own `delivery` schema, by area: the queue
+/// the workers enqueue into, claim from and settle (`DeliveryStore+Queue.swift`, with the leases),
+/// spend caps and warm-up allowances (`+Spend`), the operators' view of messages, requeues,
+/// provider webhooks and suppressions (`+Admin`), the providers table (`+Providers`) and the
+/// events feed the campaign service reads (`+Feed`). Every transition of a message is recorded in
+/// `delivery.delivery_events` by the statement that makes it.
+package struct DeliveryStore: Sendable {
+  let client: PostgresClient
+  let logger: Logger
+
+  package init(client: PostgresClient, logger: Logger) {
+    self.client = client
+    self.logger = logger
+  }
+
+  /// A transaction whose closure errors come back as thrown (not wrapped); database errors come
+  /// back as `PostgresTransactionError`.
+  func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    do {
+      return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+    } catch let error as PostgresTransactionError {
+      if let closureError = error.closureError, closureError.postgresError == nil { throw closureError }
+      throw error
+    }
+  }
+
+  /// Stands for "none" in a uuid array (no random or generated id is all zeros).
+  static let noID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
+  static func milliseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+  }
+}

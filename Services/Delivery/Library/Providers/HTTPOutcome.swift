@@ -1,0 +1,65 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// HTTP status to send outcome, shared by the HTTP providers: 2xx sent; 408, 425, 429 and 5xx
+/// temporary (429/503 with the provider's Retry-After); other 4xx permanent.
+enum HTTPOutcome {
+  static func failure(status: HTTPResponseStatus, headers: HTTPHeaders, body: String, provider: String) -> SendFailure {
+    let text = "\(provider) answered \(status.code) \(status.reasonPhrase): \(body.prefix(300))"
+    switch status.code {
+    case 408, 425, 429, 500...599:
+      return .temporary(text, retryAfter: retryAfter(headers))
+    default:
+      return .permanent(text)
+    }
+  }
+
+  /// Retry-After in seconds (the HTTP-date form is rare for APIs and is ignored).
+  static func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+    guard let value = headers.first(name: "Retry-After"), let seconds = Int(value.trimmingCharacters(in: .whitespaces)),
+      seconds >= 0
+    else { return nil }
+    return .seconds(min(seconds, 3600))
+  }
+
+  static let encoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+  }()
+
+  static func json(_ payload: some Encodable) throws(SendFailure) -> Data {
+    do {
+      return try encoder.encode(payload)
+    } catch {
+      throw .permanent("the message could not be written as JSON: \(error)")
+    }
+  }
+
+  /// Sends `request`; a 2xx answer gives its JSON object (nil when the body is not one), anything
+  /// else the failure it means.
+  static func send(
+    _ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, provider: String
+  ) async throws(SendFailure) -> [String: Any]? {
+    let response: HTTPClientResponse
+    do {
+      response = try await client.execute(request, timeout: timeout)
+    } catch {
+      // Refused, timed out or cut off. The request carries its Idempotency-Key, so the provider
+      // itself drops a second copy when the first did arrive: retrying is safe.
+      throw .temporary("\(provider): no answer (\(error))")
+    }
+    let body: String
+    do {
+      body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+    } catch {
+      throw .temporary("\(provider) answered \(response.status.code) but its body could not be read: \(error)")
+    }
+    guard (200..<300).contains(response.status.code) else {
+      throw failure(status: response.status, headers: response.headers, body: body, provider: provider)
+    }
+    return try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+  }
+}

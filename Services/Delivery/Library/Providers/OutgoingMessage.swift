@@ -1,0 +1,32 @@
+import Foundation
+
+/// A message as a provider sends it.
+package struct OutgoingMessage: Sendable, Equatable {
+  package var id: UUID
+  package var idempotencyKey: String
+  package var channel: String
+  package var recipient: String
+  package var subject: String
+  package var body: String
+  package var campaignID: UUID?
+
+  package init(
+    id: UUID, idempotencyKey: String, channel: String, recipient: String, subject: String, body: String,
+    campaignID: UUID? = nil
+  ) {
+    self.id = id
+    self.idempotencyKey = idempotencyKey
+    self.channel = channel
+    self.recipient = recipient
+    self.subject = subject
+    self.body = body
+    self.campaignID = campaignID
+  }
+
+  /// The part after the last `@` of an e-mail address (lower-cased), or the country prefix of a
+  /// phone number's first digits; the rate limits' recipient-domain layer.
+  package var recipientDomain: String {
+    if let at = recipient.lastIndex(of: "@") { return recipient[recipient.index(after: at)...].lowercased() }
+    return String(recipient.prefix(3))
+  }
+}

@@ -1,0 +1,34 @@
+import NIOCore
+
+/// How an SMTP provider connects: from `SmtpSettings`.
+package struct SMTPSettings: Sendable, Equatable {
+  package enum TLS: Sendable, Equatable { case ifOffered, required, none }
+
+  package var host: String
+  package var port: Int
+  package var username: String?
+  package var password: String?
+  package var tls: TLS
+  package var fromAddress: String
+  package var heloName: String
+  package var maxConnections: Int
+  package var trustedCAPEM: String?
+  package var timeout: TimeAmount
+
+  package init(
+    host: String, port: Int, username: String? = nil, password: String? = nil, tls: TLS = .ifOffered,
+    fromAddress: String, heloName: String = "localhost", maxConnections: Int = 4, trustedCAPEM: String? = nil,
+    timeout: TimeAmount = .seconds(30)
+  ) {
+    self.host = host
+    self.port = port
+    self.username = username
+    self.password = password
+    self.tls = tls
+    self.fromAddress = fromAddress
+    self.heloName = heloName
+    self.maxConnections = maxConnections
+    self.trustedCAPEM = trustedCAPEM
+    self.timeout = timeout
+  }
+}

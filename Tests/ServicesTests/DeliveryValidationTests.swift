@@ -1,0 +1,280 @@
+import Foundation
+import GRPCCore
+import HeraldCore
+import HeraldDelivery
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+
+/// What the delivery service refuses or normalises before it stores anything: values that would
+/// reach an SMTP command or an HTTP or e-mail header with a line break in them, secrets put back
+/// as the redaction marker, white space around warm-up identities and suppressed addresses; and
+/// the figures a metrics scrape reads from the store and the registry.
+@Suite(.timeLimit(.minutes(5))) struct DeliveryValidationTests {
+  typealias Worker = DeliveryWorkerTests
+
+  static func noWorkers() -> DeliverySettings {
+    var settings = DeliveryWorkerTests.settings()
+    settings.workers = 0
+    return settings
+  }
+
+  /// Whether `error` is INVALID_ARGUMENT naming `field`.
+  static func refused(_ error: any Error, _ field: String) -> Bool {
+    let (code, named) = rpcError(error)
+    return code == .invalidArgument && named == field
+  }
+
+  @Test func lineBreaksAndControlCharactersInProviderSettingsAreRefusedNamingTheField() async throws {
+    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+      let smtp = Herald_Delivery_V1_SmtpSettings.with {
+        $0.host = "smtp.example.com"
+        $0.fromAddress = "news@example.com"
+      }
+      let sms = Herald_Delivery_V1_HttpSmsSettings.with {
+        $0.url = "https://sms.example.com/send"
+        $0.from = "Herald"
+      }
+      func email(_ change: (inout Herald_Delivery_V1_SmtpSettings) -> Void) -> Herald_Delivery_V1_Provider {
+        .with {
+          $0.name = "mail"
+          $0.channel = .email
+          $0.smtp = smtp
+          change(&$0.smtp)
+        }
+      }
+      func text(_ change: (inout Herald_Delivery_V1_HttpSmsSettings) -> Void) -> Herald_Delivery_V1_Provider {
+        .with {
+          $0.name = "text"
+          $0.channel = .sms
+          $0.httpSms = sms
+          change(&$0.httpSms)
+        }
+      }
+      let cases: [(Herald_Delivery_V1_Provider, String)] = [
+        (email { $0.heloName = "mail.example.com\r\nRCPT TO:<victim@example.com>" }, "smtp.helo_name"),
+        (email { $0.username = "herald\r\nMAIL FROM:<x@example.com>" }, "smtp.username"),
+        (email { $0.host = "smtp.example.com\n" }, "smtp.host"),
+        // A control character that is not white space, which the address pattern let through.
+        (email { $0.fromAddress = "news@example.com\u{1}" }, "smtp.from_address"),
+        (text { $0.bearerToken = "token\r\nX-Injected: 1" }, "http_sms.bearer_token"),
+        (text { $0.username = "AC1\n" }, "http_sms.username"),
+        (text { $0.from = "Herald\u{7f}" }, "http_sms.from"),
+        (text { $0.url = "https://sms.example.com/send\r\nX-Injected: 1" }, "http_sms.url"),
+        (
+          .with {
+            $0.name = "hook"
+            $0.channel = .push
+            $0.webhook = .with { $0.url = "https://hooks.example.com/\u{7f}x" }
+          }, "webhook.url"
+        ),
+      ]
+      for (provider, field) in cases {
+        let error = await #expect(throws: RPCError.self) { try await delivery.putProvider(provider) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.field == field, "expected \(field), got \(error?.field ?? "none"): \(error?.message ?? "")")
+        #expect(error?.message.contains("one line without control characters") == true, "\(error?.message ?? "")")
+      }
+      // The same values without the line breaks are fine.
+      _ = try await delivery.putProvider(
+        email {
+          $0.heloName = "mail.example.com"
+          $0.username = "herald"
+        })
+      _ = try await delivery.putProvider(text { $0.bearerToken = "token" })
+      let stored = try await database.query("SELECT count(*)::int FROM delivery.providers", logger: Logger(label: "test"))
+        .decode(Int.self).elements().first
+      #expect(stored == 2)
+    }
+  }
+
+  @Test func theProvidersFileRefusesLineBreaksInHeaderValues() throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("providers-\(UUID().uuidString).json").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try #"""
+    {"providers": [
+      {"name": "smtp-main", "channel": "CHANNEL_EMAIL", "smtp": {"host": "smtp.example.com", "fromAddress": "a@example.com",
+        "heloName": "mail.example.com\r\nRSET"}}
+    ]}
+    """#.write(toFile: path, atomically: true, encoding: .utf8)
+    do {
+      _ = try ProviderConfig.loadFile(path)
+      Issue.record("a HELO name with a line break was accepted")
+    } catch {
+      #expect("\(error)".contains("providers[0].smtp.helo_name must be one line without control characters"), "\(error)")
+    }
+  }
+
+  @Test func lineBreaksInAMessagesHeaderValuesAreRefusedNamingTheField() async throws {
+    try await Worker().withDelivery(Self.noWorkers()) { delivery, _ async throws in
+      var key = Worker.email("k-1", to: "ada@example.com")
+      key.idempotencyKey = "k-1\r\nX-Injected: 1"
+      var subject = Worker.email("k-2", to: "ada@example.com")
+      subject.subject = "Hello\r\nBcc: everyone@example.com"
+      var recipient = Worker.email("k-3", to: "ada@example.com>\r\nRCPT TO:<victim@example.com")
+      recipient.subject = "Hello"
+      let cases: [(Herald_Delivery_V1_OutboundMessage, String)] = [
+        (key, "idempotency_key"), (subject, "subject"), (recipient, "recipient"),
+      ]
+      for (message, field) in cases {
+        await #expect {
+          _ = try await delivery.enqueueMessages(.with { $0.messages = [Worker.email("ok", to: "b@example.com"), message] })
+        } throws: {
+          Self.refused($0, "messages[1].\(field)")
+        }
+        await #expect { _ = try await delivery.sendMessage(message) } throws: { Self.refused($0, field) }
+      }
+      // A tab, an escape and DEL are control characters too.
+      var tab = Worker.email("k-4", to: "ada@example.com")
+      tab.subject = "Hello\tthere"
+      var escape = Worker.email("k-5", to: "ada@example.com")
+      escape.subject = "Hello\u{1b}[2Jthere"
+      var delete = Worker.email("k-5", to: "ada@example.com")
+      delete.idempotencyKey = "k-5\u{7f}"
+      for (message, field) in [(tab, "subject"), (escape, "subject"), (delete, "idempotency_key")] {
+        await #expect { _ = try await delivery.sendMessage(message) } throws: { Self.refused($0, field) }
+      }
+      #expect(try await delivery.getQueueStats(.init()).total == 0)
+      // Other Unicode is fine (the REST contract takes it too).
+      #expect(
+        try await delivery.sendMessage(Worker.email("k-6", to: "ada@example.com", subject: "Grüße — ünïcödé\u{85}")).duplicate == false)
+    }
+  }
+
+  @Test func aListedProviderPutBackKeepsItsStoredSecrets() async throws {
+    try await withHTTPSink(reply: { _ in SinkReply(status: 201, body: #"{"sid":"SM1"}"#) }) { port, sink in
+      try await Worker().withDelivery { delivery, database in
+        var provider = Worker.httpProvider("sms-main", port: port, priority: 1)
+        provider.webhookSecret = "whsec"
+        _ = try await delivery.putProvider(provider)
+        var listed = try #require(try await delivery.listProviders(.init()).providers.first)
+        #expect(listed.httpSms.password == ProviderConfig.redactionMarker)
+        #expect(listed.webhookSecret == ProviderConfig.redactionMarker)
+        // A client changes one setting of what it listed and puts it back, secrets still redacted.
+        listed.priority = 2
+        let answer = try await delivery.putProvider(listed)
+        #expect(answer.priority == 2 && answer.httpSms.password == ProviderConfig.redactionMarker)
+
+        let rows = try await database.query(
+          """
+          SELECT definition->'httpSms'->>'password', definition->>'webhookSecret', priority FROM delivery.providers
+          WHERE name = 'sms-main'
+          """, logger: Logger(label: "test")
+        ).decode((String?, String?, Int).self).elements()
+        #expect(rows.first?.0 == "secret")
+        #expect(rows.first?.1 == "whsec")
+        #expect(rows.first?.2 == 2)
+        // The provider still signs in with the stored password.
+        _ = try await delivery.sendMessage(Worker.sms("r-1", to: "+4915100000001"))
+        try await eventually("the SMS to be sent") { sink.count == 1 }
+        #expect(sink.all.first?.headers["Authorization"] == "Basic " + Data("AC1:secret".utf8).base64EncodedString())
+        // And its webhooks still verify against the stored secret.
+        let body = Data(#"{"events":[]}"#.utf8)
+        let signature = WebhookSignature.header(secret: "whsec", timestamp: Int(Date().timeIntervalSince1970), body: body)
+        _ = try await delivery.ingestProviderWebhook(
+          .with {
+            $0.provider = "sms-main"
+            $0.body = body
+            $0.signature = signature
+          })
+
+        // A new secret replaces the stored one.
+        listed.httpSms.password = "rotated"
+        _ = try await delivery.putProvider(listed)
+        let rotated = try await database.query(
+          "SELECT definition->'httpSms'->>'password' FROM delivery.providers WHERE name = 'sms-main'", logger: Logger(label: "test")
+        ).decode(String?.self).elements().first
+        #expect(rotated == "rotated")
+
+        // The marker where nothing is stored to keep is refused, naming the field.
+        var fresh = Worker.httpProvider("sms-new", port: port, priority: 3)
+        fresh.httpSms.password = ProviderConfig.redactionMarker
+        await #expect { _ = try await delivery.putProvider(fresh) } throws: { Self.refused($0, "http_sms.password") }
+        var otherKind = Worker.httpProvider("sms-main", port: port, priority: 1, channel: .email)
+        otherKind.webhook.signingSecret = ProviderConfig.redactionMarker
+        await #expect { _ = try await delivery.putProvider(otherKind) } throws: { Self.refused($0, "webhook.signing_secret") }
+        let names = try await delivery.listProviders(.init()).providers.map(\.name)
+        #expect(names == ["sms-main"])
+      }
+    }
+  }
+
+  @Test func warmUpIdentitiesAndSuppressedAddressesAreStoredAsChecked() async throws {
+    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+      let put = try await delivery.putWarmupSchedule(
+        .with {
+          $0.sendingIdentity = " pool-a\n"
+          $0.dailyCaps = [3, 10]
+        })
+      #expect(put.sendingIdentity == "pool-a" && put.dailyCaps == [3, 10])
+      #expect(try await delivery.listWarmupSchedules(.init()).schedules.map(\.sendingIdentity) == ["pool-a"])
+      // Only line breaks and white space: empty, as the check said all along.
+      await #expect {
+        _ = try await delivery.putWarmupSchedule(
+          .with {
+            $0.sendingIdentity = "\n\t"
+            $0.dailyCaps = [1]
+          })
+      } throws: {
+        Self.refused($0, "sending_identity")
+      }
+
+      let added = try await delivery.addSuppression(.with { $0.address = "\tAda@Example.com\r\n" })
+      #expect(added.address == "ada@example.com")
+      await #expect { _ = try await delivery.addSuppression(.with { $0.address = "\n" }) } throws: { Self.refused($0, "address") }
+      #expect(try await delivery.listSuppressions(.init()).suppressions.map(\.address) == ["ada@example.com"])
+      let suppressed = try await delivery.sendMessage(Worker.email("s-1", to: "ada@example.com"))
+      #expect(suppressed.suppressed)
+      #expect(try await delivery.removeSuppression(.with { $0.address = "ADA@example.com\n" }).removed)
+      let left = try await database.query("SELECT count(*)::int FROM delivery.suppressions", logger: Logger(label: "test"))
+        .decode(Int.self).elements().first
+      #expect(left == 0)
+    }
+  }
+
+  /// `herald_delivery_queue_messages{status}` reads the queue's depth from the store; the
+  /// breaker gauge of a provider that was deleted reads closed (the registry names it).
+  @Test func theScrapedFiguresFollowTheQueueAndTheProviders() async throws {
+    var settings = Self.noWorkers()
+    // The replica's own housekeeping would reclaim the expired lease too; this test reclaims it itself.
+    settings.refreshInterval = .seconds(3600)
+    try await Worker().withDelivery(settings) { delivery, database in
+      let store = DeliveryStore(client: database, logger: Logger(label: "test"))
+      #expect(try await store.queueDepth() == ["queued": 0, "sending": 0, "dead": 0, "unknown": 0])
+      _ = try await delivery.enqueueMessages(.with { $0.messages = (1...4).map { Worker.email("q-\($0)", to: "u\($0)@example.com") } })
+      #expect(try await store.queueDepth() == ["queued": 4, "sending": 0, "dead": 0, "unknown": 0])
+
+      let dying = UUID()
+      let dead = try await store.claim(limit: 1, lease: .seconds(30), token: dying, timeToLive: .seconds(3600))
+      try await store.settle(dead.map { Settlement(id: $0.message.id, outcome: .dead, detail: "test") }, token: dying)
+      _ = try await store.claim(limit: 1, lease: .milliseconds(50), token: UUID(), timeToLive: .seconds(3600))
+      try await Task.sleep(for: .milliseconds(200))
+      #expect(try await store.reclaimExpiredLeases(resend: false) == 1)
+      _ = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
+      #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1])
+
+      let registry = ProviderRegistry(store: store)
+      for name in ["hook-a", "hook-b"] {
+        try await store.putProvider(named: name) { _ in
+          try ProviderConfig(validating: Worker.httpProvider(name, port: 9, priority: 0, channel: .email))
+        }
+      }
+      try await registry.refresh()
+      #expect(registry.all.map(\.config.name) == ["hook-a", "hook-b"] && registry.removed.isEmpty)
+      #expect(try await store.deleteProvider(named: "hook-a"))
+      try await registry.refresh()
+      #expect(registry.all.map(\.config.name) == ["hook-b"] && registry.removed == ["hook-a"])
+      try await store.putProvider(named: "hook-a") { _ in
+        try ProviderConfig(validating: Worker.httpProvider("hook-a", port: 9, priority: 0, channel: .email))
+      }
+      try await registry.refresh()
+      #expect(registry.removed.isEmpty)
+      await registry.shutdown()
+    }
+  }
+}
