@@ -38,7 +38,12 @@ _json_scalars = st.one_of(
 )
 _json_objects = st.dictionaries(
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12),
-    st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6),
+    st.recursive(
+        _json_scalars,
+        lambda inner: st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8), inner, max_size=3),
+        max_leaves=6,
+    ),
     max_size=4,
 ).map(lambda value: json.dumps(value, ensure_ascii=False))
 
@@ -49,9 +54,14 @@ schemathesis.openapi.format(
     .map(str.strip)
     .filter(bool),
 )
+def _clean(text: str) -> str:
+    return "".join(c for c in text if c.isalnum())[:6]
+
+
 def _csv(seed: str) -> str:
-    """A CSV import made from a generated string: an email column, maybe first_name, rows."""
-    rows = [f"row{i}-{abs(hash(seed)) % 100000}@example.com,{seed[i:i + 6].replace(',', '').replace(chr(10), '').replace(chr(13), '').replace('"', '')}" for i in range(len(seed) % 4)]
+    """A CSV import made from a generated string: an email column, a first_name, some rows."""
+    tag = abs(hash(seed)) % 100000
+    rows = [f"row{i}-{tag}@example.com,{_clean(seed[i:])}" for i in range(len(seed) % 4)]
     return "\n".join(["email,first_name"] + rows) + "\n"
 
 

@@ -616,11 +616,19 @@ def call_arguments(source: str, open_paren: int) -> str:
 
 
 def hummingbird_version(root: Path) -> str | None:
+    """The Hummingbird version the build uses: Package.resolved's pin once a build has resolved
+    it, else the exact version Package.swift asks for (a fresh clone has no Package.resolved)."""
     try:
         pins = json.loads((root / "Package.resolved").read_text()).get("pins") or []
+        return next(((p.get("state") or {}).get("version") for p in pins if p.get("identity") == "hummingbird"), None)
     except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        manifest = (root / "Package.swift").read_text()
+    except OSError:
         return None
-    return next(((p.get("state") or {}).get("version") for p in pins if p.get("identity") == "hummingbird"), None)
+    match = re.search(r'hummingbird-project/hummingbird(?:\.git)?",\s*exact:\s*"([^"]+)"', manifest)
+    return match.group(1) if match else None
 
 
 def swift_metrics(root: Path, report: Report) -> dict[str, tuple[str, str]]:
@@ -644,7 +652,7 @@ def swift_metrics(root: Path, report: Report) -> dict[str, tuple[str, str]]:
     if uses_hummingbird_metrics:
         version = hummingbird_version(root)
         if report.check(version == HUMMINGBIRD_VERSION,
-                        f"scripts/validate_deploy.py: Package.resolved has Hummingbird {version}, HUMMINGBIRD_METRICS were read from "
+                        f"scripts/validate_deploy.py: the build uses Hummingbird {version}, HUMMINGBIRD_METRICS were read from "
                         f"{HUMMINGBIRD_VERSION}: check its MetricsMiddleware.swift and update them"):
             for label, kind in HUMMINGBIRD_METRICS.items():
                 defined.setdefault(prometheus_name(label), (kind, f"Hummingbird {HUMMINGBIRD_VERSION} MetricsMiddleware"))

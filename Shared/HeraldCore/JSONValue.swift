@@ -2,7 +2,12 @@ import Foundation
 
 /// A JSON value: segment condition values, remote-table (CRM) record fields.
 package enum JSONValue: Codable, Sendable, Hashable {
-  case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+  case null
+  case bool(Bool)
+  case number(Double)
+  case string(String)
+  case array([JSONValue])
+  case object([String: JSONValue])
 
   package init(from decoder: any Decoder) throws {
     let container = try decoder.singleValueContainer()

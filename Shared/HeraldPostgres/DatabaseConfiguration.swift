@@ -93,7 +93,8 @@ package struct DatabaseConfiguration: Sendable {
   package func makeClient(logger: Logger, applicationName: String? = nil) -> PostgresClient {
     var configuration = client
     if let applicationName {
-      configuration.options.additionalStartupParameters.append(("application_name", String(decoding: applicationName.utf8.prefix(63), as: UTF8.self)))
+      configuration.options.additionalStartupParameters.append(
+        ("application_name", String(decoding: applicationName.utf8.prefix(63), as: UTF8.self)))
     }
     return PostgresClient(configuration: configuration, backgroundLogger: logger)
   }

@@ -12,7 +12,7 @@ extension MigrationRunner {
         return try await migrate(set, client: client)
       } catch let error as MigrationError {
         throw error
-      } catch where ContinuousClock.now < deadline && !Task.isCancelled {
+      } catch  where ContinuousClock.now < deadline && !Task.isCancelled && !(error is CancellationError) {
         logger.warning("database not ready; retrying", metadata: ["error": "\(error.databaseMessage)"])
         try await Task.sleep(for: .seconds(1))
       }

@@ -172,9 +172,10 @@ package struct MigrationRunner: Sendable {
 
   /// Reads a schema's ledger; nil when the schema or its ledger table does not exist.
   package static func ledger(schema: String, connection: PostgresConnection, logger: Logger) async throws -> [AppliedMigration]? {
-    let exists = try await connection.query(
-      "SELECT to_regclass(\(schema + ".schema_migrations")) IS NOT NULL", logger: logger
-    ).collect().first?.decode(Bool.self) ?? false
+    let exists =
+      try await connection.query(
+        "SELECT to_regclass(\(schema + ".schema_migrations")) IS NOT NULL", logger: logger
+      ).collect().first?.decode(Bool.self) ?? false
     guard exists else { return nil }
     var rows: [AppliedMigration] = []
     let sequence = try await connection.query(
@@ -196,7 +197,8 @@ package struct MigrationRunner: Sendable {
     let deadline = clock.now.advanced(by: lockTimeout)
     var announced = false
     while true {
-      let taken = try await connection.query("SELECT pg_try_advisory_lock(hashtext(\(key)))", logger: logger)
+      let taken =
+        try await connection.query("SELECT pg_try_advisory_lock(hashtext(\(key)))", logger: logger)
         .collect().first?.decode(Bool.self) ?? false
       if taken { break }
       if clock.now >= deadline { throw MigrationError.lockTimeout(schema: schema, waited: lockTimeout) }
@@ -220,7 +222,8 @@ package struct MigrationRunner: Sendable {
     // Only when missing: where the schema is made for the service's role beforehand (deploy/postgres/
     // roles.sql), that role has no CREATE on the database, and CREATE SCHEMA IF NOT EXISTS would
     // still be refused.
-    let exists = try await connection.query("SELECT to_regnamespace(\(schema)) IS NOT NULL", logger: logger)
+    let exists =
+      try await connection.query("SELECT to_regnamespace(\(schema)) IS NOT NULL", logger: logger)
       .collect().first?.decode(Bool.self) ?? false
     if !exists {
       try await connection.query("CREATE SCHEMA \(unescaped: schema)", logger: logger)
@@ -332,8 +335,9 @@ package enum SQLScript {
       case "$":
         // A dollar quote: $$ or $tag$ (tag letters, digits, underscores, not starting with a digit).
         var end = index + 1
-        while end < characters.count, characters[end] == "_" || characters[end].properties.isAlphabetic
-          || (end > index + 1 && ("0"..."9").contains(characters[end]))
+        while end < characters.count,
+          characters[end] == "_" || characters[end].properties.isAlphabetic
+            || (end > index + 1 && ("0"..."9").contains(characters[end]))
         {
           end += 1
         }

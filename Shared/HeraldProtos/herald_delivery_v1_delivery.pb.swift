@@ -924,6 +924,11 @@ public nonisolated struct Herald_Delivery_V1_IngestProviderWebhookRequest: Senda
   /// The X-Herald-Signature header: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">.
   public var signature: String = String()
 
+  /// Only verify the signature and apply nothing (an empty answer when it holds): the gateway asks
+  /// this before it refuses a body that is not JSON, so that a request without a valid signature
+  /// is 401 whatever else is wrong with it.
+  public var verifyOnly: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2509,7 +2514,7 @@ nonisolated extension Herald_Delivery_V1_RequeueMessagesResponse: SwiftProtobuf.
 
 nonisolated extension Herald_Delivery_V1_IngestProviderWebhookRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".IngestProviderWebhookRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}body\0\u{1}signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}body\0\u{1}signature\0\u{3}verify_only\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2520,6 +2525,7 @@ nonisolated extension Herald_Delivery_V1_IngestProviderWebhookRequest: SwiftProt
       case 1: try { try decoder.decodeSingularStringField(value: &self.provider) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.body) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.signature) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.verifyOnly) }()
       default: break
       }
     }
@@ -2535,6 +2541,9 @@ nonisolated extension Herald_Delivery_V1_IngestProviderWebhookRequest: SwiftProt
     if !self.signature.isEmpty {
       try visitor.visitSingularStringField(value: self.signature, fieldNumber: 3)
     }
+    if self.verifyOnly != false {
+      try visitor.visitSingularBoolField(value: self.verifyOnly, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2542,6 +2551,7 @@ nonisolated extension Herald_Delivery_V1_IngestProviderWebhookRequest: SwiftProt
     if lhs.provider != rhs.provider {return false}
     if lhs.body != rhs.body {return false}
     if lhs.signature != rhs.signature {return false}
+    if lhs.verifyOnly != rhs.verifyOnly {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -5,6 +5,13 @@ import PostgresNIO
 /// own `application_name` (`DatabaseConfiguration.applicationName`), so `pg_stat_activity` tells
 /// how many of its pool's connections are open and what they are doing.
 package enum DatabasePoolMetrics {
+  /// The collector under its name, as a `MetricsEndpoint` takes it.
+  package static func named(
+    database: PostgresClient, applicationName: String, maximum: Int, logger: Logger
+  ) -> (String, MetricsEndpoint.Collector) {
+    ("database_pool", collector(database: database, applicationName: applicationName, maximum: maximum, logger: logger))
+  }
+
   package static func collector(
     database: PostgresClient, applicationName: String, maximum: Int, logger: Logger
   ) -> MetricsEndpoint.Collector {

@@ -74,7 +74,9 @@ package enum ProcessCommand: Equatable, Sendable {
       let settings = Settings()
       let address: ServiceAddress
       do {
-        address = try given ?? ServiceAddress(host: "127.0.0.1", port: settings.port("HERALD_PORT", default: ServiceCatalog.defaultPorts[executable] ?? 8080))
+        address =
+          try given
+          ?? ServiceAddress(host: "127.0.0.1", port: settings.port("HERALD_PORT", default: ServiceCatalog.defaultPorts[executable] ?? 8080))
       } catch {
         fail(executable, "\(error)")
       }
@@ -100,7 +102,8 @@ package enum ProcessCommand: Equatable, Sendable {
         print(
           applied.isEmpty
             ? "\(executable): schema \(migrations.schema) is current"
-            : "\(executable): applied \(applied.count) migration(s) to schema \(migrations.schema): \(applied.map(String.init).joined(separator: ", "))")
+            : "\(executable): applied \(applied.count) migration(s) to schema \(migrations.schema): \(applied.map(String.init).joined(separator: ", "))"
+        )
         exit(0)
       } catch {
         fail(executable, "\(error)")

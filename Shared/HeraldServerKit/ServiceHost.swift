@@ -67,12 +67,9 @@ package struct ServiceHost: Sendable {
         MetricsEndpoint(
           host: address.host, port: address.port, registry: registry,
           collectors: [
-            (
-              "database_pool",
-              DatabasePoolMetrics.collector(
-                database: database, applicationName: applicationName,
-                maximum: configuration.database.client.options.maximumConnections, logger: logger)
-            ),
+            DatabasePoolMetrics.named(
+              database: database, applicationName: applicationName,
+              maximum: configuration.database.client.options.maximumConnections, logger: logger),
             // The service's own figures once its schema is there (SERVING), not during start-up.
             (
               definition.name,

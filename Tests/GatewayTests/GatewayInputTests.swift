@@ -32,28 +32,34 @@ extension GatewayTests {
       #expect(escaped == .badRequest && escapedProblem["field"] as? String == "email")
       #expect((escapedProblem["detail"] as? String)?.contains("NUL") == true)
       // A raw NUL byte inside the string, and a NUL in a nested field.
-      let (raw, rawProblem) = try await send(client, "/v1/subscribers", Array(#"{"first_name": "A"#.utf8) + [0] + Array(#"", "email": "a@b.com"}"#.utf8))
+      let (raw, rawProblem) = try await send(
+        client, "/v1/subscribers", Array(#"{"first_name": "A"#.utf8) + [0] + Array(#"", "email": "a@b.com"}"#.utf8))
       #expect(raw == .badRequest && rawProblem["field"] as? String == "first_name")
       let (nested, nestedProblem) = try await send(
         client, "/v1/subscribers", Array(#"{"email": "a@b.com", "email_consent": {"subscribed": true, "source": "x\u0000"}}"#.utf8))
       #expect(nested == .badRequest && nestedProblem["field"] as? String == "email_consent.source")
       // Bytes that are not UTF-8 (Latin-1 é), and a lone surrogate escape.
-      let (latin1, latin1Problem) = try await send(client, "/v1/subscribers", Array(#"{"email": "a@b.com", "first_name": "Ren"#.utf8) + [0xE9] + Array(#""}"#.utf8))
+      let (latin1, latin1Problem) = try await send(
+        client, "/v1/subscribers", Array(#"{"email": "a@b.com", "first_name": "Ren"#.utf8) + [0xE9] + Array(#""}"#.utf8))
       #expect(latin1 == .badRequest && latin1Problem["field"] as? String == "first_name")
       #expect((latin1Problem["detail"] as? String)?.contains("UTF-8") == true)
-      let (surrogate, surrogateProblem) = try await send(client, "/v1/subscribers", Array(#"{"email": "a@b.com", "last_name": "\ud800"}"#.utf8))
+      let (surrogate, surrogateProblem) = try await send(
+        client, "/v1/subscribers", Array(#"{"email": "a@b.com", "last_name": "\ud800"}"#.utf8))
       #expect(surrogate == .badRequest && surrogateProblem["field"] as? String == "last_name")
       // A NUL in a path or query parameter.
-      try await client.execute(uri: "/v1/subscribers?page_token=a%00b", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/subscribers?page_token=a%00b", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect(response.status == .badRequest)
         #expect(try Self.json(response.body)["field"] as? String == "page_token")
       }
       // The import: a row holding NUL, and one that is not UTF-8, are row errors; the others are kept.
       var headers = Self.headers(Self.adminKey)
       headers[.contentType] = "text/csv"
-      let csv = Array("email,first_name\nok1@example.com,One\nbad@example.com,N".utf8) + [0] + Array("ul\nlatin@example.com,Ren".utf8) + [0xE9]
+      let csv =
+        Array("email,first_name\nok1@example.com,One\nbad@example.com,N".utf8) + [0] + Array("ul\nlatin@example.com,Ren".utf8) + [0xE9]
         + Array("\nok2@example.com,Two\n".utf8)
-      try await client.execute(uri: "/v1/subscribers/import", method: .post, headers: headers, body: ByteBuffer(bytes: csv)) { response async throws in
+      try await client.execute(uri: "/v1/subscribers/import", method: .post, headers: headers, body: ByteBuffer(bytes: csv)) {
+        response async throws in
         #expect(response.status == .ok)
         let result = try Self.json(response.body)
         #expect(result["created"] as? String == "2" && result["failed"] as? String == "2", "\(result)")
@@ -80,7 +86,8 @@ extension GatewayTests {
       #expect(untyped == .unsupportedMediaType)
       // An enum value that does not exist: the field and the values it takes.
       let (unit, unitProblem) = try await send(
-        client, "/v1/rate-limits", Array(#"{"descriptors": [{"key": "domain", "value": "*"}], "requests_per_unit": 5, "unit": "UNIT_WEEK"}"#.utf8))
+        client, "/v1/rate-limits",
+        Array(#"{"descriptors": [{"key": "domain", "value": "*"}], "requests_per_unit": 5, "unit": "UNIT_WEEK"}"#.utf8))
       #expect(unit == .badRequest && unitProblem["field"] as? String == "unit")
       let unitDetail = try #require(unitProblem["detail"] as? String)
       #expect(unitDetail.contains("UNIT_SECOND, UNIT_MINUTE, UNIT_HOUR, UNIT_DAY") && unitDetail.contains("UNIT_WEEK"), "\(unitDetail)")
@@ -92,7 +99,8 @@ extension GatewayTests {
       let (twice, twiceProblem) = try await send(client, "/v1/subscribers", Array(#"{"email": "a@b.com", "email": "c@d.com"}"#.utf8))
       #expect(twice == .badRequest && twiceProblem["field"] as? String == "email")
       // A query parameter the route does not take.
-      try await client.execute(uri: "/v1/subscribers?pagesize=5", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/subscribers?pagesize=5", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect(response.status == .badRequest)
         #expect(try Self.json(response.body)["field"] as? String == "pagesize")
       }

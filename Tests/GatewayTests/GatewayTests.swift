@@ -10,11 +10,13 @@ import HeraldProtos
 import HeraldRateLimit
 import HeraldServerKit
 import HeraldSync
-import HeraldVerification
 import HeraldTestSupport
+import HeraldVerification
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
+import PostgresNIO
 import Prometheus
 import Synchronization
 import Testing
@@ -33,9 +35,11 @@ import Testing
     rateLimit: Bool = false,
     sync: SyncSettings? = nil,
     verification: Bool = false,
+    onDatabase: @Sendable (String) -> Void = { _ in },
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
+    onDatabase(url)
     var campaign = CampaignDefinition.definition
     campaign.readinessDependencies = []
     campaign.makeWorkers = { _ in [] }
@@ -70,7 +74,8 @@ import Testing
         var definition = SyncDefinition.make(settings: sync)
         definition.readinessDependencies = []
         definition.makeWorkers = { _ in [] }
-        try await withRunningService(definition, databaseURL: url, dependencies: ["campaign": services["campaign"]!]) { syncPort, _ async throws in
+        try await withRunningService(definition, databaseURL: url, dependencies: ["campaign": services["campaign"]!]) {
+          syncPort, _ async throws in
           var withSync = services
           withSync["sync"] = ServiceAddress(host: "127.0.0.1", port: syncPort)
           try await test(withSync)
@@ -124,7 +129,8 @@ import Testing
           #expect(try Self.json(response.body)["status"] as? Int == 401)
         }
       }
-      try await client.execute(uri: "/system/status", method: .get, headers: Self.headers("hrld_wrong-key-000000000000")) { response async throws in
+      try await client.execute(uri: "/system/status", method: .get, headers: Self.headers("hrld_wrong-key-000000000000")) {
+        response async throws in
         #expect(response.status == .unauthorized)
         #expect(try Self.json(response.body)["detail"] as? String == "the API key is not valid or has been revoked")
       }
@@ -135,7 +141,8 @@ import Testing
     try await withGateway { client async throws in
       let reader = try await Self.createKey(client, scopes: ["read"])
       let subscriber = ByteBuffer(string: #"{"email": "ada@example.com"}"#)
-      try await client.execute(uri: "/v1/subscribers", method: .post, headers: Self.headers(reader, json: true), body: subscriber) { response async throws in
+      try await client.execute(uri: "/v1/subscribers", method: .post, headers: Self.headers(reader, json: true), body: subscriber) {
+        response async throws in
         #expect(response.status == .forbidden)
         #expect((try Self.json(response.body)["detail"] as? String)?.contains("subscribers:write") == true)
       }
@@ -274,7 +281,8 @@ import Testing
   }
 
   @Test func idempotencyKeyReplaysTheFirstAnswer() async throws {
-    try await withGateway { client in
+    let database = Mutex<String?>(nil)
+    try await withGateway(onDatabase: { url in database.withLock { $0 = url } }) { client in
       var headers = Self.headers(Self.adminKey, json: true)
       headers[HTTPField.Name("Idempotency-Key")!] = "create-ada-1"
       let body = ByteBuffer(string: #"{"email": "ada@example.com"}"#)
@@ -317,6 +325,20 @@ import Testing
         #expect(response.status == .badRequest)
         #expect(try Self.json(response.body)["field"] as? String == "Idempotency-Key")
       }
+      // A key older than its 24 hours is free again, at the first reuse.
+      let url = try #require(database.withLock { $0 })
+      try await withDatabase(url) { database in
+        try await database.query(
+          "UPDATE gateway.idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'create-ada-1'",
+          logger: Logger(label: "test"))
+      }
+      headers[HTTPField.Name("Idempotency-Key")!] = "create-ada-1"
+      try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: headers, body: ByteBuffer(string: #"{"email": "bob@example.com"}"#)
+      ) { response async throws in
+        #expect(response.status == .created, "\(String(buffer: response.body))")
+        #expect(response.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+      }
     }
   }
 
@@ -337,8 +359,8 @@ import Testing
       try await client.execute(uri: "/metrics", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
         #expect(response.status == .ok)
         let text = String(buffer: response.body)
-        #expect(text.contains(#"herald_service_up{service="campaign"} 1"#))
-        #expect(text.contains(#"herald_service_up{service="delivery"} 0"#))
+        #expect(text.contains(#"herald_service_up{backend="campaign"} 1"#))
+        #expect(text.contains(#"herald_service_up{backend="delivery"} 0"#))
       }
     }
   }
@@ -363,7 +385,10 @@ import Testing
       let (putStatus, limit) = try await Self.post(
         client, "/v1/rate-limits",
         // A token bucket: a fixed window would let the second check through when a minute ends between the two.
-        ["descriptors": [["key": "domain", "value": "*"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE", "algorithm": "ALGORITHM_TOKEN_BUCKET"])
+        [
+          "descriptors": [["key": "domain", "value": "*"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE",
+          "algorithm": "ALGORITHM_TOKEN_BUCKET",
+        ])
       #expect(putStatus == .ok && limit["key"] as? String == "domain=*")
       let (badStatus, bad) = try await Self.post(
         client, "/v1/rate-limits", ["descriptors": [["key": "domain", "value": "a b"]], "requests_per_unit": "2", "unit": "UNIT_MINUTE"])
@@ -389,10 +414,12 @@ import Testing
         let overview = try #require(try Self.json(response.body)["rate_limit"] as? [String: Any])
         #expect((overview["members"] as? [String])?.count == 1 && overview["limits"] as? Int == 1 && overview["over_limit"] as? Int == 1)
       }
-      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect(response.status == .noContent)
       }
-      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/rate-limits/domain=*", method: .delete, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect(response.status == .notFound)
       }
       let (_, afterDelete) = try await Self.post(client, "/v1/rate-limits/check", check)
@@ -416,8 +443,10 @@ import Testing
 
       let (templateStatus, template) = try await Self.post(
         client, "/v1/templates",
-        ["name": "welcome", "channel": "email", "subject": "Welcome {{first_name}}", "body": "<p>Hello {{first_name}}</p>",
-         "variables": [["name": "first_name", "default_value": "friend"]]])
+        [
+          "name": "welcome", "channel": "email", "subject": "Welcome {{first_name}}", "body": "<p>Hello {{first_name}}</p>",
+          "variables": [["name": "first_name", "default_value": "friend"]],
+        ])
       #expect(templateStatus == .created)
       let templateID = try #require(template["id"] as? String)
       let (undeclaredStatus, undeclared) = try await Self.post(
@@ -570,8 +599,10 @@ import Testing
     try await withGateway(delivery: true) { client async throws in
       let (putStatus, provider) = try await Self.post(
         client, "/v1/providers",
-        ["name": "hook", "channel": "CHANNEL_EMAIL", "priority": 1, "cost_cents": "3", "webhook_secret": "whsec",
-         "webhook": ["url": "http://127.0.0.1:1/send"]])
+        [
+          "name": "hook", "channel": "CHANNEL_EMAIL", "priority": 1, "cost_cents": "3", "webhook_secret": "whsec",
+          "webhook": ["url": "http://127.0.0.1:1/send"],
+        ])
       #expect(putStatus == .ok)
       #expect(provider["webhook_secret"] as? String == "<redacted>")
       let (badStatus, bad) = try await Self.post(
@@ -584,13 +615,16 @@ import Testing
       }
 
       // A transactional message; the same idempotency key again is a duplicate of it.
-      let message: [String: Any] = ["idempotency_key": "receipt-1", "channel": "CHANNEL_EMAIL", "recipient": "ada@example.com", "subject": "Receipt", "body": "Thanks"]
+      let message: [String: Any] = [
+        "idempotency_key": "receipt-1", "channel": "CHANNEL_EMAIL", "recipient": "ada@example.com", "subject": "Receipt", "body": "Thanks",
+      ]
       let (queuedStatus, queued) = try await Self.post(client, "/v1/messages", message)
       #expect(queuedStatus == .accepted)
       let id = try #require(queued["message_id"] as? String)
       let (_, again) = try await Self.post(client, "/v1/messages", message)
       #expect(again["message_id"] as? String == id && again["duplicate"] as? Bool == true)
-      let (missingStatus, missing) = try await Self.post(client, "/v1/messages", ["channel": "CHANNEL_EMAIL", "recipient": "a@b.c", "body": "x"])
+      let (missingStatus, missing) = try await Self.post(
+        client, "/v1/messages", ["channel": "CHANNEL_EMAIL", "recipient": "a@b.c", "body": "x"])
       // (A single message over REST since the routes come from the protos: the field is its own.)
       #expect(missingStatus == .badRequest && missing["field"] as? String == "idempotency_key")
 
@@ -601,9 +635,12 @@ import Testing
       }
 
       // The provider's webhook: no API key, but signed with its webhook secret.
-      func webhook(_ json: String, secret: String) async throws -> (HTTPResponse.Status, [String: Any]) {
+      func webhook(_ json: String, secret: String, contentType: String = "application/json") async throws -> (
+        HTTPResponse.Status, [String: Any]
+      ) {
         let body = Data(json.utf8)
         var headers = Self.headers(nil, json: true)
+        headers[.contentType] = contentType
         headers[HTTPField.Name("X-Herald-Signature")!] = WebhookSignature.header(
           secret: secret, timestamp: Int(Date().timeIntervalSince1970), body: body)
         return try await client.execute(uri: "/v1/webhooks/hook", method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
@@ -616,6 +653,13 @@ import Testing
       #expect(applied["applied"] as? Int == 1 && applied["ignored"] as? Int == 1)
       let (forgedStatus, forged) = try await webhook(#"{"events":[]}"#, secret: "guess")
       #expect(forgedStatus == .unauthorized && forged["field"] as? String == "signature")
+      // The signature is checked before the media type: forged is 401 whatever the body; a
+      // well-signed body that is not JSON is 415, and nothing of either is applied.
+      let (forgedPlain, _) = try await webhook("opened \(id)", secret: "guess", contentType: "text/plain")
+      #expect(forgedPlain == .unauthorized)
+      let (signedPlain, signedPlainProblem) = try await webhook(
+        #"{"events":[{"type":"opened","message_id":"\#(id)"}]}"#, secret: "whsec", contentType: "text/plain")
+      #expect(signedPlain == .unsupportedMediaType, "\(signedPlainProblem)")
       let (malformedStatus, malformed) = try await webhook(#"{"events":[{"type":"opened"}]}"#, secret: "whsec")
       #expect(malformedStatus == .badRequest && malformed["field"] as? String == "events[0].message_id")
       try await client.execute(uri: "/v1/messages/\(id)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
@@ -636,7 +680,8 @@ import Testing
 
   @Test func syncJobsRunsAndConflictsOverREST() async throws {
     let sandbox = CRMSandbox(token: "patGATEWAY.0123456789")
-    sandbox.addTable(base: "appGateway", name: "Contacts", fields: [("Email", .email), ("Name", .singleLineText), ("Modified", .lastModifiedTime)])
+    sandbox.addTable(
+      base: "appGateway", name: "Contacts", fields: [("Email", .email), ("Name", .singleLineText), ("Modified", .lastModifiedTime)])
     sandbox.insert(base: "appGateway", table: "Contacts", [["Email": .string("ada@example.com"), "Name": .string("Ada")]])
     try await withCRMSandbox(sandbox) { apiPort async throws in
       var settings = SyncSettings()
@@ -646,7 +691,9 @@ import Testing
         let job: [String: Any] = [
           "name": "contacts", "base_id": "appGateway", "table_id": "Contacts", "token_env": "CRM_TOKEN", "direction": "DIRECTION_PULL",
           "modified_field": "Modified",
-          "mappings": [["external_field": "Email", "subscriber_field": "email"], ["external_field": "Name", "subscriber_field": "first_name"]],
+          "mappings": [
+            ["external_field": "Email", "subscriber_field": "email"], ["external_field": "Name", "subscriber_field": "first_name"],
+          ],
         ]
         var bad = job
         bad["token_env"] = "patGATEWAY.0123456789"
@@ -660,20 +707,23 @@ import Testing
         let runID = try #require(run["id"] as? String)
         var finished: [String: Any] = [:]
         try await eventually("the run to end") {
-          try await client.execute(uri: "/v1/sync/runs/\(runID)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+          try await client.execute(uri: "/v1/sync/runs/\(runID)", method: .get, headers: Self.headers(Self.adminKey)) {
+            response async throws in
             finished = try Self.json(response.body)
           }
           return finished["status"] as? String != "RUN_STATUS_RUNNING"
         }
         #expect(finished["status"] as? String == "RUN_STATUS_SUCCEEDED")
         #expect((finished["counts"] as? [String: Any])?["created"] as? String == "1")
-        try await client.execute(uri: "/v1/sync/jobs/\(id)/runs?page_size=5", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        try await client.execute(uri: "/v1/sync/jobs/\(id)/runs?page_size=5", method: .get, headers: Self.headers(Self.adminKey)) {
+          response async throws in
           #expect((try Self.json(response.body)["runs"] as? [[String: Any]])?.map { $0["id"] as? String } == [runID])
         }
         try await client.execute(uri: "/v1/sync/jobs/\(id)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
           #expect((try Self.json(response.body)["cursor"] as? String)?.isEmpty == false)
         }
-        try await client.execute(uri: "/v1/sync/jobs/\(id)/conflicts?pending=true", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        try await client.execute(uri: "/v1/sync/jobs/\(id)/conflicts?pending=true", method: .get, headers: Self.headers(Self.adminKey)) {
+          response async throws in
           #expect(response.status == .ok)
         }
         let (missingStatus, _) = try await Self.post(client, "/v1/sync/jobs/\(UUID())/runs", nil)
@@ -682,7 +732,8 @@ import Testing
         #expect(takeStatus == .badRequest && takeProblem["field"] as? String == "take")
         let (resolveStatus, _) = try await Self.post(client, "/v1/sync/conflicts/\(UUID())/resolve", ["take": "local"])
         #expect(resolveStatus == .notFound)
-        try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        try await client.execute(uri: "/v1/subscribers?page_size=10", method: .get, headers: Self.headers(Self.adminKey)) {
+          response async throws in
           #expect((try Self.json(response.body)["subscribers"] as? [[String: Any]])?.first?["first_name"] as? String == "Ada")
         }
       }
@@ -697,14 +748,19 @@ import Testing
       let (status, report) = try await Self.post(client, "/v1/verification/runs", ["component": "ledger"])
       #expect(status == .ok && report["overall_status"] as? String == "STATUS_CRITICAL")
       let issues = try #require(report["issues"] as? [[String: Any]])
-      #expect(Set(issues.compactMap { $0["affected_object"] as? String }) == ["delivery.schema_migrations", "ratelimit.schema_migrations", "sync.schema_migrations"])
+      #expect(
+        Set(issues.compactMap { $0["affected_object"] as? String }) == [
+          "delivery.schema_migrations", "ratelimit.schema_migrations", "sync.schema_migrations",
+        ])
       let fingerprint = try #require(issues.first?["fingerprint"] as? String)
       let (repairStatus, repairProblem) = try await Self.post(client, "/v1/verification/issues/\(fingerprint)/repairs", nil)
       #expect(repairStatus == .conflict && (repairProblem["detail"] as? String)?.contains("no repair Herald can run") == true)
-      try await client.execute(uri: "/v1/verification/reports/latest", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/verification/reports/latest", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect(try Self.json(response.body)["id"] as? String == report["id"] as? String)
       }
-      try await client.execute(uri: "/v1/verification/issues", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+      try await client.execute(uri: "/v1/verification/issues", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
         #expect((try Self.json(response.body)["issues"] as? [[String: Any]])?.count == 3)
       }
       try await client.execute(uri: "/system/status", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
@@ -728,8 +784,10 @@ import Testing
         let paths = try #require(document["paths"] as? [String: [String: Any]])
         // Every route the router really holds, with :name written {name} as in OpenAPI.
         let routes = announced.routes.withLock { $0 }.map { route in
-          (route.path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
-            .reduce("") { $0 + "/" + $1 }, route.method)
+          (
+            route.path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+              .reduce("") { $0 + "/" + $1 }, route.method
+          )
         }
         #expect(routes.count > 30)
         for (path, method) in routes {

@@ -1,8 +1,8 @@
 import CRMSandbox
 import Foundation
 import HTTPTypes
-import Logging
 import Hummingbird
+import Logging
 import NIOCore
 import Synchronization
 
@@ -180,7 +180,9 @@ package final class SpawnedProcess: Sendable {
     defer { env?.forEach { free($0) } }
     var pid = pid_t()
     let spawned =
-      if var env { posix_spawn(&pid, executable, &actions, nil, argv, &env) } else { posix_spawn(&pid, executable, &actions, nil, argv, environ) }
+      if var env { posix_spawn(&pid, executable, &actions, nil, argv, &env) } else {
+        posix_spawn(&pid, executable, &actions, nil, argv, environ)
+      }
     guard spawned == 0 else {
       throw TestSetupError("could not start \(executable): \(String(cString: strerror(spawned)))")
     }

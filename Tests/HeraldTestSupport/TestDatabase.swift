@@ -92,7 +92,8 @@ package struct PostgresTools: Sendable {
     if let versions = try? FileManager.default.contentsOfDirectory(atPath: debian) {
       candidates += versions.sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }.map { "\(debian)/\($0)/bin" }
     }
-    for folder in candidates where FileManager.default.isExecutableFile(atPath: folder + "/pg_ctl")
+    for folder in candidates
+    where FileManager.default.isExecutableFile(atPath: folder + "/pg_ctl")
       && FileManager.default.isExecutableFile(atPath: folder + "/initdb")
     {
       return PostgresTools(binFolder: folder)

@@ -22,7 +22,8 @@ import Testing
     let base = "app" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(14)
     sandbox.addTable(base: base, name: "Contacts", fields: Self.fields)
     return try await withCRMSandbox(sandbox) { port in
-      var configuration = AirtableClient.Configuration(endpoint: "http://127.0.0.1:\(port)", base: base, table: "Contacts", token: Self.token)
+      var configuration = AirtableClient.Configuration(
+        endpoint: "http://127.0.0.1:\(port)", base: base, table: "Contacts", token: Self.token)
       configure(&configuration)
       return try await body(sandbox, base, AirtableClient(configuration: configuration))
     }
@@ -133,7 +134,13 @@ import Testing
   @Test func waitsOutRateLimitsWithoutLosingRecords() async throws {
     // The client paces itself at 40 requests a second against a table that allows 5 and then locks
     // the base for 300 ms after each excess: a 429 storm.
-    try await withTable(rateLimitPenalty: .milliseconds(300), configure: { $0.requestsPerSecond = 40; $0.rateLimitWait = .milliseconds(300) }) {
+    try await withTable(
+      rateLimitPenalty: .milliseconds(300),
+      configure: {
+        $0.requestsPerSecond = 40
+        $0.rateLimitWait = .milliseconds(300)
+      }
+    ) {
       sandbox, base, client async throws in
       let outcome = try await client.upsert(Self.people(0..<120), mergeOn: ["Email"])
       #expect(outcome.created.count == 120 && outcome.refused.isEmpty)

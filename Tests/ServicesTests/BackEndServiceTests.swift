@@ -45,14 +45,16 @@ func withoutReadinessDependencies(_ definition: ServiceDefinition) -> ServiceDef
       try await withClient(port: port) { client async throws in
         let delivery = Herald_Delivery_V1_DeliveryService.Client(wrapping: client)
         let campaign = UUID().uuidString
-        let first = try await delivery.enqueueMessages(.with {
-          $0.messages = [Self.message("\(campaign):1"), Self.message("\(campaign):2")]
-        })
+        let first = try await delivery.enqueueMessages(
+          .with {
+            $0.messages = [Self.message("\(campaign):1"), Self.message("\(campaign):2")]
+          })
         #expect(first.accepted == 2 && first.duplicates == 0)
         // A retried batch (e.g. after a relay crash) plus one new message.
-        let retry = try await delivery.enqueueMessages(.with {
-          $0.messages = [Self.message("\(campaign):2"), Self.message("\(campaign):3"), Self.message("\(campaign):3")]
-        })
+        let retry = try await delivery.enqueueMessages(
+          .with {
+            $0.messages = [Self.message("\(campaign):2"), Self.message("\(campaign):3"), Self.message("\(campaign):3")]
+          })
         #expect(retry.accepted == 1 && retry.duplicates == 2)
         #expect(retry.results[0].messageID == first.results[1].messageID)
         #expect(retry.results[0].duplicate && !retry.results[1].duplicate && retry.results[2].duplicate)
@@ -100,8 +102,14 @@ func withoutReadinessDependencies(_ definition: ServiceDefinition) -> ServiceDef
     $0.tokenEnv = "AIRTABLE_TOKEN"
     $0.direction = .both
     $0.mappings = [
-      .with { $0.externalField = "Email"; $0.subscriberField = "email" },
-      .with { $0.externalField = "Plan"; $0.subscriberField = "attributes.plan" },
+      .with {
+        $0.externalField = "Email"
+        $0.subscriberField = "email"
+      },
+      .with {
+        $0.externalField = "Plan"
+        $0.subscriberField = "attributes.plan"
+      },
     ]
   }
 

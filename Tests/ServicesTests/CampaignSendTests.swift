@@ -49,13 +49,15 @@ import Testing
   }
 
   func emailTemplate(_ campaign: Client, name: String, greeting: String) async throws -> String {
-    try await campaign.createTemplate(.with {
-      $0.name = name
-      $0.channel = "email"
-      $0.subject = "\(greeting) {{first_name}}"
-      $0.body = "<p>\(greeting) {{first_name}}, you are number {{n}}.</p>"
-      $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
-    }).id
+    try await campaign.createTemplate(
+      .with {
+        $0.name = name
+        $0.channel = "email"
+        $0.subject = "\(greeting) {{first_name}}"
+        $0.body = "<p>\(greeting) {{first_name}}, you are number {{n}}.</p>"
+        $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+      }
+    ).id
   }
 
   @Test func tenThousandRecipientsAreRelayedExactlyOnceAcrossARelayCrash() async throws {
@@ -67,16 +69,25 @@ import Testing
 
       let a = try await emailTemplate(campaign, name: "A", greeting: "Hello")
       let b = try await emailTemplate(campaign, name: "B", greeting: "Hi")
-      let created = try await campaign.createCampaign(.with {
-        $0.name = "November news"
-        $0.channel = "email"
-        $0.listID = list.id
-        $0.variants = [
-          .with { $0.name = "A"; $0.templateID = a; $0.weight = 70 },
-          .with { $0.name = "B"; $0.templateID = b; $0.weight = 30 },
-        ]
-        $0.budgetCents = 50_000
-      })
+      let created = try await campaign.createCampaign(
+        .with {
+          $0.name = "November news"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.variants = [
+            .with {
+              $0.name = "A"
+              $0.templateID = a
+              $0.weight = 70
+            },
+            .with {
+              $0.name = "B"
+              $0.templateID = b
+              $0.weight = 30
+            },
+          ]
+          $0.budgetCents = 50_000
+        })
       #expect(created.status == "draft")
       let sending = try await campaign.sendCampaign(.with { $0.id = created.id })
       #expect(sending.status == "sending")
@@ -90,7 +101,11 @@ import Testing
       let late = try await database.query(
         "SELECT id FROM campaign.subscribers WHERE email = 'user9999@example.com'", logger: Logger(label: "test")
       ).collect().first?.decode(UUID.self)
-      _ = try await campaign.unsubscribe(.with { $0.id = late!.uuidString; $0.channel = .email })
+      _ = try await campaign.unsubscribe(
+        .with {
+          $0.id = late!.uuidString
+          $0.channel = .email
+        })
 
       // The first relay crashes right after delivery accepted its 7th chunk, before its commit.
       let logger = Logger(label: "test.relay")
@@ -216,16 +231,23 @@ import Testing
     try await withServices { campaign, delivery, database in
       let list = try await campaign.createList(.with { $0.name = "long reads" })
       try await seed(700, list: list.id, database: database)  // 630 consent: one chunk
-      let template = try await campaign.createTemplate(.with {
-        $0.name = "long"
-        $0.channel = "email"
-        $0.subject = "A long one for {{first_name}}"
-        $0.body = "<p>Dear {{first_name}},</p><p>" + String(repeating: "All work and no play. ", count: 460) + "</p>"
-        $0.variables = [.with { $0.name = "first_name" }]
-      }).id
-      let id = try await campaign.createCampaign(.with {
-        $0.name = "long"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template
-      }).id
+      let template = try await campaign.createTemplate(
+        .with {
+          $0.name = "long"
+          $0.channel = "email"
+          $0.subject = "A long one for {{first_name}}"
+          $0.body = "<p>Dear {{first_name}},</p><p>" + String(repeating: "All work and no play. ", count: 460) + "</p>"
+          $0.variables = [.with { $0.name = "first_name" }]
+        }
+      ).id
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = "long"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template
+        }
+      ).id
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
       try await OutboxRelay(client: database, sink: counting, logger: Logger(label: "test.relay")).drain()
@@ -248,10 +270,25 @@ import Testing
       try await seed(100, list: list.id, database: database)  // 90 consent
       let a = try await emailTemplate(campaign, name: "A", greeting: "Hello")
       let b = try await emailTemplate(campaign, name: "B", greeting: "Hi")
-      let id = try await campaign.createCampaign(.with {
-        $0.name = "measured"; $0.channel = "email"; $0.listID = list.id
-        $0.variants = [.with { $0.name = "A"; $0.templateID = a; $0.weight = 1 }, .with { $0.name = "B"; $0.templateID = b; $0.weight = 1 }]
-      }).id
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = "measured"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.variants = [
+            .with {
+              $0.name = "A"
+              $0.templateID = a
+              $0.weight = 1
+            },
+            .with {
+              $0.name = "B"
+              $0.templateID = b
+              $0.weight = 1
+            },
+          ]
+        }
+      ).id
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       let sink = DeliverySink(client: delivery)
       try await OutboxRelay(client: database, sink: sink, logger: logger).drain()
@@ -312,12 +349,21 @@ import Testing
       #expect(analytics.variants.map(\.counts.queued) == (try await campaign.getCampaign(.with { $0.id = id })).variants.map(\.recipients))
       #expect(analytics.days.count == 1 && analytics.days[0].counts == totals)
 
-      let engaged = try await campaign.listEngagement(.with { $0.minScore = 1; $0.pageSize = 5 })
+      let engaged = try await campaign.listEngagement(
+        .with {
+          $0.minScore = 1
+          $0.pageSize = 5
+        })
       #expect(engaged.subscribers.count == 5 && engaged.subscribers.allSatisfy { $0.score == 100 })
       var scores: [Int32] = engaged.subscribers.map(\.score)
       var token = engaged.nextPageToken
       while !token.isEmpty {
-        let page = try await campaign.listEngagement(.with { $0.minScore = 1; $0.pageSize = 5; $0.pageToken = token })
+        let page = try await campaign.listEngagement(
+          .with {
+            $0.minScore = 1
+            $0.pageSize = 5
+            $0.pageToken = token
+          })
         scores += page.subscribers.map(\.score)
         token = page.nextPageToken
       }
@@ -335,17 +381,42 @@ import Testing
       try await seed(20, list: list.id, database: database)
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
       func make(_ name: String, channel: String = "email", template: String) async throws -> String {
-        try await campaign.createCampaign(.with { $0.name = name; $0.channel = channel; $0.listID = list.id; $0.templateID = template }).id
+        try await campaign.createCampaign(
+          .with {
+            $0.name = name
+            $0.channel = channel
+            $0.listID = list.id
+            $0.templateID = template
+          }
+        ).id
       }
       let id = try await make("one", template: template)
       let transition = Herald_Campaign_V1_CampaignTransitionRequest.with { $0.id = id }
       await #expect { _ = try await campaign.pauseCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
       await #expect { _ = try await campaign.resumeCampaign(transition) } throws: { rpcError($0) == (.failedPrecondition, "status") }
-      await #expect { _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() - 60) }) } throws: {
+      await #expect {
+        _ = try await campaign.scheduleCampaign(
+          .with {
+            $0.id = id
+            $0.sendAt = .init(date: Date() - 60)
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "send_at")
       }
-      #expect(try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 3600) }).status == "scheduled")
-      await #expect { _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 60) }) } throws: {
+      #expect(
+        try await campaign.scheduleCampaign(
+          .with {
+            $0.id = id
+            $0.sendAt = .init(date: Date() + 3600)
+          }
+        ).status == "scheduled")
+      await #expect {
+        _ = try await campaign.scheduleCampaign(
+          .with {
+            $0.id = id
+            $0.sendAt = .init(date: Date() + 60)
+          })
+      } throws: {
         rpcError($0) == (.failedPrecondition, "status")
       }
       #expect(try await campaign.sendCampaign(transition).status == "sending")
@@ -362,9 +433,13 @@ import Testing
         await #expect { _ = try await call() } throws: { rpcError($0) == (.failedPrecondition, "status") }
       }
       // Push has no provider yet: refused at send time, not at creation.
-      let pushTemplate = try await campaign.createTemplate(.with {
-        $0.name = "push"; $0.channel = "push"; $0.body = "New things"
-      }).id
+      let pushTemplate = try await campaign.createTemplate(
+        .with {
+          $0.name = "push"
+          $0.channel = "push"
+          $0.body = "New things"
+        }
+      ).id
       let push = try await make("push", channel: "push", template: pushTemplate)
       await #expect { _ = try await campaign.sendCampaign(.with { $0.id = push }) } throws: { error in
         rpcError(error) == (.failedPrecondition, "channel") && (error as? RPCError)?.message == "no provider for channel push"
@@ -373,17 +448,68 @@ import Testing
       // Bad input names the field and writes nothing.
       let before = try await campaign.listCampaigns(.init()).campaigns.count
       let bad: [(Herald_Campaign_V1_CreateCampaignRequest, RPCError.Code, String)] = [
-        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = UUID().uuidString; $0.templateID = template }, .notFound, "list_id"),
-        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id; $0.templateID = pushTemplate }, .invalidArgument, "template_id"),
-        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id }, .invalidArgument, "template_id"),
-        (.with { $0.name = "x"; $0.channel = "fax"; $0.listID = list.id; $0.templateID = template }, .invalidArgument, "channel"),
-        (.with { $0.name = "x"; $0.channel = "email"; $0.templateID = template }, .invalidArgument, "list_id"),
-        (.with {
-          $0.name = "x"; $0.channel = "email"; $0.listID = list.id
-          $0.variants = [.with { $0.name = "A"; $0.templateID = template; $0.weight = 0 }]
-        }, .invalidArgument, "variants[0].weight"),
-        (.with { $0.name = "x"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template; $0.budgetCents = -1 }, .invalidArgument,
-         "budget_cents"),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.listID = UUID().uuidString
+            $0.templateID = template
+          }, .notFound, "list_id"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.listID = list.id
+            $0.templateID = pushTemplate
+          }, .invalidArgument, "template_id"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.listID = list.id
+          }, .invalidArgument, "template_id"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "fax"
+            $0.listID = list.id
+            $0.templateID = template
+          }, .invalidArgument, "channel"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.templateID = template
+          }, .invalidArgument, "list_id"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.listID = list.id
+            $0.variants = [
+              .with {
+                $0.name = "A"
+                $0.templateID = template
+                $0.weight = 0
+              }
+            ]
+          }, .invalidArgument, "variants[0].weight"
+        ),
+        (
+          .with {
+            $0.name = "x"
+            $0.channel = "email"
+            $0.listID = list.id
+            $0.templateID = template
+            $0.budgetCents = -1
+          }, .invalidArgument,
+          "budget_cents"
+        ),
       ]
       for (request, code, field) in bad {
         await #expect { _ = try await campaign.createCampaign(request) } throws: { rpcError($0) == (code, field) }
@@ -397,11 +523,39 @@ import Testing
       let list = try await campaign.createList(.with { $0.name = "few" })
       try await seed(30, list: list.id, database: database)
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
-      let id = try await campaign.createCampaign(.with { $0.name = "later"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template }).id
-      _ = try await campaign.scheduleCampaign(.with { $0.id = id; $0.sendAt = .init(date: Date() + 3600) })
-      let pushTemplate = try await campaign.createTemplate(.with { $0.name = "push"; $0.channel = "push"; $0.body = "Hi" }).id
-      let push = try await campaign.createCampaign(.with { $0.name = "push"; $0.channel = "push"; $0.listID = list.id; $0.templateID = pushTemplate }).id
-      _ = try await campaign.scheduleCampaign(.with { $0.id = push; $0.sendAt = .init(date: Date() + 3600) })
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = "later"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template
+        }
+      ).id
+      _ = try await campaign.scheduleCampaign(
+        .with {
+          $0.id = id
+          $0.sendAt = .init(date: Date() + 3600)
+        })
+      let pushTemplate = try await campaign.createTemplate(
+        .with {
+          $0.name = "push"
+          $0.channel = "push"
+          $0.body = "Hi"
+        }
+      ).id
+      let push = try await campaign.createCampaign(
+        .with {
+          $0.name = "push"
+          $0.channel = "push"
+          $0.listID = list.id
+          $0.templateID = pushTemplate
+        }
+      ).id
+      _ = try await campaign.scheduleCampaign(
+        .with {
+          $0.id = push
+          $0.sendAt = .init(date: Date() + 3600)
+        })
 
       let logger = Logger(label: "test.scheduler")
       let replicas = [CampaignScheduler(client: database, logger: logger), CampaignScheduler(client: database, logger: logger)]
@@ -428,8 +582,21 @@ import Testing
       let list = try await campaign.createList(.with { $0.name = "few" })
       try await seed(1_500, list: list.id, database: database)  // 1,350 consent: two chunks
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
-      let id = try await campaign.createCampaign(.with { $0.name = "counted"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template }).id
-      _ = try await campaign.createCampaign(.with { $0.name = "draft"; $0.channel = "email"; $0.listID = list.id; $0.templateID = template })
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = "counted"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template
+        }
+      ).id
+      _ = try await campaign.createCampaign(
+        .with {
+          $0.name = "draft"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template
+        })
       #expect(try await store.pendingOutbox() == (0, 0))
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       #expect(try await store.pendingOutbox() == (2, 1_350))
@@ -450,14 +617,20 @@ import Testing
     try await withServices { campaign, delivery, database in
       let logger = Logger(label: "test")
       let names = ["s", "i", "f", "w", "e", "big", "neg", "t", "nul", "arr", "obj", "missing", "first_name", "huge", "frac", "min"]
-      let template = try await campaign.createTemplate(.with {
-        $0.name = "values"
-        $0.channel = "email"
-        $0.format = "text"
-        $0.subject = "values"
-        $0.body = names.map { "{{\($0)}}" }.joined(separator: "|")
-        $0.variables = names.map { name in .with { $0.name = name; $0.defaultValue = "-" } }
-      })
+      let template = try await campaign.createTemplate(
+        .with {
+          $0.name = "values"
+          $0.channel = "email"
+          $0.format = "text"
+          $0.subject = "values"
+          $0.body = names.map { "{{\($0)}}" }.joined(separator: "|")
+          $0.variables = names.map { name in
+            .with {
+              $0.name = name
+              $0.defaultValue = "-"
+            }
+          }
+        })
       let list = try await campaign.createList(.with { $0.name = "odd values" })
       let subscriber = try #require(
         try await database.query(
@@ -475,18 +648,20 @@ import Testing
       // The last three are left to JSONDecoder's judgement (too large for a Double; past 2^53
       // with a fraction; Int64.min written as a fraction): the relay must only agree with it.
       let expected = "<b>text</b> ü|42|1.5|3|1000|9007199254740993|-0.25|true|-|-|-|-|Ada|"
-      let preview = try await campaign.previewTemplate(.with {
-        $0.templateID = template.id
-        $0.subscriberID = subscriber.uuidString
-      })
+      let preview = try await campaign.previewTemplate(
+        .with {
+          $0.templateID = template.id
+          $0.subscriberID = subscriber.uuidString
+        })
       #expect(preview.body.hasPrefix(expected), "\(preview.body)")
 
-      let created = try await campaign.createCampaign(.with {
-        $0.name = "values"
-        $0.channel = "email"
-        $0.listID = list.id
-        $0.templateID = template.id
-      })
+      let created = try await campaign.createCampaign(
+        .with {
+          $0.name = "values"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template.id
+        })
       _ = try await campaign.sendCampaign(.with { $0.id = created.id })
       try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
       let body = try await database.query(
@@ -498,28 +673,64 @@ import Testing
 
   @Test func previewRendersForASubscriberOrGivenValues() async throws {
     try await withServices { campaign, _, _ in
-      let sms = try await campaign.createTemplate(.with {
-        $0.name = "code"
-        $0.channel = "sms"
-        $0.body = "Hi {{first_name}}, your code is {{code}} — {{brand}}"
-        $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "code" }, .with { $0.name = "brand"; $0.defaultValue = "Herald" }]
-      })
+      let sms = try await campaign.createTemplate(
+        .with {
+          $0.name = "code"
+          $0.channel = "sms"
+          $0.body = "Hi {{first_name}}, your code is {{code}} — {{brand}}"
+          $0.variables = [
+            .with { $0.name = "first_name" }, .with { $0.name = "code" },
+            .with {
+              $0.name = "brand"
+              $0.defaultValue = "Herald"
+            },
+          ]
+        })
       #expect(sms.smsLength.encoding == "UCS-2")  // the em dash is not GSM-7
-      let ada = try await campaign.createSubscriber(.with { $0.phone = "+447700900123"; $0.firstName = "Ada" })
-      let preview = try await campaign.previewTemplate(.with {
-        $0.templateID = sms.id
-        $0.subscriberID = ada.id
-        $0.variables = .init(fields: ["code": .init(numberValue: 4711)])
-      })
+      let ada = try await campaign.createSubscriber(
+        .with {
+          $0.phone = "+447700900123"
+          $0.firstName = "Ada"
+        })
+      let preview = try await campaign.previewTemplate(
+        .with {
+          $0.templateID = sms.id
+          $0.subscriberID = ada.id
+          $0.variables = .init(fields: ["code": .init(numberValue: 4711)])
+        })
       #expect(preview.body == "Hi Ada, your code is 4711 — Herald")
-      #expect(preview.smsLength == .with { $0.encoding = "UCS-2"; $0.units = 34; $0.segments = 1 })
-      await #expect { _ = try await campaign.previewTemplate(.with { $0.templateID = sms.id; $0.subscriberID = ada.id }) } throws: {
+      #expect(
+        preview.smsLength
+          == .with {
+            $0.encoding = "UCS-2"
+            $0.units = 34
+            $0.segments = 1
+          })
+      await #expect {
+        _ = try await campaign.previewTemplate(
+          .with {
+            $0.templateID = sms.id
+            $0.subscriberID = ada.id
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "variables.code")
       }
-      await #expect { _ = try await campaign.createTemplate(.with {
-        $0.name = "undeclared"; $0.channel = "sms"; $0.body = "Hi {{nickname}}"
-      }) } throws: { rpcError($0) == (.invalidArgument, "body") }
-      await #expect { _ = try await campaign.createTemplate(.with { $0.name = "code"; $0.channel = "sms"; $0.body = "x" }) } throws: {
+      await #expect {
+        _ = try await campaign.createTemplate(
+          .with {
+            $0.name = "undeclared"
+            $0.channel = "sms"
+            $0.body = "Hi {{nickname}}"
+          })
+      } throws: { rpcError($0) == (.invalidArgument, "body") }
+      await #expect {
+        _ = try await campaign.createTemplate(
+          .with {
+            $0.name = "code"
+            $0.channel = "sms"
+            $0.body = "x"
+          })
+      } throws: {
         rpcError($0) == (.alreadyExists, "name")
       }
       #expect(try await campaign.listTemplates(.init()).templates.map(\.name) == ["code"])
@@ -530,50 +741,110 @@ import Testing
     try await withServices { campaign, _, database in
       let list = try await campaign.createList(.with { $0.name = "all" })
       try await seed(100, list: list.id, database: database)  // attributes {"n": 1...100}; n % 10 == 0 without consent
-      let segment = try await campaign.createSegment(.with {
-        $0.name = "high numbers with consent"
-        $0.conditions = [
-          .with { $0.field = "attributes.n"; $0.op = "gt"; $0.value = .init(numberValue: 50) },
-          .with { $0.field = "email_subscribed"; $0.op = "eq"; $0.value = .init(boolValue: true) },
-          .with { $0.field = "list"; $0.op = "eq"; $0.value = .init(stringValue: list.id) },
-        ]
-      })
+      let segment = try await campaign.createSegment(
+        .with {
+          $0.name = "high numbers with consent"
+          $0.conditions = [
+            .with {
+              $0.field = "attributes.n"
+              $0.op = "gt"
+              $0.value = .init(numberValue: 50)
+            },
+            .with {
+              $0.field = "email_subscribed"
+              $0.op = "eq"
+              $0.value = .init(boolValue: true)
+            },
+            .with {
+              $0.field = "list"
+              $0.op = "eq"
+              $0.value = .init(stringValue: list.id)
+            },
+          ]
+        })
       #expect(segment.counts.subscribers == 45 && segment.counts.emailSubscribed == 45)
-      let any = try await campaign.createSegment(.with {
-        $0.name = "either"
-        $0.match = "any"
-        $0.conditions = [
-          .with { $0.field = "email"; $0.op = "eq"; $0.value = .init(stringValue: "USER1@example.com") },
-          .with { $0.field = "attributes.n"; $0.op = "in"; $0.value = .init(listValue: .init(values: [.init(numberValue: 2), .init(numberValue: 3), .init(numberValue: 1000)])) },
-        ]
-      })
+      let any = try await campaign.createSegment(
+        .with {
+          $0.name = "either"
+          $0.match = "any"
+          $0.conditions = [
+            .with {
+              $0.field = "email"
+              $0.op = "eq"
+              $0.value = .init(stringValue: "USER1@example.com")
+            },
+            .with {
+              $0.field = "attributes.n"
+              $0.op = "in"
+              $0.value = .init(listValue: .init(values: [.init(numberValue: 2), .init(numberValue: 3), .init(numberValue: 1000)]))
+            },
+          ]
+        })
       #expect(any.counts.subscribers == 3)
       #expect(try await campaign.getSegment(.with { $0.id = any.id }).counts.subscribers == 3)
-      await #expect { _ = try await campaign.createSegment(.with {
-        $0.name = "bad"; $0.conditions = [.with { $0.field = "list"; $0.op = "eq"; $0.value = .init(stringValue: UUID().uuidString) }]
-      }) } throws: { rpcError($0) == (.notFound, "conditions[0].value") }
-      await #expect { _ = try await campaign.createSegment(.with {
-        $0.name = "either"; $0.conditions = [.with { $0.field = "phone"; $0.op = "exists" }]
-      }) } throws: { rpcError($0) == (.alreadyExists, "name") }
+      await #expect {
+        _ = try await campaign.createSegment(
+          .with {
+            $0.name = "bad"
+            $0.conditions = [
+              .with {
+                $0.field = "list"
+                $0.op = "eq"
+                $0.value = .init(stringValue: UUID().uuidString)
+              }
+            ]
+          })
+      } throws: { rpcError($0) == (.notFound, "conditions[0].value") }
+      await #expect {
+        _ = try await campaign.createSegment(
+          .with {
+            $0.name = "either"
+            $0.conditions = [
+              .with {
+                $0.field = "phone"
+                $0.op = "exists"
+              }
+            ]
+          })
+      } throws: { rpcError($0) == (.alreadyExists, "name") }
 
       // A segment is an audience: only its consenting members get the send.
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
-      let id = try await campaign.createCampaign(.with {
-        $0.name = "segment"; $0.channel = "email"; $0.segmentID = segment.id; $0.templateID = template
-      }).id
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = "segment"
+          $0.channel = "email"
+          $0.segmentID = segment.id
+          $0.templateID = template
+        }
+      ).id
       let sending = try await campaign.sendCampaign(.with { $0.id = id })
       #expect(sending.counts.audience == 45 && sending.counts.outbox == 45)
 
       // Members: unknown ids are refused naming them, and nothing is added.
       let other = try await campaign.createList(.with { $0.name = "other" })
       let someone = try await campaign.createSubscriber(.with { $0.email = "x@example.com" })
-      await #expect { _ = try await campaign.addListMembers(.with {
-        $0.listID = other.id; $0.subscriberIds = [someone.id, UUID().uuidString]
-      }) } throws: { rpcError($0) == (.notFound, "subscriber_ids[1]") }
+      await #expect {
+        _ = try await campaign.addListMembers(
+          .with {
+            $0.listID = other.id
+            $0.subscriberIds = [someone.id, UUID().uuidString]
+          })
+      } throws: { rpcError($0) == (.notFound, "subscriber_ids[1]") }
       #expect(try await campaign.getList(.with { $0.id = other.id }).counts.subscribers == 0)
-      let added = try await campaign.addListMembers(.with { $0.listID = other.id; $0.subscriberIds = [someone.id, someone.id] })
+      let added = try await campaign.addListMembers(
+        .with {
+          $0.listID = other.id
+          $0.subscriberIds = [someone.id, someone.id]
+        })
       #expect(added.changed == 1 && added.list.counts.subscribers == 1 && added.list.counts.emailSubscribed == 0)
-      #expect(try await campaign.removeListMembers(.with { $0.listID = other.id; $0.subscriberIds = [someone.id] }).changed == 1)
+      #expect(
+        try await campaign.removeListMembers(
+          .with {
+            $0.listID = other.id
+            $0.subscriberIds = [someone.id]
+          }
+        ).changed == 1)
     }
   }
 }
@@ -598,7 +869,10 @@ final class InterruptingSink: MessageSink {
     let response = try await inner.enqueue(request)
     duplicates.withLock { $0 += Int(response.duplicates) }
     lastBatch.withLock { $0 = request.messages.count }
-    let call = calls.withLock { $0 += 1; return $0 }
+    let call = calls.withLock {
+      $0 += 1
+      return $0
+    }
     if call == crashOnCall { throw Crash() }
     return response
   }

@@ -30,7 +30,10 @@ import Testing
       request.phone = "+44 20 7946 0958"
       request.firstName = "Ada"
       request.attributesJson = #"{"plan": "pro"}"#
-      request.emailConsent = .with { $0.subscribed = true; $0.source = "signup-form" }
+      request.emailConsent = .with {
+        $0.subscribed = true
+        $0.source = "signup-form"
+      }
       let created = try await campaign.createSubscriber(request)
       #expect(created.email == "ada.lovelace@example.com")
       #expect(created.phone == "+442079460958")
@@ -62,9 +65,27 @@ import Testing
     (.with { $0.phone = "020 7946 0958" }, "phone"),
     (.with { $0.phone = "+12" }, "phone"),
     (.with { $0.firstName = "Nobody" }, "email"),
-    (.with { $0.email = "x@example.com"; $0.attributesJson = "[1, 2]" }, "attributes_json"),
-    (.with { $0.email = "x@example.com"; $0.emailConsent = .with { $0.subscribed = true } }, "email_consent.source"),
-    (.with { $0.email = "x@example.com"; $0.smsConsent = .with { $0.subscribed = true; $0.source = "form" } }, "sms_consent"),
+    (
+      .with {
+        $0.email = "x@example.com"
+        $0.attributesJson = "[1, 2]"
+      }, "attributes_json"
+    ),
+    (
+      .with {
+        $0.email = "x@example.com"
+        $0.emailConsent = .with { $0.subscribed = true }
+      }, "email_consent.source"
+    ),
+    (
+      .with {
+        $0.email = "x@example.com"
+        $0.smsConsent = .with {
+          $0.subscribed = true
+          $0.source = "form"
+        }
+      }, "sms_consent"
+    ),
   ])
   func rejectsBadInputNamingTheField(request: Herald_Campaign_V1_CreateSubscriberRequest, expected: String) async throws {
     try await withCampaign { campaign in
@@ -82,7 +103,11 @@ import Testing
     try await withCampaign { campaign in
       for attributes in [#"{"a":"x\u0000"}"#, #"{"a\u0000":1}"#, #"{"a":{"b":["\u0000"]}}"#] {
         await #expect {
-          _ = try await campaign.createSubscriber(.with { $0.email = "nul@example.com"; $0.attributesJson = attributes })
+          _ = try await campaign.createSubscriber(
+            .with {
+              $0.email = "nul@example.com"
+              $0.attributesJson = attributes
+            })
         } throws: { error in
           field(of: error)! == (.invalidArgument, "attributes_json")
             && (error as? RPCError)?.message == "attributes_json holds a NUL character (U+0000), which cannot be stored"
@@ -90,7 +115,11 @@ import Testing
       }
       #expect(try await campaign.listSubscribers(.init()).subscribers.isEmpty)
       // A backslash before "u0000" is text, not NUL.
-      let created = try await campaign.createSubscriber(.with { $0.email = "nul@example.com"; $0.attributesJson = #"{"a":"\\u0000"}"# })
+      let created = try await campaign.createSubscriber(
+        .with {
+          $0.email = "nul@example.com"
+          $0.attributesJson = #"{"a":"\\u0000"}"#
+        })
       #expect(created.attributesJson.contains(#"\\u0000"#))
     }
   }

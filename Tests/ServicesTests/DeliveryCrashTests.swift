@@ -21,9 +21,9 @@ import Testing
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try """
-          {"providers": [{"name": "smtp-sink", "channel": "CHANNEL_EMAIL",
-            "smtp": {"host": "127.0.0.1", "port": \(sink.port), "fromAddress": "news@herald.test", "tls": "TLS_MODE_NONE", "maxConnections": 4}}]}
-          """.write(toFile: folder + "/providers.json", atomically: true, encoding: .utf8)
+        {"providers": [{"name": "smtp-sink", "channel": "CHANNEL_EMAIL",
+          "smtp": {"host": "127.0.0.1", "port": \(sink.port), "fromAddress": "news@herald.test", "tls": "TLS_MODE_NONE", "maxConnections": 4}}]}
+        """.write(toFile: folder + "/providers.json", atomically: true, encoding: .utf8)
         var environment = ProcessInfo.processInfo.environment
         environment["HERALD_DATABASE_URL"] = url
         environment["HERALD_PORT"] = String(try freePort())
@@ -48,11 +48,12 @@ import Testing
           }
           let store = DeliveryStore(client: database, logger: logger)
           for chunk in stride(from: 0, to: 10_000, by: 1_000) {
-            _ = try await store.enqueue((chunk..<(chunk + 1_000)).map { n in
-              QueuedMessage(
-                idempotencyKey: "crash:\(n)", channel: "email", recipient: "user\(n)@example.com", subject: "Hello \(n)",
-                body: "Message \(n)", campaignID: nil, subscriberID: nil, notBefore: nil)
-            })
+            _ = try await store.enqueue(
+              (chunk..<(chunk + 1_000)).map { n in
+                QueuedMessage(
+                  idempotencyKey: "crash:\(n)", channel: "email", recipient: "user\(n)@example.com", subject: "Hello \(n)",
+                  body: "Message \(n)", campaignID: nil, subscriberID: nil, notBefore: nil)
+              })
           }
           try await eventually(timeout: .seconds(120), "a fifth of the messages to arrive") { sink.messages.count >= 2_000 }
           first.kill()

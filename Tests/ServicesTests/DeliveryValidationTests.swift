@@ -146,6 +146,38 @@ import Testing
     }
   }
 
+  @Test func aWebhookEventHoldingNULIsRefusedNamingTheFieldAndNothingIsApplied() async throws {
+    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+      var provider = Worker.httpProvider("hook", port: 1, priority: 0, channel: .email)
+      provider.webhookSecret = "whsec"
+      _ = try await delivery.putProvider(provider)
+      let queued = try await delivery.enqueueMessages(.with { $0.messages = [Worker.email("n-1", to: "ada@example.com")] })
+      let id = try #require(queued.results.first?.messageID)
+      for (field, json) in [
+        ("detail", #"{"events":[{"type":"opened","message_id":"\#(id)","detail":"a\u0000b"}]}"#),
+        ("provider_message_id", #"{"events":[{"type":"opened","provider_message_id":"p\u0000"}]}"#),
+      ] {
+        let body = Data(json.utf8)
+        let signature = WebhookSignature.header(secret: "whsec", timestamp: Int(Date().timeIntervalSince1970), body: body)
+        await #expect {
+          _ = try await delivery.ingestProviderWebhook(
+            .with {
+              $0.provider = "hook"
+              $0.body = body
+              $0.signature = signature
+            })
+        } throws: {
+          Self.refused($0, "events[0].\(field)")
+        }
+      }
+      let events = try await database.query(
+        "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'opened'", logger: Logger(label: "test")
+      )
+      .decode(Int.self).elements()
+      #expect(events == [0])
+    }
+  }
+
   @Test func aListedProviderPutBackKeepsItsStoredSecrets() async throws {
     try await withHTTPSink(reply: { _ in SinkReply(status: 201, body: #"{"sid":"SM1"}"#) }) { port, sink in
       try await Worker().withDelivery { delivery, database in

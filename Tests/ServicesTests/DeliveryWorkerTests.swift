@@ -50,7 +50,9 @@ import Testing
     }
   }
 
-  static func email(_ key: String, to recipient: String, subject: String = "Hello", campaign: String = "") -> Herald_Delivery_V1_OutboundMessage {
+  static func email(_ key: String, to recipient: String, subject: String = "Hello", campaign: String = "")
+    -> Herald_Delivery_V1_OutboundMessage
+  {
     .with {
       $0.idempotencyKey = key
       $0.channel = .email
@@ -71,7 +73,9 @@ import Testing
     }
   }
 
-  static func smtpProvider(_ name: String, sink: SMTPSink, username: String = "", password: String = "", priority: Int32 = 0) -> Herald_Delivery_V1_Provider {
+  static func smtpProvider(_ name: String, sink: SMTPSink, username: String = "", password: String = "", priority: Int32 = 0)
+    -> Herald_Delivery_V1_Provider
+  {
     .with {
       $0.name = name
       $0.channel = .email
@@ -89,7 +93,9 @@ import Testing
     }
   }
 
-  static func httpProvider(_ name: String, port: Int, priority: Int32, cost: Int64 = 0, channel: Herald_Delivery_V1_Channel = .sms) -> Herald_Delivery_V1_Provider {
+  static func httpProvider(_ name: String, port: Int, priority: Int32, cost: Int64 = 0, channel: Herald_Delivery_V1_Channel = .sms)
+    -> Herald_Delivery_V1_Provider
+  {
     .with {
       $0.name = name
       $0.channel = channel
@@ -104,7 +110,10 @@ import Testing
           $0.formEncoded = true
         }
       } else {
-        $0.webhook = .with { $0.url = "http://127.0.0.1:\(port)/hooks/send"; $0.signingSecret = "outgoing-secret" }
+        $0.webhook = .with {
+          $0.url = "http://127.0.0.1:\(port)/hooks/send"
+          $0.signingSecret = "outgoing-secret"
+        }
       }
     }
   }
@@ -123,7 +132,9 @@ import Testing
     try await withSMTPSink(username: "herald", password: "s3cret") { sink in
       try await withDelivery { delivery, database in
         _ = try await delivery.putProvider(Self.smtpProvider("smtp-main", sink: sink, username: "herald", password: "s3cret"))
-        var messages = (1...30).map { Self.email("m-\($0)", to: "user\($0)@example.com", subject: $0 == 1 ? "Grüße aus Köln" : "Hello \($0)") }
+        var messages = (1...30).map {
+          Self.email("m-\($0)", to: "user\($0)@example.com", subject: $0 == 1 ? "Grüße aus Köln" : "Hello \($0)")
+        }
         messages.append(Self.email("m-bounce", to: "bounce@example.com"))
         messages.append(Self.email("m-later", to: "later@example.com"))
         let accepted = try await delivery.enqueueMessages(.with { $0.messages = messages })
@@ -150,7 +161,12 @@ import Testing
         #expect(dead.first?.lastError.contains("451") == true)
         let history = try await delivery.getMessage(.with { $0.id = dead[0].id }).events.map(\.status)
         #expect(history == ["queued", "sending", "retrying", "sending", "retrying", "sending", "failed"])
-        let sent = try await delivery.listMessages(.with { $0.status = "sent"; $0.limit = 1 }).messages[0]
+        let sent = try await delivery.listMessages(
+          .with {
+            $0.status = "sent"
+            $0.limit = 1
+          }
+        ).messages[0]
         #expect(sent.provider == "smtp-main" && !sent.providerMessageID.isEmpty)
       }
     }
@@ -197,7 +213,12 @@ import Testing
           #expect(status.lastError.contains("503"))
           #expect(providers.first { $0.name == "sms-backup" }?.status.breakerState == "closed")
           #expect(providers.first { $0.name == "sms-backup" }?.httpSms.password == "<redacted>")
-          let sent = try await delivery.listMessages(.with { $0.status = "sent"; $0.limit = 1 }).messages[0]
+          let sent = try await delivery.listMessages(
+            .with {
+              $0.status = "sent"
+              $0.limit = 1
+            }
+          ).messages[0]
           #expect(sent.provider == "sms-backup" && sent.providerMessageID.hasPrefix("SM"))
         }
       }
@@ -217,10 +238,16 @@ import Testing
         _ = try await delivery.putProvider(Self.httpProvider("hook", port: port, priority: 0, cost: 7, channel: .email))
         let campaign = UUID().uuidString.lowercased()
         for chunk in stride(from: 1, through: 400, by: 100) {
-          _ = try await delivery.enqueueMessages(.with {
-            $0.messages = (chunk..<(chunk + 100)).map { Self.email("\(campaign):\($0)", to: "r\($0)@example.com", campaign: campaign) }
-            $0.spendCaps = [.with { $0.campaignID = campaign; $0.budgetCents = 1000 }]
-          })
+          _ = try await delivery.enqueueMessages(
+            .with {
+              $0.messages = (chunk..<(chunk + 100)).map { Self.email("\(campaign):\($0)", to: "r\($0)@example.com", campaign: campaign) }
+              $0.spendCaps = [
+                .with {
+                  $0.campaignID = campaign
+                  $0.budgetCents = 1000
+                }
+              ]
+            })
         }
         try await eventually(timeout: .seconds(60), "the queue to drain") {
           let counts = try await statuses(database)
@@ -233,7 +260,12 @@ import Testing
         #expect(cap.budgetCents == 1000)
         let accepted = sink.all.filter { !(($0.json?["recipient"] as? String) ?? "").hasSuffix("0@example.com") }
         #expect(accepted.count == 142)
-        let failed = try await delivery.listMessages(.with { $0.status = "failed"; $0.limit = 1000 }).messages
+        let failed = try await delivery.listMessages(
+          .with {
+            $0.status = "failed"
+            $0.limit = 1000
+          }
+        ).messages
         #expect(failed.contains { $0.lastError.contains("spend cap reached") })
         #expect(failed.contains { $0.lastError.contains("400") })
         #expect(failed.count == 400 - 142)
@@ -243,7 +275,8 @@ import Testing
 
   @Test func deadLettersCanBeRequeuedAndThenSucceed() async throws {
     let healthy = Mutex(false)
-    try await withHTTPSink(reply: { _ in healthy.withLock { $0 } ? SinkReply(status: 200, body: #"{"id":"wh-1"}"#) : SinkReply(status: 500) }) {
+    try await withHTTPSink(reply: { _ in healthy.withLock { $0 } ? SinkReply(status: 200, body: #"{"id":"wh-1"}"#) : SinkReply(status: 500)
+    }) {
       port, _ in
       var settings = Self.settings()
       settings.breaker.minimumAttempts = 1000  // keep the breaker out of this test
@@ -274,10 +307,15 @@ import Testing
       settings.workers = 0
       try await withDelivery(settings) { delivery, database in
         _ = try await delivery.putProvider(Self.httpProvider("hook", port: port, priority: 0, channel: .email))
-        _ = try await delivery.addSuppression(.with { $0.address = "Blocked@Example.com"; $0.detail = "asked by phone" })
-        let result = try await delivery.enqueueMessages(.with {
-          $0.messages = [Self.email("x-1", to: "blocked@example.com"), Self.email("x-2", to: "late@example.com")]
-        })
+        _ = try await delivery.addSuppression(
+          .with {
+            $0.address = "Blocked@Example.com"
+            $0.detail = "asked by phone"
+          })
+        let result = try await delivery.enqueueMessages(
+          .with {
+            $0.messages = [Self.email("x-1", to: "blocked@example.com"), Self.email("x-2", to: "late@example.com")]
+          })
         #expect(result.suppressed == 1 && result.results[0].suppressed && !result.results[1].suppressed)
         // Suppressed after it was queued: the claim catches it.
         _ = try await delivery.addSuppression(.with { $0.address = "late@example.com" })
@@ -294,21 +332,31 @@ import Testing
   }
 
   @Test func providerWebhooksAreVerifiedAndMoveMessagesAndSuppressHardBounces() async throws {
-    try await withHTTPSink(reply: { request in SinkReply(status: 200, body: #"{"id":"p-\#(request.json?["idempotency_key"] as? String ?? "")"}"#) }) {
+    try await withHTTPSink(reply: { request in
+      SinkReply(status: 200, body: #"{"id":"p-\#(request.json?["idempotency_key"] as? String ?? "")"}"#)
+    }) {
       port, _ in
       try await withDelivery { delivery, database in
         var provider = Self.httpProvider("hook", port: port, priority: 0, channel: .email)
         provider.webhookSecret = "whsec"
         _ = try await delivery.putProvider(provider)
-        _ = try await delivery.enqueueMessages(.with {
-          $0.messages = [Self.email("w-1", to: "one@example.com"), Self.email("w-2", to: "two@example.com")]
-        })
+        _ = try await delivery.enqueueMessages(
+          .with {
+            $0.messages = [Self.email("w-1", to: "one@example.com"), Self.email("w-2", to: "two@example.com")]
+          })
         try await eventually("both to be sent") { try await statuses(database)["sent"] == 2 }
 
-        func post(_ json: String, secret: String = "whsec", at time: Date = Date()) async throws -> Herald_Delivery_V1_IngestProviderWebhookResponse {
+        func post(_ json: String, secret: String = "whsec", at time: Date = Date()) async throws
+          -> Herald_Delivery_V1_IngestProviderWebhookResponse
+        {
           let body = Data(json.utf8)
           let signature = WebhookSignature.header(secret: secret, timestamp: Int(time.timeIntervalSince1970), body: body)
-          return try await delivery.ingestProviderWebhook(.with { $0.provider = "hook"; $0.body = body; $0.signature = signature })
+          return try await delivery.ingestProviderWebhook(
+            .with {
+              $0.provider = "hook"
+              $0.body = body
+              $0.signature = signature
+            })
         }
         let applied = try await post(
           #"{"events":[{"type":"delivered","provider_message_id":"p-w-1"},{"type":"opened","provider_message_id":"p-w-1"},"#
@@ -340,7 +388,8 @@ import Testing
     // The replica's own housekeeping would reclaim the leases too; this test reclaims them itself.
     settings.refreshInterval = .seconds(3600)
     try await withDelivery(settings) { delivery, database in
-      _ = try await delivery.enqueueMessages(.with { $0.messages = [Self.email("l-1", to: "a@example.com"), Self.email("l-2", to: "b@example.com")] })
+      _ = try await delivery.enqueueMessages(
+        .with { $0.messages = [Self.email("l-1", to: "a@example.com"), Self.email("l-2", to: "b@example.com")] })
       let store = DeliveryStore(client: database, logger: Logger(label: "test"))
       let token = UUID()
       let claimed = try await store.claim(limit: 10, lease: .milliseconds(50), token: token, timeToLive: .seconds(3600))
@@ -363,17 +412,22 @@ import Testing
   @Test func warmUpCapsDailyVolumeAndDefersTheRest() async throws {
     try await withHTTPSink { port, sink in
       try await withDelivery { delivery, database in
-        _ = try await delivery.putWarmupSchedule(.with { $0.sendingIdentity = "pool-a"; $0.dailyCaps = [3, 10, 50] })
+        _ = try await delivery.putWarmupSchedule(
+          .with {
+            $0.sendingIdentity = "pool-a"
+            $0.dailyCaps = [3, 10, 50]
+          })
         var provider = Self.httpProvider("hook", port: port, priority: 0, channel: .email)
         provider.sendingIdentity = "pool-a"
         _ = try await delivery.putProvider(provider)
         _ = try await delivery.enqueueMessages(.with { $0.messages = (1...5).map { Self.email("wu-\($0)", to: "u\($0)@example.com") } })
         try await eventually("three to be sent and two deferred") {
           let counts = try await statuses(database)
-          let deferred = try await database.query(
-            "SELECT count(*)::int FROM delivery.messages WHERE status = 'queued' AND not_before > now() + interval '1 minute' AND attempts = 0",
-            logger: Logger(label: "test")
-          ).decode(Int.self).elements().first ?? 0
+          let deferred =
+            try await database.query(
+              "SELECT count(*)::int FROM delivery.messages WHERE status = 'queued' AND not_before > now() + interval '1 minute' AND attempts = 0",
+              logger: Logger(label: "test")
+            ).decode(Int.self).elements().first ?? 0
           return counts["sent"] == 3 && deferred == 2
         }
         #expect(sink.count == 3)
@@ -408,12 +462,13 @@ import Testing
         _ = try await delivery.putProvider(Self.httpProvider("hook", port: port, priority: 0, channel: .email))
         _ = try await delivery.enqueueMessages(.with { $0.messages = [Self.email("rl-1", to: "ada@example.com")] })
         try await eventually("the message to be delayed") {
-          let delayed = try await database.query(
-            """
-            SELECT count(*)::int FROM delivery.messages
-            WHERE status = 'queued' AND attempts = 0 AND not_before > now() + interval '5 minutes'
-            """, logger: Logger(label: "test")
-          ).decode(Int.self).elements().first ?? 0
+          let delayed =
+            try await database.query(
+              """
+              SELECT count(*)::int FROM delivery.messages
+              WHERE status = 'queued' AND attempts = 0 AND not_before > now() + interval '5 minutes'
+              """, logger: Logger(label: "test")
+            ).decode(Int.self).elements().first ?? 0
           return delayed == 1
         }
         #expect(sink.count == 0)
@@ -430,12 +485,57 @@ import Testing
     settings.workers = 0
     try await withDelivery(settings) { delivery, _ in
       let cases: [(Herald_Delivery_V1_Provider, String)] = [
-        (.with { $0.name = "Bad Name"; $0.channel = .email; $0.webhook = .with { $0.url = "http://x.test" } }, "name"),
-        (.with { $0.name = "a"; $0.channel = .email }, "settings"),
-        (.with { $0.name = "a"; $0.channel = .sms; $0.smtp = .with { $0.host = "h"; $0.fromAddress = "a@b.c" } }, "channel"),
-        (.with { $0.name = "a"; $0.channel = .email; $0.smtp = .with { $0.host = "h"; $0.fromAddress = "nobody" } }, "smtp.from_address"),
-        (.with { $0.name = "a"; $0.channel = .sms; $0.httpSms = .with { $0.url = "ftp://x"; $0.from = "H" } }, "http_sms.url"),
-        (.with { $0.name = "a"; $0.channel = .email; $0.costCents = -1; $0.webhook = .with { $0.url = "http://x.test" } }, "cost_cents"),
+        (
+          .with {
+            $0.name = "Bad Name"
+            $0.channel = .email
+            $0.webhook = .with { $0.url = "http://x.test" }
+          }, "name"
+        ),
+        (
+          .with {
+            $0.name = "a"
+            $0.channel = .email
+          }, "settings"
+        ),
+        (
+          .with {
+            $0.name = "a"
+            $0.channel = .sms
+            $0.smtp = .with {
+              $0.host = "h"
+              $0.fromAddress = "a@b.c"
+            }
+          }, "channel"
+        ),
+        (
+          .with {
+            $0.name = "a"
+            $0.channel = .email
+            $0.smtp = .with {
+              $0.host = "h"
+              $0.fromAddress = "nobody"
+            }
+          }, "smtp.from_address"
+        ),
+        (
+          .with {
+            $0.name = "a"
+            $0.channel = .sms
+            $0.httpSms = .with {
+              $0.url = "ftp://x"
+              $0.from = "H"
+            }
+          }, "http_sms.url"
+        ),
+        (
+          .with {
+            $0.name = "a"
+            $0.channel = .email
+            $0.costCents = -1
+            $0.webhook = .with { $0.url = "http://x.test" }
+          }, "cost_cents"
+        ),
       ]
       for (provider, field) in cases {
         let error = await #expect(throws: RPCError.self) { try await delivery.putProvider(provider) }
@@ -449,11 +549,11 @@ import Testing
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("providers-\(UUID().uuidString).json").path
     defer { try? FileManager.default.removeItem(atPath: path) }
     try #"""
-      {"providers": [
-        {"name": "smtp-main", "channel": "CHANNEL_EMAIL", "smtp": {"host": "smtp.example.com", "fromAddress": "a@example.com"}},
-        {"name": "sms", "channel": "CHANNEL_SMS", "httpSms": {"url": "https://sms.example.com/send"}}
-      ]}
-      """#.write(toFile: path, atomically: true, encoding: .utf8)
+    {"providers": [
+      {"name": "smtp-main", "channel": "CHANNEL_EMAIL", "smtp": {"host": "smtp.example.com", "fromAddress": "a@example.com"}},
+      {"name": "sms", "channel": "CHANNEL_SMS", "httpSms": {"url": "https://sms.example.com/send"}}
+    ]}
+    """#.write(toFile: path, atomically: true, encoding: .utf8)
     #expect(throws: ConfigFileError.self) { try ProviderConfig.loadFile(path) }
     do {
       _ = try ProviderConfig.loadFile(path)

@@ -42,7 +42,8 @@ import Testing
 
     let first = try await SpawnedProcess.run(campaign, ["migrate"], environment: environment)
     #expect(first.status == 0, "\(first.output)")
-    #expect(first.output.contains("applied \(HeraldMigrations.campaign.migrations.count) migration(s) to schema campaign"), "\(first.output)")
+    #expect(
+      first.output.contains("applied \(HeraldMigrations.campaign.migrations.count) migration(s) to schema campaign"), "\(first.output)")
     let again = try await SpawnedProcess.run(campaign, ["migrate"], environment: environment)
     #expect(again.status == 0 && again.output.contains("schema campaign is current"), "\(again.output)")
 

@@ -16,7 +16,7 @@ import Testing
 /// dropped column, as in the crash this test was written for ("Deinited NIOAsyncWriter without
 /// calling finish()", a trap when a server's serving task is cancelled while accepted connections
 /// wait).
-@Suite(.timeLimit(.minutes(10))) struct ProcessStopTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ProcessStopTests {
   static let executables = ["campaign", "delivery", "ratelimit", "sync", "verification", "gateway"]
 
   @Test(arguments: executables) func exitsCleanlyOnSIGINTAfterAPauseUnderLoad(executable name: String) async throws {
@@ -72,6 +72,76 @@ import Testing
       let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
       #expect(status == 0, "\(name) exited with \(status) in round \(round); its log:\n\(output.suffix(3000))")
       #expect(!output.contains("Fatal error"), "\(name) trapped in round \(round):\n\(output.suffix(3000))")
+    }
+  }
+
+  enum DatabaseTrouble: String, CaseIterable, Sendable {
+    /// Unreachable from the start: the process waits to migrate.
+    case neverThere
+    /// Gone after start: connections closed, new ones refused.
+    case refusing
+    /// Connections stay open but nothing comes back.
+    case frozen
+  }
+
+  /// Every process waiting for its database at start-up; and those that serve on their own (the
+  /// others wait for a dependency, which is down here) once their database goes away after.
+  static let databaseTroubles: [(String, DatabaseTrouble)] =
+    executables.map { ($0, .neverThere) } + ["ratelimit", "verification", "gateway"].flatMap { [($0, .refusing), ($0, .frozen)] }
+
+  /// SIGINT ends the process within a minute, exit status 0, whatever its database does.
+  @Test(arguments: databaseTroubles)
+  func exitsOnSIGINTWhileItsDatabaseIsAway(executable name: String, trouble: DatabaseTrouble) async throws {
+    let executable = try builtExecutable(name)
+    let url = try await TestPostgres.shared.makeDatabase()
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-away-\(name)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let log = folder + "/\(name).log"
+    try await withDatabaseProxy(url) { proxy in
+      var environment = ProcessInfo.processInfo.environment
+      environment["HERALD_DATABASE_URL"] =
+        trouble == .neverThere ? "postgres://nobody@localhost/herald?host=\(folder)/no-such-socket" : proxy.url
+      let port = try freePort()
+      environment["HERALD_PORT"] = String(port)
+      environment["HERALD_LOG_LEVEL"] = "info"
+      environment["HERALD_DATABASE_WAIT"] = "10m"
+      environment["HERALD_RATELIMIT_HEARTBEAT"] = "1s"
+      for dependency in ServiceCatalog.calls[name] ?? [] {
+        environment[ServiceCatalog.addressVariable(dependency)] = "127.0.0.1:1"
+      }
+      let process = try SpawnedProcess(executable, [], output: log, environment: environment)
+      var exited = false
+      defer { if !exited { process.kill() } }
+      if trouble == .neverThere {
+        try await eventually(timeout: .seconds(120), "\(name) to wait for its database") {
+          ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("database not ready; retrying")
+        }
+      } else {
+        try await eventually(timeout: .seconds(120), "\(name) to answer on port \(port)") { await Self.answers(name, port: port) }
+        if trouble == .refusing { proxy.refuse() } else { proxy.freeze() }
+        // The process goes on using its database (its pool, the watch, the heartbeat, a
+        // verification asked for now) and finds it gone, or waits on it.
+        let asking = Task {
+          guard name == "verification" else { return }
+          _ = try? await withClient(port: port) { client in
+            try await Herald_Verification_V1_VerificationService.Client(wrapping: client).runVerification(.init())
+          }
+        }
+        defer { asking.cancel() }
+        try await eventually(timeout: .seconds(120), "\(name) to use its database while it is away (\(trouble))") {
+          guard name != "gateway" else { return true }
+          if trouble == .frozen { return proxy.heldAQuery }
+          let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+          return output.contains("database does not answer") || output.contains("failed")
+        }
+      }
+      kill(process.pid, SIGINT)
+      let status = try await withTimeout(.seconds(60)) { try await process.exitCode() }
+      exited = true
+      let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+      #expect(status == 0, "\(name) (\(trouble)) exited with \(status); its log:\n\(output.suffix(3000))")
+      #expect(!output.contains("Fatal error"), "\(name) (\(trouble)) trapped:\n\(output.suffix(3000))")
     }
   }
 

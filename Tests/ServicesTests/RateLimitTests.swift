@@ -91,10 +91,19 @@ import Testing
   }
 
   @Test func warmupVolumesFollowTheCalendar() throws {
-    let limit = try LimitDefinition(validating: .with {
-      $0.descriptors = [.with { $0.key = "identity"; $0.value = "pool-1" }]
-      $0.warmup = .with { $0.startDate = "2027-01-15"; $0.dailyVolumes = [50, 100, 500] }
-    })
+    let limit = try LimitDefinition(
+      validating: .with {
+        $0.descriptors = [
+          .with {
+            $0.key = "identity"
+            $0.value = "pool-1"
+          }
+        ]
+        $0.warmup = .with {
+          $0.startDate = "2027-01-15"
+          $0.dailyVolumes = [50, 100, 500]
+        }
+      })
     let start = try #require(LimitDefinition.Warmup.dayFormat.date(from: "2027-01-15")).timeIntervalSince1970
     #expect(limit.unit == .day && limit.algorithm == .fixedWindow)
     #expect(limit.rule(at: start - 1).limit == 0, "nothing before the start")
@@ -113,16 +122,23 @@ import Testing
   @Test func theMostExactLimitMatches() async throws {
     let limiter = RateLimiter(store: nil, logger: Logger(label: "test"))
     func limit(_ descriptors: [(String, String)], _ perSecond: Int64) throws -> LimitDefinition {
-      try LimitDefinition(validating: .with {
-        $0.descriptors = descriptors.map { d in .with { $0.key = d.0; $0.value = d.1 } }
-        $0.requestsPerUnit = perSecond
-        $0.unit = .second
-      })
+      try LimitDefinition(
+        validating: .with {
+          $0.descriptors = descriptors.map { d in
+            .with {
+              $0.key = d.0
+              $0.value = d.1
+            }
+          }
+          $0.requestsPerUnit = perSecond
+          $0.unit = .second
+        })
     }
     limiter.setLimits([
       try limit([("domain", "*")], 5), try limit([("domain", "gmail.com")], 2),
       try limit([("domain", "*"), ("provider", "smtp")], 7),
     ])
+    #expect(limiter.limitCount == 3, "what herald_ratelimit_limits reads")
     func check(_ descriptors: [(key: String, value: String)], hits: Int64 = 1) -> Check { Check(descriptors: descriptors, hits: hits) }
     #expect(limiter.limit(for: [("domain", "gmail.com")])?.key == "domain=gmail.com")
     #expect(limiter.limit(for: [("domain", "yahoo.com")])?.key == "domain=*")
@@ -130,8 +146,10 @@ import Testing
     #expect(limiter.limit(for: [("provider", "smtp")]) == nil)
     // Each value of a wildcard has its own counter.
     let outcomes = try await limiter.decide(
-      [check([("domain", "a.com")], hits: 5), check([("domain", "b.com")], hits: 5), check([("domain", "a.com")]),
-       check([("tenant", "t1")], hits: 1_000_000)],
+      [
+        check([("domain", "a.com")], hits: 5), check([("domain", "b.com")], hits: 5), check([("domain", "a.com")]),
+        check([("tenant", "t1")], hits: 1_000_000),
+      ],
       peek: false, now: RateLimitMathTests.t0)
     #expect(outcomes.map(\.allowed) == [true, true, false, true])
     #expect(outcomes[3].limit == nil, "no limit: allowed, unlimited")
@@ -185,19 +203,21 @@ import Testing
 
   @Test func putReplacesByCanonicalKeyAndLists() async throws {
     try await withRateLimit { limits, _ async throws in
-      let created = try await limits.putLimit(.with {
-        $0.descriptors = [Self.descriptor("provider", "smtp-primary"), Self.descriptor("domain", "gmail.com")]
-        $0.requestsPerUnit = 100
-        $0.unit = .minute
-      })
+      let created = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("provider", "smtp-primary"), Self.descriptor("domain", "gmail.com")]
+          $0.requestsPerUnit = 100
+          $0.unit = .minute
+        })
       #expect(created.key == "domain=gmail.com,provider=smtp-primary")
       #expect(created.burst == 100 && created.algorithm == .tokenBucket)
-      _ = try await limits.putLimit(.with {
-        $0.descriptors = [Self.descriptor("domain", "gmail.com"), Self.descriptor("provider", "smtp-primary")]
-        $0.requestsPerUnit = 50
-        $0.unit = .second
-        $0.algorithm = .slidingWindow
-      })
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("domain", "gmail.com"), Self.descriptor("provider", "smtp-primary")]
+          $0.requestsPerUnit = 50
+          $0.unit = .second
+          $0.algorithm = .slidingWindow
+        })
       let listed = try await limits.listLimits(.init()).limits
       #expect(listed.count == 1)
       #expect(listed.first?.requestsPerUnit == 50 && listed.first?.unit == .second && listed.first?.algorithm == .slidingWindow)
@@ -211,15 +231,76 @@ import Testing
     try await withRateLimit { limits, _ async throws in
       let good = Self.descriptor("provider", "sms")
       let cases: [(Herald_Ratelimit_V1_PutLimitRequest, String)] = [
-        (.with { $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors"),
-        (.with { $0.descriptors = [Self.descriptor("a=b", "x")]; $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors[0].key"),
-        (.with { $0.descriptors = [good, good]; $0.requestsPerUnit = 1; $0.unit = .second }, "descriptors[1].key"),
-        (.with { $0.descriptors = [good]; $0.requestsPerUnit = 0; $0.unit = .second }, "requests_per_unit"),
-        (.with { $0.descriptors = [good]; $0.requestsPerUnit = 5 }, "unit"),
-        (.with { $0.descriptors = [good]; $0.requestsPerUnit = 5; $0.unit = .second; $0.algorithm = .fixedWindow; $0.burst = 9 }, "burst"),
-        (.with { $0.descriptors = [good]; $0.warmup = .with { $0.startDate = "2026-02-30"; $0.dailyVolumes = [1] } }, "warmup.start_date"),
-        (.with { $0.descriptors = [good]; $0.warmup = .with { $0.startDate = "2026-02-03"; $0.dailyVolumes = [1, -2] } }, "warmup.daily_volumes[1]"),
-        (.with { $0.descriptors = [good]; $0.unit = .hour; $0.warmup = .with { $0.startDate = "2026-02-03"; $0.dailyVolumes = [1] } }, "warmup"),
+        (
+          .with {
+            $0.requestsPerUnit = 1
+            $0.unit = .second
+          }, "descriptors"
+        ),
+        (
+          .with {
+            $0.descriptors = [Self.descriptor("a=b", "x")]
+            $0.requestsPerUnit = 1
+            $0.unit = .second
+          }, "descriptors[0].key"
+        ),
+        (
+          .with {
+            $0.descriptors = [good, good]
+            $0.requestsPerUnit = 1
+            $0.unit = .second
+          }, "descriptors[1].key"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.requestsPerUnit = 0
+            $0.unit = .second
+          }, "requests_per_unit"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.requestsPerUnit = 5
+          }, "unit"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.requestsPerUnit = 5
+            $0.unit = .second
+            $0.algorithm = .fixedWindow
+            $0.burst = 9
+          }, "burst"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.warmup = .with {
+              $0.startDate = "2026-02-30"
+              $0.dailyVolumes = [1]
+            }
+          }, "warmup.start_date"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.warmup = .with {
+              $0.startDate = "2026-02-03"
+              $0.dailyVolumes = [1, -2]
+            }
+          }, "warmup.daily_volumes[1]"
+        ),
+        (
+          .with {
+            $0.descriptors = [good]
+            $0.unit = .hour
+            $0.warmup = .with {
+              $0.startDate = "2026-02-03"
+              $0.dailyVolumes = [1]
+            }
+          }, "warmup"
+        ),
       ]
       for (request, field) in cases {
         await #expect { _ = try await limits.putLimit(request) } throws: { rpcError($0) == (.invalidArgument, field) }
@@ -239,13 +320,14 @@ import Testing
 
   @Test func batchedDecisionsAnswerPerCheckWithRetryAfter() async throws {
     try await withRateLimit { limits, _ async throws in
-      _ = try await limits.putLimit(.with {
-        $0.descriptors = [Self.descriptor("domain", "*")]
-        $0.requestsPerUnit = 3
-        $0.unit = .minute
-        // Not a fixed window: the later checks must not land in a new minute.
-        $0.algorithm = .tokenBucket
-      })
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("domain", "*")]
+          $0.requestsPerUnit = 3
+          $0.unit = .minute
+          // Not a fixed window: the later checks must not land in a new minute.
+          $0.algorithm = .tokenBucket
+        })
       let checks = (0..<4).map { _ in Self.check("domain", "gmail.com") } + [Self.check("domain", "yahoo.com"), Self.check("tenant", "t1")]
       let answer = try await limits.shouldRateLimit(.with { $0.checks = checks })
       #expect(answer.overallCode == .overLimit)
@@ -256,7 +338,11 @@ import Testing
       #expect(refused.retryAfterMs > 0 && refused.retryAfterMs <= 60_000)
       #expect(answer.statuses[5].key.isEmpty, "no limit for tenant: allowed")
       // A peek answers without taking.
-      let peek = try await limits.shouldRateLimit(.with { $0.checks = [Self.check("domain", "yahoo.com", hits: 2)]; $0.peek = true })
+      let peek = try await limits.shouldRateLimit(
+        .with {
+          $0.checks = [Self.check("domain", "yahoo.com", hits: 2)]
+          $0.peek = true
+        })
       #expect(peek.statuses[0].code == .ok && peek.statuses[0].remaining == 0)
       let again = try await limits.shouldRateLimit(.with { $0.checks = [Self.check("domain", "yahoo.com", hits: 2)] })
       #expect(again.statuses[0].code == .ok && again.statuses[0].remaining == 0)
@@ -266,23 +352,54 @@ import Testing
     }
   }
 
+  /// A reset beyond 9999-12-31 (a burst of a billion refilled at one a day) is answered as that
+  /// last instant, which every Timestamp form can hold, instead of failing the answer.
+  @Test func aResetBeyondTheLastRepresentableTimeIsClamped() async throws {
+    try await withRateLimit { limits, _ async throws in
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("domain", "*")]
+          $0.requestsPerUnit = 1
+          $0.unit = .day
+          $0.burst = 999_999_999
+          $0.algorithm = .tokenBucket
+        })
+      let check = Self.check("domain", "gmail.com", hits: 999_999_999)
+      let taken = try #require(try await limits.shouldRateLimit(.with { $0.checks = [check] }).statuses.first)
+      let refused = try #require(try await limits.shouldRateLimit(.with { $0.checks = [check] }).statuses.first)
+      #expect(taken.code == .ok && refused.code == .overLimit)
+      for status in [taken, refused] {
+        #expect(status.resetAt.seconds == 253_402_300_799, "\(status.resetAt)")
+        // The gateway writes it as RFC 3339.
+        #expect(try status.jsonString().contains("9999-12-31T23:59:59Z"))
+      }
+      #expect(refused.retryAfterMs > 0 && refused.retryAfterMs <= 253_402_300_799_000)
+      let state = try await limits.getRateLimitState(.init())
+      #expect(state.counters.count == 1 && state.counters.allSatisfy { $0.resetAt.seconds == 253_402_300_799 })
+      #expect(try state.jsonString().contains("9999-12-31T23:59:59Z"))
+    }
+  }
+
   @Test func hourAndDayCountersSurviveARestart() async throws {
     let url = try await TestPostgres.shared.makeDatabase()
     try await withRateLimit(url: url) { limits, database async throws in
-      _ = try await limits.putLimit(.with {
-        $0.descriptors = [Self.descriptor("identity", "pool-1")]
-        $0.requestsPerUnit = 10
-        $0.unit = .hour
-        $0.algorithm = .slidingWindow
-      })
-      _ = try await limits.putLimit(.with {
-        $0.descriptors = [Self.descriptor("provider", "smtp")]
-        $0.requestsPerUnit = 10
-        $0.unit = .second
-      })
-      let taken = try await limits.shouldRateLimit(.with {
-        $0.checks = [Self.check("identity", "pool-1", hits: 7), Self.check("provider", "smtp", hits: 7)]
-      })
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("identity", "pool-1")]
+          $0.requestsPerUnit = 10
+          $0.unit = .hour
+          $0.algorithm = .slidingWindow
+        })
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [Self.descriptor("provider", "smtp")]
+          $0.requestsPerUnit = 10
+          $0.unit = .second
+        })
+      let taken = try await limits.shouldRateLimit(
+        .with {
+          $0.checks = [Self.check("identity", "pool-1", hits: 7), Self.check("provider", "smtp", hits: 7)]
+        })
       #expect(taken.statuses.map(\.remaining) == [3, 3])
       // The owner writes hour counters a few times a second, without waiting for a shutdown.
       try await eventually("the hour counter to be saved") {
@@ -291,9 +408,12 @@ import Testing
       }
     }
     try await withRateLimit(url: url) { limits, _ async throws in
-      let after = try await limits.shouldRateLimit(.with {
-        $0.checks = [Self.check("identity", "pool-1", hits: 4), Self.check("identity", "pool-1", hits: 3), Self.check("provider", "smtp")]
-      })
+      let after = try await limits.shouldRateLimit(
+        .with {
+          $0.checks = [
+            Self.check("identity", "pool-1", hits: 4), Self.check("identity", "pool-1", hits: 3), Self.check("provider", "smtp"),
+          ]
+        })
       #expect(after.statuses.map(\.code) == [.overLimit, .ok, .ok], "7 of 10 were already used this hour")
       #expect(after.statuses[1].remaining == 0)
       #expect(after.statuses[2].remaining == 9, "second limits live in memory only")
@@ -310,16 +430,27 @@ import Testing
       return path
     }
     let bad: [(String, String)] = [
-      (#"{"limits": [{"descriptors": [{"key": "provider", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_SECOND"}, {"descriptors": [{"key": "domain", "value": "b"}], "requestsPerUnit": 5}]}"#, "limits[1].unit"),
-      (#"{"limits": [{"descriptors": [{"key": "provider", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_FORTNIGHT"}]}"#, "is not valid"),
-      (#"{"limits": [{"descriptors": [{"key": "p", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_DAY"}, {"descriptors": [{"key": "p", "value": "a"}], "requestsPerUnit": 6, "unit": "UNIT_DAY"}]}"#, "limits[1] repeats the limit 'p=a'"),
+      (
+        #"{"limits": [{"descriptors": [{"key": "provider", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_SECOND"}, {"descriptors": [{"key": "domain", "value": "b"}], "requestsPerUnit": 5}]}"#,
+        "limits[1].unit"
+      ),
+      (
+        #"{"limits": [{"descriptors": [{"key": "provider", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_FORTNIGHT"}]}"#,
+        "is not valid"
+      ),
+      (
+        #"{"limits": [{"descriptors": [{"key": "p", "value": "a"}], "requestsPerUnit": 5, "unit": "UNIT_DAY"}, {"descriptors": [{"key": "p", "value": "a"}], "requestsPerUnit": 6, "unit": "UNIT_DAY"}]}"#,
+        "limits[1] repeats the limit 'p=a'"
+      ),
       ("not json", "is not valid"),
     ]
     for (text, expected) in bad {
       let path = try write(text)
       #expect { _ = try LimitDefinition.loadFile(path) } throws: { "\($0)".contains(expected) && "\($0)".contains(path) }
     }
-    #expect { _ = try LimitDefinition.loadFile(folder.appendingPathComponent("missing.json").path) } throws: { "\($0)".contains("cannot read") }
+    #expect { _ = try LimitDefinition.loadFile(folder.appendingPathComponent("missing.json").path) } throws: {
+      "\($0)".contains("cannot read")
+    }
 
     var settings = RateLimitSettings()
     settings.limitsFile = try write(
@@ -359,12 +490,13 @@ import Testing
       try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ async throws in
         try await withClient(port: rateLimitPort) { client async throws in
           let limits = Limits(wrapping: client)
-          _ = try await limits.putLimit(.with {
-            $0.descriptors = [Self.descriptor("domain", "example.com")]
-            $0.requestsPerUnit = 2
-            $0.unit = .second
-            $0.algorithm = .fixedWindow
-          })
+          _ = try await limits.putLimit(
+            .with {
+              $0.descriptors = [Self.descriptor("domain", "example.com")]
+              $0.requestsPerUnit = 2
+              $0.unit = .second
+              $0.algorithm = .fixedWindow
+            })
           var settings = DeliveryWorkerTests.settings()
           settings.maxAttempts = 1  // a failure would show at once: there must be none
           let delivery = DeliveryDefinition.make(settings: settings)
@@ -376,23 +508,26 @@ import Testing
                 let service = Herald_Delivery_V1_DeliveryService.Client(wrapping: deliveryClient)
                 _ = try await service.putProvider(DeliveryWorkerTests.httpProvider("hook", port: sinkPort, priority: 0, channel: .email))
                 let started = ContinuousClock.now
-                _ = try await service.enqueueMessages(.with {
-                  $0.messages = (1...6).map { DeliveryWorkerTests.email("rl-\($0)", to: "u\($0)@example.com") }
-                })
+                _ = try await service.enqueueMessages(
+                  .with {
+                    $0.messages = (1...6).map { DeliveryWorkerTests.email("rl-\($0)", to: "u\($0)@example.com") }
+                  })
                 try await eventually(timeout: .seconds(20), "all six to be sent") {
                   try await DeliveryWorkerTests().statuses(database) == ["sent": 6]
                 }
                 // Two a second: the last two cannot have gone before two more seconds began.
                 #expect(ContinuousClock.now - started >= .seconds(1))
                 #expect(sink.count == 6)
-                let deferred = try await database.query(
-                  "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'deferred'", logger: Logger(label: "test")
-                ).decode(Int.self).elements().first ?? 0
+                let deferred =
+                  try await database.query(
+                    "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'deferred'", logger: Logger(label: "test")
+                  ).decode(Int.self).elements().first ?? 0
                 // Any two consecutive seconds let four through: at least two of the six waited.
                 #expect(deferred >= 2, "the ones over the limit waited")
-                let attempts = try await database.query(
-                  "SELECT max(attempts)::int FROM delivery.messages", logger: Logger(label: "test")
-                ).decode(Int.self).elements().first ?? -1
+                let attempts =
+                  try await database.query(
+                    "SELECT max(attempts)::int FROM delivery.messages", logger: Logger(label: "test")
+                  ).decode(Int.self).elements().first ?? -1
                 #expect(attempts <= 1, "waiting for a limit is not an attempt")
               }
             }

@@ -1,11 +1,11 @@
 import Foundation
 import GRPCCore
 import GRPCProtobuf
-import SwiftProtobuf
 import HeraldCampaign
 import HeraldProtos
 import HeraldServerKit
 import HeraldTestSupport
+import SwiftProtobuf
 import Testing
 
 /// Every gRPC request is checked for strings PostgreSQL cannot store (NUL) before its handler
@@ -28,14 +28,17 @@ import Testing
 
         // Deep in a message: a segment condition's JSON value.
         let deep = await #expect(throws: RPCError.self) {
-          _ = try await campaign.createSegment(.with {
-            $0.name = "deep"
-            $0.conditions = [.with {
-              $0.field = "first_name"
-              $0.op = "eq"
-              $0.value = .init(stringValue: "A\u{0}")
-            }]
-          })
+          _ = try await campaign.createSegment(
+            .with {
+              $0.name = "deep"
+              $0.conditions = [
+                .with {
+                  $0.field = "first_name"
+                  $0.op = "eq"
+                  $0.value = .init(stringValue: "A\u{0}")
+                }
+              ]
+            })
         }
         #expect(deep?.code == .invalidArgument && deep?.field == "conditions[0].value")
         #expect(try await campaign.listLists(.init()).lists.isEmpty)

@@ -19,7 +19,8 @@ import Testing
     }
   }
 
-  static func row(_ number: Int64, _ configure: (inout Herald_Campaign_V1_CreateSubscriberRequest) -> Void) -> Herald_Campaign_V1_ImportRow {
+  static func row(_ number: Int64, _ configure: (inout Herald_Campaign_V1_CreateSubscriberRequest) -> Void) -> Herald_Campaign_V1_ImportRow
+  {
     .with {
       $0.row = number
       configure(&$0.subscriber)
@@ -31,10 +32,11 @@ import Testing
   {
     try await client.importSubscribers(options: .timeout(.seconds(30))) { writer in
       for (index, rows) in chunks.enumerated() {
-        try await writer.write(.with {
-          if index == 0 { $0.options = options }
-          $0.rows = rows
-        })
+        try await writer.write(
+          .with {
+            if index == 0 { $0.options = options }
+            $0.rows = rows
+          })
       }
     }
   }
@@ -50,19 +52,39 @@ import Testing
         for _ in 0..<400 {
           number += 1
           let n = number
-          rows.append(Self.row(n) { $0.email = "Person\(n)@Example.com"; $0.emailConsent.subscribed = true })
+          rows.append(
+            Self.row(n) {
+              $0.email = "Person\(n)@Example.com"
+              $0.emailConsent.subscribed = true
+            })
         }
         chunks.append(rows)
       }
       chunks[1] += [
         Self.row(5000) { $0.email = "not-an-email" },
         Self.row(5001) { $0.phone = "0800 123" },
-        Self.row(5002) { $0.email = "big@example.com"; $0.attributesJson = "{\"blob\": \"\(String(repeating: "x", count: 40_000))\"}" },
-        Self.row(5003) { $0.email = "PERSON2@example.com"; $0.firstName = "Again" },  // already in this import
-        .with { $0.row = 5004; $0.error = "the row has 3 fields; the header has 2"; $0.errorField = "row" },
-        Self.row(5005) { $0.email = "sms@example.com"; $0.smsConsent.subscribed = true },  // consent without a phone
+        Self.row(5002) {
+          $0.email = "big@example.com"
+          $0.attributesJson = "{\"blob\": \"\(String(repeating: "x", count: 40_000))\"}"
+        },
+        Self.row(5003) {
+          $0.email = "PERSON2@example.com"
+          $0.firstName = "Again"
+        },  // already in this import
+        .with {
+          $0.row = 5004
+          $0.error = "the row has 3 fields; the header has 2"
+          $0.errorField = "row"
+        },
+        Self.row(5005) {
+          $0.email = "sms@example.com"
+          $0.smsConsent.subscribed = true
+        },  // consent without a phone
       ]
-      let options = Herald_Campaign_V1_ImportOptions.with { $0.listID = list.id; $0.consentSource = "crm-export-2026-11" }
+      let options = Herald_Campaign_V1_ImportOptions.with {
+        $0.listID = list.id
+        $0.consentSource = "crm-export-2026-11"
+      }
       let response = try await send(client, options: options, chunks: chunks)
       #expect(response.created == 1_200 && response.existing == 1 && response.updated == 0 && response.failed == 5)
       #expect(response.errors.map(\.row) == [5000, 5001, 5002, 5004, 5005])
@@ -73,7 +95,11 @@ import Testing
       var all: [Herald_Campaign_V1_Subscriber] = []
       var token = ""
       repeat {
-        let page = try await client.listSubscribers(.with { $0.pageSize = 500; $0.pageToken = token })
+        let page = try await client.listSubscribers(
+          .with {
+            $0.pageSize = 500
+            $0.pageToken = token
+          })
         all += page.subscribers
         token = page.nextPageToken
       } while !token.isEmpty
@@ -86,20 +112,42 @@ import Testing
 
   @Test func updateMergesButNeverUndoesAnUnsubscribe() async throws {
     try await withCampaign { client async throws in
-      let ada = try await client.createSubscriber(.with {
-        $0.email = "ada@example.com"
-        $0.attributesJson = #"{"plan": "free", "city": "London"}"#
-        $0.emailConsent = .with { $0.subscribed = true; $0.source = "signup-form" }
-      })
-      _ = try await client.unsubscribe(.with { $0.id = ada.id; $0.channel = .email })
+      let ada = try await client.createSubscriber(
+        .with {
+          $0.email = "ada@example.com"
+          $0.attributesJson = #"{"plan": "free", "city": "London"}"#
+          $0.emailConsent = .with {
+            $0.subscribed = true
+            $0.source = "signup-form"
+          }
+        })
+      _ = try await client.unsubscribe(
+        .with {
+          $0.id = ada.id
+          $0.channel = .email
+        })
       let grace = try await client.createSubscriber(.with { $0.email = "grace@example.com" })
       let response = try await send(
         client, options: .with { $0.onExisting = "update" },
-        chunks: [[
-          Self.row(2) { $0.email = "ADA@example.com"; $0.firstName = "Ada"; $0.attributesJson = #"{"plan": "pro"}"#; $0.emailConsent.subscribed = true },
-          Self.row(3) { $0.email = "grace@example.com"; $0.phone = "+14155550123"; $0.emailConsent.subscribed = true },
-          Self.row(4) { $0.email = "grace@example.com"; $0.phone = "+14155550999" },  // phone conflicts with row 3's
-        ]])
+        chunks: [
+          [
+            Self.row(2) {
+              $0.email = "ADA@example.com"
+              $0.firstName = "Ada"
+              $0.attributesJson = #"{"plan": "pro"}"#
+              $0.emailConsent.subscribed = true
+            },
+            Self.row(3) {
+              $0.email = "grace@example.com"
+              $0.phone = "+14155550123"
+              $0.emailConsent.subscribed = true
+            },
+            Self.row(4) {
+              $0.email = "grace@example.com"
+              $0.phone = "+14155550999"
+            },  // phone conflicts with row 3's
+          ]
+        ])
       #expect(response.updated == 2 && response.failed == 1 && response.errors.first?.field == "phone")
       let updatedAda = try await client.getSubscriber(.with { $0.id = ada.id })
       #expect(updatedAda.firstName == "Ada")
@@ -119,13 +167,30 @@ import Testing
     try await withCampaign { client async throws in
       let response = try await send(
         client, options: .init(),
-        chunks: [[
-          Self.row(2) { $0.email = "first@example.com" },
-          Self.row(3) { $0.email = "nul@example.com"; $0.firstName = "A\u{0}da" },
-          Self.row(4) { $0.email = "second@example.com"; $0.emailConsent = .with { $0.subscribed = true; $0.source = "form\u{0}" } },
-          Self.row(5) { $0.email = "third@example.com"; $0.attributesJson = #"{"a": "x\u0000"}"# },
-          Self.row(6) { $0.email = "fourth@example.com"; $0.firstName = "Grace" },
-        ]])
+        chunks: [
+          [
+            Self.row(2) { $0.email = "first@example.com" },
+            Self.row(3) {
+              $0.email = "nul@example.com"
+              $0.firstName = "A\u{0}da"
+            },
+            Self.row(4) {
+              $0.email = "second@example.com"
+              $0.emailConsent = .with {
+                $0.subscribed = true
+                $0.source = "form\u{0}"
+              }
+            },
+            Self.row(5) {
+              $0.email = "third@example.com"
+              $0.attributesJson = #"{"a": "x\u0000"}"#
+            },
+            Self.row(6) {
+              $0.email = "fourth@example.com"
+              $0.firstName = "Grace"
+            },
+          ]
+        ])
       #expect(response.created == 2 && response.failed == 3)
       #expect(response.errors.map(\.row) == [3, 4, 5])
       #expect(response.errors.map(\.field) == ["first_name", "email_consent.source", "attributes_json"])

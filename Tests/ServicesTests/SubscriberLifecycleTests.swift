@@ -26,31 +26,66 @@ import Testing
   static let ada = Herald_Campaign_V1_CreateSubscriberRequest.with {
     $0.email = "ada@example.com"
     $0.firstName = "Ada"
-    $0.emailConsent = .with { $0.subscribed = true; $0.source = "signup-form" }
+    $0.emailConsent = .with {
+      $0.subscribed = true
+      $0.source = "signup-form"
+    }
   }
 
   @Test func updateChangesOnlyTheGivenFieldsAndChecksThem() async throws {
     try await withCampaign { campaign, _ in
       let ada = try await campaign.createSubscriber(Self.ada)
       _ = try await campaign.createSubscriber(.with { $0.email = "grace@example.com" })
-      let updated = try await campaign.updateSubscriber(.with {
-        $0.id = ada.id
-        $0.lastName = "Lovelace"
-        $0.phone = "+44 20 7946 0958"
-        $0.smsConsent = .with { $0.subscribed = true; $0.source = "sms-keyword" }
-      })
+      let updated = try await campaign.updateSubscriber(
+        .with {
+          $0.id = ada.id
+          $0.lastName = "Lovelace"
+          $0.phone = "+44 20 7946 0958"
+          $0.smsConsent = .with {
+            $0.subscribed = true
+            $0.source = "sms-keyword"
+          }
+        })
       #expect(updated.firstName == "Ada" && updated.lastName == "Lovelace")
       #expect(updated.email == "ada@example.com" && updated.phone == "+442079460958")
       #expect(updated.smsConsent.subscribed && updated.smsConsent.source == "sms-keyword")
       #expect(updated.emailConsent == ada.emailConsent)
 
       let cases: [(Herald_Campaign_V1_UpdateSubscriberRequest, RPCError.Code, String)] = [
-        (.with { $0.id = ada.id; $0.email = "GRACE@example.com" }, .alreadyExists, "email"),
-        (.with { $0.id = ada.id; $0.email = "" }, .invalidArgument, "email"),
-        (.with { $0.id = ada.id; $0.phone = "12" }, .invalidArgument, "phone"),
-        (.with { $0.id = ada.id; $0.emailConsent = .with { $0.subscribed = true; $0.source = " " } }, .invalidArgument,
-         "email_consent.source"),
-        (.with { $0.id = UUID().uuidString; $0.firstName = "x" }, .notFound, "id"),
+        (
+          .with {
+            $0.id = ada.id
+            $0.email = "GRACE@example.com"
+          }, .alreadyExists, "email"
+        ),
+        (
+          .with {
+            $0.id = ada.id
+            $0.email = ""
+          }, .invalidArgument, "email"
+        ),
+        (
+          .with {
+            $0.id = ada.id
+            $0.phone = "12"
+          }, .invalidArgument, "phone"
+        ),
+        (
+          .with {
+            $0.id = ada.id
+            $0.emailConsent = .with {
+              $0.subscribed = true
+              $0.source = " "
+            }
+          }, .invalidArgument,
+          "email_consent.source"
+        ),
+        (
+          .with {
+            $0.id = UUID().uuidString
+            $0.firstName = "x"
+          }, .notFound, "id"
+        ),
       ]
       for (request, code, field) in cases {
         await #expect { _ = try await campaign.updateSubscriber(request) } throws: { rpcError($0) == (code, field) }
@@ -76,9 +111,10 @@ import Testing
 
       let export = try await campaign.exportSubscriber(.with { $0.id = ada.id })
       #expect(export.subscriber == (try await campaign.getSubscriber(.with { $0.id = ada.id })))
-      #expect(export.consentHistory.map { [$0.channel, "\($0.subscribed)", $0.source] } == [
-        ["email", "true", "signup-form"], ["email", "false", "list-unsubscribe-header"],
-      ])
+      #expect(
+        export.consentHistory.map { [$0.channel, "\($0.subscribed)", $0.source] } == [
+          ["email", "true", "signup-form"], ["email", "false", "list-unsubscribe-header"],
+        ])
       await #expect { _ = try await campaign.unsubscribe(.with { $0.id = ada.id }) } throws: {
         rpcError($0) == (.invalidArgument, "channel")
       }
@@ -95,7 +131,11 @@ import Testing
       var token = ""
       var pages = 0
       repeat {
-        let page = try await campaign.listSubscribers(.with { $0.pageSize = 3; $0.pageToken = token })
+        let page = try await campaign.listSubscribers(
+          .with {
+            $0.pageSize = 3
+            $0.pageToken = token
+          })
         seen += page.subscribers.map(\.id)
         token = page.nextPageToken
         pages += 1
@@ -125,7 +165,13 @@ import Testing
       #expect(erased.attributesJson == "{}")
       #expect(!erased.emailConsent.subscribed && erased.emailConsent.source.isEmpty)
       #expect(try await campaign.eraseSubscriber(.with { $0.id = ada.id }) == erased)
-      await #expect { _ = try await campaign.updateSubscriber(.with { $0.id = ada.id; $0.firstName = "A" }) } throws: {
+      await #expect {
+        _ = try await campaign.updateSubscriber(
+          .with {
+            $0.id = ada.id
+            $0.firstName = "A"
+          })
+      } throws: {
         rpcError($0).0 == .failedPrecondition
       }
       // No trace of the personal data is left in the campaign schema, and the address is free again.

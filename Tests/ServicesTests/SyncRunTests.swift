@@ -38,7 +38,8 @@ struct SyncStack {
   let url: String
   let apiURL: String
 
-  /// `scheduler`: the sync process runs its background worker (the scheduler) too.
+  /// `scheduler`: the sync process runs its scheduler too (the worker that stops runs at
+  /// shutdown always runs).
   static func run<T: Sendable>(
     rateLimitPenalty: Duration = .seconds(30), scheduler: Bool = false, configure: (inout SyncSettings) -> Void = { _ in },
     _ body: (SyncStack) async throws -> T
@@ -48,14 +49,20 @@ struct SyncStack {
     let base = "app" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(14)
     sandbox.addTable(base: base, name: "Contacts", fields: fields)
     return try await withCRMSandbox(sandbox) { apiPort async throws in
-      try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) { campaignPort, _ async throws in
+      try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) {
+        campaignPort, _ async throws in
         var settings = SyncSettings()
         settings.apiURL = "http://127.0.0.1:\(apiPort)"
         settings.environment = [tokenEnv: token]
         configure(&settings)
         var definition = SyncDefinition.make(settings: settings)
         definition.readinessDependencies = []
-        if !scheduler { definition.makeWorkers = { _ in [] } }
+        if !scheduler {
+          // The runs' own worker stays: at the end of each test it stops the runs still going
+          // (interrupted, as in production) instead of leaving them to the next test.
+          let workers = definition.makeWorkers
+          definition.makeWorkers = { try workers($0).filter { $0.name != SyncDefinition.schedulerWorker } }
+        }
         return try await withRunningService(
           definition, databaseURL: url,
           dependencies: ["campaign": ServiceAddress(host: "127.0.0.1", port: campaignPort)]
@@ -75,7 +82,9 @@ struct SyncStack {
     }
   }
 
-  static func mapping(_ external: String, _ local: String, _ policy: Herald_Sync_V1_ConflictPolicy = .unspecified) -> Herald_Sync_V1_FieldMapping {
+  static func mapping(_ external: String, _ local: String, _ policy: Herald_Sync_V1_ConflictPolicy = .unspecified)
+    -> Herald_Sync_V1_FieldMapping
+  {
     .with {
       $0.externalField = external
       $0.subscriberField = local
@@ -103,11 +112,12 @@ struct SyncStack {
 
   /// Starts a run and waits for it to end.
   func run(_ job: Herald_Sync_V1_Job, dryRun: Bool = false, full: Bool = false) async throws -> Herald_Sync_V1_Run {
-    let started = try await sync.startRun(.with {
-      $0.jobID = job.id
-      $0.dryRun = dryRun
-      $0.full = full
-    })
+    let started = try await sync.startRun(
+      .with {
+        $0.jobID = job.id
+        $0.dryRun = dryRun
+        $0.full = full
+      })
     #expect(started.status == .running)
     return try await finished(started.id)
   }
@@ -168,7 +178,9 @@ struct SyncStack {
       #expect(first.counts.created == 5000 && first.counts.errors == 0, "\(first.counts)")
       #expect(first.counts.apiCalls >= 51)
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers") == 5000)
-      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE email_subscribed AND email_consent_source LIKE 'sync:%'") == 2500)
+      #expect(
+        try await stack.count(
+          "SELECT count(*)::int FROM campaign.subscribers WHERE email_subscribed AND email_consent_source LIKE 'sync:%'") == 2500)
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE attributes->>'city' = 'City3'") == 714)
       #expect(try await stack.count("SELECT count(DISTINCT subscriber_id)::int FROM sync.records") == 5000)
       let cursor = try await stack.sync.getJob(.with { $0.id = job.id }).cursor
@@ -199,7 +211,10 @@ struct SyncStack {
       let ids = stack.sandbox.insert(
         base: stack.base, table: "Contacts",
         [
-          ["Email": .string("ada@example.com"), "First Name": .string("Ada"), "Last Name": .string("Lovelace"), "City": .string("London"), "Plan": .string("free")],
+          [
+            "Email": .string("ada@example.com"), "First Name": .string("Ada"), "Last Name": .string("Lovelace"), "City": .string("London"),
+            "Plan": .string("free"),
+          ],
           ["Email": .string("grace@example.com"), "First Name": .string("Grace"), "City": .string("Arlington")],
         ], at: Date().addingTimeInterval(-3600))
       let job = try await stack.createJob(
@@ -218,17 +233,19 @@ struct SyncStack {
         ["First Name": .string("Augusta"), "Last Name": .string("King"), "City": .string("Paris"), "Plan": .string("pro")],
         at: Date().addingTimeInterval(-60))
       let ada = try #require(try await stack.subscriber(email: "ada@example.com"))
-      _ = try await stack.campaign.updateSubscriber(.with {
-        $0.id = ada.id
-        $0.firstName = "Ada L."
-        $0.lastName = "Byron"
-        $0.attributesJson = #"{"city": "Rome", "plan": "team"}"#
-      })
+      _ = try await stack.campaign.updateSubscriber(
+        .with {
+          $0.id = ada.id
+          $0.firstName = "Ada L."
+          $0.lastName = "Byron"
+          $0.attributesJson = #"{"city": "Rome", "plan": "team"}"#
+        })
       let grace = try #require(try await stack.subscriber(email: "grace@example.com"))
-      _ = try await stack.campaign.updateSubscriber(.with {
-        $0.id = grace.id
-        $0.attributesJson = #"{"city": "Oslo"}"#
-      })
+      _ = try await stack.campaign.updateSubscriber(
+        .with {
+          $0.id = grace.id
+          $0.attributesJson = #"{"city": "Oslo"}"#
+        })
       try await Task.sleep(for: .milliseconds(20))
       stack.sandbox.modify(base: stack.base, table: "Contacts", id: ids[1], ["City": .string("Lima")])
 
@@ -253,10 +270,12 @@ struct SyncStack {
       let decided = Dictionary(uniqueKeysWithValues: conflicts.filter { $0.recordID == ids[0] }.map { ($0.subscriberField, $0.resolution) })
       #expect(decided == ["first_name": "remote", "last_name": "local", "attributes.city": "local", "attributes.plan": "pending"])
       #expect(conflicts.first { $0.recordID == ids[1] }?.resolution == "remote")
-      let pending = try await stack.sync.listConflicts(.with {
-        $0.jobID = job.id
-        $0.pending = true
-      }).conflicts
+      let pending = try await stack.sync.listConflicts(
+        .with {
+          $0.jobID = job.id
+          $0.pending = true
+        }
+      ).conflicts
       #expect(pending.count == 1)
       let open = try #require(pending.first)
       #expect(open.localJson == #""team""# && open.remoteJson == #""pro""# && open.baseJson == #""free""#)
@@ -264,19 +283,38 @@ struct SyncStack {
       // A run while it is open leaves it as it is.
       let third = try await stack.run(job)
       #expect(third.status == .succeeded && third.counts.pushed == 0 && third.counts.updated == 0, "\(third.error)")
-      #expect(try await stack.sync.listConflicts(.with { $0.jobID = job.id; $0.pending = true }).conflicts.count == 1)
+      #expect(
+        try await stack.sync.listConflicts(
+          .with {
+            $0.jobID = job.id
+            $0.pending = true
+          }
+        ).conflicts.count == 1)
 
-      await #expect { _ = try await stack.sync.resolveConflict(.with { $0.id = open.id; $0.take = "mine" }) } throws: {
+      await #expect {
+        _ = try await stack.sync.resolveConflict(
+          .with {
+            $0.id = open.id
+            $0.take = "mine"
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "take")
       }
-      let resolved = try await stack.sync.resolveConflict(.with {
-        $0.id = open.id
-        $0.take = "remote"
-      })
+      let resolved = try await stack.sync.resolveConflict(
+        .with {
+          $0.id = open.id
+          $0.take = "remote"
+        })
       #expect(resolved.resolution == "remote" && resolved.hasResolvedAt)
       let adaResolved = try #require(try await stack.subscriber(email: "ada@example.com"))
       #expect(JSONValue.parse(adaResolved.attributesJson)?.object?["plan"] == .string("pro"))
-      await #expect { _ = try await stack.sync.resolveConflict(.with { $0.id = open.id; $0.take = "local" }) } throws: {
+      await #expect {
+        _ = try await stack.sync.resolveConflict(
+          .with {
+            $0.id = open.id
+            $0.take = "local"
+          })
+      } throws: {
         rpcError($0).0 == .failedPrecondition
       }
       // Our own writes come back from the table as changes to records: they are not bounced back.
@@ -344,7 +382,8 @@ struct SyncStack {
 
   @Test func a429StormLosesNoRecord() async throws {
     try await SyncStack.run(rateLimitPenalty: .seconds(2), configure: { $0.rateLimitWait = .seconds(2) }) { stack async throws in
-      stack.sandbox.insert(base: stack.base, table: "Contacts", (0..<600).map { SyncStack.person($0) }, at: Date().addingTimeInterval(-3600))
+      stack.sandbox.insert(
+        base: stack.base, table: "Contacts", (0..<600).map { SyncStack.person($0) }, at: Date().addingTimeInterval(-3600))
       let job = try await stack.createJob(mappings: Self.pullMappings)
       // The run's first request is refused as over the limit; then another client of the base
       // goes over it again and again (each time the base is locked out for 2 s) while the run goes.
@@ -397,14 +436,18 @@ struct SyncStack {
       #expect(dry.counts.softDeleted == 5 && dry.counts.updated == 2)
       #expect(dry.planned.filter { $0.action == "soft_delete" }.count == 5)
       #expect(dry.planned.filter { $0.action == "update" }.map(\.fields) == [["first_name"], ["first_name"]])
-      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE status = 'archived' OR first_name = 'Renamed'") == 0)
+      #expect(
+        try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE status = 'archived' OR first_name = 'Renamed'") == 0)
       #expect(try await stack.count("SELECT count(*)::int FROM sync.records WHERE deleted_at IS NOT NULL") == 0)
 
       let real = try await stack.run(loose, full: true)
       #expect(real.status == .succeeded, "\(real.error)")
       #expect(real.counts.softDeleted == 5 && real.counts.updated == 2)
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE status = 'archived'") == 5)
-      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE email LIKE 'lead%' AND status = 'archived' AND email IN ('lead0@example.com','lead4@example.com')") == 2)
+      #expect(
+        try await stack.count(
+          "SELECT count(*)::int FROM campaign.subscribers WHERE email LIKE 'lead%' AND status = 'archived' AND email IN ('lead0@example.com','lead4@example.com')"
+        ) == 2)
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE first_name = 'Renamed'") == 2)
       // Archived subscribers keep their data and are sent nothing: segments count active ones only.
       #expect(try await stack.subscriber(email: "lead0@example.com")?.status == "archived")
@@ -413,38 +456,65 @@ struct SyncStack {
 
   @Test func jobsAreChangedAndRemovedButNotDuringARun() async throws {
     try await SyncStack.run { stack async throws in
-      stack.sandbox.insert(base: stack.base, table: "Contacts", (0..<1000).map { SyncStack.person($0) }, at: Date().addingTimeInterval(-3600))
+      stack.sandbox.insert(
+        base: stack.base, table: "Contacts", (0..<1000).map { SyncStack.person($0) }, at: Date().addingTimeInterval(-3600))
       let job = try await stack.createJob(mappings: Self.pullMappings)
       let started = try await stack.sync.startRun(.with { $0.jobID = job.id })
-      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.scheduleSeconds = 60 }) } throws: {
+      await #expect {
+        _ = try await stack.sync.updateJob(
+          .with {
+            $0.id = job.id
+            $0.scheduleSeconds = 60
+          })
+      } throws: {
         rpcError($0).0 == .failedPrecondition
       }
       await #expect { _ = try await stack.sync.deleteJob(.with { $0.id = job.id }) } throws: { rpcError($0).0 == .failedPrecondition }
       #expect(try await stack.finished(started.id).status == .succeeded)
 
-      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.maxDeletePercent = 101 }) } throws: {
+      await #expect {
+        _ = try await stack.sync.updateJob(
+          .with {
+            $0.id = job.id
+            $0.maxDeletePercent = 101
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "max_delete_percent")
       }
-      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.mappings = [SyncStack.mapping("City", "attributes.city")] }) } throws: {
+      await #expect {
+        _ = try await stack.sync.updateJob(
+          .with {
+            $0.id = job.id
+            $0.mappings = [SyncStack.mapping("City", "attributes.city")]
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "mappings")
       }
       let before = try await stack.sync.getJob(.with { $0.id = job.id })
-      let changed = try await stack.sync.updateJob(.with {
-        $0.id = job.id
-        $0.scheduleSeconds = 3600
-        $0.overlapSeconds = 5
-        $0.mappings = Self.pullMappings + [SyncStack.mapping("Last Name", "last_name", .manual)]
-      })
+      let changed = try await stack.sync.updateJob(
+        .with {
+          $0.id = job.id
+          $0.scheduleSeconds = 3600
+          $0.overlapSeconds = 5
+          $0.mappings = Self.pullMappings + [SyncStack.mapping("Last Name", "last_name", .manual)]
+        })
       #expect(changed.scheduleSeconds == 3600 && changed.overlapSeconds == 5 && changed.mappings.count == 5)
       #expect(changed.mappings.last?.conflictPolicy == .manual)
       #expect(changed.cursor == before.cursor && !changed.cursor.isEmpty)
       #expect(changed.name == before.name && changed.maxDeletePercent == before.maxDeletePercent)
-      let withoutModified = try await stack.sync.updateJob(.with {
-        $0.id = job.id
-        $0.modifiedField = ""
-      })
+      let withoutModified = try await stack.sync.updateJob(
+        .with {
+          $0.id = job.id
+          $0.modifiedField = ""
+        })
       #expect(withoutModified.cursor.isEmpty && withoutModified.overlapSeconds == 5)
-      await #expect { _ = try await stack.sync.updateJob(.with { $0.id = job.id; $0.overlapSeconds = 0 }) } throws: {
+      await #expect {
+        _ = try await stack.sync.updateJob(
+          .with {
+            $0.id = job.id
+            $0.overlapSeconds = 0
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "overlap_seconds")
       }
 
@@ -473,10 +543,13 @@ struct SyncStack {
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers WHERE status = 'archived'") == 0)
 
       // A field mapped later is pulled from the table, never written over it.
-      _ = try await stack.sync.updateJob(.with {
-        $0.id = job.id
-        $0.mappings = [SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name"), SyncStack.mapping("Last Name", "last_name")]
-      })
+      _ = try await stack.sync.updateJob(
+        .with {
+          $0.id = job.id
+          $0.mappings = [
+            SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name"), SyncStack.mapping("Last Name", "last_name"),
+          ]
+        })
       let added = try await stack.run(job, full: true)
       #expect(added.status == .succeeded && added.counts.pushed == 0, "\(added.error)")
       #expect(try await stack.subscriber(email: "person3@example.com")?.lastName == "Remote3")
@@ -523,21 +596,94 @@ struct SyncStack {
       #expect(run.error.contains("mappings[1].external_field 'Nickname' is not a field of table Contacts"), "\(run.error)")
       #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers") == 0)
 
-      let checkbox = try await stack.createJob(table: "Leads", mappings: [SyncStack.mapping("Email", "email"), SyncStack.mapping("City", "email_subscribed")])
+      let checkbox = try await stack.createJob(
+        table: "Leads", mappings: [SyncStack.mapping("Email", "email"), SyncStack.mapping("City", "email_subscribed")])
       let wrongType = try await stack.run(checkbox)
-      #expect(wrongType.status == .aborted && wrongType.error.contains("email_subscribed needs a checkbox field, 'City' is singleLineText"), "\(wrongType.error)")
+      #expect(
+        wrongType.status == .aborted && wrongType.error.contains("email_subscribed needs a checkbox field, 'City' is singleLineText"),
+        "\(wrongType.error)")
 
-      let noToken = try await stack.createJob(table: "Partners", mappings: [SyncStack.mapping("Email", "email")]) { $0.tokenEnv = "MISSING_TOKEN" }
+      let noToken = try await stack.createJob(table: "Partners", mappings: [SyncStack.mapping("Email", "email")]) {
+        $0.tokenEnv = "MISSING_TOKEN"
+      }
       let missing = try await stack.run(noToken)
       #expect(missing.status == .aborted && missing.error.contains("MISSING_TOKEN"), "\(missing.error)")
 
       // A record that cannot be a subscriber is that record's error; the others are synced.
       stack.sandbox.insert(base: stack.base, table: "Others", [SyncStack.person(7), ["First Name": .string("No contact")]])
-      let good = try await stack.createJob(table: "Others", mappings: [SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name")])
+      let good = try await stack.createJob(
+        table: "Others", mappings: [SyncStack.mapping("Email", "email"), SyncStack.mapping("First Name", "first_name")])
       let partial = try await stack.run(good)
       #expect(partial.status == .succeeded, "\(partial.error)")
       #expect(partial.counts.created == 1 && partial.counts.errors == 1)
       #expect(partial.errors.first?.field == "email" && partial.errors.first?.message.contains("neither an email nor a phone") == true)
+    }
+  }
+
+  @Test func aRecordHoldingANULCharacterIsThatRecordsErrorAndTheOthersAreSynced() async throws {
+    try await SyncStack.run { stack async throws in
+      let ids = stack.sandbox.insert(
+        base: stack.base, table: "Contacts",
+        [
+          SyncStack.person(1), ["Email": .string("nul@example.com"), "First Name": .string("Ada\u{0}Lovelace")],
+          SyncStack.person(2), ["Email": .string("city@example.com"), "City": .string("Lon\u{0}don")],
+        ], at: Date().addingTimeInterval(-3600))
+      let job = try await stack.createJob(mappings: Self.pullMappings)
+      let run = try await stack.run(job)
+      #expect(run.status == .succeeded, "\(run.error)")
+      #expect(run.counts.recordsRead == 4 && run.counts.created == 2 && run.counts.errors == 2, "\(run.counts)")
+      let errors = Dictionary(uniqueKeysWithValues: run.errors.map { ($0.recordID, $0) })
+      #expect(errors.keys.sorted() == [ids[1], ids[3]].sorted())
+      #expect(errors[ids[1]]?.field == "first_name" && errors[ids[1]]?.message.contains("'First Name' holds a NUL character") == true)
+      #expect(errors[ids[3]]?.field == "attributes.city" && errors[ids[3]]?.message.contains("'City' holds a NUL character") == true)
+      // Nothing of those records is stored: no subscriber, no link; the others are.
+      #expect(try await stack.subscriber(email: "nul@example.com") == nil)
+      #expect(try await stack.subscriber(email: "city@example.com") == nil)
+      #expect(try await stack.count("SELECT count(*)::int FROM campaign.subscribers") == 2)
+      #expect(try await stack.count("SELECT count(*)::int FROM sync.records WHERE record_id IN ('\(ids[0])', '\(ids[2])')") == 2)
+      #expect(try await stack.count("SELECT count(*)::int FROM sync.records") == 2)
+
+      // Corrected in the table, the record is synced by the next run; the other is still refused.
+      stack.sandbox.modify(base: stack.base, table: "Contacts", id: ids[1], ["First Name": .string("Ada")])
+      let next = try await stack.run(job)
+      #expect(next.status == .succeeded && next.counts.created == 1 && next.counts.errors == 1, "\(next.counts) \(next.error)")
+      #expect(try await stack.subscriber(email: "nul@example.com")?.firstName == "Ada")
+      #expect(next.errors.map(\.recordID) == [ids[3]])
+    }
+  }
+
+  /// A run still going when the service stops ends as interrupted (resumable) and the stop does
+  /// not wait for the whole run: between two pages, or cancelled mid-page once the grace period
+  /// is over (here none).
+  @Test func aStoppingServiceInterruptsItsRunsPromptly() async throws {
+    for grace in [Duration.seconds(15), .zero] {
+      let clock = ContinuousClock()
+      let (url, runID, stopping) = try await SyncStack.run(configure: { $0.stopGrace = grace }) { stack async throws in
+        let old = Date().addingTimeInterval(-3600)
+        for chunk in 0..<20 {
+          stack.sandbox.insert(
+            base: stack.base, table: "Contacts", (chunk * 100..<chunk * 100 + 100).map { SyncStack.person($0) },
+            at: old.addingTimeInterval(Double(chunk)))
+        }
+        let job = try await stack.createJob(mappings: Self.pullMappings)
+        let started = try await stack.sync.startRun(.with { $0.jobID = job.id })
+        try await eventually(timeout: .seconds(120), "a page to be applied") {
+          try await stack.sync.getRun(.with { $0.id = started.id }).counts.created >= 100
+        }
+        return (stack.url, started.id, clock.now)
+      }
+      let stopped = clock.now - stopping
+      // 2,000 records take far longer than a page (and the grace period) at 5 requests/s.
+      #expect(stopped < .seconds(60), "grace \(grace): the stop took \(stopped)")
+      try await withDatabase(url) { database async throws in
+        let rows = try await database.query(
+          "SELECT status, error, (SELECT count(*)::int FROM sync.records) FROM sync.runs WHERE id = \(UUID(uuidString: runID)!)",
+          logger: Logger(label: "test.sync"))
+        let (status, error, linked) = try #require(try await rows.decode((String, String, Int).self).elements().first)
+        #expect(status == "interrupted", "grace \(grace): \(status) \(error)")
+        #expect(error.contains("the next run resumes from its checkpoint"), "\(error)")
+        #expect(linked >= 100 && linked < 2000, "grace \(grace): \(linked) linked")
+      }
     }
   }
 }

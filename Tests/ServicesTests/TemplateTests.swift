@@ -23,7 +23,8 @@ import Testing
     #expect(error?.field == "subject")
     #expect(error?.message.contains("'first_name'") == true)
     let inBody = invalid {
-      _ = try MessageTemplate(channel: "sms", format: "", subject: "", body: "Code {{#vip}}{{code}}{{/vip}}", variables: [.init(name: "vip")])
+      _ = try MessageTemplate(
+        channel: "sms", format: "", subject: "", body: "Code {{#vip}}{{code}}{{/vip}}", variables: [.init(name: "vip")])
     }
     #expect(inBody?.field == "body" && inBody?.message.contains("'code'") == true)
   }
@@ -106,7 +107,11 @@ import Testing
     }
     // A leading blank line stays in html, where no pragma is put in front.
     let html = try MessageTemplate.parse("\nHi {{first_name}}", field: "body", format: "html", declared: ["first_name"])
-    #expect(html.pieces != nil && html.render(RenderContext(values: ["first_name": "ada"])) == html.renderWithMustache(RenderContext(values: ["first_name": "ada"])))
+    #expect(
+      html.pieces != nil
+        && html.render(RenderContext(values: ["first_name": "ada"]))
+          == html.renderWithMustache(RenderContext(values: ["first_name": "ada"]))
+    )
   }
 
   @Test func smsLengthFollowsGSM7AndUCS2() {

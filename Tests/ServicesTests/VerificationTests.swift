@@ -28,9 +28,12 @@ func withVerifiedSystem<T: Sendable>(
 ) async throws -> T {
   let url = try await TestPostgres.shared.makeDatabase()
   func local(_ port: Int) -> ServiceAddress { ServiceAddress(host: "127.0.0.1", port: port) }
-  return try await withRunningService(withoutReadinessDependencies(RateLimitDefinition.definition), databaseURL: url) { ratelimit, _ async throws in
-    try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) { delivery, _ async throws in
-      try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) { campaign, _ async throws in
+  return try await withRunningService(withoutReadinessDependencies(RateLimitDefinition.definition), databaseURL: url) {
+    ratelimit, _ async throws in
+    try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) {
+      delivery, _ async throws in
+      try await withRunningService(withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url) {
+        campaign, _ async throws in
         try await withRunningService(
           withoutReadinessDependencies(SyncDefinition.definition), databaseURL: url, dependencies: ["campaign": local(campaign)]
         ) { syncPort, _ async throws in
@@ -106,7 +109,13 @@ func withVerifiedSystem<T: Sendable>(
       await #expect { _ = try await verification.runVerification(.with { $0.component = "everything" }) } throws: {
         rpcError($0) == (.invalidArgument, "component")
       }
-      await #expect { _ = try await verification.runVerification(.with { $0.component = "schema"; $0.schemas = ["public"] }) } throws: {
+      await #expect {
+        _ = try await verification.runVerification(
+          .with {
+            $0.component = "schema"
+            $0.schemas = ["public"]
+          })
+      } throws: {
         rpcError($0) == (.invalidArgument, "schemas")
       }
     }
@@ -156,19 +165,21 @@ func withVerifiedSystem<T: Sendable>(
       try await database.withConnection { connection in
         let key = MigrationRunner.lockKey(schema: "campaign")
         try await connection.query("SELECT pg_advisory_lock(hashtext(\(key)))", logger: Self.logger)
-        let during = try await verification.runVerification(.with {
-          $0.component = "schema"
-          $0.schemas = ["campaign"]
-        })
+        let during = try await verification.runVerification(
+          .with {
+            $0.component = "schema"
+            $0.schemas = ["campaign"]
+          })
         try await connection.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: Self.logger)
         #expect(during.issues.isEmpty)
         #expect(during.overallStatus == .warning)
         #expect(during.components.first?.note == "a migration of campaign is in progress: drift not checked")
       }
-      let after = try await verification.runVerification(.with {
-        $0.component = "schema"
-        $0.schemas = ["campaign"]
-      })
+      let after = try await verification.runVerification(
+        .with {
+          $0.component = "schema"
+          $0.schemas = ["campaign"]
+        })
       #expect(after.issues.map(\.check) == ["schema.extra_index"])
       #expect(after.issues.first?.affectedObject == "campaign.half_done_idx")
     }
@@ -187,7 +198,8 @@ func withVerifiedSystem<T: Sendable>(
 
   @Test func injectedFaultsAreFoundRepairedAndAFailedRepairIsRolledBack() async throws {
     try await withHTTPSink { webhookPort, alerts async throws in
-      try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") { verification, database, _ async throws in
+      try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") {
+        verification, database, _ async throws in
         // Data first (while the constraints still hold), then the faults.
         try await Self.sql(
           database,
@@ -245,28 +257,61 @@ func withVerifiedSystem<T: Sendable>(
         #expect(report.issues.flatMap(\.sampleKeys).allSatisfy { !$0.contains("ada@example.com") && !$0.contains("not-an-email") })
         #expect(report.summary.hasPrefix("CRITICAL:"))
         #expect(report.components.first { $0.component == "health" }?.status == .critical)
+        // What `herald_verification_issues{severity}` shows at a scrape: the open issues, every severity.
+        let openBySeverity = try await VerificationStore(client: database, logger: Logger(label: "test")).openIssuesBySeverity()
+        let bySeverity: [(Finding.Severity, Herald_Verification_V1_Severity)] = [
+          (.critical, .critical), (.high, .high), (.medium, .medium), (.low, .low),
+        ]
+        for (severity, wire) in bySeverity {
+          #expect(openBySeverity[severity] == report.issues.filter { $0.severity == wire }.count, "\(severity): \(openBySeverity)")
+        }
 
         // CRITICAL issues alert at once, once per fingerprint; HIGH ones only after 5 occurrences.
         try await eventually("the alerts") { alerts.count >= 4 }
-        let alerted = alerts.all.compactMap { JSONValue.parse(String(decoding: $0.body, as: UTF8.self))?.object?["fingerprint"]?.stringValue }
+        let alerted = alerts.all.compactMap {
+          JSONValue.parse(String(decoding: $0.body, as: UTF8.self))?.object?["fingerprint"]?.stringValue
+        }
         #expect(Set(alerted) == Set(report.issues.filter { $0.severity == .critical }.map(\.fingerprint)))
         _ = try await verification.runVerification(.with { $0.component = "ledger" })
         #expect(alerts.count == alerted.count)
 
         // A plan in review cannot run for real before approval; its dry run changes nothing.
         let orphan = try #require(issue("data.orphan_message_campaign", "delivery.messages.campaign_id"))
-        let review = try await verification.proposeRepair(.with { $0.fingerprint = orphan.fingerprint; $0.requestedBy = "test" })
-        #expect(review.status == .pendingReview && review.needsReview && review.statements.last?.contains("DELETE FROM delivery.messages") == true)
-        await #expect { _ = try await verification.runRepair(.with { $0.id = review.id; $0.apply = true }) } throws: {
+        let review = try await verification.proposeRepair(
+          .with {
+            $0.fingerprint = orphan.fingerprint
+            $0.requestedBy = "test"
+          })
+        #expect(
+          review.status == .pendingReview && review.needsReview && review.statements.last?.contains("DELETE FROM delivery.messages") == true
+        )
+        await #expect {
+          _ = try await verification.runRepair(
+            .with {
+              $0.id = review.id
+              $0.apply = true
+            })
+        } throws: {
           rpcError($0).0 == .failedPrecondition
         }
         let dry = try await verification.runRepair(.with { $0.id = review.id })
         #expect(dry.runs.last?.dryRun == true && dry.runs.last?.rows == [1, 1, 1] && dry.runs.last?.issueRemains == false)
         #expect(dry.runs.last?.committed == false && dry.status == .pendingReview)
         #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'orphan:1'") == 1)
-        let approved = try await verification.reviewRepair(.with { $0.id = review.id; $0.approve = true; $0.reviewer = "ops"; $0.note = "junk" })
+        let approved = try await verification.reviewRepair(
+          .with {
+            $0.id = review.id
+            $0.approve = true
+            $0.reviewer = "ops"
+            $0.note = "junk"
+          })
         #expect(approved.status == .approved && approved.reviewedBy == "ops")
-        let deleted = try await verification.runRepair(.with { $0.id = review.id; $0.apply = true; $0.requestedBy = "ops" })
+        let deleted = try await verification.runRepair(
+          .with {
+            $0.id = review.id
+            $0.apply = true
+            $0.requestedBy = "ops"
+          })
         #expect(deleted.status == .applied, "\(deleted.runs.last?.error ?? "")")
         let backup = try #require(deleted.runs.last?.backupTable)
         #expect(backup.hasPrefix("verification_backup.repair_"))
@@ -276,14 +321,20 @@ func withVerifiedSystem<T: Sendable>(
         // Its event went with it (not left behind as an orphan); only the injected orphan event remains.
         #expect(
           try await Self.count(
-            database, "SELECT count(*)::int FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)") == 1)
+            database,
+            "SELECT count(*)::int FROM delivery.delivery_events e WHERE NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"
+          ) == 1)
 
         // The foreign key cannot come back while an orphan row breaks it: rolled back, nothing lost.
         let foreignKey = try #require(issue("schema.missing_constraint", "campaign.list_members.list_members_subscriber_id_fkey"))
         #expect(foreignKey.autoRepairable)
         let fkRepair = try await verification.proposeRepair(.with { $0.fingerprint = foreignKey.fingerprint })
         #expect(fkRepair.status == .proposed)
-        let failed = try await verification.runRepair(.with { $0.id = fkRepair.id; $0.apply = true })
+        let failed = try await verification.runRepair(
+          .with {
+            $0.id = fkRepair.id
+            $0.apply = true
+          })
         #expect(failed.status == .rolledBack)
         #expect(failed.runs.last?.error.contains("violates foreign key constraint") == true, "\(failed.runs.last?.error ?? "")")
         #expect(try await Self.count(database, "SELECT count(*)::int FROM campaign.list_members") == 3)
@@ -292,29 +343,49 @@ func withVerifiedSystem<T: Sendable>(
             database, "SELECT count(*)::int FROM pg_constraint WHERE conname = 'list_members_subscriber_id_fkey'") == 0)
 
         // The auto-repairable ones, repaired and verified clean.
-        for (check, object) in [("schema.extra_index", "campaign.extra_first_name_idx"), ("data.stuck_sending", "delivery.messages status sending")] {
+        for (check, object) in [
+          ("schema.extra_index", "campaign.extra_first_name_idx"), ("data.stuck_sending", "delivery.messages status sending"),
+        ] {
           let found = try #require(issue(check, object))
           #expect(found.autoRepairable)
           let repair = try await verification.proposeRepair(.with { $0.fingerprint = found.fingerprint })
-          let applied = try await verification.runRepair(.with { $0.id = repair.id; $0.apply = true })
+          let applied = try await verification.runRepair(
+            .with {
+              $0.id = repair.id
+              $0.apply = true
+            })
           #expect(applied.status == .applied, "\(check): \(applied.runs.last?.error ?? "")")
         }
-        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'stuck:1' AND status = 'unknown' AND ambiguous") == 1)
+        #expect(
+          try await Self.count(
+            database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'stuck:1' AND status = 'unknown' AND ambiguous")
+            == 1)
         #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'unknown'") == 1)
         // With the orphan gone, the foreign key's repair goes through.
-        try await Self.sql(database, "DELETE FROM campaign.list_members m WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = m.subscriber_id)")
+        try await Self.sql(
+          database,
+          "DELETE FROM campaign.list_members m WHERE NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = m.subscriber_id)")
         let retried = try await verification.proposeRepair(.with { $0.fingerprint = foreignKey.fingerprint })
-        #expect(try await verification.runRepair(.with { $0.id = retried.id; $0.apply = true }).status == .applied)
+        #expect(
+          try await verification.runRepair(
+            .with {
+              $0.id = retried.id
+              $0.apply = true
+            }
+          ).status == .applied)
 
         let after = try await verification.runVerification(.init())
         let remaining = Set(after.issues.map(\.fingerprint))
-        for gone in [foreignKey.fingerprint, orphan.fingerprint] + ["schema.extra_index", "data.stuck_sending"].compactMap({ check in
-          report.issues.first { $0.check == check }?.fingerprint
-        }) {
+        for gone in [foreignKey.fingerprint, orphan.fingerprint]
+          + ["schema.extra_index", "data.stuck_sending"].compactMap({ check in
+            report.issues.first { $0.check == check }?.fingerprint
+          })
+        {
           #expect(!remaining.contains(gone), "\(gone) is still reported")
         }
         // The column's constraints went with it; they are still reported, with the column.
-        #expect(after.issues.contains { $0.check == "schema.missing_constraint" && $0.affectedObject.hasPrefix("campaign.campaign_variants.") })
+        #expect(
+          after.issues.contains { $0.check == "schema.missing_constraint" && $0.affectedObject.hasPrefix("campaign.campaign_variants.") })
         let open = try await verification.listIssues(.init()).issues
         #expect(!open.contains { $0.check == "schema.extra_index" })
         let all = try await verification.listIssues(.with { $0.includeResolved = true }).issues

@@ -154,8 +154,10 @@ import Testing
     let set = MigrationSet(
       schema: "shop",
       migrations: Self.base + [Migration(version: 3, name: "three", sql: "SELECT 1;")])
-    let applied = [AppliedMigration(version: 1, name: "widgets", checksum: Self.base[0].checksum),
-                   AppliedMigration(version: 3, name: "three", checksum: set.migrations[2].checksum)]
+    let applied = [
+      AppliedMigration(version: 1, name: "widgets", checksum: Self.base[0].checksum),
+      AppliedMigration(version: 3, name: "three", checksum: set.migrations[2].checksum),
+    ]
     let comparison = LedgerComparison(applied: applied, known: set)
     #expect(comparison.gaps.map(\.version) == [2])
     #expect(comparison.pending.isEmpty)

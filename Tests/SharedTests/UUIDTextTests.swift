@@ -6,8 +6,12 @@ import Testing
 @Suite struct UUIDTextTests {
   @Test func formatsAndParsesAsFoundationDoes() throws {
     var generator = SystemRandomNumberGenerator()
-    let edges = [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), try #require(UUID(uuidString: "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"))]
-    for id in edges + (0..<1000).map({ _ in UUID(uuid: withUnsafeBytes(of: (generator.next(), generator.next())) { $0.load(as: uuid_t.self) }) }) {
+    let edges = [
+      UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), try #require(UUID(uuidString: "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF")),
+    ]
+    for id in edges
+      + (0..<1000).map({ _ in UUID(uuid: withUnsafeBytes(of: (generator.next(), generator.next())) { $0.load(as: uuid_t.self) }) })
+    {
       let text = id.lowercasedString
       #expect(text == id.uuidString.lowercased())
       #expect(UUID(text: text) == id)

@@ -25,7 +25,9 @@ extension CampaignService {
       guard request.variants.isEmpty else {
         throw RPCError.field("variants", .invalidArgument, "give template_id or variants, not both")
       }
-      variants = [VariantRecord(name: "default", templateID: try Self.uuid(request.templateID, field: "template_id"), weight: 1, recipients: 0)]
+      variants = [
+        VariantRecord(name: "default", templateID: try Self.uuid(request.templateID, field: "template_id"), weight: 1, recipients: 0)
+      ]
     } else {
       guard !request.variants.isEmpty else {
         throw RPCError.field("template_id", .invalidArgument, "give template_id or at least one of variants")
@@ -61,7 +63,9 @@ extension CampaignService {
     return Self.message(created)
   }
 
-  package func getCampaign(request: Herald_Campaign_V1_GetCampaignRequest, context: ServerContext) async throws -> Herald_Campaign_V1_Campaign {
+  package func getCampaign(request: Herald_Campaign_V1_GetCampaignRequest, context: ServerContext) async throws
+    -> Herald_Campaign_V1_Campaign
+  {
     Self.message(try await store.campaign(id: try Self.uuid(request.id, field: "id")))
   }
 

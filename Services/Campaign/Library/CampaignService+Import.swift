@@ -26,11 +26,12 @@ extension CampaignService {
       response.failed += 1
       count("failed")
       guard response.errors.count < SubscriberImporter.maxReportedErrors else { return }
-      response.errors.append(.with {
-        $0.row = row
-        $0.field = field
-        $0.message = message
-      })
+      response.errors.append(
+        .with {
+          $0.row = row
+          $0.field = field
+          $0.message = message
+        })
     }
     func flush() async throws {
       guard let options, !pending.isEmpty else { return }

@@ -17,7 +17,8 @@ extension CampaignService {
     return Self.message(try await store.createList(name: try Self.name(request.name), description: description))
   }
 
-  package func getList(request: Herald_Campaign_V1_GetListRequest, context: ServerContext) async throws -> Herald_Campaign_V1_SubscriberList {
+  package func getList(request: Herald_Campaign_V1_GetListRequest, context: ServerContext) async throws -> Herald_Campaign_V1_SubscriberList
+  {
     Self.message(try await store.list(id: try Self.uuid(request.id, field: "id")))
   }
 
@@ -41,7 +42,9 @@ extension CampaignService {
     try await changeMembers(request, add: false)
   }
 
-  private func changeMembers(_ request: Herald_Campaign_V1_ListMembersRequest, add: Bool) async throws -> Herald_Campaign_V1_ListMembersResponse {
+  private func changeMembers(_ request: Herald_Campaign_V1_ListMembersRequest, add: Bool) async throws
+    -> Herald_Campaign_V1_ListMembersResponse
+  {
     let list = try Self.uuid(request.listID, field: "list_id")
     guard !request.subscriberIds.isEmpty else { throw RPCError.field("subscriber_ids", .invalidArgument, "subscriber_ids is empty") }
     guard request.subscriberIds.count <= CampaignStore.maxMembersPerCall else {

@@ -18,7 +18,8 @@ extension CampaignService {
         name: try Self.name(request.name), match: request.match.isEmpty ? "all" : request.match, conditions: conditions))
   }
 
-  package func getSegment(request: Herald_Campaign_V1_GetSegmentRequest, context: ServerContext) async throws -> Herald_Campaign_V1_Segment {
+  package func getSegment(request: Herald_Campaign_V1_GetSegmentRequest, context: ServerContext) async throws -> Herald_Campaign_V1_Segment
+  {
     let id = try Self.uuid(request.id, field: "id")
     guard let segment = try await store.segments(id: id).first else { throw CampaignStore.notFound("segment", id) }
     return Self.message(segment)

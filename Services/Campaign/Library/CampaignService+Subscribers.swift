@@ -202,7 +202,8 @@ extension CampaignService {
         throw RPCError.field("status", .invalidArgument, "status '\(request.status)' cannot be set: use active or archived")
       }
       guard record.status != "blocked" else {
-        throw RPCError(code: .failedPrecondition, message: "subscriber \(record.id.lowercasedString) is blocked; its status cannot be changed")
+        throw RPCError(
+          code: .failedPrecondition, message: "subscriber \(record.id.lowercasedString) is blocked; its status cannot be changed")
       }
       record.status = request.status
     }
@@ -218,7 +219,8 @@ extension CampaignService {
       let field = "\(channel)_consent"
       if present && input.subscribed {
         guard contact != nil else {
-          throw RPCError.field(field, .invalidArgument, "\(field) is given but the subscriber has no \(channel == "email" ? "email" : "phone")")
+          throw RPCError.field(
+            field, .invalidArgument, "\(field) is given but the subscriber has no \(channel == "email" ? "email" : "phone")")
         }
         let source = input.source.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !source.isEmpty else {
@@ -249,7 +251,9 @@ extension CampaignService {
     guard email != nil || phone != nil else {
       throw .init(field: "email", message: "a subscriber needs an email or a phone")
     }
-    func source(_ consent: Herald_Campaign_V1_ConsentInput, channel: String, contact: String?) throws(SubscriberValidation.Invalid) -> String? {
+    func source(_ consent: Herald_Campaign_V1_ConsentInput, channel: String, contact: String?) throws(SubscriberValidation.Invalid)
+      -> String?
+    {
       guard consent.subscribed else { return nil }
       let field = "\(channel)_consent"
       guard contact != nil else {

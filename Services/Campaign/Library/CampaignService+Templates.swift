@@ -22,7 +22,9 @@ extension CampaignService {
     return Self.message(try await store.createTemplate(name: name, template: template))
   }
 
-  package func getTemplate(request: Herald_Campaign_V1_GetTemplateRequest, context: ServerContext) async throws -> Herald_Campaign_V1_Template {
+  package func getTemplate(request: Herald_Campaign_V1_GetTemplateRequest, context: ServerContext) async throws
+    -> Herald_Campaign_V1_Template
+  {
     Self.message(try await store.template(id: try Self.uuid(request.id, field: "id"), field: "id"))
   }
 

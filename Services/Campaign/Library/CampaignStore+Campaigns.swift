@@ -32,7 +32,9 @@ extension CampaignStore {
         ).collect().first?.decode(String.self)
         guard let channel else { throw Self.notFound("template", variant.templateID, field: field) }
         guard channel == campaign.channel else {
-          throw RPCError.field(field, .invalidArgument, "template \(variant.templateID.lowercasedString) is for \(channel), the campaign is \(campaign.channel)")
+          throw RPCError.field(
+            field, .invalidArgument,
+            "template \(variant.templateID.lowercasedString) is for \(channel), the campaign is \(campaign.channel)")
         }
       }
       let row = try await connection.query(
@@ -242,8 +244,9 @@ extension CampaignStore {
     let assignment = cases.isEmpty ? builder.bind(last.0) : "CASE\(cases) ELSE \(builder.bind(last.0)) END"
     let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
     let seed = campaign.id.uuid
-    let seedValue = Int64(bitPattern: UInt64(seed.0) << 56 | UInt64(seed.1) << 48 | UInt64(seed.2) << 40 | UInt64(seed.3) << 32
-      | UInt64(seed.4) << 24 | UInt64(seed.5) << 16 | UInt64(seed.6) << 8 | UInt64(seed.7))
+    let seedValue = Int64(
+      bitPattern: UInt64(seed.0) << 56 | UInt64(seed.1) << 48 | UInt64(seed.2) << 40 | UInt64(seed.3) << 32
+        | UInt64(seed.4) << 24 | UInt64(seed.5) << 16 | UInt64(seed.6) << 8 | UInt64(seed.7))
     let campaignBind = builder.bind(campaign.id)
     let sql = """
       WITH audience AS (

@@ -24,7 +24,7 @@ extension CampaignStore {
       return ListRecord(
         id: id, name: name, description: description, createdAt: createdAt,
         counts: .init(subscribers: 0, emailSubscribed: 0, smsSubscribed: 0))
-    } catch where error.sqlState == "23505" {
+    } catch  where error.sqlState == "23505" {
       throw Self.duplicateName("list", name)
     }
   }
@@ -68,9 +68,10 @@ extension CampaignStore {
   /// `subscriber_ids[i]` for the first that does not). Returns how many memberships changed.
   package func changeMembers(listID: UUID, subscriberIDs: [UUID], add: Bool) async throws -> Int {
     try await transaction { connection in
-      let exists = try await connection.query(
-        "SELECT 1 FROM campaign.lists WHERE id = \(listID) FOR SHARE", logger: logger
-      ).collect().count == 1
+      let exists =
+        try await connection.query(
+          "SELECT 1 FROM campaign.lists WHERE id = \(listID) FOR SHARE", logger: logger
+        ).collect().count == 1
       guard exists else { throw Self.notFound("list", listID, field: "list_id") }
       if add {
         let unknown = try await connection.query(

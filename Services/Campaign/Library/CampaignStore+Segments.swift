@@ -50,7 +50,7 @@ extension CampaignStore {
         guard let (id, createdAt) = try row?.decode((UUID, Date).self) else { throw PostgresError.protocol("no row returned") }
         return SegmentRecord(id: id, name: name, match: match, conditions: conditions, createdAt: createdAt, counts: counts)
       }
-    } catch where error.sqlState == "23505" {
+    } catch  where error.sqlState == "23505" {
       throw Self.duplicateName("segment", name)
     }
   }

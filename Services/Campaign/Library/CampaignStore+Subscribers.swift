@@ -44,7 +44,7 @@ extension CampaignStore {
         }
         return record
       }
-    } catch where error.sqlState == "23505" {
+    } catch  where error.sqlState == "23505" {
       throw CampaignStoreError.duplicate(field: Self.duplicateField(of: error))
     }
   }
@@ -107,7 +107,7 @@ extension CampaignStore {
         }
         return try written.first.map(Self.subscriberRecord)
       }
-    } catch where error.sqlState == "23505" {
+    } catch  where error.sqlState == "23505" {
       throw CampaignStoreError.duplicate(field: Self.duplicateField(of: error))
     }
   }
@@ -117,7 +117,8 @@ extension CampaignStore {
   package func subscribers(after: UUID?, limit: Int) async throws -> [SubscriberRecord] {
     let rows: PostgresRowSequence
     if let after {
-      let exists = try await client.query("SELECT 1 FROM campaign.subscribers WHERE id = \(after)", logger: logger)
+      let exists =
+        try await client.query("SELECT 1 FROM campaign.subscribers WHERE id = \(after)", logger: logger)
         .collect().count == 1
       guard exists else { throw CampaignStoreError.badPageToken }
       rows = try await client.query(

@@ -19,7 +19,7 @@ extension CampaignStore {
       ).collect().first
       guard let (id, createdAt) = try row?.decode((UUID, Date).self) else { throw PostgresError.protocol("no row returned") }
       return TemplateRecord(id: id, name: name, template: template, createdAt: createdAt)
-    } catch where error.sqlState == "23505" {
+    } catch  where error.sqlState == "23505" {
       throw Self.duplicateName("template", name)
     }
   }

@@ -25,15 +25,9 @@ package struct CampaignStore: Sendable {
     self.logger = logger
   }
 
-  /// A transaction whose closure errors come back as thrown (not wrapped); database errors come
-  /// back as `PostgresTransactionError`.
+  /// A transaction whose closure errors come back as thrown (`PostgresClient.transaction`).
   func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-    do {
-      return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-    } catch let error as PostgresTransactionError {
-      if let closureError = error.closureError, closureError.postgresError == nil { throw closureError }
-      throw error
-    }
+    try await client.transaction(logger: logger, body)
   }
 
   static func duplicateName(_ kind: String, _ name: String) -> RPCError {

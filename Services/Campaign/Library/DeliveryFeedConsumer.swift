@@ -47,11 +47,13 @@ package struct DeliveryFeedConsumer: Sendable {
       guard !response.events.isEmpty else { return 0 }
 
       // A campaign message's variant is its recipient's outbox entry's.
-      let recipients = Array(Set(response.events.compactMap { event in
-        UUID(text: event.campaignID).flatMap { campaign in
-          UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
-        }
-      }))
+      let recipients = Array(
+        Set(
+          response.events.compactMap { event in
+            UUID(text: event.campaignID).flatMap { campaign in
+              UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
+            }
+          }))
       let variants = try await store.variants(of: recipients, on: connection)
 
       var days: [DailyStatKey: DailyStatDelta] = [:]
@@ -59,7 +61,8 @@ package struct DeliveryFeedConsumer: Sendable {
       for event in response.events {
         let at = event.occurredAt.date
         if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
-          let variant = UUID(text: event.subscriberID).flatMap { variants[FeedRecipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
+          let variant =
+            UUID(text: event.subscriberID).flatMap { variants[FeedRecipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
           let key = DailyStatKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: event.status)
           days[key, default: DailyStatDelta()].events += 1
           days[key, default: DailyStatDelta()].costCents += event.costCents

@@ -17,9 +17,10 @@ package struct DeliverySink: MessageSink, DeliveryEventSource {
   }
 
   package func events(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse {
-    try await client.listDeliveryEvents(.with {
-      $0.cursor = cursor
-      $0.limit = limit
-    })
+    try await client.listDeliveryEvents(
+      .with {
+        $0.cursor = cursor
+        $0.limit = limit
+      })
   }
 }

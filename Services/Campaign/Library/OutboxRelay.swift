@@ -118,10 +118,12 @@ package struct OutboxRelay: Sendable {
         request.messages = Array(outbound[part])
         // The budget travels with the batch: delivery decides the spend cap atomically at send time.
         if let budget = chunk.budgetCents {
-          request.spendCaps = [.with {
-            $0.campaignID = campaignText
-            $0.budgetCents = budget
-          }]
+          request.spendCaps = [
+            .with {
+              $0.campaignID = campaignText
+              $0.budgetCents = budget
+            }
+          ]
         }
         do {
           let response = try await sink.enqueue(request)
@@ -131,7 +133,9 @@ package struct OutboxRelay: Sendable {
           }
           relayed += request.messages.count
           if response.duplicates > 0 {
-            logger.info("delivery already had some of this chunk (an earlier attempt was cut short)", metadata: ["duplicates": "\(response.duplicates)"])
+            logger.info(
+              "delivery already had some of this chunk (an earlier attempt was cut short)",
+              metadata: ["duplicates": "\(response.duplicates)"])
           }
         } catch let error as RPCError where error.code == .invalidArgument {
           // Delivery refused one message (it names it as messages[i].field): settle that one as

@@ -72,7 +72,10 @@ package struct ParsedText: Sendable {
   /// swift-mustache's HTML escaping (its own is internal): the same five characters, compared as
   /// Characters as it does.
   static func htmlEscape(_ value: String) -> String {
-    guard value.utf8.contains(where: { $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'") })
+    guard
+      value.utf8.contains(where: {
+        $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'")
+      })
     else { return value }
     var escaped = ""
     escaped.reserveCapacity(value.utf8.count)

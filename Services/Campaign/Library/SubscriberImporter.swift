@@ -73,7 +73,8 @@ package struct SubscriberImporter: Sendable {
     if let field = StringFieldCheck.firstNUL(in: request) {
       return .failure(.init(field: field, message: holdsNUL(field)))
     }
-    let size = request.email.utf8.count + request.phone.utf8.count + request.firstName.utf8.count + request.lastName.utf8.count
+    let size =
+      request.email.utf8.count + request.phone.utf8.count + request.firstName.utf8.count + request.lastName.utf8.count
       + request.attributesJson.utf8.count + request.emailConsent.source.utf8.count + request.smsConsent.source.utf8.count
     guard size <= maxRowBytes else {
       return .failure(.init(field: "row", message: "the row is \(size) bytes; at most \(maxRowBytes)"))
@@ -92,13 +93,13 @@ package struct SubscriberImporter: Sendable {
   package func write(_ rows: [Row], options: Options) async throws -> [Outcome] {
     do {
       return try await store.importRows(rows, options: options)
-    } catch where error.postgresError != nil && rows.count > 1 {
+    } catch  where error.postgresError != nil && rows.count > 1 {
       store.logger.warning("import chunk failed; retrying its rows one by one", metadata: ["error": "\(error.logDescription)"])
       var outcomes: [Outcome] = []
       for row in rows {
         do {
           outcomes.append(contentsOf: try await write([row], options: options))
-        } catch where error.postgresError != nil {
+        } catch  where error.postgresError != nil {
           outcomes.append(.failed(field: "row", message: "the database refused the row: \(error.databaseMessage)"))
         }
       }

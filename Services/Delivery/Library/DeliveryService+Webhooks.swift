@@ -29,6 +29,7 @@ extension DeliveryService {
     } catch {
       throw RPCError.field("signature", .unauthenticated, error.description)
     }
+    if request.verifyOnly { return .init() }
     let events = try Self.parseWebhook(request.body)
     let (applied, ignored) = try await store.apply(events, provider: request.provider)
     // Counted only once the signature is verified: the provider label is always a configured name.
@@ -68,6 +69,13 @@ extension DeliveryService {
       var messageID: UUID?
       if let text = event["message_id"] as? String, !text.isEmpty {
         messageID = try uuid(text, field: "\(field).message_id")
+      }
+      // Text the database cannot store (NUL) is refused naming its field, before anything is applied.
+      for name in ["provider_message_id", "detail"] {
+        if let text = event[name] as? String, text.utf8.contains(0) {
+          throw RPCError.field(
+            "\(field).\(name)", .invalidArgument, "\(field).\(name) holds a NUL character (U+0000), which cannot be stored")
+        }
       }
       let providerID = (event["provider_message_id"] as? String).flatMap { $0.isEmpty ? nil : $0 }
       guard messageID != nil || providerID != nil else {

@@ -18,15 +18,9 @@ package struct DeliveryStore: Sendable {
     self.logger = logger
   }
 
-  /// A transaction whose closure errors come back as thrown (not wrapped); database errors come
-  /// back as `PostgresTransactionError`.
+  /// A transaction whose closure errors come back as thrown (`PostgresClient.transaction`).
   func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-    do {
-      return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-    } catch let error as PostgresTransactionError {
-      if let closureError = error.closureError, closureError.postgresError == nil { throw closureError }
-      throw error
-    }
+    try await client.transaction(logger: logger, body)
   }
 
   /// Stands for "none" in a uuid array (no random or generated id is all zeros).

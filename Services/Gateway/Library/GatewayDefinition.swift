@@ -131,10 +131,11 @@ package func buildGateway(
         .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
       return (routerPath, documentedPath.path)
     }, uniquingKeysWith: { a, _ in a })
-  registeredRoutes(router.routes.map { route in
-    let path = String("\(route.path)".drop { $0 == "/" })
-    return (method: route.method.rawValue.lowercased(), path: byRouterPath[path] ?? "/" + path)
-  })
+  registeredRoutes(
+    router.routes.map { route in
+      let path = String("\(route.path)".drop { $0 == "/" })
+      return (method: route.method.rawValue.lowercased(), path: byRouterPath[path] ?? "/" + path)
+    })
 
   var services: [any Service] = [database]
   services += backEnds.keys.sorted().compactMap { backEnds[$0].map(GRPCClientService.init) }
@@ -144,12 +145,9 @@ package func buildGateway(
       MetricsEndpoint(
         host: address.host, port: address.port, registry: registry,
         collectors: [
-          (
-            "database_pool",
-            DatabasePoolMetrics.collector(
-              database: database, applicationName: applicationName,
-              maximum: common.database.client.options.maximumConnections, logger: logger)
-          )
+          DatabasePoolMetrics.named(
+            database: database, applicationName: applicationName,
+            maximum: common.database.client.options.maximumConnections, logger: logger)
         ], logger: logger))
   }
   var app = Application(
@@ -160,7 +158,15 @@ package func buildGateway(
   let runner = MigrationRunner(lockTimeout: common.migrationLockTimeout, logger: logger)
   let (adminKey, databaseWait) = (configuration.settings.adminKey?.value, common.databaseWait)
   app.beforeServerStarts {
-    try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
+    do {
+      // Stopping while the database is still awaited ends the wait at once (graceful shutdown
+      // alone would not interrupt it).
+      try await cancelWhenGracefulShutdown {
+        try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
+      }
+    } catch  where Task.isShuttingDownGracefully {
+      return  // the server starts and stops at once, NOT_SERVING throughout
+    }
     if let generated = try await store.bootstrapAdminKey(configuredKey: adminKey) {
       announceKey(generated)
     }

@@ -1,6 +1,6 @@
 import Foundation
-import HeraldServerKit
 import HTTPTypes
+import HeraldServerKit
 import Hummingbird
 import Logging
 

@@ -87,9 +87,10 @@ struct GatewayStore: Sendable {
           """, logger: logger)
         return nil
       }
-      let admins = try await connection.query(
-        "SELECT count(*) FROM gateway.api_keys WHERE 'admin' = ANY(scopes) AND revoked_at IS NULL", logger: logger
-      ).collect().first?.decode(Int.self) ?? 0
+      let admins =
+        try await connection.query(
+          "SELECT count(*) FROM gateway.api_keys WHERE 'admin' = ANY(scopes) AND revoked_at IS NULL", logger: logger
+        ).collect().first?.decode(Int.self) ?? 0
       guard admins == 0 else { return nil }
       let key = Self.generateKey()
       try await connection.query(

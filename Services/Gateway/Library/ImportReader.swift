@@ -70,7 +70,10 @@ package struct ImportReader {
       }
       return
     }
-    let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), newline = UInt8(ascii: "\n"), carriageReturn = UInt8(ascii: "\r")
+    let quote = UInt8(ascii: "\"")
+    let comma = UInt8(ascii: ",")
+    let newline = UInt8(ascii: "\n")
+    let carriageReturn = UInt8(ascii: "\r")
     if inQuotes && !quoteSeen {
       if byte == quote {
         quoteSeen = true
@@ -208,7 +211,11 @@ package struct ImportReader {
         guard let subscribed = flag(value) else {
           return failed(line: line, field: name, "\(name) '\(value)' must be true or false (yes/no, 1/0)")
         }
-        if name == "email_consent" { subscriber.emailConsent.subscribed = subscribed } else { subscriber.smsConsent.subscribed = subscribed }
+        if name == "email_consent" {
+          subscriber.emailConsent.subscribed = subscribed
+        } else {
+          subscriber.smsConsent.subscribed = subscribed
+        }
       case "email_consent_source": subscriber.emailConsent.source = value
       case "sms_consent_source": subscriber.smsConsent.source = value
       default:

@@ -1,9 +1,9 @@
 import Foundation
 import GRPCCore
 import HTTPTypes
+import HeraldServerKit
 import Hummingbird
 import Logging
-import HeraldServerKit
 import NIOCore
 import SwiftProtobuf
 

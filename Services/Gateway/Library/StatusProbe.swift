@@ -1,10 +1,10 @@
 import Foundation
-import Hummingbird
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HeraldCore
 import HeraldProtos
 import HeraldServerKit
+import Hummingbird
 import Prometheus
 import SwiftProtobuf
 
@@ -36,7 +36,7 @@ struct StatusProbe: Sendable {
       return results.sorted { $0.name < $1.name }
     }
     for result in results {
-      registry.makeGauge(name: "herald_service_up", labels: [("service", result.name)])
+      registry.makeGauge(name: "herald_service_up", labels: [("backend", result.name)])
         .set(Int64(result.status == "SERVING" ? 1 : 0))
     }
     let degraded = results.filter { $0.status != "SERVING" }.map(\.name)

@@ -1,10 +1,10 @@
 import Foundation
-import Hummingbird
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HeraldCore
 import HeraldProtos
 import HeraldServerKit
+import Hummingbird
 import Prometheus
 import SwiftProtobuf
 

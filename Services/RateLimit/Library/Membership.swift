@@ -2,73 +2,10 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HeraldCore
+import HeraldPostgres
 import HeraldServerKit
 import Logging
-import PostgresNIO
 import Synchronization
-
-/// A live replica as the members table shows it.
-package struct MemberInfo: Sendable, Equatable {
-  package var id: String
-  package var address: String
-  package var startedAt: Date
-  package var heartbeatAt: Date
-}
-
-/// Consistent hashing over members: each member holds `pointsPerMember` points on a 64-bit ring;
-/// a key belongs to the first point at or after its hash. A member joining or leaving moves only
-/// the keys of the arcs it gains or loses.
-package struct HashRing: Sendable {
-  package static let pointsPerMember = 128
-  private var points: [(hash: UInt64, member: String)] = []
-
-  package init(members: [String]) {
-    var points: [(hash: UInt64, member: String)] = []
-    for member in members {
-      for point in 0..<Self.pointsPerMember {
-        points.append((Self.hash("\(member)#\(point)"), member))
-      }
-    }
-    points.sort { a, b in a.hash != b.hash ? a.hash < b.hash : a.member < b.member }
-    self.points = points
-  }
-
-  package func owner(of key: String) -> String? {
-    guard !points.isEmpty else { return nil }
-    let hash = Self.hash(key)
-    var low = 0
-    var high = points.count
-    while low < high {
-      let middle = (low + high) / 2
-      if points[middle].hash < hash { low = middle + 1 } else { high = middle }
-    }
-    return points[low == points.count ? 0 : low].member
-  }
-
-  /// The share of the ring each member owns.
-  package func shares() -> [String: Double] {
-    guard let last = points.last else { return [:] }
-    var shares: [String: Double] = [:]
-    var previous = last.hash
-    for point in points {
-      shares[point.member, default: 0] += Double(point.hash &- previous) / Double(UInt64.max)
-      previous = point.hash
-    }
-    return shares
-  }
-
-  /// FNV-1a, then a SplitMix64 finaliser so that similar keys land far apart.
-  package static func hash(_ text: String) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
-      hash ^= UInt64(byte)
-      hash = hash &* 0x100_0000_01b3
-    }
-    hash = (hash ^ (hash >> 30)) &* 0xbf58_476d_1ce4_e5b9
-    hash = (hash ^ (hash >> 27)) &* 0x94d0_49bb_1331_11eb
-    return hash ^ (hash >> 31)
-  }
-}
 
 /// This replica's place among the live members: it registers and heartbeats in
 /// `ratelimit.members`, reads who else is live, and keeps a gRPC client to each of them.
@@ -76,7 +13,7 @@ package final class Membership: Sendable {
   package let id: String
   package let address: String
   let ttl: Duration
-  let client: PostgresClient
+  let store: RateLimitStore
   let logger: Logger
 
   struct View {
@@ -88,11 +25,11 @@ package final class Membership: Sendable {
 
   private let view = Mutex(View())
 
-  package init(id: String = UUID().lowercasedString, address: String, ttl: Duration, client: PostgresClient, logger: Logger) {
+  package init(id: String = UUID().lowercasedString, address: String, ttl: Duration, store: RateLimitStore, logger: Logger) {
     self.id = id
     self.address = address
     self.ttl = ttl
-    self.client = client
+    self.store = store
     self.logger = logger
   }
 
@@ -128,26 +65,7 @@ package final class Membership: Sendable {
   /// Heartbeats, reads the live members and rebuilds the ring when they changed. Returns the
   /// clients of members that joined (to be run by the caller).
   package func heartbeat() async throws -> [GRPCClient<HTTP2ClientTransport.Posix>] {
-    let ttlSeconds = ttl.milliseconds / 1000
-    let rows = try await client.query(
-      """
-      WITH me AS (
-        INSERT INTO ratelimit.members (id, address) VALUES (\(id), \(address))
-        ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), address = EXCLUDED.address
-        RETURNING id, address, started_at, heartbeat_at
-      ), gone AS (
-        DELETE FROM ratelimit.members WHERE heartbeat_at < now() - interval '1 hour'
-      )
-      SELECT id, address, started_at, heartbeat_at FROM me
-      UNION
-      SELECT id, address, started_at, heartbeat_at FROM ratelimit.members
-      WHERE heartbeat_at > now() - make_interval(secs => \(ttlSeconds)) AND id <> \(id)
-      ORDER BY id
-      """, logger: logger)
-    var members: [MemberInfo] = []
-    for try await (id, address, startedAt, heartbeatAt) in rows.decode((String, String, Date, Date).self) {
-      members.append(MemberInfo(id: id, address: address, startedAt: startedAt, heartbeatAt: heartbeatAt))
-    }
+    let members = try await store.heartbeat(id: id, address: address, ttl: ttl)
     var retired: [GRPCClient<HTTP2ClientTransport.Posix>] = []
     var joined: [GRPCClient<HTTP2ClientTransport.Posix>] = []
     var changed = false
@@ -158,7 +76,9 @@ package final class Membership: Sendable {
         view.withLock { $0.clients[member.id] = client }
         joined.append(client)
       } catch {
-        logger.error("a member's address cannot be used", metadata: ["member": "\(member.id)", "address": "\(member.address)", "error": "\(error)"])
+        logger.error(
+          "a member's address cannot be used",
+          metadata: ["member": "\(member.id)", "address": "\(member.address)", "error": "\(error.logDescription)"])
       }
     }
     view.withLock { view in
@@ -185,7 +105,12 @@ package final class Membership: Sendable {
   /// from here on this replica decides nothing (what it still gets is the failure policy's).
   package func leave() async {
     view.withLock { $0.leaving = true }
-    _ = try? await client.query("DELETE FROM ratelimit.members WHERE id = \(id)", logger: logger)
+    do {
+      try await store.removeMember(id: id)
+    } catch {
+      // The row then ages out with the TTL, as a killed replica's does.
+      logger.warning("leaving the members table failed; the keys move after the member TTL", metadata: ["error": "\(error.logDescription)"])
+    }
   }
 
   package func closeConnections() {

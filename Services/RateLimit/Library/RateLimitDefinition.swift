@@ -5,7 +5,6 @@ import HeraldMigrations
 import HeraldProtos
 import HeraldServerKit
 import Logging
-import ServiceLifecycle
 
 /// The rate-limit process (SPEC §4): decisions over descriptors, limits from a file and the API,
 /// one owner per key among the live replicas.
@@ -24,23 +23,24 @@ package enum RateLimitDefinition: BackEndProcess {
   /// With the default settings; each call is a fresh process's worth of state.
   package static var definition: ServiceDefinition { make() }
 
-  /// What one process holds: its counters and its place among the members.
+  /// What one process holds, shared by the handlers, the replica loop, `prepare` and the metrics:
+  /// its counters and its place among the members.
   struct Node: Sendable {
-    let store: LimitStore
+    let store: RateLimitStore
     let limiter: RateLimiter
     let membership: Membership
   }
 
   package static func make(settings: RateLimitSettings = RateLimitSettings()) -> ServiceDefinition {
     let node = PerProcess { resources in
-      let store = LimitStore(client: resources.database, logger: resources.logger)
+      let store = RateLimitStore(client: resources.database, logger: resources.logger)
       let configuration = resources.configuration
       let host = configuration.host == "0.0.0.0" ? ProcessInfo.processInfo.hostName : configuration.host
       return Node(
         store: store, limiter: RateLimiter(store: store, logger: resources.logger),
         membership: Membership(
-          address: settings.advertiseAddress ?? "\(host):\(configuration.port)", ttl: settings.memberTTL,
-          client: resources.database, logger: resources.logger))
+          address: settings.advertiseAddress ?? "\(host):\(configuration.port)", ttl: settings.memberTTL, store: store,
+          logger: resources.logger))
     }
     return ServiceDefinition(
       name: name,
@@ -55,49 +55,37 @@ package enum RateLimitDefinition: BackEndProcess {
       },
       makeWorkers: { resources in
         let node = node(resources)
-        let logger = resources.logger
-        let state = BackgroundWorker(name: "ratelimit-state") {
-          // One loop, so that counters are saved by one task at a time: it saves changed hour and
-          // day counters every flush interval and, every heartbeat, heartbeats, re-reads members
-          // and limits, runs the connections to new members and hands over the keys this replica
-          // no longer owns. At the end it leaves the ring, then saves what is left.
-          await withDiscardingTaskGroup { group in
-            var lastHeartbeat: ContinuousClock.Instant?
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-              do {
-                if lastHeartbeat.map({ .now - $0 >= settings.heartbeat }) ?? true {
-                  lastHeartbeat = .now
-                  let joined = try await node.membership.heartbeat()
-                  for client in joined { group.addTask { try? await client.runConnections() } }
-                  node.limiter.setLimits(try await node.store.all())
-                  try await node.limiter.release { !node.membership.owns($0) }
-                } else {
-                  try await node.limiter.flush()
-                }
-              } catch {
-                logger.error("rate-limit heartbeat or counter save failed (retried next round)", metadata: ["error": "\(error)"])
-              }
-              await BackgroundWorker.pause(settings.flushInterval)
-            }
-            await node.membership.leave()
-            do {
-              try await node.limiter.flush()
-            } catch {
-              logger.error("saving hour and day counters at shutdown failed", metadata: ["error": "\(error)"])
-            }
-            node.membership.closeConnections()
-          }
-        }
-        return [state]
+        let loop = ReplicaLoop(
+          store: node.store, limiter: node.limiter, membership: node.membership, settings: settings, logger: resources.logger)
+        return [BackgroundWorker(name: "ratelimit-state") { await loop.run() }]
       },
       prepare: { resources in
         let node = node(resources)
         if let path = settings.limitsFile {
-          let limits = try LimitDefinition.loadFile(path)
-          for limit in limits { _ = try await node.store.put(limit) }
-          resources.logger.info("limits file applied", metadata: ["limits": "\(limits.count)", "file": "\(path)"])
+          try await applyLimitsFile(path, to: node.store, logger: resources.logger)
         }
-        node.limiter.setLimits(try await node.store.all())
+        node.limiter.setLimits(try await node.store.limits())
+      },
+      collectMetrics: { resources, scrape in
+        collectMetrics(node(resources), into: scrape)
       })
+  }
+
+  /// Writes the limits of `HERALD_RATELIMIT_LIMITS_FILE`, at every start (they win over API edits
+  /// of the same keys).
+  static func applyLimitsFile(_ path: String, to store: RateLimitStore, logger: Logger) async throws {
+    let limits = try LimitDefinition.loadFile(path)
+    for limit in limits { _ = try await store.putLimit(limit) }
+    logger.info("limits file applied", metadata: ["limits": "\(limits.count)", "file": "\(path)"])
+  }
+
+  /// The figures read at each scrape, from this replica's memory: the live members it sees (replicas
+  /// that disagree show different numbers) and the limits it applies. (Event counts are counters
+  /// where they happen: decisions by outcome and forwarded checks in `RateLimitService`.)
+  static func collectMetrics(_ node: Node, into scrape: MetricsScrape) {
+    scrape.gauge(
+      "herald_ratelimit_members", help: "Live members of the key ring as this replica sees them",
+      Int64(node.membership.members.count))
+    scrape.gauge("herald_ratelimit_limits", help: "Limits this replica applies", Int64(node.limiter.limitCount))
   }
 }

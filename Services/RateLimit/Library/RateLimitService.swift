@@ -1,23 +1,28 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 import Logging
+import Metrics
 import SwiftProtobuf
 
-/// `herald.ratelimit.v1.RateLimitService`: decides the checks whose keys this replica owns and
-/// forwards the others to their owners.
+/// `herald.ratelimit.v1.RateLimitService` (SPEC §4): its handlers check requests and map between
+/// protobuf messages and the limiter's answers, by area: decisions (here: the checks whose keys this
+/// replica owns are decided by its `RateLimiter`, the others forwarded to their owners), limits
+/// (`RateLimitService+Limits.swift`) and the state of the counters and members (`+State`). Every
+/// statement is the store's (`RateLimitStore`); the ring of members is `Membership`'s.
 package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServiceProtocol {
   package static let maxChecks = 10_000
 
-  let store: LimitStore
+  let store: RateLimitStore
   let limiter: RateLimiter
   let membership: Membership
   let settings: RateLimitSettings
   let logger: Logger
 
-  package init(store: LimitStore, limiter: RateLimiter, membership: Membership, settings: RateLimitSettings, logger: Logger) {
+  package init(store: RateLimitStore, limiter: RateLimiter, membership: Membership, settings: RateLimitSettings, logger: Logger) {
     self.store = store
     self.limiter = limiter
     self.membership = membership
@@ -36,6 +41,9 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     // for the keys it owns, and for everything a peer forwarded).
     var local: [Int] = []
     var remote: [String: (client: GRPCClient<HTTP2ClientTransport.Posix>, indexes: [Int])] = [:]
+    // The checks this replica answers itself (a forwarded one is the owner's to count, unless the
+    // owner does not answer and the failure policy does here).
+    var decidedHere: [Int] = []
     let limits = request.forwarded ? [] : limiter.limits(for: checks)
     for (index, check) in checks.enumerated() {
       if request.forwarded || limits[index] == nil {
@@ -45,7 +53,9 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
       switch membership.route(of: check.key) {
       case .here: local.append(index)
       case .forward(let owner, let client): remote[owner, default: (client, [])].indexes.append(index)
-      case .unreachable(let owner): statuses[index] = failureStatus(check, owner: owner)
+      case .unreachable(let owner):
+        statuses[index] = failureStatus(check, owner: owner)
+        decidedHere.append(index)
       }
     }
     if !local.isEmpty {
@@ -54,38 +64,46 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
         for (index, outcome) in zip(local, outcomes) { statuses[index] = Self.status(checks[index], outcome, owner: membership.id) }
       } catch {
         // The saved hour/day counters could not be read: these checks get the policy's answer.
-        logger.error("reading saved counters failed; the failure policy decides", metadata: ["error": "\(error)"])
+        logger.error("reading saved counters failed; the failure policy decides", metadata: ["error": "\(error.logDescription)"])
         for index in local { statuses[index] = failureStatus(checks[index], owner: membership.id) }
       }
+      decidedHere += local
     }
     if !remote.isEmpty {
-      await withTaskGroup(of: [(Int, Herald_Ratelimit_V1_RateLimitStatus)].self) { group in
+      await withTaskGroup(of: (owner: String, indexes: [Int], statuses: [Herald_Ratelimit_V1_RateLimitStatus]?).self) { group in
         for (owner, route) in remote {
           group.addTask {
-            await forward(route.indexes.map { (request.checks[$0], checks[$0]) }, peek: request.peek, to: owner, client: route.client)
-              .enumerated().map { (route.indexes[$0.offset], $0.element) }
+            let answer = await forward(route.indexes.map { request.checks[$0] }, peek: request.peek, to: owner, client: route.client)
+            return (owner, route.indexes, answer)
           }
         }
-        for await answers in group {
-          for (index, status) in answers { statuses[index] = status }
+        for await answer in group {
+          if let answered = answer.statuses {
+            for (index, status) in zip(answer.indexes, answered) { statuses[index] = status }
+          } else {
+            for index in answer.indexes { statuses[index] = failureStatus(checks[index], owner: answer.owner) }
+            decidedHere += answer.indexes
+          }
         }
       }
     }
+    Self.countDecisions(decidedHere.map { statuses[$0] })
     var response = Herald_Ratelimit_V1_ShouldRateLimitResponse()
     response.statuses = statuses
     response.overallCode = statuses.contains { $0.code == .overLimit } ? .overLimit : .ok
     return response
   }
 
-  /// Asks the owner; an owner that does not answer gets the configured failure policy's answer.
+  /// Asks the owner; nil when it does not answer (the caller then applies the configured failure
+  /// policy).
   func forward(
-    _ checks: [(message: Herald_Ratelimit_V1_RateLimitCheck, check: Check)], peek: Bool, to owner: String,
-    client: GRPCClient<HTTP2ClientTransport.Posix>
-  ) async -> [Herald_Ratelimit_V1_RateLimitStatus] {
+    _ checks: [Herald_Ratelimit_V1_RateLimitCheck], peek: Bool, to owner: String, client: GRPCClient<HTTP2ClientTransport.Posix>
+  ) async -> [Herald_Ratelimit_V1_RateLimitStatus]? {
     var request = Herald_Ratelimit_V1_ShouldRateLimitRequest()
-    request.checks = checks.map(\.message)
+    request.checks = checks
     request.peek = peek
     request.forwarded = true
+    Counter(label: "herald_ratelimit_forwarded_total").increment(by: checks.count)
     do {
       let response = try await Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
         .shouldRateLimit(request, options: .timeout(settings.forwardTimeout))
@@ -96,8 +114,8 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     } catch {
       logger.warning(
         "the owner of some keys did not answer; the failure policy decides",
-        metadata: ["owner": "\(owner)", "policy": "\(settings.failurePolicy.rawValue)", "error": "\(error)"])
-      return checks.map { failureStatus($0.check, owner: owner) }
+        metadata: ["owner": "\(owner)", "policy": "\(settings.failurePolicy.rawValue)", "error": "\(error.logDescription)"])
+      return nil
     }
   }
 
@@ -141,89 +159,24 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     status.limitKey = limit.key
     status.limit = decision.limit
     status.remaining = decision.remaining
-    status.resetAt = Google_Protobuf_Timestamp(timeIntervalSince1970: decision.resetAt)
-    status.retryAfterMs = decision.allowed ? 0 : Int64((decision.retryAfter * 1000).rounded(.up))
+    status.resetAt = Google_Protobuf_Timestamp(clampingTimeIntervalSince1970: decision.resetAt)
+    // Capped at the latest Timestamp (a far-off reset must not trap the conversion to Int64).
+    status.retryAfterMs =
+      decision.allowed ? 0 : Int64(min((decision.retryAfter * 1000).rounded(.up), Google_Protobuf_Timestamp.latestSeconds * 1000))
     status.unit = unit(limit.unit)
     return status
   }
 
-  // MARK: Limits
-
-  package func putLimit(
-    request: Herald_Ratelimit_V1_PutLimitRequest, context: ServerContext
-  ) async throws -> Herald_Ratelimit_V1_Limit {
-    let stored = try await store.put(try LimitDefinition(validating: request))
-    limiter.upsertLimit(stored)
-    return Self.message(stored)
-  }
-
-  package func listLimits(
-    request: Herald_Ratelimit_V1_ListLimitsRequest, context: ServerContext
-  ) async throws -> Herald_Ratelimit_V1_ListLimitsResponse {
-    var response = Herald_Ratelimit_V1_ListLimitsResponse()
-    response.limits = try await store.all().map(Self.message)
-    return response
-  }
-
-  package func deleteLimit(
-    request: Herald_Ratelimit_V1_DeleteLimitRequest, context: ServerContext
-  ) async throws -> Herald_Ratelimit_V1_DeleteLimitResponse {
-    guard !request.key.isEmpty else { throw RPCError.field("key", .invalidArgument, "key is empty: name the limit, e.g. provider=smtp-primary") }
-    var response = Herald_Ratelimit_V1_DeleteLimitResponse()
-    response.deleted = try await store.delete(key: request.key)
-    limiter.removeLimit(key: request.key)
-    return response
-  }
-
-  // MARK: State
-
-  package func getRateLimitState(
-    request: Herald_Ratelimit_V1_GetRateLimitStateRequest, context: ServerContext
-  ) async throws -> Herald_Ratelimit_V1_GetRateLimitStateResponse {
-    var response = Herald_Ratelimit_V1_GetRateLimitStateResponse()
-    if !request.localOnly { response.limits = try await store.all().map(Self.message) }
-    let shares = membership.shares
-    response.members = membership.members.map { member in
-      var message = Herald_Ratelimit_V1_Member()
-      message.id = member.id
-      message.address = member.address
-      message.startedAt = Google_Protobuf_Timestamp(date: member.startedAt)
-      message.heartbeatAt = Google_Protobuf_Timestamp(date: member.heartbeatAt)
-      message.ringShare = shares[member.id] ?? 0
-      return message
+  /// Counts the checks this replica answered, by outcome: allowed (`ok`, also when no limit
+  /// matched), refused (`over_limit`), or answered by the failure policy (`failure_policy`).
+  static func countDecisions(_ statuses: [Herald_Ratelimit_V1_RateLimitStatus]) {
+    var counts: [String: Int] = [:]
+    for status in statuses {
+      counts[status.byFailurePolicy ? "failure_policy" : status.code == .overLimit ? "over_limit" : "ok", default: 0] += 1
     }
-    response.counters = limiter.snapshot().map { counter in
-      var message = Herald_Ratelimit_V1_Counter()
-      message.key = counter.key
-      message.limitKey = counter.limit.key
-      message.owner = membership.id
-      message.limit = counter.decision.limit
-      message.remaining = counter.decision.remaining
-      message.resetAt = Google_Protobuf_Timestamp(timeIntervalSince1970: counter.decision.resetAt)
-      message.unit = Self.unit(counter.limit.unit)
-      message.algorithm = Self.algorithm(counter.limit.algorithm)
-      return message
+    for (outcome, count) in counts {
+      Counter(label: "herald_ratelimit_decisions_total", dimensions: [("outcome", outcome)]).increment(by: count)
     }
-    guard !request.localOnly else { return response }
-    await withTaskGroup(of: (String, Herald_Ratelimit_V1_GetRateLimitStateResponse?).self) { group in
-      for member in membership.members where member.id != membership.id {
-        guard let client = membership.client(of: member.id) else {
-          response.unreachable.append(member.id)
-          continue
-        }
-        group.addTask {
-          let answer = try? await Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
-            .getRateLimitState(.with { $0.localOnly = true }, options: .timeout(settings.forwardTimeout))
-          return (member.id, answer)
-        }
-      }
-      for await (member, answer) in group {
-        if let answer { response.counters += answer.counters } else { response.unreachable.append(member) }
-      }
-    }
-    response.counters.sort { $0.key < $1.key }
-    response.unreachable.sort()
-    return response
   }
 
   // MARK: Messages
@@ -243,26 +196,5 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     case .slidingWindow: .slidingWindow
     case .fixedWindow: .fixedWindow
     }
-  }
-
-  static func message(_ limit: LimitDefinition) -> Herald_Ratelimit_V1_Limit {
-    var message = Herald_Ratelimit_V1_Limit()
-    message.key = limit.key
-    message.descriptors = limit.descriptors.map { descriptor in
-      var message = Herald_Ratelimit_V1_Descriptor()
-      message.key = descriptor.key
-      message.value = descriptor.value
-      return message
-    }
-    message.requestsPerUnit = limit.requestsPerUnit
-    message.unit = unit(limit.unit)
-    message.algorithm = algorithm(limit.algorithm)
-    message.burst = limit.burst
-    if let warmup = limit.warmup {
-      message.warmup.startDate = warmup.startDate
-      message.warmup.dailyVolumes = warmup.dailyVolumes
-    }
-    if let updatedAt = limit.updatedAt { message.updatedAt = Google_Protobuf_Timestamp(date: updatedAt) }
-    return message
   }
 }

@@ -2,29 +2,6 @@ import Foundation
 import Logging
 import Synchronization
 
-/// One check: a descriptor set (sorted by key, real values) and its hits.
-package struct Check: Sendable {
-  package let descriptors: [(key: String, value: String)]
-  package let hits: Int64
-  /// The counter's key, e.g. `domain=gmail.com,provider=smtp-primary`; also what owners hash.
-  package let key: String
-
-  package init(descriptors: [(key: String, value: String)], hits: Int64) {
-    self.descriptors = descriptors
-    self.hits = hits
-    self.key = LimitDefinition.canonicalKey(descriptors)
-  }
-}
-
-/// The outcome of one check decided here.
-package struct Outcome: Sendable, Equatable {
-  /// nil: no limit matched (allowed, unlimited).
-  package var limit: LimitDefinition?
-  package var decision: Decision?
-
-  package var allowed: Bool { decision?.allowed ?? true }
-}
-
 /// The counters this replica owns, in memory, and the limits they follow. Hour and day counters
 /// are read from the database the first time they are touched here and written back by `flush`.
 package final class RateLimiter: Sendable {
@@ -41,11 +18,11 @@ package final class RateLimiter: Sendable {
   }
 
   private let table = Mutex(Table())
-  let store: LimitStore?
+  let store: RateLimitStore?
   let logger: Logger
 
   /// `store` nil keeps everything in memory (unit tests of the math).
-  package init(store: LimitStore?, logger: Logger) {
+  package init(store: RateLimitStore?, logger: Logger) {
     self.store = store
     self.logger = logger
   }
@@ -83,6 +60,11 @@ package final class RateLimiter: Sendable {
         table.dirty.remove(counterKey)
       }
     }
+  }
+
+  /// How many limits this replica applies (as the last re-read or API edit left them).
+  package var limitCount: Int {
+    table.withLock { $0.limits.values.reduce(0) { $0 + $1.count } }
   }
 
   /// The limit for a check: same descriptor keys, each value equal or `*`; the one with the most
@@ -178,12 +160,14 @@ package final class RateLimiter: Sendable {
   /// Writes the hour and day counters changed since the last flush.
   package func flush() async throws {
     guard let store else { return }
-    let changed = table.withLock { table -> [(key: String, limitKey: String, state: CounterState)] in
+    let changed = table.withLock { table -> [SavedCounter] in
       defer { table.dirty.removeAll() }
-      return table.dirty.sorted().compactMap { key in table.counters[key].map { (key, $0.limitKey, $0.state) } }
+      return table.dirty.sorted().compactMap { key in
+        table.counters[key].map { SavedCounter(key: key, limitKey: $0.limitKey, state: $0.state) }
+      }
     }
     do {
-      try await store.save(changed)
+      try await store.saveCounters(changed)
     } catch {
       table.withLock { table in for counter in changed { table.dirty.insert(counter.key) } }
       throw error

@@ -8,6 +8,10 @@ import HeraldServerKit
 package enum SyncDefinition: BackEndProcess {
   package static let name = "sync"
   package static let migrations = HeraldMigrations.sync
+  /// The background worker that starts scheduled runs (tests without a schedule leave it out).
+  package static let schedulerWorker = "sync-scheduler"
+  /// The background worker that stops the process's runs at shutdown.
+  package static let runsWorker = "sync-runs"
 
   package static func loadSettings(_ environment: Settings) throws -> SyncSettings {
     try SyncSettings.load(environment)
@@ -21,10 +25,12 @@ package enum SyncDefinition: BackEndProcess {
   package static var definition: ServiceDefinition { make() }
 
   package static func make(settings: SyncSettings = SyncSettings()) -> ServiceDefinition {
+    // The process's runs, shared by the handlers (StartRun, and the job lock of UpdateJob,
+    // DeleteJob and ResolveConflict) and the workers.
     let manager = PerProcess { resources in
       RunManager(
-        client: resources.database, jobs: PostgresJobStore(client: resources.database, logger: resources.logger),
-        campaign: resources.clients["campaign"].map(CampaignClient.init(wrapping:)), settings: settings, logger: resources.logger)
+        store: store(resources), campaign: resources.clients["campaign"].map(CampaignClient.init(wrapping:)), settings: settings,
+        logger: resources.logger)
     }
     return ServiceDefinition(
       name: name,
@@ -32,15 +38,30 @@ package enum SyncDefinition: BackEndProcess {
       migrations: migrations,
       readinessDependencies: ["campaign"],
       makeServices: { resources in
-        [
-          SyncService(
-            store: PostgresJobStore(client: resources.database, logger: resources.logger), runs: manager(resources),
-            client: resources.database, logger: resources.logger)
-        ]
+        [SyncService(store: store(resources), runs: manager(resources))]
       },
       makeWorkers: { resources in
         let runs = manager(resources)
-        return [BackgroundWorker(name: "sync-scheduler") { await runs.runScheduler() }]
+        return [
+          BackgroundWorker(name: schedulerWorker) { await runs.runScheduler() },
+          BackgroundWorker(name: runsWorker) { await runs.superviseRuns() },
+        ]
+      },
+      collectMetrics: { resources, scrape in
+        try await collectMetrics(store(resources), into: scrape)
       })
+  }
+
+  static func store(_ resources: ServiceResources) -> SyncStore {
+    SyncStore(client: resources.database, logger: resources.logger)
+  }
+
+  /// The figures read at each scrape: runs in progress and conflicts waiting for review, across
+  /// replicas (from the database). (Event counts are counters where they happen: runs ending
+  /// and the records they count, in `RunManager` and `SyncExecution`.)
+  static func collectMetrics(_ store: SyncStore, into scrape: MetricsScrape) async throws {
+    let open = try await store.openWork()
+    scrape.gauge("herald_sync_runs_running", help: "Sync runs in progress", open.runsRunning)
+    scrape.gauge("herald_sync_conflicts_pending", help: "Sync conflicts waiting for a decision (ResolveConflict)", open.conflictsPending)
   }
 }

@@ -12,6 +12,11 @@ package struct SyncSettings: Sendable {
   /// How long the connector waits after a 429 (Airtable: 30 s).
   package var rateLimitWait: Duration = .seconds(30)
   package var requestsPerSecond = 5
+  /// How long a stopping process waits for its runs to reach the end of a page before it cancels
+  /// them (not a variable: it stays within the 10 s every process gives its background workers
+  /// once shutdown begins, `ReadinessService.workerGrace`, and so within Kubernetes' 30 s; tests
+  /// shorten it).
+  package var stopGrace: Duration = .seconds(8)
 
   package init() {}
 

@@ -1,4 +1,4 @@
-import HeraldSync
 import HeraldServerKit
+import HeraldSync
 
 await ServiceMain.run(SyncDefinition.self)

@@ -107,7 +107,8 @@ struct DriftCheck: Sendable {
     }
     func plan(_ statements: [String], review: Bool, risk: String) -> RepairPlan {
       // Definitions are unqualified: they run with the schema first on the search path.
-      RepairPlan(statements: ["SET LOCAL search_path TO \(Self.quoted(schema))"] + statements, backupQuery: nil, needsReview: review, risk: risk)
+      RepairPlan(
+        statements: ["SET LOCAL search_path TO \(Self.quoted(schema))"] + statements, backupQuery: nil, needsReview: review, risk: risk)
     }
 
     for key in expected.objects.keys.sorted() {
@@ -115,21 +116,28 @@ struct DriftCheck: Sendable {
       guard let have = live.objects[key] else {
         switch want.kind {
         case "table":
-          finding("schema.missing_table", .critical, want.name, "table \(schema).\(want.name) is missing", suggested: "restore the table from a backup; its migration created it")
+          finding(
+            "schema.missing_table", .critical, want.name, "table \(schema).\(want.name) is missing",
+            suggested: "restore the table from a backup; its migration created it")
         case "column":
           finding(
             "schema.missing_column", .critical, want.name, "column \(schema).\(want.name) (\(want.definition)) is missing",
             suggested: "add the column back; its data must be restored from a backup",
-            repair: plan(["ALTER TABLE \(Self.quoted(want.table)) ADD COLUMN \(Self.quoted(want.member)) \(want.definition)"], review: true, risk: "high"))
+            repair: plan(
+              ["ALTER TABLE \(Self.quoted(want.table)) ADD COLUMN \(Self.quoted(want.member)) \(want.definition)"], review: true,
+              risk: "high"))
         case "constraint":
           let type = want.definition.prefix(1)
           let definition = String(want.definition.dropFirst(2))
-          let what = ["p": "primary key", "f": "foreign key", "u": "unique constraint", "c": "check constraint"][String(type)] ?? "constraint"
+          let what =
+            ["p": "primary key", "f": "foreign key", "u": "unique constraint", "c": "check constraint"][String(type)] ?? "constraint"
           finding(
             "schema.missing_constraint", type == "c" ? .high : .critical, want.name,
             "\(what) \(want.member) on \(schema).\(want.table) is missing (\(definition))",
             suggested: "add the constraint back (fails, and is rolled back, while rows break it)",
-            repair: plan(["ALTER TABLE \(Self.quoted(want.table)) ADD CONSTRAINT \(Self.quoted(want.member)) \(definition)"], review: false, risk: "medium"))
+            repair: plan(
+              ["ALTER TABLE \(Self.quoted(want.table)) ADD CONSTRAINT \(Self.quoted(want.member)) \(definition)"], review: false,
+              risk: "medium"))
         case "index":
           // An index behind a constraint is reported with the constraint.
           let backsConstraint = expected.objects.values.contains { $0.kind == "constraint" && $0.member == want.name }
@@ -139,7 +147,9 @@ struct DriftCheck: Sendable {
               suggested: "create the index", repair: plan([want.definition], review: false, risk: "low"))
           }
         case "enum":
-          finding("schema.missing_enum", .critical, want.name, "enum type \(schema).\(want.name) is missing", suggested: "create the type (\(want.definition))")
+          finding(
+            "schema.missing_enum", .critical, want.name, "enum type \(schema).\(want.name) is missing",
+            suggested: "create the type (\(want.definition))")
         default: break
         }
         continue
@@ -152,25 +162,35 @@ struct DriftCheck: Sendable {
           suggested: "alter the column back to \(want.definition)")
       case "constraint" where have.definition == want.definition + " [not validated]":
         finding(
-          "schema.constraint_not_validated", .medium, want.name, "constraint \(schema).\(want.name) is not validated (existing rows were never checked)",
-          suggested: "validate it", repair: plan(["ALTER TABLE \(Self.quoted(want.table)) VALIDATE CONSTRAINT \(Self.quoted(want.member))"], review: false, risk: "low"))
+          "schema.constraint_not_validated", .medium, want.name,
+          "constraint \(schema).\(want.name) is not validated (existing rows were never checked)",
+          suggested: "validate it",
+          repair: plan(
+            ["ALTER TABLE \(Self.quoted(want.table)) VALIDATE CONSTRAINT \(Self.quoted(want.member))"], review: false, risk: "low"))
       case "constraint":
         finding(
-          "schema.constraint_changed", .high, want.name, "constraint \(schema).\(want.name) is \(have.definition.dropFirst(2)), expected \(want.definition.dropFirst(2))",
+          "schema.constraint_changed", .high, want.name,
+          "constraint \(schema).\(want.name) is \(have.definition.dropFirst(2)), expected \(want.definition.dropFirst(2))",
           suggested: "drop and add it back as expected",
           repair: plan(
-            ["ALTER TABLE \(Self.quoted(want.table)) DROP CONSTRAINT \(Self.quoted(want.member))",
-             "ALTER TABLE \(Self.quoted(want.table)) ADD CONSTRAINT \(Self.quoted(want.member)) \(want.definition.dropFirst(2))"], review: true, risk: "medium"))
+            [
+              "ALTER TABLE \(Self.quoted(want.table)) DROP CONSTRAINT \(Self.quoted(want.member))",
+              "ALTER TABLE \(Self.quoted(want.table)) ADD CONSTRAINT \(Self.quoted(want.member)) \(want.definition.dropFirst(2))",
+            ], review: true, risk: "medium"))
       case "index" where have.definition == want.definition + " [invalid]":
         finding(
-          "schema.index_invalid", .high, want.name, "index \(schema).\(want.name) is invalid (a failed concurrent build): queries do not use it",
+          "schema.index_invalid", .high, want.name,
+          "index \(schema).\(want.name) is invalid (a failed concurrent build): queries do not use it",
           suggested: "rebuild it", repair: plan(["REINDEX INDEX \(Self.quoted(want.name))"], review: false, risk: "low"))
       case "index":
         finding(
           "schema.index_changed", .high, want.name, "index \(schema).\(want.name) is \(have.definition), expected \(want.definition)",
-          suggested: "drop and create it as expected", repair: plan(["DROP INDEX \(Self.quoted(want.name))", want.definition], review: true, risk: "medium"))
+          suggested: "drop and create it as expected",
+          repair: plan(["DROP INDEX \(Self.quoted(want.name))", want.definition], review: true, risk: "medium"))
       case "enum":
-        finding("schema.enum_changed", .high, want.name, "enum \(schema).\(want.name) has labels \(have.definition), expected \(want.definition)", suggested: "restore the labels and their order")
+        finding(
+          "schema.enum_changed", .high, want.name, "enum \(schema).\(want.name) has labels \(have.definition), expected \(want.definition)",
+          suggested: "restore the labels and their order")
       default: break
       }
     }
@@ -178,25 +198,34 @@ struct DriftCheck: Sendable {
       let have = live.objects[key]!
       switch have.kind {
       case "table":
-        finding("schema.extra_table", .low, have.name, "table \(schema).\(have.name) is not made by any migration", suggested: "drop it once nothing uses it")
+        finding(
+          "schema.extra_table", .low, have.name, "table \(schema).\(have.name) is not made by any migration",
+          suggested: "drop it once nothing uses it")
       case "column":
         if expected.objects["table:\(have.table)"] != nil {
-          finding("schema.extra_column", .low, have.name, "column \(schema).\(have.name) (\(have.definition)) is not made by any migration", suggested: "drop it once nothing uses it")
+          finding(
+            "schema.extra_column", .low, have.name, "column \(schema).\(have.name) (\(have.definition)) is not made by any migration",
+            suggested: "drop it once nothing uses it")
         }
       case "constraint":
         finding(
-          "schema.extra_constraint", .medium, have.name, "constraint \(schema).\(have.name) (\(have.definition.dropFirst(2))) is not made by any migration",
+          "schema.extra_constraint", .medium, have.name,
+          "constraint \(schema).\(have.name) (\(have.definition.dropFirst(2))) is not made by any migration",
           suggested: "drop it; it may refuse writes the services make",
-          repair: plan(["ALTER TABLE \(Self.quoted(have.table)) DROP CONSTRAINT \(Self.quoted(have.member))"], review: true, risk: "medium"))
+          repair: plan(["ALTER TABLE \(Self.quoted(have.table)) DROP CONSTRAINT \(Self.quoted(have.member))"], review: true, risk: "medium")
+        )
       case "index":
         let backsConstraint = live.objects.values.contains { $0.kind == "constraint" && $0.member == have.name }
         if !backsConstraint {
           finding(
-            "schema.extra_index", .medium, have.name, "index \(schema).\(have.name) is not made by any migration (\(have.definition)): it slows every write",
+            "schema.extra_index", .medium, have.name,
+            "index \(schema).\(have.name) is not made by any migration (\(have.definition)): it slows every write",
             suggested: "drop the index", repair: plan(["DROP INDEX \(Self.quoted(have.name))"], review: false, risk: "low"))
         }
       case "enum":
-        finding("schema.extra_enum", .low, have.name, "enum type \(schema).\(have.name) is not made by any migration", suggested: "drop it once nothing uses it")
+        finding(
+          "schema.extra_enum", .low, have.name, "enum type \(schema).\(have.name) is not made by any migration",
+          suggested: "drop it once nothing uses it")
       default: break
       }
     }

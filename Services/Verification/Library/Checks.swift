@@ -34,7 +34,8 @@ enum LedgerFindings {
           suggested: "find out which text ran; restore the migration's original text, or the ledger row if it was edited by hand")
       case "unknown_applied":
         return finding(
-          "ledger.unknown_applied", .critical, object, "migration \(item.version) '\(item.name)' is applied to \(schema) but unknown to this build",
+          "ledger.unknown_applied", .critical, object,
+          "migration \(item.version) '\(item.name)' is applied to \(schema) but unknown to this build",
           suggested: "deploy the build that has it (a rollback to an older build?)")
       case "gap":
         return finding(
@@ -97,7 +98,8 @@ extension RepairPlan {
   /// the backup first.
   static func delete(from table: String, as alias: String, where condition: String, needsReview: Bool, risk: String) -> RepairPlan {
     RepairPlan(
-      statements: ["DELETE FROM \(table) \(alias) WHERE \(condition)"], backupQuery: "SELECT \(alias).* FROM \(table) \(alias) WHERE \(condition)",
+      statements: ["DELETE FROM \(table) \(alias) WHERE \(condition)"],
+      backupQuery: "SELECT \(alias).* FROM \(table) \(alias) WHERE \(condition)",
       needsReview: needsReview, risk: risk)
   }
 }
@@ -134,7 +136,8 @@ enum DataChecks {
             "SELECT e.* FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id WHERE \(messageWithoutCampaign)"
           ], needsReview: true, risk: "high")),
       DataCheck(
-        check: "data.orphan_message_subscriber", component: "data", severity: .high, category: .data, object: "delivery.messages.subscriber_id",
+        check: "data.orphan_message_subscriber", component: "data", severity: .high, category: .data,
+        object: "delivery.messages.subscriber_id",
         query: """
           SELECT m.id::text, NULL::text FROM delivery.messages m
           WHERE m.subscriber_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = m.subscriber_id)
@@ -142,10 +145,12 @@ enum DataChecks {
         describe: { "\($0) delivery messages are for a subscriber that does not exist" },
         suggested: "delete the messages once they are known to be junk", repair: nil),
       DataCheck(
-        check: "data.orphan_delivery_event", component: "data", severity: .medium, category: .data, object: "delivery.delivery_events.message_id",
+        check: "data.orphan_delivery_event", component: "data", severity: .medium, category: .data,
+        object: "delivery.delivery_events.message_id",
         query: "SELECT e.id::text, NULL::text FROM delivery.delivery_events e WHERE \(eventWithoutMessage)",
         describe: { "\($0) delivery events belong to a message that does not exist (the analytics feed leaves them out)" },
-        suggested: "find where the messages went (Herald deletes one only through a reviewed repair, with its events); delete the events once they are known to be junk",
+        suggested:
+          "find where the messages went (Herald deletes one only through a reviewed repair, with its events); delete the events once they are known to be junk",
         repair: .delete(from: "delivery.delivery_events", as: "e", where: eventWithoutMessage, needsReview: true, risk: "medium")),
       DataCheck(
         check: "data.orphan_outbox_entry", component: "data", severity: .high, category: .data, object: "campaign.outbox",
@@ -155,7 +160,8 @@ enum DataChecks {
             OR NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = o.subscriber_id)
           """,
         describe: { "\($0) outbox entries belong to a campaign or a subscriber that does not exist" },
-        suggested: "find where the campaign or subscriber went (neither is ever deleted by Herald); the relay skips such entries as no longer active",
+        suggested:
+          "find where the campaign or subscriber went (neither is ever deleted by Herald); the relay skips such entries as no longer active",
         repair: nil),
       DataCheck(
         check: "data.orphan_sync_link", component: "sync", severity: .medium, category: .sync, object: "sync.records.subscriber_id",
@@ -181,7 +187,8 @@ enum DataChecks {
             ON d.k = lower(btrim(s.email))
           """,
         describe: { "\($0) subscribers share an e-mail address once normalised (lower-case, trimmed)" },
-        suggested: "keep the oldest subscriber of each group; the plan deletes the newer ones that no campaign or list refers to (with their consent history): review it, or merge by hand",
+        suggested:
+          "keep the oldest subscriber of each group; the plan deletes the newer ones that no campaign or list refers to (with their consent history): review it, or merge by hand",
         repair: RepairPlan(
           statements: [
             """
@@ -213,7 +220,8 @@ enum DataChecks {
         describe: { "\($0) subscribers have neither an e-mail nor a phone" },
         suggested: "add a contact or erase them", repair: nil),
       DataCheck(
-        check: "data.consent_without_provenance", component: "data", severity: .high, category: .data, object: "campaign.subscribers consent",
+        check: "data.consent_without_provenance", component: "data", severity: .high, category: .data,
+        object: "campaign.subscribers consent",
         query: """
           SELECT id::text, NULL::text FROM campaign.subscribers
           WHERE (email_subscribed AND (email_consent_source IS NULL OR email_consented_at IS NULL))
@@ -244,7 +252,8 @@ enum DataChecks {
           WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
           """,
         describe: { "\($0) messages are stuck in sending past their lease (their worker is gone and nothing took them back)" },
-        suggested: "mark them unknown (their send may have reached the provider), as delivery's lease reclaim does; requeue them from the dead-letter view if they must go out",
+        suggested:
+          "mark them unknown (their send may have reached the provider), as delivery's lease reclaim does; requeue them from the dead-letter view if they must go out",
         repair: RepairPlan(
           statements: [
             """
@@ -307,10 +316,12 @@ enum DataChecks {
           WHERE coalesce(l.events, 0) <> coalesce(c.events, 0) OR coalesce(l.cost_cents, 0) <> coalesce(c.cost_cents, 0)
           """,
         describe: { "\($0) campaign counters (a campaign and status) differ from the delivery events the campaign service has taken in" },
-        suggested: "find what changed the counts or the events by hand; the counts can be rebuilt from delivery_events, which is the ledger",
+        suggested:
+          "find what changed the counts or the events by hand; the counts can be rebuilt from delivery_events, which is the ledger",
         repair: nil),
       DataCheck(
-        check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data, object: "delivery.messages to suppressed addresses",
+        check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data,
+        object: "delivery.messages to suppressed addresses",
         query: """
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient)
           WHERE m.status = 'queued' AND m.not_before < now() - interval '\(stuckSeconds) seconds'
@@ -333,7 +344,8 @@ enum DataChecks {
             SELECT m.* FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient) WHERE m.status = 'queued'
             """, needsReview: false, risk: "low")),
       DataCheck(
-        check: "data.queued_to_unsubscribed", component: "data", severity: .high, category: .data, object: "delivery.messages to unsubscribed subscribers",
+        check: "data.queued_to_unsubscribed", component: "data", severity: .high, category: .data,
+        object: "delivery.messages to unsubscribed subscribers",
         query: """
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
           WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
@@ -413,11 +425,15 @@ struct HealthCheck: Sendable {
     do {
       answer = try await Grpc_Health_V1_Health.Client(wrapping: client).check(.init(), options: .timeout(.seconds(3)))
     } catch {
-      return finding("service.down", .critical, "\(name) does not answer its health check (\(RPCError.describe(error)))", suggested: "restart it and read its log")
+      return finding(
+        "service.down", .critical, "\(name) does not answer its health check (\(RPCError.describe(error)))",
+        suggested: "restart it and read its log")
     }
     let elapsed = clock.now - start
     guard answer.status == .serving else {
-      return finding("service.down", .critical, "\(name) answers \(answer.status) (not serving: its database or a dependency is down)", suggested: "read its log")
+      return finding(
+        "service.down", .critical, "\(name) answers \(answer.status) (not serving: its database or a dependency is down)",
+        suggested: "read its log")
     }
     guard elapsed <= slow else {
       return finding(

@@ -62,7 +62,8 @@ package struct LedgerChecker: Sendable {
 
   package func check(schemas: [String]) async throws -> [SchemaLedgerReport] {
     let started = Date()
-    let sets = try schemas.isEmpty
+    let sets =
+      try schemas.isEmpty
       ? HeraldMigrations.all
       : schemas.map { schema in
         guard let set = HeraldMigrations.set(forSchema: schema) else { throw UnknownSchema(schema: schema) }
@@ -83,7 +84,9 @@ package struct LedgerChecker: Sendable {
   }
 
   private func store(_ reports: [SchemaLedgerReport], started: Date) async throws {
-    let status = reports.contains { $0.state == .diverged || $0.state == .missing } ? "critical"
+    let status =
+      reports.contains { $0.state == .diverged || $0.state == .missing }
+      ? "critical"
       : reports.contains { $0.state == .pending } ? "warning" : "ok"
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase

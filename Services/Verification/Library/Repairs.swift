@@ -5,49 +5,22 @@ import HeraldMigrations
 import HeraldPostgres
 import HeraldServerKit
 import Logging
+import Metrics
 import PostgresNIO
-
-/// A repair as stored: the plan of one issue, its review, and its runs (from the audit).
-package struct RepairRecord: Sendable {
-  package struct Run: Sendable, Codable {
-    package var dryRun: Bool
-    package var at: Date
-    package var by: String
-    package var rows: [Int]
-    package var backupTable: String
-    package var backedUpRows: Int
-    package var issueRemains: Bool
-    package var error: String
-    package var committed: Bool
-  }
-
-  package var id: UUID
-  package var fingerprint: String
-  package var finding: Finding
-  package var plan: RepairPlan
-  package var status: String
-  package var needsReview: Bool
-  package var createdAt: Date
-  package var requestedBy: String
-  package var reviewedBy: String?
-  package var reviewedAt: Date?
-  package var reviewNote: String
-  package var runs: [Run] = []
-}
 
 /// SPEC §6 repairs: a plan per auto-repairable issue, dry-run by default; a run for real copies
 /// the affected rows to the backup schema first, runs under lock and statement timeouts, re-runs
 /// the check and rolls everything back if the issue is still there. Destructive or ambiguous
 /// plans wait in the review queue. Every step is audited.
 package struct RepairDesk: Sendable {
-  let client: PostgresClient
+  let store: VerificationStore
   /// A role that may write the service schemas; nil: repairs are refused.
   let repairClient: PostgresClient?
   let verifier: Verifier
   let logger: Logger
 
-  package init(client: PostgresClient, repairClient: PostgresClient?, verifier: Verifier, logger: Logger) {
-    self.client = client
+  package init(store: VerificationStore, repairClient: PostgresClient?, verifier: Verifier, logger: Logger) {
+    self.store = store
     self.repairClient = repairClient
     self.verifier = verifier
     self.logger = logger
@@ -56,13 +29,9 @@ package struct RepairDesk: Sendable {
   static let backupSchema = "verification_backup"
 
   package func propose(fingerprint: String, by actor: String) async throws -> RepairRecord {
-    guard let row = try await client.query(
-      "SELECT body::text, open FROM verification.issues WHERE fingerprint = \(fingerprint)", logger: logger
-    ).collect().first else {
+    guard let (finding, open) = try await store.issue(fingerprint) else {
       throw RPCError.field("fingerprint", .notFound, "no issue has fingerprint \(fingerprint)")
     }
-    let (body, open) = try row.decode((String, Bool).self)
-    let finding = try IssueStore.decoder.decode(Finding.self, from: Data(body.utf8))
     guard open else { throw RPCError(code: .failedPrecondition, message: "issue \(fingerprint) is resolved: nothing to repair") }
     guard let plan = finding.repair else {
       throw RPCError(
@@ -70,61 +39,36 @@ package struct RepairDesk: Sendable {
         message: "\(finding.check) on \(finding.affectedObject) has no repair Herald can run; suggested: \(finding.suggestedRepair)")
     }
     let status = plan.needsReview ? "pending_review" : "proposed"
-    let planText = String(decoding: try IssueStore.encoder.encode(plan), as: UTF8.self)
-    let logger = self.logger
+    let id: UUID
     do {
-      let id: UUID = try await client.withTransaction(logger: logger) { connection in
-        let row = try await connection.query(
-          """
-          INSERT INTO verification.repairs (fingerprint, status, needs_review, plan, requested_by)
-          VALUES (\(fingerprint), \(status), \(plan.needsReview), \(planText)::jsonb, \(actor)) RETURNING id
-          """, logger: logger
-        ).collect().first
-        guard let id = try row?.decode(UUID.self) else { throw PostgresError.protocol("INSERT RETURNING gave no row") }
-        try await connection.query(
-          "INSERT INTO verification.repair_audit (repair_id, action, actor) VALUES (\(id), 'proposed', \(actor))", logger: logger)
-        return id
-      }
-      return try await get(id)!
-    } catch where error.sqlState == "23505" {
-      let existing = try await client.query(
-        "SELECT id FROM verification.repairs WHERE fingerprint = \(fingerprint) AND status IN ('proposed', 'pending_review', 'approved')",
-        logger: logger
-      ).decode(UUID.self).elements().first
+      id = try await store.insertRepair(fingerprint: fingerprint, status: status, plan: plan, by: actor)
+    } catch let inFlight as RepairInFlight {
       throw RPCError(
-        code: .alreadyExists, message: "issue \(fingerprint) has a repair in flight already (\(existing?.lowercasedString ?? "?"))")
+        code: .alreadyExists,
+        message: "issue \(fingerprint) has a repair in flight already (\(inFlight.existing?.lowercasedString ?? "?"))")
     }
+    Self.count(status)
+    return try await stored(id)
   }
 
   package func review(_ id: UUID, approve: Bool, reviewer: String, note: String) async throws -> RepairRecord {
-    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
+    guard let repair = try await store.repair(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
     guard repair.status == "pending_review" else {
       throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is \(repair.status), not waiting for review")
     }
-    guard !reviewer.trimmingCharacters(in: .whitespaces).isEmpty else {
+    guard !reviewer.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
       throw RPCError.field("reviewer", .invalidArgument, "reviewer is required: who approves or rejects the plan")
     }
     let action = approve ? "approved" : "rejected"
-    let logger = self.logger
-    try await client.withTransaction(logger: logger) { connection in
-      try await connection.query(
-        """
-        UPDATE verification.repairs SET status = \(action), reviewed_by = \(reviewer), reviewed_at = now(), review_note = \(note)
-        WHERE id = \(id)
-        """, logger: logger)
-      try await connection.query(
-        """
-        INSERT INTO verification.repair_audit (repair_id, action, actor, detail)
-        VALUES (\(id), \(action), \(reviewer), jsonb_build_object('note', \(note)::text))
-        """, logger: logger)
-    }
-    return try await get(id)!
+    try await store.recordReview(id, action: action, reviewer: reviewer, note: note)
+    Self.count(action)
+    return try await stored(id)
   }
 
   /// Runs a plan: `apply` false is a dry run (everything rolled back, the re-check's answer
   /// reported); true commits only when the re-check no longer finds the issue.
   package func run(_ id: UUID, apply: Bool, by actor: String) async throws -> RepairRecord {
-    guard let repair = try await get(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
+    guard let repair = try await store.repair(id) else { throw RPCError.field("id", .notFound, "no repair has id \(id.lowercasedString)") }
     switch repair.status {
     case "rejected", "applied", "rolled_back":
       throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is \(repair.status); propose a new one")
@@ -136,7 +80,8 @@ package struct RepairDesk: Sendable {
     guard let repairClient else {
       throw RPCError(
         code: .failedPrecondition,
-        message: "repairs need HERALD_VERIFICATION_REPAIR_DATABASE_URL: a role that may write the service schemas (checks use a read-only one)")
+        message:
+          "repairs need HERALD_VERIFICATION_REPAIR_DATABASE_URL: a role that may write the service schemas (checks use a read-only one)")
     }
     // The check's expected catalog is made before the repair locks anything.
     let parts = repair.finding.component.split(separator: ":").map(String.init)
@@ -152,7 +97,8 @@ package struct RepairDesk: Sendable {
       try await connection.query("BEGIN", logger: logger)
       do {
         // One run of a repair at a time (a second is refused, not queued).
-        let claimed = try await connection.query(AdvisoryKey(id).tryTransactionLock, logger: logger)
+        let claimed =
+          try await connection.query(AdvisoryKey(id).tryTransactionLock, logger: logger)
           .collect().first?.decode(Bool.self) ?? false
         guard claimed else { throw RPCError(code: .failedPrecondition, message: "repair \(id.lowercasedString) is running already") }
         // Checked again now that it is claimed: a concurrent run may have settled it.
@@ -198,22 +144,15 @@ package struct RepairDesk: Sendable {
     // A backup made in a transaction that was rolled back is gone with it.
     if !run.committed { run.backupTable = "" }
     let action = !apply ? "dry_run" : (run.committed ? "applied" : "rolled_back")
-    let detail = String(decoding: try IssueStore.encoder.encode(run), as: UTF8.self)
-    try await client.withTransaction(logger: logger) { connection in
-      if apply {
-        try await connection.query("UPDATE verification.repairs SET status = \(action) WHERE id = \(id)", logger: logger)
-      }
-      try await connection.query(
-        "INSERT INTO verification.repair_audit (repair_id, action, actor, detail) VALUES (\(id), \(action), \(actor), \(detail)::jsonb)",
-        logger: logger)
-    }
+    try await store.recordRun(id, action: action, settles: apply, by: actor, run: run)
+    Self.count(action)
     if run.committed {
       // The issue's component is checked again so the report and the issue list show the repair.
       let component = repair.finding.component.split(separator: ":").first.map(String.init) ?? "data"
       let schemas = repair.finding.component.contains(":") ? [String(repair.finding.component.split(separator: ":")[1])] : []
       _ = try? await verifier.run(component: component, schemas: schemas)
     }
-    return try await get(id)!
+    return try await stored(id)
   }
 
   /// Whether the check that found `finding` still finds it, seen from inside the repair's
@@ -236,42 +175,25 @@ package struct RepairDesk: Sendable {
   }
 
   package func get(_ id: UUID) async throws -> RepairRecord? {
-    try await list(where: id, pendingOnly: false).first
+    try await store.repair(id)
   }
 
   package func list(pendingOnly: Bool) async throws -> [RepairRecord] {
-    try await list(where: nil, pendingOnly: pendingOnly)
+    try await store.repairs(pendingOnly: pendingOnly)
   }
 
-  private func list(where id: UUID?, pendingOnly: Bool) async throws -> [RepairRecord] {
-    var records: [RepairRecord] = []
-    let rows = try await client.query(
-      """
-      SELECT r.id, r.fingerprint, i.body::text, r.plan::text, r.status, r.needs_review, r.created_at, r.requested_by, r.reviewed_by,
-        r.reviewed_at, r.review_note
-      FROM verification.repairs r JOIN verification.issues i USING (fingerprint)
-      WHERE (\(id)::uuid IS NULL OR r.id = \(id)) AND (NOT \(pendingOnly) OR r.status = 'pending_review')
-      ORDER BY r.created_at DESC, r.id LIMIT 200
-      """, logger: logger)
-    for try await (id, fingerprint, body, plan, status, needsReview, created, requestedBy, reviewedBy, reviewedAt, note) in rows.decode(
-      (UUID, String, String, String, String, Bool, Date, String, String?, Date?, String).self)
-    {
-      records.append(
-        RepairRecord(
-          id: id, fingerprint: fingerprint, finding: try IssueStore.decoder.decode(Finding.self, from: Data(body.utf8)),
-          plan: try IssueStore.decoder.decode(RepairPlan.self, from: Data(plan.utf8)), status: status, needsReview: needsReview,
-          createdAt: created, requestedBy: requestedBy, reviewedBy: reviewedBy, reviewedAt: reviewedAt, reviewNote: note))
+  /// The repair just written; gone only if its issue was deleted meanwhile, which the answer says.
+  private func stored(_ id: UUID) async throws -> RepairRecord {
+    guard let repair = try await store.repair(id) else {
+      throw RPCError(
+        code: .aborted, message: "repair \(id.lowercasedString) was removed while it was being answered; list the repairs again")
     }
-    var runs: [UUID: [RepairRecord.Run]] = [:]
-    for try await (repair, detail) in try await client.query(
-      """
-      SELECT repair_id, detail::text FROM verification.repair_audit
-      WHERE repair_id = ANY(\(records.map(\.id))::uuid[]) AND action IN ('dry_run', 'applied', 'rolled_back') ORDER BY id
-      """, logger: logger
-    ).decode((UUID, String).self) {
-      if let run = try? IssueStore.decoder.decode(RepairRecord.Run.self, from: Data(detail.utf8)) { runs[repair, default: []].append(run) }
-    }
-    for index in records.indices { records[index].runs = runs[records[index].id] ?? [] }
-    return records
+    return repair
+  }
+
+  /// Counts a repair reaching `status` (`herald_verification_repairs_total{status}`): proposed,
+  /// pending_review, approved, rejected, dry_run, applied or rolled_back.
+  static func count(_ status: String) {
+    Counter(label: "herald_verification_repairs_total", dimensions: [("status", status)]).increment()
   }
 }

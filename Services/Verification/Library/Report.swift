@@ -4,11 +4,19 @@ import Foundation
 /// SPEC §6's issue: what a check found, stable across reports by its fingerprint.
 package struct Finding: Sendable, Codable, Equatable {
   package enum Severity: String, Sendable, Codable, Comparable, CaseIterable {
-    case low = "LOW", medium = "MEDIUM", high = "HIGH", critical = "CRITICAL"
+    case low = "LOW"
+    case medium = "MEDIUM"
+    case high = "HIGH"
+    case critical = "CRITICAL"
     var rank: Int { Self.allCases.firstIndex(of: self)! }
     package static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
   }
-  package enum Category: String, Sendable, Codable { case database = "DATABASE", sync = "SYNC", service = "SERVICE", data = "DATA" }
+  package enum Category: String, Sendable, Codable {
+    case database = "DATABASE"
+    case sync = "SYNC"
+    case service = "SERVICE"
+    case data = "DATA"
+  }
 
   package var check: String
   package var component: String
@@ -95,7 +103,9 @@ enum Overall {
   }
 
   static func summary(status: String, findings: [Finding], components: [ComponentResult]) -> String {
-    var lines = ["\(status.uppercased()): \(findings.count) issue\(findings.count == 1 ? "" : "s") in \(components.count) component\(components.count == 1 ? "" : "s")"]
+    var lines = [
+      "\(status.uppercased()): \(findings.count) issue\(findings.count == 1 ? "" : "s") in \(components.count) component\(components.count == 1 ? "" : "s")"
+    ]
     let counts = Finding.Severity.allCases.reversed().compactMap { severity -> String? in
       let n = findings.filter { $0.severity == severity }.count
       return n == 0 ? nil : "\(n) \(severity.rawValue)"

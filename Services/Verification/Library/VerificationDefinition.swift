@@ -35,7 +35,7 @@ package enum VerificationDefinition: BackEndProcess {
       let verifier = Verifier(client: resources.database, health: health, settings: settings, logger: resources.logger)
       let repairClient = settings.repairDatabase?.makeClient(logger: resources.logger)
       return (
-        verifier, RepairDesk(client: resources.database, repairClient: repairClient, verifier: verifier, logger: resources.logger),
+        verifier, RepairDesk(store: verifier.store, repairClient: repairClient, verifier: verifier, logger: resources.logger),
         repairClient
       )
     }
@@ -48,7 +48,7 @@ package enum VerificationDefinition: BackEndProcess {
         return [
           VerificationService(
             checker: LedgerChecker(client: resources.database, logger: resources.logger), verifier: verifier, repairs: desk,
-            client: resources.database, logger: resources.logger)
+            store: verifier.store)
         ]
       },
       makeWorkers: { resources in
@@ -61,12 +61,25 @@ package enum VerificationDefinition: BackEndProcess {
       },
       prepare: { resources in
         // Scratch schemas of a verification that crashed half-way.
-        for try await name in try await resources.database.query(
-          "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'verify\\_%'", logger: resources.logger
-        ).decode(String.self) {
-          try await resources.database.query(
-            PostgresQuery(unsafeSQL: "DROP SCHEMA \(DriftCheck.quoted(name)) CASCADE"), logger: resources.logger)
-        }
+        try await store(resources).dropScratchSchemas()
+      },
+      collectMetrics: { resources, scrape in
+        try await collectMetrics(store(resources), into: scrape)
       })
+  }
+
+  static func store(_ resources: ServiceResources) -> VerificationStore {
+    VerificationStore(client: resources.database, logger: resources.logger)
+  }
+
+  /// The figures read at each scrape: open issues by severity, across replicas (from the
+  /// database). (Runs and repairs are counters where they happen, in `Verifier` and `RepairDesk`.)
+  static func collectMetrics(_ store: VerificationStore, into scrape: MetricsScrape) async throws {
+    let open = try await store.openIssuesBySeverity()
+    for severity in Finding.Severity.allCases {
+      scrape.gauge(
+        "herald_verification_issues", [("severity", severity.rawValue.lowercased())], help: "Open verification issues by severity",
+        Int64(open[severity] ?? 0))
+    }
   }
 }

@@ -14,15 +14,13 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
   let checker: LedgerChecker
   let verifier: Verifier
   let repairs: RepairDesk
-  let client: PostgresClient
-  let logger: Logger
+  let store: VerificationStore
 
-  package init(checker: LedgerChecker, verifier: Verifier, repairs: RepairDesk, client: PostgresClient, logger: Logger) {
+  package init(checker: LedgerChecker, verifier: Verifier, repairs: RepairDesk, store: VerificationStore) {
     self.checker = checker
     self.verifier = verifier
     self.repairs = repairs
-    self.client = client
-    self.logger = logger
+    self.store = store
   }
 
   package func checkMigrationLedgers(
@@ -77,42 +75,38 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
     return try await message(report)
   }
 
-  package func getReport(request: Herald_Verification_V1_GetReportRequest, context: ServerContext) async throws -> Herald_Verification_V1_VerificationReport {
-    let body: String?
+  package func getReport(request: Herald_Verification_V1_GetReportRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_VerificationReport
+  {
+    let report: StoredReport?
     if request.id == "latest" {
-      body = try await client.query(
-        "SELECT body::text FROM verification.reports WHERE body ? 'findings' ORDER BY started_at DESC, id LIMIT 1", logger: logger
-      ).decode(String.self).elements().first
+      report = try await store.latestReports(limit: 1).first
     } else {
-      let id = try RPCError.uuid(request.id, field: "id")
-      body = try await client.query("SELECT body::text FROM verification.reports WHERE id = \(id)", logger: logger)
-        .decode(String.self).elements().first
+      report = try await store.report(try RPCError.uuid(request.id, field: "id"))
     }
-    guard let body, let report = try? IssueStore.decoder.decode(StoredReport.self, from: Data(body.utf8)) else {
+    guard let report else {
       throw RPCError.field("id", .notFound, request.id == "latest" ? "no verification has run yet" : "no report has id \(request.id)")
     }
     return try await message(report)
   }
 
-  package func listReports(request: Herald_Verification_V1_ListReportsRequest, context: ServerContext) async throws -> Herald_Verification_V1_ListReportsResponse {
+  package func listReports(request: Herald_Verification_V1_ListReportsRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_ListReportsResponse
+  {
     guard (0...100).contains(request.pageSize) else {
       throw RPCError.field("page_size", .invalidArgument, "page_size must be from 1 to 100 (0 means 20)")
     }
     var response = Herald_Verification_V1_ListReportsResponse()
-    for try await body in try await client.query(
-      """
-      SELECT body::text FROM verification.reports WHERE body ? 'findings'
-      ORDER BY started_at DESC, id LIMIT \(request.pageSize == 0 ? 20 : Int(request.pageSize))
-      """, logger: logger
-    ).decode(String.self) {
-      guard var report = try? IssueStore.decoder.decode(StoredReport.self, from: Data(body.utf8)) else { continue }
+    for var report in try await store.latestReports(limit: request.pageSize == 0 ? 20 : Int(request.pageSize)) {
       report.findings = []
       response.reports.append(try await message(report))
     }
     return response
   }
 
-  package func listIssues(request: Herald_Verification_V1_ListIssuesRequest, context: ServerContext) async throws -> Herald_Verification_V1_ListIssuesResponse {
+  package func listIssues(request: Herald_Verification_V1_ListIssuesRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_ListIssuesResponse
+  {
     var response = Herald_Verification_V1_ListIssuesResponse()
     response.issues = try await issues(fingerprints: nil, includeResolved: request.includeResolved).map(\.value).sorted {
       ($0.severity.rawValue, $1.lastSeenAt.seconds, $0.fingerprint) > ($1.severity.rawValue, $0.lastSeenAt.seconds, $1.fingerprint)
@@ -122,25 +116,15 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
 
   /// Issues as tracked (first and last seen, occurrences, open), by fingerprint.
   func issues(fingerprints: [String]?, includeResolved: Bool) async throws -> [String: Herald_Verification_V1_Issue] {
-    var result: [String: Herald_Verification_V1_Issue] = [:]
-    let rows = try await client.query(
-      """
-      SELECT fingerprint, body::text, first_seen_at, last_seen_at, occurrences, open, alerted_at FROM verification.issues
-      WHERE (\(fingerprints == nil) OR fingerprint = ANY(\(fingerprints ?? [])::text[])) AND (\(includeResolved) OR open)
-      """, logger: logger)
-    for try await (fingerprint, body, first, last, occurrences, open, alerted) in rows.decode(
-      (String, String, Date, Date, Int64, Bool, Date?).self)
-    {
-      guard let finding = try? IssueStore.decoder.decode(Finding.self, from: Data(body.utf8)) else { continue }
-      var issue = Self.message(finding)
-      issue.firstSeenAt = Google_Protobuf_Timestamp(date: first)
-      issue.lastSeenAt = Google_Protobuf_Timestamp(date: last)
-      issue.occurrences = occurrences
-      issue.open = open
-      if let alerted { issue.alertedAt = Google_Protobuf_Timestamp(date: alerted) }
-      result[fingerprint] = issue
+    try await store.issues(fingerprints: fingerprints, includeResolved: includeResolved).mapValues { tracked in
+      var issue = Self.message(tracked.finding)
+      issue.firstSeenAt = Google_Protobuf_Timestamp(date: tracked.firstSeenAt)
+      issue.lastSeenAt = Google_Protobuf_Timestamp(date: tracked.lastSeenAt)
+      issue.occurrences = tracked.occurrences
+      issue.open = tracked.open
+      if let alerted = tracked.alertedAt { issue.alertedAt = Google_Protobuf_Timestamp(date: alerted) }
+      return issue
     }
-    return result
   }
 
   func message(_ report: StoredReport) async throws -> Herald_Verification_V1_VerificationReport {
@@ -211,22 +195,30 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
 
   // MARK: - Repairs
 
-  package func proposeRepair(request: Herald_Verification_V1_ProposeRepairRequest, context: ServerContext) async throws -> Herald_Verification_V1_Repair {
+  package func proposeRepair(request: Herald_Verification_V1_ProposeRepairRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_Repair
+  {
     guard !request.fingerprint.isEmpty else { throw RPCError.field("fingerprint", .invalidArgument, "fingerprint is required") }
     return Self.message(try await repairs.propose(fingerprint: request.fingerprint, by: request.requestedBy))
   }
 
-  package func runRepair(request: Herald_Verification_V1_RunRepairRequest, context: ServerContext) async throws -> Herald_Verification_V1_Repair {
+  package func runRepair(request: Herald_Verification_V1_RunRepairRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_Repair
+  {
     let id = try RPCError.uuid(request.id, field: "id")
     return Self.message(try await repairs.run(id, apply: request.apply, by: request.requestedBy))
   }
 
-  package func reviewRepair(request: Herald_Verification_V1_ReviewRepairRequest, context: ServerContext) async throws -> Herald_Verification_V1_Repair {
+  package func reviewRepair(request: Herald_Verification_V1_ReviewRepairRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_Repair
+  {
     let id = try RPCError.uuid(request.id, field: "id")
     return Self.message(try await repairs.review(id, approve: request.approve, reviewer: request.reviewer, note: request.note))
   }
 
-  package func listRepairs(request: Herald_Verification_V1_ListRepairsRequest, context: ServerContext) async throws -> Herald_Verification_V1_ListRepairsResponse {
+  package func listRepairs(request: Herald_Verification_V1_ListRepairsRequest, context: ServerContext) async throws
+    -> Herald_Verification_V1_ListRepairsResponse
+  {
     var response = Herald_Verification_V1_ListRepairsResponse()
     response.repairs = try await repairs.list(pendingOnly: request.pendingReview).map(Self.message)
     return response

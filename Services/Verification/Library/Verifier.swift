@@ -7,6 +7,7 @@ import HeraldMigrations
 import HeraldPostgres
 import HeraldServerKit
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import PostgresNIO
@@ -32,6 +33,7 @@ package final class Verifier: Sendable {
   package static let components = ["schema", "ledger", "data", "sync", "health"]
 
   let client: PostgresClient
+  let store: VerificationStore
   let health: [String: GRPCClient<HTTP2ClientTransport.Posix>]
   let settings: VerificationSettings
   let logger: Logger
@@ -44,6 +46,7 @@ package final class Verifier: Sendable {
     client: PostgresClient, health: [String: GRPCClient<HTTP2ClientTransport.Posix>], settings: VerificationSettings, logger: Logger
   ) {
     self.client = client
+    self.store = VerificationStore(client: client, logger: logger)
     self.health = health
     self.settings = settings
     self.logger = logger
@@ -70,7 +73,8 @@ package final class Verifier: Sendable {
   /// Runs the checks of `component` (nil: all) and stores the report.
   package func run(component: String?, schemas: [String] = []) async throws -> StoredReport {
     if let component, !Self.components.contains(component) { throw VerificationError.unknownComponent(component) }
-    let sets = try schemas.isEmpty
+    let sets =
+      try schemas.isEmpty
       ? HeraldMigrations.all
       : schemas.map { name in
         guard let set = HeraldMigrations.set(forSchema: name) else { throw VerificationError.unknownSchema(name) }
@@ -118,8 +122,9 @@ package final class Verifier: Sendable {
     let report = StoredReport(
       id: UUID(), kind: component ?? "full", startedAt: started, finishedAt: Date(), overallStatus: status, components: results,
       findings: findings, summary: Overall.summary(status: status, findings: findings, components: results))
-    try await IssueStore(client: client, logger: logger).save(report)
-    await Alerts(client: client, settings: settings, logger: logger).raise()
+    try await store.save(report)
+    Counter(label: "herald_verification_runs_total", dimensions: [("status", status)]).increment()
+    await Alerts(store: store, settings: settings, logger: logger).raise()
     return report
   }
 
@@ -182,10 +187,12 @@ package final class Verifier: Sendable {
   func drift(_ set: MigrationSet) async throws -> (findings: [Finding], note: String) {
     let key = MigrationRunner.lockKey(schema: set.schema)
     let (live, applied, note): (CatalogSnapshot?, Int, String) = try await readOnly { connection in
-      let exists = try await connection.query("SELECT to_regnamespace(\(set.schema)) IS NOT NULL", logger: logger)
+      let exists =
+        try await connection.query("SELECT to_regnamespace(\(set.schema)) IS NOT NULL", logger: logger)
         .collect().first?.decode(Bool.self) ?? false
       guard exists else { return (nil, 0, "schema \(set.schema) does not exist (see its ledger)") }
-      let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(hashtext(\(key)))", logger: logger)
+      let locked =
+        try await connection.query("SELECT pg_try_advisory_xact_lock(hashtext(\(key)))", logger: logger)
         .collect().first?.decode(Bool.self) ?? false
       guard locked else { return (nil, 0, "a migration of \(set.schema) is in progress: drift not checked") }
       guard let applied = try await Self.appliedPrefix(set, connection: connection, logger: logger) else {
@@ -247,117 +254,26 @@ final class AsyncSemaphore: Sendable {
   }
 }
 
-/// Reports and the issues they found, by fingerprint, across reports.
-struct IssueStore: Sendable {
-  let client: PostgresClient
-  let logger: Logger
-
-  /// ISO 8601 with fractional seconds: reports a few hundred milliseconds apart keep their order.
-  static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-  static let encoder: JSONEncoder = {
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.dateEncodingStrategy = .custom { date, encoder in
-      var container = encoder.singleValueContainer()
-      try container.encode(date.formatted(dateStyle))
-    }
-    return encoder
-  }()
-  static let decoder: JSONDecoder = {
-    let decoder = JSONDecoder()
-    decoder.keyDecodingStrategy = .convertFromSnakeCase
-    decoder.dateDecodingStrategy = .custom { decoder in
-      let text = try decoder.singleValueContainer().decode(String.self)
-      guard let date = try? dateStyle.parse(text) else {
-        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not an ISO 8601 time"))
-      }
-      return date
-    }
-    return decoder
-  }()
-
-  func save(_ report: StoredReport) async throws {
-    let body = String(decoding: try Self.encoder.encode(report), as: UTF8.self)
-    let checked = report.components.filter { $0.note.isEmpty }.map(\.component)
-    let logger = self.logger
-    try await client.withTransaction(logger: logger) { connection in
-      try await connection.query(
-        """
-        INSERT INTO verification.reports (id, kind, started_at, finished_at, overall_status, body)
-        VALUES (\(report.id), \(report.kind), \(report.startedAt), \(report.finishedAt), \(report.overallStatus), \(body)::jsonb)
-        """, logger: logger)
-      for finding in report.findings {
-        let issue = String(decoding: try Self.encoder.encode(finding), as: UTF8.self)
-        try await connection.query(
-          """
-          INSERT INTO verification.issues (fingerprint, component, check_name, severity, first_seen_at, last_seen_at, last_report_id, body)
-          VALUES (\(finding.fingerprint), \(finding.component), \(finding.check), \(finding.severity.rawValue), \(report.startedAt),
-            \(report.startedAt), \(report.id), \(issue)::jsonb)
-          ON CONFLICT (fingerprint) DO UPDATE SET
-            occurrences = verification.issues.occurrences + 1, last_seen_at = excluded.last_seen_at,
-            last_report_id = excluded.last_report_id, severity = excluded.severity, body = excluded.body,
-            open = true, resolved_at = NULL
-          """, logger: logger)
-      }
-      // What the components checked this time did not find again is resolved (and may alert anew
-      // if it comes back).
-      try await connection.query(
-        """
-        UPDATE verification.issues SET open = false, resolved_at = now()
-        WHERE open AND component = ANY(\(checked)::text[]) AND last_report_id IS DISTINCT FROM \(report.id)
-        """, logger: logger)
-    }
-  }
-}
-
 /// Alerts by severity threshold (SPEC §6), one per fingerprint until it is resolved.
 struct Alerts: Sendable {
-  let client: PostgresClient
+  let store: VerificationStore
   let settings: VerificationSettings
   let logger: Logger
 
   func raise() async {
     do {
-      var due: [(fingerprint: String, severity: String, occurrences: Int64, body: String)] = []
-      for try await row in try await client.query(
-        """
-        SELECT fingerprint, severity, occurrences, body::text FROM verification.issues
-        WHERE open AND alerted_at IS NULL
-          AND occurrences >= CASE severity WHEN 'CRITICAL' THEN \(settings.thresholds[.critical] ?? 1)
-            WHEN 'HIGH' THEN \(settings.thresholds[.high] ?? 5) WHEN 'MEDIUM' THEN \(settings.thresholds[.medium] ?? 10)
-            ELSE \(settings.thresholds[.low] ?? 50) END
-        ORDER BY last_seen_at, fingerprint
-        """, logger: logger
-      ).decode((String, String, Int64, String).self) {
-        due.append(row)
-      }
-      for alert in due {
+      for alert in try await store.dueAlerts(thresholds: settings.thresholds) {
         // Claimed first, so two replicas never send the same alert.
-        let claimed = try await client.query(
-          "UPDATE verification.issues SET alerted_at = now() WHERE fingerprint = \(alert.fingerprint) AND alerted_at IS NULL RETURNING 1",
-          logger: logger
-        ).collect().count == 1
-        guard claimed else { continue }
-        let finding = try IssueStore.decoder.decode(Finding.self, from: Data(alert.body.utf8))
+        guard try await store.claimAlert(alert.fingerprint) else { continue }
         var delivered = false
         var error = ""
         if let webhook = settings.alertWebhook {
-          (delivered, error) = await send(finding, occurrences: alert.occurrences, to: webhook)
+          (delivered, error) = await send(alert.finding, occurrences: alert.occurrences, to: webhook)
         } else {
           error = "HERALD_VERIFICATION_ALERT_WEBHOOK is not set: recorded only"
         }
-        try await client.withTransaction(logger: logger) { connection in
-          try await connection.query(
-            """
-            INSERT INTO verification.alerts (fingerprint, severity, occurrences, description, delivered, error)
-            VALUES (\(alert.fingerprint), \(alert.severity), \(alert.occurrences), \(finding.description), \(delivered), \(error))
-            """, logger: logger)
-          // A failed delivery is tried again at the next verification.
-          if !delivered && settings.alertWebhook != nil {
-            try await connection.query(
-              "UPDATE verification.issues SET alerted_at = NULL WHERE fingerprint = \(alert.fingerprint)", logger: logger)
-          }
-        }
+        // A failed delivery is tried again at the next verification.
+        try await store.recordAlert(alert, delivered: delivered, error: error, retry: !delivered && settings.alertWebhook != nil)
       }
     } catch {
       logger.error("raising alerts failed", metadata: ["error": "\(error.databaseMessage)"])

@@ -1,4 +1,4 @@
-import HeraldVerification
 import HeraldServerKit
+import HeraldVerification
 
 await ServiceMain.run(VerificationDefinition.self)

@@ -60,25 +60,29 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             let calibrateStart = ContinuousClock.now
             try await database.query("SELECT sum(g) FROM generate_series(1, 20000000) g", logger: logger)
             benchmarkPhase("calibrate \(String(format: "%.2f", seconds(since: calibrateStart))) (sum of 20M integers)")
-            let template = try await campaign.createTemplate(.with {
-              $0.name = "news"
-              $0.channel = "email"
-              $0.subject = "News for {{first_name}}"
-              $0.body = "<p>Hello {{first_name}}, you are number {{n}}.</p>"
-              $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
-            })
-            let created = try await campaign.createCampaign(.with {
-              $0.name = "benchmark"
-              $0.channel = "email"
-              $0.listID = list.id
-              $0.templateID = template.id
-            })
+            let template = try await campaign.createTemplate(
+              .with {
+                $0.name = "news"
+                $0.channel = "email"
+                $0.subject = "News for {{first_name}}"
+                $0.body = "<p>Hello {{first_name}}, you are number {{n}}.</p>"
+                $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+              })
+            let created = try await campaign.createCampaign(
+              .with {
+                $0.name = "benchmark"
+                $0.channel = "email"
+                $0.listID = list.id
+                $0.templateID = template.id
+              })
 
             benchmark.startMeasurement()
             let expandStart = ContinuousClock.now
             let sending = try await campaign.sendCampaign(.with { $0.id = created.id }, options: .timeout(.seconds(600)))
             benchmarkPhase("size \(size)")
-            benchmarkPhase("expand \(String(format: "%.2f", seconds(since: expandStart))) outbox=\(sending.counts.outbox) skipped=\(sending.counts.skippedNoConsent)")
+            benchmarkPhase(
+              "expand \(String(format: "%.2f", seconds(since: expandStart))) outbox=\(sending.counts.outbox) skipped=\(sending.counts.skippedNoConsent)"
+            )
             let relayStart = ContinuousClock.now
             // As many relays as a campaign process runs, sharing the outbox.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -93,9 +97,10 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             benchmarkPhase("relay \(String(format: "%.2f", seconds(since: relayStart)))")
             benchmark.stopMeasurement()
 
-            let queued = try await database.query(
-              "SELECT count(*) FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: created.id)!)", logger: logger
-            ).collect().first?.decode(Int64.self) ?? 0
+            let queued =
+              try await database.query(
+                "SELECT count(*) FROM delivery.messages WHERE campaign_id = \(UUID(uuidString: created.id)!)", logger: logger
+              ).collect().first?.decode(Int64.self) ?? 0
             let expected = Int64(size - size / 10)
             benchmarkPhase("check queued=\(queued) expected=\(expected)")
             guard queued == expected else { throw BenchmarkFailure("queued \(queued) messages, expected \(expected)") }

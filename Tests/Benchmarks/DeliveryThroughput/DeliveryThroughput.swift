@@ -60,9 +60,10 @@ func message(_ n: Int) -> Herald_Delivery_V1_OutboundMessage {
 
 func waitUntilSent(_ database: PostgresClient, logger: Logger) async throws {
   while true {
-    let sent = try await database.query(
-      "SELECT count(*)::int FROM delivery.messages WHERE status = 'sent'", logger: logger
-    ).decode(Int.self).elements().first ?? 0
+    let sent =
+      try await database.query(
+        "SELECT count(*)::int FROM delivery.messages WHERE status = 'sent'", logger: logger
+      ).decode(Int.self).elements().first ?? 0
     if sent >= messages { return }
     try await Task.sleep(for: .milliseconds(50))
   }
@@ -98,13 +99,14 @@ func ceiling(benchmark: Benchmark) async throws {
   // Workers start with the service; queue everything first (not due yet), then make it due.
   try await withDelivery(provider: provider, factory: { _, _ in InstantProvider() }) { delivery, database, logger in
     for chunk in stride(from: 0, to: messages, by: 1000) {
-      _ = try await delivery.enqueueMessages(.with {
-        $0.messages = (chunk..<(chunk + 1000)).map { n in
-          var queued = message(n)
-          queued.notBefore = .init(date: Date() + 3600)
-          return queued
-        }
-      })
+      _ = try await delivery.enqueueMessages(
+        .with {
+          $0.messages = (chunk..<(chunk + 1000)).map { n in
+            var queued = message(n)
+            queued.notBefore = .init(date: Date() + 3600)
+            return queued
+          }
+        })
     }
     try await database.query("VACUUM ANALYZE delivery.messages", logger: logger)
     benchmark.startMeasurement()
@@ -117,7 +119,8 @@ func ceiling(benchmark: Benchmark) async throws {
     benchmark.stopMeasurement()
     benchmarkPhase(
       String(
-        format: "ceiling messages=%d seconds=%.2f per_second=%.0f (workers=%d batch=%d, instant provider) cpu_seconds: herald=%.1f postgres=%.1f",
+        format:
+          "ceiling messages=%d seconds=%.2f per_second=%.0f (workers=%d batch=%d, instant provider) cpu_seconds: herald=%.1f postgres=%.1f",
         messages, elapsed, Double(messages) / elapsed, settings().workers, settings().batchSize, used.own - cpu.own,
         used.postgres - cpu.postgres))
   }
@@ -145,7 +148,8 @@ func endToEnd(benchmark: Benchmark) async throws {
       benchmark.stopMeasurement()
       benchmarkPhase(
         String(
-          format: "end_to_end messages=%d seconds=%.2f per_second=%.0f enqueue_done_at=%.2f sink_requests=%d cpu_seconds: herald_and_sink=%.1f postgres=%.1f",
+          format:
+            "end_to_end messages=%d seconds=%.2f per_second=%.0f enqueue_done_at=%.2f sink_requests=%d cpu_seconds: herald_and_sink=%.1f postgres=%.1f",
           messages, elapsed, Double(messages) / elapsed, enqueued, log.count, used.own - cpu.own, used.postgres - cpu.postgres))
       guard log.count == messages else { throw BenchmarkFailure("the sink got \(log.count) requests for \(messages) messages") }
     }

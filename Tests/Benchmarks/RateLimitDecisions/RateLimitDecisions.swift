@@ -28,7 +28,14 @@ let benchmarks: @Sendable () -> Void = {
 let domains = (0..<10_000).map { "domain\($0).example" }
 
 func check(_ n: Int) -> Herald_Ratelimit_V1_RateLimitCheck {
-  .with { $0.descriptors = [.with { $0.key = "domain"; $0.value = domains[n % domains.count] }] }
+  .with {
+    $0.descriptors = [
+      .with {
+        $0.key = "domain"
+        $0.value = domains[n % domains.count]
+      }
+    ]
+  }
 }
 
 struct Measured {
@@ -69,10 +76,10 @@ func measure(calls: Int, concurrency: Int, _ call: @escaping @Sendable (Int) asy
 func report(_ name: String, _ measured: Measured, decisionsPerCall: Int, concurrency: Int) {
   benchmarkPhase(
     name + " "
-    + String(
-      format: "calls=%d concurrency=%d seconds=%.2f calls_per_second=%.0f decisions_per_second=%.0f p50_ms=%.3f p99_ms=%.3f",
-      measured.calls, concurrency, measured.seconds, Double(measured.calls) / measured.seconds,
-      Double(measured.calls * decisionsPerCall) / measured.seconds, measured.percentile(0.5), measured.percentile(0.99)))
+      + String(
+        format: "calls=%d concurrency=%d seconds=%.2f calls_per_second=%.0f decisions_per_second=%.0f p50_ms=%.3f p99_ms=%.3f",
+        measured.calls, concurrency, measured.seconds, Double(measured.calls) / measured.seconds,
+        Double(measured.calls * decisionsPerCall) / measured.seconds, measured.percentile(0.5), measured.percentile(0.99)))
 }
 
 func run(benchmark: Benchmark) async throws {
@@ -82,11 +89,17 @@ func run(benchmark: Benchmark) async throws {
     try await withClient(port: port) { client in
       let limits = Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
       let health = Grpc_Health_V1_Health.Client(wrapping: client)
-      _ = try await limits.putLimit(.with {
-        $0.descriptors = [.with { $0.key = "domain"; $0.value = "*" }]
-        $0.requestsPerUnit = 1_000_000_000
-        $0.unit = .second
-      })
+      _ = try await limits.putLimit(
+        .with {
+          $0.descriptors = [
+            .with {
+              $0.key = "domain"
+              $0.value = "*"
+            }
+          ]
+          $0.requestsPerUnit = 1_000_000_000
+          $0.unit = .second
+        })
       // Warm up connections and counters.
       _ = try await measure(calls: 2_000, concurrency: 8) { n in
         _ = try await limits.shouldRateLimit(.with { $0.checks = (0..<100).map { check(n * 100 + $0) } })

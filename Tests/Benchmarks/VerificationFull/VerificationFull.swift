@@ -46,7 +46,8 @@ func verifyMillion(benchmark: Benchmark) async throws {
   try await withRunningService(alone(RateLimitDefinition.definition), databaseURL: url) { ratelimit, _ in
     try await withRunningService(alone(DeliveryDefinition.definition), databaseURL: url) { delivery, _ in
       try await withRunningService(alone(CampaignDefinition.definition), databaseURL: url) { campaign, _ in
-        try await withRunningService(alone(SyncDefinition.definition), databaseURL: url, dependencies: ["campaign": local(campaign)]) { sync, _ in
+        try await withRunningService(alone(SyncDefinition.definition), databaseURL: url, dependencies: ["campaign": local(campaign)]) {
+          sync, _ in
           var verification = VerificationDefinition.definition
           verification.readinessDependencies = []
           let dependencies = ["campaign": local(campaign), "delivery": local(delivery), "ratelimit": local(ratelimit), "sync": local(sync)]
@@ -56,7 +57,9 @@ func verifyMillion(benchmark: Benchmark) async throws {
           try await withRunningService(verification, databaseURL: url, dependencies: dependencies) { port, _ in
             try await withClient(port: port) { client in
               try await withDatabase(url) { database in
-                try await measure(client: Herald_Verification_V1_VerificationService.Client(wrapping: client), database: database, logger: logger, benchmark: benchmark)
+                try await measure(
+                  client: Herald_Verification_V1_VerificationService.Client(wrapping: client), database: database, logger: logger,
+                  benchmark: benchmark)
               }
             }
           }
@@ -108,7 +111,8 @@ func measure(
     var waiting = 0
     while !done.isSet {
       samples += 1
-      let blocked = try await database.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: logger)
+      let blocked =
+        try await database.query("SELECT count(*)::int FROM pg_locks WHERE NOT granted", logger: logger)
         .decode(Int.self).elements().first ?? 0
       if blocked > 0 { waiting += 1 }
       try await Task.sleep(for: .milliseconds(50))
@@ -131,7 +135,8 @@ func measure(
     benchmarkPhase("component \(component.component) \(component.durationMs) ms \(component.note)")
   }
   benchmarkPhase(
-    "writer writes=\(written.writes) p99_ms=\(String(format: "%.1f", p99)) max_ms=\(String(format: "%.1f", written.slowest)) lock_wait_samples=\(watched.waiting)/\(watched.samples)")
+    "writer writes=\(written.writes) p99_ms=\(String(format: "%.1f", p99)) max_ms=\(String(format: "%.1f", written.slowest)) lock_wait_samples=\(watched.waiting)/\(watched.samples)"
+  )
   for issue in report.issues { benchmarkPhase("issue \(issue.check) \(issue.affectedObject): \(issue.description_p)") }
 }
 

@@ -142,9 +142,13 @@ package final class CRMSandbox: Sendable {
       guard let index = Self.tableIndex(state, base, table) else { return [] }
       let table = state.bases[base]![index]
       return table.order.compactMap { table.records[$0] }.map { record in
-        (record.id, Dictionary(uniqueKeysWithValues: record.fields.compactMap { id, value in
-          table.fields.first { $0.id == id }.map { ($0.name, value) }
-        }), record.modifiedTime)
+        (
+          record.id,
+          Dictionary(
+            uniqueKeysWithValues: record.fields.compactMap { id, value in
+              table.fields.first { $0.id == id }.map { ($0.name, value) }
+            }), record.modifiedTime
+        )
       }
     }
   }
@@ -195,7 +199,9 @@ package final class CRMSandbox: Sendable {
       let base = try context.parameters.require("base")
       let table = try context.parameters.require("table")
       return try await self.answer(request, base: base) { state in
-        guard let index = Self.tableIndex(state, base, table) else { return .error(404, "TABLE_NOT_FOUND", "Could not find table \(table)") }
+        guard let index = Self.tableIndex(state, base, table) else {
+          return .error(404, "TABLE_NOT_FOUND", "Could not find table \(table)")
+        }
         let ids: [String] = request.uri.queryParameters.getAll("records[]")
         guard (1...10).contains(ids.count) else { return .error(422, "INVALID_RECORDS", "Delete 1 to 10 records, got \(ids.count)") }
         for id in ids where state.bases[base]![index].records[id] == nil {

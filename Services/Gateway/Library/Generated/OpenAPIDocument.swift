@@ -2571,12 +2571,18 @@ extension OpenAPIDocument {
           "content": {
             "application/x-ndjson": {
               "schema": {
-                "type": "string"
+                "description": "One CreateSubscriber JSON object per line.",
+                "minLength": 1,
+                "type": "string",
+                "x-herald-generate": "herald-ndjson"
               }
             },
             "text/csv": {
               "schema": {
-                "type": "string"
+                "description": "A header row naming email or phone (and any of the other columns), then one subscriber per row.",
+                "minLength": 1,
+                "type": "string",
+                "x-herald-generate": "herald-csv"
               }
             }
           },
@@ -8221,7 +8227,10 @@ extension OpenAPIDocument {
               {
                 "properties": {
                   "burst": {
-                    "const": 0
+                    "enum": [
+                      0,
+                      "0"
+                    ]
                   }
                 }
               }
@@ -8231,7 +8240,8 @@ extension OpenAPIDocument {
             },
             "properties": {
               "requests_per_unit": {
-                "minimum": 1
+                "minimum": 1,
+                "pattern": "^[1-9][0-9]*$"
               }
             },
             "required": ["requests_per_unit", "unit"]
@@ -8242,10 +8252,16 @@ extension OpenAPIDocument {
                 "enum": ["ALGORITHM_TOKEN_BUCKET", "ALGORITHM_FIXED_WINDOW"]
               },
               "burst": {
-                "const": 0
+                "enum": [
+                  0,
+                  "0"
+                ]
               },
               "requests_per_unit": {
-                "const": 0
+                "enum": [
+                  0,
+                  "0"
+                ]
               },
               "unit": {
                 "const": "UNIT_DAY"

@@ -124,7 +124,8 @@ private struct Context {
       // An item of a list of choices is named by the list ("scopes holds 'root', which is not...").
       if path.hasSuffix("]"), let open = path.lastIndex(of: "[") {
         let list = String(path[..<open])
-        throw Violation(message: "\(named(list)) holds \(Self.got(value).dropFirst(5).dropLast()), which is not one of \(listed)", field: list)
+        throw Violation(
+          message: "\(named(list)) holds \(Self.got(value).dropFirst(5).dropLast()), which is not one of \(listed)", field: list)
       }
       throw violation(path, "must be one of \(listed)\(Self.got(value))")
     }

@@ -1,7 +1,7 @@
 import Foundation
-import HeraldServerKit
 import GRPCCore
 import HTTPTypes
+import HeraldServerKit
 import Hummingbird
 import NIOCore
 

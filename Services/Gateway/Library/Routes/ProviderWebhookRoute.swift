@@ -22,12 +22,19 @@ struct ProviderWebhookRoute: Sendable {
       }
       var request = request
       let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
-      if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
       var forwarded = Herald_Delivery_V1_IngestProviderWebhookRequest()
       let provider = context.parameters.get(RESTRouter.pathVariables(Self.path)[0].parameter) ?? ""
       forwarded.provider = provider.removingPercentEncoding ?? provider
       forwarded.body = Data(body.readableBytesView)
       forwarded.signature = signature
+      do {
+        if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
+      } catch {
+        // The signature first: a badly signed request is 401 whatever its media type.
+        forwarded.verifyOnly = true
+        _ = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestProviderWebhook(forwarded) }
+        throw error
+      }
       let result = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestProviderWebhook(forwarded) }
       return try ProtoJSON.response(result)
     }

@@ -1,9 +1,9 @@
 import Foundation
-import HeraldServerKit
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HTTPTypes
 import HeraldProtos
+import HeraldServerKit
 import Hummingbird
 import Synchronization
 

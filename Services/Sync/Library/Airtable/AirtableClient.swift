@@ -3,124 +3,6 @@ import Foundation
 import HeraldCore
 import NIOCore
 import NIOHTTP1
-import Synchronization
-
-/// A field of a remote table, as its schema describes it.
-package struct RemoteField: Sendable, Equatable {
-  package var id: String
-  package var name: String
-  package var type: String
-}
-
-/// A record of a remote table; `fields` are keyed by field id and leave out empty values.
-package struct RemoteRecord: Sendable, Equatable {
-  package var id: String
-  package var createdTime: String
-  package var fields: [String: JSONValue]
-}
-
-/// What a batch write did: ids created and updated, and the records the table refused (by their
-/// position in the input) with the table's reason.
-package struct WriteOutcome: Sendable, Equatable {
-  package var created: [String] = []
-  package var updated: [String] = []
-  package var refused: [(position: Int, reason: String)] = []
-
-  package static func == (lhs: WriteOutcome, rhs: WriteOutcome) -> Bool {
-    lhs.created == rhs.created && lhs.updated == rhs.updated
-      && lhs.refused.map(\.position) == rhs.refused.map(\.position) && lhs.refused.map(\.reason) == rhs.refused.map(\.reason)
-  }
-}
-
-/// An error answer of the remote API, or a failure to reach it. Never shows the token.
-package struct AirtableError: Error, CustomStringConvertible, Sendable {
-  package var status: Int?
-  package var type: String
-  package var message: String
-  package var request: String
-
-  package var description: String {
-    if let status { return "\(request) answered \(status) \(type): \(message)" }
-    return "\(request) failed: \(message)"
-  }
-}
-
-/// Counts of one connector's calls (for a run's history).
-package final class ConnectorStats: Sendable {
-  private let counts = Mutex((calls: 0, rateLimited: 0, iteratorRestarts: 0))
-  package init() {}
-  package var calls: Int { counts.withLock { $0.calls } }
-  package var rateLimited: Int { counts.withLock { $0.rateLimited } }
-  package var iteratorRestarts: Int { counts.withLock { $0.iteratorRestarts } }
-  func call() { counts.withLock { $0.calls += 1 } }
-  func limited() { counts.withLock { $0.rateLimited += 1 } }
-  func restarted() { counts.withLock { $0.iteratorRestarts += 1 } }
-}
-
-/// Keeps requests to one base within `perSecond` in any one-second window, across every client in
-/// the process (Airtable's limit is per base). A request holds a slot from when it is sent until a
-/// second after its answer came back, so however late an earlier request reached the server, no
-/// later one lands in the same second with too many others.
-package final class RequestPacer: Sendable {
-  private struct State {
-    var inFlight = 0
-    var finished: [ContinuousClock.Instant] = []
-    var pausedUntil: ContinuousClock.Instant?
-  }
-
-  private let limit: Int
-  private let window: Duration = .milliseconds(1020)
-  private let state = Mutex(State())
-  private static let shared = Mutex([String: RequestPacer]())
-
-  package init(perSecond: Int) {
-    limit = max(1, perSecond)
-  }
-
-  /// The process-wide pacer of a base.
-  package static func forBase(_ key: String, perSecond: Int) -> RequestPacer {
-    shared.withLock { pacers in
-      // One pacer per base: clients asking for different rates share the lowest.
-      if let pacer = pacers[key], pacer.limit <= max(1, perSecond) { return pacer }
-      let pacer = RequestPacer(perSecond: perSecond)
-      pacers[key] = pacer
-      return pacer
-    }
-  }
-
-  /// Waits for a free slot and takes it; `release()` when the answer is in.
-  package func acquire() async throws {
-    while true {
-      let wake: ContinuousClock.Instant? = state.withLock { state in
-        let now = ContinuousClock.now
-        if let paused = state.pausedUntil, now < paused { return paused }
-        state.finished.removeAll { $0.advanced(by: window) <= now }
-        if state.inFlight + state.finished.count < limit {
-          state.inFlight += 1
-          return nil
-        }
-        return state.finished.min().map { $0.advanced(by: window) } ?? now.advanced(by: .milliseconds(20))
-      }
-      guard let wake else { return }
-      try await Task.sleep(until: wake, clock: .continuous)
-    }
-  }
-
-  /// No request starts for `duration` (the base answered 429).
-  package func pause(for duration: Duration) {
-    state.withLock { state in
-      let until = ContinuousClock.now.advanced(by: duration)
-      state.pausedUntil = max(state.pausedUntil ?? until, until)
-    }
-  }
-
-  package func release() {
-    state.withLock { state in
-      state.inFlight -= 1
-      state.finished.append(ContinuousClock.now)
-    }
-  }
-}
 
 /// The connector for one table of an Airtable-style REST API (SPEC §5): schema, paged listing by
 /// offset cursor (restarted when the cursor expires), batched writes of at most 10 records with
@@ -183,7 +65,8 @@ package struct AirtableClient: Sendable {
     guard case .array(let tables) = answer.object?["tables"] ?? .null else {
       throw AirtableError(status: 200, type: "UNEXPECTED_REPLY", message: "no \"tables\" in the schema reply", request: "GET schema")
     }
-    for case .object(let table) in tables where table["id"]?.stringValue == configuration.table || table["name"]?.stringValue == configuration.table {
+    for case .object(let table) in tables
+    where table["id"]?.stringValue == configuration.table || table["name"]?.stringValue == configuration.table {
       guard case .array(let fields) = table["fields"] ?? .null else { return [] }
       return fields.compactMap { field in
         guard case .object(let field) = field, let id = field["id"]?.stringValue, let name = field["name"]?.stringValue else { return nil }
@@ -268,11 +151,12 @@ package struct AirtableClient: Sendable {
   ) async throws {
     var body: [String: JSONValue] = [
       "typecast": .bool(false), "returnFieldsByFieldId": .bool(true),
-      "records": .array(batch.map { record in
-        var item: [String: JSONValue] = ["fields": .object(record.fields)]
-        if let id = record.id { item["id"] = .string(id) }
-        return .object(item)
-      }),
+      "records": .array(
+        batch.map { record in
+          var item: [String: JSONValue] = ["fields": .object(record.fields)]
+          if let id = record.id { item["id"] = .string(id) }
+          return .object(item)
+        }),
     ]
     if let mergeOn { body["performUpsert"] = .object(["fieldsToMergeOn": .array(mergeOn.map(JSONValue.string))]) }
     do {
@@ -310,7 +194,9 @@ package struct AirtableClient: Sendable {
     let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
     if !query.isEmpty {
       components?.percentEncodedQueryItems = query.map {
-        URLQueryItem(name: $0.name.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.name, value: $0.value?.addingPercentEncoding(withAllowedCharacters: allowed))
+        URLQueryItem(
+          name: $0.name.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.name,
+          value: $0.value?.addingPercentEncoding(withAllowedCharacters: allowed))
       }
     }
     let description = "\(method.rawValue) \(path)"
@@ -339,6 +225,9 @@ package struct AirtableClient: Sendable {
       } catch let error as CancellationError {
         throw error
       } catch {
+        // A cancelled task's request fails as HTTPClientError.cancelled: the caller stopped, the
+        // table did not fail.
+        if Task.isCancelled { throw CancellationError() }
         throw AirtableError(status: nil, type: "UNREACHABLE", message: "\(error)", request: description)
       }
       let text = String(buffer: bytes)
@@ -369,7 +258,8 @@ package struct AirtableClient: Sendable {
         throw AirtableError(status: status, type: type, message: message, request: description)
       }
       guard let json else {
-        throw AirtableError(status: status, type: "UNEXPECTED_REPLY", message: "the reply is not JSON: \(text.prefix(200))", request: description)
+        throw AirtableError(
+          status: status, type: "UNEXPECTED_REPLY", message: "the reply is not JSON: \(text.prefix(200))", request: description)
       }
       return json
     }

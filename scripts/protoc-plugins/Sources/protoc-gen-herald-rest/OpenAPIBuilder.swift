@@ -56,10 +56,14 @@ struct OpenAPIBuilder {
 
     var responses: [(String, OrderedJSON)] = []
     for error in Self.errors {
-      responses.append((error.name, .object([
-        ("description", .string(error.description)),
-        ("content", .object([("application/problem+json", .object([("schema", Self.ref("Problem"))]))])),
-      ])))
+      responses.append(
+        (
+          error.name,
+          .object([
+            ("description", .string(error.description)),
+            ("content", .object([("application/problem+json", .object([("schema", Self.ref("Problem"))]))])),
+          ])
+        ))
     }
 
     var tags: [OrderedJSON] = model.services.map { service -> OrderedJSON in
@@ -75,20 +79,32 @@ struct OpenAPIBuilder {
       ("security", .array([.object([("bearer", .array([]))]), .object([("apiKey", .array([]))])])),
       ("tags", .array(tags)),
       ("paths", .object(paths)),
-      ("components", .object([
-        ("securitySchemes", .object([
-          ("bearer", .object([
-            ("type", .string("http")), ("scheme", .string("bearer")),
-            ("description", .string("An API key: `Authorization: Bearer hrld_…`.")),
-          ])),
-          ("apiKey", .object([
-            ("type", .string("apiKey")), ("in", .string("header")), ("name", .string("X-API-Key")),
-            ("description", .string("The same API key in the X-API-Key header.")),
-          ])),
-        ])),
-        ("responses", .object(responses)),
-        ("schemas", .object(componentSchemas.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })),
-      ])),
+      (
+        "components",
+        .object([
+          (
+            "securitySchemes",
+            .object([
+              (
+                "bearer",
+                .object([
+                  ("type", .string("http")), ("scheme", .string("bearer")),
+                  ("description", .string("An API key: `Authorization: Bearer hrld_…`.")),
+                ])
+              ),
+              (
+                "apiKey",
+                .object([
+                  ("type", .string("apiKey")), ("in", .string("header")), ("name", .string("X-API-Key")),
+                  ("description", .string("The same API key in the X-API-Key header.")),
+                ])
+              ),
+            ])
+          ),
+          ("responses", .object(responses)),
+          ("schemas", .object(componentSchemas.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })),
+        ])
+      ),
     ])
   }
 
@@ -100,14 +116,17 @@ struct OpenAPIBuilder {
   static let problem = OrderedJSON.object([
     ("type", .string("object")),
     ("description", .string("An error (RFC 9457), naming the request field it is about when there is one.")),
-    ("properties", .object([
-      ("type", .object([("type", .string("string"))])),
-      ("title", .object([("type", .string("string"))])),
-      ("status", .object([("type", .string("integer"))])),
-      ("detail", .object([("type", .string("string"))])),
-      ("instance", .object([("type", .string("string"))])),
-      ("field", .object([("type", .string("string")), ("description", .string("The request field the error is about."))])),
-    ])),
+    (
+      "properties",
+      .object([
+        ("type", .object([("type", .string("string"))])),
+        ("title", .object([("type", .string("string"))])),
+        ("status", .object([("type", .string("integer"))])),
+        ("detail", .object([("type", .string("string"))])),
+        ("instance", .object([("type", .string("string"))])),
+        ("field", .object([("type", .string("string")), ("description", .string("The request field the error is about."))])),
+      ])
+    ),
     ("required", .array([.string("type"), .string("title"), .string("status"), .string("detail")])),
     ("additionalProperties", .bool(false)),
   ])
@@ -157,18 +176,22 @@ struct OpenAPIBuilder {
       } else {
         schema = try schemas.objectSchema(method.inputType, .input, leaving: excluded)
       }
-      let properties = excluded.isEmpty
+      let properties =
+        excluded.isEmpty
         ? operation.clientFields.count : (schema["properties"]?.objectPairs.count ?? 0)
       if properties > 0 {
         // Required when an empty object does not fit: a required field, or a rule of the message
         // that asks for one (e.g. anyOf over required fields).
         let rules = method.inputType.options.Herald_Api_V1_schema.schemaJson
-        let required = (excluded.isEmpty ? operation.clientFields.contains { $0.rules.required } : schema["required"] != nil)
+        let required =
+          (excluded.isEmpty ? operation.clientFields.contains { $0.rules.required } : schema["required"] != nil)
           || rules.contains("\"required\"")
-        body.set("requestBody", .object([
-          ("required", .bool(required)),
-          ("content", .object([("application/json", .object([("schema", schema)]))])),
-        ]))
+        body.set(
+          "requestBody",
+          .object([
+            ("required", .bool(required)),
+            ("content", .object([("application/json", .object([("schema", schema)]))])),
+          ]))
       }
     }
 
@@ -176,10 +199,14 @@ struct OpenAPIBuilder {
     if operation.status == 204 {
       responses.append(("204", .object([("description", .string("Done; no content."))])))
     } else {
-      responses.append((String(operation.status), .object([
-        ("description", .string(Self.successDescription(operation.status))),
-        ("content", .object([("application/json", .object([("schema", try schemas.reference(method.outputType, .output))]))])),
-      ])))
+      responses.append(
+        (
+          String(operation.status),
+          .object([
+            ("description", .string(Self.successDescription(operation.status))),
+            ("content", .object([("application/json", .object([("schema", try schemas.reference(method.outputType, .output))]))])),
+          ])
+        ))
     }
     let writes = operation.verb == "post" || operation.verb == "patch" || operation.verb == "put"
     for error in Self.errors where !error.body || (operation.hasBody || writes) {

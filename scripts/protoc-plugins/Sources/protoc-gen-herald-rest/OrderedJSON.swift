@@ -100,13 +100,18 @@ indirect enum OrderedJSON: Sendable {
     case .number(let text): out += text
     case .string(let text): out += Self.quoted(text)
     case .array(let items):
-      guard !items.isEmpty else { out += "[]"; return }
+      guard !items.isEmpty else {
+        out += "[]"
+        return
+      }
       if items.allSatisfy({ if case .string = $0 { return true } else { return false } }) {
-        out += "[" + items.map { item -> String in
-          var text = ""
-          item.write(to: &text, indent: 0)
-          return text
-        }.joined(separator: ", ") + "]"
+        out +=
+          "["
+          + items.map { item -> String in
+            var text = ""
+            item.write(to: &text, indent: 0)
+            return text
+          }.joined(separator: ", ") + "]"
         return
       }
       out += "[\n"
@@ -117,7 +122,10 @@ indirect enum OrderedJSON: Sendable {
       }
       out += closing + "]"
     case .object(let pairs):
-      guard !pairs.isEmpty else { out += "{}"; return }
+      guard !pairs.isEmpty else {
+        out += "{}"
+        return
+      }
       out += "{\n"
       for (index, (key, value)) in pairs.enumerated() {
         out += pad + Self.quoted(key) + ": "

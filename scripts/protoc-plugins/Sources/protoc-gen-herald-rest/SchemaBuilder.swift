@@ -101,7 +101,9 @@ final class SchemaBuilder {
       schema = try single(field, direction)
     }
     if let description = Self.comment(field.sourceCodeInfoLocation) {
-      schema = schema["$ref"] != nil ? .object([("allOf", .array([schema])), ("description", .string(description))])
+      schema =
+        schema["$ref"] != nil
+        ? .object([("allOf", .array([schema])), ("description", .string(description))])
         : schema.merging(.object([("description", .string(description))]))
     }
     if direction == .input && !field.rules.schemaJson.isEmpty {

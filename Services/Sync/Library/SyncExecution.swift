@@ -1,149 +1,22 @@
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import HeraldCore
-import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 import Logging
+import Metrics
 import PostgresNIO
 import SwiftProtobuf
 
-package typealias CampaignClient = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
-
-/// A run that stopped on purpose (the deletion cap, a mapping the table does not have): the run
-/// is recorded as aborted with this message and nothing more is changed.
-struct RunAborted: Error, CustomStringConvertible {
-  var description: String
-}
-
-/// The service is stopping: the run ends between two pages, as interrupted, resumable.
-struct RunStopped: Error {}
-
-/// A job's mappings resolved against the remote table's schema.
-struct ResolvedMapping: Sendable {
-  var subscriberField: String
-  var fieldID: String
-  var fieldName: String
-  var fieldType: String
-  var policy: ConflictPolicy
-
-  var pushOnly: Bool { SubscriberField.pushOnly.contains(subscriberField) }
-}
-
-enum MappingResolver {
-  /// Checks the job's mappings against the table (SPEC §5: at the start of each run); the error
-  /// names the mapping and lists the table's fields.
-  static func resolve(_ job: SyncJob, fields: [RemoteField]) throws -> (mappings: [ResolvedMapping], modified: RemoteField?) {
-    let names = fields.map(\.name).joined(separator: ", ")
-    func find(_ key: String) -> RemoteField? { fields.first { $0.id == key || $0.name == key } }
-    var resolved: [ResolvedMapping] = []
-    for (index, mapping) in job.mappings.enumerated() {
-      guard let field = find(mapping.externalField) else {
-        throw RunAborted(
-          description: "mappings[\(index)].external_field '\(mapping.externalField)' is not a field of table \(job.tableID) (its fields: \(names))")
-      }
-      let local = mapping.subscriberField
-      if local.hasSuffix("_subscribed") && field.type != "checkbox" {
-        throw RunAborted(description: "mappings[\(index)]: \(local) needs a checkbox field, '\(field.name)' is \(field.type)")
-      }
-      let computed = ["lastModifiedTime", "createdTime", "formula", "autoNumber", "rollup", "count", "lookup"].contains(field.type)
-      if computed && (SubscriberField.pushOnly.contains(local) || job.direction != .pull) {
-        throw RunAborted(description: "mappings[\(index)]: '\(field.name)' is a computed \(field.type) field and cannot be written")
-      }
-      resolved.append(
-        ResolvedMapping(
-          subscriberField: local, fieldID: field.id, fieldName: field.name, fieldType: field.type,
-          policy: mapping.policy ?? job.defaultPolicy))
-    }
-    var modified: RemoteField?
-    if !job.modifiedField.isEmpty {
-      guard let field = find(job.modifiedField) else {
-        throw RunAborted(description: "modified_field '\(job.modifiedField)' is not a field of table \(job.tableID) (its fields: \(names))")
-      }
-      guard ["lastModifiedTime", "dateTime"].contains(field.type) else {
-        throw RunAborted(description: "modified_field '\(field.name)' is a \(field.type) field, not a last-modified time")
-      }
-      modified = field
-    }
-    return (resolved, modified)
-  }
-}
-
-/// Turns values into writes: a subscriber update from remote values, remote fields from local ones.
-enum FieldWriter {
-  /// Sets `field` to `value` in an update (attributes are merged into `attributes`).
-  static func set(
-    _ field: String, to value: JSONValue, in request: inout Herald_Campaign_V1_UpdateSubscriberRequest,
-    attributes: inout [String: JSONValue], source: String
-  ) throws(RecordFailure) {
-    func text() throws(RecordFailure) -> String {
-      switch value {
-      case .null: return ""
-      case .string(let text): return text
-      case .number(let number): return Int64(exactly: number).map(String.init) ?? String(number)
-      default: throw RecordFailure(field: field, message: "a \(value.typeName) cannot be a subscriber's \(field)")
-      }
-    }
-    switch field {
-    case "email": request.email = try text()
-    case "phone": request.phone = try text()
-    case "first_name": request.firstName = try text()
-    case "last_name": request.lastName = try text()
-    case "email_subscribed", "sms_subscribed":
-      guard case .bool(let subscribed) = value else {
-        throw RecordFailure(field: field, message: "\(field) needs a checkbox (true or false), got a \(value.typeName)")
-      }
-      var consent = Herald_Campaign_V1_ConsentInput()
-      consent.subscribed = subscribed
-      consent.source = source
-      if field == "email_subscribed" { request.emailConsent = consent } else { request.smsConsent = consent }
-    default:
-      guard let name = SubscriberField.attribute(field) else { return }
-      attributes[name] = value == .null ? nil : value
-      request.attributesJson = RunStore.json(JSONValue.object(attributes))
-    }
-  }
-
-  /// A new subscriber from remote values.
-  static func create(from values: [String: JSONValue], source: String) throws(RecordFailure) -> Herald_Campaign_V1_CreateSubscriberRequest {
-    var update = Herald_Campaign_V1_UpdateSubscriberRequest()
-    var attributes: [String: JSONValue] = [:]
-    for (field, value) in values.sorted(by: { $0.key < $1.key }) where SubscriberField.isValid(field) {
-      try set(field, to: value, in: &update, attributes: &attributes, source: source)
-    }
-    guard !update.email.isEmpty || !update.phone.isEmpty else {
-      throw RecordFailure(field: "email", message: "the record has neither an email nor a phone: no subscriber can be made of it")
-    }
-    var request = Herald_Campaign_V1_CreateSubscriberRequest()
-    request.email = update.email
-    request.phone = update.phone
-    request.firstName = update.firstName
-    request.lastName = update.lastName
-    request.attributesJson = update.hasAttributesJson ? update.attributesJson : "{}"
-    if update.hasEmailConsent, update.emailConsent.subscribed { request.emailConsent = update.emailConsent }
-    if update.hasSmsConsent, update.smsConsent.subscribed { request.smsConsent = update.smsConsent }
-    return request
-  }
-
-  /// A local value as the remote field takes it.
-  static func remote(_ value: JSONValue, for mapping: ResolvedMapping) -> JSONValue {
-    if mapping.fieldType == "checkbox", value == .null { return .bool(false) }
-    return value
-  }
-}
-
-/// A problem with one record (its field and the reason); the record is skipped and reported.
-struct RecordFailure: Error {
-  var field: String
-  var message: String
-}
-
-/// One run of one job, on the connection that holds the job's lock.
+/// One run of one job, on the connection that holds the job's lock: it checks the mappings
+/// against the table, pulls (or links) page by page, reconciles deletes after a full read, and
+/// pushes. Every statement is the store's; subscribers are read and written through the campaign
+/// service.
 final class SyncExecution {
   let job: SyncJob
   let jobID: UUID
   var run: SyncRunRecord
+  let store: SyncStore
   let connection: PostgresConnection
   let campaign: CampaignClient
   let connector: AirtableClient
@@ -154,15 +27,33 @@ final class SyncExecution {
   var errors: [RecordError] = []
   /// A dry run saves nothing, so its full read remembers here which records it saw.
   var seenInDryRun = Set<String>()
+  /// The counts already added to `herald_sync_records_total`.
+  private var countedRecords = RunCounts()
   var source: String { "sync:\(job.name)" }
 
+  /// What became of one record of a page.
+  enum RecordOutcome {
+    case synced(RecordLink, [FoundConflict])
+    /// Its subscriber is created with the page's other new ones (`createSubscribers`), then
+    /// linked with these values.
+    case created(remote: [String: JSONValue], modified: String)
+    case failed(RecordFailure)
+  }
+
+  /// A subscriber to create for the record at `position` of a page's outcomes.
+  struct Creation: Sendable {
+    var position: Int
+    var request: Herald_Campaign_V1_CreateSubscriberRequest
+  }
+
   init(
-    job: SyncJob, run: SyncRunRecord, connection: PostgresConnection, campaign: CampaignClient, connector: AirtableClient,
-    shouldStop: @escaping @Sendable () -> Bool, logger: Logger
+    job: SyncJob, jobID: UUID, run: SyncRunRecord, store: SyncStore, connection: PostgresConnection, campaign: CampaignClient,
+    connector: AirtableClient, shouldStop: @escaping @Sendable () -> Bool, logger: Logger
   ) {
     self.job = job
-    self.jobID = job.id!
+    self.jobID = jobID
     self.run = run
+    self.store = store
     self.connection = connection
     self.campaign = campaign
     self.connector = connector
@@ -182,7 +73,7 @@ final class SyncExecution {
   // MARK: - Progress
 
   func saveProgress(phase: String) async throws {
-    try await progress(phase: phase).save(on: connection, logger: logger)
+    try await store.saveProgress(progress(phase: phase), on: connection)
   }
 
   /// The run's progress as it stands (counts brought up to date with the connector's).
@@ -191,8 +82,19 @@ final class SyncExecution {
     run.counts.apiCalls = connector.stats.calls
     run.counts.rateLimited = connector.stats.rateLimited
     run.counts.cursorRestarts = connector.stats.iteratorRestarts
+    countRecords()
     return RunProgress(
       run: run.id, phase: phase, checkpoint: run.dryRun ? "" : (checkpoint ?? run.checkpoint), counts: run.counts, planned: run.planned)
+  }
+
+  /// Adds what the run counted since the last time to `herald_sync_records_total{outcome}` (a dry
+  /// run changes nothing, so it adds nothing).
+  func countRecords() {
+    guard !run.dryRun else { return }
+    for ((outcome, count), (_, counted)) in zip(run.counts.outcomes, countedRecords.outcomes) where count > counted {
+      Counter(label: "herald_sync_records_total", dimensions: [("outcome", outcome)]).increment(by: count - counted)
+    }
+    countedRecords = run.counts
   }
 
   func fail(_ recordID: String, _ failure: RecordFailure) {
@@ -201,7 +103,7 @@ final class SyncExecution {
   }
 
   func plan(_ recordID: String, _ action: String, subscriber: String, fields: [String]) {
-    guard run.dryRun, run.planned.count < RunStore.maxErrors else { return }
+    guard run.dryRun, run.planned.count < SyncStore.maxErrors else { return }
     run.planned.append(PlannedChange(recordID: recordID, action: action, subscriberID: subscriber, fields: fields.sorted()))
   }
 
@@ -223,19 +125,52 @@ final class SyncExecution {
     }
   }
 
+  /// Why a record cannot be stored at all, if it cannot: PostgreSQL keeps no NUL character
+  /// (U+0000) in text or jsonb, so a record whose id, synced values or last-modified time hold
+  /// one is that record's error (naming the field), not a failed statement for the whole page.
+  func unstorable(_ record: RemoteRecord) -> RecordFailure? {
+    let what = "a NUL character (U+0000), which Herald cannot store: the record is skipped until it is corrected"
+    if record.id.contains("\u{0}") { return RecordFailure(field: "", message: "the record id holds \(what)") }
+    for mapping in mappings where !mapping.pushOnly {
+      if let value = record.fields[mapping.fieldID], Self.holdsNUL(value) {
+        return RecordFailure(field: mapping.subscriberField, message: "the value of '\(mapping.fieldName)' holds \(what)")
+      }
+    }
+    if let modifiedField, let value = record.fields[modifiedField.id], Self.holdsNUL(value) {
+      return RecordFailure(
+        field: modifiedField.name, message: "the value of '\(modifiedField.name)' (the job's modified_field) holds \(what)")
+    }
+    return nil
+  }
+
+  static func holdsNUL(_ value: JSONValue) -> Bool {
+    switch value {
+    case .null, .bool, .number: return false
+    case .string(let text): return text.contains("\u{0}")
+    case .array(let values): return values.contains(where: holdsNUL)
+    case .object(let members): return members.contains { $0.key.contains("\u{0}") || holdsNUL($0.value) }
+    }
+  }
+
   /// Applies one page, then saves its links, conflicts and errors with the checkpoint in one
   /// transaction: a crash before that re-reads the page, after it never does.
   func apply(_ page: [RemoteRecord]) async throws {
     run.counts.recordsRead += page.count
     if run.dryRun { seenInDryRun.formUnion(page.map(\.id)) }
-    let links = try await RunStore.links(job: jobID, records: page.map(\.id), connection: connection, logger: logger)
-    let pending = try await RunStore.pendingFields(job: jobID, records: page.map(\.id), connection: connection, logger: logger)
+    var refused: [String: RecordFailure] = [:]
+    for record in page {
+      if let failure = unstorable(record) { refused[record.id] = failure }
+    }
+    // (A record id with NUL cannot even be looked up.)
+    let ids = page.map(\.id).filter { !$0.contains("\u{0}") }
+    let links = try await store.links(of: jobID, records: ids, on: connection)
+    let pending = try await store.pendingFields(of: jobID, records: ids, on: connection)
     let synced = mappings.filter { !$0.pushOnly }
 
     // The subscribers already linked, and those an unlinked record may be (same email or phone).
     var lookup = Herald_Campaign_V1_LookupSubscribersRequest()
     lookup.ids = links.values.map { $0.subscriberID.lowercasedString }
-    for record in page where links[record.id] == nil {
+    for record in page where links[record.id] == nil && refused[record.id] == nil {
       for mapping in synced {
         guard let value = record.fields[mapping.fieldID]?.stringValue else { continue }
         if mapping.subscriberField == "email" { lookup.emails.append(value) }
@@ -259,23 +194,24 @@ final class SyncExecution {
     // A subscriber whose record was deleted from the table (link soft-deleted) may come back with
     // a new record: it is linked to that one and made active again.
     var revived = Set<UUID>()
-    for try await (subscriber, record, deleted) in try await connection.query(
-      """
-      SELECT subscriber_id, record_id, deleted_at IS NOT NULL FROM sync.records
-      WHERE job_id = \(jobID) AND subscriber_id = ANY(\(unlinked)::uuid[])
-      """, logger: logger
-    ).decode((UUID, String, Bool).self) {
-      if deleted { revived.insert(subscriber) } else { linkedTo[subscriber] = record }
+    for other in try await store.links(of: jobID, subscribers: unlinked, on: connection) {
+      if other.deleted { revived.insert(other.subscriberID) } else { linkedTo[other.subscriberID] = other.recordID }
     }
 
-    var saved: [RecordLink] = []
+    // Each record's outcome, in page order; the subscribers of new records are created after the
+    // loop, several at a time (`createSubscribers`), and their outcomes filled in then.
+    var outcomes: [(record: RemoteRecord, link: RecordLink?, outcome: RecordOutcome)] = []
+    var creations: [Creation] = []
     var seen: [String] = []
-    var conflicts: [FoundConflict] = []
     var lastModified = ""
     for record in page {
+      let link = links[record.id]
+      if let failure = refused[record.id] {
+        outcomes.append((record, link, .failed(failure)))
+        continue
+      }
       let modified = modifiedField.flatMap { record.fields[$0.id]?.stringValue } ?? ""
       if modified > lastModified { lastModified = modified }
-      let link = links[record.id]
       if let link, !modified.isEmpty, link.remoteModified == modified, !link.deleted,
         synced.allSatisfy({ link.remoteValues[$0.subscriberField] != nil })
       {
@@ -285,34 +221,71 @@ final class SyncExecution {
         continue
       }
       var remote: [String: JSONValue] = [:]
-      for mapping in synced { remote[mapping.subscriberField] = SubscriberField.remote(record.fields[mapping.fieldID], field: mapping.subscriberField) }
+      for mapping in synced {
+        remote[mapping.subscriberField] = SubscriberField.remote(record.fields[mapping.fieldID], field: mapping.subscriberField)
+      }
       var subscriber = link.flatMap { byID[$0.subscriberID.lowercasedString] }
       if subscriber == nil {
         for key in SubscriberField.keys {
           guard case .string(let value) = remote[key] ?? .null else { continue }
-          let normal = key == "email" ? value.trimmingCharacters(in: .whitespaces).lowercased() : value.filter { !" -.()".contains($0) }
-          if let match = byKey["\(key):\(normal)"] {
+          if let match = byKey["\(key):\(SubscriberField.matchKey(value, field: key))"] {
             subscriber = match
             break
           }
         }
       }
       do {
-        if link == nil, let subscriber, let id = UUID(text: subscriber.id) {
+        guard let subscriber else {
+          if let request = try creation(record, remote: remote) {
+            creations.append(Creation(position: outcomes.count, request: request))
+            outcomes.append((record, link, .created(remote: remote, modified: modified)))
+          }
+          continue
+        }
+        if link == nil, let id = UUID(text: subscriber.id) {
           if let other = linkedTo[id], other != record.id {
             throw RecordFailure(
-              field: "email", message: "subscriber \(subscriber.id) is already synced with record \(other); this record has the same email or phone")
+              field: "email",
+              message: "subscriber \(subscriber.id) is already synced with record \(other); this record has the same email or phone")
           }
           linkedTo[id] = record.id
         }
-        let revive = subscriber.flatMap { UUID(text: $0.id) }.map(revived.contains) ?? false
-        if let outcome = try await sync(
+        let revive = UUID(text: subscriber.id).map(revived.contains) ?? false
+        if let synced = try await sync(
           record, remote: remote, modified: modified, link: link, subscriber: subscriber, pending: pending, revive: revive)
         {
-          saved.append(outcome.link)
-          conflicts += outcome.conflicts
+          outcomes.append((record, link, .synced(synced.link, synced.conflicts)))
         }
       } catch let failure as RecordFailure {
+        outcomes.append((record, link, .failed(failure)))
+      }
+    }
+    let created = try await createSubscribers(creations)
+
+    var saved: [RecordLink] = []
+    var conflicts: [FoundConflict] = []
+    for (position, (record, link, outcome)) in outcomes.enumerated() {
+      var failure: RecordFailure?
+      switch outcome {
+      case .synced(let synced, let found):
+        saved.append(synced)
+        conflicts += found
+      case .created(let remote, let modified):
+        switch created[position] {
+        case .success(let subscriber)?:
+          run.counts.created += 1
+          do {
+            saved.append(
+              try snapshot(record, modified: modified, remote: remote, subscriber: subscriber, keepLocal: [], pending: [], old: nil))
+          } catch {
+            failure = error
+          }
+        case .failure(let refusal)?: failure = refusal
+        case nil: break
+        }
+      case .failed(let refusal): failure = refusal
+      }
+      if let failure {
         fail(record.id, failure)
         // Still in the table: a full run's reconciliation must not take it for deleted.
         if link != nil { seen.append(record.id) }
@@ -324,47 +297,93 @@ final class SyncExecution {
       try await saveProgress(phase: run.phase)
       return
     }
-    let (jobID, logger, sweep, full, runID, errors) = (jobID, logger, run.sweepID, run.full, run.id, errors)
-    let progress = progress(phase: run.phase, checkpoint: checkpoint)
-    try await connection.withTransaction(logger: logger) { connection in
-      try await RunStore.save(links: saved, job: jobID, sweep: full ? sweep : nil, connection: connection, logger: logger)
-      if full { try await RunStore.markSeen(records: seen, job: jobID, sweep: sweep, connection: connection, logger: logger) }
-      try await RunStore.save(conflicts: conflicts, job: jobID, run: runID, connection: connection, logger: logger)
-      try await RunStore.save(errors: errors, run: runID, connection: connection, logger: logger)
-      try await progress.save(on: connection, logger: logger)
-    }
+    let write = PageWrite(
+      links: saved, seen: seen, conflicts: conflicts, errors: errors, sweep: run.full ? run.sweepID : nil,
+      progress: progress(phase: run.phase, checkpoint: checkpoint))
+    try await store.commitPage(write, job: jobID, on: connection)
     // Only once the page is committed does the run move past it.
     run.checkpoint = checkpoint
-    self.errors = []
+    errors = []
   }
 
-  /// Syncs one record; returns its new link (nil when nothing is to be saved: a dry run, or a
-  /// push-only job's record that matches no subscriber).
+  /// The subscriber's id, which the campaign service gives as a UUID; a record whose subscriber
+  /// has another is that record's error.
+  static func subscriberID(_ subscriber: Herald_Campaign_V1_Subscriber) throws(RecordFailure) -> UUID {
+    guard let id = UUID(text: subscriber.id) else {
+      throw RecordFailure(field: "", message: "the campaign service answered subscriber id '\(subscriber.id)', which is not a UUID")
+    }
+    return id
+  }
+
+  /// A record no subscriber matches: the request that creates its subscriber, or nil when none
+  /// is to be made now (a push-only job links, it does not create; a dry run plans and counts it).
+  func creation(_ record: RemoteRecord, remote: [String: JSONValue]) throws(RecordFailure) -> Herald_Campaign_V1_CreateSubscriberRequest? {
+    guard job.pulls else { return nil }
+    let request = try FieldWriter.create(from: remote, source: source)
+    plan(record.id, "create", subscriber: "", fields: Array(remote.keys))
+    guard !run.dryRun else {
+      run.counts.created += 1
+      return nil
+    }
+    return request
+  }
+
+  /// How many subscribers a page creates at once.
+  static let parallelCreates = 8
+
+  /// Creates the subscribers of a page's new records, `parallelCreates` at a time; returns each
+  /// one's subscriber, or its refusal as that record's failure, by position in the page. Records
+  /// that share an email or phone are created one after the other in page order (the later one
+  /// then meets the earlier one's subscriber, as if each waited for the one before).
+  func createSubscribers(_ creations: [Creation]) async throws -> [Int: Result<Herald_Campaign_V1_Subscriber, RecordFailure>] {
+    var waves: [[Creation]] = []
+    var waveOfKey: [String: Int] = [:]
+    for creation in creations {
+      let keys = [("email", creation.request.email), ("phone", creation.request.phone)].filter { !$0.1.isEmpty }.map {
+        "\($0.0):\(SubscriberField.matchKey($0.1, field: $0.0))"
+      }
+      let wave = keys.compactMap { waveOfKey[$0].map { $0 + 1 } }.max() ?? 0
+      for key in keys { waveOfKey[key] = wave }
+      if wave == waves.count { waves.append([]) }
+      waves[wave].append(creation)
+    }
+    let campaign = self.campaign
+    var results: [Int: Result<Herald_Campaign_V1_Subscriber, RecordFailure>] = [:]
+    for wave in waves {
+      try await withThrowingTaskGroup(of: (Int, Result<Herald_Campaign_V1_Subscriber, RecordFailure>).self) { group in
+        var next = wave.makeIterator()
+        func start(_ creation: Creation) {
+          group.addTask {
+            do {
+              return (creation.position, .success(try await campaign.createSubscriber(creation.request)))
+            } catch let error as RPCError where error.code == .invalidArgument || error.code == .alreadyExists {
+              return (creation.position, .failure(RecordFailure(field: error.field ?? "", message: error.message)))
+            }
+          }
+        }
+        for _ in 0..<Self.parallelCreates {
+          guard let creation = next.next() else { break }
+          start(creation)
+        }
+        while let (position, result) = try await group.next() {
+          results[position] = result
+          if let creation = next.next() { start(creation) }
+        }
+      }
+    }
+    return results
+  }
+
+  /// Syncs one record with its subscriber; returns its new link (nil when nothing is to be saved:
+  /// a dry run).
   func sync(
     _ record: RemoteRecord, remote: [String: JSONValue], modified: String, link: RecordLink?,
-    subscriber: Herald_Campaign_V1_Subscriber?, pending: Set<String>, revive: Bool = false
+    subscriber: Herald_Campaign_V1_Subscriber, pending: Set<String>, revive: Bool = false
   ) async throws -> (link: RecordLink, conflicts: [FoundConflict])? {
-    guard let subscriber else {
-      guard job.pulls else { return nil }  // a push-only job links, it does not create
-      let request = try FieldWriter.create(from: remote, source: source)
-      plan(record.id, "create", subscriber: "", fields: Array(remote.keys))
-      if run.dryRun {
-        run.counts.created += 1
-        return nil
-      }
-      let created: Herald_Campaign_V1_Subscriber
-      do {
-        created = try await campaign.createSubscriber(request)
-      } catch let error as RPCError where error.code == .invalidArgument || error.code == .alreadyExists {
-        throw RecordFailure(field: error.field ?? "", message: error.message)
-      }
-      run.counts.created += 1
-      return (snapshot(record, modified: modified, remote: remote, subscriber: created, keepLocal: [], pending: [], old: nil), [])
-    }
     guard subscriber.status != "erased" else {
       throw RecordFailure(field: "", message: "subscriber \(subscriber.id) was erased (GDPR): the record is not synced to it")
     }
-    let subscriberID = UUID(text: subscriber.id)!
+    let subscriberID = try Self.subscriberID(subscriber)
     var update = Herald_Campaign_V1_UpdateSubscriberRequest()
     update.id = subscriber.id
     var attributes = JSONValue.parse(subscriber.attributesJson)?.object ?? [:]
@@ -432,7 +451,8 @@ final class SyncExecution {
       current = try await campaign.updateSubscriber(restore)
     }
     return (
-      snapshot(record, modified: modified, remote: remote, subscriber: current, keepLocal: keepLocal, pending: pendingFields, old: link),
+      try snapshot(
+        record, modified: modified, remote: remote, subscriber: current, keepLocal: keepLocal, pending: pendingFields, old: link),
       conflicts
     )
   }
@@ -442,13 +462,13 @@ final class SyncExecution {
   func snapshot(
     _ record: RemoteRecord, modified: String, remote: [String: JSONValue], subscriber: Herald_Campaign_V1_Subscriber,
     keepLocal: Set<String>, pending: Set<String>, old: RecordLink?
-  ) -> RecordLink {
+  ) throws(RecordFailure) -> RecordLink {
+    let subscriberID = try Self.subscriberID(subscriber)
     var link =
       old
       ?? RecordLink(
-        recordID: record.id, subscriberID: UUID(text: subscriber.id)!, remoteModified: "", remoteValues: [:], localValues: [:],
-        deleted: false)
-    link.subscriberID = UUID(text: subscriber.id)!
+        recordID: record.id, subscriberID: subscriberID, remoteModified: "", remoteValues: [:], localValues: [:], deleted: false)
+    link.subscriberID = subscriberID
     link.remoteModified = modified
     link.deleted = false
     for mapping in mappings where !mapping.pushOnly && !pending.contains(mapping.subscriberField) {
@@ -469,25 +489,17 @@ final class SyncExecution {
   /// subscribers archived), unless that is more than the job's cap.
   func reconcile() async throws {
     try await saveProgress(phase: "reconciling")
-    let linked = try await (try await connection.query(
-      "SELECT count(*)::int FROM sync.records WHERE job_id = \(jobID) AND deleted_at IS NULL", logger: logger
-    )).decode(Int.self).elements().first ?? 0
-    var missing: [(record: String, subscriber: UUID)] = []
-    for try await (record, subscriber) in try await connection.query(
-      """
-      SELECT record_id, subscriber_id FROM sync.records
-      WHERE job_id = \(jobID) AND deleted_at IS NULL AND last_seen_sweep IS DISTINCT FROM \(run.sweepID)
-      ORDER BY record_id
-      """, logger: logger
-    ).decode((String, UUID).self) {
-      if !run.dryRun || !seenInDryRun.contains(record) { missing.append((record, subscriber)) }
+    let linked = try await store.linkedCount(of: jobID, on: connection)
+    let missing = try await store.unseenLinks(of: jobID, sweep: run.sweepID, on: connection).filter {
+      !run.dryRun || !seenInDryRun.contains($0.record)
     }
     guard !missing.isEmpty else { return }
     if job.maxDeletePercent < 100 && missing.count * 100 > job.maxDeletePercent * linked {
       let share = Double(missing.count * 1000 / max(linked, 1)) / 10
       throw RunAborted(
         description:
-          "the run would soft-delete \(missing.count) of \(linked) linked records (\(share)%), more than max_delete_percent \(job.maxDeletePercent)%: nothing was deleted")
+          "the run would soft-delete \(missing.count) of \(linked) linked records (\(share)%), more than max_delete_percent \(job.maxDeletePercent)%: nothing was deleted"
+      )
     }
     for (record, subscriber) in missing {
       if shouldStop() { throw RunStopped() }
@@ -503,8 +515,7 @@ final class SyncExecution {
         // Gone or erased locally: nothing to archive, the link still goes.
         logger.info("subscriber of a deleted record not archived", metadata: ["record": "\(record)", "error": "\(error.message)"])
       }
-      try await connection.query(
-        "UPDATE sync.records SET deleted_at = now() WHERE job_id = \(jobID) AND record_id = \(record)", logger: logger)
+      try await store.markDeleted(record, job: jobID, on: connection)
     }
     try await saveProgress(phase: "reconciling")
   }
@@ -519,18 +530,7 @@ final class SyncExecution {
     var after = ""
     while true {
       if shouldStop() { throw RunStopped() }
-      var links: [RecordLink] = []
-      for try await (record, subscriber, modified, remote, local) in try await connection.query(
-        """
-        SELECT record_id, subscriber_id, remote_modified, remote_values::text, local_values::text FROM sync.records
-        WHERE job_id = \(jobID) AND deleted_at IS NULL AND record_id > \(after) ORDER BY record_id LIMIT 100
-        """, logger: logger
-      ).decode((String, UUID, String, String, String).self) {
-        links.append(
-          RecordLink(
-            recordID: record, subscriberID: subscriber, remoteModified: modified, remoteValues: JSONValue.parse(remote)?.object ?? [:],
-            localValues: JSONValue.parse(local)?.object ?? [:], deleted: false))
-      }
+      let links = try await store.liveLinks(of: jobID, after: after, limit: 100, on: connection)
       guard let last = links.last else { return }
       after = last.recordID
       try await push(links)
@@ -543,7 +543,7 @@ final class SyncExecution {
     let answer = try await campaign.lookupSubscribers(lookup)
     let subscribers = Dictionary(answer.subscribers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     let engagement = Dictionary(answer.engagement.map { ($0.subscriberID, $0) }, uniquingKeysWith: { a, _ in a })
-    let pending = try await RunStore.pendingFields(job: jobID, records: links.map(\.recordID), connection: connection, logger: logger)
+    let pending = try await store.pendingFields(of: jobID, records: links.map(\.recordID), on: connection)
     var writes: [(id: String, fields: [String: JSONValue])] = []
     var updated: [RecordLink] = []
     for var link in links {
@@ -583,13 +583,8 @@ final class SyncExecution {
     }
     let accepted = updated.enumerated().filter { !refused.contains($0.offset) }.map(\.element)
     run.counts.pushed += accepted.count
-    let (jobID, logger, runID, errors) = (jobID, logger, run.id, errors)
-    let progress = progress(phase: "pushing")
-    try await connection.withTransaction(logger: logger) { connection in
-      try await RunStore.save(links: accepted, job: jobID, sweep: nil, connection: connection, logger: logger)
-      try await RunStore.save(errors: errors, run: runID, connection: connection, logger: logger)
-      try await progress.save(on: connection, logger: logger)
-    }
-    self.errors = []
+    let write = PageWrite(links: accepted, errors: errors, progress: progress(phase: "pushing"))
+    try await store.commitPage(write, job: jobID, on: connection)
+    errors = []
   }
 }

@@ -1,34 +1,3 @@
-import Foundation
-
-/// What one limit allows at a given moment (a warm-up limit's volume depends on the day).
-package struct Rule: Sendable, Equatable {
-  package var algorithm: LimitDefinition.Algorithm
-  /// Requests per unit (the bucket's refill per unit, or the window's cap).
-  package var limit: Int64
-  /// Token bucket: the bucket's size.
-  package var burst: Int64
-  /// The unit in seconds.
-  package var unit: Double
-
-  package init(algorithm: LimitDefinition.Algorithm, limit: Int64, burst: Int64, unit: Double) {
-    self.algorithm = algorithm
-    self.limit = limit
-    self.burst = burst
-    self.unit = unit
-  }
-}
-
-/// The answer for one counter.
-package struct Decision: Sendable, Equatable {
-  package var allowed: Bool
-  package var limit: Int64
-  package var remaining: Int64
-  /// When the counter is back to its full limit (seconds since 1970).
-  package var resetAt: Double
-  /// Not allowed: seconds until these hits would fit (if nothing else is taken meanwhile).
-  package var retryAfter: Double
-}
-
 /// One counter's state. All times are seconds since 1970 (wall clock, so that persisted hour and
 /// day windows mean the same after a restart); `now` is always passed in, which keeps the math
 /// testable to the microsecond.
@@ -113,7 +82,8 @@ package struct CounterState: Sendable, Equatable {
     }
     return Decision(
       allowed: allowed, limit: rule.limit, remaining: remaining, resetAt: resetAt,
-      retryAfter: allowed ? 0 : Self.retryAfter(hits, count: count, previous: previous, limit: rule.limit, elapsed: elapsed, unit: unit, sliding: sliding))
+      retryAfter: allowed
+        ? 0 : Self.retryAfter(hits, count: count, previous: previous, limit: rule.limit, elapsed: elapsed, unit: unit, sliding: sliding))
   }
 
   /// How long until `hits` fit in a window that is `elapsed` into its unit.
