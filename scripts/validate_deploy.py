@@ -1006,8 +1006,11 @@ def self_test(root: Path, venv_bin: Path, kubernetes: bool) -> int:
         for file, old, new, expected in breakages:
             copy_root = Path(folder) / "repo"
             shutil.rmtree(copy_root, ignore_errors=True)
-            for part in ["deploy", "docker-compose.yml", "Package.resolved", "Services", "Shared"]:
+            # (Package.resolved only once a build has resolved the packages; else Package.swift says.)
+            for part in ["deploy", "docker-compose.yml", "Package.swift", "Package.resolved", "Services", "Shared"]:
                 source, target = root / part, copy_root / part
+                if not source.exists():
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
             broken = copy_root / file

@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Synchronization
 
 /// Runs `body` and answers within `limit` whatever it does: after `limit` (or when the caller is
@@ -29,6 +30,29 @@ package func firstToFinish<T: Sendable>(
     try await withCheckedThrowingContinuation { race.wait($0) }
   } onCancel: {
     race.finish(.failure(CancellationError()))
+  }
+}
+
+/// Runs start-up work that graceful shutdown interrupts: the work is cancelled when shutdown
+/// begins and, if it still has not ended `abandonAfter` later (a query on a connection whose
+/// server stopped answering ignores cancellation), left behind. True when the work finished,
+/// false when shutdown stopped it; its own errors are thrown.
+package func unlessShutDown(
+  abandonAfter: Duration = .seconds(5), _ work: @escaping @Sendable () async throws -> Void
+) async throws -> Bool {
+  do {
+    return try await firstToFinish(
+      {
+        try await cancelWhenGracefulShutdown { try await work() }
+        return true
+      },
+      {
+        try await gracefulShutdown()
+        try await Task.sleep(for: abandonAfter)
+        return false
+      })
+  } catch  where Task.isShuttingDownGracefully {
+    return false
   }
 }
 

@@ -26,19 +26,15 @@ struct ReadinessService: Service {
   let logger: Logger
 
   func run() async throws {
-    do {
-      try await cancelWhenGracefulShutdown {
-        try await migrate()
-        try await definition.prepare(resources)
-        for dependency in definition.readinessDependencies {
-          guard let client = clients[dependency] else { continue }
-          try await waitUntilServing(dependency, client: client)
-        }
+    let started = try await unlessShutDown(abandonAfter: Self.abandonAfter) {
+      try await migrate()
+      try await definition.prepare(resources)
+      for dependency in definition.readinessDependencies {
+        guard let client = clients[dependency] else { continue }
+        try await waitUntilServing(dependency, client: client)
       }
-    } catch  where Task.isShuttingDownGracefully {
-      return  // stopped while starting
     }
-    guard !Task.isShuttingDownGracefully else { return }
+    guard started, !Task.isShuttingDownGracefully else { return }  // stopped while starting
     health.setAll(.serving)
     logger.info("serving", metadata: ["port": "\(configuration.port)"])
     await runWorkers()

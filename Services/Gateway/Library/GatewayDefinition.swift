@@ -158,19 +158,16 @@ package func buildGateway(
   let runner = MigrationRunner(lockTimeout: common.migrationLockTimeout, logger: logger)
   let (adminKey, databaseWait) = (configuration.settings.adminKey?.value, common.databaseWait)
   app.beforeServerStarts {
-    do {
-      // Stopping while the database is still awaited ends the wait at once (graceful shutdown
-      // alone would not interrupt it).
-      try await cancelWhenGracefulShutdown {
-        try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
+    // Stopping while the database is awaited (or stops answering) ends the wait: start-up is
+    // cancelled, and left behind if a query ignores that; the server then starts and stops at
+    // once, NOT_SERVING throughout.
+    let started = try await unlessShutDown {
+      try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
+      if let generated = try await store.bootstrapAdminKey(configuredKey: adminKey) {
+        announceKey(generated)
       }
-    } catch  where Task.isShuttingDownGracefully {
-      return  // the server starts and stops at once, NOT_SERVING throughout
     }
-    if let generated = try await store.bootstrapAdminKey(configuredKey: adminKey) {
-      announceKey(generated)
-    }
-    health.setAll(.serving)
+    if started { health.setAll(.serving) }
   }
   return app
 }

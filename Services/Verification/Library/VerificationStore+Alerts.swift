@@ -23,8 +23,13 @@ extension VerificationStore {
       ORDER BY last_seen_at, fingerprint
       """, logger: logger
     ).decode((String, String, Int64, String).self) {
-      due.append(
-        DueAlert(fingerprint: fingerprint, severity: severity, occurrences: occurrences, finding: try Self.decode(Finding.self, body)))
+      // A body an older version wrote that no longer decodes is skipped (and logged), so that it
+      // cannot hold up every other alert.
+      guard let finding = try? Self.decode(Finding.self, body) else {
+        logger.error("an issue's stored finding does not decode; it is not alerted", metadata: ["fingerprint": "\(fingerprint)"])
+        continue
+      }
+      due.append(DueAlert(fingerprint: fingerprint, severity: severity, occurrences: occurrences, finding: finding))
     }
     return due
   }
