@@ -14,10 +14,11 @@ package func answerWithin<T: Sendable>(_ limit: Duration, _ body: @escaping @Sen
     })
 }
 
-/// The answer of whichever of `first` and `second` ends first; the other is cancelled and left
-/// behind, unawaited, to end whenever it can (unlike a task group, which waits for it).
+/// The answer of whichever of `first` and `second` ends first; the other is cancelled (unless
+/// `cancelFirst` is false and it is `first` that lost) and left behind, unawaited, to end whenever
+/// it can (unlike a task group, which waits for it).
 package func firstToFinish<T: Sendable>(
-  _ first: @escaping @Sendable () async throws -> T, _ second: @escaping @Sendable () async throws -> T
+  cancelFirst: Bool = true, _ first: @escaping @Sendable () async throws -> T, _ second: @escaping @Sendable () async throws -> T
 ) async throws -> T {
   let race = Race<T>()
   let tasks = [first, second].map { body in
@@ -25,7 +26,10 @@ package func firstToFinish<T: Sendable>(
       do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
     }
   }
-  defer { for task in tasks { task.cancel() } }
+  defer {
+    if cancelFirst { tasks[0].cancel() }
+    tasks[1].cancel()
+  }
   return try await withTaskCancellationHandler {
     try await withCheckedThrowingContinuation { race.wait($0) }
   } onCancel: {

@@ -14,13 +14,31 @@ package struct GRPCServerService<Transport: ServerTransport>: Service {
     self.health = health
   }
 
+  /// How long RPCs in flight get to finish once shutdown begins.
+  static var rpcGrace: Duration { .seconds(10) }
+
+  /// Serves until graceful shutdown, which lets the RPCs in flight finish. One still running
+  /// `rpcGrace` later (stuck in a query on a connection whose server stopped answering, which
+  /// ignores cancellation) is left behind with the server, never cancelled (cancelling the
+  /// serving task with connections open traps in NIO), so that the process can exit.
   package func run() async throws {
-    try await withGracefulShutdownHandler {
-      try await server.serve()
-    } onGracefulShutdown: {
-      health.shutDown()
-      server.beginGracefulShutdown()
-    }
+    let (server, health) = (self.server, self.health)
+    _ = try await firstToFinish(
+      cancelFirst: false,
+      {
+        try await withGracefulShutdownHandler {
+          try await server.serve()
+        } onGracefulShutdown: {
+          health.shutDown()
+          server.beginGracefulShutdown()
+        }
+        return true
+      },
+      {
+        try await gracefulShutdown()
+        try await Task.sleep(for: Self.rpcGrace)
+        return false
+      })
   }
 }
 

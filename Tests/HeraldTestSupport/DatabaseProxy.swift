@@ -9,8 +9,8 @@ package struct DatabaseProxy: Sendable {
   package let url: String
   let folder: String
 
-  package func refuse() { FileManager.default.createFile(atPath: folder + "/refuse", contents: nil) }
-  package func freeze() { FileManager.default.createFile(atPath: folder + "/freeze", contents: nil) }
+  package func refuse() { _ = FileManager.default.createFile(atPath: folder + "/refuse", contents: nil) }
+  package func freeze() { _ = FileManager.default.createFile(atPath: folder + "/freeze", contents: nil) }
 
   /// Whether, frozen, the proxy has held back bytes a client sent: the client now waits on a
   /// database that does not answer.

@@ -9,6 +9,6 @@ extension Google_Protobuf_Timestamp {
   /// against a small yearly limit) says "not before the end of time", not an error.
   init(clampingTimeIntervalSince1970 seconds: Double) {
     let earliest: Double = -62_135_596_800
-    self.init(timeIntervalSince1970: seconds.isNaN ? 0 : min(max(seconds, earliest), Self.latestSeconds))
+    self.init(roundingTimeIntervalSince1970: seconds.isNaN ? 0 : min(max(seconds, earliest), Self.latestSeconds))
   }
 }

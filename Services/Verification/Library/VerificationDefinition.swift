@@ -55,7 +55,7 @@ package enum VerificationDefinition: BackEndProcess {
         let (verifier, _, repairClient) = parts(resources)
         var workers = [BackgroundWorker(name: "verification-schedule") { await verifier.runSchedule() }]
         if let repairClient {
-          workers.append(BackgroundWorker(name: "repair-database") { try? await cancelWhenGracefulShutdown { await repairClient.run() } })
+          workers.append(BackgroundWorker(name: "repair-database") { await cancelWhenGracefulShutdown { await repairClient.run() } })
         }
         return workers
       },
