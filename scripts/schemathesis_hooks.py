@@ -12,8 +12,14 @@ itself, so nothing here knows an operation by name:
 - `x-herald-generate: herald-csv | herald-ndjson` on a body: an import document (a header naming
   email, then rows), made from what was generated.
 Length limits above what Hypothesis can generate (GENERATED_LENGTH_LIMIT) are left out of the
-document schemathesis reads. Invalid requests (negative mode) are left as they are, except that a text body (CSV, JSON lines)
-is never "made invalid" by generating a non-string for it: it reaches the API as text anyway.
+document schemathesis reads. Invalid requests (negative mode) are left as they are, except for two
+kinds that are not invalid at all:
+- a text body (CSV, JSON lines) "made invalid" by generating a non-string for it: it reaches the
+  API as text anyway;
+- a JSON body whose only "violation" is a value schemathesis cannot check against one of the
+  formats above (it counts every value of a format it does not know as a violation): the body is
+  checked against the document with those formats read as the API reads them, and skipped when
+  nothing else is wrong with it.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import datetime
 import json
 import os
 
+import jsonschema_rs
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
+from schemathesis.core.jsonschema import FANCY_REGEX_OPTIONS
+from schemathesis.core.parameters import ParameterLocation
 
 DOCUMENT = json.load(open(os.environ["HERALD_OPENAPI_DOCUMENT"]))
 
@@ -155,6 +164,76 @@ def is_text_body(media_type) -> bool:
     return media_type.startswith("text/") or media_type == "application/x-ndjson"
 
 
+def _is_name(text: str) -> bool:
+    return 0 < len(text.encode()) <= 100 and (text[0].isascii() and (text[0].isalpha() or text[0] == "_")) and all(
+        c.isascii() and (c.isalnum() or c == "_") for c in text
+    )
+
+
+def template_may_be_valid(text: str) -> bool:
+    """False when the campaign service certainly refuses `text` as a template, by the syntax rules
+    of its tag reader (MessageTemplate.usedNames): a `{{` never closed, an empty tag, a partial,
+    block, delimiter change or pragma, a tag that is not a variable name. Anything else (an
+    undeclared variable, a section swift-mustache finds unbalanced) may be valid here."""
+    rest = text
+    while "{{" in rest:
+        rest = rest[rest.index("{{") + 2:]
+        triple = rest.startswith("{")
+        if triple:
+            rest = rest[1:]
+        close = "}}}" if triple else "}}"
+        if close not in rest:
+            return False
+        tag = rest[:rest.index(close)].strip()
+        rest = rest[rest.index(close) + len(close):]
+        if not tag:
+            return False
+        if tag[0] == "!":
+            continue
+        if tag[0] in "><$=%":
+            return False
+        if tag[0] in "#^/&":
+            tag = tag[1:].strip()
+        if "(" in tag and tag.endswith(")"):
+            tag = tag[tag.index("(") + 1:-1]
+        if tag != "." and not _is_name(tag):
+            return False
+    return True
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+# The custom formats as the API reads them, leaning to "may be valid" where only a stored value
+# (a declared variable, a real certificate) decides.
+FORMAT_CHECKS = {
+    "herald-template": template_may_be_valid,
+    "herald-json-object": _json_object,
+    "pem-certificate": lambda text: "-----BEGIN CERTIFICATE-----" in text,
+}
+
+
+_validators: dict[str, jsonschema_rs.Validator] = {}
+
+
+def may_be_valid_body(schema, body) -> bool:
+    """Whether `body` may be valid against the document's `schema` for it, custom formats read by
+    FORMAT_CHECKS (schemathesis counts every value of them as a violation)."""
+    key = json.dumps(schema, sort_keys=True)
+    if key not in _validators:
+        _validators[key] = jsonschema_rs.Draft202012Validator(
+            {**schema, "components": DOCUMENT.get("components", {})},
+            formats=FORMAT_CHECKS,
+            validate_formats=True,
+            pattern_options=FANCY_REGEX_OPTIONS,
+        )
+    return _validators[key].is_valid(body)
+
+
 @schemathesis.hook
 def filter_case(context, case):
     if case.meta is None:
@@ -163,7 +242,15 @@ def filter_case(context, case):
         # An invalid text body is one the schema refuses as text (too short, say); a number or an
         # object "in place of the string" reaches the API as text too, so it is not invalid.
         media_type = getattr(case, "media_type", None)
-        return not (is_text_body(media_type) and case.body is not NOT_SET and case.body is not None and not isinstance(case.body, str))
+        if is_text_body(media_type):
+            return case.body is NOT_SET or case.body is None or isinstance(case.body, str)
+        # A body that is the only invalid part, yet valid once the custom formats are read as the
+        # API reads them, is not an invalid request.
+        invalid = [location for location, info in case.meta.components.items() if not info.mode.is_positive]
+        schema = body_schema(context.operation, media_type or "application/json")
+        if invalid == [ParameterLocation.BODY] and schema is not None and case.body is not NOT_SET:
+            return not may_be_valid_body(schema, case.body)
+        return True
     operation = context.operation
     parameters = operation.definition.raw.get("parameters", [])
     for parameter in parameters:
