@@ -189,21 +189,14 @@ def check_compose_monitoring(root: Path, services: dict, report: Report) -> None
     dashboard = next((target for target, host in bound.items() if host == "deploy/grafana/herald-dashboard.json"), None)
     provider_folders: list[str] = []
     for file in sorted((root / "deploy/grafana/provisioning/dashboards").glob("*.y*ml")):
-        try:
-            providers = (yaml.safe_load(file.read_text()) or {}).get("providers") or []
-        except yaml.YAMLError as error:
-            report.check(False, f"{file.relative_to(root)} does not parse: {error}")
-            continue
+        providers = load_yaml(file, root, report).get("providers") or []
         provider_folders += [str((p.get("options") or {}).get("path", "")).rstrip("/") for p in providers]
     report.check(dashboard is not None and str(Path(dashboard).parent) in provider_folders,
                  f"{where}: grafana does not mount deploy/grafana/herald-dashboard.json into a folder a dashboard provider "
                  f"(deploy/grafana/provisioning/dashboards) loads ({provider_folders})")
     sources: list[dict] = []
     for file in sorted((root / "deploy/grafana/provisioning/datasources").glob("*.y*ml")):
-        try:
-            sources += (yaml.safe_load(file.read_text()) or {}).get("datasources") or []
-        except yaml.YAMLError as error:
-            report.check(False, f"{file.relative_to(root)} does not parse: {error}")
+        sources += load_yaml(file, root, report).get("datasources") or []
     report.check(any(s.get("type") == "prometheus" and "//prometheus:9090" in str(s.get("url", "")) for s in sources),
                  f"{where}: no Grafana data source (deploy/grafana/provisioning/datasources) reads http://prometheus:9090")
 
@@ -688,18 +681,20 @@ def promql_metric_names(expr: str) -> tuple[set[str], list[str]]:
     return names, problems
 
 
+def dashboard_panels(dashboard: dict):
+    """Every panel, those inside rows included, in order."""
+    def walk(panels: list):
+        for panel in panels or []:
+            yield panel
+            yield from walk(panel.get("panels") or [])
+
+    return walk(dashboard.get("panels") or [])
+
+
 def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
     """(where, PromQL) of every panel target and every query variable."""
-    queries = []
-
-    def walk(panels: list) -> None:
-        for panel in panels or []:
-            for target in panel.get("targets") or []:
-                if target.get("expr"):
-                    queries.append((f"panel {panel.get('title')!r}", target["expr"]))
-            walk(panel.get("panels") or [])
-
-    walk(dashboard.get("panels") or [])
+    queries = [(f"panel {panel.get('title')!r}", target["expr"])
+               for panel in dashboard_panels(dashboard) for target in panel.get("targets") or [] if target.get("expr")]
     for variable in (dashboard.get("templating") or {}).get("list") or []:
         if variable.get("type") != "query":
             continue
@@ -734,19 +729,14 @@ def check_dashboard(root: Path, report: Report) -> None:
             report.check((variable.get("datasource") or {}).get("uid") == "${datasource}",
                          f"{where}: variable {name!r} does not read the data source ${{datasource}} ({variable.get('datasource')})")
     ids: list = []
-
-    def walk(panels: list) -> None:
-        for panel in panels or []:
-            ids.append(panel.get("id"))
-            title = panel.get("title")
-            if panel.get("type") != "row":
-                uses = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets") or [] if t.get("datasource")]
-                report.check(all((d or {}).get("uid") == "${datasource}" for d in uses),
-                             f"{where}: panel {title!r} does not read the data source ${{datasource}} ({uses})")
-                report.check(any(t.get("expr") for t in panel.get("targets") or []), f"{where}: panel {title!r} has no query")
-            walk(panel.get("panels") or [])
-
-    walk(dashboard.get("panels") or [])
+    for panel in dashboard_panels(dashboard):
+        ids.append(panel.get("id"))
+        title = panel.get("title")
+        if panel.get("type") != "row":
+            uses = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets") or [] if t.get("datasource")]
+            report.check(all((d or {}).get("uid") == "${datasource}" for d in uses),
+                         f"{where}: panel {title!r} does not read the data source ${{datasource}} ({uses})")
+            report.check(any(t.get("expr") for t in panel.get("targets") or []), f"{where}: panel {title!r} has no query")
     report.check(len(ids) == len(set(ids)) and None not in ids, f"{where}: panel ids are missing or repeated")
     defined = swift_metrics(root, report)
     series = exposed_series(defined)
@@ -773,16 +763,18 @@ def check_dashboard(root: Path, report: Report) -> None:
                             + ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else ""))
 
 
-def scrape_jobs(path: Path, report: Report) -> dict[str, dict]:
+def load_yaml(path: Path, root: Path, report: Report) -> dict:
+    """A YAML file's mapping ({} when it does not parse or is not one, the first reported)."""
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        document = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        report.check(False, f"{path.name} does not parse: {error}")
+        report.check(False, f"{path.relative_to(root)} does not parse: {error}")
         return {}
-    jobs = {}
-    for job in config.get("scrape_configs") or []:
-        jobs[str(job.get("job_name"))] = job
-    return jobs
+    return document if isinstance(document, dict) else {}
+
+
+def scrape_jobs(path: Path, root: Path, report: Report) -> dict[str, dict]:
+    return {str(job.get("job_name")): job for job in load_yaml(path, root, report).get("scrape_configs") or []}
 
 
 def static_targets(job: dict) -> list[tuple[str, dict]]:
@@ -797,15 +789,20 @@ def relabelled_service(job: dict, labels: dict) -> str | None:
     return labels.get("service")
 
 
+def service_jobs(jobs: dict[str, dict], where: str, report: Report):
+    """(service, its scrape job) for every Herald process, reporting those without one."""
+    for service in SERVICES:
+        job = jobs.get(service)
+        if report.check(job is not None, f"{where}: no job {service}"):
+            yield service, job
+
+
 def check_prometheus_configs(root: Path, metrics_ports: dict[str, int], report: Report) -> None:
     folder = root / "deploy/prometheus"
     # The local stack (scripts/run-stack): every process on 127.0.0.1 at its default metrics port.
     where = "deploy/prometheus/prometheus.yml"
-    jobs = scrape_jobs(folder / "prometheus.yml", report)
-    for service in SERVICES:
-        job = jobs.get(service)
-        if not report.check(job is not None, f"{where}: no job {service}"):
-            continue
+    jobs = scrape_jobs(folder / "prometheus.yml", root, report)
+    for service, job in service_jobs(jobs, where, report):
         report.check(job.get("metrics_path", "/metrics") == "/metrics", f"{where}: job {service} scrapes {job.get('metrics_path')}")
         targets = static_targets(job)
         expected = metrics_ports[service]
@@ -820,11 +817,8 @@ def check_prometheus_configs(root: Path, metrics_ports: dict[str, int], report: 
             report.check(target in known, f"{where}: job {name} scrapes {target}, no process's default metrics address")
     # Compose (the monitoring profile): every service's containers on 9100.
     where = "deploy/prometheus/compose.yml"
-    jobs = scrape_jobs(folder / "compose.yml", report)
-    for service in SERVICES:
-        job = jobs.get(service)
-        if not report.check(job is not None, f"{where}: no job {service}"):
-            continue
+    jobs = scrape_jobs(folder / "compose.yml", root, report)
+    for service, job in service_jobs(jobs, where, report):
         dns = [(c.get("names"), c.get("port")) for c in job.get("dns_sd_configs") or []]
         static = [t for t, _ in static_targets(job)]
         report.check(dns == [([service], METRICS_PORT)] or (not dns and static == [f"{service}:{METRICS_PORT}"]),
@@ -833,7 +827,7 @@ def check_prometheus_configs(root: Path, metrics_ports: dict[str, int], report: 
                      f"{where}: job {service} does not label its targets service={service}")
     # Kubernetes: pod discovery by the prometheus.io annotations the Deployments carry.
     where = "deploy/prometheus/kubernetes.yml"
-    jobs = scrape_jobs(folder / "kubernetes.yml", report)
+    jobs = scrape_jobs(folder / "kubernetes.yml", root, report)
     pods = [j for j in jobs.values() if any(c.get("role") == "pod" for c in j.get("kubernetes_sd_configs") or [])]
     if report.check(bool(pods), f"{where}: no job discovers pods (kubernetes_sd_configs role pod)"):
         rules = [r for j in pods for r in j.get("relabel_configs") or []]
@@ -1003,16 +997,16 @@ def self_test(root: Path, venv_bin: Path, kubernetes: bool) -> int:
               + "\n  ".join(baseline))
     failures = 0
     with tempfile.TemporaryDirectory(prefix="herald-deploy-check-") as folder:
+        # One copy of what the checks read; each breakage is written into it and then undone.
+        copy_root = Path(folder) / "repo"
+        # (Package.resolved only once a build has resolved the packages; else Package.swift says.)
+        for part in ["deploy", "docker-compose.yml", "Package.swift", "Package.resolved", "Services", "Shared"]:
+            source, target = root / part, copy_root / part
+            if not source.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
         for file, old, new, expected in breakages:
-            copy_root = Path(folder) / "repo"
-            shutil.rmtree(copy_root, ignore_errors=True)
-            # (Package.resolved only once a build has resolved the packages; else Package.swift says.)
-            for part in ["deploy", "docker-compose.yml", "Package.swift", "Package.resolved", "Services", "Shared"]:
-                source, target = root / part, copy_root / part
-                if not source.exists():
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
             broken = copy_root / file
             text = broken.read_text()
             if old not in text:
@@ -1020,7 +1014,10 @@ def self_test(root: Path, venv_bin: Path, kubernetes: bool) -> int:
                 failures += 1
                 continue
             broken.write_text(text.replace(old, new, 1))
-            errors = [error for error in validate(copy_root, venv_bin, kubernetes) if error not in baseline]
+            try:
+                errors = [error for error in validate(copy_root, venv_bin, kubernetes) if error not in baseline]
+            finally:
+                broken.write_text(text)
             caught = any(expected in error for error in errors)
             print(f"  {'caught' if caught else 'MISSED'}: {file}: {expected}")
             if not caught:

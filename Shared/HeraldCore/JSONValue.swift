@@ -68,3 +68,15 @@ package enum JSONValue: Codable, Sendable, Hashable {
     return nil
   }
 }
+
+extension JSONValue {
+  /// Whether any string or key, however deep, holds NUL (U+0000), which PostgreSQL cannot store.
+  package var holdsNUL: Bool {
+    switch self {
+    case .null, .bool, .number: false
+    case .string(let text): text.utf8.contains(0)
+    case .array(let values): values.contains { $0.holdsNUL }
+    case .object(let members): members.contains { $0.key.utf8.contains(0) || $0.value.holdsNUL }
+    }
+  }
+}

@@ -33,7 +33,7 @@ package enum ConfigFile {
       throw ConfigFileError("\(kind) \(path) is not valid: \(error)")
     }
     if let field = StringFieldCheck.firstNUL(in: message) {
-      throw ConfigFileError("\(kind) \(path): \(field) holds a NUL character (U+0000), which cannot be stored")
+      throw ConfigFileError("\(kind) \(path): \(StringFieldCheck.holdsNUL(field))")
     }
     return message
   }

@@ -146,7 +146,7 @@ package struct RequestCheckInterceptor: ServerInterceptor {
         if !(message is any ChecksOwnStrings), let protobuf = message as? any SwiftProtobuf.Message,
           let field = StringFieldCheck.firstNUL(in: protobuf)
         {
-          throw RPCError.field(field, .invalidArgument, "\(field) holds a NUL character (U+0000), which cannot be stored")
+          throw RPCError.field(field, .invalidArgument, StringFieldCheck.holdsNUL(field))
         }
         return message
       })

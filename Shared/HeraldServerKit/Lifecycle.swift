@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HeraldCore
+import Logging
 import ServiceLifecycle
 
 /// Runs a gRPC server as a swift-service-lifecycle service: serves until graceful shutdown,
@@ -8,37 +9,28 @@ import ServiceLifecycle
 package struct GRPCServerService<Transport: ServerTransport>: Service {
   let server: GRPCServer<Transport>
   let health: HealthStatus
+  let logger: Logger
 
-  package init(server: GRPCServer<Transport>, health: HealthStatus) {
+  package init(server: GRPCServer<Transport>, health: HealthStatus, logger: Logger) {
     self.server = server
     self.health = health
+    self.logger = logger
   }
 
-  /// How long RPCs in flight get to finish once shutdown begins.
-  static var rpcGrace: Duration { .seconds(10) }
-
   /// Serves until graceful shutdown, which lets the RPCs in flight finish. One still running
-  /// `rpcGrace` later (stuck in a query on a connection whose server stopped answering, which
-  /// ignores cancellation) is left behind with the server, never cancelled (cancelling the
-  /// serving task with connections open traps in NIO), so that the process can exit.
+  /// 10 s later (stuck in a query on a connection whose server stopped answering, which ignores
+  /// cancellation) is left behind with the server, never cancelled (cancelling the serving task
+  /// with connections open traps in NIO), so that the process can exit.
   package func run() async throws {
     let (server, health) = (self.server, self.health)
-    _ = try await firstToFinish(
-      cancelFirst: false,
-      {
-        try await withGracefulShutdownHandler {
-          try await server.serve()
-        } onGracefulShutdown: {
-          health.shutDown()
-          server.beginGracefulShutdown()
-        }
-        return true
-      },
-      {
-        try await gracefulShutdown()
-        try await Task.sleep(for: Self.rpcGrace)
-        return false
-      })
+    _ = try await untilShutdown("the gRPC server", .server, logger: logger) {
+      try await withGracefulShutdownHandler {
+        try await server.serve()
+      } onGracefulShutdown: {
+        health.shutDown()
+        server.beginGracefulShutdown()
+      }
+    }
   }
 }
 

@@ -48,7 +48,7 @@ package struct MetricsEndpoint: Service {
         for collector in collectors {
           group.addTask {
             do {
-              try await withTimeout(timeout) { try await collector.collect(scrape) }
+              try await answerWithin(timeout) { try await collector.collect(scrape) }
             } catch {
               registry.makeCounter(
                 name: "herald_metrics_collector_errors_total", labels: [("collector", collector.name)],
@@ -92,23 +92,4 @@ package struct MetricsListenerError: Error, CustomStringConvertible {
   package var description: String {
     "the metrics listener cannot listen on \(address) (HERALD_METRICS_HOST/HERALD_METRICS_PORT): \(reason)"
   }
-}
-
-/// Runs `body`, failing with a timeout error when it takes longer than `limit`.
-package func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-  try await withThrowingTaskGroup(of: T.self) { group in
-    group.addTask { try await body() }
-    group.addTask {
-      try await Task.sleep(for: limit)
-      throw TimeoutError(limit: limit)
-    }
-    defer { group.cancelAll() }
-    guard let result = try await group.next() else { throw TimeoutError(limit: limit) }
-    return result
-  }
-}
-
-package struct TimeoutError: Error, CustomStringConvertible {
-  package var limit: Duration
-  package var description: String { "no answer within \(limit)" }
 }

@@ -11,11 +11,9 @@ import ServiceLifecycle
 ///
 /// Shutdown never waits on a database that does not answer: start-up (migrations, `prepare`,
 /// waiting for dependencies) is cancelled at once when graceful shutdown begins, the watch's
-/// query has a deadline, and workers get `workerGrace` to finish what they are doing before the
-/// calls they still wait on are cancelled.
+/// query has a deadline, and workers get 10 s to finish what they are doing before the calls
+/// they still wait on are cancelled (`ShutdownEscalation`).
 struct ReadinessService: Service {
-  static let workerGrace: Duration = .seconds(10)
-
   let definition: ServiceDefinition
   let configuration: ServiceConfiguration
   let database: PostgresClient
@@ -26,7 +24,7 @@ struct ReadinessService: Service {
   let logger: Logger
 
   func run() async throws {
-    let started = try await unlessShutDown(abandonAfter: Self.abandonAfter) {
+    let started = try await untilShutdown("start-up", .startUp, logger: logger) {
       try await migrate()
       try await definition.prepare(resources)
       for dependency in definition.readinessDependencies {
@@ -37,58 +35,14 @@ struct ReadinessService: Service {
     guard started, !Task.isShuttingDownGracefully else { return }  // stopped while starting
     health.setAll(.serving)
     logger.info("serving", metadata: ["port": "\(configuration.port)"])
-    await runWorkers()
-  }
-
-  /// The workers and the database watch until they end; once graceful shutdown has begun, those
-  /// still running after `workerGrace` are cancelled, and those that still do not end
-  /// `abandonAfter` later (a query on a connection whose server stopped answering ignores
-  /// cancellation) are left behind, so that the process can exit.
-  private func runWorkers() async {
-    let abandonAfter = Self.abandonAfter
-    let logger = self.logger
-    _ = try? await firstToFinish(
-      { await self.runWorkerGroup() },
-      {
-        try await gracefulShutdown()
-        try await Task.sleep(for: Self.workerGrace + abandonAfter)
-        logger.error("background workers did not end when cancelled; leaving them behind so that the process can exit")
-      })
-  }
-
-  static let abandonAfter: Duration = .seconds(5)
-
-  private func runWorkerGroup() async {
-    await withTaskGroup(of: Bool.self) { group in
-      group.addTask {
-        await watchDatabase()
-        return true
-      }
-      for worker in workers {
-        group.addTask {
-          logger.debug("worker started", metadata: ["worker": "\(worker.name)"])
-          await worker.run()
-          return true
-        }
-      }
-      group.addTask {
-        // The escalation: false when the grace after the start of shutdown is over.
-        do {
-          try await gracefulShutdown()
-          try await Task.sleep(for: Self.workerGrace)
-          return false
-        } catch {
-          return true
-        }
-      }
-      var running = workers.count + 1
-      while let finished = await group.next() {
-        if !finished {
-          logger.warning("background workers still busy after the shutdown grace; cancelling them")
-          group.cancelAll()
-        } else {
-          running -= 1
-          if running == 0 { group.cancelAll() }
+    _ = try await untilShutdown("background workers", .workers, logger: logger) {
+      await withDiscardingTaskGroup { group in
+        group.addTask { await watchDatabase() }
+        for worker in workers {
+          group.addTask {
+            logger.debug("worker started", metadata: ["worker": "\(worker.name)"])
+            await worker.run()
+          }
         }
       }
     }
@@ -119,7 +73,7 @@ struct ReadinessService: Service {
     while !Task.isShuttingDownGracefully {
       await BackgroundWorker.pause(.seconds(5))
       guard !Task.isShuttingDownGracefully else { return }
-      // answerWithin, not withTimeout: a query on a connection whose server stopped answering
+      // answerWithin, not a task group: a query on a connection whose server stopped answering
       // may ignore cancellation, and the watch must neither hang nor hold up shutdown.
       let answered =
         (try? await cancelWhenGracefulShutdown { [database, logger] in

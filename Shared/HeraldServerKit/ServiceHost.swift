@@ -86,7 +86,7 @@ package struct ServiceHost: Sendable {
       resources: resources, workers: try definition.makeWorkers(resources), logger: logger)
     self.services =
       [database] + clients.keys.sorted().compactMap { clients[$0].map(GRPCClientService.init) } + endpoint
-      + [GRPCServerService(server: server, health: health), readiness]
+      + [GRPCServerService(server: server, health: health, logger: logger), readiness]
   }
 
   /// The port the server is bound to (useful with port 0).

@@ -6,6 +6,12 @@ import SwiftProtobuf
 /// the field instead of failing later in a statement. (Protobuf strings are UTF-8 by definition;
 /// swift-protobuf refuses a request whose strings are not.)
 package enum StringFieldCheck {
+  /// The words for a value holding NUL, after the field's name; every entry point says the same.
+  package static let holdsNUL = "holds a NUL character (U+0000), which cannot be stored"
+
+  /// `field` and what is wrong with it.
+  package static func holdsNUL(_ field: String) -> String { "\(field) \(holdsNUL)" }
+
   /// The path of the first string (or map key) holding NUL, written as the JSON form of the
   /// message names it (`rows[3].subscriber.email`); nil when there is none.
   package static func firstNUL(in message: some SwiftProtobuf.Message) -> String? {

@@ -71,7 +71,6 @@ private let databaseProxyScript = #"""
   async def main():
       server = await asyncio.start_unix_server(handle, listen)
       os.chmod(listen, 0o777)
-      loop = asyncio.get_running_loop()
       def refuse():
           server.close()
           for writer in list(writers):

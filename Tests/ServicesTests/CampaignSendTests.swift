@@ -17,6 +17,20 @@ import Testing
 
 /// Lists, segments, the campaign status machine, the scheduler and the send (SPEC §2).
 @Suite(.timeLimit(.minutes(5))) struct CampaignSendTests {
+  /// A CreateCampaign request on the e-mail channel for `list` and `template` (empty: none), as
+  /// `change` leaves it.
+  static func campaignRequest(
+    _ name: String, list: String, template: String, _ change: (inout Herald_Campaign_V1_CreateCampaignRequest) -> Void = { _ in }
+  ) -> Herald_Campaign_V1_CreateCampaignRequest {
+    .with {
+      $0.name = name
+      $0.channel = "email"
+      $0.listID = list
+      $0.templateID = template
+      change(&$0)
+    }
+  }
+
   typealias Client = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
 
   /// Delivery and campaign (without its background loops: the tests drive them) on one database.
@@ -241,12 +255,7 @@ import Testing
         }
       ).id
       let id = try await campaign.createCampaign(
-        .with {
-          $0.name = "long"
-          $0.channel = "email"
-          $0.listID = list.id
-          $0.templateID = template
-        }
+        Self.campaignRequest("long", list: list.id, template: template)
       ).id
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       let counting = InterruptingSink(inner: DeliverySink(client: delivery), crashOnCall: nil)
@@ -381,14 +390,7 @@ import Testing
       try await seed(20, list: list.id, database: database)
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
       func make(_ name: String, channel: String = "email", template: String) async throws -> String {
-        try await campaign.createCampaign(
-          .with {
-            $0.name = name
-            $0.channel = channel
-            $0.listID = list.id
-            $0.templateID = template
-          }
-        ).id
+        try await campaign.createCampaign(Self.campaignRequest(name, list: list.id, template: template) { $0.channel = channel }).id
       }
       let id = try await make("one", template: template)
       let transition = Herald_Campaign_V1_CampaignTransitionRequest.with { $0.id = id }
@@ -449,48 +451,22 @@ import Testing
       let before = try await campaign.listCampaigns(.init()).campaigns.count
       let bad: [(Herald_Campaign_V1_CreateCampaignRequest, RPCError.Code, String)] = [
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.listID = UUID().uuidString
-            $0.templateID = template
-          }, .notFound, "list_id"
+          Self.campaignRequest("x", list: UUID().uuidString, template: template), .notFound, "list_id"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.listID = list.id
-            $0.templateID = pushTemplate
-          }, .invalidArgument, "template_id"
+          Self.campaignRequest("x", list: list.id, template: pushTemplate), .invalidArgument, "template_id"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.listID = list.id
-          }, .invalidArgument, "template_id"
+          Self.campaignRequest("x", list: list.id, template: ""), .invalidArgument, "template_id"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "fax"
-            $0.listID = list.id
-            $0.templateID = template
-          }, .invalidArgument, "channel"
+          Self.campaignRequest("x", list: list.id, template: template) { $0.channel = "fax" }, .invalidArgument, "channel"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.templateID = template
-          }, .invalidArgument, "list_id"
+          Self.campaignRequest("x", list: "", template: template), .invalidArgument, "list_id"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.listID = list.id
+          Self.campaignRequest("x", list: list.id, template: "") {
             $0.variants = [
               .with {
                 $0.name = "A"
@@ -501,13 +477,7 @@ import Testing
           }, .invalidArgument, "variants[0].weight"
         ),
         (
-          .with {
-            $0.name = "x"
-            $0.channel = "email"
-            $0.listID = list.id
-            $0.templateID = template
-            $0.budgetCents = -1
-          }, .invalidArgument,
+          Self.campaignRequest("x", list: list.id, template: template) { $0.budgetCents = -1 }, .invalidArgument,
           "budget_cents"
         ),
       ]
@@ -524,12 +494,7 @@ import Testing
       try await seed(30, list: list.id, database: database)
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
       let id = try await campaign.createCampaign(
-        .with {
-          $0.name = "later"
-          $0.channel = "email"
-          $0.listID = list.id
-          $0.templateID = template
-        }
+        Self.campaignRequest("later", list: list.id, template: template)
       ).id
       _ = try await campaign.scheduleCampaign(
         .with {
@@ -583,20 +548,10 @@ import Testing
       try await seed(1_500, list: list.id, database: database)  // 1,350 consent: two chunks
       let template = try await emailTemplate(campaign, name: "T", greeting: "Hello")
       let id = try await campaign.createCampaign(
-        .with {
-          $0.name = "counted"
-          $0.channel = "email"
-          $0.listID = list.id
-          $0.templateID = template
-        }
+        Self.campaignRequest("counted", list: list.id, template: template)
       ).id
       _ = try await campaign.createCampaign(
-        .with {
-          $0.name = "draft"
-          $0.channel = "email"
-          $0.listID = list.id
-          $0.templateID = template
-        })
+        Self.campaignRequest("draft", list: list.id, template: template))
       #expect(try await store.pendingOutbox() == (0, 0))
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       #expect(try await store.pendingOutbox() == (2, 1_350))
@@ -656,12 +611,7 @@ import Testing
       #expect(preview.body.hasPrefix(expected), "\(preview.body)")
 
       let created = try await campaign.createCampaign(
-        .with {
-          $0.name = "values"
-          $0.channel = "email"
-          $0.listID = list.id
-          $0.templateID = template.id
-        })
+        Self.campaignRequest("values", list: list.id, template: template.id))
       _ = try await campaign.sendCampaign(.with { $0.id = created.id })
       try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
       let body = try await database.query(

@@ -18,12 +18,6 @@ import Testing
 @Suite(.timeLimit(.minutes(5))) struct DeliveryValidationTests {
   typealias Worker = DeliveryWorkerTests
 
-  static func noWorkers() -> DeliverySettings {
-    var settings = DeliveryWorkerTests.settings()
-    settings.workers = 0
-    return settings
-  }
-
   /// Whether `error` is INVALID_ARGUMENT naming `field`.
   static func refused(_ error: any Error, _ field: String) -> Bool {
     let (code, named) = rpcError(error)
@@ -31,7 +25,7 @@ import Testing
   }
 
   @Test func lineBreaksAndControlCharactersInProviderSettingsAreRefusedNamingTheField() async throws {
-    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+    try await Worker().withDelivery(Worker.settings(workers: 0)) { delivery, database in
       let smtp = Herald_Delivery_V1_SmtpSettings.with {
         $0.host = "smtp.example.com"
         $0.fromAddress = "news@example.com"
@@ -111,7 +105,7 @@ import Testing
   }
 
   @Test func lineBreaksInAMessagesHeaderValuesAreRefusedNamingTheField() async throws {
-    try await Worker().withDelivery(Self.noWorkers()) { delivery, _ async throws in
+    try await Worker().withDelivery(Worker.settings(workers: 0)) { delivery, _ async throws in
       var key = Worker.email("k-1", to: "ada@example.com")
       key.idempotencyKey = "k-1\r\nX-Injected: 1"
       var subject = Worker.email("k-2", to: "ada@example.com")
@@ -147,7 +141,7 @@ import Testing
   }
 
   @Test func aWebhookEventHoldingNULIsRefusedNamingTheFieldAndNothingIsApplied() async throws {
-    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+    try await Worker().withDelivery(Worker.settings(workers: 0)) { delivery, database in
       var provider = Worker.httpProvider("hook", port: 1, priority: 0, channel: .email)
       provider.webhookSecret = "whsec"
       _ = try await delivery.putProvider(provider)
@@ -237,7 +231,7 @@ import Testing
   }
 
   @Test func warmUpIdentitiesAndSuppressedAddressesAreStoredAsChecked() async throws {
-    try await Worker().withDelivery(Self.noWorkers()) { delivery, database in
+    try await Worker().withDelivery(Worker.settings(workers: 0)) { delivery, database in
       let put = try await delivery.putWarmupSchedule(
         .with {
           $0.sendingIdentity = " pool-a\n"
@@ -272,7 +266,7 @@ import Testing
   /// `herald_delivery_queue_messages{status}` reads the queue's depth from the store; the
   /// breaker gauge of a provider that was deleted reads closed (the registry names it).
   @Test func theScrapedFiguresFollowTheQueueAndTheProviders() async throws {
-    var settings = Self.noWorkers()
+    var settings = Worker.settings(workers: 0)
     // The replica's own housekeeping would reclaim the expired lease too; this test reclaims it itself.
     settings.refreshInterval = .seconds(3600)
     try await Worker().withDelivery(settings) { delivery, database in
@@ -284,8 +278,11 @@ import Testing
       let dying = UUID()
       let dead = try await store.claim(limit: 1, lease: .seconds(30), token: dying, timeToLive: .seconds(3600))
       try await store.settle(dead.map { Settlement(id: $0.message.id, outcome: .dead, detail: "test") }, token: dying)
-      _ = try await store.claim(limit: 1, lease: .milliseconds(50), token: UUID(), timeToLive: .seconds(3600))
-      try await Task.sleep(for: .milliseconds(200))
+      let expiring = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
+      // Its lease ran out (moved into the past, instead of waiting for it).
+      try await database.query(
+        "UPDATE delivery.messages SET lease_expires_at = now() - interval '1 second' WHERE id = \(try #require(expiring.first).message.id)",
+        logger: Logger(label: "test"))
       #expect(try await store.reclaimExpiredLeases(resend: false) == 1)
       _ = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
       #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1])

@@ -65,7 +65,7 @@ import Testing
       kill(process.pid, SIGCONT)
       try await Task.sleep(for: .milliseconds(round == 1 ? 50 : 700))
       kill(process.pid, SIGINT)
-      let status = try await withTimeout(.seconds(60)) { try await process.exitCode() }
+      let status = try await answerWithin(.seconds(60)) { try await process.exitCode() }
       exited = true
       hammering.cancel()
       _ = await hammering.value
@@ -75,7 +75,7 @@ import Testing
     }
   }
 
-  enum DatabaseTrouble: String, CaseIterable, Sendable {
+  enum DatabaseTrouble: String, Sendable {
     /// Unreachable from the start: the process waits to migrate.
     case neverThere
     /// Gone after start: connections closed, new ones refused.
@@ -93,15 +93,18 @@ import Testing
   @Test(arguments: databaseTroubles)
   func exitsOnSIGINTWhileItsDatabaseIsAway(executable name: String, trouble: DatabaseTrouble) async throws {
     let executable = try builtExecutable(name)
-    let url = try await TestPostgres.shared.makeDatabase()
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-away-\(name)-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: folder) }
     let log = folder + "/\(name).log"
-    try await withDatabaseProxy(url) { proxy in
+    // A database (behind a proxy that plays it going away) only for the troubles that need one.
+    func withTroubledDatabase(_ body: (DatabaseProxy?) async throws -> Void) async throws {
+      guard trouble != .neverThere else { return try await body(nil) }
+      try await withDatabaseProxy(try await TestPostgres.shared.makeDatabase(), body)
+    }
+    try await withTroubledDatabase { proxy in
       var environment = ProcessInfo.processInfo.environment
-      environment["HERALD_DATABASE_URL"] =
-        trouble == .neverThere ? "postgres://nobody@localhost/herald?host=\(folder)/no-such-socket" : proxy.url
+      environment["HERALD_DATABASE_URL"] = proxy?.url ?? "postgres://nobody@localhost/herald?host=\(folder)/no-such-socket"
       let port = try freePort()
       environment["HERALD_PORT"] = String(port)
       environment["HERALD_LOG_LEVEL"] = "info"
@@ -113,11 +116,7 @@ import Testing
       let process = try SpawnedProcess(executable, [], output: log, environment: environment)
       var exited = false
       defer { if !exited { process.kill() } }
-      if trouble == .neverThere {
-        try await eventually(timeout: .seconds(120), "\(name) to wait for its database") {
-          ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("database not ready; retrying")
-        }
-      } else {
+      if let proxy {
         try await eventually(timeout: .seconds(120), "\(name) to answer on port \(port)") { await Self.answers(name, port: port) }
         if trouble == .refusing { proxy.refuse() } else { proxy.freeze() }
         // The process goes on using its database (its pool, the watch, the heartbeat, a
@@ -135,9 +134,13 @@ import Testing
           let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
           return output.contains("database does not answer") || output.contains("failed")
         }
+      } else {
+        try await eventually(timeout: .seconds(120), "\(name) to wait for its database") {
+          ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("database not ready; retrying")
+        }
       }
       kill(process.pid, SIGINT)
-      let status = try await withTimeout(.seconds(60)) { try await process.exitCode() }
+      let status = try await answerWithin(.seconds(60)) { try await process.exitCode() }
       exited = true
       let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
       #expect(status == 0, "\(name) (\(trouble)) exited with \(status); its log:\n\(output.suffix(3000))")

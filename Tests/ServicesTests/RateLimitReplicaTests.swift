@@ -1,13 +1,13 @@
-import AsyncHTTPClient
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HeraldCore
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
 import HeraldTestSupport
 import Logging
-import NIOCore
+import PostgresNIO
 import SwiftProtobuf
 import Synchronization
 import Testing
@@ -94,7 +94,7 @@ import Testing
       // The owner decided every call it answered, forwarded or not; the others only forwarded
       // theirs (1,600 calls went through each), and answered what the owner did not (closed policy).
       var figures: [[String: Double]] = []
-      for port in metricsPorts { figures.append(try await Self.scrape(port: port)) }
+      for port in metricsPorts { figures.append(try await scrapeMetrics(port: port)) }
       func decisions(_ figures: [String: Double], _ outcome: String) -> Double {
         figures["herald_ratelimit_decisions_total{outcome=\"\(outcome)\"}"] ?? 0
       }
@@ -113,7 +113,14 @@ import Testing
       #expect(decisions(owned, "ok") + decisions(owned, "over_limit") + failures >= 4_800, "every call was decided once")
 
       // Kill the owner once its counter is saved.
-      try await Task.sleep(for: .milliseconds(500))
+      try await withDatabase(url) { database in
+        try await eventually("the owner to save its counter") {
+          let saved = try await database.query(
+            "SELECT tokens FROM ratelimit.counters WHERE key = 'provider=shared'", logger: Logger(label: "test")
+          ).decode(Double.self).elements().first
+          return saved.map { $0 < Double(Self.limit) - Double(first.admitted) + 1 } ?? false
+        }
+      }
       replicas[ownerIndex].kill()
       let survivors = clients.enumerated().filter { $0.offset != ownerIndex }.map(\.element)
 
@@ -132,19 +139,6 @@ import Testing
       print("after the owner was killed: \(second.admitted) more admitted (total \(total) of limit \(Self.limit))")
       #expect(total - Int(Self.limit) <= Int(Self.limit) / 100, "the limit still holds after the move")
     }
-  }
-
-  /// A replica's `/metrics`: each series (name and labels, as Prometheus' text writes them) and
-  /// its value.
-  static func scrape(port: Int) async throws -> [String: Double] {
-    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
-    let text = String(buffer: try await response.body.collect(upTo: 4 << 20))
-    var figures: [String: Double] = [:]
-    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-      guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
-      figures[String(line[..<space])] = value
-    }
-    return figures
   }
 
   static func check() -> Herald_Ratelimit_V1_RateLimitCheck {

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import CRMSandbox
 import Foundation
 import GRPCCore
@@ -9,7 +8,6 @@ import HeraldProtos
 import HeraldServerKit
 import HeraldTestSupport
 import Logging
-import NIOCore
 import PostgresNIO
 import SwiftProtobuf
 import Testing
@@ -113,7 +111,7 @@ import Testing
               #expect(interrupted.status == .interrupted)
               #expect(interrupted.counts.created + run.counts.created <= 3000)
 
-              let figures = try await Self.scrape(port: metricsPort)
+              let figures = try await scrapeMetrics(port: metricsPort, prefix: "herald_sync_")
               #expect(figures[#"herald_sync_runs_total{status="interrupted"}"#] == 1, "\(figures)")
               #expect(figures[#"herald_sync_runs_total{status="succeeded"}"#] == 1, "\(figures)")
               #expect(figures[#"herald_sync_records_total{outcome="created"}"#] == Double(run.counts.created), "\(figures)")
@@ -127,17 +125,5 @@ import Testing
         }
       }
     }
-  }
-
-  /// The `herald_sync_*` series of a process's `/metrics`, by name and labels as written there.
-  static func scrape(port: Int) async throws -> [String: Double] {
-    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
-    let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
-    var figures: [String: Double] = [:]
-    for line in text.split(separator: "\n") where line.hasPrefix("herald_sync_") {
-      guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
-      figures[String(line[..<space])] = value
-    }
-    return figures
   }
 }

@@ -40,7 +40,7 @@ package struct SubscriberImporter: Sendable {
   package func options(_ message: Herald_Campaign_V1_ImportOptions) async throws -> Options {
     // The request's strings are checked here, not by the shared interceptor (`ChecksOwnStrings`).
     if let field = StringFieldCheck.firstNUL(in: message) {
-      throw RPCError.field("options.\(field)", .invalidArgument, Self.holdsNUL("options.\(field)"))
+      throw RPCError.field("options.\(field)", .invalidArgument, StringFieldCheck.holdsNUL("options.\(field)"))
     }
     let onExisting = message.onExisting.isEmpty ? "skip" : message.onExisting
     guard onExisting == "skip" || onExisting == "update" else {
@@ -58,11 +58,6 @@ package struct SubscriberImporter: Sendable {
     return Options(updateExisting: onExisting == "update", consentSource: source.isEmpty ? "import" : source, listID: listID)
   }
 
-  /// The shared interceptor's words for a string holding NUL.
-  static func holdsNUL(_ field: String) -> String {
-    "\(field) holds a NUL character (U+0000), which cannot be stored"
-  }
-
   /// Checks one row like CreateSubscriber, with the import's default consent source. A string
   /// holding NUL (which PostgreSQL cannot store) fails the row naming its field.
   package static func validate(_ row: Herald_Campaign_V1_ImportRow, options: Options) -> Result<Row, SubscriberValidation.Invalid> {
@@ -71,7 +66,7 @@ package struct SubscriberImporter: Sendable {
     }
     var request = row.subscriber
     if let field = StringFieldCheck.firstNUL(in: request) {
-      return .failure(.init(field: field, message: holdsNUL(field)))
+      return .failure(.init(field: field, message: StringFieldCheck.holdsNUL(field)))
     }
     let size =
       request.email.utf8.count + request.phone.utf8.count + request.firstName.utf8.count + request.lastName.utf8.count

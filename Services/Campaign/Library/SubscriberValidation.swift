@@ -1,4 +1,5 @@
 import Foundation
+import HeraldServerKit
 
 /// Normalises and validates subscriber contact data (SPEC §2). Errors name the field.
 package enum SubscriberValidation {
@@ -54,7 +55,7 @@ package enum SubscriberValidation {
       throw Invalid(field: field, message: "\(field) must be a JSON object")
     }
     guard !holdsNUL(object) else {
-      throw Invalid(field: field, message: "\(field) holds a NUL character (U+0000), which cannot be stored")
+      throw Invalid(field: field, message: StringFieldCheck.holdsNUL(field))
     }
     return trimmed
   }

@@ -61,7 +61,7 @@ extension DeliveryService {
   package func getMessage(
     request: Herald_Delivery_V1_GetMessageRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_MessageDetail {
-    let id = try Self.uuid(request.id, field: "id")
+    let id = try RPCError.uuid(request.id, field: "id")
     guard let (record, events) = try await store.message(id) else {
       throw RPCError.field("id", .notFound, "no message has id \(request.id)")
     }
@@ -77,8 +77,8 @@ extension DeliveryService {
     guard request.status.isEmpty || Self.statuses.contains(request.status) else {
       throw RPCError.field("status", .invalidArgument, "status must be one of \(Self.statuses.sorted().joined(separator: ", "))")
     }
-    let campaign = request.campaignID.isEmpty ? nil : try Self.uuid(request.campaignID, field: "campaign_id")
-    let cursor = request.cursor.isEmpty ? nil : try Self.uuid(request.cursor, field: "cursor")
+    let campaign = request.campaignID.isEmpty ? nil : try RPCError.uuid(request.campaignID, field: "campaign_id")
+    let cursor = request.cursor.isEmpty ? nil : try RPCError.uuid(request.cursor, field: "cursor")
     guard (0...1000).contains(request.limit) else {
       throw RPCError.field("limit", .invalidArgument, "limit must be from 1 to 1,000 (0 means 100)")
     }
@@ -94,7 +94,7 @@ extension DeliveryService {
   package func requeueMessages(
     request: Herald_Delivery_V1_RequeueMessagesRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_RequeueMessagesResponse {
-    let ids = try request.ids.enumerated().map { index, text in try Self.uuid(text, field: "ids[\(index)]") }
+    let ids = try request.ids.enumerated().map { index, text in try RPCError.uuid(text, field: "ids[\(index)]") }
     guard !ids.isEmpty || ["dead", "unknown"].contains(request.status) else {
       throw RPCError.field("status", .invalidArgument, "give ids, or status dead or unknown to requeue all of them")
     }

@@ -10,7 +10,7 @@ extension DeliveryService {
   package func getSpendCap(
     request: Herald_Delivery_V1_GetSpendCapRequest, context: ServerContext
   ) async throws -> Herald_Delivery_V1_SpendCap {
-    let campaign = try Self.uuid(request.campaignID, field: "campaign_id")
+    let campaign = try RPCError.uuid(request.campaignID, field: "campaign_id")
     guard let record = try await store.spendCap(campaign) else {
       throw RPCError.field("campaign_id", .notFound, "campaign \(request.campaignID) has no spend cap")
     }
@@ -28,7 +28,7 @@ extension DeliveryService {
   ) async throws -> Herald_Delivery_V1_WarmupSchedule {
     let schedule = try WarmupScheduleConfig(validating: request)
     try await store.putSchedule(schedule)
-    guard let stored = try await store.warmupSchedules().first(where: { $0.sendingIdentity == schedule.sendingIdentity }) else {
+    guard let stored = try await store.warmupSchedules(identity: schedule.sendingIdentity).first else {
       throw RPCError(code: .internalError, message: "the warm-up schedule of \(schedule.sendingIdentity) was written but is not stored")
     }
     return Self.schedule(stored)

@@ -68,13 +68,13 @@ extension DeliveryService {
       }
       var messageID: UUID?
       if let text = event["message_id"] as? String, !text.isEmpty {
-        messageID = try uuid(text, field: "\(field).message_id")
+        messageID = try RPCError.uuid(text, field: "\(field).message_id")
       }
       // Text the database cannot store (NUL) is refused naming its field, before anything is applied.
       for name in ["provider_message_id", "detail"] {
         if let text = event[name] as? String, text.utf8.contains(0) {
           throw RPCError.field(
-            "\(field).\(name)", .invalidArgument, "\(field).\(name) holds a NUL character (U+0000), which cannot be stored")
+            "\(field).\(name)", .invalidArgument, StringFieldCheck.holdsNUL("\(field).\(name)"))
         }
       }
       let providerID = (event["provider_message_id"] as? String).flatMap { $0.isEmpty ? nil : $0 }

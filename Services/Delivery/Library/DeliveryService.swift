@@ -112,11 +112,6 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)
   }
 
-  /// `text` as a UUID, or INVALID_ARGUMENT naming `field`.
-  static func uuid(_ text: String, field: String) throws -> UUID {
-    try RPCError.uuid(text, field: field)
-  }
-
   static func channelName(_ channel: Herald_Delivery_V1_Channel) -> String? {
     switch channel {
     case .email: "email"

@@ -89,7 +89,7 @@ extension DeliveryStore {
   /// "delivered" does not undo a "bounced"); hard bounces and complaints suppress the address.
   /// Returns the events applied, and a note for each one ignored.
   package func apply(_ events: [ProviderEvent], provider: String) async throws -> (applied: [ProviderEvent], ignored: [String]) {
-    try await client.withTransaction(logger: logger) { connection in
+    try await transaction { connection in
       var applied: [ProviderEvent] = []
       var ignored: [String] = []
       for (index, event) in events.enumerated() {

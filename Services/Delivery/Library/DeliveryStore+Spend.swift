@@ -35,7 +35,7 @@ extension DeliveryStore {
   /// give budget back).
   package func reserveSpend(campaign: UUID, costCents: Int64, messages: [UUID]) async throws -> (granted: Int, othersInFlight: Bool) {
     guard costCents > 0, !messages.isEmpty else { return (messages.count, false) }
-    return try await client.withTransaction(logger: logger) { connection in
+    return try await transaction { connection in
       let rows = try await connection.query(
         "SELECT budget_cents, spent_cents, reserved_cents FROM delivery.spend_caps WHERE campaign_id = \(campaign) FOR UPDATE",
         logger: logger
@@ -62,7 +62,7 @@ extension DeliveryStore {
   /// without a schedule is not capped; its first reservation starts its day 1.
   package func reserveWarmup(identity: String, count: Int) async throws -> Int {
     guard count > 0 else { return 0 }
-    return try await client.withTransaction(logger: logger) { connection in
+    return try await transaction { connection in
       let schedules = try await connection.query(
         """
         UPDATE delivery.warmup_schedules SET started_on = coalesce(started_on, current_date)
@@ -110,15 +110,16 @@ extension DeliveryStore {
       """, logger: logger)
   }
 
-  /// Every warm-up schedule with its identity's first day of sending, today's day number and
-  /// today's sends.
-  package func warmupSchedules() async throws -> [WarmupScheduleRecord] {
+  /// Every warm-up schedule (only `identity`'s, if given) with its identity's first day of
+  /// sending, today's day number and today's sends.
+  package func warmupSchedules(identity: String? = nil) async throws -> [WarmupScheduleRecord] {
     try await client.query(
       """
       SELECT w.sending_identity, w.daily_caps, w.started_on::timestamptz,
         coalesce(current_date - w.started_on + 1, 0), coalesce(d.sent, 0)
       FROM delivery.warmup_schedules w
       LEFT JOIN delivery.identity_daily_sends d ON d.sending_identity = w.sending_identity AND d.day = current_date
+      WHERE \(identity)::text IS NULL OR w.sending_identity = \(identity)
       ORDER BY w.sending_identity
       """, logger: logger
     ).decode((String, [Int64], Date?, Int, Int64).self).elements().map { identity, caps, started, today, sent in

@@ -188,14 +188,16 @@ package struct DeliveryWorker: Sendable {
         id: message.id, outcome: .retry(delay: settings.refreshInterval, countsAsAttempt: false, eventStatus: "deferred"),
         detail: "no enabled provider is configured for the \(message.channel) channel")
     }
-    var lastFailure: SendFailure?
+    // Each kind of outcome with the provider it is about (the sends metric's label).
+    var lastFailure: (error: SendFailure, provider: String)?
     var deferral: Duration?
-    var budgetStopped = false
-    var skippedOpen: [String] = []
-    // The provider each kind of outcome is about (the sends metric's label).
-    var failedAt: String?
     var deferredBy: String?
     var stoppedAt: String?
+    var skippedOpen: [String] = []
+    func deferred(_ wait: Duration, by name: String) {
+      if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
+      deferral = min(deferral ?? wait, wait)
+    }
     for entry in candidates {
       let name = entry.config.name
       guard entry.breaker.admit() else {
@@ -206,8 +208,7 @@ package struct DeliveryWorker: Sendable {
         provider: name, sendingIdentity: entry.config.sendingIdentity, recipientDomain: message.recipientDomain)
       {
         entry.breaker.release()
-        if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
-        deferral = min(deferral ?? wait, wait)
+        deferred(wait, by: name)
         continue
       }
       var warmupHeld = false
@@ -220,9 +221,7 @@ package struct DeliveryWorker: Sendable {
         }
         if !warmupHeld {
           entry.breaker.release()
-          let wait = Self.untilTomorrow()
-          if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
-          deferral = min(deferral ?? wait, wait)
+          deferred(Self.untilTomorrow(), by: name)
           continue
         }
       }
@@ -234,7 +233,6 @@ package struct DeliveryWorker: Sendable {
         guard granted == 1 else {
           entry.breaker.release()
           if let identity = entry.config.sendingIdentity { try? await store.releaseWarmup(identity: identity, count: 1) }
-          budgetStopped = true
           stoppedAt = name
           continue
         }
@@ -269,8 +267,7 @@ package struct DeliveryWorker: Sendable {
         case .recipientRejected:
           return Settlement(id: message.id, outcome: .bounced, detail: "\(name): \(error.description)", provider: name)
         case .temporary(_, let retryAfter):
-          lastFailure = error
-          failedAt = name
+          lastFailure = (error, name)
           if let retryAfter { deferral = max(deferral ?? retryAfter, retryAfter) }
           continue
         case .ambiguous:
@@ -279,9 +276,9 @@ package struct DeliveryWorker: Sendable {
       }
     }
     if let lastFailure {
-      return retryOrDead(claimed, lastFailure.description, hint: deferral, provider: failedAt)
+      return retryOrDead(claimed, lastFailure.error.description, hint: deferral, provider: lastFailure.provider)
     }
-    if budgetStopped {
+    if let stoppedAt {
       return Settlement(
         id: message.id, outcome: .failed, detail: "spend cap reached: no budget left for the next provider", provider: stoppedAt)
     }

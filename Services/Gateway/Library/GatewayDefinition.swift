@@ -139,7 +139,7 @@ package func buildGateway(
 
   var services: [any Service] = [database]
   services += backEnds.keys.sorted().compactMap { backEnds[$0].map(GRPCClientService.init) }
-  services += [GRPCClientService(client: local), GRPCServerService(server: localServer, health: health)]
+  services += [GRPCClientService(client: local), GRPCServerService(server: localServer, health: health, logger: logger)]
   if let address = common.metrics {
     services.append(
       MetricsEndpoint(
@@ -161,7 +161,7 @@ package func buildGateway(
     // Stopping while the database is awaited (or stops answering) ends the wait: start-up is
     // cancelled, and left behind if a query ignores that; the server then starts and stops at
     // once, NOT_SERVING throughout.
-    let started = try await unlessShutDown {
+    let started = try await untilShutdown("start-up", .startUp, logger: logger) {
       try await runner.migrateWhenReachable(HeraldMigrations.gateway, client: database, wait: databaseWait)
       if let generated = try await store.bootstrapAdminKey(configuredKey: adminKey) {
         announceKey(generated)

@@ -15,26 +15,20 @@ extension GatewayStore {
   /// The lifetime of an idempotency key.
   static let idempotencyLifetime = "24 hours"
 
-  /// Claims `key` for this request (an expired claim of the same key is dropped first, in the
-  /// same transaction: a DELETE in a WITH clause the INSERT does not read would run after it);
-  /// false when the key is taken, by this request or another one.
+  /// Claims `key` for this request (an expired claim of the same key is taken over, in the same
+  /// statement); false when the key is taken, by this request or another one.
   func claimIdempotencyKey(_ key: String, apiKey: UUID, method: String, path: String, hash: String) async throws -> Bool {
-    let logger = self.logger
-    return try await client.withTransaction(logger: logger) { connection in
-      try await connection.query(
-        """
-        DELETE FROM gateway.idempotency_keys
-        WHERE api_key_id = \(apiKey) AND key = \(key) AND created_at < now() - \(Self.idempotencyLifetime)::interval
-        """, logger: logger)
-      return try await connection.query(
-        """
-        INSERT INTO gateway.idempotency_keys (api_key_id, key, method, path, request_hash)
-        VALUES (\(apiKey), \(key), \(method), \(path), \(hash))
-        ON CONFLICT (api_key_id, key) DO NOTHING
-        RETURNING 1
-        """, logger: logger
-      ).collect().count == 1
-    }
+    try await client.query(
+      """
+      INSERT INTO gateway.idempotency_keys (api_key_id, key, method, path, request_hash)
+      VALUES (\(apiKey), \(key), \(method), \(path), \(hash))
+      ON CONFLICT (api_key_id, key) DO UPDATE SET
+        method = excluded.method, path = excluded.path, request_hash = excluded.request_hash,
+        status = NULL, content_type = NULL, body = NULL, created_at = now()
+      WHERE gateway.idempotency_keys.created_at < now() - \(Self.idempotencyLifetime)::interval
+      RETURNING 1
+      """, logger: logger
+    ).collect().count == 1
   }
 
   func idempotentAnswer(_ key: String, apiKey: UUID) async throws -> IdempotentAnswer? {

@@ -50,7 +50,7 @@ struct ReplicaLoop: Sendable {
         await BackgroundWorker.pause(settings.flushInterval)
       }
       do {
-        try await withTimeout(settings.memberTTL) {
+        try await answerWithin(settings.memberTTL) {
           await membership.leave()
           try await limiter.flush()
         }

@@ -16,7 +16,7 @@ struct ConflictResolver {
   /// `take` is `local` or `remote`. A job that cannot reach its table (no token, a mapping the
   /// table lacks) is FAILED_PRECONDITION, as are a field no longer mapped, a subscriber gone and
   /// a value the other side refuses.
-  func resolve(_ conflict: SyncConflict, take: String, on connection: PostgresConnection) async throws {
+  func resolve(_ conflict: SyncConflict, take: String, on connection: PostgresConnection) async throws -> SyncConflict {
     let connector = try runs.connector(for: job)
     let (mappings, _) = try MappingResolver.resolve(job, fields: try await connector.fields())
     guard let mapping = mappings.first(where: { $0.subscriberField == conflict.subscriberField }) else {
@@ -50,8 +50,9 @@ struct ConflictResolver {
       }
       remoteValue = SubscriberField.remote(local, field: field)
     }
-    guard try await store.settle(conflict, take: take, remote: remoteValue, local: local, on: connection) else {
+    guard let settled = try await store.settle(conflict, take: take, remote: remoteValue, local: local, on: connection) else {
       throw RPCError(code: .failedPrecondition, message: "conflict \(conflict.id.lowercasedString) was settled meanwhile")
     }
+    return settled
   }
 }

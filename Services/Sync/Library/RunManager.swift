@@ -252,21 +252,18 @@ package final class RunManager: Sendable {
       return state.runs
     }
     guard !runs.isEmpty else { return }
-    if await waitForRuns(Array(runs.keys), upTo: grace) { return }
+    if await Self.waitFor(runs, upTo: grace) { return }
     logger.warning("sync runs did not reach the end of a page in time; cancelling them", metadata: ["runs": "\(runs.count)"])
     for run in runs.values { run.cancel() }
-    let ended = await waitForRuns(Array(runs.keys), upTo: .seconds(5))
+    let ended = await Self.waitFor(runs, upTo: .seconds(5))
     if !ended {
       logger.error("cancelled sync runs have not ended; not waiting for them", metadata: ["runs": "\(runs.count)"])
     }
   }
 
   /// Whether these runs ended within `limit` (false as soon as the waiting task is cancelled).
-  private func waitForRuns(_ tokens: [UUID], upTo limit: Duration) async -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: limit)
-    while true {
-      if state.withLock({ state in tokens.allSatisfy { state.runs[$0] == nil } }) { return true }
-      guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(50))) != nil else { return false }
-    }
+  private static func waitFor(_ runs: [UUID: Task<Void, Never>], upTo limit: Duration) async -> Bool {
+    let ended: Void? = try? await answerWithin(limit) { for run in runs.values { await run.value } }
+    return ended != nil
   }
 }

@@ -132,24 +132,15 @@ final class SyncExecution {
     let what = "a NUL character (U+0000), which Herald cannot store: the record is skipped until it is corrected"
     if record.id.contains("\u{0}") { return RecordFailure(field: "", message: "the record id holds \(what)") }
     for mapping in mappings where !mapping.pushOnly {
-      if let value = record.fields[mapping.fieldID], Self.holdsNUL(value) {
+      if let value = record.fields[mapping.fieldID], value.holdsNUL {
         return RecordFailure(field: mapping.subscriberField, message: "the value of '\(mapping.fieldName)' holds \(what)")
       }
     }
-    if let modifiedField, let value = record.fields[modifiedField.id], Self.holdsNUL(value) {
+    if let modifiedField, let value = record.fields[modifiedField.id], value.holdsNUL {
       return RecordFailure(
         field: modifiedField.name, message: "the value of '\(modifiedField.name)' (the job's modified_field) holds \(what)")
     }
     return nil
-  }
-
-  static func holdsNUL(_ value: JSONValue) -> Bool {
-    switch value {
-    case .null, .bool, .number: return false
-    case .string(let text): return text.contains("\u{0}")
-    case .array(let values): return values.contains(where: holdsNUL)
-    case .object(let members): return members.contains { $0.key.contains("\u{0}") || holdsNUL($0.value) }
-    }
   }
 
   /// Applies one page, then saves its links, conflicts and errors with the checkpoint in one

@@ -42,14 +42,9 @@ extension SyncService {
       throw RPCError.field("id", .notFound, "the job of conflict \(request.id) was deleted")
     }
     let resolver = ConflictResolver(job: job, runs: runs, store: store)
-    do {
-      // Not while a run rewrites the record's snapshot.
-      try await runs.withJobLock(job) { connection in try await resolver.resolve(conflict, take: request.take, on: connection) }
-    } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, "its conflicts cannot be resolved until it ends")
-    }
-    guard let settled = try await store.conflict(id) else {
-      throw RPCError(code: .internalError, message: "conflict \(request.id) disappeared while being resolved")
+    // Not while a run rewrites the record's snapshot.
+    let settled = try await whileNoRun(job, "its conflicts cannot be resolved until it ends") { connection in
+      try await resolver.resolve(conflict, take: request.take, on: connection)
     }
     return Self.message(settled)
   }

@@ -43,19 +43,17 @@ extension SyncService {
     if request.hasScheduleSeconds { changed.scheduleSeconds = request.scheduleSeconds }
     if request.hasReconcileSeconds { changed.reconcileSeconds = request.reconcileSeconds }
     if request.hasMaxDeletePercent { changed.maxDeletePercent = request.maxDeletePercent }
-    var job = try Self.validate(changed)
+    let job = try Self.validate(changed)
     guard changed.overlapSeconds >= 1 else {
       throw RPCError.field(
         "overlap_seconds", .invalidArgument,
         "overlap_seconds must be at least 1: records last modified at the checkpoint's own time would be skipped")
     }
-    job.overlap = Int(changed.overlapSeconds)
     let id = try current.storedID()
-    let update = job
     do {
-      try await runs.withJobLock(current) { connection in try await store.updateJob(id, to: update, on: connection) }
-    } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, "the job cannot be changed until it ends")
+      try await whileNoRun(current, "the job cannot be changed until it ends") { connection in
+        try await store.updateJob(id, to: job, on: connection)
+      }
     } catch SyncStoreError.duplicate {
       throw RPCError.field("name", .alreadyExists, "a sync job is already named '\(job.name)'")
     }
@@ -66,12 +64,10 @@ extension SyncService {
   {
     let current = try await job(request.id, field: "id")
     let id = try current.storedID()
-    do {
-      let deleted = try await runs.withJobLock(current) { connection in try await store.deleteJob(id, on: connection) }
-      return .with { $0.deleted = deleted }
-    } catch RunManager.StartError.busy(let name, let run) {
-      throw Self.busy(name, run, "the job cannot be deleted until it ends")
+    let deleted = try await whileNoRun(current, "the job cannot be deleted until it ends") { connection in
+      try await store.deleteJob(id, on: connection)
     }
+    return .with { $0.deleted = deleted }
   }
 
   static func createRequest(_ job: SyncJob) -> Herald_Sync_V1_CreateJobRequest {

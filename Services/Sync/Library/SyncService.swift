@@ -3,6 +3,7 @@ import GRPCCore
 import HeraldCore
 import HeraldProtos
 import HeraldServerKit
+import PostgresNIO
 
 /// `herald.sync.v1.SyncService` (SPEC §5): its handlers check requests and map between protobuf
 /// messages and the store's records, by area: jobs (`SyncService+Jobs.swift`), runs (`+Runs`)
@@ -29,5 +30,17 @@ package struct SyncService: Herald_Sync_V1_SyncService.SimpleServiceProtocol {
     RPCError(
       code: .failedPrecondition,
       message: "a run of job '\(name)' is in progress\(run.map { " (run \($0.lowercasedString))" } ?? ""): \(consequence)")
+  }
+
+  /// `body` on the connection holding `job`'s lock; FAILED_PRECONDITION saying `consequence`
+  /// while a run of the job holds it.
+  func whileNoRun<T: Sendable>(
+    _ job: SyncJob, _ consequence: String, _ body: (PostgresConnection) async throws -> T
+  ) async throws -> T {
+    do {
+      return try await runs.withJobLock(job, body)
+    } catch RunManager.StartError.busy(let name, let run) {
+      throw Self.busy(name, run, consequence)
+    }
   }
 }

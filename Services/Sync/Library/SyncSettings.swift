@@ -14,7 +14,7 @@ package struct SyncSettings: Sendable {
   package var requestsPerSecond = 5
   /// How long a stopping process waits for its runs to reach the end of a page before it cancels
   /// them (not a variable: it stays within the 10 s every process gives its background workers
-  /// once shutdown begins, `ReadinessService.workerGrace`, and so within Kubernetes' 30 s; tests
+  /// once shutdown begins, `ShutdownEscalation.workers`, and so within Kubernetes' 30 s; tests
   /// shorten it).
   package var stopGrace: Duration = .seconds(8)
 

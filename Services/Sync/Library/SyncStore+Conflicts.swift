@@ -69,14 +69,15 @@ extension SyncStore {
 
   /// Settles a pending conflict in one transaction, on the connection holding its job's lock:
   /// the record's snapshot takes both sides' value of the field as they now are, and the conflict
-  /// the side taken (`local` or `remote`). False when it was settled meanwhile (nothing changes).
+  /// the side taken (`local` or `remote`). The settled conflict; nil when it was settled meanwhile
+  /// (nothing changes).
   func settle(
     _ conflict: SyncConflict, take: String, remote: JSONValue, local: JSONValue, on connection: PostgresConnection
-  ) async throws -> Bool {
+  ) async throws -> SyncConflict? {
     let logger = self.logger
     let field = conflict.subscriberField
     do {
-      try await connection.withTransaction(logger: logger) { connection in
+      return try await connection.withTransaction(logger: logger) { connection in
         try await connection.query(
           """
           UPDATE sync.records SET remote_values = remote_values || jsonb_build_object(\(field)::text, \(Self.json(remote))::jsonb),
@@ -86,15 +87,15 @@ extension SyncStore {
         let settled = try await connection.query(
           """
           UPDATE sync.conflicts SET resolution = \(take), resolved_at = now()
-          WHERE id = \(conflict.id) AND resolution = 'pending' RETURNING id
+          WHERE id = \(conflict.id) AND resolution = 'pending' RETURNING \(unescaped: Self.conflictColumns)
           """, logger: logger
-        ).collect().count
+        ).collect().first
         // Rolled back: the snapshot stays as the settlement that won left it.
-        guard settled == 1 else { throw SettledMeanwhile() }
+        guard let settled else { throw SettledMeanwhile() }
+        return try Self.conflict(settled)
       }
-      return true
     } catch let error as PostgresTransactionError where error.closureError is SettledMeanwhile {
-      return false
+      return nil
     }
   }
 }

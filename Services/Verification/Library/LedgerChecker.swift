@@ -79,23 +79,8 @@ package struct LedgerChecker: Sendable {
         reports.append(SchemaLedgerReport(schema: set.schema, ledger: ledger, known: set))
       }
     }
-    try await store(reports, started: started)
+    try await VerificationStore(client: client, logger: logger).saveLedgerCheck(reports, started: started)
     return reports
-  }
-
-  private func store(_ reports: [SchemaLedgerReport], started: Date) async throws {
-    let status =
-      reports.contains { $0.state == .diverged || $0.state == .missing }
-      ? "critical"
-      : reports.contains { $0.state == .pending } ? "warning" : "ok"
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    let body = String(decoding: try encoder.encode(reports), as: UTF8.self)
-    try await client.query(
-      """
-      INSERT INTO verification.reports (kind, started_at, finished_at, overall_status, body)
-      VALUES ('ledger', \(started), now(), \(status), \(body)::jsonb)
-      """, logger: logger)
   }
 }
 

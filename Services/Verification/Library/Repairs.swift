@@ -174,14 +174,6 @@ package struct RepairDesk: Sendable {
     }
   }
 
-  package func get(_ id: UUID) async throws -> RepairRecord? {
-    try await store.repair(id)
-  }
-
-  package func list(pendingOnly: Bool) async throws -> [RepairRecord] {
-    try await store.repairs(pendingOnly: pendingOnly)
-  }
-
   /// The repair just written; gone only if its issue was deleted meanwhile, which the answer says.
   private func stored(_ id: UUID) async throws -> RepairRecord {
     guard let repair = try await store.repair(id) else {

@@ -220,7 +220,7 @@ package struct VerificationService: Herald_Verification_V1_VerificationService.S
     -> Herald_Verification_V1_ListRepairsResponse
   {
     var response = Herald_Verification_V1_ListRepairsResponse()
-    response.repairs = try await repairs.list(pendingOnly: request.pendingReview).map(Self.message)
+    response.repairs = try await store.repairs(pendingOnly: request.pendingReview).map(Self.message)
     return response
   }
 

@@ -47,6 +47,20 @@ extension VerificationStore {
     }
   }
 
+  /// Stores a check of the migration ledgers (CheckMigrationLedgers) as a report of kind `ledger`.
+  func saveLedgerCheck(_ reports: [SchemaLedgerReport], started: Date) async throws {
+    let status =
+      reports.contains { $0.state == .diverged || $0.state == .missing }
+      ? "critical"
+      : reports.contains { $0.state == .pending } ? "warning" : "ok"
+    let body = try Self.json(reports)
+    try await client.query(
+      """
+      INSERT INTO verification.reports (kind, started_at, finished_at, overall_status, body)
+      VALUES ('ledger', \(started), now(), \(status), \(body)::jsonb)
+      """, logger: logger)
+  }
+
   /// The report with `id`; nil when there is none.
   func report(_ id: UUID) async throws -> StoredReport? {
     try await reports(

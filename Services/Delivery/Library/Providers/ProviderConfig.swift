@@ -136,22 +136,7 @@ package struct ProviderConfig: Sendable, Equatable {
   /// The definition with secrets blanked, for answers.
   package var redacted: Herald_Delivery_V1_Provider {
     let marker = Self.redactionMarker
-    var provider = definition
-    provider.webhookSecret = provider.webhookSecret.isEmpty ? "" : marker
-    switch provider.settings {
-    case .smtp(var smtp):
-      if !smtp.password.isEmpty { smtp.password = marker }
-      provider.smtp = smtp
-    case .httpSms(var sms):
-      if !sms.password.isEmpty { sms.password = marker }
-      if !sms.bearerToken.isEmpty { sms.bearerToken = marker }
-      provider.httpSms = sms
-    case .webhook(var webhook):
-      if !webhook.signingSecret.isEmpty { webhook.signingSecret = marker }
-      provider.webhook = webhook
-    case nil: break
-    }
-    return provider
+    return Self.mapSecrets(of: definition, stored: nil) { (value, _, _) throws(Never) in value.isEmpty ? "" : marker }
   }
 
   /// This provider with every secret given as exactly the redaction marker replaced by the same
@@ -160,37 +145,46 @@ package struct ProviderConfig: Sendable, Equatable {
   /// when there is no such secret to keep: no stored provider, settings of another kind, or the
   /// secret not set.
   package func keepingStoredSecrets(of stored: Herald_Delivery_V1_Provider?, field prefix: String = "") throws(RPCError) -> ProviderConfig {
-    let marker = Self.redactionMarker
-    func path(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
-    func keep(_ given: String, _ storedValue: String?, _ name: String) throws(RPCError) -> String {
+    let (marker, name) = (Self.redactionMarker, self.name)
+    let provider = try Self.mapSecrets(of: definition, stored: stored) { given, storedValue, field throws(RPCError) in
       guard given == marker else { return given }
       guard let storedValue, !storedValue.isEmpty else {
+        let path = prefix.isEmpty ? field : "\(prefix).\(field)"
         throw .field(
-          path(name), .invalidArgument,
-          "\(path(name)) is \"\(marker)\", which keeps the stored secret, but provider '\(self.name)' has none stored to keep")
+          path, .invalidArgument, "\(path) is \"\(marker)\", which keeps the stored secret, but provider '\(name)' has none stored to keep")
       }
       return storedValue
     }
-    var provider = definition
-    provider.webhookSecret = try keep(provider.webhookSecret, stored?.webhookSecret, "webhook_secret")
+    guard provider != definition else { return self }
+    return try ProviderConfig(validating: provider, field: prefix)
+  }
+
+  /// `provider` with each secret (`webhook_secret`, `smtp.password`, `http_sms.password`,
+  /// `http_sms.bearer_token`, `webhook.signing_secret`) replaced by `transform(value, the same
+  /// secret of stored (nil when stored has none or settings of another kind), the field's name)`.
+  static func mapSecrets<Failure: Error>(
+    of provider: Herald_Delivery_V1_Provider, stored: Herald_Delivery_V1_Provider?,
+    _ transform: (String, String?, String) throws(Failure) -> String
+  ) throws(Failure) -> Herald_Delivery_V1_Provider {
+    var provider = provider
+    provider.webhookSecret = try transform(provider.webhookSecret, stored?.webhookSecret, "webhook_secret")
     switch provider.settings {
     case .smtp(var smtp):
       let old: Herald_Delivery_V1_SmtpSettings? = if case .smtp(let old) = stored?.settings { old } else { nil }
-      smtp.password = try keep(smtp.password, old?.password, "smtp.password")
+      smtp.password = try transform(smtp.password, old?.password, "smtp.password")
       provider.smtp = smtp
     case .httpSms(var sms):
       let old: Herald_Delivery_V1_HttpSmsSettings? = if case .httpSms(let old) = stored?.settings { old } else { nil }
-      sms.password = try keep(sms.password, old?.password, "http_sms.password")
-      sms.bearerToken = try keep(sms.bearerToken, old?.bearerToken, "http_sms.bearer_token")
+      sms.password = try transform(sms.password, old?.password, "http_sms.password")
+      sms.bearerToken = try transform(sms.bearerToken, old?.bearerToken, "http_sms.bearer_token")
       provider.httpSms = sms
     case .webhook(var webhook):
       let old: Herald_Delivery_V1_WebhookSettings? = if case .webhook(let old) = stored?.settings { old } else { nil }
-      webhook.signingSecret = try keep(webhook.signingSecret, old?.signingSecret, "webhook.signing_secret")
+      webhook.signingSecret = try transform(webhook.signingSecret, old?.signingSecret, "webhook.signing_secret")
       provider.webhook = webhook
     case nil: break
     }
-    guard provider != definition else { return self }
-    return try ProviderConfig(validating: provider, field: prefix)
+    return provider
   }
 
   /// Reads `HERALD_DELIVERY_PROVIDERS_FILE`: JSON in the protobuf mapping of `ProvidersFile`.

@@ -175,7 +175,7 @@ struct RESTRouter: Sendable {
     /// A query parameter's text as the JSON value its schema asks for.
     static func queryValue(_ values: [String], schema: JSONNode, name: String) throws -> JSONNode {
       for value in values where value.utf8.contains(0) {
-        throw Problem.badRequest("\(name) holds a NUL character (U+0000), which cannot be stored", field: name)
+        throw Problem.badRequest(StringFieldCheck.holdsNUL(name), field: name)
       }
       if schema["type"]?.string == "array" {
         let itemSchema = schema["items"] ?? .object([])

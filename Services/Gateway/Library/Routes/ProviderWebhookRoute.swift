@@ -27,15 +27,17 @@ struct ProviderWebhookRoute: Sendable {
       forwarded.provider = provider.removingPercentEncoding ?? provider
       forwarded.body = Data(body.readableBytesView)
       forwarded.signature = signature
+      // The signature first: a body that is not JSON is only verified (a badly signed request is
+      // 401 whatever its media type), then refused.
+      var mediaType: (any Error)?
       do {
         if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
       } catch {
-        // The signature first: a badly signed request is 401 whatever its media type.
-        forwarded.verifyOnly = true
-        _ = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestProviderWebhook(forwarded) }
-        throw error
+        mediaType = error
       }
+      forwarded.verifyOnly = mediaType != nil
       let result = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestProviderWebhook(forwarded) }
+      if let mediaType { throw mediaType }
       return try ProtoJSON.response(result)
     }
   }
