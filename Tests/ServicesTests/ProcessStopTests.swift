@@ -117,7 +117,10 @@ import Testing
       var exited = false
       defer { if !exited { process.kill() } }
       if let proxy {
-        try await eventually(timeout: .seconds(120), "\(name) to answer on port \(port)") { await Self.answers(name, port: port) }
+        // Started (migrated, SERVING): the trouble comes after start-up, not during it.
+        try await eventually(timeout: .seconds(120), "\(name) to serve on port \(port)") {
+          await Self.answers(name, port: port, serving: true)
+        }
         if trouble == .refusing { proxy.refuse() } else { proxy.freeze() }
         // The process goes on using its database (its pool, the watch, the heartbeat, a
         // verification asked for now) and finds it gone, or waits on it.
@@ -128,11 +131,16 @@ import Testing
           }
         }
         defer { asking.cancel() }
-        try await eventually(timeout: .seconds(120), "\(name) to use its database while it is away (\(trouble))") {
-          guard name != "gateway" else { return true }
-          if trouble == .frozen { return proxy.heldAQuery }
+        do {
+          try await eventually(timeout: .seconds(120), "\(name) to use its database while it is away (\(trouble))") {
+            guard name != "gateway" else { return true }
+            if trouble == .frozen { return proxy.heldAQuery }
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return output.contains("database does not answer") || output.contains("failed")
+          }
+        } catch {
           let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-          return output.contains("database does not answer") || output.contains("failed")
+          throw TestSetupError("\(error); \(name)'s log:\n\(output.suffix(3000))")
         }
       } else {
         try await eventually(timeout: .seconds(120), "\(name) to wait for its database") {
@@ -148,13 +156,14 @@ import Testing
     }
   }
 
-  /// Whether the process answers: gRPC health (any status) for a back-end, HTTP for the gateway.
-  static func answers(_ name: String, port: Int, timeout: Duration = .seconds(2)) async -> Bool {
+  /// Whether the process answers: gRPC health (any status, or SERVING when `serving`) for a
+  /// back-end, HTTP for the gateway.
+  static func answers(_ name: String, port: Int, timeout: Duration = .seconds(2), serving: Bool = false) async -> Bool {
     if name == "gateway" {
       let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health")
       return (try? await HTTPClient.shared.execute(request, timeout: .milliseconds(timeout.components.seconds * 1000 + 300))) != nil
     }
     let result = await HealthProbe.grpc(ServiceAddress(host: "127.0.0.1", port: port), timeout: timeout)
-    return result.healthy || result.message.hasPrefix("NOT_SERVING")
+    return result.healthy || (!serving && result.message.hasPrefix("NOT_SERVING"))
   }
 }
