@@ -373,7 +373,9 @@ import Testing
         // The gateway writes it as RFC 3339.
         #expect(try status.jsonString().contains("9999-12-31T23:59:59Z"))
       }
-      #expect(refused.retryAfterMs > 0 && refused.retryAfterMs <= 253_402_300_799_000)
+      // The wait ends then too: now + retry_after is that instant.
+      let endsAt = Date().timeIntervalSince1970 + Double(refused.retryAfterMs) / 1000
+      #expect(abs(endsAt - 253_402_300_799) < 120, "retry_after_ms \(refused.retryAfterMs) ends at \(endsAt)")
       let state = try await limits.getRateLimitState(.init())
       #expect(state.counters.count == 1 && state.counters.allSatisfy { $0.resetAt.seconds == 253_402_300_799 })
       #expect(try state.jsonString().contains("9999-12-31T23:59:59Z"))

@@ -160,9 +160,10 @@ package struct RateLimitService: Herald_Ratelimit_V1_RateLimitService.SimpleServ
     status.limit = decision.limit
     status.remaining = decision.remaining
     status.resetAt = Google_Protobuf_Timestamp(clampingTimeIntervalSince1970: decision.resetAt)
-    // Capped at the latest Timestamp (a far-off reset must not trap the conversion to Int64).
-    status.retryAfterMs =
-      decision.allowed ? 0 : Int64(min((decision.retryAfter * 1000).rounded(.up), Google_Protobuf_Timestamp.latestSeconds * 1000))
+    // Capped, like reset_at, at the latest Timestamp: now + retry_after is never past reset_at
+    // (and a far-off reset does not trap the conversion to Int64).
+    let untilLatest = Google_Protobuf_Timestamp.latestSeconds - Date().timeIntervalSince1970
+    status.retryAfterMs = decision.allowed ? 0 : Int64(max(0, min(decision.retryAfter, untilLatest) * 1000).rounded(.up))
     status.unit = unit(limit.unit)
     return status
   }
