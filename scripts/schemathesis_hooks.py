@@ -231,7 +231,11 @@ def may_be_valid_body(schema, body) -> bool:
             validate_formats=True,
             pattern_options=FANCY_REGEX_OPTIONS,
         )
-    return _validators[key].is_valid(body)
+    try:
+        return _validators[key].is_valid(body)
+    except (TypeError, ValueError):
+        # Not a JSON value (bytes, say): not valid as JSON.
+        return False
 
 
 @schemathesis.hook
