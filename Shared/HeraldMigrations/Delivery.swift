@@ -114,5 +114,20 @@ extension HeraldMigrations {
           -- insert; verification's data.orphan_delivery_event finds events without a message.
           ALTER TABLE delivery_events DROP CONSTRAINT delivery_events_message_id_fkey;
           """#),
+      Migration(
+        version: 5, name: "send journal",
+        sql: #"""
+          -- Sends about to begin: one row per group a worker hands to providers, written before
+          -- any of it goes out and deleted when its batch is settled. After a crash, a leased
+          -- message that no row names was never sent and goes back to the queue as it was; one
+          -- in `resendable` went to providers that drop a second copy (or may resend).
+          CREATE TABLE send_journal (
+            lease_token uuid NOT NULL,
+            message_ids uuid[] NOT NULL,
+            resendable uuid[] NOT NULL,
+            begun_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE INDEX send_journal_lease_idx ON send_journal (lease_token);
+          """#),
     ])
 }

@@ -439,6 +439,12 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   /// "-----BEGIN CERTIFICATE-----".
   public var trustedCaPem: String = String()
 
+  /// Send again a message whose send was cut off after the server may have taken it (the
+  /// connection dropped at the end of DATA, or the delivery process stopped mid-send). The copy
+  /// keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off
+  /// by default: such a message is left "unknown" for an operator to requeue.
+  public var resendUnconfirmed: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1575,7 +1581,7 @@ nonisolated extension Herald_Delivery_V1_ListDeliveryEventsResponse: SwiftProtob
 
 nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SmtpSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0\u{3}resend_unconfirmed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1592,6 +1598,7 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
       case 7: try { try decoder.decodeSingularStringField(value: &self.heloName) }()
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.maxConnections) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.trustedCaPem) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.resendUnconfirmed) }()
       default: break
       }
     }
@@ -1625,6 +1632,9 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if !self.trustedCaPem.isEmpty {
       try visitor.visitSingularStringField(value: self.trustedCaPem, fieldNumber: 9)
     }
+    if self.resendUnconfirmed != false {
+      try visitor.visitSingularBoolField(value: self.resendUnconfirmed, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1638,6 +1648,7 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if lhs.heloName != rhs.heloName {return false}
     if lhs.maxConnections != rhs.maxConnections {return false}
     if lhs.trustedCaPem != rhs.trustedCaPem {return false}
+    if lhs.resendUnconfirmed != rhs.resendUnconfirmed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -24,6 +24,24 @@ import Testing
     return code == .invalidArgument && named == field
   }
 
+  /// Which providers a send cut off mid-way (or by a crash) may go to again: the HTTP kinds, which
+  /// carry the Idempotency-Key, and SMTP only when its settings say so.
+  @Test func onlyProvidersThatDropOrAllowASecondCopyResendUnconfirmedSends() throws {
+    var smtp = Herald_Delivery_V1_Provider.with {
+      $0.name = "smtp"
+      $0.channel = .email
+      $0.smtp = .with {
+        $0.host = "127.0.0.1"
+        $0.fromAddress = "news@herald.test"
+      }
+    }
+    #expect(try ProviderConfig(validating: smtp).resendsUnconfirmed == false)
+    smtp.smtp.resendUnconfirmed = true
+    #expect(try ProviderConfig(validating: smtp).resendsUnconfirmed == true)
+    #expect(try ProviderConfig(validating: Worker.httpProvider("sms", port: 9, priority: 0)).resendsUnconfirmed == true)
+    #expect(try ProviderConfig(validating: Worker.httpProvider("hook", port: 9, priority: 0, channel: .email)).resendsUnconfirmed == true)
+  }
+
   @Test func lineBreaksAndControlCharactersInProviderSettingsAreRefusedNamingTheField() async throws {
     try await Worker().withDelivery(Worker.settings(workers: 0)) { delivery, database in
       let smtp = Herald_Delivery_V1_SmtpSettings.with {
@@ -278,12 +296,15 @@ import Testing
       let dying = UUID()
       let dead = try await store.claim(limit: 1, lease: .seconds(30), token: dying, timeToLive: .seconds(3600))
       try await store.settle(dead.map { Settlement(id: $0.message.id, outcome: .dead, detail: "test") }, token: dying)
-      let expiring = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
-      // Its lease ran out (moved into the past, instead of waiting for it).
+      let stopping = UUID()
+      let expiring = try #require(try await store.claim(limit: 1, lease: .seconds(30), token: stopping, timeToLive: .seconds(3600)).first)
+      // Its send began (it may have been sent), then its lease ran out (moved into the past,
+      // instead of waiting for it).
+      _ = try await store.settle([], token: stopping, beginning: [expiring.message.id], resendable: [], lastOfBatch: false)
       try await database.query(
-        "UPDATE delivery.messages SET lease_expires_at = now() - interval '1 second' WHERE id = \(try #require(expiring.first).message.id)",
+        "UPDATE delivery.messages SET lease_expires_at = now() - interval '1 second' WHERE id = \(expiring.message.id)",
         logger: Logger(label: "test"))
-      #expect(try await store.reclaimExpiredLeases(resend: false) == 1)
+      #expect(try await store.reclaimExpiredLeases(resendAll: false).unknown == 1)
       _ = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
       #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1])
 

@@ -382,30 +382,74 @@ import Testing
     }
   }
 
-  @Test func expiredLeasesComeBackAsAmbiguousAndStaleOutcomesAreNotWritten() async throws {
+  /// After a worker stops, its expired lease is decided by the send journal: a send that never
+  /// began goes back as it was; one that began is resent when its providers drop a second copy,
+  /// else left unknown. The stopped worker's late outcome is not written.
+  @Test func expiredLeasesAreDecidedByTheSendJournalAndStaleOutcomesAreNotWritten() async throws {
     var settings = Self.settings()
     settings.workers = 0
     // The replica's own housekeeping would reclaim the leases too; this test reclaims them itself.
     settings.refreshInterval = .seconds(3600)
     try await withDelivery(settings) { delivery, database in
       _ = try await delivery.enqueueMessages(
-        .with { $0.messages = [Self.email("l-1", to: "a@example.com"), Self.email("l-2", to: "b@example.com")] })
+        .with {
+          $0.messages = [
+            Self.email("l-1", to: "a@example.com"), Self.email("l-2", to: "b@example.com"), Self.email("l-3", to: "c@example.com"),
+          ]
+        })
       let store = DeliveryStore(client: database, logger: Logger(label: "test"))
       let token = UUID()
-      let claimed = try await store.claim(limit: 10, lease: .milliseconds(50), token: token, timeToLive: .seconds(3600))
-      #expect(claimed.count == 2)
-      try await Task.sleep(for: .milliseconds(200))
-      #expect(try await store.reclaimExpiredLeases(resend: false) == 2)
+      let claimed = try await store.claim(limit: 10, lease: .seconds(30), token: token, timeToLive: .seconds(3600))
+      #expect(claimed.count == 3)
+      let ids = Dictionary(uniqueKeysWithValues: claimed.map { ($0.message.idempotencyKey, $0.message.id) })
+      let (began, resendable) = (try #require(ids["l-1"]), try #require(ids["l-2"]))
+      // l-1 and l-2 began (l-2 at providers that drop a second copy); l-3 never did.
+      let (_, begun) = try await store.settle(
+        [], token: token, beginning: [began, resendable], resendable: [resendable], lastOfBatch: false)
+      #expect(begun == [began, resendable])
+      try await database.query(
+        "UPDATE delivery.messages SET lease_expires_at = now() - interval '1 second' WHERE lease_token = \(token)",
+        logger: Logger(label: "test"))
+      let reclaimed = try await store.reclaimExpiredLeases(resendAll: false)
+      #expect([reclaimed.requeued, reclaimed.resent, reclaimed.unknown] == [Int](repeating: 1, count: 3))
+      // The reclaim deleted the batch's journal rows.
+      let journal = try await database.query("SELECT count(*)::int FROM delivery.send_journal", logger: Logger(label: "test"))
+        .decode(Int.self).elements()
+      #expect(journal == [0])
       // The worker that held the lease comes back late: its outcome is not written.
       let written = try await store.settle(
         claimed.map { Settlement(id: $0.message.id, outcome: .sent(provider: "x", providerMessageID: nil, costCents: 0), detail: "late") },
         token: token)
       #expect(written.isEmpty)
-      #expect(try await statuses(database) == ["unknown": 2])
+      let rows = try await database.query(
+        """
+        SELECT m.idempotency_key, m.status, m.attempts, m.ambiguous,
+          (SELECT e.status || ': ' || e.detail FROM delivery.delivery_events e WHERE e.message_id = m.id ORDER BY e.id DESC LIMIT 1)
+        FROM delivery.messages m ORDER BY m.idempotency_key
+        """, logger: Logger(label: "test")
+      ).decode((String, String, Int, Bool, String).self).elements()
+      #expect(rows.map(\.0) == ["l-1", "l-2", "l-3"])
+      #expect(rows.map(\.1) == ["unknown", "queued", "queued"])
+      // The attempt that never began is not counted.
+      #expect(rows.map(\.2) == [1, 1, 0])
+      #expect(rows.map(\.3) == [true, true, false])
+      #expect(rows[0].4.hasPrefix("unknown: left unknown"), "\(rows[0].4)")
+      #expect(rows[1].4.hasPrefix("retrying: sent again"), "\(rows[1].4)")
+      #expect(rows[2].4.hasPrefix("deferred: back in the queue"), "\(rows[2].4)")
       #expect(try await delivery.getQueueStats(.init()).ambiguous == 2)
-      // An operator decides to send them again.
-      #expect(try await delivery.requeueMessages(.with { $0.status = "unknown" }).requeued == 2)
-      #expect(try await statuses(database) == ["queued": 2])
+      // An operator decides to send the unknown one again.
+      #expect(try await delivery.requeueMessages(.with { $0.status = "unknown" }).requeued == 1)
+      #expect(try await statuses(database) == ["queued": 3])
+      // A send whose lease already ran out (its batch took longer) does not begin; a reclaim
+      // puts it back as never sent.
+      let late = UUID()
+      let lateClaim = try #require(try await store.claim(limit: 1, lease: .seconds(30), token: late, timeToLive: .seconds(3600)).first)
+      try await database.query(
+        "UPDATE delivery.messages SET lease_expires_at = now() - interval '1 second' WHERE lease_token = \(late)",
+        logger: Logger(label: "test"))
+      let (_, notBegun) = try await store.settle([], token: late, beginning: [lateClaim.message.id], resendable: [], lastOfBatch: false)
+      #expect(notBegun.isEmpty)
+      #expect(try await store.reclaimExpiredLeases(resendAll: false).requeued == 1)
     }
   }
 

@@ -149,13 +149,28 @@ extension DeliveryStore {
     return claimed
   }
 
-  /// Writes the outcomes of a leased batch and their events in one statement, and turns each
-  /// message's spend reservation into spend (sent; or unknown, which may have been charged) or
-  /// gives it back. Only messages still leased under `token` are touched (a lease that expired and
-  /// was taken over is not overwritten); returns the ids written.
+  /// Writes the outcomes of a leased batch (see `settle(_:token:beginning:resendable:lastOfBatch:)`);
+  /// returns the ids written.
   @discardableResult
   package func settle(_ settlements: [Settlement], token: UUID) async throws -> Set<UUID> {
-    guard !settlements.isEmpty else { return [] }
+    try await settle(settlements, token: token, beginning: [], resendable: [], lastOfBatch: true).written
+  }
+
+  /// Writes outcomes of a leased batch and their events in one statement, and turns each
+  /// message's spend reservation into spend (sent; or unknown, which may have been charged) or
+  /// gives it back. Only messages still leased under `token` are touched (a lease that expired and
+  /// was taken over is not overwritten): `written`.
+  ///
+  /// The same statement records in the send journal (one row) that the sends of `beginning` are
+  /// about to begin (`resendable`: those whose providers all drop or allow a second copy), for
+  /// those still leased under `token` with time left: `begun`, the only ones the worker may send.
+  /// Their rows are locked while it does, so a reclaim either waits and finds them in the journal,
+  /// or has taken them back first and they are not begun. With `lastOfBatch` it deletes the
+  /// batch's journal rows. A reclaim reads them (`reclaimExpiredLeases`).
+  package func settle(
+    _ settlements: [Settlement], token: UUID, beginning: [UUID], resendable: [UUID], lastOfBatch: Bool
+  ) async throws -> (written: Set<UUID>, begun: Set<UUID>) {
+    guard !settlements.isEmpty || !beginning.isEmpty || lastOfBatch else { return ([], []) }
     var statuses: [String] = []
     var events: [String] = []
     var providers: [String] = []
@@ -229,50 +244,117 @@ extension DeliveryStore {
           GROUP BY h.campaign_id
         ) x
         WHERE s.campaign_id = x.campaign_id
+      ), leased AS (
+        SELECT id FROM delivery.messages
+        WHERE id = ANY (\(beginning)::uuid[]) AND status = 'sending' AND lease_token = \(token) AND lease_expires_at > now()
+        FOR SHARE
+      ), begun AS (
+        INSERT INTO delivery.send_journal (lease_token, message_ids, resendable)
+        SELECT \(token), array_agg(id), coalesce(array_agg(id) FILTER (WHERE id = ANY (\(resendable)::uuid[])), '{}')
+        FROM leased HAVING count(*) > 0
+        RETURNING message_ids
+      ), ended AS (
+        DELETE FROM delivery.send_journal WHERE lease_token = \(token) AND \(lastOfBatch)::boolean
       )
-      SELECT id FROM updated
+      SELECT id, true FROM updated
+      UNION ALL
+      SELECT unnest(message_ids), false FROM begun
       """, logger: logger)
     var written = Set<UUID>()
-    for try await id in rows.decode(UUID.self) { written.insert(id) }
+    var begun = Set<UUID>()
+    for try await (id, settled) in rows.decode((UUID, Bool).self) {
+      if settled { written.insert(id) } else { begun.insert(id) }
+    }
     if written.count < settlements.count {
       logger.warning(
         "some outcomes were not written: their lease had expired and the messages were taken over",
         metadata: ["lost_leases": "\(settlements.count - written.count)"])
     }
-    return written
+    return (written, begun)
   }
 
-  /// Returns messages whose lease expired (their worker died or stalled) to the queue. The send
-  /// may have reached the provider, so they are marked ambiguous: sent again when `resend` is
-  /// set, otherwise left `unknown` for an operator (or a requeue) to decide.
+  /// What a reclaim did with the messages whose lease expired.
+  package struct Reclaimed: Sendable, Equatable {
+    /// Never handed to a provider (not in the send journal): back in the queue as they were.
+    package var requeued = 0
+    /// Possibly sent, to providers that drop a second copy or may resend: sent again.
+    package var resent = 0
+    /// Possibly sent, and not resendable: left `unknown` for an operator.
+    package var unknown = 0
+    package var total: Int { requeued + resent + unknown }
+  }
+
+  /// Takes back the messages whose lease expired (their worker died or stalled), deciding by the
+  /// send journal: a message whose send never began goes back to the queue as it was (its
+  /// attempt and spend reservation given back); one whose send began may have reached the
+  /// provider, so it is marked ambiguous and its reservation becomes spend, and it is sent again
+  /// when its providers drop a second copy or allow resending (or `resendAll`), else left
+  /// `unknown`. Each decision is an event with its reason.
   @discardableResult
-  package func reclaimExpiredLeases(resend: Bool) async throws -> Int {
-    // Their reservations become spend: the provider may have charged for them.
-    try await client.query(
+  package func reclaimExpiredLeases(resendAll: Bool) async throws -> Reclaimed {
+    let rows = try await client.query(
       """
       WITH expired AS (
-        SELECT id, campaign_id, reserved_cents FROM delivery.messages
-        WHERE status = 'sending' AND lease_expires_at < now()
-        FOR UPDATE SKIP LOCKED
+        SELECT m.id, m.campaign_id, m.reserved_cents, m.lease_token,
+          EXISTS (
+            SELECT 1 FROM delivery.send_journal j WHERE j.lease_token = m.lease_token AND m.id = ANY (j.message_ids)
+          ) AS begun,
+          EXISTS (
+            SELECT 1 FROM delivery.send_journal j WHERE j.lease_token = m.lease_token AND m.id = ANY (j.resendable)
+          ) AS resendable
+        FROM delivery.messages m
+        WHERE m.status = 'sending' AND m.lease_expires_at < now()
+        FOR UPDATE OF m SKIP LOCKED
+      ), decided AS (
+        SELECT *, CASE WHEN NOT begun THEN 'requeued' WHEN resendable OR \(resendAll)::boolean THEN 'resent' ELSE 'unknown' END AS decision
+        FROM expired
       ), updated AS (
         UPDATE delivery.messages m SET
-          status = \(resend ? "queued" : "unknown"), ambiguous = true, lease_expires_at = NULL, lease_token = NULL,
-          cost_cents = m.cost_cents + m.reserved_cents, reserved_cents = 0,
-          last_error = 'the worker sending it stopped before recording the outcome (lease expired)', updated_at = now()
-        FROM expired e WHERE m.id = e.id
-        RETURNING m.id, m.status
+          status = CASE d.decision WHEN 'unknown' THEN 'unknown' ELSE 'queued' END,
+          ambiguous = m.ambiguous OR d.begun,
+          attempts = m.attempts - CASE WHEN d.begun THEN 0 ELSE 1 END,
+          lease_expires_at = NULL, lease_token = NULL,
+          cost_cents = m.cost_cents + CASE WHEN d.begun THEN m.reserved_cents ELSE 0 END, reserved_cents = 0,
+          last_error = CASE WHEN d.begun THEN 'the worker sending it stopped before recording the outcome (lease expired)'
+            ELSE m.last_error END,
+          updated_at = now()
+        FROM decided d WHERE m.id = d.id
+        RETURNING m.id, d.decision
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail)
-        SELECT id, CASE status WHEN 'queued' THEN 'retrying' ELSE 'unknown' END,
-          'lease expired mid-send; the provider may have received it' FROM updated
+        SELECT id,
+          CASE decision WHEN 'requeued' THEN 'deferred' WHEN 'resent' THEN 'retrying' ELSE 'unknown' END,
+          CASE decision
+            WHEN 'requeued' THEN 'back in the queue: the worker that leased it stopped before handing it to a provider'
+            WHEN 'resent' THEN 'sent again: the worker stopped mid-send; its providers drop a second copy (same idempotency key) or may resend'
+            ELSE 'left unknown: the worker stopped mid-send and the provider may have received it; it does not drop a second copy, so it is not resent (requeue it, or set resend_unconfirmed on the provider)'
+          END
+        FROM updated
       ), spend AS (
+        -- A send that began may have been charged: its reservation becomes spend; the rest is given back.
         UPDATE delivery.spend_caps s SET
-          reserved_cents = s.reserved_cents - x.held, spent_cents = s.spent_cents + x.held, updated_at = now()
-        FROM (SELECT campaign_id, sum(reserved_cents) AS held FROM expired WHERE reserved_cents > 0 GROUP BY campaign_id) x
+          reserved_cents = s.reserved_cents - x.held, spent_cents = s.spent_cents + x.charged, updated_at = now()
+        FROM (
+          SELECT campaign_id, sum(reserved_cents) AS held, sum(CASE WHEN begun THEN reserved_cents ELSE 0 END) AS charged
+          FROM expired WHERE reserved_cents > 0 GROUP BY campaign_id
+        ) x
         WHERE s.campaign_id = x.campaign_id
+      ), journal AS (
+        -- The groups of the expired leases; and any left by a worker that stopped after its
+        -- lease was taken back (its settle, which deletes them, never came).
+        DELETE FROM delivery.send_journal
+        WHERE lease_token IN (SELECT lease_token FROM expired) OR begun_at < now() - interval '1 day'
       )
-      SELECT count(*) FROM updated
-      """, logger: logger
-    ).decode(Int.self).elements().first ?? 0
+      SELECT decision, count(*)::int FROM updated GROUP BY decision
+      """, logger: logger)
+    var reclaimed = Reclaimed()
+    for try await (decision, count) in rows.decode((String, Int).self) {
+      switch decision {
+      case "requeued": reclaimed.requeued = count
+      case "resent": reclaimed.resent = count
+      default: reclaimed.unknown = count
+      }
+    }
+    return reclaimed
   }
 }

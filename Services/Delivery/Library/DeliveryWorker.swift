@@ -5,6 +5,7 @@ import HeraldServerKit
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// One delivery loop: claims a batch, sends each message through the channel's providers in
 /// priority order (skipping open breakers, failing over on temporary errors), and settles the
@@ -55,13 +56,18 @@ package struct DeliveryWorker: Sendable {
     await providers.shutdown()
   }
 
-  /// Returns messages whose worker died mid-send to the queue (one caller per process suffices).
+  /// Takes back the messages whose worker died mid-send (one caller per process suffices): those
+  /// it never handed to a provider go back to the queue; those it may have sent are resent or
+  /// left `unknown` (see `DeliveryStore.reclaimExpiredLeases`).
   package func reclaimExpiredLeases() async throws {
-    let reclaimed = try await store.reclaimExpiredLeases(resend: settings.resendAmbiguous)
-    if reclaimed > 0 {
+    let reclaimed = try await store.reclaimExpiredLeases(resendAll: settings.resendAmbiguous)
+    if reclaimed.total > 0 {
       logger.warning(
-        "messages whose worker stopped mid-send were found (lease expired)",
-        metadata: ["messages": "\(reclaimed)", "resent": "\(settings.resendAmbiguous)"])
+        "messages whose worker stopped mid-batch were taken back (lease expired)",
+        metadata: [
+          "never_sent_requeued": "\(reclaimed.requeued)", "maybe_sent_resent": "\(reclaimed.resent)",
+          "maybe_sent_unknown": "\(reclaimed.unknown)",
+        ])
     }
   }
 
@@ -112,25 +118,109 @@ package struct DeliveryWorker: Sendable {
       }
     }
 
-    settlements += await withTaskGroup(of: Settlement.self) { group in
-      var results: [Settlement] = []
-      var next = toSend.makeIterator()
-      func startNext() -> Bool {
-        guard let (message, reserved) = next.next() else { return false }
-        group.addTask { await deliver(message, reserved: reserved, candidates: routes[message.message.channel] ?? []) }
-        return true
-      }
-      var started = 0
-      while started < settings.concurrency, startNext() { started += 1 }
-      while let result = await group.next() {
-        results.append(result)
-        _ = startNext()
-      }
-      return results
-    }
-    let written = try await store.settle(settlements, token: token)
-    Self.count(settlements.filter { written.contains($0.id) })
+    try await sendAndSettle(toSend, settled: settlements, routes: routes, token: token)
     return claimed.count
+  }
+
+  /// Sends `toSend`, at most `concurrency` at a time, and settles the whole batch (`settled`:
+  /// what was decided before sending). Sends begin in groups: one statement per group settles
+  /// the sends that ended since the previous one and records the group in the send journal
+  /// before any of it is handed to a provider, and a group is what the slots freed while the
+  /// previous statement ran. So the journal names, besides settled messages, only sends in
+  /// flight (at most `concurrency`): after a crash, a leased message it does not name goes back
+  /// to the queue as if never claimed (`DeliveryStore.reclaimExpiredLeases`). When a statement
+  /// fails, no more sends begin; the rest waits (deferred), and the batch's last statement
+  /// settles what is left, or throws.
+  func sendAndSettle(
+    _ toSend: [(message: ClaimedMessage, reserved: Bool)], settled: [Settlement], routes: [String: [ProviderRegistry.Entry]],
+    token: UUID
+  ) async throws {
+    let finished = Completions()
+    let failure: (any Error)? = await withDiscardingTaskGroup { group in
+      var unsettled = settled
+      var pending = toSend[...]
+      var running = 0
+      var failure: (any Error)?
+      while true {
+        let starting = failure == nil ? pending.prefix(settings.concurrency - running) : []
+        pending = pending.dropFirst(starting.count)
+        let last = running == 0 && pending.isEmpty && starting.isEmpty
+        if last || (failure == nil && (!unsettled.isEmpty || !starting.isEmpty)) {
+          let beginning = starting.map(\.message.message.id)
+          let resendable = starting.filter { item in
+            (routes[item.message.message.channel] ?? []).allSatisfy(\.config.resendsUnconfirmed)
+          }.map(\.message.message.id)
+          do {
+            let (written, begun) = try await store.settle(
+              unsettled, token: token, beginning: beginning, resendable: resendable, lastOfBatch: last)
+            Self.count(unsettled.filter { written.contains($0.id) })
+            unsettled = []
+            // A message whose lease ran out (this batch took longer) is not sent here; a reclaim
+            // puts it back in the queue.
+            if begun.count < starting.count {
+              logger.warning(
+                "the batch's lease ran out before some sends began; they go back to the queue",
+                metadata: ["messages": "\(starting.count - begun.count)"])
+            }
+            for (message, reserved) in starting where begun.contains(message.message.id) {
+              group.addTask {
+                finished.add(await deliver(message, reserved: reserved, candidates: routes[message.message.channel] ?? []))
+              }
+              running += 1
+            }
+          } catch {
+            if last { return error }
+            logger.error(
+              "could not settle sends or record those about to begin; the rest of the batch waits",
+              metadata: ["error": "\(error.logDescription)"])
+            failure = error
+            unsettled += (starting + pending).map { item in
+              Settlement(
+                id: item.message.message.id, outcome: .retry(delay: .seconds(1), countsAsAttempt: false, eventStatus: "deferred"),
+                detail: "not sent: the batch could not record its sends (\(error.databaseMessage))")
+            }
+            pending = []
+            continue
+          }
+        }
+        if last { return nil }
+        let done = await finished.next()
+        running -= done.count
+        unsettled += done
+      }
+    }
+    if let failure { throw failure }
+  }
+
+  /// Settlements of sends that ended, handed over in bulk: whatever ended while the worker was
+  /// busy comes back from one `next()`.
+  final class Completions: Sendable {
+    private let state = Mutex<(done: [Settlement], waiter: CheckedContinuation<[Settlement], Never>?)>(([], nil))
+
+    func add(_ settlement: Settlement) {
+      let handOver = state.withLock { state -> (CheckedContinuation<[Settlement], Never>, [Settlement])? in
+        state.done.append(settlement)
+        guard let waiter = state.waiter else { return nil }
+        defer { state = ([], nil) }
+        return (waiter, state.done)
+      }
+      if let (waiter, done) = handOver { waiter.resume(returning: done) }
+    }
+
+    /// What ended since the last call, waiting for at least one.
+    func next() async -> [Settlement] {
+      await withCheckedContinuation { continuation in
+        let ready = state.withLock { state -> [Settlement]? in
+          guard state.done.isEmpty else {
+            defer { state.done = [] }
+            return state.done
+          }
+          state.waiter = continuation
+          return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+      }
+    }
   }
 
   /// `herald_delivery_sends_total{provider, outcome}`: the settled sends, by the provider the
@@ -252,9 +342,9 @@ package struct DeliveryWorker: Sendable {
           error: error.countsAgainstProvider ? error.description : nil)
         if case .ambiguous = error {
           // It may have been sent (and charged): keep the reservation and the warm-up slot.
-          if settings.resendAmbiguous {
+          if settings.resendAmbiguous || entry.config.resendsUnconfirmed {
             var settlement = retry(
-              claimed, "\(name): \(error.description) (sent again: resend of ambiguous sends is on)", provider: name)
+              claimed, "\(name): \(error.description) (sent again: \(name) may resend unconfirmed sends)", provider: name)
             settlement.charged = true
             return settlement
           }

@@ -129,6 +129,17 @@ package struct ProviderConfig: Sendable, Equatable {
     self.definition = definition
   }
 
+  /// Whether a send that may have reached the provider (cut off mid-send, or its worker stopped)
+  /// can be sent again: the HTTP kinds carry the message's Idempotency-Key, so the provider drops
+  /// a second copy; SMTP only when its settings allow it (`resend_unconfirmed`: the copy keeps
+  /// its Message-ID).
+  package var resendsUnconfirmed: Bool {
+    switch kind {
+    case .httpSMS, .webhook: true
+    case .smtp: definition.smtp.resendUnconfirmed
+    }
+  }
+
   /// What answers show in place of a secret that is set. Given back as a secret's value (a
   /// provider that was listed, put back), it stands for the stored secret: `keepingStoredSecrets`.
   package static let redactionMarker = "<redacted>"

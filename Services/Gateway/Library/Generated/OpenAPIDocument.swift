@@ -7644,6 +7644,10 @@ extension OpenAPIDocument {
           "trusted_ca_pem": {
             "type": "string",
             "description": "Trust this PEM certificate (e.g. a private relay's CA) besides the system's: text holding \"-----BEGIN CERTIFICATE-----\"."
+          },
+          "resend_unconfirmed": {
+            "type": "boolean",
+            "description": "Send again a message whose send was cut off after the server may have taken it (the connection dropped at the end of DATA, or the delivery process stopped mid-send). The copy keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off by default: such a message is left \"unknown\" for an operator to requeue."
           }
         },
         "additionalProperties": false
@@ -7726,6 +7730,10 @@ extension OpenAPIDocument {
               "pattern": "[^\\x09\\x0a\\x0d\\x20-\\x7e]"
             },
             "x-message": "must be PEM text holding -----BEGIN CERTIFICATE-----"
+          },
+          "resend_unconfirmed": {
+            "type": "boolean",
+            "description": "Send again a message whose send was cut off after the server may have taken it (the connection dropped at the end of DATA, or the delivery process stopped mid-send). The copy keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off by default: such a message is left \"unknown\" for an operator to requeue."
           }
         },
         "required": ["host", "from_address"],
