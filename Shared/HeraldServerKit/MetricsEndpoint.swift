@@ -19,7 +19,7 @@ package struct MetricsScrape: Sendable {
 
   /// Sets the gauge `name` with these labels (every series of one name has the same label names).
   package func gauge(_ name: String, _ labels: [(String, String)] = [], help: String, _ value: Double) {
-    registry.makeGauge(name: name, labels: labels, help: help).set(value)
+    registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).set(value)
   }
 
   package func gauge(_ name: String, _ labels: [(String, String)] = [], help: String, _ value: Int64) {
@@ -51,8 +51,10 @@ package struct MetricsEndpoint: Service {
               try await answerWithin(timeout) { try await collector.collect(scrape) }
             } catch {
               registry.makeCounter(
-                name: "herald_metrics_collector_errors_total", labels: [("collector", collector.name)],
-                help: "Scrapes in which a collector of figures failed (see the log)"
+                descriptor: MetricNameDescriptor(
+                  metricName: "herald_metrics_collector_errors_total", unitName: "",
+                  helpText: "Scrapes in which a collector of figures failed (see the log)"),
+                labels: [("collector", collector.name)]
               ).increment()
               logger.warning(
                 "a metrics collector failed", metadata: ["collector": "\(collector.name)", "error": "\(error.logDescription)"])

@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// A Herald executable, as `ServiceMain.run` starts it: its name, its schema's migrations, its own
 /// settings (`<Name>Settings`, every `HERALD_<NAME>_*` variable parsed and checked) and how it
 /// serves.
-package protocol HeraldProcess {
+package protocol HeraldProcess: SendableMetatype {
   associatedtype ProcessSettings: Sendable
   /// `campaign`, `delivery`, ..., `gateway`: the executable's name, logger label and schema.
   static var name: String { get }

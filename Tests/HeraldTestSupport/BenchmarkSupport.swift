@@ -4,7 +4,7 @@ import Foundation
 /// process's own output to itself); scripts/benchmark puts these lines in the results.
 package func benchmarkPhase(_ text: String) {
   guard let path = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_PHASES"] else { return }
-  if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+  if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
   guard let file = FileHandle(forWritingAtPath: path) else { return }
   file.seekToEndOfFile()
   file.write(Data("phase \(text)\n".utf8))

@@ -56,6 +56,7 @@ package func withClient<T: Sendable>(
 }
 
 /// A PostgreSQL client for `url`, running for the duration of `body`.
+@discardableResult
 package func withDatabase<T: Sendable>(_ url: String, _ body: (PostgresClient) async throws -> T) async throws -> T {
   let client = try DatabaseConfiguration(url: url, poolSize: 4).makeClient(logger: Logger(label: "test.db"))
   return try await withThrowingTaskGroup(of: Void.self) { tasks in

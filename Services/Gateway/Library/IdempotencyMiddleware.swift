@@ -109,7 +109,7 @@ private final class BodyCollector: Sendable {
 
     mutating func write(_ buffer: ByteBuffer) async throws {
       var buffer = buffer
-      collector.collected.withLock { $0.writeBuffer(&buffer) }
+      _ = collector.collected.withLock { $0.writeBuffer(&buffer) }
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}

@@ -36,8 +36,12 @@ struct StatusProbe: Sendable {
       return results.sorted { $0.name < $1.name }
     }
     for result in results {
-      registry.makeGauge(name: "herald_service_up", labels: [("backend", result.name)])
-        .set(Int64(result.status == "SERVING" ? 1 : 0))
+      registry.makeGauge(
+        descriptor: MetricNameDescriptor(
+          metricName: "herald_service_up", unitName: "", helpText: "1 when the back-end answers SERVING to the gateway's probe, else 0"),
+        labels: [("backend", result.name)]
+      )
+      .set(Int64(result.status == "SERVING" ? 1 : 0))
     }
     let degraded = results.filter { $0.status != "SERVING" }.map(\.name)
     return SystemStatus(

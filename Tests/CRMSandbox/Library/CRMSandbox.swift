@@ -479,6 +479,7 @@ package final class CRMSandbox: Sendable {
 }
 
 /// Runs a sandbox on `host:port` (0 = any free port) for the duration of `body`.
+@discardableResult
 package func withCRMSandbox<T: Sendable>(
   _ sandbox: CRMSandbox, host: String = "127.0.0.1", port: Int = 0, _ body: (_ port: Int) async throws -> T
 ) async throws -> T {
