@@ -567,6 +567,9 @@ SWIFT_METRIC_PATTERNS = [
     (re.compile(r'\bRecorder\(\s*label:\s*"([^"]+)"'), "recorder"),
     (re.compile(r'\.make(?:Counter|FloatingPointCounter)\(\s*name:\s*"([^"]+)"'), "counter"),
     (re.compile(r'\.makeGauge\(\s*name:\s*"([^"]+)"'), "gauge"),
+    # The same through a descriptor: make…(descriptor: MetricNameDescriptor(metricName: "…", unitName: "", …)).
+    (re.compile(r'\.make(?:Counter|FloatingPointCounter)\(\s*descriptor:\s*MetricNameDescriptor\(\s*metricName:\s*"([^"]+)",\s*unitName:\s*""'), "counter"),
+    (re.compile(r'\.makeGauge\(\s*descriptor:\s*MetricNameDescriptor\(\s*metricName:\s*"([^"]+)",\s*unitName:\s*""'), "gauge"),
     (re.compile(r'\.make(?:DurationHistogram|ValueHistogram)\(\s*name:\s*"([^"]+)"'), "histogram"),
     (re.compile(r'\.gauge\(\s*"([^"]+)"'), "gauge"),
     (re.compile(r'\.counter\(\s*"([^"]+)"'), "counter"),
@@ -979,6 +982,8 @@ BREAKAGES = [
      'Counter(label: "herald_grpc_requests_total"', "metric herald_grpc_server_requests_total is defined nowhere"),
     ("Services/Campaign/Library/CampaignDefinition.swift", '"herald_campaign_outbox_pending_chunks"', '"herald_campaign_outbox_chunks"',
      "metric herald_campaign_outbox_pending_chunks is defined nowhere"),
+    ("Shared/HeraldServerKit/MetricsEndpoint.swift", 'metricName: "herald_metrics_collector_errors_total"',
+     'metricName: "herald_metrics_collector_failures_total"', "metric herald_metrics_collector_errors_total is defined nowhere"),
 ]
 
 
