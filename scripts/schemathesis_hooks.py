@@ -217,22 +217,25 @@ FORMAT_CHECKS = {
 }
 
 
-_validators: dict[str, jsonschema_rs.Validator] = {}
+# One validator per body schema, built at first use; kept with the schema it was built for, so
+# that a reused id() never finds another schema's validator.
+_validators: dict[int, tuple[dict, jsonschema_rs.Validator]] = {}
 
 
 def may_be_valid_body(schema, body) -> bool:
     """Whether `body` may be valid against the document's `schema` for it, custom formats read by
     FORMAT_CHECKS (schemathesis counts every value of them as a violation)."""
-    key = json.dumps(schema, sort_keys=True)
-    if key not in _validators:
-        _validators[key] = jsonschema_rs.Draft202012Validator(
+    built = _validators.get(id(schema))
+    if built is None or built[0] is not schema:
+        built = (schema, jsonschema_rs.Draft202012Validator(
             {**schema, "components": DOCUMENT.get("components", {})},
             formats=FORMAT_CHECKS,
             validate_formats=True,
             pattern_options=FANCY_REGEX_OPTIONS,
-        )
+        ))
+        _validators[id(schema)] = built
     try:
-        return _validators[key].is_valid(body)
+        return built[1].is_valid(body)
     except (TypeError, ValueError):
         # Not a JSON value (bytes, say): not valid as JSON.
         return False
