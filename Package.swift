@@ -100,6 +100,7 @@ var targets: [Target] = [
       .product(name: "Prometheus", package: "swift-prometheus"),
       .product(name: "AsyncHTTPClient", package: "async-http-client"),
       .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
       .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
       .nioCore, .grpcTransport,
     ],
@@ -210,9 +211,14 @@ var benchmarkDependencies: [Package.Dependency] = []
 // sets it — so that the normal build, `swift test` and CI never resolve or compile them.
 if Context.environment["HERALD_BENCHMARKS"] != nil {
   benchmarkDependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
+  let gateway: [Target.Dependency] = [
+    "HeraldGateway", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
+    .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Prometheus", package: "swift-prometheus"), .nioCore,
+  ]
   for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
+    ("SubscriberImport", ["HeraldCampaign"] + gateway),
     ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
-  ] {
+  ] as [(String, [Target.Dependency])] {
     targets.append(
       .executableTarget(
         name: name,
@@ -220,7 +226,7 @@ if Context.environment["HERALD_BENCHMARKS"] != nil {
           .product(name: "Benchmark", package: "benchmark"),
           "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", "HeraldTestSupport",
           .grpcCore, .grpcTransport, .postgres, .logging, .swiftProtobuf,
-        ] + services.map { .byName(name: $0) },
+        ] + services,
         path: "Tests/Benchmarks/\(name)",
         swiftSettings: swiftSettings,
         plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
@@ -250,6 +256,7 @@ let package = Package(
     .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
   ] + benchmarkDependencies,
   targets: targets
 )

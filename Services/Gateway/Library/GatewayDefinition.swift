@@ -152,6 +152,7 @@ package func buildGateway(
   }
   var app = Application(
     router: router,
+    server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
     configuration: .init(address: .hostname(common.host, port: common.port), serverName: "herald-gateway"),
     services: services,
     logger: logger)
