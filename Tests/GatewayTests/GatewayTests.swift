@@ -604,6 +604,18 @@ import Testing
     }
   }
 
+  /// A CSV's extra columns become a JSON object that any JSON reader reads back as they were.
+  @Test func importAttributesAreWrittenAsJSONThatReadsBack() throws {
+    let attributes = [
+      "plan": "pro", "quote": #"say "hi""#, "back\\slash": #"C:\path\"#, "lines": "one\ntwo\r\nthree\tfour",
+      "controls": "\u{01}\u{1F}\u{7F}", "unicode": "é 東京 🎉 \u{2028}", "": "empty key", "slash": "a/b",
+    ]
+    let json = ImportReader.jsonObject(attributes)
+    let read = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String])
+    #expect(read == attributes, "\(json)")
+    #expect(json.hasPrefix(#"{"":"empty key","back\\slash":"#), "keys sorted: \(json)")
+  }
+
   @Test func importReaderGivesTheSameRowsHoweverTheBodyIsCut() throws {
     var whole = ImportReader(format: .csv)
     let expected = try whole.read(ByteBuffer(string: Self.csv)) + whole.finish()

@@ -161,6 +161,69 @@ import Testing
     }
   }
 
+  /// Rows of one chunk are written together, yet each sees what the rows before it wrote: a
+  /// person twice in the file is created once and then updated; a row whose e-mail and phone
+  /// belong to two subscribers fails alone; the list gets every row that was not refused.
+  @Test func rowsOfOneChunkSeeTheRowsBeforeThem() async throws {
+    try await withCampaign { client async throws in
+      let list = try await client.createList(.with { $0.name = "together" })
+      _ = try await client.createSubscriber(
+        .with {
+          $0.email = "ada@example.com"
+          $0.phone = "+14155550111"
+        })
+      _ = try await client.createSubscriber(.with { $0.phone = "+14155550122" })
+      let bob = try await client.createSubscriber(.with { $0.email = "bob@example.com" })
+      let response = try await send(
+        client,
+        options: .with {
+          $0.onExisting = "update"
+          $0.listID = list.id
+        },
+        chunks: [
+          [
+            Self.row(2) {
+              $0.email = "new@example.com"
+              $0.emailConsent.subscribed = true
+            },
+            Self.row(3) {
+              $0.email = "NEW@example.com"
+              $0.firstName = "Again"
+            },
+            Self.row(4) {
+              $0.phone = "+1 415 555 0100"
+              $0.smsConsent.subscribed = true
+            },
+            Self.row(5) {
+              $0.email = "ada@example.com"
+              $0.phone = "+14155550122"
+            },
+            Self.row(6) {
+              $0.email = "bob@example.com"
+              $0.emailConsent.subscribed = true
+            },
+            Self.row(7) {
+              $0.email = "p@example.com"
+              $0.phone = "+14155550100"
+            },
+          ]
+        ])
+      #expect(response.created == 2 && response.updated == 3 && response.failed == 1, "\(response)")
+      #expect(response.errors.map(\.row) == [5] && response.errors.first?.field == "email")
+      let found = try await client.lookupSubscribers(.with { $0.emails = ["new@example.com", "p@example.com"] }).subscribers
+      let new = try #require(found.first { $0.email == "new@example.com" })
+      #expect(new.firstName == "Again" && new.emailConsent.subscribed && new.emailConsent.source == "import")
+      let phoneOnly = try #require(found.first { $0.email == "p@example.com" })
+      #expect(phoneOnly.phone == "+14155550100" && phoneOnly.smsConsent.subscribed)
+      #expect(try await client.exportSubscriber(.with { $0.id = new.id }).consentHistory.map(\.source) == ["import"])
+      #expect(try await client.exportSubscriber(.with { $0.id = phoneOnly.id }).consentHistory.map(\.channel) == ["sms"])
+      let updatedBob = try await client.getSubscriber(.with { $0.id = bob.id })
+      #expect(updatedBob.emailConsent.subscribed && updatedBob.emailConsent.source == "import")
+      let listed = try await client.getList(.with { $0.id = list.id })
+      #expect(listed.counts.subscribers == 3, "new, the phone-only one and bob; not the refused row")
+    }
+  }
+
   /// The import checks its own strings: a row holding NUL (raw, or `\u0000` in its attributes,
   /// which jsonb refuses) is reported naming the field and not stored; the other rows are.
   @Test func rowsHoldingNULAreReportedAndTheOthersImported() async throws {

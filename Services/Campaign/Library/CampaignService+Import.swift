@@ -33,11 +33,9 @@ extension CampaignService {
           $0.message = message
         })
     }
-    func flush() async throws {
-      guard let options, !pending.isEmpty else { return }
-      let outcomes = try await importer.write(pending, options: options)
+    func record(_ rows: [SubscriberImporter.Row], _ outcomes: [SubscriberImporter.Outcome]) {
       var written = (created: 0, updated: 0, existing: 0)
-      for (row, outcome) in zip(pending, outcomes) {
+      for (row, outcome) in zip(rows, outcomes) {
         switch outcome {
         case .created: written.created += 1
         case .updated: written.updated += 1
@@ -51,6 +49,20 @@ extension CampaignService {
       for (outcome, rows) in [("created", written.created), ("updated", written.updated), ("existing", written.existing)] where rows > 0 {
         count(outcome, rows)
       }
+    }
+    // One chunk is written while the next is read and checked; chunks are written one after the
+    // other, in order (a row sees what the rows before it wrote).
+    var writing: Task<(rows: [SubscriberImporter.Row], outcomes: [SubscriberImporter.Outcome]), any Error>?
+    defer { writing?.cancel() }
+    func flush() async throws {
+      if let previous = writing {
+        writing = nil
+        let (rows, outcomes) = try await previous.value
+        record(rows, outcomes)
+      }
+      guard let options, !pending.isEmpty else { return }
+      let rows = pending
+      writing = Task { (rows, try await importer.write(rows, options: options)) }
       pending.removeAll(keepingCapacity: true)
     }
 
@@ -71,6 +83,7 @@ extension CampaignService {
       }
     }
     try await flush()
+    try await flush()  // the last chunk's outcome
     // Errors are reported in row order even when chunks interleave checks and writes.
     response.errors.sort { $0.row < $1.row }
     return response

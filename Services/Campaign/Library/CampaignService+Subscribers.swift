@@ -259,7 +259,7 @@ extension CampaignService {
       guard contact != nil else {
         throw .init(field: field, message: "\(field) is given but the subscriber has no \(channel == "email" ? "email" : "phone")")
       }
-      let source = consent.source.trimmingCharacters(in: .whitespacesAndNewlines)
+      let source = SubscriberValidation.trimmed(consent.source)
       guard !source.isEmpty else {
         throw .init(field: "\(field).source", message: "\(field).source is required: where did the consent come from?")
       }
