@@ -495,8 +495,8 @@ import Testing
   /// Says "wait" for one provider, as the rate-limit service will for an exhausted limit.
   struct OverLimit: SendThrottle {
     let provider: String
-    func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration? {
-      provider == self.provider ? .seconds(600) : nil
+    func delays(_ queries: [ThrottleQuery]) async -> [Duration?] {
+      queries.map { $0.provider == provider ? .seconds(600) : nil }
     }
   }
 

@@ -11,6 +11,7 @@ import HeraldTestSupport
 import Logging
 import PostgresNIO
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// The algorithms' arithmetic, with time passed in (SPEC §4).
@@ -481,6 +482,66 @@ import Testing
     ]
     for (environment, variable) in cases {
       #expect { _ = try RateLimitSettings.load(Settings(environment: environment)) } throws: { "\($0)".contains(variable) }
+    }
+  }
+
+  /// Counts what delivery asks of the real throttle.
+  final class CountingThrottle: SendThrottle {
+    let inner: RateLimitThrottle
+    let calls = Mutex<[Int]>([])
+    init(_ inner: RateLimitThrottle) { self.inner = inner }
+    func delays(_ queries: [ThrottleQuery]) async -> [Duration?] {
+      calls.withLock { $0.append(queries.count) }
+      return await inner.delays(queries)
+    }
+  }
+
+  /// A worker asks for a whole claimed batch in one call (issue #18): 60 messages under a
+  /// `domain=*` limit and a provider limit that do not bind are decided in a call per batch, each
+  /// message once, and the service counted every one of them.
+  @Test func deliveryDecidesAWholeBatchInOneCall() async throws {
+    let url = try await TestPostgres.shared.makeDatabase()
+    try await withHTTPSink { sinkPort, sink in
+      try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ async throws in
+        try await withClient(port: rateLimitPort) { client async throws in
+          let limits = Limits(wrapping: client)
+          for descriptor in [Self.descriptor("domain", "*"), Self.descriptor("provider", "hook")] {
+            _ = try await limits.putLimit(
+              .with {
+                $0.descriptors = [descriptor]
+                $0.requestsPerUnit = 100_000
+                $0.unit = .hour
+                $0.algorithm = .fixedWindow
+              })
+          }
+          let throttle = CountingThrottle(RateLimitThrottle(client: client, logger: Logger(label: "test")))
+          var settings = DeliveryWorkerTests.settings()
+          settings.workers = 1
+          let delivery = DeliveryDefinition.make(settings: settings, throttle: throttle)
+          try await withRunningService(delivery, databaseURL: url) { deliveryPort, _ async throws in
+            try await withClient(port: deliveryPort) { deliveryClient async throws in
+              try await withDatabase(url) { database async throws in
+                let service = Herald_Delivery_V1_DeliveryService.Client(wrapping: deliveryClient)
+                _ = try await service.putProvider(DeliveryWorkerTests.httpProvider("hook", port: sinkPort, priority: 0, channel: .email))
+                _ = try await service.enqueueMessages(
+                  .with { $0.messages = (1...60).map { DeliveryWorkerTests.email("batch-\($0)", to: "u\($0)@d\($0 % 3).example.com") } })
+                try await eventually(timeout: .seconds(30), "all 60 to be sent") {
+                  try await DeliveryWorkerTests().statuses(database) == ["sent": 60]
+                }
+                #expect(sink.count == 60)
+                let calls = throttle.calls.withLock { $0 }
+                #expect(calls.reduce(0, +) == 60, "each message asked about once: \(calls)")
+                #expect(calls.count <= 6 && calls.max() ?? 0 >= 10, "a call per claimed batch, not per message: \(calls)")
+                let state = try await limits.getRateLimitState(.init())
+                let used = state.counters.filter { $0.limitKey == "provider=hook" }.map { $0.limit - $0.remaining }
+                #expect(used == [60], "the service took every send from the provider's limit: \(state.counters)")
+                let domains = state.counters.filter { $0.limitKey == "domain=*" }.map { $0.limit - $0.remaining }.sorted()
+                #expect(domains == [20, 20, 20], "and from each domain's: \(state.counters)")
+              }
+            }
+          }
+        }
+      }
     }
   }
 

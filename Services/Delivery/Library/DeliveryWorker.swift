@@ -117,7 +117,21 @@ package struct DeliveryWorker: Sendable {
       }
     }
 
-    try await sendAndSettle(toSend, settled: settlements, routes: routes, token: token)
+    // Rate limits: one call decides the batch, about the provider each message tries first (a
+    // failover provider is asked about when a send gets to it).
+    let queries = toSend.map { item in
+      routes[item.message.message.channel]?.first.map { entry in
+        ThrottleQuery(
+          provider: entry.config.name, sendingIdentity: entry.config.sendingIdentity,
+          recipientDomain: item.message.message.recipientDomain)
+      }
+    }
+    var answers = await throttle.delays(queries.compactMap { $0 }).makeIterator()
+    var sends: [Send] = []
+    for (item, query) in zip(toSend, queries) {
+      sends.append(Send(message: item.message, reserved: item.reserved, firstWait: query == nil ? nil : .some(answers.next() ?? nil)))
+    }
+    try await sendAndSettle(sends, settled: settlements, routes: routes, token: token)
     return claimed.count
   }
 
@@ -131,8 +145,7 @@ package struct DeliveryWorker: Sendable {
   /// When a statement fails, no more sends begin; the rest waits (deferred), and the batch's
   /// last statement settles what is left, or throws.
   func sendAndSettle(
-    _ toSend: [(message: ClaimedMessage, reserved: Bool)], settled: [Settlement], routes: [String: [ProviderRegistry.Entry]],
-    token: UUID
+    _ toSend: [Send], settled: [Settlement], routes: [String: [ProviderRegistry.Entry]], token: UUID
   ) async throws {
     // Whether every provider of a channel drops or allows a second copy: the same for the batch.
     let resendableChannels = Set(routes.filter { $0.value.allSatisfy(\.config.resendsUnconfirmed) }.keys)
@@ -166,8 +179,8 @@ package struct DeliveryWorker: Sendable {
                 "the batch's lease ran out before some sends began; they go back to the queue",
                 metadata: ["messages": "\(starting.count - begun.count)"])
             }
-            for (message, reserved) in starting where begun.contains(message.message.id) {
-              group.addTask { await deliver(message, reserved: reserved, candidates: routes[message.message.channel] ?? []) }
+            for send in starting where begun.contains(send.message.message.id) {
+              group.addTask { await deliver(send, candidates: routes[send.message.message.channel] ?? []) }
               running += 1
             }
           } catch {
@@ -239,11 +252,22 @@ package struct DeliveryWorker: Sendable {
     static func < (a: Self, b: Self) -> Bool { (a.campaign.uuidString, a.cost) < (b.campaign.uuidString, b.cost) }
   }
 
-  /// Sends one message and says how to settle it. `reserved` tells whether the batch reserved
-  /// the first provider's cost for it; the settlement turns that into spend or gives it back.
-  func deliver(_ claimed: ClaimedMessage, reserved: Bool, candidates: [ProviderRegistry.Entry]) async -> Settlement {
+  /// A message about to be sent, with what the batch decided for it.
+  struct Send: Sendable {
+    var message: ClaimedMessage
+    /// Whether the batch reserved the first provider's cost for it.
+    var reserved: Bool
+    /// The rate-limit answer about its first provider, asked for the whole batch at once: nil
+    /// when none was asked (the channel had no provider), `.some(nil)` to go, else the wait.
+    var firstWait: Duration??
+  }
+
+  /// Sends one message and says how to settle it. The settlement turns the cost the batch
+  /// reserved for it into spend or gives it back.
+  func deliver(_ send: Send, candidates: [ProviderRegistry.Entry]) async -> Settlement {
+    let claimed = send.message
     let message = claimed.message
-    var held: Int64 = reserved ? candidates.first?.config.costCents ?? 0 : 0
+    var held: Int64 = send.reserved ? candidates.first?.config.costCents ?? 0 : 0
     guard !candidates.isEmpty else {
       // Its provider was removed after the claim: it waits, like the rest of its channel.
       return Settlement(
@@ -260,15 +284,19 @@ package struct DeliveryWorker: Sendable {
       if deferral.map({ wait < $0 }) ?? true { deferredBy = name }
       deferral = min(deferral ?? wait, wait)
     }
-    for entry in candidates {
+    for (position, entry) in candidates.enumerated() {
       let name = entry.config.name
       guard entry.breaker.admit() else {
         skippedOpen.append(name)
         continue
       }
-      if let wait = await throttle.delay(
-        provider: name, sendingIdentity: entry.config.sendingIdentity, recipientDomain: message.recipientDomain)
-      {
+      let wait: Duration?
+      if position == 0, let decided = send.firstWait {
+        wait = decided
+      } else {
+        wait = await throttle.delay(provider: name, sendingIdentity: entry.config.sendingIdentity, recipientDomain: message.recipientDomain)
+      }
+      if let wait {
         entry.breaker.release()
         deferred(wait, by: name)
         continue

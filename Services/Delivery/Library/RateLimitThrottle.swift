@@ -7,11 +7,12 @@ import HeraldServerKit
 import Logging
 import Synchronization
 
-/// Asks the rate-limit service before a send (SPEC §3/§4), one call with a check per
-/// descriptor: `provider=<name>`, `domain=<recipient domain>` and, when the provider has one,
-/// `identity=<sending identity>`. An over-limit answer delays the message by the longest
-/// retry-after; a service that does not answer lets the send go (and says so in the log), and is
-/// not asked again for `refresh`, so that sends do not each wait for its deadline.
+/// Asks the rate-limit service before sends (SPEC §3/§4): one call for many sends (a worker's
+/// whole batch), with a check per descriptor of each: `provider=<name>`, `domain=<recipient
+/// domain>` and, when the provider has one, `identity=<sending identity>`. An over-limit answer
+/// delays its message by the longest retry-after of its checks; a service that does not answer
+/// lets the sends go (and says so in the log), and is not asked again for `refresh`, so that
+/// sends do not each wait for its deadline.
 /// Descriptors no limit is defined for are not asked about (the limits are looked up every few
 /// seconds), so a stack without limits makes no call per send.
 package final class RateLimitThrottle: SendThrottle {
@@ -56,27 +57,38 @@ package final class RateLimitThrottle: SendThrottle {
 
   var options: CallOptions { .timeout(timeout) }
 
-  package func delay(provider: String, sendingIdentity: String?, recipientDomain: String) async -> Duration? {
+  package func delays(_ queries: [ThrottleQuery]) async -> [Duration?] {
+    var answers = [Duration?](repeating: nil, count: queries.count)
     let now = ContinuousClock.now
-    if let failed = failedAt.withLock({ $0 }), now - failed < refresh { return nil }
+    if let failed = failedAt.withLock({ $0 }), now - failed < refresh { return answers }
     let keys = await limitedKeys()
+    // One check per limited descriptor of each query, all in one call; `asked[i]` is the query
+    // check i is for.
     var request = Herald_Ratelimit_V1_ShouldRateLimitRequest()
-    for (key, value) in [("provider", provider), ("domain", recipientDomain), ("identity", sendingIdentity ?? "")]
-    where Self.usable(value) && keys.map({ $0.contains(key) }) ?? true {
-      var check = Herald_Ratelimit_V1_RateLimitCheck()
-      var descriptor = Herald_Ratelimit_V1_Descriptor()
-      descriptor.key = key
-      descriptor.value = value
-      check.descriptors = [descriptor]
-      request.checks.append(check)
+    var asked: [Int] = []
+    for (index, query) in queries.enumerated() {
+      for (key, value) in [("provider", query.provider), ("domain", query.recipientDomain), ("identity", query.sendingIdentity ?? "")]
+      where Self.usable(value) && keys.map({ $0.contains(key) }) ?? true {
+        var check = Herald_Ratelimit_V1_RateLimitCheck()
+        var descriptor = Herald_Ratelimit_V1_Descriptor()
+        descriptor.key = key
+        descriptor.value = value
+        check.descriptors = [descriptor]
+        request.checks.append(check)
+        asked.append(index)
+      }
     }
-    guard !request.checks.isEmpty else { return nil }
+    guard !request.checks.isEmpty else { return answers }
     do {
       let response = try await client.shouldRateLimit(request, options: options)
       failedAt.withLock { $0 = nil }
-      guard response.overallCode == .overLimit else { return nil }
-      let wait = response.statuses.filter { $0.code == .overLimit }.map(\.retryAfterMs).max() ?? 1000
-      return .milliseconds(max(wait, 10))
+      guard response.overallCode == .overLimit else { return answers }
+      // An over-limit answer delays its query by the longest retry-after among its checks.
+      for (status, index) in zip(response.statuses, asked) where status.code == .overLimit {
+        let wait = Duration.milliseconds(max(status.retryAfterMs, 10))
+        answers[index] = max(answers[index] ?? wait, wait)
+      }
+      return answers
     } catch {
       let first = failedAt.withLock { failed in
         defer { failed = .now }
@@ -86,7 +98,7 @@ package final class RateLimitThrottle: SendThrottle {
         level: first ? .warning : .debug,
         "the rate-limit service did not answer; sending without its decisions for a while",
         metadata: ["error": "\(error.logDescription)", "retry_in": "\(refresh)"])
-      return nil
+      return answers
     }
   }
 
