@@ -215,7 +215,7 @@ if Context.environment["HERALD_BENCHMARKS"] != nil {
     "HeraldGateway", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
     .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Prometheus", package: "swift-prometheus"), .nioCore,
   ]
-  for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
+  for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery", "HeraldRateLimit"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
     ("SubscriberImport", ["HeraldCampaign"] + gateway),
     ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
   ] as [(String, [Target.Dependency])] {

@@ -6,6 +6,7 @@ import HeraldCore
 import HeraldDelivery
 import HeraldPostgres
 import HeraldProtos
+import HeraldRateLimit
 import HeraldServerKit
 import HeraldTestSupport
 import Logging
@@ -31,7 +32,14 @@ let benchmarks: @Sendable () -> Void = {
     configuration: .init(
       metrics: [.wallClock, .peakMemoryResident], warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1)
   ) { benchmark in
-    try await endToEnd(benchmark: benchmark)
+    try await endToEnd(benchmark: benchmark, limited: false)
+  }
+  Benchmark(
+    "End to end with rate limits that do not bind, \(messages / 1000)k messages",
+    configuration: .init(
+      metrics: [.wallClock, .peakMemoryResident], warmupIterations: 0, maxDuration: .seconds(600), maxIterations: 1)
+  ) { benchmark in
+    try await endToEnd(benchmark: benchmark, limited: true)
   }
 }
 
@@ -69,16 +77,56 @@ func waitUntilSent(_ database: PostgresClient, logger: Logger) async throws {
   }
 }
 
+/// The delivery service on a fresh database; with `limited`, beside a rate-limit service holding a
+/// `domain=*` limit and a limit on the provider, both far above what is sent, so that every send
+/// is decided (one call per claimed batch) and none waits.
 func withDelivery(
-  provider: Herald_Delivery_V1_Provider, factory: ProviderRegistry.Factory?,
+  provider: Herald_Delivery_V1_Provider, factory: ProviderRegistry.Factory?, limited: Bool = false,
   _ body: (Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>, PostgresClient, Logger) async throws -> Void
 ) async throws {
   var logger = Logger(label: "benchmark")
   logger.logLevel = .warning
   let url = try await TestPostgres.shared.makeDatabase()
+  guard limited else {
+    return try await withDelivery(url: url, provider: provider, factory: factory, dependencies: [:], logger: logger, body)
+  }
+  try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ in
+    try await withClient(port: rateLimitPort) { client in
+      let limits = Herald_Ratelimit_V1_RateLimitService.Client(wrapping: client)
+      for (key, value) in [("domain", "*"), ("provider", provider.name)] {
+        _ = try await limits.putLimit(
+          .with {
+            $0.descriptors = [
+              .with {
+                $0.key = key
+                $0.value = value
+              }
+            ]
+            $0.requestsPerUnit = 100_000_000
+            $0.unit = .hour
+            $0.algorithm = .fixedWindow  // counts what was taken until the hour ends (a bucket refills)
+          })
+      }
+      try await withDelivery(
+        url: url, provider: provider, factory: factory,
+        dependencies: ["ratelimit": ServiceAddress(host: "127.0.0.1", port: rateLimitPort)], logger: logger, body)
+      let state = try await limits.getRateLimitState(.init())
+      let decided = state.counters.filter { $0.limitKey.hasPrefix("provider=") }.map { $0.limit - $0.remaining }.reduce(0, +)
+      benchmarkPhase("limits decided=\(decided) (sends taken from the provider's limit)")
+      // All of them, unless the run crossed the top of an hour (the window restarts).
+      guard decided > 0 else { throw BenchmarkFailure("the rate-limit service decided no send") }
+    }
+  }
+}
+
+func withDelivery(
+  url: String, provider: Herald_Delivery_V1_Provider, factory: ProviderRegistry.Factory?, dependencies: [String: ServiceAddress],
+  logger: Logger,
+  _ body: (Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>, PostgresClient, Logger) async throws -> Void
+) async throws {
   var definition = DeliveryDefinition.make(settings: settings(), providerFactory: factory)
   definition.readinessDependencies = []
-  try await withRunningService(definition, databaseURL: url) { port, _ in
+  try await withRunningService(definition, databaseURL: url, dependencies: dependencies) { port, _ in
     try await withClient(port: port) { client in
       try await withDatabase(url) { database in
         let delivery = Herald_Delivery_V1_DeliveryService.Client(wrapping: client)
@@ -126,7 +174,7 @@ func ceiling(benchmark: Benchmark) async throws {
   }
 }
 
-func endToEnd(benchmark: Benchmark) async throws {
+func endToEnd(benchmark: Benchmark, limited: Bool) async throws {
   benchmark.stopMeasurement()
   try await withHTTPSink(reply: { _ in SinkReply(status: 202, body: "{}") }) { port, log in
     let provider = Herald_Delivery_V1_Provider.with {
@@ -134,7 +182,7 @@ func endToEnd(benchmark: Benchmark) async throws {
       $0.channel = .email
       $0.webhook = .with { $0.url = "http://127.0.0.1:\(port)/send" }
     }
-    try await withDelivery(provider: provider, factory: nil) { delivery, database, logger in
+    try await withDelivery(provider: provider, factory: nil, limited: limited) { delivery, database, logger in
       benchmark.startMeasurement()
       let start = ContinuousClock.now
       let cpu = cpuSeconds()
@@ -149,7 +197,7 @@ func endToEnd(benchmark: Benchmark) async throws {
       benchmarkPhase(
         String(
           format:
-            "end_to_end messages=%d seconds=%.2f per_second=%.0f enqueue_done_at=%.2f sink_requests=%d cpu_seconds: herald_and_sink=%.1f postgres=%.1f",
+            "end_to_end\(limited ? "_with_limits" : "") messages=%d seconds=%.2f per_second=%.0f enqueue_done_at=%.2f sink_requests=%d cpu_seconds: herald_and_sink=%.1f postgres=%.1f",
           messages, elapsed, Double(messages) / elapsed, enqueued, log.count, used.own - cpu.own, used.postgres - cpu.postgres))
       guard log.count == messages else { throw BenchmarkFailure("the sink got \(log.count) requests for \(messages) messages") }
     }

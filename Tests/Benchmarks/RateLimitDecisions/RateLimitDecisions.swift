@@ -117,6 +117,7 @@ func run(benchmark: Benchmark) async throws {
         }
         report("unary_should_rate_limit", unary, decisionsPerCall: 1, concurrency: concurrency)
       }
+      try await compareWithGRPCIO(herald: port)
       for (batch, concurrency) in [(100, 8), (1_000, 4)] {
         let calls = 400_000 / batch
         let batched = try await measure(calls: calls, concurrency: concurrency) { n in
@@ -129,3 +130,93 @@ func run(benchmark: Benchmark) async throws {
     }
   }
 }
+
+/// A gRPC round trip of Herald's (grpc-swift-2 over HTTP/2 on NIO) beside grpcio's (Python on
+/// gRPC's C core), one call at a time, in all four pairings of client and server: which side the
+/// time is spent on. The grpcio server is the standard `grpc_health` servicer.
+func compareWithGRPCIO(herald port: Int) async throws {
+  guard let python = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_PYTHON"] else {
+    benchmarkPhase("grpcio comparison skipped: HERALD_BENCHMARK_PYTHON is not set (scripts/benchmark sets it)")
+    return
+  }
+  let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-grpcio-\(UUID().uuidString)").path
+  try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+  try grpcioScript.write(toFile: folder + "/health.py", atomically: true, encoding: .utf8)
+  let server = try SpawnedProcess(python, [folder + "/health.py", "serve", folder + "/port"], output: folder + "/server.log")
+  defer { server.kill() }
+  var grpcioPort: Int?
+  for _ in 0..<600 where grpcioPort == nil {
+    grpcioPort = (try? String(contentsOfFile: folder + "/port", encoding: .utf8)).flatMap { Int($0) }
+    if grpcioPort == nil { try await Task.sleep(for: .milliseconds(50)) }
+  }
+  guard let grpcioPort else { throw BenchmarkFailure("the grpcio server did not start: \(folder)/server.log") }
+  try await withClient(port: grpcioPort) { client in
+    let health = Grpc_Health_V1_Health.Client(wrapping: client)
+    _ = try await measure(calls: 2_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+    let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+    report("health_check swift_client->grpcio_server", measured, decisionsPerCall: 0, concurrency: 1)
+  }
+  try await withClient(port: port) { client in
+    let health = Grpc_Health_V1_Health.Client(wrapping: client)
+    let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+    report("health_check swift_client->herald_server", measured, decisionsPerCall: 0, concurrency: 1)
+  }
+  // grpc-swift-2's own server with only the health service: no Herald interceptors (request
+  // logging and metrics, the service guard, the request checks), so what is left is the library.
+  let status = HealthStatus(services: [])
+  status.setAll(.serving)
+  let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext)
+  let bare = GRPCServer(transport: transport, services: [HealthService(status: status)])
+  try await withThrowingDiscardingTaskGroup { group in
+    group.addTask { try await bare.serve() }
+    guard let barePort = try await transport.listeningAddress.ipv4?.port else { throw BenchmarkFailure("no port") }
+    try await withClient(port: barePort) { client in
+      let health = Grpc_Health_V1_Health.Client(wrapping: client)
+      _ = try await measure(calls: 2_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+      let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+      report("health_check swift_client->bare_grpc_swift_server", measured, decisionsPerCall: 0, concurrency: 1)
+    }
+    let (status, output) = try await SpawnedProcess.run(python, [folder + "/health.py", "call", "\(barePort)", "10000"])
+    guard status == 0 else { throw BenchmarkFailure("the grpcio client failed: \(output)") }
+    benchmarkPhase("health_check grpcio_client->bare_grpc_swift_server \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+    bare.beginGracefulShutdown()
+  }
+  for (name, target) in [("grpcio_server", grpcioPort), ("herald_server", port)] {
+    let (status, output) = try await SpawnedProcess.run(python, [folder + "/health.py", "call", "\(target)", "10000"])
+    guard status == 0 else { throw BenchmarkFailure("the grpcio client failed: \(output)") }
+    benchmarkPhase("health_check grpcio_client->\(name) \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+  }
+}
+
+let grpcioScript = #"""
+  import sys, time
+  from concurrent import futures
+  import grpc
+  from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+  if sys.argv[1] == "serve":
+      server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+      servicer = health.HealthServicer()
+      servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+      health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+      port = server.add_insecure_port("127.0.0.1:0")
+      server.start()
+      with open(sys.argv[2], "w") as f:
+          f.write(str(port))
+      server.wait_for_termination()
+  else:
+      port, calls = sys.argv[2], int(sys.argv[3])
+      stub = health_pb2_grpc.HealthStub(grpc.insecure_channel("127.0.0.1:" + port))
+      for _ in range(2000):
+          stub.Check(health_pb2.HealthCheckRequest())
+      latencies = []
+      start = time.perf_counter()
+      for _ in range(calls):
+          began = time.perf_counter()
+          stub.Check(health_pb2.HealthCheckRequest())
+          latencies.append(time.perf_counter() - began)
+      elapsed = time.perf_counter() - start
+      latencies.sort()
+      print("calls=%d concurrency=1 seconds=%.2f calls_per_second=%.0f p50_ms=%.3f p99_ms=%.3f" % (
+          calls, elapsed, calls / elapsed, latencies[calls // 2] * 1000, latencies[int(calls * 0.99)] * 1000))
+  """#
