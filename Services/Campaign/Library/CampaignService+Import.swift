@@ -52,6 +52,7 @@ extension CampaignService {
     }
     // One chunk is written while the next is read and checked; chunks are written one after the
     // other, in order (a row sees what the rows before it wrote).
+    var analyzed = false
     var writing: Task<(rows: [SubscriberImporter.Row], outcomes: [SubscriberImporter.Outcome]), any Error>?
     defer { writing?.cancel() }
     func flush() async throws {
@@ -59,6 +60,10 @@ extension CampaignService {
         writing = nil
         let (rows, outcomes) = try await previous.value
         record(rows, outcomes)
+        if !analyzed {
+          analyzed = true
+          try await store.analyzeSubscribersIfNeverAnalyzed()
+        }
       }
       guard let options, !pending.isEmpty else { return }
       let rows = pending

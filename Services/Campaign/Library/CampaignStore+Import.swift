@@ -35,6 +35,20 @@ extension CampaignStore {
     }
   }
 
+  /// Gathers planner statistics for the subscribers table if it has never had any. Without
+  /// them PostgreSQL guesses that each of a chunk's 500 addresses matches 0.5 % of the table and
+  /// scans all of it for every chunk, so the first large import into a new installation slowed
+  /// down as the table grew (the next autovacuum, up to a minute later, would have fixed it).
+  /// Once there are statistics, estimates follow the table's size as it grows.
+  func analyzeSubscribersIfNeverAnalyzed() async throws {
+    let never =
+      try await client.query(
+        "SELECT reltuples < 0 FROM pg_class WHERE oid = 'campaign.subscribers'::regclass", logger: logger
+      ).collect().first?.decode(Bool.self) ?? false
+    guard never else { return }
+    try await client.query("ANALYZE campaign.subscribers", logger: logger)
+  }
+
   /// Rows whose e-mails and phones are all different from each other's.
   private func importTogether(
     _ rows: [SubscriberImporter.Row], options: SubscriberImporter.Options, on connection: PostgresConnection
