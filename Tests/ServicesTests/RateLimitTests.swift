@@ -135,10 +135,11 @@ import Testing
           $0.unit = .second
         })
     }
-    limiter.setLimits([
-      try limit([("domain", "*")], 5), try limit([("domain", "gmail.com")], 2),
-      try limit([("domain", "*"), ("provider", "smtp")], 7),
-    ])
+    limiter.setLimits(
+      [
+        try limit([("domain", "*")], 5), try limit([("domain", "gmail.com")], 2),
+        try limit([("domain", "*"), ("provider", "smtp")], 7),
+      ], readSince: limiter.editGeneration)
     #expect(limiter.limitCount == 3, "what herald_ratelimit_limits reads")
     func check(_ descriptors: [(key: String, value: String)], hits: Int64 = 1) -> Check { Check(descriptors: descriptors, hits: hits) }
     #expect(limiter.limit(for: [("domain", "gmail.com")])?.key == "domain=gmail.com")
@@ -154,6 +155,34 @@ import Testing
       peek: false, now: RateLimitMathTests.t0)
     #expect(outcomes.map(\.allowed) == [true, true, false, true])
     #expect(outcomes[3].limit == nil, "no limit: allowed, unlimited")
+  }
+
+  /// The heartbeat re-reads the limits while the API may edit them: a re-read that began before
+  /// an edit must not undo it (a limit just put vanished until the next heartbeat, which a test
+  /// caught under load).
+  @Test func aReReadOlderThanAnEditDoesNotUndoIt() throws {
+    let limiter = RateLimiter(store: nil, logger: Logger(label: "test"))
+    let limit = try LimitDefinition(
+      validating: .with {
+        $0.descriptors = [
+          .with {
+            $0.key = "domain"
+            $0.value = "*"
+          }
+        ]
+        $0.requestsPerUnit = 3
+        $0.unit = .minute
+      })
+    let beforePut = limiter.editGeneration
+    limiter.upsertLimit(limit)
+    limiter.setLimits([], readSince: beforePut)  // read before the put committed
+    #expect(limiter.limit(for: [("domain", "gmail.com")])?.key == "domain=*", "the put stands")
+    let beforeDelete = limiter.editGeneration
+    limiter.removeLimit(key: "domain=*")
+    limiter.setLimits([limit], readSince: beforeDelete)  // read before the delete committed
+    #expect(limiter.limitCount == 0, "the delete stands")
+    limiter.setLimits([limit], readSince: limiter.editGeneration)  // a later re-read applies
+    #expect(limiter.limitCount == 1)
   }
 
   @Test func ringSpreadsKeysAndMovesOnlyTheLeaversKeys() {

@@ -64,7 +64,8 @@ package enum RateLimitDefinition: BackEndProcess {
         if let path = settings.limitsFile {
           try await applyLimitsFile(path, to: node.store, logger: resources.logger)
         }
-        node.limiter.setLimits(try await node.store.limits())
+        let generation = node.limiter.editGeneration
+        node.limiter.setLimits(try await node.store.limits(), readSince: generation)
       },
       collectMetrics: { resources, scrape in
         collectMetrics(node(resources), into: scrape)

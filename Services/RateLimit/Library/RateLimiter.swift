@@ -15,6 +15,8 @@ package final class RateLimiter: Sendable {
     var limits: [String: [LimitDefinition]] = [:]
     var counters: [String: Counter] = [:]
     var dirty: Set<String> = []
+    /// How many edits this replica's API made (`upsertLimit`, `removeLimit`).
+    var edits = 0
   }
 
   private let table = Mutex(Table())
@@ -29,11 +31,17 @@ package final class RateLimiter: Sendable {
 
   // MARK: Limits
 
+  /// Counts this replica's API edits; read it before reading the limits to pass to `setLimits`.
+  package var editGeneration: Int { table.withLock { $0.edits } }
+
   /// Replaces the limits (every heartbeat re-reads them): nothing is rebuilt when they are the same.
-  package func setLimits(_ limits: [LimitDefinition]) {
+  /// `readSince` is `editGeneration` as it was before the limits were read: when an edit through
+  /// the API came in meanwhile, what was read may predate it (a limit just put would vanish, one
+  /// just deleted come back, until the next re-read), so it is not applied; the next re-read is.
+  package func setLimits(_ limits: [LimitDefinition], readSince generation: Int) {
     let grouped = Dictionary(grouping: limits.sorted { $0.key < $1.key }) { Self.signature($0.descriptors) }
     table.withLock { table in
-      guard table.limits != grouped else { return }
+      guard table.edits == generation, table.limits != grouped else { return }
       table.limits = grouped
       // Counters of removed limits go; counters whose limit changed keep their state.
       let keys = Set(limits.map(\.key))
@@ -44,6 +52,7 @@ package final class RateLimiter: Sendable {
 
   package func upsertLimit(_ limit: LimitDefinition) {
     table.withLock { table in
+      table.edits += 1
       let signature = Self.signature(limit.descriptors)
       table.limits[signature, default: []].removeAll { $0.key == limit.key }
       table.limits[signature, default: []].append(limit)
@@ -53,6 +62,7 @@ package final class RateLimiter: Sendable {
 
   package func removeLimit(key: String) {
     table.withLock { table in
+      table.edits += 1
       let signature = Self.signature(LimitDefinition.descriptors(fromKey: key))
       table.limits[signature]?.removeAll { $0.key == key }
       for (counterKey, counter) in table.counters where counter.limitKey == key {
