@@ -164,12 +164,7 @@ import Testing
     let limiter = RateLimiter(store: nil, logger: Logger(label: "test"))
     let limit = try LimitDefinition(
       validating: .with {
-        $0.descriptors = [
-          .with {
-            $0.key = "domain"
-            $0.value = "*"
-          }
-        ]
+        $0.descriptors = [RateLimitServiceTests.descriptor("domain", "*")]
         $0.requestsPerUnit = 3
         $0.unit = .minute
       })

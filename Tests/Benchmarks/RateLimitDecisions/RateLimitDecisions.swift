@@ -132,8 +132,8 @@ func run(benchmark: Benchmark) async throws {
 }
 
 /// A gRPC round trip of Herald's (grpc-swift-2 over HTTP/2 on NIO) beside grpcio's (Python on
-/// gRPC's C core), one call at a time, in all four pairings of client and server: which side the
-/// time is spent on. The grpcio server is the standard `grpc_health` servicer.
+/// gRPC's C core), one call at a time, from both clients to three servers (grpcio's standard
+/// `grpc_health` servicer, Herald's, and grpc-swift-2's bare): which side the time is spent on.
 func compareWithGRPCIO(herald port: Int) async throws {
   guard let python = ProcessInfo.processInfo.environment["HERALD_BENCHMARK_PYTHON"] else {
     benchmarkPhase("grpcio comparison skipped: HERALD_BENCHMARK_PYTHON is not set (scripts/benchmark sets it)")
@@ -141,6 +141,7 @@ func compareWithGRPCIO(herald port: Int) async throws {
   }
   let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-grpcio-\(UUID().uuidString)").path
   try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(atPath: folder) }
   try grpcioScript.write(toFile: folder + "/health.py", atomically: true, encoding: .utf8)
   let server = try SpawnedProcess(python, [folder + "/health.py", "serve", folder + "/port"], output: folder + "/server.log")
   defer { server.kill() }
@@ -150,17 +151,21 @@ func compareWithGRPCIO(herald port: Int) async throws {
     if grpcioPort == nil { try await Task.sleep(for: .milliseconds(50)) }
   }
   guard let grpcioPort else { throw BenchmarkFailure("the grpcio server did not start: \(folder)/server.log") }
-  try await withClient(port: grpcioPort) { client in
-    let health = Grpc_Health_V1_Health.Client(wrapping: client)
-    _ = try await measure(calls: 2_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
-    let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
-    report("health_check swift_client->grpcio_server", measured, decisionsPerCall: 0, concurrency: 1)
+  /// 10,000 Health/Check calls, one at a time after 2,000 to warm up, from grpc-swift-2 and then
+  /// from grpcio.
+  func fromBothClients(to server: String, port: Int) async throws {
+    try await withClient(port: port) { client in
+      let health = Grpc_Health_V1_Health.Client(wrapping: client)
+      _ = try await measure(calls: 2_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+      let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
+      report("health_check swift_client->\(server)", measured, decisionsPerCall: 0, concurrency: 1)
+    }
+    let (status, output) = try await SpawnedProcess.run(python, [folder + "/health.py", "call", "\(port)", "10000"])
+    guard status == 0 else { throw BenchmarkFailure("the grpcio client failed: \(output)") }
+    benchmarkPhase("health_check grpcio_client->\(server) \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
   }
-  try await withClient(port: port) { client in
-    let health = Grpc_Health_V1_Health.Client(wrapping: client)
-    let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
-    report("health_check swift_client->herald_server", measured, decisionsPerCall: 0, concurrency: 1)
-  }
+  try await fromBothClients(to: "grpcio_server", port: grpcioPort)
+  try await fromBothClients(to: "herald_server", port: port)
   // grpc-swift-2's own server with only the health service: no Herald interceptors (request
   // logging and metrics, the service guard, the request checks), so what is left is the library.
   let status = HealthStatus(services: [])
@@ -170,21 +175,8 @@ func compareWithGRPCIO(herald port: Int) async throws {
   try await withThrowingDiscardingTaskGroup { group in
     group.addTask { try await bare.serve() }
     guard let barePort = try await transport.listeningAddress.ipv4?.port else { throw BenchmarkFailure("no port") }
-    try await withClient(port: barePort) { client in
-      let health = Grpc_Health_V1_Health.Client(wrapping: client)
-      _ = try await measure(calls: 2_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
-      let measured = try await measure(calls: 10_000, concurrency: 1) { _ in _ = try await health.check(.init()) }
-      report("health_check swift_client->bare_grpc_swift_server", measured, decisionsPerCall: 0, concurrency: 1)
-    }
-    let (status, output) = try await SpawnedProcess.run(python, [folder + "/health.py", "call", "\(barePort)", "10000"])
-    guard status == 0 else { throw BenchmarkFailure("the grpcio client failed: \(output)") }
-    benchmarkPhase("health_check grpcio_client->bare_grpc_swift_server \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+    try await fromBothClients(to: "bare_grpc_swift_server", port: barePort)
     bare.beginGracefulShutdown()
-  }
-  for (name, target) in [("grpcio_server", grpcioPort), ("herald_server", port)] {
-    let (status, output) = try await SpawnedProcess.run(python, [folder + "/health.py", "call", "\(target)", "10000"])
-    guard status == 0 else { throw BenchmarkFailure("the grpcio client failed: \(output)") }
-    benchmarkPhase("health_check grpcio_client->\(name) \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
   }
 }
 
