@@ -224,6 +224,42 @@ import Testing
     }
   }
 
+  /// One subscriber reached through its e-mail and through its phone by rows of one chunk: the
+  /// rows apply in file order, each on top of the one before (the last tier wins, nothing merged
+  /// in between is lost).
+  @Test func rowsReachingOneSubscriberApplyInFileOrder() async throws {
+    try await withCampaign { client async throws in
+      let x = try await client.createSubscriber(
+        .with {
+          $0.email = "x@example.com"
+          $0.phone = "+14155550177"
+        })
+      let response = try await send(
+        client, options: .with { $0.onExisting = "update" },
+        chunks: [
+          [
+            Self.row(2) {
+              $0.email = "x@example.com"
+              $0.firstName = "One"
+              $0.attributesJson = #"{"tier": "bronze"}"#
+            },
+            Self.row(3) {
+              $0.email = "x@example.com"
+              $0.attributesJson = #"{"tier": "gold"}"#
+            },
+            Self.row(4) {
+              $0.phone = "+14155550177"
+              $0.attributesJson = #"{"tier": "silver", "city": "Oslo"}"#
+            },
+          ]
+        ])
+      #expect(response.updated == 3 && response.failed == 0, "\(response)")
+      let stored = try await client.getSubscriber(.with { $0.id = x.id })
+      let attributes = try #require(try JSONSerialization.jsonObject(with: Data(stored.attributesJson.utf8)) as? [String: String])
+      #expect(attributes == ["tier": "silver", "city": "Oslo"] && stored.firstName == "One", "\(stored)")
+    }
+  }
+
   /// The import checks its own strings: a row holding NUL (raw, or `\u0000` in its attributes,
   /// which jsonb refuses) is reported naming the field and not stored; the other rows are.
   @Test func rowsHoldingNULAreReportedAndTheOthersImported() async throws {

@@ -1,8 +1,10 @@
 import Foundation
 import GRPCCore
 import HeraldCore
+import HeraldPostgres
 import HeraldProtos
 import HeraldServerKit
+import Logging
 import Metrics
 import SwiftProtobuf
 
@@ -54,7 +56,6 @@ extension CampaignService {
     // other, in order (a row sees what the rows before it wrote).
     var analyzed = false
     var writing: Task<(rows: [SubscriberImporter.Row], outcomes: [SubscriberImporter.Outcome]), any Error>?
-    defer { writing?.cancel() }
     func flush() async throws {
       if let previous = writing {
         writing = nil
@@ -62,7 +63,13 @@ extension CampaignService {
         record(rows, outcomes)
         if !analyzed {
           analyzed = true
-          try await store.analyzeSubscribersIfNeverAnalyzed()
+          do {
+            try await store.analyzeSubscribersIfNeverAnalyzed()
+          } catch {
+            // Only the speed of this import depends on it.
+            store.logger.warning(
+              "could not gather the subscribers table's statistics", metadata: ["error": "\(error.logDescription)"])
+          }
         }
       }
       guard let options, !pending.isEmpty else { return }
@@ -71,24 +78,35 @@ extension CampaignService {
       pending.removeAll(keepingCapacity: true)
     }
 
-    for try await message in request {
-      let checked: SubscriberImporter.Options
-      if let options {
-        checked = options
-      } else {
-        checked = try await importer.options(message.options)
-        options = checked
-      }
-      for row in message.rows {
-        switch SubscriberImporter.validate(row, options: checked) {
-        case .success(let valid): pending.append(valid)
-        case .failure(let error): report(row.row, error.field, error.message)
+    func readAndWrite() async throws {
+      for try await message in request {
+        let checked: SubscriberImporter.Options
+        if let options {
+          checked = options
+        } else {
+          checked = try await importer.options(message.options)
+          options = checked
         }
-        if pending.count >= SubscriberImporter.chunkSize { try await flush() }
+        for row in message.rows {
+          switch SubscriberImporter.validate(row, options: checked) {
+          case .success(let valid): pending.append(valid)
+          case .failure(let error): report(row.row, error.field, error.message)
+          }
+          if pending.count >= SubscriberImporter.chunkSize { try await flush() }
+        }
       }
+      try await flush()
+      try await flush()  // the last chunk's outcome
     }
-    try await flush()
-    try await flush()  // the last chunk's outcome
+
+    do {
+      try await readAndWrite()
+    } catch {
+      // A chunk being written when the stream failed ends before the call does (committed or
+      // not), never after it.
+      _ = try? await writing?.value
+      throw error
+    }
     // Errors are reported in row order even when chunks interleave checks and writes.
     response.errors.sort { $0.row < $1.row }
     return response

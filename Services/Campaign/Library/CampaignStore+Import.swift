@@ -9,29 +9,31 @@ extension CampaignStore {
   /// Writes the rows in one transaction, each matched to an existing subscriber by its e-mail or
   /// phone; returns each row's outcome in order. A database error fails the whole chunk.
   ///
-  /// Set-based: one statement locks the chunk's matches, one inserts the new subscribers with
-  /// their consent events, one updates the existing ones, one per channel adds consent, one adds
-  /// list memberships. A row sharing an e-mail or phone with an earlier row of the chunk must see
-  /// what that row wrote, so such rows (rare: the same person twice in one file) are written one
-  /// by one after the others, which keeps the outcome of writing the rows in order.
+  /// Set-based, in runs of rows that touch different subscribers: per run, one statement locks
+  /// the matches, one inserts the new subscribers with their consent events, one updates the
+  /// existing ones, one per channel adds consent, one adds list memberships. A run ends before a
+  /// row that repeats an earlier row's e-mail or phone, or matches the subscriber an earlier row
+  /// matched (the same person twice in a file, rare): that row begins the next run, so it sees
+  /// what the rows before it wrote, and the outcome is that of writing the rows one by one.
   func importRows(_ rows: [SubscriberImporter.Row], options: SubscriberImporter.Options) async throws -> [SubscriberImporter.Outcome] {
-    var together: [Int] = []
-    var afterwards: [Int] = []
-    var emails = Set<String>()
-    var phones = Set<String>()
-    for (index, row) in rows.enumerated() {
-      let (email, phone) = (row.subscriber.email, row.subscriber.phone)
-      let repeated = email.map(emails.contains) ?? false || phone.map(phones.contains) ?? false
-      if repeated { afterwards.append(index) } else { together.append(index) }
-      if let email { emails.insert(email) }
-      if let phone { phones.insert(phone) }
-    }
-    return try await transaction { [together, afterwards] connection in
-      let written = try await importTogether(together.map { rows[$0] }, options: options, on: connection)
-      var outcomes = [SubscriberImporter.Outcome?](repeating: nil, count: rows.count)
-      for (index, outcome) in zip(together, written) { outcomes[index] = outcome }
-      for index in afterwards { outcomes[index] = try await importRow(rows[index], options: options, on: connection) }
-      return outcomes.map { $0! }
+    try await transaction { connection in
+      var outcomes: [SubscriberImporter.Outcome] = []
+      var rest = rows[...]
+      while !rest.isEmpty {
+        var emails = Set<String>()
+        var phones = Set<String>()
+        let run = rest.prefix { row in
+          let (email, phone) = (row.subscriber.email, row.subscriber.phone)
+          if email.map(emails.contains) ?? false || phone.map(phones.contains) ?? false { return false }
+          if let email { emails.insert(email) }
+          if let phone { phones.insert(phone) }
+          return true
+        }
+        let written = try await importRun(Array(run), options: options, on: connection)
+        outcomes += written
+        rest = rest.dropFirst(written.count)
+      }
+      return outcomes
     }
   }
 
@@ -49,13 +51,15 @@ extension CampaignStore {
     try await client.query("ANALYZE campaign.subscribers", logger: logger)
   }
 
-  /// Rows whose e-mails and phones are all different from each other's.
-  private func importTogether(
-    _ rows: [SubscriberImporter.Row], options: SubscriberImporter.Options, on connection: PostgresConnection
+  /// Writes rows whose e-mails and phones all differ from each other's, up to the first that
+  /// matches a subscriber an earlier one matched; returns the outcomes of those it wrote (at
+  /// least the first row).
+  private func importRun(
+    _ run: [SubscriberImporter.Row], options: SubscriberImporter.Options, on connection: PostgresConnection
   ) async throws -> [SubscriberImporter.Outcome] {
-    guard !rows.isEmpty else { return [] }
-    let emails = rows.compactMap(\.subscriber.email)
-    let phones = rows.compactMap(\.subscriber.phone)
+    guard !run.isEmpty else { return [] }
+    let emails = run.compactMap(\.subscriber.email)
+    let phones = run.compactMap(\.subscriber.phone)
     // Locked in id order, so that two imports of overlapping files cannot deadlock.
     let matches = try await connection.query(
       """
@@ -69,6 +73,15 @@ extension CampaignStore {
     for match in matches {
       if let email = match.email { byEmail[email] = match }
       if let phone = match.phone { byPhone[phone] = match }
+    }
+    // Two rows matching one subscriber (one by its e-mail, the other by its phone) must be
+    // written one after the other: the run ends before the second.
+    var matched = Set<UUID>()
+    let rows = run.prefix { row in
+      let ids = [row.subscriber.email.flatMap { byEmail[$0]?.id }, row.subscriber.phone.flatMap { byPhone[$0]?.id }].compactMap { $0 }
+      guard matched.isDisjoint(with: ids) else { return false }
+      matched.formUnion(ids)
+      return true
     }
 
     var outcomes = [SubscriberImporter.Outcome?](repeating: nil, count: rows.count)
@@ -197,92 +210,5 @@ extension CampaignStore {
         """, logger: logger)
     }
     return outcomes.map { $0! }
-  }
-
-  private func importRow(
-    _ row: SubscriberImporter.Row, options: SubscriberImporter.Options, on connection: PostgresConnection
-  ) async throws -> SubscriberImporter.Outcome {
-    let new = row.subscriber
-    let matches = try await connection.query(
-      """
-      SELECT \(unescaped: Self.subscriberColumns) FROM campaign.subscribers
-      WHERE (email = \(new.email) AND \(new.email)::text IS NOT NULL) OR (phone = \(new.phone) AND \(new.phone)::text IS NOT NULL)
-      FOR UPDATE
-      """, logger: logger
-    ).collect().map(Self.subscriberRecord)
-    let outcome: SubscriberImporter.Outcome
-    let id: UUID
-    switch matches.count {
-    case 0:
-      let inserted = try await connection.query(
-        """
-        INSERT INTO campaign.subscribers (
-          email, phone, first_name, last_name, attributes,
-          email_subscribed, email_consent_source, email_consented_at, sms_subscribed, sms_consent_source, sms_consented_at)
-        VALUES (
-          \(new.email), \(new.phone), \(new.firstName), \(new.lastName), \(new.attributesJSON)::jsonb,
-          \(new.emailConsentSource != nil), \(new.emailConsentSource), CASE WHEN \(new.emailConsentSource != nil) THEN now() END,
-          \(new.smsConsentSource != nil), \(new.smsConsentSource), CASE WHEN \(new.smsConsentSource != nil) THEN now() END)
-        ON CONFLICT DO NOTHING
-        RETURNING id, now()
-        """, logger: logger
-      ).collect().first?.decode((UUID, Date).self)
-      // Another import inserted the same address a moment ago: report it as existing.
-      guard let (newID, now) = inserted else { return .existing }
-      for (channel, source) in [("email", new.emailConsentSource), ("sms", new.smsConsentSource)] {
-        guard let source else { continue }
-        try await insertConsentEvent(
-          ConsentEvent(channel: channel, subscribed: true, source: source, occurredAt: now), for: newID, on: connection)
-      }
-      (id, outcome) = (newID, .created)
-    case 1:
-      let existing = matches[0]
-      id = existing.id
-      if let email = new.email, let other = existing.email, email != other {
-        return .failed(field: "email", message: "the phone belongs to a subscriber with another email (\(other))")
-      }
-      if let phone = new.phone, let other = existing.phone, phone != other {
-        return .failed(field: "phone", message: "the email belongs to a subscriber with another phone")
-      }
-      guard options.updateExisting else {
-        outcome = .existing
-        break
-      }
-      try await connection.query(
-        """
-        UPDATE campaign.subscribers SET
-          email = coalesce(email, \(new.email)), phone = coalesce(phone, \(new.phone)),
-          first_name = CASE WHEN \(new.firstName) <> '' THEN \(new.firstName) ELSE first_name END,
-          last_name = CASE WHEN \(new.lastName) <> '' THEN \(new.lastName) ELSE last_name END,
-          attributes = attributes || \(new.attributesJSON)::jsonb, updated_at = now()
-        WHERE id = \(id)
-        """, logger: logger)
-      // Consent is added only where it was never withdrawn: an import cannot undo an unsubscribe.
-      for (channel, source, consent) in [
-        ("email", new.emailConsentSource, existing.emailConsent), ("sms", new.smsConsentSource, existing.smsConsent),
-      ] {
-        guard let source, !consent.subscribed, consent.unsubscribedAt == nil else { continue }
-        let now = try await connection.query(
-          """
-          UPDATE campaign.subscribers SET \(unescaped: channel)_subscribed = true, \(unescaped: channel)_consent_source = \(source),
-            \(unescaped: channel)_consented_at = now()
-          WHERE id = \(id) AND \(unescaped: channel == "email" ? "email" : "phone") IS NOT NULL
-          RETURNING now()
-          """, logger: logger
-        ).collect().first?.decode(Date.self)
-        if let now {
-          try await insertConsentEvent(
-            ConsentEvent(channel: channel, subscribed: true, source: source, occurredAt: now), for: id, on: connection)
-        }
-      }
-      outcome = .updated
-    default:
-      return .failed(field: "email", message: "the email and the phone belong to two different subscribers")
-    }
-    if let list = options.listID {
-      try await connection.query(
-        "INSERT INTO campaign.list_members (list_id, subscriber_id) VALUES (\(list), \(id)) ON CONFLICT DO NOTHING", logger: logger)
-    }
-    return outcome
   }
 }
