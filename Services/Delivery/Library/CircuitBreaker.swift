@@ -52,6 +52,9 @@ package final class CircuitBreaker: Sendable {
     self.policy = policy
   }
 
+  /// Whether the breaker is closed (sends go through without probing), without changing it.
+  package var isClosed: Bool { storage.withLock { $0.state == .closed } }
+
   /// Whether a send may go to this provider now. A `true` while half-open is a probe and must be
   /// followed by `record`.
   package func admit(now: ContinuousClock.Instant = .now) -> Bool {

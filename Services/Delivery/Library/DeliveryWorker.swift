@@ -117,11 +117,13 @@ package struct DeliveryWorker: Sendable {
       }
     }
 
-    // Rate limits: one call decides the batch, about the provider each message tries first (a
-    // failover provider is asked about when a send gets to it).
+    // Rate limits: one call decides the batch, about the provider each message tries first when
+    // its breaker is closed (a send taken from a limit is not given back, so a provider that is
+    // failing, or a failover provider, is asked about only when a send gets to it).
     let queries = toSend.map { item in
-      routes[item.message.message.channel]?.first.map { entry in
-        ThrottleQuery(
+      routes[item.message.message.channel]?.first.flatMap { entry -> ThrottleQuery? in
+        guard entry.breaker.isClosed else { return nil }
+        return ThrottleQuery(
           provider: entry.config.name, sendingIdentity: entry.config.sendingIdentity,
           recipientDomain: item.message.message.recipientDomain)
       }

@@ -13,7 +13,7 @@ package struct ThrottleQuery: Sendable, Hashable {
 
 /// Asked before sends (SPEC §3/§4): for each query, `nil` lets it go now; a duration delays the
 /// message (it is never failed for it). A worker asks once for a whole claimed batch (each
-/// message's first provider), and once per message only for a failover provider. The
+/// message's first provider, when its breaker is closed), and once per message otherwise. The
 /// rate-limit service plugs in here (`RateLimitThrottle`); `Unthrottled` is the default when no
 /// rate limits are configured.
 package protocol SendThrottle: Sendable {
