@@ -170,11 +170,11 @@ import Testing
       })
     let beforePut = limiter.editGeneration
     limiter.upsertLimit(limit)
-    limiter.setLimits([], readSince: beforePut)  // read before the put committed
+    #expect(!limiter.setLimits([], readSince: beforePut), "a read from before the put is refused")
     #expect(limiter.limit(for: [("domain", "gmail.com")])?.key == "domain=*", "the put stands")
     let beforeDelete = limiter.editGeneration
     limiter.removeLimit(key: "domain=*")
-    limiter.setLimits([limit], readSince: beforeDelete)  // read before the delete committed
+    #expect(!limiter.setLimits([limit], readSince: beforeDelete), "a read from before the delete is refused")
     #expect(limiter.limitCount == 0, "the delete stands")
     limiter.setLimits([limit], readSince: limiter.editGeneration)  // a later re-read applies
     #expect(limiter.limitCount == 1)

@@ -64,8 +64,7 @@ package enum RateLimitDefinition: BackEndProcess {
         if let path = settings.limitsFile {
           try await applyLimitsFile(path, to: node.store, logger: resources.logger)
         }
-        let generation = node.limiter.editGeneration
-        node.limiter.setLimits(try await node.store.limits(), readSince: generation)
+        try await node.limiter.reloadLimits(from: node.store)
       },
       collectMetrics: { resources, scrape in
         collectMetrics(node(resources), into: scrape)

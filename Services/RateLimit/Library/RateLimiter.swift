@@ -37,16 +37,29 @@ package final class RateLimiter: Sendable {
   /// Replaces the limits (every heartbeat re-reads them): nothing is rebuilt when they are the same.
   /// `readSince` is `editGeneration` as it was before the limits were read: when an edit through
   /// the API came in meanwhile, what was read may predate it (a limit just put would vanish, one
-  /// just deleted come back, until the next re-read), so it is not applied; the next re-read is.
-  package func setLimits(_ limits: [LimitDefinition], readSince generation: Int) {
+  /// just deleted come back, until the next re-read), so it is not applied and false is returned:
+  /// read again (`reloadLimits`).
+  @discardableResult
+  package func setLimits(_ limits: [LimitDefinition], readSince generation: Int) -> Bool {
     let grouped = Dictionary(grouping: limits.sorted { $0.key < $1.key }) { Self.signature($0.descriptors) }
-    table.withLock { table in
-      guard table.edits == generation, table.limits != grouped else { return }
+    return table.withLock { table in
+      guard table.edits == generation else { return false }
+      guard table.limits != grouped else { return true }
       table.limits = grouped
       // Counters of removed limits go; counters whose limit changed keep their state.
       let keys = Set(limits.map(\.key))
       table.counters = table.counters.filter { keys.contains($0.value.limitKey) }
       table.dirty = table.dirty.filter { table.counters[$0] != nil }
+      return true
+    }
+  }
+
+  /// Reads the limits from `store` and applies them, reading again (up to three times) when an
+  /// API edit came in during a read.
+  package func reloadLimits(from store: RateLimitStore) async throws {
+    for _ in 0..<3 {
+      let generation = editGeneration
+      if setLimits(try await store.limits(), readSince: generation) { return }
     }
   }
 

@@ -35,8 +35,7 @@ struct ReplicaLoop: Sendable {
             let joined = try await cancelWhenGracefulShutdown { try await membership.heartbeat() }
             for client in joined { group.addTask { try? await client.runConnections() } }
             try await cancelWhenGracefulShutdown {
-              let generation = limiter.editGeneration
-              limiter.setLimits(try await store.limits(), readSince: generation)
+              try await limiter.reloadLimits(from: store)
               try await limiter.release { !membership.owns($0) }
             }
           } else {
