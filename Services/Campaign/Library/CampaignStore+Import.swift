@@ -95,7 +95,10 @@ extension CampaignStore {
       switch (byItsEmail, byItsPhone) {
       case (nil, nil):
         creating.append(index)
-      case (let one?, nil), (nil, let one?):
+      case (let first?, let second?) where first.id != second.id:
+        outcomes[index] = .failed(field: "email", message: "the email and the phone belong to two different subscribers")
+      case (let one?, _), (nil, let one?):
+        // Matched by one address, the other (if given) must not differ from the subscriber's.
         if let email = new.email, let other = one.email, email != other {
           outcomes[index] = .failed(field: "email", message: "the phone belongs to a subscriber with another email (\(other))")
         } else if let phone = new.phone, let other = one.phone, phone != other {
@@ -103,13 +106,6 @@ extension CampaignStore {
         } else {
           members.append(one.id)
           if options.updateExisting { updating.append((index, one)) } else { outcomes[index] = .existing }
-        }
-      case (let first?, let second?):
-        if first.id == second.id {
-          members.append(first.id)
-          if options.updateExisting { updating.append((index, first)) } else { outcomes[index] = .existing }
-        } else {
-          outcomes[index] = .failed(field: "email", message: "the email and the phone belong to two different subscribers")
         }
       }
     }

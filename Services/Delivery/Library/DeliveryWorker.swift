@@ -84,14 +84,13 @@ package struct DeliveryWorker: Sendable {
     // in one locked decision per campaign. Those that do not fit wait while other sends of the
     // campaign are in flight (their failures give budget back) and fail once none are.
     var settlements: [Settlement] = []
-    // Each with whether its first provider's cost was reserved for it.
-    var toSend: [(message: ClaimedMessage, reserved: Bool)] = []
+    var toSend: [Send] = []
     // One view of the providers for the whole batch: what is reserved is what is tried.
     let routes = Dictionary(uniqueKeysWithValues: Set(sending.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
     var byCampaign: [CampaignCost: [ClaimedMessage]] = [:]
     for message in sending {
       guard let campaign = message.message.campaignID else {
-        toSend.append((message, false))
+        toSend.append(Send(message: message, reserved: false))
         continue
       }
       let cost = routes[message.message.channel]?.first?.config.costCents ?? 0
@@ -102,7 +101,7 @@ package struct DeliveryWorker: Sendable {
         campaign: key.campaign, costCents: key.cost, messages: messages.map(\.message.id))
       for (index, message) in messages.enumerated() {
         if index < granted {
-          toSend.append((message, key.cost > 0))
+          toSend.append(Send(message: message, reserved: key.cost > 0))
         } else if othersInFlight {
           settlements.append(
             Settlement(
@@ -120,20 +119,18 @@ package struct DeliveryWorker: Sendable {
     // Rate limits: one call decides the batch, about the provider each message tries first when
     // its breaker is closed (a send taken from a limit is not given back, so a provider that is
     // failing, or a failover provider, is asked about only when a send gets to it).
-    let queries = toSend.map { item in
-      routes[item.message.message.channel]?.first.flatMap { entry -> ThrottleQuery? in
-        guard entry.breaker.isClosed else { return nil }
-        return ThrottleQuery(
+    var asked: [Int] = []
+    var queries: [ThrottleQuery] = []
+    for (index, send) in toSend.enumerated() {
+      guard let entry = routes[send.message.message.channel]?.first, entry.breaker.isClosed else { continue }
+      asked.append(index)
+      queries.append(
+        ThrottleQuery(
           provider: entry.config.name, sendingIdentity: entry.config.sendingIdentity,
-          recipientDomain: item.message.message.recipientDomain)
-      }
+          recipientDomain: send.message.message.recipientDomain))
     }
-    var answers = await throttle.delays(queries.compactMap { $0 }).makeIterator()
-    var sends: [Send] = []
-    for (item, query) in zip(toSend, queries) {
-      sends.append(Send(message: item.message, reserved: item.reserved, firstWait: query == nil ? nil : .some(answers.next() ?? nil)))
-    }
-    try await sendAndSettle(sends, settled: settlements, routes: routes, token: token)
+    for (index, wait) in zip(asked, await throttle.delays(queries)) { toSend[index].firstWait = .some(wait) }
+    try await sendAndSettle(toSend, settled: settlements, routes: routes, token: token)
     return claimed.count
   }
 
@@ -260,8 +257,9 @@ package struct DeliveryWorker: Sendable {
     /// Whether the batch reserved the first provider's cost for it.
     var reserved: Bool
     /// The rate-limit answer about its first provider, asked for the whole batch at once: nil
-    /// when none was asked (the channel had no provider), `.some(nil)` to go, else the wait.
-    var firstWait: Duration??
+    /// when none was asked (no provider, or its breaker was not closed), `.some(nil)` to go, else
+    /// the wait.
+    var firstWait: Duration?? = nil
   }
 
   /// Sends one message and says how to settle it. The settlement turns the cost the batch

@@ -229,42 +229,10 @@ package struct ImportReader {
     return row
   }
 
-  /// The extra columns as a JSON object, keys sorted (written here: Foundation's serialiser
-  /// costs more than the rest of a row's reading).
+  /// The extra columns as a JSON object, keys sorted (written by `JSONNode`: Foundation's
+  /// serialiser costs more than the rest of a row's reading).
   package static func jsonObject(_ attributes: [String: String]) -> String {
-    var json = "{"
-    for (index, key) in attributes.keys.sorted().enumerated() {
-      if index > 0 { json += "," }
-      appendJSONString(key, to: &json)
-      json += ":"
-      appendJSONString(attributes[key]!, to: &json)
-    }
-    return json + "}"
-  }
-
-  /// A JSON string (RFC 8259 §7): quote, backslash and control characters escaped.
-  static func appendJSONString(_ text: String, to json: inout String) {
-    json += "\""
-    var plain = text.unicodeScalars.startIndex
-    for index in text.unicodeScalars.indices {
-      let scalar = text.unicodeScalars[index]
-      let escaped: String? =
-        switch scalar {
-        case "\"": "\\\""
-        case "\\": "\\\\"
-        case "\n": "\\n"
-        case "\r": "\\r"
-        case "\t": "\\t"
-        case _ where scalar.value < 0x20: "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-        default: nil
-        }
-      guard let escaped else { continue }
-      json.unicodeScalars.append(contentsOf: text.unicodeScalars[plain..<index])
-      json += escaped
-      plain = text.unicodeScalars.index(after: index)
-    }
-    json.unicodeScalars.append(contentsOf: text.unicodeScalars[plain...])
-    json += "\""
+    JSONNode.object(attributes.keys.sorted().map { (key: $0, value: .string(attributes[$0]!)) }).text
   }
 
   static func row(json bytes: [UInt8], line: Int) -> Herald_Campaign_V1_ImportRow {
