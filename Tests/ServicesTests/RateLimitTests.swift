@@ -520,47 +520,32 @@ import Testing
     }
   }
 
-  /// A worker asks for a whole claimed batch in one call (issue #18): 60 messages under a
-  /// `domain=*` limit and a provider limit that do not bind are decided in a call per batch, each
-  /// message once, and the service counted every one of them.
-  @Test func deliveryDecidesAWholeBatchInOneCall() async throws {
+  /// A rate-limit service holding `limits`, and a delivery service that asks it (through
+  /// `throttle` made from the rate-limit client, else through its own client) and sends to an
+  /// HTTP sink as the provider `hook`, all on one fresh database.
+  func withLimitedDelivery(
+    _ limits: [Herald_Ratelimit_V1_PutLimitRequest], settings: DeliverySettings,
+    throttle: ((GRPCClient<HTTP2ClientTransport.Posix>) -> any SendThrottle)? = nil,
+    _ body: (
+      _ limits: Limits, _ delivery: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>, _ database: PostgresClient,
+      _ sink: RequestLog
+    ) async throws -> Void
+  ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
     try await withHTTPSink { sinkPort, sink in
       try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ async throws in
         try await withClient(port: rateLimitPort) { client async throws in
-          let limits = Limits(wrapping: client)
-          for descriptor in [Self.descriptor("domain", "*"), Self.descriptor("provider", "hook")] {
-            _ = try await limits.putLimit(
-              .with {
-                $0.descriptors = [descriptor]
-                $0.requestsPerUnit = 100_000
-                $0.unit = .hour
-                $0.algorithm = .fixedWindow
-              })
-          }
-          let throttle = CountingThrottle(RateLimitThrottle(client: client, logger: Logger(label: "test")))
-          var settings = DeliveryWorkerTests.settings()
-          settings.workers = 1
-          let delivery = DeliveryDefinition.make(settings: settings, throttle: throttle)
-          try await withRunningService(delivery, databaseURL: url) { deliveryPort, _ async throws in
+          let service = Limits(wrapping: client)
+          for limit in limits { _ = try await service.putLimit(limit) }
+          let delivery = DeliveryDefinition.make(settings: settings, throttle: throttle.map { $0(client) })
+          let dependencies = throttle == nil ? ["ratelimit": ServiceAddress(host: "127.0.0.1", port: rateLimitPort)] : [:]
+          try await withRunningService(delivery, databaseURL: url, dependencies: dependencies) { deliveryPort, _ async throws in
             try await withClient(port: deliveryPort) { deliveryClient async throws in
               try await withDatabase(url) { database async throws in
-                let service = Herald_Delivery_V1_DeliveryService.Client(wrapping: deliveryClient)
-                _ = try await service.putProvider(DeliveryWorkerTests.httpProvider("hook", port: sinkPort, priority: 0, channel: .email))
-                _ = try await service.enqueueMessages(
-                  .with { $0.messages = (1...60).map { DeliveryWorkerTests.email("batch-\($0)", to: "u\($0)@d\($0 % 3).example.com") } })
-                try await eventually(timeout: .seconds(30), "all 60 to be sent") {
-                  try await DeliveryWorkerTests().statuses(database) == ["sent": 60]
-                }
-                #expect(sink.count == 60)
-                let calls = throttle.calls.withLock { $0 }
-                #expect(calls.reduce(0, +) == 60, "each message asked about once: \(calls)")
-                #expect(calls.count <= 6 && calls.max() ?? 0 >= 10, "a call per claimed batch, not per message: \(calls)")
-                let state = try await limits.getRateLimitState(.init())
-                let used = state.counters.filter { $0.limitKey == "provider=hook" }.map { $0.limit - $0.remaining }
-                #expect(used == [60], "the service took every send from the provider's limit: \(state.counters)")
-                let domains = state.counters.filter { $0.limitKey == "domain=*" }.map { $0.limit - $0.remaining }.sorted()
-                #expect(domains == [20, 20, 20], "and from each domain's: \(state.counters)")
+                let deliveryService = Herald_Delivery_V1_DeliveryService.Client(wrapping: deliveryClient)
+                _ = try await deliveryService.putProvider(
+                  DeliveryWorkerTests.httpProvider("hook", port: sinkPort, priority: 0, channel: .email))
+                try await body(service, deliveryService, database, sink)
               }
             }
           }
@@ -569,58 +554,78 @@ import Testing
     }
   }
 
+  /// A worker asks for a whole claimed batch in one call (issue #18): 60 messages under a
+  /// `domain=*` limit and a provider limit that do not bind are decided in a call per batch, each
+  /// message once, and the service counted every one of them.
+  @Test func deliveryDecidesAWholeBatchInOneCall() async throws {
+    let limits = [Self.descriptor("domain", "*"), Self.descriptor("provider", "hook")].map { descriptor in
+      Herald_Ratelimit_V1_PutLimitRequest.with {
+        $0.descriptors = [descriptor]
+        $0.requestsPerUnit = 100_000
+        $0.unit = .hour
+        $0.algorithm = .fixedWindow
+      }
+    }
+    var settings = DeliveryWorkerTests.settings()
+    settings.workers = 1
+    let counting = Mutex<CountingThrottle?>(nil)
+    let throttle = { (client: GRPCClient<HTTP2ClientTransport.Posix>) -> any SendThrottle in
+      let made = CountingThrottle(RateLimitThrottle(client: client, logger: Logger(label: "test")))
+      counting.withLock { $0 = made }
+      return made
+    }
+    try await withLimitedDelivery(limits, settings: settings, throttle: throttle) { limits, service, database, sink in
+      _ = try await service.enqueueMessages(
+        .with { $0.messages = (1...60).map { DeliveryWorkerTests.email("batch-\($0)", to: "u\($0)@d\($0 % 3).example.com") } })
+      try await eventually(timeout: .seconds(30), "all 60 to be sent") {
+        try await DeliveryWorkerTests().statuses(database) == ["sent": 60]
+      }
+      #expect(sink.count == 60)
+      let calls = try #require(counting.withLock { $0 }).calls.withLock { $0 }
+      #expect(calls.reduce(0, +) == 60, "each message asked about once: \(calls)")
+      #expect(calls.count <= 6 && calls.max() ?? 0 >= 10, "a call per claimed batch, not per message: \(calls)")
+      let state = try await limits.getRateLimitState(.init())
+      let used = state.counters.filter { $0.limitKey == "provider=hook" }.map { $0.limit - $0.remaining }
+      #expect(used == [60], "the service took every send from the provider's limit: \(state.counters)")
+      let domains = state.counters.filter { $0.limitKey == "domain=*" }.map { $0.limit - $0.remaining }.sorted()
+      #expect(domains == [20, 20, 20], "and from each domain's: \(state.counters)")
+    }
+  }
+
   /// Delivery asks before each send; an over-limit answer delays the message by the retry-after,
   /// and it is sent later, never failed (SPEC §3/§4).
   @Test func deliveryWaitsForTheLimitAndSendsLater() async throws {
-    let url = try await TestPostgres.shared.makeDatabase()
-    try await withHTTPSink { sinkPort, sink in
-      try await withRunningService(RateLimitDefinition.definition, databaseURL: url) { rateLimitPort, _ async throws in
-        try await withClient(port: rateLimitPort) { client async throws in
-          let limits = Limits(wrapping: client)
-          _ = try await limits.putLimit(
-            .with {
-              $0.descriptors = [Self.descriptor("domain", "example.com")]
-              $0.requestsPerUnit = 2
-              $0.unit = .second
-              $0.algorithm = .fixedWindow
-            })
-          var settings = DeliveryWorkerTests.settings()
-          settings.maxAttempts = 1  // a failure would show at once: there must be none
-          let delivery = DeliveryDefinition.make(settings: settings)
-          try await withRunningService(
-            delivery, databaseURL: url, dependencies: ["ratelimit": ServiceAddress(host: "127.0.0.1", port: rateLimitPort)]
-          ) { deliveryPort, _ async throws in
-            try await withClient(port: deliveryPort) { deliveryClient async throws in
-              try await withDatabase(url) { database async throws in
-                let service = Herald_Delivery_V1_DeliveryService.Client(wrapping: deliveryClient)
-                _ = try await service.putProvider(DeliveryWorkerTests.httpProvider("hook", port: sinkPort, priority: 0, channel: .email))
-                let started = ContinuousClock.now
-                _ = try await service.enqueueMessages(
-                  .with {
-                    $0.messages = (1...6).map { DeliveryWorkerTests.email("rl-\($0)", to: "u\($0)@example.com") }
-                  })
-                try await eventually(timeout: .seconds(20), "all six to be sent") {
-                  try await DeliveryWorkerTests().statuses(database) == ["sent": 6]
-                }
-                // Two a second: the last two cannot have gone before two more seconds began.
-                #expect(ContinuousClock.now - started >= .seconds(1))
-                #expect(sink.count == 6)
-                let deferred =
-                  try await database.query(
-                    "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'deferred'", logger: Logger(label: "test")
-                  ).decode(Int.self).elements().first ?? 0
-                // Any two consecutive seconds let four through: at least two of the six waited.
-                #expect(deferred >= 2, "the ones over the limit waited")
-                let attempts =
-                  try await database.query(
-                    "SELECT max(attempts)::int FROM delivery.messages", logger: Logger(label: "test")
-                  ).decode(Int.self).elements().first ?? -1
-                #expect(attempts <= 1, "waiting for a limit is not an attempt")
-              }
-            }
-          }
-        }
+    let limit = Herald_Ratelimit_V1_PutLimitRequest.with {
+      $0.descriptors = [Self.descriptor("domain", "example.com")]
+      $0.requestsPerUnit = 2
+      $0.unit = .second
+      $0.algorithm = .fixedWindow
+    }
+    var settings = DeliveryWorkerTests.settings()
+    settings.maxAttempts = 1  // a failure would show at once: there must be none
+    try await withLimitedDelivery([limit], settings: settings) { _, service, database, sink in
+      let started = ContinuousClock.now
+      _ = try await service.enqueueMessages(
+        .with {
+          $0.messages = (1...6).map { DeliveryWorkerTests.email("rl-\($0)", to: "u\($0)@example.com") }
+        })
+      try await eventually(timeout: .seconds(20), "all six to be sent") {
+        try await DeliveryWorkerTests().statuses(database) == ["sent": 6]
       }
+      // Two a second: the last two cannot have gone before two more seconds began.
+      #expect(ContinuousClock.now - started >= .seconds(1))
+      #expect(sink.count == 6)
+      let deferred =
+        try await database.query(
+          "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'deferred'", logger: Logger(label: "test")
+        ).decode(Int.self).elements().first ?? 0
+      // Any two consecutive seconds let four through: at least two of the six waited.
+      #expect(deferred >= 2, "the ones over the limit waited")
+      let attempts =
+        try await database.query(
+          "SELECT max(attempts)::int FROM delivery.messages", logger: Logger(label: "test")
+        ).decode(Int.self).elements().first ?? -1
+      #expect(attempts <= 1, "waiting for a limit is not an attempt")
     }
   }
 }
