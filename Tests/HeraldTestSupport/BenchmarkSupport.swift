@@ -22,10 +22,10 @@ package struct BenchmarkFailure: Error, CustomStringConvertible {
   package init(_ description: String) { self.description = description }
 }
 
-/// CPU time used so far (user + system, seconds) by this process and by every process named
-/// `postgres` (the benchmark's own throwaway cluster), read from /proc: a coarse profile of where
-/// a run's CPU goes.
-package func cpuSeconds() -> (own: Double, postgres: Double) {
+/// CPU time used so far (user + system, seconds) by this process, by every process named
+/// `postgres` (the benchmark's own throwaway cluster), and by `other` (a sink in a process of its
+/// own), read from /proc: a coarse profile of where a run's CPU goes.
+package func cpuSeconds(other: pid_t? = nil) -> (own: Double, postgres: Double, other: Double) {
   func ticks(_ path: String) -> (name: String, ticks: Double)? {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8), let close = text.lastIndex(of: ")"),
       let open = text.firstIndex(of: "(")
@@ -38,9 +38,82 @@ package func cpuSeconds() -> (own: Double, postgres: Double) {
   }
   let hertz = Double(sysconf(Int32(_SC_CLK_TCK)))
   let own = (ticks("/proc/self/stat")?.ticks ?? 0) / hertz
+  let otherSeconds = other.map { (ticks("/proc/\($0)/stat")?.ticks ?? 0) / hertz } ?? 0
   var postgres = 0.0
   for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where entry.allSatisfy(\.isNumber) {
     if let process = ticks("/proc/\(entry)/stat"), process.name == "postgres" { postgres += process.ticks / hertz }
   }
-  return (own, postgres)
+  return (own, postgres, otherSeconds)
+}
+
+/// An HTTP sink in a process of its own: nginx (Debian's `nginx-light`, which scripts/benchmark
+/// installs) answering every request with `202 {}` on one core, and logging one line per
+/// request. A provider's API runs on other machines; nginx is the cheapest real HTTP server to
+/// stand in for it, so the benchmark's two cores go to Herald and PostgreSQL. `body` gets the
+/// port, the sink's pid (for its CPU time) and a function counting the requests served.
+package func withNginxSink<T: Sendable>(
+  _ body: (_ port: Int, _ pid: pid_t, _ requests: @Sendable () -> Int) async throws -> T
+) async throws -> T {
+  let nginx = "/usr/sbin/nginx"
+  guard FileManager.default.isExecutableFile(atPath: nginx) else {
+    throw TestSetupError("\(nginx) is missing: run scripts/benchmark, which installs nginx-light")
+  }
+  let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-nginx-\(UUID().uuidString)").path
+  try FileManager.default.createDirectory(atPath: folder + "/logs", withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(atPath: folder) }
+  let port = try freePort()
+  // One process (no master), so that a SIGKILL ends all of it and its CPU time is one figure;
+  // connections kept open for as many requests as come (the default closes them every 1,000).
+  let configuration = """
+    daemon off;
+    master_process off;
+    worker_processes 1;
+    pid \(folder)/nginx.pid;
+    error_log \(folder)/logs/error.log warn;
+    events { worker_connections 4096; }
+    http {
+      log_format request '$status';
+      access_log \(folder)/logs/access.log request;
+      keepalive_requests 100000000;
+      keepalive_timeout 120s;
+      client_body_temp_path \(folder)/body;
+      server {
+        listen 127.0.0.1:\(port);
+        location / {
+          default_type application/json;
+          return 202 '{}';
+        }
+      }
+    }
+    """
+  try configuration.write(toFile: folder + "/nginx.conf", atomically: true, encoding: .utf8)
+  let process = try SpawnedProcess(nginx, ["-p", folder, "-c", folder + "/nginx.conf"], output: folder + "/logs/output.log")
+  defer { process.kill() }
+  try await eventually(timeout: .seconds(20), "nginx to listen on \(port)") {
+    if !process.isRunning {
+      let log = (try? String(contentsOfFile: folder + "/logs/output.log", encoding: .utf8)) ?? ""
+      throw TestSetupError("nginx stopped: \(log)")
+    }
+    return (try? String(contentsOfFile: folder + "/nginx.pid", encoding: .utf8)) != nil && canConnect(port: port)
+  }
+  let accessLog = folder + "/logs/access.log"
+  return try await body(port, process.pid) {
+    // Lines counted without reading the file into a string: about 4 bytes each.
+    guard let data = FileManager.default.contents(atPath: accessLog) else { return 0 }
+    return data.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+  }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+func canConnect(port: Int) -> Bool {
+  let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard socket >= 0 else { return false }
+  defer { close(socket) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = UInt16(port).bigEndian
+  return withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  } == 0
 }
