@@ -223,8 +223,12 @@ func withVerifiedSystem<T: Sendable>(
           INSERT INTO delivery.delivery_events (message_id, status) VALUES (gen_random_uuid(), 'sent');
           INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant) VALUES (gen_random_uuid(), gen_random_uuid(), 'A');
           INSERT INTO campaign.subscribers (email) VALUES ('not-an-email'), ('ada@example.com ');
-          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, status, lease_token, lease_expires_at)
-            VALUES ('stuck:1', 'email', 'lin@example.com', 'hi', 'sending', gen_random_uuid(), now() - interval '1 hour');
+          INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, status, attempts, lease_token, lease_expires_at)
+            VALUES ('stuck:1', 'email', 'lin@example.com', 'hi', 'sending', 1, gen_random_uuid(), now() - interval '1 hour'),
+              ('stuck:2', 'email', 'mo@example.com', 'hi', 'sending', 1, gen_random_uuid(), now() - interval '1 hour');
+          -- stuck:2's send began (its worker recorded it in the send journal); stuck:1's never did.
+          INSERT INTO delivery.send_journal (lease_token, message_ids, resendable)
+            SELECT lease_token, ARRAY[id], '{}' FROM delivery.messages WHERE idempotency_key = 'stuck:2';
           """)
         let report = try await verification.runVerification(.init())
         #expect(report.overallStatus == .critical)
@@ -356,11 +360,28 @@ func withVerifiedSystem<T: Sendable>(
             })
           #expect(applied.status == .applied, "\(check): \(applied.runs.last?.error ?? "")")
         }
+        // Decided by the send journal: the send that never began is queued again as it was, the
+        // one that began is unknown (it may have reached the provider).
         #expect(
           try await Self.count(
-            database, "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'stuck:1' AND status = 'unknown' AND ambiguous")
-            == 1)
-        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.delivery_events WHERE status = 'unknown'") == 1)
+            database,
+            """
+            SELECT count(*)::int FROM delivery.messages
+            WHERE idempotency_key = 'stuck:1' AND status = 'queued' AND NOT ambiguous AND attempts = 0 AND lease_token IS NULL
+            """) == 1)
+        #expect(
+          try await Self.count(
+            database,
+            "SELECT count(*)::int FROM delivery.messages WHERE idempotency_key = 'stuck:2' AND status = 'unknown' AND ambiguous AND attempts = 1"
+          ) == 1)
+        #expect(
+          try await Self.count(
+            database,
+            """
+            SELECT count(*)::int FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
+            WHERE (m.idempotency_key, e.status) IN (('stuck:1', 'deferred'), ('stuck:2', 'unknown'))
+            """) == 2)
+        #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.send_journal") == 0)
         // With the orphan gone, the foreign key's repair goes through.
         try await Self.sql(
           database,

@@ -253,27 +253,43 @@ enum DataChecks {
           """,
         describe: { "\($0) messages are stuck in sending past their lease (their worker is gone and nothing took them back)" },
         suggested:
-          "mark them unknown (their send may have reached the provider), as delivery's lease reclaim does; requeue them from the dead-letter view if they must go out",
+          "decide them by the send journal, as delivery's lease reclaim does: those whose send never began go back to the queue, those whose send began are marked unknown (it may have reached the provider); requeue those from the dead-letter view if they must go out",
         repair: RepairPlan(
           statements: [
             """
             WITH stuck AS (
-              SELECT id, campaign_id, reserved_cents FROM delivery.messages
-              WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
-              FOR UPDATE SKIP LOCKED
+              SELECT m.id, m.campaign_id, m.reserved_cents, m.lease_token,
+                EXISTS (
+                  SELECT 1 FROM delivery.send_journal j WHERE j.lease_token = m.lease_token AND m.id = ANY (j.message_ids)
+                ) AS begun
+              FROM delivery.messages m
+              WHERE m.status = 'sending' AND coalesce(m.lease_expires_at, m.updated_at) < now() - interval '\(stuckSeconds) seconds'
+              FOR UPDATE OF m SKIP LOCKED
             ), updated AS (
-              UPDATE delivery.messages m SET status = 'unknown', ambiguous = true, lease_token = NULL, lease_expires_at = NULL,
-                cost_cents = m.cost_cents + m.reserved_cents, reserved_cents = 0,
-                last_error = 'lease expired while sending; outcome unknown (repaired by verification)', updated_at = now()
+              UPDATE delivery.messages m SET
+                status = CASE WHEN s.begun THEN 'unknown' ELSE 'queued' END, ambiguous = m.ambiguous OR s.begun,
+                attempts = m.attempts - CASE WHEN s.begun THEN 0 ELSE 1 END, lease_token = NULL, lease_expires_at = NULL,
+                cost_cents = m.cost_cents + CASE WHEN s.begun THEN m.reserved_cents ELSE 0 END, reserved_cents = 0,
+                last_error = CASE WHEN s.begun THEN 'lease expired while sending; outcome unknown (repaired by verification)'
+                  ELSE m.last_error END,
+                updated_at = now()
               FROM stuck s WHERE m.id = s.id
-              RETURNING m.id
+              RETURNING m.id, s.begun
             ), events AS (
               INSERT INTO delivery.delivery_events (message_id, status, detail)
-              SELECT id, 'unknown', 'lease expired while sending (repaired by verification)' FROM updated
+              SELECT id, CASE WHEN begun THEN 'unknown' ELSE 'deferred' END,
+                CASE WHEN begun THEN 'lease expired while sending (repaired by verification)'
+                  ELSE 'back in the queue: its lease expired before it was handed to a provider (repaired by verification)' END
+              FROM updated
+            ), journal AS (
+              DELETE FROM delivery.send_journal WHERE lease_token IN (SELECT lease_token FROM stuck)
             )
             UPDATE delivery.spend_caps c SET
-              reserved_cents = c.reserved_cents - x.held, spent_cents = c.spent_cents + x.held, updated_at = now()
-            FROM (SELECT campaign_id, sum(reserved_cents) AS held FROM stuck WHERE reserved_cents > 0 GROUP BY campaign_id) x
+              reserved_cents = c.reserved_cents - x.held, spent_cents = c.spent_cents + x.charged, updated_at = now()
+            FROM (
+              SELECT campaign_id, sum(reserved_cents) AS held, sum(CASE WHEN begun THEN reserved_cents ELSE 0 END) AS charged
+              FROM stuck WHERE reserved_cents > 0 GROUP BY campaign_id
+            ) x
             WHERE c.campaign_id = x.campaign_id
             """
           ],
