@@ -29,9 +29,9 @@ let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
   (
     "delivery", "Delivery",
     [
-      .grpcTransport, .product(name: "AsyncHTTPClient", package: "async-http-client"), .crypto, .nioCore,
-      .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-      .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .grpcTransport, .product(name: "AsyncHTTPClient", package: "async-http-client"), .crypto,
+      .product(name: "_CryptoExtras", package: "swift-crypto"), .nioCore, .product(name: "NIOPosix", package: "swift-nio"),
+      .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]
   ),
   ("ratelimit", "RateLimit", [.grpcTransport]),

@@ -129,5 +129,25 @@ extension HeraldMigrations {
           );
           CREATE INDEX send_journal_lease_idx ON send_journal (lease_token);
           """#),
+      Migration(
+        version: 6, name: "message format and text part, DKIM keys",
+        sql: #"""
+          -- How the body is written (never guessed from it), and an HTML e-mail's text/plain
+          -- alternative when the sender gave one. Both are metadata-only additions.
+          ALTER TABLE messages ADD COLUMN format text NOT NULL DEFAULT 'text' CHECK (format IN ('text', 'html'));
+          ALTER TABLE messages ADD COLUMN text_body text;
+          -- DKIM signing keys per sending domain, one per selector. private_key is sealed with
+          -- HERALD_SECRETS_KEY (AES-GCM; the value names the key that sealed it); public_key is
+          -- the p= value of the DNS record.
+          CREATE TABLE dkim_keys (
+            domain text NOT NULL CHECK (domain = lower(domain)),
+            selector text NOT NULL,
+            algorithm text NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+            private_key text NOT NULL,
+            public_key text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (domain, selector)
+          );
+          """#),
     ])
 }

@@ -260,6 +260,45 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateDkimKey" metadata.
+        public enum CreateDkimKey: Sendable {
+            /// Request type for "CreateDkimKey".
+            public typealias Input = Herald_Delivery_V1_CreateDkimKeyRequest
+            /// Response type for "CreateDkimKey".
+            public typealias Output = Herald_Delivery_V1_DkimKey
+            /// Descriptor for "CreateDkimKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "CreateDkimKey",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListDkimKeys" metadata.
+        public enum ListDkimKeys: Sendable {
+            /// Request type for "ListDkimKeys".
+            public typealias Input = Herald_Delivery_V1_ListDkimKeysRequest
+            /// Response type for "ListDkimKeys".
+            public typealias Output = Herald_Delivery_V1_ListDkimKeysResponse
+            /// Descriptor for "ListDkimKeys".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListDkimKeys",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteDkimKey" metadata.
+        public enum DeleteDkimKey: Sendable {
+            /// Request type for "DeleteDkimKey".
+            public typealias Input = Herald_Delivery_V1_DeleteDkimKeyRequest
+            /// Response type for "DeleteDkimKey".
+            public typealias Output = Herald_Delivery_V1_DeleteDkimKeyResponse
+            /// Descriptor for "DeleteDkimKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "DeleteDkimKey",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
@@ -278,7 +317,10 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             RemoveSuppression.descriptor,
             GetSpendCap.descriptor,
             PutWarmupSchedule.descriptor,
-            ListWarmupSchedules.descriptor
+            ListWarmupSchedules.descriptor,
+            CreateDkimKey.descriptor,
+            ListDkimKeys.descriptor,
+            DeleteDkimKey.descriptor
         ]
     }
 }
@@ -626,6 +668,65 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>
+
+        /// Handle the "CreateDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+        /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+        /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+        /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+        /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+        /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_CreateDkimKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_DkimKey` messages.
+        func createDkimKey(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DkimKey>
+
+        /// Handle the "ListDkimKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListDkimKeysRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListDkimKeysResponse` messages.
+        func listDkimKeys(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>
+
+        /// Handle the "DeleteDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_DeleteDkimKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_DeleteDkimKeyResponse` messages.
+        func deleteDkimKey(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>
     }
 
     /// Service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -957,6 +1058,65 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListWarmupSchedulesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>
+
+        /// Handle the "CreateDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+        /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+        /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+        /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+        /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+        /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_CreateDkimKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_DkimKey` message.
+        func createDkimKey(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DkimKey>
+
+        /// Handle the "ListDkimKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDkimKeysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListDkimKeysResponse` message.
+        func listDkimKeys(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>
+
+        /// Handle the "DeleteDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteDkimKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_DeleteDkimKeyResponse` message.
+        func deleteDkimKey(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>
     }
 
     /// Simple service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -1286,6 +1446,65 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_ListWarmupSchedulesRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_ListWarmupSchedulesResponse
+
+        /// Handle the "CreateDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+        /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+        /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+        /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+        /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+        /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_CreateDkimKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_DkimKey` to respond with.
+        func createDkimKey(
+            request: Herald_Delivery_V1_CreateDkimKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_DkimKey
+
+        /// Handle the "ListDkimKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListDkimKeysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListDkimKeysResponse` to respond with.
+        func listDkimKeys(
+            request: Herald_Delivery_V1_ListDkimKeysRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListDkimKeysResponse
+
+        /// Handle the "DeleteDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_DeleteDkimKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_DeleteDkimKeyResponse` to respond with.
+        func deleteDkimKey(
+            request: Herald_Delivery_V1_DeleteDkimKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_DeleteDkimKeyResponse
     }
 }
 
@@ -1480,6 +1699,39 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.CreateDkimKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_CreateDkimKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DkimKey>(),
+            handler: { request, context in
+                try await self.createDkimKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListDkimKeys.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDkimKeysRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDkimKeysResponse>(),
+            handler: { request, context in
+                try await self.listDkimKeys(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.DeleteDkimKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteDkimKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteDkimKeyResponse>(),
+            handler: { request, context in
+                try await self.deleteDkimKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1667,6 +1919,39 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse> {
         let response = try await self.listWarmupSchedules(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createDkimKey(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DkimKey> {
+        let response = try await self.createDkimKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listDkimKeys(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDkimKeysResponse> {
+        let response = try await self.listDkimKeys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteDkimKey(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse> {
+        let response = try await self.deleteDkimKey(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1891,6 +2176,45 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>(
             message: try await self.listWarmupSchedules(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createDkimKey(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DkimKey> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_DkimKey>(
+            message: try await self.createDkimKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listDkimKeys(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>(
+            message: try await self.listDkimKeys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteDkimKey(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>(
+            message: try await self.deleteDkimKey(
                 request: request.message,
                 context: context
             ),
@@ -2313,6 +2637,80 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListWarmupSchedulesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+        /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+        /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+        /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+        /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+        /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_CreateDkimKeyRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_CreateDkimKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DkimKey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createDkimKey<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DkimKey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DkimKey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListDkimKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDkimKeysRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListDkimKeysRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListDkimKeysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listDkimKeys<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListDkimKeysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDkimKeysResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDkimKeysResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteDkimKeyRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteDkimKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeleteDkimKeyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteDkimKey<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeleteDkimKeyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2925,6 +3323,113 @@ extension Herald_Delivery_V1_DeliveryService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+        /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+        /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+        /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+        /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+        /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_CreateDkimKeyRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_CreateDkimKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DkimKey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createDkimKey<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_CreateDkimKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DkimKey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DkimKey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.CreateDkimKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListDkimKeys" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListDkimKeysRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListDkimKeysRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListDkimKeysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listDkimKeys<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListDkimKeysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDkimKeysResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDkimKeysResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListDkimKeys.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteDkimKey" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_DeleteDkimKeyRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_DeleteDkimKeyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeleteDkimKeyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteDkimKey<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeleteDkimKeyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.DeleteDkimKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3435,6 +3940,98 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListWarmupSchedulesRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListWarmupSchedulesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateDkimKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+    /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+    /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+    /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+    /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+    /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_CreateDkimKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createDkimKey<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_CreateDkimKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DkimKey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createDkimKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_CreateDkimKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DkimKey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDkimKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListDkimKeysRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDkimKeys<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDkimKeysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listDkimKeys(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDkimKeysRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDkimKeysResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteDkimKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_DeleteDkimKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteDkimKey<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteDkimKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteDkimKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteDkimKeyResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4015,6 +4612,110 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listWarmupSchedules(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateDkimKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new
+    /// > selector and answers the DNS TXT record to publish. E-mail whose From address is on the
+    /// > domain is signed with every key of the domain (one signature per key: RSA for the receivers
+    /// > that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with
+    /// > HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector,
+    /// > publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createDkimKey<Result>(
+        _ message: Herald_Delivery_V1_CreateDkimKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DkimKey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_CreateDkimKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createDkimKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDkimKeys" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every DKIM key (of one domain when domain is given), with the DNS record to publish.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDkimKeys<Result>(
+        _ message: Herald_Delivery_V1_ListDkimKeysRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDkimKeysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListDkimKeysRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listDkimKeys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteDkimKey" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteDkimKey<Result>(
+        _ message: Herald_Delivery_V1_DeleteDkimKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteDkimKey(
             request: request,
             options: options,
             onResponse: handleResponse

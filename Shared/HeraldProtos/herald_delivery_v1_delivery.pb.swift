@@ -44,6 +44,48 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Herald_Delivery_V1_DkimAlgorithm: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// RSA-2048 signing SHA-256 (a=rsa-sha256).
+  case rsaSha256 // = 1
+
+  /// Ed25519 signing SHA-256 (a=ed25519-sha256, RFC 8463).
+  case ed25519Sha256 // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .rsaSha256
+    case 2: self = .ed25519Sha256
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .rsaSha256: return 1
+    case .ed25519Sha256: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Delivery_V1_DkimAlgorithm] = [
+    .unspecified,
+    .rsaSha256,
+    .ed25519Sha256,
+  ]
+
+}
+
 public nonisolated enum Herald_Delivery_V1_Channel: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -176,6 +218,107 @@ public nonisolated enum Herald_Delivery_V1_TlsMode: SwiftProtobuf.Enum, Swift.Ca
 
 }
 
+public nonisolated struct Herald_Delivery_V1_CreateDkimKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The sending domain (the From address's domain), ASCII: internationalised domains in punycode.
+  public var domain: String = String()
+
+  /// The DNS label(s) the key is published under (selector._domainkey.domain): letters, digits and
+  /// dashes, dot-separated labels, at most 63 characters, e.g. "herald-2026-rsa".
+  public var selector: String = String()
+
+  public var algorithm: Herald_Delivery_V1_DkimAlgorithm = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_DkimKey: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var domain: String = String()
+
+  public var selector: String = String()
+
+  public var algorithm: Herald_Delivery_V1_DkimAlgorithm = .unspecified
+
+  /// Output only: where to publish the record, e.g. "herald-2026-rsa._domainkey.example.com".
+  public var dnsName: String = String()
+
+  /// Output only: the TXT record's value, e.g. "v=DKIM1; k=rsa; p=MIIBIjAN…".
+  public var dnsRecord: String = String()
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_ListDkimKeysRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only this domain's keys; empty: every domain's.
+  public var domain: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ListDkimKeysResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keys: [Herald_Delivery_V1_DkimKey] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_DeleteDkimKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var domain: String = String()
+
+  public var selector: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_DeleteDkimKeyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for
 /// CHANNEL_EMAIL, an E.164 phone number for the others.
 public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
@@ -214,6 +357,14 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
   public var hasNotBefore: Bool {self._notBefore != nil}
   /// Clears the value of `notBefore`. Subsequent reads from it will return its default value.
   public mutating func clearNotBefore() {self._notBefore = nil}
+
+  /// How body is written: "text" (the default when empty) or "html" (e-mail only). An HTML e-mail
+  /// goes out as multipart/alternative with a text/plain part: text_body, else one derived from
+  /// the HTML (links kept as "text (url)"). Never guessed from the body.
+  public var format: String = String()
+
+  /// E-mail with format "html" only: the text/plain alternative. Empty: derived from the HTML.
+  public var textBody: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -444,6 +595,13 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   /// keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off
   /// by default: such a message is left "unknown" for an operator to requeue.
   public var resendUnconfirmed: Bool = false
+
+  /// The From header's display name, e.g. "Herald News" (RFC 2047-encoded when not ASCII). One
+  /// line; empty: the address alone.
+  public var fromName: String = String()
+
+  /// The Reply-To address; empty: none.
+  public var replyTo: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1105,6 +1263,10 @@ public nonisolated struct Herald_Delivery_V1_ListWarmupSchedulesResponse: Sendab
 
 fileprivate nonisolated let _protobuf_package = "herald.delivery.v1"
 
+nonisolated extension Herald_Delivery_V1_DkimAlgorithm: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DKIM_ALGORITHM_UNSPECIFIED\0\u{1}DKIM_ALGORITHM_RSA_SHA256\0\u{1}DKIM_ALGORITHM_ED25519_SHA256\0")
+}
+
 nonisolated extension Herald_Delivery_V1_Channel: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHANNEL_UNSPECIFIED\0\u{1}CHANNEL_EMAIL\0\u{1}CHANNEL_SMS\0\u{1}CHANNEL_PUSH\0\u{1}CHANNEL_WHATSAPP\0")
 }
@@ -1117,9 +1279,222 @@ nonisolated extension Herald_Delivery_V1_TlsMode: SwiftProtobuf._ProtoNameProvid
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TLS_MODE_UNSPECIFIED\0\u{1}TLS_MODE_STARTTLS_IF_OFFERED\0\u{1}TLS_MODE_STARTTLS_REQUIRED\0\u{1}TLS_MODE_NONE\0")
 }
 
+nonisolated extension Herald_Delivery_V1_CreateDkimKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateDkimKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}selector\0\u{1}algorithm\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.selector) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.algorithm) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    if !self.selector.isEmpty {
+      try visitor.visitSingularStringField(value: self.selector, fieldNumber: 2)
+    }
+    if self.algorithm != .unspecified {
+      try visitor.visitSingularEnumField(value: self.algorithm, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_CreateDkimKeyRequest, rhs: Herald_Delivery_V1_CreateDkimKeyRequest) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.selector != rhs.selector {return false}
+    if lhs.algorithm != rhs.algorithm {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DkimKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DkimKey"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}selector\0\u{1}algorithm\0\u{3}dns_name\0\u{3}dns_record\0\u{3}created_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.selector) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.algorithm) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.dnsName) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.dnsRecord) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    if !self.selector.isEmpty {
+      try visitor.visitSingularStringField(value: self.selector, fieldNumber: 2)
+    }
+    if self.algorithm != .unspecified {
+      try visitor.visitSingularEnumField(value: self.algorithm, fieldNumber: 3)
+    }
+    if !self.dnsName.isEmpty {
+      try visitor.visitSingularStringField(value: self.dnsName, fieldNumber: 4)
+    }
+    if !self.dnsRecord.isEmpty {
+      try visitor.visitSingularStringField(value: self.dnsRecord, fieldNumber: 5)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DkimKey, rhs: Herald_Delivery_V1_DkimKey) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.selector != rhs.selector {return false}
+    if lhs.algorithm != rhs.algorithm {return false}
+    if lhs.dnsName != rhs.dnsName {return false}
+    if lhs.dnsRecord != rhs.dnsRecord {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListDkimKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDkimKeysRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListDkimKeysRequest, rhs: Herald_Delivery_V1_ListDkimKeysRequest) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListDkimKeysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDkimKeysResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListDkimKeysResponse, rhs: Herald_Delivery_V1_ListDkimKeysResponse) -> Bool {
+    if lhs.keys != rhs.keys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DeleteDkimKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteDkimKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}selector\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.selector) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    if !self.selector.isEmpty {
+      try visitor.visitSingularStringField(value: self.selector, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DeleteDkimKeyRequest, rhs: Herald_Delivery_V1_DeleteDkimKeyRequest) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.selector != rhs.selector {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DeleteDkimKeyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteDkimKeyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DeleteDkimKeyResponse, rhs: Herald_Delivery_V1_DeleteDkimKeyResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboundMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1135,6 +1510,8 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
       case 6: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._notBefore) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.format) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.textBody) }()
       default: break
       }
     }
@@ -1169,6 +1546,12 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     try { if let v = self._notBefore {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    if !self.format.isEmpty {
+      try visitor.visitSingularStringField(value: self.format, fieldNumber: 9)
+    }
+    if !self.textBody.isEmpty {
+      try visitor.visitSingularStringField(value: self.textBody, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1181,6 +1564,8 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     if lhs.campaignID != rhs.campaignID {return false}
     if lhs.subscriberID != rhs.subscriberID {return false}
     if lhs._notBefore != rhs._notBefore {return false}
+    if lhs.format != rhs.format {return false}
+    if lhs.textBody != rhs.textBody {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1581,7 +1966,7 @@ nonisolated extension Herald_Delivery_V1_ListDeliveryEventsResponse: SwiftProtob
 
 nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SmtpSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0\u{3}resend_unconfirmed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0\u{3}resend_unconfirmed\0\u{3}from_name\0\u{3}reply_to\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1599,6 +1984,8 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.maxConnections) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.trustedCaPem) }()
       case 10: try { try decoder.decodeSingularBoolField(value: &self.resendUnconfirmed) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.fromName) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.replyTo) }()
       default: break
       }
     }
@@ -1635,6 +2022,12 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if self.resendUnconfirmed != false {
       try visitor.visitSingularBoolField(value: self.resendUnconfirmed, fieldNumber: 10)
     }
+    if !self.fromName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromName, fieldNumber: 11)
+    }
+    if !self.replyTo.isEmpty {
+      try visitor.visitSingularStringField(value: self.replyTo, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1649,6 +2042,8 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if lhs.maxConnections != rhs.maxConnections {return false}
     if lhs.trustedCaPem != rhs.trustedCaPem {return false}
     if lhs.resendUnconfirmed != rhs.resendUnconfirmed {return false}
+    if lhs.fromName != rhs.fromName {return false}
+    if lhs.replyTo != rhs.replyTo {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

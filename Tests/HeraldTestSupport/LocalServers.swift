@@ -70,8 +70,9 @@ package func withHTTPSink<T: Sendable>(
 }
 
 /// A real SMTP server (Python's aiosmtpd) on loopback, started for the duration of `body`. It
-/// writes each accepted message as a JSON line (from, to, idempotency key, subject, decoded body,
-/// whether TLS and AUTH were used). Recipients whose local part starts with `bounce` get 550 at
+/// writes each accepted message as a JSON line (from, to, idempotency key, subject, decoded body
+/// — the HTML part of a multipart message — and text/plain part, content type, the message as
+/// received, whether TLS and AUTH were used). Recipients whose local part starts with `bounce` get 550 at
 /// RCPT, `later` get 451. With `username`, AUTH is required (only LOGIN offered with `loginOnly`);
 /// with `tls`, STARTTLS is offered with a fresh self-signed certificate for `localhost`, whose PEM
 /// is passed to `body`.
@@ -86,6 +87,12 @@ package struct SMTPSink: Sendable {
     package var key: String
     package var subject: String
     package var body: String
+    /// The text/plain part (the whole body of a text message).
+    package var text: String
+    /// The top-level content type, e.g. multipart/alternative.
+    package var contentType: String
+    /// The message's bytes as the server received them (after DATA's dot-unstuffing).
+    package var raw: Data
     package var tls: Bool
     package var authenticated: Bool
   }
@@ -102,7 +109,9 @@ package struct SMTPSink: Sendable {
       return Received(
         from: object["from"] as? String ?? "", to: object["to"] as? [String] ?? [], key: object["key"] as? String ?? "",
         subject: object["subject"] as? String ?? "", body: object["body"] as? String ?? "",
-        tls: object["tls"] as? Bool ?? false, authenticated: object["auth"] as? Bool ?? false)
+        text: object["text"] as? String ?? "", contentType: object["content_type"] as? String ?? "",
+        raw: Data(base64Encoded: object["raw"] as? String ?? "") ?? Data(), tls: object["tls"] as? Bool ?? false,
+        authenticated: object["auth"] as? Bool ?? false)
     }
   }
 }
@@ -233,7 +242,7 @@ package final class SpawnedProcess: Sendable {
 }
 
 private let smtpSinkScript = #"""
-  import asyncio, email, json, socket, ssl, sys, uuid
+  import asyncio, base64, email, json, socket, ssl, sys, uuid
   from email.header import decode_header, make_header
   from aiosmtpd.controller import Controller
   from aiosmtpd.smtp import AuthResult
@@ -252,12 +261,18 @@ private let smtpSinkScript = #"""
 
       async def handle_DATA(self, server, session, envelope):
           message = email.message_from_bytes(envelope.original_content)
-          payload = message.get_payload(decode=True) or b""
+          parts = {}
+          for part in message.walk():
+              if not part.is_multipart():
+                  parts.setdefault(part.get_content_type(), (part.get_payload(decode=True) or b"").decode("utf-8"))
           record = {
               "from": envelope.mail_from, "to": envelope.rcpt_tos,
               "key": message.get("X-Herald-Idempotency-Key", ""),
               "subject": str(make_header(decode_header(message.get("Subject", "")))),
-              "body": payload.decode("utf-8"),
+              "body": parts.get("text/html", parts.get("text/plain", "")),
+              "text": parts.get("text/plain", ""),
+              "content_type": message.get_content_type(),
+              "raw": base64.b64encode(envelope.original_content).decode(),
               "tls": session.ssl is not None, "auth": bool(session.authenticated),
           }
           with open(journal, "a") as f:

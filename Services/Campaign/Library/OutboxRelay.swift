@@ -99,6 +99,8 @@ package struct OutboxRelay: Sendable {
           message.recipient = recipient
           message.subject = rendered.subject
           message.body = rendered.body
+          // The template says how its body is written; delivery never guesses.
+          message.format = template.format
           message.campaignID = campaignText
           message.subscriberID = subscriberText
           messages.append((entry, message))

@@ -7,19 +7,24 @@ package struct QueuedMessage: Sendable, Equatable {
   package var recipient: String
   package var subject: String
   package var body: String
+  /// "text" or "html".
+  package var format: String
+  package var textBody: String?
   package var campaignID: UUID?
   package var subscriberID: UUID?
   package var notBefore: Date?
 
   package init(
-    idempotencyKey: String, channel: String, recipient: String, subject: String, body: String, campaignID: UUID? = nil,
-    subscriberID: UUID? = nil, notBefore: Date? = nil
+    idempotencyKey: String, channel: String, recipient: String, subject: String, body: String, format: String = "text",
+    textBody: String? = nil, campaignID: UUID? = nil, subscriberID: UUID? = nil, notBefore: Date? = nil
   ) {
     self.idempotencyKey = idempotencyKey
     self.channel = channel
     self.recipient = recipient
     self.subject = subject
     self.body = body
+    self.format = format
+    self.textBody = textBody
     self.campaignID = campaignID
     self.subscriberID = subscriberID
     self.notBefore = notBefore

@@ -102,11 +102,23 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     guard !message.body.isEmpty else {
       throw RPCError.field(name("body"), .invalidArgument, "\(name("body")) is empty")
     }
+    let format = message.format.isEmpty ? "text" : message.format
+    guard format == "text" || format == "html" else {
+      throw RPCError.field(name("format"), .invalidArgument, "\(name("format")) '\(message.format)' must be text or html")
+    }
+    guard format == "text" || channel == "email" else {
+      throw RPCError.field(name("format"), .invalidArgument, "\(name("format")) html is for e-mail only; \(channel) is text")
+    }
+    guard message.textBody.isEmpty || format == "html" else {
+      throw RPCError.field(
+        name("text_body"), .invalidArgument, "\(name("text_body")) is the text alternative of an HTML body: set format to html")
+    }
     func uuid(_ text: String, _ field: String) throws -> UUID? {
       text.isEmpty ? nil : try RPCError.uuid(text, field: name(field))
     }
     return QueuedMessage(
       idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,
+      format: format, textBody: message.textBody.isEmpty ? nil : message.textBody,
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)

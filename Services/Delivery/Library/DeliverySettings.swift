@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldServerKit
 
 /// How the delivery workers behave; from `HERALD_DELIVERY_*` variables.
 package struct DeliverySettings: Sendable, Equatable {
@@ -19,6 +20,8 @@ package struct DeliverySettings: Sendable, Equatable {
   package var refreshInterval: Duration = .seconds(5)
   package var breaker = BreakerPolicy()
   package var providersFile: String?
+  /// Seals stored secrets (DKIM private keys): HERALD_SECRETS_KEY.
+  package var secrets = SecretBox.none
 
   package init() {}
 
@@ -34,6 +37,7 @@ package struct DeliverySettings: Sendable, Equatable {
     result.resendAmbiguous = try settings.bool("HERALD_DELIVERY_RESEND_AMBIGUOUS", default: false)
     result.breaker.openFor = try settings.duration("HERALD_DELIVERY_BREAKER_OPEN_FOR", default: result.breaker.openFor)
     result.providersFile = settings.optionalString("HERALD_DELIVERY_PROVIDERS_FILE")
+    result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
     // A bad providers file stops start-up here, naming the file and the field.
     if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
     return result

@@ -7,7 +7,7 @@ import PostgresNIO
 /// the workers enqueue into, claim from and settle (`DeliveryStore+Queue.swift`, with the leases),
 /// spend caps and warm-up allowances (`+Spend`), the operators' view of messages, requeues,
 /// provider webhooks and suppressions (`+Admin`), the providers table (`+Providers`) and the
-/// events feed the campaign service reads (`+Feed`). Every transition of a message is recorded in
+/// events feed the campaign service reads (`+Feed`) and the DKIM keys (`+DKIM`). Every transition of a message is recorded in
 /// `delivery.delivery_events` by the statement that makes it.
 package struct DeliveryStore: Sendable {
   let client: PostgresClient

@@ -8,11 +8,15 @@ package struct OutgoingMessage: Sendable, Equatable {
   package var recipient: String
   package var subject: String
   package var body: String
+  /// "text" or "html": how `body` is written.
+  package var format: String
+  /// An HTML e-mail's text/plain alternative, when the sender gave one.
+  package var textBody: String?
   package var campaignID: UUID?
 
   package init(
     id: UUID, idempotencyKey: String, channel: String, recipient: String, subject: String, body: String,
-    campaignID: UUID? = nil
+    format: String = "text", textBody: String? = nil, campaignID: UUID? = nil
   ) {
     self.id = id
     self.idempotencyKey = idempotencyKey
@@ -20,6 +24,8 @@ package struct OutgoingMessage: Sendable, Equatable {
     self.recipient = recipient
     self.subject = subject
     self.body = body
+    self.format = format
+    self.textBody = textBody
     self.campaignID = campaignID
   }
 

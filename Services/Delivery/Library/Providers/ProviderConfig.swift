@@ -66,6 +66,12 @@ package struct ProviderConfig: Sendable, Equatable {
       guard smtp.fromAddress.wholeMatch(of: /[^@\s<>]+@[^@\s<>]+/) != nil else {
         throw invalid("smtp.from_address", "'\(smtp.fromAddress)' is not an e-mail address")
       }
+      try oneLine(smtp.fromName, "smtp.from_name")
+      guard smtp.fromName.count <= 200 else { throw invalid("smtp.from_name", "must be at most 200 characters") }
+      try oneLine(smtp.replyTo, "smtp.reply_to")
+      guard smtp.replyTo.isEmpty || smtp.replyTo.wholeMatch(of: /[^@\s<>]+@[^@\s<>]+/) != nil else {
+        throw invalid("smtp.reply_to", "'\(smtp.replyTo)' is not an e-mail address")
+      }
       try oneLine(smtp.heloName, "smtp.helo_name")
       guard (0...64).contains(smtp.maxConnections) else { throw invalid("smtp.max_connections", "must be from 0 to 64") }
       if !smtp.trustedCaPem.isEmpty, !smtp.trustedCaPem.contains("-----BEGIN CERTIFICATE-----") {
@@ -80,7 +86,8 @@ package struct ProviderConfig: Sendable, Equatable {
       kind = .smtp(
         SMTPSettings(
           host: smtp.host, port: port, username: optional(smtp.username), password: optional(smtp.password), tls: tls,
-          fromAddress: smtp.fromAddress, heloName: optional(smtp.heloName) ?? "localhost",
+          fromAddress: smtp.fromAddress, fromName: smtp.fromName, replyTo: optional(smtp.replyTo),
+          heloName: optional(smtp.heloName) ?? "localhost",
           maxConnections: smtp.maxConnections == 0 ? 4 : Int(smtp.maxConnections),
           trustedCAPEM: optional(smtp.trustedCaPem)))
     case .httpSms(let sms):

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HeraldServerKit
 import NIOCore
 import Synchronization
 
@@ -19,15 +20,24 @@ package final class ProviderRegistry: Sendable {
   let policy: BreakerPolicy
   let factory: Factory
   let http: HTTPClient
+  /// Seals and opens stored secrets (HERALD_SECRETS_KEY).
+  package let secrets: SecretBox
+  /// The DKIM keys the SMTP providers sign with, reloaded with the providers.
+  package let dkim: DKIMKeyring
   private let entries = Mutex<[String: Entry]>([:])
   /// Providers this process had and no longer has (deleted), so that their breaker gauge can say
   /// closed instead of keeping its last value.
   private let gone = Mutex<Set<String>>([])
 
-  package init(store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), factory: Factory? = nil) {
+  package init(
+    store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), secrets: SecretBox = .none, factory: Factory? = nil
+  ) {
+    let dkim = DKIMKeyring()
     self.store = store
     self.policy = policy
-    self.factory = factory ?? Self.makeProvider
+    self.secrets = secrets
+    self.dkim = dkim
+    self.factory = factory ?? { config, http in Self.makeProvider(config, http: http, dkim: dkim) }
     self.http = Self.sharedHTTPClient
   }
 
@@ -43,16 +53,23 @@ package final class ProviderRegistry: Sendable {
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
   }()
 
-  package static func makeProvider(_ config: ProviderConfig, http: HTTPClient) -> any DeliveryProvider {
+  package static func makeProvider(_ config: ProviderConfig, http: HTTPClient, dkim: DKIMKeyring) -> any DeliveryProvider {
     switch config.kind {
-    case .smtp(let settings): SMTPProvider(settings: settings)
+    case .smtp(let settings): SMTPProvider(settings: settings, dkim: dkim)
     case .httpSMS(let settings): HTTPSMSProvider(name: config.name, settings: settings, client: http)
     case .webhook(let settings): WebhookProvider(name: config.name, settings: settings, client: http)
     }
   }
 
-  /// Reloads the definitions; providers whose definition changed are rebuilt (their breaker too).
+  /// Reloads the DKIM keys.
+  package func refreshDKIMKeys() async throws {
+    dkim.reload(try await store.dkimKeys(), secrets: secrets, logger: store.logger)
+  }
+
+  /// Reloads the definitions and the DKIM keys; providers whose definition changed are rebuilt
+  /// (their breaker too).
   package func refresh() async throws {
+    try await refreshDKIMKeys()
     let configs = try await store.providers()
     var retired: [any DeliveryProvider] = []
     var removed: Set<String> = []

@@ -20,8 +20,8 @@ package struct WebhookProvider: DeliveryProvider {
     let body = try HTTPOutcome.json(
       WebhookPayload(
         id: message.id.lowercasedString, idempotencyKey: message.idempotencyKey, channel: message.channel,
-        recipient: message.recipient, subject: message.subject, body: message.body,
-        campaignID: message.campaignID?.lowercasedString))
+        recipient: message.recipient, subject: message.subject, body: message.body, format: message.format,
+        textBody: message.textBody, campaignID: message.campaignID?.lowercasedString))
     var request = HTTPClientRequest(url: settings.url)
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
@@ -46,10 +46,14 @@ private struct WebhookPayload: Encodable {
   var recipient: String
   var subject: String
   var body: String
+  /// "text" or "html".
+  var format: String
+  var textBody: String?
   var campaignID: String?
 
   enum CodingKeys: String, CodingKey {
-    case id, channel, recipient, subject, body
+    case id, channel, recipient, subject, body, format
+    case textBody = "text_body"
     case idempotencyKey = "idempotency_key"
     case campaignID = "campaign_id"
   }

@@ -1100,6 +1100,192 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/dkim-keys": {
+      "post": {
+        "operationId": "delivery.CreateDkimKey",
+        "tags": ["delivery"],
+        "summary": "Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new selector and answers the DNS TXT record to publish.",
+        "description": "Creates a DKIM signing key (RFC 6376; RFC 8463 for Ed25519) for a sending domain under a new selector and answers the DNS TXT record to publish. E-mail whose From address is on the domain is signed with every key of the domain (one signature per key: RSA for the receivers that verify only rsa-sha256, Ed25519 for the rest). The private key is stored encrypted with HERALD_SECRETS_KEY and never answered. To rotate: create a key under a second selector, publish its record, then delete the old key. ALREADY_EXISTS when the domain has the selector.",
+        "x-herald-scope": "delivery:write",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/delivery.v1.CreateDkimKeyRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.DkimKey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      },
+      "get": {
+        "operationId": "delivery.ListDkimKeys",
+        "tags": ["delivery"],
+        "summary": "Every DKIM key (of one domain when domain is given), with the DNS record to publish.",
+        "description": "Every DKIM key (of one domain when domain is given), with the DNS record to publish.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "domain",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "maxLength": 253
+            },
+            "description": "Only this domain's keys; empty: every domain's."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.ListDkimKeysResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/dkim-keys/{domain}/{selector}": {
+      "delete": {
+        "operationId": "delivery.DeleteDkimKey",
+        "tags": ["delivery"],
+        "summary": "Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.",
+        "description": "Stops signing with a key and forgets it; NOT_FOUND when the domain has no such selector.",
+        "x-herald-scope": "delivery:write",
+        "parameters": [
+          {
+            "name": "domain",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "maxLength": 253
+            }
+          },
+          {
+            "name": "selector",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "maxLength": 63
+            }
+          }
+        ],
+        "responses": {
+          "204": {
+            "description": "Done; no content."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/lists": {
       "post": {
         "operationId": "campaign.CreateList",
@@ -6871,6 +7057,31 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "delivery.v1.CreateDkimKeyRequest": {
+        "type": "object",
+        "properties": {
+          "domain": {
+            "type": "string",
+            "maxLength": 253,
+            "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9-]{2,63}$",
+            "description": "The sending domain (the From address's domain), ASCII: internationalised domains in punycode.",
+            "x-message": "must be a domain name such as example.com (ASCII; internationalised domains in punycode)"
+          },
+          "selector": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+            "description": "The DNS label(s) the key is published under (selector._domainkey.domain): letters, digits and dashes, dot-separated labels, at most 63 characters, e.g. \"herald-2026-rsa\".",
+            "x-message": "must be DNS labels of letters, digits and dashes, e.g. herald-2026-rsa"
+          },
+          "algorithm": {
+            "type": "string",
+            "enum": ["DKIM_ALGORITHM_RSA_SHA256", "DKIM_ALGORITHM_ED25519_SHA256"]
+          }
+        },
+        "required": ["domain", "selector", "algorithm"],
+        "additionalProperties": false
+      },
       "delivery.v1.DeliveryEvent": {
         "type": "object",
         "properties": {
@@ -6903,6 +7114,34 @@ extension OpenAPIDocument {
             "description": "What the provider charged for the message, when this event is its send."
           },
           "occurred_at": {
+            "type": "string",
+            "format": "date-time"
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.DkimKey": {
+        "type": "object",
+        "properties": {
+          "domain": {
+            "type": "string"
+          },
+          "selector": {
+            "type": "string"
+          },
+          "algorithm": {
+            "type": "string",
+            "enum": ["DKIM_ALGORITHM_UNSPECIFIED", "DKIM_ALGORITHM_RSA_SHA256", "DKIM_ALGORITHM_ED25519_SHA256"]
+          },
+          "dns_name": {
+            "type": "string",
+            "description": "Output only: where to publish the record, e.g. \"herald-2026-rsa._domainkey.example.com\"."
+          },
+          "dns_record": {
+            "type": "string",
+            "description": "Output only: the TXT record's value, e.g. \"v=DKIM1; k=rsa; p=MIIBIjAN…\"."
+          },
+          "created_at": {
             "type": "string",
             "format": "date-time"
           }
@@ -7075,6 +7314,18 @@ extension OpenAPIDocument {
             "type": "array",
             "items": {
               "type": "string"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.ListDkimKeysResponse": {
+        "type": "object",
+        "properties": {
+          "keys": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.DkimKey"
             }
           }
         },
@@ -7280,6 +7531,17 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "date-time",
             "description": "When the message may be sent; unset means now."
+          },
+          "format": {
+            "type": "string",
+            "pattern": "^(text|html)?$",
+            "description": "How body is written: \"text\" (the default when empty) or \"html\" (e-mail only). An HTML e-mail goes out as multipart/alternative with a text/plain part: text_body, else one derived from the HTML (links kept as \"text (url)\"). Never guessed from the body."
+          },
+          "text_body": {
+            "type": "string",
+            "maxLength": 262144,
+            "pattern": "^[^\\x00]*$",
+            "description": "E-mail with format \"html\" only: the text/plain alternative. Empty: derived from the HTML."
           }
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],
@@ -7648,6 +7910,14 @@ extension OpenAPIDocument {
           "resend_unconfirmed": {
             "type": "boolean",
             "description": "Send again a message whose send was cut off after the server may have taken it (the connection dropped at the end of DATA, or the delivery process stopped mid-send). The copy keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off by default: such a message is left \"unknown\" for an operator to requeue."
+          },
+          "from_name": {
+            "type": "string",
+            "description": "The From header's display name, e.g. \"Herald News\" (RFC 2047-encoded when not ASCII). One line; empty: the address alone."
+          },
+          "reply_to": {
+            "type": "string",
+            "description": "The Reply-To address; empty: none."
           }
         },
         "additionalProperties": false
@@ -7734,6 +8004,26 @@ extension OpenAPIDocument {
           "resend_unconfirmed": {
             "type": "boolean",
             "description": "Send again a message whose send was cut off after the server may have taken it (the connection dropped at the end of DATA, or the delivery process stopped mid-send). The copy keeps its Message-ID, which receivers that dedupe on it drop; others deliver it twice. Off by default: such a message is left \"unknown\" for an operator to requeue."
+          },
+          "from_name": {
+            "type": "string",
+            "maxLength": 200,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "The From header's display name, e.g. \"Herald News\" (RFC 2047-encoded when not ASCII). One line; empty: the address alone.",
+            "not": {
+              "pattern": "[\\x00-\\x1f\\x7f]"
+            },
+            "x-message": "must be one line without control characters"
+          },
+          "reply_to": {
+            "type": "string",
+            "maxLength": 254,
+            "pattern": "^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+)?$",
+            "description": "The Reply-To address; empty: none.",
+            "not": {
+              "pattern": "[^\\x21-\\x7e]"
+            },
+            "x-message": "must be an e-mail address (ASCII; internationalised domains in punycode)"
           }
         },
         "required": ["host", "from_address"],

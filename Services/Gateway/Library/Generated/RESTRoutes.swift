@@ -308,6 +308,27 @@ extension RESTRoute {
         try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).listWarmupSchedules(request, options: options)
       }),
     RESTRoute(
+      operationID: "delivery.CreateDkimKey", method: "post", path: "/v1/dkim-keys",
+      service: "delivery", scope: "delivery:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_CreateDkimKeyRequest, options: CallOptions) -> Herald_Delivery_V1_DkimKey in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).createDkimKey(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "delivery.ListDkimKeys", method: "get", path: "/v1/dkim-keys",
+      service: "delivery", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_ListDkimKeysRequest, options: CallOptions) -> Herald_Delivery_V1_ListDkimKeysResponse in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).listDkimKeys(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "delivery.DeleteDkimKey", method: "delete", path: "/v1/dkim-keys/{domain}/{selector}",
+      service: "delivery", scope: "delivery:write", status: 204,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_DeleteDkimKeyRequest, options: CallOptions) -> Herald_Delivery_V1_DeleteDkimKeyResponse in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).deleteDkimKey(request, options: options)
+      }),
+    RESTRoute(
       operationID: "gateway.CreateAPIKey", method: "post", path: "/v1/api-keys",
       service: "gateway", scope: "admin", status: 201,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,

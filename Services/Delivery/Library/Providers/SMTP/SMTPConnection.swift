@@ -123,8 +123,9 @@ final class SMTPConnection: Sendable {
   }
 
   /// Sends one message: MAIL FROM, RCPT TO and DATA (pipelined when the server offers it), then
-  /// the content. Returns the server's reply to the content (its queue id is in the text).
-  func send(_ message: OutgoingMessage) async throws(SendFailure) -> SMTPReply {
+  /// `content` (the rendered message, ended for DATA). Returns the server's reply to the content
+  /// (its queue id is in the text).
+  func send(_ message: OutgoingMessage, content: ByteBuffer) async throws(SendFailure) -> SMTPReply {
     let timeout = settings.timeout
     var dataSent = false
     do {
@@ -158,7 +159,6 @@ final class SMTPConnection: Sendable {
         }
       }
       dataSent = true
-      let content = MIMEMessage.render(message, from: settings.fromAddress, heloName: settings.heloName)
       let reply = try await Self.exchangeRaw(channel, content, timeout)
       guard reply.code == 250 else {
         _ = try? await Self.exchange(channel, "RSET", timeout)

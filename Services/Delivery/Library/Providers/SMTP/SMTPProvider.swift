@@ -1,23 +1,37 @@
 import Foundation
+import NIOCore
 
 /// E-mail over SMTP. Keeps up to `maxConnections` sessions open and reuses them; a send that finds
-/// its pooled connection closed by the server (idle timeout) retries once on a fresh one.
+/// its pooled connection closed by the server (idle timeout) retries once on a fresh one. Each
+/// message is DKIM-signed with the keys the keyring holds for the From address's domain.
 package final class SMTPProvider: DeliveryProvider {
   let settings: SMTPSettings
+  let sender: MIMEMessage.Sender
+  let dkim: DKIMKeyring
   private let pool: SMTPPool
 
-  package init(settings: SMTPSettings) {
+  package init(settings: SMTPSettings, dkim: DKIMKeyring = DKIMKeyring()) {
     self.settings = settings
+    self.sender = MIMEMessage.Sender(address: settings.fromAddress, name: settings.fromName, replyTo: settings.replyTo)
+    self.dkim = dkim
     self.pool = SMTPPool(settings: settings)
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
+    // Rendered (and signed) before a connection is taken: a message that cannot be rendered fails
+    // without anything sent.
+    let content: ByteBuffer
+    do {
+      content = try MIMEMessage.render(message, sender: sender, keys: dkim.keys(for: sender.domain))
+    } catch {
+      throw .temporary("could not DKIM-sign the message: \(error)")
+    }
     var attempt = 0
     while true {
       attempt += 1
       let (connection, reused) = try await pool.acquire()
       do {
-        let reply = try await connection.send(message)
+        let reply = try await connection.send(message, content: content)
         await pool.release(connection)
         return Self.queueID(reply)
       } catch {

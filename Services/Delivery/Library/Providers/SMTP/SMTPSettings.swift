@@ -10,6 +10,9 @@ package struct SMTPSettings: Sendable, Equatable {
   package var password: String?
   package var tls: TLS
   package var fromAddress: String
+  /// The From header's display name; empty: the address alone.
+  package var fromName: String
+  package var replyTo: String?
   package var heloName: String
   package var maxConnections: Int
   package var trustedCAPEM: String?
@@ -17,7 +20,8 @@ package struct SMTPSettings: Sendable, Equatable {
 
   package init(
     host: String, port: Int, username: String? = nil, password: String? = nil, tls: TLS = .ifOffered,
-    fromAddress: String, heloName: String = "localhost", maxConnections: Int = 4, trustedCAPEM: String? = nil,
+    fromAddress: String, fromName: String = "", replyTo: String? = nil, heloName: String = "localhost", maxConnections: Int = 4,
+    trustedCAPEM: String? = nil,
     timeout: TimeAmount = .seconds(30)
   ) {
     self.host = host
@@ -26,6 +30,8 @@ package struct SMTPSettings: Sendable, Equatable {
     self.password = password
     self.tls = tls
     self.fromAddress = fromAddress
+    self.fromName = fromName
+    self.replyTo = replyTo
     self.heloName = heloName
     self.maxConnections = maxConnections
     self.trustedCAPEM = trustedCAPEM

@@ -1,0 +1,100 @@
+import Crypto
+import Foundation
+import HeraldCore
+
+/// Secrets at rest (DKIM private keys): sealed with AES-256-GCM under a key from the environment,
+/// `HERALD_SECRETS_KEY`, never stored in clear. A sealed value names the key that sealed it
+/// (`sealed:v1:<key id>:<base64 of nonce, ciphertext and tag>`), so the key can rotate: give the
+/// new key first and the old ones after it (`new-id:BASE64,old-id:BASE64`); new values are sealed
+/// with the first, and values sealed with any listed key still open.
+package struct SecretBox: Sendable, Equatable {
+  /// A key's id and its 32 bytes.
+  struct Key: Sendable, Equatable {
+    var id: String
+    var bytes: Data
+  }
+
+  let keys: [Key]
+
+  package static let variable = "HERALD_SECRETS_KEY"
+  static let expected =
+    "one or more comma-separated keys, each 32 random bytes in base64 (`openssl rand -base64 32`), optionally prefixed by an id and a colon (id:BASE64); the first seals"
+
+  /// No key: sealing and opening throw, naming the variable.
+  package static let none = SecretBox(keys: [])
+
+  init(keys: [Key]) {
+    self.keys = keys
+  }
+
+  /// Parses `HERALD_SECRETS_KEY`'s value; nil or empty is `none`. A key without an id gets the
+  /// first 8 hex digits of its SHA-256.
+  package init(_ specification: String?) throws(ConfigurationError) {
+    guard let specification, !specification.isEmpty else {
+      self = .none
+      return
+    }
+    var keys: [Key] = []
+    for part in specification.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+      let id: String
+      let encoded: Substring
+      if let colon = part.firstIndex(of: ":") {
+        id = String(part[..<colon])
+        encoded = part[part.index(after: colon)...]
+      } else {
+        id = ""
+        encoded = Substring(part)
+      }
+      guard let bytes = Data(base64Encoded: String(encoded)), bytes.count == 32 else {
+        throw .malformed(variable: Self.variable, value: "<redacted>", expected: Self.expected)
+      }
+      let keyID = id.isEmpty ? SHA256.hash(data: bytes).prefix(4).map { String(format: "%02x", $0) }.joined() : id
+      guard keyID.wholeMatch(of: /[A-Za-z0-9_-]{1,32}/) != nil, !keys.contains(where: { $0.id == keyID }) else {
+        throw .malformed(
+          variable: Self.variable, value: "<redacted>", expected: "key ids of 1 to 32 letters, digits, _ or -, each once")
+      }
+      keys.append(Key(id: keyID, bytes: bytes))
+    }
+    self.keys = keys
+  }
+
+  package enum Failure: Error, Equatable, CustomStringConvertible {
+    case noKey
+    case unknownKey(String)
+    case malformed
+    case tampered(String)
+
+    package var description: String {
+      switch self {
+      case .noKey: "\(SecretBox.variable) is not set: secrets are stored only encrypted (see docs/operations.md)"
+      case .unknownKey(let id): "the secret was sealed with key '\(id)', which \(SecretBox.variable) does not hold"
+      case .malformed: "the stored secret is not a sealed value"
+      case .tampered(let id): "the secret sealed with key '\(id)' does not open: it or the key was changed"
+      }
+    }
+  }
+
+  /// Whether a key is configured (a secret can be sealed).
+  package var canSeal: Bool { !keys.isEmpty }
+
+  package func seal(_ plaintext: Data) throws(Failure) -> String {
+    guard let key = keys.first else { throw .noKey }
+    guard let combined = try? AES.GCM.seal(plaintext, using: SymmetricKey(data: key.bytes)).combined else {
+      throw .malformed
+    }
+    return "sealed:v1:\(key.id):\(combined.base64EncodedString())"
+  }
+
+  package func open(_ sealed: String) throws(Failure) -> Data {
+    let parts = sealed.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+    guard parts.count == 4, parts[0] == "sealed", parts[1] == "v1", let combined = Data(base64Encoded: String(parts[3])) else {
+      throw .malformed
+    }
+    let id = String(parts[2])
+    guard let key = keys.first(where: { $0.id == id }) else { throw keys.isEmpty ? .noKey : .unknownKey(id) }
+    guard let box = try? AES.GCM.SealedBox(combined: combined),
+      let plaintext = try? AES.GCM.open(box, using: SymmetricKey(data: key.bytes))
+    else { throw .tampered(id) }
+    return plaintext
+  }
+}

@@ -1,0 +1,391 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCore
+import HeraldDelivery
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import NIOCore
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+
+/// E-mail as inboxes expect it (SPEC §10): MIME parts and headers checked by Python's `email`
+/// parser, DKIM signatures (rsa-sha256 and ed25519-sha256, relaxed/relaxed) verified by dkimpy,
+/// an implementation independent of Herald's, with its DNS lookup answered from the records the
+/// API publishes.
+@Suite(.timeLimit(.minutes(5))) struct MailTests {
+  typealias Delivery = Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>
+
+  /// What the checker script found in a message.
+  struct Checked: Decodable {
+    struct Signature: Decodable {
+      var a: String
+      var s: String
+      var h: String
+      var ok: Bool
+    }
+    struct Part: Decodable {
+      var type: String
+      var cte: String
+      var content: String
+      var defects: [String]
+    }
+    var signatures: [Signature]
+    var contentType: String
+    var subject: String
+    var fromName: String
+    var fromAddress: String
+    var replyTo: String
+    var messageID: String
+    var date: String
+    var defects: [String]
+    var parts: [Part]
+    var longLines: [String]
+    var tamperedVerifies: [Bool]
+
+    enum CodingKeys: String, CodingKey {
+      case signatures, subject, date, defects, parts
+      case contentType = "content_type"
+      case fromName = "from_name"
+      case fromAddress = "from_address"
+      case replyTo = "reply_to"
+      case messageID = "message_id"
+      case longLines = "long_lines"
+      case tamperedVerifies = "tampered_verifies"
+    }
+  }
+
+  /// Parses `raw` with Python's e-mail parser and verifies each DKIM signature with dkimpy, its
+  /// DNS answered from `records` (name → TXT value); also verifies a copy with one body byte
+  /// changed, which must fail.
+  static func check(_ raw: Data, records: [String: String]) async throws -> Checked {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-mail-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try raw.write(to: URL(fileURLWithPath: folder + "/message.eml"))
+    try JSONSerialization.data(withJSONObject: records).write(to: URL(fileURLWithPath: folder + "/records.json"))
+    try checker.write(toFile: folder + "/check.py", atomically: true, encoding: .utf8)
+    let python = ProcessInfo.processInfo.environment["HERALD_TEST_PYTHON"] ?? "/usr/bin/python3"
+    let (status, output) = try await SpawnedProcess.run(
+      python, [folder + "/check.py", folder + "/message.eml", folder + "/records.json"])
+    guard status == 0, let line = output.split(separator: "\n").last else {
+      throw TestSetupError("the mail checker failed (run scripts/test, which installs dkimpy): \(output)")
+    }
+    return try JSONDecoder().decode(Checked.self, from: Data(line.utf8))
+  }
+
+  static let checker = #"""
+    import email, email.policy, json, sys
+    import dkim, dkim.util
+    raw = open(sys.argv[1], "rb").read()
+    records = json.load(open(sys.argv[2]))
+    def dns(name, timeout=5):
+        value = records.get(name.decode().rstrip("."))
+        return value.encode() if value else None
+    def verify_all(data):
+        checker = dkim.DKIM(data)
+        found = [value for name, value in checker.headers if name.lower() == b"dkim-signature"]
+        out = []
+        for index, value in enumerate(found):
+            tags = dkim.util.parse_tag_value(value)
+            try:
+                ok = checker.verify(idx=index, dnsfunc=dns)
+            except dkim.ValidationError as error:
+                ok = False
+            out.append({"a": tags[b"a"].decode(), "s": tags[b"s"].decode(), "h": tags[b"h"].decode(), "ok": bool(ok)})
+        return out
+    signatures = verify_all(raw)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    flipped = bytearray(body)
+    for i, byte in enumerate(flipped):
+        if chr(byte).isalpha():
+            flipped[i] = ord("X") if byte != ord("X") else ord("Y")
+            break
+    tampered = [s["ok"] for s in verify_all(head + b"\r\n\r\n" + bytes(flipped))]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    sender = message["from"].addresses[0]
+    parts = []
+    for part in message.walk():
+        if not part.is_multipart():
+            parts.append({"type": part.get_content_type(), "cte": str(part["content-transfer-encoding"]),
+                          "content": part.get_content(), "defects": [str(d) for d in part.defects]})
+    print(json.dumps({
+        "signatures": signatures, "tampered_verifies": tampered, "content_type": message.get_content_type(),
+        "subject": str(message["subject"]), "from_name": sender.display_name, "from_address": sender.addr_spec,
+        "reply_to": str(message["reply-to"] or ""), "message_id": str(message["message-id"]), "date": str(message["date"]),
+        "defects": [str(d) for d in message.defects], "parts": parts,
+        "long_lines": [line.decode() for line in raw.split(b"\r\n") if len(line) > 78],
+    }))
+    """#
+
+  static func message(format: String, subject: String, body: String, textBody: String? = nil) -> OutgoingMessage {
+    OutgoingMessage(
+      id: UUID(), idempotencyKey: "mail-test", channel: "email", recipient: "ada@example.com", subject: subject, body: body,
+      format: format, textBody: textBody, campaignID: UUID())
+  }
+
+  static func bytes(_ buffer: ByteBuffer) -> Data {
+    // Without DATA's terminating ".\r\n".
+    Data(buffer.readableBytesView.dropLast(3))
+  }
+
+  @Test func anHTMLMessageIsMultipartWithBothSignaturesVerifiedIndependently() async throws {
+    let (rsa, _) = try DKIMKey.generate(domain: "herald.test", selector: "herald-rsa", algorithm: .rsaSHA256)
+    let (ed, _) = try DKIMKey.generate(domain: "herald.test", selector: "herald-ed", algorithm: .ed25519SHA256)
+    let records = Dictionary(
+      uniqueKeysWithValues: [rsa, ed].map { ($0.dnsName, DKIMKey.dnsRecord(algorithm: $0.algorithm, publicKey: $0.publicKey)) })
+    let subject = "Grüße aus Köln: unsere Neuigkeiten für den Dezember, mit allem, was Sie wissen müssen — und mehr"
+    let html = """
+      <html><head><style>p { color: red }</style><title>News</title></head><body>
+      <h1>Hello Ada</h1><p>Our news &amp; more.   Read <a href="https://example.com/a?b=1&amp;c=2">the article</a>.</p>
+      <p>.A line that starts with a dot, and a long one: \(String(repeating: "lorem ipsum ", count: 20))</p>
+      <ul><li>one</li><li>two</li></ul><p>Trailing space here </p>
+      </body></html>
+      """
+    let message = Self.message(format: "html", subject: subject, body: html)
+    let sender = MIMEMessage.Sender(address: "news@herald.test", name: "Herald News — Köln", replyTo: "help@herald.test")
+    let date = Date(timeIntervalSince1970: 1_796_000_000)
+    let raw = Self.bytes(try MIMEMessage.render(message, sender: sender, keys: [rsa, ed], date: date))
+    let checked = try await Self.check(raw, records: records)
+
+    #expect(checked.signatures.map(\.a) == ["rsa-sha256", "ed25519-sha256"])
+    #expect(checked.signatures.allSatisfy { $0.ok }, "\(checked.signatures)")
+    #expect(checked.tamperedVerifies == [false, false])
+    let signed = checked.signatures.first?.h.filter { !$0.isWhitespace }.split(separator: ":").map(String.init) ?? []
+    #expect(
+      signed == [
+        "from", "reply-to", "to", "subject", "date", "message-id", "mime-version", "content-type", "from",
+      ])
+    #expect(checked.defects.isEmpty && checked.parts.allSatisfy { $0.defects.isEmpty })
+    #expect(checked.contentType == "multipart/alternative")
+    #expect(checked.parts.map(\.type) == ["text/plain", "text/html"])
+    #expect(checked.parts.map(\.cte) == ["quoted-printable", "quoted-printable"])
+    #expect(checked.parts.last?.content.replacingOccurrences(of: "\r\n", with: "\n") == html)
+    let text = checked.parts.first?.content.replacingOccurrences(of: "\r\n", with: "\n") ?? ""
+    #expect(text.hasPrefix("Hello Ada\n\nOur news & more. Read the article (https://example.com/a?b=1&c=2)."), "\(text)")
+    #expect(text.contains("\n- one\n- two"), "\(text)")
+    #expect(!text.contains("color") && !text.contains("News\n"), "\(text)")
+    #expect(checked.subject == subject)
+    #expect(checked.fromName == "Herald News — Köln" && checked.fromAddress == "news@herald.test")
+    #expect(checked.replyTo == "help@herald.test")
+    #expect(checked.messageID == "<\(message.id.lowercasedString)@herald.test>")
+    #expect(checked.date == "Mon, 30 Nov 2026 00:53:20 +0000")  // date -u -d @1796000000
+    // Folded headers and soft-broken quoted-printable: no line over 78 characters.
+    #expect(checked.longLines.isEmpty, "\(checked.longLines)")
+  }
+
+  @Test func aTextMessageIsOnePartAndItsTextIsNeverGuessedToBeHTML() async throws {
+    let (ed, _) = try DKIMKey.generate(domain: "herald.test", selector: "s1", algorithm: .ed25519SHA256)
+    let body = "<p>Hello</p> is text here.\nZeile zwei: Grüße\n\n\n"
+    let raw = Self.bytes(
+      try MIMEMessage.render(
+        Self.message(format: "text", subject: "Plain", body: body), sender: .init(address: "news@herald.test"), keys: [ed]))
+    let checked = try await Self.check(raw, records: [ed.dnsName: DKIMKey.dnsRecord(algorithm: ed.algorithm, publicKey: ed.publicKey)])
+    #expect(checked.signatures.map(\.ok) == [true])
+    #expect(checked.contentType == "text/plain")
+    #expect(checked.parts.map(\.type) == ["text/plain"])
+    #expect(checked.parts.first?.content.replacingOccurrences(of: "\r\n", with: "\n") == body + "\n")
+    #expect(checked.fromName == "" && checked.replyTo == "")
+    // Mostly not ASCII: base64.
+    let greek = Self.bytes(
+      try MIMEMessage.render(
+        Self.message(format: "text", subject: "Γειά", body: "Καλημέρα κόσμε, τι κάνεις;"),
+        sender: .init(address: "news@herald.test")))
+    let parsed = try await Self.check(greek, records: [:])
+    #expect(parsed.parts.first?.cte == "base64" && parsed.parts.first?.content == "Καλημέρα κόσμε, τι κάνεις;")
+    #expect(parsed.subject == "Γειά" && parsed.signatures.isEmpty)
+  }
+
+  @Test func quotedPrintableAndTheHTMLTextMatchTheirRules() {
+    // 76-character lines at most, "=" escaped, trailing space encoded, a leading dot encoded.
+    let encoded = MIMEEncoding.quotedPrintable(".start = x \n" + String(repeating: "a", count: 200) + "\r\nü")
+    let lines = encoded.components(separatedBy: "\r\n")
+    #expect(lines.first == "=2Estart =3D x=20")
+    #expect(lines.allSatisfy { $0.count <= 76 })
+    #expect(lines.last == "=C3=BC")
+    #expect(
+      HTMLText.text(fromHTML: "<p>a<br>b</p><!-- hidden --><script>x()</script>c &#x2019; &#8212; &bogus;") == "a\nb\n\nc ’ — &bogus;")
+    #expect(HTMLText.text(fromHTML: "<a href='https://x.test/?q=1'>go</a> <a name=top>top</a>") == "go (https://x.test/?q=1) top")
+  }
+
+  /// The delivery service with a secrets key, its workers sending to a real SMTP server.
+  func withDelivery(
+    secrets: SecretBox, _ body: (Delivery, PostgresClient, SMTPSink) async throws -> Void
+  ) async throws {
+    var settings = DeliveryWorkerTests.settings()
+    settings.secrets = secrets
+    try await withSMTPSink { sink in
+      let url = try await TestPostgres.shared.makeDatabase()
+      var definition = DeliveryDefinition.make(settings: settings)
+      definition.readinessDependencies = []
+      try await withRunningService(definition, databaseURL: url) { port, _ async throws in
+        try await withClient(port: port) { client async throws in
+          try await withDatabase(url) { database async throws in
+            try await body(Delivery(wrapping: client), database, sink)
+          }
+        }
+      }
+    }
+  }
+
+  static let secrets = try! SecretBox("k1:" + Data(repeating: 7, count: 32).base64EncodedString())
+
+  @Test func keysMadeThroughTheAPISignMailThatCrossesARealSMTPServer() async throws {
+    try await withDelivery(secrets: Self.secrets) { delivery, database, sink in
+      for algorithm in [Herald_Delivery_V1_DkimAlgorithm.rsaSha256, .ed25519Sha256] {
+        let key = try await delivery.createDkimKey(
+          .with {
+            $0.domain = "Herald.TEST"
+            $0.selector = algorithm == .rsaSha256 ? "herald-rsa" : "herald-ed"
+            $0.algorithm = algorithm
+          })
+        #expect(key.domain == "herald.test" && key.dnsName == "\(key.selector)._domainkey.herald.test")
+        #expect(key.dnsRecord.hasPrefix(algorithm == .rsaSha256 ? "v=DKIM1; k=rsa; p=MIIBIjAN" : "v=DKIM1; k=ed25519; p="))
+      }
+      // Bad input names the field; a selector is not taken twice.
+      func refused(_ request: Herald_Delivery_V1_CreateDkimKeyRequest, _ code: RPCError.Code, _ text: String) async {
+        do {
+          _ = try await delivery.createDkimKey(request)
+          Issue.record("\(request) was accepted")
+        } catch let error as RPCError {
+          #expect(error.code == code && error.message.contains(text), "\(error)")
+        } catch { Issue.record("\(error)") }
+      }
+      await refused(
+        .with {
+          $0.domain = "herald.test"
+          $0.selector = "bad_selector!"
+          $0.algorithm = .rsaSha256
+        }, .invalidArgument, "selector 'bad_selector!' must be DNS labels")
+      await refused(
+        .with {
+          $0.domain = "not a domain"
+          $0.selector = "s"
+          $0.algorithm = .rsaSha256
+        }, .invalidArgument, "domain 'not a domain' must be a domain name")
+      await refused(
+        .with {
+          $0.domain = "herald.test"
+          $0.selector = "s"
+        }, .invalidArgument, "algorithm must be")
+      await refused(
+        .with {
+          $0.domain = "herald.test"
+          $0.selector = "herald-rsa"
+          $0.algorithm = .ed25519Sha256
+        }, .alreadyExists, "already has a key under selector 'herald-rsa'")
+
+      // Stored sealed: neither the private key's DER nor its seed appear in clear.
+      let sealed = try await database.query("SELECT private_key FROM delivery.dkim_keys ORDER BY selector", logger: Logger(label: "test"))
+        .decode(String.self).elements()
+      #expect(sealed.count == 2 && sealed.allSatisfy { $0.hasPrefix("sealed:v1:k1:") })
+      let opened = try sealed.map { try Self.secrets.open($0) }
+      #expect(opened.map(\.count).sorted().first == 32)
+
+      let keys = try await delivery.listDkimKeys(.with { $0.domain = "herald.test" }).keys
+      #expect(keys.map(\.selector) == ["herald-ed", "herald-rsa"])
+      let records = Dictionary(uniqueKeysWithValues: keys.map { ($0.dnsName, $0.dnsRecord) })
+
+      var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+      provider.smtp.fromName = "Herald News"
+      provider.smtp.replyTo = "help@herald.test"
+      _ = try await delivery.putProvider(provider)
+      _ = try await delivery.sendMessage(
+        .with {
+          $0.idempotencyKey = "signed-1"
+          $0.channel = .email
+          $0.recipient = "ada@example.com"
+          $0.subject = "Welcome, Ada"
+          $0.body = "<p>Hello <b>Ada</b>, <a href=\"https://herald.test/start\">start here</a>.</p>"
+          $0.format = "html"
+          $0.textBody = "Hello Ada, start here: https://herald.test/start"
+        })
+      try await eventually("the message at the SMTP server") { sink.messages.contains { $0.key == "signed-1" } }
+      let received = try #require(sink.messages.first { $0.key == "signed-1" })
+      let checked = try await Self.check(received.raw, records: records)
+      #expect(Set(checked.signatures.map(\.a)) == ["rsa-sha256", "ed25519-sha256"])
+      #expect(checked.signatures.allSatisfy { $0.ok }, "\(checked.signatures)")
+      #expect(checked.contentType == "multipart/alternative" && checked.fromName == "Herald News")
+      #expect(received.text.replacingOccurrences(of: "\r\n", with: "\n") == "Hello Ada, start here: https://herald.test/start")
+
+      // A deleted key signs no more (this replica reloads at once); unknown keys are NOT_FOUND.
+      _ = try await delivery.deleteDkimKey(
+        .with {
+          $0.domain = "herald.test"
+          $0.selector = "herald-rsa"
+        })
+      do {
+        _ = try await delivery.deleteDkimKey(
+          .with {
+            $0.domain = "herald.test"
+            $0.selector = "herald-rsa"
+          })
+        Issue.record("a deleted key was deleted again")
+      } catch let error as RPCError {
+        #expect(error.code == .notFound)
+      }
+      _ = try await delivery.sendMessage(
+        .with {
+          $0.idempotencyKey = "signed-2"
+          $0.channel = .email
+          $0.recipient = "ada@example.com"
+          $0.subject = "Second"
+          $0.body = "Plain text"
+        })
+      try await eventually("the second message at the SMTP server") { sink.messages.contains { $0.key == "signed-2" } }
+      let second = try await Self.check(try #require(sink.messages.first { $0.key == "signed-2" }).raw, records: records)
+      #expect(second.signatures.map(\.a) == ["ed25519-sha256"] && second.signatures.allSatisfy { $0.ok })
+      #expect(second.contentType == "text/plain")
+    }
+  }
+
+  @Test func withoutASecretsKeyNoKeyIsMadeAndTheErrorSaysWhy() async throws {
+    try await withDelivery(secrets: .none) { delivery, _, _ in
+      do {
+        _ = try await delivery.createDkimKey(
+          .with {
+            $0.domain = "herald.test"
+            $0.selector = "s"
+            $0.algorithm = .ed25519Sha256
+          })
+        Issue.record("a key was made without HERALD_SECRETS_KEY")
+      } catch let error as RPCError {
+        #expect(error.code == .failedPrecondition && error.message.contains("HERALD_SECRETS_KEY is not set"))
+      }
+      // A message whose format is not text or html is refused naming the field.
+      do {
+        _ = try await delivery.sendMessage(
+          .with {
+            $0.idempotencyKey = "bad-format"
+            $0.channel = .sms
+            $0.recipient = "+14155550123"
+            $0.body = "hi"
+            $0.format = "html"
+          })
+        Issue.record("an HTML SMS was accepted")
+      } catch let error as RPCError {
+        #expect(error.code == .invalidArgument && error.message == "format html is for e-mail only; sms is text")
+      }
+    }
+  }
+
+  @Test func aSecretsKeyRotatesAndATamperedValueDoesNotOpen() throws {
+    let old = try SecretBox("old:" + Data(repeating: 1, count: 32).base64EncodedString())
+    let sealed = try old.seal(Data("private".utf8))
+    let rotated = try SecretBox(
+      "new:" + Data(repeating: 2, count: 32).base64EncodedString() + ",old:" + Data(repeating: 1, count: 32).base64EncodedString())
+    #expect(try rotated.open(sealed) == Data("private".utf8))
+    #expect(try rotated.seal(Data("x".utf8)).hasPrefix("sealed:v1:new:"))
+    #expect(throws: SecretBox.Failure.unknownKey("old")) {
+      try SecretBox("new:" + Data(repeating: 2, count: 32).base64EncodedString()).open(sealed)
+    }
+    var bytes = Array(sealed.utf8)
+    bytes[bytes.count - 6] = bytes[bytes.count - 6] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+    #expect(throws: SecretBox.Failure.tampered("old")) { try rotated.open(String(decoding: bytes, as: UTF8.self)) }
+    #expect(throws: ConfigurationError.self) { try SecretBox("too-short") }
+  }
+}
