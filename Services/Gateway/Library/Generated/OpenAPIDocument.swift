@@ -1179,7 +1179,9 @@ extension OpenAPIDocument {
             "required": false,
             "schema": {
               "type": "string",
-              "maxLength": 253
+              "maxLength": 253,
+              "pattern": "^(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9-]{2,63})?$",
+              "x-message": "must be a domain name such as example.com"
             },
             "description": "Only this domain's keys; empty: every domain's."
           }
@@ -1239,7 +1241,9 @@ extension OpenAPIDocument {
             "required": true,
             "schema": {
               "type": "string",
-              "maxLength": 253
+              "maxLength": 253,
+              "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9-]{2,63}$",
+              "x-message": "must be a domain name such as example.com"
             }
           },
           {
@@ -1248,7 +1252,9 @@ extension OpenAPIDocument {
             "required": true,
             "schema": {
               "type": "string",
-              "maxLength": 63
+              "maxLength": 63,
+              "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+              "x-message": "must be DNS labels of letters, digits and dashes"
             }
           }
         ],
