@@ -25,7 +25,7 @@ extension Target.Dependency {
 /// The five gRPC back-end services. Each is a library (`Herald<Name>`, its logic) and a thin
 /// executable (`<name>`, from `Services/<Name>/Main`) declared the same way.
 let backEnds: [(name: String, folder: String, extra: [Target.Dependency])] = [
-  ("campaign", "Campaign", [.grpcTransport, .product(name: "Mustache", package: "swift-mustache")]),
+  ("campaign", "Campaign", [.grpcTransport, .crypto, .product(name: "Mustache", package: "swift-mustache")]),
   (
     "delivery", "Delivery",
     [

@@ -231,5 +231,11 @@ extension HeraldMigrations {
           \#(uuidV7Function)
           ALTER TABLE subscribers ALTER COLUMN id SET DEFAULT uuid_v7();
           """#),
+      Migration(
+        version: 8, name: "the campaign behind a consent change",
+        sql: #"""
+          -- An unsubscribe through a campaign e-mail's link names the campaign (metadata only).
+          ALTER TABLE consent_events ADD COLUMN campaign_id uuid;
+          """#),
     ])
 }

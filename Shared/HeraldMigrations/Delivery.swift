@@ -130,12 +130,14 @@ extension HeraldMigrations {
           CREATE INDEX send_journal_lease_idx ON send_journal (lease_token);
           """#),
       Migration(
-        version: 6, name: "message format and text part, DKIM keys",
+        version: 6, name: "message format, text part and unsubscribe link, DKIM keys",
         sql: #"""
           -- How the body is written (never guessed from it), and an HTML e-mail's text/plain
           -- alternative when the sender gave one. Both are metadata-only additions.
           ALTER TABLE messages ADD COLUMN format text NOT NULL DEFAULT 'text' CHECK (format IN ('text', 'html'));
           ALTER TABLE messages ADD COLUMN text_body text;
+          -- The recipient's one-click unsubscribe URL (RFC 8058 headers), for campaign e-mail.
+          ALTER TABLE messages ADD COLUMN list_unsubscribe text;
           -- DKIM signing keys per sending domain, one per selector. private_key is sealed with
           -- HERALD_SECRETS_KEY (AES-GCM; the value names the key that sealed it); public_key is
           -- the p= value of the DNS record.

@@ -110,6 +110,32 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "DescribeUnsubscribeLink" metadata.
+        public enum DescribeUnsubscribeLink: Sendable {
+            /// Request type for "DescribeUnsubscribeLink".
+            public typealias Input = Herald_Campaign_V1_UnsubscribeLinkRequest
+            /// Response type for "DescribeUnsubscribeLink".
+            public typealias Output = Herald_Campaign_V1_UnsubscribeLinkState
+            /// Descriptor for "DescribeUnsubscribeLink".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "DescribeUnsubscribeLink",
+                type: .unary
+            )
+        }
+        /// Namespace for "UnsubscribeByLink" metadata.
+        public enum UnsubscribeByLink: Sendable {
+            /// Request type for "UnsubscribeByLink".
+            public typealias Input = Herald_Campaign_V1_UnsubscribeLinkRequest
+            /// Response type for "UnsubscribeByLink".
+            public typealias Output = Herald_Campaign_V1_UnsubscribeLinkState
+            /// Descriptor for "UnsubscribeByLink".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "UnsubscribeByLink",
+                type: .unary
+            )
+        }
         /// Namespace for "ExportSubscriber" metadata.
         public enum ExportSubscriber: Sendable {
             /// Request type for "ExportSubscriber".
@@ -443,6 +469,8 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             ListSubscribers.descriptor,
             LookupSubscribers.descriptor,
             Unsubscribe.descriptor,
+            DescribeUnsubscribeLink.descriptor,
+            UnsubscribeByLink.descriptor,
             ExportSubscriber.descriptor,
             EraseSubscriber.descriptor,
             ImportSubscribers.descriptor,
@@ -608,6 +636,45 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "DescribeUnsubscribeLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+        /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+        /// > more.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        func describeUnsubscribeLink(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>
+
+        /// Handle the "UnsubscribeByLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+        /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        func unsubscribeByLink(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>
 
         /// Handle the "ExportSubscriber" method.
         ///
@@ -1190,6 +1257,45 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
 
+        /// Handle the "DescribeUnsubscribeLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+        /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+        /// > more.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_UnsubscribeLinkState` message.
+        func describeUnsubscribeLink(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>
+
+        /// Handle the "UnsubscribeByLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+        /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_UnsubscribeLinkState` message.
+        func unsubscribeByLink(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>
+
         /// Handle the "ExportSubscriber" method.
         ///
         /// > Source IDL Documentation:
@@ -1769,6 +1875,45 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Subscriber
 
+        /// Handle the "DescribeUnsubscribeLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+        /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+        /// > more.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_UnsubscribeLinkState` to respond with.
+        func describeUnsubscribeLink(
+            request: Herald_Campaign_V1_UnsubscribeLinkRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_UnsubscribeLinkState
+
+        /// Handle the "UnsubscribeByLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+        /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_UnsubscribeLinkState` to respond with.
+        func unsubscribeByLink(
+            request: Herald_Campaign_V1_UnsubscribeLinkRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_UnsubscribeLinkState
+
         /// Handle the "ExportSubscriber" method.
         ///
         /// > Source IDL Documentation:
@@ -2299,6 +2444,28 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.DescribeUnsubscribeLink.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeLinkRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UnsubscribeLinkState>(),
+            handler: { request, context in
+                try await self.describeUnsubscribeLink(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.UnsubscribeByLink.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeLinkRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UnsubscribeLinkState>(),
+            handler: { request, context in
+                try await self.unsubscribeByLink(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.ExportSubscriber.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ExportSubscriberRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SubscriberExport>(),
@@ -2639,6 +2806,28 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
         let response = try await self.unsubscribe(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func describeUnsubscribeLink(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_UnsubscribeLinkState> {
+        let response = try await self.describeUnsubscribeLink(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func unsubscribeByLink(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_UnsubscribeLinkState> {
+        let response = try await self.unsubscribeByLink(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2995,6 +3184,32 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
             message: try await self.unsubscribe(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func describeUnsubscribeLink(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>(
+            message: try await self.describeUnsubscribeLink(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func unsubscribeByLink(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_UnsubscribeLinkState>(
+            message: try await self.unsubscribeByLink(
                 request: request.message,
                 context: context
             ),
@@ -3480,6 +3695,55 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DescribeUnsubscribeLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+        /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+        /// > more.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func describeUnsubscribeLink<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UnsubscribeByLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+        /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unsubscribeByLink<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ExportSubscriber" method.
@@ -4285,6 +4549,77 @@ extension Herald_Campaign_V1_CampaignService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Campaign_V1_CampaignService.Method.Unsubscribe.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DescribeUnsubscribeLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+        /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+        /// > more.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func describeUnsubscribeLink<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.DescribeUnsubscribeLink.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UnsubscribeByLink" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+        /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UnsubscribeLinkRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_UnsubscribeLinkState` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unsubscribeByLink<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.UnsubscribeByLink.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -5331,6 +5666,67 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
         )
     }
 
+    /// Call the "DescribeUnsubscribeLink" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+    /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+    /// > more.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func describeUnsubscribeLink<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.describeUnsubscribeLink(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnsubscribeByLink" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+    /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_UnsubscribeLinkRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unsubscribeByLink<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unsubscribeByLink(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UnsubscribeLinkRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UnsubscribeLinkState>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ExportSubscriber" method.
     ///
     /// > Source IDL Documentation:
@@ -6262,6 +6658,75 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.unsubscribe(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DescribeUnsubscribeLink" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Internal (the gateway's public /u/{token} routes): what an unsubscribe link's token names and
+    /// > the recipient's consent now. INVALID_ARGUMENT for a token that is not genuine, saying nothing
+    /// > more.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func describeUnsubscribeLink<Result>(
+        _ message: Herald_Campaign_V1_UnsubscribeLinkRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.describeUnsubscribeLink(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnsubscribeByLink" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Internal (the gateway's public /u/{token} routes): withdraws consent for the token's channel,
+    /// > or the one asked for, recorded with source "list-unsubscribe" and the campaign. Idempotent.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unsubscribeByLink<Result>(
+        _ message: Herald_Campaign_V1_UnsubscribeLinkRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_UnsubscribeLinkState>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_UnsubscribeLinkRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unsubscribeByLink(
             request: request,
             options: options,
             onResponse: handleResponse

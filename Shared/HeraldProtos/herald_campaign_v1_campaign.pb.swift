@@ -468,6 +468,46 @@ public nonisolated struct Herald_Campaign_V1_UnsubscribeRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Campaign_V1_UnsubscribeLinkRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var token: String = String()
+
+  /// UnsubscribeByLink: what to leave; unspecified means the token's channel.
+  public var channel: Herald_Campaign_V1_ConsentChannel = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_UnsubscribeLinkState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The channel the link was sent on: "email" or "sms".
+  public var channel: String = String()
+
+  public var emailSubscribed: Bool = false
+
+  public var smsSubscribed: Bool = false
+
+  /// Whether the subscriber has an e-mail address, a phone number.
+  public var emailOnFile: Bool = false
+
+  public var phoneOnFile: Bool = false
+
+  /// The e-mail address with most of it hidden (a***@example.com), for the page to say whose it is.
+  public var maskedEmail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Herald_Campaign_V1_ExportSubscriberRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -500,6 +540,9 @@ public nonisolated struct Herald_Campaign_V1_ConsentEvent: Sendable {
   public var hasOccurredAt: Bool {self._occurredAt != nil}
   /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
   public mutating func clearOccurredAt() {self._occurredAt = nil}
+
+  /// The campaign whose message led to it (an unsubscribe link); empty otherwise.
+  public var campaignID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2235,6 +2278,96 @@ nonisolated extension Herald_Campaign_V1_UnsubscribeRequest: SwiftProtobuf.Messa
   }
 }
 
+nonisolated extension Herald_Campaign_V1_UnsubscribeLinkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnsubscribeLinkRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{1}channel\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_UnsubscribeLinkRequest, rhs: Herald_Campaign_V1_UnsubscribeLinkRequest) -> Bool {
+    if lhs.token != rhs.token {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_UnsubscribeLinkState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnsubscribeLinkState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0\u{3}email_subscribed\0\u{3}sms_subscribed\0\u{3}email_on_file\0\u{3}phone_on_file\0\u{3}masked_email\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.emailSubscribed) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.smsSubscribed) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.emailOnFile) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.phoneOnFile) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.maskedEmail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 1)
+    }
+    if self.emailSubscribed != false {
+      try visitor.visitSingularBoolField(value: self.emailSubscribed, fieldNumber: 2)
+    }
+    if self.smsSubscribed != false {
+      try visitor.visitSingularBoolField(value: self.smsSubscribed, fieldNumber: 3)
+    }
+    if self.emailOnFile != false {
+      try visitor.visitSingularBoolField(value: self.emailOnFile, fieldNumber: 4)
+    }
+    if self.phoneOnFile != false {
+      try visitor.visitSingularBoolField(value: self.phoneOnFile, fieldNumber: 5)
+    }
+    if !self.maskedEmail.isEmpty {
+      try visitor.visitSingularStringField(value: self.maskedEmail, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_UnsubscribeLinkState, rhs: Herald_Campaign_V1_UnsubscribeLinkState) -> Bool {
+    if lhs.channel != rhs.channel {return false}
+    if lhs.emailSubscribed != rhs.emailSubscribed {return false}
+    if lhs.smsSubscribed != rhs.smsSubscribed {return false}
+    if lhs.emailOnFile != rhs.emailOnFile {return false}
+    if lhs.phoneOnFile != rhs.phoneOnFile {return false}
+    if lhs.maskedEmail != rhs.maskedEmail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Herald_Campaign_V1_ExportSubscriberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExportSubscriberRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
@@ -2267,7 +2400,7 @@ nonisolated extension Herald_Campaign_V1_ExportSubscriberRequest: SwiftProtobuf.
 
 nonisolated extension Herald_Campaign_V1_ConsentEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConsentEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0\u{1}subscribed\0\u{1}source\0\u{3}occurred_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0\u{1}subscribed\0\u{1}source\0\u{3}occurred_at\0\u{3}campaign_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2279,6 +2412,7 @@ nonisolated extension Herald_Campaign_V1_ConsentEvent: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeSingularBoolField(value: &self.subscribed) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.source) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
       default: break
       }
     }
@@ -2301,6 +2435,9 @@ nonisolated extension Herald_Campaign_V1_ConsentEvent: SwiftProtobuf.Message, Sw
     try { if let v = self._occurredAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2309,6 +2446,7 @@ nonisolated extension Herald_Campaign_V1_ConsentEvent: SwiftProtobuf.Message, Sw
     if lhs.subscribed != rhs.subscribed {return false}
     if lhs.source != rhs.source {return false}
     if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

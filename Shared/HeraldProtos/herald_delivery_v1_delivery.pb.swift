@@ -366,6 +366,11 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
   /// E-mail with format "html" only: the text/plain alternative. Empty: derived from the HTML.
   public var textBody: String = String()
 
+  /// E-mail: the recipient's one-click unsubscribe URL (https, or http for a local stack). The
+  /// message then carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click
+  /// (RFC 8058), both DKIM-signed. Campaign e-mail has it.
+  public var listUnsubscribeURL: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1494,7 +1499,7 @@ nonisolated extension Herald_Delivery_V1_DeleteDkimKeyResponse: SwiftProtobuf.Me
 
 nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboundMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1512,6 +1517,7 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
       case 8: try { try decoder.decodeSingularMessageField(value: &self._notBefore) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.format) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.textBody) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.listUnsubscribeURL) }()
       default: break
       }
     }
@@ -1552,6 +1558,9 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     if !self.textBody.isEmpty {
       try visitor.visitSingularStringField(value: self.textBody, fieldNumber: 10)
     }
+    if !self.listUnsubscribeURL.isEmpty {
+      try visitor.visitSingularStringField(value: self.listUnsubscribeURL, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1566,6 +1575,7 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     if lhs._notBefore != rhs._notBefore {return false}
     if lhs.format != rhs.format {return false}
     if lhs.textBody != rhs.textBody {return false}
+    if lhs.listUnsubscribeURL != rhs.listUnsubscribeURL {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

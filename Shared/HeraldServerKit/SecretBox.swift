@@ -74,6 +74,17 @@ package struct SecretBox: Sendable, Equatable {
     }
   }
 
+  /// Keys for `purpose` (e.g. signing links), derived from each configured key with HKDF-SHA256,
+  /// under the same ids and in the same order: the first signs, all verify.
+  /// (The key's bytes: swift-crypto's key type is not Sendable.)
+  package func derivedKeys(purpose: String) -> [(id: String, key: Data)] {
+    keys.map { key in
+      let derived = HKDF<SHA256>.deriveKey(
+        inputKeyMaterial: SymmetricKey(data: key.bytes), info: Data("herald \(purpose)".utf8), outputByteCount: 32)
+      return (key.id, derived.withUnsafeBytes { Data($0) })
+    }
+  }
+
   /// Whether a key is configured (a secret can be sealed).
   package var canSeal: Bool { !keys.isEmpty }
 

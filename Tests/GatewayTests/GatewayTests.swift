@@ -36,12 +36,13 @@ import Testing
     sync: SyncSettings? = nil,
     verification: Bool = false,
     live: Bool = false,
+    campaignSettings: CampaignSettings = CampaignSettings(),
     onDatabase: @Sendable (String) -> Void = { _ in },
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
     let url = try await TestPostgres.shared.makeDatabase()
     onDatabase(url)
-    var campaign = CampaignDefinition.definition
+    var campaign = CampaignDefinition.definition(settings: campaignSettings)
     campaign.readinessDependencies = []
     campaign.makeWorkers = { _ in [] }
     let campaignDefinition = campaign
@@ -635,6 +636,81 @@ import Testing
     let oversized = try long.read(ByteBuffer(string: big + #"{"email": "b@example.com"}"# + "\n")) + long.finish()
     #expect(oversized.map(\.errorField) == ["row", ""])
     #expect(oversized[1].subscriber.email == "b@example.com" && oversized[1].row == 2)
+  }
+
+  /// The unsubscribe link's public routes: no API key; the page never changes anything; one click
+  /// (RFC 8058) unsubscribes, and again; a link that is not genuine is a 400 that says only that.
+  @Test func theUnsubscribeLinkPageAndOneClickWorkWithoutAKey() async throws {
+    let secrets = try SecretBox("k1:" + Data(repeating: 5, count: 32).base64EncodedString())
+    var settings = CampaignSettings()
+    settings.secrets = secrets
+    let links = UnsubscribeLinks(publicURL: "http://127.0.0.1:8080", secrets: secrets)
+    try await withGateway(campaignSettings: settings) { client in
+      let body = try JSONSerialization.data(withJSONObject: [
+        "email": "ada@example.com", "phone": "+14155550123", "email_consent": ["subscribed": true, "source": "form"],
+        "sms_consent": ["subscribed": true, "source": "form"],
+      ])
+      let id = try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: Self.headers(Self.adminKey, json: true), body: ByteBuffer(bytes: body)
+      ) { response async throws in try #require(try Self.json(response.body)["id"] as? String) }
+      let subscriber = try #require(UUID(uuidString: id))
+      let url = links.url(UnsubscribeToken(subscriber: subscriber, campaign: UUID(), channel: "email"))
+      let token = try #require(url?.split(separator: "/").last.map(String.init))
+      func consent() async throws -> (email: Bool, sms: Bool) {
+        try await client.execute(uri: "/v1/subscribers/\(id)", method: .get, headers: Self.headers(Self.adminKey)) {
+          response async throws in
+          let object = try Self.json(response.body)
+          let email = (object["email_consent"] as? [String: Any])?["subscribed"] as? Bool ?? false
+          let sms = (object["sms_consent"] as? [String: Any])?["subscribed"] as? Bool ?? false
+          return (email, sms)
+        }
+      }
+      var form = HTTPFields()
+      form[.contentType] = "application/x-www-form-urlencoded"
+      // The page: HTML with a button per way to leave, and nothing changed by a GET.
+      try await client.execute(uri: "/u/\(token)", method: .get) { response async throws in
+        #expect(response.status == .ok)
+        #expect(response.headers[.contentType] == "text/html; charset=utf-8")
+        let page = String(buffer: response.body)
+        #expect(page.contains("For a***@example.com.") && page.contains("value=\"email\"") && page.contains("value=\"all\""))
+        #expect(!page.contains("<script"))
+      }
+      #expect(try await consent() == (true, true))
+      // One click, twice: 200 both times, e-mail off, SMS untouched.
+      for _ in 0..<2 {
+        try await client.execute(
+          uri: "/u/\(token)", method: .post, headers: form, body: ByteBuffer(string: "List-Unsubscribe=One-Click")
+        ) { response async throws in
+          #expect(response.status == .ok && String(buffer: response.body) == "unsubscribed\n")
+        }
+      }
+      #expect(try await consent() == (false, true))
+      // A changed byte: 400, saying only that the link is not valid; nothing changes.
+      var changed = Array(token)
+      changed[changed.count - 4] = changed[changed.count - 4] == "A" ? "B" : "A"
+      for method in [HTTPRequest.Method.get, .post] {
+        try await client.execute(
+          uri: "/u/\(String(changed))", method: method, headers: form, body: ByteBuffer(string: "List-Unsubscribe=One-Click")
+        ) { response async throws in
+          #expect(response.status == .badRequest)
+          #expect(String(buffer: response.body).contains("This link is not valid"))
+        }
+      }
+      // A POST that asks for nothing is refused naming the field; the page's choice answers the page.
+      try await client.execute(uri: "/u/\(token)", method: .post, headers: form, body: ByteBuffer(string: "x=1")) {
+        response async throws in
+        #expect(response.status == .badRequest)
+        #expect(try Self.json(response.body)["field"] as? String == "channel")
+      }
+      try await client.execute(uri: "/u/\(token)", method: .post, headers: form, body: ByteBuffer(string: "channel=all")) {
+        response async throws in
+        #expect(response.status == .ok)
+        let page = String(buffer: response.body)
+        #expect(page.contains("Done: you will no longer receive e-mail and text messages from us."))
+        #expect(page.contains("You receive no messages from us."))
+      }
+      #expect(try await consent() == (false, false))
+    }
   }
 
   @Test func deliveryProvidersMessagesWebhooksAndSuppressionsOverREST() async throws {

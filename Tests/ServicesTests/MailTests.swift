@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldCampaign
 import HeraldCore
 import HeraldDelivery
 import HeraldPostgres
@@ -46,6 +47,8 @@ import Testing
     var parts: [Part]
     var longLines: [String]
     var tamperedVerifies: [Bool]
+    var listUnsubscribe: String
+    var listUnsubscribePost: String
 
     enum CodingKeys: String, CodingKey {
       case signatures, subject, date, defects, parts
@@ -56,6 +59,8 @@ import Testing
       case messageID = "message_id"
       case longLines = "long_lines"
       case tamperedVerifies = "tampered_verifies"
+      case listUnsubscribe = "list_unsubscribe"
+      case listUnsubscribePost = "list_unsubscribe_post"
     }
   }
 
@@ -118,6 +123,8 @@ import Testing
         "subject": str(message["subject"]), "from_name": sender.display_name, "from_address": sender.addr_spec,
         "reply_to": str(message["reply-to"] or ""), "message_id": str(message["message-id"]), "date": str(message["date"]),
         "defects": [str(d) for d in message.defects], "parts": parts,
+        "list_unsubscribe": str(message["list-unsubscribe"] or ""),
+        "list_unsubscribe_post": str(message["list-unsubscribe-post"] or ""),
         "long_lines": [line.decode() for line in raw.split(b"\r\n") if len(line) > 78],
     }))
     """#
@@ -212,9 +219,16 @@ import Testing
     #expect(HTMLText.text(fromHTML: "<a href='https://x.test/?q=1'>go</a> <a name=top>top</a>") == "go (https://x.test/?q=1) top")
   }
 
-  /// The delivery service with a secrets key, its workers sending to a real SMTP server.
+  /// The delivery service with a secrets key, its workers sending to a real SMTP server; `body`
+  /// also gets its port and the database's URL.
   func withDelivery(
     secrets: SecretBox, _ body: (Delivery, PostgresClient, SMTPSink) async throws -> Void
+  ) async throws {
+    try await withDelivery(secrets: secrets) { delivery, database, sink, _, _ in try await body(delivery, database, sink) }
+  }
+
+  func withDelivery(
+    secrets: SecretBox, _ body: (Delivery, PostgresClient, SMTPSink, _ port: Int, _ url: String) async throws -> Void
   ) async throws {
     var settings = DeliveryWorkerTests.settings()
     settings.secrets = secrets
@@ -225,7 +239,7 @@ import Testing
       try await withRunningService(definition, databaseURL: url) { port, _ async throws in
         try await withClient(port: port) { client async throws in
           try await withDatabase(url) { database async throws in
-            try await body(Delivery(wrapping: client), database, sink)
+            try await body(Delivery(wrapping: client), database, sink, port, url)
           }
         }
       }
@@ -387,5 +401,148 @@ import Testing
     bytes[bytes.count - 6] = bytes[bytes.count - 6] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
     #expect(throws: SecretBox.Failure.tampered("old")) { try rotated.open(String(decoding: bytes, as: UTF8.self)) }
     #expect(throws: ConfigurationError.self) { try SecretBox("too-short") }
+  }
+}
+
+/// One-click unsubscribe (RFC 8058) on campaign e-mail: the signed link in List-Unsubscribe and
+/// the template, honoured by the campaign service without a lookup to check it.
+@Suite(.timeLimit(.minutes(5))) struct UnsubscribeLinkTests {
+  typealias Campaign = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
+  static let links = UnsubscribeLinks(publicURL: "https://mail.herald.test", secrets: MailTests.secrets)
+
+  @Test func aTokenChecksOutOnlyAsSignedAndUnderAKeyStillHeld() throws {
+    let token = UnsubscribeToken(subscriber: UUID(), campaign: UUID(), channel: "email")
+    let url = try #require(Self.links.url(token))
+    let text = String(try #require(url.split(separator: "/").last))
+    #expect(url == "https://mail.herald.test/u/\(text)" && text.hasPrefix("v1.k1."))
+    #expect(Self.links.verify(text) == token)
+    // Any changed character, another key, or no key: not genuine.
+    for index in [3, 8, text.count / 2, text.count - 2] {
+      var characters = Array(text)
+      characters[index] = characters[index] == "A" ? "B" : "A"
+      #expect(Self.links.verify(String(characters)) == nil, "changed at \(index)")
+    }
+    let other = UnsubscribeLinks(publicURL: "", secrets: try SecretBox("k1:" + Data(repeating: 9, count: 32).base64EncodedString()))
+    #expect(other.verify(text) == nil)
+    #expect(UnsubscribeLinks.none.verify(text) == nil && UnsubscribeLinks.none.url(token) == nil)
+    // After a rotation (new key first, the old kept), old links still work and new ones use the new key.
+    let rotated = UnsubscribeLinks(
+      publicURL: "",
+      secrets: try SecretBox(
+        "k2:" + Data(repeating: 3, count: 32).base64EncodedString() + ",k1:" + Data(repeating: 7, count: 32).base64EncodedString()))
+    #expect(rotated.verify(text) == token)
+    #expect(rotated.url(token)?.contains("/u/v1.k2.") == true)
+  }
+
+  @Test func aCampaignEmailCarriesASignedOneClickLinkThatUnsubscribesOnceAndForAll() async throws {
+    try await MailTests().withDelivery(secrets: MailTests.secrets) { delivery, database, sink, deliveryPort, url in
+      _ = try await delivery.createDkimKey(
+        .with {
+          $0.domain = "herald.test"
+          $0.selector = "s1"
+          $0.algorithm = .rsaSha256
+        })
+      let records = Dictionary(
+        uniqueKeysWithValues: try await delivery.listDkimKeys(.init()).keys.map { ($0.dnsName, $0.dnsRecord) })
+      _ = try await delivery.putProvider(DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink))
+      var settings = CampaignSettings()
+      settings.publicURL = Self.links.publicURL
+      settings.secrets = MailTests.secrets
+      var definition = CampaignDefinition.definition(settings: settings)
+      definition.readinessDependencies = []
+      definition.makeWorkers = { _ in [] }
+      try await withRunningService(
+        definition, databaseURL: url, dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
+      ) { campaignPort, _ async throws in
+        try await withClient(port: campaignPort) { client async throws in
+          try await withClient(port: deliveryPort) { deliveryClient async throws in
+            let campaign = Campaign(wrapping: client)
+            let relay = OutboxRelay(
+              client: database, sink: DeliverySink(client: deliveryClient), links: Self.links, logger: Logger(label: "test.relay"))
+            try await self.run(campaign, relay: relay, database: database, sink: sink, records: records)
+          }
+        }
+      }
+    }
+  }
+
+  func run(_ campaign: Campaign, relay: OutboxRelay, database: PostgresClient, sink: SMTPSink, records: [String: String])
+    async throws
+  {
+    let list = try await campaign.createList(.with { $0.name = "news" })
+    let ada = try await campaign.createSubscriber(
+      .with {
+        $0.email = "ada@example.com"
+        $0.firstName = "Ada"
+        $0.emailConsent = .with {
+          $0.subscribed = true
+          $0.source = "signup-form"
+        }
+      })
+    _ = try await campaign.addListMembers(
+      .with {
+        $0.listID = list.id
+        $0.subscriberIds = [ada.id]
+      })
+    let template = try await campaign.createTemplate(
+      .with {
+        $0.name = "news"
+        $0.channel = "email"
+        $0.subject = "News for {{first_name}}"
+        $0.body = "<p>Hello {{first_name}}</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>"
+        $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "unsubscribe_url" }]
+      })
+    func send(_ name: String) async throws -> String {
+      let id = try await campaign.createCampaign(
+        .with {
+          $0.name = name
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = template.id
+        }
+      ).id
+      _ = try await campaign.sendCampaign(.with { $0.id = id })
+      try await relay.drain()
+      return id
+    }
+    let first = try await send("first")
+    try await eventually("the campaign e-mail at the SMTP server") { !sink.messages.isEmpty }
+    let received = try #require(sink.messages.first)
+    let checked = try await MailTests.check(received.raw, records: records)
+    // Both headers, DKIM-signed with the rest; the same link in the body.
+    #expect(checked.listUnsubscribePost == "List-Unsubscribe=One-Click")
+    let header = checked.listUnsubscribe
+    #expect(header.hasPrefix("<https://mail.herald.test/u/v1.k1.") && header.hasSuffix(">"), "\(header)")
+    let link = String(header.dropFirst().dropLast())
+    let token = String(try #require(link.split(separator: "/").last))
+    #expect(checked.signatures.map(\.ok) == [true])
+    let signed = checked.signatures.first?.h.filter { !$0.isWhitespace }.split(separator: ":") ?? []
+    #expect(signed.contains("list-unsubscribe") && signed.contains("list-unsubscribe-post"))
+    #expect(received.body.contains("<a href=\"\(link)\">Unsubscribe</a>"))
+
+    // The page's view does not change anything; the one-click unsubscribe does, once.
+    let before = try await campaign.describeUnsubscribeLink(.with { $0.token = token })
+    #expect(before.emailSubscribed && before.channel == "email" && before.maskedEmail == "a***@example.com")
+    for _ in 0..<2 {
+      let after = try await campaign.unsubscribeByLink(.with { $0.token = token })
+      #expect(!after.emailSubscribed)
+    }
+    let history = try await campaign.exportSubscriber(.with { $0.id = ada.id }).consentHistory
+    #expect(history.map(\.source) == ["signup-form", "list-unsubscribe"])
+    #expect(history.last?.campaignID == first && history.last?.subscribed == false)
+    var tampered = Array(token)
+    tampered[tampered.count - 3] = tampered[tampered.count - 3] == "x" ? "y" : "x"
+    for bad in [String(tampered), "v1.k1.nonsense.x", ""] {
+      do {
+        _ = try await campaign.unsubscribeByLink(.with { $0.token = bad })
+        Issue.record("the token '\(bad)' was accepted")
+      } catch let error as RPCError {
+        #expect(error.code == .invalidArgument && error.message == "this unsubscribe link is not valid")
+      }
+    }
+    // The next campaign leaves Ada out: no outbox entry, no message.
+    let second = try await send("second")
+    #expect(try await campaign.getCampaign(.with { $0.id = second }).counts.outbox == 0)
+    #expect(sink.messages.count == 1)
   }
 }

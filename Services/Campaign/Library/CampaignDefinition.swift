@@ -24,7 +24,11 @@ package enum CampaignDefinition: BackEndProcess {
       migrations: migrations,
       readinessDependencies: ["delivery"],
       makeServices: { resources in
-        [CampaignService(store: CampaignStore(client: resources.database, logger: resources.logger))]
+        [
+          CampaignService(
+            store: CampaignStore(client: resources.database, logger: resources.logger),
+            links: UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets))
+        ]
       },
       makeWorkers: { resources in
         guard let delivery = resources.clients["delivery"] else {
@@ -35,7 +39,10 @@ package enum CampaignDefinition: BackEndProcess {
         let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
         let relays = (0..<settings.relayWorkers).map { number in
           BackgroundWorker(name: "outbox-relay-\(number + 1)") {
-            await OutboxRelay(client: resources.database, sink: sink, logger: resources.logger).run()
+            await OutboxRelay(
+              client: resources.database, sink: sink,
+              links: UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets), logger: resources.logger
+            ).run()
           }
         }
         return relays + [

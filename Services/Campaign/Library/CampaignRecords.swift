@@ -40,6 +40,8 @@ package struct ConsentEvent: Sendable, Equatable {
   package var subscribed: Bool
   package var source: String
   package var occurredAt: Date
+  /// The campaign whose message led to the change (an unsubscribe link).
+  package var campaignID: UUID? = nil
 }
 
 /// How many subscribers an audience (list or segment) holds, and how many of them can be sent to

@@ -128,6 +128,7 @@ extension CampaignService {
       message.subscribed = event.subscribed
       message.source = event.source
       message.occurredAt = Google_Protobuf_Timestamp(date: event.occurredAt)
+      message.campaignID = event.campaignID?.lowercasedString ?? ""
       return message
     }
     export.exportedAt = Google_Protobuf_Timestamp(date: Date())

@@ -10,9 +10,12 @@ import HeraldServerKit
 /// bulk import. Every statement is the store's (`CampaignStore`).
 package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
   let store: CampaignStore
+  /// Checks the tokens of unsubscribe links.
+  let links: UnsubscribeLinks
 
-  package init(store: CampaignStore) {
+  package init(store: CampaignStore, links: UnsubscribeLinks = .none) {
     self.store = store
+    self.links = links
   }
 
   /// A subscriber id from the request's `id`.

@@ -1,4 +1,6 @@
+import Foundation
 import HeraldCore
+import HeraldServerKit
 
 /// How the campaign process's background work behaves; from `HERALD_CAMPAIGN_*` variables.
 package struct CampaignSettings: Sendable, Equatable {
@@ -7,6 +9,12 @@ package struct CampaignSettings: Sendable, Equatable {
   package var relayWorkers = 3
   /// How often the scheduler looks for scheduled campaigns that are due.
   package var schedulerInterval: Duration = .seconds(1)
+  /// Where recipients reach the gateway's public routes (unsubscribe links), without a trailing
+  /// slash: HERALD_PUBLIC_URL.
+  package var publicURL = "http://127.0.0.1:8080"
+  /// Signs unsubscribe links (a key derived from HERALD_SECRETS_KEY); without a key campaign
+  /// e-mail carries no unsubscribe link of Herald's.
+  package var secrets = SecretBox.none
 
   package init() {}
 
@@ -14,6 +22,15 @@ package struct CampaignSettings: Sendable, Equatable {
     var result = CampaignSettings()
     result.relayWorkers = try settings.int("HERALD_CAMPAIGN_RELAY_WORKERS", default: result.relayWorkers, range: 0...64)
     result.schedulerInterval = try settings.duration("HERALD_CAMPAIGN_SCHEDULER_INTERVAL", default: result.schedulerInterval)
+    let publicURL = settings.string("HERALD_PUBLIC_URL", default: result.publicURL)
+    guard let parsed = URL(string: publicURL), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+      parsed.host?.isEmpty == false, parsed.query == nil, !publicURL.contains(where: \.isWhitespace)
+    else {
+      throw ConfigurationError.malformed(
+        variable: "HERALD_PUBLIC_URL", value: "'\(publicURL)'", expected: "an http(s) URL such as https://mail.example.com")
+    }
+    result.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+    result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
     return result
   }
 }

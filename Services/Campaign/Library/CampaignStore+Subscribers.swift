@@ -58,8 +58,8 @@ extension CampaignStore {
   func insertConsentEvent(_ event: ConsentEvent, for id: UUID, on connection: PostgresConnection) async throws {
     try await connection.query(
       """
-      INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at)
-      VALUES (\(id), \(event.channel), \(event.subscribed), \(event.source), \(event.occurredAt))
+      INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at, campaign_id)
+      VALUES (\(id), \(event.channel), \(event.subscribed), \(event.source), \(event.occurredAt), \(event.campaignID))
       """, logger: logger)
   }
 
@@ -140,11 +140,11 @@ extension CampaignStore {
     var events: [ConsentEvent] = []
     let rows = try await client.query(
       """
-      SELECT channel, subscribed, source, occurred_at FROM campaign.consent_events
+      SELECT channel, subscribed, source, occurred_at, campaign_id FROM campaign.consent_events
       WHERE subscriber_id = \(id) ORDER BY id
       """, logger: logger)
-    for try await (channel, subscribed, source, at) in rows.decode((String, Bool, String, Date).self) {
-      events.append(ConsentEvent(channel: channel, subscribed: subscribed, source: source, occurredAt: at))
+    for try await (channel, subscribed, source, at, campaign) in rows.decode((String, Bool, String, Date, UUID?).self) {
+      events.append(ConsentEvent(channel: channel, subscribed: subscribed, source: source, occurredAt: at, campaignID: campaign))
     }
     return events
   }

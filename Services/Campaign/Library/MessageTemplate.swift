@@ -7,6 +7,9 @@ package struct MessageTemplate: Sendable {
   package static let channels: Set<String> = ["email", "sms", "push", "whatsapp"]
   /// Variables filled from the subscriber's own fields; any other name comes from its attributes.
   package static let subscriberFields: Set<String> = ["email", "phone", "first_name", "last_name", "subscriber_id"]
+  /// Variables Herald fills for each message of a campaign: the recipient's unsubscribe link and
+  /// preference page (the same page, `/u/TOKEN`).
+  package static let linkFields: Set<String> = ["unsubscribe_url", "preferences_url"]
 
   package var channel: String
   package var format: String
@@ -86,7 +89,7 @@ package struct MessageTemplate: Sendable {
   /// The declared variables that can only come from the subscriber's attributes (names that are
   /// not its own fields); the relay reads just these.
   package var attributeNames: [String] {
-    variables.map(\.name).filter { !Self.subscriberFields.contains($0) }
+    variables.map(\.name).filter { !Self.subscriberFields.contains($0) && !Self.linkFields.contains($0) }
   }
 
   /// The values a subscriber supplies: its own fields, then its attributes (strings, numbers and

@@ -36,11 +36,14 @@ package struct OutboxRelay: Sendable {
   let store: CampaignStore
   let sink: any MessageSink
   let logger: Logger
+  /// Each e-mail's unsubscribe link (List-Unsubscribe and `{{unsubscribe_url}}`).
+  let links: UnsubscribeLinks
   private let templates = TemplateCache()
 
-  package init(client: PostgresClient, sink: any MessageSink, logger: Logger) {
+  package init(client: PostgresClient, sink: any MessageSink, links: UnsubscribeLinks = .none, logger: Logger) {
     self.store = CampaignStore(client: client, logger: logger)
     self.sink = sink
+    self.links = links
     self.logger = logger
   }
 
@@ -53,7 +56,7 @@ package struct OutboxRelay: Sendable {
   /// Relays one chunk; returns how many outbox entries it settled (0 when nothing is pending).
   @discardableResult
   package func relayBatch() async throws -> Int {
-    let (store, sink, logger, templates) = (self.store, self.sink, self.logger, self.templates)
+    let (store, sink, logger, templates, links) = (self.store, self.sink, self.logger, self.templates, self.links)
     let outcome = try await store.transaction { connection -> ChunkOutcome? in
       guard let chunk = try await store.claimChunk(on: connection) else { return nil }
       // The campaign's variant templates; campaigns and templates do not change once created.
@@ -88,10 +91,18 @@ package struct OutboxRelay: Sendable {
           continue
         }
         do throws(SubscriberValidation.Invalid) {
-          let rendered = try template.render(
-            MessageTemplate.values(
-              id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
-              lastName: entry.lastName, attributes: entry.attributes))
+          var values = MessageTemplate.values(
+            id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
+            lastName: entry.lastName, attributes: entry.attributes)
+          // The recipient's own unsubscribe link: the List-Unsubscribe header (one click, RFC
+          // 8058) and the template's {{unsubscribe_url}} / {{preferences_url}} (the page).
+          let unsubscribeURL = links.url(
+            UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel))
+          if let unsubscribeURL {
+            values["unsubscribe_url"] = unsubscribeURL
+            values["preferences_url"] = unsubscribeURL
+          }
+          let rendered = try template.render(values)
           var message = Herald_Delivery_V1_OutboundMessage()
           let subscriberText = entry.subscriberID.lowercasedString
           message.idempotencyKey = "\(campaignText):\(subscriberText)"
@@ -101,6 +112,7 @@ package struct OutboxRelay: Sendable {
           message.body = rendered.body
           // The template says how its body is written; delivery never guesses.
           message.format = template.format
+          if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }
           message.campaignID = campaignText
           message.subscriberID = subscriberText
           messages.append((entry, message))

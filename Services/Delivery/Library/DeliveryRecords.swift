@@ -10,13 +10,15 @@ package struct QueuedMessage: Sendable, Equatable {
   /// "text" or "html".
   package var format: String
   package var textBody: String?
+  package var listUnsubscribeURL: String?
   package var campaignID: UUID?
   package var subscriberID: UUID?
   package var notBefore: Date?
 
   package init(
     idempotencyKey: String, channel: String, recipient: String, subject: String, body: String, format: String = "text",
-    textBody: String? = nil, campaignID: UUID? = nil, subscriberID: UUID? = nil, notBefore: Date? = nil
+    textBody: String? = nil, listUnsubscribeURL: String? = nil, campaignID: UUID? = nil, subscriberID: UUID? = nil,
+    notBefore: Date? = nil
   ) {
     self.idempotencyKey = idempotencyKey
     self.channel = channel
@@ -25,6 +27,7 @@ package struct QueuedMessage: Sendable, Equatable {
     self.body = body
     self.format = format
     self.textBody = textBody
+    self.listUnsubscribeURL = listUnsubscribeURL
     self.campaignID = campaignID
     self.subscriberID = subscriberID
     self.notBefore = notBefore

@@ -113,12 +113,26 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       throw RPCError.field(
         name("text_body"), .invalidArgument, "\(name("text_body")) is the text alternative of an HTML body: set format to html")
     }
+    let unsubscribe = message.listUnsubscribeURL
+    if !unsubscribe.isEmpty {
+      guard channel == "email", unsubscribe.count <= 2048,
+        unsubscribe.hasPrefix("https://") || unsubscribe.hasPrefix("http://"),
+        unsubscribe.utf8.allSatisfy({
+          (0x21...0x7E).contains($0) && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">")
+        })
+      else {
+        throw RPCError.field(
+          name("list_unsubscribe_url"), .invalidArgument,
+          "\(name("list_unsubscribe_url")) must be an http(s) URL without spaces, commas or angle brackets, on an e-mail")
+      }
+    }
     func uuid(_ text: String, _ field: String) throws -> UUID? {
       text.isEmpty ? nil : try RPCError.uuid(text, field: name(field))
     }
     return QueuedMessage(
       idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,
       format: format, textBody: message.textBody.isEmpty ? nil : message.textBody,
+      listUnsubscribeURL: unsubscribe.isEmpty ? nil : unsubscribe,
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)

@@ -22,15 +22,18 @@ extension DeliveryStore {
         SELECT * FROM unnest(
           \(messages.map(\.idempotencyKey))::text[], \(messages.map(\.channel))::text[], \(messages.map(\.recipient))::text[],
           \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[], \(messages.map(\.format))::text[],
-          \(messages.map { $0.textBody ?? "" })::text[],
+          \(messages.map { $0.textBody ?? "" })::text[], \(messages.map { $0.listUnsubscribeURL ?? "" })::text[],
           \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
           \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[]
-        ) WITH ORDINALITY AS t(key, channel, recipient, subject, body, format, text_body, campaign_id, subscriber_id, not_before, position)
+        ) WITH ORDINALITY AS t(
+          key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id, not_before,
+          position)
       ), inserted AS (
         INSERT INTO delivery.messages (
-          idempotency_key, channel, recipient, subject, body, format, text_body, campaign_id, subscriber_id, not_before, status,
-          last_error)
-        SELECT key, channel, recipient, subject, body, format, nullif(text_body, ''), nullif(campaign_id, \(Self.noID)),
+          idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
+          not_before, status, last_error)
+        SELECT key, channel, recipient, subject, body, format, nullif(text_body, ''), nullif(list_unsubscribe, ''),
+          nullif(campaign_id, \(Self.noID)),
           nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
           CASE WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
@@ -130,23 +133,26 @@ extension DeliveryStore {
             WHEN 'suppressed' THEN 'the address is on the suppression list' ELSE m.last_error END,
           updated_at = now()
         FROM decided d WHERE m.id = d.id
-        RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body, m.campaign_id,
-          m.subscriber_id, m.attempts, m.status, m.last_error
+        RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body,
+          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, m.status, m.last_error
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail)
         SELECT id, status, CASE WHEN status = 'sending' THEN 'attempt ' || attempts ELSE last_error END FROM claimed
       )
-      SELECT id, idempotency_key, channel, recipient, subject, body, format, text_body, campaign_id, attempts, status FROM claimed
+      SELECT id, idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, attempts,
+        status
+      FROM claimed
       """, logger: logger)
     var claimed: [ClaimedMessage] = []
-    for try await (id, key, channel, recipient, subject, body, format, textBody, campaign, attempts, status) in rows.decode(
-      (UUID, String, String, String, String, String, String, String?, UUID?, Int, String).self)
+    for try await (id, key, channel, recipient, subject, body, format, textBody, unsubscribe, campaign, attempts, status)
+      in rows
+      .decode((UUID, String, String, String, String, String, String, String?, String?, UUID?, Int, String).self)
     {
       claimed.append(
         ClaimedMessage(
           message: OutgoingMessage(
             id: id, idempotencyKey: key, channel: channel, recipient: recipient, subject: subject, body: body, format: format,
-            textBody: textBody, campaignID: campaign),
+            textBody: textBody, listUnsubscribeURL: unsubscribe, campaignID: campaign),
           attempts: attempts, status: status))
     }
     return claimed

@@ -118,6 +118,7 @@ package func buildGateway(
   if let campaign = backEnds["campaign"] {
     try SubscriberImportRoute(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign), description: description)
       .register(on: api)
+    UnsubscribeRoutes(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).register(on: router)
   }
   if let delivery = backEnds["delivery"] {
     ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: router)

@@ -47,6 +47,11 @@ package struct MIMEMessage {
     mime.add("MIME-Version", "1.0")
     mime.add("X-Herald-Idempotency-Key", message.idempotencyKey.filter { $0.isASCII && !$0.isNewline })
     if let campaign = message.campaignID { mime.add("X-Herald-Campaign", campaign.lowercasedString) }
+    if let unsubscribe = message.listUnsubscribeURL {
+      // RFC 8058 one-click: a POST of "List-Unsubscribe=One-Click" to the URL unsubscribes.
+      mime.add("List-Unsubscribe", "<\(unsubscribe)>")
+      mime.add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    }
 
     if message.format == "html" {
       let boundary = boundary ?? "=_herald_\(message.id.lowercasedString)"

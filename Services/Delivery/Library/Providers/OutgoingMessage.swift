@@ -12,11 +12,13 @@ package struct OutgoingMessage: Sendable, Equatable {
   package var format: String
   /// An HTML e-mail's text/plain alternative, when the sender gave one.
   package var textBody: String?
+  /// The one-click unsubscribe URL of an e-mail (List-Unsubscribe).
+  package var listUnsubscribeURL: String?
   package var campaignID: UUID?
 
   package init(
     id: UUID, idempotencyKey: String, channel: String, recipient: String, subject: String, body: String,
-    format: String = "text", textBody: String? = nil, campaignID: UUID? = nil
+    format: String = "text", textBody: String? = nil, listUnsubscribeURL: String? = nil, campaignID: UUID? = nil
   ) {
     self.id = id
     self.idempotencyKey = idempotencyKey
@@ -26,6 +28,7 @@ package struct OutgoingMessage: Sendable, Equatable {
     self.body = body
     self.format = format
     self.textBody = textBody
+    self.listUnsubscribeURL = listUnsubscribeURL
     self.campaignID = campaignID
   }
 

@@ -47,6 +47,10 @@ extension OpenAPIDocument {
     {
       "description": "Provider callbacks, signed instead of using an API key.",
       "name": "webhooks"
+    },
+    {
+      "description": "The recipient's unsubscribe link of a campaign e-mail: public, checked by the token's signature.",
+      "name": "unsubscribe"
     }
   ],
   "paths": {
@@ -174,6 +178,145 @@ extension OpenAPIDocument {
         "summary": "Every service's health, the delivery queue and breakers, the rate-limit replicas and the last verification.",
         "tags": ["system"],
         "x-herald-scope": "read"
+      }
+    },
+    "/u/{token}": {
+      "get": {
+        "description": "A small HTML page (no JavaScript) saying what the recipient receives, with a button for each way to leave (e-mail, text messages, everything). It never changes anything: link scanners follow every link. A token that is not genuine is a 400 page that says only that the link is not valid.",
+        "operationId": "unsubscribe.Page",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The page."
+          },
+          "400": {
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The link is not valid."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "The preference page of an unsubscribe link.",
+        "tags": ["unsubscribe"]
+      },
+      "post": {
+        "description": "List-Unsubscribe=One-Click (what a mailbox provider's unsubscribe button sends) withdraws consent for the link's channel at once and answers 200 text; no cookie, no redirect, idempotent. channel=email|sms|all (the page's form) withdraws that consent and answers the page with the result. Consent history records source list-unsubscribe and the campaign.",
+        "operationId": "unsubscribe.Unsubscribe",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          }
+        ],
+        "requestBody": {
+          "content": {
+            "application/x-www-form-urlencoded": {
+              "schema": {
+                "properties": {
+                  "List-Unsubscribe": {
+                    "const": "One-Click"
+                  },
+                  "channel": {
+                    "enum": ["email", "sms", "all"]
+                  }
+                },
+                "type": "object"
+              }
+            }
+          },
+          "required": true
+        },
+        "responses": {
+          "200": {
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              },
+              "text/plain": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "Unsubscribed (text for one click, the page for the form)."
+          },
+          "400": {
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              },
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The link is not valid (a page), or the body asks for nothing (a problem naming channel)."
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "One-click unsubscribe (RFC 8058), or the preference page's choice.",
+        "tags": ["unsubscribe"]
       }
     },
     "/v1/analytics/engagement": {
@@ -5985,6 +6128,10 @@ extension OpenAPIDocument {
           "occurred_at": {
             "type": "string",
             "format": "date-time"
+          },
+          "campaign_id": {
+            "type": "string",
+            "description": "The campaign whose message led to it (an unsubscribe link); empty otherwise."
           }
         },
         "additionalProperties": false
@@ -7548,6 +7695,13 @@ extension OpenAPIDocument {
             "maxLength": 262144,
             "pattern": "^[^\\x00]*$",
             "description": "E-mail with format \"html\" only: the text/plain alternative. Empty: derived from the HTML."
+          },
+          "list_unsubscribe_url": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^(https?://[\\x21-\\x2b\\x2d-\\x3b\\x3d\\x3f-\\x7e]+)?$",
+            "description": "E-mail: the recipient's one-click unsubscribe URL (https, or http for a local stack). The message then carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058), both DKIM-signed. Campaign e-mail has it.",
+            "x-message": "must be an http(s) URL without spaces, commas or angle brackets"
           }
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],
