@@ -713,6 +713,41 @@ import Testing
     }
   }
 
+  /// The preference page in a real browser (headless Chromium, phone-sized): it loads without
+  /// JavaScript, fits the screen, and its button unsubscribes from e-mail only; screenshots of
+  /// both pages are kept as test artefacts.
+  @Test func thePreferencePageWorksInARealBrowser() async throws {
+    let secrets = try SecretBox("k1:" + Data(repeating: 6, count: 32).base64EncodedString())
+    var settings = CampaignSettings()
+    settings.secrets = secrets
+    let links = UnsubscribeLinks(publicURL: "", secrets: secrets)
+    try await withGateway(live: true, campaignSettings: settings) { client in
+      let body = try JSONSerialization.data(withJSONObject: [
+        "email": "grace@example.com", "phone": "+14155550199", "email_consent": ["subscribed": true, "source": "form"],
+        "sms_consent": ["subscribed": true, "source": "form"],
+      ])
+      let id = try await client.execute(
+        uri: "/v1/subscribers", method: .post, headers: Self.headers(Self.adminKey, json: true), body: ByteBuffer(bytes: body)
+      ) { response async throws in try #require(try Self.json(response.body)["id"] as? String) }
+      let subscriber = try #require(UUID(uuidString: id))
+      let url = links.url(UnsubscribeToken(subscriber: subscriber, campaign: UUID(), channel: "email"))
+      let token = try #require(url?.split(separator: "/").last.map(String.init))
+      let port = try #require(client.port)
+      let page = try await browse("http://127.0.0.1:\(port)/u/\(token)", click: "email", name: "preference-page")
+      #expect(page.before.title == "Your subscription" && page.before.scripts == 0)
+      #expect(page.before.buttons == ["email", "sms", "all"])
+      #expect(page.before.text.contains("You receive e-mail and text messages from us."), "\(page.before.text)")
+      #expect(page.before.width <= page.before.viewport, "the page is wider than a phone's screen")
+      #expect(page.after.text.contains("Done: you will no longer receive e-mail from us."), "\(page.after.text)")
+      #expect(page.after.text.contains("You receive text messages from us."), "\(page.after.text)")
+      try await client.execute(uri: "/v1/subscribers/\(id)", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        let object = try Self.json(response.body)
+        #expect((object["email_consent"] as? [String: Any])?["subscribed"] as? Bool != true)
+        #expect((object["sms_consent"] as? [String: Any])?["subscribed"] as? Bool == true)
+      }
+    }
+  }
+
   @Test func deliveryProvidersMessagesWebhooksAndSuppressionsOverREST() async throws {
     try await withGateway(delivery: true) { client async throws in
       let (putStatus, provider) = try await Self.post(
