@@ -23,6 +23,12 @@ import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct GatewayTests {
   static let adminKey = "hrld_test-admin-key-0123456789"
+  /// With a key for the unsubscribe links campaign e-mail needs.
+  static let campaignSettings = {
+    var settings = CampaignSettings()
+    settings.secrets = testSecrets
+    return settings
+  }()
   /// Nothing listens on port 1: a service that is down.
   static let down = ServiceAddress(host: "127.0.0.1", port: 1)
 
@@ -36,7 +42,7 @@ import Testing
     sync: SyncSettings? = nil,
     verification: Bool = false,
     live: Bool = false,
-    campaignSettings: CampaignSettings = CampaignSettings(),
+    campaignSettings: CampaignSettings = GatewayTests.campaignSettings,
     onDatabase: @Sendable (String) -> Void = { _ in },
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
@@ -446,8 +452,9 @@ import Testing
       let (templateStatus, template) = try await Self.post(
         client, "/v1/templates",
         [
-          "name": "welcome", "channel": "email", "subject": "Welcome {{first_name}}", "body": "<p>Hello {{first_name}}</p>",
-          "variables": [["name": "first_name", "default_value": "friend"]],
+          "name": "welcome", "channel": "email", "subject": "Welcome {{first_name}}",
+          "body": "<p>Hello {{first_name}}</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>",
+          "variables": [["name": "first_name", "default_value": "friend"], ["name": "unsubscribe_url"]],
         ])
       #expect(templateStatus == .created)
       let templateID = try #require(template["id"] as? String)
@@ -472,6 +479,16 @@ import Testing
       let (_, replayed) = try await Self.post(client, "/v1/campaigns", create, idempotencyKey: "campaign-1")
       #expect(replayed["id"] as? String == created["id"] as? String, "\(replayed)")
       let id = try #require(created["id"] as? String)
+
+      // A campaign e-mail whose template shows no way to unsubscribe is refused at send, naming it.
+      let (_, plain) = try await Self.post(
+        client, "/v1/templates", ["name": "plain", "channel": "email", "subject": "Hi", "body": "<p>No way out</p>"])
+      let (_, plainCampaign) = try await Self.post(
+        client, "/v1/campaigns", ["name": "Plain", "channel": "email", "list_id": listID, "template_id": plain["id"]!])
+      let (refusedStatus, refused) = try await Self.post(client, "/v1/campaigns/\(plainCampaign["id"]!)/send", nil)
+      #expect(refusedStatus == .conflict, "\(refusedStatus)")
+      #expect(refused["field"] as? String == "template_id")
+      #expect((refused["detail"] as? String)?.hasPrefix("template 'plain' shows no way to unsubscribe") == true, "\(refused)")
 
       let (pauseStatus, pause) = try await Self.post(client, "/v1/campaigns/\(id)/pause", nil)
       #expect(pauseStatus == .conflict && pause["field"] as? String == "status")

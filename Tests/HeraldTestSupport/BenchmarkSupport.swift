@@ -1,4 +1,5 @@
 import Foundation
+import HeraldServerKit
 
 /// A phase line, appended to the file HERALD_BENCHMARK_PHASES names (the benchmark tool keeps the
 /// process's own output to itself); scripts/benchmark puts these lines in the results.
@@ -117,3 +118,7 @@ func canConnect(port: Int) -> Bool {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
   } == 0
 }
+
+/// A fixed HERALD_SECRETS_KEY for tests and benchmarks (campaign e-mail needs one to sign its
+/// unsubscribe links).
+package let testSecrets = try! SecretBox("test:" + Data(repeating: 0x11, count: 32).base64EncodedString())

@@ -33,6 +33,14 @@ import Testing
 
   typealias Client = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
 
+  /// The visible opt-out every campaign e-mail's template needs (CAN-SPAM); the relays these
+  /// tests build without a key fill in the default instead of a signed link.
+  static let optOut = "<p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>"
+  static let optOutVariable = Herald_Campaign_V1_TemplateVariable.with {
+    $0.name = "unsubscribe_url"
+    $0.defaultValue = "https://example.com/unsubscribe"
+  }
+
   /// Delivery and campaign (without its background loops: the tests drive them) on one database.
   /// `prepare` runs on the empty database before the services start (and migrate it).
   func withServices(
@@ -43,8 +51,10 @@ import Testing
     try await withDatabase(url) { try await prepare($0) }
     try await withRunningService(withoutReadinessDependencies(DeliveryDefinition.definition), databaseURL: url) {
       deliveryPort, _ async throws in
+      var settings = CampaignSettings()
+      settings.secrets = testSecrets
       try await withRunningService(
-        withoutReadinessDependencies(CampaignDefinition.definition), databaseURL: url,
+        withoutReadinessDependencies(CampaignDefinition.definition(settings: settings)), databaseURL: url,
         dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
       ) { campaignPort, _ async throws in
         try await withClient(port: campaignPort) { campaign async throws in
@@ -68,8 +78,8 @@ import Testing
         $0.name = name
         $0.channel = "email"
         $0.subject = "\(greeting) {{first_name}}"
-        $0.body = "<p>\(greeting) {{first_name}}, you are number {{n}}.</p>"
-        $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+        $0.body = "<p>\(greeting) {{first_name}}, you are number {{n}}.</p>" + Self.optOut
+        $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }, Self.optOutVariable]
       }
     ).id
   }
@@ -250,8 +260,8 @@ import Testing
           $0.name = "long"
           $0.channel = "email"
           $0.subject = "A long one for {{first_name}}"
-          $0.body = "<p>Dear {{first_name}},</p><p>" + String(repeating: "All work and no play. ", count: 460) + "</p>"
-          $0.variables = [.with { $0.name = "first_name" }]
+          $0.body = "<p>Dear {{first_name}},</p><p>" + String(repeating: "All work and no play. ", count: 460) + "</p>" + Self.optOut
+          $0.variables = [.with { $0.name = "first_name" }, Self.optOutVariable]
         }
       ).id
       let id = try await campaign.createCampaign(
@@ -523,7 +533,11 @@ import Testing
         })
 
       let logger = Logger(label: "test.scheduler")
-      let replicas = [CampaignScheduler(client: database, logger: logger), CampaignScheduler(client: database, logger: logger)]
+      let links = UnsubscribeLinks(publicURL: "https://mail.example.com", secrets: testSecrets)
+      let replicas = [
+        CampaignScheduler(client: database, links: links, logger: logger),
+        CampaignScheduler(client: database, links: links, logger: logger),
+      ]
       #expect(try await replicas[0].startDue() == 0)  // not due yet
       // Their time comes (moved, not waited for, so a slow machine cannot make it early).
       try await database.query(
@@ -578,13 +592,15 @@ import Testing
           $0.channel = "email"
           $0.format = "text"
           $0.subject = "values"
-          $0.body = names.map { "{{\($0)}}" }.joined(separator: "|")
-          $0.variables = names.map { name in
-            .with {
-              $0.name = name
-              $0.defaultValue = "-"
-            }
-          }
+          // The values on the first line; the opt-out every campaign e-mail needs on the second.
+          $0.body = names.map { "{{\($0)}}" }.joined(separator: "|") + "\n{{unsubscribe_url}}"
+          $0.variables =
+            names.map { name in
+              .with {
+                $0.name = name
+                $0.defaultValue = "-"
+              }
+            } + [Self.optOutVariable]
         })
       let list = try await campaign.createList(.with { $0.name = "odd values" })
       let subscriber = try #require(
@@ -617,7 +633,7 @@ import Testing
       let body = try await database.query(
         "SELECT body FROM delivery.messages WHERE subscriber_id = \(subscriber)", logger: logger
       ).collect().first?.decode(String.self)
-      #expect(body == preview.body)
+      #expect(body?.components(separatedBy: "\n").first == preview.body.components(separatedBy: "\n").first)
     }
   }
 

@@ -18,16 +18,17 @@ package enum CampaignDefinition: BackEndProcess {
   }
 
   package static func definition(settings: CampaignSettings) -> ServiceDefinition {
-    ServiceDefinition(
+    // Each recipient's unsubscribe link: made by the relay, checked by the service, required by
+    // the scheduler and the send for e-mail.
+    let links = UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets)
+    return ServiceDefinition(
       name: name,
       grpcServices: [Herald_Campaign_V1_CampaignService.descriptor.fullyQualifiedService],
       migrations: migrations,
       readinessDependencies: ["delivery"],
       makeServices: { resources in
         [
-          CampaignService(
-            store: CampaignStore(client: resources.database, logger: resources.logger),
-            links: UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets))
+          CampaignService(store: CampaignStore(client: resources.database, logger: resources.logger), links: links)
         ]
       },
       makeWorkers: { resources in
@@ -35,14 +36,11 @@ package enum CampaignDefinition: BackEndProcess {
           throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
         }
         let sink = DeliverySink(client: delivery)
-        let scheduler = CampaignScheduler(client: resources.database, logger: resources.logger)
+        let scheduler = CampaignScheduler(client: resources.database, links: links, logger: resources.logger)
         let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
         let relays = (0..<settings.relayWorkers).map { number in
           BackgroundWorker(name: "outbox-relay-\(number + 1)") {
-            await OutboxRelay(
-              client: resources.database, sink: sink,
-              links: UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets), logger: resources.logger
-            ).run()
+            await OutboxRelay(client: resources.database, sink: sink, links: links, logger: resources.logger).run()
           }
         }
         return relays + [

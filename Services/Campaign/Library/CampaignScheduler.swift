@@ -8,20 +8,23 @@ import ServiceLifecycle
 
 /// Starts scheduled campaigns when due. Due campaigns are claimed with `FOR UPDATE SKIP LOCKED`
 /// and started in the same transaction, so two replicas never start one twice. A campaign on a
-/// channel without a provider fails with that reason instead.
+/// channel without a provider, or an e-mail campaign without a way out for its recipients
+/// (`CampaignStore.optOutProblem`), fails with that reason instead.
 package struct CampaignScheduler: Sendable {
   let store: CampaignStore
+  let links: UnsubscribeLinks
   let logger: Logger
 
-  package init(client: PostgresClient, logger: Logger) {
+  package init(client: PostgresClient, links: UnsubscribeLinks = .none, logger: Logger) {
     self.store = CampaignStore(client: client, logger: logger)
+    self.links = links
     self.logger = logger
   }
 
   /// Starts every due campaign; returns how many it started or failed.
   @discardableResult
   package func startDue() async throws -> Int {
-    let (store, logger) = (self.store, self.logger)
+    let (store, logger, links) = (self.store, self.logger, self.links)
     var handled = 0
     while true {
       let started = try await store.transaction { connection -> Bool in
@@ -29,6 +32,11 @@ package struct CampaignScheduler: Sendable {
         guard CampaignStore.deliverableChannels.contains(campaign.channel) else {
           try await store.setStatus(campaign.id, to: "failed", reason: "no provider for channel \(campaign.channel)", on: connection)
           logger.warning("scheduled campaign failed: no provider for its channel", metadata: ["campaign": "\(campaign.id)"])
+          return true
+        }
+        if let problem = try await store.optOutProblem(of: campaign, canSignLinks: links.canSign, on: connection) {
+          try await store.setStatus(campaign.id, to: "failed", reason: problem.message, on: connection)
+          logger.warning("scheduled campaign failed", metadata: ["campaign": "\(campaign.id)", "reason": "\(problem.message)"])
           return true
         }
         try await store.start(campaign, on: connection)

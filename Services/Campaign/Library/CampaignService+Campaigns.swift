@@ -97,7 +97,7 @@ extension CampaignService {
   package func sendCampaign(
     request: Herald_Campaign_V1_CampaignTransitionRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_Campaign {
-    Self.message(try await store.sendCampaign(try Self.uuid(request.id, field: "id")))
+    Self.message(try await store.sendCampaign(try Self.uuid(request.id, field: "id"), canSignLinks: links.canSign))
   }
 
   package func pauseCampaign(

@@ -48,6 +48,8 @@ extension CampaignService {
       }
       values = MessageTemplate.values(of: subscriber)
     }
+    // Each recipient of a campaign gets their own link; a preview shows where it leads.
+    for name in MessageTemplate.linkFields { values[name] = "\(links.publicURL)/u/preview" }
     for (key, value) in request.variables.fields {
       switch value.kind {
       case .stringValue(let text): values[key] = text

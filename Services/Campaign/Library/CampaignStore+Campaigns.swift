@@ -135,15 +135,53 @@ extension CampaignStore {
     }
   }
 
-  /// draft or scheduled → sending, now (see `start`). A channel without a provider is refused
-  /// (FAILED_PRECONDITION naming `channel`) and the campaign stays as it was.
-  package func sendCampaign(_ id: UUID) async throws -> CampaignRecord {
+  /// draft or scheduled → sending, now (see `start`). A channel without a provider, or an e-mail
+  /// campaign that cannot give each recipient a way out (`optOutProblem`), is refused
+  /// (FAILED_PRECONDITION naming the field) and the campaign stays as it was.
+  package func sendCampaign(_ id: UUID, canSignLinks: Bool) async throws -> CampaignRecord {
     try await transition(id, action: "send", from: ["draft", "scheduled"]) { connection, campaign in
       guard Self.deliverableChannels.contains(campaign.channel) else {
         throw RPCError.field("channel", .failedPrecondition, "no provider for channel \(campaign.channel)")
       }
+      if let problem = try await optOutProblem(of: campaign, canSignLinks: canSignLinks, on: connection) {
+        throw RPCError.field(problem.field, .failedPrecondition, problem.message)
+      }
       try await start(campaign, on: connection)
     }
+  }
+
+  /// Why an e-mail campaign cannot go out as the law and the mailbox providers want it: without a
+  /// key there are no signed unsubscribe links (List-Unsubscribe, `{{unsubscribe_url}}`); a
+  /// variant's template whose body shows no way out is named. nil for other channels.
+  func optOutProblem(
+    of campaign: CampaignRecord, canSignLinks: Bool, on connection: PostgresConnection
+  ) async throws -> (field: String, message: String)? {
+    guard campaign.channel == "email" else { return nil }
+    guard canSignLinks else {
+      return (
+        "channel",
+        "HERALD_SECRETS_KEY is not set: campaign e-mail needs it to sign each recipient's unsubscribe link (List-Unsubscribe, {{unsubscribe_url}})"
+      )
+    }
+    let rows = try await connection.query(
+      """
+      SELECT t.name, t.channel, t.format, t.subject, t.body, t.variables::text
+      FROM campaign.campaign_variants v JOIN campaign.templates t ON t.id = v.template_id
+      WHERE v.campaign_id = \(campaign.id) ORDER BY v.name
+      """, logger: logger
+    ).collect()
+    for row in rows {
+      let (name, channel, format, subject, body, variablesJSON) = try row.decode((String, String, String, String, String, String).self)
+      let template = try Self.storedTemplate(
+        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON, what: "template '\(name)'")
+      if !template.showsOptOut {
+        return (
+          "template_id",
+          "template '\(name)' shows no way to unsubscribe: put {{unsubscribe_url}} or {{preferences_url}} in its body (declared as a variable); CAN-SPAM asks for a visible opt-out in every campaign e-mail"
+        )
+      }
+    }
+    return nil
   }
 
   /// sending → paused: the relay leaves its chunks alone until it is resumed.

@@ -16,6 +16,9 @@ package struct MessageTemplate: Sendable {
   package var subject: String
   package var body: String
   package var variables: [TemplateVariable]
+  /// Whether the body shows the recipient a way out: it uses `{{unsubscribe_url}}` or
+  /// `{{preferences_url}}` (CAN-SPAM asks for a visible opt-out in every commercial e-mail).
+  package let showsOptOut: Bool
   private let subjectTemplate: ParsedText
   private let bodyTemplate: ParsedText
 
@@ -61,6 +64,7 @@ package struct MessageTemplate: Sendable {
 
     self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)
     self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
+    self.showsOptOut = !Set(try Self.usedNames(body, field: "body")).isDisjoint(with: Self.linkFields)
     self.channel = channel
     self.format = format
     self.subject = subject

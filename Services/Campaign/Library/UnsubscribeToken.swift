@@ -87,6 +87,9 @@ package struct UnsubscribeLinks: Sendable {
 
   package static let none = UnsubscribeLinks(publicURL: "", secrets: .none)
 
+  /// Whether links can be made (a key is configured).
+  package var canSign: Bool { !keys.isEmpty }
+
   /// The link for one recipient of a campaign; nil without a key.
   package func url(_ token: UnsubscribeToken) -> String? {
     token.text(keys: keys).map { "\(publicURL)/u/\($0)" }

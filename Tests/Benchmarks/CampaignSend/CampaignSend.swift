@@ -36,7 +36,11 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
   var logger = Logger(label: "benchmark")
   logger.logLevel = .warning
   let url = try await TestPostgres.shared.makeDatabase()
-  var campaignDefinition = CampaignDefinition.definition
+  // Campaign e-mail is sent with each recipient's signed unsubscribe link, as in production.
+  var settings = CampaignSettings()
+  settings.secrets = testSecrets
+  let links = UnsubscribeLinks(publicURL: settings.publicURL, secrets: testSecrets)
+  var campaignDefinition = CampaignDefinition.definition(settings: settings)
   campaignDefinition.readinessDependencies = []
   campaignDefinition.makeWorkers = { _ in [] }
   var deliveryDefinition = DeliveryDefinition.definition
@@ -65,8 +69,8 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
                 $0.name = "news"
                 $0.channel = "email"
                 $0.subject = "News for {{first_name}}"
-                $0.body = "<p>Hello {{first_name}}, you are number {{n}}.</p>"
-                $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }]
+                $0.body = "<p>Hello {{first_name}}, you are number {{n}}.</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>"
+                $0.variables = [.with { $0.name = "first_name" }, .with { $0.name = "n" }, .with { $0.name = "unsubscribe_url" }]
               })
             let created = try await campaign.createCampaign(
               .with {
@@ -88,7 +92,8 @@ func expandAndEnqueue(_ size: Int, benchmark: Benchmark) async throws {
             try await withThrowingTaskGroup(of: Void.self) { group in
               for _ in 0..<CampaignSettings().relayWorkers {
                 group.addTask { [logger] in
-                  let relay = OutboxRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger)
+                  let relay = OutboxRelay(
+                    client: database, sink: DeliverySink(client: deliveryClient), links: links, logger: logger)
                   try await relay.drain()
                 }
               }
