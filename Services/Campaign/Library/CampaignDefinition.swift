@@ -37,7 +37,8 @@ package enum CampaignDefinition: BackEndProcess {
         }
         let sink = DeliverySink(client: delivery)
         let scheduler = CampaignScheduler(client: resources.database, links: links, logger: resources.logger)
-        let feed = DeliveryFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
+        let feed = DeliveryFeedConsumer(
+          client: resources.database, source: sink, logger: resources.logger, deliverabilityGuard: settings.deliverabilityGuard)
         let relays = (0..<settings.relayWorkers).map { number in
           BackgroundWorker(name: "outbox-relay-\(number + 1)") {
             await OutboxRelay(client: resources.database, sink: sink, links: links, logger: resources.logger).run()

@@ -15,6 +15,8 @@ package struct CampaignSettings: Sendable, Equatable {
   /// Signs unsubscribe links (a key derived from HERALD_SECRETS_KEY); without a key campaign
   /// e-mail carries no unsubscribe link of Herald's.
   package var secrets = SecretBox.none
+  /// When a sending campaign pauses itself for its complaints or bounces.
+  package var deliverabilityGuard = DeliverabilityGuard()
 
   package init() {}
 
@@ -31,6 +33,7 @@ package struct CampaignSettings: Sendable, Equatable {
     }
     result.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
+    result.deliverabilityGuard = try DeliverabilityGuard.load(settings)
     return result
   }
 }

@@ -17,8 +17,10 @@ package protocol DeliveryEventSource: Sendable {
 /// Takes in delivery events (SPEC §2 analytics): per campaign, variant and day counts and cost,
 /// and each subscriber's engagement. The cursor is kept in `campaign.delivery_feed` and moved in
 /// the same transaction as the counts, under that row's lock, so every event is counted exactly
-/// once however many replicas run this. Metric: `herald_campaign_delivery_events_applied_total`
-/// (events taken in by committed batches).
+/// once however many replicas run this. The campaigns a batch touched are then judged by the
+/// deliverability guard (complaint and bounce rates), in the same transaction. Metrics:
+/// `herald_campaign_delivery_events_applied_total` (events taken in by committed batches) and
+/// `herald_campaign_guard_paused_total` (campaigns the guard paused).
 package struct DeliveryFeedConsumer: Sendable {
   package static let countedStatuses = [
     "queued", "sent", "delivered", "bounced", "failed", "opened", "clicked", "unsubscribed", "complained",
@@ -27,12 +29,17 @@ package struct DeliveryFeedConsumer: Sendable {
   let source: any DeliveryEventSource
   let logger: Logger
   var batchSize: Int32 = 1000
+  let deliverabilityGuard: DeliverabilityGuard
 
-  package init(client: PostgresClient, source: any DeliveryEventSource, logger: Logger, batchSize: Int32 = 1000) {
+  package init(
+    client: PostgresClient, source: any DeliveryEventSource, logger: Logger, batchSize: Int32 = 1000,
+    deliverabilityGuard: DeliverabilityGuard = DeliverabilityGuard()
+  ) {
     self.store = CampaignStore(client: client, logger: logger)
     self.source = source
     self.logger = logger
     self.batchSize = batchSize
+    self.deliverabilityGuard = deliverabilityGuard
   }
 
   static let dayFormat: Date.ISO8601FormatStyle = .iso8601.year().month().day()
@@ -40,11 +47,13 @@ package struct DeliveryFeedConsumer: Sendable {
   /// Applies the next batch of events; returns how many it applied.
   @discardableResult
   package func pollOnce() async throws -> Int {
-    let (store, source, batchSize) = (self.store, self.source, self.batchSize)
-    let applied = try await store.transaction { connection in
+    let (store, source, batchSize, deliverabilityGuard, logger) = (
+      self.store, self.source, self.batchSize, self.deliverabilityGuard, self.logger
+    )
+    let (applied, paused) = try await store.transaction { connection -> (Int, [(UUID, String)]) in
       let cursor = try await store.lockFeedCursor(on: connection)
       let response = try await source.events(after: cursor, limit: batchSize)
-      guard !response.events.isEmpty else { return 0 }
+      guard !response.events.isEmpty else { return (0, []) }
 
       // A campaign message's variant is its recipient's outbox entry's.
       let recipients = Array(
@@ -85,9 +94,16 @@ package struct DeliveryFeedConsumer: Sendable {
       try await store.addDailyStats(days, on: connection)
       try await store.addEngagement(engagement, on: connection)
       try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
-      return response.events.count
+      // Only complaints and bounces can push a rate over its threshold.
+      let judged = Set(days.keys.filter { $0.status == "complained" || $0.status == "bounced" }.map(\.campaign))
+      let paused = try await deliverabilityGuard.enforce(on: Array(judged), connection: connection, logger: logger)
+      return (response.events.count, paused)
     }
     if applied > 0 { Counter(label: "herald_campaign_delivery_events_applied_total").increment(by: applied) }
+    for (campaign, reason) in paused {
+      logger.warning("campaign paused", metadata: ["campaign": "\(campaign.lowercasedString)", "reason": "\(reason)"])
+      Counter(label: "herald_campaign_guard_paused_total").increment()
+    }
     return applied
   }
 

@@ -298,6 +298,20 @@ enum DataChecks {
             WHERE status = 'sending' AND coalesce(lease_expires_at, updated_at) < now() - interval '\(stuckSeconds) seconds'
             """, needsReview: false, risk: "low")),
       DataCheck(
+        // The campaign service's deliverability guard paused these (its reasons start so); the
+        // issue carries the alert on verification's alert path.
+        check: "data.campaign_paused_by_guard", component: "data", severity: .critical, category: .data,
+        object: "campaign.campaigns status paused",
+        query: """
+          SELECT id::text || ': ' || substr(status_reason, length('paused by the deliverability guard: ') + 1), NULL::text
+          FROM campaign.campaigns
+          WHERE status = 'paused' AND status_reason LIKE 'paused by the deliverability guard: %'
+          """,
+        describe: { "\($0) campaigns paused themselves: their complaint or bounce rate passed the guard's threshold" },
+        suggested:
+          "find why recipients complain or bounce (the list's source, consent, content, the sending domain's reputation); clean the list, then resume the campaign or cancel it",
+        repair: nil),
+      DataCheck(
         check: "data.spend_over_budget", component: "data", severity: .critical, category: .data, object: "delivery.spend_caps",
         query: "SELECT campaign_id::text, NULL::text FROM delivery.spend_caps WHERE spent_cents + reserved_cents > budget_cents",
         describe: { "\($0) campaigns have spent (or reserved) more than their budget" },
