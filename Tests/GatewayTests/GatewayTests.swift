@@ -43,6 +43,7 @@ import Testing
     verification: Bool = false,
     live: Bool = false,
     campaignSettings: CampaignSettings = GatewayTests.campaignSettings,
+    publicRatePerMinute: Int = 600,
     onDatabase: @Sendable (String) -> Void = { _ in },
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
   ) async throws {
@@ -61,7 +62,7 @@ import Testing
         @Sendable func test(_ services: [String: ServiceAddress]) async throws {
           let configuration = GatewayConfiguration(
             port: 0, database: try DatabaseConfiguration(url: url), services: services,
-            statusTimeout: .seconds(3), adminKey: adminKey)
+            statusTimeout: .seconds(3), adminKey: adminKey, publicRatePerMinute: publicRatePerMinute)
           let app = try buildGateway(
             configuration: configuration, registry: PrometheusCollectorRegistry(),
             announceKey: { key in announced.keys.withLock { $0.append(key) } },
@@ -728,6 +729,42 @@ import Testing
       }
       #expect(try await consent() == (false, false))
     }
+  }
+
+  /// The public routes are rate-limited per client address (a 429 with Retry-After); routes with a
+  /// key are not.
+  @Test func publicRoutesAreRateLimited() async throws {
+    try await withGateway(publicRatePerMinute: 4) { client in
+      // A burst of 2, then 429; the webhooks share the limit.
+      for expected in [HTTPResponse.Status.badRequest, .badRequest, .tooManyRequests] {
+        try await client.execute(uri: "/u/v1.k1.not.genuine", method: .get) { response async throws in
+          #expect(response.status == expected)
+          if expected == .tooManyRequests {
+            #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(try Self.json(response.body)["detail"] as? String == "too many requests from unknown to public routes; try again later")
+          }
+        }
+      }
+      try await client.execute(
+        uri: "/v1/webhooks/any", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")
+      ) {
+        response async throws in
+        #expect(response.status == .tooManyRequests)
+      }
+      try await client.execute(uri: "/v1/lists", method: .get, headers: Self.headers(Self.adminKey)) { response async throws in
+        #expect(response.status == .ok)
+      }
+    }
+  }
+
+  @Test func thePublicLimitRefillsAtItsRateAndKeepsClientsApart() {
+    let limiter = PublicRouteLimiter(perMinute: 4)  // one request every 15 s, bursts of 2
+    let start = ContinuousClock.now
+    #expect(limiter.take("a", now: start) == nil && limiter.take("a", now: start) == nil)
+    #expect(limiter.take("a", now: start) == .seconds(15))
+    #expect(limiter.take("b", now: start) == nil)
+    #expect(limiter.take("a", now: start + .seconds(14)) != nil)
+    #expect(limiter.take("a", now: start + .seconds(16)) == nil)
   }
 
   /// The preference page in a real browser (headless Chromium, phone-sized): it loads without

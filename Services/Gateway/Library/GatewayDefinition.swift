@@ -48,11 +48,11 @@ package struct GatewayConfiguration: Sendable {
 
   package init(
     host: String = "127.0.0.1", port: Int, database: DatabaseConfiguration, services: [String: ServiceAddress],
-    statusTimeout: Duration = .seconds(2), adminKey: String? = nil
+    statusTimeout: Duration = .seconds(2), adminKey: String? = nil, publicRatePerMinute: Int = 600
   ) {
     self.init(
       common: ServiceConfiguration(name: "gateway", host: host, port: port, database: database, dependencies: services),
-      settings: GatewaySettings(statusTimeout: statusTimeout, adminKey: adminKey))
+      settings: GatewaySettings(statusTimeout: statusTimeout, adminKey: adminKey, publicRatePerMinute: publicRatePerMinute))
   }
 }
 
@@ -113,15 +113,18 @@ package func buildGateway(
   let guarded = router.group().add(middleware: APIKeyMiddleware(keys: store))
   SystemRoutes(probe: probe, registry: registry).register(public: router, guarded: guarded)
   let api = guarded.group().add(middleware: IdempotencyMiddleware(store: store))
+  // Routes without a key (provider webhooks, unsubscribe links), rate-limited per client address.
+  let publicRoutes = router.group().add(
+    middleware: PublicRouteLimitMiddleware(limiter: PublicRouteLimiter(perMinute: configuration.settings.publicRatePerMinute)))
   try RESTRouter(description: description, clients: clients, defaultTimeout: common.rpcTimeout)
     .register(RESTRoute.bound, on: api)
   if let campaign = backEnds["campaign"] {
     try SubscriberImportRoute(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign), description: description)
       .register(on: api)
-    UnsubscribeRoutes(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).register(on: router)
+    UnsubscribeRoutes(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).register(on: publicRoutes)
   }
   if let delivery = backEnds["delivery"] {
-    ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: router)
+    ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: publicRoutes)
   }
   try router.validate()
   // The routes the router holds, their paths written as the document writes them.

@@ -3,15 +3,19 @@ import HTTPTypes
 import HeraldServerKit
 import Hummingbird
 import Logging
+import NIOCore
 
 /// The request context: who is calling (once authenticated) and snake_case JSON coding.
 struct GatewayRequestContext: RequestContext {
   var coreContext: CoreRequestContextStorage
   var principal: APIKeyPrincipal?
+  /// The client's address (the public routes' rate limit is per address).
+  let remoteAddress: SocketAddress?
 
   init(source: ApplicationRequestContextSource) {
     self.coreContext = .init(source: source)
     self.principal = nil
+    self.remoteAddress = source.channel.remoteAddress
   }
 
   var requestDecoder: JSONDecoder {

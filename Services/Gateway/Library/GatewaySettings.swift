@@ -7,10 +7,14 @@ package struct GatewaySettings: Sendable {
   package var statusTimeout: Duration = .seconds(2)
   /// An admin key stored (hashed) at start; without one, a key is generated once and printed.
   package var adminKey: Secret<String>?
+  /// Requests a minute each client address may make to the public routes (webhooks,
+  /// unsubscribe links), in bursts of half as many.
+  package var publicRatePerMinute = 600
 
-  package init(statusTimeout: Duration = .seconds(2), adminKey: String? = nil) {
+  package init(statusTimeout: Duration = .seconds(2), adminKey: String? = nil, publicRatePerMinute: Int = 600) {
     self.statusTimeout = statusTimeout
     self.adminKey = adminKey.map(Secret.init)
+    self.publicRatePerMinute = publicRatePerMinute
   }
 
   package static func load(_ settings: Settings) throws -> GatewaySettings {
@@ -20,6 +24,7 @@ package struct GatewaySettings: Sendable {
         variable: "HERALD_ADMIN_API_KEY", value: "<redacted>", expected: "20 to 200 characters without spaces")
     }
     return GatewaySettings(
-      statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey)
+      statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey,
+      publicRatePerMinute: try settings.int("HERALD_GATEWAY_PUBLIC_RATE", default: 600, range: 1...1_000_000))
   }
 }

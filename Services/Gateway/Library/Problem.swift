@@ -14,6 +14,8 @@ struct Problem: HTTPResponseError, Equatable {
   var field: String?
   /// The methods a path takes, for a 405.
   var allow: String?
+  /// Seconds to wait, for a 429.
+  var retryAfter: Int?
 
   var title: String { status.reasonPhrase }
 
@@ -33,6 +35,7 @@ struct Problem: HTTPResponseError, Equatable {
     headers[.contentType] = "application/problem+json"
     if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
     if let allow { headers[.allow] = allow }
+    if let retryAfter { headers[.retryAfter] = String(retryAfter) }
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
   }
 
@@ -58,6 +61,7 @@ struct Problem: HTTPResponseError, Equatable {
     self.detail = detail
     self.field = field
     self.allow = nil
+    self.retryAfter = nil
   }
 
   init(_ error: RPCError, service: String) {

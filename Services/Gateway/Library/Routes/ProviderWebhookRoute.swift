@@ -14,7 +14,7 @@ struct ProviderWebhookRoute: Sendable {
   static let path = "/v1/webhooks/{provider}"
   let delivery: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>
 
-  func register(on router: Router<GatewayRequestContext>) {
+  func register(on router: some RouterMethods<GatewayRequestContext>) {
     let delivery = self.delivery
     router.post(RouterPath(RESTRouter.hummingbirdPath(Self.path))) { request, context in
       guard let signature = request.headers[Self.signature], !signature.isEmpty else {

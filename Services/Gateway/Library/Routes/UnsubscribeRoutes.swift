@@ -22,7 +22,7 @@ struct UnsubscribeRoutes: Sendable {
   static let path = "/u/{token}"
   let campaign: Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
 
-  func register(on router: Router<GatewayRequestContext>) {
+  func register(on router: some RouterMethods<GatewayRequestContext>) {
     let campaign = self.campaign
     let path = RouterPath(RESTRouter.hummingbirdPath(Self.path))
     let parameter = RESTRouter.pathVariables(Self.path)[0].parameter
