@@ -133,8 +133,12 @@ extension HeraldMigrations {
         version: 6, name: "message format, text part and unsubscribe link, DKIM keys",
         sql: #"""
           -- How the body is written (never guessed from it), and an HTML e-mail's text/plain
-          -- alternative when the sender gave one. Both are metadata-only additions.
-          ALTER TABLE messages ADD COLUMN format text NOT NULL DEFAULT 'text' CHECK (format IN ('text', 'html'));
+          -- alternative when the sender gave one. The columns are metadata-only additions; the
+          -- check is added NOT VALID (no scan under the table's exclusive lock) and validated
+          -- after, which reads the table under a lock that lets the queue go on.
+          ALTER TABLE messages ADD COLUMN format text NOT NULL DEFAULT 'text';
+          ALTER TABLE messages ADD CONSTRAINT messages_format_check CHECK (format IN ('text', 'html')) NOT VALID;
+          ALTER TABLE messages VALIDATE CONSTRAINT messages_format_check;
           ALTER TABLE messages ADD COLUMN text_body text;
           -- The recipient's one-click unsubscribe URL (RFC 8058 headers), for campaign e-mail.
           ALTER TABLE messages ADD COLUMN list_unsubscribe text;

@@ -703,6 +703,18 @@ import Testing
         }
       }
       #expect(try await consent() == (false, true))
+      // RFC 8058 §3.2's multipart/form-data body works the same (a link sent by SMS here).
+      let smsURL = links.url(UnsubscribeToken(subscriber: subscriber, campaign: UUID(), channel: "sms"))
+      let smsToken = try #require(smsURL?.split(separator: "/").last.map(String.init))
+      var multipart = HTTPFields()
+      multipart[.contentType] = "multipart/form-data; boundary=\"----herald-test\""
+      let parts =
+        "------herald-test\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n------herald-test--\r\n"
+      try await client.execute(uri: "/u/\(smsToken)", method: .post, headers: multipart, body: ByteBuffer(string: parts)) {
+        response async throws in
+        #expect(response.status == .ok && String(buffer: response.body) == "unsubscribed\n", "\(String(buffer: response.body))")
+      }
+      #expect(try await consent() == (false, false))
       // A changed byte: 400, saying only that the link is not valid; nothing changes.
       var changed = Array(token)
       changed[changed.count - 4] = changed[changed.count - 4] == "A" ? "B" : "A"
@@ -745,6 +757,8 @@ import Testing
           }
         }
       }
+      // Webhooks count only the requests refused for their signature; a client over the limit is
+      // turned away from them too.
       try await client.execute(
         uri: "/v1/webhooks/any", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")
       ) {
@@ -757,6 +771,35 @@ import Testing
     }
   }
 
+  /// A provider posting well-signed webhooks is never limited; requests refused for their
+  /// signature are.
+  @Test func onlyWebhooksRefusedForTheirSignatureCountAgainstTheLimit() async throws {
+    try await withGateway(delivery: true, publicRatePerMinute: 4) { client async throws in
+      let (putStatus, _) = try await Self.post(
+        client, "/v1/providers",
+        [
+          "name": "hook", "channel": "CHANNEL_EMAIL", "webhook_secret": "whsec", "webhook": ["url": "http://127.0.0.1:1/send"],
+        ])
+      #expect(putStatus == .ok)
+      func webhook(secret: String) async throws -> HTTPResponse.Status {
+        let body = Data(#"{"events":[]}"#.utf8)
+        var headers = Self.headers(nil, json: true)
+        headers[HTTPField.Name("X-Herald-Signature")!] = WebhookSignature.header(
+          secret: secret, timestamp: Int(Date().timeIntervalSince1970), body: body)
+        return try await client.execute(uri: "/v1/webhooks/hook", method: .post, headers: headers, body: ByteBuffer(bytes: body)) {
+          $0.status
+        }
+      }
+      // Six signed posts against a burst of two: all taken.
+      for _ in 0..<6 { #expect(try await webhook(secret: "whsec") == .ok) }
+      // Two forged ones use the burst up; the third, and a signed one after it, wait.
+      #expect(try await webhook(secret: "guess") == .unauthorized)
+      #expect(try await webhook(secret: "guess") == .unauthorized)
+      #expect(try await webhook(secret: "guess") == .tooManyRequests)
+      #expect(try await webhook(secret: "whsec") == .tooManyRequests)
+    }
+  }
+
   @Test func thePublicLimitRefillsAtItsRateAndKeepsClientsApart() {
     let limiter = PublicRouteLimiter(perMinute: 4)  // one request every 15 s, bursts of 2
     let start = ContinuousClock.now
@@ -765,6 +808,10 @@ import Testing
     #expect(limiter.take("b", now: start) == nil)
     #expect(limiter.take("a", now: start + .seconds(14)) != nil)
     #expect(limiter.take("a", now: start + .seconds(16)) == nil)
+    #expect((limiter.wait("a", now: start + .seconds(16)) ?? .zero) > .seconds(13) && limiter.wait("c", now: start) == nil)
+    #expect(PublicRouteLimiter.client(try? SocketAddress(ipAddress: "2001:db8:1:2:3:4:5:6", port: 1)) == "2001:db8:1:2::/64")
+    #expect(PublicRouteLimiter.client(try? SocketAddress(ipAddress: "2001:db8::1", port: 1)) == "2001:db8:0:0::/64")
+    #expect(PublicRouteLimiter.client(try? SocketAddress(ipAddress: "192.0.2.7", port: 1)) == "192.0.2.7")
   }
 
   /// The preference page in a real browser (headless Chromium, phone-sized): it loads without

@@ -217,6 +217,11 @@ import Testing
     #expect(
       HTMLText.text(fromHTML: "<p>a<br>b</p><!-- hidden --><script>x()</script>c &#x2019; &#8212; &bogus;") == "a\nb\n\nc ’ — &bogus;")
     #expect(HTMLText.text(fromHTML: "<a href='https://x.test/?q=1'>go</a> <a name=top>top</a>") == "go (https://x.test/?q=1) top")
+    // A "<" inside a script does not hide the text after it.
+    #expect(HTMLText.text(fromHTML: "<script>if (a<b) { x() }</script><STYLE>p{}</STYLE>kept") == "kept")
+    // A dot that a soft break puts at the start of a line is encoded too.
+    let dotted = MIMEEncoding.quotedPrintable(String(repeating: "a", count: 75) + ".b").components(separatedBy: "\r\n")
+    #expect(dotted == [String(repeating: "a", count: 75) + "=", "=2Eb"])
   }
 
   /// The delivery service with a secrets key, its workers sending to a real SMTP server; `body`

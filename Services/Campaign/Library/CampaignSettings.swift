@@ -12,8 +12,8 @@ package struct CampaignSettings: Sendable, Equatable {
   /// Where recipients reach the gateway's public routes (unsubscribe links), without a trailing
   /// slash: HERALD_PUBLIC_URL.
   package var publicURL = "http://127.0.0.1:8080"
-  /// Signs unsubscribe links (a key derived from HERALD_SECRETS_KEY); without a key campaign
-  /// e-mail carries no unsubscribe link of Herald's.
+  /// Signs unsubscribe links (a key derived from HERALD_SECRETS_KEY); without a key no e-mail
+  /// campaign can be sent (`CampaignStore.optOutProblem`).
   package var secrets = SecretBox.none
   /// When a sending campaign pauses itself for its complaints or bounces.
   package var deliverabilityGuard = DeliverabilityGuard()

@@ -94,8 +94,9 @@ package struct DeliveryFeedConsumer: Sendable {
       try await store.addDailyStats(days, on: connection)
       try await store.addEngagement(engagement, on: connection)
       try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
-      // Only complaints and bounces can push a rate over its threshold.
-      let judged = Set(days.keys.filter { $0.status == "complained" || $0.status == "bounced" }.map(\.campaign))
+      // Every campaign the batch counted for: complaints and bounces raise its rates, and sends can
+      // take it past the minimum at which they are judged.
+      let judged = Set(days.keys.map(\.campaign))
       let paused = try await deliverabilityGuard.enforce(on: Array(judged), connection: connection, logger: logger)
       return (response.events.count, paused)
     }

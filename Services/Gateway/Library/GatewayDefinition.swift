@@ -113,9 +113,11 @@ package func buildGateway(
   let guarded = router.group().add(middleware: APIKeyMiddleware(keys: store))
   SystemRoutes(probe: probe, registry: registry).register(public: router, guarded: guarded)
   let api = guarded.group().add(middleware: IdempotencyMiddleware(store: store))
-  // Routes without a key (provider webhooks, unsubscribe links), rate-limited per client address.
-  let publicRoutes = router.group().add(
-    middleware: PublicRouteLimitMiddleware(limiter: PublicRouteLimiter(perMinute: configuration.settings.publicRatePerMinute)))
+  // Routes without a key, rate-limited per client address: unsubscribe links by every request,
+  // provider webhooks by the requests refused for their signature.
+  let publicLimiter = PublicRouteLimiter(perMinute: configuration.settings.publicRatePerMinute)
+  let publicRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter))
+  let webhookRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter, onlyRefused: true))
   try RESTRouter(description: description, clients: clients, defaultTimeout: common.rpcTimeout)
     .register(RESTRoute.bound, on: api)
   if let campaign = backEnds["campaign"] {
@@ -124,7 +126,7 @@ package func buildGateway(
     UnsubscribeRoutes(campaign: Herald_Campaign_V1_CampaignService.Client(wrapping: campaign)).register(on: publicRoutes)
   }
   if let delivery = backEnds["delivery"] {
-    ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: publicRoutes)
+    ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: webhookRoutes)
   }
   try router.validate()
   // The routes the router holds, their paths written as the document writes them.

@@ -258,8 +258,10 @@ enum DataChecks {
           statements: [
             """
             WITH stuck AS (
+              -- Without a lease token (written by hand, or before the send journal) nothing says the
+              -- send never began: it counts as begun (unknown), never as safe to send again.
               SELECT m.id, m.campaign_id, m.reserved_cents, m.lease_token,
-                EXISTS (
+                m.lease_token IS NULL OR EXISTS (
                   SELECT 1 FROM delivery.send_journal j WHERE j.lease_token = m.lease_token AND m.id = ANY (j.message_ids)
                 ) AS begun
               FROM delivery.messages m

@@ -14,12 +14,14 @@ package final class DKIMKeyring: Sendable {
 
   /// By domain, then selector.
   private let loaded = Mutex<[String: [String: Loaded]]>([:])
+  /// By domain, in selector order: what a message is signed with (sorted once per reload).
+  private let signing = Mutex<[String: [DKIMKey]]>([:])
 
   package init() {}
 
   /// The keys to sign mail from `domain` with, in selector order.
   package func keys(for domain: String) -> [DKIMKey] {
-    loaded.withLock { $0[domain].map { $0.sorted { $0.key < $1.key }.map(\.value.key) } ?? [] }
+    signing.withLock { $0[domain] ?? [] }
   }
 
   /// Takes the stored keys as the current set. A key that does not open (HERALD_SECRETS_KEY
@@ -45,5 +47,6 @@ package final class DKIMKeyring: Sendable {
       }
     }
     loaded.withLock { $0 = next }
+    signing.withLock { $0 = next.mapValues { $0.sorted { $0.key < $1.key }.map(\.value.key) } }
   }
 }

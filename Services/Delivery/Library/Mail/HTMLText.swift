@@ -1,7 +1,7 @@
 import Foundation
 
 /// The text/plain alternative of an HTML e-mail: the visible text, with a link kept as
-/// `text (url)`, paragraphs, headings, list items and `<br>` as line breaks, `<head>`, `<style>`
+/// `text (url)`, paragraphs, headings, list items and `<br>` as line breaks, `<title>`, `<style>`
 /// and `<script>` left out, character references decoded and runs of white space collapsed.
 package enum HTMLText {
   package static func text(fromHTML html: String) -> String {
@@ -33,6 +33,16 @@ package enum HTMLText {
     func lineBreak(_ count: Int) { pendingBreaks = max(pendingBreaks, count) }
 
     while index < html.endIndex {
+      if let skipped = skipping {
+        // Inside <script>, <style> or <title>: everything up to its closing tag, even a
+        // "<" of a script's comparison.
+        guard let end = html[index...].range(of: "</\(skipped)", options: .caseInsensitive) else { break }
+        index = end.lowerBound
+        skipping = nil
+        guard let close = html[index...].firstIndex(of: ">") else { break }
+        index = html.index(after: close)
+        continue
+      }
       let character = html[index]
       if character == "<" {
         guard let close = html[index...].firstIndex(of: ">") else {
@@ -48,12 +58,8 @@ package enum HTMLText {
         }
         let closing = tag.hasPrefix("/")
         let name = tag.drop { $0 == "/" }.prefix { $0.isLetter || $0.isNumber }.lowercased()
-        if let skipped = skipping {
-          if closing && name == skipped { skipping = nil }
-          continue
-        }
         switch name {
-        case "head", "style", "script", "title":
+        case "style", "script", "title":
           if !closing { skipping = name }
         case "br":
           lineBreak(1)
@@ -82,7 +88,7 @@ package enum HTMLText {
         continue
       }
       let next = html[index...].firstIndex(of: "<") ?? html.endIndex
-      if skipping == nil { emit(decodeReferences(String(html[index..<next]))) }
+      emit(decodeReferences(String(html[index..<next])))
       index = next
     }
     return out

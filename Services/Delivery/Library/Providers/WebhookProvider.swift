@@ -21,7 +21,7 @@ package struct WebhookProvider: DeliveryProvider {
       WebhookPayload(
         id: message.id.lowercasedString, idempotencyKey: message.idempotencyKey, channel: message.channel,
         recipient: message.recipient, subject: message.subject, body: message.body, format: message.format,
-        textBody: message.textBody, campaignID: message.campaignID?.lowercasedString))
+        textBody: message.textBody, listUnsubscribeURL: message.listUnsubscribeURL, campaignID: message.campaignID?.lowercasedString))
     var request = HTTPClientRequest(url: settings.url)
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
@@ -49,11 +49,14 @@ private struct WebhookPayload: Encodable {
   /// "text" or "html".
   var format: String
   var textBody: String?
+  /// An e-mail's one-click unsubscribe URL, for the List-Unsubscribe headers the provider writes.
+  var listUnsubscribeURL: String?
   var campaignID: String?
 
   enum CodingKeys: String, CodingKey {
     case id, channel, recipient, subject, body, format
     case textBody = "text_body"
+    case listUnsubscribeURL = "list_unsubscribe_url"
     case idempotencyKey = "idempotency_key"
     case campaignID = "campaign_id"
   }

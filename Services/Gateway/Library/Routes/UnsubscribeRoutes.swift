@@ -40,8 +40,8 @@ struct UnsubscribeRoutes: Sendable {
     router.post(path) { request, context in
       let token = context.parameters.get(parameter) ?? ""
       var request = request
-      let body = try await request.collectBody(upTo: 4096)
-      let form = Self.form(String(buffer: body))
+      let body = try await request.collectBody(upTo: 8192)
+      let form = Self.form(String(buffer: body), contentType: request.headers[.contentType] ?? "")
       let oneClick = form["List-Unsubscribe"] == "One-Click"
       let channel: Herald_Campaign_V1_ConsentChannel
       if oneClick {
@@ -77,8 +77,41 @@ struct UnsubscribeRoutes: Sendable {
     }
   }
 
+  /// The fields of a form body: `multipart/form-data` (what RFC 8058 §3.2 says a one-click POST
+  /// should be) or `application/x-www-form-urlencoded` (what browsers and most providers send).
+  static func form(_ text: String, contentType: String) -> [String: String] {
+    let type = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    guard type == "multipart/form-data" else { return urlEncodedForm(text) }
+    guard let boundary = parameter("boundary", of: contentType) else { return [:] }
+    var fields: [String: String] = [:]
+    for part in text.components(separatedBy: "--\(boundary)").dropFirst() {
+      guard !part.hasPrefix("--"), let split = part.range(of: "\r\n\r\n") else { continue }
+      let headers = part[..<split.lowerBound]
+      guard
+        let disposition = headers.split(separator: "\r\n").first(where: {
+          $0.lowercased().hasPrefix("content-disposition:")
+        }), let name = parameter("name", of: String(disposition))
+      else { continue }
+      // The line break before the next boundary belongs to the boundary; the values wanted here
+      // are single words, so trimming is enough.
+      if fields[name] == nil { fields[name] = part[split.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+    return fields
+  }
+
+  /// `name=value` or `name="value"` among the `;`-separated parameters of a header value.
+  static func parameter(_ name: String, of header: String) -> String? {
+    for piece in header.split(separator: ";").dropFirst() {
+      let pair = piece.split(separator: "=", maxSplits: 1)
+      guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == name else { continue }
+      let value = pair[1].trimmingCharacters(in: .whitespaces)
+      return value.hasPrefix("\"") && value.hasSuffix("\"") && value.count >= 2 ? String(value.dropFirst().dropLast()) : value
+    }
+    return nil
+  }
+
   /// `a=b&c=d` decoded (`+` as space); later repeats of a name are ignored.
-  static func form(_ text: String) -> [String: String] {
+  static func urlEncodedForm(_ text: String) -> [String: String] {
     var fields: [String: String] = [:]
     for pair in text.split(separator: "&") {
       let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
