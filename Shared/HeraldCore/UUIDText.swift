@@ -59,3 +59,17 @@ enum UUIDText {
     }
   }
 }
+
+extension UUID {
+  /// The 16 bytes of the id, in order.
+  package var bytes: [UInt8] {
+    withUnsafeBytes(of: uuid) { Array($0) }
+  }
+
+  /// The id of 16 bytes (nil for any other count).
+  package init?(bytes: some Collection<UInt8>) {
+    guard bytes.count == 16 else { return nil }
+    let b = Array(bytes)
+    self.init(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+  }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import PostgresNIO
 
 /// A two-integer advisory lock key made of the first 64 bits of a UUID (a job's or a repair's):
@@ -9,7 +10,7 @@ package struct AdvisoryKey: Sendable, Equatable {
   package var low: Int32
 
   package init(_ id: UUID) {
-    let bytes = withUnsafeBytes(of: id.uuid) { Array($0) }
+    let bytes = id.bytes
     func int(_ range: Range<Int>) -> Int32 { Int32(bitPattern: range.reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[$1]) }) }
     (high, low) = (int(0..<4), int(4..<8))
   }

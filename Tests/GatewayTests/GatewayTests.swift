@@ -715,14 +715,14 @@ import Testing
         #expect(response.status == .ok && String(buffer: response.body) == "unsubscribed\n", "\(String(buffer: response.body))")
       }
       #expect(try await consent() == (false, false))
-      // A changed byte: 400, saying only that the link is not valid; nothing changes.
+      // A changed byte: 404, saying only that the link is not valid; nothing changes.
       var changed = Array(token)
       changed[changed.count - 4] = changed[changed.count - 4] == "A" ? "B" : "A"
       for method in [HTTPRequest.Method.get, .post] {
         try await client.execute(
           uri: "/u/\(String(changed))", method: method, headers: form, body: ByteBuffer(string: "List-Unsubscribe=One-Click")
         ) { response async throws in
-          #expect(response.status == .badRequest)
+          #expect(response.status == .notFound)
           #expect(String(buffer: response.body).contains("This link is not valid"))
         }
       }
@@ -748,7 +748,7 @@ import Testing
   @Test func publicRoutesAreRateLimited() async throws {
     try await withGateway(publicRatePerMinute: 4) { client in
       // A burst of 2, then 429; the webhooks share the limit.
-      for expected in [HTTPResponse.Status.badRequest, .badRequest, .tooManyRequests] {
+      for expected in [HTTPResponse.Status.notFound, .notFound, .tooManyRequests] {
         try await client.execute(uri: "/u/v1.k1.not.genuine", method: .get) { response async throws in
           #expect(response.status == expected)
           if expected == .tooManyRequests {
@@ -846,6 +846,35 @@ import Testing
         #expect((object["email_consent"] as? [String: Any])?["subscribed"] as? Bool != true)
         #expect((object["sms_consent"] as? [String: Any])?["subscribed"] as? Bool == true)
       }
+    }
+  }
+
+  /// The document says which message fields go together, so the gateway refuses the rest itself
+  /// with the rule's words: HTML and its text part are for e-mail, and so is the unsubscribe URL.
+  @Test func aMessagesFormatTextPartAndUnsubscribeLinkFitItsChannel() async throws {
+    try await withGateway(delivery: true) { client async throws in
+      let base: [String: Any] = ["idempotency_key": "m-1", "channel": "CHANNEL_SMS", "recipient": "+14155550123", "body": "hi"]
+      for (extra, message) in [
+        (
+          ["text_body": "hi"],
+          "the body may use format html and text_body only on CHANNEL_EMAIL (the other channels are text; text_body is the text part of an HTML e-mail)"
+        ),
+        (
+          ["format": "html"],
+          "the body may use format html and text_body only on CHANNEL_EMAIL (the other channels are text; text_body is the text part of an HTML e-mail)"
+        ),
+        (["list_unsubscribe_url": "https://x.test/u/1"], "the body may carry list_unsubscribe_url only on CHANNEL_EMAIL"),
+      ] {
+        let (status, problem) = try await Self.post(client, "/v1/messages", base.merging(extra) { $1 })
+        #expect(status == .badRequest && problem["detail"] as? String == message, "\(problem)")
+      }
+      let (accepted, _) = try await Self.post(
+        client, "/v1/messages",
+        [
+          "idempotency_key": "m-2", "channel": "CHANNEL_EMAIL", "recipient": "ada@example.com", "body": "<p>hi</p>",
+          "format": "html", "text_body": "hi", "list_unsubscribe_url": "https://x.test/u/1",
+        ])
+      #expect(accepted == .accepted)
     }
   }
 

@@ -110,7 +110,7 @@ import Testing
         try await database.query(
           """
           UPDATE campaign.campaigns SET status = 'paused',
-            status_reason = 'paused by the deliverability guard: complaint rate 0.40 % (4 of 1000 sent) is above 0.30 %'
+            status_reason = \(DeliverabilityGuard.reasonPrefix + "complaint rate 0.40 % (4 of 1000 sent) is above 0.30 %")
           WHERE id = \(id)
           """, logger: Self.logger)
         let report = try await verification.runVerification(.with { $0.component = "data" })

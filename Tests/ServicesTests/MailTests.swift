@@ -125,7 +125,8 @@ import Testing
         "defects": [str(d) for d in message.defects], "parts": parts,
         "list_unsubscribe": str(message["list-unsubscribe"] or ""),
         "list_unsubscribe_post": str(message["list-unsubscribe-post"] or ""),
-        "long_lines": [line.decode() for line in raw.split(b"\r\n") if len(line) > 78],
+        # RFC 5322's 78, and RFC 2047's 76 for a line holding encoded words.
+        "long_lines": [line.decode() for line in raw.split(b"\r\n") if len(line) > (76 if b"=?" in line else 78)],
     }))
     """#
 
@@ -163,10 +164,8 @@ import Testing
     #expect(checked.signatures.allSatisfy { $0.ok }, "\(checked.signatures)")
     #expect(checked.tamperedVerifies == [false, false])
     let signed = checked.signatures.first?.h.filter { !$0.isWhitespace }.split(separator: ":").map(String.init) ?? []
-    #expect(
-      signed == [
-        "from", "reply-to", "to", "subject", "date", "message-id", "mime-version", "content-type", "from",
-      ])
+    let present = ["from", "reply-to", "to", "subject", "date", "message-id", "mime-version", "content-type"]
+    #expect(signed == present + present)
     #expect(checked.defects.isEmpty && checked.parts.allSatisfy { $0.defects.isEmpty })
     #expect(checked.contentType == "multipart/alternative")
     #expect(checked.parts.map(\.type) == ["text/plain", "text/html"])

@@ -21,7 +21,7 @@ package struct DeliverabilityGuard: Sendable, Equatable {
   package init() {}
 
   /// The start of every reason the guard writes; verification finds paused campaigns by it.
-  package static let reasonPrefix = "paused by the deliverability guard: "
+  package static let reasonPrefix = DeliverabilityGuardReason.prefix
 
   package static func load(_ settings: Settings) throws -> DeliverabilityGuard {
     var result = DeliverabilityGuard()

@@ -96,8 +96,9 @@ package struct OutboxRelay: Sendable {
             lastName: entry.lastName, attributes: entry.attributes)
           // The recipient's own unsubscribe link: the List-Unsubscribe header (one click, RFC
           // 8058) and the template's {{unsubscribe_url}} / {{preferences_url}} (the page).
-          let unsubscribeURL = links.url(
-            UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel))
+          let unsubscribeURL =
+            channel == "email" || template.showsOptOut
+            ? links.url(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel)) : nil
           if let unsubscribeURL {
             values["unsubscribe_url"] = unsubscribeURL
             values["preferences_url"] = unsubscribeURL

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import Mustache
 
 /// A parsed text: swift-mustache's template and, when the text is only literal text and plain
@@ -29,7 +30,7 @@ package struct ParsedText: Sendable {
       case .literal(let text): output += text
       case .value(let name, let escaped):
         let value = context.values[name] ?? ""
-        output += escaped ? Self.htmlEscape(value) : value
+        output += escaped ? value.htmlEscaped : value
       }
     }
     return output
@@ -67,28 +68,5 @@ package struct ParsedText: Sendable {
     }
     if !rest.isEmpty { pieces.append(.literal(String(rest))) }
     return pieces
-  }
-
-  /// swift-mustache's HTML escaping (its own is internal): the same five characters, compared as
-  /// Characters as it does.
-  static func htmlEscape(_ value: String) -> String {
-    guard
-      value.utf8.contains(where: {
-        $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'")
-      })
-    else { return value }
-    var escaped = ""
-    escaped.reserveCapacity(value.utf8.count)
-    for character in value {
-      switch character {
-      case "<": escaped += "&lt;"
-      case ">": escaped += "&gt;"
-      case "&": escaped += "&amp;"
-      case "\"": escaped += "&quot;"
-      case "'": escaped += "&#39;"
-      default: escaped.append(character)
-      }
-    }
-    return escaped
   }
 }

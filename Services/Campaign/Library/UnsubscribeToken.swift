@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HeraldCore
 import HeraldServerKit
 
 /// The token of a campaign e-mail's unsubscribe link (`/u/TOKEN`, SPEC §10): who (subscriber),
@@ -45,14 +46,24 @@ package struct UnsubscribeToken: Sendable, Equatable {
     else { return nil }
     let bytes = [UInt8](payload)
     guard bytes[32] == UInt8(ascii: "e") || bytes[32] == UInt8(ascii: "s") else { return nil }
-    subscriber = UUID(bytes: bytes[0..<16])
-    campaign = UUID(bytes: bytes[16..<32])
+    guard let subscriber = UUID(bytes: bytes[0..<16]), let campaign = UUID(bytes: bytes[16..<32]) else { return nil }
+    self.subscriber = subscriber
+    self.campaign = campaign
     channel = bytes[32] == UInt8(ascii: "s") ? "sms" : "email"
   }
 
+  /// Base64url without padding, in one pass over base64's text (the relay makes two per message).
   static func base64URL(_ data: Data) -> String {
-    data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-      .replacingOccurrences(of: "=", with: "")
+    let text = data.base64EncodedString()
+    return String(
+      decoding: text.utf8.compactMap { byte -> UInt8? in
+        switch byte {
+        case UInt8(ascii: "+"): UInt8(ascii: "-")
+        case UInt8(ascii: "/"): UInt8(ascii: "_")
+        case UInt8(ascii: "="): nil
+        default: byte
+        }
+      }, as: UTF8.self)
   }
 
   static func data(base64URL text: Substring) -> Data? {
@@ -60,17 +71,6 @@ package struct UnsubscribeToken: Sendable, Equatable {
     var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
     base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
     return Data(base64Encoded: base64)
-  }
-}
-
-extension UUID {
-  var bytes: [UInt8] {
-    withUnsafeBytes(of: uuid) { Array($0) }
-  }
-
-  init(bytes: ArraySlice<UInt8>) {
-    let b = Array(bytes)
-    self.init(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
   }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import HeraldCore
 import HeraldMigrations
 import HeraldPostgres
 import HeraldProtos
@@ -305,9 +306,9 @@ enum DataChecks {
         check: "data.campaign_paused_by_guard", component: "data", severity: .critical, category: .data,
         object: "campaign.campaigns status paused",
         query: """
-          SELECT id::text || ': ' || substr(status_reason, length('paused by the deliverability guard: ') + 1), NULL::text
+          SELECT id::text || ': ' || substr(status_reason, \(DeliverabilityGuardReason.prefix.count + 1)), NULL::text
           FROM campaign.campaigns
-          WHERE status = 'paused' AND status_reason LIKE 'paused by the deliverability guard: %'
+          WHERE status = 'paused' AND starts_with(status_reason, '\(DeliverabilityGuardReason.prefix)')
           """,
         describe: { "\($0) campaigns paused themselves: their complaint or bounce rate passed the guard's threshold" },
         suggested:

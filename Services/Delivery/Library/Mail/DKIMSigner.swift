@@ -74,8 +74,9 @@ package struct DKIMKey: Sendable {
 
 /// DKIM signatures with relaxed/relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4).
 enum DKIMSigner {
-  /// Header fields signed when present, in this order; From is signed once more than it occurs
-  /// (over-signed), so that no From can be added without breaking the signature.
+  /// Header fields signed when present, in this order; each is signed once more than it occurs
+  /// (over-signed, RFC 6376 §8.15), so that none can be added on the way without breaking the
+  /// signature.
   static let signedFields = [
     "From", "Reply-To", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
     "List-Unsubscribe", "List-Unsubscribe-Post",
@@ -95,7 +96,7 @@ enum DKIMSigner {
       names.append(field.lowercased())
       signedHeaders += canonicalHeader(header.name, header.value) + [0x0D, 0x0A]
     }
-    names.append("from")
+    names += names
     // h= on lines of at most 72 characters, broken after a colon (FWS is allowed there).
     var foldedNames = ""
     var lineLength = 3

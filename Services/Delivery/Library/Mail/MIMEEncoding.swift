@@ -26,37 +26,41 @@ package enum MIMEEncoding {
     var lineLength = 0
     let bytes = Array(text.utf8)
     var index = 0
-    func append(_ piece: [UInt8]) {
-      // Room for the piece plus a soft break's "=".
-      if lineLength + piece.count > 75 {
-        out.append(contentsOf: [UInt8(ascii: "="), 0x0D, 0x0A])
+    /// Writes one byte, as itself or as `=XX` (three characters), after a soft break when the
+    /// line has no room left for it and the break's "=".
+    func write(_ byte: UInt8, escaped: Bool) {
+      var escaped = escaped
+      if lineLength + (escaped ? 3 : 1) > 75 {
+        out.append(UInt8(ascii: "="))
+        out.append(0x0D)
+        out.append(0x0A)
         lineLength = 0
       }
-      if lineLength == 0, piece == [UInt8(ascii: ".")] {
-        out.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "2"), UInt8(ascii: "E")])
-        lineLength = 3
-        return
+      if lineLength == 0, byte == UInt8(ascii: ".") { escaped = true }
+      if escaped {
+        out.append(UInt8(ascii: "="))
+        out.append(hex[Int(byte >> 4)])
+        out.append(hex[Int(byte & 0x0F)])
+        lineLength += 3
+      } else {
+        out.append(byte)
+        lineLength += 1
       }
-      out.append(contentsOf: piece)
-      lineLength += piece.count
     }
-    func escaped(_ byte: UInt8) -> [UInt8] { [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]] }
     while index < bytes.count {
       let byte = bytes[index]
       if byte == 0x0D || byte == 0x0A {
-        out.append(contentsOf: [0x0D, 0x0A])
+        out.append(0x0D)
+        out.append(0x0A)
         lineLength = 0
         index += (byte == 0x0D && index + 1 < bytes.count && bytes[index + 1] == 0x0A) ? 2 : 1
         continue
       }
       let atLineEnd = index + 1 == bytes.count || bytes[index + 1] == 0x0D || bytes[index + 1] == 0x0A
-      if byte == UInt8(ascii: "=") || byte >= 0x7F || (byte < 0x20 && byte != 0x09)
-        || ((byte == 0x20 || byte == 0x09) && atLineEnd)
-      {
-        append(escaped(byte))
-      } else {
-        append([byte])
-      }
+      write(
+        byte,
+        escaped: byte == UInt8(ascii: "=") || byte >= 0x7F || (byte < 0x20 && byte != 0x09)
+          || ((byte == 0x20 || byte == 0x09) && atLineEnd))
       index += 1
     }
     return String(decoding: out, as: UTF8.self)
@@ -80,17 +84,16 @@ package enum MIMEEncoding {
     return fold(name: name, words: words)
   }
 
-  /// Encoded words of `text`, split between characters so that each is at most 75 characters
-  /// (the first leaves room for the header's name).
-  static func encodedWords(_ text: String) -> [String] { encodedWords(text, firstLineRoom: 75) }
-
-  private static func encodedWords(_ text: String, firstLineRoom: Int) -> [String] {
+  /// Encoded words of `text`, split between Unicode scalars (never inside one's UTF-8 bytes) so
+  /// that each is at most 75 characters; the first leaves room for the header's name, so that a
+  /// line holding encoded words stays within RFC 2047's 76.
+  static func encodedWords(_ text: String, firstLineRoom: Int) -> [String] {
     // "=?UTF-8?B?" + "?=" is 12 characters; base64 of n bytes is 4·ceil(n/3).
     func fits(_ bytes: Int, _ room: Int) -> Bool { 12 + 4 * ((bytes + 2) / 3) <= room }
     var words: [String] = []
     var current: [UInt8] = []
-    for character in text {
-      let bytes = Array(String(character).utf8)
+    for scalar in text.unicodeScalars {
+      let bytes = Array(String(scalar).utf8)
       let room = words.isEmpty ? max(firstLineRoom, 24) : 75
       if !current.isEmpty, !fits(current.count + bytes.count, room) {
         words.append("=?UTF-8?B?\(Data(current).base64EncodedString())?=")
@@ -118,14 +121,15 @@ package enum MIMEEncoding {
     return out
   }
 
-  /// An address with a display name: `"Name" <address>` (quoted when it holds specials), or an
-  /// encoded word when the name is not ASCII; the address alone when the name is empty.
-  static func mailbox(name: String, address: String) -> String {
+  /// An address with a display name: `"Name" <address>` (quoted when it holds specials), or
+  /// encoded words when the name is not ASCII (the first fitting the `field` header's first line);
+  /// the address alone when the name is empty.
+  static func mailbox(name: String, address: String, field: String = "From") -> String {
     guard !name.isEmpty else { return "<\(address)>" }
     if name.unicodeScalars.allSatisfy(\.isASCII) {
       let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
       return "\"\(escaped)\" <\(address)>"
     }
-    return encodedWords(name).joined(separator: " ") + " <\(address)>"
+    return encodedWords(name, firstLineRoom: 76 - field.count - 2).joined(separator: " ") + " <\(address)>"
   }
 }

@@ -182,7 +182,7 @@ extension OpenAPIDocument {
     },
     "/u/{token}": {
       "get": {
-        "description": "A small HTML page (no JavaScript) saying what the recipient receives, with a button for each way to leave (e-mail, text messages, everything). It never changes anything: link scanners follow every link. A token that is not genuine is a 400 page that says only that the link is not valid.",
+        "description": "A small HTML page (no JavaScript) saying what the recipient receives, with a button for each way to leave (e-mail, text messages, everything). It never changes anything: link scanners follow every link. A token that is not genuine is a 404 page that says only that the link is not valid.",
         "operationId": "unsubscribe.Page",
         "parameters": [
           {
@@ -207,7 +207,7 @@ extension OpenAPIDocument {
             },
             "description": "The page."
           },
-          "400": {
+          "404": {
             "content": {
               "text/html": {
                 "schema": {
@@ -253,6 +253,14 @@ extension OpenAPIDocument {
           "content": {
             "application/x-www-form-urlencoded": {
               "schema": {
+                "anyOf": [
+                  {
+                    "required": ["List-Unsubscribe"]
+                  },
+                  {
+                    "required": ["channel"]
+                  }
+                ],
                 "properties": {
                   "List-Unsubscribe": {
                     "const": "One-Click"
@@ -289,14 +297,19 @@ extension OpenAPIDocument {
                 "schema": {
                   "$ref": "#/components/schemas/Problem"
                 }
-              },
+              }
+            },
+            "description": "The body asks for nothing (a problem naming channel)."
+          },
+          "404": {
+            "content": {
               "text/html": {
                 "schema": {
                   "type": "string"
                 }
               }
             },
-            "description": "The link is not valid (a page), or the body asks for nothing (a problem naming channel)."
+            "description": "The link is not valid (a page)."
           },
           "413": {
             "$ref": "#/components/responses/ContentTooLarge"
@@ -7706,29 +7719,79 @@ extension OpenAPIDocument {
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],
         "additionalProperties": false,
-        "anyOf": [
+        "allOf": [
           {
-            "properties": {
-              "channel": {
-                "const": "CHANNEL_EMAIL"
+            "anyOf": [
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_EMAIL"
+                  },
+                  "recipient": {
+                    "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$"
+                  }
+                }
               },
-              "recipient": {
-                "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$"
+              {
+                "properties": {
+                  "channel": {
+                    "enum": ["CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]
+                  },
+                  "recipient": {
+                    "pattern": "^\\+[1-9][0-9]{6,14}$"
+                  }
+                }
               }
-            }
+            ],
+            "x-message": "recipient must be an e-mail address for channel CHANNEL_EMAIL and an E.164 phone number (e.g. +14155550123) for the other channels"
           },
           {
-            "properties": {
-              "channel": {
-                "enum": ["CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]
+            "anyOf": [
+              {
+                "properties": {
+                  "format": {
+                    "enum": ["", "text"]
+                  },
+                  "text_body": {
+                    "maxLength": 0
+                  }
+                }
               },
-              "recipient": {
-                "pattern": "^\\+[1-9][0-9]{6,14}$"
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_EMAIL"
+                  },
+                  "format": {
+                    "const": "html"
+                  }
+                },
+                "required": ["channel", "format"]
               }
-            }
+            ],
+            "x-message": "may use format html and text_body only on CHANNEL_EMAIL (the other channels are text; text_body is the text part of an HTML e-mail)"
+          },
+          {
+            "anyOf": [
+              {
+                "properties": {
+                  "list_unsubscribe_url": {
+                    "maxLength": 0
+                  }
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_EMAIL"
+                  }
+                },
+                "required": ["channel"]
+              }
+            ],
+            "x-message": "may carry list_unsubscribe_url only on CHANNEL_EMAIL"
           }
-        ],
-        "x-message": "recipient must be an e-mail address for channel CHANNEL_EMAIL and an E.164 phone number (e.g. +14155550123) for the other channels"
+        ]
       },
       "delivery.v1.Provider": {
         "type": "object",

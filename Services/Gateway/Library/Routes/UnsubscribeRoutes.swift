@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import HTTPTypes
+import HeraldCore
 import HeraldProtos
 import Hummingbird
 import SwiftProtobuf
@@ -16,8 +17,8 @@ import SwiftProtobuf
 /// - `POST /u/{token}` with `channel=email|sms|all` (the page's form): withdraws that consent and
 ///   answers the page with the result.
 ///
-/// The campaign service checks the token's signature; a token that is not genuine is a 400 that
-/// says only that the link is not valid.
+/// The campaign service checks the token's signature; a token that is not genuine is a 404 page
+/// that says only that the link is not valid (nothing is found under it).
 struct UnsubscribeRoutes: Sendable {
   static let path = "/u/{token}"
   let campaign: Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
@@ -34,7 +35,7 @@ struct UnsubscribeRoutes: Sendable {
         }
         return Self.html(.ok, Self.page(state, done: nil))
       } catch let problem as Problem where problem.status == .badRequest {
-        return Self.html(.badRequest, Self.invalidPage)
+        return Self.html(.notFound, Self.invalidPage)
       }
     }
     router.post(path) { request, context in
@@ -72,7 +73,7 @@ struct UnsubscribeRoutes: Sendable {
         }
         return Self.html(.ok, Self.page(state, done: channel))
       } catch let problem as Problem where problem.status == .badRequest {
-        return Self.html(.badRequest, Self.invalidPage)
+        return Self.html(.notFound, Self.invalidPage)
       }
     }
   }
@@ -135,11 +136,6 @@ struct UnsubscribeRoutes: Sendable {
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: page)))
   }
 
-  static func escaped(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-      .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-  }
-
   static func document(_ title: String, _ content: String) -> String {
     """
     <!doctype html>
@@ -148,7 +144,7 @@ struct UnsubscribeRoutes: Sendable {
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <meta name="robots" content="noindex">
-    <title>\(escaped(title))</title>
+    <title>\(title.htmlEscaped)</title>
     <style>
     body { font: 16px/1.5 system-ui, sans-serif; margin: 0; padding: 1.5rem; color: #1a1a1a; background: #f6f6f6; }
     main { max-width: 32rem; margin: 0 auto; background: #fff; padding: 1.5rem; border-radius: 8px; }
@@ -188,7 +184,7 @@ struct UnsubscribeRoutes: Sendable {
         }
       content += "<p role=\"status\">Done: you will no longer receive \(what) from us.</p>\n"
     }
-    if !state.maskedEmail.isEmpty { content += "<p>For \(escaped(state.maskedEmail)).</p>\n" }
+    if !state.maskedEmail.isEmpty { content += "<p>For \(state.maskedEmail.htmlEscaped).</p>\n" }
     var receiving: [String] = []
     if state.emailOnFile && state.emailSubscribed { receiving.append("e-mail") }
     if state.phoneOnFile && state.smsSubscribed { receiving.append("text messages") }
