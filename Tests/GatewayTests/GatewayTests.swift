@@ -116,6 +116,17 @@ import Testing
     try #require(try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
   }
 
+  /// A subscriber with an e-mail address and a phone number, consenting on both; its id.
+  static func subscriberWithBothConsents(_ client: any TestClientProtocol, email: String, phone: String) async throws -> String {
+    let body = try JSONSerialization.data(withJSONObject: [
+      "email": email, "phone": phone, "email_consent": ["subscribed": true, "source": "form"],
+      "sms_consent": ["subscribed": true, "source": "form"],
+    ])
+    return try await client.execute(
+      uri: "/v1/subscribers", method: .post, headers: headers(adminKey, json: true), body: ByteBuffer(bytes: body)
+    ) { response async throws in try #require(try json(response.body)["id"] as? String) }
+  }
+
   static func createKey(_ client: any TestClientProtocol, scopes: [String]) async throws -> String {
     let body = try JSONSerialization.data(withJSONObject: ["name": "test \(scopes)", "scopes": scopes])
     return try await client.execute(
@@ -664,13 +675,7 @@ import Testing
     settings.secrets = secrets
     let links = UnsubscribeLinks(publicURL: "http://127.0.0.1:8080", secrets: secrets)
     try await withGateway(campaignSettings: settings) { client in
-      let body = try JSONSerialization.data(withJSONObject: [
-        "email": "ada@example.com", "phone": "+14155550123", "email_consent": ["subscribed": true, "source": "form"],
-        "sms_consent": ["subscribed": true, "source": "form"],
-      ])
-      let id = try await client.execute(
-        uri: "/v1/subscribers", method: .post, headers: Self.headers(Self.adminKey, json: true), body: ByteBuffer(bytes: body)
-      ) { response async throws in try #require(try Self.json(response.body)["id"] as? String) }
+      let id = try await Self.subscriberWithBothConsents(client, email: "ada@example.com", phone: "+14155550123")
       let subscriber = try #require(UUID(uuidString: id))
       let url = links.url(UnsubscribeToken(subscriber: subscriber, campaign: UUID(), channel: "email"))
       let token = try #require(url?.split(separator: "/").last.map(String.init))
@@ -823,13 +828,7 @@ import Testing
     settings.secrets = secrets
     let links = UnsubscribeLinks(publicURL: "", secrets: secrets)
     try await withGateway(live: true, campaignSettings: settings) { client in
-      let body = try JSONSerialization.data(withJSONObject: [
-        "email": "grace@example.com", "phone": "+14155550199", "email_consent": ["subscribed": true, "source": "form"],
-        "sms_consent": ["subscribed": true, "source": "form"],
-      ])
-      let id = try await client.execute(
-        uri: "/v1/subscribers", method: .post, headers: Self.headers(Self.adminKey, json: true), body: ByteBuffer(bytes: body)
-      ) { response async throws in try #require(try Self.json(response.body)["id"] as? String) }
+      let id = try await Self.subscriberWithBothConsents(client, email: "grace@example.com", phone: "+14155550199")
       let subscriber = try #require(UUID(uuidString: id))
       let url = links.url(UnsubscribeToken(subscriber: subscriber, campaign: UUID(), channel: "email"))
       let token = try #require(url?.split(separator: "/").last.map(String.init))

@@ -315,15 +315,21 @@ private let smtpSinkScript = #"""
       time.sleep(3600)
   """#
 
+/// 127.0.0.1:`port` as a socket address.
+func loopback(port: Int) -> sockaddr_in {
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = UInt16(port).bigEndian
+  return address
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 package func freePort() throws -> Int {
   let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   guard socket >= 0 else { throw TestSetupError("socket(): \(String(cString: strerror(errno)))") }
   defer { close(socket) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  address.sin_port = 0
+  var address = loopback(port: 0)
   let bound = withUnsafePointer(to: &address) {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
   }

@@ -250,6 +250,16 @@ import Testing
     }
   }
 
+  static func keyRequest(
+    _ domain: String, _ selector: String, _ algorithm: Herald_Delivery_V1_DkimAlgorithm
+  ) -> Herald_Delivery_V1_CreateDkimKeyRequest {
+    .with {
+      $0.domain = domain
+      $0.selector = selector
+      $0.algorithm = algorithm
+    }
+  }
+
   static let secrets = try! SecretBox("k1:" + Data(repeating: 7, count: 32).base64EncodedString())
 
   @Test func keysMadeThroughTheAPISignMailThatCrossesARealSMTPServer() async throws {
@@ -274,28 +284,13 @@ import Testing
         } catch { Issue.record("\(error)") }
       }
       await refused(
-        .with {
-          $0.domain = "herald.test"
-          $0.selector = "bad_selector!"
-          $0.algorithm = .rsaSha256
-        }, .invalidArgument, "selector 'bad_selector!' must be DNS labels")
+        Self.keyRequest("herald.test", "bad_selector!", .rsaSha256), .invalidArgument, "selector 'bad_selector!' must be DNS labels")
       await refused(
-        .with {
-          $0.domain = "not a domain"
-          $0.selector = "s"
-          $0.algorithm = .rsaSha256
-        }, .invalidArgument, "domain 'not a domain' must be a domain name")
+        Self.keyRequest("not a domain", "s", .rsaSha256), .invalidArgument, "domain 'not a domain' must be a domain name")
       await refused(
-        .with {
-          $0.domain = "herald.test"
-          $0.selector = "s"
-        }, .invalidArgument, "algorithm must be")
+        Self.keyRequest("herald.test", "s", .unspecified), .invalidArgument, "algorithm must be")
       await refused(
-        .with {
-          $0.domain = "herald.test"
-          $0.selector = "herald-rsa"
-          $0.algorithm = .ed25519Sha256
-        }, .alreadyExists, "already has a key under selector 'herald-rsa'")
+        Self.keyRequest("herald.test", "herald-rsa", .ed25519Sha256), .alreadyExists, "already has a key under selector 'herald-rsa'")
 
       // Stored sealed: neither the private key's DER nor its seed appear in clear.
       let sealed = try await database.query("SELECT private_key FROM delivery.dkim_keys ORDER BY selector", logger: Logger(label: "test"))
