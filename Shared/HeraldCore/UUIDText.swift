@@ -23,32 +23,42 @@ extension UUID {
   }
 
   /// Parses the canonical 8-4-4-4-12 hex form in either case, as `UUID(uuidString:)` does, without
-  /// going through sscanf.
-  package init?(text: some StringProtocol) {
-    var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    let parsed = withUnsafeMutableBytes(of: &value) { bytes -> Bool in
-      var utf8 = text.utf8.makeIterator()
-      var position = 0
-      var byte = 0
-      while let character = utf8.next() {
-        if position == 8 || position == 13 || position == 18 || position == 23 {
-          guard character == UInt8(ascii: "-") else { return false }
-        } else {
-          guard byte < 32, let nibble = UUIDText.nibble(character) else { return false }
-          if byte % 2 == 0 { bytes[byte / 2] = nibble << 4 } else { bytes[byte / 2] |= nibble }
-          byte += 1
-        }
-        position += 1
-      }
-      return position == 36
-    }
-    guard parsed else { return nil }
+  /// going through sscanf: over the contiguous UTF-8 of a native string (delivery parses two ids
+  /// of every message it is handed).
+  package init?(text: String) {
+    guard let value = text.utf8.withContiguousStorageIfAvailable(UUIDText.parse) ?? UUIDText.parse(Array(text.utf8))
+    else { return nil }
     self.init(uuid: value)
+  }
+
+  package init?(text: Substring) {
+    self.init(text: String(text))
   }
 }
 
 enum UUIDText {
   static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+  static func parse(_ utf8: some Collection<UInt8>) -> uuid_t? {
+    guard utf8.count == 36 else { return nil }
+    var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    let parsed = withUnsafeMutableBytes(of: &value) { bytes -> Bool in
+      var position = 0
+      var byte = 0
+      for character in utf8 {
+        if position == 8 || position == 13 || position == 18 || position == 23 {
+          guard character == UInt8(ascii: "-") else { return false }
+        } else {
+          guard let nibble = nibble(character) else { return false }
+          if byte % 2 == 0 { bytes[byte / 2] = nibble << 4 } else { bytes[byte / 2] |= nibble }
+          byte += 1
+        }
+        position += 1
+      }
+      return true
+    }
+    return parsed ? value : nil
+  }
 
   static func nibble(_ character: UInt8) -> UInt8? {
     switch character {

@@ -30,7 +30,7 @@ package enum StringFieldCheck {
   static func path(in value: Any, at prefix: String) -> String? {
     switch value {
     case let text as String:
-      return text.utf8.contains(0) ? (prefix.isEmpty ? "request" : prefix) : nil
+      return text.containsNUL ? (prefix.isEmpty ? "request" : prefix) : nil
     case let array as [Any]:
       for (index, element) in array.enumerated() {
         if let found = path(in: element, at: "\(prefix)[\(index)]") { return found }
@@ -39,7 +39,7 @@ package enum StringFieldCheck {
     case let object as [String: Any]:
       for key in object.keys.sorted() {
         let name = prefix.isEmpty ? key : "\(prefix).\(key)"
-        if key.utf8.contains(0) { return name }
+        if key.containsNUL { return name }
         if let element = object[key], let found = path(in: element, at: name) { return found }
       }
       return nil
@@ -55,7 +55,7 @@ private struct NULFinder: SwiftProtobuf.Visitor {
   var found = false
 
   mutating func note(_ text: String) {
-    if !found && text.utf8.contains(0) { found = true }
+    if !found && text.containsNUL { found = true }
   }
 
   mutating func note(any value: Any) throws {
@@ -113,3 +113,14 @@ private struct NULFinder: SwiftProtobuf.Visitor {
 /// A request message whose handler checks its own strings, so that one bad item of a batch is
 /// reported on its own instead of the whole request being refused (e.g. the rows of an import).
 package protocol ChecksOwnStrings {}
+
+extension String {
+  /// Whether the text holds NUL: memchr over the contiguous UTF-8 of a native string (every string
+  /// of every request passes here; the generic `utf8.contains(0)` walked them byte by byte).
+  fileprivate var containsNUL: Bool {
+    utf8.withContiguousStorageIfAvailable { bytes in
+      guard let start = bytes.baseAddress else { return false }
+      return memchr(start, 0, bytes.count) != nil
+    } ?? utf8.contains(0)
+  }
+}

@@ -71,6 +71,7 @@ package struct OutboxRelay: Sendable {
       let entries = try await store.entries(of: chunk, attributeNames: names, on: connection)
 
       let channel = chunk.channel
+      let signer = links.signer()
       let campaignText = chunk.campaignID.lowercasedString
       var messages: [(OutboxEntry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [SettledEntry] = []
@@ -98,7 +99,7 @@ package struct OutboxRelay: Sendable {
           // 8058) and the template's {{unsubscribe_url}} / {{preferences_url}} (the page).
           let unsubscribeURL =
             channel == "email" || template.showsOptOut
-            ? links.url(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel)) : nil
+            ? signer?.sign(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel)) : nil
           if let unsubscribeURL {
             values["unsubscribe_url"] = unsubscribeURL
             values["preferences_url"] = unsubscribeURL

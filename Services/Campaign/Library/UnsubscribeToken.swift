@@ -23,14 +23,19 @@ package struct UnsubscribeToken: Sendable, Equatable {
 
   /// The signed text; nil when no key is configured.
   package func text(keys: [(id: String, key: Data)]) -> String? {
-    guard let signing = keys.first else { return nil }
-    var payload = Data()
-    payload.append(contentsOf: subscriber.bytes)
-    payload.append(contentsOf: campaign.bytes)
-    payload.append(channel == "sms" ? UInt8(ascii: "s") : UInt8(ascii: "e"))
-    let signed = "v1.\(signing.id).\(Self.base64URL(payload))"
-    let mac = HMAC<SHA256>.authenticationCode(for: Data(signed.utf8), using: SymmetricKey(data: signing.key))
-    return "\(signed).\(Self.base64URL(Data(mac)))"
+    UnsubscribeSigner(keys: keys, prefix: "").map { $0.sign(self) }
+  }
+
+  /// The 33 signed bytes: subscriber, campaign, channel.
+  func withPayload<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 33) { payload in
+      withUnsafeBytes(of: subscriber.uuid) { payload.baseAddress!.initialize(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: 16) }
+      withUnsafeBytes(of: campaign.uuid) {
+        (payload.baseAddress! + 16).initialize(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: 16)
+      }
+      payload[32] = channel == "sms" ? UInt8(ascii: "s") : UInt8(ascii: "e")
+      return body(UnsafeRawBufferPointer(payload))
+    }
   }
 
   /// The token `text` names, when it is well formed and its signature checks out under one of
@@ -52,18 +57,22 @@ package struct UnsubscribeToken: Sendable, Equatable {
     channel = bytes[32] == UInt8(ascii: "s") ? "sms" : "email"
   }
 
-  /// Base64url without padding, in one pass over base64's text (the relay makes two per message).
-  static func base64URL(_ data: Data) -> String {
-    let text = data.base64EncodedString()
-    return String(
-      decoding: text.utf8.compactMap { byte -> UInt8? in
-        switch byte {
-        case UInt8(ascii: "+"): UInt8(ascii: "-")
-        case UInt8(ascii: "/"): UInt8(ascii: "_")
-        case UInt8(ascii: "="): nil
-        default: byte
-        }
-      }, as: UTF8.self)
+  static let base64URLDigits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+  /// Appends `bytes` in base64url without padding (RFC 4648 §5).
+  static func appendBase64URL(_ bytes: UnsafeRawBufferPointer, to text: inout [UInt8]) {
+    let digits = base64URLDigits
+    var index = 0
+    while index < bytes.count {
+      let remaining = bytes.count - index
+      let group =
+        UInt32(bytes[index]) << 16 | (remaining > 1 ? UInt32(bytes[index + 1]) << 8 : 0) | (remaining > 2 ? UInt32(bytes[index + 2]) : 0)
+      text.append(digits[Int(group >> 18 & 63)])
+      text.append(digits[Int(group >> 12 & 63)])
+      if remaining > 1 { text.append(digits[Int(group >> 6 & 63)]) }
+      if remaining > 2 { text.append(digits[Int(group & 63)]) }
+      index += 3
+    }
   }
 
   static func data(base64URL text: Substring) -> Data? {
@@ -71,6 +80,37 @@ package struct UnsubscribeToken: Sendable, Equatable {
     var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
     base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
     return Data(base64Encoded: base64)
+  }
+}
+
+/// Signs tokens under the first (current) key, keyed once and copied per token: the relay signs
+/// one per recipient. Not Sendable (swift-crypto's HMAC is not); made per chunk.
+package struct UnsubscribeSigner {
+  /// `<prefix>v1.<key id>.`: what every link of this signer starts with.
+  private let head: [UInt8]
+  /// Where the signed text starts in `head` (after the prefix, e.g. the public URL and `/u/`).
+  private let signedStart: Int
+  private let keyed: HMAC<SHA256>
+
+  /// Nil when no key is configured.
+  init?(keys: [(id: String, key: Data)], prefix: String) {
+    guard let signing = keys.first else { return nil }
+    head = Array("\(prefix)v1.\(signing.id).".utf8)
+    signedStart = prefix.utf8.count
+    keyed = HMAC<SHA256>(key: SymmetricKey(data: signing.key))
+  }
+
+  /// `<prefix>v1.<key id>.<payload>.<mac>`: the MAC covers everything after the prefix up to its dot.
+  package func sign(_ token: UnsubscribeToken) -> String {
+    var text = head
+    text.reserveCapacity(head.count + 44 + 1 + 43)
+    token.withPayload { UnsubscribeToken.appendBase64URL($0, to: &text) }
+    var mac = keyed
+    mac.update(data: text[signedStart...])
+    let code = mac.finalize()
+    text.append(UInt8(ascii: "."))
+    code.withUnsafeBytes { UnsubscribeToken.appendBase64URL($0, to: &text) }
+    return String(decoding: text, as: UTF8.self)
   }
 }
 
@@ -90,9 +130,14 @@ package struct UnsubscribeLinks: Sendable {
   /// Whether links can be made (a key is configured).
   package var canSign: Bool { !keys.isEmpty }
 
+  /// What makes links (`<public URL>/u/<token>`) for many recipients; nil without a key.
+  package func signer() -> UnsubscribeSigner? {
+    UnsubscribeSigner(keys: keys, prefix: "\(publicURL)/u/")
+  }
+
   /// The link for one recipient of a campaign; nil without a key.
   package func url(_ token: UnsubscribeToken) -> String? {
-    token.text(keys: keys).map { "\(publicURL)/u/\($0)" }
+    signer()?.sign(token)
   }
 
   /// The token a link carries, when it is genuine.
