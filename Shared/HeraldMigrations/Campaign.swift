@@ -237,5 +237,13 @@ extension HeraldMigrations {
           -- An unsubscribe through a campaign e-mail's link names the campaign (metadata only).
           ALTER TABLE consent_events ADD COLUMN campaign_id uuid;
           """#),
+      Migration(
+        version: 9, name: "engagement tracking per campaign",
+        sql: #"""
+          -- Whether a campaign's e-mail carries the open pixel and click redirects (SPEC §10).
+          -- Metadata-only additions (constant defaults).
+          ALTER TABLE campaigns ADD COLUMN track_opens boolean NOT NULL DEFAULT false,
+            ADD COLUMN track_clicks boolean NOT NULL DEFAULT false;
+          """#),
     ])
 }

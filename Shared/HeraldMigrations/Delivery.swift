@@ -155,5 +155,13 @@ extension HeraldMigrations {
             PRIMARY KEY (domain, selector)
           );
           """#),
+      Migration(
+        version: 7, name: "machine engagement and its signals",
+        sql: #"""
+          -- An open or click from Herald's tracking links: whether it was judged a machine's (a
+          -- mail privacy proxy's prefetch, a link scanner) and the signals behind that. NULL for
+          -- every other event. Metadata-only additions.
+          ALTER TABLE delivery_events ADD COLUMN machine boolean, ADD COLUMN signals jsonb;
+          """#),
     ])
 }

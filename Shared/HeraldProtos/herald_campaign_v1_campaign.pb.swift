@@ -1360,11 +1360,40 @@ public nonisolated struct Herald_Campaign_V1_Campaign: @unchecked Sendable {
   /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
   public mutating func clearFinishedAt() {_uniqueStorage()._finishedAt = nil}
 
+  public var tracking: Herald_Campaign_V1_CampaignTracking {
+    get {_storage._tracking ?? Herald_Campaign_V1_CampaignTracking()}
+    set {_uniqueStorage()._tracking = newValue}
+  }
+  /// Returns true if `tracking` has been explicitly set.
+  public var hasTracking: Bool {_storage._tracking != nil}
+  /// Clears the value of `tracking`. Subsequent reads from it will return its default value.
+  public mutating func clearTracking() {_uniqueStorage()._tracking = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Engagement tracking of a campaign's HTML e-mail (SPEC §10), each part off unless turned on.
+/// Opens and clicks judged to be a machine's (a mail privacy proxy's prefetch, a link scanner)
+/// are counted apart, as machine_opened and machine_clicked.
+public nonisolated struct Herald_Campaign_V1_CampaignTracking: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// An invisible image at the end of each HTML message (`/t/o/TOKEN`); loading it is an open.
+  public var opens: Bool = false
+
+  /// Every http(s) link of the HTML body but the unsubscribe link goes through a signed redirect
+  /// (`/t/c/TOKEN`, the target inside the signed value: never an open redirect).
+  public var clicks: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// The audience is exactly one of list_id and segment_id; the message exactly one of template_id
@@ -1400,11 +1429,22 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   /// Clears the value of `budgetCents`. Subsequent reads from it will return its default value.
   public mutating func clearBudgetCents() {self._budgetCents = nil}
 
+  /// For e-mail campaigns; unset means no tracking.
+  public var tracking: Herald_Campaign_V1_CampaignTracking {
+    get {_tracking ?? Herald_Campaign_V1_CampaignTracking()}
+    set {_tracking = newValue}
+  }
+  /// Returns true if `tracking` has been explicitly set.
+  public var hasTracking: Bool {self._tracking != nil}
+  /// Clears the value of `tracking`. Subsequent reads from it will return its default value.
+  public mutating func clearTracking() {self._tracking = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _budgetCents: Int64? = nil
+  fileprivate var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_GetCampaignRequest: Sendable {
@@ -1506,6 +1546,12 @@ public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
 
   public var costCents: Int64 = 0
 
+  /// Opens and clicks through Herald's tracking links judged to be a machine's (see the event's
+  /// signals); left out of opened and clicked and of engagement.
+  public var machineOpened: Int64 = 0
+
+  public var machineClicked: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1558,46 +1604,57 @@ public nonisolated struct Herald_Campaign_V1_DailyAnalytics: Sendable {
   fileprivate var _counts: Herald_Campaign_V1_DeliveryCounts? = nil
 }
 
-public nonisolated struct Herald_Campaign_V1_CampaignAnalytics: Sendable {
+public nonisolated struct Herald_Campaign_V1_CampaignAnalytics: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var campaignID: String = String()
+  public var campaignID: String {
+    get {_storage._campaignID}
+    set {_uniqueStorage()._campaignID = newValue}
+  }
 
   public var totals: Herald_Campaign_V1_DeliveryCounts {
-    get {_totals ?? Herald_Campaign_V1_DeliveryCounts()}
-    set {_totals = newValue}
+    get {_storage._totals ?? Herald_Campaign_V1_DeliveryCounts()}
+    set {_uniqueStorage()._totals = newValue}
   }
   /// Returns true if `totals` has been explicitly set.
-  public var hasTotals: Bool {self._totals != nil}
+  public var hasTotals: Bool {_storage._totals != nil}
   /// Clears the value of `totals`. Subsequent reads from it will return its default value.
-  public mutating func clearTotals() {self._totals = nil}
+  public mutating func clearTotals() {_uniqueStorage()._totals = nil}
 
-  public var variants: [Herald_Campaign_V1_VariantAnalytics] = []
+  public var variants: [Herald_Campaign_V1_VariantAnalytics] {
+    get {_storage._variants}
+    set {_uniqueStorage()._variants = newValue}
+  }
 
   /// Oldest first.
-  public var days: [Herald_Campaign_V1_DailyAnalytics] = []
+  public var days: [Herald_Campaign_V1_DailyAnalytics] {
+    get {_storage._days}
+    set {_uniqueStorage()._days = newValue}
+  }
 
   /// Recipients skipped for lack of consent (no delivery event is ever written for them).
-  public var skippedNoConsent: Int64 = 0
+  public var skippedNoConsent: Int64 {
+    get {_storage._skippedNoConsent}
+    set {_uniqueStorage()._skippedNoConsent = newValue}
+  }
 
   /// When the counts last took in delivery events.
   public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_updatedAt = newValue}
+    get {_storage._updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updatedAt = newValue}
   }
   /// Returns true if `updatedAt` has been explicitly set.
-  public var hasUpdatedAt: Bool {self._updatedAt != nil}
+  public var hasUpdatedAt: Bool {_storage._updatedAt != nil}
   /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdatedAt() {self._updatedAt = nil}
+  public mutating func clearUpdatedAt() {_uniqueStorage()._updatedAt = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _totals: Herald_Campaign_V1_DeliveryCounts? = nil
-  fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Herald_Campaign_V1_GetCampaignAnalyticsRequest: Sendable {
@@ -3725,7 +3782,7 @@ nonisolated extension Herald_Campaign_V1_CampaignCounts: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Campaign"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0\u{1}tracking\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3742,6 +3799,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
     var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3766,6 +3824,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       _createdAt = source._createdAt
       _startedAt = source._startedAt
       _finishedAt = source._finishedAt
+      _tracking = source._tracking
     }
   }
 
@@ -3798,6 +3857,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         case 12: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._finishedAt) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._tracking) }()
         default: break
         }
       }
@@ -3852,6 +3912,9 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._finishedAt {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
       } }()
+      try { if let v = _storage._tracking {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3875,6 +3938,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         if _storage._createdAt != rhs_storage._createdAt {return false}
         if _storage._startedAt != rhs_storage._startedAt {return false}
         if _storage._finishedAt != rhs_storage._finishedAt {return false}
+        if _storage._tracking != rhs_storage._tracking {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3884,9 +3948,44 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
   }
 }
 
+nonisolated extension Herald_Campaign_V1_CampaignTracking: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CampaignTracking"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}opens\0\u{1}clicks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.opens) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.clicks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.opens != false {
+      try visitor.visitSingularBoolField(value: self.opens, fieldNumber: 1)
+    }
+    if self.clicks != false {
+      try visitor.visitSingularBoolField(value: self.clicks, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_CampaignTracking, rhs: Herald_Campaign_V1_CampaignTracking) -> Bool {
+    if lhs.opens != rhs.opens {return false}
+    if lhs.clicks != rhs.clicks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateCampaignRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}tracking\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3901,6 +4000,7 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
       case 5: try { try decoder.decodeSingularStringField(value: &self.templateID) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self._budgetCents) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._tracking) }()
       default: break
       }
     }
@@ -3932,6 +4032,9 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     try { if let v = self._budgetCents {
       try visitor.visitSingularInt64Field(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._tracking {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3943,6 +4046,7 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     if lhs.templateID != rhs.templateID {return false}
     if lhs.variants != rhs.variants {return false}
     if lhs._budgetCents != rhs._budgetCents {return false}
+    if lhs._tracking != rhs._tracking {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4109,7 +4213,7 @@ nonisolated extension Herald_Campaign_V1_CampaignTransitionRequest: SwiftProtobu
 
 nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryCounts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4127,6 +4231,8 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.unsubscribed) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.costCents) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.machineOpened) }()
+      case 12: try { try decoder.decodeSingularInt64Field(value: &self.machineClicked) }()
       default: break
       }
     }
@@ -4163,6 +4269,12 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if self.costCents != 0 {
       try visitor.visitSingularInt64Field(value: self.costCents, fieldNumber: 10)
     }
+    if self.machineOpened != 0 {
+      try visitor.visitSingularInt64Field(value: self.machineOpened, fieldNumber: 11)
+    }
+    if self.machineClicked != 0 {
+      try visitor.visitSingularInt64Field(value: self.machineClicked, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4177,6 +4289,8 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if lhs.unsubscribed != rhs.unsubscribed {return false}
     if lhs.complained != rhs.complained {return false}
     if lhs.costCents != rhs.costCents {return false}
+    if lhs.machineOpened != rhs.machineOpened {return false}
+    if lhs.machineClicked != rhs.machineClicked {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4264,56 +4378,102 @@ nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Messag
   public static let protoMessageName: String = _protobuf_package + ".CampaignAnalytics"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}totals\0\u{1}variants\0\u{1}days\0\u{3}skipped_no_consent\0\u{3}updated_at\0")
 
+  fileprivate class _StorageClass {
+    var _campaignID: String = String()
+    var _totals: Herald_Campaign_V1_DeliveryCounts? = nil
+    var _variants: [Herald_Campaign_V1_VariantAnalytics] = []
+    var _days: [Herald_Campaign_V1_DailyAnalytics] = []
+    var _skippedNoConsent: Int64 = 0
+    var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _campaignID = source._campaignID
+      _totals = source._totals
+      _variants = source._variants
+      _days = source._days
+      _skippedNoConsent = source._skippedNoConsent
+      _updatedAt = source._updatedAt
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._totals) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.days) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.skippedNoConsent) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._campaignID) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._totals) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._variants) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._days) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._skippedNoConsent) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.campaignID.isEmpty {
-      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._campaignID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._campaignID, fieldNumber: 1)
+      }
+      try { if let v = _storage._totals {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if !_storage._variants.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._variants, fieldNumber: 3)
+      }
+      if !_storage._days.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._days, fieldNumber: 4)
+      }
+      if _storage._skippedNoConsent != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._skippedNoConsent, fieldNumber: 5)
+      }
+      try { if let v = _storage._updatedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
     }
-    try { if let v = self._totals {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    if !self.variants.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.variants, fieldNumber: 3)
-    }
-    if !self.days.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.days, fieldNumber: 4)
-    }
-    if self.skippedNoConsent != 0 {
-      try visitor.visitSingularInt64Field(value: self.skippedNoConsent, fieldNumber: 5)
-    }
-    try { if let v = self._updatedAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Campaign_V1_CampaignAnalytics, rhs: Herald_Campaign_V1_CampaignAnalytics) -> Bool {
-    if lhs.campaignID != rhs.campaignID {return false}
-    if lhs._totals != rhs._totals {return false}
-    if lhs.variants != rhs.variants {return false}
-    if lhs.days != rhs.days {return false}
-    if lhs.skippedNoConsent != rhs.skippedNoConsent {return false}
-    if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._campaignID != rhs_storage._campaignID {return false}
+        if _storage._totals != rhs_storage._totals {return false}
+        if _storage._variants != rhs_storage._variants {return false}
+        if _storage._days != rhs_storage._days {return false}
+        if _storage._skippedNoConsent != rhs_storage._skippedNoConsent {return false}
+        if _storage._updatedAt != rhs_storage._updatedAt {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

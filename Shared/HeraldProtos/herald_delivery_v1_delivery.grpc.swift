@@ -182,6 +182,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RecordTrackingHit" metadata.
+        public enum RecordTrackingHit: Sendable {
+            /// Request type for "RecordTrackingHit".
+            public typealias Input = Herald_Delivery_V1_RecordTrackingHitRequest
+            /// Response type for "RecordTrackingHit".
+            public typealias Output = Herald_Delivery_V1_RecordTrackingHitResponse
+            /// Descriptor for "RecordTrackingHit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "RecordTrackingHit",
+                type: .unary
+            )
+        }
         /// Namespace for "ListSuppressions" metadata.
         public enum ListSuppressions: Sendable {
             /// Request type for "ListSuppressions".
@@ -312,6 +325,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             ListMessages.descriptor,
             RequeueMessages.descriptor,
             IngestProviderWebhook.descriptor,
+            RecordTrackingHit.descriptor,
             ListSuppressions.descriptor,
             AddSuppression.descriptor,
             RemoveSuppression.descriptor,
@@ -557,6 +571,27 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestProviderWebhookRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>
+
+        /// Handle the "RecordTrackingHit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+        /// > checks the token's signature, records the open or click on the message it names with the
+        /// > signals that judge it a person's or a machine's, and answers where a click goes.
+        /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_RecordTrackingHitRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_RecordTrackingHitResponse` messages.
+        func recordTrackingHit(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RecordTrackingHitResponse>
 
         /// Handle the "ListSuppressions" method.
         ///
@@ -948,6 +983,27 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>
 
+        /// Handle the "RecordTrackingHit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+        /// > checks the token's signature, records the open or click on the message it names with the
+        /// > signals that judge it a person's or a machine's, and answers where a click goes.
+        /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RecordTrackingHitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_RecordTrackingHitResponse` message.
+        func recordTrackingHit(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RecordTrackingHitResponse>
+
         /// Handle the "ListSuppressions" method.
         ///
         /// > Source IDL Documentation:
@@ -1336,6 +1392,27 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_IngestProviderWebhookResponse
 
+        /// Handle the "RecordTrackingHit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+        /// > checks the token's signature, records the open or click on the message it names with the
+        /// > signals that judge it a person's or a machine's, and answers where a click goes.
+        /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_RecordTrackingHitRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_RecordTrackingHitResponse` to respond with.
+        func recordTrackingHit(
+            request: Herald_Delivery_V1_RecordTrackingHitRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_RecordTrackingHitResponse
+
         /// Handle the "ListSuppressions" method.
         ///
         /// > Source IDL Documentation:
@@ -1634,6 +1711,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.RecordTrackingHit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RecordTrackingHitRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RecordTrackingHitResponse>(),
+            handler: { request, context in
+                try await self.recordTrackingHit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Delivery_V1_DeliveryService.Method.ListSuppressions.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListSuppressionsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListSuppressionsResponse>(),
@@ -1853,6 +1941,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse> {
         let response = try await self.ingestProviderWebhook(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordTrackingHit(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_RecordTrackingHitResponse> {
+        let response = try await self.recordTrackingHit(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2098,6 +2197,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>(
             message: try await self.ingestProviderWebhook(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordTrackingHit(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_RecordTrackingHitResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_RecordTrackingHitResponse>(
+            message: try await self.recordTrackingHit(
                 request: request.message,
                 context: context
             ),
@@ -2496,6 +2608,32 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestProviderWebhookResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestProviderWebhookResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordTrackingHit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+        /// > checks the token's signature, records the open or click on the message it names with the
+        /// > signals that judge it a person's or a machine's, and answers where a click goes.
+        /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RecordTrackingHitRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RecordTrackingHitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RecordTrackingHitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordTrackingHit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RecordTrackingHitResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RecordTrackingHitResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListSuppressions" method.
@@ -3110,6 +3248,43 @@ extension Herald_Delivery_V1_DeliveryService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Delivery_V1_DeliveryService.Method.IngestProviderWebhook.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordTrackingHit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+        /// > checks the token's signature, records the open or click on the message it names with the
+        /// > signals that judge it a person's or a machine's, and answers where a click goes.
+        /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_RecordTrackingHitRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_RecordTrackingHitRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_RecordTrackingHitResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordTrackingHit<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_RecordTrackingHitRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_RecordTrackingHitResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RecordTrackingHitResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.RecordTrackingHit.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3768,6 +3943,38 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
         )
     }
 
+    /// Call the "RecordTrackingHit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+    /// > checks the token's signature, records the open or click on the message it names with the
+    /// > signals that judge it a person's or a machine's, and answers where a click goes.
+    /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_RecordTrackingHitRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordTrackingHit<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_RecordTrackingHitRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RecordTrackingHitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordTrackingHit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_RecordTrackingHitRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_RecordTrackingHitResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListSuppressions" method.
     ///
     /// > Source IDL Documentation:
@@ -4411,6 +4618,42 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.ingestProviderWebhook(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordTrackingHit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A load of a tracking link (the gateway's public `/t/o/TOKEN` and `/t/c/TOKEN` routes):
+    /// > checks the token's signature, records the open or click on the message it names with the
+    /// > signals that judge it a person's or a machine's, and answers where a click goes.
+    /// > INVALID_ARGUMENT (field token) for a token that is not genuine or not of the kind asked.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordTrackingHit<Result>(
+        _ message: Herald_Delivery_V1_RecordTrackingHitRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_RecordTrackingHitResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_RecordTrackingHitRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordTrackingHit(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -539,11 +539,64 @@ public nonisolated struct Herald_Delivery_V1_DeliveryEvent: Sendable {
   /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
   public mutating func clearOccurredAt() {self._occurredAt = nil}
 
+  /// For an open or click through Herald's tracking links: whether it was judged a machine's (a
+  /// mail privacy proxy's prefetch, a link scanner), and the signals seen.
+  public var machine: Bool = false
+
+  public var signals: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_RecordTrackingHitRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The token of the link, as it came in the path.
+  public var token: String = String()
+
+  /// "open" (the pixel) or "click": the route the token came on.
+  public var kind: String = String()
+
+  public var userAgent: String = String()
+
+  /// The client's IP address as the gateway saw it; empty when unknown.
+  public var remoteAddress: String = String()
+
+  /// GET or HEAD.
+  public var method: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_RecordTrackingHitResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// For a click: where the link goes.
+  public var targetURL: String = String()
+
+  /// False when no message the token names was sent (it was not, or no longer is, in the queue),
+  /// or when the message had 30 opens and clicks in the last minute already.
+  public var recorded: Bool = false
+
+  public var machine: Bool = false
+
+  public var signals: [String] = []
+
+  public var messageID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Delivery_V1_ListDeliveryEventsResponse: Sendable {
@@ -1872,7 +1925,7 @@ nonisolated extension Herald_Delivery_V1_ListDeliveryEventsRequest: SwiftProtobu
 
 nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}message_id\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{1}status\0\u{1}detail\0\u{3}cost_cents\0\u{3}occurred_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}message_id\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{1}status\0\u{1}detail\0\u{3}cost_cents\0\u{3}occurred_at\0\u{1}machine\0\u{1}signals\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1888,6 +1941,8 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
       case 6: try { try decoder.decodeSingularStringField(value: &self.detail) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.costCents) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.machine) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.signals) }()
       default: break
       }
     }
@@ -1922,6 +1977,12 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
     try { if let v = self._occurredAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    if self.machine != false {
+      try visitor.visitSingularBoolField(value: self.machine, fieldNumber: 9)
+    }
+    if !self.signals.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.signals, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1934,6 +1995,108 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
     if lhs.detail != rhs.detail {return false}
     if lhs.costCents != rhs.costCents {return false}
     if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs.machine != rhs.machine {return false}
+    if lhs.signals != rhs.signals {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_RecordTrackingHitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordTrackingHitRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{1}kind\0\u{3}user_agent\0\u{3}remote_address\0\u{1}method\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.userAgent) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.remoteAddress) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.userAgent.isEmpty {
+      try visitor.visitSingularStringField(value: self.userAgent, fieldNumber: 3)
+    }
+    if !self.remoteAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.remoteAddress, fieldNumber: 4)
+    }
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_RecordTrackingHitRequest, rhs: Herald_Delivery_V1_RecordTrackingHitRequest) -> Bool {
+    if lhs.token != rhs.token {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.userAgent != rhs.userAgent {return false}
+    if lhs.remoteAddress != rhs.remoteAddress {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_RecordTrackingHitResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordTrackingHitResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}target_url\0\u{1}recorded\0\u{1}machine\0\u{1}signals\0\u{3}message_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.targetURL) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.recorded) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.machine) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.signals) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.targetURL.isEmpty {
+      try visitor.visitSingularStringField(value: self.targetURL, fieldNumber: 1)
+    }
+    if self.recorded != false {
+      try visitor.visitSingularBoolField(value: self.recorded, fieldNumber: 2)
+    }
+    if self.machine != false {
+      try visitor.visitSingularBoolField(value: self.machine, fieldNumber: 3)
+    }
+    if !self.signals.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.signals, fieldNumber: 4)
+    }
+    if !self.messageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_RecordTrackingHitResponse, rhs: Herald_Delivery_V1_RecordTrackingHitResponse) -> Bool {
+    if lhs.targetURL != rhs.targetURL {return false}
+    if lhs.recorded != rhs.recorded {return false}
+    if lhs.machine != rhs.machine {return false}
+    if lhs.signals != rhs.signals {return false}
+    if lhs.messageID != rhs.messageID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -38,6 +38,7 @@ import Testing
     adminKey: String? = GatewayTests.adminKey,
     announced: Announced = Announced(),
     delivery: Bool = false,
+    deliverySettings: DeliverySettings = DeliverySettings(),
     rateLimit: Bool = false,
     sync: SyncSettings? = nil,
     verification: Bool = false,
@@ -97,7 +98,7 @@ import Testing
       }
     }
     guard delivery else { return try await run(deliveryPort: nil) }
-    var deliveryDefinition = DeliveryDefinition.definition
+    var deliveryDefinition = DeliveryDefinition.make(settings: deliverySettings)
     deliveryDefinition.readinessDependencies = []
     deliveryDefinition.makeWorkers = { _ in [] }
     try await withRunningService(deliveryDefinition, databaseURL: url) { deliveryPort, _ async throws in
@@ -745,6 +746,82 @@ import Testing
         #expect(page.contains("You receive no messages from us."))
       }
       #expect(try await consent() == (false, false))
+    }
+  }
+
+  /// The tracking links' public routes: the pixel is a GIF never cached, a click a 302 to the
+  /// signed target; a link that is not genuine is a 404 (and counts against the public limit,
+  /// which genuine hits never do: a mail privacy proxy fetches many recipients' pixels).
+  @Test func theTrackingRoutesAnswerThePixelAndTheRedirectWithoutAKey() async throws {
+    let secrets = try SecretBox("k1:" + Data(repeating: 6, count: 32).base64EncodedString())
+    var settings = DeliverySettings()
+    settings.secrets = secrets
+    let database = Mutex<String?>(nil)
+    try await withGateway(
+      delivery: true, deliverySettings: settings, publicRatePerMinute: 4, onDatabase: { url in database.withLock { $0 = url } }
+    ) { client async throws in
+      let (campaign, subscriber) = (UUID(), UUID())
+      let (status, queued) = try await Self.post(
+        client, "/v1/messages",
+        [
+          "idempotency_key": "\(campaign.lowercasedString):\(subscriber.lowercasedString)", "channel": "CHANNEL_EMAIL",
+          "recipient": "ada@example.com", "subject": "News", "body": "<p>Hi</p>", "format": "html",
+        ])
+      #expect(status == .accepted)
+      let messageID = try #require(queued["message_id"] as? String)
+      let id = try #require(UUID(uuidString: messageID))
+      // Sent an hour ago (no worker runs here).
+      let url = try #require(database.withLock { $0 })
+      try await withDatabase(url) { postgres in
+        try await postgres.query("UPDATE delivery.messages SET status = 'sent' WHERE id = \(id)", logger: Logger(label: "test"))
+        try await postgres.query(
+          "INSERT INTO delivery.delivery_events (message_id, status, occurred_at) VALUES (\(id), 'sent', now() - interval '1 hour')",
+          logger: Logger(label: "test"))
+      }
+      let links = TrackingLinks(publicURL: "", secrets: secrets)
+      let signers = try #require(links.signers())
+      let pixel = TrackingToken(kind: .open, campaign: campaign, subscriber: subscriber).sign(with: signers.open)
+      let click = TrackingToken(
+        kind: .click, campaign: campaign, subscriber: subscriber, link: 0, links: 1, url: "https://shop.example/?a=1&b=2"
+      ).sign(with: signers.click)
+      var browser = HTTPFields()
+      browser[.userAgent] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+      // More genuine hits than the limit's burst: every one answered.
+      for _ in 0..<3 {
+        try await client.execute(uri: pixel, method: .get, headers: browser) { response async throws in
+          #expect(response.status == .ok && response.headers[.contentType] == "image/gif")
+          #expect(response.headers[.cacheControl]?.contains("no-store") == true)
+          #expect(Array(response.body.readableBytesView.prefix(6)) == Array("GIF89a".utf8) && response.body.readableBytes == 43)
+        }
+        try await client.execute(uri: click, method: .get, headers: browser) { response async throws in
+          #expect(response.status == .found && response.headers[.location] == "https://shop.example/?a=1&b=2")
+        }
+      }
+      try await client.execute(uri: click, method: .head, headers: browser) { response async throws in
+        #expect(response.status == .found)
+      }
+      try await client.execute(uri: "/v1/messages/\(id.lowercasedString)", method: .get, headers: Self.headers(Self.adminKey)) {
+        response async throws in
+        let events = try #require(try Self.json(response.body)["events"] as? [[String: Any]])
+        let tracked = events.filter { ["opened", "clicked"].contains($0["status"] as? String) }
+        #expect(tracked.count == 7)
+        // The HEAD is a scanner's; the rest a person's.
+        #expect(tracked.filter { $0["machine"] as? Bool == true }.count == 1)
+        #expect((tracked.last?["signals"] as? [String]) == ["head-request"])
+      }
+      // Not genuine: a 404 (the image for the pixel, a page for a click); the second uses up the
+      // burst of two, and the third is turned away.
+      var changed = Array(click)
+      changed[changed.count - 3] = changed[changed.count - 3] == "A" ? "B" : "A"
+      try await client.execute(uri: String(changed), method: .get) { response async throws in
+        #expect(response.status == .notFound && String(buffer: response.body).contains("This link is not valid"))
+      }
+      try await client.execute(uri: "/t/o/v1.k1.nonsense.x", method: .get) { response async throws in
+        #expect(response.status == .notFound && response.headers[.contentType] == "image/gif")
+      }
+      try await client.execute(uri: pixel, method: .get, headers: browser) { response async throws in
+        #expect(response.status == .tooManyRequests)
+      }
     }
   }
 

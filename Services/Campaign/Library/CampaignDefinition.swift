@@ -21,6 +21,8 @@ package enum CampaignDefinition: BackEndProcess {
     // Each recipient's unsubscribe link: made by the relay, checked by the service, required by
     // the scheduler and the send for e-mail.
     let links = UnsubscribeLinks(publicURL: settings.publicURL, secrets: settings.secrets)
+    // The open pixel and click redirects of campaigns that track them (checked by delivery).
+    let tracking = TrackingLinks(publicURL: settings.publicURL, secrets: settings.secrets)
     return ServiceDefinition(
       name: name,
       grpcServices: [Herald_Campaign_V1_CampaignService.descriptor.fullyQualifiedService],
@@ -41,7 +43,9 @@ package enum CampaignDefinition: BackEndProcess {
           client: resources.database, source: sink, logger: resources.logger, deliverabilityGuard: settings.deliverabilityGuard)
         let relays = (0..<settings.relayWorkers).map { number in
           BackgroundWorker(name: "outbox-relay-\(number + 1)") {
-            await OutboxRelay(client: resources.database, sink: sink, links: links, logger: resources.logger).run()
+            await OutboxRelay(
+              client: resources.database, sink: sink, links: links, tracking: tracking, logger: resources.logger
+            ).run()
           }
         }
         return relays + [

@@ -92,6 +92,8 @@ package struct NewCampaign: Sendable {
   package var segmentID: UUID?
   package var variants: [VariantRecord]
   package var budgetCents: Int64?
+  package var trackOpens = false
+  package var trackClicks = false
 }
 
 package struct CampaignRecord: Sendable {
@@ -105,6 +107,8 @@ package struct CampaignRecord: Sendable {
   package var segmentID: UUID?
   package var variants: [VariantRecord]
   package var budgetCents: Int64?
+  package var trackOpens = false
+  package var trackClicks = false
   package var status: String
   package var statusReason: String
   package var sendAt: Date?

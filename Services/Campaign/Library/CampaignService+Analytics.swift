@@ -59,6 +59,8 @@ extension CampaignService {
     case "failed": counts.failed += events
     case "opened": counts.opened += events
     case "clicked": counts.clicked += events
+    case "machine_opened": counts.machineOpened += events
+    case "machine_clicked": counts.machineClicked += events
     case "unsubscribed": counts.unsubscribed += events
     case "complained": counts.complained += events
     default: break

@@ -56,10 +56,16 @@ extension CampaignService {
     if request.hasBudgetCents, request.budgetCents < 0 {
       throw RPCError.field("budget_cents", .invalidArgument, "budget_cents must not be negative")
     }
+    // The pixel and the redirects live in HTML e-mail.
+    if request.channel != "email", request.tracking.opens || request.tracking.clicks {
+      let field = request.tracking.opens ? "tracking.opens" : "tracking.clicks"
+      throw RPCError.field(field, .invalidArgument, "\(field) is for e-mail campaigns; this one is \(request.channel)")
+    }
     let created = try await store.createCampaign(
       NewCampaign(
         name: name, channel: request.channel, listID: list, segmentID: segment, variants: variants,
-        budgetCents: request.hasBudgetCents ? request.budgetCents : nil))
+        budgetCents: request.hasBudgetCents ? request.budgetCents : nil, trackOpens: request.tracking.opens,
+        trackClicks: request.tracking.clicks))
     return Self.message(created)
   }
 
@@ -134,6 +140,10 @@ extension CampaignService {
       return item
     }
     if let budget = record.budgetCents { message.budgetCents = budget }
+    message.tracking = .with {
+      $0.opens = record.trackOpens
+      $0.clicks = record.trackClicks
+    }
     message.status = record.status
     message.statusReason = record.statusReason
     if let date = record.sendAt { message.sendAt = Google_Protobuf_Timestamp(date: date) }

@@ -14,6 +14,9 @@ struct OutboxChunk: Sendable {
   var nextSubscriber: UUID?
   var channel: String
   var budgetCents: Int64?
+  /// The campaign's engagement tracking (SPEC §10).
+  var trackOpens = false
+  var trackClicks = false
 }
 
 /// An outbox entry and its subscriber as the relay reads them.
@@ -46,7 +49,8 @@ extension CampaignStore {
   func claimChunk(on connection: PostgresConnection) async throws -> OutboxChunk? {
     let claimed = try await connection.query(
       """
-      SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents
+      SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents,
+        c.track_opens, c.track_clicks
       FROM campaign.outbox_chunks k JOIN campaign.campaigns c ON c.id = k.campaign_id
       WHERE k.status = 'pending' AND c.status = 'sending'
       ORDER BY k.campaign_id, k.chunk
@@ -54,10 +58,13 @@ extension CampaignStore {
       FOR UPDATE OF k SKIP LOCKED
       """, logger: logger
     ).collect().first
-    guard let (campaign, chunk, first, next, channel, budget) = try claimed?.decode((UUID, Int32, UUID, UUID?, String, Int64?).self)
+    guard
+      let (campaign, chunk, first, next, channel, budget, opens, clicks) = try claimed?.decode(
+        (UUID, Int32, UUID, UUID?, String, Int64?, Bool, Bool).self)
     else { return nil }
     return OutboxChunk(
-      campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, channel: channel, budgetCents: budget)
+      campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, channel: channel, budgetCents: budget,
+      trackOpens: opens, trackClicks: clicks)
   }
 
   /// The campaign's templates by variant name.

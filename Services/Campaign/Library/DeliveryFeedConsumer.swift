@@ -72,11 +72,13 @@ package struct DeliveryFeedConsumer: Sendable {
         if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
           let variant =
             UUID(text: event.subscriberID).flatMap { variants[FeedRecipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
-          let key = DailyStatKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: event.status)
+          // Opens and clicks judged a machine's are counted apart, and are no engagement.
+          let status = event.machine ? "machine_\(event.status)" : event.status
+          let key = DailyStatKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: status)
           days[key, default: DailyStatDelta()].events += 1
           days[key, default: DailyStatDelta()].costCents += event.costCents
         }
-        if let subscriber = UUID(text: event.subscriberID) {
+        if !event.machine, let subscriber = UUID(text: event.subscriberID) {
           var entry = engagement[subscriber, default: EngagementDelta()]
           switch event.status {
           case "delivered": entry.delivered += 1

@@ -38,12 +38,18 @@ package struct OutboxRelay: Sendable {
   let logger: Logger
   /// Each e-mail's unsubscribe link (List-Unsubscribe and `{{unsubscribe_url}}`).
   let links: UnsubscribeLinks
+  /// The open pixel and click redirects of campaigns that track them.
+  let tracking: TrackingLinks
   private let templates = TemplateCache()
 
-  package init(client: PostgresClient, sink: any MessageSink, links: UnsubscribeLinks = .none, logger: Logger) {
+  package init(
+    client: PostgresClient, sink: any MessageSink, links: UnsubscribeLinks = .none, tracking: TrackingLinks = .none,
+    logger: Logger
+  ) {
     self.store = CampaignStore(client: client, logger: logger)
     self.sink = sink
     self.links = links
+    self.tracking = tracking
     self.logger = logger
   }
 
@@ -56,7 +62,9 @@ package struct OutboxRelay: Sendable {
   /// Relays one chunk; returns how many outbox entries it settled (0 when nothing is pending).
   @discardableResult
   package func relayBatch() async throws -> Int {
-    let (store, sink, logger, templates, links) = (self.store, self.sink, self.logger, self.templates, self.links)
+    let (store, sink, logger, templates, links, tracking) = (
+      self.store, self.sink, self.logger, self.templates, self.links, self.tracking
+    )
     let outcome = try await store.transaction { connection -> ChunkOutcome? in
       guard let chunk = try await store.claimChunk(on: connection) else { return nil }
       // The campaign's variant templates; campaigns and templates do not change once created.
@@ -72,6 +80,9 @@ package struct OutboxRelay: Sendable {
 
       let channel = chunk.channel
       let signer = links.signer()
+      // Only HTML e-mail can carry a pixel and redirects.
+      let linkTracking =
+        channel == "email" ? LinkTracking(links: tracking, opens: chunk.trackOpens, clicks: chunk.trackClicks) : nil
       let campaignText = chunk.campaignID.lowercasedString
       var messages: [(OutboxEntry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [SettledEntry] = []
@@ -99,7 +110,7 @@ package struct OutboxRelay: Sendable {
           // 8058) and the template's {{unsubscribe_url}} / {{preferences_url}} (the page).
           let unsubscribeURL =
             channel == "email" || template.showsOptOut
-            ? signer?.sign(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel)) : nil
+            ? signer.map(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel).sign) : nil
           if let unsubscribeURL {
             values["unsubscribe_url"] = unsubscribeURL
             values["preferences_url"] = unsubscribeURL
@@ -111,7 +122,12 @@ package struct OutboxRelay: Sendable {
           message.channel = channel == "email" ? .email : .sms
           message.recipient = recipient
           message.subject = rendered.subject
-          message.body = rendered.body
+          message.body =
+            if let linkTracking, template.format == "html" {
+              linkTracking.apply(to: rendered.body, campaign: chunk.campaignID, subscriber: entry.subscriberID)
+            } else {
+              rendered.body
+            }
           // The template says how its body is written; delivery never guesses.
           message.format = template.format
           if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }

@@ -39,7 +39,11 @@ package enum DeliveryDefinition: BackEndProcess {
       migrations: migrations,
       readinessDependencies: ["ratelimit"],
       makeServices: { resources in
-        [DeliveryService(store: store(resources), providers: registry(resources))]
+        [
+          DeliveryService(
+            store: store(resources), providers: registry(resources),
+            tracking: TrackingLinks(publicURL: "", secrets: settings.secrets))
+        ]
       },
       makeWorkers: { resources in
         let throttle: any SendThrottle =

@@ -53,6 +53,8 @@ package struct FeedEvent: Sendable, Equatable {
   package var detail: String
   package var costCents: Int64
   package var occurredAt: Date
+  /// An open or click through Herald's tracking links judged a machine's, and the signals seen.
+  package var engagement = EngagementSignals(machine: false, signals: [])
 }
 
 /// A message a worker holds the lease of.

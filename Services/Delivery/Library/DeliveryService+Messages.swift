@@ -116,6 +116,8 @@ extension DeliveryService {
     message.detail = event.detail
     message.costCents = event.costCents
     message.occurredAt = Google_Protobuf_Timestamp(date: event.occurredAt)
+    message.machine = event.engagement.machine
+    message.signals = event.engagement.signals
     return message
   }
 }

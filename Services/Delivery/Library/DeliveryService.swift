@@ -14,10 +14,13 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   package static let maxBatch = 1000
   let store: DeliveryStore
   let providers: ProviderRegistry
+  /// Checks the tokens of tracking links (signed by the campaign relay).
+  let tracking: TrackingLinks
 
-  package init(store: DeliveryStore, providers: ProviderRegistry) {
+  package init(store: DeliveryStore, providers: ProviderRegistry, tracking: TrackingLinks = .none) {
     self.store = store
     self.providers = providers
+    self.tracking = tracking
   }
 
   package func enqueueMessages(

@@ -33,16 +33,16 @@ extension DeliveryStore {
     guard let row = rows.first else { return nil }
     let message = try Self.record(row)
     var events: [FeedEvent] = []
-    for try await (eventID, status, detail, cost, at) in try await client.query(
+    for try await (eventID, status, detail, cost, at, machine, signals) in try await client.query(
       """
-      SELECT id, status, coalesce(detail, ''), cost_cents, occurred_at FROM delivery.delivery_events
-      WHERE message_id = \(id) ORDER BY id
+      SELECT id, status, coalesce(detail, ''), cost_cents, occurred_at, machine IS TRUE, (signals -> 'signals')::text
+      FROM delivery.delivery_events WHERE message_id = \(id) ORDER BY id
       """, logger: logger
-    ).decode((Int64, String, String, Int64, Date).self) {
+    ).decode((Int64, String, String, Int64, Date, Bool, String?).self) {
       events.append(
         FeedEvent(
           id: eventID, messageID: id, campaignID: message.campaignID, subscriberID: message.subscriberID, status: status,
-          detail: detail, costCents: cost, occurredAt: at))
+          detail: detail, costCents: cost, occurredAt: at, engagement: Self.engagement(machine: machine, signals: signals)))
     }
     return (message, events)
   }

@@ -114,10 +114,11 @@ package func buildGateway(
   SystemRoutes(probe: probe, registry: registry).register(public: router, guarded: guarded)
   let api = guarded.group().add(middleware: IdempotencyMiddleware(store: store))
   // Routes without a key, rate-limited per client address: unsubscribe links by every request,
-  // provider webhooks by the requests refused for their signature.
+  // provider webhooks and tracking links by the requests refused for their signature.
   let publicLimiter = PublicRouteLimiter(perMinute: configuration.settings.publicRatePerMinute)
   let publicRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter))
-  let webhookRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter, onlyRefused: true))
+  let webhookRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter, onlyRefused: .unauthorized))
+  let trackingRoutes = router.group().add(middleware: PublicRouteLimitMiddleware(limiter: publicLimiter, onlyRefused: .notFound))
   try RESTRouter(description: description, clients: clients, defaultTimeout: common.rpcTimeout)
     .register(RESTRoute.bound, on: api)
   if let campaign = backEnds["campaign"] {
@@ -127,6 +128,9 @@ package func buildGateway(
   }
   if let delivery = backEnds["delivery"] {
     ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: webhookRoutes)
+    // Mail privacy proxies fetch many recipients' pixels from few addresses: only links that are
+    // not genuine count against the limit (delivery caps the events of one message).
+    TrackingRoutes(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: trackingRoutes)
   }
   try router.validate()
   // The routes the router holds, their paths written as the document writes them.

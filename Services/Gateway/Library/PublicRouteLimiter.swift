@@ -94,23 +94,25 @@ package final class PublicRouteLimiter: Sendable {
   }
 }
 
-/// Limits the unsubscribe routes' requests; for provider webhooks (`onlyRefused`) only the
-/// requests refused for their signature count, so a provider posting its events at campaign speed
-/// is never turned away while someone guessing signatures is.
+/// Limits the unsubscribe routes' requests; for provider webhooks and tracking links
+/// (`onlyRefused`: 401 and 404) only the requests refused for their signature count, so a
+/// provider posting its events at campaign speed, or a mail privacy proxy fetching the pixels of
+/// many recipients, is never turned away while someone guessing signatures is.
 struct PublicRouteLimitMiddleware: RouterMiddleware {
   typealias Context = GatewayRequestContext
   let limiter: PublicRouteLimiter
-  var onlyRefused = false
+  /// The status of a refused request, when only those count.
+  var onlyRefused: HTTPResponse.Status? = nil
 
   func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
     let client = PublicRouteLimiter.client(context.remoteAddress)
-    if onlyRefused {
+    if let refused = onlyRefused {
       if let wait = limiter.wait(client) { throw Self.tooMany(client, wait) }
       do {
         let response = try await next(request, context)
-        if response.status == .unauthorized { _ = limiter.take(client) }
+        if response.status == refused { _ = limiter.take(client) }
         return response
-      } catch let problem as Problem where problem.status == .unauthorized {
+      } catch let problem as Problem where problem.status == refused {
         _ = limiter.take(client)
         throw problem
       }

@@ -323,7 +323,8 @@ enum DataChecks {
         // SPEC §6: campaign counters equal the delivery ledger's totals. The campaign service
         // counts the events its feed has taken in (up to the cursor it keeps with the counts, in
         // the same transaction), so exactly those events are compared: a feed that lags is no
-        // mismatch. The statuses are DeliveryFeedConsumer.countedStatuses.
+        // mismatch. The statuses are DeliveryFeedConsumer.countedStatuses; opens and clicks judged
+        // a machine's are counted as machine_opened and machine_clicked.
         check: "data.campaign_counters_mismatch", component: "data", severity: .high, category: .data,
         object: "campaign.campaign_daily_stats",
         query: """
@@ -331,7 +332,8 @@ enum DataChecks {
             SELECT split_part(cursor, '.', 1)::xid8 AS txid, split_part(cursor, '.', 2)::bigint AS id
             FROM campaign.delivery_feed WHERE id = 1 AND cursor <> ''
           ), ledger AS (
-            SELECT m.campaign_id, e.status, count(*) AS events, sum(e.cost_cents) AS cost_cents
+            SELECT m.campaign_id, CASE WHEN e.machine THEN 'machine_' || e.status ELSE e.status END AS status,
+              count(*) AS events, sum(e.cost_cents) AS cost_cents
             FROM feed, delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
             WHERE (e.txid, e.id) <= (feed.txid, feed.id)
               AND e.status IN ('queued', 'sent', 'delivered', 'bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained')

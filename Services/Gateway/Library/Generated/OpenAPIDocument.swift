@@ -51,6 +51,10 @@ extension OpenAPIDocument {
     {
       "description": "The recipient's unsubscribe link of a campaign e-mail: public, checked by the token's signature.",
       "name": "unsubscribe"
+    },
+    {
+      "description": "The open pixel and click redirects of a tracked campaign e-mail: public, checked by the token's signature.",
+      "name": "tracking"
     }
   ],
   "paths": {
@@ -178,6 +182,203 @@ extension OpenAPIDocument {
         "summary": "Every service's health, the delivery queue and breakers, the rate-limit replicas and the last verification.",
         "tags": ["system"],
         "x-herald-scope": "read"
+      }
+    },
+    "/t/c/{token}": {
+      "get": {
+        "description": "Redirects (302) to the link's target, which is inside the signed token (never an open redirect), and records a click on the message the token names with its signals; clicks judged a scanner's are counted apart. A token that is not genuine is a 404 page.",
+        "operationId": "tracking.Click",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 4096,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "302": {
+            "description": "To the link's target.",
+            "headers": {
+              "Location": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          },
+          "404": {
+            "content": {
+              "text/html": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The link is not valid."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "A tracked link of a campaign e-mail.",
+        "tags": ["tracking"]
+      },
+      "head": {
+        "description": "As GET; recorded as a click with the head-request signal, which judges it a machine's.",
+        "operationId": "tracking.ClickHead",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 4096,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "302": {
+            "description": "To the link's target.",
+            "headers": {
+              "Location": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "The link is not valid."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "A tracked link's redirect, asked with HEAD (what link scanners do).",
+        "tags": ["tracking"]
+      }
+    },
+    "/t/o/{token}": {
+      "get": {
+        "description": "Answers a 1×1 transparent GIF, never cached, and records an open on the message the token names, with the signals that judge it a person's or a machine's (a mail privacy proxy's prefetch, a scanner). A token that is not genuine gets the same image with 404.",
+        "operationId": "tracking.Open",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 4096,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "content": {
+              "image/gif": {
+                "schema": {
+                  "format": "binary",
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The image."
+          },
+          "404": {
+            "content": {
+              "image/gif": {
+                "schema": {
+                  "format": "binary",
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The link is not valid."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "The open pixel of a tracked campaign e-mail.",
+        "tags": ["tracking"]
+      },
+      "head": {
+        "description": "As GET without the image; recorded as an open with the head-request signal, which judges it a machine's.",
+        "operationId": "tracking.OpenHead",
+        "parameters": [
+          {
+            "description": "The signed token of the link (v1.<key id>.<payload>.<mac>).",
+            "in": "path",
+            "name": "token",
+            "required": true,
+            "schema": {
+              "maxLength": 4096,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The image's headers."
+          },
+          "404": {
+            "description": "The link is not valid."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "The open pixel's headers (what link scanners ask for).",
+        "tags": ["tracking"]
       }
     },
     "/u/{token}": {
@@ -5961,6 +6162,9 @@ extension OpenAPIDocument {
           "finished_at": {
             "type": "string",
             "format": "date-time"
+          },
+          "tracking": {
+            "$ref": "#/components/schemas/campaign.v1.CampaignTracking"
           }
         },
         "additionalProperties": false
@@ -6040,6 +6244,36 @@ extension OpenAPIDocument {
             "format": "int64",
             "pattern": "^-?[0-9]+$",
             "description": "Outbox entries dropped by a cancel."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.CampaignTracking": {
+        "type": "object",
+        "description": "Engagement tracking of a campaign's HTML e-mail (SPEC §10), each part off unless turned on. Opens and clicks judged to be a machine's (a mail privacy proxy's prefetch, a link scanner) are counted apart, as machine_opened and machine_clicked.",
+        "properties": {
+          "opens": {
+            "type": "boolean",
+            "description": "An invisible image at the end of each HTML message (`/t/o/TOKEN`); loading it is an open."
+          },
+          "clicks": {
+            "type": "boolean",
+            "description": "Every http(s) link of the HTML body but the unsubscribe link goes through a signed redirect (`/t/c/TOKEN`, the target inside the signed value: never an open redirect)."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.CampaignTrackingInput": {
+        "type": "object",
+        "description": "Engagement tracking of a campaign's HTML e-mail (SPEC §10), each part off unless turned on. Opens and clicks judged to be a machine's (a mail privacy proxy's prefetch, a link scanner) are counted apart, as machine_opened and machine_clicked.",
+        "properties": {
+          "opens": {
+            "type": "boolean",
+            "description": "An invisible image at the end of each HTML message (`/t/o/TOKEN`); loading it is an open."
+          },
+          "clicks": {
+            "type": "boolean",
+            "description": "Every http(s) link of the HTML body but the unsubscribe link goes through a signed redirect (`/t/c/TOKEN`, the target inside the signed value: never an open redirect)."
           }
         },
         "additionalProperties": false
@@ -6233,6 +6467,14 @@ extension OpenAPIDocument {
             "maximum": 999999999999999,
             "pattern": "^(0|[1-9][0-9]{0,14})$",
             "description": "Not negative; unset means no budget."
+          },
+          "tracking": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.CampaignTrackingInput"
+              }
+            ],
+            "description": "For e-mail campaigns; unset means no tracking."
           }
         },
         "required": ["name", "channel"],
@@ -6570,6 +6812,17 @@ extension OpenAPIDocument {
             "pattern": "^-?[0-9]+$"
           },
           "cost_cents": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "machine_opened": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Opens and clicks through Herald's tracking links judged to be a machine's (see the event's signals); left out of opened and clicked and of engagement."
+          },
+          "machine_clicked": {
             "type": "string",
             "format": "int64",
             "pattern": "^-?[0-9]+$"
@@ -7282,6 +7535,16 @@ extension OpenAPIDocument {
           "occurred_at": {
             "type": "string",
             "format": "date-time"
+          },
+          "machine": {
+            "type": "boolean",
+            "description": "For an open or click through Herald's tracking links: whether it was judged a machine's (a mail privacy proxy's prefetch, a link scanner), and the signals seen."
+          },
+          "signals": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
           }
         },
         "additionalProperties": false
