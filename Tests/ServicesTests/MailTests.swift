@@ -465,9 +465,8 @@ import Testing
     }
   }
 
-  func run(_ campaign: Campaign, relay: OutboxRelay, database: PostgresClient, sink: SMTPSink, records: [String: String])
-    async throws
-  {
+  /// A list "news" with one member, Ada, who consents to e-mail (from a signup form).
+  static func newsListWithAda(_ campaign: Campaign) async throws -> (Herald_Campaign_V1_SubscriberList, Herald_Campaign_V1_Subscriber) {
     let list = try await campaign.createList(.with { $0.name = "news" })
     let ada = try await campaign.createSubscriber(
       .with {
@@ -483,6 +482,13 @@ import Testing
         $0.listID = list.id
         $0.subscriberIds = [ada.id]
       })
+    return (list, ada)
+  }
+
+  func run(_ campaign: Campaign, relay: OutboxRelay, database: PostgresClient, sink: SMTPSink, records: [String: String])
+    async throws
+  {
+    let (list, ada) = try await Self.newsListWithAda(campaign)
     let template = try await campaign.createTemplate(
       .with {
         $0.name = "news"

@@ -148,21 +148,7 @@ import Testing
   func run(_ campaign: Campaign, delivery: MailTests.Delivery, relay: OutboxRelay, feed: DeliveryFeedConsumer, sink: SMTPSink)
     async throws
   {
-    let list = try await campaign.createList(.with { $0.name = "news" })
-    let ada = try await campaign.createSubscriber(
-      .with {
-        $0.email = "ada@example.com"
-        $0.phone = "+14155550100"
-        $0.emailConsent = .with {
-          $0.subscribed = true
-          $0.source = "signup-form"
-        }
-      })
-    _ = try await campaign.addListMembers(
-      .with {
-        $0.listID = list.id
-        $0.subscriberIds = [ada.id]
-      })
+    let (list, ada) = try await UnsubscribeLinkTests.newsListWithAda(campaign)
     let template = try await campaign.createTemplate(
       .with {
         $0.name = "news"
