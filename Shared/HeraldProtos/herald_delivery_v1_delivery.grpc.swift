@@ -299,6 +299,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetDeliverability" metadata.
+        public enum GetDeliverability: Sendable {
+            /// Request type for "GetDeliverability".
+            public typealias Input = Herald_Delivery_V1_GetDeliverabilityRequest
+            /// Response type for "GetDeliverability".
+            public typealias Output = Herald_Delivery_V1_DeliverabilityReport
+            /// Descriptor for "GetDeliverability".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "GetDeliverability",
+                type: .unary
+            )
+        }
         /// Namespace for "DeleteDkimKey" metadata.
         public enum DeleteDkimKey: Sendable {
             /// Request type for "DeleteDkimKey".
@@ -334,6 +347,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             ListWarmupSchedules.descriptor,
             CreateDkimKey.descriptor,
             ListDkimKeys.descriptor,
+            GetDeliverability.descriptor,
             DeleteDkimKey.descriptor
         ]
     }
@@ -744,6 +758,27 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListDkimKeysRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>
+
+        /// Handle the "GetDeliverability" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+        /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+        /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+        /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_GetDeliverabilityRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_DeliverabilityReport` messages.
+        func getDeliverability(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeliverabilityReport>
 
         /// Handle the "DeleteDkimKey" method.
         ///
@@ -1156,6 +1191,27 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>
 
+        /// Handle the "GetDeliverability" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+        /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+        /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+        /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetDeliverabilityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_DeliverabilityReport` message.
+        func getDeliverability(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport>
+
         /// Handle the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -1565,6 +1621,27 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_ListDkimKeysResponse
 
+        /// Handle the "GetDeliverability" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+        /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+        /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+        /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_GetDeliverabilityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_DeliverabilityReport` to respond with.
+        func getDeliverability(
+            request: Herald_Delivery_V1_GetDeliverabilityRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_DeliverabilityReport
+
         /// Handle the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -1810,6 +1887,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.GetDeliverability.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_GetDeliverabilityRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeliverabilityReport>(),
+            handler: { request, context in
+                try await self.getDeliverability(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Delivery_V1_DeliveryService.Method.DeleteDkimKey.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteDkimKeyRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteDkimKeyResponse>(),
@@ -2040,6 +2128,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListDkimKeysResponse> {
         let response = try await self.listDkimKeys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getDeliverability(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeliverabilityReport> {
+        let response = try await self.getDeliverability(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2314,6 +2413,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_ListDkimKeysResponse>(
             message: try await self.listDkimKeys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getDeliverability(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport>(
+            message: try await self.getDeliverability(
                 request: request.message,
                 context: context
             ),
@@ -2826,6 +2938,32 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListDkimKeysResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListDkimKeysResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetDeliverability" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+        /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+        /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+        /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetDeliverabilityRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetDeliverabilityRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeliverabilityReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getDeliverability<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeliverabilityReport>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeliverabilityReport>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "DeleteDkimKey" method.
@@ -3572,6 +3710,43 @@ extension Herald_Delivery_V1_DeliveryService {
             )
         }
 
+        /// Call the "GetDeliverability" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+        /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+        /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+        /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_GetDeliverabilityRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_GetDeliverabilityRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_DeliverabilityReport` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getDeliverability<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_GetDeliverabilityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeliverabilityReport>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeliverabilityReport>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.GetDeliverability.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -4210,6 +4385,38 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListDkimKeysRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListDkimKeysResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDeliverability" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+    /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+    /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+    /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_GetDeliverabilityRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeliverability<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeliverabilityReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getDeliverability(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_GetDeliverabilityRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeliverabilityReport>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4926,6 +5133,42 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listDkimKeys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDeliverability" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending
+    /// > domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and
+    /// > complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with
+    /// > the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeliverability<Result>(
+        _ message: Herald_Delivery_V1_GetDeliverabilityRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeliverabilityReport>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_GetDeliverabilityRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getDeliverability(
             request: request,
             options: options,
             onResponse: handleResponse

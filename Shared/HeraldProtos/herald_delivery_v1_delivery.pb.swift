@@ -295,6 +295,155 @@ public nonisolated struct Herald_Delivery_V1_ListDkimKeysResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Delivery_V1_GetDeliverabilityRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The window, in days back from now: 1 to 90; 0 means 30.
+  public var days: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Events of the window, counted from delivery's ledger. Rates are shares of `sent` (0 when
+/// nothing was sent): bounce_rate = bounced / sent, complaint_rate = complained / sent,
+/// delivery_rate = delivered / sent (providers that report deliveries only).
+public nonisolated struct Herald_Delivery_V1_DeliverabilityCounts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sent: Int64 = 0
+
+  public var delivered: Int64 = 0
+
+  /// Hard and soft bounces reported by the provider.
+  public var bounced: Int64 = 0
+
+  public var complained: Int64 = 0
+
+  /// Sends the provider refused for good.
+  public var failed: Int64 = 0
+
+  public var deliveryRate: Double = 0
+
+  public var bounceRate: Double = 0
+
+  public var complaintRate: Double = 0
+
+  /// Campaign e-mails sent without a one-click unsubscribe link (List-Unsubscribe).
+  public var campaignSentWithoutUnsubscribe: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One rule of the bulk-sender requirements (Gmail and Yahoo, 2024) for a domain.
+public nonisolated struct Herald_Delivery_V1_DeliverabilityRequirement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// dkim, dkim_rsa, one_click_unsubscribe, complaint_rate, spf, dmarc.
+  public var rule: String = String()
+
+  /// "met", "missing", or "unknown" (outside what Herald can see, e.g. DNS records).
+  public var status: String = String()
+
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_DomainDeliverability: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var domain: String = String()
+
+  /// The providers sending as this domain.
+  public var providers: [String] = []
+
+  public var counts: Herald_Delivery_V1_DeliverabilityCounts {
+    get {_counts ?? Herald_Delivery_V1_DeliverabilityCounts()}
+    set {_counts = newValue}
+  }
+  /// Returns true if `counts` has been explicitly set.
+  public var hasCounts: Bool {self._counts != nil}
+  /// Clears the value of `counts`. Subsequent reads from it will return its default value.
+  public mutating func clearCounts() {self._counts = nil}
+
+  public var dkimKeys: [Herald_Delivery_V1_DkimKey] = []
+
+  public var requirements: [Herald_Delivery_V1_DeliverabilityRequirement] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _counts: Herald_Delivery_V1_DeliverabilityCounts? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_ProviderDeliverability: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var provider: String = String()
+
+  public var channel: Herald_Delivery_V1_Channel = .unspecified
+
+  /// The From domain of an SMTP provider; empty for the others.
+  public var domain: String = String()
+
+  public var counts: Herald_Delivery_V1_DeliverabilityCounts {
+    get {_counts ?? Herald_Delivery_V1_DeliverabilityCounts()}
+    set {_counts = newValue}
+  }
+  /// Returns true if `counts` has been explicitly set.
+  public var hasCounts: Bool {self._counts != nil}
+  /// Clears the value of `counts`. Subsequent reads from it will return its default value.
+  public mutating func clearCounts() {self._counts = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _counts: Herald_Delivery_V1_DeliverabilityCounts? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_DeliverabilityReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  public var domains: [Herald_Delivery_V1_DomainDeliverability] = []
+
+  public var providers: [Herald_Delivery_V1_ProviderDeliverability] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 public nonisolated struct Herald_Delivery_V1_DeleteDkimKeyRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1491,6 +1640,293 @@ nonisolated extension Herald_Delivery_V1_ListDkimKeysResponse: SwiftProtobuf.Mes
 
   public static func ==(lhs: Herald_Delivery_V1_ListDkimKeysResponse, rhs: Herald_Delivery_V1_ListDkimKeysResponse) -> Bool {
     if lhs.keys != rhs.keys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_GetDeliverabilityRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetDeliverabilityRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}days\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.days) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.days != 0 {
+      try visitor.visitSingularInt32Field(value: self.days, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_GetDeliverabilityRequest, rhs: Herald_Delivery_V1_GetDeliverabilityRequest) -> Bool {
+    if lhs.days != rhs.days {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DeliverabilityCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliverabilityCounts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}complained\0\u{1}failed\0\u{3}delivery_rate\0\u{3}bounce_rate\0\u{3}complaint_rate\0\u{3}campaign_sent_without_unsubscribe\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.sent) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.delivered) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.deliveryRate) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.bounceRate) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.complaintRate) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.campaignSentWithoutUnsubscribe) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.sent != 0 {
+      try visitor.visitSingularInt64Field(value: self.sent, fieldNumber: 1)
+    }
+    if self.delivered != 0 {
+      try visitor.visitSingularInt64Field(value: self.delivered, fieldNumber: 2)
+    }
+    if self.bounced != 0 {
+      try visitor.visitSingularInt64Field(value: self.bounced, fieldNumber: 3)
+    }
+    if self.complained != 0 {
+      try visitor.visitSingularInt64Field(value: self.complained, fieldNumber: 4)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 5)
+    }
+    if self.deliveryRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.deliveryRate, fieldNumber: 6)
+    }
+    if self.bounceRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.bounceRate, fieldNumber: 7)
+    }
+    if self.complaintRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.complaintRate, fieldNumber: 8)
+    }
+    if self.campaignSentWithoutUnsubscribe != 0 {
+      try visitor.visitSingularInt64Field(value: self.campaignSentWithoutUnsubscribe, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DeliverabilityCounts, rhs: Herald_Delivery_V1_DeliverabilityCounts) -> Bool {
+    if lhs.sent != rhs.sent {return false}
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.bounced != rhs.bounced {return false}
+    if lhs.complained != rhs.complained {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.deliveryRate != rhs.deliveryRate {return false}
+    if lhs.bounceRate != rhs.bounceRate {return false}
+    if lhs.complaintRate != rhs.complaintRate {return false}
+    if lhs.campaignSentWithoutUnsubscribe != rhs.campaignSentWithoutUnsubscribe {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DeliverabilityRequirement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliverabilityRequirement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rule\0\u{1}status\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 1)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 2)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DeliverabilityRequirement, rhs: Herald_Delivery_V1_DeliverabilityRequirement) -> Bool {
+    if lhs.rule != rhs.rule {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DomainDeliverability: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DomainDeliverability"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}providers\0\u{1}counts\0\u{3}dkim_keys\0\u{1}requirements\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.providers) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.dkimKeys) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.requirements) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    if !self.providers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.providers, fieldNumber: 2)
+    }
+    try { if let v = self._counts {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.dkimKeys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.dkimKeys, fieldNumber: 4)
+    }
+    if !self.requirements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.requirements, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DomainDeliverability, rhs: Herald_Delivery_V1_DomainDeliverability) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.providers != rhs.providers {return false}
+    if lhs._counts != rhs._counts {return false}
+    if lhs.dkimKeys != rhs.dkimKeys {return false}
+    if lhs.requirements != rhs.requirements {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ProviderDeliverability: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProviderDeliverability"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}channel\0\u{1}domain\0\u{1}counts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 3)
+    }
+    try { if let v = self._counts {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ProviderDeliverability, rhs: Herald_Delivery_V1_ProviderDeliverability) -> Bool {
+    if lhs.provider != rhs.provider {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.domain != rhs.domain {return false}
+    if lhs._counts != rhs._counts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DeliverabilityReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliverabilityReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0\u{1}domains\0\u{1}providers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.domains) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.providers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._since {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.domains.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.domains, fieldNumber: 2)
+    }
+    if !self.providers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.providers, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DeliverabilityReport, rhs: Herald_Delivery_V1_DeliverabilityReport) -> Bool {
+    if lhs._since != rhs._since {return false}
+    if lhs.domains != rhs.domains {return false}
+    if lhs.providers != rhs.providers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1457,6 +1457,68 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/deliverability": {
+      "get": {
+        "operationId": "delivery.GetDeliverability",
+        "tags": ["delivery"],
+        "summary": "What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).",
+        "description": "What mailbox providers see of Herald's e-mail (SPEC §10), over the last `days`: per sending domain (an SMTP provider's From domain) and per provider, sent, delivered, bounced and complaints with their rates, the domain's DKIM keys and DNS records, and how it stands with the bulk-sender rules of Gmail and Yahoo (what is missing, and what Herald cannot see).",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "days",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "format": "int32",
+              "minimum": 0,
+              "maximum": 90
+            },
+            "description": "The window, in days back from now: 1 to 90; 0 means 30."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.DeliverabilityReport"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/dkim-keys": {
       "post": {
         "operationId": "delivery.CreateDkimKey",
@@ -7501,6 +7563,95 @@ extension OpenAPIDocument {
         "required": ["domain", "selector", "algorithm"],
         "additionalProperties": false
       },
+      "delivery.v1.DeliverabilityCounts": {
+        "type": "object",
+        "description": "Events of the window, counted from delivery's ledger. Rates are shares of `sent` (0 when nothing was sent): bounce_rate = bounced / sent, complaint_rate = complained / sent, delivery_rate = delivered / sent (providers that report deliveries only).",
+        "properties": {
+          "sent": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "delivered": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "bounced": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Hard and soft bounces reported by the provider."
+          },
+          "complained": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "failed": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Sends the provider refused for good."
+          },
+          "delivery_rate": {
+            "type": "number"
+          },
+          "bounce_rate": {
+            "type": "number"
+          },
+          "complaint_rate": {
+            "type": "number"
+          },
+          "campaign_sent_without_unsubscribe": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Campaign e-mails sent without a one-click unsubscribe link (List-Unsubscribe)."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.DeliverabilityReport": {
+        "type": "object",
+        "properties": {
+          "since": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "domains": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.DomainDeliverability"
+            }
+          },
+          "providers": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.ProviderDeliverability"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.DeliverabilityRequirement": {
+        "type": "object",
+        "description": "One rule of the bulk-sender requirements (Gmail and Yahoo, 2024) for a domain.",
+        "properties": {
+          "rule": {
+            "type": "string",
+            "description": "dkim, dkim_rsa, one_click_unsubscribe, complaint_rate, spf, dmarc."
+          },
+          "status": {
+            "type": "string",
+            "description": "\"met\", \"missing\", or \"unknown\" (outside what Herald can see, e.g. DNS records)."
+          },
+          "detail": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
       "delivery.v1.DeliveryEvent": {
         "type": "object",
         "properties": {
@@ -7573,6 +7724,37 @@ extension OpenAPIDocument {
           "created_at": {
             "type": "string",
             "format": "date-time"
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.DomainDeliverability": {
+        "type": "object",
+        "properties": {
+          "domain": {
+            "type": "string"
+          },
+          "providers": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "The providers sending as this domain."
+          },
+          "counts": {
+            "$ref": "#/components/schemas/delivery.v1.DeliverabilityCounts"
+          },
+          "dkim_keys": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.DkimKey"
+            }
+          },
+          "requirements": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.DeliverabilityRequirement"
+            }
           }
         },
         "additionalProperties": false
@@ -8110,6 +8292,26 @@ extension OpenAPIDocument {
               }
             ],
             "description": "Output only."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.ProviderDeliverability": {
+        "type": "object",
+        "properties": {
+          "provider": {
+            "type": "string"
+          },
+          "channel": {
+            "type": "string",
+            "enum": ["CHANNEL_UNSPECIFIED", "CHANNEL_EMAIL", "CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]
+          },
+          "domain": {
+            "type": "string",
+            "description": "The From domain of an SMTP provider; empty for the others."
+          },
+          "counts": {
+            "$ref": "#/components/schemas/delivery.v1.DeliverabilityCounts"
           }
         },
         "additionalProperties": false

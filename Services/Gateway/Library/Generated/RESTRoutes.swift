@@ -322,6 +322,13 @@ extension RESTRoute {
         try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).listDkimKeys(request, options: options)
       }),
     RESTRoute(
+      operationID: "delivery.GetDeliverability", method: "get", path: "/v1/deliverability",
+      service: "delivery", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_GetDeliverabilityRequest, options: CallOptions) -> Herald_Delivery_V1_DeliverabilityReport in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).getDeliverability(request, options: options)
+      }),
+    RESTRoute(
       operationID: "delivery.DeleteDkimKey", method: "delete", path: "/v1/dkim-keys/{domain}/{selector}",
       service: "delivery", scope: "delivery:write", status: 204,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,
