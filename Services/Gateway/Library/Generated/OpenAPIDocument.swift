@@ -6575,6 +6575,39 @@ extension OpenAPIDocument {
               }
             ],
             "x-message": "must give template_id or variants, not both"
+          },
+          {
+            "not": {
+              "properties": {
+                "channel": {
+                  "not": {
+                    "const": "email"
+                  }
+                },
+                "tracking": {
+                  "anyOf": [
+                    {
+                      "properties": {
+                        "opens": {
+                          "const": true
+                        }
+                      },
+                      "required": ["opens"]
+                    },
+                    {
+                      "properties": {
+                        "clicks": {
+                          "const": true
+                        }
+                      },
+                      "required": ["clicks"]
+                    }
+                  ]
+                }
+              },
+              "required": ["channel", "tracking"]
+            },
+            "x-message": "tracking is for e-mail campaigns: give channel email, or leave tracking out"
           }
         ]
       },
