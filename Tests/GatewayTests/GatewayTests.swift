@@ -809,6 +809,17 @@ import Testing
         #expect(tracked.filter { $0["machine"] as? Bool == true }.count == 1)
         #expect((tracked.last?["signals"] as? [String]) == ["head-request"])
       }
+      // Tracking asked of an SMS campaign is refused before anything is looked up.
+      let (refused, problem) = try await Self.post(
+        client, "/v1/campaigns",
+        [
+          "name": "Texts", "channel": "sms", "list_id": UUID().uuidString, "template_id": UUID().uuidString,
+          "tracking": ["clicks": true],
+        ])
+      #expect(refused == .badRequest)
+      #expect(
+        problem["detail"] as? String
+          == "the body may ask for tracking only when channel is email (the pixel and the redirects live in HTML e-mail)")
       // Not genuine: a 404 (the image for the pixel, a page for a click); the second uses up the
       // burst of two, and the third is turned away.
       var changed = Array(click)

@@ -6607,7 +6607,7 @@ extension OpenAPIDocument {
               },
               "required": ["channel", "tracking"]
             },
-            "x-message": "tracking is for e-mail campaigns: give channel email, or leave tracking out"
+            "x-message": "may ask for tracking only when channel is email (the pixel and the redirects live in HTML e-mail)"
           }
         ]
       },
