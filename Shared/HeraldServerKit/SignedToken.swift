@@ -39,9 +39,18 @@ package enum SignedToken {
     }
   }
 
+  static func isBase64URLDigit(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+      UInt8(ascii: "-"), UInt8(ascii: "_"):
+      true
+    default: false
+    }
+  }
+
   /// Decodes base64url without padding; nil for any other character.
   package static func data(base64URL text: some StringProtocol) -> Data? {
-    guard text.utf8.allSatisfy({ byte in base64URLDigits.contains(byte) }) else { return nil }
+    guard text.utf8.allSatisfy(isBase64URLDigit) else { return nil }
     var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
     base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
     return Data(base64Encoded: base64)

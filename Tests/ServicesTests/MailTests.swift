@@ -184,6 +184,23 @@ import Testing
     #expect(checked.longLines.isEmpty, "\(checked.longLines)")
   }
 
+  /// `x=` (RFC 6376 §3.5) when a lifetime is set: dkimpy takes the signature within it and
+  /// refuses it after (it allows ten hours for clocks that are off, so the old one is two days old).
+  @Test func aSignatureWithALifetimeVerifiesWithinItAndNotAfter() async throws {
+    let (rsa, _) = try DKIMKey.generate(domain: "herald.test", selector: "herald-rsa", algorithm: .rsaSHA256)
+    let records = [rsa.dnsName: DKIMKey.dnsRecord(algorithm: rsa.algorithm, publicKey: rsa.publicKey)]
+    let sender = MIMEMessage.Sender(address: "news@herald.test", name: "", replyTo: nil)
+    let message = Self.message(format: "text", subject: "News", body: "Hello")
+    for (age, valid) in [(0.0, true), (172_800.0, false)] {
+      let date = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - age).rounded(.down))
+      let raw = Self.bytes(try MIMEMessage.render(message, sender: sender, keys: [rsa], signatureLifetime: .seconds(3600), date: date))
+      let expiry = Int(date.timeIntervalSince1970) + 3600
+      #expect(String(decoding: raw, as: UTF8.self).contains(" x=\(expiry);"))
+      let checked = try await Self.check(raw, records: records)
+      #expect(checked.signatures.map(\.ok) == [valid], "signed \(Int(age)) s ago")
+    }
+  }
+
   @Test func aTextMessageIsOnePartAndItsTextIsNeverGuessedToBeHTML() async throws {
     let (ed, _) = try DKIMKey.generate(domain: "herald.test", selector: "s1", algorithm: .ed25519SHA256)
     let body = "<p>Hello</p> is text here.\nZeile zwei: Grüße\n\n\n"

@@ -31,7 +31,9 @@ package enum DeliveryDefinition: BackEndProcess {
     // The process's providers with their breakers, shared by the handlers, the workers and the
     // metrics.
     let registry = PerProcess { resources in
-      ProviderRegistry(store: store(resources), policy: settings.breaker, secrets: settings.secrets, factory: providerFactory)
+      ProviderRegistry(
+        store: store(resources), policy: settings.breaker, secrets: settings.secrets,
+        dkimSignatureLifetime: settings.dkimSignatureLifetime, factory: providerFactory)
     }
     return ServiceDefinition(
       name: name,

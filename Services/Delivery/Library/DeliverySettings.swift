@@ -22,6 +22,8 @@ package struct DeliverySettings: Sendable, Equatable {
   package var providersFile: String?
   /// Seals stored secrets (DKIM private keys): HERALD_SECRETS_KEY.
   package var secrets = SecretBox.none
+  /// How long DKIM signatures are valid (`x=`): HERALD_DKIM_SIGNATURE_LIFETIME; unset: no expiry.
+  package var dkimSignatureLifetime: Duration?
 
   package init() {}
 
@@ -38,6 +40,9 @@ package struct DeliverySettings: Sendable, Equatable {
     result.breaker.openFor = try settings.duration("HERALD_DELIVERY_BREAKER_OPEN_FOR", default: result.breaker.openFor)
     result.providersFile = settings.optionalString("HERALD_DELIVERY_PROVIDERS_FILE")
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
+    if settings.optionalString("HERALD_DKIM_SIGNATURE_LIFETIME") != nil {
+      result.dkimSignatureLifetime = try settings.duration("HERALD_DKIM_SIGNATURE_LIFETIME", default: .zero)
+    }
     // A bad providers file stops start-up here, naming the file and the field.
     if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
     return result

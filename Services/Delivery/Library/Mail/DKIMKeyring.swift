@@ -17,7 +17,12 @@ package final class DKIMKeyring: Sendable {
   /// By domain, in selector order: what a message is signed with (sorted once per reload).
   private let signing = Mutex<[String: [DKIMKey]]>([:])
 
-  package init() {}
+  /// How long a signature is valid (`x=`); nil: no expiry.
+  package let signatureLifetime: Duration?
+
+  package init(signatureLifetime: Duration? = nil) {
+    self.signatureLifetime = signatureLifetime
+  }
 
   /// The keys to sign mail from `domain` with, in selector order.
   package func keys(for domain: String) -> [DKIMKey] {

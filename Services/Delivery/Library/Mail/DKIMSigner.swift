@@ -85,7 +85,11 @@ enum DKIMSigner {
   /// One `DKIM-Signature` header line (folded, CRLF-separated, without the final CRLF) per key, for
   /// a message of `headers` (name and the value after the colon, as written, folding included)
   /// and `body` (the bytes after the blank line).
-  static func signatures(headers: [(name: String, value: String)], body: [UInt8], keys: [DKIMKey], time: Date) throws -> [String] {
+  /// `lifetime`, when given, sets `x=` (RFC 6376 §3.5): verifiers treat the signature as expired
+  /// that long after `t=`.
+  static func signatures(
+    headers: [(name: String, value: String)], body: [UInt8], keys: [DKIMKey], time: Date, lifetime: Duration? = nil
+  ) throws -> [String] {
     guard !keys.isEmpty else { return [] }
     let bodyHash = Data(SHA256.hash(data: canonicalBody(body))).base64EncodedString()
     var names: [String] = []
@@ -110,9 +114,10 @@ enum DKIMSigner {
       lineLength += piece.count
     }
     let timestamp = Int(time.timeIntervalSince1970)
+    let expiry = lifetime.map { " x=\(timestamp + Int($0.components.seconds));" } ?? ""
     return try keys.map { key in
       let value =
-        " v=1; a=\(key.algorithm.rawValue); c=relaxed/relaxed;\r\n\td=\(key.domain); s=\(key.selector); t=\(timestamp);\r\n\t"
+        " v=1; a=\(key.algorithm.rawValue); c=relaxed/relaxed;\r\n\td=\(key.domain); s=\(key.selector); t=\(timestamp);\(expiry)\r\n\t"
         + "h=\(foldedNames);\r\n\tbh=\(bodyHash);\r\n\tb="
       // The signature covers the signed headers and this header with an empty b=, without its
       // final CRLF.

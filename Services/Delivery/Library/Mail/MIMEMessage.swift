@@ -33,7 +33,8 @@ package struct MIMEMessage {
   /// Renders `message` from `sender`, signed with `keys` (none: unsigned); `boundary` and `date` are
   /// given by tests.
   package static func render(
-    _ message: OutgoingMessage, sender: Sender, keys: [DKIMKey] = [], date: Date = Date(), boundary: String? = nil
+    _ message: OutgoingMessage, sender: Sender, keys: [DKIMKey] = [], signatureLifetime: Duration? = nil, date: Date = Date(),
+    boundary: String? = nil
   ) throws -> ByteBuffer {
     var mime = MIMEMessage()
     mime.add("From", MIMEEncoding.mailbox(name: sender.name, address: sender.address))
@@ -73,7 +74,8 @@ package struct MIMEMessage {
       mime.body = Array((encoded + "\r\n").utf8)
     }
 
-    let signatures = try DKIMSigner.signatures(headers: mime.headers, body: mime.body, keys: keys, time: date)
+    let signatures = try DKIMSigner.signatures(
+      headers: mime.headers, body: mime.body, keys: keys, time: date, lifetime: signatureLifetime)
     var buffer = ByteBuffer()
     buffer.reserveCapacity(mime.body.count + 2048)
     for signature in signatures {

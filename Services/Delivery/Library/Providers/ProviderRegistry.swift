@@ -30,9 +30,10 @@ package final class ProviderRegistry: Sendable {
   private let gone = Mutex<Set<String>>([])
 
   package init(
-    store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), secrets: SecretBox = .none, factory: Factory? = nil
+    store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), secrets: SecretBox = .none,
+    dkimSignatureLifetime: Duration? = nil, factory: Factory? = nil
   ) {
-    let dkim = DKIMKeyring()
+    let dkim = DKIMKeyring(signatureLifetime: dkimSignatureLifetime)
     self.store = store
     self.policy = policy
     self.secrets = secrets

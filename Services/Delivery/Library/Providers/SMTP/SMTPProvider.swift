@@ -22,7 +22,8 @@ package final class SMTPProvider: DeliveryProvider {
     // without anything sent.
     let content: ByteBuffer
     do {
-      content = try MIMEMessage.render(message, sender: sender, keys: dkim.keys(for: sender.domain))
+      content = try MIMEMessage.render(
+        message, sender: sender, keys: dkim.keys(for: sender.domain), signatureLifetime: dkim.signatureLifetime)
     } catch {
       throw .temporary("could not DKIM-sign the message: \(error)")
     }
