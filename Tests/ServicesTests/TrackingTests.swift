@@ -64,6 +64,31 @@ import Testing
     #expect(LinkTracking(links: .none, opens: true, clicks: true) == nil)
   }
 
+  /// Links as a browser finds them: a `>` inside a quoted value does not end the tag, attributes
+  /// may follow a quote without a space, and links in comments and scripts are none; targets that
+  /// would not survive a redirect as written (too long, control characters) are left alone.
+  @Test func onlyTheLinksABrowserWouldFollowAreTracked() throws {
+    let html = """
+      <a title="Next >" href="https://t.example/1">1</a> <a class="x"href='https://t.example/2'>2</a>
+      <!-- <a href="https://comment.example/">old</a> --> <script>var s = '<a href="https://script.example/">';</script>
+      <style>a[href] { color: red }</style> <a href="https://long.example/\(String(repeating: "x", count: 3000))">long</a>
+      <a href="https://t.example/a&#0;b">nul</a> <a href="https://t.example/a&#9;b">tab</a>
+      <a data-href="https://data.example/" href = https://t.example/3 >3</a>
+      """
+    let found: [String] = LinkTracking.links(in: html).map { String($0.url.prefix(25)) }
+    let expected: [String] = [
+      "https://t.example/1", "https://t.example/2", "https://long.example/xxxx", "https://t.example/a\u{0}b",
+      "https://t.example/a\tb", "https://t.example/3",
+    ]
+    #expect(found == expected)
+    let tracking = try #require(LinkTracking(links: Self.tracking, opens: false, clicks: true))
+    let out = tracking.apply(to: html, campaign: UUID(), subscriber: UUID())
+    let tracked = LinkTracking.links(in: out).map(\.url).compactMap { Self.tracking.verify(String($0.split(separator: "/").last!)) }
+    #expect(tracked.map(\.url) == ["https://t.example/1", "https://t.example/2", "https://t.example/3"])
+    #expect(tracked.map(\.links) == [3, 3, 3])
+    #expect(out.contains("https://comment.example/") && out.contains("https://script.example/") && out.contains("https://data.example/"))
+  }
+
   @Test func aTokenChecksOutOnlyAsSignedAndAClickOnlyGoesWhereItWasSigned() throws {
     let token = TrackingToken(
       kind: .click, campaign: UUID(), subscriber: UUID(), link: 3, links: 5, url: "https://example.org/ü?q=1")

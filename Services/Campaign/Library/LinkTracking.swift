@@ -24,8 +24,8 @@ package struct LinkTracking {
   package func apply(to html: String, campaign: UUID, subscriber: UUID) -> String {
     var output = html
     if let click {
-      let found = Self.links(in: html).filter { $0.url.hasPrefix("https://") || $0.url.hasPrefix("http://") }
-        .filter { !$0.url.hasPrefix(untracked) }.prefix(TrackingToken.maxLinks)
+      let found = Self.links(in: html).filter { Self.trackable($0.url) && !$0.url.hasPrefix(untracked) }
+        .prefix(TrackingToken.maxLinks)
       if !found.isEmpty {
         var rewritten = ""
         rewritten.reserveCapacity(html.utf8.count + found.count * 200)
@@ -53,59 +53,105 @@ package struct LinkTracking {
     return output
   }
 
+  /// The longest target URL that is tracked (in UTF-8 bytes): its token must stay under
+  /// `TrackingToken.maxLength`. Longer links are left as they are.
+  static let maxTrackedURLBytes = 2048
+
+  /// Whether a link's target can go through a redirect: http(s), not too long, and without
+  /// control characters or spaces (which a browser would strip or escape differently).
+  static func trackable(_ url: String) -> Bool {
+    (url.hasPrefix("https://") || url.hasPrefix("http://")) && url.utf8.count <= maxTrackedURLBytes
+      && !url.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+  }
+
   /// The `href` values of the `<a>` tags of `html`: where each value sits (between its quotes) and
-  /// the URL it stands for (character references decoded).
+  /// the URL it stands for (character references decoded). Comments, scripts and styles are
+  /// skipped; a `>` inside a quoted attribute value does not end the tag. Scanned as UTF-8, so a
+  /// combining mark after a quote cannot hide it.
   package static func links(in html: String) -> [(range: Range<String.Index>, url: String)] {
+    let bytes = html.utf8
     var found: [(range: Range<String.Index>, url: String)] = []
-    var search = html.startIndex
-    while let tag = html.range(of: "<a", options: .caseInsensitive, range: search..<html.endIndex) {
-      search = tag.upperBound
-      // `<a` followed by space: an anchor, not `<abbr>` or `<address>`.
-      guard search < html.endIndex, html[search].isWhitespace else { continue }
-      guard let end = html[search...].firstIndex(of: ">") else { break }
-      if let value = hrefValue(in: html, from: search, to: end) {
-        let url = decodeCharacterReferences(String(html[value])).trimmingCharacters(in: .whitespacesAndNewlines)
-        found.append((value, url))
+    var index = bytes.startIndex
+    func starts(_ text: String, at position: String.Index) -> Bool {
+      var cursor = position
+      for expected in text.utf8 {
+        guard cursor < bytes.endIndex, bytes[cursor] | 0x20 == expected | 0x20 else { return false }
+        cursor = bytes.index(after: cursor)
       }
-      search = end
+      return true
+    }
+    func skip(past text: String, from position: String.Index) -> String.Index {
+      html.range(of: text, options: .caseInsensitive, range: position..<html.endIndex)?.upperBound ?? html.endIndex
+    }
+    while let open = bytes[index...].firstIndex(of: UInt8(ascii: "<")) {
+      if starts("<!--", at: open) {
+        index = skip(past: "-->", from: open)
+      } else if starts("<script", at: open) {
+        index = skip(past: "</script", from: open)
+      } else if starts("<style", at: open) {
+        index = skip(past: "</style", from: open)
+      } else if starts("<a", at: open), bytes.index(open, offsetBy: 2) < bytes.endIndex,
+        isSpace(bytes[bytes.index(open, offsetBy: 2)])
+      {
+        let (href, end) = scanTag(html, from: bytes.index(open, offsetBy: 2))
+        if let href {
+          let url = decodeCharacterReferences(String(html[href])).trimmingCharacters(in: Self.htmlSpace)
+          found.append((href, url))
+        }
+        index = end
+      } else {
+        index = bytes.index(after: open)
+      }
     }
     return found
   }
 
-  /// Where the value of the tag's `href` attribute lies (without quotes), between `start` and the
-  /// tag's `>` at `end`.
-  static func hrefValue(in html: String, from start: String.Index, to end: String.Index) -> Range<String.Index>? {
+  /// HTML's white space (a browser trims it from a URL attribute; a no-break space is kept).
+  static let htmlSpace = CharacterSet(charactersIn: " \t\n\r\u{0C}")
+
+  static func isSpace(_ byte: UInt8) -> Bool {
+    byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0C || byte == 0x0D
+  }
+
+  /// Walks a tag's attributes from `start` (after its name) to its closing `>`: where the value of
+  /// `href` lies (without quotes), and where the tag ends.
+  static func scanTag(_ html: String, from start: String.Index) -> (href: Range<String.Index>?, end: String.Index) {
+    let bytes = html.utf8
     var index = start
-    while index < end {
-      // An attribute name starts after whitespace.
-      guard html[index].isWhitespace else {
-        index = html.index(after: index)
+    var href: Range<String.Index>?
+    while index < bytes.endIndex {
+      let byte = bytes[index]
+      if byte == UInt8(ascii: ">") { return (href, bytes.index(after: index)) }
+      if isSpace(byte) || byte == UInt8(ascii: "/") {
+        index = bytes.index(after: index)
         continue
       }
-      while index < end, html[index].isWhitespace { index = html.index(after: index) }
+      // An attribute: its name, then optionally = and a value.
       let nameStart = index
-      while index < end, !html[index].isWhitespace, html[index] != "=", html[index] != ">" { index = html.index(after: index) }
+      while index < bytes.endIndex, !isSpace(bytes[index]), bytes[index] != UInt8(ascii: "="), bytes[index] != UInt8(ascii: ">") {
+        index = bytes.index(after: index)
+      }
       let name = html[nameStart..<index].lowercased()
-      while index < end, html[index].isWhitespace { index = html.index(after: index) }
-      guard index < end, html[index] == "=" else { continue }
-      index = html.index(after: index)
-      while index < end, html[index].isWhitespace { index = html.index(after: index) }
-      guard index < end else { return nil }
-      let valueRange: Range<String.Index>
-      if html[index] == "\"" || html[index] == "'" {
-        let quote = html[index]
-        let valueStart = html.index(after: index)
-        guard let close = html[valueStart..<end].firstIndex(of: quote) else { return nil }
-        valueRange = valueStart..<close
-        index = html.index(after: close)
+      while index < bytes.endIndex, isSpace(bytes[index]) { index = bytes.index(after: index) }
+      guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "=") else { continue }
+      index = bytes.index(after: index)
+      while index < bytes.endIndex, isSpace(bytes[index]) { index = bytes.index(after: index) }
+      guard index < bytes.endIndex else { break }
+      let value: Range<String.Index>
+      if bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "'") {
+        let quote = bytes[index]
+        let valueStart = bytes.index(after: index)
+        let close = bytes[valueStart...].firstIndex(of: quote) ?? bytes.endIndex
+        value = valueStart..<close
+        index = close < bytes.endIndex ? bytes.index(after: close) : close
       } else {
         let valueStart = index
-        while index < end, !html[index].isWhitespace { index = html.index(after: index) }
-        valueRange = valueStart..<index
+        while index < bytes.endIndex, !isSpace(bytes[index]), bytes[index] != UInt8(ascii: ">") { index = bytes.index(after: index) }
+        value = valueStart..<index
       }
-      if name == "href" { return valueRange }
+      if name == "href", href == nil { href = value }
     }
-    return nil
+    return (nil, bytes.endIndex)
   }
 
   /// `&amp;`, `&quot;`, `&apos;`, `&lt;`, `&gt;` and numeric references as the characters they

@@ -40,8 +40,14 @@ package struct DeliverySettings: Sendable, Equatable {
     result.breaker.openFor = try settings.duration("HERALD_DELIVERY_BREAKER_OPEN_FOR", default: result.breaker.openFor)
     result.providersFile = settings.optionalString("HERALD_DELIVERY_PROVIDERS_FILE")
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
-    if settings.optionalString("HERALD_DKIM_SIGNATURE_LIFETIME") != nil {
-      result.dkimSignatureLifetime = try settings.duration("HERALD_DKIM_SIGNATURE_LIFETIME", default: .zero)
+    if let text = settings.optionalString("HERALD_DKIM_SIGNATURE_LIFETIME") {
+      let lifetime = try settings.duration("HERALD_DKIM_SIGNATURE_LIFETIME", default: .zero)
+      // x= counts whole seconds and must come after t=.
+      guard lifetime >= .seconds(1) else {
+        throw ConfigurationError.malformed(
+          variable: "HERALD_DKIM_SIGNATURE_LIFETIME", value: text, expected: "a duration of at least 1s, such as 168h")
+      }
+      result.dkimSignatureLifetime = lifetime
     }
     // A bad providers file stops start-up here, naming the file and the field.
     if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
