@@ -95,7 +95,7 @@ package struct LinkTracking {
       {
         let (href, end) = scanTag(html, from: bytes.index(open, offsetBy: 2))
         if let href {
-          let url = decodeCharacterReferences(String(html[href])).trimmingCharacters(in: Self.htmlSpace)
+          let url = String(html[href]).htmlReferencesDecoded.trimmingCharacters(in: Self.htmlSpace)
           found.append((href, url))
         }
         index = end
@@ -152,47 +152,5 @@ package struct LinkTracking {
       if name == "href", href == nil { href = value }
     }
     return (nil, bytes.endIndex)
-  }
-
-  /// `&amp;`, `&quot;`, `&apos;`, `&lt;`, `&gt;` and numeric references as the characters they
-  /// stand for (what a browser follows); anything else as written.
-  static func decodeCharacterReferences(_ text: String) -> String {
-    guard text.contains("&") else { return text }
-    var result = ""
-    var rest = text[...]
-    while let amp = rest.firstIndex(of: "&") {
-      result += rest[..<amp]
-      let after = rest[rest.index(after: amp)...]
-      guard let semicolon = after.prefix(10).firstIndex(of: ";") else {
-        result += "&"
-        rest = after
-        continue
-      }
-      let name = after[..<semicolon]
-      let decoded: String? =
-        switch name {
-        case "amp": "&"
-        case "quot": "\""
-        case "apos": "'"
-        case "lt": "<"
-        case "gt": ">"
-        default:
-          if name.hasPrefix("#x") || name.hasPrefix("#X") {
-            UInt32(name.dropFirst(2), radix: 16).flatMap(Unicode.Scalar.init).map { String(Character($0)) }
-          } else if name.hasPrefix("#") {
-            UInt32(name.dropFirst()).flatMap(Unicode.Scalar.init).map { String(Character($0)) }
-          } else {
-            nil
-          }
-        }
-      if let decoded {
-        result += decoded
-        rest = after[after.index(after: semicolon)...]
-      } else {
-        result += "&"
-        rest = after
-      }
-    }
-    return result + rest
   }
 }

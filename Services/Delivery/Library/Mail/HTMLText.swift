@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 
 /// The text/plain alternative of an HTML e-mail: the visible text, with a link kept as
 /// `text (url)`, paragraphs, headings, list items and `<br>` as line breaks, `<title>`, `<style>`
@@ -80,7 +81,7 @@ package enum HTMLText {
           if closing {
             if let url = links.popLast() ?? nil { emit(" (\(url))") }
           } else {
-            links.append(attribute("href", in: tag).map(decodeReferences))
+            links.append(attribute("href", in: tag).map(\.htmlReferencesDecoded))
           }
         default:
           break
@@ -88,7 +89,7 @@ package enum HTMLText {
         continue
       }
       let next = html[index...].firstIndex(of: "<") ?? html.endIndex
-      emit(decodeReferences(String(html[index..<next])))
+      emit(String(html[index..<next]).htmlReferencesDecoded)
       index = next
     }
     return out
@@ -118,43 +119,5 @@ package enum HTMLText {
       return String(original.prefix { !$0.isWhitespace && $0 != ">" })
     }
     return nil
-  }
-
-  static let named: [String: String] = [
-    "amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'", "nbsp": "\u{00A0}", "copy": "©", "reg": "®",
-    "hellip": "…", "mdash": "—", "ndash": "–", "rsquo": "’", "lsquo": "‘", "rdquo": "”", "ldquo": "“", "euro": "€",
-  ]
-
-  /// `&amp;`, `&#39;`, `&#x2019;` and the common named references decoded; others left as written.
-  static func decodeReferences(_ text: String) -> String {
-    guard text.contains("&") else { return text }
-    var out = ""
-    var index = text.startIndex
-    while let amp = text[index...].firstIndex(of: "&") {
-      out += text[index..<amp]
-      guard let semicolon = text[amp...].prefix(12).firstIndex(of: ";") else {
-        out.append("&")
-        index = text.index(after: amp)
-        continue
-      }
-      let name = text[text.index(after: amp)..<semicolon]
-      var decoded: String?
-      if name.hasPrefix("#x") || name.hasPrefix("#X") {
-        decoded = UInt32(name.dropFirst(2), radix: 16).flatMap(Unicode.Scalar.init).map { String(Character($0)) }
-      } else if name.hasPrefix("#") {
-        decoded = UInt32(name.dropFirst()).flatMap(Unicode.Scalar.init).map { String(Character($0)) }
-      } else {
-        decoded = named[String(name)]
-      }
-      if let decoded {
-        out += decoded
-        index = text.index(after: semicolon)
-      } else {
-        out.append("&")
-        index = text.index(after: amp)
-      }
-    }
-    out += text[index...]
-    return out
   }
 }
