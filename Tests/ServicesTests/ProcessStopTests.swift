@@ -143,8 +143,11 @@ import Testing
           throw TestSetupError("\(error); \(name)'s log:\n\(output.suffix(3000))")
         }
       } else {
+        // Its first try to connect failed: it is waiting to migrate. (Herald's own "database not
+        // ready; retrying" comes only once the pool gives up on that first try, after a minute.)
         try await eventually(timeout: .seconds(120), "\(name) to wait for its database") {
-          ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("database not ready; retrying")
+          let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+          return output.contains("Connection creation failed") || output.contains("database not ready; retrying")
         }
       }
       kill(process.pid, SIGINT)
