@@ -75,7 +75,7 @@ package func withHTTPSink<T: Sendable>(
 /// received, whether TLS and AUTH were used). Recipients whose local part starts with `bounce` get 550 at
 /// RCPT, `later` get 451. With `username`, AUTH is required (only LOGIN offered with `loginOnly`);
 /// with `tls`, STARTTLS is offered with a fresh self-signed certificate for `localhost`, whose PEM
-/// is passed to `body`.
+/// is passed to `body`. SMTPUTF8 (RFC 6531) is offered only with `smtpUTF8`.
 package struct SMTPSink: Sendable {
   package var port: Int
   package var certificatePEM: String?
@@ -95,6 +95,8 @@ package struct SMTPSink: Sendable {
     package var raw: Data
     package var tls: Bool
     package var authenticated: Bool
+    /// MAIL FROM's parameters (e.g. BODY=8BITMIME, SMTPUTF8).
+    package var mailOptions: [String]
   }
 
   /// SMTP connections opened to it so far.
@@ -111,13 +113,13 @@ package struct SMTPSink: Sendable {
         subject: object["subject"] as? String ?? "", body: object["body"] as? String ?? "",
         text: object["text"] as? String ?? "", contentType: object["content_type"] as? String ?? "",
         raw: Data(base64Encoded: object["raw"] as? String ?? "") ?? Data(), tls: object["tls"] as? Bool ?? false,
-        authenticated: object["auth"] as? Bool ?? false)
+        authenticated: object["auth"] as? Bool ?? false, mailOptions: object["mail_options"] as? [String] ?? [])
     }
   }
 }
 
 package func withSMTPSink<T: Sendable>(
-  username: String? = nil, password: String? = nil, tls: Bool = false, loginOnly: Bool = false,
+  username: String? = nil, password: String? = nil, tls: Bool = false, loginOnly: Bool = false, smtpUTF8: Bool = false,
   _ body: (SMTPSink) async throws -> T
 ) async throws -> T {
   let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-\(UUID().uuidString)").path
@@ -141,7 +143,7 @@ package func withSMTPSink<T: Sendable>(
     python,
     prefix + [
       script, folder + "/journal.jsonl", folder + "/port", username ?? "", password ?? "", tls ? folder : "",
-      loginOnly ? "login-only" : "",
+      loginOnly ? "login-only" : "", smtpUTF8 ? "smtputf8" : "",
     ],
     output: folder + "/sink.log")
   defer { process.kill() }
@@ -247,7 +249,7 @@ private let smtpSinkScript = #"""
   from aiosmtpd.controller import Controller
   from aiosmtpd.smtp import AuthResult
 
-  journal, port_file, user, password, tls_folder, auth_mode = sys.argv[1:7]
+  journal, port_file, user, password, tls_folder, auth_mode, utf8 = sys.argv[1:8]
 
   class Handler:
       async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -274,6 +276,7 @@ private let smtpSinkScript = #"""
               "content_type": message.get_content_type(),
               "raw": base64.b64encode(envelope.original_content).decode(),
               "tls": session.ssl is not None, "auth": bool(session.authenticated),
+              "mail_options": envelope.mail_options,
           }
           with open(journal, "a") as f:
               f.write(json.dumps(record) + "\n")
@@ -287,7 +290,7 @@ private let smtpSinkScript = #"""
   probe.bind(("127.0.0.1", 0))
   port = probe.getsockname()[1]
   probe.close()
-  options = dict(hostname="127.0.0.1", port=port, ready_timeout=10)
+  options = dict(hostname="127.0.0.1", port=port, ready_timeout=10, enable_SMTPUTF8=(utf8 == "smtputf8"))
   if tls_folder:
       context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
       context.load_cert_chain(tls_folder + "/cert.pem", tls_folder + "/key.pem")

@@ -249,11 +249,12 @@ import Testing
   }
 
   func withDelivery(
-    secrets: SecretBox, _ body: (Delivery, PostgresClient, SMTPSink, _ port: Int, _ url: String) async throws -> Void
+    secrets: SecretBox, smtpUTF8: Bool = false,
+    _ body: (Delivery, PostgresClient, SMTPSink, _ port: Int, _ url: String) async throws -> Void
   ) async throws {
     var settings = DeliveryWorkerTests.settings()
     settings.secrets = secrets
-    try await withSMTPSink { sink in
+    try await withSMTPSink(smtpUTF8: smtpUTF8) { sink in
       let url = try await TestPostgres.shared.makeDatabase()
       var definition = DeliveryDefinition.make(settings: settings)
       definition.readinessDependencies = []
@@ -278,6 +279,89 @@ import Testing
   }
 
   static let secrets = try! SecretBox("k1:" + Data(repeating: 7, count: 32).base64EncodedString())
+
+  /// International domains become the A-labels that Python's `idna` (IDNA 2008 with UTS #46, an
+  /// independent implementation) makes of them; the ones it refuses are refused.
+  @Test func internationalDomainsBecomeTheALabelsPythonsIdnaMakes() async throws {
+    let domains = [
+      "bücher.example", "münchen.de", "MÜNCHEN.DE", "例え.テスト", "faß.de", "παράδειγμα.δοκιμή", "пример.рф", "straße.köln",
+      "日本語。jp", "xn--bcher-kva.example", "ü-x.de", "-ü.de", "ü..de", String(repeating: "ü", count: 60) + ".de", "a b.ü",
+    ]
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("herald-idna-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    try JSONSerialization.data(withJSONObject: domains).write(to: URL(fileURLWithPath: folder + "/domains.json"))
+    try """
+    import idna, json, sys
+    out = []
+    for domain in json.load(open(sys.argv[1])):
+        try:
+            out.append(idna.encode(domain, uts46=True).decode())
+        except idna.IDNAError:
+            out.append(None)
+    print(json.dumps(out))
+    """.write(toFile: folder + "/encode.py", atomically: true, encoding: .utf8)
+    let python = ProcessInfo.processInfo.environment["HERALD_TEST_PYTHON"] ?? "/usr/bin/python3"
+    let (status, output) = try await SpawnedProcess.run(python, [folder + "/encode.py", folder + "/domains.json"])
+    guard status == 0, let line = output.split(separator: "\n").last,
+      let expected = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [Any]
+    else { throw TestSetupError("the IDNA check failed (run scripts/test, which installs idna): \(output)") }
+    for (domain, answer) in zip(domains, expected) {
+      let ours = try? IDNA.asciiDomain(domain)
+      #expect(ours == answer as? String, "\(domain)")
+    }
+    // Punycode's own examples (RFC 3492 §7.1: Arabic, Chinese).
+    #expect(Punycode.encode("ليهمابتكلموشعربي؟".unicodeScalars.map(\.value)) == "egbpdaj6bu4bxfgehfvwxn")
+    #expect(Punycode.encode("他们为什么不说中文".unicodeScalars.map(\.value)) == "ihqwcrb4cv8a8dqg056pqjye")
+  }
+
+  /// A recipient on an international domain is sent to its A-labels; one whose address is not
+  /// ASCII before the @ goes with SMTPUTF8 and its To header in UTF-8 (RFC 6531/6532), and fails
+  /// for good, saying why, at a server that does not offer SMTPUTF8.
+  @Test func internationalAddressesGoInPunycodeAndWithSMTPUTF8WhereTheServerOffersIt() async throws {
+    for offered in [true, false] {
+      try await withDelivery(secrets: Self.secrets, smtpUTF8: offered) { delivery, _, sink, _, _ in
+        var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+        provider.smtp.fromAddress = "news@Bücher.example"
+        _ = try await delivery.putProvider(provider)
+        for (key, recipient) in [("idn", "ada@bücher.example"), ("utf8", "jörg@münchen.example")] {
+          _ = try await delivery.sendMessage(
+            .with {
+              $0.idempotencyKey = key
+              $0.channel = .email
+              $0.recipient = recipient
+              $0.subject = "Hallo"
+              $0.body = "Hallo"
+            })
+        }
+        try await eventually("the message on an international domain at the SMTP server") { sink.messages.contains { $0.key == "idn" } }
+        let idn = try #require(sink.messages.first { $0.key == "idn" })
+        #expect(idn.to == ["ada@xn--bcher-kva.example"] && idn.from == "news@xn--bcher-kva.example")
+        #expect(!idn.mailOptions.contains("SMTPUTF8"))
+        #expect(String(decoding: idn.raw, as: UTF8.self).contains("\r\nTo: <ada@xn--bcher-kva.example>\r\n"))
+        if offered {
+          try await eventually("the SMTPUTF8 message at the SMTP server") { sink.messages.contains { $0.key == "utf8" } }
+          let utf8 = try #require(sink.messages.first { $0.key == "utf8" })
+          #expect(utf8.to == ["jörg@xn--mnchen-3ya.example"] && utf8.mailOptions.contains("SMTPUTF8"))
+          #expect(String(decoding: utf8.raw, as: UTF8.self).contains("\r\nTo: <jörg@xn--mnchen-3ya.example>\r\n"))
+        } else {
+          try await eventually("the SMTPUTF8 message to fail") {
+            try await delivery.listMessages(.with { $0.status = "failed" }).messages.contains { $0.idempotencyKey == "utf8" }
+          }
+          let failed = try await delivery.listMessages(.with { $0.status = "failed" }).messages.first { $0.idempotencyKey == "utf8" }
+          #expect(failed?.lastError.contains("SMTPUTF8") == true)
+          #expect(!sink.messages.contains { $0.key == "utf8" })
+        }
+      }
+    }
+    // A From address that is not ASCII before the @ is refused where it is given, naming the field.
+    try await withDelivery(secrets: Self.secrets) { delivery, _, sink, _, _ in
+      var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+      provider.smtp.fromAddress = "nachrichten-ü@example.com"
+      let error = await #expect(throws: RPCError.self) { _ = try await delivery.putProvider(provider) }
+      #expect(error?.code == .invalidArgument && error?.message.contains("smtp.from_address") == true)
+    }
+  }
 
   @Test func keysMadeThroughTheAPISignMailThatCrossesARealSMTPServer() async throws {
     try await withDelivery(secrets: Self.secrets) { delivery, database, sink in

@@ -73,12 +73,13 @@ package enum MIMEEncoding {
 
   /// A header field `name: value` folded to lines of at most 78 characters at white space (a word
   /// longer than a line stays whole, up to RFC 5322's 998). Text that is not ASCII becomes RFC 2047
-  /// encoded words (`=?UTF-8?B?…?=`, each at most 75 characters, split between characters).
-  static func header(_ name: String, _ value: String) -> String {
+  /// encoded words (`=?UTF-8?B?…?=`, each at most 75 characters, split between characters) unless
+  /// `encoding` is false (an address, which RFC 6532 writes in UTF-8).
+  static func header(_ name: String, _ value: String, encoding: Bool = true) -> String {
     let single = value.replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\r", with: " ")
       .replacingOccurrences(of: "\n", with: " ")
     let words: [String] =
-      single.unicodeScalars.allSatisfy(\.isASCII)
+      !encoding || single.unicodeScalars.allSatisfy(\.isASCII)
       ? single.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
       : encodedWords(single, firstLineRoom: 76 - name.count - 2)
     return fold(name: name, words: words)

@@ -39,7 +39,8 @@ package struct MIMEMessage {
     var mime = MIMEMessage()
     mime.add("From", MIMEEncoding.mailbox(name: sender.name, address: sender.address))
     if let replyTo = sender.replyTo { mime.add("Reply-To", "<\(replyTo)>") }
-    mime.add("To", "<\(message.recipient)>")
+    // An address that is not ASCII stays UTF-8 (RFC 6532: it goes only with SMTPUTF8).
+    mime.add("To", "<\(message.recipient)>", encoding: false)
     mime.add("Subject", message.subject)
     mime.add("Date", RFC5322Date.string(date))
     // The message's id on the sending domain: the same for every copy of the message (a resend
@@ -95,8 +96,8 @@ package struct MIMEMessage {
   }
 
   /// A header, folded (and encoded where not ASCII); kept as its name and the text after the colon.
-  mutating func add(_ name: String, _ value: String) {
-    let line = MIMEEncoding.header(name, value)
+  mutating func add(_ name: String, _ value: String, encoding: Bool = true) {
+    let line = MIMEEncoding.header(name, value, encoding: encoding)
     headers.append((name, String(line.dropFirst(name.count + 1))))
   }
 

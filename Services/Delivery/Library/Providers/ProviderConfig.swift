@@ -66,6 +66,16 @@ package struct ProviderConfig: Sendable, Equatable {
       guard smtp.fromAddress.wholeMatch(of: /[^@\s<>]+@[^@\s<>]+/) != nil else {
         throw invalid("smtp.from_address", "'\(smtp.fromAddress)' is not an e-mail address")
       }
+      // The envelope sender in ASCII, its domain in A-labels: every server takes it.
+      let from: MailAddress
+      do {
+        from = try MailAddress(smtp.fromAddress)
+      } catch {
+        throw invalid("smtp.from_address", "'\(smtp.fromAddress)': \(error)")
+      }
+      guard !from.needsSMTPUTF8 else {
+        throw invalid("smtp.from_address", "'\(smtp.fromAddress)' must be ASCII before the @ (a server without SMTPUTF8 refuses it)")
+      }
       try oneLine(smtp.fromName, "smtp.from_name")
       guard smtp.fromName.count <= 200 else { throw invalid("smtp.from_name", "must be at most 200 characters") }
       try oneLine(smtp.replyTo, "smtp.reply_to")
@@ -86,7 +96,7 @@ package struct ProviderConfig: Sendable, Equatable {
       kind = .smtp(
         SMTPSettings(
           host: smtp.host, port: port, username: optional(smtp.username), password: optional(smtp.password), tls: tls,
-          fromAddress: smtp.fromAddress, fromName: smtp.fromName, replyTo: optional(smtp.replyTo),
+          fromAddress: from.wire, fromName: smtp.fromName, replyTo: optional(smtp.replyTo),
           heloName: optional(smtp.heloName) ?? "localhost",
           maxConnections: smtp.maxConnections == 0 ? 4 : Int(smtp.maxConnections),
           trustedCAPEM: optional(smtp.trustedCaPem)))

@@ -11,6 +11,7 @@ final class SMTPConnection: Sendable {
     var pipelining = false
     var startTLS = false
     var eightBitMIME = false
+    var smtpUTF8 = false
     var authMechanisms: Set<String> = []
 
     init(ehlo reply: SMTPReply) {
@@ -20,6 +21,7 @@ final class SMTPConnection: Sendable {
         case "PIPELINING": pipelining = true
         case "STARTTLS": startTLS = true
         case "8BITMIME": eightBitMIME = true
+        case "SMTPUTF8": smtpUTF8 = true
         case "AUTH": authMechanisms.formUnion(words.dropFirst())
         default: break
         }
@@ -124,14 +126,20 @@ final class SMTPConnection: Sendable {
 
   /// Sends one message: MAIL FROM, RCPT TO and DATA (pipelined when the server offers it), then
   /// `content` (the rendered message, ended for DATA). Returns the server's reply to the content
-  /// (its queue id is in the text).
-  func send(_ message: OutgoingMessage, content: ByteBuffer) async throws(SendFailure) -> SMTPReply {
+  /// (its queue id is in the text). A recipient whose address is not ASCII before the @ goes with
+  /// SMTPUTF8 (RFC 6531), and fails for good when the server does not offer it.
+  func send(_ message: OutgoingMessage, to recipient: MailAddress, content: ByteBuffer) async throws(SendFailure) -> SMTPReply {
+    if recipient.needsSMTPUTF8, !capabilities.smtpUTF8 {
+      throw .permanent(
+        "the recipient's address is not ASCII before the @, which needs SMTPUTF8 (RFC 6531), and \(settings.host) does not offer it")
+    }
     let timeout = settings.timeout
     var dataSent = false
     do {
       let envelope = [
-        "MAIL FROM:<\(settings.fromAddress)>" + (capabilities.eightBitMIME ? " BODY=8BITMIME" : ""),
-        "RCPT TO:<\(message.recipient)>",
+        "MAIL FROM:<\(settings.fromAddress)>" + (capabilities.eightBitMIME ? " BODY=8BITMIME" : "")
+          + (recipient.needsSMTPUTF8 ? " SMTPUTF8" : ""),
+        "RCPT TO:<\(recipient.wire)>",
         "DATA",
       ]
       let replies: [SMTPReply]

@@ -18,6 +18,15 @@ package final class SMTPProvider: DeliveryProvider {
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
+    // The recipient's domain in A-labels (punycode), in the envelope and the To header alike.
+    let recipient: MailAddress
+    do {
+      recipient = try MailAddress(message.recipient)
+    } catch {
+      throw .recipientRejected("the recipient's address cannot be sent to: \(error)")
+    }
+    var message = message
+    message.recipient = recipient.wire
     // Rendered (and signed) before a connection is taken: a message that cannot be rendered fails
     // without anything sent.
     let content: ByteBuffer
@@ -32,7 +41,7 @@ package final class SMTPProvider: DeliveryProvider {
       attempt += 1
       let (connection, reused) = try await pool.acquire()
       do {
-        let reply = try await connection.send(message, content: content)
+        let reply = try await connection.send(message, to: recipient, content: content)
         await pool.release(connection)
         return Self.queueID(reply)
       } catch {
