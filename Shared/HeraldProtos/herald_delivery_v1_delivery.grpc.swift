@@ -117,6 +117,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "SealSecrets" metadata.
+        public enum SealSecrets: Sendable {
+            /// Request type for "SealSecrets".
+            public typealias Input = Herald_Delivery_V1_SealSecretsRequest
+            /// Response type for "SealSecrets".
+            public typealias Output = Herald_Delivery_V1_SealSecretsResponse
+            /// Descriptor for "SealSecrets".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "SealSecrets",
+                type: .unary
+            )
+        }
         /// Namespace for "DeleteProvider" metadata.
         public enum DeleteProvider: Sendable {
             /// Request type for "DeleteProvider".
@@ -333,6 +346,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             ListDeliveryEvents.descriptor,
             ListProviders.descriptor,
             PutProvider.descriptor,
+            SealSecrets.descriptor,
             DeleteProvider.descriptor,
             GetMessage.descriptor,
             ListMessages.descriptor,
@@ -493,6 +507,29 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_Provider>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Provider>
+
+        /// Handle the "SealSecrets" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+        /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+        /// > that is no longer the first (so that the old key can then be removed). Call it once every
+        /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+        /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+        /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_SealSecretsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_SealSecretsResponse` messages.
+        func sealSecrets(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_SealSecretsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_SealSecretsResponse>
 
         /// Handle the "DeleteProvider" method.
         ///
@@ -926,6 +963,29 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Provider>
 
+        /// Handle the "SealSecrets" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+        /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+        /// > that is no longer the first (so that the old key can then be removed). Call it once every
+        /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+        /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+        /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_SealSecretsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_SealSecretsResponse` message.
+        func sealSecrets(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_SealSecretsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_SealSecretsResponse>
+
         /// Handle the "DeleteProvider" method.
         ///
         /// > Source IDL Documentation:
@@ -1356,6 +1416,29 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_Provider
 
+        /// Handle the "SealSecrets" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+        /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+        /// > that is no longer the first (so that the old key can then be removed). Call it once every
+        /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+        /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+        /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_SealSecretsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_SealSecretsResponse` to respond with.
+        func sealSecrets(
+            request: Herald_Delivery_V1_SealSecretsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_SealSecretsResponse
+
         /// Handle the "DeleteProvider" method.
         ///
         /// > Source IDL Documentation:
@@ -1733,6 +1816,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.SealSecrets.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_SealSecretsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_SealSecretsResponse>(),
+            handler: { request, context in
+                try await self.sealSecrets(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Delivery_V1_DeliveryService.Method.DeleteProvider.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteProviderRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteProviderResponse>(),
@@ -1974,6 +2068,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_Provider> {
         let response = try await self.putProvider(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func sealSecrets(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_SealSecretsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_SealSecretsResponse> {
+        let response = try await self.sealSecrets(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2231,6 +2336,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_Provider> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_Provider>(
             message: try await self.putProvider(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func sealSecrets(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_SealSecretsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_SealSecretsResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_SealSecretsResponse>(
+            message: try await self.sealSecrets(
                 request: request.message,
                 context: context
             ),
@@ -2603,6 +2721,34 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_Provider>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_Provider>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SealSecrets" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+        /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+        /// > that is no longer the first (so that the old key can then be removed). Call it once every
+        /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+        /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+        /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_SealSecretsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_SealSecretsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_SealSecretsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func sealSecrets<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_SealSecretsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_SealSecretsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_SealSecretsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SealSecretsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "DeleteProvider" method.
@@ -3214,6 +3360,45 @@ extension Herald_Delivery_V1_DeliveryService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Delivery_V1_DeliveryService.Method.PutProvider.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SealSecrets" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+        /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+        /// > that is no longer the first (so that the old key can then be removed). Call it once every
+        /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+        /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+        /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_SealSecretsRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_SealSecretsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_SealSecretsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func sealSecrets<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_SealSecretsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_SealSecretsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_SealSecretsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SealSecretsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.SealSecrets.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3971,6 +4156,40 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
         )
     }
 
+    /// Call the "SealSecrets" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+    /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+    /// > that is no longer the first (so that the old key can then be removed). Call it once every
+    /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+    /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+    /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_SealSecretsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sealSecrets<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_SealSecretsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SealSecretsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.sealSecrets(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_SealSecretsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_SealSecretsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "DeleteProvider" method.
     ///
     /// > Source IDL Documentation:
@@ -4658,6 +4877,44 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.putProvider(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SealSecrets" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version
+    /// > before secrets were sealed), and every provider secret and DKIM private key sealed with a key
+    /// > that is no longer the first (so that the old key can then be removed). Call it once every
+    /// > delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a
+    /// > row that changed meanwhile or does not open is left as it was and named in `failures`.
+    /// > FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sealSecrets<Result>(
+        _ message: Herald_Delivery_V1_SealSecretsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_SealSecretsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_SealSecretsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.sealSecrets(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -468,6 +468,38 @@ public nonisolated struct Herald_Delivery_V1_DeleteDkimKeyResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Herald_Delivery_V1_SealSecretsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_SealSecretsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Providers whose secrets were sealed (from clear, or from a key being retired).
+  public var providersSealed: Int32 = 0
+
+  /// DKIM private keys sealed again with the first key.
+  public var dkimKeysSealed: Int32 = 0
+
+  /// Providers already sealed with the first key, or without secrets.
+  public var providersUnchanged: Int32 = 0
+
+  /// What was left as it was, each naming its provider or key and why.
+  public var failures: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for
 /// CHANNEL_EMAIL, an E.164 phone number for the others.
 public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
@@ -1981,6 +2013,70 @@ nonisolated extension Herald_Delivery_V1_DeleteDkimKeyResponse: SwiftProtobuf.Me
   }
 
   public static func ==(lhs: Herald_Delivery_V1_DeleteDkimKeyResponse, rhs: Herald_Delivery_V1_DeleteDkimKeyResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_SealSecretsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SealSecretsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_SealSecretsRequest, rhs: Herald_Delivery_V1_SealSecretsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_SealSecretsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SealSecretsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}providers_sealed\0\u{3}dkim_keys_sealed\0\u{3}providers_unchanged\0\u{1}failures\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.providersSealed) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.dkimKeysSealed) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.providersUnchanged) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.failures) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.providersSealed != 0 {
+      try visitor.visitSingularInt32Field(value: self.providersSealed, fieldNumber: 1)
+    }
+    if self.dkimKeysSealed != 0 {
+      try visitor.visitSingularInt32Field(value: self.dkimKeysSealed, fieldNumber: 2)
+    }
+    if self.providersUnchanged != 0 {
+      try visitor.visitSingularInt32Field(value: self.providersUnchanged, fieldNumber: 3)
+    }
+    if !self.failures.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.failures, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_SealSecretsResponse, rhs: Herald_Delivery_V1_SealSecretsResponse) -> Bool {
+    if lhs.providersSealed != rhs.providersSealed {return false}
+    if lhs.dkimKeysSealed != rhs.dkimKeysSealed {return false}
+    if lhs.providersUnchanged != rhs.providersUnchanged {return false}
+    if lhs.failures != rhs.failures {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import HeraldCore
 
-/// Secrets at rest (DKIM private keys): sealed with AES-256-GCM under a key from the environment,
+/// Secrets at rest (DKIM private keys, provider passwords and tokens): sealed with AES-256-GCM under a key from the environment,
 /// `HERALD_SECRETS_KEY`, never stored in clear. A sealed value names the key that sealed it
 /// (`sealed:v1:<key id>:<base64 of nonce, ciphertext and tag>`), so the key can rotate: give the
 /// new key first and the old ones after it (`new-id:BASE64,old-id:BASE64`); new values are sealed
@@ -88,12 +88,29 @@ package struct SecretBox: Sendable, Equatable {
   /// Whether a key is configured (a secret can be sealed).
   package var canSeal: Bool { !keys.isEmpty }
 
+  /// How every sealed value starts; the key's id and the sealed bytes follow.
+  package static let sealedPrefix = "sealed:v1:"
+
   package func seal(_ plaintext: Data) throws(Failure) -> String {
     guard let key = keys.first else { throw .noKey }
     guard let combined = try? AES.GCM.seal(plaintext, using: SymmetricKey(data: key.bytes)).combined else {
       throw .malformed
     }
-    return "sealed:v1:\(key.id):\(combined.base64EncodedString())"
+    return "\(Self.sealedPrefix)\(key.id):\(combined.base64EncodedString())"
+  }
+
+  /// The id of the key that sealed `sealed` (nil when it is not a sealed value).
+  package static func keyID(of sealed: String) -> Substring? {
+    guard sealed.hasPrefix(sealedPrefix) else { return nil }
+    let rest = sealed.dropFirst(sealedPrefix.count)
+    return rest.firstIndex(of: ":").map { rest[..<$0] }
+  }
+
+  /// Whether `sealed` was sealed with the first key, the one that seals now (else sealing it
+  /// again moves it off a key that is being retired).
+  package func isSealedWithFirstKey(_ sealed: String) -> Bool {
+    guard let first = keys.first, let id = Self.keyID(of: sealed) else { return false }
+    return id == first.id
   }
 
   package func open(_ sealed: String) throws(Failure) -> Data {

@@ -29,6 +29,11 @@ import Testing
     settings.secrets = testSecrets
     return settings
   }()
+  static let deliverySettings = {
+    var settings = DeliverySettings()
+    settings.secrets = testSecrets
+    return settings
+  }()
   /// Nothing listens on port 1: a service that is down.
   static let down = ServiceAddress(host: "127.0.0.1", port: 1)
 
@@ -38,7 +43,7 @@ import Testing
     adminKey: String? = GatewayTests.adminKey,
     announced: Announced = Announced(),
     delivery: Bool = false,
-    deliverySettings: DeliverySettings = DeliverySettings(),
+    deliverySettings: DeliverySettings = GatewayTests.deliverySettings,
     rateLimit: Bool = false,
     sync: SyncSettings? = nil,
     verification: Bool = false,

@@ -210,8 +210,9 @@ import Testing
           WHERE name = 'sms-main'
           """, logger: Logger(label: "test")
         ).decode((String?, String?, Int).self).elements()
-        #expect(rows.first?.0 == "secret")
-        #expect(rows.first?.1 == "whsec")
+        // Stored sealed (SPEC §10), and what was kept is the same secret.
+        #expect(try rows.first?.0.map { String(decoding: try testSecrets.open($0), as: UTF8.self) } == "secret")
+        #expect(try rows.first?.1.map { String(decoding: try testSecrets.open($0), as: UTF8.self) } == "whsec")
         #expect(rows.first?.2 == 2)
         // The provider still signs in with the stored password.
         _ = try await delivery.sendMessage(Worker.sms("r-1", to: "+4915100000001"))
@@ -230,10 +231,11 @@ import Testing
         // A new secret replaces the stored one.
         listed.httpSms.password = "rotated"
         _ = try await delivery.putProvider(listed)
-        let rotated = try await database.query(
-          "SELECT definition->'httpSms'->>'password' FROM delivery.providers WHERE name = 'sms-main'", logger: Logger(label: "test")
-        ).decode(String?.self).elements().first
-        #expect(rotated == "rotated")
+        let rotated =
+          try await database.query(
+            "SELECT definition->'httpSms'->>'password' FROM delivery.providers WHERE name = 'sms-main'", logger: Logger(label: "test")
+          ).decode(String?.self).elements().first ?? nil
+        #expect(try rotated.map { String(decoding: try testSecrets.open($0), as: UTF8.self) } == "rotated")
 
         // The marker where nothing is stored to keep is refused, naming the field.
         var fresh = Worker.httpProvider("sms-new", port: port, priority: 3)
@@ -244,6 +246,103 @@ import Testing
         await #expect { _ = try await delivery.putProvider(otherKind) } throws: { Self.refused($0, "webhook.signing_secret") }
         let names = try await delivery.listProviders(.init()).providers.map(\.name)
         #expect(names == ["sms-main"])
+      }
+    }
+  }
+
+  /// Provider secrets at rest (SPEC §10): a secret an older version stored in clear still works,
+  /// SealSecrets seals it online (and leaves what it cannot open, naming it), and after a key
+  /// rotation moves every provider secret and DKIM key off the old key, so that it can be removed.
+  /// Without HERALD_SECRETS_KEY no secret is stored at all.
+  @Test func providerSecretsInClearAreSealedOnlineAndMovedOffARetiredKey() async throws {
+    let url = try await TestPostgres.shared.makeDatabase()
+    let old = try SecretBox("old:" + Data(repeating: 1, count: 32).base64EncodedString())
+    let new = try SecretBox("new:" + Data(repeating: 2, count: 32).base64EncodedString())
+    let both = try SecretBox(
+      "new:" + Data(repeating: 2, count: 32).base64EncodedString() + ",old:" + Data(repeating: 1, count: 32).base64EncodedString())
+    func settings(_ secrets: SecretBox) -> DeliverySettings {
+      var settings = Worker.settings()
+      settings.secrets = secrets
+      return settings
+    }
+    func stored(_ database: PostgresClient) async throws -> [String: String] {
+      var values: [String: String] = [:]
+      let rows = try await database.query(
+        "SELECT name, definition->'httpSms'->>'password' FROM delivery.providers UNION ALL SELECT selector, private_key FROM delivery.dkim_keys",
+        logger: Logger(label: "test"))
+      for try await (name, value) in rows.decode((String, String).self) { values[name] = value }
+      return values
+    }
+    try await withHTTPSink(reply: { _ in SinkReply(status: 201, body: #"{"sid":"SM1"}"#) }) { port, sink in
+      try await Worker().withDelivery(settings(old), databaseURL: url) { delivery, database in
+        // As a version before sealing stored it, and one put now.
+        let clear = try Worker.httpProvider("sms-clear", port: port, priority: 1).jsonString()
+        try await database.query(
+          "INSERT INTO delivery.providers (name, channel, priority, definition) VALUES ('sms-clear', 'sms', 1, \(clear)::jsonb)",
+          logger: Logger(label: "test"))
+        _ = try await delivery.putProvider(Worker.httpProvider("sms-sealed", port: port, priority: 2))
+        _ = try await delivery.createDkimKey(
+          .with {
+            $0.domain = "example.com"
+            $0.selector = "s1"
+            $0.algorithm = .ed25519Sha256
+          })
+        var before = try await stored(database)
+        #expect(before["sms-clear"] == "secret")
+        #expect(before["sms-sealed"]?.hasPrefix("sealed:v1:old:") == true && before["s1"]?.hasPrefix("sealed:v1:old:") == true)
+        // The clear one is in use as it is.
+        try await eventually("the providers to be loaded") { try await delivery.listProviders(.init()).providers.count == 2 }
+        _ = try await delivery.sendMessage(Worker.sms("c-1", to: "+4915100000001"))
+        try await eventually("the SMS to be sent") { sink.count == 1 }
+        #expect(sink.all.first?.headers["Authorization"] == "Basic " + Data("AC1:secret".utf8).base64EncodedString())
+
+        // A secret sealed with a key nobody holds any more is left as it is, named.
+        var lost = Worker.httpProvider("sms-lost", port: port, priority: 3)
+        lost.httpSms.password = "sealed:v1:gone:AAAA"
+        try await database.query(
+          "INSERT INTO delivery.providers (name, channel, priority, definition) VALUES ('sms-lost', 'sms', 3, \(try lost.jsonString())::jsonb)",
+          logger: Logger(label: "test"))
+        let sealing = try await delivery.sealSecrets(.init())
+        #expect(sealing.providersSealed == 1 && sealing.providersUnchanged == 1 && sealing.dkimKeysSealed == 0)
+        #expect(sealing.failures.count == 1)
+        #expect(sealing.failures.first?.contains("'sms-lost'") == true && sealing.failures.first?.contains("'gone'") == true)
+        before = try await stored(database)
+        #expect(before["sms-clear"]?.hasPrefix("sealed:v1:old:") == true)
+        #expect(try old.open(before["sms-clear"] ?? "") == Data("secret".utf8))
+        #expect(before["sms-lost"] == "sealed:v1:gone:AAAA")
+        try await database.query("DELETE FROM delivery.providers WHERE name = 'sms-lost'", logger: Logger(label: "test"))
+        // Again: nothing left to do.
+        let again = try await delivery.sealSecrets(.init())
+        #expect(again.providersSealed == 0 && again.providersUnchanged == 2 && again.failures.isEmpty)
+      }
+
+      // Rotation: the new key first, the old one still listed; then the old one removed.
+      try await Worker().withDelivery(settings(both), databaseURL: url) { delivery, database in
+        let sealing = try await delivery.sealSecrets(.init())
+        #expect(sealing.providersSealed == 2 && sealing.dkimKeysSealed == 1 && sealing.failures.isEmpty)
+        let after = try await stored(database)
+        #expect(after.count == 3 && after.values.allSatisfy { $0.hasPrefix("sealed:v1:new:") })
+      }
+      try await Worker().withDelivery(settings(new), databaseURL: url) { delivery, database in
+        for value in try await stored(database).values { _ = try new.open(value) }
+        try await eventually("the providers to be loaded") { try await delivery.listProviders(.init()).providers.count == 2 }
+        _ = try await delivery.sendMessage(Worker.sms("c-2", to: "+4915100000002"))
+        try await eventually("the second SMS to be sent") { sink.count == 2 }
+        #expect(sink.all.last?.headers["Authorization"] == "Basic " + Data("AC1:secret".utf8).base64EncodedString())
+      }
+
+      // No key: nothing sealed, no secret stored.
+      try await Worker().withDelivery(settings(.none), databaseURL: url) { delivery, _ in
+        for call in 0..<2 {
+          let error = await #expect(throws: RPCError.self) {
+            if call == 0 {
+              _ = try await delivery.putProvider(Worker.httpProvider("sms-new", port: port, priority: 4))
+            } else {
+              _ = try await delivery.sealSecrets(.init())
+            }
+          }
+          #expect(error?.code == .failedPrecondition && error?.message.contains("HERALD_SECRETS_KEY") == true)
+        }
       }
     }
   }
@@ -308,9 +407,9 @@ import Testing
       _ = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
       #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1])
 
-      let registry = ProviderRegistry(store: store)
+      let registry = ProviderRegistry(store: store, secrets: testSecrets)
       for name in ["hook-a", "hook-b"] {
-        try await store.putProvider(named: name) { _ in
+        try await store.putProvider(named: name, sealingWith: testSecrets) { _ in
           try ProviderConfig(validating: Worker.httpProvider(name, port: 9, priority: 0, channel: .email))
         }
       }
@@ -319,7 +418,7 @@ import Testing
       #expect(try await store.deleteProvider(named: "hook-a"))
       try await registry.refresh()
       #expect(registry.all.map(\.config.name) == ["hook-b"] && registry.removed == ["hook-a"])
-      try await store.putProvider(named: "hook-a") { _ in
+      try await store.putProvider(named: "hook-a", sealingWith: testSecrets) { _ in
         try ProviderConfig(validating: Worker.httpProvider("hook-a", port: 9, priority: 0, channel: .email))
       }
       try await registry.refresh()

@@ -30,15 +30,18 @@ import Testing
     settings.maxAttempts = 3
     settings.refreshInterval = .milliseconds(200)
     settings.breaker = BreakerPolicy(window: .seconds(30), failureRate: 0.5, minimumAttempts: 3, openFor: .seconds(60))
+    settings.secrets = testSecrets
     return settings
   }
 
-  /// Delivery with its workers running (the rate-limit dependency is not waited for).
+  /// Delivery with its workers running (the rate-limit dependency is not waited for), on a new
+  /// database or on `databaseURL`.
   func withDelivery(
-    _ settings: DeliverySettings = settings(), throttle: any SendThrottle = Unthrottled(),
+    _ settings: DeliverySettings = settings(), throttle: any SendThrottle = Unthrottled(), databaseURL: String? = nil,
     _ body: (Delivery, PostgresClient) async throws -> Void
   ) async throws {
-    let url = try await TestPostgres.shared.makeDatabase()
+    let url: String
+    if let databaseURL { url = databaseURL } else { url = try await TestPostgres.shared.makeDatabase() }
     var definition = DeliveryDefinition.make(settings: settings, throttle: throttle)
     definition.readinessDependencies = []
     try await withRunningService(definition, databaseURL: url) { port, _ async throws in

@@ -64,9 +64,15 @@ package enum DeliveryDefinition: BackEndProcess {
         // The providers file, when set, is applied at every start (it wins over API edits of the
         // same names); then this replica loads the table.
         if let path = settings.providersFile {
-          try await applyProvidersFile(path, to: store(resources), logger: resources.logger)
+          try await applyProvidersFile(path, to: store(resources), secrets: settings.secrets, logger: resources.logger)
         }
         try await registry(resources).refresh()
+        let unsealed = try await store(resources).providersNeedingSealing(settings.secrets)
+        if !unsealed.isEmpty {
+          resources.logger.warning(
+            "provider secrets are stored in clear or under a key being retired: once every replica runs this version, POST /v1/secrets/seal (SealSecrets)",
+            metadata: ["providers": "\(unsealed.joined(separator: ","))"])
+        }
       },
       collectMetrics: { resources, scrape in
         try await collectMetrics(store(resources), providers: registry(resources), into: scrape)
@@ -79,10 +85,10 @@ package enum DeliveryDefinition: BackEndProcess {
 
   /// Writes the providers and warm-up schedules of `HERALD_DELIVERY_PROVIDERS_FILE` (a secret given
   /// as the redaction marker keeps the stored one, as PutProvider does).
-  static func applyProvidersFile(_ path: String, to store: DeliveryStore, logger: Logger) async throws {
+  static func applyProvidersFile(_ path: String, to store: DeliveryStore, secrets: SecretBox, logger: Logger) async throws {
     let (configs, schedules) = try ProviderConfig.loadFile(path)
     for (index, config) in configs.enumerated() {
-      try await store.putProvider(named: config.name) { stored in
+      try await store.putProvider(named: config.name, sealingWith: secrets) { stored in
         try config.keepingStoredSecrets(of: stored, field: "providers[\(index)]")
       }
     }

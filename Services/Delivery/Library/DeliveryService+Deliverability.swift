@@ -14,7 +14,7 @@ extension DeliveryService {
       throw RPCError.field("days", .invalidArgument, "days must be from 1 to 90 (0 means 30); it is \(request.days)")
     }
     let since = Date().addingTimeInterval(-Double(request.days == 0 ? 30 : request.days) * 86_400)
-    let providers = try await store.providers()
+    let providers = try await store.providers(opening: self.providers.secrets)
     let outcomes = try await store.providerOutcomes(since: since)
     let keys = try await store.dkimKeys()
 

@@ -40,9 +40,28 @@ extension DeliveryService {
     request: Herald_Delivery_V1_Provider, context: ServerContext
   ) async throws -> Herald_Delivery_V1_Provider {
     let config = try ProviderConfig(validating: request)
-    let stored = try await store.putProvider(named: config.name) { stored in try config.keepingStoredSecrets(of: stored) }
+    let stored = try await store.putProvider(named: config.name, sealingWith: providers.secrets) { stored in
+      try config.keepingStoredSecrets(of: stored)
+    }
     try await providers.refresh()
     return stored.redacted
+  }
+
+  package func sealSecrets(
+    request: Herald_Delivery_V1_SealSecretsRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_SealSecretsResponse {
+    let secrets = providers.secrets
+    guard secrets.canSeal else {
+      throw RPCError(code: .failedPrecondition, message: "\(SecretBox.variable) is not set: there is no key to seal secrets with")
+    }
+    let sealing = try await store.sealSecrets(secrets)
+    try await providers.refresh()
+    var response = Herald_Delivery_V1_SealSecretsResponse()
+    response.providersSealed = Int32(sealing.providers)
+    response.dkimKeysSealed = Int32(sealing.dkimKeys)
+    response.providersUnchanged = Int32(sealing.unchanged)
+    response.failures = sealing.failures
+    return response
   }
 
   package func deleteProvider(

@@ -44,10 +44,12 @@ let benchmarks: @Sendable () -> Void = {
   }
 }
 
-/// The settings both runs use: the defaults but for a short idle poll.
+/// The settings both runs use: the defaults but for a short idle poll (and a key to seal the
+/// provider's secrets with).
 func settings() -> DeliverySettings {
   var settings = DeliverySettings()
   settings.idle = .milliseconds(10)
+  settings.secrets = testSecrets
   return settings
 }
 

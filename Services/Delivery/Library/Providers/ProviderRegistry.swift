@@ -71,7 +71,7 @@ package final class ProviderRegistry: Sendable {
   /// (their breaker too).
   package func refresh() async throws {
     try await refreshDKIMKeys()
-    let configs = try await store.providers()
+    let configs = try await store.providers(opening: secrets)
     var retired: [any DeliveryProvider] = []
     var removed: Set<String> = []
     entries.withLock { entries in

@@ -2818,6 +2818,63 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/secrets/seal": {
+      "post": {
+        "operationId": "delivery.SealSecrets",
+        "tags": ["delivery"],
+        "summary": "Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version before secrets were sealed), and every provider secret and DKIM private key sealed with a key that is no longer the first (so that the old key can then be removed).",
+        "description": "Seals with HERALD_SECRETS_KEY's first key every provider secret stored in clear (by a version before secrets were sealed), and every provider secret and DKIM private key sealed with a key that is no longer the first (so that the old key can then be removed). Call it once every delivery replica runs this version: an older one cannot read a sealed secret. Idempotent; a row that changed meanwhile or does not open is left as it was and named in `failures`. FAILED_PRECONDITION when HERALD_SECRETS_KEY is not set.",
+        "x-herald-scope": "delivery:write",
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.SealSecretsResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/segments": {
       "post": {
         "operationId": "campaign.CreateSegment",
@@ -8582,6 +8639,39 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "int64",
             "pattern": "^-?[0-9]+$"
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.SealSecretsRequest": {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": false
+      },
+      "delivery.v1.SealSecretsResponse": {
+        "type": "object",
+        "properties": {
+          "providers_sealed": {
+            "type": "integer",
+            "format": "int32",
+            "description": "Providers whose secrets were sealed (from clear, or from a key being retired)."
+          },
+          "dkim_keys_sealed": {
+            "type": "integer",
+            "format": "int32",
+            "description": "DKIM private keys sealed again with the first key."
+          },
+          "providers_unchanged": {
+            "type": "integer",
+            "format": "int32",
+            "description": "Providers already sealed with the first key, or without secrets."
+          },
+          "failures": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "What was left as it was, each naming its provider or key and why."
           }
         },
         "additionalProperties": false

@@ -238,6 +238,13 @@ extension RESTRoute {
         try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).putProvider(request, options: options)
       }),
     RESTRoute(
+      operationID: "delivery.SealSecrets", method: "post", path: "/v1/secrets/seal",
+      service: "delivery", scope: "delivery:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_SealSecretsRequest, options: CallOptions) -> Herald_Delivery_V1_SealSecretsResponse in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).sealSecrets(request, options: options)
+      }),
+    RESTRoute(
       operationID: "delivery.DeleteProvider", method: "delete", path: "/v1/providers/{name}",
       service: "delivery", scope: "delivery:write", status: 204,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,
