@@ -1532,6 +1532,8 @@ public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
 
   public var delivered: Int64 = 0
 
+  /// Hard bounces: the address does not take mail (the SMTP server refused the recipient, or the
+  /// provider reported a hard bounce). What the deliverability guard judges.
   public var bounced: Int64 = 0
 
   public var failed: Int64 = 0
@@ -1551,6 +1553,10 @@ public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
   public var machineOpened: Int64 = 0
 
   public var machineClicked: Int64 = 0
+
+  /// Soft bounces reported by a provider (a full mailbox, a message too large...): the message
+  /// was not delivered, but the address is not suppressed and the guard does not count them.
+  public var softBounced: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4213,7 +4219,7 @@ nonisolated extension Herald_Campaign_V1_CampaignTransitionRequest: SwiftProtobu
 
 nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryCounts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0\u{3}soft_bounced\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4233,6 +4239,7 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.costCents) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.machineOpened) }()
       case 12: try { try decoder.decodeSingularInt64Field(value: &self.machineClicked) }()
+      case 13: try { try decoder.decodeSingularInt64Field(value: &self.softBounced) }()
       default: break
       }
     }
@@ -4275,6 +4282,9 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if self.machineClicked != 0 {
       try visitor.visitSingularInt64Field(value: self.machineClicked, fieldNumber: 12)
     }
+    if self.softBounced != 0 {
+      try visitor.visitSingularInt64Field(value: self.softBounced, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4291,6 +4301,7 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if lhs.costCents != rhs.costCents {return false}
     if lhs.machineOpened != rhs.machineOpened {return false}
     if lhs.machineClicked != rhs.machineClicked {return false}
+    if lhs.softBounced != rhs.softBounced {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -320,7 +320,8 @@ public nonisolated struct Herald_Delivery_V1_DeliverabilityCounts: Sendable {
 
   public var delivered: Int64 = 0
 
-  /// Hard and soft bounces reported by the provider.
+  /// Hard bounces (a refused recipient, or a hard bounce the provider reported); soft bounces are
+  /// not counted.
   public var bounced: Int64 = 0
 
   public var complained: Int64 = 0
@@ -702,7 +703,8 @@ public nonisolated struct Herald_Delivery_V1_DeliveryEvent: Sendable {
 
   public var subscriberID: String = String()
 
-  /// queued, sending, sent, delivered, bounced, failed, suppressed, expired, opened, clicked,
+  /// queued, sending, sent, delivered, bounced (a hard bounce), soft_bounced (a soft bounce a
+  /// provider reported; its message is bounced too), failed, suppressed, expired, opened, clicked,
   /// complained or unsubscribed.
   public var status: String = String()
 

@@ -76,12 +76,13 @@ import Testing
         let events = QueuedEvents()
         let consumer = DeliveryFeedConsumer(client: database, source: events, logger: Self.logger)
 
-        // 1 complaint in 600 (0.17 %), 30 bounces in 600 (5 %, not above), a small campaign with
-        // 10 of 100: none pauses.
+        // 1 complaint in 600 (0.17 %), 30 hard bounces in 600 (5 %, not above) and 100 soft
+        // bounces (not counted), a small campaign with 10 of 100: none pauses.
         events.add(complaints, "sent", count: 600)
         events.add(complaints, "complained", count: 1)
         events.add(bounces, "sent", count: 600)
         events.add(bounces, "bounced", count: 30)
+        events.add(bounces, "soft_bounced", count: 100)
         events.add(small, "sent", count: 100)
         events.add(small, "complained", count: 10)
         while try await consumer.pollOnce() > 0 {}
@@ -96,7 +97,7 @@ import Testing
             == ("paused", "paused by the deliverability guard: complaint rate 0.33 % (2 of 600 sent) is above 0.30 %"))
         #expect(
           try await status(bounces, database)
-            == ("paused", "paused by the deliverability guard: bounce rate 5.17 % (31 of 600 sent) is above 5.00 %"))
+            == ("paused", "paused by the deliverability guard: hard-bounce rate 5.17 % (31 of 600 sent) is above 5.00 %"))
         #expect(try await status(small, database).0 == "sending")
       }
     }

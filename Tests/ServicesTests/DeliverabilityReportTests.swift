@@ -41,12 +41,14 @@ import Testing
       try await eventually("the thirteen messages marked sent") {
         try await delivery.listMessages(.with { $0.status = "sent" }).messages.count == 13
       }
-      // The provider's webhook reports: every one delivered, one hard bounce, one complaint.
+      // The provider's webhook reports: every one delivered, one hard bounce, one soft bounce (no
+      // hard bounce: not counted, not suppressed), one complaint.
       let reported =
         ids.map { #"{"type":"delivered","message_id":"\#($0)"}"# }
         + [
           #"{"type":"bounced","bounce":"hard","message_id":"\#(ids[0])","detail":"550 no such user"}"#,
           #"{"type":"complained","message_id":"\#(ids[1])"}"#,
+          #"{"type":"bounced","bounce":"soft","message_id":"\#(ids[2])","detail":"452 mailbox full"}"#,
         ]
       let body = Data(#"{"events":[\#(reported.joined(separator: ","))]}"#.utf8)
       let applied = try await delivery.ingestProviderWebhook(
@@ -55,7 +57,11 @@ import Testing
           $0.body = body
           $0.signature = WebhookSignature.header(secret: "whsec", timestamp: Int(Date().timeIntervalSince1970), body: body)
         })
-      #expect(applied.applied == 15)
+      #expect(applied.applied == 16)
+      let soft = try await delivery.getMessage(.with { $0.id = ids[2] })
+      #expect(soft.message.status == "bounced" && soft.events.map(\.status).last == "soft_bounced")
+      let suppressed = try await delivery.listSuppressions(.init()).suppressions.map(\.address)
+      #expect(suppressed.sorted() == ["reader0@example.com", "reader1@example.com"])
 
       let report = try await delivery.getDeliverability(.init())
       #expect(abs(report.since.date.timeIntervalSinceNow + 30 * 86_400) < 60)

@@ -56,6 +56,7 @@ extension CampaignService {
     case "sent": counts.sent += events
     case "delivered": counts.delivered += events
     case "bounced": counts.bounced += events
+    case "soft_bounced": counts.softBounced += events
     case "failed": counts.failed += events
     case "opened": counts.opened += events
     case "clicked": counts.clicked += events

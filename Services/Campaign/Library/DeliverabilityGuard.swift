@@ -4,8 +4,8 @@ import Logging
 import Metrics
 import PostgresNIO
 
-/// The complaint and bounce guard (SPEC §10): a sending campaign whose complaint rate or bounce
-/// rate passes its threshold, once it has sent enough for the rate to mean something, pauses
+/// The complaint and bounce guard (SPEC §10): a sending campaign whose complaint rate or
+/// hard-bounce rate (soft bounces are not counted) passes its threshold, once it has sent enough for the rate to mean something, pauses
 /// itself with the reason. Checked as the campaign's delivery events are taken in, in the same
 /// transaction. Verification reports a campaign so paused (`data.campaign_paused_by_guard`), and
 /// its alert goes out on verification's alert path.
@@ -13,7 +13,7 @@ package struct DeliverabilityGuard: Sendable, Equatable {
   /// Complaints per message sent above which a campaign pauses (0.3 %: the bulk-sender limit of
   /// Gmail and Yahoo).
   package var complaintRate = 0.003
-  /// Bounces per message sent above which a campaign pauses (5 %).
+  /// Hard bounces per message sent above which a campaign pauses (5 %).
   package var bounceRate = 0.05
   /// Messages a campaign must have sent before the rates are judged.
   package var minimumSent: Int64 = 500
@@ -60,7 +60,7 @@ package struct DeliverabilityGuard: Sendable, Equatable {
               'complaint rate ' || round(100 * complained::numeric / sent, 2) || ' % (' || complained || ' of ' || sent
                 || ' sent) is above ' || round(100 * \(complaintRate)::numeric, 2) || ' %'
             WHEN bounced::numeric / sent > \(bounceRate)::numeric THEN
-              'bounce rate ' || round(100 * bounced::numeric / sent, 2) || ' % (' || bounced || ' of ' || sent
+              'hard-bounce rate ' || round(100 * bounced::numeric / sent, 2) || ' % (' || bounced || ' of ' || sent
                 || ' sent) is above ' || round(100 * \(bounceRate)::numeric, 2) || ' %'
           END AS reason
         FROM totals WHERE sent >= \(minimumSent)

@@ -23,7 +23,7 @@ package protocol DeliveryEventSource: Sendable {
 /// `herald_campaign_guard_paused_total` (campaigns the guard paused).
 package struct DeliveryFeedConsumer: Sendable {
   package static let countedStatuses = [
-    "queued", "sent", "delivered", "bounced", "failed", "opened", "clicked", "unsubscribed", "complained",
+    "queued", "sent", "delivered", "bounced", "soft_bounced", "failed", "opened", "clicked", "unsubscribed", "complained",
   ]
   let store: CampaignStore
   let source: any DeliveryEventSource

@@ -86,7 +86,9 @@ extension DeliveryStore {
   }
 
   /// Applies a provider's webhook events in one transaction. Moves are forward only (a late
-  /// "delivered" does not undo a "bounced"); hard bounces and complaints suppress the address.
+  /// "delivered" does not undo a "bounced"); hard bounces and complaints suppress the address. A
+  /// soft bounce moves its message to bounced too, but its event is `soft_bounced`: it is no hard
+  /// bounce for the rates and the guard.
   /// Returns the events applied, and a note for each one ignored.
   package func apply(_ events: [ProviderEvent], provider: String) async throws -> (applied: [ProviderEvent], ignored: [String]) {
     try await transaction { connection in
@@ -128,7 +130,8 @@ extension DeliveryStore {
         try await connection.query(
           """
           INSERT INTO delivery.delivery_events (message_id, status, detail)
-          VALUES (\(id), \(event.type), \("via \(provider) webhook" + (event.detail.isEmpty ? "" : ": \(event.detail)")))
+          VALUES (\(id), \(event.type == "bounced" && event.bounce == "soft" ? "soft_bounced" : event.type),
+            \("via \(provider) webhook" + (event.detail.isEmpty ? "" : ": \(event.detail)")))
           """, logger: logger)
         if (event.type == "bounced" && event.bounce != "soft") || event.type == "complained" {
           let reason = event.type == "complained" ? "complaint" : "hard_bounce"

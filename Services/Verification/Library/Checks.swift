@@ -310,7 +310,7 @@ enum DataChecks {
           FROM campaign.campaigns
           WHERE status = 'paused' AND starts_with(status_reason, '\(DeliverabilityGuardReason.prefix)')
           """,
-        describe: { "\($0) campaigns paused themselves: their complaint or bounce rate passed the guard's threshold" },
+        describe: { "\($0) campaigns paused themselves: their complaint or hard-bounce rate passed the guard's threshold" },
         suggested:
           "find why recipients complain or bounce (the list's source, consent, content, the sending domain's reputation); clean the list, then resume the campaign or cancel it",
         repair: nil),
@@ -336,7 +336,8 @@ enum DataChecks {
               count(*) AS events, sum(e.cost_cents) AS cost_cents
             FROM feed, delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
             WHERE (e.txid, e.id) <= (feed.txid, feed.id)
-              AND e.status IN ('queued', 'sent', 'delivered', 'bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained')
+              AND e.status IN (
+                'queued', 'sent', 'delivered', 'bounced', 'soft_bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained')
               AND EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
             GROUP BY 1, 2
           ), counters AS (

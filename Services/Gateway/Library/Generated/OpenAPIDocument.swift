@@ -6936,7 +6936,8 @@ extension OpenAPIDocument {
           "bounced": {
             "type": "string",
             "format": "int64",
-            "pattern": "^-?[0-9]+$"
+            "pattern": "^-?[0-9]+$",
+            "description": "Hard bounces: the address does not take mail (the SMTP server refused the recipient, or the provider reported a hard bounce). What the deliverability guard judges."
           },
           "failed": {
             "type": "string",
@@ -6978,6 +6979,12 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "int64",
             "pattern": "^-?[0-9]+$"
+          },
+          "soft_bounced": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Soft bounces reported by a provider (a full mailbox, a message too large...): the message was not delivered, but the address is not suppressed and the guard does not count them."
           }
         },
         "additionalProperties": false
@@ -7671,7 +7678,7 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "int64",
             "pattern": "^-?[0-9]+$",
-            "description": "Hard and soft bounces reported by the provider."
+            "description": "Hard bounces (a refused recipient, or a hard bounce the provider reported); soft bounces are not counted."
           },
           "complained": {
             "type": "string",
@@ -7762,7 +7769,7 @@ extension OpenAPIDocument {
           },
           "status": {
             "type": "string",
-            "description": "queued, sending, sent, delivered, bounced, failed, suppressed, expired, opened, clicked, complained or unsubscribed."
+            "description": "queued, sending, sent, delivered, bounced (a hard bounce), soft_bounced (a soft bounce a provider reported; its message is bounced too), failed, suppressed, expired, opened, clicked, complained or unsubscribed."
           },
           "detail": {
             "type": "string"
