@@ -245,5 +245,14 @@ extension HeraldMigrations {
           ALTER TABLE campaigns ADD COLUMN track_opens boolean NOT NULL DEFAULT false,
             ADD COLUMN track_clicks boolean NOT NULL DEFAULT false;
           """#),
+      Migration(
+        version: 10, name: "pauses and cancels that reach delivery",
+        sql: #"""
+          -- Whether delivery has still to be told of the campaign's pause, resume or cancel
+          -- (CampaignHoldSync), so that the messages already handed over stop too. Metadata-only
+          -- addition; the index holds only the campaigns waiting to be told.
+          ALTER TABLE campaigns ADD COLUMN delivery_pending boolean NOT NULL DEFAULT false;
+          CREATE INDEX campaigns_delivery_pending_idx ON campaigns (updated_at) WHERE delivery_pending;
+          """#),
     ])
 }

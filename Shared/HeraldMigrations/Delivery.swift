@@ -167,5 +167,26 @@ extension HeraldMigrations {
           -- queue next to nothing to keep (a B-tree would be one more index entry per event).
           CREATE INDEX delivery_events_occurred_brin ON delivery_events USING brin (occurred_at);
           """#),
+      Migration(
+        version: 8, name: "campaign holds",
+        sql: #"""
+          -- A campaign paused (by an operator or the deliverability guard) or cancelled holds back
+          -- what it already handed over: one row while it is held, and for good once cancelled.
+          CREATE TABLE campaign_holds (
+            campaign_id uuid PRIMARY KEY,
+            action text NOT NULL CHECK (action IN ('hold', 'cancel')),
+            reason text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          -- Two more message statuses. The new check is NOT VALID: every row was written under the
+          -- old, narrower one, so nothing needs reading under the table's exclusive lock.
+          ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+          ALTER TABLE messages ADD CONSTRAINT messages_status_check CHECK (status IN (
+            'queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'suppressed', 'expired', 'dead', 'unknown', 'held',
+            'cancelled')) NOT VALID;
+          -- A held campaign's messages, found again when it is released (and counted for the
+          -- queue's gauge); empty unless a campaign is held.
+          CREATE INDEX messages_held_idx ON messages (campaign_id) WHERE status = 'held';
+          """#),
     ])
 }

@@ -52,6 +52,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "HoldCampaignMessages" metadata.
+        public enum HoldCampaignMessages: Sendable {
+            /// Request type for "HoldCampaignMessages".
+            public typealias Input = Herald_Delivery_V1_HoldCampaignMessagesRequest
+            /// Response type for "HoldCampaignMessages".
+            public typealias Output = Herald_Delivery_V1_HoldCampaignMessagesResponse
+            /// Descriptor for "HoldCampaignMessages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "HoldCampaignMessages",
+                type: .unary
+            )
+        }
         /// Namespace for "SendMessage" metadata.
         public enum SendMessage: Sendable {
             /// Request type for "SendMessage".
@@ -341,6 +354,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
+            HoldCampaignMessages.descriptor,
             SendMessage.descriptor,
             GetQueueStats.descriptor,
             ListDeliveryEvents.descriptor,
@@ -408,6 +422,30 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_EnqueueMessagesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>
+
+        /// Handle the "HoldCampaignMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+        /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+        /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+        /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+        /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+        /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+        /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_HoldCampaignMessagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_HoldCampaignMessagesResponse` messages.
+        func holdCampaignMessages(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>
 
         /// Handle the "SendMessage" method.
         ///
@@ -864,6 +902,30 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>
 
+        /// Handle the "HoldCampaignMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+        /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+        /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+        /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+        /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+        /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+        /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_HoldCampaignMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_HoldCampaignMessagesResponse` message.
+        func holdCampaignMessages(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>
+
         /// Handle the "SendMessage" method.
         ///
         /// > Source IDL Documentation:
@@ -1317,6 +1379,30 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse
 
+        /// Handle the "HoldCampaignMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+        /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+        /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+        /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+        /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+        /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+        /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_HoldCampaignMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_HoldCampaignMessagesResponse` to respond with.
+        func holdCampaignMessages(
+            request: Herald_Delivery_V1_HoldCampaignMessagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_HoldCampaignMessagesResponse
+
         /// Handle the "SendMessage" method.
         ///
         /// > Source IDL Documentation:
@@ -1761,6 +1847,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.HoldCampaignMessages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_HoldCampaignMessagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_HoldCampaignMessagesResponse>(),
+            handler: { request, context in
+                try await self.holdCampaignMessages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Delivery_V1_DeliveryService.Method.SendMessage.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_OutboundMessage>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_EnqueueResult>(),
@@ -2019,6 +2116,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func holdCampaignMessages(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse> {
+        let response = try await self.holdCampaignMessages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func sendMessage(
         request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_OutboundMessage>,
         context: GRPCCore.ServerContext
@@ -2271,6 +2379,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_EnqueueMessagesResponse>(
             message: try await self.enqueueMessages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func holdCampaignMessages(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>(
+            message: try await self.holdCampaignMessages(
                 request: request.message,
                 context: context
             ),
@@ -2597,6 +2718,35 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_EnqueueMessagesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_EnqueueMessagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "HoldCampaignMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+        /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+        /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+        /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+        /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+        /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+        /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_HoldCampaignMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_HoldCampaignMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_HoldCampaignMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func holdCampaignMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_HoldCampaignMessagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "SendMessage" method.
@@ -3181,6 +3331,46 @@ extension Herald_Delivery_V1_DeliveryService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Delivery_V1_DeliveryService.Method.EnqueueMessages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "HoldCampaignMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+        /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+        /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+        /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+        /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+        /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+        /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_HoldCampaignMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_HoldCampaignMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_HoldCampaignMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func holdCampaignMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_HoldCampaignMessagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.HoldCampaignMessages.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -4002,6 +4192,41 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
         )
     }
 
+    /// Call the "HoldCampaignMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+    /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+    /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+    /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+    /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+    /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+    /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_HoldCampaignMessagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func holdCampaignMessages<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.holdCampaignMessages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_HoldCampaignMessagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_HoldCampaignMessagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "SendMessage" method.
     ///
     /// > Source IDL Documentation:
@@ -4703,6 +4928,45 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.enqueueMessages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "HoldCampaignMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds, releases or cancels a campaign's messages that are not sent yet: the campaign service
+    /// > calls it when a campaign is paused (by an operator or the deliverability guard), resumed or
+    /// > cancelled, so that what it already handed over stops too. HOLD moves the campaign's queued
+    /// > messages to held, RELEASE moves them back, CANCEL moves queued and held ones to cancelled for
+    /// > good. A message of the campaign that comes back to the queue later (a retry, a lease taken
+    /// > back, a chunk relayed meanwhile) is moved when a worker claims it. Messages being sent at
+    /// > that moment go out. Idempotent; FAILED_PRECONDITION for RELEASE of a cancelled campaign.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func holdCampaignMessages<Result>(
+        _ message: Herald_Delivery_V1_HoldCampaignMessagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_HoldCampaignMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_HoldCampaignMessagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.holdCampaignMessages(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -86,6 +86,48 @@ public nonisolated enum Herald_Delivery_V1_DkimAlgorithm: SwiftProtobuf.Enum, Sw
 
 }
 
+public nonisolated enum Herald_Delivery_V1_CampaignHoldAction: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case hold // = 1
+  case release // = 2
+  case cancel // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .hold
+    case 2: self = .release
+    case 3: self = .cancel
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .hold: return 1
+    case .release: return 2
+    case .cancel: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Herald_Delivery_V1_CampaignHoldAction] = [
+    .unspecified,
+    .hold,
+    .release,
+    .cancel,
+  ]
+
+}
+
 public nonisolated enum Herald_Delivery_V1_Channel: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -463,6 +505,36 @@ public nonisolated struct Herald_Delivery_V1_DeleteDkimKeyResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_HoldCampaignMessagesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  public var action: Herald_Delivery_V1_CampaignHoldAction = .unspecified
+
+  /// Why (the campaign's status reason), kept as the held or cancelled messages' last error.
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_HoldCampaignMessagesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Messages this call moved.
+  public var messages: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1144,7 +1216,8 @@ public nonisolated struct Herald_Delivery_V1_Message: @unchecked Sendable {
     set {_uniqueStorage()._subscriberID = newValue}
   }
 
-  /// queued, sending, sent, delivered, bounced, failed, suppressed, expired, dead or unknown.
+  /// queued, sending, sent, delivered, bounced, failed, suppressed, expired, dead, unknown, held
+  /// (its campaign is paused) or cancelled (its campaign was cancelled before it was sent).
   public var status: String {
     get {_storage._status}
     set {_uniqueStorage()._status = newValue}
@@ -1506,6 +1579,10 @@ fileprivate nonisolated let _protobuf_package = "herald.delivery.v1"
 
 nonisolated extension Herald_Delivery_V1_DkimAlgorithm: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DKIM_ALGORITHM_UNSPECIFIED\0\u{1}DKIM_ALGORITHM_RSA_SHA256\0\u{1}DKIM_ALGORITHM_ED25519_SHA256\0")
+}
+
+nonisolated extension Herald_Delivery_V1_CampaignHoldAction: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CAMPAIGN_HOLD_ACTION_UNSPECIFIED\0\u{1}CAMPAIGN_HOLD_ACTION_HOLD\0\u{1}CAMPAIGN_HOLD_ACTION_RELEASE\0\u{1}CAMPAIGN_HOLD_ACTION_CANCEL\0")
 }
 
 nonisolated extension Herald_Delivery_V1_Channel: SwiftProtobuf._ProtoNameProviding {
@@ -2015,6 +2092,76 @@ nonisolated extension Herald_Delivery_V1_DeleteDkimKeyResponse: SwiftProtobuf.Me
   }
 
   public static func ==(lhs: Herald_Delivery_V1_DeleteDkimKeyResponse, rhs: Herald_Delivery_V1_DeleteDkimKeyResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_HoldCampaignMessagesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HoldCampaignMessagesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}action\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_HoldCampaignMessagesRequest, rhs: Herald_Delivery_V1_HoldCampaignMessagesRequest) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_HoldCampaignMessagesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HoldCampaignMessagesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.messages) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.messages != 0 {
+      try visitor.visitSingularInt64Field(value: self.messages, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_HoldCampaignMessagesResponse, rhs: Herald_Delivery_V1_HoldCampaignMessagesResponse) -> Bool {
+    if lhs.messages != rhs.messages {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

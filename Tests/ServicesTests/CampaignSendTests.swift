@@ -183,6 +183,79 @@ import Testing
   /// Entries queued one by one before the outbox had chunks (campaign migration 6) are cut into
   /// chunks by the upgrade and relayed once; entries settled before it keep their status and are
   /// not sent again, even where they sit between pending ones.
+  /// A pause reaches the messages the relay already handed to delivery: they are held (and one
+  /// that comes back to the queue afterwards is held when a worker claims it), a resume releases
+  /// them, a cancel cancels them for good. Delivery's queue is driven here (no workers).
+  @Test func aPauseHoldsWhatDeliveryAlreadyQueuedAndACancelCancelsIt() async throws {
+    try await withServices { campaign, delivery, database in
+      let logger = Logger(label: "test.holds")
+      let list = try await campaign.createList(.with { $0.name = "everyone" })
+      try await seed(1_000, list: list.id, database: database)
+      let template = try await emailTemplate(campaign, name: "A", greeting: "Hello")
+      let created = try await campaign.createCampaign(Self.campaignRequest("Holds", list: list.id, template: template))
+      let id = try #require(UUID(uuidString: created.id))
+      _ = try await campaign.sendCampaign(.with { $0.id = created.id })
+      let sink = DeliverySink(client: delivery)
+      let relay = OutboxRelay(client: database, sink: sink, logger: logger)
+      while try await relay.relayBatch() > 0 {}
+      let store = DeliveryStore(client: database, logger: logger)
+      let holds = CampaignHoldSync(store: CampaignStore(client: database, logger: logger), sink: sink, logger: logger)
+      func statuses() async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        let rows = try await database.query(
+          "SELECT status, count(*)::int FROM delivery.messages WHERE campaign_id = \(id) GROUP BY status", logger: logger)
+        for try await (status, count) in rows.decode((String, Int).self) { counts[status] = count }
+        return counts
+      }
+      #expect(try await statuses() == ["queued": 900])
+      #expect(try await holds.syncOnce() == 0)
+
+      // Paused: delivery holds all 900, with the reason.
+      _ = try await campaign.pauseCampaign(.with { $0.id = created.id })
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["held": 900])
+      #expect(try await holds.syncOnce() == 0)
+      let held = try await Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery).listMessages(.with { $0.status = "held" })
+      #expect(held.messages.first?.lastError == "its campaign is paused")
+      // One comes back to the queue after the hold (as a retry would): the worker's claim holds it.
+      try await database.query(
+        """
+        UPDATE delivery.messages SET status = 'queued' WHERE id = (
+          SELECT id FROM delivery.messages WHERE campaign_id = \(id) LIMIT 1)
+        """, logger: logger)
+      let claimed = try await store.claim(limit: 10, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
+      #expect(claimed.map(\.status) == ["held"])
+      #expect(try await statuses() == ["held": 900])
+
+      // Resumed: back in the queue, and claimed for sending.
+      _ = try await campaign.resumeCampaign(.with { $0.id = created.id })
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["queued": 900])
+      let sending = try await store.claim(limit: 10, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
+      #expect(sending.count == 10 && sending.allSatisfy { $0.status == "sending" })
+
+      // A pause and a resume before the sync runs: it tells delivery only what stands (resumed).
+      _ = try await campaign.pauseCampaign(.with { $0.id = created.id })
+      _ = try await campaign.resumeCampaign(.with { $0.id = created.id })
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["queued": 890, "sending": 10])
+
+      // Cancelled: what was not sent is cancelled for good; a release is refused naming why.
+      _ = try await campaign.cancelCampaign(.with { $0.id = created.id })
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["cancelled": 890, "sending": 10])
+      let error = await #expect(throws: RPCError.self) {
+        _ = try await Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery).holdCampaignMessages(
+          .with {
+            $0.campaignID = created.id
+            $0.action = .release
+          })
+      }
+      #expect(error?.code == .failedPrecondition && error?.message.contains("cancelled") == true)
+      #expect(try await statuses() == ["cancelled": 890, "sending": 10])
+    }
+  }
+
   @Test func entriesPendingBeforeTheChunkMigrationAreRelayedOnceAfterIt() async throws {
     let campaignID = UUID()
     let logger = Logger(label: "test.upgrade")

@@ -99,6 +99,9 @@ import Testing
           try await status(bounces, database)
             == ("paused", "paused by the deliverability guard: hard-bounce rate 5.17 % (31 of 600 sent) is above 5.00 %"))
         #expect(try await status(small, database).0 == "sending")
+        // Delivery is to hold what the paused campaigns already handed over (CampaignHoldSync).
+        let pending = try await CampaignStore(client: database, logger: Self.logger).campaignsPendingDelivery(limit: 10)
+        #expect(Set(pending.map(\.id)) == [complaints, bounces] && pending.allSatisfy { $0.status == "paused" })
       }
     }
   }

@@ -48,9 +48,12 @@ package enum CampaignDefinition: BackEndProcess {
             ).run()
           }
         }
+        let holds = CampaignHoldSync(
+          store: CampaignStore(client: resources.database, logger: resources.logger), sink: sink, logger: resources.logger)
         return relays + [
           BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
           BackgroundWorker(name: "delivery-feed") { await feed.run() },
+          BackgroundWorker(name: "delivery-holds") { await holds.run() },
         ]
       },
       collectMetrics: { resources, scrape in

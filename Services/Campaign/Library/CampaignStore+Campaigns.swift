@@ -240,14 +240,37 @@ extension CampaignStore {
     return values.dropLast().joined(separator: ", ") + " or " + last
   }
 
-  /// Sets a locked campaign's status (and its finish time when the status is final).
+  /// Sets a locked campaign's status (and its finish time when the status is final). A pause, a
+  /// resume and a cancel are for delivery to hear of too (`CampaignHoldSync`).
   func setStatus(_ id: UUID, to status: String, reason: String = "", on connection: PostgresConnection) async throws {
     try await connection.query(
       """
       UPDATE campaign.campaigns SET status = \(status), status_reason = \(reason), updated_at = now(),
-        finished_at = CASE WHEN \(status) IN ('sent', 'cancelled', 'failed') THEN now() ELSE finished_at END
+        finished_at = CASE WHEN \(status) IN ('sent', 'cancelled', 'failed') THEN now() ELSE finished_at END,
+        delivery_pending = delivery_pending OR \(status) IN ('paused', 'cancelled') OR (status = 'paused' AND \(status) = 'sending')
       WHERE id = \(id)
       """, logger: logger)
+  }
+
+  /// Campaigns whose pause, resume or cancel delivery has not heard of yet, oldest change first:
+  /// id, status and its reason.
+  package func campaignsPendingDelivery(limit: Int) async throws -> [(id: UUID, status: String, reason: String)] {
+    try await client.query(
+      """
+      SELECT id, status, status_reason FROM campaign.campaigns WHERE delivery_pending ORDER BY updated_at LIMIT \(limit)
+      """, logger: logger
+    ).decode((UUID, String, String).self).elements().map { (id: $0.0, status: $0.1, reason: $0.2) }
+  }
+
+  /// Records that delivery heard of the campaign's `status`; false when it changed meanwhile (the
+  /// new status is told next).
+  package func deliveryHeard(_ id: UUID, status: String) async throws -> Bool {
+    try await client.query(
+      """
+      UPDATE campaign.campaigns SET delivery_pending = false WHERE id = \(id) AND status = \(status) AND delivery_pending
+      RETURNING 1
+      """, logger: logger
+    ).decode(Int.self).elements().count == 1
   }
 
   /// Starts a locked draft or scheduled campaign: expands its audience into the outbox and cuts

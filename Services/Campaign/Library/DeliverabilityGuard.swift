@@ -65,7 +65,8 @@ package struct DeliverabilityGuard: Sendable, Equatable {
           END AS reason
         FROM totals WHERE sent >= \(minimumSent)
       )
-      UPDATE campaign.campaigns c SET status = 'paused', status_reason = \(Self.reasonPrefix) || j.reason, updated_at = now()
+      UPDATE campaign.campaigns c SET status = 'paused', status_reason = \(Self.reasonPrefix) || j.reason, updated_at = now(),
+        delivery_pending = true
       FROM judged j
       WHERE c.id = j.campaign_id AND j.reason IS NOT NULL AND c.status = 'sending'
       RETURNING c.id, c.status_reason

@@ -4,8 +4,9 @@ import HeraldProtos
 import SwiftProtobuf
 
 /// The delivery service as the campaign process uses it: the relay's `MessageSink`
-/// (`EnqueueMessages`) and the analytics feed's `DeliveryEventSource` (`ListDeliveryEvents`).
-package struct DeliverySink: MessageSink, DeliveryEventSource {
+/// (`EnqueueMessages`), the analytics feed's `DeliveryEventSource` (`ListDeliveryEvents`) and the
+/// hold sync's `CampaignHoldSink` (`HoldCampaignMessages`).
+package struct DeliverySink: MessageSink, DeliveryEventSource, CampaignHoldSink {
   let client: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>
 
   package init(client: GRPCClient<HTTP2ClientTransport.Posix>) {
@@ -14,6 +15,12 @@ package struct DeliverySink: MessageSink, DeliveryEventSource {
 
   package func enqueue(_ request: Herald_Delivery_V1_EnqueueMessagesRequest) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse {
     try await client.enqueueMessages(request)
+  }
+
+  package func holdCampaignMessages(
+    _ request: Herald_Delivery_V1_HoldCampaignMessagesRequest
+  ) async throws -> Herald_Delivery_V1_HoldCampaignMessagesResponse {
+    try await client.holdCampaignMessages(request)
   }
 
   package func events(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListDeliveryEventsResponse {

@@ -55,7 +55,7 @@ extension DeliveryService {
   }
 
   static let statuses: Set<String> = [
-    "queued", "sending", "sent", "delivered", "bounced", "failed", "suppressed", "expired", "dead", "unknown",
+    "queued", "sending", "sent", "delivered", "bounced", "failed", "suppressed", "expired", "dead", "unknown", "held", "cancelled",
   ]
 
   package func getMessage(
@@ -119,5 +119,31 @@ extension DeliveryService {
     message.machine = event.engagement.machine
     message.signals = event.engagement.signals
     return message
+  }
+}
+
+/// Campaign holds: a paused campaign's messages held back, a cancelled one's cancelled.
+extension DeliveryService {
+  package func holdCampaignMessages(
+    request: Herald_Delivery_V1_HoldCampaignMessagesRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_HoldCampaignMessagesResponse {
+    guard let campaign = UUID(uuidString: request.campaignID) else {
+      throw RPCError.field("campaign_id", .invalidArgument, "campaign_id '\(request.campaignID)' is not a UUID")
+    }
+    let reason = String(request.reason.prefix(500))
+    let moved: Int
+    switch request.action {
+    case .hold: moved = try await store.hold(campaign: campaign, .hold, reason: reason)
+    case .cancel: moved = try await store.hold(campaign: campaign, .cancel, reason: reason)
+    case .release:
+      guard let released = try await store.release(campaign: campaign) else {
+        throw RPCError.field(
+          "action", .failedPrecondition, "campaign \(campaign.lowercasedString) was cancelled: its messages stay cancelled")
+      }
+      moved = released
+    case .unspecified, .UNRECOGNIZED:
+      throw RPCError.field("action", .invalidArgument, "action must be CAMPAIGN_HOLD_ACTION_HOLD, _RELEASE or _CANCEL")
+    }
+    return .with { $0.messages = Int64(moved) }
   }
 }

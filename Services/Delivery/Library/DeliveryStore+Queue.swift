@@ -118,10 +118,15 @@ extension DeliveryStore {
         SELECT m.id,
           CASE
             WHEN m.created_at < now() - \(Self.milliseconds(timeToLive)) * interval '1 millisecond' THEN 'expired'
+            WHEN h.action = 'cancel' THEN 'cancelled'
+            WHEN h.action = 'hold' THEN 'held'
             WHEN EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient)) THEN 'suppressed'
             ELSE 'sending'
-          END AS status
+          END AS status,
+          h.reason AS hold_reason
         FROM delivery.messages m JOIN due ON due.id = m.id
+        -- A message of a campaign held or cancelled since it was queued (see DeliveryStore+Holds).
+        LEFT JOIN delivery.campaign_holds h ON h.campaign_id = m.campaign_id
       ), claimed AS (
         UPDATE delivery.messages m SET
           status = d.status,
@@ -130,7 +135,10 @@ extension DeliveryStore {
           lease_token = CASE WHEN d.status = 'sending' THEN \(token) END,
           last_error = CASE d.status
             WHEN 'expired' THEN 'not sent within its time to live'
-            WHEN 'suppressed' THEN 'the address is on the suppression list' ELSE m.last_error END,
+            WHEN 'suppressed' THEN 'the address is on the suppression list'
+            WHEN 'cancelled' THEN 'its campaign was cancelled' || CASE WHEN d.hold_reason = '' THEN '' ELSE ': ' || d.hold_reason END
+            WHEN 'held' THEN 'its campaign is paused' || CASE WHEN d.hold_reason = '' THEN '' ELSE ': ' || d.hold_reason END
+            ELSE m.last_error END,
           updated_at = now()
         FROM decided d WHERE m.id = d.id
         RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body,

@@ -2151,7 +2151,7 @@ extension OpenAPIDocument {
             "required": false,
             "schema": {
               "type": "string",
-              "enum": ["queued", "sending", "sent", "delivered", "bounced", "failed", "suppressed", "expired", "dead", "unknown"]
+              "enum": ["queued", "sending", "sent", "delivered", "bounced", "failed", "suppressed", "expired", "dead", "unknown", "held", "cancelled"]
             },
             "description": "Left out (empty over gRPC) means every status."
           },
@@ -8117,7 +8117,7 @@ extension OpenAPIDocument {
           },
           "status": {
             "type": "string",
-            "description": "queued, sending, sent, delivered, bounced, failed, suppressed, expired, dead or unknown."
+            "description": "queued, sending, sent, delivered, bounced, failed, suppressed, expired, dead, unknown, held (its campaign is paused) or cancelled (its campaign was cancelled before it was sent)."
           },
           "attempts": {
             "type": "integer",

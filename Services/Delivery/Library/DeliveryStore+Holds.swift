@@ -1,0 +1,60 @@
+import Foundation
+import HeraldPostgres
+import PostgresNIO
+
+/// Campaign holds (`delivery.campaign_holds`): a paused campaign's messages wait as `held`, a
+/// cancelled one's end as `cancelled`. The queued ones move at once; one that comes back to the
+/// queue later (a retry, a lease taken back, a chunk relayed meanwhile) moves when it is claimed.
+extension DeliveryStore {
+  package enum CampaignHold: String, Sendable {
+    case hold, cancel
+  }
+
+  /// Holds or cancels a campaign's messages not sent yet (a cancel is for good: a hold after it
+  /// stays a cancel); returns how many moved now.
+  package func hold(campaign: UUID, _ action: CampaignHold, reason: String) async throws -> Int {
+    try await client.query(
+      """
+      WITH hold AS (
+        INSERT INTO delivery.campaign_holds (campaign_id, action, reason) VALUES (\(campaign), \(action.rawValue), \(reason))
+        ON CONFLICT (campaign_id) DO UPDATE SET
+          action = CASE WHEN campaign_holds.action = 'cancel' THEN 'cancel' ELSE EXCLUDED.action END,
+          reason = CASE WHEN campaign_holds.action = 'cancel' THEN campaign_holds.reason ELSE EXCLUDED.reason END
+        RETURNING action, reason
+      ), moved AS (
+        UPDATE delivery.messages m SET
+          status = CASE WHEN hold.action = 'cancel' THEN 'cancelled' ELSE 'held' END,
+          last_error = CASE WHEN hold.action = 'cancel' THEN 'its campaign was cancelled' ELSE 'its campaign is paused' END
+            || CASE WHEN hold.reason = '' THEN '' ELSE ': ' || hold.reason END,
+          updated_at = now()
+        FROM hold
+        WHERE m.campaign_id = \(campaign) AND (m.status = 'queued' OR (m.status = 'held' AND hold.action = 'cancel'))
+        RETURNING 1
+      )
+      SELECT count(*)::int FROM moved
+      """, logger: logger
+    ).decode(Int.self).elements().first ?? 0
+  }
+
+  /// Releases a held campaign: its held messages go back to the queue as they were. nil when the
+  /// campaign was cancelled (its messages stay cancelled).
+  package func release(campaign: UUID) async throws -> Int? {
+    try await transaction { connection in
+      let action = try await connection.query(
+        "SELECT action FROM delivery.campaign_holds WHERE campaign_id = \(campaign) FOR UPDATE", logger: logger
+      ).decode(String.self).elements().first
+      guard action != CampaignHold.cancel.rawValue else { return nil }
+      try await connection.query("DELETE FROM delivery.campaign_holds WHERE campaign_id = \(campaign)", logger: logger)
+      return try await connection.query(
+        """
+        WITH moved AS (
+          UPDATE delivery.messages SET status = 'queued', last_error = NULL, updated_at = now()
+          WHERE campaign_id = \(campaign) AND status = 'held'
+          RETURNING 1
+        )
+        SELECT count(*)::int FROM moved
+        """, logger: logger
+      ).decode(Int.self).elements().first ?? 0
+    }
+  }
+}
