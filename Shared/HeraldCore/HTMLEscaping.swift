@@ -63,9 +63,3 @@ extension String {
     return out
   }
 }
-
-/// What a campaign's `status_reason` starts with when the deliverability guard paused it: the
-/// campaign service writes it, verification finds such campaigns by it.
-package enum DeliverabilityGuardReason {
-  package static let prefix = "paused by the deliverability guard: "
-}

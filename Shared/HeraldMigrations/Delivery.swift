@@ -168,7 +168,7 @@ extension HeraldMigrations {
           CREATE INDEX delivery_events_occurred_brin ON delivery_events USING brin (occurred_at);
           """#),
       Migration(
-        version: 8, name: "campaign holds",
+        version: 8, name: "campaign and sending-domain holds",
         sql: #"""
           -- A campaign paused (by an operator or the deliverability guard) or cancelled holds back
           -- what it already handed over: one row while it is held, and for good once cancelled.
@@ -187,6 +187,15 @@ extension HeraldMigrations {
           -- A held campaign's messages, found again when it is released (and counted for the
           -- queue's gauge); empty unless a campaign is held.
           CREATE INDEX messages_held_idx ON messages (campaign_id) WHERE status = 'held';
+          -- A sending domain the deliverability guard stopped (its complaint or hard-bounce rate
+          -- over the window passed the threshold): its providers send nothing until an operator
+          -- releases it; after that only what it sends from then on is judged.
+          CREATE TABLE domain_holds (
+            domain text PRIMARY KEY,
+            reason text NOT NULL,
+            held_at timestamptz NOT NULL DEFAULT now(),
+            released_at timestamptz
+          );
           """#),
     ])
 }

@@ -338,6 +338,19 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ReleaseSendingDomain" metadata.
+        public enum ReleaseSendingDomain: Sendable {
+            /// Request type for "ReleaseSendingDomain".
+            public typealias Input = Herald_Delivery_V1_ReleaseSendingDomainRequest
+            /// Response type for "ReleaseSendingDomain".
+            public typealias Output = Herald_Delivery_V1_ReleaseSendingDomainResponse
+            /// Descriptor for "ReleaseSendingDomain".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ReleaseSendingDomain",
+                type: .unary
+            )
+        }
         /// Namespace for "DeleteDkimKey" metadata.
         public enum DeleteDkimKey: Sendable {
             /// Request type for "DeleteDkimKey".
@@ -376,6 +389,7 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             CreateDkimKey.descriptor,
             ListDkimKeys.descriptor,
             GetDeliverability.descriptor,
+            ReleaseSendingDomain.descriptor,
             DeleteDkimKey.descriptor
         ]
     }
@@ -854,6 +868,26 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_GetDeliverabilityRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeliverabilityReport>
+
+        /// Handle the "ReleaseSendingDomain" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+        /// > their next refresh, within seconds); from then on only what it sends after the release is
+        /// > judged. NOT_FOUND when the domain is not held.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ReleaseSendingDomainRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ReleaseSendingDomainResponse` messages.
+        func releaseSendingDomain(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>
 
         /// Handle the "DeleteDkimKey" method.
         ///
@@ -1334,6 +1368,26 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport>
 
+        /// Handle the "ReleaseSendingDomain" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+        /// > their next refresh, within seconds); from then on only what it sends after the release is
+        /// > judged. NOT_FOUND when the domain is not held.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReleaseSendingDomainRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ReleaseSendingDomainResponse` message.
+        func releaseSendingDomain(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>
+
         /// Handle the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -1811,6 +1865,26 @@ extension Herald_Delivery_V1_DeliveryService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_DeliverabilityReport
 
+        /// Handle the "ReleaseSendingDomain" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+        /// > their next refresh, within seconds); from then on only what it sends after the release is
+        /// > judged. NOT_FOUND when the domain is not held.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ReleaseSendingDomainRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ReleaseSendingDomainResponse` to respond with.
+        func releaseSendingDomain(
+            request: Herald_Delivery_V1_ReleaseSendingDomainRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ReleaseSendingDomainResponse
+
         /// Handle the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -2089,6 +2163,17 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ReleaseSendingDomain.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ReleaseSendingDomainRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ReleaseSendingDomainResponse>(),
+            handler: { request, context in
+                try await self.releaseSendingDomain(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Delivery_V1_DeliveryService.Method.DeleteDkimKey.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteDkimKeyRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteDkimKeyResponse>(),
@@ -2352,6 +2437,17 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeliverabilityReport> {
         let response = try await self.getDeliverability(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func releaseSendingDomain(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse> {
+        let response = try await self.releaseSendingDomain(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2665,6 +2761,19 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_DeliverabilityReport>(
             message: try await self.getDeliverability(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func releaseSendingDomain(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>(
+            message: try await self.releaseSendingDomain(
                 request: request.message,
                 context: context
             ),
@@ -3260,6 +3369,31 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeliverabilityReport>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeliverabilityReport>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReleaseSendingDomain" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+        /// > their next refresh, within seconds); from then on only what it sends after the release is
+        /// > judged. NOT_FOUND when the domain is not held.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReleaseSendingDomainRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ReleaseSendingDomainRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ReleaseSendingDomainResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func releaseSendingDomain<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ReleaseSendingDomainResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "DeleteDkimKey" method.
@@ -4122,6 +4256,42 @@ extension Herald_Delivery_V1_DeliveryService {
             )
         }
 
+        /// Call the "ReleaseSendingDomain" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+        /// > their next refresh, within seconds); from then on only what it sends after the release is
+        /// > judged. NOT_FOUND when the domain is not held.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReleaseSendingDomainRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ReleaseSendingDomainRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ReleaseSendingDomainResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func releaseSendingDomain<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ReleaseSendingDomainResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ReleaseSendingDomain.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "DeleteDkimKey" method.
         ///
         /// > Source IDL Documentation:
@@ -4861,6 +5031,37 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_GetDeliverabilityRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeliverabilityReport>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReleaseSendingDomain" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+    /// > their next refresh, within seconds); from then on only what it sends after the release is
+    /// > judged. NOT_FOUND when the domain is not held.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ReleaseSendingDomainRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func releaseSendingDomain<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.releaseSendingDomain(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ReleaseSendingDomainRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ReleaseSendingDomainResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5690,6 +5891,41 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getDeliverability(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReleaseSendingDomain" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets a sending domain the deliverability guard held send again (its providers are used at
+    /// > their next refresh, within seconds); from then on only what it sends after the release is
+    /// > judged. NOT_FOUND when the domain is not held.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func releaseSendingDomain<Result>(
+        _ message: Herald_Delivery_V1_ReleaseSendingDomainRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ReleaseSendingDomainResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ReleaseSendingDomainRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.releaseSendingDomain(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -427,11 +427,70 @@ public nonisolated struct Herald_Delivery_V1_DomainDeliverability: Sendable {
 
   public var requirements: [Herald_Delivery_V1_DeliverabilityRequirement] = []
 
+  /// Set while the deliverability guard holds the domain (its complaint or hard-bounce rate over
+  /// HERALD_DELIVERY_GUARD_WINDOW passed the threshold): its providers send nothing until
+  /// ReleaseSendingDomain.
+  public var hold: Herald_Delivery_V1_DomainHold {
+    get {_hold ?? Herald_Delivery_V1_DomainHold()}
+    set {_hold = newValue}
+  }
+  /// Returns true if `hold` has been explicitly set.
+  public var hasHold: Bool {self._hold != nil}
+  /// Clears the value of `hold`. Subsequent reads from it will return its default value.
+  public mutating func clearHold() {self._hold = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _counts: Herald_Delivery_V1_DeliverabilityCounts? = nil
+  fileprivate var _hold: Herald_Delivery_V1_DomainHold? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_DomainHold: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Why, with the figures.
+  public var reason: String = String()
+
+  public var heldAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_heldAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_heldAt = newValue}
+  }
+  /// Returns true if `heldAt` has been explicitly set.
+  public var hasHeldAt: Bool {self._heldAt != nil}
+  /// Clears the value of `heldAt`. Subsequent reads from it will return its default value.
+  public mutating func clearHeldAt() {self._heldAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _heldAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_ReleaseSendingDomainRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var domain: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ReleaseSendingDomainResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Delivery_V1_ProviderDeliverability: Sendable {
@@ -1898,7 +1957,7 @@ nonisolated extension Herald_Delivery_V1_DeliverabilityRequirement: SwiftProtobu
 
 nonisolated extension Herald_Delivery_V1_DomainDeliverability: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DomainDeliverability"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}providers\0\u{1}counts\0\u{3}dkim_keys\0\u{1}requirements\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}providers\0\u{1}counts\0\u{3}dkim_keys\0\u{1}requirements\0\u{1}hold\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1911,6 +1970,7 @@ nonisolated extension Herald_Delivery_V1_DomainDeliverability: SwiftProtobuf.Mes
       case 3: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.dkimKeys) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.requirements) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._hold) }()
       default: break
       }
     }
@@ -1936,6 +1996,9 @@ nonisolated extension Herald_Delivery_V1_DomainDeliverability: SwiftProtobuf.Mes
     if !self.requirements.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.requirements, fieldNumber: 5)
     }
+    try { if let v = self._hold {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1945,6 +2008,95 @@ nonisolated extension Herald_Delivery_V1_DomainDeliverability: SwiftProtobuf.Mes
     if lhs._counts != rhs._counts {return false}
     if lhs.dkimKeys != rhs.dkimKeys {return false}
     if lhs.requirements != rhs.requirements {return false}
+    if lhs._hold != rhs._hold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_DomainHold: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DomainHold"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}held_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._heldAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 1)
+    }
+    try { if let v = self._heldAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_DomainHold, rhs: Herald_Delivery_V1_DomainHold) -> Bool {
+    if lhs.reason != rhs.reason {return false}
+    if lhs._heldAt != rhs._heldAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ReleaseSendingDomainRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReleaseSendingDomainRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.domain) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.domain.isEmpty {
+      try visitor.visitSingularStringField(value: self.domain, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ReleaseSendingDomainRequest, rhs: Herald_Delivery_V1_ReleaseSendingDomainRequest) -> Bool {
+    if lhs.domain != rhs.domain {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ReleaseSendingDomainResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReleaseSendingDomainResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ReleaseSendingDomainResponse, rhs: Herald_Delivery_V1_ReleaseSendingDomainResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

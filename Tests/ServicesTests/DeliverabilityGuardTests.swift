@@ -106,7 +106,7 @@ import Testing
     }
   }
 
-  @Test func verificationReportsAPausedCampaignAndAlerts() async throws {
+  @Test func verificationReportsAPausedCampaignAndAHeldDomainAndAlerts() async throws {
     try await withHTTPSink { webhookPort, alerts async throws in
       try await withVerifiedSystem(syncDown: false, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") {
         verification, database, _ async throws in
@@ -117,7 +117,11 @@ import Testing
             status_reason = \(DeliverabilityGuard.reasonPrefix + "complaint rate 0.40 % (4 of 1000 sent) is above 0.30 %")
           WHERE id = \(id)
           """, logger: Self.logger)
+        try await database.query(
+          "INSERT INTO delivery.domain_holds (domain, reason) VALUES ('herald.test', 'complaint rate 0.40 %')", logger: Self.logger)
         let report = try await verification.runVerification(.with { $0.component = "data" })
+        let held = try #require(report.issues.first { $0.check == "data.sending_domain_held" })
+        #expect(held.severity == .critical && held.sampleKeys == ["herald.test: complaint rate 0.40 %"])
         let issue = try #require(report.issues.first { $0.check == "data.campaign_paused_by_guard" })
         #expect(issue.severity == .critical && issue.count == 1)
         #expect(issue.sampleKeys == ["\(id.lowercasedString): complaint rate 0.40 % (4 of 1000 sent) is above 0.30 %"])

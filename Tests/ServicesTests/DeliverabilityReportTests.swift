@@ -107,4 +107,67 @@ import Testing
       }
     }
   }
+
+  /// The sending-domain guard: once a domain's complaint rate over the window passes the
+  /// threshold, its provider sends nothing (its mail waits in the queue) and the report says why;
+  /// released, the mail goes out, and only what is sent from then on is judged.
+  @Test func aSendingDomainPastTheComplaintThresholdIsHeldUntilReleased() async throws {
+    var settings = DeliveryWorkerTests.settings()
+    settings.domainGuard.minimumSent = 5
+    settings.guardInterval = .milliseconds(100)
+    try await withSMTPSink { sink in
+      try await withHTTPSink { smsPort, smsSink in
+        try await DeliveryWorkerTests().withDelivery(settings) { delivery, database in
+          var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+          provider.webhookSecret = "whsec"
+          _ = try await delivery.putProvider(provider)
+          _ = try await delivery.putProvider(DeliveryWorkerTests.httpProvider("sms-main", port: smsPort, priority: 0))
+          var ids: [String] = []
+          for index in 0..<10 {
+            ids.append(
+              try await delivery.sendMessage(DeliveryWorkerTests.email("guard-\(index)", to: "reader\(index)@example.com")).messageID)
+          }
+          try await eventually("the ten messages sent") {
+            try await delivery.listMessages(.with { $0.status = "sent" }).messages.count == 10
+          }
+          let body = Data(#"{"events":[{"type":"complained","message_id":"\#(ids[0])"}]}"#.utf8)
+          _ = try await delivery.ingestProviderWebhook(
+            .with {
+              $0.provider = "smtp-main"
+              $0.body = body
+              $0.signature = WebhookSignature.header(secret: "whsec", timestamp: Int(Date().timeIntervalSince1970), body: body)
+            })
+          try await eventually("the domain held") {
+            try await delivery.getDeliverability(.init()).domains.first { $0.domain == "herald.test" }?.hasHold == true
+          }
+          let hold = try #require(try await delivery.getDeliverability(.init()).domains.first { $0.domain == "herald.test" }?.hold)
+          #expect(
+            hold.reason
+              == "the deliverability guard held herald.test: complaint rate 10.00 % (1 of 10 sent) is above 0.30 % over the last 24 h")
+          // Put again (which reloads this replica's providers at once): its mail now waits. An SMS
+          // queued after it goes out, so the worker claimed past it.
+          _ = try await delivery.putProvider(provider)
+          _ = try await delivery.sendMessage(DeliveryWorkerTests.email("after-hold", to: "late@example.com"))
+          _ = try await delivery.sendMessage(DeliveryWorkerTests.sms("sms-1", to: "+4915100000001"))
+          try await eventually("the SMS sent") { smsSink.count == 1 }
+          let waiting = try await delivery.listMessages(.with { $0.status = "queued" }).messages.map(\.idempotencyKey)
+          #expect(waiting == ["after-hold"] && !sink.messages.contains { $0.key == "after-hold" })
+
+          // Bad input names the field; a domain not held is a NOT_FOUND.
+          for (domain, code) in [("not a domain", RPCError.Code.invalidArgument), ("other.test", .notFound)] {
+            let error = await #expect(throws: RPCError.self) { _ = try await delivery.releaseSendingDomain(.with { $0.domain = domain }) }
+            #expect(error?.code == code && error?.field == "domain")
+          }
+          _ = try await delivery.releaseSendingDomain(.with { $0.domain = "Herald.TEST" })
+          try await eventually("the held mail sent") { sink.messages.contains { $0.key == "after-hold" } }
+          #expect(try await delivery.getDeliverability(.init()).domains.first { $0.domain == "herald.test" }?.hasHold == false)
+          // The complaint before the release is not judged again.
+          let store = DeliveryStore(client: database, logger: Logger(label: "test"))
+          let judged = try await DomainGuard(store: store, thresholds: settings.domainGuard, window: settings.guardWindow)
+            .judge(try await store.providers(opening: testSecrets))
+          #expect(judged.isEmpty)
+        }
+      }
+    }
+  }
 }

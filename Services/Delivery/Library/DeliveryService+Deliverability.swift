@@ -17,17 +17,18 @@ extension DeliveryService {
     let providers = try await store.providers(opening: self.providers.secrets)
     let outcomes = try await store.providerOutcomes(since: since)
     let keys = try await store.dkimKeys()
+    let holds = Dictionary(uniqueKeysWithValues: try await store.domainHolds().filter { $0.releasedAt == nil }.map { ($0.domain, $0) })
 
     var report = Herald_Delivery_V1_DeliverabilityReport()
     report.since = Google_Protobuf_Timestamp(date: since)
     var domains: [String: (providers: [String], outcomes: ProviderOutcomes)] = [:]
     // Every domain with a key, sending or not; then the From domain of each SMTP provider.
     for key in keys where domains[key.domain] == nil { domains[key.domain] = ([], ProviderOutcomes()) }
+    for domain in holds.keys where domains[domain] == nil { domains[domain] = ([], ProviderOutcomes()) }
     for provider in providers {
       let counts = outcomes[provider.name] ?? ProviderOutcomes()
-      var domain = ""
-      if case .smtp(let settings) = provider.kind, let at = settings.fromAddress.lastIndex(of: "@") {
-        domain = settings.fromAddress[settings.fromAddress.index(after: at)...].lowercased()
+      let domain = provider.sendingDomain ?? ""
+      if !domain.isEmpty {
         var entry = domains[domain] ?? ([], ProviderOutcomes())
         entry.providers.append(provider.name)
         entry.outcomes = entry.outcomes + counts
@@ -50,6 +51,12 @@ extension DeliveryService {
         $0.counts = Self.counts(counts)
         $0.dkimKeys = domainKeys.map(Self.dkimKey)
         $0.requirements = Self.requirements(domain: domain, counts: counts, keys: domainKeys)
+        if let hold = holds[domain] {
+          $0.hold = .with {
+            $0.reason = hold.reason
+            $0.heldAt = Google_Protobuf_Timestamp(date: hold.heldAt)
+          }
+        }
       }
     }
     return report
@@ -124,5 +131,18 @@ extension DeliveryService {
     rules.append(
       rule("dmarc", "unknown", "Herald does not look up DNS: publish _dmarc.\(domain) (at least p=none) aligned with \(domain)"))
     return rules
+  }
+}
+
+extension DeliveryService {
+  package func releaseSendingDomain(
+    request: Herald_Delivery_V1_ReleaseSendingDomainRequest, context: ServerContext
+  ) async throws -> Herald_Delivery_V1_ReleaseSendingDomainResponse {
+    let domain = try Self.dkimDomain(request.domain)
+    guard try await store.releaseDomain(domain) else {
+      throw RPCError.field("domain", .notFound, "the deliverability guard does not hold \(domain)")
+    }
+    try await providers.refresh()
+    return Herald_Delivery_V1_ReleaseSendingDomainResponse()
   }
 }

@@ -24,6 +24,11 @@ package struct DeliverySettings: Sendable, Equatable {
   package var secrets = SecretBox.none
   /// How long DKIM signatures are valid (`x=`): HERALD_DKIM_SIGNATURE_LIFETIME; unset: no expiry.
   package var dkimSignatureLifetime: Duration?
+  /// The sending-domain guard (`DomainGuard`): HERALD_DELIVERY_GUARD_COMPLAINT_RATE, _BOUNCE_RATE,
+  /// _MIN_SENT, over the last HERALD_DELIVERY_GUARD_WINDOW, judged every HERALD_DELIVERY_GUARD_INTERVAL.
+  package var domainGuard = DeliverabilityThresholds()
+  package var guardWindow: Duration = .seconds(24 * 3600)
+  package var guardInterval: Duration = .seconds(60)
 
   package init() {}
 
@@ -49,6 +54,9 @@ package struct DeliverySettings: Sendable, Equatable {
       }
       result.dkimSignatureLifetime = lifetime
     }
+    result.domainGuard = try DeliverabilityThresholds.load(settings, prefix: "HERALD_DELIVERY_GUARD")
+    result.guardWindow = try settings.duration("HERALD_DELIVERY_GUARD_WINDOW", default: result.guardWindow)
+    result.guardInterval = try settings.duration("HERALD_DELIVERY_GUARD_INTERVAL", default: result.guardInterval)
     // A bad providers file stops start-up here, naming the file and the field.
     if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
     return result

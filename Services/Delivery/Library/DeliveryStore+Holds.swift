@@ -58,3 +58,44 @@ extension DeliveryStore {
     }
   }
 }
+
+/// A sending domain the deliverability guard stopped (`delivery.domain_holds`).
+package struct DomainHold: Sendable, Equatable {
+  package var domain: String
+  package var reason: String
+  package var heldAt: Date
+  /// nil while it holds.
+  package var releasedAt: Date?
+}
+
+extension DeliveryStore {
+  /// Every domain the guard stopped, held now or released since.
+  package func domainHolds() async throws -> [DomainHold] {
+    try await client.query(
+      "SELECT domain, reason, held_at, released_at FROM delivery.domain_holds ORDER BY domain", logger: logger
+    ).decode((String, String, Date, Date?).self).elements().map {
+      DomainHold(domain: $0.0, reason: $0.1, heldAt: $0.2, releasedAt: $0.3)
+    }
+  }
+
+  /// Holds a domain; false when it was held already.
+  package func holdDomain(_ domain: String, reason: String) async throws -> Bool {
+    try await client.query(
+      """
+      INSERT INTO delivery.domain_holds (domain, reason) VALUES (\(domain), \(reason))
+      ON CONFLICT (domain) DO UPDATE SET reason = EXCLUDED.reason, held_at = now(), released_at = NULL
+      WHERE domain_holds.released_at IS NOT NULL
+      RETURNING 1
+      """, logger: logger
+    ).decode(Int.self).elements().count == 1
+  }
+
+  /// Releases a held domain; false when it was not held.
+  package func releaseDomain(_ domain: String) async throws -> Bool {
+    try await client.query(
+      """
+      UPDATE delivery.domain_holds SET released_at = now() WHERE domain = \(domain) AND released_at IS NULL RETURNING 1
+      """, logger: logger
+    ).decode(Int.self).elements().count == 1
+  }
+}

@@ -43,16 +43,31 @@ package struct DeliveryWorker: Sendable {
   /// replica's providers in step with the table and takes back the leases of workers that died;
   /// at the end it closes the providers' connections.
   package func runHousekeeping() async {
+    var judged = ContinuousClock.now
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       await BackgroundWorker.pause(settings.refreshInterval)
       do {
+        if ContinuousClock.now - judged >= settings.guardInterval {
+          judged = .now
+          try await judgeSendingDomains()
+        }
         try await providers.refresh()
         try await reclaimExpiredLeases()
       } catch {
-        logger.error("provider reload or lease reclaim failed", metadata: ["error": "\(error.logDescription)"])
+        logger.error("provider reload, lease reclaim or domain guard failed", metadata: ["error": "\(error.logDescription)"])
       }
     }
     await providers.shutdown()
+  }
+
+  /// Holds the sending domains whose complaint or hard-bounce rate passed the guard's threshold
+  /// (`DomainGuard`); the registry drops their providers at its next refresh.
+  package func judgeSendingDomains(now: Date = Date()) async throws {
+    let guarding = DomainGuard(store: store, thresholds: settings.domainGuard, window: settings.guardWindow)
+    for (domain, reason) in try await guarding.judge(providers.all.map(\.config), now: now) {
+      logger.critical("sending domain held", metadata: ["domain": "\(domain)", "reason": "\(reason)"])
+      Counter(label: "herald_delivery_guard_domains_held_total").increment()
+    }
   }
 
   /// Takes back the messages whose worker died mid-send (one caller per process suffices): those

@@ -315,6 +315,17 @@ enum DataChecks {
           "find why recipients complain or bounce (the list's source, consent, content, the sending domain's reputation); clean the list, then resume the campaign or cancel it",
         repair: nil),
       DataCheck(
+        // SPEC §10: a sending domain the delivery guard held (DomainGuard) sends nothing.
+        check: "data.sending_domain_held", component: "data", severity: .critical, category: .data,
+        object: "delivery.domain_holds",
+        query: """
+          SELECT domain || ': ' || reason, NULL::text FROM delivery.domain_holds WHERE released_at IS NULL
+          """,
+        describe: { "\($0) sending domains are held by the deliverability guard: their providers send nothing" },
+        suggested:
+          "find why recipients complain or bounce (the lists sent to, consent, content, authentication); then release the domain (DELETE /v1/deliverability/holds/{domain})",
+        repair: nil),
+      DataCheck(
         check: "data.spend_over_budget", component: "data", severity: .critical, category: .data, object: "delivery.spend_caps",
         query: "SELECT campaign_id::text, NULL::text FROM delivery.spend_caps WHERE spent_cents + reserved_cents > budget_cents",
         describe: { "\($0) campaigns have spent (or reserved) more than their budget" },

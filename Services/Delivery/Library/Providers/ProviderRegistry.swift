@@ -28,6 +28,8 @@ package final class ProviderRegistry: Sendable {
   /// Providers this process had and no longer has (deleted), so that their breaker gauge can say
   /// closed instead of keeping its last value.
   private let gone = Mutex<Set<String>>([])
+  /// Sending domains the deliverability guard holds: their providers send nothing.
+  private let heldDomains = Mutex<Set<String>>([])
 
   package init(
     store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), secrets: SecretBox = .none,
@@ -67,10 +69,12 @@ package final class ProviderRegistry: Sendable {
     dkim.reload(try await store.dkimKeys(), secrets: secrets, logger: store.logger)
   }
 
-  /// Reloads the definitions and the DKIM keys; providers whose definition changed are rebuilt
-  /// (their breaker too).
+  /// Reloads the definitions, the DKIM keys and the held sending domains; providers whose
+  /// definition changed are rebuilt (their breaker too).
   package func refresh() async throws {
     try await refreshDKIMKeys()
+    let held = Set(try await store.domainHolds().filter { $0.releasedAt == nil }.map(\.domain))
+    heldDomains.withLock { $0 = held }
     let configs = try await store.providers(opening: secrets)
     var retired: [any DeliveryProvider] = []
     var removed: Set<String> = []
@@ -95,17 +99,27 @@ package final class ProviderRegistry: Sendable {
     for provider in retired { await provider.shutdown() }
   }
 
-  /// Enabled providers of a channel in the order they are tried: priority, then name.
+  /// Enabled providers of a channel in the order they are tried: priority, then name. A provider
+  /// whose sending domain the guard holds is left out.
   package func candidates(for channel: String) -> [Entry] {
-    entries.withLock { entries in
-      entries.values.filter { $0.config.channel == channel && !$0.config.disabled }
+    let held = heldDomains.withLock { $0 }
+    return entries.withLock { entries in
+      entries.values.filter { $0.config.channel == channel && Self.sends($0.config, held: held) }
         .sorted { ($0.config.priority, $0.config.name) < ($1.config.priority, $1.config.name) }
     }
   }
 
-  /// Channels with at least one enabled provider: only their messages are claimed.
+  /// Channels with at least one provider that sends: only their messages are claimed (the others
+  /// wait in the queue).
   package var channels: [String] {
-    entries.withLock { entries in Set(entries.values.filter { !$0.config.disabled }.map(\.config.channel)).sorted() }
+    let held = heldDomains.withLock { $0 }
+    return entries.withLock { entries in
+      Set(entries.values.filter { Self.sends($0.config, held: held) }.map(\.config.channel)).sorted()
+    }
+  }
+
+  static func sends(_ config: ProviderConfig, held: Set<String>) -> Bool {
+    !config.disabled && !(config.sendingDomain.map(held.contains) ?? false)
   }
 
   package func entry(named name: String) -> Entry? {

@@ -1519,6 +1519,57 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/deliverability/holds/{domain}": {
+      "delete": {
+        "operationId": "delivery.ReleaseSendingDomain",
+        "tags": ["delivery"],
+        "summary": "Lets a sending domain the deliverability guard held send again (its providers are used at their next refresh, within seconds); from then on only what it sends after the release is judged.",
+        "description": "Lets a sending domain the deliverability guard held send again (its providers are used at their next refresh, within seconds); from then on only what it sends after the release is judged. NOT_FOUND when the domain is not held.",
+        "x-herald-scope": "delivery:write",
+        "parameters": [
+          {
+            "name": "domain",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "204": {
+            "description": "Done; no content."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/dkim-keys": {
       "post": {
         "operationId": "delivery.CreateDkimKey",
@@ -7852,6 +7903,28 @@ extension OpenAPIDocument {
             "items": {
               "$ref": "#/components/schemas/delivery.v1.DeliverabilityRequirement"
             }
+          },
+          "hold": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.DomainHold"
+              }
+            ],
+            "description": "Set while the deliverability guard holds the domain (its complaint or hard-bounce rate over HERALD_DELIVERY_GUARD_WINDOW passed the threshold): its providers send nothing until ReleaseSendingDomain."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.DomainHold": {
+        "type": "object",
+        "properties": {
+          "reason": {
+            "type": "string",
+            "description": "Why, with the figures."
+          },
+          "held_at": {
+            "type": "string",
+            "format": "date-time"
           }
         },
         "additionalProperties": false

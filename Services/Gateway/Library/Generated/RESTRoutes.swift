@@ -336,6 +336,13 @@ extension RESTRoute {
         try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).getDeliverability(request, options: options)
       }),
     RESTRoute(
+      operationID: "delivery.ReleaseSendingDomain", method: "delete", path: "/v1/deliverability/holds/{domain}",
+      service: "delivery", scope: "delivery:write", status: 204,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_ReleaseSendingDomainRequest, options: CallOptions) -> Herald_Delivery_V1_ReleaseSendingDomainResponse in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).releaseSendingDomain(request, options: options)
+      }),
+    RESTRoute(
       operationID: "delivery.DeleteDkimKey", method: "delete", path: "/v1/dkim-keys/{domain}/{selector}",
       service: "delivery", scope: "delivery:write", status: 204,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,
