@@ -325,14 +325,7 @@ import Testing
         provider.smtp.fromAddress = "news@Bücher.example"
         _ = try await delivery.putProvider(provider)
         for (key, recipient) in [("idn", "ada@bücher.example"), ("utf8", "jörg@münchen.example")] {
-          _ = try await delivery.sendMessage(
-            .with {
-              $0.idempotencyKey = key
-              $0.channel = .email
-              $0.recipient = recipient
-              $0.subject = "Hallo"
-              $0.body = "Hallo"
-            })
+          _ = try await delivery.sendMessage(DeliveryWorkerTests.email(key, to: recipient))
         }
         try await eventually("the message on an international domain at the SMTP server") { sink.messages.contains { $0.key == "idn" } }
         let idn = try #require(sink.messages.first { $0.key == "idn" })

@@ -55,4 +55,13 @@ extension DeliveryStore {
     }
     return outcomes
   }
+
+  /// Whether a hard bounce or a complaint was recorded since `since`.
+  package func badNewsArrived(since: Date) async throws -> Bool {
+    try await client.query(
+      """
+      SELECT EXISTS (SELECT 1 FROM delivery.delivery_events WHERE occurred_at >= \(since) AND status IN ('bounced', 'complained'))
+      """, logger: logger
+    ).decode(Bool.self).elements().first ?? false
+  }
 }

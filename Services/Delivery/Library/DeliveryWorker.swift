@@ -44,12 +44,17 @@ package struct DeliveryWorker: Sendable {
   /// at the end it closes the providers' connections.
   package func runHousekeeping() async {
     var judged = ContinuousClock.now
+    // When the domains were last judged (nil: never, in this process): only news since then can
+    // change the verdict.
+    var judgedAt: Date?
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       await BackgroundWorker.pause(settings.refreshInterval)
       do {
         if ContinuousClock.now - judged >= settings.guardInterval {
           judged = .now
-          try await judgeSendingDomains()
+          let now = Date()
+          try await judgeSendingDomains(now: now, unchangedSince: judgedAt)
+          judgedAt = now
         }
         try await providers.refresh()
         try await reclaimExpiredLeases()
@@ -62,9 +67,9 @@ package struct DeliveryWorker: Sendable {
 
   /// Holds the sending domains whose complaint or hard-bounce rate passed the guard's threshold
   /// (`DomainGuard`); the registry drops their providers at its next refresh.
-  package func judgeSendingDomains(now: Date = Date()) async throws {
+  package func judgeSendingDomains(now: Date = Date(), unchangedSince: Date? = nil) async throws {
     let guarding = DomainGuard(store: store, thresholds: settings.domainGuard, window: settings.guardWindow)
-    for (domain, reason) in try await guarding.judge(providers.all.map(\.config), now: now) {
+    for (domain, reason) in try await guarding.judge(providers.all.map(\.config), now: now, unchangedSince: unchangedSince) {
       logger.critical("sending domain held", metadata: ["domain": "\(domain)", "reason": "\(reason)"])
       Counter(label: "herald_delivery_guard_domains_held_total").increment()
     }

@@ -20,11 +20,17 @@ package struct DomainGuard: Sendable {
   }
 
   /// Judges each sending domain of `providers` at `now`; holds those over a threshold and returns
-  /// the ones it held now, with the reason.
-  package func judge(_ providers: [ProviderConfig], now: Date = Date()) async throws -> [(domain: String, reason: String)] {
+  /// the ones it held now, with the reason. With `unchangedSince`, nothing is judged unless a
+  /// hard bounce or complaint came in after it (a few pages of the BRIN index instead of the
+  /// window's events); looked for from 5 minutes before it, as an event's time is when its
+  /// transaction began and the database's clock is not this process's.
+  package func judge(
+    _ providers: [ProviderConfig], now: Date = Date(), unchangedSince: Date? = nil
+  ) async throws -> [(domain: String, reason: String)] {
     var domainOf: [String: String] = [:]
     for provider in providers { if let domain = provider.sendingDomain { domainOf[provider.name] = domain } }
     guard !domainOf.isEmpty else { return [] }
+    if let unchangedSince, try await !store.badNewsArrived(since: unchangedSince.addingTimeInterval(-300)) { return [] }
     let windowStart = now.addingTimeInterval(-Double(window.components.seconds))
     let holds = Dictionary(uniqueKeysWithValues: try await store.domainHolds().map { ($0.domain, $0) })
     // Each domain from the window's start, or from its release when that came later; one read of
