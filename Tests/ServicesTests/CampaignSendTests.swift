@@ -240,6 +240,19 @@ import Testing
       #expect(try await holds.syncOnce() == 1)
       #expect(try await statuses() == ["queued": 890, "sending": 10])
 
+      // Everything relayed: the campaign is sent, while delivery still has its messages. A pause
+      // still holds them, and a resume (sent again at once, nothing left to relay) releases them.
+      try await relay.drain()
+      #expect(try await campaign.getCampaign(.with { $0.id = created.id }).status == "sent")
+      #expect(try await campaign.pauseCampaign(.with { $0.id = created.id }).status == "paused")
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["held": 890, "sending": 10])
+      _ = try await campaign.resumeCampaign(.with { $0.id = created.id })
+      try await relay.drain()
+      #expect(try await campaign.getCampaign(.with { $0.id = created.id }).status == "sent")
+      #expect(try await holds.syncOnce() == 1)
+      #expect(try await statuses() == ["queued": 890, "sending": 10])
+
       // Cancelled: what was not sent is cancelled for good; a release is refused naming why.
       _ = try await campaign.cancelCampaign(.with { $0.id = created.id })
       #expect(try await holds.syncOnce() == 1)

@@ -102,6 +102,24 @@ import Testing
         // Delivery is to hold what the paused campaigns already handed over (CampaignHoldSync).
         let pending = try await CampaignStore(client: database, logger: Self.logger).campaignsPendingDelivery(limit: 10)
         #expect(Set(pending.map(\.id)) == [complaints, bounces] && pending.allSatisfy { $0.status == "paused" })
+
+        // A campaign sent (all relayed) an hour ago may still be going out: it pauses too; one
+        // sent four days ago, past delivery's time to live, is left as it is.
+        let recent = try await campaign(named: "recent", database: database)
+        let old = try await campaign(named: "old", database: database)
+        try await database.query(
+          """
+          UPDATE campaign.campaigns SET status = 'sent',
+            finished_at = now() - CASE WHEN id = \(old) THEN interval '4 days' ELSE interval '1 hour' END
+          WHERE id IN (\(recent), \(old))
+          """, logger: Self.logger)
+        for id in [recent, old] {
+          events.add(id, "sent", count: 600)
+          events.add(id, "complained", count: 3)
+        }
+        while try await consumer.pollOnce() > 0 {}
+        #expect(try await status(recent, database).0 == "paused")
+        #expect(try await status(old, database).0 == "sent")
       }
     }
   }

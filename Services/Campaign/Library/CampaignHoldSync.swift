@@ -41,9 +41,10 @@ package struct CampaignHoldSync: Sendable {
       let action: Herald_Delivery_V1_CampaignHoldAction? =
         switch campaign.status {
         case "paused": .hold
-        case "sending": .release
+        // Resumed; a resumed campaign with nothing left to relay is marked sent at once.
+        case "sending", "sent": .release
         case "cancelled": .cancel
-        default: nil  // e.g. sent or failed since: nothing is held for it
+        default: nil  // failed since: nothing is held for it
         }
       if let action {
         do {

@@ -188,9 +188,11 @@ extension CampaignStore {
     return nil
   }
 
-  /// sending → paused: the relay leaves its chunks alone until it is resumed.
+  /// sending → paused: the relay leaves its chunks alone until it is resumed. A sent campaign
+  /// (everything handed to delivery, which may still be sending it) can be paused too: delivery
+  /// holds what it has not sent (`CampaignHoldSync`).
   package func pauseCampaign(_ id: UUID) async throws -> CampaignRecord {
-    try await transition(id, action: "pause", from: ["sending"]) { connection, _ in
+    try await transition(id, action: "pause", from: ["sending", "sent"]) { connection, _ in
       try await setStatus(id, to: "paused", on: connection)
     }
   }
@@ -202,10 +204,11 @@ extension CampaignStore {
     }
   }
 
-  /// Anything not finished → cancelled, with the chunks the relay has not relayed. The update
-  /// waits for a chunk the relay holds, so nothing it has not relayed is sent afterwards.
+  /// Anything but cancelled or failed → cancelled, with the chunks the relay has not relayed (the
+  /// update waits for a chunk the relay holds, so nothing it has not relayed is sent afterwards)
+  /// and, through `CampaignHoldSync`, the messages delivery has not sent (also of a sent campaign).
   package func cancelCampaign(_ id: UUID) async throws -> CampaignRecord {
-    try await transition(id, action: "cancel", from: ["draft", "scheduled", "sending", "paused"]) { connection, _ in
+    try await transition(id, action: "cancel", from: ["draft", "scheduled", "sending", "paused", "sent"]) { connection, _ in
       try await connection.query(
         "UPDATE campaign.outbox_chunks SET status = 'cancelled' WHERE campaign_id = \(id) AND status = 'pending'", logger: logger)
       try await setStatus(id, to: "cancelled", on: connection)
@@ -247,7 +250,8 @@ extension CampaignStore {
       """
       UPDATE campaign.campaigns SET status = \(status), status_reason = \(reason), updated_at = now(),
         finished_at = CASE WHEN \(status) IN ('sent', 'cancelled', 'failed') THEN now() ELSE finished_at END,
-        delivery_pending = delivery_pending OR \(status) IN ('paused', 'cancelled') OR (status = 'paused' AND \(status) = 'sending')
+        delivery_pending = delivery_pending OR (\(status) IN ('paused', 'cancelled') AND status IN ('sending', 'sent', 'paused'))
+          OR (status = 'paused' AND \(status) = 'sending')
       WHERE id = \(id)
       """, logger: logger)
   }

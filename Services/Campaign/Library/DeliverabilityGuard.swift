@@ -4,7 +4,9 @@ import Logging
 import Metrics
 import PostgresNIO
 
-/// The complaint and bounce guard (SPEC §10): a sending campaign whose complaint rate or
+/// The complaint and bounce guard (SPEC §10): a sending campaign (or one sent in the last three
+/// days, the default time delivery keeps trying a message, whose mail may still be going out)
+/// whose complaint rate or
 /// hard-bounce rate (soft bounces are not counted) passes its threshold, once it has sent enough
 /// for the rate to mean something, pauses itself with the reason. Checked as the campaign's
 /// delivery events are taken in, in the same transaction. Verification reports a campaign so
@@ -49,7 +51,7 @@ package struct DeliverabilityGuard: Sendable, Equatable {
       """
       UPDATE campaign.campaigns c SET status = 'paused', status_reason = j.reason, updated_at = now(), delivery_pending = true
       FROM unnest(\(breached.map(\.0))::uuid[], \(breached.map(\.1))::text[]) AS j(id, reason)
-      WHERE c.id = j.id AND c.status = 'sending'
+      WHERE c.id = j.id AND (c.status = 'sending' OR (c.status = 'sent' AND c.finished_at > now() - interval '3 days'))
       RETURNING c.id, c.status_reason
       """, logger: logger)
     var paused: [(UUID, String)] = []
