@@ -178,15 +178,17 @@ extension HeraldMigrations {
             reason text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now()
           );
+          -- A held campaign's messages, found again when it is released; empty unless a campaign
+          -- is held. Built first, under a lock that lets the queue be read (not written) while it
+          -- scans the table; the exclusive lock the check's swap takes, held to the end of this
+          -- migration, then lasts only a moment.
+          CREATE INDEX messages_held_idx ON messages (campaign_id) WHERE status = 'held';
           -- Two more message statuses. The new check is NOT VALID: every row was written under the
           -- old, narrower one, so nothing needs reading under the table's exclusive lock.
           ALTER TABLE messages DROP CONSTRAINT messages_status_check;
           ALTER TABLE messages ADD CONSTRAINT messages_status_check CHECK (status IN (
             'queued', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'suppressed', 'expired', 'dead', 'unknown', 'held',
             'cancelled')) NOT VALID;
-          -- A held campaign's messages, found again when it is released (and counted for the
-          -- queue's gauge); empty unless a campaign is held.
-          CREATE INDEX messages_held_idx ON messages (campaign_id) WHERE status = 'held';
           -- A sending domain the deliverability guard stopped (its complaint or hard-bounce rate
           -- over the window passed the threshold): its providers send nothing until an operator
           -- releases it; after that only what it sends from then on is judged.

@@ -835,8 +835,9 @@ public nonisolated struct Herald_Delivery_V1_DeliveryEvent: Sendable {
   public var subscriberID: String = String()
 
   /// queued, sending, sent, delivered, bounced (a hard bounce), soft_bounced (a soft bounce a
-  /// provider reported; its message is bounced too), failed, suppressed, expired, opened, clicked,
-  /// complained or unsubscribed.
+  /// provider reported; its message is bounced too), failed, suppressed, expired, held (its campaign
+  /// was paused), cancelled (its campaign was cancelled), opened, clicked, complained or
+  /// unsubscribed.
   public var status: String = String()
 
   public var detail: String = String()

@@ -2,8 +2,9 @@ import Crypto
 import Foundation
 import HeraldCore
 
-/// Secrets at rest (DKIM private keys, provider passwords and tokens): sealed with AES-256-GCM under a key from the environment,
-/// `HERALD_SECRETS_KEY`, never stored in clear. A sealed value names the key that sealed it
+/// Secrets at rest (DKIM private keys, provider passwords and tokens): sealed with AES-256-GCM
+/// under a key from the environment, `HERALD_SECRETS_KEY` (provider secrets an older release
+/// stored in clear stay so until SealSecrets seals them). A sealed value names the key that sealed it
 /// (`sealed:v1:<key id>:<base64 of nonce, ciphertext and tag>`), so the key can rotate: give the
 /// new key first and the old ones after it (`new-id:BASE64,old-id:BASE64`); new values are sealed
 /// with the first, and values sealed with any listed key still open.

@@ -290,6 +290,14 @@ import Testing
         var before = try await stored(database)
         #expect(before["sms-clear"] == "secret")
         #expect(before["sms-sealed"]?.hasPrefix("sealed:v1:old:") == true && before["s1"]?.hasPrefix("sealed:v1:old:") == true)
+        // The providers file, applied at every start (also by older replicas' successors during a
+        // roll-out), leaves a secret stored in clear as it is.
+        try await DeliveryStore(client: database, logger: Logger(label: "test")).putProvider(
+          named: "sms-clear", sealingWith: old, keepingClear: true
+        ) { stored in
+          try ProviderConfig(validating: Worker.httpProvider("sms-clear", port: port, priority: 1)).keepingStoredSecrets(of: stored)
+        }
+        #expect(try await stored(database)["sms-clear"] == "secret")
         // The clear one is in use as it is.
         try await eventually("the providers to be loaded") { try await delivery.listProviders(.init()).providers.count == 2 }
         _ = try await delivery.sendMessage(Worker.sms("c-1", to: "+4915100000001"))

@@ -266,15 +266,24 @@ extension CampaignStore {
     ).decode((UUID, String, String).self).elements().map { (id: $0.0, status: $0.1, reason: $0.2) }
   }
 
-  /// Records that delivery heard of the campaign's `status`; false when it changed meanwhile (the
-  /// new status is told next).
-  package func deliveryHeard(_ id: UUID, status: String) async throws -> Bool {
-    try await client.query(
-      """
-      UPDATE campaign.campaigns SET delivery_pending = false WHERE id = \(id) AND status = \(status) AND delivery_pending
-      RETURNING 1
-      """, logger: logger
-    ).decode(Int.self).elements().count == 1
+  /// Locks the marked campaign changed longest ago (skipping those another replica holds), runs
+  /// `tell` with its id, status and reason, and clears its mark, all in one transaction (a
+  /// transition of it waits meanwhile). false when none is marked.
+  package func withNextPendingDelivery(
+    _ tell: @escaping @Sendable ((id: UUID, status: String, reason: String)) async throws -> Void
+  ) async throws -> Bool {
+    try await transaction { connection in
+      let row = try await connection.query(
+        """
+        SELECT id, status, status_reason FROM campaign.campaigns WHERE delivery_pending
+        ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED
+        """, logger: logger
+      ).decode((UUID, String, String).self).elements().first
+      guard let (id, status, reason) = row else { return false }
+      try await tell((id, status, reason))
+      try await connection.query("UPDATE campaign.campaigns SET delivery_pending = false WHERE id = \(id)", logger: logger)
+      return true
+    }
   }
 
   /// Starts a locked draft or scheduled campaign: expands its audience into the outbox and cuts

@@ -17,6 +17,10 @@ package struct DeliverabilityGuard: Sendable, Equatable {
 
   package init() {}
 
+  /// How long after a campaign was sent its mail may still be going out, and so is judged:
+  /// delivery's default time to live (HERALD_DELIVERY_MESSAGE_TTL, 72 h).
+  static let stillSending = "3 days"
+
   /// The start of every reason the guard writes; verification finds paused campaigns by it.
   package static let reasonPrefix = DeliverabilityGuardReason.prefix
 
@@ -51,7 +55,7 @@ package struct DeliverabilityGuard: Sendable, Equatable {
       """
       UPDATE campaign.campaigns c SET status = 'paused', status_reason = j.reason, updated_at = now(), delivery_pending = true
       FROM unnest(\(breached.map(\.0))::uuid[], \(breached.map(\.1))::text[]) AS j(id, reason)
-      WHERE c.id = j.id AND (c.status = 'sending' OR (c.status = 'sent' AND c.finished_at > now() - interval '3 days'))
+      WHERE c.id = j.id AND (c.status = 'sending' OR (c.status = 'sent' AND c.finished_at > now() - \(Self.stillSending)::interval))
       RETURNING c.id, c.status_reason
       """, logger: logger)
     var paused: [(UUID, String)] = []

@@ -70,7 +70,9 @@ package enum DeliveryDefinition: BackEndProcess {
         let unsealed = try await store(resources).providersNeedingSealing(settings.secrets)
         if !unsealed.isEmpty {
           resources.logger.warning(
-            "provider secrets are stored in clear or under a key being retired: once every replica runs this version, POST /v1/secrets/seal (SealSecrets)",
+            settings.secrets.canSeal
+              ? "provider secrets are stored in clear or under a key being retired: once every replica runs this version, POST /v1/secrets/seal (SealSecrets)"
+              : "provider secrets are stored in clear: set \(SecretBox.variable), then, once every replica runs this version, POST /v1/secrets/seal",
             metadata: ["providers": "\(unsealed.joined(separator: ","))"])
         }
       },
@@ -84,11 +86,12 @@ package enum DeliveryDefinition: BackEndProcess {
   }
 
   /// Writes the providers and warm-up schedules of `HERALD_DELIVERY_PROVIDERS_FILE` (a secret given
-  /// as the redaction marker keeps the stored one, as PutProvider does).
+  /// as the redaction marker keeps the stored one, as PutProvider does; a provider whose stored
+  /// secrets are still in clear keeps them in clear until SealSecrets).
   static func applyProvidersFile(_ path: String, to store: DeliveryStore, secrets: SecretBox, logger: Logger) async throws {
     let (configs, schedules) = try ProviderConfig.loadFile(path)
     for (index, config) in configs.enumerated() {
-      try await store.putProvider(named: config.name, sealingWith: secrets) { stored in
+      try await store.putProvider(named: config.name, sealingWith: secrets, keepingClear: true) { stored in
         try config.keepingStoredSecrets(of: stored, field: "providers[\(index)]")
       }
     }

@@ -14,10 +14,10 @@ extension DeliveryService {
       throw RPCError.field("days", .invalidArgument, "days must be from 1 to 90 (0 means 30); it is \(request.days)")
     }
     let since = Date().addingTimeInterval(-Double(request.days == 0 ? 30 : request.days) * 86_400)
-    let providers = try await store.providers(opening: self.providers.secrets)
+    let providers = self.providers.all.map(\.config)
     let outcomes = try await store.providerOutcomes(since: since)
     let keys = try await store.dkimKeys()
-    let holds = Dictionary(uniqueKeysWithValues: try await store.domainHolds().filter { $0.releasedAt == nil }.map { ($0.domain, $0) })
+    let holds = Dictionary(uniqueKeysWithValues: try await store.heldDomains().map { ($0.domain, $0) })
 
     var report = Herald_Delivery_V1_DeliverabilityReport()
     report.since = Google_Protobuf_Timestamp(date: since)

@@ -5,6 +5,7 @@ import PostgresNIO
 /// Campaign holds (`delivery.campaign_holds`): a paused campaign's messages wait as `held`, a
 /// cancelled one's end as `cancelled`. The queued ones move at once; one that comes back to the
 /// queue later (a retry, a lease taken back, a chunk relayed meanwhile) moves when it is claimed.
+/// Every move is an event in the message's history.
 extension DeliveryStore {
   package enum CampaignHold: String, Sendable {
     case hold, cancel
@@ -29,7 +30,10 @@ extension DeliveryStore {
           updated_at = now()
         FROM hold
         WHERE m.campaign_id = \(campaign) AND (m.status = 'queued' OR (m.status = 'held' AND hold.action = 'cancel'))
-        RETURNING 1
+        RETURNING m.id, m.status, m.last_error
+      ), events AS (
+        -- Each message's history says so, as when a worker's claim moves one.
+        INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, status, last_error FROM moved
       )
       SELECT count(*)::int FROM moved
       """, logger: logger
@@ -50,7 +54,10 @@ extension DeliveryStore {
         WITH moved AS (
           UPDATE delivery.messages SET status = 'queued', last_error = NULL, updated_at = now()
           WHERE campaign_id = \(campaign) AND status = 'held'
-          RETURNING 1
+          RETURNING id
+        ), events AS (
+          INSERT INTO delivery.delivery_events (message_id, status, detail)
+          SELECT id, 'queued', 'its campaign was resumed' FROM moved
         )
         SELECT count(*)::int FROM moved
         """, logger: logger
@@ -76,6 +83,11 @@ extension DeliveryStore {
     ).decode((String, String, Date, Date?).self).elements().map {
       DomainHold(domain: $0.0, reason: $0.1, heldAt: $0.2, releasedAt: $0.3)
     }
+  }
+
+  /// The domains held now.
+  package func heldDomains() async throws -> [DomainHold] {
+    try await domainHolds().filter { $0.releasedAt == nil }
   }
 
   /// Holds a domain; false when it was held already.

@@ -32,11 +32,14 @@ extension DeliveryStore {
   /// Creates or replaces the provider named `name` with what `make` builds from the definition
   /// stored under that name (nil when there is none; its secrets opened), in one transaction that
   /// holds the stored row: what `make` keeps of it (its secrets) is what the write replaces. The
-  /// secrets are stored sealed with `secrets` (FAILED_PRECONDITION without a key). An error of
-  /// `make` is thrown as it is, and nothing is written.
+  /// secrets are stored sealed with `secrets` (FAILED_PRECONDITION without a key), unless
+  /// `keepingClear` and the stored row still holds secrets in clear: then they stay in clear until
+  /// `sealSecrets` (the providers file, applied at every start, must not seal what the older
+  /// replicas of a roll-out still read). An error of `make` is thrown as it is, and nothing is
+  /// written.
   @discardableResult
   package func putProvider(
-    named name: String, sealingWith secrets: SecretBox,
+    named name: String, sealingWith secrets: SecretBox, keepingClear: Bool = false,
     _ make: @escaping @Sendable (_ stored: Herald_Delivery_V1_Provider?) throws -> ProviderConfig
   ) async throws -> ProviderConfig {
     try await transaction { connection in
@@ -44,8 +47,11 @@ extension DeliveryStore {
         "SELECT definition::text FROM delivery.providers WHERE name = \(name) FOR UPDATE", logger: logger
       ).decode(String.self).elements().first
       let previous: Herald_Delivery_V1_Provider?
+      var storedInClear = false
       do {
-        previous = try stored.map { try ProviderConfig.openingSecrets(of: Herald_Delivery_V1_Provider(jsonString: $0), with: secrets) }
+        let parsed = try stored.map { try Herald_Delivery_V1_Provider(jsonString: $0) }
+        storedInClear = parsed.map(ProviderConfig.hasSecretInClear) ?? false
+        previous = try parsed.map { try ProviderConfig.openingSecrets(of: $0, with: secrets) }
       } catch {
         // A row this version cannot read keeps nothing; a new definition replaces it.
         logger.warning(
@@ -53,7 +59,7 @@ extension DeliveryStore {
         previous = nil
       }
       let config = try make(previous)
-      let json = try config.sealedDefinition(secrets).jsonString()
+      let json = try (keepingClear && storedInClear ? config.definition : config.sealedDefinition(secrets)).jsonString()
       try await connection.query(
         """
         INSERT INTO delivery.providers (name, channel, priority, definition)
@@ -92,9 +98,8 @@ extension DeliveryStore {
           result.unchanged += 1
           continue
         }
-        sealed = try ProviderConfig.mapSecrets(of: ProviderConfig.openingSecrets(of: stored, with: secrets), stored: nil) {
-          (value, _, _) throws(SecretBox.Failure) in value.isEmpty ? "" : try secrets.seal(Data(value.utf8))
-        }.jsonString()
+        sealed = try ProviderConfig.sealingSecrets(of: ProviderConfig.openingSecrets(of: stored, with: secrets), with: secrets)
+          .jsonString()
       } catch {
         result.failures.append("provider '\(name)': \(error)")
         continue

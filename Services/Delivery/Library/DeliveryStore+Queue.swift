@@ -99,7 +99,8 @@ extension DeliveryStore {
 
   /// Claims up to `limit` due messages of `channels` with `FOR UPDATE SKIP LOCKED` (replicas never
   /// share one), leases them for `lease` under `token`, and records the transition. Messages to a
-  /// suppressed address, or queued longer than `timeToLive`, are settled by the claim itself.
+  /// suppressed address, queued longer than `timeToLive`, or of a campaign held or cancelled since
+  /// they were queued (`held`, `cancelled`), are settled by the claim itself.
   /// Messages of a channel without an enabled provider stay queued until one is configured.
   package func claim(
     limit: Int, lease: Duration, token: UUID, timeToLive: Duration,
@@ -126,7 +127,11 @@ extension DeliveryStore {
           h.reason AS hold_reason
         FROM delivery.messages m JOIN due ON due.id = m.id
         -- A message of a campaign held or cancelled since it was queued (see DeliveryStore+Holds).
-        LEFT JOIN delivery.campaign_holds h ON h.campaign_id = m.campaign_id
+        -- The hold is locked (only when there is one): a release waits for this claim, and this
+        -- claim for a release under way, so no message is left held after its release.
+        LEFT JOIN LATERAL (
+          SELECT action, reason FROM delivery.campaign_holds WHERE campaign_id = m.campaign_id FOR SHARE
+        ) h ON true
       ), claimed AS (
         UPDATE delivery.messages m SET
           status = d.status,

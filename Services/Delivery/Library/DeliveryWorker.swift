@@ -44,17 +44,17 @@ package struct DeliveryWorker: Sendable {
   /// at the end it closes the providers' connections.
   package func runHousekeeping() async {
     var judged = ContinuousClock.now
-    // When the domains were last judged (nil: never, in this process): only news since then can
-    // change the verdict.
-    var judgedAt: Date?
+    // When the domains were last found clean (no hard bounce or complaint in any window): until
+    // one comes in, they need not be judged again.
+    var cleanSince: Date?
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       await BackgroundWorker.pause(settings.refreshInterval)
       do {
         if ContinuousClock.now - judged >= settings.guardInterval {
           judged = .now
           let now = Date()
-          try await judgeSendingDomains(now: now, unchangedSince: judgedAt)
-          judgedAt = now
+          let clean = try await judgeSendingDomains(now: now, cleanSince: cleanSince)
+          cleanSince = clean ? (cleanSince ?? now) : nil
         }
         try await providers.refresh()
         try await reclaimExpiredLeases()
@@ -67,12 +67,16 @@ package struct DeliveryWorker: Sendable {
 
   /// Holds the sending domains whose complaint or hard-bounce rate passed the guard's threshold
   /// (`DomainGuard`); the registry drops their providers at its next refresh.
-  package func judgeSendingDomains(now: Date = Date(), unchangedSince: Date? = nil) async throws {
+  /// Returns whether the domains were clean (see `DomainGuard.Verdict`).
+  @discardableResult
+  package func judgeSendingDomains(now: Date = Date(), cleanSince: Date? = nil) async throws -> Bool {
     let guarding = DomainGuard(store: store, thresholds: settings.domainGuard, window: settings.guardWindow)
-    for (domain, reason) in try await guarding.judge(providers.all.map(\.config), now: now, unchangedSince: unchangedSince) {
+    let verdict = try await guarding.judge(providers.all.map(\.config), now: now, cleanSince: cleanSince)
+    for (domain, reason) in verdict.held {
       logger.critical("sending domain held", metadata: ["domain": "\(domain)", "reason": "\(reason)"])
       Counter(label: "herald_delivery_guard_domains_held_total").increment()
     }
+    return verdict.clean
   }
 
   /// Takes back the messages whose worker died mid-send (one caller per process suffices): those

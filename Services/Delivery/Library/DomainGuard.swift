@@ -19,18 +19,26 @@ package struct DomainGuard: Sendable {
     self.window = window
   }
 
-  /// Judges each sending domain of `providers` at `now`; holds those over a threshold and returns
-  /// the ones it held now, with the reason. With `unchangedSince`, nothing is judged unless a
-  /// hard bounce or complaint came in after it (a few pages of the BRIN index instead of the
-  /// window's events); looked for from 5 minutes before it, as an event's time is when its
-  /// transaction began and the database's clock is not this process's.
-  package func judge(
-    _ providers: [ProviderConfig], now: Date = Date(), unchangedSince: Date? = nil
-  ) async throws -> [(domain: String, reason: String)] {
+  /// What one judgment found.
+  package struct Verdict: Sendable {
+    /// The domains it held now, with the reason.
+    package var held: [(domain: String, reason: String)] = []
+    /// Whether no domain had a hard bounce or complaint in its window: until one comes in,
+    /// nothing can pass a threshold.
+    package var clean = true
+  }
+
+  /// Judges each sending domain of `providers` at `now` and holds those over a threshold. With
+  /// `cleanSince` (the time of a clean verdict), nothing is read but whether a hard bounce or
+  /// complaint came in since (a few pages of the BRIN index instead of the window's events),
+  /// looked for from 5 minutes before it, as an event's time is when its transaction began and
+  /// the database's clock is not this process's.
+  package func judge(_ providers: [ProviderConfig], now: Date = Date(), cleanSince: Date? = nil) async throws -> Verdict {
+    var verdict = Verdict()
     var domainOf: [String: String] = [:]
     for provider in providers { if let domain = provider.sendingDomain { domainOf[provider.name] = domain } }
-    guard !domainOf.isEmpty else { return [] }
-    if let unchangedSince, try await !store.badNewsArrived(since: unchangedSince.addingTimeInterval(-300)) { return [] }
+    guard !domainOf.isEmpty else { return verdict }
+    if let cleanSince, try await !store.badNewsArrived(since: cleanSince.addingTimeInterval(-300)) { return verdict }
     let windowStart = now.addingTimeInterval(-Double(window.components.seconds))
     let holds = Dictionary(uniqueKeysWithValues: try await store.domainHolds().map { ($0.domain, $0) })
     // Each domain from the window's start, or from its release when that came later; one read of
@@ -47,15 +55,15 @@ package struct DomainGuard: Sendable {
         totals[domain] = (totals[domain] ?? ProviderOutcomes()) + counts
       }
     }
-    var held: [(domain: String, reason: String)] = []
     for (domain, counts) in totals.sorted(by: { $0.key < $1.key }) {
+      if counts.complained + counts.bounced > 0 { verdict.clean = false }
       guard let reason = thresholds.breach(sent: counts.sent, complained: counts.complained, hardBounced: counts.bounced) else {
         continue
       }
       let text = "the deliverability guard held \(domain): \(reason) over the last \(Self.hours(window))"
-      if try await store.holdDomain(domain, reason: text) { held.append((domain, text)) }
+      if try await store.holdDomain(domain, reason: text) { verdict.held.append((domain, text)) }
     }
-    return held
+    return verdict
   }
 
   static func hours(_ window: Duration) -> String {

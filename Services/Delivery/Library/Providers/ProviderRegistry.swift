@@ -73,7 +73,7 @@ package final class ProviderRegistry: Sendable {
   /// definition changed are rebuilt (their breaker too).
   package func refresh() async throws {
     try await refreshDKIMKeys()
-    let held = Set(try await store.domainHolds().filter { $0.releasedAt == nil }.map(\.domain))
+    let held = Set(try await store.heldDomains().map(\.domain))
     heldDomains.withLock { $0 = held }
     let configs = try await store.providers(opening: secrets)
     var retired: [any DeliveryProvider] = []

@@ -14,18 +14,35 @@ extension ProviderConfig {
   /// The definition as it is stored: every secret that is set sealed with the first key.
   /// FAILED_PRECONDITION naming the variable when no key is configured and a secret is set.
   func sealedDefinition(_ secrets: SecretBox) throws(RPCError) -> Herald_Delivery_V1_Provider {
-    try Self.mapSecrets(of: definition, stored: nil) { (value, _, field) throws(RPCError) in
-      guard !value.isEmpty else { return "" }
-      do throws(SecretBox.Failure) {
-        return try secrets.seal(Data(value.utf8))
-      } catch .noKey {
-        throw RPCError(
-          code: .failedPrecondition,
-          message: "\(SecretBox.variable) is not set: provider secrets (\(field)) are stored only encrypted (see docs/operations.md)")
-      } catch {
-        throw RPCError(code: .internalError, message: "\(field) could not be sealed: \(error)")
-      }
+    do {
+      return try Self.sealingSecrets(of: definition, with: secrets)
+    } catch .noKey {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "\(SecretBox.variable) is not set: provider secrets are stored only encrypted (see docs/operations.md)")
+    } catch {
+      throw RPCError(code: .internalError, message: "a provider secret could not be sealed: \(error)")
     }
+  }
+
+  /// `provider` with every secret that is set sealed with the first key.
+  static func sealingSecrets(
+    of provider: Herald_Delivery_V1_Provider, with secrets: SecretBox
+  ) throws(SecretBox.Failure) -> Herald_Delivery_V1_Provider {
+    try mapSecrets(of: provider, stored: nil) { (value, _, _) throws(SecretBox.Failure) in
+      value.isEmpty ? "" : try secrets.seal(Data(value.utf8))
+    }
+  }
+
+  /// Whether a stored definition holds a secret in clear (written by a release before sealing,
+  /// and not sealed since).
+  static func hasSecretInClear(_ stored: Herald_Delivery_V1_Provider) -> Bool {
+    var clear = false
+    _ = mapSecrets(of: stored, stored: nil) { (value, _, _) throws(Never) in
+      if !value.isEmpty, !isSealed(value) { clear = true }
+      return value
+    }
+    return clear
   }
 
   /// A stored definition with its secrets opened: a sealed value with the key that sealed it, a

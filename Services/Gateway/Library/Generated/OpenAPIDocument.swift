@@ -7820,7 +7820,7 @@ extension OpenAPIDocument {
           },
           "status": {
             "type": "string",
-            "description": "queued, sending, sent, delivered, bounced (a hard bounce), soft_bounced (a soft bounce a provider reported; its message is bounced too), failed, suppressed, expired, opened, clicked, complained or unsubscribed."
+            "description": "queued, sending, sent, delivered, bounced (a hard bounce), soft_bounced (a soft bounce a provider reported; its message is bounced too), failed, suppressed, expired, held (its campaign was paused), cancelled (its campaign was cancelled), opened, clicked, complained or unsubscribed."
           },
           "detail": {
             "type": "string"

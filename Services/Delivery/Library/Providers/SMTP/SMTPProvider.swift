@@ -23,7 +23,8 @@ package final class SMTPProvider: DeliveryProvider {
     do {
       recipient = try MailAddress(message.recipient)
     } catch {
-      throw .recipientRejected("the recipient's address cannot be sent to: \(error)")
+      // No server refused it: a failure, not a bounce (the guards count bounces).
+      throw .permanent("the recipient's address cannot be sent to: \(error)")
     }
     var message = message
     message.recipient = recipient.wire
