@@ -476,6 +476,7 @@ public nonisolated struct Herald_Delivery_V1_ReleaseSendingDomainRequest: Sendab
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The sending domain, ASCII: internationalised domains in punycode.
   public var domain: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -1532,8 +1532,13 @@ extension OpenAPIDocument {
             "in": "path",
             "required": true,
             "schema": {
-              "type": "string"
-            }
+              "type": "string",
+              "maxLength": 253,
+              "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9-]{2,63}$",
+              "description": "The sending domain, ASCII: internationalised domains in punycode.",
+              "x-message": "must be a domain name such as example.com"
+            },
+            "description": "The sending domain, ASCII: internationalised domains in punycode."
           }
         ],
         "responses": {
