@@ -214,6 +214,7 @@ import Testing
       _ = try await campaign.pauseCampaign(.with { $0.id = created.id })
       #expect(try await holds.syncOnce() == 1)
       #expect(try await statuses() == ["held": 900])
+      #expect(try await store.queueDepth()["held"] == 900)
       #expect(try await holds.syncOnce() == 0)
       let held = try await Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery).listMessages(.with { $0.status = "held" })
       #expect(held.messages.first?.lastError == "its campaign is paused")

@@ -396,9 +396,9 @@ import Testing
     settings.refreshInterval = .seconds(3600)
     try await Worker().withDelivery(settings) { delivery, database in
       let store = DeliveryStore(client: database, logger: Logger(label: "test"))
-      #expect(try await store.queueDepth() == ["queued": 0, "sending": 0, "dead": 0, "unknown": 0])
+      #expect(try await store.queueDepth() == ["queued": 0, "sending": 0, "dead": 0, "unknown": 0, "held": 0])
       _ = try await delivery.enqueueMessages(.with { $0.messages = (1...4).map { Worker.email("q-\($0)", to: "u\($0)@example.com") } })
-      #expect(try await store.queueDepth() == ["queued": 4, "sending": 0, "dead": 0, "unknown": 0])
+      #expect(try await store.queueDepth() == ["queued": 4, "sending": 0, "dead": 0, "unknown": 0, "held": 0])
 
       let dying = UUID()
       let dead = try await store.claim(limit: 1, lease: .seconds(30), token: dying, timeToLive: .seconds(3600))
@@ -413,7 +413,7 @@ import Testing
         logger: Logger(label: "test"))
       #expect(try await store.reclaimExpiredLeases(resendAll: false).unknown == 1)
       _ = try await store.claim(limit: 1, lease: .seconds(30), token: UUID(), timeToLive: .seconds(3600))
-      #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1])
+      #expect(try await store.queueDepth() == ["queued": 1, "sending": 1, "dead": 1, "unknown": 1, "held": 0])
 
       let registry = ProviderRegistry(store: store, secrets: testSecrets)
       for name in ["hook-a", "hook-b"] {

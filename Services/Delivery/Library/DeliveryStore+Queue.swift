@@ -77,12 +77,12 @@ extension DeliveryStore {
   }
 
   /// The statuses `queueDepth` counts.
-  package static let depthStatuses = ["queued", "sending", "dead", "unknown"]
+  package static let depthStatuses = ["queued", "sending", "dead", "unknown", "held"]
 
-  /// Messages of the statuses the queue works on (queued, sending) and of those that wait for an
-  /// operator (dead, unknown), each counted through its partial index (`messages_due_idx`,
-  /// `messages_lease_idx`, `messages_attention_idx`), never by a scan of the whole table: what a
-  /// metrics scrape reads.
+  /// Messages of the statuses the queue works on (queued, sending), of those that wait for an
+  /// operator (dead, unknown) and of paused campaigns (held), each counted through its partial
+  /// index (`messages_due_idx`, `messages_lease_idx`, `messages_attention_idx`,
+  /// `messages_held_idx`), never by a scan of the whole table: what a metrics scrape reads.
   package func queueDepth() async throws -> [String: Int64] {
     let rows = try await client.query(
       """
@@ -90,11 +90,12 @@ extension DeliveryStore {
         (SELECT count(*) FROM delivery.messages WHERE status = 'queued'),
         (SELECT count(*) FROM delivery.messages WHERE status = 'sending'),
         (SELECT count(*) FROM delivery.messages WHERE status = 'dead'),
-        (SELECT count(*) FROM delivery.messages WHERE status = 'unknown')
+        (SELECT count(*) FROM delivery.messages WHERE status = 'unknown'),
+        (SELECT count(*) FROM delivery.messages WHERE status = 'held')
       """, logger: logger
-    ).decode((Int64, Int64, Int64, Int64).self).elements()
-    guard let (queued, sending, dead, unknown) = rows.first else { return [:] }
-    return ["queued": queued, "sending": sending, "dead": dead, "unknown": unknown]
+    ).decode((Int64, Int64, Int64, Int64, Int64).self).elements()
+    guard let (queued, sending, dead, unknown, held) = rows.first else { return [:] }
+    return ["queued": queued, "sending": sending, "dead": dead, "unknown": unknown, "held": held]
   }
 
   /// Claims up to `limit` due messages of `channels` with `FOR UPDATE SKIP LOCKED` (replicas never
