@@ -22,8 +22,7 @@ package struct MIMEMessage {
 
     /// The From address's domain, lower-cased: the Message-ID's right side and the DKIM `d=`.
     package var domain: String {
-      guard let at = address.lastIndex(of: "@") else { return "localhost" }
-      return address[address.index(after: at)...].lowercased()
+      MailAddress.domain(of: address) ?? "localhost"
     }
   }
 

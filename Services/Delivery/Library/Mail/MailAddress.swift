@@ -22,6 +22,13 @@ package struct MailAddress: Equatable {
   }
 }
 
+extension MailAddress {
+  /// The part of `address` after its last @, lower-cased; nil when it has none.
+  package static func domain(of address: String) -> String? {
+    address.lastIndex(of: "@").map { address[address.index(after: $0)...].lowercased() }
+  }
+}
+
 /// Internationalized domain names to ASCII (IDNA, RFC 5891): each label mapped as UTS #46 does for
 /// the common cases (compatibility-normalized, NFKC, and lower-cased), then, when it is not ASCII,
 /// written as `xn--` and its Punycode (RFC 3492).

@@ -35,7 +35,6 @@ package struct OutgoingMessage: Sendable, Equatable {
   /// The part after the last `@` of an e-mail address (lower-cased), or the country prefix of a
   /// phone number's first digits; the rate limits' recipient-domain layer.
   package var recipientDomain: String {
-    if let at = recipient.lastIndex(of: "@") { return recipient[recipient.index(after: at)...].lowercased() }
-    return String(recipient.prefix(3))
+    MailAddress.domain(of: recipient) ?? String(recipient.prefix(3))
   }
 }

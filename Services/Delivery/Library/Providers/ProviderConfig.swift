@@ -159,8 +159,8 @@ package struct ProviderConfig: Sendable, Equatable {
 
   /// The domain it sends as (an SMTP provider's From domain, lower-cased); nil for the others.
   package var sendingDomain: String? {
-    guard case .smtp(let settings) = kind, let at = settings.fromAddress.lastIndex(of: "@") else { return nil }
-    return settings.fromAddress[settings.fromAddress.index(after: at)...].lowercased()
+    guard case .smtp(let settings) = kind else { return nil }
+    return MailAddress.domain(of: settings.fromAddress)
   }
 
   /// What answers show in place of a secret that is set. Given back as a secret's value (a
