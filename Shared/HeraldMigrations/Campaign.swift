@@ -254,5 +254,20 @@ extension HeraldMigrations {
           ALTER TABLE campaigns ADD COLUMN delivery_pending boolean NOT NULL DEFAULT false;
           CREATE INDEX campaigns_delivery_pending_idx ON campaigns (updated_at) WHERE delivery_pending;
           """#),
+      Migration(
+        version: 11, name: "inbound messages: replies and SMS keywords",
+        sql: #"""
+          -- Where the inbound feed (delivery's ListInboundFeed) was read to: SMS keywords change
+          -- consent, and senders are linked to their subscribers, exactly once per message.
+          CREATE TABLE inbound_feed (
+            id integer PRIMARY KEY CHECK (id = 1),
+            cursor text NOT NULL DEFAULT '',
+            messages_applied bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          INSERT INTO inbound_feed (id) VALUES (1);
+          -- Replies are engagement (a metadata-only addition).
+          ALTER TABLE subscriber_engagement ADD COLUMN replied bigint NOT NULL DEFAULT 0;
+          """#),
     ])
 }

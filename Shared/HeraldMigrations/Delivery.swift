@@ -199,5 +199,48 @@ extension HeraldMigrations {
             released_at timestamptz
           );
           """#),
+      Migration(
+        version: 9, name: "inbound messages and SMS keywords",
+        sql: #"""
+          -- SMS and e-mail received through a provider (SPEC §11), each once per provider message
+          -- id: what it answers, what it was taken as (a reply, a keyword, one for review...) and
+          -- the confirmation queued in answer. The campaign service reads them in commit-safe order
+          -- (txid, feed_seq) as it reads delivery events; a reviewed message moves to the end.
+          CREATE TABLE inbound_messages (
+            id uuid PRIMARY KEY DEFAULT uuid_v7(),
+            provider text NOT NULL,
+            provider_message_id text NOT NULL CHECK (provider_message_id <> ''),
+            channel text NOT NULL CHECK (channel IN ('sms', 'email')),
+            sender text NOT NULL CHECK (sender <> ''),
+            recipient text NOT NULL,
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL,
+            headers jsonb,
+            answers_message_id uuid,
+            campaign_id uuid,
+            subscriber_id uuid,
+            action text NOT NULL CHECK (action IN (
+              'reply', 'stop', 'start', 'help', 'review', 'stop_reviewed', 'dismissed', 'auto_reply', 'none')),
+            keyword text NOT NULL DEFAULT '',
+            response_message_id uuid,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            feed_seq bigint GENERATED ALWAYS AS IDENTITY,
+            UNIQUE (provider, provider_message_id)
+          );
+          CREATE INDEX inbound_messages_feed_idx ON inbound_messages (txid, feed_seq);
+          CREATE INDEX inbound_messages_action_idx ON inbound_messages (action, id);
+          -- An SMS reply answers the last message sent to its number, and a STOP suppresses what is
+          -- queued for it: both found through this index (SMS only, so e-mail sends pay nothing).
+          CREATE INDEX messages_sms_recipient_idx ON messages (recipient, id) WHERE channel = 'sms';
+          -- A confirmation of STOP or START, or the help text: sent even to a suppressed number
+          -- (the one reply the rules allow after an opt-out). A metadata-only addition.
+          ALTER TABLE messages ADD COLUMN compliance boolean NOT NULL DEFAULT false;
+          -- A number that texted STOP (or the like) is suppressed for that reason; START takes it
+          -- off. NOT VALID: every row was written under the narrower check.
+          ALTER TABLE suppressions DROP CONSTRAINT suppressions_reason_check;
+          ALTER TABLE suppressions ADD CONSTRAINT suppressions_reason_check
+            CHECK (reason IN ('hard_bounce', 'complaint', 'manual', 'sms_keyword')) NOT VALID;
+          """#),
     ])
 }

@@ -1558,6 +1558,10 @@ public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
   /// was not delivered, but the address is not suppressed and the guard does not count them.
   public var softBounced: Int64 = 0
 
+  /// Replies to the campaign's messages (an inbound SMS or e-mail matched to the message it
+  /// answers; keywords such as STOP or HELP are not replies).
+  public var replied: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4219,7 +4223,7 @@ nonisolated extension Herald_Campaign_V1_CampaignTransitionRequest: SwiftProtobu
 
 nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryCounts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0\u{3}soft_bounced\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0\u{3}soft_bounced\0\u{1}replied\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4240,6 +4244,7 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.machineOpened) }()
       case 12: try { try decoder.decodeSingularInt64Field(value: &self.machineClicked) }()
       case 13: try { try decoder.decodeSingularInt64Field(value: &self.softBounced) }()
+      case 14: try { try decoder.decodeSingularInt64Field(value: &self.replied) }()
       default: break
       }
     }
@@ -4285,6 +4290,9 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if self.softBounced != 0 {
       try visitor.visitSingularInt64Field(value: self.softBounced, fieldNumber: 13)
     }
+    if self.replied != 0 {
+      try visitor.visitSingularInt64Field(value: self.replied, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4302,6 +4310,7 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
     if lhs.machineOpened != rhs.machineOpened {return false}
     if lhs.machineClicked != rhs.machineClicked {return false}
     if lhs.softBounced != rhs.softBounced {return false}
+    if lhs.replied != rhs.replied {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

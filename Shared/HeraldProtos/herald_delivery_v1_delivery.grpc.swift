@@ -364,6 +364,71 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "IngestInbound" metadata.
+        public enum IngestInbound: Sendable {
+            /// Request type for "IngestInbound".
+            public typealias Input = Herald_Delivery_V1_IngestInboundRequest
+            /// Response type for "IngestInbound".
+            public typealias Output = Herald_Delivery_V1_IngestInboundResponse
+            /// Descriptor for "IngestInbound".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "IngestInbound",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListInboundMessages" metadata.
+        public enum ListInboundMessages: Sendable {
+            /// Request type for "ListInboundMessages".
+            public typealias Input = Herald_Delivery_V1_ListInboundMessagesRequest
+            /// Response type for "ListInboundMessages".
+            public typealias Output = Herald_Delivery_V1_ListInboundMessagesResponse
+            /// Descriptor for "ListInboundMessages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListInboundMessages",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReviewInboundMessage" metadata.
+        public enum ReviewInboundMessage: Sendable {
+            /// Request type for "ReviewInboundMessage".
+            public typealias Input = Herald_Delivery_V1_ReviewInboundMessageRequest
+            /// Response type for "ReviewInboundMessage".
+            public typealias Output = Herald_Delivery_V1_InboundMessage
+            /// Descriptor for "ReviewInboundMessage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ReviewInboundMessage",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListInboundFeed" metadata.
+        public enum ListInboundFeed: Sendable {
+            /// Request type for "ListInboundFeed".
+            public typealias Input = Herald_Delivery_V1_ListInboundFeedRequest
+            /// Response type for "ListInboundFeed".
+            public typealias Output = Herald_Delivery_V1_ListInboundFeedResponse
+            /// Descriptor for "ListInboundFeed".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "ListInboundFeed",
+                type: .unary
+            )
+        }
+        /// Namespace for "LinkInboundSubscribers" metadata.
+        public enum LinkInboundSubscribers: Sendable {
+            /// Request type for "LinkInboundSubscribers".
+            public typealias Input = Herald_Delivery_V1_LinkInboundSubscribersRequest
+            /// Response type for "LinkInboundSubscribers".
+            public typealias Output = Herald_Delivery_V1_LinkInboundSubscribersResponse
+            /// Descriptor for "LinkInboundSubscribers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "LinkInboundSubscribers",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
@@ -390,7 +455,12 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             ListDkimKeys.descriptor,
             GetDeliverability.descriptor,
             ReleaseSendingDomain.descriptor,
-            DeleteDkimKey.descriptor
+            DeleteDkimKey.descriptor,
+            IngestInbound.descriptor,
+            ListInboundMessages.descriptor,
+            ReviewInboundMessage.descriptor,
+            ListInboundFeed.descriptor,
+            LinkInboundSubscribers.descriptor
         ]
     }
 }
@@ -906,6 +976,107 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>
+
+        /// Handle the "IngestInbound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+        /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+        /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+        /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+        /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+        /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+        /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_IngestInboundRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_IngestInboundResponse` messages.
+        func ingestInbound(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestInboundRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestInboundResponse>
+
+        /// Handle the "ListInboundMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages, newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListInboundMessagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListInboundMessagesResponse` messages.
+        func listInboundMessages(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListInboundMessagesResponse>
+
+        /// Handle the "ReviewInboundMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+        /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+        /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+        /// > review; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ReviewInboundMessageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_InboundMessage` messages.
+        func reviewInboundMessage(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_InboundMessage>
+
+        /// Handle the "ListInboundFeed" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+        /// > the commit-safe order of ListDeliveryEvents.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_ListInboundFeedRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_ListInboundFeedResponse` messages.
+        func listInboundFeed(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListInboundFeedResponse>
+
+        /// Handle the "LinkInboundSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the subscribers the campaign service found for inbound messages that did not answer
+        /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_LinkInboundSubscribersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_LinkInboundSubscribersResponse` messages.
+        func linkInboundSubscribers(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>
     }
 
     /// Service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -1405,6 +1576,107 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_DeleteDkimKeyRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>
+
+        /// Handle the "IngestInbound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+        /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+        /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+        /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+        /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+        /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+        /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestInboundRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_IngestInboundResponse` message.
+        func ingestInbound(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestInboundRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestInboundResponse>
+
+        /// Handle the "ListInboundMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages, newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListInboundMessagesResponse` message.
+        func listInboundMessages(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundMessagesResponse>
+
+        /// Handle the "ReviewInboundMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+        /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+        /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+        /// > review; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReviewInboundMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_InboundMessage` message.
+        func reviewInboundMessage(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_InboundMessage>
+
+        /// Handle the "ListInboundFeed" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+        /// > the commit-safe order of ListDeliveryEvents.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundFeedRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_ListInboundFeedResponse` message.
+        func listInboundFeed(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundFeedResponse>
+
+        /// Handle the "LinkInboundSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the subscribers the campaign service found for inbound messages that did not answer
+        /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_LinkInboundSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_LinkInboundSubscribersResponse` message.
+        func linkInboundSubscribers(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>
     }
 
     /// Simple service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -1902,6 +2174,107 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_DeleteDkimKeyRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_DeleteDkimKeyResponse
+
+        /// Handle the "IngestInbound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+        /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+        /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+        /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+        /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+        /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+        /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_IngestInboundRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_IngestInboundResponse` to respond with.
+        func ingestInbound(
+            request: Herald_Delivery_V1_IngestInboundRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_IngestInboundResponse
+
+        /// Handle the "ListInboundMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages, newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListInboundMessagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListInboundMessagesResponse` to respond with.
+        func listInboundMessages(
+            request: Herald_Delivery_V1_ListInboundMessagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListInboundMessagesResponse
+
+        /// Handle the "ReviewInboundMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+        /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+        /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+        /// > review; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ReviewInboundMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_InboundMessage` to respond with.
+        func reviewInboundMessage(
+            request: Herald_Delivery_V1_ReviewInboundMessageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_InboundMessage
+
+        /// Handle the "ListInboundFeed" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+        /// > the commit-safe order of ListDeliveryEvents.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_ListInboundFeedRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_ListInboundFeedResponse` to respond with.
+        func listInboundFeed(
+            request: Herald_Delivery_V1_ListInboundFeedRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_ListInboundFeedResponse
+
+        /// Handle the "LinkInboundSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the subscribers the campaign service found for inbound messages that did not answer
+        /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_LinkInboundSubscribersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_LinkInboundSubscribersResponse` to respond with.
+        func linkInboundSubscribers(
+            request: Herald_Delivery_V1_LinkInboundSubscribersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_LinkInboundSubscribersResponse
     }
 }
 
@@ -2184,6 +2557,61 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.IngestInbound.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestInboundRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestInboundResponse>(),
+            handler: { request, context in
+                try await self.ingestInbound(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListInboundMessages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListInboundMessagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListInboundMessagesResponse>(),
+            handler: { request, context in
+                try await self.listInboundMessages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ReviewInboundMessage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ReviewInboundMessageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_InboundMessage>(),
+            handler: { request, context in
+                try await self.reviewInboundMessage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.ListInboundFeed.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListInboundFeedRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListInboundFeedResponse>(),
+            handler: { request, context in
+                try await self.listInboundFeed(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.LinkInboundSubscribers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_LinkInboundSubscribersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>(),
+            handler: { request, context in
+                try await self.linkInboundSubscribers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2459,6 +2887,61 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse> {
         let response = try await self.deleteDkimKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func ingestInbound(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestInboundRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestInboundResponse> {
+        let response = try await self.ingestInbound(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listInboundMessages(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListInboundMessagesResponse> {
+        let response = try await self.listInboundMessages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reviewInboundMessage(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_InboundMessage> {
+        let response = try await self.reviewInboundMessage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listInboundFeed(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_ListInboundFeedResponse> {
+        let response = try await self.listInboundFeed(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func linkInboundSubscribers(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse> {
+        let response = try await self.linkInboundSubscribers(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2787,6 +3270,71 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>(
             message: try await self.deleteDkimKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func ingestInbound(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestInboundRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestInboundResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_IngestInboundResponse>(
+            message: try await self.ingestInbound(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listInboundMessages(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundMessagesResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundMessagesResponse>(
+            message: try await self.listInboundMessages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reviewInboundMessage(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_InboundMessage> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_InboundMessage>(
+            message: try await self.reviewInboundMessage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listInboundFeed(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundFeedResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_ListInboundFeedResponse>(
+            message: try await self.listInboundFeed(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func linkInboundSubscribers(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>(
+            message: try await self.linkInboundSubscribers(
                 request: request.message,
                 context: context
             ),
@@ -3417,6 +3965,132 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_DeleteDkimKeyResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_DeleteDkimKeyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "IngestInbound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+        /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+        /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+        /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+        /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+        /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+        /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestInboundRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestInboundRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestInboundResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func ingestInbound<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestInboundRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestInboundRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestInboundResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestInboundResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListInboundMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages, newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListInboundMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListInboundMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listInboundMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListInboundMessagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundMessagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReviewInboundMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+        /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+        /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+        /// > review; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReviewInboundMessageRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ReviewInboundMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_InboundMessage` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reviewInboundMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_InboundMessage>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_InboundMessage>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListInboundFeed" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+        /// > the commit-safe order of ListDeliveryEvents.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundFeedRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListInboundFeedRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListInboundFeedResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listInboundFeed<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListInboundFeedRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListInboundFeedResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundFeedResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LinkInboundSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the subscribers the campaign service found for inbound messages that did not answer
+        /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_LinkInboundSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_LinkInboundSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_LinkInboundSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func linkInboundSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -4325,6 +4999,187 @@ extension Herald_Delivery_V1_DeliveryService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "IngestInbound" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+        /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+        /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+        /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+        /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+        /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+        /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestInboundRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestInboundRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestInboundResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func ingestInbound<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestInboundRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestInboundRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestInboundResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestInboundResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.IngestInbound.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListInboundMessages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages, newest first, by cursor.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundMessagesRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListInboundMessagesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListInboundMessagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listInboundMessages<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListInboundMessagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListInboundMessagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundMessagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListInboundMessages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReviewInboundMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+        /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+        /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+        /// > review; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ReviewInboundMessageRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ReviewInboundMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_InboundMessage` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reviewInboundMessage<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_InboundMessage>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_InboundMessage>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ReviewInboundMessage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListInboundFeed" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+        /// > the commit-safe order of ListDeliveryEvents.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundFeedRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_ListInboundFeedRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_ListInboundFeedResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listInboundFeed<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_ListInboundFeedRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_ListInboundFeedResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundFeedResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.ListInboundFeed.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LinkInboundSubscribers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the subscribers the campaign service found for inbound messages that did not answer
+        /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_LinkInboundSubscribersRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_LinkInboundSubscribersRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_LinkInboundSubscribersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func linkInboundSubscribers<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.LinkInboundSubscribers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -5091,6 +5946,162 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_DeleteDkimKeyRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_DeleteDkimKeyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestInbound" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+    /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+    /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+    /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+    /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+    /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+    /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_IngestInboundRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestInbound<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestInboundRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestInboundResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.ingestInbound(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestInboundRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestInboundResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInboundMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Inbound messages, newest first, by cursor.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundMessagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInboundMessages<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundMessagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listInboundMessages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListInboundMessagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListInboundMessagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReviewInboundMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+    /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+    /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+    /// > review; NOT_FOUND for an unknown id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ReviewInboundMessageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reviewInboundMessage<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_InboundMessage>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reviewInboundMessage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ReviewInboundMessageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_InboundMessage>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInboundFeed" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+    /// > the commit-safe order of ListDeliveryEvents.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_ListInboundFeedRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInboundFeed<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundFeedRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundFeedResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listInboundFeed(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_ListInboundFeedRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_ListInboundFeedResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LinkInboundSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the subscribers the campaign service found for inbound messages that did not answer
+    /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_LinkInboundSubscribersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func linkInboundSubscribers<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.linkInboundSubscribers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_LinkInboundSubscribersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5959,6 +6970,182 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.deleteDkimKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestInbound" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An inbound message (SPEC §11): an SMS or e-mail a provider forwards to the gateway's public
+    /// > `/v1/inbound/sms/{provider}` or `/v1/inbound/email/{provider}` route, passed on unchanged.
+    /// > Verified against the provider's webhook secret (X-Twilio-Signature for the form-encoded SMS
+    /// > shape, X-Herald-Signature otherwise), stored once per provider message id, matched to the
+    /// > message it answers, and acted on: SMS keywords change the number's suppression and queue one
+    /// > confirmation; a reply is a `replied` event of the message it answers. UNAUTHENTICATED for a bad
+    /// > signature (nothing stored), INVALID_ARGUMENT naming the field for a malformed body.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestInbound<Result>(
+        _ message: Herald_Delivery_V1_IngestInboundRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestInboundResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_IngestInboundRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.ingestInbound(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInboundMessages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Inbound messages, newest first, by cursor.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInboundMessages<Result>(
+        _ message: Herald_Delivery_V1_ListInboundMessagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundMessagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundMessagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listInboundMessages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReviewInboundMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not
+    /// > plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation
+    /// > included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for
+    /// > review; NOT_FOUND for an unknown id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reviewInboundMessage<Result>(
+        _ message: Herald_Delivery_V1_ReviewInboundMessageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_InboundMessage>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ReviewInboundMessageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reviewInboundMessage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInboundFeed" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Inbound messages after a cursor, for the campaign service (consent and subscriber links), in
+    /// > the commit-safe order of ListDeliveryEvents.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInboundFeed<Result>(
+        _ message: Herald_Delivery_V1_ListInboundFeedRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_ListInboundFeedResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_ListInboundFeedRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listInboundFeed(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LinkInboundSubscribers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the subscribers the campaign service found for inbound messages that did not answer
+    /// > a message of Herald's (by phone number or e-mail address). Idempotent.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func linkInboundSubscribers<Result>(
+        _ message: Herald_Delivery_V1_LinkInboundSubscribersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.linkInboundSubscribers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1121,6 +1121,16 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
     set {_uniqueStorage()._settings = .webhook(newValue)}
   }
 
+  /// An SMS provider's number: the keywords it answers and their texts (SPEC §11).
+  public var smsKeywords: Herald_Delivery_V1_SmsKeywordSettings {
+    get {_storage._smsKeywords ?? Herald_Delivery_V1_SmsKeywordSettings()}
+    set {_uniqueStorage()._smsKeywords = newValue}
+  }
+  /// Returns true if `smsKeywords` has been explicitly set.
+  public var hasSmsKeywords: Bool {_storage._smsKeywords != nil}
+  /// Clears the value of `smsKeywords`. Subsequent reads from it will return its default value.
+  public mutating func clearSmsKeywords() {_uniqueStorage()._smsKeywords = nil}
+
   /// Output only.
   public var status: Herald_Delivery_V1_ProviderStatus {
     get {_storage._status ?? Herald_Delivery_V1_ProviderStatus()}
@@ -1499,7 +1509,8 @@ public nonisolated struct Herald_Delivery_V1_Suppression: Sendable {
   /// domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored.
   public var address: String = String()
 
-  /// hard_bounce, complaint or manual; left out (empty over gRPC) means manual.
+  /// hard_bounce, complaint, manual or sms_keyword (the number texted STOP or the like; START takes
+  /// it off); left out (empty over gRPC) means manual.
   public var reason: String = String()
 
   /// Why, in words; at most 1,000 characters over REST.
@@ -1610,6 +1621,291 @@ public nonisolated struct Herald_Delivery_V1_WarmupSchedule: Sendable {
   public init() {}
 
   fileprivate var _startedOn: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_IngestInboundRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The provider's name, from the route.
+  public var provider: String = String()
+
+  /// "sms" or "email", from the route.
+  public var channel: String = String()
+
+  public var body: Data = Data()
+
+  /// The request's Content-Type.
+  public var contentType: String = String()
+
+  /// The URL the provider called (HERALD_PUBLIC_URL, or the request's scheme and Host, followed by
+  /// the path and query), which the X-Twilio-Signature covers.
+  public var url: String = String()
+
+  /// The X-Twilio-Signature header: base64 of HMAC-SHA1, keyed with the provider's webhook secret
+  /// (the SMS account's auth token), over the URL followed by each form parameter sorted by name
+  /// as name and value without separators; a JSON body is covered by the URL's bodySHA256 query
+  /// parameter (hex SHA-256 of the body) instead.
+  public var twilioSignature: String = String()
+
+  /// The X-Herald-Signature header (see IngestProviderWebhookRequest).
+  public var heraldSignature: String = String()
+
+  /// Only verify the signature and apply nothing (see IngestProviderWebhookRequest).
+  public var verifyOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_IngestInboundResponse: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inbound: Herald_Delivery_V1_InboundMessage {
+    get {_storage._inbound ?? Herald_Delivery_V1_InboundMessage()}
+    set {_uniqueStorage()._inbound = newValue}
+  }
+  /// Returns true if `inbound` has been explicitly set.
+  public var hasInbound: Bool {_storage._inbound != nil}
+  /// Clears the value of `inbound`. Subsequent reads from it will return its default value.
+  public mutating func clearInbound() {_uniqueStorage()._inbound = nil}
+
+  /// The same provider message id was already taken in: nothing was done again.
+  public var duplicate: Bool {
+    get {_storage._duplicate}
+    set {_uniqueStorage()._duplicate = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// An SMS or e-mail received through a provider.
+public nonisolated struct Herald_Delivery_V1_InboundMessage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var provider: String = String()
+
+  /// The provider's id of the message (MessageSid; an e-mail's Message-ID): what makes a retried
+  /// webhook a duplicate.
+  public var providerMessageID: String = String()
+
+  /// sms or email.
+  public var channel: String = String()
+
+  /// The sender: an E.164 number or an e-mail address (lower-cased).
+  public var from: String = String()
+
+  /// The number or address it was sent to.
+  public var to: String = String()
+
+  public var subject: String = String()
+
+  public var text: String = String()
+
+  public var receivedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_receivedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_receivedAt = newValue}
+  }
+  /// Returns true if `receivedAt` has been explicitly set.
+  public var hasReceivedAt: Bool {self._receivedAt != nil}
+  /// Clears the value of `receivedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearReceivedAt() {self._receivedAt = nil}
+
+  /// The message of Herald's it answers (an e-mail's In-Reply-To or References; for an SMS, the
+  /// last one sent to the number), its campaign and subscriber; empty when none.
+  public var answersMessageID: String = String()
+
+  public var campaignID: String = String()
+
+  public var subscriberID: String = String()
+
+  /// What it was taken as: reply, stop, start, help, review (it may ask to stop; an operator
+  /// decides), stop_reviewed or dismissed (decided), auto_reply (an automatic answer, RFC 3834:
+  /// never answered, not engagement) or none (an SMS to no message of Herald's, or an e-mail).
+  public var action: String = String()
+
+  /// The keyword or words that decided it (e.g. STOP, "stop texting me").
+  public var keyword: String = String()
+
+  /// The confirmation or help text queued in answer, when one was.
+  public var responseMessageID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _receivedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Delivery_V1_ListInboundMessagesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only those taken as this: reply, stop, start, help, review, stop_reviewed, dismissed,
+  /// auto_reply or none. Left out means all.
+  public var action: String = String()
+
+  /// next_cursor of the previous page (an inbound message id).
+  public var cursor: String = String()
+
+  /// 1 to 1,000; 0 means 100.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ListInboundMessagesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var messages: [Herald_Delivery_V1_InboundMessage] = []
+
+  public var nextCursor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ReviewInboundMessageRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The inbound message (a UUID).
+  public var id: String = String()
+
+  /// stop: the sender asked to stop (opted out as by the STOP keyword); dismiss: it did not.
+  public var decision: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ListInboundFeedRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// next_cursor of the previous answer; empty means from the beginning.
+  public var cursor: String = String()
+
+  /// 1 to 5,000; 0 means 1,000.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_ListInboundFeedResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var messages: [Herald_Delivery_V1_InboundMessage] = []
+
+  /// Pass back to continue; equal to the request's cursor when there was nothing new.
+  public var nextCursor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_InboundSubscriberLink: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inboundID: String = String()
+
+  public var subscriberID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_LinkInboundSubscribersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var links: [Herald_Delivery_V1_InboundSubscriberLink] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_LinkInboundSubscribersResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var linked: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What an SMS number answers to the keywords people text it (SPEC §11): every text may be
+/// changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole
+/// message, case-insensitively, trimmed and without punctuation, in addition to the standard ones
+/// (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES;
+/// HELP, INFO).
+public nonisolated struct Herald_Delivery_V1_SmsKeywordSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The brand or program name the texts begin with, e.g. "Acme Alerts". At most 60 characters.
+  public var brand: String = String()
+
+  /// How people reach support, e.g. "help@acme.example" or "+18005550100". At most 100 characters.
+  public var support: String = String()
+
+  /// How often messages come, for the help text, e.g. "Up to 4 msgs/month". Default "Msg frequency varies".
+  public var frequency: String = String()
+
+  /// Replaces the confirmation of an opt-out; at most 320 characters.
+  public var stopText: String = String()
+
+  /// Replaces the confirmation of an opt-in; at most 320 characters.
+  public var startText: String = String()
+
+  /// Replaces the help text; at most 320 characters.
+  public var helpText: String = String()
+
+  /// More keywords, each 1 to 30 letters, digits or spaces (at most 20 of each kind).
+  public var stopKeywords: [String] = []
+
+  public var startKeywords: [String] = []
+
+  public var helpKeywords: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Delivery_V1_ListWarmupSchedulesRequest: Sendable {
@@ -3154,7 +3450,7 @@ nonisolated extension Herald_Delivery_V1_WebhookSettings: SwiftProtobuf.Message,
 
 nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Provider"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{2}\u{8}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{3}sms_keywords\0\u{2}\u{7}status\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -3166,6 +3462,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
     var _sendingIdentity: String = String()
     var _webhookSecret: String = String()
     var _settings: Herald_Delivery_V1_Provider.OneOf_Settings?
+    var _smsKeywords: Herald_Delivery_V1_SmsKeywordSettings? = nil
     var _status: Herald_Delivery_V1_ProviderStatus? = nil
 
       // This property is used as the initial default value for new instances of the type.
@@ -3186,6 +3483,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
       _sendingIdentity = source._sendingIdentity
       _webhookSecret = source._webhookSecret
       _settings = source._settings
+      _smsKeywords = source._smsKeywords
       _status = source._status
     }
   }
@@ -3252,6 +3550,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
             _storage._settings = .webhook(v)
           }
         }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._smsKeywords) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._status) }()
         default: break
         }
@@ -3304,6 +3603,9 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
       }()
       case nil: break
       }
+      try { if let v = _storage._smsKeywords {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
       try { if let v = _storage._status {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()
@@ -3325,6 +3627,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
         if _storage._sendingIdentity != rhs_storage._sendingIdentity {return false}
         if _storage._webhookSecret != rhs_storage._webhookSecret {return false}
         if _storage._settings != rhs_storage._settings {return false}
+        if _storage._smsKeywords != rhs_storage._smsKeywords {return false}
         if _storage._status != rhs_storage._status {return false}
         return true
       }
@@ -4239,6 +4542,597 @@ nonisolated extension Herald_Delivery_V1_WarmupSchedule: SwiftProtobuf.Message, 
     if lhs._startedOn != rhs._startedOn {return false}
     if lhs.today != rhs.today {return false}
     if lhs.sentToday != rhs.sentToday {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_IngestInboundRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestInboundRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}channel\0\u{1}body\0\u{3}content_type\0\u{1}url\0\u{3}twilio_signature\0\u{3}herald_signature\0\u{3}verify_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.twilioSignature) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.heraldSignature) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.verifyOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 1)
+    }
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 3)
+    }
+    if !self.contentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.contentType, fieldNumber: 4)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 5)
+    }
+    if !self.twilioSignature.isEmpty {
+      try visitor.visitSingularStringField(value: self.twilioSignature, fieldNumber: 6)
+    }
+    if !self.heraldSignature.isEmpty {
+      try visitor.visitSingularStringField(value: self.heraldSignature, fieldNumber: 7)
+    }
+    if self.verifyOnly != false {
+      try visitor.visitSingularBoolField(value: self.verifyOnly, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_IngestInboundRequest, rhs: Herald_Delivery_V1_IngestInboundRequest) -> Bool {
+    if lhs.provider != rhs.provider {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.contentType != rhs.contentType {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.twilioSignature != rhs.twilioSignature {return false}
+    if lhs.heraldSignature != rhs.heraldSignature {return false}
+    if lhs.verifyOnly != rhs.verifyOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_IngestInboundResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestInboundResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inbound\0\u{1}duplicate\0")
+
+  fileprivate class _StorageClass {
+    var _inbound: Herald_Delivery_V1_InboundMessage? = nil
+    var _duplicate: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _inbound = source._inbound
+      _duplicate = source._duplicate
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._inbound) }()
+        case 2: try { try decoder.decodeSingularBoolField(value: &_storage._duplicate) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._inbound {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._duplicate != false {
+        try visitor.visitSingularBoolField(value: _storage._duplicate, fieldNumber: 2)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_IngestInboundResponse, rhs: Herald_Delivery_V1_IngestInboundResponse) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._inbound != rhs_storage._inbound {return false}
+        if _storage._duplicate != rhs_storage._duplicate {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_InboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InboundMessage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}provider\0\u{3}provider_message_id\0\u{1}channel\0\u{1}from\0\u{1}to\0\u{1}subject\0\u{1}text\0\u{3}received_at\0\u{3}answers_message_id\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{1}action\0\u{1}keyword\0\u{3}response_message_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.providerMessageID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.subject) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.text) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._receivedAt) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.answersMessageID) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.keyword) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.responseMessageID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 2)
+    }
+    if !self.providerMessageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.providerMessageID, fieldNumber: 3)
+    }
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 4)
+    }
+    if !self.from.isEmpty {
+      try visitor.visitSingularStringField(value: self.from, fieldNumber: 5)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 6)
+    }
+    if !self.subject.isEmpty {
+      try visitor.visitSingularStringField(value: self.subject, fieldNumber: 7)
+    }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 8)
+    }
+    try { if let v = self._receivedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    if !self.answersMessageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.answersMessageID, fieldNumber: 10)
+    }
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 11)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 12)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 13)
+    }
+    if !self.keyword.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyword, fieldNumber: 14)
+    }
+    if !self.responseMessageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.responseMessageID, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_InboundMessage, rhs: Herald_Delivery_V1_InboundMessage) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.provider != rhs.provider {return false}
+    if lhs.providerMessageID != rhs.providerMessageID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.subject != rhs.subject {return false}
+    if lhs.text != rhs.text {return false}
+    if lhs._receivedAt != rhs._receivedAt {return false}
+    if lhs.answersMessageID != rhs.answersMessageID {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.keyword != rhs.keyword {return false}
+    if lhs.responseMessageID != rhs.responseMessageID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListInboundMessagesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListInboundMessagesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}cursor\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.cursor) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 1)
+    }
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.cursor, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListInboundMessagesRequest, rhs: Herald_Delivery_V1_ListInboundMessagesRequest) -> Bool {
+    if lhs.action != rhs.action {return false}
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListInboundMessagesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListInboundMessagesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0\u{3}next_cursor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.messages) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextCursor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.messages.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.messages, fieldNumber: 1)
+    }
+    if !self.nextCursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextCursor, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListInboundMessagesResponse, rhs: Herald_Delivery_V1_ListInboundMessagesResponse) -> Bool {
+    if lhs.messages != rhs.messages {return false}
+    if lhs.nextCursor != rhs.nextCursor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ReviewInboundMessageRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReviewInboundMessageRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}decision\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.decision) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.decision.isEmpty {
+      try visitor.visitSingularStringField(value: self.decision, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ReviewInboundMessageRequest, rhs: Herald_Delivery_V1_ReviewInboundMessageRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.decision != rhs.decision {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListInboundFeedRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListInboundFeedRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cursor\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cursor) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.cursor, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListInboundFeedRequest, rhs: Herald_Delivery_V1_ListInboundFeedRequest) -> Bool {
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_ListInboundFeedResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListInboundFeedResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}messages\0\u{3}next_cursor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.messages) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextCursor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.messages.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.messages, fieldNumber: 1)
+    }
+    if !self.nextCursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextCursor, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ListInboundFeedResponse, rhs: Herald_Delivery_V1_ListInboundFeedResponse) -> Bool {
+    if lhs.messages != rhs.messages {return false}
+    if lhs.nextCursor != rhs.nextCursor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_InboundSubscriberLink: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InboundSubscriberLink"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}inbound_id\0\u{3}subscriber_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.inboundID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.inboundID.isEmpty {
+      try visitor.visitSingularStringField(value: self.inboundID, fieldNumber: 1)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_InboundSubscriberLink, rhs: Herald_Delivery_V1_InboundSubscriberLink) -> Bool {
+    if lhs.inboundID != rhs.inboundID {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_LinkInboundSubscribersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LinkInboundSubscribersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}links\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.links) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.links.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.links, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_LinkInboundSubscribersRequest, rhs: Herald_Delivery_V1_LinkInboundSubscribersRequest) -> Bool {
+    if lhs.links != rhs.links {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_LinkInboundSubscribersResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LinkInboundSubscribersResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.linked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.linked != 0 {
+      try visitor.visitSingularInt32Field(value: self.linked, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_LinkInboundSubscribersResponse, rhs: Herald_Delivery_V1_LinkInboundSubscribersResponse) -> Bool {
+    if lhs.linked != rhs.linked {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_SmsKeywordSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SmsKeywordSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}brand\0\u{1}support\0\u{1}frequency\0\u{3}stop_text\0\u{3}start_text\0\u{3}help_text\0\u{3}stop_keywords\0\u{3}start_keywords\0\u{3}help_keywords\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.brand) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.support) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.frequency) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.stopText) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.startText) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.helpText) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.stopKeywords) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.startKeywords) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.helpKeywords) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.brand.isEmpty {
+      try visitor.visitSingularStringField(value: self.brand, fieldNumber: 1)
+    }
+    if !self.support.isEmpty {
+      try visitor.visitSingularStringField(value: self.support, fieldNumber: 2)
+    }
+    if !self.frequency.isEmpty {
+      try visitor.visitSingularStringField(value: self.frequency, fieldNumber: 3)
+    }
+    if !self.stopText.isEmpty {
+      try visitor.visitSingularStringField(value: self.stopText, fieldNumber: 4)
+    }
+    if !self.startText.isEmpty {
+      try visitor.visitSingularStringField(value: self.startText, fieldNumber: 5)
+    }
+    if !self.helpText.isEmpty {
+      try visitor.visitSingularStringField(value: self.helpText, fieldNumber: 6)
+    }
+    if !self.stopKeywords.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.stopKeywords, fieldNumber: 7)
+    }
+    if !self.startKeywords.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.startKeywords, fieldNumber: 8)
+    }
+    if !self.helpKeywords.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.helpKeywords, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_SmsKeywordSettings, rhs: Herald_Delivery_V1_SmsKeywordSettings) -> Bool {
+    if lhs.brand != rhs.brand {return false}
+    if lhs.support != rhs.support {return false}
+    if lhs.frequency != rhs.frequency {return false}
+    if lhs.stopText != rhs.stopText {return false}
+    if lhs.startText != rhs.startText {return false}
+    if lhs.helpText != rhs.helpText {return false}
+    if lhs.stopKeywords != rhs.stopKeywords {return false}
+    if lhs.startKeywords != rhs.startKeywords {return false}
+    if lhs.helpKeywords != rhs.helpKeywords {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -38,12 +38,14 @@ import Testing
   static let down = ServiceAddress(host: "127.0.0.1", port: 1)
 
   /// Runs the gateway against a live campaign service (and, with `delivery`, a live delivery
-  /// service without its workers); the other back-ends are down.
+  /// service, with its workers when `deliveryWorkers`); the other back-ends are down.
   func withGateway(
     adminKey: String? = GatewayTests.adminKey,
     announced: Announced = Announced(),
     delivery: Bool = false,
     deliverySettings: DeliverySettings = GatewayTests.deliverySettings,
+    deliveryWorkers: Bool = false,
+    onDelivery: @Sendable (_ port: Int) -> Void = { _ in },
     rateLimit: Bool = false,
     sync: SyncSettings? = nil,
     verification: Bool = false,
@@ -105,8 +107,9 @@ import Testing
     guard delivery else { return try await run(deliveryPort: nil) }
     var deliveryDefinition = DeliveryDefinition.make(settings: deliverySettings)
     deliveryDefinition.readinessDependencies = []
-    deliveryDefinition.makeWorkers = { _ in [] }
+    if !deliveryWorkers { deliveryDefinition.makeWorkers = { _ in [] } }
     try await withRunningService(deliveryDefinition, databaseURL: url) { deliveryPort, _ async throws in
+      onDelivery(deliveryPort)
       try await run(deliveryPort: deliveryPort)
     }
   }

@@ -48,11 +48,13 @@ package enum CampaignDefinition: BackEndProcess {
             ).run()
           }
         }
+        let inbound = InboundFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
         let holds = CampaignHoldSync(
           store: CampaignStore(client: resources.database, logger: resources.logger), sink: sink, logger: resources.logger)
         return relays + [
           BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
           BackgroundWorker(name: "delivery-feed") { await feed.run() },
+          BackgroundWorker(name: "inbound-feed") { await inbound.run() },
           BackgroundWorker(name: "delivery-holds") { await holds.run() },
         ]
       },

@@ -57,6 +57,7 @@ extension CampaignService {
     case "delivered": counts.delivered += events
     case "bounced": counts.bounced += events
     case "soft_bounced": counts.softBounced += events
+    case "replied": counts.replied += events
     case "failed": counts.failed += events
     case "opened": counts.opened += events
     case "clicked": counts.clicked += events

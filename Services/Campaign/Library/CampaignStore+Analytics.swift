@@ -32,6 +32,7 @@ struct EngagementDelta: Sendable {
   var clicked: Int64 = 0
   var bounced: Int64 = 0
   var complained: Int64 = 0
+  var replied: Int64 = 0
   var lastEvent = Date.distantPast
 }
 
@@ -87,25 +88,26 @@ extension CampaignStore {
     try await connection.query(
       """
       INSERT INTO campaign.subscriber_engagement AS s (
-        subscriber_id, delivered, opened, clicked, bounced, complained, last_event_at, last_engaged_at)
-      SELECT t.id, t.delivered, t.opened, t.clicked, t.bounced, t.complained, t.at,
-        CASE WHEN t.opened + t.clicked > 0 THEN t.at END
+        subscriber_id, delivered, opened, clicked, bounced, complained, replied, last_event_at, last_engaged_at)
+      SELECT t.id, t.delivered, t.opened, t.clicked, t.bounced, t.complained, t.replied, t.at,
+        CASE WHEN t.opened + t.clicked + t.replied > 0 THEN t.at END
       FROM unnest(\(ids)::uuid[], \(entries.map(\.delivered))::int8[], \(entries.map(\.opened))::int8[],
         \(entries.map(\.clicked))::int8[], \(entries.map(\.bounced))::int8[], \(entries.map(\.complained))::int8[],
-        \(entries.map(\.lastEvent))::timestamptz[])
-        AS t(id, delivered, opened, clicked, bounced, complained, at)
+        \(entries.map(\.replied))::int8[], \(entries.map(\.lastEvent))::timestamptz[])
+        AS t(id, delivered, opened, clicked, bounced, complained, replied, at)
       WHERE EXISTS (SELECT 1 FROM campaign.subscribers x WHERE x.id = t.id)
       ON CONFLICT (subscriber_id) DO UPDATE SET
         delivered = s.delivered + excluded.delivered, opened = s.opened + excluded.opened,
         clicked = s.clicked + excluded.clicked, bounced = s.bounced + excluded.bounced,
-        complained = s.complained + excluded.complained,
+        complained = s.complained + excluded.complained, replied = s.replied + excluded.replied,
         last_event_at = greatest(s.last_event_at, excluded.last_event_at),
         last_engaged_at = greatest(s.last_engaged_at, excluded.last_engaged_at)
       """, logger: logger)
+    // A reply weighs most: someone wrote back.
     try await connection.query(
       """
       UPDATE campaign.subscriber_engagement
-      SET score = least(100, round(100.0 * (opened + 2 * clicked) / greatest(2 * delivered, 1)))::int
+      SET score = least(100, round(100.0 * (opened + 2 * clicked + 4 * replied) / greatest(2 * delivered, 1)))::int
       WHERE subscriber_id = ANY(\(ids)::uuid[])
       """, logger: logger)
   }

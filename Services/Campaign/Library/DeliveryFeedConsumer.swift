@@ -24,6 +24,7 @@ package protocol DeliveryEventSource: Sendable {
 package struct DeliveryFeedConsumer: Sendable {
   package static let countedStatuses = [
     "queued", "sent", "delivered", "bounced", "soft_bounced", "failed", "opened", "clicked", "unsubscribed", "complained",
+    "replied",
   ]
   let store: CampaignStore
   let source: any DeliveryEventSource
@@ -86,6 +87,7 @@ package struct DeliveryFeedConsumer: Sendable {
           case "clicked": entry.clicked += 1
           case "bounced": entry.bounced += 1
           case "complained": entry.complained += 1
+          case "replied": entry.replied += 1
           default: break
           }
           entry.lastEvent = max(entry.lastEvent, at)

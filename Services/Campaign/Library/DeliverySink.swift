@@ -4,7 +4,8 @@ import HeraldProtos
 import SwiftProtobuf
 
 /// The delivery service as the campaign process uses it: the relay's `MessageSink`
-/// (`EnqueueMessages`), the analytics feed's `DeliveryEventSource` (`ListDeliveryEvents`) and the
+/// (`EnqueueMessages`), the analytics feed's `DeliveryEventSource` (`ListDeliveryEvents`), the inbound
+/// feed's `InboundSource` (`ListInboundFeed`, `LinkInboundSubscribers`) and the
 /// hold sync's `CampaignHoldSink` (`HoldCampaignMessages`).
 package struct DeliverySink: MessageSink, DeliveryEventSource, CampaignHoldSink {
   let client: Herald_Delivery_V1_DeliveryService.Client<HTTP2ClientTransport.Posix>
@@ -29,5 +30,19 @@ package struct DeliverySink: MessageSink, DeliveryEventSource, CampaignHoldSink 
         $0.cursor = cursor
         $0.limit = limit
       })
+  }
+}
+
+extension DeliverySink: InboundSource {
+  package func inbound(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListInboundFeedResponse {
+    try await client.listInboundFeed(
+      .with {
+        $0.cursor = cursor
+        $0.limit = limit
+      })
+  }
+
+  package func link(_ links: [Herald_Delivery_V1_InboundSubscriberLink]) async throws {
+    _ = try await client.linkInboundSubscribers(.with { $0.links = links })
   }
 }

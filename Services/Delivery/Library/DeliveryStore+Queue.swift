@@ -122,7 +122,9 @@ extension DeliveryStore {
             WHEN m.created_at < now() - \(Self.milliseconds(timeToLive)) * interval '1 millisecond' THEN 'expired'
             WHEN h.action = 'cancel' THEN 'cancelled'
             WHEN h.action = 'hold' THEN 'held'
-            WHEN EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient)) THEN 'suppressed'
+            -- A compliance reply (the confirmation of a STOP, the help text) goes to a suppressed number.
+            WHEN NOT m.compliance AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient))
+              THEN 'suppressed'
             ELSE 'sending'
           END AS status,
           h.reason AS hold_reason

@@ -1,3 +1,4 @@
+import Foundation
 import HeraldCore
 
 /// The gateway's own settings (the common ones, with the back-ends' addresses, are in
@@ -10,6 +11,10 @@ package struct GatewaySettings: Sendable {
   /// Requests a minute each client address may make to the public routes (webhooks,
   /// unsubscribe links), in bursts of half as many.
   package var publicRatePerMinute = 600
+  /// Where the public routes are reached from outside (HERALD_PUBLIC_URL, without a trailing
+  /// slash): the URL an SMS provider signs in X-Twilio-Signature begins with it. nil: the
+  /// request's scheme (X-Forwarded-Proto, else http) and Host.
+  package var publicURL: String?
 
   package init(statusTimeout: Duration = .seconds(2), adminKey: String? = nil, publicRatePerMinute: Int = 600) {
     self.statusTimeout = statusTimeout
@@ -23,8 +28,18 @@ package struct GatewaySettings: Sendable {
       throw ConfigurationError.malformed(
         variable: "HERALD_ADMIN_API_KEY", value: "<redacted>", expected: "20 to 200 characters without spaces")
     }
-    return GatewaySettings(
+    var result = GatewaySettings(
       statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey,
       publicRatePerMinute: try settings.int("HERALD_GATEWAY_PUBLIC_RATE", default: 600, range: 1...1_000_000))
+    if let publicURL = settings.optionalString("HERALD_PUBLIC_URL") {
+      guard let parsed = URL(string: publicURL), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+        parsed.host?.isEmpty == false, parsed.query == nil, !publicURL.contains(where: \.isWhitespace)
+      else {
+        throw ConfigurationError.malformed(
+          variable: "HERALD_PUBLIC_URL", value: "'\(publicURL)'", expected: "an http(s) URL such as https://mail.example.com")
+      }
+      result.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+    }
+    return result
   }
 }

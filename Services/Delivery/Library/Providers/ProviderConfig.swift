@@ -127,6 +127,41 @@ package struct ProviderConfig: Sendable, Equatable {
       throw invalid("settings", "are missing: give one of smtp, http_sms or webhook")
     }
 
+    if provider.hasSmsKeywords {
+      guard channel == "sms" else { throw invalid("sms_keywords", "apply to SMS providers only") }
+      let keywords = provider.smsKeywords
+      for (name, value, limit) in [
+        ("brand", keywords.brand, 60), ("support", keywords.support, 100), ("frequency", keywords.frequency, 100),
+      ] {
+        try oneLine(value, "sms_keywords.\(name)")
+        guard value.count <= limit else { throw invalid("sms_keywords.\(name)", "must be at most \(limit) characters") }
+      }
+      for (name, value) in [("stop_text", keywords.stopText), ("start_text", keywords.startText), ("help_text", keywords.helpText)]
+      where value.count > 320 {
+        throw invalid("sms_keywords.\(name)", "must be at most 320 characters")
+      }
+      // Each keyword means one thing: none in two lists, standard ones included.
+      var meaning: [String: String] = [:]
+      for (name, list, standard) in [
+        ("stop_keywords", keywords.stopKeywords, SMSKeywords.standardStop),
+        ("start_keywords", keywords.startKeywords, SMSKeywords.standardStart),
+        ("help_keywords", keywords.helpKeywords, SMSKeywords.standardHelp),
+      ] {
+        guard list.count <= 20 else { throw invalid("sms_keywords.\(name)", "holds \(list.count); at most 20") }
+        for keyword in standard { meaning[keyword] = name }
+        for (index, keyword) in list.enumerated() {
+          let normal = SMSKeywords.normalized(keyword)
+          guard keyword.wholeMatch(of: /[A-Za-z0-9 ]{1,30}/) != nil, !normal.isEmpty else {
+            throw invalid("sms_keywords.\(name)[\(index)]", "'\(keyword)' must be 1 to 30 letters, digits or spaces")
+          }
+          if let other = meaning[normal], other != name {
+            throw invalid("sms_keywords.\(name)[\(index)]", "'\(keyword)' is already one of the \(other)")
+          }
+          meaning[normal] = name
+        }
+      }
+    }
+
     self.name = provider.name
     self.channel = channel
     self.priority = Int(provider.priority)

@@ -1767,6 +1767,367 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/inbound": {
+      "get": {
+        "operationId": "delivery.ListInboundMessages",
+        "tags": ["delivery"],
+        "summary": "Inbound messages, newest first, by cursor.",
+        "description": "Inbound messages, newest first, by cursor.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "action",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "enum": ["reply", "stop", "start", "help", "review", "stop_reviewed", "dismissed", "auto_reply", "none"]
+            },
+            "description": "Only those taken as this: reply, stop, start, help, review, stop_reviewed, dismissed, auto_reply or none. Left out means all."
+          },
+          {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            },
+            "description": "next_cursor of the previous page (an inbound message id)."
+          },
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "format": "int32",
+              "minimum": 0,
+              "maximum": 1000
+            },
+            "description": "1 to 1,000; 0 means 100."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.ListInboundMessagesResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/inbound/email/{provider}": {
+      "post": {
+        "description": "Body: a form or JSON with from, to, subject, text, html and headers (the raw header block, or an object of name and value); message_id when the headers hold no Message-ID. Signed with X-Herald-Signature (t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">). A reply is matched by In-Reply-To and References to the message of Herald's it answers and counted as a reply of its campaign; an automatic message (Auto-Submitted other than no, Precedence bulk, list or junk, a List-* header, an empty Return-Path, a mailer-daemon or no-reply sender; RFC 3834) is stored but neither counted nor answered.",
+        "operationId": "delivery.InboundEmail",
+        "parameters": [
+          {
+            "in": "path",
+            "name": "provider",
+            "required": true,
+            "schema": {
+              "maxLength": 63,
+              "type": "string"
+            }
+          },
+          {
+            "in": "header",
+            "name": "X-Twilio-Signature",
+            "required": false,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          },
+          {
+            "in": "header",
+            "name": "X-Herald-Signature",
+            "required": false,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          }
+        ],
+        "requestBody": {
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object"
+              }
+            },
+            "application/x-www-form-urlencoded": {
+              "schema": {
+                "type": "object"
+              }
+            }
+          },
+          "required": true
+        },
+        "responses": {
+          "200": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.IngestInboundResponse"
+                }
+              },
+              "text/xml": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The message as stored (JSON) when signed with X-Herald-Signature; an empty TwiML document (text/xml) when signed with X-Twilio-Signature. A retried message (the same provider message id) is answered as the first, with duplicate true, and acted on once."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "An inbound e-mail in the inbound-parse shape, signed with the provider's webhook secret.",
+        "tags": ["webhooks"]
+      }
+    },
+    "/v1/inbound/sms/{provider}": {
+      "post": {
+        "description": "Body: the form the common SMS APIs post (From, To, Body, MessageSid; other fields are covered by the signature and ignored), or JSON ({\"from\", \"to\", \"body\", \"id\"}). Signed with X-Twilio-Signature (base64 of HMAC-SHA1, keyed with the provider's webhook secret, over the URL called — HERALD_PUBLIC_URL followed by the path and query — and each form field sorted by name as name and value; a JSON body is covered by a bodySHA256 query parameter) or with X-Herald-Signature (as the delivery webhooks). A request without a valid signature is 401 whatever the provider's name, and stores nothing. STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT and OPT OUT (whole message, any case, punctuation ignored; or a short message plainly asking to stop) suppress the number at once, suppress what is queued for it and queue one confirmation; START, UNSTOP and YES take an opt-out back and are confirmed; HELP and INFO are answered with the help text; a message that may ask to stop is queued for review (GET /v1/inbound?action=review).",
+        "operationId": "delivery.InboundSms",
+        "parameters": [
+          {
+            "in": "path",
+            "name": "provider",
+            "required": true,
+            "schema": {
+              "maxLength": 63,
+              "type": "string"
+            }
+          },
+          {
+            "in": "header",
+            "name": "X-Twilio-Signature",
+            "required": false,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          },
+          {
+            "in": "header",
+            "name": "X-Herald-Signature",
+            "required": false,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          }
+        ],
+        "requestBody": {
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object"
+              }
+            },
+            "application/x-www-form-urlencoded": {
+              "schema": {
+                "type": "object"
+              }
+            }
+          },
+          "required": true
+        },
+        "responses": {
+          "200": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.IngestInboundResponse"
+                }
+              },
+              "text/xml": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "The message as stored (JSON) when signed with X-Herald-Signature; an empty TwiML document (text/xml) when signed with X-Twilio-Signature. A retried message (the same provider message id) is answered as the first, with duplicate true, and acted on once."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "An inbound SMS, signed with the provider's webhook secret (the SMS account's auth token).",
+        "tags": ["webhooks"]
+      }
+    },
+    "/v1/inbound/{id}/review": {
+      "post": {
+        "operationId": "delivery.ReviewInboundMessage",
+        "tags": ["delivery"],
+        "summary": "Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation included); DISMISS leaves everything as it is.",
+        "description": "Decides an inbound SMS that was queued for review (it may ask to stop, in words that are not plain enough to act on alone): STOP opts the number out as the keyword does (one confirmation included); DISMISS leaves everything as it is. FAILED_PRECONDITION when it is not waiting for review; NOT_FOUND for an unknown id.",
+        "x-herald-scope": "delivery:write",
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+              "description": "The inbound message (a UUID)."
+            },
+            "description": "The inbound message (a UUID)."
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "decision": {
+                    "type": "string",
+                    "enum": ["stop", "dismiss"],
+                    "description": "stop: the sender asked to stop (opted out as by the STOP keyword); dismiss: it did not."
+                  }
+                },
+                "required": ["decision"],
+                "additionalProperties": false
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.InboundMessage"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/lists": {
       "post": {
         "operationId": "campaign.CreateList",
@@ -7041,6 +7402,12 @@ extension OpenAPIDocument {
             "format": "int64",
             "pattern": "^-?[0-9]+$",
             "description": "Soft bounces reported by a provider (a full mailbox, a message too large...): the message was not delivered, but the address is not suppressed and the guard does not count them."
+          },
+          "replied": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Replies to the campaign's messages (an inbound SMS or e-mail matched to the message it answers; keywords such as STOP or HELP are not replies)."
           }
         },
         "additionalProperties": false
@@ -8084,6 +8451,67 @@ extension OpenAPIDocument {
         ],
         "x-message": "give username (basic auth) or bearer_token, not both"
       },
+      "delivery.v1.InboundMessage": {
+        "type": "object",
+        "description": "An SMS or e-mail received through a provider.",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "provider": {
+            "type": "string"
+          },
+          "provider_message_id": {
+            "type": "string",
+            "description": "The provider's id of the message (MessageSid; an e-mail's Message-ID): what makes a retried webhook a duplicate."
+          },
+          "channel": {
+            "type": "string",
+            "description": "sms or email."
+          },
+          "from": {
+            "type": "string",
+            "description": "The sender: an E.164 number or an e-mail address (lower-cased)."
+          },
+          "to": {
+            "type": "string",
+            "description": "The number or address it was sent to."
+          },
+          "subject": {
+            "type": "string"
+          },
+          "text": {
+            "type": "string"
+          },
+          "received_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "answers_message_id": {
+            "type": "string",
+            "description": "The message of Herald's it answers (an e-mail's In-Reply-To or References; for an SMS, the last one sent to the number), its campaign and subscriber; empty when none."
+          },
+          "campaign_id": {
+            "type": "string"
+          },
+          "subscriber_id": {
+            "type": "string"
+          },
+          "action": {
+            "type": "string",
+            "description": "What it was taken as: reply, stop, start, help, review (it may ask to stop; an operator decides), stop_reviewed or dismissed (decided), auto_reply (an automatic answer, RFC 3834: never answered, not engagement) or none (an SMS to no message of Herald's, or an e-mail)."
+          },
+          "keyword": {
+            "type": "string",
+            "description": "The keyword or words that decided it (e.g. STOP, \"stop texting me\")."
+          },
+          "response_message_id": {
+            "type": "string",
+            "description": "The confirmation or help text queued in answer, when one was."
+          }
+        },
+        "additionalProperties": false
+      },
       "delivery.v1.IngestProviderWebhookResponse": {
         "type": "object",
         "properties": {
@@ -8113,6 +8541,21 @@ extension OpenAPIDocument {
             "items": {
               "$ref": "#/components/schemas/delivery.v1.DkimKey"
             }
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.ListInboundMessagesResponse": {
+        "type": "object",
+        "properties": {
+          "messages": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/delivery.v1.InboundMessage"
+            }
+          },
+          "next_cursor": {
+            "type": "string"
           }
         },
         "additionalProperties": false
@@ -8460,6 +8903,14 @@ extension OpenAPIDocument {
           "webhook": {
             "$ref": "#/components/schemas/delivery.v1.WebhookSettings"
           },
+          "sms_keywords": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.SmsKeywordSettings"
+              }
+            ],
+            "description": "An SMS provider's number: the keywords it answers and their texts (SPEC §11)."
+          },
           "status": {
             "allOf": [
               {
@@ -8549,6 +9000,14 @@ extension OpenAPIDocument {
           },
           "webhook": {
             "$ref": "#/components/schemas/delivery.v1.WebhookSettingsInput"
+          },
+          "sms_keywords": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.SmsKeywordSettingsInput"
+              }
+            ],
+            "description": "An SMS provider's number: the keywords it answers and their texts (SPEC §11)."
           }
         },
         "required": ["name", "channel"],
@@ -8761,6 +9220,124 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "delivery.v1.SmsKeywordSettings": {
+        "type": "object",
+        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO).",
+        "properties": {
+          "brand": {
+            "type": "string",
+            "description": "The brand or program name the texts begin with, e.g. \"Acme Alerts\". At most 60 characters."
+          },
+          "support": {
+            "type": "string",
+            "description": "How people reach support, e.g. \"help@acme.example\" or \"+18005550100\". At most 100 characters."
+          },
+          "frequency": {
+            "type": "string",
+            "description": "How often messages come, for the help text, e.g. \"Up to 4 msgs/month\". Default \"Msg frequency varies\"."
+          },
+          "stop_text": {
+            "type": "string",
+            "description": "Replaces the confirmation of an opt-out; at most 320 characters."
+          },
+          "start_text": {
+            "type": "string",
+            "description": "Replaces the confirmation of an opt-in; at most 320 characters."
+          },
+          "help_text": {
+            "type": "string",
+            "description": "Replaces the help text; at most 320 characters."
+          },
+          "stop_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "More keywords, each 1 to 30 letters, digits or spaces (at most 20 of each kind)."
+          },
+          "start_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "help_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.SmsKeywordSettingsInput": {
+        "type": "object",
+        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO).",
+        "properties": {
+          "brand": {
+            "type": "string",
+            "maxLength": 60,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "The brand or program name the texts begin with, e.g. \"Acme Alerts\". At most 60 characters."
+          },
+          "support": {
+            "type": "string",
+            "maxLength": 100,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "How people reach support, e.g. \"help@acme.example\" or \"+18005550100\". At most 100 characters."
+          },
+          "frequency": {
+            "type": "string",
+            "maxLength": 100,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "How often messages come, for the help text, e.g. \"Up to 4 msgs/month\". Default \"Msg frequency varies\"."
+          },
+          "stop_text": {
+            "type": "string",
+            "maxLength": 320,
+            "pattern": "^[^\\x00]*$",
+            "description": "Replaces the confirmation of an opt-out; at most 320 characters."
+          },
+          "start_text": {
+            "type": "string",
+            "maxLength": 320,
+            "pattern": "^[^\\x00]*$",
+            "description": "Replaces the confirmation of an opt-in; at most 320 characters."
+          },
+          "help_text": {
+            "type": "string",
+            "maxLength": 320,
+            "pattern": "^[^\\x00]*$",
+            "description": "Replaces the help text; at most 320 characters."
+          },
+          "stop_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string",
+              "pattern": "^[A-Za-z0-9 ]{1,30}$"
+            },
+            "maxItems": 20,
+            "description": "More keywords, each 1 to 30 letters, digits or spaces (at most 20 of each kind)."
+          },
+          "start_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string",
+              "pattern": "^[A-Za-z0-9 ]{1,30}$"
+            },
+            "maxItems": 20
+          },
+          "help_keywords": {
+            "type": "array",
+            "items": {
+              "type": "string",
+              "pattern": "^[A-Za-z0-9 ]{1,30}$"
+            },
+            "maxItems": 20
+          }
+        },
+        "additionalProperties": false
+      },
       "delivery.v1.SmtpSettings": {
         "type": "object",
         "properties": {
@@ -8954,7 +9531,7 @@ extension OpenAPIDocument {
           },
           "reason": {
             "type": "string",
-            "description": "hard_bounce, complaint or manual; left out (empty over gRPC) means manual."
+            "description": "hard_bounce, complaint, manual or sms_keyword (the number texted STOP or the like; START takes it off); left out (empty over gRPC) means manual."
           },
           "detail": {
             "type": "string",
@@ -8983,8 +9560,8 @@ extension OpenAPIDocument {
           },
           "reason": {
             "type": "string",
-            "enum": ["hard_bounce", "complaint", "manual"],
-            "description": "hard_bounce, complaint or manual; left out (empty over gRPC) means manual."
+            "enum": ["hard_bounce", "complaint", "manual", "sms_keyword"],
+            "description": "hard_bounce, complaint, manual or sms_keyword (the number texted STOP or the like; START takes it off); left out (empty over gRPC) means manual."
           },
           "detail": {
             "type": "string",

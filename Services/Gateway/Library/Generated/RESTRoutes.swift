@@ -350,6 +350,20 @@ extension RESTRoute {
         try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).deleteDkimKey(request, options: options)
       }),
     RESTRoute(
+      operationID: "delivery.ListInboundMessages", method: "get", path: "/v1/inbound",
+      service: "delivery", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_ListInboundMessagesRequest, options: CallOptions) -> Herald_Delivery_V1_ListInboundMessagesResponse in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).listInboundMessages(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "delivery.ReviewInboundMessage", method: "post", path: "/v1/inbound/{id}/review",
+      service: "delivery", scope: "delivery:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Delivery_V1_ReviewInboundMessageRequest, options: CallOptions) -> Herald_Delivery_V1_InboundMessage in
+        try await Herald_Delivery_V1_DeliveryService.Client(wrapping: clients.delivery()).reviewInboundMessage(request, options: options)
+      }),
+    RESTRoute(
       operationID: "gateway.CreateAPIKey", method: "post", path: "/v1/api-keys",
       service: "gateway", scope: "admin", status: 201,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,

@@ -1,0 +1,164 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+import SwiftProtobuf
+
+/// Where inbound messages come from: the delivery service's `ListInboundFeed`, and where the
+/// subscribers found for them go (`LinkInboundSubscribers`).
+package protocol InboundSource: Sendable {
+  func inbound(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListInboundFeedResponse
+  func link(_ links: [Herald_Delivery_V1_InboundSubscriberLink]) async throws
+}
+
+/// Takes in inbound messages (SPEC §11): links each sender to its subscriber (the one the answered
+/// message was sent to, else the one with that phone number or e-mail address), and turns SMS
+/// keywords into consent: STOP (and its synonyms, or a reviewed request to stop) withdraws the SMS
+/// consent, START gives it back, each recorded in the consent history with the keyword as its
+/// source (`sms-keyword:STOP`) and the campaign answered. The delivery service has already
+/// suppressed the number; this keeps the subscriber's consent true to it.
+///
+/// The cursor is kept in `campaign.inbound_feed` and moved in the same transaction as the consent
+/// changes, under that row's lock: each message is applied once however many replicas run this.
+/// The links are written to delivery before that transaction commits; they are idempotent, so a
+/// batch applied again after a failure links nothing twice.
+package struct InboundFeedConsumer: Sendable {
+  let store: CampaignStore
+  let source: any InboundSource
+  let logger: Logger
+  let batchSize: Int32
+
+  package init(client: PostgresClient, source: any InboundSource, logger: Logger, batchSize: Int32 = 1000) {
+    self.store = CampaignStore(client: client, logger: logger)
+    self.source = source
+    self.logger = logger
+    self.batchSize = batchSize
+  }
+
+  /// A change of SMS consent an inbound message asks for.
+  struct ConsentChange: Sendable {
+    var subscriber: UUID
+    var subscribed: Bool
+    var source: String
+    var campaign: UUID?
+  }
+
+  /// Applies the next batch; returns how many messages it took in.
+  @discardableResult
+  package func pollOnce() async throws -> Int {
+    let (store, source, batchSize) = (self.store, self.source, self.batchSize)
+    let (applied, changed) = try await store.transaction { connection -> (Int, Int) in
+      let cursor = try await store.lockInboundCursor(on: connection)
+      let response = try await source.inbound(after: cursor, limit: batchSize)
+      guard !response.messages.isEmpty else { return (0, 0) }
+      let unlinked = response.messages.filter { $0.subscriberID.isEmpty }
+      let found = try await store.subscriberIDs(
+        phones: unlinked.filter { $0.channel == "sms" }.map(\.from),
+        emails: unlinked.filter { $0.channel == "email" }.map(\.from), on: connection)
+      var links: [Herald_Delivery_V1_InboundSubscriberLink] = []
+      var changes: [ConsentChange] = []
+      for message in response.messages {
+        var subscriber = UUID(text: message.subscriberID)
+        if subscriber == nil, let id = found[message.from] {
+          subscriber = id
+          links.append(
+            .with {
+              $0.inboundID = message.id
+              $0.subscriberID = id.lowercasedString
+            })
+        }
+        guard let subscriber, message.channel == "sms" else { continue }
+        let campaign = UUID(text: message.campaignID)
+        switch message.action {
+        case "stop":
+          changes.append(
+            ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-keyword:\(message.keyword)", campaign: campaign))
+        case "stop_reviewed":
+          changes.append(ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-reply:reviewed", campaign: campaign))
+        case "start":
+          changes.append(
+            ConsentChange(subscriber: subscriber, subscribed: true, source: "sms-keyword:\(message.keyword)", campaign: campaign))
+        default: break
+        }
+      }
+      var changed = 0
+      for change in changes { changed += try await store.changeSMSConsent(change, on: connection) }
+      if !links.isEmpty { try await source.link(links) }
+      try await store.advanceInboundFeed(to: response.nextCursor, applied: response.messages.count, on: connection)
+      return (response.messages.count, changed)
+    }
+    if applied > 0 { Counter(label: "herald_campaign_inbound_applied_total").increment(by: applied) }
+    if changed > 0 { Counter(label: "herald_campaign_inbound_consent_changes_total").increment(by: changed) }
+    return applied
+  }
+
+  package func run(idle: Duration = .seconds(1)) async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      do {
+        if try await pollOnce() == 0 { await BackgroundWorker.pause(idle) }
+      } catch {
+        logger.error("inbound feed poll failed; will retry", metadata: ["error": "\(error.logDescription)"])
+        await BackgroundWorker.pause(.seconds(2))
+      }
+    }
+  }
+}
+
+extension CampaignStore {
+  func lockInboundCursor(on connection: PostgresConnection) async throws -> String {
+    try await connection.query(
+      "SELECT cursor FROM campaign.inbound_feed WHERE id = 1 FOR UPDATE", logger: logger
+    ).collect().first?.decode(String.self) ?? ""
+  }
+
+  func advanceInboundFeed(to cursor: String, applied: Int, on connection: PostgresConnection) async throws {
+    try await connection.query(
+      """
+      UPDATE campaign.inbound_feed SET cursor = \(cursor), messages_applied = messages_applied + \(applied), updated_at = now()
+      WHERE id = 1
+      """, logger: logger)
+  }
+
+  /// The ids of the subscribers with these phone numbers or e-mail addresses, by number or address.
+  func subscriberIDs(phones: [String], emails: [String], on connection: PostgresConnection) async throws -> [String: UUID] {
+    guard !phones.isEmpty || !emails.isEmpty else { return [:] }
+    var found: [String: UUID] = [:]
+    let rows = try await connection.query(
+      """
+      SELECT id, phone, email FROM campaign.subscribers
+      WHERE (phone = ANY(\(phones)::text[]) OR email = ANY(\(emails.map { $0.lowercased() })::text[])) AND status <> 'erased'
+      """, logger: logger)
+    for try await (id, phone, email) in rows.decode((UUID, String?, String?).self) {
+      if let phone { found[phone] = id }
+      if let email { found[email] = id }
+    }
+    return found
+  }
+
+  /// Withdraws or gives back a subscriber's SMS consent, with its consent event; 1 when it
+  /// changed, 0 when it already was so (or the subscriber was erased).
+  func changeSMSConsent(_ change: InboundFeedConsumer.ConsentChange, on connection: PostgresConnection) async throws -> Int {
+    let rows = try await connection.query(
+      """
+      WITH changed AS (
+        UPDATE campaign.subscribers SET
+          sms_subscribed = \(change.subscribed),
+          sms_consent_source = CASE WHEN \(change.subscribed) THEN \(change.source) ELSE sms_consent_source END,
+          sms_consented_at = CASE WHEN \(change.subscribed) THEN now() ELSE sms_consented_at END,
+          sms_unsubscribed_at = CASE WHEN \(change.subscribed) THEN NULL ELSE now() END,
+          updated_at = now()
+        WHERE id = \(change.subscriber) AND sms_subscribed <> \(change.subscribed) AND status <> 'erased'
+        RETURNING id
+      )
+      INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at, campaign_id)
+      SELECT id, 'sms', \(change.subscribed), \(change.source), now(), \(change.campaign) FROM changed
+      RETURNING 1
+      """, logger: logger)
+    return try await rows.collect().count
+  }
+}

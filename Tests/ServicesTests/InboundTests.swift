@@ -1,0 +1,227 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import HeraldCampaign
+import HeraldCore
+import HeraldDelivery
+import HeraldPostgres
+import HeraldProtos
+import HeraldServerKit
+import HeraldTestSupport
+import Logging
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+
+/// Inbound messages (SPEC §11): SMS keywords as people write them, the inbound-parse shapes, and
+/// an e-mail reply to a campaign matched and counted (the SMS flow through the gateway, with
+/// signatures made by Python, is in GatewayTests' InboundRouteTests).
+@Suite(.timeLimit(.minutes(5))) struct InboundTests {
+  typealias Campaign = Herald_Campaign_V1_CampaignService.Client<HTTP2ClientTransport.Posix>
+
+  @Test func keywordsAreWholeMessagesAndPlainRequestsToStopCountAsStop() {
+    let keywords = SMSKeywords()
+    let cases: [(String, SMSKeywords.Verdict)] = [
+      ("STOP", .stop(keyword: "STOP")), (" stop. ", .stop(keyword: "STOP")), ("Stop!", .stop(keyword: "STOP")),
+      ("opt-out", .stop(keyword: "OPTOUT")), ("Opt Out", .stop(keyword: "OPT OUT")), ("cancel", .stop(keyword: "CANCEL")),
+      ("END", .stop(keyword: "END")), ("stopall", .stop(keyword: "STOPALL")), ("revoke", .stop(keyword: "REVOKE")),
+      ("start", .start(keyword: "START")), ("Unstop", .start(keyword: "UNSTOP")), ("yes", .start(keyword: "YES")),
+      ("help", .help(keyword: "HELP")), ("Info?", .help(keyword: "INFO")),
+      // Plain requests to stop, in a person's words (FCC: any reasonable means).
+      ("stop texting me", .stop(keyword: "STOP TEXTING ME")), ("Remove me", .stop(keyword: "REMOVE ME")),
+      ("unsubscribe please", .stop(keyword: "UNSUBSCRIBE PLEASE")),
+      ("Please don't text me anymore", .stop(keyword: "PLEASE DONT TEXT ME ANYMORE")),
+      ("no more texts", .stop(keyword: "NO MORE TEXTS")),
+      // Maybe: an operator decides.
+      ("Can I cancel my order for tomorrow?", .review(words: "CANCEL")),
+      ("I cannot stop laughing at this offer lol", .review(words: "STOP")),
+      // Not a keyword: words around a keyword that is not a request, and ordinary replies.
+      ("See you at the end of the day", .other), ("Thanks, see you Friday", .other), ("", .other),
+      ("helpful, thanks", .other),
+    ]
+    for (text, verdict) in cases {
+      #expect(keywords.classify(text) == verdict, "\(text)")
+    }
+    // A number's own keywords.
+    let own = SMSKeywords(
+      .with {
+        $0.stopKeywords = ["arret"]
+        $0.helpKeywords = ["aide"]
+      })
+    #expect(own.classify("Arrêt") == .other)
+    #expect(own.classify("ARRET") == .stop(keyword: "ARRET") && own.classify("aide") == .help(keyword: "AIDE"))
+    let texts = SMSKeywords.Texts(
+      .with {
+        $0.brand = "Acme"
+        $0.support = "help@acme.example"
+      })
+    #expect(texts.help == "Acme: Msg frequency varies. Msg & data rates may apply. Help: help@acme.example. Reply STOP to cancel.")
+    #expect(texts.stop.hasPrefix("Acme: You are unsubscribed") && !texts.stop.contains("offer"))
+  }
+
+  @Test func inboundShapesAreReadAndBadOnesNameTheirField() throws {
+    let form = Data("From=%2B14155550101&To=%2B15550001111&Body=Stop+now%21&MessageSid=SM1&NumMedia=0".utf8)
+    let sms = try InboundPayload.sms(form, contentType: "application/x-www-form-urlencoded; charset=utf-8")
+    #expect(sms.from == "+14155550101" && sms.to == "+15550001111" && sms.text == "Stop now!" && sms.providerMessageID == "SM1")
+    let json = Data(#"{"from": "+14155550101", "to": "+15550001111", "text": "hi", "id": "abc"}"#.utf8)
+    #expect(try InboundPayload.sms(json, contentType: "application/json").text == "hi")
+    for (body, field) in [
+      ("To=1&Body=x&MessageSid=a", "From"), ("From=0800&To=1&Body=x&MessageSid=a", "From"),
+      ("From=%2B14155550101&To=1&Body=x", "MessageSid"),
+      ("From=%2B14155550101&Body=x&MessageSid=a", "To"), ("From=%2B14155550101&To=1&Body=%00&MessageSid=a", "text"),
+    ] {
+      #expect(throws: RPCError.self, "\(body)") {
+        try InboundPayload.sms(Data(body.utf8), contentType: "application/x-www-form-urlencoded")
+      }
+      do {
+        _ = try InboundPayload.sms(Data(body.utf8), contentType: "application/x-www-form-urlencoded")
+      } catch {
+        #expect(error.field == field, "\(body): \(error)")
+      }
+    }
+    let message = UUID()
+    let headers = """
+      Received: from mx.example.org
+      Message-ID: <CAF1@mail.example.org>
+      In-Reply-To: <\(message.lowercasedString)@news.example.com>
+      References: <old@elsewhere.example>
+       <\(message.lowercasedString)@news.example.com>
+      Subject: Re: News
+      """
+    let email = try InboundPayload.email(
+      try JSONSerialization.data(withJSONObject: [
+        "from": "Ada Lovelace <Ada@Example.com>", "to": "news@news.example.com", "subject": "Re: News", "html": "<p>Thanks!</p>",
+        "headers": headers,
+      ]), contentType: "application/json")
+    #expect(email.from == "ada@example.com" && email.providerMessageID == "<CAF1@mail.example.org>")
+    #expect(email.references == [message] && email.text.trimmingCharacters(in: .whitespacesAndNewlines) == "Thanks!")
+    #expect(email.automatic == nil)
+    for (extra, automatic) in [
+      ("Auto-Submitted: auto-replied", true), ("Auto-Submitted: no", false), ("Precedence: bulk", true),
+      ("List-Id: <news.example.org>", true), ("Return-Path: <>", true),
+    ] {
+      let parsed = try InboundPayload.email(
+        try JSONSerialization.data(withJSONObject: ["from": "a@b.example", "to": "c@d.example", "headers": headers + "\n" + extra]),
+        contentType: "application/json")
+      #expect((parsed.automatic != nil) == automatic, "\(extra)")
+    }
+    let daemon = try InboundPayload.email(
+      Data("from=MAILER-DAEMON%40mx.example.org&to=c%40d.example&message_id=%3Cx%40y%3E".utf8),
+      contentType: "application/x-www-form-urlencoded")
+    #expect(daemon.automatic != nil)
+    #expect(throws: RPCError.self) {
+      try InboundPayload.email(Data(#"{"from": "a@b.example", "to": "c@d.example"}"#.utf8), contentType: "application/json")
+    }
+  }
+
+  /// A campaign e-mail's reply is matched by its In-Reply-To to the message and campaign and
+  /// counted in analytics and engagement; an automatic answer to it is stored but counted nowhere.
+  @Test func anEmailReplyIsMatchedToItsCampaignAndCountedButAnAutoReplyIsNot() async throws {
+    try await MailTests().withDelivery(secrets: MailTests.secrets) { delivery, database, sink, deliveryPort, url in
+      var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+      provider.webhookSecret = "inbound-secret"
+      _ = try await delivery.putProvider(provider)
+      var settings = CampaignSettings()
+      settings.publicURL = TrackingTests.publicURL
+      settings.secrets = MailTests.secrets
+      var definition = CampaignDefinition.definition(settings: settings)
+      definition.readinessDependencies = []
+      definition.makeWorkers = { _ in [] }
+      try await withRunningService(
+        definition, databaseURL: url, dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
+      ) { campaignPort, _ async throws in
+        try await withClient(port: campaignPort) { client async throws in
+          try await withClient(port: deliveryPort) { deliveryClient async throws in
+            let sinkClient = DeliverySink(client: deliveryClient)
+            let campaign = Campaign(wrapping: client)
+            let relay = OutboxRelay(
+              client: database, sink: sinkClient, links: UnsubscribeLinks(publicURL: TrackingTests.publicURL, secrets: MailTests.secrets),
+              tracking: TrackingTests.tracking, logger: Logger(label: "test.relay"))
+            let feed = DeliveryFeedConsumer(client: database, source: sinkClient, logger: Logger(label: "test.feed"))
+            let inbound = InboundFeedConsumer(client: database, source: sinkClient, logger: Logger(label: "test.inbound"))
+
+            let (list, ada) = try await UnsubscribeLinkTests.newsListWithAda(campaign)
+            let template = try await campaign.createTemplate(
+              .with {
+                $0.name = "news"
+                $0.channel = "email"
+                $0.subject = "News"
+                $0.body = "<p>News.</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>"
+                $0.variables = [.with { $0.name = "unsubscribe_url" }]
+              })
+            let created = try await campaign.createCampaign(
+              .with {
+                $0.name = "news"
+                $0.channel = "email"
+                $0.listID = list.id
+                $0.templateID = template.id
+              })
+            _ = try await campaign.sendCampaign(.with { $0.id = created.id })
+            try await relay.drain()
+            try await eventually("the e-mail at the SMTP server") { !sink.messages.isEmpty }
+            let sent = try #require(sink.messages.first)
+            let messageID = try #require(
+              String(decoding: sent.raw, as: UTF8.self).components(separatedBy: "\r\n")
+                .first { $0.lowercased().hasPrefix("message-id:") }?.dropFirst("Message-ID:".count).trimmingCharacters(in: .whitespaces))
+
+            func post(_ fields: [String: String], secret: String = "inbound-secret") async throws
+              -> Herald_Delivery_V1_IngestInboundResponse
+            {
+              let body = try JSONSerialization.data(withJSONObject: fields)
+              return try await delivery.ingestInbound(
+                .with {
+                  $0.provider = "smtp-main"
+                  $0.channel = "email"
+                  $0.body = body
+                  $0.contentType = "application/json"
+                  $0.heraldSignature = WebhookSignature.header(secret: secret, timestamp: Int(Date().timeIntervalSince1970), body: body)
+                })
+            }
+            let reply = [
+              "from": "Ada <ada@example.com>", "to": "news@herald.test", "subject": "Re: News", "text": "Loved it!",
+              "headers": "Message-ID: <reply-1@example.com>\nIn-Reply-To: \(messageID)\nReferences: \(messageID)",
+            ]
+            do {
+              _ = try await post(reply, secret: "guess")
+              Issue.record("a forged inbound e-mail was taken in")
+            } catch let error as RPCError {
+              #expect(error.code == .unauthenticated && error.field == "signature")
+            }
+            let first = try await post(reply)
+            #expect(!first.duplicate && first.inbound.action == "reply" && first.inbound.campaignID == created.id)
+            #expect(first.inbound.subscriberID == ada.id && first.inbound.from == "ada@example.com")
+            // The provider retries: stored and counted once.
+            let again = try await post(reply)
+            #expect(again.duplicate && again.inbound.id == first.inbound.id)
+            // An out-of-office answer to the campaign: stored, never counted nor answered.
+            var automatic = reply
+            automatic["headers"] = "Message-ID: <ooo-1@example.com>\nIn-Reply-To: \(messageID)\nAuto-Submitted: auto-replied"
+            let ooo = try await post(automatic)
+            #expect(ooo.inbound.action == "auto_reply" && ooo.inbound.keyword == "Auto-Submitted: auto-replied")
+
+            let events = try await delivery.getMessage(.with { $0.id = first.inbound.answersMessageID }).events
+            #expect(events.filter { $0.status == "replied" }.count == 1)
+            try await eventually("the feed has counted the reply") {
+              _ = try await feed.pollOnce()
+              return try await campaign.getCampaignAnalytics(.with { $0.campaignID = created.id }).totals.replied == 1
+            }
+            _ = try await inbound.pollOnce()
+            let analytics = try await campaign.getCampaignAnalytics(.with { $0.campaignID = created.id })
+            #expect(analytics.totals.replied == 1 && analytics.variants.map(\.counts.replied) == [1])
+            let score = try #require(try await campaign.listEngagement(.init()).subscribers.first { $0.subscriberID == ada.id })
+            #expect(score.score > 0)
+            // A malformed body names its field; nothing is stored.
+            do {
+              _ = try await post(["from": "ada@example.com", "to": "news@herald.test", "text": "no id"])
+              Issue.record("an e-mail without a Message-ID was taken in")
+            } catch let error as RPCError {
+              #expect(error.code == .invalidArgument && error.field == "headers")
+            }
+            let stored = try await delivery.listInboundMessages(.init()).messages
+            #expect(stored.map(\.action) == ["auto_reply", "reply"])
+          }
+        }
+      }
+    }
+  }
+}
