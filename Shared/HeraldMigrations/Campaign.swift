@@ -269,5 +269,13 @@ extension HeraldMigrations {
           -- Replies are engagement (a metadata-only addition).
           ALTER TABLE subscriber_engagement ADD COLUMN replied bigint NOT NULL DEFAULT 0;
           """#),
+      Migration(
+        version: 12, name: "SMS quiet hours per campaign",
+        sql: #"""
+          -- An SMS campaign's delivery window when stricter than the installation's, as
+          -- 'HH:MM-HH:MM' of the recipient's local time (SPEC §11); NULL: the installation's.
+          ALTER TABLE campaigns ADD COLUMN sms_quiet_hours text
+            CHECK (sms_quiet_hours ~ '^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$');
+          """#),
     ])
 }

@@ -242,5 +242,14 @@ extension HeraldMigrations {
           ALTER TABLE suppressions ADD CONSTRAINT suppressions_reason_check
             CHECK (reason IN ('hard_bounce', 'complaint', 'manual', 'sms_keyword')) NOT VALID;
           """#),
+      Migration(
+        version: 10, name: "SMS quiet hours",
+        sql: #"""
+          -- An SMS is delivered only inside its window of the recipient's local time (SPEC §11):
+          -- minutes after midnight from quiet_start up to quiet_end (an end before the start runs
+          -- past midnight), in every one of quiet_zones (the subscriber's zone, else those of the
+          -- number's country and area code). NULL: at any hour. Metadata-only additions.
+          ALTER TABLE messages ADD COLUMN quiet_zones text[], ADD COLUMN quiet_start smallint, ADD COLUMN quiet_end smallint;
+          """#),
     ])
 }

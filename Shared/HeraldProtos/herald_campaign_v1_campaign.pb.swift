@@ -1369,6 +1369,17 @@ public nonisolated struct Herald_Campaign_V1_Campaign: @unchecked Sendable {
   /// Clears the value of `tracking`. Subsequent reads from it will return its default value.
   public mutating func clearTracking() {_uniqueStorage()._tracking = nil}
 
+  /// SMS campaigns: the window (recipient's local time) in which its texts may be delivered, when
+  /// stricter than the installation's; unset means the installation's.
+  public var quietHours: Herald_Campaign_V1_QuietHours {
+    get {_storage._quietHours ?? Herald_Campaign_V1_QuietHours()}
+    set {_uniqueStorage()._quietHours = newValue}
+  }
+  /// Returns true if `quietHours` has been explicitly set.
+  public var hasQuietHours: Bool {_storage._quietHours != nil}
+  /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
+  public mutating func clearQuietHours() {_uniqueStorage()._quietHours = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1439,12 +1450,41 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   /// Clears the value of `tracking`. Subsequent reads from it will return its default value.
   public mutating func clearTracking() {self._tracking = nil}
 
+  /// For SMS campaigns: a stricter delivery window than the installation's (08:00–21:00 in the
+  /// recipient's local time unless HERALD_SMS_QUIET_HOURS says otherwise).
+  public var quietHours: Herald_Campaign_V1_QuietHours {
+    get {_quietHours ?? Herald_Campaign_V1_QuietHours()}
+    set {_quietHours = newValue}
+  }
+  /// Returns true if `quietHours` has been explicitly set.
+  public var hasQuietHours: Bool {self._quietHours != nil}
+  /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
+  public mutating func clearQuietHours() {self._quietHours = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _budgetCents: Int64? = nil
   fileprivate var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
+  fileprivate var _quietHours: Herald_Campaign_V1_QuietHours? = nil
+}
+
+/// A daily window, in the recipient's local time: from start up to (not including) end, "HH:MM"
+/// each (end may be "24:00"). An end before the start runs past midnight; an end equal to the
+/// start is the whole day.
+public nonisolated struct Herald_Campaign_V1_QuietHours: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var start: String = String()
+
+  public var end: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Campaign_V1_GetCampaignRequest: Sendable {
@@ -3792,7 +3832,7 @@ nonisolated extension Herald_Campaign_V1_CampaignCounts: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Campaign"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0\u{1}tracking\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0\u{1}tracking\0\u{3}quiet_hours\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3810,6 +3850,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
     var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
+    var _quietHours: Herald_Campaign_V1_QuietHours? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3835,6 +3876,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       _startedAt = source._startedAt
       _finishedAt = source._finishedAt
       _tracking = source._tracking
+      _quietHours = source._quietHours
     }
   }
 
@@ -3868,6 +3910,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._finishedAt) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._tracking) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._quietHours) }()
         default: break
         }
       }
@@ -3925,6 +3968,9 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._tracking {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      try { if let v = _storage._quietHours {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3949,6 +3995,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         if _storage._startedAt != rhs_storage._startedAt {return false}
         if _storage._finishedAt != rhs_storage._finishedAt {return false}
         if _storage._tracking != rhs_storage._tracking {return false}
+        if _storage._quietHours != rhs_storage._quietHours {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3995,7 +4042,7 @@ nonisolated extension Herald_Campaign_V1_CampaignTracking: SwiftProtobuf.Message
 
 nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateCampaignRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}tracking\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}tracking\0\u{3}quiet_hours\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4011,6 +4058,7 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self._budgetCents) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._tracking) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._quietHours) }()
       default: break
       }
     }
@@ -4045,6 +4093,9 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     try { if let v = self._tracking {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
+    try { if let v = self._quietHours {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4057,6 +4108,42 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     if lhs.variants != rhs.variants {return false}
     if lhs._budgetCents != rhs._budgetCents {return false}
     if lhs._tracking != rhs._tracking {return false}
+    if lhs._quietHours != rhs._quietHours {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_QuietHours: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".QuietHours"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.start) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.end) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.start.isEmpty {
+      try visitor.visitSingularStringField(value: self.start, fieldNumber: 1)
+    }
+    if !self.end.isEmpty {
+      try visitor.visitSingularStringField(value: self.end, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_QuietHours, rhs: Herald_Campaign_V1_QuietHours) -> Bool {
+    if lhs.start != rhs.start {return false}
+    if lhs.end != rhs.end {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

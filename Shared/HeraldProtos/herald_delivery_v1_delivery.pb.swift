@@ -685,11 +685,50 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
   /// (RFC 8058), both DKIM-signed. Campaign e-mail has it.
   public var listUnsubscribeURL: String = String()
 
+  /// SMS: the recipient's time zone (an IANA name such as America/Chicago) for quiet hours; empty:
+  /// the zones of the phone number's country (and area code where it decides).
+  public var timeZone: String = String()
+
+  /// SMS: a stricter window than the installation's (HERALD_SMS_QUIET_HOURS, 08:00–21:00 by
+  /// default) for this message; what it shares with that window (and with the SMS providers' own)
+  /// is when it may be delivered, in the recipient's local time. Outside it the message waits,
+  /// queued, with a `deferred` event saying until when.
+  public var quietHours: Herald_Delivery_V1_QuietHours {
+    get {_quietHours ?? Herald_Delivery_V1_QuietHours()}
+    set {_quietHours = newValue}
+  }
+  /// Returns true if `quietHours` has been explicitly set.
+  public var hasQuietHours: Bool {self._quietHours != nil}
+  /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
+  public mutating func clearQuietHours() {self._quietHours = nil}
+
+  /// SMS without a campaign only: deliver at any hour (a one-time code, an alert the recipient
+  /// asked for). Confirmations of STOP, START and HELP are never held.
+  public var ignoreQuietHours: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _quietHours: Herald_Delivery_V1_QuietHours? = nil
+}
+
+/// A daily window, in the recipient's local time, in which SMS may be delivered: from start up to
+/// (not including) end, "HH:MM" each (end may be "24:00"). An end before the start runs past
+/// midnight; an end equal to the start is the whole day.
+public nonisolated struct Herald_Delivery_V1_QuietHours: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var start: String = String()
+
+  public var end: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Delivery_V1_EnqueueMessagesRequest: Sendable {
@@ -1130,6 +1169,17 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
   public var hasSmsKeywords: Bool {_storage._smsKeywords != nil}
   /// Clears the value of `smsKeywords`. Subsequent reads from it will return its default value.
   public mutating func clearSmsKeywords() {_uniqueStorage()._smsKeywords = nil}
+
+  /// An SMS provider's own delivery window, stricter than the installation's: it applies to every
+  /// SMS queued while the provider is enabled.
+  public var quietHours: Herald_Delivery_V1_QuietHours {
+    get {_storage._quietHours ?? Herald_Delivery_V1_QuietHours()}
+    set {_uniqueStorage()._quietHours = newValue}
+  }
+  /// Returns true if `quietHours` has been explicitly set.
+  public var hasQuietHours: Bool {_storage._quietHours != nil}
+  /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
+  public mutating func clearQuietHours() {_uniqueStorage()._quietHours = nil}
 
   /// Output only.
   public var status: Herald_Delivery_V1_ProviderStatus {
@@ -2683,7 +2733,7 @@ nonisolated extension Herald_Delivery_V1_SealSecretsResponse: SwiftProtobuf.Mess
 
 nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboundMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0\u{3}time_zone\0\u{3}quiet_hours\0\u{3}ignore_quiet_hours\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2702,6 +2752,9 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
       case 9: try { try decoder.decodeSingularStringField(value: &self.format) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.textBody) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.listUnsubscribeURL) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 13: try { try decoder.decodeSingularMessageField(value: &self._quietHours) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.ignoreQuietHours) }()
       default: break
       }
     }
@@ -2745,6 +2798,15 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     if !self.listUnsubscribeURL.isEmpty {
       try visitor.visitSingularStringField(value: self.listUnsubscribeURL, fieldNumber: 11)
     }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 12)
+    }
+    try { if let v = self._quietHours {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    } }()
+    if self.ignoreQuietHours != false {
+      try visitor.visitSingularBoolField(value: self.ignoreQuietHours, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2760,6 +2822,44 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     if lhs.format != rhs.format {return false}
     if lhs.textBody != rhs.textBody {return false}
     if lhs.listUnsubscribeURL != rhs.listUnsubscribeURL {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs._quietHours != rhs._quietHours {return false}
+    if lhs.ignoreQuietHours != rhs.ignoreQuietHours {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_QuietHours: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".QuietHours"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.start) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.end) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.start.isEmpty {
+      try visitor.visitSingularStringField(value: self.start, fieldNumber: 1)
+    }
+    if !self.end.isEmpty {
+      try visitor.visitSingularStringField(value: self.end, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_QuietHours, rhs: Herald_Delivery_V1_QuietHours) -> Bool {
+    if lhs.start != rhs.start {return false}
+    if lhs.end != rhs.end {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3450,7 +3550,7 @@ nonisolated extension Herald_Delivery_V1_WebhookSettings: SwiftProtobuf.Message,
 
 nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Provider"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{3}sms_keywords\0\u{2}\u{7}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{3}sms_keywords\0\u{3}quiet_hours\0\u{2}\u{6}status\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -3463,6 +3563,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
     var _webhookSecret: String = String()
     var _settings: Herald_Delivery_V1_Provider.OneOf_Settings?
     var _smsKeywords: Herald_Delivery_V1_SmsKeywordSettings? = nil
+    var _quietHours: Herald_Delivery_V1_QuietHours? = nil
     var _status: Herald_Delivery_V1_ProviderStatus? = nil
 
       // This property is used as the initial default value for new instances of the type.
@@ -3484,6 +3585,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
       _webhookSecret = source._webhookSecret
       _settings = source._settings
       _smsKeywords = source._smsKeywords
+      _quietHours = source._quietHours
       _status = source._status
     }
   }
@@ -3551,6 +3653,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
           }
         }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._smsKeywords) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._quietHours) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._status) }()
         default: break
         }
@@ -3606,6 +3709,9 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._smsKeywords {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
       } }()
+      try { if let v = _storage._quietHours {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
       try { if let v = _storage._status {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()
@@ -3628,6 +3734,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
         if _storage._webhookSecret != rhs_storage._webhookSecret {return false}
         if _storage._settings != rhs_storage._settings {return false}
         if _storage._smsKeywords != rhs_storage._smsKeywords {return false}
+        if _storage._quietHours != rhs_storage._quietHours {return false}
         if _storage._status != rhs_storage._status {return false}
         return true
       }

@@ -94,6 +94,8 @@ package struct NewCampaign: Sendable {
   package var budgetCents: Int64?
   package var trackOpens = false
   package var trackClicks = false
+  /// SMS: the delivery window, "HH:MM-HH:MM"; nil for the installation's.
+  package var quietHours: String?
 }
 
 package struct CampaignRecord: Sendable {
@@ -109,6 +111,7 @@ package struct CampaignRecord: Sendable {
   package var budgetCents: Int64?
   package var trackOpens = false
   package var trackClicks = false
+  package var quietHours: String?
   package var status: String
   package var statusReason: String
   package var sendAt: Date?

@@ -61,11 +61,21 @@ extension CampaignService {
       let field = request.tracking.opens ? "tracking.opens" : "tracking.clicks"
       throw RPCError.field(field, .invalidArgument, "\(field) is for e-mail campaigns; this one is \(request.channel)")
     }
+    var quietHours: String?
+    if request.hasQuietHours {
+      guard request.channel == "sms" else {
+        throw RPCError.field("quiet_hours", .invalidArgument, "quiet_hours is for SMS campaigns; this one is \(request.channel)")
+      }
+      quietHours = "\(request.quietHours.start)-\(request.quietHours.end)"
+      guard quietHours?.wholeMatch(of: /([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)/) != nil else {
+        throw RPCError.field("quiet_hours", .invalidArgument, "quiet_hours must have start and end as HH:MM (end up to 24:00)")
+      }
+    }
     let created = try await store.createCampaign(
       NewCampaign(
         name: name, channel: request.channel, listID: list, segmentID: segment, variants: variants,
         budgetCents: request.hasBudgetCents ? request.budgetCents : nil, trackOpens: request.tracking.opens,
-        trackClicks: request.tracking.clicks))
+        trackClicks: request.tracking.clicks, quietHours: quietHours))
     return Self.message(created)
   }
 
@@ -143,6 +153,12 @@ extension CampaignService {
     message.tracking = .with {
       $0.opens = record.trackOpens
       $0.clicks = record.trackClicks
+    }
+    if let window = record.quietHours?.split(separator: "-"), window.count == 2 {
+      message.quietHours = .with {
+        $0.start = String(window[0])
+        $0.end = String(window[1])
+      }
     }
     message.status = record.status
     message.statusReason = record.statusReason

@@ -10,7 +10,7 @@ import PostgresNIO
 /// machine's transitions and the audience expansion that starts a send.
 extension CampaignStore {
   static let campaignColumns = """
-    c.id, c.name, c.channel, c.list_id, c.segment_id, c.budget_cents, c.track_opens, c.track_clicks, c.status,
+    c.id, c.name, c.channel, c.list_id, c.segment_id, c.budget_cents, c.track_opens, c.track_clicks, c.sms_quiet_hours, c.status,
     c.status_reason, c.send_at,
     c.audience_count, c.skipped_no_consent, c.created_at, c.started_at, c.finished_at
     """
@@ -40,9 +40,10 @@ extension CampaignStore {
       }
       let row = try await connection.query(
         """
-        INSERT INTO campaign.campaigns (name, channel, list_id, segment_id, budget_cents, track_opens, track_clicks)
+        INSERT INTO campaign.campaigns (
+          name, channel, list_id, segment_id, budget_cents, track_opens, track_clicks, sms_quiet_hours)
         VALUES (\(campaign.name), \(campaign.channel), \(campaign.listID), \(campaign.segmentID), \(campaign.budgetCents),
-          \(campaign.trackOpens), \(campaign.trackClicks))
+          \(campaign.trackOpens), \(campaign.trackClicks), \(campaign.quietHours))
         RETURNING id
         """, logger: logger
       ).collect().first
@@ -117,6 +118,7 @@ extension CampaignStore {
       budgetCents: try cells["budget_cents"].decode(Int64?.self),
       trackOpens: try cells["track_opens"].decode(Bool.self),
       trackClicks: try cells["track_clicks"].decode(Bool.self),
+      quietHours: try cells["sms_quiet_hours"].decode(String?.self),
       status: try cells["status"].decode(String.self),
       statusReason: try cells["status_reason"].decode(String.self),
       sendAt: try cells["send_at"].decode(Date?.self),

@@ -17,6 +17,8 @@ struct OutboxChunk: Sendable {
   /// The campaign's engagement tracking (SPEC §10).
   var trackOpens = false
   var trackClicks = false
+  /// SMS: the campaign's delivery window, "HH:MM-HH:MM", when it has one.
+  var quietHours: String?
 }
 
 /// An outbox entry and its subscriber as the relay reads them.
@@ -50,7 +52,7 @@ extension CampaignStore {
     let claimed = try await connection.query(
       """
       SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents,
-        c.track_opens, c.track_clicks
+        c.track_opens, c.track_clicks, c.sms_quiet_hours
       FROM campaign.outbox_chunks k JOIN campaign.campaigns c ON c.id = k.campaign_id
       WHERE k.status = 'pending' AND c.status = 'sending'
       ORDER BY k.campaign_id, k.chunk
@@ -59,12 +61,12 @@ extension CampaignStore {
       """, logger: logger
     ).collect().first
     guard
-      let (campaign, chunk, first, next, channel, budget, opens, clicks) = try claimed?.decode(
-        (UUID, Int32, UUID, UUID?, String, Int64?, Bool, Bool).self)
+      let (campaign, chunk, first, next, channel, budget, opens, clicks, quietHours) = try claimed?.decode(
+        (UUID, Int32, UUID, UUID?, String, Int64?, Bool, Bool, String?).self)
     else { return nil }
     return OutboxChunk(
       campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, channel: channel, budgetCents: budget,
-      trackOpens: opens, trackClicks: clicks)
+      trackOpens: opens, trackClicks: clicks, quietHours: quietHours)
   }
 
   /// The campaign's templates by variant name.

@@ -75,7 +75,8 @@ package struct OutboxRelay: Sendable {
         variants = try await store.variantTemplates(of: chunk.campaignID, on: connection)
         templates.entries.withLock { $0[chunk.campaignID] = variants }
       }
-      let names = Set(variants.values.flatMap(\.attributeNames)).sorted()
+      // An SMS recipient's time zone attribute too, for quiet hours.
+      let names = Set(variants.values.flatMap(\.attributeNames) + (chunk.channel == "sms" ? Self.timeZoneAttributes : [])).sorted()
       let entries = try await store.entries(of: chunk, attributeNames: names, on: connection)
 
       let channel = chunk.channel
@@ -84,6 +85,14 @@ package struct OutboxRelay: Sendable {
       let linkTracking =
         channel == "email" ? LinkTracking(links: tracking, opens: chunk.trackOpens, clicks: chunk.trackClicks) : nil
       let campaignText = chunk.campaignID.lowercasedString
+      // SMS: the campaign's own delivery window, if it has one (delivery narrows it further).
+      let quietHours = chunk.quietHours.map { $0.split(separator: "-") }.flatMap { window in
+        window.count == 2
+          ? Herald_Delivery_V1_QuietHours.with {
+            $0.start = String(window[0])
+            $0.end = String(window[1])
+          } : nil
+      }
       var messages: [(OutboxEntry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [SettledEntry] = []
       func settle(_ entry: OutboxEntry, _ status: String, _ error: String) {
@@ -133,6 +142,11 @@ package struct OutboxRelay: Sendable {
           if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }
           message.campaignID = campaignText
           message.subscriberID = subscriberText
+          if channel == "sms" {
+            if let quietHours { message.quietHours = quietHours }
+            // The recipient's own time zone for quiet hours; without one, the number's.
+            if let zone = Self.timeZone(in: entry.attributes) { message.timeZone = zone }
+          }
           messages.append((entry, message))
         } catch {
           settle(entry, "failed", "render: \(error.message)")
@@ -195,6 +209,15 @@ package struct OutboxRelay: Sendable {
 
   /// Consecutive ranges of `messages` whose encoded size stays under `maxBytes` (each range has at
   /// least one message).
+  /// The subscriber attributes that may hold the recipient's time zone (an IANA name), first first.
+  static let timeZoneAttributes = ["time_zone", "timezone"]
+
+  static func timeZone(in attributes: [String: String]) -> String? {
+    timeZoneAttributes.lazy.compactMap { attributes[$0] }.first { zone in
+      !zone.isEmpty && zone.count <= 64 && zone.wholeMatch(of: /[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*/) != nil
+    }
+  }
+
   static func parts(of messages: [Herald_Delivery_V1_OutboundMessage], maxBytes: Int) -> [Range<Int>] {
     var parts: [Range<Int>] = []
     var start = 0

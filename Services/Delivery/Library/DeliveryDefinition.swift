@@ -44,7 +44,7 @@ package enum DeliveryDefinition: BackEndProcess {
         [
           DeliveryService(
             store: store(resources), providers: registry(resources),
-            tracking: TrackingLinks(publicURL: "", secrets: settings.secrets))
+            tracking: TrackingLinks(publicURL: "", secrets: settings.secrets), smsQuietHours: settings.smsQuietHours)
         ]
       },
       makeWorkers: { resources in

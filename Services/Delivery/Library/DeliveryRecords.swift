@@ -14,6 +14,16 @@ package struct QueuedMessage: Sendable, Equatable {
   package var campaignID: UUID?
   package var subscriberID: UUID?
   package var notBefore: Date?
+  /// SMS: the window it may be delivered in and the recipient's time zones (SPEC §11); nil for
+  /// messages delivered at any hour.
+  package var quiet: Quiet?
+  /// Why it can never be delivered (its quiet hours leave no time of day): it is recorded failed.
+  package var undeliverable: String?
+
+  package struct Quiet: Sendable, Equatable {
+    package var window: QuietWindow
+    package var zones: [String]
+  }
 
   package init(
     idempotencyKey: String, channel: String, recipient: String, subject: String, body: String, format: String = "text",

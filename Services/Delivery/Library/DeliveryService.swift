@@ -16,11 +16,16 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   let providers: ProviderRegistry
   /// Checks the tokens of tracking links (signed by the campaign relay).
   let tracking: TrackingLinks
+  /// The installation's SMS delivery window (HERALD_SMS_QUIET_HOURS).
+  let smsQuietHours: QuietWindow
 
-  package init(store: DeliveryStore, providers: ProviderRegistry, tracking: TrackingLinks = .none) {
+  package init(
+    store: DeliveryStore, providers: ProviderRegistry, tracking: TrackingLinks = .none, smsQuietHours: QuietWindow = .standard
+  ) {
     self.store = store
     self.providers = providers
     self.tracking = tracking
+    self.smsQuietHours = smsQuietHours
   }
 
   package func enqueueMessages(
@@ -33,9 +38,9 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       throw RPCError.field(
         "messages", .invalidArgument, "messages holds \(request.messages.count); at most \(Self.maxBatch) per batch")
     }
-    let messages = try request.messages.enumerated().map { index, message in
-      try Self.validate(message, field: "messages[\(index)]")
-    }
+    let messages = try await withQuietHours(
+      try request.messages.enumerated().map { index, message in try Self.validate(message, field: "messages[\(index)]") },
+      field: { "messages[\($0)]" })
     var caps: [(UUID, Int64)] = []
     for (index, cap) in request.spendCaps.enumerated() {
       let campaign = try RPCError.uuid(cap.campaignID, field: "spend_caps[\(index)].campaign_id")
@@ -61,7 +66,7 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   package func sendMessage(
     request: Herald_Delivery_V1_OutboundMessage, context: ServerContext
   ) async throws -> Herald_Delivery_V1_EnqueueResult {
-    let outcomes = try await store.enqueue([try Self.validate(request, field: "")])
+    let outcomes = try await store.enqueue(try await withQuietHours([try Self.validate(request, field: "")]))
     guard let outcome = outcomes.first else { throw RPCError(code: .internalError, message: "the queue answered no outcome") }
     return Self.result(outcome)
   }
@@ -132,13 +137,40 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
     func uuid(_ text: String, _ field: String) throws -> UUID? {
       text.isEmpty ? nil : try RPCError.uuid(text, field: name(field))
     }
-    return QueuedMessage(
+    var window: QuietWindow?
+    if message.hasQuietHours {
+      guard channel == "sms" else {
+        throw RPCError.field(name("quiet_hours"), .invalidArgument, "\(name("quiet_hours")) applies to SMS only")
+      }
+      guard let given = QuietWindow(message.quietHours) else {
+        throw RPCError.field(
+          name("quiet_hours"), .invalidArgument, "\(name("quiet_hours")) must have start and end as HH:MM (end up to 24:00)")
+      }
+      window = given
+    }
+    if !message.timeZone.isEmpty {
+      guard channel == "sms" else { throw RPCError.field(name("time_zone"), .invalidArgument, "\(name("time_zone")) applies to SMS only") }
+      try oneLine(message.timeZone, "time_zone")
+    }
+    if message.ignoreQuietHours {
+      guard channel == "sms", message.campaignID.isEmpty else {
+        throw RPCError.field(
+          name("ignore_quiet_hours"), .invalidArgument,
+          "\(name("ignore_quiet_hours")) is for SMS without a campaign only (campaign texts keep the recipient's hours)")
+      }
+    }
+    var queued = QueuedMessage(
       idempotencyKey: key, channel: channel, recipient: message.recipient, subject: message.subject, body: message.body,
       format: format, textBody: message.textBody.isEmpty ? nil : message.textBody,
       listUnsubscribeURL: unsubscribe.isEmpty ? nil : unsubscribe,
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)
+    if channel == "sms", !message.ignoreQuietHours {
+      queued.quiet = QueuedMessage.Quiet(
+        window: window ?? QuietWindow(start: 0, end: 0), zones: message.timeZone.isEmpty ? [] : [message.timeZone])
+    }
+    return queued
   }
 
   static func channelName(_ channel: Herald_Delivery_V1_Channel) -> String? {

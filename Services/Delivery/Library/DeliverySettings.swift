@@ -29,6 +29,9 @@ package struct DeliverySettings: Sendable, Equatable {
   package var domainGuard = DeliverabilityThresholds()
   package var guardWindow: Duration = .seconds(24 * 3600)
   package var guardInterval: Duration = .seconds(60)
+  /// When SMS may be delivered, in the recipient's local time (SPEC §11): HERALD_SMS_QUIET_HOURS,
+  /// "08:00-21:00" by default. Campaigns, messages and providers may narrow it.
+  package var smsQuietHours = QuietWindow.standard
 
   package init() {}
 
@@ -57,6 +60,14 @@ package struct DeliverySettings: Sendable, Equatable {
     result.domainGuard = try DeliverabilityThresholds.load(settings, prefix: "HERALD_DELIVERY_GUARD")
     result.guardWindow = try settings.duration("HERALD_DELIVERY_GUARD_WINDOW", default: result.guardWindow)
     result.guardInterval = try settings.duration("HERALD_DELIVERY_GUARD_INTERVAL", default: result.guardInterval)
+    if let text = settings.optionalString("HERALD_SMS_QUIET_HOURS") {
+      guard let window = QuietWindow(text: text) else {
+        throw ConfigurationError.malformed(
+          variable: "HERALD_SMS_QUIET_HOURS", value: "'\(text)'",
+          expected: "a window of local time such as 08:00-21:00 (an end before the start runs past midnight)")
+      }
+      result.smsQuietHours = window
+    }
     // A bad providers file stops start-up here, naming the file and the field.
     if let path = result.providersFile { _ = try ProviderConfig.loadFile(path) }
     return result

@@ -24,20 +24,25 @@ extension DeliveryStore {
           \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[], \(messages.map(\.format))::text[],
           \(messages.map { $0.textBody ?? "" })::text[], \(messages.map { $0.listUnsubscribeURL ?? "" })::text[],
           \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
-          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[]
+          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[],
+          \(messages.map { $0.quiet?.zones.joined(separator: ",") ?? "" })::text[], \(messages.map { $0.quiet?.window.start ?? 0 })::int4[],
+          \(messages.map { $0.quiet?.window.end ?? 0 })::int4[], \(messages.map { $0.undeliverable ?? "" })::text[]
         ) WITH ORDINALITY AS t(
           key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id, not_before,
-          position)
+          quiet_zones, quiet_start, quiet_end, undeliverable, position)
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
-          not_before, status, last_error)
+          not_before, quiet_zones, quiet_start, quiet_end, status, last_error)
         SELECT key, channel, recipient, subject, body, format, nullif(text_body, ''), nullif(list_unsubscribe, ''),
           nullif(campaign_id, \(Self.noID)),
           nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
-          CASE WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
-          CASE WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
+          string_to_array(nullif(quiet_zones, ''), ','), CASE WHEN quiet_zones <> '' THEN quiet_start END,
+          CASE WHEN quiet_zones <> '' THEN quiet_end END,
+          CASE WHEN undeliverable <> '' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
+          CASE WHEN undeliverable <> '' THEN undeliverable
+            WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
         FROM input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
         ORDER BY position
         ON CONFLICT (idempotency_key) DO NOTHING
@@ -101,18 +106,22 @@ extension DeliveryStore {
   /// Claims up to `limit` due messages of `channels` with `FOR UPDATE SKIP LOCKED` (replicas never
   /// share one), leases them for `lease` under `token`, and records the transition. Messages to a
   /// suppressed address, queued longer than `timeToLive`, or of a campaign held or cancelled since
-  /// they were queued (`held`, `cancelled`), are settled by the claim itself.
-  /// Messages of a channel without an enabled provider stay queued until one is configured.
+  /// they were queued (`held`, `cancelled`), are settled by the claim itself; an SMS due outside
+  /// its quiet hours goes back to the queue until its window next opens (a `deferred` event says
+  /// until when). Messages of a channel without an enabled provider stay queued until one is
+  /// configured. `at` stands for the time now (tests pass it in).
   package func claim(
     limit: Int, lease: Duration, token: UUID, timeToLive: Duration,
-    channels: [String] = ["email", "sms", "push", "whatsapp"]
+    channels: [String] = ["email", "sms", "push", "whatsapp"], at: Date? = nil
   ) async throws -> [ClaimedMessage] {
     guard !channels.isEmpty else { return [] }
     let rows = try await client.query(
       """
-      WITH due AS (
+      WITH clock AS (
+        SELECT coalesce(\(at)::timestamptz, now()) AS now
+      ), due AS (
         SELECT id FROM delivery.messages
-        WHERE status = 'queued' AND not_before <= now() AND channel = ANY(\(channels)::text[])
+        WHERE status = 'queued' AND not_before <= (SELECT now FROM clock) AND channel = ANY(\(channels)::text[])
         ORDER BY not_before
         LIMIT \(limit)
         FOR UPDATE SKIP LOCKED
@@ -125,19 +134,35 @@ extension DeliveryStore {
             -- A compliance reply (the confirmation of a STOP, the help text) goes to a suppressed number.
             WHEN NOT m.compliance AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient))
               THEN 'suppressed'
+            WHEN q.until IS NOT NULL THEN 'deferred'
             ELSE 'sending'
           END AS status,
-          h.reason AS hold_reason
-        FROM delivery.messages m JOIN due ON due.id = m.id
+          h.reason AS hold_reason, q.until
+        FROM delivery.messages m JOIN due ON due.id = m.id CROSS JOIN clock c
         -- A message of a campaign held or cancelled since it was queued (see DeliveryStore+Holds).
         -- The hold is locked (only when there is one): a release waits for this claim, and this
         -- claim for a release under way, so no message is left held after its release.
         LEFT JOIN LATERAL (
           SELECT action, reason FROM delivery.campaign_holds WHERE campaign_id = m.campaign_id FOR SHARE
         ) h ON true
+        -- Quiet hours: in each of the recipient's zones outside the window, when it next opens
+        -- there; the latest of those (NULL when every zone is inside it, or it has none).
+        LEFT JOIN LATERAL (
+          SELECT max((CASE WHEN l.minute < m.quiet_start THEN l.day ELSE l.day + interval '1 day' END
+              + m.quiet_start * interval '1 minute') AT TIME ZONE l.zone) AS until
+          FROM (
+            SELECT z AS zone, date_trunc('day', c.now AT TIME ZONE z) AS day,
+              (extract(hour FROM c.now AT TIME ZONE z) * 60 + extract(minute FROM c.now AT TIME ZONE z))::int AS minute
+            FROM unnest(m.quiet_zones) z
+          ) l
+          WHERE NOT m.compliance AND m.quiet_start <> m.quiet_end AND NOT CASE
+            WHEN m.quiet_start < m.quiet_end THEN l.minute >= m.quiet_start AND l.minute < m.quiet_end
+            ELSE l.minute >= m.quiet_start OR l.minute < m.quiet_end END
+        ) q ON true
       ), claimed AS (
         UPDATE delivery.messages m SET
-          status = d.status,
+          status = CASE WHEN d.status = 'deferred' THEN 'queued' ELSE d.status END,
+          not_before = CASE WHEN d.status = 'deferred' THEN d.until ELSE m.not_before END,
           attempts = m.attempts + CASE WHEN d.status = 'sending' THEN 1 ELSE 0 END,
           lease_expires_at = CASE WHEN d.status = 'sending' THEN now() + \(Self.milliseconds(lease)) * interval '1 millisecond' END,
           lease_token = CASE WHEN d.status = 'sending' THEN \(token) END,
@@ -146,11 +171,16 @@ extension DeliveryStore {
             WHEN 'suppressed' THEN 'the address is on the suppression list'
             WHEN 'cancelled' THEN 'its campaign was cancelled' || CASE WHEN d.hold_reason = '' THEN '' ELSE ': ' || d.hold_reason END
             WHEN 'held' THEN 'its campaign is paused' || CASE WHEN d.hold_reason = '' THEN '' ELSE ': ' || d.hold_reason END
+            WHEN 'deferred' THEN 'quiet hours (' || to_char(make_time(m.quiet_start / 60, m.quiet_start % 60, 0), 'HH24:MI') || '-'
+              || to_char(make_time(m.quiet_end / 60, m.quiet_end % 60, 0), 'HH24:MI') || ' in '
+              || CASE WHEN cardinality(m.quiet_zones) = 1 THEN m.quiet_zones[1]
+                ELSE cardinality(m.quiet_zones) || ' time zones of the number''s country' END
+              || '): waits until ' || to_char(d.until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
             ELSE m.last_error END,
           updated_at = now()
         FROM decided d WHERE m.id = d.id
         RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body,
-          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, m.status, m.last_error
+          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, d.status, m.last_error
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail)
         SELECT id, status, CASE WHEN status = 'sending' THEN 'attempt ' || attempts ELSE last_error END FROM claimed

@@ -127,6 +127,12 @@ package struct ProviderConfig: Sendable, Equatable {
       throw invalid("settings", "are missing: give one of smtp, http_sms or webhook")
     }
 
+    if provider.hasQuietHours {
+      guard channel == "sms" else { throw invalid("quiet_hours", "apply to SMS providers only") }
+      guard QuietWindow(provider.quietHours) != nil else {
+        throw invalid("quiet_hours", "must have start and end as HH:MM (end up to 24:00)")
+      }
+    }
     if provider.hasSmsKeywords {
       guard channel == "sms" else { throw invalid("sms_keywords", "apply to SMS providers only") }
       let keywords = provider.smsKeywords

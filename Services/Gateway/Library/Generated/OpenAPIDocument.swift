@@ -6701,6 +6701,14 @@ extension OpenAPIDocument {
           },
           "tracking": {
             "$ref": "#/components/schemas/campaign.v1.CampaignTracking"
+          },
+          "quiet_hours": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.QuietHours"
+              }
+            ],
+            "description": "SMS campaigns: the window (recipient's local time) in which its texts may be delivered, when stricter than the installation's; unset means the installation's."
           }
         },
         "additionalProperties": false
@@ -7011,6 +7019,14 @@ extension OpenAPIDocument {
               }
             ],
             "description": "For e-mail campaigns; unset means no tracking."
+          },
+          "quiet_hours": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.QuietHoursInput"
+              }
+            ],
+            "description": "For SMS campaigns: a stricter delivery window than the installation's (08:00–21:00 in the recipient's local time unless HERALD_SMS_QUIET_HOURS says otherwise)."
           }
         },
         "required": ["name", "channel"],
@@ -7082,6 +7098,19 @@ extension OpenAPIDocument {
               "required": ["channel", "tracking"]
             },
             "x-message": "may ask for tracking only when channel is email (the pixel and the redirects live in HTML e-mail)"
+          },
+          {
+            "not": {
+              "properties": {
+                "channel": {
+                  "not": {
+                    "const": "sms"
+                  }
+                }
+              },
+              "required": ["channel", "quiet_hours"]
+            },
+            "x-message": "may set quiet_hours only when channel is sms"
           }
         ]
       },
@@ -7577,6 +7606,35 @@ extension OpenAPIDocument {
             }
           }
         },
+        "additionalProperties": false
+      },
+      "campaign.v1.QuietHours": {
+        "type": "object",
+        "description": "A daily window, in the recipient's local time: from start up to (not including) end, \"HH:MM\" each (end may be \"24:00\"). An end before the start runs past midnight; an end equal to the start is the whole day.",
+        "properties": {
+          "start": {
+            "type": "string"
+          },
+          "end": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.QuietHoursInput": {
+        "type": "object",
+        "description": "A daily window, in the recipient's local time: from start up to (not including) end, \"HH:MM\" each (end may be \"24:00\"). An end before the start runs past midnight; an end equal to the start is the whole day.",
+        "properties": {
+          "start": {
+            "type": "string",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+          },
+          "end": {
+            "type": "string",
+            "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+          }
+        },
+        "required": ["start", "end"],
         "additionalProperties": false
       },
       "campaign.v1.Segment": {
@@ -8778,6 +8836,24 @@ extension OpenAPIDocument {
             "pattern": "^(https?://[\\x21-\\x2b\\x2d-\\x3b\\x3d\\x3f-\\x7e]+)?$",
             "description": "E-mail: the recipient's one-click unsubscribe URL (https, or http for a local stack). The message then carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058), both DKIM-signed. Campaign e-mail has it.",
             "x-message": "must be an http(s) URL without spaces, commas or angle brackets"
+          },
+          "time_zone": {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": "^([A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*)?$",
+            "description": "SMS: the recipient's time zone (an IANA name such as America/Chicago) for quiet hours; empty: the zones of the phone number's country (and area code where it decides)."
+          },
+          "quiet_hours": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.QuietHoursInput"
+              }
+            ],
+            "description": "SMS: a stricter window than the installation's (HERALD_SMS_QUIET_HOURS, 08:00–21:00 by default) for this message; what it shares with that window (and with the SMS providers' own) is when it may be delivered, in the recipient's local time. Outside it the message waits, queued, with a `deferred` event saying until when."
+          },
+          "ignore_quiet_hours": {
+            "type": "boolean",
+            "description": "SMS without a campaign only: deliver at any hour (a one-time code, an alert the recipient asked for). Confirmations of STOP, START and HELP are never held."
           }
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],
@@ -8911,6 +8987,14 @@ extension OpenAPIDocument {
             ],
             "description": "An SMS provider's number: the keywords it answers and their texts (SPEC §11)."
           },
+          "quiet_hours": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.QuietHours"
+              }
+            ],
+            "description": "An SMS provider's own delivery window, stricter than the installation's: it applies to every SMS queued while the provider is enabled."
+          },
           "status": {
             "allOf": [
               {
@@ -9008,6 +9092,14 @@ extension OpenAPIDocument {
               }
             ],
             "description": "An SMS provider's number: the keywords it answers and their texts (SPEC §11)."
+          },
+          "quiet_hours": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.QuietHoursInput"
+              }
+            ],
+            "description": "An SMS provider's own delivery window, stricter than the installation's: it applies to every SMS queued while the provider is enabled."
           }
         },
         "required": ["name", "channel"],
@@ -9138,6 +9230,35 @@ extension OpenAPIDocument {
             "description": "Messages whose send was cut off after it may have reached the provider (a worker died mid-send): marked unknown, or sent again when the service is configured to."
           }
         },
+        "additionalProperties": false
+      },
+      "delivery.v1.QuietHours": {
+        "type": "object",
+        "description": "A daily window, in the recipient's local time, in which SMS may be delivered: from start up to (not including) end, \"HH:MM\" each (end may be \"24:00\"). An end before the start runs past midnight; an end equal to the start is the whole day.",
+        "properties": {
+          "start": {
+            "type": "string"
+          },
+          "end": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.QuietHoursInput": {
+        "type": "object",
+        "description": "A daily window, in the recipient's local time, in which SMS may be delivered: from start up to (not including) end, \"HH:MM\" each (end may be \"24:00\"). An end before the start runs past midnight; an end equal to the start is the whole day.",
+        "properties": {
+          "start": {
+            "type": "string",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+          },
+          "end": {
+            "type": "string",
+            "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+          }
+        },
+        "required": ["start", "end"],
         "additionalProperties": false
       },
       "delivery.v1.RequeueMessagesRequest": {
