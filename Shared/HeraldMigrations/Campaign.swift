@@ -277,5 +277,43 @@ extension HeraldMigrations {
           ALTER TABLE campaigns ADD COLUMN sms_quiet_hours text
             CHECK (sms_quiet_hours ~ '^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$');
           """#),
+      Migration(
+        version: 13, name: "auto-responses",
+        sql: #"""
+          -- Rules that answer inbound messages (SPEC §11), and every answer given or skipped: one
+          -- row per inbound message at most (inbound_id is unique), so a message read twice from
+          -- the feed is never answered twice.
+          CREATE TABLE auto_response_rules (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            channel text NOT NULL CHECK (channel IN ('sms', 'email')),
+            trigger text NOT NULL CHECK (trigger IN ('keyword', 'regex', 'any')),
+            pattern text NOT NULL DEFAULT '',
+            campaign_id uuid REFERENCES campaigns (id) ON DELETE CASCADE,
+            subject text NOT NULL DEFAULT '',
+            body text NOT NULL CHECK (body <> ''),
+            variables jsonb NOT NULL DEFAULT '[]',
+            delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds BETWEEN 0 AND 604800),
+            cooldown_seconds integer NOT NULL CHECK (cooldown_seconds > 0),
+            daily_cap integer NOT NULL CHECK (daily_cap > 0),
+            priority integer NOT NULL DEFAULT 0,
+            enabled boolean NOT NULL DEFAULT true,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE auto_responses (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            rule_id uuid NOT NULL REFERENCES auto_response_rules (id) ON DELETE CASCADE,
+            inbound_id uuid NOT NULL UNIQUE,
+            subscriber_id uuid,
+            recipient text NOT NULL,
+            status text NOT NULL CHECK (status IN ('queued', 'skipped')),
+            detail text NOT NULL DEFAULT '',
+            message_id uuid,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          -- The cooldown (this rule's answers to this sender) and the daily cap (this rule's today).
+          CREATE INDEX auto_responses_rule_idx ON auto_responses (rule_id, created_at) WHERE status = 'queued';
+          CREATE INDEX auto_responses_recipient_idx ON auto_responses (rule_id, recipient, created_at) WHERE status = 'queued';
+          """#),
     ])
 }

@@ -251,5 +251,12 @@ extension HeraldMigrations {
           -- number's country and area code). NULL: at any hour. Metadata-only additions.
           ALTER TABLE messages ADD COLUMN quiet_zones text[], ADD COLUMN quiet_start smallint, ADD COLUMN quiet_end smallint;
           """#),
+      Migration(
+        version: 11, name: "automatic answers",
+        sql: #"""
+          -- An e-mail that answers another (its Message-ID: In-Reply-To, References), and whether
+          -- it is an automatic answer (Auto-Submitted: auto-replied, RFC 3834). Metadata-only.
+          ALTER TABLE messages ADD COLUMN in_reply_to text, ADD COLUMN auto_submitted boolean NOT NULL DEFAULT false;
+          """#),
     ])
 }

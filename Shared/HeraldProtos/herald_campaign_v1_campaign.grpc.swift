@@ -461,6 +461,84 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateAutoResponseRule" metadata.
+        public enum CreateAutoResponseRule: Sendable {
+            /// Request type for "CreateAutoResponseRule".
+            public typealias Input = Herald_Campaign_V1_AutoResponseRule
+            /// Response type for "CreateAutoResponseRule".
+            public typealias Output = Herald_Campaign_V1_AutoResponseRule
+            /// Descriptor for "CreateAutoResponseRule".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateAutoResponseRule",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListAutoResponseRules" metadata.
+        public enum ListAutoResponseRules: Sendable {
+            /// Request type for "ListAutoResponseRules".
+            public typealias Input = Herald_Campaign_V1_ListAutoResponseRulesRequest
+            /// Response type for "ListAutoResponseRules".
+            public typealias Output = Herald_Campaign_V1_ListAutoResponseRulesResponse
+            /// Descriptor for "ListAutoResponseRules".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListAutoResponseRules",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetAutoResponseRuleEnabled" metadata.
+        public enum SetAutoResponseRuleEnabled: Sendable {
+            /// Request type for "SetAutoResponseRuleEnabled".
+            public typealias Input = Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest
+            /// Response type for "SetAutoResponseRuleEnabled".
+            public typealias Output = Herald_Campaign_V1_AutoResponseRule
+            /// Descriptor for "SetAutoResponseRuleEnabled".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "SetAutoResponseRuleEnabled",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteAutoResponseRule" metadata.
+        public enum DeleteAutoResponseRule: Sendable {
+            /// Request type for "DeleteAutoResponseRule".
+            public typealias Input = Herald_Campaign_V1_DeleteAutoResponseRuleRequest
+            /// Response type for "DeleteAutoResponseRule".
+            public typealias Output = Herald_Campaign_V1_DeleteAutoResponseRuleResponse
+            /// Descriptor for "DeleteAutoResponseRule".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "DeleteAutoResponseRule",
+                type: .unary
+            )
+        }
+        /// Namespace for "PreviewAutoResponse" metadata.
+        public enum PreviewAutoResponse: Sendable {
+            /// Request type for "PreviewAutoResponse".
+            public typealias Input = Herald_Campaign_V1_PreviewAutoResponseRequest
+            /// Response type for "PreviewAutoResponse".
+            public typealias Output = Herald_Campaign_V1_AutoResponsePreview
+            /// Descriptor for "PreviewAutoResponse".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PreviewAutoResponse",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListAutoResponses" metadata.
+        public enum ListAutoResponses: Sendable {
+            /// Request type for "ListAutoResponses".
+            public typealias Input = Herald_Campaign_V1_ListAutoResponsesRequest
+            /// Response type for "ListAutoResponses".
+            public typealias Output = Herald_Campaign_V1_ListAutoResponsesResponse
+            /// Descriptor for "ListAutoResponses".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListAutoResponses",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.campaign.v1.CampaignService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateSubscriber.descriptor,
@@ -495,7 +573,13 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             ResumeCampaign.descriptor,
             CancelCampaign.descriptor,
             GetCampaignAnalytics.descriptor,
-            ListEngagement.descriptor
+            ListEngagement.descriptor,
+            CreateAutoResponseRule.descriptor,
+            ListAutoResponseRules.descriptor,
+            SetAutoResponseRuleEnabled.descriptor,
+            DeleteAutoResponseRule.descriptor,
+            PreviewAutoResponse.descriptor,
+            ListAutoResponses.descriptor
         ]
     }
 }
@@ -1132,6 +1216,110 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse>
+
+        /// Handle the "CreateAutoResponseRule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+        /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+        /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+        /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_AutoResponseRule` messages.
+        func createAutoResponseRule(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_AutoResponseRule>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponseRule>
+
+        /// Handle the "ListAutoResponseRules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListAutoResponseRulesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListAutoResponseRulesResponse` messages.
+        func listAutoResponseRules(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>
+
+        /// Handle the "SetAutoResponseRuleEnabled" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_AutoResponseRule` messages.
+        func setAutoResponseRuleEnabled(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponseRule>
+
+        /// Handle the "DeleteAutoResponseRule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_DeleteAutoResponseRuleResponse` messages.
+        func deleteAutoResponseRule(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>
+
+        /// Handle the "PreviewAutoResponse" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+        /// > response rendered, or no rule.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_PreviewAutoResponseRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_AutoResponsePreview` messages.
+        func previewAutoResponse(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponsePreview>
+
+        /// Handle the "ListAutoResponses" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The answers given and skipped, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListAutoResponsesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListAutoResponsesResponse` messages.
+        func listAutoResponses(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListAutoResponsesResponse>
     }
 
     /// Service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -1752,6 +1940,110 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>
+
+        /// Handle the "CreateAutoResponseRule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+        /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+        /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+        /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+        func createAutoResponseRule(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_AutoResponseRule>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule>
+
+        /// Handle the "ListAutoResponseRules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponseRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListAutoResponseRulesResponse` message.
+        func listAutoResponseRules(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>
+
+        /// Handle the "SetAutoResponseRuleEnabled" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+        func setAutoResponseRuleEnabled(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule>
+
+        /// Handle the "DeleteAutoResponseRule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_DeleteAutoResponseRuleResponse` message.
+        func deleteAutoResponseRule(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>
+
+        /// Handle the "PreviewAutoResponse" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+        /// > response rendered, or no rule.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewAutoResponseRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_AutoResponsePreview` message.
+        func previewAutoResponse(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponsePreview>
+
+        /// Handle the "ListAutoResponses" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The answers given and skipped, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponsesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListAutoResponsesResponse` message.
+        func listAutoResponses(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponsesResponse>
     }
 
     /// Simple service protocol for the "herald.campaign.v1.CampaignService" service.
@@ -2370,6 +2662,110 @@ extension Herald_Campaign_V1_CampaignService {
             request: Herald_Campaign_V1_ListEngagementRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_ListEngagementResponse
+
+        /// Handle the "CreateAutoResponseRule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+        /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+        /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+        /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_AutoResponseRule` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_AutoResponseRule` to respond with.
+        func createAutoResponseRule(
+            request: Herald_Campaign_V1_AutoResponseRule,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_AutoResponseRule
+
+        /// Handle the "ListAutoResponseRules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListAutoResponseRulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListAutoResponseRulesResponse` to respond with.
+        func listAutoResponseRules(
+            request: Herald_Campaign_V1_ListAutoResponseRulesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListAutoResponseRulesResponse
+
+        /// Handle the "SetAutoResponseRuleEnabled" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_AutoResponseRule` to respond with.
+        func setAutoResponseRuleEnabled(
+            request: Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_AutoResponseRule
+
+        /// Handle the "DeleteAutoResponseRule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_DeleteAutoResponseRuleResponse` to respond with.
+        func deleteAutoResponseRule(
+            request: Herald_Campaign_V1_DeleteAutoResponseRuleRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_DeleteAutoResponseRuleResponse
+
+        /// Handle the "PreviewAutoResponse" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+        /// > response rendered, or no rule.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_PreviewAutoResponseRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_AutoResponsePreview` to respond with.
+        func previewAutoResponse(
+            request: Herald_Campaign_V1_PreviewAutoResponseRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_AutoResponsePreview
+
+        /// Handle the "ListAutoResponses" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The answers given and skipped, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListAutoResponsesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListAutoResponsesResponse` to respond with.
+        func listAutoResponses(
+            request: Herald_Campaign_V1_ListAutoResponsesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListAutoResponsesResponse
     }
 }
 
@@ -2740,6 +3136,72 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateAutoResponseRule.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponseRule>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponseRule>(),
+            handler: { request, context in
+                try await self.createAutoResponseRule(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListAutoResponseRules.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListAutoResponseRulesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListAutoResponseRulesResponse>(),
+            handler: { request, context in
+                try await self.listAutoResponseRules(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.SetAutoResponseRuleEnabled.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponseRule>(),
+            handler: { request, context in
+                try await self.setAutoResponseRuleEnabled(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.DeleteAutoResponseRule.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>(),
+            handler: { request, context in
+                try await self.deleteAutoResponseRule(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PreviewAutoResponse.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_PreviewAutoResponseRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponsePreview>(),
+            handler: { request, context in
+                try await self.previewAutoResponse(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListAutoResponses.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListAutoResponsesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListAutoResponsesResponse>(),
+            handler: { request, context in
+                try await self.listAutoResponses(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -3103,6 +3565,72 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
         let response = try await self.listEngagement(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createAutoResponseRule(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_AutoResponseRule>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponseRule> {
+        let response = try await self.createAutoResponseRule(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAutoResponseRules(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse> {
+        let response = try await self.listAutoResponseRules(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setAutoResponseRuleEnabled(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponseRule> {
+        let response = try await self.setAutoResponseRuleEnabled(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteAutoResponseRule(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse> {
+        let response = try await self.deleteAutoResponseRule(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func previewAutoResponse(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_AutoResponsePreview> {
+        let response = try await self.previewAutoResponse(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAutoResponses(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListAutoResponsesResponse> {
+        let response = try await self.listAutoResponses(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3535,6 +4063,84 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>(
             message: try await self.listEngagement(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createAutoResponseRule(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_AutoResponseRule>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule>(
+            message: try await self.createAutoResponseRule(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAutoResponseRules(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>(
+            message: try await self.listAutoResponseRules(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setAutoResponseRuleEnabled(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponseRule>(
+            message: try await self.setAutoResponseRuleEnabled(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteAutoResponseRule(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>(
+            message: try await self.deleteAutoResponseRule(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func previewAutoResponse(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponsePreview> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_AutoResponsePreview>(
+            message: try await self.previewAutoResponse(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAutoResponses(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponsesResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListAutoResponsesResponse>(
+            message: try await self.listAutoResponses(
                 request: request.message,
                 context: context
             ),
@@ -4326,6 +4932,140 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListEngagementResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateAutoResponseRule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+        /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+        /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+        /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createAutoResponseRule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_AutoResponseRule>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_AutoResponseRule>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponseRule>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAutoResponseRules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponseRulesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListAutoResponseRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListAutoResponseRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAutoResponseRules<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListAutoResponseRulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetAutoResponseRuleEnabled" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setAutoResponseRuleEnabled<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponseRule>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteAutoResponseRule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_DeleteAutoResponseRuleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteAutoResponseRule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PreviewAutoResponse" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+        /// > response rendered, or no rule.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewAutoResponseRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PreviewAutoResponseRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponsePreview` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func previewAutoResponse<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponsePreview>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponsePreview>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAutoResponses" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The answers given and skipped, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponsesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListAutoResponsesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListAutoResponsesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAutoResponses<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListAutoResponsesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponsesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -5483,6 +6223,206 @@ extension Herald_Campaign_V1_CampaignService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateAutoResponseRule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+        /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+        /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+        /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createAutoResponseRule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_AutoResponseRule>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_AutoResponseRule>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponseRule>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateAutoResponseRule.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListAutoResponseRules" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponseRulesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListAutoResponseRulesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListAutoResponseRulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAutoResponseRules<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListAutoResponseRulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListAutoResponseRules.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetAutoResponseRuleEnabled" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponseRule` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setAutoResponseRuleEnabled<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponseRule>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.SetAutoResponseRuleEnabled.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteAutoResponseRule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_DeleteAutoResponseRuleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteAutoResponseRule<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.DeleteAutoResponseRule.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PreviewAutoResponse" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+        /// > response rendered, or no rule.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PreviewAutoResponseRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PreviewAutoResponseRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_AutoResponsePreview` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func previewAutoResponse<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_AutoResponsePreview>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponsePreview>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PreviewAutoResponse.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListAutoResponses" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The answers given and skipped, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponsesRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListAutoResponsesRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListAutoResponsesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAutoResponses<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListAutoResponsesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListAutoResponsesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponsesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListAutoResponses.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -6454,6 +7394,176 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListEngagementRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListEngagementResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateAutoResponseRule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+    /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+    /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+    /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_AutoResponseRule` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createAutoResponseRule<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_AutoResponseRule>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createAutoResponseRule(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponseRule>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponseRule>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAutoResponseRules" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponseRulesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAutoResponseRules<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAutoResponseRules(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListAutoResponseRulesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListAutoResponseRulesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetAutoResponseRuleEnabled" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAutoResponseRuleEnabled<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setAutoResponseRuleEnabled(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponseRule>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteAutoResponseRule" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_DeleteAutoResponseRuleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteAutoResponseRule<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteAutoResponseRule(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PreviewAutoResponse" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+    /// > response rendered, or no rule.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_PreviewAutoResponseRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func previewAutoResponse<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponsePreview>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.previewAutoResponse(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PreviewAutoResponseRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponsePreview>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAutoResponses" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The answers given and skipped, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListAutoResponsesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAutoResponses<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponsesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponsesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAutoResponses(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListAutoResponsesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListAutoResponsesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -7560,6 +8670,200 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listEngagement(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateAutoResponseRule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once
+    /// > each, after a delay, at most once per sender and rule within the cooldown and at most the
+    /// > daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches
+    /// > (lowest priority first, then oldest) answers; every answer or skip is recorded.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createAutoResponseRule<Result>(
+        _ message: Herald_Campaign_V1_AutoResponseRule,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_AutoResponseRule>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createAutoResponseRule(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAutoResponseRules" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAutoResponseRules<Result>(
+        _ message: Herald_Campaign_V1_ListAutoResponseRulesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponseRulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponseRulesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAutoResponseRules(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetAutoResponseRuleEnabled" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns a rule on or off; NOT_FOUND for an unknown id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAutoResponseRuleEnabled<Result>(
+        _ message: Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponseRule>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setAutoResponseRuleEnabled(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteAutoResponseRule" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteAutoResponseRule<Result>(
+        _ message: Herald_Campaign_V1_DeleteAutoResponseRuleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_DeleteAutoResponseRuleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_DeleteAutoResponseRuleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteAutoResponseRule(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PreviewAutoResponse" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What would answer this text (a dry run: nothing is stored or sent): the rule and the
+    /// > response rendered, or no rule.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func previewAutoResponse<Result>(
+        _ message: Herald_Campaign_V1_PreviewAutoResponseRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_AutoResponsePreview>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_PreviewAutoResponseRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.previewAutoResponse(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAutoResponses" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The answers given and skipped, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAutoResponses<Result>(
+        _ message: Herald_Campaign_V1_ListAutoResponsesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListAutoResponsesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListAutoResponsesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAutoResponses(
             request: request,
             options: options,
             onResponse: handleResponse

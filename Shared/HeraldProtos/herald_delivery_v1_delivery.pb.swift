@@ -635,83 +635,131 @@ public nonisolated struct Herald_Delivery_V1_SealSecretsResponse: Sendable {
 
 /// A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for
 /// CHANNEL_EMAIL, an E.164 phone number for the others.
-public nonisolated struct Herald_Delivery_V1_OutboundMessage: Sendable {
+public nonisolated struct Herald_Delivery_V1_OutboundMessage: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Unique per logical message, e.g. "campaign_id:subscriber_id". Over REST: 1 to 200 printable
   /// ASCII characters.
-  public var idempotencyKey: String = String()
+  public var idempotencyKey: String {
+    get {_storage._idempotencyKey}
+    set {_uniqueStorage()._idempotencyKey = newValue}
+  }
 
-  public var channel: Herald_Delivery_V1_Channel = .unspecified
+  public var channel: Herald_Delivery_V1_Channel {
+    get {_storage._channel}
+    set {_uniqueStorage()._channel = newValue}
+  }
 
   /// E-mail address or E.164 phone number.
-  public var recipient: String = String()
+  public var recipient: String {
+    get {_storage._recipient}
+    set {_uniqueStorage()._recipient = newValue}
+  }
 
   /// One line (no control characters) of at most 998 characters; e-mail only.
-  public var subject: String = String()
+  public var subject: String {
+    get {_storage._subject}
+    set {_uniqueStorage()._subject = newValue}
+  }
 
   /// Not empty. Over REST at most 262,144 characters of printable ASCII, tabs and line breaks, or at
   /// most 65,536 characters of any text (so that the request stays within 1 MiB).
-  public var body: String = String()
+  public var body: String {
+    get {_storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   /// Empty for transactional messages; otherwise a UUID.
-  public var campaignID: String = String()
+  public var campaignID: String {
+    get {_storage._campaignID}
+    set {_uniqueStorage()._campaignID = newValue}
+  }
 
   /// Empty, or a UUID.
-  public var subscriberID: String = String()
+  public var subscriberID: String {
+    get {_storage._subscriberID}
+    set {_uniqueStorage()._subscriberID = newValue}
+  }
 
   /// When the message may be sent; unset means now.
   public var notBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_notBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_notBefore = newValue}
+    get {_storage._notBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._notBefore = newValue}
   }
   /// Returns true if `notBefore` has been explicitly set.
-  public var hasNotBefore: Bool {self._notBefore != nil}
+  public var hasNotBefore: Bool {_storage._notBefore != nil}
   /// Clears the value of `notBefore`. Subsequent reads from it will return its default value.
-  public mutating func clearNotBefore() {self._notBefore = nil}
+  public mutating func clearNotBefore() {_uniqueStorage()._notBefore = nil}
 
   /// How body is written: "text" (the default when empty) or "html" (e-mail only). An HTML e-mail
   /// goes out as multipart/alternative with a text/plain part: text_body, else one derived from
   /// the HTML (links kept as "text (url)"). Never guessed from the body.
-  public var format: String = String()
+  public var format: String {
+    get {_storage._format}
+    set {_uniqueStorage()._format = newValue}
+  }
 
   /// E-mail with format "html" only: the text/plain alternative. Empty: derived from the HTML.
-  public var textBody: String = String()
+  public var textBody: String {
+    get {_storage._textBody}
+    set {_uniqueStorage()._textBody = newValue}
+  }
 
   /// E-mail: the recipient's one-click unsubscribe URL (https, or http for a local stack). The
   /// message then carries List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click
   /// (RFC 8058), both DKIM-signed. Campaign e-mail has it.
-  public var listUnsubscribeURL: String = String()
+  public var listUnsubscribeURL: String {
+    get {_storage._listUnsubscribeURL}
+    set {_uniqueStorage()._listUnsubscribeURL = newValue}
+  }
 
   /// SMS: the recipient's time zone (an IANA name such as America/Chicago) for quiet hours; empty:
   /// the zones of the phone number's country (and area code where it decides).
-  public var timeZone: String = String()
+  public var timeZone: String {
+    get {_storage._timeZone}
+    set {_uniqueStorage()._timeZone = newValue}
+  }
 
   /// SMS: a stricter window than the installation's (HERALD_SMS_QUIET_HOURS, 08:00–21:00 by
   /// default) for this message; what it shares with that window (and with the SMS providers' own)
   /// is when it may be delivered, in the recipient's local time. Outside it the message waits,
   /// queued, with a `deferred` event saying until when.
   public var quietHours: Herald_Delivery_V1_QuietHours {
-    get {_quietHours ?? Herald_Delivery_V1_QuietHours()}
-    set {_quietHours = newValue}
+    get {_storage._quietHours ?? Herald_Delivery_V1_QuietHours()}
+    set {_uniqueStorage()._quietHours = newValue}
   }
   /// Returns true if `quietHours` has been explicitly set.
-  public var hasQuietHours: Bool {self._quietHours != nil}
+  public var hasQuietHours: Bool {_storage._quietHours != nil}
   /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
-  public mutating func clearQuietHours() {self._quietHours = nil}
+  public mutating func clearQuietHours() {_uniqueStorage()._quietHours = nil}
 
   /// SMS without a campaign only: deliver at any hour (a one-time code, an alert the recipient
   /// asked for). Confirmations of STOP, START and HELP are never held.
-  public var ignoreQuietHours: Bool = false
+  public var ignoreQuietHours: Bool {
+    get {_storage._ignoreQuietHours}
+    set {_uniqueStorage()._ignoreQuietHours = newValue}
+  }
+
+  /// E-mail: the Message-ID this message answers (In-Reply-To and References), e.g. an automatic
+  /// answer's; "<...>" of at most 998 characters.
+  public var inReplyTo: String {
+    get {_storage._inReplyTo}
+    set {_uniqueStorage()._inReplyTo = newValue}
+  }
+
+  /// An automatic answer: e-mail carries Auto-Submitted: auto-replied (RFC 3834).
+  public var autoSubmitted: Bool {
+    get {_storage._autoSubmitted}
+    set {_uniqueStorage()._autoSubmitted = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _quietHours: Herald_Delivery_V1_QuietHours? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A daily window, in the recipient's local time, in which SMS may be delivered: from start up to
@@ -2733,98 +2781,174 @@ nonisolated extension Herald_Delivery_V1_SealSecretsResponse: SwiftProtobuf.Mess
 
 nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboundMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0\u{3}time_zone\0\u{3}quiet_hours\0\u{3}ignore_quiet_hours\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0\u{3}time_zone\0\u{3}quiet_hours\0\u{3}ignore_quiet_hours\0\u{3}in_reply_to\0\u{3}auto_submitted\0")
+
+  fileprivate class _StorageClass {
+    var _idempotencyKey: String = String()
+    var _channel: Herald_Delivery_V1_Channel = .unspecified
+    var _recipient: String = String()
+    var _subject: String = String()
+    var _body: String = String()
+    var _campaignID: String = String()
+    var _subscriberID: String = String()
+    var _notBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _format: String = String()
+    var _textBody: String = String()
+    var _listUnsubscribeURL: String = String()
+    var _timeZone: String = String()
+    var _quietHours: Herald_Delivery_V1_QuietHours? = nil
+    var _ignoreQuietHours: Bool = false
+    var _inReplyTo: String = String()
+    var _autoSubmitted: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _idempotencyKey = source._idempotencyKey
+      _channel = source._channel
+      _recipient = source._recipient
+      _subject = source._subject
+      _body = source._body
+      _campaignID = source._campaignID
+      _subscriberID = source._subscriberID
+      _notBefore = source._notBefore
+      _format = source._format
+      _textBody = source._textBody
+      _listUnsubscribeURL = source._listUnsubscribeURL
+      _timeZone = source._timeZone
+      _quietHours = source._quietHours
+      _ignoreQuietHours = source._ignoreQuietHours
+      _inReplyTo = source._inReplyTo
+      _autoSubmitted = source._autoSubmitted
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.recipient) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.subject) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.body) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._notBefore) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.format) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self.textBody) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.listUnsubscribeURL) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
-      case 13: try { try decoder.decodeSingularMessageField(value: &self._quietHours) }()
-      case 14: try { try decoder.decodeSingularBoolField(value: &self.ignoreQuietHours) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._idempotencyKey) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._channel) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._recipient) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._subject) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._body) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._campaignID) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._subscriberID) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._notBefore) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._format) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._textBody) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._listUnsubscribeURL) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._timeZone) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._quietHours) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._ignoreQuietHours) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._inReplyTo) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._autoSubmitted) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.idempotencyKey.isEmpty {
-      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 1)
-    }
-    if self.channel != .unspecified {
-      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
-    }
-    if !self.recipient.isEmpty {
-      try visitor.visitSingularStringField(value: self.recipient, fieldNumber: 3)
-    }
-    if !self.subject.isEmpty {
-      try visitor.visitSingularStringField(value: self.subject, fieldNumber: 4)
-    }
-    if !self.body.isEmpty {
-      try visitor.visitSingularStringField(value: self.body, fieldNumber: 5)
-    }
-    if !self.campaignID.isEmpty {
-      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 6)
-    }
-    if !self.subscriberID.isEmpty {
-      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 7)
-    }
-    try { if let v = self._notBefore {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
-    if !self.format.isEmpty {
-      try visitor.visitSingularStringField(value: self.format, fieldNumber: 9)
-    }
-    if !self.textBody.isEmpty {
-      try visitor.visitSingularStringField(value: self.textBody, fieldNumber: 10)
-    }
-    if !self.listUnsubscribeURL.isEmpty {
-      try visitor.visitSingularStringField(value: self.listUnsubscribeURL, fieldNumber: 11)
-    }
-    if !self.timeZone.isEmpty {
-      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 12)
-    }
-    try { if let v = self._quietHours {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    } }()
-    if self.ignoreQuietHours != false {
-      try visitor.visitSingularBoolField(value: self.ignoreQuietHours, fieldNumber: 14)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._idempotencyKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._idempotencyKey, fieldNumber: 1)
+      }
+      if _storage._channel != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._channel, fieldNumber: 2)
+      }
+      if !_storage._recipient.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._recipient, fieldNumber: 3)
+      }
+      if !_storage._subject.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._subject, fieldNumber: 4)
+      }
+      if !_storage._body.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._body, fieldNumber: 5)
+      }
+      if !_storage._campaignID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._campaignID, fieldNumber: 6)
+      }
+      if !_storage._subscriberID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._subscriberID, fieldNumber: 7)
+      }
+      try { if let v = _storage._notBefore {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._format.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._format, fieldNumber: 9)
+      }
+      if !_storage._textBody.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._textBody, fieldNumber: 10)
+      }
+      if !_storage._listUnsubscribeURL.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._listUnsubscribeURL, fieldNumber: 11)
+      }
+      if !_storage._timeZone.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._timeZone, fieldNumber: 12)
+      }
+      try { if let v = _storage._quietHours {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if _storage._ignoreQuietHours != false {
+        try visitor.visitSingularBoolField(value: _storage._ignoreQuietHours, fieldNumber: 14)
+      }
+      if !_storage._inReplyTo.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._inReplyTo, fieldNumber: 15)
+      }
+      if _storage._autoSubmitted != false {
+        try visitor.visitSingularBoolField(value: _storage._autoSubmitted, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Delivery_V1_OutboundMessage, rhs: Herald_Delivery_V1_OutboundMessage) -> Bool {
-    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
-    if lhs.channel != rhs.channel {return false}
-    if lhs.recipient != rhs.recipient {return false}
-    if lhs.subject != rhs.subject {return false}
-    if lhs.body != rhs.body {return false}
-    if lhs.campaignID != rhs.campaignID {return false}
-    if lhs.subscriberID != rhs.subscriberID {return false}
-    if lhs._notBefore != rhs._notBefore {return false}
-    if lhs.format != rhs.format {return false}
-    if lhs.textBody != rhs.textBody {return false}
-    if lhs.listUnsubscribeURL != rhs.listUnsubscribeURL {return false}
-    if lhs.timeZone != rhs.timeZone {return false}
-    if lhs._quietHours != rhs._quietHours {return false}
-    if lhs.ignoreQuietHours != rhs.ignoreQuietHours {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._idempotencyKey != rhs_storage._idempotencyKey {return false}
+        if _storage._channel != rhs_storage._channel {return false}
+        if _storage._recipient != rhs_storage._recipient {return false}
+        if _storage._subject != rhs_storage._subject {return false}
+        if _storage._body != rhs_storage._body {return false}
+        if _storage._campaignID != rhs_storage._campaignID {return false}
+        if _storage._subscriberID != rhs_storage._subscriberID {return false}
+        if _storage._notBefore != rhs_storage._notBefore {return false}
+        if _storage._format != rhs_storage._format {return false}
+        if _storage._textBody != rhs_storage._textBody {return false}
+        if _storage._listUnsubscribeURL != rhs_storage._listUnsubscribeURL {return false}
+        if _storage._timeZone != rhs_storage._timeZone {return false}
+        if _storage._quietHours != rhs_storage._quietHours {return false}
+        if _storage._ignoreQuietHours != rhs_storage._ignoreQuietHours {return false}
+        if _storage._inReplyTo != rhs_storage._inReplyTo {return false}
+        if _storage._autoSubmitted != rhs_storage._autoSubmitted {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -203,6 +203,39 @@ import Testing
             try await eventually("the second confirmation of an opt-out") {
               textsTo(Self.phone, containing: "Acme Alerts: You are unsubscribed") == 3
             }
+
+            // An auto-response rule on a keyword, at most once a day: the first sender is
+            // answered, the second is past the cap (recorded as skipped).
+            let (ruleStatus, rule) = try await GatewayTests.post(
+              client, "/v1/auto-response-rules",
+              [
+                "name": "hours", "channel": "sms", "trigger": "keyword", "pattern": "hours", "body": "Open 9-5, {{who}}.",
+                "variables": [["name": "who", "default_value": "friend"]], "daily_cap": 1,
+              ])
+            #expect(ruleStatus == .created, "\(rule)")
+            let (badRule, badRuleProblem) = try await GatewayTests.post(
+              client, "/v1/auto-response-rules", ["name": "x", "channel": "sms", "trigger": "any", "pattern": "hours", "body": "x"])
+            #expect(badRule == .badRequest, "\(badRuleProblem)")
+            for (sender, sid) in [("+14155550177", "SM-hours-1"), ("+14155550178", "SM-hours-2")] {
+              let fields = [("From", sender), ("To", Self.number), ("Body", "Hours?"), ("MessageSid", sid)]
+              var headers = HTTPFields()
+              headers[.contentType] = "application/x-www-form-urlencoded"
+              headers[HTTPField.Name("X-Twilio-Signature")!] = try await Self.twilioSignature(
+                url: "http://localhost/v1/inbound/sms/sms-main", fields: fields)
+              try await client.execute(
+                uri: "/v1/inbound/sms/sms-main", method: .post, headers: headers, body: ByteBuffer(string: Self.form(fields))
+              ) { response async throws in #expect(response.status == .ok) }
+            }
+            try await eventually("the answer to the first sender") {
+              _ = try await consumer.pollOnce()
+              return textsTo("+14155550177", containing: "Open 9-5, friend.") == 1
+            }
+            try await client.execute(uri: "/v1/auto-responses", method: .get, headers: admin) { response async throws in
+              let responses = try #require(try GatewayTests.json(response.body)["responses"] as? [[String: Any]])
+              #expect(Set(responses.compactMap { $0["status"] as? String }) == ["queued", "skipped"], "\(responses)")
+              #expect(responses.contains { ($0["detail"] as? String)?.hasPrefix("daily cap") == true })
+            }
+            #expect(textsTo("+14155550178", containing: "Open") == 0)
           }
         }
 

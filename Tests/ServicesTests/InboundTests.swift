@@ -156,6 +156,71 @@ import Testing
                 $0.listID = list.id
                 $0.templateID = template.id
               })
+            // An answer to every e-mail reply, at most once an hour per sender.
+            let rule = try await campaign.createAutoResponseRule(
+              .with {
+                $0.name = "thanks"
+                $0.channel = "email"
+                $0.trigger = "any"
+                $0.body = "Hi {{first_name}}, thanks for writing about {{campaign.name}}: \"{{inbound.text}}\" {{signoff}}"
+                $0.variables = [
+                  .with {
+                    $0.name = "first_name"
+                    $0.defaultValue = "there"
+                  },
+                  .with {
+                    $0.name = "signoff"
+                    $0.defaultValue = "— Acme"
+                  },
+                ]
+                $0.cooldownSeconds = 3600
+              })
+            for (change, field): (@Sendable (inout Herald_Campaign_V1_AutoResponseRule) -> Void, String) in [
+              (
+                {
+                  $0.trigger = "regex"
+                  $0.pattern = "("
+                }, "pattern"
+              ), ({ $0.body = "{{nope}}" }, "body"),
+              ({ $0.name = "thanks" }, "name"),
+              (
+                {
+                  $0.channel = "sms"
+                  $0.subject = "Re"
+                }, "subject"
+              ),
+            ] {
+              var bad = Herald_Campaign_V1_AutoResponseRule.with {
+                $0.name = "bad"
+                $0.channel = "email"
+                $0.trigger = "any"
+                $0.body = "x"
+              }
+              change(&bad)
+              do {
+                _ = try await campaign.createAutoResponseRule(bad)
+                Issue.record("rule \(bad) was created")
+              } catch let error as RPCError {
+                #expect(error.field == field, "\(error)")
+              }
+            }
+            let preview = try await campaign.previewAutoResponse(
+              .with {
+                $0.channel = "email"
+                $0.text = "Great news"
+                $0.campaignID = created.id
+                $0.subscriberID = ada.id
+              })
+            #expect(preview.answered && preview.ruleID == rule.id)
+            #expect(preview.body == "Hi Ada, thanks for writing about news: \"Great news\" — Acme", "\(preview.body)")
+            #expect(
+              try await !campaign.previewAutoResponse(
+                .with {
+                  $0.channel = "sms"
+                  $0.text = "hi"
+                }
+              ).answered)
+
             _ = try await campaign.sendCampaign(.with { $0.id = created.id })
             try await relay.drain()
             try await eventually("the e-mail at the SMTP server") { !sink.messages.isEmpty }
@@ -219,6 +284,27 @@ import Testing
             }
             let stored = try await delivery.listInboundMessages(.init()).messages
             #expect(stored.map(\.action) == ["auto_reply", "reply"])
+
+            // The reply got one answer, threaded and marked automatic; the out-of-office none.
+            try await eventually("the automatic answer at the SMTP server") { sink.messages.count == 2 }
+            let answer = try #require(sink.messages.last)
+            let raw = String(decoding: answer.raw, as: UTF8.self)
+            #expect(answer.to == ["ada@example.com"] && answer.subject == "Re: News", "\(answer.subject)")
+            #expect(raw.contains("In-Reply-To: <reply-1@example.com>") && raw.contains("Auto-Submitted: auto-replied"), "\(raw)")
+            #expect(answer.text.contains("Hi Ada, thanks for writing about news: \"Loved it!\""), "\(answer.text)")
+            // A second reply within the hour: recorded, not answered.
+            var second = reply
+            second["headers"] = "Message-ID: <reply-2@example.com>\nIn-Reply-To: \(messageID)"
+            _ = try await post(second)
+            try await eventually("the second reply taken in") {
+              _ = try await inbound.pollOnce()
+              return try await campaign.listAutoResponses(.init()).responses.count == 2
+            }
+            let responses = try await campaign.listAutoResponses(.init()).responses
+            #expect(responses.map(\.status).sorted() == ["queued", "skipped"])
+            #expect(responses.first { $0.status == "skipped" }?.detail.hasPrefix("cooldown") == true)
+            #expect(responses.first { $0.status == "queued" }?.inboundID == first.inbound.id)
+            #expect(sink.messages.count == 2)
           }
         }
       }

@@ -9,11 +9,13 @@ import PostgresNIO
 import ServiceLifecycle
 import SwiftProtobuf
 
-/// Where inbound messages come from: the delivery service's `ListInboundFeed`, and where the
-/// subscribers found for them go (`LinkInboundSubscribers`).
+/// Where inbound messages come from: the delivery service's `ListInboundFeed`, where the
+/// subscribers found for them go (`LinkInboundSubscribers`), and where answers are queued
+/// (`EnqueueMessages`).
 package protocol InboundSource: Sendable {
   func inbound(after cursor: String, limit: Int32) async throws -> Herald_Delivery_V1_ListInboundFeedResponse
   func link(_ links: [Herald_Delivery_V1_InboundSubscriberLink]) async throws
+  func enqueue(_ request: Herald_Delivery_V1_EnqueueMessagesRequest) async throws -> Herald_Delivery_V1_EnqueueMessagesResponse
 }
 
 /// Takes in inbound messages (SPEC §11): links each sender to its subscriber (the one the answered
@@ -23,10 +25,18 @@ package protocol InboundSource: Sendable {
 /// source (`sms-keyword:STOP`) and the campaign answered. The delivery service has already
 /// suppressed the number; this keeps the subscriber's consent true to it.
 ///
+/// Then it answers replies by the auto-response rules (the first enabled one that matches, lowest
+/// priority first): never a keyword, a message held for review or an automatic message (RFC
+/// 3834, decided by delivery); not within the rule's cooldown for the sender, nor past its daily
+/// cap (recorded as skipped). An answer goes to the sender alone, through delivery's queue, with
+/// the idempotency key `auto-response:<inbound id>`; an e-mail answer carries In-Reply-To,
+/// References and Auto-Submitted: auto-replied.
+///
 /// The cursor is kept in `campaign.inbound_feed` and moved in the same transaction as the consent
-/// changes, under that row's lock: each message is applied once however many replicas run this.
-/// The links are written to delivery before that transaction commits; they are idempotent, so a
-/// batch applied again after a failure links nothing twice.
+/// changes and the answers' rows, under that row's lock: each message is applied once however
+/// many replicas run this. The links and answers are handed to delivery before that transaction
+/// commits; both are idempotent, so a batch applied again after a failure links and answers
+/// nothing twice.
 package struct InboundFeedConsumer: Sendable {
   let store: CampaignStore
   let source: any InboundSource
@@ -89,12 +99,82 @@ package struct InboundFeedConsumer: Sendable {
       var changed = 0
       for change in changes { changed += try await store.changeSMSConsent(change, on: connection) }
       if !links.isEmpty { try await source.link(links) }
+      let linked = Dictionary(links.map { ($0.inboundID, $0.subscriberID) }, uniquingKeysWith: { first, _ in first })
+      try await Self.answer(response.messages, linked: linked, store: store, source: source, on: connection)
       try await store.advanceInboundFeed(to: response.nextCursor, applied: response.messages.count, on: connection)
       return (response.messages.count, changed)
     }
     if applied > 0 { Counter(label: "herald_campaign_inbound_applied_total").increment(by: applied) }
     if changed > 0 { Counter(label: "herald_campaign_inbound_consent_changes_total").increment(by: changed) }
     return applied
+  }
+
+  /// Answers the replies among `messages` by the enabled rules, in the caller's transaction.
+  static func answer(
+    _ messages: [Herald_Delivery_V1_InboundMessage], linked: [String: String], store: CampaignStore, source: any InboundSource,
+    on connection: PostgresConnection
+  ) async throws {
+    let replies = messages.filter { ["reply", "none"].contains($0.action) }
+    guard !replies.isEmpty else { return }
+    let rules = try await store.rules(enabledOnly: true, on: connection)
+    guard !rules.isEmpty else { return }
+    let matched = replies.compactMap { message -> (Herald_Delivery_V1_InboundMessage, AutoResponseRule)? in
+      rules.first { $0.matches(channel: message.channel, text: message.text, campaign: UUID(text: message.campaignID)) }
+        .map { (message, $0) }
+    }
+    guard !matched.isEmpty else { return }
+    let subscriberIDs = matched.compactMap { UUID(text: linked[$0.0.id] ?? $0.0.subscriberID) }
+    let subscribers = Dictionary(
+      try await store.lookupSubscribers(ids: subscriberIDs, emails: [], phones: []).map { ($0.id, $0) },
+      uniquingKeysWith: { first, _ in first })
+    let campaignNames = try await store.campaignNames(matched.compactMap { UUID(text: $0.0.campaignID) }, on: connection)
+    var outbound: [(inbound: UUID, message: Herald_Delivery_V1_OutboundMessage)] = []
+    for (message, rule) in matched {
+      guard let inbound = UUID(text: message.id) else { continue }
+      let subscriberID = UUID(text: linked[message.id] ?? message.subscriberID)
+      let subscriber = subscriberID.flatMap { subscribers[$0] }
+      var status = "queued"
+      var detail = ""
+      var answer: (subject: String, body: String)?
+      if let subscriber, subscriber.status != "active" {
+        (status, detail) = ("skipped", "the subscriber is \(subscriber.status)")
+      } else if let reason = try await store.holdBack(rule, recipient: message.from, on: connection) {
+        (status, detail) = ("skipped", reason)
+      } else {
+        do throws(SubscriberValidation.Invalid) {
+          answer = try rule.render(
+            subscriber: subscriber, text: message.text, subject: message.subject,
+            campaignName: UUID(text: message.campaignID).flatMap { campaignNames[$0] } ?? "")
+          detail = "rule \(rule.name)"
+        } catch {
+          (status, detail) = ("skipped", "rule \(rule.name): \(error.message)")
+        }
+      }
+      guard
+        try await store.recordResponse(
+          rule: rule.id, inbound: inbound, subscriber: subscriberID, recipient: message.from, status: status, detail: detail,
+          on: connection), let answer
+      else { continue }
+      var reply = Herald_Delivery_V1_OutboundMessage()
+      reply.idempotencyKey = "auto-response:\(message.id)"
+      reply.channel = message.channel == "email" ? .email : .sms
+      reply.recipient = message.from
+      reply.subject = message.channel == "email" ? answer.subject : ""
+      reply.body = answer.body
+      if let subscriberID { reply.subscriberID = subscriberID.lowercasedString }
+      reply.notBefore = Google_Protobuf_Timestamp(date: message.receivedAt.date.addingTimeInterval(TimeInterval(rule.delaySeconds)))
+      if message.channel == "email" {
+        // RFC 3834 §3.1.5 and §5: threaded under the message answered, and marked automatic.
+        if message.providerMessageID.hasPrefix("<") { reply.inReplyTo = message.providerMessageID }
+        reply.autoSubmitted = true
+      }
+      outbound.append((inbound, reply))
+    }
+    guard !outbound.isEmpty else { return }
+    let queued = try await source.enqueue(.with { $0.messages = outbound.map(\.message) })
+    try await store.setResponseMessages(
+      zip(outbound, queued.results).compactMap { entry, result in UUID(text: result.messageID).map { (entry.inbound, $0) } },
+      on: connection)
   }
 
   package func run(idle: Duration = .seconds(1)) async {

@@ -16,6 +16,8 @@ package struct MessageTemplate: Sendable {
   package var subject: String
   package var body: String
   package var variables: [TemplateVariable]
+  /// Names Herald fills itself (given to `render` in `values`).
+  package let builtIns: Set<String>
   /// Whether the body shows the recipient a way out: it uses `{{unsubscribe_url}}` or
   /// `{{preferences_url}}` (CAN-SPAM asks for a visible opt-out in every commercial e-mail).
   package let showsOptOut: Bool
@@ -23,8 +25,10 @@ package struct MessageTemplate: Sendable {
   private let bodyTemplate: ParsedText
 
   /// Checks a template as it is saved; the error names the field and, for a variable, its name.
+  /// `builtIns`: names Herald fills itself, declared without being listed, dotted ones included
+  /// (an auto-response's `inbound.text`).
   package init(
-    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable]
+    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable], builtIns: Set<String> = []
   ) throws(SubscriberValidation.Invalid) {
     guard Self.channels.contains(channel) else {
       throw .init(field: "channel", message: "channel '\(channel)' must be one of email, sms, push, whatsapp")
@@ -51,7 +55,7 @@ package struct MessageTemplate: Sendable {
       throw .init(field: "subject", message: "subject is for e-mail templates only")
     }
 
-    var declared = Set<String>()
+    var declared = builtIns
     for (index, variable) in variables.enumerated() {
       let field = "variables[\(index)].name"
       guard Self.isName(variable.name) else {
@@ -64,7 +68,8 @@ package struct MessageTemplate: Sendable {
 
     self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)
     self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
-    self.showsOptOut = !Set(try Self.usedNames(body, field: "body")).isDisjoint(with: Self.linkFields)
+    self.showsOptOut = !Set(try Self.usedNames(body, field: "body", dotted: declared)).isDisjoint(with: Self.linkFields)
+    self.builtIns = builtIns
     self.channel = channel
     self.format = format
     self.subject = subject
@@ -86,7 +91,8 @@ package struct MessageTemplate: Sendable {
         throw .init(field: "variables.\(variable.name)", message: "variable '\(variable.name)' has no value and no default")
       }
     }
-    let parent = RenderContext(values: context)
+    for name in builtIns { context[name] = values[name] ?? "" }
+    let parent = RenderContext(values: context, nesting: !builtIns.isEmpty)
     return (subjectTemplate.render(parent), bodyTemplate.render(parent))
   }
 
@@ -142,7 +148,7 @@ package struct MessageTemplate: Sendable {
   package static func parse(
     _ text: String, field: String, format: String, declared: Set<String>
   ) throws(SubscriberValidation.Invalid) -> ParsedText {
-    for name in try usedNames(text, field: field) where !declared.contains(name) {
+    for name in try usedNames(text, field: field, dotted: declared) where !declared.contains(name) {
       throw .init(
         field: field,
         message: "\(field) uses variable '\(name)' which is not declared; add it to variables (with a default if it may be missing)")
@@ -164,7 +170,7 @@ package struct MessageTemplate: Sendable {
   /// The variable names of a Mustache text's tags. swift-mustache keeps its tokens internal, so
   /// this reads the tags itself; partials, blocks, delimiter changes and pragmas are refused
   /// (a campaign template is one self-contained text).
-  static func usedNames(_ text: String, field: String) throws(SubscriberValidation.Invalid) -> [String] {
+  static func usedNames(_ text: String, field: String, dotted: Set<String> = []) throws(SubscriberValidation.Invalid) -> [String] {
     var names: [String] = []
     var rest = Substring(text)
     while let open = rest.range(of: "{{") {
@@ -191,7 +197,7 @@ package struct MessageTemplate: Sendable {
         tag = String(tag[tag.index(after: openBracket)..<tag.index(before: tag.endIndex)])
       }
       guard tag != "." else { continue }
-      guard isName(tag) else {
+      guard isName(tag) || dotted.contains(tag) && tag.contains(".") else {
         throw .init(field: field, message: "\(field) uses '\(tag)'; variable names are letters, digits and _")
       }
       if !names.contains(tag) { names.append(tag) }

@@ -166,6 +166,21 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       campaignID: try uuid(message.campaignID, "campaign_id"),
       subscriberID: try uuid(message.subscriberID, "subscriber_id"),
       notBefore: message.hasNotBefore ? message.notBefore.date : nil)
+    if !message.inReplyTo.isEmpty {
+      guard channel == "email" else {
+        throw RPCError.field(name("in_reply_to"), .invalidArgument, "\(name("in_reply_to")) applies to e-mail only")
+      }
+      guard message.inReplyTo.count <= 998, message.inReplyTo.hasPrefix("<"), message.inReplyTo.hasSuffix(">"),
+        message.inReplyTo.dropFirst().dropLast().utf8.allSatisfy({
+          (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">")
+        }),
+        message.inReplyTo.count > 2
+      else {
+        throw RPCError.field(name("in_reply_to"), .invalidArgument, "\(name("in_reply_to")) must be a Message-ID such as <id@example.com>")
+      }
+      queued.inReplyTo = message.inReplyTo
+    }
+    queued.autoSubmitted = message.autoSubmitted
     if channel == "sms", !message.ignoreQuietHours {
       queued.quiet = QueuedMessage.Quiet(
         window: window ?? QuietWindow(start: 0, end: 0), zones: message.timeZone.isEmpty ? [] : [message.timeZone])

@@ -26,20 +26,21 @@ extension DeliveryStore {
           \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
           \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[],
           \(messages.map { $0.quiet?.zones.joined(separator: ",") ?? "" })::text[], \(messages.map { $0.quiet?.window.start ?? 0 })::int4[],
-          \(messages.map { $0.quiet?.window.end ?? 0 })::int4[], \(messages.map { $0.undeliverable ?? "" })::text[]
+          \(messages.map { $0.quiet?.window.end ?? 0 })::int4[], \(messages.map { $0.undeliverable ?? "" })::text[],
+          \(messages.map { $0.inReplyTo ?? "" })::text[], \(messages.map(\.autoSubmitted))::bool[]
         ) WITH ORDINALITY AS t(
           key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id, not_before,
-          quiet_zones, quiet_start, quiet_end, undeliverable, position)
+          quiet_zones, quiet_start, quiet_end, undeliverable, in_reply_to, auto_submitted, position)
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
-          not_before, quiet_zones, quiet_start, quiet_end, status, last_error)
+          not_before, quiet_zones, quiet_start, quiet_end, in_reply_to, auto_submitted, status, last_error)
         SELECT key, channel, recipient, subject, body, format, nullif(text_body, ''), nullif(list_unsubscribe, ''),
           nullif(campaign_id, \(Self.noID)),
           nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
           string_to_array(nullif(quiet_zones, ''), ','), CASE WHEN quiet_zones <> '' THEN quiet_start END,
-          CASE WHEN quiet_zones <> '' THEN quiet_end END,
+          CASE WHEN quiet_zones <> '' THEN quiet_end END, nullif(in_reply_to, ''), auto_submitted,
           CASE WHEN undeliverable <> '' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
           CASE WHEN undeliverable <> '' THEN undeliverable
             WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
@@ -180,25 +181,28 @@ extension DeliveryStore {
           updated_at = now()
         FROM decided d WHERE m.id = d.id
         RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body,
-          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, d.status, m.last_error
+          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, d.status, m.last_error, m.in_reply_to, m.auto_submitted
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail)
         SELECT id, status, CASE WHEN status = 'sending' THEN 'attempt ' || attempts ELSE last_error END FROM claimed
       )
       SELECT id, idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, attempts,
-        status
+        status, in_reply_to, auto_submitted
       FROM claimed
       """, logger: logger)
     var claimed: [ClaimedMessage] = []
-    for try await (id, key, channel, recipient, subject, body, format, textBody, unsubscribe, campaign, attempts, status)
+    for try await (
+      id, key, channel, recipient, subject, body, format, textBody, unsubscribe, campaign, attempts, status, answered, automatic
+    )
       in rows
-      .decode((UUID, String, String, String, String, String, String, String?, String?, UUID?, Int, String).self)
+      .decode((UUID, String, String, String, String, String, String, String?, String?, UUID?, Int, String, String?, Bool).self)
     {
       claimed.append(
         ClaimedMessage(
           message: OutgoingMessage(
             id: id, idempotencyKey: key, channel: channel, recipient: recipient, subject: subject, body: body, format: format,
-            textBody: textBody, listUnsubscribeURL: unsubscribe, campaignID: campaign),
+            textBody: textBody, listUnsubscribeURL: unsubscribe, campaignID: campaign, inReplyTo: answered,
+            autoSubmitted: automatic),
           attempts: attempts, status: status))
     }
     return claimed

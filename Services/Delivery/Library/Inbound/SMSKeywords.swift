@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldProtos
 
 /// What an SMS number does with the texts people send it (SPEC §11): the CTIA keywords, matched
@@ -62,23 +63,8 @@ package struct SMSKeywords: Sendable {
     help = table(Self.standardHelp, settings.helpKeywords)
   }
 
-  /// Upper-cased letters and digits, words separated by one space: "  Stop! " is "STOP",
-  /// "opt-out" is "OPTOUT", "don't" is "DONT".
-  package static func normalized(_ text: String) -> String {
-    var words: [String] = []
-    var word = ""
-    for character in text.uppercased() {
-      if character.isLetter || character.isNumber {
-        word.append(character)
-      } else if character.isWhitespace {
-        if !word.isEmpty { words.append(word) }
-        word = ""
-      }
-      // Punctuation is dropped inside a word ("opt-out", "don't").
-    }
-    if !word.isEmpty { words.append(word) }
-    return words.joined(separator: " ")
-  }
+  /// The form keywords are compared in (`KeywordText.normalized`).
+  package static func normalized(_ text: String) -> String { KeywordText.normalized(text) }
 
   package func classify(_ text: String) -> Verdict {
     let normal = Self.normalized(text)

@@ -48,6 +48,13 @@ package struct MIMEMessage {
     mime.add("MIME-Version", "1.0")
     mime.add("X-Herald-Idempotency-Key", message.idempotencyKey.filter { $0.isASCII && !$0.isNewline })
     if let campaign = message.campaignID { mime.add("X-Herald-Campaign", campaign.lowercasedString) }
+    if let answered = message.inReplyTo {
+      // An answer threads under the message it answers (RFC 5322 §3.6.4).
+      mime.add("In-Reply-To", answered, encoding: false)
+      mime.add("References", answered, encoding: false)
+    }
+    // RFC 3834: an automatic answer says so, so that no other automaton answers it in turn.
+    if message.autoSubmitted { mime.add("Auto-Submitted", "auto-replied") }
     if let unsubscribe = message.listUnsubscribeURL {
       // RFC 8058 one-click: a POST of "List-Unsubscribe=One-Click" to the URL unsubscribes.
       mime.add("List-Unsubscribe", "<\(unsubscribe)>")

@@ -15,11 +15,18 @@ package struct OutgoingMessage: Sendable, Equatable {
   /// The one-click unsubscribe URL of an e-mail (List-Unsubscribe).
   package var listUnsubscribeURL: String?
   package var campaignID: UUID?
+  /// E-mail: the Message-ID it answers (In-Reply-To, References).
+  package var inReplyTo: String?
+  /// An automatic answer (Auto-Submitted: auto-replied).
+  package var autoSubmitted = false
 
   package init(
     id: UUID, idempotencyKey: String, channel: String, recipient: String, subject: String, body: String,
-    format: String = "text", textBody: String? = nil, listUnsubscribeURL: String? = nil, campaignID: UUID? = nil
+    format: String = "text", textBody: String? = nil, listUnsubscribeURL: String? = nil, campaignID: UUID? = nil,
+    inReplyTo: String? = nil, autoSubmitted: Bool = false
   ) {
+    self.inReplyTo = inReplyTo
+    self.autoSubmitted = autoSubmitted
     self.id = id
     self.idempotencyKey = idempotencyKey
     self.channel = channel

@@ -785,6 +785,384 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/auto-response-rules": {
+      "post": {
+        "operationId": "campaign.CreateAutoResponseRule",
+        "tags": ["campaign"],
+        "summary": "Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once each, after a delay, at most once per sender and rule within the cooldown and at most the daily cap a day, never an automatic message (RFC 3834).",
+        "description": "Auto-responses (SPEC §11): rules that answer inbound messages (replies, not keywords) once each, after a delay, at most once per sender and rule within the cooldown and at most the daily cap a day, never an automatic message (RFC 3834). The first enabled rule that matches (lowest priority first, then oldest) answers; every answer or skip is recorded.",
+        "x-herald-scope": "campaigns:write",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/campaign.v1.AutoResponseRuleInput"
+              }
+            }
+          }
+        },
+        "responses": {
+          "201": {
+            "description": "Created.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.AutoResponseRule"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      },
+      "get": {
+        "operationId": "campaign.ListAutoResponseRules",
+        "tags": ["campaign"],
+        "summary": "ListAutoResponseRules",
+        "x-herald-scope": "read",
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.ListAutoResponseRulesResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/auto-response-rules/preview": {
+      "post": {
+        "operationId": "campaign.PreviewAutoResponse",
+        "tags": ["campaign"],
+        "summary": "What would answer this text (a dry run: nothing is stored or sent): the rule and the response rendered, or no rule.",
+        "description": "What would answer this text (a dry run: nothing is stored or sent): the rule and the response rendered, or no rule.",
+        "x-herald-scope": "read",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/campaign.v1.PreviewAutoResponseRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.AutoResponsePreview"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/auto-response-rules/{id}": {
+      "delete": {
+        "operationId": "campaign.DeleteAutoResponseRule",
+        "tags": ["campaign"],
+        "summary": "DeleteAutoResponseRule",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "204": {
+            "description": "Done; no content."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/auto-response-rules/{id}/enabled": {
+      "post": {
+        "operationId": "campaign.SetAutoResponseRuleEnabled",
+        "tags": ["campaign"],
+        "summary": "Turns a rule on or off; NOT_FOUND for an unknown id.",
+        "description": "Turns a rule on or off; NOT_FOUND for an unknown id.",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "requestBody": {
+          "required": false,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "enabled": {
+                    "type": "boolean"
+                  }
+                },
+                "additionalProperties": false
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.AutoResponseRule"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/auto-responses": {
+      "get": {
+        "operationId": "campaign.ListAutoResponses",
+        "tags": ["campaign"],
+        "summary": "The answers given and skipped, newest first.",
+        "description": "The answers given and skipped, newest first.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "format": "int32",
+              "minimum": 0,
+              "maximum": 1000
+            },
+            "description": "1 to 1,000; 0 means 100."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.ListAutoResponsesResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/campaigns": {
       "post": {
         "operationId": "campaign.CreateCampaign",
@@ -6638,6 +7016,276 @@ extension OpenAPIDocument {
         "required": ["status", "degraded", "services", "checked_at"],
         "type": "object"
       },
+      "campaign.v1.AutoResponse": {
+        "type": "object",
+        "description": "An answer given (queued) or skipped (cooldown, daily cap, a render that failed).",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "rule_id": {
+            "type": "string"
+          },
+          "inbound_id": {
+            "type": "string",
+            "description": "The inbound message answered (delivery's id)."
+          },
+          "subscriber_id": {
+            "type": "string"
+          },
+          "recipient": {
+            "type": "string"
+          },
+          "status": {
+            "type": "string",
+            "description": "queued or skipped."
+          },
+          "detail": {
+            "type": "string"
+          },
+          "message_id": {
+            "type": "string",
+            "description": "The answer in delivery's queue, when queued."
+          },
+          "created_at": {
+            "type": "string",
+            "format": "date-time"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AutoResponsePreview": {
+        "type": "object",
+        "properties": {
+          "answered": {
+            "type": "boolean",
+            "description": "Whether a rule answers; the rest is empty when none does."
+          },
+          "rule_id": {
+            "type": "string"
+          },
+          "rule_name": {
+            "type": "string"
+          },
+          "subject": {
+            "type": "string"
+          },
+          "body": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AutoResponseRule": {
+        "type": "object",
+        "description": "A rule that answers inbound messages automatically (SPEC §11).",
+        "properties": {
+          "id": {
+            "type": "string",
+            "description": "Output only."
+          },
+          "name": {
+            "type": "string",
+            "description": "1 to 200 characters, unique."
+          },
+          "channel": {
+            "type": "string",
+            "description": "The channel of the messages it answers, and of its answer: sms or email."
+          },
+          "trigger": {
+            "type": "string",
+            "description": "keyword (the whole message, any case, punctuation ignored), regex (found anywhere in the text, case-insensitive) or any (every reply)."
+          },
+          "pattern": {
+            "type": "string",
+            "description": "The keyword or regular expression; empty for any. At most 200 characters."
+          },
+          "campaign_id": {
+            "type": "string",
+            "description": "Only replies to this campaign's messages (a UUID); empty for every message."
+          },
+          "subject": {
+            "type": "string",
+            "description": "E-mail: the answer's subject (Mustache); empty: \"Re: \" and the message's subject."
+          },
+          "body": {
+            "type": "string",
+            "description": "The answer (Mustache text): subscriber fields (first_name, email, phone...) and attributes, inbound.text (the message answered), inbound.subject, campaign.name, and the variables below."
+          },
+          "variables": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.TemplateVariable"
+            },
+            "description": "Named response variables, with their defaults."
+          },
+          "delay_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "description": "How long after the message the answer goes out: 0 to 604,800 seconds."
+          },
+          "cooldown_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "description": "No second answer to the same sender by this rule within this many seconds (0 to 31,536,000; 0 means 86,400)."
+          },
+          "daily_cap": {
+            "type": "integer",
+            "format": "int32",
+            "description": "At most this many answers a day (UTC) by this rule (0 to 1,000,000; 0 means 1,000)."
+          },
+          "priority": {
+            "type": "integer",
+            "format": "int32",
+            "description": "Lower is tried first."
+          },
+          "disabled": {
+            "type": "boolean",
+            "description": "Output only: false after SetAutoResponseRuleEnabled turned it off."
+          },
+          "created_at": {
+            "type": "string",
+            "format": "date-time"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AutoResponseRuleInput": {
+        "type": "object",
+        "description": "A rule that answers inbound messages automatically (SPEC §11).",
+        "properties": {
+          "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+            "description": "1 to 200 characters, unique."
+          },
+          "channel": {
+            "type": "string",
+            "enum": ["sms", "email"],
+            "description": "The channel of the messages it answers, and of its answer: sms or email."
+          },
+          "trigger": {
+            "type": "string",
+            "enum": ["keyword", "regex", "any"],
+            "description": "keyword (the whole message, any case, punctuation ignored), regex (found anywhere in the text, case-insensitive) or any (every reply)."
+          },
+          "pattern": {
+            "type": "string",
+            "maxLength": 200,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "The keyword or regular expression; empty for any. At most 200 characters."
+          },
+          "campaign_id": {
+            "type": "string",
+            "pattern": "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$",
+            "description": "Only replies to this campaign's messages (a UUID); empty for every message."
+          },
+          "subject": {
+            "type": "string",
+            "maxLength": 998,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "description": "E-mail: the answer's subject (Mustache); empty: \"Re: \" and the message's subject."
+          },
+          "body": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4000,
+            "pattern": "^[^\\x00]*$",
+            "description": "The answer (Mustache text): subscriber fields (first_name, email, phone...) and attributes, inbound.text (the message answered), inbound.subject, campaign.name, and the variables below."
+          },
+          "variables": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.TemplateVariableInput"
+            },
+            "maxItems": 50,
+            "description": "Named response variables, with their defaults.",
+            "x-unique-items-by": "name"
+          },
+          "delay_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 604800,
+            "description": "How long after the message the answer goes out: 0 to 604,800 seconds."
+          },
+          "cooldown_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 31536000,
+            "description": "No second answer to the same sender by this rule within this many seconds (0 to 31,536,000; 0 means 86,400)."
+          },
+          "daily_cap": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 1000000,
+            "description": "At most this many answers a day (UTC) by this rule (0 to 1,000,000; 0 means 1,000)."
+          },
+          "priority": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": -1000,
+            "maximum": 1000,
+            "description": "Lower is tried first."
+          }
+        },
+        "required": ["name", "channel", "trigger", "body"],
+        "additionalProperties": false,
+        "allOf": [
+          {
+            "anyOf": [
+              {
+                "properties": {
+                  "pattern": {
+                    "maxLength": 0
+                  },
+                  "trigger": {
+                    "const": "any"
+                  }
+                }
+              },
+              {
+                "properties": {
+                  "pattern": {
+                    "minLength": 1
+                  },
+                  "trigger": {
+                    "enum": ["keyword", "regex"]
+                  }
+                },
+                "required": ["trigger", "pattern"]
+              }
+            ],
+            "x-message": "give pattern with trigger keyword or regex, and none with trigger any"
+          },
+          {
+            "anyOf": [
+              {
+                "properties": {
+                  "channel": {
+                    "const": "sms"
+                  },
+                  "subject": {
+                    "maxLength": 0
+                  }
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "email"
+                  }
+                }
+              }
+            ],
+            "x-message": "may have a subject only on channel email"
+          }
+        ]
+      },
       "campaign.v1.Campaign": {
         "type": "object",
         "properties": {
@@ -7492,6 +8140,30 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "campaign.v1.ListAutoResponseRulesResponse": {
+        "type": "object",
+        "properties": {
+          "rules": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.AutoResponseRule"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.ListAutoResponsesResponse": {
+        "type": "object",
+        "properties": {
+          "responses": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.AutoResponse"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
       "campaign.v1.ListCampaignsResponse": {
         "type": "object",
         "properties": {
@@ -7606,6 +8278,33 @@ extension OpenAPIDocument {
             }
           }
         },
+        "additionalProperties": false
+      },
+      "campaign.v1.PreviewAutoResponseRequest": {
+        "type": "object",
+        "properties": {
+          "channel": {
+            "type": "string",
+            "enum": ["sms", "email"]
+          },
+          "text": {
+            "type": "string",
+            "maxLength": 4000,
+            "pattern": "^[^\\x00]*$",
+            "description": "The message's text, as a sender would write it: at most 4,000 characters."
+          },
+          "campaign_id": {
+            "type": "string",
+            "pattern": "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$",
+            "description": "A reply to this campaign (a UUID), or empty."
+          },
+          "subscriber_id": {
+            "type": "string",
+            "pattern": "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$",
+            "description": "Whose fields fill the answer (a UUID), or empty."
+          }
+        },
+        "required": ["channel"],
         "additionalProperties": false
       },
       "campaign.v1.QuietHours": {
@@ -8854,6 +9553,16 @@ extension OpenAPIDocument {
           "ignore_quiet_hours": {
             "type": "boolean",
             "description": "SMS without a campaign only: deliver at any hour (a one-time code, an alert the recipient asked for). Confirmations of STOP, START and HELP are never held."
+          },
+          "in_reply_to": {
+            "type": "string",
+            "maxLength": 998,
+            "pattern": "^(<[\\x21-\\x3b\\x3d\\x3f-\\x7e]+>)?$",
+            "description": "E-mail: the Message-ID this message answers (In-Reply-To and References), e.g. an automatic answer's; \"<...>\" of at most 998 characters."
+          },
+          "auto_submitted": {
+            "type": "boolean",
+            "description": "An automatic answer: e-mail carries Auto-Submitted: auto-replied (RFC 3834)."
           }
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],

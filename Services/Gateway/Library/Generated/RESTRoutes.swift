@@ -210,6 +210,48 @@ extension RESTRoute {
         try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listEngagement(request, options: options)
       }),
     RESTRoute(
+      operationID: "campaign.CreateAutoResponseRule", method: "post", path: "/v1/auto-response-rules",
+      service: "campaign", scope: "campaigns:write", status: 201,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_AutoResponseRule, options: CallOptions) -> Herald_Campaign_V1_AutoResponseRule in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).createAutoResponseRule(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ListAutoResponseRules", method: "get", path: "/v1/auto-response-rules",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_ListAutoResponseRulesRequest, options: CallOptions) -> Herald_Campaign_V1_ListAutoResponseRulesResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listAutoResponseRules(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.SetAutoResponseRuleEnabled", method: "post", path: "/v1/auto-response-rules/{id}/enabled",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_SetAutoResponseRuleEnabledRequest, options: CallOptions) -> Herald_Campaign_V1_AutoResponseRule in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).setAutoResponseRuleEnabled(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.DeleteAutoResponseRule", method: "delete", path: "/v1/auto-response-rules/{id}",
+      service: "campaign", scope: "campaigns:write", status: 204,
+      callerFields: [], foundField: "deleted", notFound: "no auto-response rule has this id", timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_DeleteAutoResponseRuleRequest, options: CallOptions) -> Herald_Campaign_V1_DeleteAutoResponseRuleResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).deleteAutoResponseRule(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.PreviewAutoResponse", method: "post", path: "/v1/auto-response-rules/preview",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_PreviewAutoResponseRequest, options: CallOptions) -> Herald_Campaign_V1_AutoResponsePreview in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).previewAutoResponse(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ListAutoResponses", method: "get", path: "/v1/auto-responses",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_ListAutoResponsesRequest, options: CallOptions) -> Herald_Campaign_V1_ListAutoResponsesResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listAutoResponses(request, options: options)
+      }),
+    RESTRoute(
       operationID: "delivery.SendMessage", method: "post", path: "/v1/messages",
       service: "delivery", scope: "delivery:write", status: 202,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,
