@@ -196,6 +196,54 @@ func withVerifiedSystem<T: Sendable>(
     }
   }
 
+  /// SPEC §11's checks: a text queued to a number that texted STOP (repaired: suppressed), an
+  /// auto-response without its inbound message, an inbound message not linked to the subscriber
+  /// with its sender's number (repaired: linked).
+  @Test func inboundFaultsAreFoundAndRepaired() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(
+        database,
+        """
+        INSERT INTO campaign.subscribers (phone, sms_subscribed) VALUES ('+14155550101', false);
+        INSERT INTO delivery.suppressions (address, reason) VALUES ('+14155550101', 'sms_keyword');
+        INSERT INTO delivery.messages (idempotency_key, channel, recipient, body) VALUES
+          ('after-stop', 'sms', '+14155550101', 'Sale!'), ('confirmation', 'sms', '+14155550101', 'Bye');
+        UPDATE delivery.messages SET compliance = true WHERE idempotency_key = 'confirmation';
+        INSERT INTO delivery.inbound_messages (provider, provider_message_id, channel, sender, recipient, body, action, received_at)
+          VALUES ('sms-main', 'SM1', 'sms', '+14155550101', '+15550001111', 'STOP', 'stop', now() - interval '5 minutes'),
+            ('sms-main', 'SM2', 'sms', '+14155550199', '+15550001111', 'hi', 'none', now() - interval '5 minutes');
+        INSERT INTO campaign.auto_response_rules (name, channel, trigger, body, cooldown_seconds, daily_cap)
+          VALUES ('hi', 'sms', 'any', 'Hello', 60, 10);
+        INSERT INTO campaign.auto_responses (rule_id, inbound_id, recipient, status)
+          SELECT id, gen_random_uuid(), '+14155550199', 'queued' FROM campaign.auto_response_rules
+        """)
+      let report = try await verification.runVerification(.with { $0.component = "data" })
+      func issue(_ check: String) -> Herald_Verification_V1_Issue? { report.issues.first { $0.check == check } }
+      let queued = try #require(issue("data.sms_queued_after_stop"), "\(report.issues.map(\.check))")
+      #expect(queued.count == 1 && queued.severity == .critical && queued.autoRepairable)
+      #expect(issue("data.orphan_auto_response")?.count == 1)
+      let unlinked = try #require(issue("data.inbound_without_subscriber"))
+      #expect(unlinked.count == 1)
+      for found in [queued, unlinked] {
+        let plan = try await verification.proposeRepair(.with { $0.fingerprint = found.fingerprint })
+        let run = try await verification.runRepair(
+          .with {
+            $0.id = plan.id
+            $0.apply = true
+          })
+        #expect(run.status == .applied, "\(found.check): \(run.runs.last?.error ?? "")")
+      }
+      #expect(
+        try await Self.count(
+          database, "SELECT count(*)::int FROM delivery.messages WHERE status = 'suppressed' AND idempotency_key = 'after-stop'")
+          == 1)
+      #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.messages WHERE status = 'queued'") == 1)
+      #expect(try await Self.count(database, "SELECT count(*)::int FROM delivery.inbound_messages WHERE subscriber_id IS NOT NULL") == 1)
+      let again = try await verification.runVerification(.with { $0.component = "data" })
+      #expect(Set(again.issues.map(\.check)) == ["data.orphan_auto_response"])
+    }
+  }
+
   @Test func injectedFaultsAreFoundRepairedAndAFailedRepairIsRolledBack() async throws {
     try await withHTTPSink { webhookPort, alerts async throws in
       try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") {

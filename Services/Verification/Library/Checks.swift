@@ -117,7 +117,58 @@ enum DataChecks {
     let messageWithoutCampaign = "m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)"
     let eventWithoutMessage = "NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"
     let linkWithoutSubscriber = "NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)"
+    // SPEC §11: a text queued to a number that texted STOP (and not a compliance reply).
+    let queuedAfterStop = """
+      m.channel = 'sms' AND m.status IN ('queued', 'held') AND NOT m.compliance
+        AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient) AND s.reason = 'sms_keyword')
+      """
+    // An inbound message the campaign service has taken in (older than a minute) without a
+    // subscriber, though one has the sender's number or address.
+    let unlinked = "i.subscriber_id IS NULL AND i.received_at < now() - interval '1 minute'"
+    let senderIsSubscriber = "((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender))"
+    let unlinkedInbound = "\(unlinked) AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE \(senderIsSubscriber))"
     return [
+      DataCheck(
+        check: "data.sms_queued_after_stop", component: "data", severity: .critical, category: .data, object: "delivery.messages",
+        query: "SELECT m.id::text, m.recipient FROM delivery.messages m WHERE \(queuedAfterStop)",
+        describe: { "\($0) texts wait in the queue for numbers that texted STOP" },
+        suggested: "suppress them: the recipients revoked consent (the claim suppresses them too when they come due)",
+        repair: RepairPlan(
+          statements: [
+            """
+            WITH stopped AS (
+              UPDATE delivery.messages m SET status = 'suppressed', last_error = 'the recipient texted STOP', updated_at = now()
+              WHERE \(queuedAfterStop) RETURNING m.id
+            )
+            INSERT INTO delivery.delivery_events (message_id, status, detail)
+            SELECT id, 'suppressed', 'the recipient texted STOP (verification repair)' FROM stopped
+            """
+          ],
+          backupQuery: "SELECT m.* FROM delivery.messages m WHERE \(queuedAfterStop)", needsReview: false, risk: "low")),
+      DataCheck(
+        check: "data.orphan_auto_response", component: "data", severity: .medium, category: .data,
+        object: "campaign.auto_responses.inbound_id",
+        query: """
+          SELECT r.id::text, NULL::text FROM campaign.auto_responses r
+          WHERE NOT EXISTS (SELECT 1 FROM delivery.inbound_messages i WHERE i.id = r.inbound_id)
+          """,
+        describe: { "\($0) auto-responses answer an inbound message that does not exist" },
+        suggested: "find where the inbound messages went (Herald never deletes one); the answers themselves are in delivery's queue",
+        repair: nil),
+      DataCheck(
+        check: "data.inbound_without_subscriber", component: "data", severity: .medium, category: .data,
+        object: "delivery.inbound_messages.subscriber_id",
+        query: "SELECT i.id::text, i.sender FROM delivery.inbound_messages i WHERE \(unlinkedInbound)",
+        describe: { "\($0) inbound messages are not linked to the subscriber with their sender's number or address" },
+        suggested: "link them (the campaign service's inbound feed does so as it reads them: is it running?)",
+        repair: RepairPlan(
+          statements: [
+            """
+            UPDATE delivery.inbound_messages i SET subscriber_id = s.id FROM campaign.subscribers s
+            WHERE \(unlinked) AND \(senderIsSubscriber)
+            """
+          ],
+          backupQuery: "SELECT i.* FROM delivery.inbound_messages i WHERE \(unlinkedInbound)", needsReview: false, risk: "low")),
       DataCheck(
         check: "data.orphan_message_campaign", component: "data", severity: .high, category: .data, object: "delivery.messages.campaign_id",
         query: "SELECT m.id::text, NULL::text FROM delivery.messages m WHERE \(messageWithoutCampaign)",
@@ -348,7 +399,8 @@ enum DataChecks {
             FROM feed, delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
             WHERE (e.txid, e.id) <= (feed.txid, feed.id)
               AND e.status IN (
-                'queued', 'sent', 'delivered', 'bounced', 'soft_bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained')
+                'queued', 'sent', 'delivered', 'bounced', 'soft_bounced', 'failed', 'opened', 'clicked', 'unsubscribed', 'complained',
+                'replied')
               AND EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
             GROUP BY 1, 2
           ), counters AS (
