@@ -217,6 +217,7 @@ if Context.environment["HERALD_BENCHMARKS"] != nil {
   ]
   for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery", "HeraldRateLimit"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
     ("SubscriberImport", ["HeraldCampaign"] + gateway),
+    ("InboundIntake", ["HeraldCampaign", "HeraldDelivery"] + gateway),
     ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
   ] as [(String, [Target.Dependency])] {
     targets.append(

@@ -220,7 +220,7 @@ extension HeraldMigrations {
             campaign_id uuid,
             subscriber_id uuid,
             action text NOT NULL CHECK (action IN (
-              'reply', 'stop', 'start', 'help', 'review', 'stop_reviewed', 'dismissed', 'auto_reply', 'none')),
+              'reply', 'stop', 'start', 'help', 'review', 'stop_reviewed', 'dismissed', 'unsubscribe', 'auto_reply', 'none')),
             keyword text NOT NULL DEFAULT '',
             response_message_id uuid,
             received_at timestamptz NOT NULL DEFAULT now(),

@@ -1064,6 +1064,13 @@ public nonisolated struct Herald_Delivery_V1_SmtpSettings: Sendable {
   /// The Reply-To address; empty: none.
   public var replyTo: String = String()
 
+  /// A domain whose mail reaches Herald's inbound e-mail route (its MX at your inbound-parse
+  /// provider), e.g. "reply.example.com"; empty: none. Each message then carries
+  /// Reply-To: reply+TOKEN@domain (a reply is matched to it by the signed token) instead of
+  /// reply_to, and campaign mail a second List-Unsubscribe, <mailto:unsubscribe+TOKEN@domain>
+  /// (RFC 2369), which unsubscribes the recipient when mail reaches it. Needs HERALD_SECRETS_KEY.
+  public var inboundDomain: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1830,8 +1837,9 @@ public nonisolated struct Herald_Delivery_V1_InboundMessage: Sendable {
   public var subscriberID: String = String()
 
   /// What it was taken as: reply, stop, start, help, review (it may ask to stop; an operator
-  /// decides), stop_reviewed or dismissed (decided), auto_reply (an automatic answer, RFC 3834:
-  /// never answered, not engagement) or none (an SMS to no message of Herald's, or an e-mail).
+  /// decides), stop_reviewed or dismissed (decided), unsubscribe (an e-mail to a message's
+  /// List-Unsubscribe mailto: address), auto_reply (an automatic answer, RFC 3834: never answered,
+  /// not engagement) or none (an SMS to no message of Herald's, or an e-mail).
   public var action: String = String()
 
   /// The keyword or words that decided it (e.g. STOP, "stop texting me").
@@ -1853,7 +1861,7 @@ public nonisolated struct Herald_Delivery_V1_ListInboundMessagesRequest: Sendabl
   // methods supported on all messages.
 
   /// Only those taken as this: reply, stop, start, help, review, stop_reviewed, dismissed,
-  /// auto_reply or none. Left out means all.
+  /// unsubscribe, auto_reply or none. Left out means all.
   public var action: String = String()
 
   /// next_cursor of the previous page (an inbound message id).
@@ -3494,7 +3502,7 @@ nonisolated extension Herald_Delivery_V1_ListDeliveryEventsResponse: SwiftProtob
 
 nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SmtpSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0\u{3}resend_unconfirmed\0\u{3}from_name\0\u{3}reply_to\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{1}username\0\u{1}password\0\u{1}tls\0\u{3}from_address\0\u{3}helo_name\0\u{3}max_connections\0\u{3}trusted_ca_pem\0\u{3}resend_unconfirmed\0\u{3}from_name\0\u{3}reply_to\0\u{3}inbound_domain\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3514,6 +3522,7 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
       case 10: try { try decoder.decodeSingularBoolField(value: &self.resendUnconfirmed) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.fromName) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.replyTo) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.inboundDomain) }()
       default: break
       }
     }
@@ -3556,6 +3565,9 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if !self.replyTo.isEmpty {
       try visitor.visitSingularStringField(value: self.replyTo, fieldNumber: 12)
     }
+    if !self.inboundDomain.isEmpty {
+      try visitor.visitSingularStringField(value: self.inboundDomain, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3572,6 +3584,7 @@ nonisolated extension Herald_Delivery_V1_SmtpSettings: SwiftProtobuf.Message, Sw
     if lhs.resendUnconfirmed != rhs.resendUnconfirmed {return false}
     if lhs.fromName != rhs.fromName {return false}
     if lhs.replyTo != rhs.replyTo {return false}
+    if lhs.inboundDomain != rhs.inboundDomain {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -120,6 +120,7 @@ import Testing
     try await MailTests().withDelivery(secrets: MailTests.secrets) { delivery, database, sink, deliveryPort, url in
       var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
       provider.webhookSecret = "inbound-secret"
+      provider.smtp.inboundDomain = "reply.herald.test"
       _ = try await delivery.putProvider(provider)
       var settings = CampaignSettings()
       settings.publicURL = TrackingTests.publicURL
@@ -305,9 +306,78 @@ import Testing
             #expect(responses.first { $0.status == "skipped" }?.detail.hasPrefix("cooldown") == true)
             #expect(responses.first { $0.status == "queued" }?.inboundID == first.inbound.id)
             #expect(sink.messages.count == 2)
+
+            // The campaign e-mail's Reply-To and List-Unsubscribe mailto: carry signed addresses on
+            // the inbound domain (RFC 2369, beside the one-click URL).
+            let sentHeaders = String(decoding: sent.raw, as: UTF8.self).replacingOccurrences(of: "\r\n ", with: " ")
+            let replyTo = String(
+              try #require(sentHeaders.firstMatch(of: /Reply-To: <(reply\+[a-z2-7]{44}@reply\.herald\.test)>/)?.output.1))
+            let mailto = try #require(
+              sentHeaders.firstMatch(of: /List-Unsubscribe: <https:[^>]+>, <mailto:(unsubscribe\+[a-z2-7]{44}@reply\.herald\.test)>/)?
+                .output.1,
+              "\(sentHeaders)")
+            // A reply that names nothing but the address it went to is matched by its token (a
+            // relay may upper-case it); a forged token matches nothing.
+            let byToken = try await post([
+              "from": "ada@example.com", "to": "News <\(replyTo.uppercased())>", "text": "By the address",
+              "headers": "Message-ID: <reply-3@example.com>",
+            ])
+            #expect(byToken.inbound.action == "reply" && byToken.inbound.campaignID == created.id, "\(byToken.inbound)")
+            var forgedAddress = Array(replyTo)
+            forgedAddress[10] = forgedAddress[10] == "a" ? "b" : "a"
+            let forged = try await post([
+              "from": "ada@example.com", "to": String(forgedAddress), "text": "Forged", "headers": "Message-ID: <reply-4@example.com>",
+            ])
+            #expect(forged.inbound.action == "none" && forged.inbound.campaignID.isEmpty)
+            // The mailbox provider's unsubscribe by mail: empty, even marked automatic, it unsubscribes.
+            let unsubscribe = try await post([
+              "from": "ada@example.com", "to": String(mailto), "subject": "Unsubscribe", "text": "",
+              "headers": "Message-ID: <unsub-1@example.com>\nAuto-Submitted: auto-generated",
+            ])
+            #expect(unsubscribe.inbound.action == "unsubscribe" && unsubscribe.inbound.campaignID == created.id)
+            try await eventually("the e-mail consent withdrawn by mail") {
+              _ = try await inbound.pollOnce()
+              return try await !campaign.getSubscriber(.with { $0.id = ada.id }).emailConsent.subscribed
+            }
+            let history = try await campaign.exportSubscriber(.with { $0.id = ada.id }).consentHistory
+            #expect(history.last?.source == "list-unsubscribe" && history.last?.campaignID == created.id, "\(history)")
           }
         }
       }
+    }
+  }
+}
+
+/// The signed addresses of Reply-To and List-Unsubscribe's mailto: (SPEC §10, §11).
+@Suite struct AddressTokenTests {
+  static let keys = try! SecretBox("new:" + Data(repeating: 1, count: 32).base64EncodedString()).derivedKeys(purpose: AddressToken.purpose)
+  static let rotated = try! SecretBox(
+    "newer:" + Data(repeating: 2, count: 32).base64EncodedString() + ",new:" + Data(repeating: 1, count: 32).base64EncodedString()
+  ).derivedKeys(purpose: AddressToken.purpose)
+
+  @Test func addressesFitALocalPartSurviveCaseAndRotationAndRefuseTampering() throws {
+    let message = UUID()
+    for kind in [AddressToken.Kind.reply, .unsubscribe] {
+      let address = try #require(AddressToken(kind: kind, message: message).address(domain: "reply.example.com", keys: Self.keys))
+      let local = address.split(separator: "@")[0]
+      #expect(local.utf8.count <= 64 && local.hasPrefix("\(kind.prefix)+"), "\(address)")
+      #expect(AddressToken.open(address: address, keys: Self.keys) == AddressToken(kind: kind, message: message))
+      #expect(AddressToken.open(address: address.uppercased(), keys: Self.keys)?.message == message)
+      // A key rotation: addresses signed with the old key still open.
+      #expect(AddressToken.open(address: address, keys: Self.rotated)?.message == message)
+      // Any other key, kind or byte: nothing.
+      let other = try SecretBox("x:" + Data(repeating: 9, count: 32).base64EncodedString()).derivedKeys(purpose: AddressToken.purpose)
+      #expect(AddressToken.open(address: address, keys: other) == nil)
+      let swapped = address.replacingOccurrences(of: "\(kind.prefix)+", with: kind == .reply ? "unsubscribe+" : "reply+")
+      #expect(AddressToken.open(address: swapped, keys: Self.keys) == nil)
+      var bytes = Array(address)
+      let index = local.count - 3
+      bytes[index] = bytes[index] == "a" ? "b" : "a"
+      #expect(AddressToken.open(address: String(bytes), keys: Self.keys) == nil)
+    }
+    #expect(AddressToken(kind: .reply, message: message).address(domain: "x.example", keys: []) == nil)
+    for junk in ["reply+@x.example", "reply+!!!@x.example", "hello@x.example", "reply+abc", ""] {
+      #expect(AddressToken.open(address: junk, keys: Self.keys) == nil, "\(junk)")
     }
   }
 }

@@ -400,6 +400,8 @@ import Testing
       var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
       provider.smtp.fromName = "Herald News"
       provider.smtp.replyTo = "help@herald.test"
+      // Reply-To and List-Unsubscribe's mailto: then carry signed addresses: signed like the rest.
+      provider.smtp.inboundDomain = "reply.herald.test"
       _ = try await delivery.putProvider(provider)
       _ = try await delivery.sendMessage(
         .with {
@@ -410,6 +412,7 @@ import Testing
           $0.body = "<p>Hello <b>Ada</b>, <a href=\"https://herald.test/start\">start here</a>.</p>"
           $0.format = "html"
           $0.textBody = "Hello Ada, start here: https://herald.test/start"
+          $0.listUnsubscribeURL = "https://herald.test/u/v1.k1.token.mac"
         })
       try await eventually("the message at the SMTP server") { sink.messages.contains { $0.key == "signed-1" } }
       let received = try #require(sink.messages.first { $0.key == "signed-1" })
@@ -417,6 +420,8 @@ import Testing
       #expect(Set(checked.signatures.map(\.a)) == ["rsa-sha256", "ed25519-sha256"])
       #expect(checked.signatures.allSatisfy { $0.ok }, "\(checked.signatures)")
       #expect(checked.contentType == "multipart/alternative" && checked.fromName == "Herald News")
+      let headers = String(decoding: received.raw, as: UTF8.self).replacingOccurrences(of: "\r\n ", with: " ")
+      #expect(headers.contains(/Reply-To: <reply\+[a-z2-7]{44}@reply\.herald\.test>/) && headers.contains(", <mailto:unsubscribe+"))
       #expect(received.text.replacingOccurrences(of: "\r\n", with: "\n") == "Hello Ada, start here: https://herald.test/start")
 
       // A deleted key signs no more (this replica reloads at once); unknown keys are NOT_FOUND.

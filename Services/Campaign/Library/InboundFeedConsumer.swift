@@ -23,7 +23,9 @@ package protocol InboundSource: Sendable {
 /// keywords into consent: STOP (and its synonyms, or a reviewed request to stop) withdraws the SMS
 /// consent, START gives it back, each recorded in the consent history with the keyword as its
 /// source (`sms-keyword:STOP`) and the campaign answered. The delivery service has already
-/// suppressed the number; this keeps the subscriber's consent true to it.
+/// suppressed the number; this keeps the subscriber's consent true to it. Mail to a campaign
+/// e-mail's List-Unsubscribe `mailto:` address withdraws the e-mail consent (source
+/// `list-unsubscribe`, the campaign), as the one-click link does (SPEC §10).
 ///
 /// Then it answers replies by the auto-response rules (the first enabled one that matches, lowest
 /// priority first): never a keyword, a message held for review or an automatic message (RFC
@@ -50,8 +52,9 @@ package struct InboundFeedConsumer: Sendable {
     self.batchSize = batchSize
   }
 
-  /// A change of SMS consent an inbound message asks for.
+  /// A change of consent an inbound message asks for.
   struct ConsentChange: Sendable {
+    var channel = "sms"
     var subscriber: UUID
     var subscribed: Bool
     var source: String
@@ -82,22 +85,26 @@ package struct InboundFeedConsumer: Sendable {
               $0.subscriberID = id.lowercasedString
             })
         }
-        guard let subscriber, message.channel == "sms" else { continue }
+        guard let subscriber else { continue }
         let campaign = UUID(text: message.campaignID)
         switch message.action {
-        case "stop":
+        case "unsubscribe" where message.channel == "email":
+          // Mail to a campaign e-mail's List-Unsubscribe address (the one-click link's twin).
+          changes.append(
+            ConsentChange(channel: "email", subscriber: subscriber, subscribed: false, source: "list-unsubscribe", campaign: campaign))
+        case "stop" where message.channel == "sms":
           changes.append(
             ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-keyword:\(message.keyword)", campaign: campaign))
-        case "stop_reviewed":
+        case "stop_reviewed" where message.channel == "sms":
           changes.append(ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-reply:reviewed", campaign: campaign))
-        case "start":
+        case "start" where message.channel == "sms":
           changes.append(
             ConsentChange(subscriber: subscriber, subscribed: true, source: "sms-keyword:\(message.keyword)", campaign: campaign))
         default: break
         }
       }
       var changed = 0
-      for change in changes { changed += try await store.changeSMSConsent(change, on: connection) }
+      for change in changes { changed += try await store.changeConsent(change, on: connection) }
       if !links.isEmpty { try await source.link(links) }
       let linked = Dictionary(links.map { ($0.inboundID, $0.subscriberID) }, uniquingKeysWith: { first, _ in first })
       try await Self.answer(response.messages, linked: linked, store: store, source: source, on: connection)
@@ -220,25 +227,36 @@ extension CampaignStore {
     return found
   }
 
-  /// Withdraws or gives back a subscriber's SMS consent, with its consent event; 1 when it
-  /// changed, 0 when it already was so (or the subscriber was erased).
-  func changeSMSConsent(_ change: InboundFeedConsumer.ConsentChange, on connection: PostgresConnection) async throws -> Int {
+  /// Withdraws or gives back a subscriber's consent on the change's channel, with its consent
+  /// event; 1 when it changed, 0 when it already was so (or the subscriber was erased).
+  func changeConsent(_ change: InboundFeedConsumer.ConsentChange, on connection: PostgresConnection) async throws -> Int {
+    let prefix = change.channel == "email" ? "email" : "sms"
     let rows = try await connection.query(
-      """
-      WITH changed AS (
-        UPDATE campaign.subscribers SET
-          sms_subscribed = \(change.subscribed),
-          sms_consent_source = CASE WHEN \(change.subscribed) THEN \(change.source) ELSE sms_consent_source END,
-          sms_consented_at = CASE WHEN \(change.subscribed) THEN now() ELSE sms_consented_at END,
-          sms_unsubscribed_at = CASE WHEN \(change.subscribed) THEN NULL ELSE now() END,
-          updated_at = now()
-        WHERE id = \(change.subscriber) AND sms_subscribed <> \(change.subscribed) AND status <> 'erased'
-        RETURNING id
-      )
-      INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at, campaign_id)
-      SELECT id, 'sms', \(change.subscribed), \(change.source), now(), \(change.campaign) FROM changed
-      RETURNING 1
-      """, logger: logger)
+      PostgresQuery(
+        unsafeSQL: """
+          WITH changed AS (
+            UPDATE campaign.subscribers SET
+              \(prefix)_subscribed = $1,
+              \(prefix)_consent_source = CASE WHEN $1 THEN $2 ELSE \(prefix)_consent_source END,
+              \(prefix)_consented_at = CASE WHEN $1 THEN now() ELSE \(prefix)_consented_at END,
+              \(prefix)_unsubscribed_at = CASE WHEN $1 THEN NULL ELSE now() END,
+              updated_at = now()
+            WHERE id = $3 AND \(prefix)_subscribed <> $1 AND status <> 'erased'
+            RETURNING id
+          )
+          INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at, campaign_id)
+          SELECT id, $4, $1, $2, now(), $5 FROM changed
+          RETURNING 1
+          """,
+        binds: {
+          var binds = PostgresBindings()
+          binds.append(change.subscribed)
+          binds.append(change.source)
+          binds.append(change.subscriber)
+          binds.append(prefix)
+          binds.append(change.campaign)
+          return binds
+        }()), logger: logger)
     return try await rows.collect().count
   }
 }

@@ -44,7 +44,8 @@ package enum DeliveryDefinition: BackEndProcess {
         [
           DeliveryService(
             store: store(resources), providers: registry(resources),
-            tracking: TrackingLinks(publicURL: "", secrets: settings.secrets), smsQuietHours: settings.smsQuietHours)
+            tracking: TrackingLinks(publicURL: "", secrets: settings.secrets), smsQuietHours: settings.smsQuietHours,
+            addressKeys: settings.secrets.derivedKeys(purpose: AddressToken.purpose))
         ]
       },
       makeWorkers: { resources in

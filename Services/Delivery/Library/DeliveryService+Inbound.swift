@@ -31,7 +31,16 @@ extension DeliveryService {
       ? try InboundPayload.sms(request.body, contentType: request.contentType)
       : try InboundPayload.email(request.body, contentType: request.contentType)
     let settings = entry?.config.definition.smsKeywords ?? .init()
-    let decision = Self.decide(payload, settings: settings)
+    var decision = Self.decide(payload, settings: settings)
+    // An e-mail to a signed address of Herald's: the message it names is the one answered, and
+    // mail to a List-Unsubscribe address unsubscribes (an automatic one too: that is how some
+    // mailbox providers send it).
+    if let token = payload.recipients.lazy.compactMap({ AddressToken.open(address: $0, keys: self.addressKeys) }).first {
+      decision.answering = token.message
+      if token.kind == .unsubscribe {
+        decision = InboundDecision(action: "unsubscribe", keyword: "List-Unsubscribe", answering: token.message)
+      }
+    }
     let (record, duplicate) = try await store.ingestInbound(payload, provider: request.provider, decision: decision)
     if !duplicate {
       Counter(label: "herald_delivery_inbound_total", dimensions: [("channel", record.channel), ("action", record.action)])
@@ -99,7 +108,9 @@ extension DeliveryService {
     return message
   }
 
-  static let inboundActions = ["reply", "stop", "start", "help", "review", "stop_reviewed", "dismissed", "auto_reply", "none"]
+  static let inboundActions = [
+    "reply", "stop", "start", "help", "review", "stop_reviewed", "dismissed", "unsubscribe", "auto_reply", "none",
+  ]
 
   package func listInboundMessages(
     request: Herald_Delivery_V1_ListInboundMessagesRequest, context: ServerContext

@@ -18,14 +18,18 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
   let tracking: TrackingLinks
   /// The installation's SMS delivery window (HERALD_SMS_QUIET_HOURS).
   let smsQuietHours: QuietWindow
+  /// Check the signed Reply-To and List-Unsubscribe addresses inbound e-mail is sent to.
+  let addressKeys: [(id: String, key: Data)]
 
   package init(
-    store: DeliveryStore, providers: ProviderRegistry, tracking: TrackingLinks = .none, smsQuietHours: QuietWindow = .standard
+    store: DeliveryStore, providers: ProviderRegistry, tracking: TrackingLinks = .none, smsQuietHours: QuietWindow = .standard,
+    addressKeys: [(id: String, key: Data)] = []
   ) {
     self.store = store
     self.providers = providers
     self.tracking = tracking
     self.smsQuietHours = smsQuietHours
+    self.addressKeys = addressKeys
   }
 
   package func enqueueMessages(

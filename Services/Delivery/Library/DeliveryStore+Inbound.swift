@@ -31,6 +31,15 @@ package struct InboundDecision: Sendable {
   package var keyword: String
   /// The text queued in answer (a confirmation, the help text), sent even to a suppressed number.
   package var response: String?
+  /// The message answered, when the address it was sent to names it (`AddressToken`).
+  package var answering: UUID?
+
+  package init(action: String, keyword: String, response: String? = nil, answering: UUID? = nil) {
+    self.action = action
+    self.keyword = keyword
+    self.response = response
+    self.answering = answering
+  }
 }
 
 /// Inbound messages (SPEC §11): stored once per provider message id, matched to the message they
@@ -56,8 +65,9 @@ extension DeliveryStore {
 
   /// Stores `payload` from `provider` unless that provider's message id is stored already
   /// (`duplicate`, and nothing is done again), and applies `decision`:
-  /// - the message it answers: an e-mail's In-Reply-To/References naming one of Herald's, or the
-  ///   last SMS sent to the number; a reply is a `replied` event of it, a STOP an `unsubscribed` one;
+  /// - the message it answers: the one its address names (`decision.answering`), else an e-mail's
+  ///   In-Reply-To/References naming one of Herald's, or the last SMS sent to the number; a reply
+  ///   is a `replied` event of it, a STOP or an unsubscribe by mail an `unsubscribed` one;
   /// - stop: the number goes on the suppression list (reason sms_keyword) and what is queued or
   ///   held for it becomes `suppressed`; the confirmation is queued unless the number had already
   ///   opted out by keyword;
@@ -73,7 +83,8 @@ extension DeliveryStore {
         let rows = try await connection.query(
           """
           SELECT id, campaign_id, subscriber_id FROM delivery.messages
-          WHERE id = ANY(\(payload.references)::uuid[]) AND channel = 'email' ORDER BY id DESC LIMIT 1
+          WHERE id = ANY(\(decision.answering.map { [$0] } ?? payload.references)::uuid[]) AND channel = 'email'
+          ORDER BY id DESC LIMIT 1
           """, logger: logger)
         answered = try await rows.decode((UUID, UUID?, UUID?).self).elements().first.map { (id: $0.0, campaign: $0.1, subscriber: $0.2) }
       } else {
@@ -122,6 +133,8 @@ extension DeliveryStore {
         let confirm = try await optOut(record, on: connection)
         if let answered { try await event(answered.id, "unsubscribed", detail: "texted \(record.keyword)", on: connection) }
         if confirm, let text = decision.response { record.response = try await respond(to: record, text, on: connection) }
+      case "unsubscribe":
+        if let answered { try await event(answered.id, "unsubscribed", detail: "mailed its List-Unsubscribe address", on: connection) }
       case "start":
         try await connection.query(
           "DELETE FROM delivery.suppressions WHERE address = \(record.sender.lowercased()) AND reason = 'sms_keyword'",

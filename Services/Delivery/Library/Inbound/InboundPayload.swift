@@ -32,6 +32,9 @@ package struct InboundPayload: Sendable, Equatable {
   /// Why an e-mail is an automatic message that must not be answered (RFC 3834); nil for a
   /// person's.
   package var automatic: String?
+  /// Every address an e-mail was sent to (To and Cc), lower-cased: one may carry a signed token
+  /// (`AddressToken`).
+  package var recipients: [String] = []
 
   static func problem(_ field: String, _ message: String) -> RPCError { .field(field, .invalidArgument, message) }
 
@@ -135,6 +138,8 @@ package struct InboundPayload: Sendable, Equatable {
     var seen = Set<UUID>()
     payload.references = named.filter { seen.insert($0).inserted }
     payload.automatic = automatic(headers: headers, from: from)
+    payload.recipients = [toField, text(fields, ["cc", "Cc"]) ?? header("Cc") ?? ""]
+      .flatMap { $0.split(separator: ",") }.compactMap { address(in: String($0)) }
     try payload.checkNUL()
     return payload
   }
@@ -208,17 +213,25 @@ package struct InboundPayload: Sendable, Equatable {
     return nil
   }
 
-  /// Checks an `X-Twilio-Signature`: base64 of HMAC-SHA1, keyed with `key`, over `url` followed
-  /// by each form field sorted by name (byte order) as name and value; a JSON body is covered by
-  /// the URL's `bodySHA256` parameter (hex SHA-256 of the body). Compared in constant time.
-  package static func twilioSignatureHolds(_ signature: String, key: String, url: String, body: Data, contentType: String) -> Bool {
+  /// An `X-Twilio-Signature`: base64 of HMAC-SHA1, keyed with `key`, over `url` followed by each
+  /// form field sorted by name (byte order) as name and value (none for a JSON body).
+  package static func twilioSignature(key: String, url: String, fields: [(String, String)]) -> String {
     var signed = url
+    let sorted = fields.sorted { a, b in
+      a.0 == b.0 ? Array(a.1.utf8).lexicographicallyPrecedes(b.1.utf8) : Array(a.0.utf8).lexicographicallyPrecedes(b.0.utf8)
+    }
+    for (name, value) in sorted { signed += name + value }
+    let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Data(signed.utf8), using: SymmetricKey(data: Data(key.utf8)))
+    return Data(mac).base64EncodedString()
+  }
+
+  /// Checks an `X-Twilio-Signature` (see `twilioSignature`); a JSON body is covered by the URL's
+  /// `bodySHA256` parameter (hex SHA-256 of the body). Compared in constant time.
+  package static func twilioSignatureHolds(_ signature: String, key: String, url: String, body: Data, contentType: String) -> Bool {
+    var fields: [(String, String)] = []
     if mediaType(contentType) == "application/x-www-form-urlencoded" {
-      guard let fields = formFields(body) else { return false }
-      let sorted = fields.sorted { a, b in
-        a.0 == b.0 ? Array(a.1.utf8).lexicographicallyPrecedes(b.1.utf8) : Array(a.0.utf8).lexicographicallyPrecedes(b.0.utf8)
-      }
-      for (name, value) in sorted { signed += name + value }
+      guard let form = formFields(body) else { return false }
+      fields = form
     } else {
       guard let given = URLComponents(string: url)?.queryItems?.first(where: { $0.name == "bodySHA256" })?.value else {
         return false
@@ -226,8 +239,7 @@ package struct InboundPayload: Sendable, Equatable {
       let digest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
       guard constantTimeEqual(Array(digest.utf8), Array(given.lowercased().utf8)) else { return false }
     }
-    let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Data(signed.utf8), using: SymmetricKey(data: Data(key.utf8)))
-    return constantTimeEqual(Array(Data(mac).base64EncodedString().utf8), Array(signature.utf8))
+    return constantTimeEqual(Array(twilioSignature(key: key, url: url, fields: fields).utf8), Array(signature.utf8))
   }
 
   static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

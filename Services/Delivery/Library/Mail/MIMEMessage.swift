@@ -13,6 +13,9 @@ package struct MIMEMessage {
     package var address: String
     package var name: String
     package var replyTo: String?
+    /// Campaign mail: the address whose mail unsubscribes the recipient (List-Unsubscribe's
+    /// mailto:), beside the one-click URL.
+    package var unsubscribeMailbox: String?
 
     package init(address: String, name: String = "", replyTo: String? = nil) {
       self.address = address
@@ -57,7 +60,8 @@ package struct MIMEMessage {
     if message.autoSubmitted { mime.add("Auto-Submitted", "auto-replied") }
     if let unsubscribe = message.listUnsubscribeURL {
       // RFC 8058 one-click: a POST of "List-Unsubscribe=One-Click" to the URL unsubscribes.
-      mime.add("List-Unsubscribe", "<\(unsubscribe)>")
+      // RFC 2369: the mailto: too, for clients that unsubscribe by mail.
+      mime.add("List-Unsubscribe", "<\(unsubscribe)>" + (sender.unsubscribeMailbox.map { ", <mailto:\($0)>" } ?? ""))
       mime.add("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     }
 

@@ -83,6 +83,10 @@ package struct ProviderConfig: Sendable, Equatable {
         throw invalid("smtp.reply_to", "'\(smtp.replyTo)' is not an e-mail address")
       }
       try oneLine(smtp.heloName, "smtp.helo_name")
+      let inboundDomain = smtp.inboundDomain.lowercased()
+      guard inboundDomain.isEmpty || inboundDomain.wholeMatch(of: /([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}/) != nil else {
+        throw invalid("smtp.inbound_domain", "'\(smtp.inboundDomain)' is not a domain name such as reply.example.com")
+      }
       guard (0...64).contains(smtp.maxConnections) else { throw invalid("smtp.max_connections", "must be from 0 to 64") }
       if !smtp.trustedCaPem.isEmpty, !smtp.trustedCaPem.contains("-----BEGIN CERTIFICATE-----") {
         throw invalid("smtp.trusted_ca_pem", "is not a PEM certificate")
@@ -99,7 +103,7 @@ package struct ProviderConfig: Sendable, Equatable {
           fromAddress: from.wire, fromName: smtp.fromName, replyTo: optional(smtp.replyTo),
           heloName: optional(smtp.heloName) ?? "localhost",
           maxConnections: smtp.maxConnections == 0 ? 4 : Int(smtp.maxConnections),
-          trustedCAPEM: optional(smtp.trustedCaPem)))
+          trustedCAPEM: optional(smtp.trustedCaPem), inboundDomain: optional(inboundDomain)))
     case .httpSms(let sms):
       guard provider.kind == .httpSms || provider.kind == .unspecified else {
         throw invalid("kind", "is \(provider.kind) but the settings are http_sms")

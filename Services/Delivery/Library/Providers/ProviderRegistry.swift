@@ -40,7 +40,9 @@ package final class ProviderRegistry: Sendable {
     self.policy = policy
     self.secrets = secrets
     self.dkim = dkim
-    self.factory = factory ?? { config, http in Self.makeProvider(config, http: http, dkim: dkim) }
+    let addressKeys = secrets.derivedKeys(purpose: AddressToken.purpose)
+    self.factory =
+      factory ?? { config, http in Self.makeProvider(config, http: http, dkim: dkim, addressKeys: addressKeys) }
     self.http = Self.sharedHTTPClient
   }
 
@@ -56,9 +58,11 @@ package final class ProviderRegistry: Sendable {
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
   }()
 
-  package static func makeProvider(_ config: ProviderConfig, http: HTTPClient, dkim: DKIMKeyring) -> any DeliveryProvider {
+  package static func makeProvider(
+    _ config: ProviderConfig, http: HTTPClient, dkim: DKIMKeyring, addressKeys: [(id: String, key: Data)] = []
+  ) -> any DeliveryProvider {
     switch config.kind {
-    case .smtp(let settings): SMTPProvider(settings: settings, dkim: dkim)
+    case .smtp(let settings): SMTPProvider(settings: settings, dkim: dkim, addressKeys: addressKeys)
     case .httpSMS(let settings): HTTPSMSProvider(name: config.name, settings: settings, client: http)
     case .webhook(let settings): WebhookProvider(name: config.name, settings: settings, client: http)
     }

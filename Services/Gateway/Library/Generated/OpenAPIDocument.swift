@@ -2159,9 +2159,9 @@ extension OpenAPIDocument {
             "required": false,
             "schema": {
               "type": "string",
-              "enum": ["reply", "stop", "start", "help", "review", "stop_reviewed", "dismissed", "auto_reply", "none"]
+              "enum": ["reply", "stop", "start", "help", "review", "stop_reviewed", "dismissed", "unsubscribe", "auto_reply", "none"]
             },
-            "description": "Only those taken as this: reply, stop, start, help, review, stop_reviewed, dismissed, auto_reply or none. Left out means all."
+            "description": "Only those taken as this: reply, stop, start, help, review, stop_reviewed, dismissed, unsubscribe, auto_reply or none. Left out means all."
           },
           {
             "name": "cursor",
@@ -9256,7 +9256,7 @@ extension OpenAPIDocument {
           },
           "action": {
             "type": "string",
-            "description": "What it was taken as: reply, stop, start, help, review (it may ask to stop; an operator decides), stop_reviewed or dismissed (decided), auto_reply (an automatic answer, RFC 3834: never answered, not engagement) or none (an SMS to no message of Herald's, or an e-mail)."
+            "description": "What it was taken as: reply, stop, start, help, review (it may ask to stop; an operator decides), stop_reviewed or dismissed (decided), unsubscribe (an e-mail to a message's List-Unsubscribe mailto: address), auto_reply (an automatic answer, RFC 3834: never answered, not engagement) or none (an SMS to no message of Herald's, or an e-mail)."
           },
           "keyword": {
             "type": "string",
@@ -10221,6 +10221,10 @@ extension OpenAPIDocument {
           "reply_to": {
             "type": "string",
             "description": "The Reply-To address; empty: none."
+          },
+          "inbound_domain": {
+            "type": "string",
+            "description": "A domain whose mail reaches Herald's inbound e-mail route (its MX at your inbound-parse provider), e.g. \"reply.example.com\"; empty: none. Each message then carries Reply-To: reply+TOKEN@domain (a reply is matched to it by the signed token) instead of reply_to, and campaign mail a second List-Unsubscribe, <mailto:unsubscribe+TOKEN@domain> (RFC 2369), which unsubscribes the recipient when mail reaches it. Needs HERALD_SECRETS_KEY."
           }
         },
         "additionalProperties": false
@@ -10327,6 +10331,13 @@ extension OpenAPIDocument {
               "pattern": "[^\\x21-\\x7e]"
             },
             "x-message": "must be an e-mail address (ASCII; internationalised domains in punycode)"
+          },
+          "inbound_domain": {
+            "type": "string",
+            "maxLength": 253,
+            "pattern": "^(([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9-]{2,63})?$",
+            "description": "A domain whose mail reaches Herald's inbound e-mail route (its MX at your inbound-parse provider), e.g. \"reply.example.com\"; empty: none. Each message then carries Reply-To: reply+TOKEN@domain (a reply is matched to it by the signed token) instead of reply_to, and campaign mail a second List-Unsubscribe, <mailto:unsubscribe+TOKEN@domain> (RFC 2369), which unsubscribes the recipient when mail reaches it. Needs HERALD_SECRETS_KEY.",
+            "x-message": "must be a domain name such as reply.example.com (ASCII; internationalised domains in punycode)"
           }
         },
         "required": ["host", "from_address"],

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldServerKit
 import NIOCore
 
 /// E-mail over SMTP. Keeps up to `maxConnections` sessions open and reuses them; a send that finds
@@ -8,13 +9,30 @@ package final class SMTPProvider: DeliveryProvider {
   let settings: SMTPSettings
   let sender: MIMEMessage.Sender
   let dkim: DKIMKeyring
+  /// Signs the Reply-To and List-Unsubscribe mailto: addresses on `settings.inboundDomain`.
+  let addressKeys: [(id: String, key: Data)]
   private let pool: SMTPPool
 
-  package init(settings: SMTPSettings, dkim: DKIMKeyring = DKIMKeyring()) {
+  package init(settings: SMTPSettings, dkim: DKIMKeyring = DKIMKeyring(), addressKeys: [(id: String, key: Data)] = []) {
     self.settings = settings
     self.sender = MIMEMessage.Sender(address: settings.fromAddress, name: settings.fromName, replyTo: settings.replyTo)
     self.dkim = dkim
+    self.addressKeys = addressKeys
     self.pool = SMTPPool(settings: settings)
+  }
+
+  /// The sender of `message`: with an inbound domain (and a key), its own signed Reply-To, and
+  /// for campaign mail its List-Unsubscribe mailto: address.
+  func sender(of message: OutgoingMessage) -> MIMEMessage.Sender {
+    guard let domain = settings.inboundDomain,
+      let replyTo = AddressToken(kind: .reply, message: message.id).address(domain: domain, keys: addressKeys)
+    else { return sender }
+    var sender = self.sender
+    sender.replyTo = replyTo
+    if message.listUnsubscribeURL != nil {
+      sender.unsubscribeMailbox = AddressToken(kind: .unsubscribe, message: message.id).address(domain: domain, keys: addressKeys)
+    }
+    return sender
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
@@ -33,7 +51,7 @@ package final class SMTPProvider: DeliveryProvider {
     let content: ByteBuffer
     do {
       content = try MIMEMessage.render(
-        message, sender: sender, keys: dkim.keys(for: sender.domain), signatureLifetime: dkim.signatureLifetime)
+        message, sender: sender(of: message), keys: dkim.keys(for: sender.domain), signatureLifetime: dkim.signatureLifetime)
     } catch {
       throw .temporary("could not DKIM-sign the message: \(error)")
     }

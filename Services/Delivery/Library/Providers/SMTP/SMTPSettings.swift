@@ -13,6 +13,9 @@ package struct SMTPSettings: Sendable, Equatable {
   /// The From header's display name; empty: the address alone.
   package var fromName: String
   package var replyTo: String?
+  /// Where mail reaches Herald's inbound route: Reply-To and the List-Unsubscribe mailto: carry
+  /// signed addresses on it (`AddressToken`).
+  package var inboundDomain: String?
   package var heloName: String
   package var maxConnections: Int
   package var trustedCAPEM: String?
@@ -21,9 +24,10 @@ package struct SMTPSettings: Sendable, Equatable {
   package init(
     host: String, port: Int, username: String? = nil, password: String? = nil, tls: TLS = .ifOffered,
     fromAddress: String, fromName: String = "", replyTo: String? = nil, heloName: String = "localhost", maxConnections: Int = 4,
-    trustedCAPEM: String? = nil,
+    trustedCAPEM: String? = nil, inboundDomain: String? = nil,
     timeout: TimeAmount = .seconds(30)
   ) {
+    self.inboundDomain = inboundDomain
     self.host = host
     self.port = port
     self.username = username
