@@ -36,7 +36,12 @@ import Testing
       ("Can I cancel my order for tomorrow?", .review(words: "CANCEL")),
       ("I cannot stop laughing at this offer lol", .review(words: "STOP")),
       // Not a keyword: words around a keyword that is not a request, and ordinary replies.
-      ("See you at the end of the day", .other), ("Thanks, see you Friday", .other), ("", .other),
+      ("please end these texts", .stop(keyword: "PLEASE END THESE TEXTS")),
+      ("take me off your list", .stop(keyword: "TAKE ME OFF YOUR LIST")),
+      ("opt me out", .stop(keyword: "OPT ME OUT")), ("unsub", .stop(keyword: "UNSUB")),
+      // END in a longer message may mean it: an operator decides.
+      ("See you at the end of the day", .review(words: "END")),
+      ("Thanks, see you Friday", .other), ("", .other),
       ("helpful, thanks", .other),
     ]
     for (text, verdict) in cases {

@@ -34,14 +34,18 @@ import Testing
     for bad in ["8:00-21:00", "08:00", "24:00-08:00", "08:60-09:00", "08:00-24:01"] { #expect(QuietWindow(text: bad) == nil, "\(bad)") }
   }
 
-  /// Our prefix table gives what libphonenumber's Python port gives by prefix, for numbers of many
-  /// countries and area codes (mobile ones included); every zone in it is one PostgreSQL knows.
+  /// Herald gives what libphonenumber's Python port gives (`time_zones_for_number`) for numbers of
+  /// many countries, area codes and kinds: a landline its area's zone, a mobile in a country whose
+  /// mobiles tell nothing of where they are every zone of the country; every zone in the data is
+  /// one PostgreSQL knows.
   @Test func aNumbersTimeZonesAreLibphonenumbersAndPostgreSQLKnowsThem() async throws {
     let numbers = [
       "+14155550101", "+12125550101", "+13125550101", "+18085550101", "+19075550101", "+16045550101", "+15145550101",
       "+12085550101", "+12082010101", "+18005550101", "+447911123456", "+33612345678", "+4915112345678", "+61412345678",
       "+61212345678", "+61812345678", "+5511912345678", "+5592912345678", "+79161234567", "+74232123456", "+8613812345678",
       "+819012345678", "+919812345678", "+27821234567", "+525512345678", "+5216641234567", "+35312345678", "+99912345678",
+      "+61491570156", "+61732123456", "+61893123456", "+73952123456", "+79141234567", "+18885550101", "+15555550101",
+      "+5511987654321", "+6281234567890", "+642012345678", "+34612345678", "+34928123456",
     ]
     let python = ProcessInfo.processInfo.environment["HERALD_TEST_PYTHON"] ?? "/usr/bin/python3"
     let script = """
@@ -50,9 +54,12 @@ import Testing
       out = []
       for number in sys.argv[1:]:
           try:
-              # By prefix, as Herald looks them up (time_zones_for_number answers the whole
-              # country for a number it cannot tell is a landline).
-              zones = list(timezone.time_zones_for_geographical_number(phonenumbers.parse(number)))
+              parsed = phonenumbers.parse(number)
+              zones = list(timezone.time_zones_for_number(parsed))
+              # A number libphonenumber finds invalid: Herald takes its whole country (as for one
+              # that is not geographic), where libphonenumber knows nothing.
+              if zones == ["Etc/Unknown"]:
+                  zones = list(timezone._country_level_time_zones_for_number(parsed))
           except phonenumbers.NumberParseException:
               zones = []
           out.append([] if zones == ["Etc/Unknown"] else zones)
@@ -123,22 +130,40 @@ import Testing
         $0.start = "22:00"
         $0.end = "07:00"
       }
-      let result = try await delivery.enqueueMessages(.with { $0.messages = [night, berlin, code, never] })
-      #expect(result.accepted == 4)
+      // An area code libphonenumber does not know: any of North America's zones, Guam to Samoa,
+      // whose clocks are 10.5 hours apart: never all inside an 8-hour window at once.
+      var nowhere = DeliveryWorkerTests.sms("nowhere", to: "+15555550101")
+      nowhere.quietHours = .with {
+        $0.start = "09:00"
+        $0.end = "17:00"
+      }
+      // Due at noon in San Francisco, but claimed only at 22:30 (a backlog): the claim defers it.
+      var late = DeliveryWorkerTests.sms("late", to: "+14155550105")
+      late.notBefore = Google_Protobuf_Timestamp(date: try Self.at("2027-01-15T20:00:00Z"))
+      let result = try await delivery.enqueueMessages(.with { $0.messages = [night, berlin, code, never, nowhere, late] })
+      #expect(result.accepted == 6)
 
-      #expect(try await claim("2027-01-15T06:30:00Z") == ["night": "deferred", "berlin": "deferred", "code": "sending"])
-      let nightID = result.results[0].messageID
-      let waiting = try await delivery.getMessage(.with { $0.id = nightID })
+      // Queued for when the window opens in the recipient's zone, saying so.
+      let waiting = try await delivery.getMessage(.with { $0.id = result.results[0].messageID })
       #expect(waiting.message.status == "queued")
       #expect(
-        waiting.events.last?.status == "deferred"
-          && waiting.events.last?.detail == "quiet hours (08:00-21:00 in America/Los_Angeles): waits until 2027-01-15T16:00:00Z",
+        waiting.events.last?.detail == "quiet hours (08:00–21:00 in America/Los_Angeles): waits until 2027-01-15T16:00:00Z",
         "\(waiting.events)")
+      #expect(try await claim("2027-01-15T06:30:00Z") == ["code": "sending"])
       // Berlin opens at 07:00 UTC, San Francisco at 16:00 UTC, and not a second earlier.
       #expect(try await claim("2027-01-15T06:59:59Z").isEmpty)
       #expect(try await claim("2027-01-15T07:00:00Z") == ["berlin": "sending"])
       #expect(try await claim("2027-01-15T15:59:59Z").isEmpty)
       #expect(try await claim("2027-01-15T16:00:00Z") == ["night": "sending"])
+      #expect(try await claim("2027-01-16T06:30:00Z") == ["late": "deferred"])
+      let deferred = try await delivery.getMessage(.with { $0.id = result.results[5].messageID })
+      #expect(
+        deferred.message.status == "queued"
+          && deferred.events.last?.detail == "quiet hours (08:00-21:00 in America/Los_Angeles): waits until 2027-01-16T16:00:00Z",
+        "\(deferred.events)")
+      #expect(try await claim("2027-01-16T16:00:00Z") == ["late": "sending"])
+      let nowhereMessage = try await delivery.getMessage(.with { $0.id = result.results[4].messageID }).message
+      #expect(nowhereMessage.status == "failed" && nowhereMessage.lastError.contains("never open at once"), "\(nowhereMessage.lastError)")
       // A window that shares no minute with the installation's can never go out: failed, saying why.
       let impossible = try await delivery.getMessage(.with { $0.id = result.results[3].messageID })
       #expect(impossible.message.status == "failed")
@@ -227,10 +252,11 @@ import Testing
       let claimed = try await store.claim(
         limit: 10, lease: .seconds(60), token: UUID(), timeToLive: .seconds(72 * 3600), channels: ["sms"],
         at: try Self.at("2027-07-01T06:30:00Z"))
-      #expect(claimed.map(\.status) == ["deferred"])
+      // Queued for 09:00 in Paris already: nothing due at 08:30.
+      #expect(claimed.isEmpty)
       let message = try await delivery.listMessages(.init()).messages.first
       #expect(
-        message?.lastError == "quiet hours (09:00-20:00 in Europe/Paris): waits until 2027-07-01T07:00:00Z",
+        message?.lastError == "quiet hours (09:00–20:00 in Europe/Paris): waits until 2027-07-01T07:00:00Z",
         "\(String(describing: message))")
     }
   }

@@ -110,6 +110,12 @@ extension CampaignStore {
     ).collect().isEmpty
   }
 
+  /// Turns a queued answer into a skip (delivery refused it).
+  func skipResponse(inbound: UUID, detail: String, on connection: PostgresConnection) async throws {
+    try await connection.query(
+      "UPDATE campaign.auto_responses SET status = 'skipped', detail = \(detail) WHERE inbound_id = \(inbound)", logger: logger)
+  }
+
   func setResponseMessages(_ messages: [(inbound: UUID, message: UUID)], on connection: PostgresConnection) async throws {
     guard !messages.isEmpty else { return }
     try await connection.query(

@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import HeraldCore
 import HeraldPostgres
 import HeraldProtos
@@ -69,10 +70,12 @@ package struct InboundFeedConsumer: Sendable {
       let cursor = try await store.lockInboundCursor(on: connection)
       let response = try await source.inbound(after: cursor, limit: batchSize)
       guard !response.messages.isEmpty else { return (0, 0) }
-      let unlinked = response.messages.filter { $0.subscriberID.isEmpty }
+      // Who has each sender's number or address now: unlinked senders are linked to them, and an
+      // SMS keyword changes their consent (a recycled number's new owner, not the subscriber an
+      // old text went to).
       let found = try await store.subscriberIDs(
-        phones: unlinked.filter { $0.channel == "sms" }.map(\.from),
-        emails: unlinked.filter { $0.channel == "email" }.map(\.from), on: connection)
+        phones: response.messages.filter { $0.channel == "sms" }.map(\.from),
+        emails: response.messages.filter { $0.subscriberID.isEmpty && $0.channel == "email" }.map(\.from), on: connection)
       var links: [Herald_Delivery_V1_InboundSubscriberLink] = []
       var changes: [ConsentChange] = []
       for message in response.messages {
@@ -85,21 +88,21 @@ package struct InboundFeedConsumer: Sendable {
               $0.subscriberID = id.lowercasedString
             })
         }
-        guard let subscriber else { continue }
         let campaign = UUID(text: message.campaignID)
+        if message.channel == "sms", ["stop", "stop_reviewed", "start"].contains(message.action) {
+          guard let owner = found[message.from] else { continue }
+          changes.append(
+            ConsentChange(
+              subscriber: owner, subscribed: message.action == "start",
+              source: message.action == "stop_reviewed" ? "sms-reply:reviewed" : "sms-keyword:\(message.keyword)", campaign: campaign))
+          continue
+        }
+        guard let subscriber else { continue }
         switch message.action {
         case "unsubscribe" where message.channel == "email":
           // Mail to a campaign e-mail's List-Unsubscribe address (the one-click link's twin).
           changes.append(
             ConsentChange(channel: "email", subscriber: subscriber, subscribed: false, source: "list-unsubscribe", campaign: campaign))
-        case "stop" where message.channel == "sms":
-          changes.append(
-            ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-keyword:\(message.keyword)", campaign: campaign))
-        case "stop_reviewed" where message.channel == "sms":
-          changes.append(ConsentChange(subscriber: subscriber, subscribed: false, source: "sms-reply:reviewed", campaign: campaign))
-        case "start" where message.channel == "sms":
-          changes.append(
-            ConsentChange(subscriber: subscriber, subscribed: true, source: "sms-keyword:\(message.keyword)", campaign: campaign))
         default: break
         }
       }
@@ -121,7 +124,9 @@ package struct InboundFeedConsumer: Sendable {
     _ messages: [Herald_Delivery_V1_InboundMessage], linked: [String: String], store: CampaignStore, source: any InboundSource,
     on connection: PostgresConnection
   ) async throws {
-    let replies = messages.filter { ["reply", "none"].contains($0.action) }
+    // An e-mail is answered only when it replies to a message of Herald's (anyone can forge a
+    // From); a text to Herald's number may be answered whatever it answers.
+    let replies = messages.filter { $0.action == "reply" || $0.action == "none" && $0.channel == "sms" }
     guard !replies.isEmpty else { return }
     let rules = try await store.rules(enabledOnly: true, on: connection)
     guard !rules.isEmpty else { return }
@@ -149,10 +154,14 @@ package struct InboundFeedConsumer: Sendable {
         (status, detail) = ("skipped", reason)
       } else {
         do throws(SubscriberValidation.Invalid) {
-          answer = try rule.render(
-            subscriber: subscriber, text: message.text, subject: message.subject,
+          let rendered = try rule.render(
+            subscriber: subscriber, text: String(message.text.prefix(Self.maxQuoted)), subject: message.subject,
             campaignName: UUID(text: message.campaignID).flatMap { campaignNames[$0] } ?? "")
+          answer = (Self.oneLine(rendered.subject), rendered.body)
           detail = "rule \(rule.name)"
+          if rendered.body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            (status, detail, answer) = ("skipped", "rule \(rule.name): the answer is empty", nil)
+          }
         } catch {
           (status, detail) = ("skipped", "rule \(rule.name): \(error.message)")
         }
@@ -172,16 +181,38 @@ package struct InboundFeedConsumer: Sendable {
       reply.notBefore = Google_Protobuf_Timestamp(date: message.receivedAt.date.addingTimeInterval(TimeInterval(rule.delaySeconds)))
       if message.channel == "email" {
         // RFC 3834 §3.1.5 and §5: threaded under the message answered, and marked automatic.
-        if message.providerMessageID.hasPrefix("<") { reply.inReplyTo = message.providerMessageID }
+        if Self.isMessageID(message.providerMessageID) { reply.inReplyTo = message.providerMessageID }
         reply.autoSubmitted = true
       }
       outbound.append((inbound, reply))
     }
-    guard !outbound.isEmpty else { return }
-    let queued = try await source.enqueue(.with { $0.messages = outbound.map(\.message) })
-    try await store.setResponseMessages(
-      zip(outbound, queued.results).compactMap { entry, result in UUID(text: result.messageID).map { (entry.inbound, $0) } },
-      on: connection)
+    // One at a time: an answer delivery refuses (an address it cannot send to...) is recorded as
+    // skipped with the reason, and stops neither the others nor the feed.
+    var queued: [(inbound: UUID, message: UUID)] = []
+    for (inbound, reply) in outbound {
+      do {
+        let result = try await source.enqueue(.with { $0.messages = [reply] })
+        if let id = result.results.first.flatMap({ UUID(text: $0.messageID) }) { queued.append((inbound, id)) }
+      } catch let error as RPCError where error.code == .invalidArgument {
+        try await store.skipResponse(inbound: inbound, detail: "delivery refused the answer: \(error.message)", on: connection)
+      }
+    }
+    try await store.setResponseMessages(queued, on: connection)
+  }
+
+  /// How much of the message an answer may quote (`inbound.text`).
+  static let maxQuoted = 1000
+
+  /// A header's value on one line: control characters become spaces; at most 998 characters.
+  static func oneLine(_ text: String) -> String {
+    String(String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) }).prefix(998))
+  }
+
+  /// A Message-ID as delivery takes one for In-Reply-To: `<` printable ASCII without angle
+  /// brackets or spaces `>`, at most 998 characters.
+  static func isMessageID(_ text: String) -> Bool {
+    text.count > 2 && text.count <= 998 && text.hasPrefix("<") && text.hasSuffix(">")
+      && text.utf8.dropFirst().dropLast().allSatisfy { (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">") }
   }
 
   package func run(idle: Duration = .seconds(1)) async {

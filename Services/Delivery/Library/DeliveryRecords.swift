@@ -19,6 +19,8 @@ package struct QueuedMessage: Sendable, Equatable {
   package var quiet: Quiet?
   /// Why it can never be delivered (its quiet hours leave no time of day): it is recorded failed.
   package var undeliverable: String?
+  /// Why it waits, when it waits for its quiet hours (its `queued` event's detail).
+  package var note: String?
   /// E-mail: the Message-ID it answers, and whether it is an automatic answer (RFC 3834).
   package var inReplyTo: String?
   package var autoSubmitted = false

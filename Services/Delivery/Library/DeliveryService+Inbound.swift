@@ -41,6 +41,10 @@ extension DeliveryService {
         decision = InboundDecision(action: "unsubscribe", keyword: "List-Unsubscribe", answering: token.message)
       }
     }
+    // Herald's own messages coming back (a loop between two automatons): stored, never acted on.
+    if decision.action != "unsubscribe", isOwnSender(payload) {
+      decision = InboundDecision(action: "auto_reply", keyword: "sent by Herald itself (\(payload.from))")
+    }
     let (record, duplicate) = try await store.ingestInbound(payload, provider: request.provider, decision: decision)
     if !duplicate {
       Counter(label: "herald_delivery_inbound_total", dimensions: [("channel", record.channel), ("action", record.action)])
@@ -50,6 +54,21 @@ extension DeliveryService {
     response.inbound = Self.inboundMessage(record)
     response.duplicate = duplicate
     return response
+  }
+
+  /// Whether the sender is one of Herald's own: an SMS provider's number, an SMTP provider's From
+  /// address, or an address on its inbound domain.
+  func isOwnSender(_ payload: InboundPayload) -> Bool {
+    providers.all.contains { entry in
+      switch entry.config.kind {
+      case .httpSMS(let settings): payload.channel == "sms" && settings.from == payload.from
+      case .smtp(let settings):
+        payload.channel == "email"
+          && (settings.fromAddress.lowercased() == payload.from
+            || settings.inboundDomain.map { MailAddress.domain(of: payload.from) == $0 } == true)
+      case .webhook: false
+      }
+    }
   }
 
   /// The X-Twilio-Signature when given (the form shape of the common SMS APIs), else the

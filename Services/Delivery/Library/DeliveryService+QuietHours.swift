@@ -25,7 +25,10 @@ extension DeliveryService {
       sources.append("provider \(entry.config.name)'s \(window)")
     }
     let known = try await store.timeZoneNames()
+    let now = Date()
     var windows: [QuietWindow: QuietWindow?] = [:]
+    // When each (zones, window, due minute) first opens: a campaign's texts share a few of them.
+    var openings: [String: Date?] = [:]
     var result = messages
     for index in result.indices {
       guard let quiet = result[index].quiet else { continue }
@@ -50,7 +53,32 @@ extension DeliveryService {
       }
       // A campaign's subscriber with a time zone nobody knows: the number's, as for one without.
       if zones.isEmpty { zones = (PhoneTimeZones.zones(of: result[index].recipient) ?? []).filter(known.contains) }
-      result[index].quiet = window.wholeDay || zones.isEmpty ? nil : QueuedMessage.Quiet(window: window, zones: zones)
+      guard !window.wholeDay, !zones.isEmpty else {
+        result[index].quiet = nil
+        continue
+      }
+      result[index].quiet = QueuedMessage.Quiet(window: window, zones: zones)
+      // Queued for when the window is open in every zone, so the claim need not defer it at night.
+      let due = max(result[index].notBefore ?? now, now)
+      let key = "\(zones.joined(separator: ","))|\(window.start)-\(window.end)|\(Int(due.timeIntervalSince1970 / 60))"
+      let opening: Date?
+      if let cached = openings[key] {
+        opening = cached
+      } else {
+        opening = window.firstOpening(in: zones.compactMap(TimeZone.init(identifier:)), from: due)
+        openings[key] = opening
+      }
+      let place = zones.count == 1 ? zones[0] : "\(zones.count) time zones of the number's country"
+      guard let opening else {
+        result[index].quiet = nil
+        result[index].undeliverable =
+          "its quiet hours (\(window)) are never open at once in all of \(place) (\(zones.joined(separator: ", "))): give the subscriber a time_zone attribute"
+        continue
+      }
+      if opening.timeIntervalSince(due) >= 60 {
+        result[index].notBefore = opening
+        result[index].note = "quiet hours (\(window) in \(place)): waits until \(opening.formatted(.iso8601))"
+      }
     }
     return result
   }

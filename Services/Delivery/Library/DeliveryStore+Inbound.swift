@@ -25,8 +25,8 @@ package struct InboundRecord: Sendable, Equatable {
 
 /// What an inbound message is taken as, decided before it is stored (see `SMSKeywords`).
 package struct InboundDecision: Sendable {
-  /// reply, stop, start, help, review, auto_reply or none (reply and none are settled by the
-  /// store: reply when it answers a message of Herald's).
+  /// reply, stop, start, help, review, unsubscribe, auto_reply or none (reply and none are
+  /// settled by the store: reply when it answers a message of Herald's).
   package var action: String
   package var keyword: String
   /// The text queued in answer (a confirmation, the help text), sent even to a suppressed number.
@@ -67,85 +67,117 @@ extension DeliveryStore {
   /// (`duplicate`, and nothing is done again), and applies `decision`:
   /// - the message it answers: the one its address names (`decision.answering`), else an e-mail's
   ///   In-Reply-To/References naming one of Herald's, or the last SMS sent to the number; a reply
-  ///   is a `replied` event of it, a STOP or an unsubscribe by mail an `unsubscribed` one;
+  ///   is a `replied` event of it, a new STOP or an unsubscribe by mail an `unsubscribed` one;
   /// - stop: the number goes on the suppression list (reason sms_keyword) and what is queued or
-  ///   held for it becomes `suppressed`; the confirmation is queued unless the number had already
-  ///   opted out by keyword;
-  /// - start: an opt-out by keyword is taken off, and the confirmation queued;
+  ///   held for it becomes `suppressed`; the confirmation is queued when the number was not on
+  ///   the list yet (two STOPs, even at once, confirm once);
+  /// - start: an opt-out by keyword is taken off, and the confirmation queued; YES (which answers
+  ///   many a question) is a keyword only for a number that had opted out by keyword, else a reply;
   /// - help: the help text queued.
+  /// Messages without a keyword take one statement; keywords one transaction.
   package func ingestInbound(
     _ payload: InboundPayload, provider: String, decision: InboundDecision
   ) async throws -> (record: InboundRecord, duplicate: Bool) {
-    let headers = String(decoding: try JSONEncoder().encode(payload.headers), as: UTF8.self)
+    let answered = try await answeredMessage(payload, answering: decision.answering)
+    let action = decision.action == "none" && answered != nil ? "reply" : decision.action
+    let headers = payload.channel == "email" ? String(decoding: try JSONEncoder().encode(payload.headers), as: UTF8.self) : nil
+    let insert: PostgresQuery = """
+      INSERT INTO delivery.inbound_messages (
+        provider, provider_message_id, channel, sender, recipient, subject, body, headers, answers_message_id, campaign_id,
+        subscriber_id, action, keyword)
+      VALUES (
+        \(provider), \(payload.providerMessageID), \(payload.channel), \(payload.from), \(payload.to), \(payload.subject),
+        \(payload.text), \(headers)::jsonb, \(answered?.id), \(answered?.campaign), \(answered?.subscriber), \(action),
+        \(decision.keyword))
+      ON CONFLICT (provider, provider_message_id) DO NOTHING
+      RETURNING \(unescaped: Self.inboundColumns)
+      """
+    guard ["stop", "start", "help"].contains(action) else {
+      // The message and its event in one statement.
+      let detail =
+        action == "unsubscribe"
+        ? "mailed its List-Unsubscribe address" : Self.excerpt(payload.subject.isEmpty ? payload.text : payload.subject)
+      var query = insert
+      query.sql =
+        "WITH inserted AS (\(query.sql)), events AS (" + """
+          INSERT INTO delivery.delivery_events (message_id, status, detail)
+          SELECT answers_message_id, CASE action WHEN 'reply' THEN 'replied' ELSE 'unsubscribed' END, $\(query.binds.count + 1)
+          FROM inserted WHERE answers_message_id IS NOT NULL AND action IN ('reply', 'unsubscribe')
+          ) SELECT * FROM inserted
+          """
+      query.binds.append(detail)
+      if let row = try await client.query(query, logger: logger).collect().first { return (try Self.inboundRecord(row), false) }
+      return (try await existingInbound(provider: provider, id: payload.providerMessageID), true)
+    }
     return try await transaction { connection in
-      let answered: (id: UUID, campaign: UUID?, subscriber: UUID?)?
-      if payload.channel == "email" {
-        let rows = try await connection.query(
-          """
-          SELECT id, campaign_id, subscriber_id FROM delivery.messages
-          WHERE id = ANY(\(decision.answering.map { [$0] } ?? payload.references)::uuid[]) AND channel = 'email'
-          ORDER BY id DESC LIMIT 1
-          """, logger: logger)
-        answered = try await rows.decode((UUID, UUID?, UUID?).self).elements().first.map { (id: $0.0, campaign: $0.1, subscriber: $0.2) }
-      } else {
-        // Through messages_sms_recipient_idx: the newest first.
-        let rows = try await connection.query(
-          """
-          SELECT id, campaign_id, subscriber_id FROM delivery.messages
-          WHERE channel = 'sms' AND recipient = \(payload.from) AND status IN ('sent', 'delivered', 'unknown') AND NOT compliance
-          ORDER BY id DESC LIMIT 1
-          """, logger: logger)
-        answered = try await rows.decode((UUID, UUID?, UUID?).self).elements().first.map { (id: $0.0, campaign: $0.1, subscriber: $0.2) }
-      }
-      var action = decision.action
-      if action == "none", answered != nil { action = "reply" }
-      let inserted = try await connection.query(
-        """
-        INSERT INTO delivery.inbound_messages (
-          provider, provider_message_id, channel, sender, recipient, subject, body, headers, answers_message_id, campaign_id,
-          subscriber_id, action, keyword)
-        VALUES (
-          \(provider), \(payload.providerMessageID), \(payload.channel), \(payload.from), \(payload.to), \(payload.subject),
-          \(payload.text), \(payload.channel == "email" ? headers : nil)::jsonb, \(answered?.id), \(answered?.campaign),
-          \(answered?.subscriber), \(action), \(decision.keyword))
-        ON CONFLICT (provider, provider_message_id) DO NOTHING
-        RETURNING \(unescaped: Self.inboundColumns)
-        """, logger: logger
-      ).collect()
-      guard let row = inserted.first else {
-        let existing = try await connection.query(
-          """
-          SELECT \(unescaped: Self.inboundColumns) FROM delivery.inbound_messages
-          WHERE provider = \(provider) AND provider_message_id = \(payload.providerMessageID)
-          """, logger: logger
-        ).collect()
-        guard let row = existing.first else { throw PostgresError.protocol("an inbound message conflicted but is not stored") }
-        return (try Self.inboundRecord(row), true)
+      guard let row = try await connection.query(insert, logger: logger).collect().first else {
+        return (try await existingInbound(provider: provider, id: payload.providerMessageID), true)
       }
       var record = try Self.inboundRecord(row)
       switch action {
-      case "reply":
-        if let answered {
-          try await event(
-            answered.id, "replied", detail: Self.excerpt(payload.subject.isEmpty ? payload.text : payload.subject), on: connection)
-        }
       case "stop":
-        let confirm = try await optOut(record, on: connection)
-        if let answered { try await event(answered.id, "unsubscribed", detail: "texted \(record.keyword)", on: connection) }
-        if confirm, let text = decision.response { record.response = try await respond(to: record, text, on: connection) }
-      case "unsubscribe":
-        if let answered { try await event(answered.id, "unsubscribed", detail: "mailed its List-Unsubscribe address", on: connection) }
+        if try await optOut(record, on: connection) {
+          if let answered { try await event(answered.id, "unsubscribed", detail: "texted \(record.keyword)", on: connection) }
+          if let text = decision.response { record.response = try await respond(to: record, text, on: connection) }
+        }
       case "start":
-        try await connection.query(
-          "DELETE FROM delivery.suppressions WHERE address = \(record.sender.lowercased()) AND reason = 'sms_keyword'",
-          logger: logger)
+        let removed = try await !connection.query(
+          """
+          DELETE FROM delivery.suppressions WHERE address = \(record.sender.lowercased()) AND reason = 'sms_keyword' RETURNING 1
+          """, logger: logger
+        ).collect().isEmpty
+        if !removed, record.keyword == "YES" {
+          record.action = answered == nil ? "none" : "reply"
+          try await connection.query(
+            "UPDATE delivery.inbound_messages SET action = \(record.action), keyword = '' WHERE id = \(record.id)", logger: logger)
+          record.keyword = ""
+          if let answered {
+            try await event(answered.id, "replied", detail: Self.excerpt(payload.text), on: connection)
+          }
+        } else if let text = decision.response {
+          record.response = try await respond(to: record, text, on: connection)
+        }
+      default:
         if let text = decision.response { record.response = try await respond(to: record, text, on: connection) }
-      case "help":
-        if let text = decision.response { record.response = try await respond(to: record, text, on: connection) }
-      default: break
       }
       return (record, false)
     }
+  }
+
+  /// The message of Herald's an inbound message answers: the one its address names, else an
+  /// e-mail's In-Reply-To/References, else for an SMS the last text sent to the number (through
+  /// messages_sms_recipient_idx).
+  func answeredMessage(_ payload: InboundPayload, answering: UUID?) async throws -> (id: UUID, campaign: UUID?, subscriber: UUID?)? {
+    let rows: PostgresRowSequence
+    if payload.channel == "email" {
+      let candidates = answering.map { [$0] } ?? payload.references
+      guard !candidates.isEmpty else { return nil }
+      rows = try await client.query(
+        """
+        SELECT id, campaign_id, subscriber_id FROM delivery.messages
+        WHERE id = ANY(\(candidates)::uuid[]) AND channel = 'email' ORDER BY created_at DESC LIMIT 1
+        """, logger: logger)
+    } else {
+      rows = try await client.query(
+        """
+        SELECT id, campaign_id, subscriber_id FROM delivery.messages
+        WHERE channel = 'sms' AND recipient = \(payload.from) AND status IN ('sent', 'delivered', 'unknown') AND NOT compliance
+        ORDER BY created_at DESC LIMIT 1
+        """, logger: logger)
+    }
+    return try await rows.decode((UUID, UUID?, UUID?).self).elements().first.map { (id: $0.0, campaign: $0.1, subscriber: $0.2) }
+  }
+
+  /// The message a provider's retry names (stored by an earlier call, committed by now).
+  func existingInbound(provider: String, id: String) async throws -> InboundRecord {
+    let rows = try await client.query(
+      """
+      SELECT \(unescaped: Self.inboundColumns) FROM delivery.inbound_messages
+      WHERE provider = \(provider) AND provider_message_id = \(id)
+      """, logger: logger
+    ).collect()
+    guard let row = rows.first else { throw PostgresError.protocol("an inbound message conflicted but is not stored") }
+    return try Self.inboundRecord(row)
   }
 
   /// At most 200 characters of an inbound message, on one line, for an event's detail.
@@ -161,21 +193,18 @@ extension DeliveryStore {
   }
 
   /// Puts the number on the suppression list (keeping another reason it is there for) and
-  /// suppresses what is queued or held for it; whether to confirm: not when it had opted out by
-  /// keyword already.
+  /// suppresses what is queued or held for it; whether the number was not on the list before
+  /// (only then is it confirmed: an insert that meets a concurrent one waits for it and inserts
+  /// nothing).
   func optOut(_ record: InboundRecord, on connection: PostgresConnection) async throws -> Bool {
-    let address = record.sender.lowercased()
-    let reasons = try await connection.query(
-      "SELECT reason FROM delivery.suppressions WHERE address = \(address) FOR UPDATE", logger: logger)
-    let existing = try await reasons.decode(String.self).elements().first
-    if existing == nil {
-      try await connection.query(
-        """
-        INSERT INTO delivery.suppressions (address, reason, detail)
-        VALUES (\(address), 'sms_keyword', \("texted \(record.keyword) to \(record.recipient)"))
-        ON CONFLICT (address) DO NOTHING
-        """, logger: logger)
-    }
+    let added = try await !connection.query(
+      """
+      INSERT INTO delivery.suppressions (address, reason, detail)
+      VALUES (\(record.sender.lowercased()), 'sms_keyword', \("texted \(record.keyword) to \(record.recipient)"))
+      ON CONFLICT (address) DO NOTHING
+      RETURNING 1
+      """, logger: logger
+    ).collect().isEmpty
     // What waits for the number stops now, not at its claim.
     try await connection.query(
       """
@@ -187,7 +216,7 @@ extension DeliveryStore {
       )
       INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, 'suppressed', last_error FROM stopped
       """, logger: logger)
-    return existing != "sms_keyword"
+    return added
   }
 
   /// Queues `text` to the sender, once per inbound message (its idempotency key), as a
@@ -235,7 +264,7 @@ extension DeliveryStore {
   }
 
   /// Decides a message waiting for review: stop applies the opt-out (and queues `confirmation`
-  /// unless the number had opted out by keyword already) and moves the message to the end of the
+  /// when the number was not on the suppression list yet) and moves the message to the end of the
   /// inbound feed, so the campaign service withdraws the consent; dismiss only records the decision.
   package func reviewInbound(id: UUID, stop: Bool, confirmation: @escaping @Sendable (InboundRecord) -> String) async throws
     -> ReviewOutcome
@@ -256,9 +285,9 @@ extension DeliveryStore {
           """, logger: logger)
         if try await optOut(record, on: connection) {
           record.response = try await respond(to: record, confirmation(record), on: connection)
-        }
-        if let answered = record.answers {
-          try await event(answered, "unsubscribed", detail: "asked to stop (reviewed)", on: connection)
+          if let answered = record.answers {
+            try await event(answered, "unsubscribed", detail: "asked to stop (reviewed)", on: connection)
+          }
         }
       } else {
         record.action = "dismissed"
@@ -268,7 +297,12 @@ extension DeliveryStore {
     }
   }
 
-  /// Inbound messages after `cursor` in commit-safe order (see `events(after:limit:)`).
+  /// What one page of the inbound feed holds at most (texts and subjects), so that an answer stays
+  /// well within gRPC's 4 MiB whatever the messages: a page always holds one message at least.
+  static let feedPageBytes = 1 << 20
+
+  /// Inbound messages after `cursor` in commit-safe order (see `events(after:limit:)`), up to
+  /// `limit` of them and `feedPageBytes` of text.
   package func inboundFeed(after cursor: FeedCursor, limit: Int) async throws -> (messages: [InboundRecord], next: FeedCursor) {
     let rows = try await client.query(
       """
@@ -280,8 +314,13 @@ extension DeliveryStore {
       """, logger: logger)
     var messages: [InboundRecord] = []
     var next = cursor
+    var bytes = 0
     for try await row in rows {
-      messages.append(try Self.inboundRecord(row))
+      let record = try Self.inboundRecord(row)
+      bytes += record.body.utf8.count + record.subject.utf8.count
+      // The rest of the rows are read and dropped: the next page starts after the last one kept.
+      if bytes > Self.feedPageBytes, !messages.isEmpty { continue }
+      messages.append(record)
       let cells = row.makeRandomAccess()
       next = FeedCursor(
         transaction: UInt64(try cells["txid_text"].decode(String.self)) ?? cursor.transaction,

@@ -27,10 +27,11 @@ extension DeliveryStore {
           \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[],
           \(messages.map { $0.quiet?.zones.joined(separator: ",") ?? "" })::text[], \(messages.map { $0.quiet?.window.start ?? 0 })::int4[],
           \(messages.map { $0.quiet?.window.end ?? 0 })::int4[], \(messages.map { $0.undeliverable ?? "" })::text[],
-          \(messages.map { $0.inReplyTo ?? "" })::text[], \(messages.map(\.autoSubmitted))::bool[]
+          \(messages.map { $0.inReplyTo ?? "" })::text[], \(messages.map(\.autoSubmitted))::bool[],
+          \(messages.map { $0.note ?? "" })::text[]
         ) WITH ORDINALITY AS t(
           key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id, not_before,
-          quiet_zones, quiet_start, quiet_end, undeliverable, in_reply_to, auto_submitted, position)
+          quiet_zones, quiet_start, quiet_end, undeliverable, in_reply_to, auto_submitted, note, position)
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
@@ -43,7 +44,8 @@ extension DeliveryStore {
           CASE WHEN quiet_zones <> '' THEN quiet_end END, nullif(in_reply_to, ''), auto_submitted,
           CASE WHEN undeliverable <> '' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
           CASE WHEN undeliverable <> '' THEN undeliverable
-            WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')' END
+            WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')'
+            ELSE nullif(note, '') END
         FROM input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
         ORDER BY position
         ON CONFLICT (idempotency_key) DO NOTHING
@@ -108,9 +110,11 @@ extension DeliveryStore {
   /// share one), leases them for `lease` under `token`, and records the transition. Messages to a
   /// suppressed address, queued longer than `timeToLive`, or of a campaign held or cancelled since
   /// they were queued (`held`, `cancelled`), are settled by the claim itself; an SMS due outside
-  /// its quiet hours goes back to the queue until its window next opens (a `deferred` event says
-  /// until when). Messages of a channel without an enabled provider stay queued until one is
-  /// configured. `at` stands for the time now (tests pass it in).
+  /// its quiet hours goes back to the queue until the window opens in the last of its zones that
+  /// is outside it (a `deferred` event says until when; the enqueue already put it at a time when
+  /// every zone is inside, so this happens to texts that came due later than planned). Messages
+  /// of a channel without an enabled provider stay queued until one is configured. `at` stands
+  /// for the time now (tests pass it in).
   package func claim(
     limit: Int, lease: Duration, token: UUID, timeToLive: Duration,
     channels: [String] = ["email", "sms", "push", "whatsapp"], at: Date? = nil
@@ -148,17 +152,20 @@ extension DeliveryStore {
         ) h ON true
         -- Quiet hours: in each of the recipient's zones outside the window, when it next opens
         -- there; the latest of those (NULL when every zone is inside it, or it has none).
+        -- Only texts with quiet hours pay for it (the CASE skips the subquery for the rest).
         LEFT JOIN LATERAL (
-          SELECT max((CASE WHEN l.minute < m.quiet_start THEN l.day ELSE l.day + interval '1 day' END
-              + m.quiet_start * interval '1 minute') AT TIME ZONE l.zone) AS until
-          FROM (
-            SELECT z AS zone, date_trunc('day', c.now AT TIME ZONE z) AS day,
-              (extract(hour FROM c.now AT TIME ZONE z) * 60 + extract(minute FROM c.now AT TIME ZONE z))::int AS minute
-            FROM unnest(m.quiet_zones) z
-          ) l
-          WHERE NOT m.compliance AND m.quiet_start <> m.quiet_end AND NOT CASE
-            WHEN m.quiet_start < m.quiet_end THEN l.minute >= m.quiet_start AND l.minute < m.quiet_end
-            ELSE l.minute >= m.quiet_start OR l.minute < m.quiet_end END
+          SELECT CASE WHEN m.quiet_zones IS NULL OR m.compliance OR m.quiet_start = m.quiet_end THEN NULL ELSE (
+            SELECT max((CASE WHEN l.minute < m.quiet_start THEN l.day ELSE l.day + interval '1 day' END
+                + m.quiet_start * interval '1 minute') AT TIME ZONE l.zone)
+            FROM (
+              SELECT z AS zone, date_trunc('day', c.now AT TIME ZONE z) AS day,
+                (extract(hour FROM c.now AT TIME ZONE z) * 60 + extract(minute FROM c.now AT TIME ZONE z))::int AS minute
+              FROM unnest(m.quiet_zones) z
+            ) l
+            WHERE NOT CASE
+              WHEN m.quiet_start < m.quiet_end THEN l.minute >= m.quiet_start AND l.minute < m.quiet_end
+              ELSE l.minute >= m.quiet_start OR l.minute < m.quiet_end END
+          ) END AS until
         ) q ON true
       ), claimed AS (
         UPDATE delivery.messages m SET

@@ -15,6 +15,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import Prometheus
+import SwiftProtobuf
 
 /// Inbound SMS as a provider posts them (issue #20): form POSTs signed with X-Twilio-Signature to
 /// the gateway's `/v1/inbound/sms/{provider}` (a real HTTP server on loopback), `concurrency` at a
@@ -155,7 +156,7 @@ func intake(_ size: Int, benchmark: Benchmark) async throws {
                   (SELECT count(*) FROM delivery.messages WHERE compliance),
                   (SELECT count(*) FROM campaign.subscribers WHERE NOT sms_subscribed)
                 """, logger: logger
-              ).decode((Int64, Int64, Int64, Int64, Int64).self).elements().first ?? (Int64(0), 0, 0, 0, 0)
+              ).decode((Int64, Int64, Int64, Int64, Int64).self).elements().first ?? (Int64(0), Int64(0), Int64(0), Int64(0), Int64(0))
             let stops = Int64((0..<size).count { $0 % 10 == 0 })
             let helps = Int64((0..<size).count { $0 % 20 == 5 })
             guard counts.0 == Int64(size), counts.1 == Int64(size / 2), counts.2 == stops, counts.3 == stops + helps, counts.4 == stops

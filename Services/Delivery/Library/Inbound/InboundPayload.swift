@@ -78,11 +78,55 @@ package struct InboundPayload: Sendable, Equatable {
         }
       }
       return fields
+    case "multipart/form-data":
+      // The inbound-parse services' usual shape (one part per field; files are left out).
+      guard let fields = multipartFields(body, contentType: contentType) else {
+        throw problem(
+          "body", "the multipart/form-data body is not well-formed (a boundary parameter and parts named by Content-Disposition)")
+      }
+      return fields
     default:
-      throw RPCError(
-        code: .invalidArgument,
-        message: "the body must be application/x-www-form-urlencoded or application/json, not '\(contentType)'")
+      throw problem(
+        "Content-Type",
+        "the body must be application/x-www-form-urlencoded, multipart/form-data or application/json, not '\(contentType)'")
     }
+  }
+
+  /// The text fields of a multipart/form-data body (RFC 7578), by name; parts with a filename
+  /// (attachments) are left out. nil when it is not well-formed.
+  static func multipartFields(_ body: Data, contentType: String) -> [String: String]? {
+    guard
+      let boundary = contentType.split(separator: ";").dropFirst().lazy.map({ $0.trimmingCharacters(in: .whitespaces) })
+        .first(where: { $0.lowercased().hasPrefix("boundary=") })?.dropFirst("boundary=".count)
+        .trimmingCharacters(in: CharacterSet(charactersIn: "\"")), !boundary.isEmpty
+    else { return nil }
+    let delimiter = Data("--\(boundary)".utf8)
+    var fields: [String: String] = [:]
+    var rest = body[...]
+    guard let first = rest.range(of: delimiter) else { return nil }
+    rest = rest[first.upperBound...]
+    while !rest.starts(with: Data("--".utf8)) {
+      guard let next = rest.range(of: delimiter) else { return nil }
+      // The part: CRLF, headers, a blank line, the content, then the CRLF that belongs to the delimiter.
+      var part = rest[..<next.lowerBound]
+      rest = rest[next.upperBound...]
+      if part.starts(with: Data("\r\n".utf8)) { part = part.dropFirst(2) }
+      if part.suffix(2) == Data("\r\n".utf8) { part = part.dropLast(2) }
+      guard let blank = part.range(of: Data("\r\n\r\n".utf8)) else { return nil }
+      let headers = String(decoding: part[..<blank.lowerBound], as: UTF8.self)
+      guard
+        let disposition = headers.components(separatedBy: "\r\n").first(where: { $0.lowercased().hasPrefix("content-disposition:") })
+      else { continue }
+      let parameters = disposition.split(separator: ";").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }
+      func parameter(_ name: String) -> String? {
+        parameters.first { $0.lowercased().hasPrefix("\(name)=") }.map {
+          String($0.dropFirst(name.count + 1)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        }
+      }
+      guard let name = parameter("name"), parameter("filename") == nil, fields[name] == nil else { continue }
+      fields[name] = String(decoding: part[blank.upperBound...], as: UTF8.self)
+    }
+    return fields
   }
 
   static func text(_ fields: [String: String], _ names: [String]) -> String? {
@@ -102,7 +146,12 @@ package struct InboundPayload: Sendable, Equatable {
     guard from.wholeMatch(of: /\+[1-9][0-9]{6,14}/) != nil else {
       throw problem("From", "From '\(from)' is not an E.164 number such as +14155550123")
     }
-    guard let to = text(fields, ["To", "to"]), !to.isEmpty else { throw problem("To", "To is missing") }
+    guard let to = text(fields, ["To", "to"])?.trimmingCharacters(in: .whitespaces), !to.isEmpty else {
+      throw problem("To", "To is missing")
+    }
+    guard to.count <= 64, !to.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+      throw problem("To", "To must be a phone number, short code or sender name of at most 64 characters on one line")
+    }
     guard let message = text(fields, ["Body", "body", "text"]) else { throw problem("Body", "Body is missing") }
     let payload = InboundPayload(channel: "sms", providerMessageID: id, from: from, to: to, text: message)
     try payload.checkNUL()
@@ -145,7 +194,9 @@ package struct InboundPayload: Sendable, Equatable {
   }
 
   func checkNUL() throws(RPCError) {
+    let headerText = headers.flatMap { $0 }
     for (field, value) in [("from", from), ("to", to), ("subject", subject), ("text", text), ("message_id", providerMessageID)]
+      + headerText.map({ ("headers", $0) })
     where value.utf8.contains(0) {
       throw Self.problem(field, StringFieldCheck.holdsNUL(field))
     }
@@ -198,8 +249,17 @@ package struct InboundPayload: Sendable, Equatable {
       case "auto-submitted":
         let token = value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         if token != "no" { return "Auto-Submitted: \(value)" }
-      case "precedence" where ["bulk", "list", "junk"].contains(value.lowercased()):
+      case "precedence" where ["bulk", "list", "junk", "auto_reply"].contains(value.lowercased()):
         return "Precedence: \(value)"
+      case "x-auto-response-suppress"
+      where value.split(separator: ",").contains(where: {
+        ["all", "autoreply", "oof"].contains($0.trimmingCharacters(in: .whitespaces).lowercased())
+      }):
+        // The sender asks not to be answered automatically (Microsoft's header).
+        return "X-Auto-Response-Suppress: \(value)"
+      case "content-type" where value.lowercased().hasPrefix("multipart/report"):
+        // A delivery or read report (RFC 6522).
+        return "a report (\(value.split(separator: ";")[0]))"
       case "return-path" where value == "<>":
         return "an empty return path"
       case "x-autoreply", "x-autorespond":

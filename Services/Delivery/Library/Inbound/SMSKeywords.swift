@@ -27,7 +27,7 @@ package struct SMSKeywords: Sendable {
 
   /// Words that ask to stop on their own.
   static let revoking: Set<String> = [
-    "STOP", "STOPALL", "UNSUBSCRIBE", "UNSUBSCRIBED", "OPTOUT", "REMOVE", "REMOVED", "CANCEL", "QUIT", "REVOKE",
+    "STOP", "STOPALL", "UNSUBSCRIBE", "UNSUBSCRIBED", "UNSUB", "OPTOUT", "REMOVE", "REMOVED", "CANCEL", "QUIT", "REVOKE", "END",
   ]
   /// Words that may go with them in a plain request ("please stop texting me now").
   static let filler: Set<String> = [
@@ -40,7 +40,7 @@ package struct SMSKeywords: Sendable {
   /// Two words that ask to stop together ("no more", "don't text").
   static let revokingPairs: Set<String> = [
     "OPT OUT", "NO MORE", "DONT TEXT", "DONT CONTACT", "DONT MESSAGE", "DONT SEND", "NOT TEXT", "NOT CONTACT", "NOT MESSAGE",
-    "NOT SEND", "LEAVE ME",
+    "NOT SEND", "LEAVE ME", "ME OFF", "ME OUT",
   ]
   /// At most this many words for a message to be taken as a plain request to stop.
   static let plainWords = 6
@@ -72,7 +72,7 @@ package struct SMSKeywords: Sendable {
     if let keyword = start[normal] { return .start(keyword: keyword) }
     if let keyword = help[normal] { return .help(keyword: keyword) }
     let words = normal.split(separator: " ").map(String.init)
-    let asking = words.filter { Self.revoking.contains($0) || stop[$0] != nil && $0 != "END" }
+    let asking = words.filter { Self.revoking.contains($0) || stop[$0] != nil }
     let pairs = zip(words, words.dropFirst()).map { "\($0) \($1)" }.filter { Self.revokingPairs.contains($0) }
     guard !asking.isEmpty || !pairs.isEmpty else { return .other }
     let plain = words.count <= Self.plainWords && words.allSatisfy { Self.revoking.contains($0) || Self.filler.contains($0) }

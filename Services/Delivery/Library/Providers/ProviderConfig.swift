@@ -146,9 +146,9 @@ package struct ProviderConfig: Sendable, Equatable {
         try oneLine(value, "sms_keywords.\(name)")
         guard value.count <= limit else { throw invalid("sms_keywords.\(name)", "must be at most \(limit) characters") }
       }
-      for (name, value) in [("stop_text", keywords.stopText), ("start_text", keywords.startText), ("help_text", keywords.helpText)]
-      where value.count > 320 {
-        throw invalid("sms_keywords.\(name)", "must be at most 320 characters")
+      for (name, value) in [("stop_text", keywords.stopText), ("start_text", keywords.startText), ("help_text", keywords.helpText)] {
+        guard value.count <= 320 else { throw invalid("sms_keywords.\(name)", "must be at most 320 characters") }
+        guard !value.utf8.contains(0) else { throw invalid("sms_keywords.\(name)", "must not hold NUL") }
       }
       // Each keyword means one thing: none in two lists, standard ones included.
       var meaning: [String: String] = [:]

@@ -72,3 +72,35 @@ package struct QuietWindow: Sendable, Hashable, CustomStringConvertible {
   static func text(_ minutes: Int) -> String { String(format: "%02d:%02d", minutes / 60, minutes % 60) }
   package var description: String { wholeDay ? "all day" : "\(Self.text(start))–\(Self.text(end))" }
 }
+
+extension QuietWindow {
+  /// The first instant at or after `moment` at which it holds in every one of `zones`, looked for
+  /// over the next eight days; nil when the zones never share a minute of it (a window narrower
+  /// than the spread of their clocks). Each step moves to where the window next opens in a zone
+  /// that is outside it, so a handful of steps decide.
+  func firstOpening(in zones: [TimeZone], from moment: Date) -> Date? {
+    guard !wholeDay, !zones.isEmpty else { return moment }
+    let limit = moment.addingTimeInterval(8 * 86_400)
+    var candidate = moment
+    for _ in 0..<64 {
+      var latest = candidate
+      for zone in zones {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let parts = calendar.dateComponents([.hour, .minute], from: candidate)
+        guard !contains((parts.hour ?? 0) * 60 + (parts.minute ?? 0)) else { continue }
+        // Where the window next opens in this zone (its start, at or after the candidate).
+        guard
+          let opening = calendar.nextDate(
+            after: candidate.addingTimeInterval(-1), matching: DateComponents(hour: start / 60, minute: start % 60),
+            matchingPolicy: .nextTime)
+        else { return nil }
+        latest = max(latest, opening)
+      }
+      if latest == candidate { return candidate }
+      guard latest < limit else { return nil }
+      candidate = latest
+    }
+    return nil
+  }
+}
