@@ -236,6 +236,20 @@ import Testing
               #expect(responses.contains { ($0["detail"] as? String)?.hasPrefix("daily cap") == true })
             }
             #expect(textsTo("+14155550178", containing: "Open") == 0)
+
+            // YES from a number that never opted out answers some question of its own: a reply,
+            // no opt-in, no confirmation.
+            let yes = [("From", "+14155550177"), ("To", Self.number), ("Body", "Yes"), ("MessageSid", "SM-yes-2")]
+            var yesHeaders = HTTPFields()
+            yesHeaders[.contentType] = "application/x-www-form-urlencoded"
+            yesHeaders[HTTPField.Name("X-Twilio-Signature")!] = try await Self.twilioSignature(
+              url: "http://localhost/v1/inbound/sms/sms-main", fields: yes)
+            try await client.execute(
+              uri: "/v1/inbound/sms/sms-main", method: .post, headers: yesHeaders, body: ByteBuffer(string: Self.form(yes))
+            ) { response async throws in #expect(response.status == .ok) }
+            let yesInbound = try #require(try await inboundList().first)
+            #expect(["reply", "none"].contains(yesInbound["action"] as? String ?? ""), "\(yesInbound)")
+            #expect(textsTo("+14155550177", containing: "subscribed again") == 0)
           }
         }
 

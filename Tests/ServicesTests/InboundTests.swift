@@ -110,6 +110,50 @@ import Testing
         contentType: "application/json")
       #expect((parsed.automatic != nil) == automatic, "\(extra)")
     }
+    for (extra, why) in [
+      ("Precedence: auto_reply", "Precedence"), ("X-Auto-Response-Suppress: DR, AutoReply", "X-Auto-Response-Suppress"),
+      ("Content-Type: multipart/report; report-type=delivery-status", "report"),
+    ] {
+      let parsed = try InboundPayload.email(
+        try JSONSerialization.data(withJSONObject: ["from": "a@b.example", "to": "c@d.example", "headers": headers + "\n" + extra]),
+        contentType: "application/json")
+      #expect(parsed.automatic?.contains(why) == true, "\(extra)")
+    }
+    // The inbound-parse services' multipart/form-data (an attachment part is left out).
+    let multipart = """
+      --XyZ\r
+      Content-Disposition: form-data; name="from"\r
+      \r
+      Ada <ada@example.com>\r
+      --XyZ\r
+      Content-Disposition: form-data; name="to"\r
+      \r
+      news@herald.test\r
+      --XyZ\r
+      Content-Disposition: form-data; name="text"\r
+      \r
+      Line one\r
+      line two\r
+      --XyZ\r
+      Content-Disposition: form-data; name="attachment1"; filename="a.txt"\r
+      Content-Type: text/plain\r
+      \r
+      not a field\r
+      --XyZ\r
+      Content-Disposition: form-data; name="headers"\r
+      \r
+      Message-ID: <m1@example.com>\r
+      --XyZ--\r
+
+      """
+    let parsed = try InboundPayload.email(Data(multipart.utf8), contentType: "multipart/form-data; boundary=XyZ")
+    #expect(parsed.from == "ada@example.com" && parsed.text == "Line one\r\nline two" && parsed.providerMessageID == "<m1@example.com>")
+    #expect(throws: RPCError.self) { try InboundPayload.email(Data("junk".utf8), contentType: "multipart/form-data; boundary=XyZ") }
+    do {
+      _ = try InboundPayload.email(Data("x".utf8), contentType: "text/plain")
+    } catch {
+      #expect(error.field == "Content-Type")
+    }
     let daemon = try InboundPayload.email(
       Data("from=MAILER-DAEMON%40mx.example.org&to=c%40d.example&message_id=%3Cx%40y%3E".utf8),
       contentType: "application/x-www-form-urlencoded")

@@ -204,7 +204,9 @@ func withVerifiedSystem<T: Sendable>(
       try await Self.sql(
         database,
         """
-        INSERT INTO campaign.subscribers (phone, sms_subscribed) VALUES ('+14155550101', false);
+        INSERT INTO campaign.subscribers (phone, sms_subscribed, created_at) VALUES ('+14155550101', false, now() - interval '1 hour');
+        -- Subscribed after its sender's message came in: no link expected.
+        INSERT INTO campaign.subscribers (phone) VALUES ('+14155550199');
         INSERT INTO delivery.suppressions (address, reason) VALUES ('+14155550101', 'sms_keyword');
         INSERT INTO delivery.messages (idempotency_key, channel, recipient, body) VALUES
           ('after-stop', 'sms', '+14155550101', 'Sale!'), ('confirmation', 'sms', '+14155550101', 'Bye');

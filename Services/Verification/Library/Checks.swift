@@ -123,9 +123,10 @@ enum DataChecks {
         AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient) AND s.reason = 'sms_keyword')
       """
     // An inbound message the campaign service has taken in (older than a minute) without a
-    // subscriber, though one has the sender's number or address.
+    // subscriber, though one that existed when it came in has the sender's number or address.
     let unlinked = "i.subscriber_id IS NULL AND i.received_at < now() - interval '1 minute'"
-    let senderIsSubscriber = "((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender))"
+    let senderIsSubscriber =
+      "((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender)) AND s.created_at <= i.received_at"
     let unlinkedInbound = "\(unlinked) AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE \(senderIsSubscriber))"
     return [
       DataCheck(
