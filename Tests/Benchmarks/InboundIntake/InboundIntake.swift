@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Benchmark
 import Foundation
 import HTTPTypes
@@ -13,13 +14,15 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOHTTP1
 import PostgresNIO
 import Prometheus
 import SwiftProtobuf
 
 /// Inbound SMS as a provider posts them (issue #20): form POSTs signed with X-Twilio-Signature to
 /// the gateway's `/v1/inbound/sms/{provider}` (a real HTTP server on loopback), `concurrency` at a
-/// time; the delivery service verifies, stores, matches and acts on each (STOP suppresses the
+/// time over as many keep-alive connections (async-http-client, as a provider's client would
+/// hold them); the delivery service verifies, stores, matches and acts on each (STOP suppresses the
 /// number and queues a confirmation, HELP queues the help text); then the campaign service's
 /// inbound feed takes them all in (senders linked to their subscribers, keywords turned into
 /// consent). Everything runs in this process against a throwaway PostgreSQL. Beside it, in the
@@ -106,13 +109,17 @@ func intake(_ size: Int, benchmark: Benchmark) async throws {
 
             let ceiling = try await ceilingRowsPerSecond(size, database: database, logger: logger)
 
+            guard let port = client.port else { throw BenchmarkFailure("the gateway has no port") }
             let bodies = (0..<size).map { n in
               let fields = fields(n)
               return (
                 form(fields),
-                InboundPayload.twilioSignature(key: authToken, url: "http://localhost/v1/inbound/sms/sms-main", fields: fields)
+                InboundPayload.twilioSignature(key: authToken, url: "http://localhost:\(port)/v1/inbound/sms/sms-main", fields: fields)
               )
             }
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             let cpuBefore = cpuSeconds()
             benchmark.startMeasurement()
             let start = ContinuousClock.now
@@ -121,13 +128,14 @@ func intake(_ size: Int, benchmark: Benchmark) async throws {
                 group.addTask {
                   var refused = 0
                   for n in stride(from: lane, to: size, by: concurrency) {
-                    var headers = HTTPFields()
-                    headers[.contentType] = "application/x-www-form-urlencoded"
-                    headers[HTTPField.Name("X-Twilio-Signature")!] = bodies[n].1
-                    let status = try await client.execute(
-                      uri: "/v1/inbound/sms/sms-main", method: .post, headers: headers, body: ByteBuffer(string: bodies[n].0)
-                    ) { $0.status }
-                    if status != .ok { refused += 1 }
+                    var request = HTTPClientRequest(url: "http://localhost:\(port)/v1/inbound/sms/sms-main")
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+                    request.headers.add(name: "X-Twilio-Signature", value: bodies[n].1)
+                    request.body = .bytes(ByteBuffer(string: bodies[n].0))
+                    let response = try await http.execute(request, timeout: .seconds(30))
+                    _ = try await response.body.collect(upTo: 1 << 20)
+                    if response.status != .ok { refused += 1 }
                   }
                   return refused
                 }
@@ -135,6 +143,7 @@ func intake(_ size: Int, benchmark: Benchmark) async throws {
               return try await group.reduce(0, +)
             }
             let accepted = seconds(since: start)
+            try await http.shutdown()
             let consumer = InboundFeedConsumer(
               client: database, source: DeliverySink(client: deliveryClient), logger: logger)
             var applied = 0
