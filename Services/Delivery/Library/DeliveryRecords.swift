@@ -171,3 +171,39 @@ package struct WarmupScheduleRecord: Sendable, Equatable {
   package var today: Int
   package var sentToday: Int64
 }
+
+/// What a queued message carries beyond the common columns, when it carries anything: written to
+/// the batch insert as one JSON text (keys left out when unset).
+struct QueuedExtras: Encodable {
+  var quietZones: [String]?
+  var quietStart: Int?
+  var quietEnd: Int?
+  var undeliverable: String?
+  var inReplyTo: String?
+  var autoSubmitted: Bool?
+  var note: String?
+
+  init(_ message: QueuedMessage) {
+    quietZones = message.quiet?.zones
+    quietStart = message.quiet?.window.start
+    quietEnd = message.quiet?.window.end
+    undeliverable = message.undeliverable
+    inReplyTo = message.inReplyTo
+    autoSubmitted = message.autoSubmitted ? true : nil
+    note = message.note
+  }
+
+  var isEmpty: Bool {
+    quietZones == nil && undeliverable == nil && inReplyTo == nil && autoSubmitted == nil && note == nil
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case quietZones = "quiet_zones"
+    case quietStart = "quiet_start"
+    case quietEnd = "quiet_end"
+    case undeliverable
+    case inReplyTo = "in_reply_to"
+    case autoSubmitted = "auto_submitted"
+    case note
+  }
+}

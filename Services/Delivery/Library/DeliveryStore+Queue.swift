@@ -16,6 +16,13 @@ extension DeliveryStore {
     // earlier ids are looked up key by key through the unique index (evaluated only for keys
     // not inserted now): a join would let the planner hash the whole table for every batch.
     let iso = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    // What few messages carry (quiet hours, an answer's headers, why one fails or waits) travels
+    // as one JSON text per message, '' for the rest: one array instead of seven per batch.
+    let encoder = JSONEncoder()
+    let extras = try messages.map { message in
+      let extra = QueuedExtras(message)
+      return extra.isEmpty ? "" : String(decoding: try encoder.encode(extra), as: UTF8.self)
+    }
     let rows = try await client.query(
       """
       WITH input AS (
@@ -24,14 +31,12 @@ extension DeliveryStore {
           \(messages.map(\.subject))::text[], \(messages.map(\.body))::text[], \(messages.map(\.format))::text[],
           \(messages.map { $0.textBody ?? "" })::text[], \(messages.map { $0.listUnsubscribeURL ?? "" })::text[],
           \(messages.map { $0.campaignID ?? Self.noID })::uuid[], \(messages.map { $0.subscriberID ?? Self.noID })::uuid[],
-          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[],
-          \(messages.map { $0.quiet?.zones.joined(separator: ",") ?? "" })::text[], \(messages.map { $0.quiet?.window.start ?? 0 })::int4[],
-          \(messages.map { $0.quiet?.window.end ?? 0 })::int4[], \(messages.map { $0.undeliverable ?? "" })::text[],
-          \(messages.map { $0.inReplyTo ?? "" })::text[], \(messages.map(\.autoSubmitted))::bool[],
-          \(messages.map { $0.note ?? "" })::text[]
+          \(messages.map { $0.notBefore.map { $0.formatted(iso) } ?? "" })::text[], \(extras)::text[]
         ) WITH ORDINALITY AS t(
           key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id, not_before,
-          quiet_zones, quiet_start, quiet_end, undeliverable, in_reply_to, auto_submitted, note, position)
+          extras, position)
+      ), parsed AS (
+        SELECT t.*, CASE WHEN extras <> '' THEN extras::jsonb END AS x FROM input t
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
@@ -40,13 +45,14 @@ extension DeliveryStore {
           nullif(campaign_id, \(Self.noID)),
           nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
-          string_to_array(nullif(quiet_zones, ''), ','), CASE WHEN quiet_zones <> '' THEN quiet_start END,
-          CASE WHEN quiet_zones <> '' THEN quiet_end END, nullif(in_reply_to, ''), auto_submitted,
-          CASE WHEN undeliverable <> '' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
-          CASE WHEN undeliverable <> '' THEN undeliverable
+          CASE WHEN x ? 'quiet_zones' THEN ARRAY(SELECT jsonb_array_elements_text(x -> 'quiet_zones')) END,
+          (x ->> 'quiet_start')::smallint, (x ->> 'quiet_end')::smallint, x ->> 'in_reply_to',
+          coalesce((x ->> 'auto_submitted')::boolean, false),
+          CASE WHEN x ? 'undeliverable' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
+          CASE WHEN x ? 'undeliverable' THEN x ->> 'undeliverable'
             WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')'
-            ELSE nullif(note, '') END
-        FROM input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
+            ELSE x ->> 'note' END
+        FROM parsed input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
         ORDER BY position
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id, idempotency_key, status, last_error
