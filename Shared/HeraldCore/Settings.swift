@@ -90,6 +90,19 @@ package struct Settings: Sendable {
     }
   }
 
+  /// `HERALD_PUBLIC_URL`: where the gateway's public routes are reached from outside, an http(s)
+  /// URL without query, returned without a trailing slash; nil when unset.
+  package func publicURL() throws -> String? {
+    guard let text = optionalString("HERALD_PUBLIC_URL") else { return nil }
+    guard let parsed = URL(string: text), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+      parsed.host?.isEmpty == false, parsed.query == nil, !text.contains(where: \.isWhitespace)
+    else {
+      throw ConfigurationError.malformed(
+        variable: "HERALD_PUBLIC_URL", value: "'\(text)'", expected: "an http(s) URL such as https://mail.example.com")
+    }
+    return text.hasSuffix("/") ? String(text.dropLast()) : text
+  }
+
   /// A duration written as a number with a unit: `250ms`, `5s`, `2m`, `72h`.
   package func duration(_ name: String, default defaultValue: Duration) throws -> Duration {
     guard let value = raw(name) else { return defaultValue }

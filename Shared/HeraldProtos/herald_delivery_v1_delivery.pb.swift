@@ -1978,7 +1978,7 @@ public nonisolated struct Herald_Delivery_V1_LinkInboundSubscribersResponse: Sen
 /// changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole
 /// message, case-insensitively, trimmed and without punctuation, in addition to the standard ones
 /// (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES;
-/// HELP, INFO).
+/// HELP, INFO). A keyword in two lists means stop before start before help.
 public nonisolated struct Herald_Delivery_V1_SmsKeywordSettings: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for

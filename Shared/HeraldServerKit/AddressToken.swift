@@ -62,7 +62,7 @@ package struct AddressToken: Sendable, Equatable {
     let mac = Array(bytes[17...])
     for (_, key) in keys {
       let expected = token.signed(Array(bytes[..<17]), key: key)
-      if zip(mac, expected).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 { return token }
+      if ConstantTime.equal(mac, expected) { return token }
     }
     return nil
   }

@@ -960,8 +960,20 @@ import Testing
           ["format": "html"],
           "the body may use format html and text_body only on CHANNEL_EMAIL (the other channels are text; text_body is the text part of an HTML e-mail)"
         ),
-        (["list_unsubscribe_url": "https://x.test/u/1"], "the body may carry list_unsubscribe_url only on CHANNEL_EMAIL"),
-      ] {
+        (
+          ["list_unsubscribe_url": "https://x.test/u/1"],
+          "the body may carry list_unsubscribe_url, in_reply_to and auto_submitted only on CHANNEL_EMAIL"
+        ),
+        (["in_reply_to": "<a@b.example>"], "the body may carry list_unsubscribe_url, in_reply_to and auto_submitted only on CHANNEL_EMAIL"),
+        (
+          ["channel": "CHANNEL_EMAIL", "recipient": "ada@example.com", "quiet_hours": ["start": "09:00", "end": "17:00"]],
+          "the body may carry quiet_hours, time_zone and ignore_quiet_hours only on CHANNEL_SMS"
+        ),
+        (
+          ["ignore_quiet_hours": true, "campaign_id": "01a24601-8124-7011-92d3-610d1aa13e2d"],
+          "the body may set ignore_quiet_hours only without a campaign_id (campaign texts keep the recipient's hours)"
+        ),
+      ] as [([String: Any], String)] {
         let (status, problem) = try await Self.post(client, "/v1/messages", base.merging(extra) { $1 })
         #expect(status == .badRequest && problem["detail"] as? String == message, "\(problem)")
       }

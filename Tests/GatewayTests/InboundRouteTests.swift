@@ -72,7 +72,7 @@ import Testing
           client, "/v1/providers",
           [
             "name": "sms-two", "channel": "CHANNEL_SMS", "http_sms": ["url": "http://127.0.0.1:1/send", "from": "+15550002222"],
-            "sms_keywords": ["start_keywords": ["stop"]],
+            "sms_keywords": ["start_keywords": ["st@p"]],
           ])
         #expect(badKeywords == .badRequest && bad["field"] as? String == "sms_keywords.start_keywords[0]", "\(bad)")
         let subscriber = try await GatewayTests.subscriberWithBothConsents(client, email: "ada@example.com", phone: Self.phone)

@@ -86,7 +86,8 @@ extension CampaignService {
       preview.subject = answer.subject
       preview.body = answer.body
     } catch {
-      throw RPCError.field(error.field, .invalidArgument, "rule \(rule.name): \(error.message)")
+      // The stored rule cannot answer (a variable without value or default): not the request's fault.
+      throw RPCError.field(error.field, .failedPrecondition, "rule \(rule.name) cannot answer: \(error.message)")
     }
     preview.answered = true
     preview.ruleID = rule.id.lowercasedString

@@ -66,10 +66,14 @@ extension CampaignService {
       guard request.channel == "sms" else {
         throw RPCError.field("quiet_hours", .invalidArgument, "quiet_hours is for SMS campaigns; this one is \(request.channel)")
       }
-      quietHours = "\(request.quietHours.start)-\(request.quietHours.end)"
-      guard quietHours?.wholeMatch(of: /([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)/) != nil else {
-        throw RPCError.field("quiet_hours", .invalidArgument, "quiet_hours must have start and end as HH:MM (end up to 24:00)")
+      // The same grammar delivery applies the window with.
+      for (name, text, end) in [("start", request.quietHours.start, false), ("end", request.quietHours.end, true)]
+      where QuietWindow.minutes(text, end: end) == nil {
+        throw RPCError.field(
+          "quiet_hours.\(name)", .invalidArgument,
+          "quiet_hours.\(name) '\(text)' must be a time of day as HH:MM (00:00 to 23:59\(end ? ", or 24:00" : ""))")
       }
+      quietHours = "\(request.quietHours.start)-\(request.quietHours.end)"
     }
     let created = try await store.createCampaign(
       NewCampaign(
@@ -154,10 +158,10 @@ extension CampaignService {
       $0.opens = record.trackOpens
       $0.clicks = record.trackClicks
     }
-    if let window = record.quietHours?.split(separator: "-"), window.count == 2 {
+    if let window = record.quietHours.flatMap(QuietWindow.parts(of:)) {
       message.quietHours = .with {
-        $0.start = String(window[0])
-        $0.end = String(window[1])
+        $0.start = window.start
+        $0.end = window.end
       }
     }
     message.status = record.status

@@ -24,14 +24,7 @@ package struct CampaignSettings: Sendable, Equatable {
     var result = CampaignSettings()
     result.relayWorkers = try settings.int("HERALD_CAMPAIGN_RELAY_WORKERS", default: result.relayWorkers, range: 0...64)
     result.schedulerInterval = try settings.duration("HERALD_CAMPAIGN_SCHEDULER_INTERVAL", default: result.schedulerInterval)
-    let publicURL = settings.string("HERALD_PUBLIC_URL", default: result.publicURL)
-    guard let parsed = URL(string: publicURL), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-      parsed.host?.isEmpty == false, parsed.query == nil, !publicURL.contains(where: \.isWhitespace)
-    else {
-      throw ConfigurationError.malformed(
-        variable: "HERALD_PUBLIC_URL", value: "'\(publicURL)'", expected: "an http(s) URL such as https://mail.example.com")
-    }
-    result.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+    result.publicURL = try settings.publicURL() ?? result.publicURL
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
     result.deliverabilityGuard = try DeliverabilityGuard.load(settings)
     return result

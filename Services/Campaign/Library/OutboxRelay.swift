@@ -86,12 +86,11 @@ package struct OutboxRelay: Sendable {
         channel == "email" ? LinkTracking(links: tracking, opens: chunk.trackOpens, clicks: chunk.trackClicks) : nil
       let campaignText = chunk.campaignID.lowercasedString
       // SMS: the campaign's own delivery window, if it has one (delivery narrows it further).
-      let quietHours = chunk.quietHours.map { $0.split(separator: "-") }.flatMap { window in
-        window.count == 2
-          ? Herald_Delivery_V1_QuietHours.with {
-            $0.start = String(window[0])
-            $0.end = String(window[1])
-          } : nil
+      let quietHours = chunk.quietHours.flatMap(QuietWindow.parts(of:)).map { window in
+        Herald_Delivery_V1_QuietHours.with {
+          $0.start = window.start
+          $0.end = window.end
+        }
       }
       var messages: [(OutboxEntry, Herald_Delivery_V1_OutboundMessage)] = []
       var settled: [SettledEntry] = []
@@ -212,9 +211,12 @@ package struct OutboxRelay: Sendable {
   /// The subscriber attributes that may hold the recipient's time zone (an IANA name), first first.
   static let timeZoneAttributes = ["time_zone", "timezone"]
 
+  /// The first of them that looks like a zone name (delivery checks it against the zones it
+  /// knows, and uses the number's for one it does not know).
   static func timeZone(in attributes: [String: String]) -> String? {
     timeZoneAttributes.lazy.compactMap { attributes[$0] }.first { zone in
-      !zone.isEmpty && zone.count <= 64 && zone.wholeMatch(of: /[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*/) != nil
+      !zone.isEmpty && zone.utf8.count <= 64
+        && zone.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "\"") }
     }
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 
 /// A checked message to queue (a message of EnqueueMessages, or SendMessage's).
 package struct QueuedMessage: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import PostgresNIO

@@ -37,8 +37,8 @@ extension DeliveryService {
       throw RPCError.field("address", .invalidArgument, "address must be an e-mail address or phone number")
     }
     let reason = request.reason.isEmpty ? "manual" : request.reason
-    guard ["hard_bounce", "complaint", "manual"].contains(reason) else {
-      throw RPCError.field("reason", .invalidArgument, "reason must be hard_bounce, complaint or manual")
+    guard ["hard_bounce", "complaint", "manual", "sms_keyword"].contains(reason) else {
+      throw RPCError.field("reason", .invalidArgument, "reason must be hard_bounce, complaint, manual or sms_keyword")
     }
     var suppression = request
     suppression.address = address

@@ -1,4 +1,3 @@
-import Foundation
 import HeraldCore
 
 /// The gateway's own settings (the common ones, with the back-ends' addresses, are in
@@ -31,15 +30,7 @@ package struct GatewaySettings: Sendable {
     var result = GatewaySettings(
       statusTimeout: try settings.duration("HERALD_STATUS_TIMEOUT", default: .seconds(2)), adminKey: adminKey,
       publicRatePerMinute: try settings.int("HERALD_GATEWAY_PUBLIC_RATE", default: 600, range: 1...1_000_000))
-    if let publicURL = settings.optionalString("HERALD_PUBLIC_URL") {
-      guard let parsed = URL(string: publicURL), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-        parsed.host?.isEmpty == false, parsed.query == nil, !publicURL.contains(where: \.isWhitespace)
-      else {
-        throw ConfigurationError.malformed(
-          variable: "HERALD_PUBLIC_URL", value: "'\(publicURL)'", expected: "an http(s) URL such as https://mail.example.com")
-      }
-      result.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
-    }
+    result.publicURL = try settings.publicURL()
     return result
   }
 }

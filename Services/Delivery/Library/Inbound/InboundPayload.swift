@@ -297,13 +297,8 @@ package struct InboundPayload: Sendable, Equatable {
         return false
       }
       let digest = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
-      guard constantTimeEqual(Array(digest.utf8), Array(given.lowercased().utf8)) else { return false }
+      guard ConstantTime.equal(digest.utf8, given.lowercased().utf8) else { return false }
     }
-    return constantTimeEqual(Array(twilioSignature(key: key, url: url, fields: fields).utf8), Array(signature.utf8))
-  }
-
-  static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    return ConstantTime.equal(twilioSignature(key: key, url: url, fields: fields).utf8, signature.utf8)
   }
 }

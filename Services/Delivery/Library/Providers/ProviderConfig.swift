@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import HeraldCore
 import HeraldProtos
 import HeraldServerKit
 import NIOCore
@@ -150,24 +151,16 @@ package struct ProviderConfig: Sendable, Equatable {
         guard value.count <= 320 else { throw invalid("sms_keywords.\(name)", "must be at most 320 characters") }
         guard !value.utf8.contains(0) else { throw invalid("sms_keywords.\(name)", "must not hold NUL") }
       }
-      // Each keyword means one thing: none in two lists, standard ones included.
-      var meaning: [String: String] = [:]
-      for (name, list, standard) in [
-        ("stop_keywords", keywords.stopKeywords, SMSKeywords.standardStop),
-        ("start_keywords", keywords.startKeywords, SMSKeywords.standardStart),
-        ("help_keywords", keywords.helpKeywords, SMSKeywords.standardHelp),
+      // A keyword in two lists means what the first of stop, start, help says (a STOP is never
+      // lost to a START).
+      for (name, list) in [
+        ("stop_keywords", keywords.stopKeywords), ("start_keywords", keywords.startKeywords), ("help_keywords", keywords.helpKeywords),
       ] {
         guard list.count <= 20 else { throw invalid("sms_keywords.\(name)", "holds \(list.count); at most 20") }
-        for keyword in standard { meaning[keyword] = name }
         for (index, keyword) in list.enumerated() {
-          let normal = SMSKeywords.normalized(keyword)
-          guard keyword.wholeMatch(of: /[A-Za-z0-9 ]{1,30}/) != nil, !normal.isEmpty else {
+          guard keyword.wholeMatch(of: /[A-Za-z0-9 ]{1,30}/) != nil, !SMSKeywords.normalized(keyword).isEmpty else {
             throw invalid("sms_keywords.\(name)[\(index)]", "'\(keyword)' must be 1 to 30 letters, digits or spaces")
           }
-          if let other = meaning[normal], other != name {
-            throw invalid("sms_keywords.\(name)[\(index)]", "'\(keyword)' is already one of the \(other)")
-          }
-          meaning[normal] = name
         }
       }
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HeraldServerKit
 
 /// `X-Herald-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, the scheme of both
 /// Herald's outgoing webhooks and the provider webhooks it accepts (as Stripe's).
@@ -41,12 +42,7 @@ package enum WebhookSignature {
     let skew = abs(Int(now.timeIntervalSince1970) - timestamp)
     guard skew <= 300 else { throw .stale(seconds: skew) }
     let expected = Array(hex(secret: secret, timestamp: timestamp, body: body).utf8)
-    // Compared in constant time.
-    let matches = signatures.contains { candidate in
-      let bytes = Array(candidate.utf8)
-      guard bytes.count == expected.count else { return false }
-      return zip(bytes, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
+    let matches = signatures.contains { ConstantTime.equal($0.utf8, expected) }
     guard matches else { throw .mismatch }
   }
 }

@@ -9623,6 +9623,12 @@ extension OpenAPIDocument {
             "anyOf": [
               {
                 "properties": {
+                  "auto_submitted": {
+                    "const": false
+                  },
+                  "in_reply_to": {
+                    "maxLength": 0
+                  },
                   "list_unsubscribe_url": {
                     "maxLength": 0
                   }
@@ -9637,7 +9643,59 @@ extension OpenAPIDocument {
                 "required": ["channel"]
               }
             ],
-            "x-message": "may carry list_unsubscribe_url only on CHANNEL_EMAIL"
+            "x-message": "may carry list_unsubscribe_url, in_reply_to and auto_submitted only on CHANNEL_EMAIL"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["quiet_hours"]
+                    },
+                    {
+                      "properties": {
+                        "time_zone": {
+                          "minLength": 1
+                        }
+                      },
+                      "required": ["time_zone"]
+                    },
+                    {
+                      "properties": {
+                        "ignore_quiet_hours": {
+                          "const": true
+                        }
+                      },
+                      "required": ["ignore_quiet_hours"]
+                    }
+                  ]
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_SMS"
+                  }
+                },
+                "required": ["channel"]
+              }
+            ],
+            "x-message": "may carry quiet_hours, time_zone and ignore_quiet_hours only on CHANNEL_SMS"
+          },
+          {
+            "not": {
+              "properties": {
+                "campaign_id": {
+                  "minLength": 1
+                },
+                "ignore_quiet_hours": {
+                  "const": true
+                }
+              },
+              "required": ["ignore_quiet_hours", "campaign_id"]
+            },
+            "x-message": "may set ignore_quiet_hours only without a campaign_id (campaign texts keep the recipient's hours)"
           }
         ]
       },
@@ -9813,69 +9871,98 @@ extension OpenAPIDocument {
         },
         "required": ["name", "channel"],
         "additionalProperties": false,
-        "oneOf": [
+        "allOf": [
           {
-            "not": {
-              "anyOf": [
-                {
-                  "required": ["http_sms"]
+            "oneOf": [
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["http_sms"]
+                    },
+                    {
+                      "required": ["webhook"]
+                    }
+                  ]
                 },
-                {
-                  "required": ["webhook"]
-                }
-              ]
-            },
-            "properties": {
-              "channel": {
-                "const": "CHANNEL_EMAIL"
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_EMAIL"
+                  },
+                  "kind": {
+                    "const": "PROVIDER_KIND_SMTP"
+                  }
+                },
+                "required": ["smtp"]
               },
-              "kind": {
-                "const": "PROVIDER_KIND_SMTP"
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["smtp"]
+                    },
+                    {
+                      "required": ["webhook"]
+                    }
+                  ]
+                },
+                "properties": {
+                  "channel": {
+                    "enum": ["CHANNEL_SMS", "CHANNEL_WHATSAPP"]
+                  },
+                  "kind": {
+                    "const": "PROVIDER_KIND_HTTP_SMS"
+                  }
+                },
+                "required": ["http_sms"]
+              },
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["smtp"]
+                    },
+                    {
+                      "required": ["http_sms"]
+                    }
+                  ]
+                },
+                "properties": {
+                  "kind": {
+                    "const": "PROVIDER_KIND_WEBHOOK"
+                  }
+                },
+                "required": ["webhook"]
               }
-            },
-            "required": ["smtp"]
+            ],
+            "x-message": "give exactly one of smtp (channel CHANNEL_EMAIL), http_sms (channel CHANNEL_SMS or CHANNEL_WHATSAPP) or webhook (any channel), and leave kind out or make it name the same kind"
           },
           {
-            "not": {
-              "anyOf": [
-                {
-                  "required": ["smtp"]
-                },
-                {
-                  "required": ["webhook"]
+            "anyOf": [
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["quiet_hours"]
+                    },
+                    {
+                      "required": ["sms_keywords"]
+                    }
+                  ]
                 }
-              ]
-            },
-            "properties": {
-              "channel": {
-                "enum": ["CHANNEL_SMS", "CHANNEL_WHATSAPP"]
               },
-              "kind": {
-                "const": "PROVIDER_KIND_HTTP_SMS"
-              }
-            },
-            "required": ["http_sms"]
-          },
-          {
-            "not": {
-              "anyOf": [
-                {
-                  "required": ["smtp"]
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_SMS"
+                  }
                 },
-                {
-                  "required": ["http_sms"]
-                }
-              ]
-            },
-            "properties": {
-              "kind": {
-                "const": "PROVIDER_KIND_WEBHOOK"
+                "required": ["channel"]
               }
-            },
-            "required": ["webhook"]
+            ],
+            "x-message": "may set quiet_hours and sms_keywords only on CHANNEL_SMS"
           }
-        ],
-        "x-message": "give exactly one of smtp (channel CHANNEL_EMAIL), http_sms (channel CHANNEL_SMS or CHANNEL_WHATSAPP) or webhook (any channel), and leave kind out or make it name the same kind"
+        ]
       },
       "delivery.v1.ProviderStatus": {
         "type": "object",
@@ -10052,7 +10139,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.SmsKeywordSettings": {
         "type": "object",
-        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO).",
+        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO). A keyword in two lists means stop before start before help.",
         "properties": {
           "brand": {
             "type": "string",
@@ -10102,7 +10189,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.SmsKeywordSettingsInput": {
         "type": "object",
-        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO).",
+        "description": "What an SMS number answers to the keywords people text it (SPEC §11): every text may be changed; the defaults follow the CTIA's guidelines. The keywords are matched on the whole message, case-insensitively, trimmed and without punctuation, in addition to the standard ones (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT, OPT OUT; START, UNSTOP, YES; HELP, INFO). A keyword in two lists means stop before start before help.",
         "properties": {
           "brand": {
             "type": "string",
