@@ -213,9 +213,9 @@ package struct ProviderConfig: Sendable, Equatable {
 
   /// This provider with every secret given as exactly the redaction marker replaced by the same
   /// secret of `stored` (the definition stored under its name), so that a provider that was
-  /// listed can be put back as it is. INVALID_ARGUMENT naming the field (prefixed with `field`)
-  /// when there is no such secret to keep: no stored provider, settings of another kind, or the
-  /// secret not set.
+  /// listed can be put back as it is. FAILED_PRECONDITION naming the field (prefixed with
+  /// `field`) when there is no such secret to keep: no stored provider, settings of another kind,
+  /// or the secret not set (the request is well-formed; what is stored does not allow it).
   package func keepingStoredSecrets(of stored: Herald_Delivery_V1_Provider?, field prefix: String = "") throws(RPCError) -> ProviderConfig {
     let (marker, name) = (Self.redactionMarker, self.name)
     let provider = try Self.mapSecrets(of: definition, stored: stored) { given, storedValue, field throws(RPCError) in
@@ -223,7 +223,8 @@ package struct ProviderConfig: Sendable, Equatable {
       guard let storedValue, !storedValue.isEmpty else {
         let path = prefix.isEmpty ? field : "\(prefix).\(field)"
         throw .field(
-          path, .invalidArgument, "\(path) is \"\(marker)\", which keeps the stored secret, but provider '\(name)' has none stored to keep")
+          path, .failedPrecondition,
+          "\(path) is \"\(marker)\", which keeps the stored secret, but provider '\(name)' has none stored to keep")
       }
       return storedValue
     }
