@@ -3,8 +3,6 @@ import GRPCCore
 import HeraldCore
 import HeraldProtos
 import HeraldServerKit
-import PostgresNIO
-import Synchronization
 
 /// Quiet hours (SPEC §11): an SMS is delivered only inside its window of the recipient's local
 /// time. The window is the installation's (HERALD_SMS_QUIET_HOURS), narrowed by the message's own
@@ -82,21 +80,5 @@ extension DeliveryService {
       }
     }
     return result
-  }
-}
-
-extension DeliveryStore {
-  private static let zoneNames = Mutex<Set<String>?>(nil)
-
-  /// The time zones PostgreSQL knows (read once per process): only those go into the claim's
-  /// `AT TIME ZONE`, which fails on any other.
-  func timeZoneNames() async throws -> Set<String> {
-    if let names = Self.zoneNames.withLock({ $0 }) { return names }
-    var names = Set<String>()
-    for try await name in try await client.query("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
-      names.insert(name)
-    }
-    Self.zoneNames.withLock { $0 = names }
-    return names
   }
 }
