@@ -38,10 +38,10 @@ declare -A outputs=(
   [annotations]="$plugins/Sources/protoc-gen-herald-rest/Generated"
 )
 declare -A targets
+# Generated into temporary folders first: a proto protoc refuses leaves the committed code (and the
+# plugin's own sources, which the next run builds from) as they were.
 for name in "${!outputs[@]}"; do
-  if [ "$mode" = "--check" ]; then targets[$name]=$(mktemp -d); else targets[$name]=${outputs[$name]}; fi
-  find "${targets[$name]}" -name '*.swift' -delete 2>/dev/null || true
-  mkdir -p "${targets[$name]}"
+  targets[$name]=$(mktemp -d)
 done
 
 cd "$root/Protos"
@@ -75,4 +75,11 @@ if [ "$mode" = "--check" ]; then
     exit 1
   fi
   echo "generated code matches Protos/"
+else
+  for name in "${!outputs[@]}"; do
+    mkdir -p "${outputs[$name]}"
+    find "${outputs[$name]}" -name '*.swift' -delete
+    cp "${targets[$name]}"/*.swift "${outputs[$name]}/"
+    rm -rf "${targets[$name]}"
+  done
 fi

@@ -315,5 +315,83 @@ extension HeraldMigrations {
           CREATE INDEX auto_responses_rule_idx ON auto_responses (rule_id, created_at) WHERE status = 'queued';
           CREATE INDEX auto_responses_recipient_idx ON auto_responses (rule_id, recipient, created_at) WHERE status = 'queued';
           """#),
+      Migration(
+        version: 14, name: "campaign results: touches, conversions, snapshots, A/B tests",
+        sql: #"""
+          -- SPEC §13. Each recipient's last delivery, open and click (a human's) per campaign, kept
+          -- by the delivery feed under its cursor lock: conversions are attributed to them, and a
+          -- recipient's first open and click are counted once (unique_opened, unique_clicked).
+          CREATE TABLE campaign_touches (
+            subscriber_id uuid NOT NULL,
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            variant text NOT NULL,
+            delivered_at timestamptz,
+            opened_at timestamptz,
+            clicked_at timestamptz,
+            PRIMARY KEY (subscriber_id, campaign_id)
+          );
+          -- Conversions (status 'converted') carry their value in the daily rollup. Metadata-only.
+          ALTER TABLE campaign_daily_stats ADD COLUMN value_cents bigint NOT NULL DEFAULT 0;
+          -- A conversion, in minor units of the installation's currency, with the rule that
+          -- attributed it ('given': the caller named the campaign; 'none': no touch in the window).
+          CREATE TABLE conversions (
+            id uuid PRIMARY KEY DEFAULT uuid_v7(),
+            idempotency_key text NOT NULL UNIQUE CHECK (idempotency_key <> ''),
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id),
+            campaign_id uuid REFERENCES campaigns (id),
+            variant text,
+            attribution text NOT NULL CHECK (attribution IN ('given', 'last_click', 'last_open', 'last_delivery', 'none')),
+            touched_at timestamptz,
+            value_cents bigint NOT NULL CHECK (value_cents >= 0),
+            currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+            occurred_at timestamptz NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT conversions_campaign_check CHECK ((campaign_id IS NULL) = (attribution = 'none'))
+          );
+          CREATE INDEX conversions_campaign_idx ON conversions (campaign_id, variant, subscriber_id) WHERE campaign_id IS NOT NULL;
+          CREATE INDEX conversions_subscriber_idx ON conversions (subscriber_id, occurred_at);
+          -- A campaign's counters over time, per variant ('' is the whole campaign), taken by one
+          -- statement per tick: every 5 minutes while it sends ('5m'), hourly for 30 days after it
+          -- finished ('1h'), then daily for a year ('1d'). Older 5-minute points are thinned to
+          -- hourly after 30 days, hourly ones to daily after a year.
+          CREATE TABLE metric_snapshots (
+            campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+            variant text NOT NULL,
+            taken_at timestamptz NOT NULL,
+            resolution text NOT NULL CHECK (resolution IN ('5m', '1h', '1d')),
+            audience bigint NOT NULL,
+            recipients bigint NOT NULL,
+            queued bigint NOT NULL, sent bigint NOT NULL, delivered bigint NOT NULL, bounced bigint NOT NULL,
+            soft_bounced bigint NOT NULL, failed bigint NOT NULL, opened bigint NOT NULL, unique_opened bigint NOT NULL,
+            clicked bigint NOT NULL, unique_clicked bigint NOT NULL, replied bigint NOT NULL, unsubscribed bigint NOT NULL,
+            complained bigint NOT NULL, cost_cents bigint NOT NULL, conversions bigint NOT NULL, revenue_cents bigint NOT NULL,
+            PRIMARY KEY (campaign_id, variant, taken_at)
+          );
+          CREATE INDEX metric_snapshots_thin_idx ON metric_snapshots (resolution, taken_at);
+          ALTER TABLE campaigns ADD COLUMN last_snapshot_at timestamptz;
+          -- A/B tests that decide: a share of the audience (test_basis_points of 10,000) is split
+          -- over the variants (wave 0); at decide_at the winner is picked (or the fallback), stored
+          -- with its numbers, and the rest of the audience is written to the outbox as wave 1.
+          CREATE TABLE ab_tests (
+            campaign_id uuid PRIMARY KEY REFERENCES campaigns (id) ON DELETE CASCADE,
+            test_basis_points integer NOT NULL CHECK (test_basis_points BETWEEN 100 AND 9000),
+            wait_seconds integer NOT NULL CHECK (wait_seconds BETWEEN 60 AND 2592000),
+            metric text NOT NULL CHECK (metric IN ('open', 'click', 'conversion', 'revenue_per_recipient')),
+            confidence_basis_points integer NOT NULL CHECK (confidence_basis_points BETWEEN 8000 AND 9990),
+            fallback text NOT NULL CHECK (fallback IN ('control', 'split')),
+            decide_at timestamptz,
+            decided_at timestamptz,
+            outcome text CHECK (outcome IN ('winner', 'control', 'split', 'operator')),
+            winner text,
+            decision jsonb,
+            rest_recipients bigint,
+            CONSTRAINT ab_tests_decided_check CHECK ((decided_at IS NULL) = (outcome IS NULL))
+          );
+          CREATE INDEX ab_tests_due_idx ON ab_tests (decide_at) WHERE decided_at IS NULL;
+          -- Which send an outbox entry and a chunk belong to: 0 the campaign's (or its A/B test's),
+          -- 1 the rest of an A/B test's audience. Metadata-only additions.
+          ALTER TABLE outbox ADD COLUMN wave smallint NOT NULL DEFAULT 0;
+          ALTER TABLE outbox_chunks ADD COLUMN wave smallint NOT NULL DEFAULT 0;
+          """#),
     ])
 }

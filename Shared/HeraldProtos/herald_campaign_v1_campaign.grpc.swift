@@ -461,6 +461,45 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCampaignMetrics" metadata.
+        public enum GetCampaignMetrics: Sendable {
+            /// Request type for "GetCampaignMetrics".
+            public typealias Input = Herald_Campaign_V1_GetCampaignMetricsRequest
+            /// Response type for "GetCampaignMetrics".
+            public typealias Output = Herald_Campaign_V1_CampaignMetrics
+            /// Descriptor for "GetCampaignMetrics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetCampaignMetrics",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordConversions" metadata.
+        public enum RecordConversions: Sendable {
+            /// Request type for "RecordConversions".
+            public typealias Input = Herald_Campaign_V1_RecordConversionsRequest
+            /// Response type for "RecordConversions".
+            public typealias Output = Herald_Campaign_V1_RecordConversionsResponse
+            /// Descriptor for "RecordConversions".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "RecordConversions",
+                type: .unary
+            )
+        }
+        /// Namespace for "PickAbTestWinner" metadata.
+        public enum PickAbTestWinner: Sendable {
+            /// Request type for "PickAbTestWinner".
+            public typealias Input = Herald_Campaign_V1_PickAbTestWinnerRequest
+            /// Response type for "PickAbTestWinner".
+            public typealias Output = Herald_Campaign_V1_Campaign
+            /// Descriptor for "PickAbTestWinner".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PickAbTestWinner",
+                type: .unary
+            )
+        }
         /// Namespace for "CreateAutoResponseRule" metadata.
         public enum CreateAutoResponseRule: Sendable {
             /// Request type for "CreateAutoResponseRule".
@@ -574,6 +613,9 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             CancelCampaign.descriptor,
             GetCampaignAnalytics.descriptor,
             ListEngagement.descriptor,
+            GetCampaignMetrics.descriptor,
+            RecordConversions.descriptor,
+            PickAbTestWinner.descriptor,
             CreateAutoResponseRule.descriptor,
             ListAutoResponseRules.descriptor,
             SetAutoResponseRuleEnabled.descriptor,
@@ -1216,6 +1258,70 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListEngagementRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse>
+
+        /// Handle the "GetCampaignMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+        /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+        /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+        /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+        /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetCampaignMetricsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_CampaignMetrics` messages.
+        func getCampaignMetrics(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_CampaignMetrics>
+
+        /// Handle the "RecordConversions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+        /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+        /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+        /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+        /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_RecordConversionsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_RecordConversionsResponse` messages.
+        func recordConversions(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_RecordConversionsResponse>
+
+        /// Handle the "PickAbTestWinner" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+        /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+        /// > decided, or the campaign is not sending or paused.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_PickAbTestWinnerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Campaign` messages.
+        func pickAbTestWinner(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
 
         /// Handle the "CreateAutoResponseRule" method.
         ///
@@ -1941,6 +2047,70 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>
 
+        /// Handle the "GetCampaignMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+        /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+        /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+        /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+        /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_CampaignMetrics` message.
+        func getCampaignMetrics(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignMetrics>
+
+        /// Handle the "RecordConversions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+        /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+        /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+        /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+        /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordConversionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_RecordConversionsResponse` message.
+        func recordConversions(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_RecordConversionsResponse>
+
+        /// Handle the "PickAbTestWinner" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+        /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+        /// > decided, or the campaign is not sending or paused.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PickAbTestWinnerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Campaign` message.
+        func pickAbTestWinner(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
+
         /// Handle the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -2663,6 +2833,70 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_ListEngagementResponse
 
+        /// Handle the "GetCampaignMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+        /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+        /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+        /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+        /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetCampaignMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_CampaignMetrics` to respond with.
+        func getCampaignMetrics(
+            request: Herald_Campaign_V1_GetCampaignMetricsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_CampaignMetrics
+
+        /// Handle the "RecordConversions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+        /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+        /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+        /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+        /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_RecordConversionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_RecordConversionsResponse` to respond with.
+        func recordConversions(
+            request: Herald_Campaign_V1_RecordConversionsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_RecordConversionsResponse
+
+        /// Handle the "PickAbTestWinner" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+        /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+        /// > decided, or the campaign is not sending or paused.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_PickAbTestWinnerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Campaign` to respond with.
+        func pickAbTestWinner(
+            request: Herald_Campaign_V1_PickAbTestWinnerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Campaign
+
         /// Handle the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -3137,6 +3371,39 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetCampaignMetrics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetCampaignMetricsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CampaignMetrics>(),
+            handler: { request, context in
+                try await self.getCampaignMetrics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.RecordConversions.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RecordConversionsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RecordConversionsResponse>(),
+            handler: { request, context in
+                try await self.recordConversions(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PickAbTestWinner.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_PickAbTestWinnerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Campaign>(),
+            handler: { request, context in
+                try await self.pickAbTestWinner(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.CreateAutoResponseRule.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponseRule>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponseRule>(),
@@ -3565,6 +3832,39 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
         let response = try await self.listEngagement(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCampaignMetrics(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_CampaignMetrics> {
+        let response = try await self.getCampaignMetrics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordConversions(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_RecordConversionsResponse> {
+        let response = try await self.recordConversions(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func pickAbTestWinner(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
+        let response = try await self.pickAbTestWinner(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -4063,6 +4363,45 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_ListEngagementResponse>(
             message: try await self.listEngagement(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCampaignMetrics(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignMetrics> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_CampaignMetrics>(
+            message: try await self.getCampaignMetrics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordConversions(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_RecordConversionsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_RecordConversionsResponse>(
+            message: try await self.recordConversions(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func pickAbTestWinner(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
+            message: try await self.pickAbTestWinner(
                 request: request.message,
                 context: context
             ),
@@ -4932,6 +5271,85 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListEngagementResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListEngagementResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCampaignMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+        /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+        /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+        /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+        /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignMetricsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_CampaignMetrics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCampaignMetrics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_CampaignMetrics>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignMetrics>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordConversions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+        /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+        /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+        /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+        /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordConversionsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RecordConversionsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_RecordConversionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordConversions<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RecordConversionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_RecordConversionsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordConversionsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PickAbTestWinner" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+        /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+        /// > decided, or the campaign is not sending or paused.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PickAbTestWinnerRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PickAbTestWinnerRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pickAbTestWinner<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "CreateAutoResponseRule" method.
@@ -6224,6 +6642,118 @@ extension Herald_Campaign_V1_CampaignService {
             )
         }
 
+        /// Call the "GetCampaignMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+        /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+        /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+        /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+        /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignMetricsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetCampaignMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_CampaignMetrics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCampaignMetrics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_CampaignMetrics>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignMetrics>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetCampaignMetrics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordConversions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+        /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+        /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+        /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+        /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordConversionsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RecordConversionsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_RecordConversionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordConversions<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RecordConversionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_RecordConversionsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordConversionsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.RecordConversions.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PickAbTestWinner" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+        /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+        /// > decided, or the campaign is not sending or paused.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_PickAbTestWinnerRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_PickAbTestWinnerRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Campaign` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func pickAbTestWinner<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PickAbTestWinner.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -7394,6 +7924,103 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListEngagementRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListEngagementResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaignMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+    /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+    /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+    /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+    /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetCampaignMetricsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaignMetrics<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignMetrics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCampaignMetrics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetCampaignMetricsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CampaignMetrics>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordConversions" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+    /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+    /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+    /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+    /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_RecordConversionsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordConversions<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordConversionsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordConversionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordConversions(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RecordConversionsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RecordConversionsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PickAbTestWinner" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+    /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+    /// > decided, or the campaign is not sending or paused.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_PickAbTestWinnerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pickAbTestWinner<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.pickAbTestWinner(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PickAbTestWinnerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
             options: options,
             onResponse: handleResponse
         )
@@ -8670,6 +9297,115 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listEngagement(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCampaignMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots
+    /// > taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the
+    /// > last snapshot of its step, with the rates computed from it (each with its numerator and
+    /// > denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m,
+    /// > 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCampaignMetrics<Result>(
+        _ message: Herald_Campaign_V1_GetCampaignMetricsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_CampaignMetrics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetCampaignMetricsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCampaignMetrics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordConversions" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names,
+    /// > else to the subscriber's last click (else last open, else last delivery) of a campaign within
+    /// > the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A
+    /// > conversion whose idempotency_key is known is answered as recorded the first time (duplicate:
+    /// > true) and counted once; the same key with other values is ALREADY_EXISTS.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordConversions<Result>(
+        _ message: Herald_Campaign_V1_RecordConversionsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordConversionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_RecordConversionsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordConversions(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PickAbTestWinner" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Ends a campaign's A/B test by hand before its waiting period is over: the rest of the
+    /// > audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is
+    /// > decided, or the campaign is not sending or paused.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pickAbTestWinner<Result>(
+        _ message: Herald_Campaign_V1_PickAbTestWinnerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.pickAbTestWinner(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1380,6 +1380,16 @@ public nonisolated struct Herald_Campaign_V1_Campaign: @unchecked Sendable {
   /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
   public mutating func clearQuietHours() {_uniqueStorage()._quietHours = nil}
 
+  /// The campaign's A/B test, when it was created with one.
+  public var abTest: Herald_Campaign_V1_AbTest {
+    get {_storage._abTest ?? Herald_Campaign_V1_AbTest()}
+    set {_uniqueStorage()._abTest = newValue}
+  }
+  /// Returns true if `abTest` has been explicitly set.
+  public var hasAbTest: Bool {_storage._abTest != nil}
+  /// Clears the value of `abTest`. Subsequent reads from it will return its default value.
+  public mutating func clearAbTest() {_uniqueStorage()._abTest = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1461,6 +1471,17 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   /// Clears the value of `quietHours`. Subsequent reads from it will return its default value.
   public mutating func clearQuietHours() {self._quietHours = nil}
 
+  /// Send as an A/B test (at least two variants): a share of the audience split over the variants
+  /// by weight, then, after the wait, the rest to the winner.
+  public var abTest: Herald_Campaign_V1_AbTestSettings {
+    get {_abTest ?? Herald_Campaign_V1_AbTestSettings()}
+    set {_abTest = newValue}
+  }
+  /// Returns true if `abTest` has been explicitly set.
+  public var hasAbTest: Bool {self._abTest != nil}
+  /// Clears the value of `abTest`. Subsequent reads from it will return its default value.
+  public mutating func clearAbTest() {self._abTest = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1468,6 +1489,187 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
   fileprivate var _budgetCents: Int64? = nil
   fileprivate var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
   fileprivate var _quietHours: Herald_Campaign_V1_QuietHours? = nil
+  fileprivate var _abTest: Herald_Campaign_V1_AbTestSettings? = nil
+}
+
+/// An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of
+/// campaign and subscriber) is split over the variants by their weights and sent. wait_minutes
+/// after the send started, the variant leading on the metric wins only if it beats every other
+/// one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the
+/// comparisons): the two-proportion z-test for open, click and conversion (recipients who opened,
+/// clicked, converted, of the variant's test recipients), Welch's z-test for revenue per
+/// recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over
+/// the variants). The rest of the audience (consent checked again) then goes out through the
+/// outbox, each recipient once.
+public nonisolated struct Herald_Campaign_V1_AbTestSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Percent of the audience in the test, 1 to 90.
+  public var testPercent: Int32 = 0
+
+  /// From the start of the send to the decision, 1 minute to 30 days.
+  public var waitMinutes: Int32 = 0
+
+  /// open and click need the campaign's tracking of them (e-mail); conversion and
+  /// revenue_per_recipient count conversions attributed to the campaign.
+  public var metric: String = String()
+
+  /// control (default) or split.
+  public var fallback: String = String()
+
+  /// 80 to 99; 95 when not given.
+  public var confidencePercent: Int32 {
+    get {_confidencePercent ?? 0}
+    set {_confidencePercent = newValue}
+  }
+  /// Returns true if `confidencePercent` has been explicitly set.
+  public var hasConfidencePercent: Bool {self._confidencePercent != nil}
+  /// Clears the value of `confidencePercent`. Subsequent reads from it will return its default value.
+  public mutating func clearConfidencePercent() {self._confidencePercent = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _confidencePercent: Int32? = nil
+}
+
+/// A campaign's A/B test and, once decided, its decision.
+public nonisolated struct Herald_Campaign_V1_AbTest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var settings: Herald_Campaign_V1_AbTestSettings {
+    get {_storage._settings ?? Herald_Campaign_V1_AbTestSettings()}
+    set {_uniqueStorage()._settings = newValue}
+  }
+  /// Returns true if `settings` has been explicitly set.
+  public var hasSettings: Bool {_storage._settings != nil}
+  /// Clears the value of `settings`. Subsequent reads from it will return its default value.
+  public mutating func clearSettings() {_uniqueStorage()._settings = nil}
+
+  /// testing (the test share is sent and the wait runs) or decided.
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  /// When the test is decided (the send's start plus the wait).
+  public var decideAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._decideAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._decideAt = newValue}
+  }
+  /// Returns true if `decideAt` has been explicitly set.
+  public var hasDecideAt: Bool {_storage._decideAt != nil}
+  /// Clears the value of `decideAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDecideAt() {_uniqueStorage()._decideAt = nil}
+
+  public var decision: Herald_Campaign_V1_AbTestDecision {
+    get {_storage._decision ?? Herald_Campaign_V1_AbTestDecision()}
+    set {_uniqueStorage()._decision = newValue}
+  }
+  /// Returns true if `decision` has been explicitly set.
+  public var hasDecision: Bool {_storage._decision != nil}
+  /// Clears the value of `decision`. Subsequent reads from it will return its default value.
+  public mutating func clearDecision() {_uniqueStorage()._decision = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Campaign_V1_AbTestDecision: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// winner (a variant was significantly better), control or split (none was: the fallback), or
+  /// operator (picked by hand).
+  public var outcome: String = String()
+
+  /// The variant the rest went to; empty for split.
+  public var winner: String = String()
+
+  /// One sentence with the numbers.
+  public var reason: String = String()
+
+  public var decidedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_decidedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_decidedAt = newValue}
+  }
+  /// Returns true if `decidedAt` has been explicitly set.
+  public var hasDecidedAt: Bool {self._decidedAt != nil}
+  /// Clears the value of `decidedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDecidedAt() {self._decidedAt = nil}
+
+  /// two_proportion_z_test or welch_z_test.
+  public var method: String = String()
+
+  /// The confidence asked, e.g. 0.95, and the significance level each comparison needed (1 −
+  /// confidence, divided by the number of comparisons).
+  public var confidence: Double = 0
+
+  public var alpha: Double = 0
+
+  /// Each variant's test numbers, the leader first.
+  public var variants: [Herald_Campaign_V1_AbTestVariantResult] = []
+
+  /// Recipients the rest of the audience added to the outbox.
+  public var restRecipients: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _decidedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_AbTestVariantResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var variant: String = String()
+
+  /// The variant's test recipients.
+  public var recipients: Int64 = 0
+
+  /// Recipients who opened, clicked or converted; for revenue_per_recipient the revenue (minor units).
+  public var successes: Int64 = 0
+
+  /// successes / recipients.
+  public var value: Double = 0
+
+  /// Against the leader (not set on the leader): the z score and the one-sided p-value.
+  public var z: Double = 0
+
+  public var pValue: Double = 0
+
+  public var leader: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_PickAbTestWinnerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  /// One of the campaign's variants.
+  public var variant: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A daily window, in the recipient's local time: from start up to (not including) end, "HH:MM"
@@ -1561,50 +1763,257 @@ public nonisolated struct Herald_Campaign_V1_CampaignTransitionRequest: Sendable
 }
 
 /// Delivery events counted by status, and what the sends cost.
-public nonisolated struct Herald_Campaign_V1_DeliveryCounts: Sendable {
+public nonisolated struct Herald_Campaign_V1_DeliveryCounts: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var queued: Int64 = 0
+  public var queued: Int64 {
+    get {_storage._queued}
+    set {_uniqueStorage()._queued = newValue}
+  }
 
-  public var sent: Int64 = 0
+  public var sent: Int64 {
+    get {_storage._sent}
+    set {_uniqueStorage()._sent = newValue}
+  }
 
-  public var delivered: Int64 = 0
+  public var delivered: Int64 {
+    get {_storage._delivered}
+    set {_uniqueStorage()._delivered = newValue}
+  }
 
   /// Hard bounces: the address does not take mail (the SMTP server refused the recipient, or the
   /// provider reported a hard bounce). What the deliverability guard judges.
-  public var bounced: Int64 = 0
+  public var bounced: Int64 {
+    get {_storage._bounced}
+    set {_uniqueStorage()._bounced = newValue}
+  }
 
-  public var failed: Int64 = 0
+  public var failed: Int64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
 
-  public var opened: Int64 = 0
+  public var opened: Int64 {
+    get {_storage._opened}
+    set {_uniqueStorage()._opened = newValue}
+  }
 
-  public var clicked: Int64 = 0
+  public var clicked: Int64 {
+    get {_storage._clicked}
+    set {_uniqueStorage()._clicked = newValue}
+  }
 
-  public var unsubscribed: Int64 = 0
+  public var unsubscribed: Int64 {
+    get {_storage._unsubscribed}
+    set {_uniqueStorage()._unsubscribed = newValue}
+  }
 
-  public var complained: Int64 = 0
+  public var complained: Int64 {
+    get {_storage._complained}
+    set {_uniqueStorage()._complained = newValue}
+  }
 
-  public var costCents: Int64 = 0
+  public var costCents: Int64 {
+    get {_storage._costCents}
+    set {_uniqueStorage()._costCents = newValue}
+  }
 
   /// Opens and clicks through Herald's tracking links judged to be a machine's (see the event's
   /// signals); left out of opened and clicked and of engagement.
-  public var machineOpened: Int64 = 0
+  public var machineOpened: Int64 {
+    get {_storage._machineOpened}
+    set {_uniqueStorage()._machineOpened = newValue}
+  }
 
-  public var machineClicked: Int64 = 0
+  public var machineClicked: Int64 {
+    get {_storage._machineClicked}
+    set {_uniqueStorage()._machineClicked = newValue}
+  }
 
   /// Soft bounces reported by a provider (a full mailbox, a message too large...): the message
   /// was not delivered, but the address is not suppressed and the guard does not count them.
-  public var softBounced: Int64 = 0
+  public var softBounced: Int64 {
+    get {_storage._softBounced}
+    set {_uniqueStorage()._softBounced = newValue}
+  }
 
   /// Replies to the campaign's messages (an inbound SMS or e-mail matched to the message it
   /// answers; keywords such as STOP or HELP are not replies).
-  public var replied: Int64 = 0
+  public var replied: Int64 {
+    get {_storage._replied}
+    set {_uniqueStorage()._replied = newValue}
+  }
+
+  /// Recipients who opened (clicked) at least once: each counted once, on their first open (click).
+  public var uniqueOpened: Int64 {
+    get {_storage._uniqueOpened}
+    set {_uniqueStorage()._uniqueOpened = newValue}
+  }
+
+  public var uniqueClicked: Int64 {
+    get {_storage._uniqueClicked}
+    set {_uniqueStorage()._uniqueClicked = newValue}
+  }
+
+  /// Conversions attributed to the campaign and their value (minor units of the installation's
+  /// currency).
+  public var conversions: Int64 {
+    get {_storage._conversions}
+    set {_uniqueStorage()._conversions = newValue}
+  }
+
+  public var revenueCents: Int64 {
+    get {_storage._revenueCents}
+    set {_uniqueStorage()._revenueCents = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A rate with what it was computed from; value is numerator / denominator, not set when the
+/// denominator is 0.
+public nonisolated struct Herald_Campaign_V1_Rate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var numerator: Int64 = 0
+
+  public var denominator: Int64 = 0
+
+  public var value: Double {
+    get {_value ?? 0}
+    set {_value = newValue}
+  }
+  /// Returns true if `value` has been explicitly set.
+  public var hasValue: Bool {self._value != nil}
+  /// Clears the value of `value`. Subsequent reads from it will return its default value.
+  public mutating func clearValue() {self._value = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _value: Double? = nil
+}
+
+/// Rates computed from counts. reached = sent − bounced − soft_bounced (not below 0).
+public nonisolated struct Herald_Campaign_V1_MetricRates: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// reached / sent.
+  public var delivery: Herald_Campaign_V1_Rate {
+    get {_storage._delivery ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._delivery = newValue}
+  }
+  /// Returns true if `delivery` has been explicitly set.
+  public var hasDelivery: Bool {_storage._delivery != nil}
+  /// Clears the value of `delivery`. Subsequent reads from it will return its default value.
+  public mutating func clearDelivery() {_uniqueStorage()._delivery = nil}
+
+  /// unique_opened / reached.
+  public var `open`: Herald_Campaign_V1_Rate {
+    get {_storage._open ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._open = newValue}
+  }
+  /// Returns true if ``open`` has been explicitly set.
+  public var hasOpen: Bool {_storage._open != nil}
+  /// Clears the value of ``open``. Subsequent reads from it will return its default value.
+  public mutating func clearOpen() {_uniqueStorage()._open = nil}
+
+  /// unique_clicked / reached.
+  public var click: Herald_Campaign_V1_Rate {
+    get {_storage._click ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._click = newValue}
+  }
+  /// Returns true if `click` has been explicitly set.
+  public var hasClick: Bool {_storage._click != nil}
+  /// Clears the value of `click`. Subsequent reads from it will return its default value.
+  public mutating func clearClick() {_uniqueStorage()._click = nil}
+
+  /// unique_clicked / unique_opened.
+  public var clickToOpen: Herald_Campaign_V1_Rate {
+    get {_storage._clickToOpen ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._clickToOpen = newValue}
+  }
+  /// Returns true if `clickToOpen` has been explicitly set.
+  public var hasClickToOpen: Bool {_storage._clickToOpen != nil}
+  /// Clears the value of `clickToOpen`. Subsequent reads from it will return its default value.
+  public mutating func clearClickToOpen() {_uniqueStorage()._clickToOpen = nil}
+
+  /// bounced (hard) / sent.
+  public var bounce: Herald_Campaign_V1_Rate {
+    get {_storage._bounce ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._bounce = newValue}
+  }
+  /// Returns true if `bounce` has been explicitly set.
+  public var hasBounce: Bool {_storage._bounce != nil}
+  /// Clears the value of `bounce`. Subsequent reads from it will return its default value.
+  public mutating func clearBounce() {_uniqueStorage()._bounce = nil}
+
+  /// complained / reached.
+  public var complaint: Herald_Campaign_V1_Rate {
+    get {_storage._complaint ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._complaint = newValue}
+  }
+  /// Returns true if `complaint` has been explicitly set.
+  public var hasComplaint: Bool {_storage._complaint != nil}
+  /// Clears the value of `complaint`. Subsequent reads from it will return its default value.
+  public mutating func clearComplaint() {_uniqueStorage()._complaint = nil}
+
+  /// unsubscribed / reached.
+  public var unsubscribe: Herald_Campaign_V1_Rate {
+    get {_storage._unsubscribe ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._unsubscribe = newValue}
+  }
+  /// Returns true if `unsubscribe` has been explicitly set.
+  public var hasUnsubscribe: Bool {_storage._unsubscribe != nil}
+  /// Clears the value of `unsubscribe`. Subsequent reads from it will return its default value.
+  public mutating func clearUnsubscribe() {_uniqueStorage()._unsubscribe = nil}
+
+  /// conversions / reached.
+  public var conversion: Herald_Campaign_V1_Rate {
+    get {_storage._conversion ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._conversion = newValue}
+  }
+  /// Returns true if `conversion` has been explicitly set.
+  public var hasConversion: Bool {_storage._conversion != nil}
+  /// Clears the value of `conversion`. Subsequent reads from it will return its default value.
+  public mutating func clearConversion() {_uniqueStorage()._conversion = nil}
+
+  /// revenue_cents / recipients (minor units per recipient).
+  public var revenuePerRecipient: Herald_Campaign_V1_Rate {
+    get {_storage._revenuePerRecipient ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._revenuePerRecipient = newValue}
+  }
+  /// Returns true if `revenuePerRecipient` has been explicitly set.
+  public var hasRevenuePerRecipient: Bool {_storage._revenuePerRecipient != nil}
+  /// Clears the value of `revenuePerRecipient`. Subsequent reads from it will return its default value.
+  public mutating func clearRevenuePerRecipient() {_uniqueStorage()._revenuePerRecipient = nil}
+
+  /// (revenue_cents − cost_cents) / cost_cents.
+  public var roi: Herald_Campaign_V1_Rate {
+    get {_storage._roi ?? Herald_Campaign_V1_Rate()}
+    set {_uniqueStorage()._roi = newValue}
+  }
+  /// Returns true if `roi` has been explicitly set.
+  public var hasRoi: Bool {_storage._roi != nil}
+  /// Clears the value of `roi`. Subsequent reads from it will return its default value.
+  public mutating func clearRoi() {_uniqueStorage()._roi = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Herald_Campaign_V1_VariantAnalytics: Sendable {
@@ -1623,11 +2032,24 @@ public nonisolated struct Herald_Campaign_V1_VariantAnalytics: Sendable {
   /// Clears the value of `counts`. Subsequent reads from it will return its default value.
   public mutating func clearCounts() {self._counts = nil}
 
+  /// Recipients assigned to the variant (test and rest of an A/B test).
+  public var recipients: Int64 = 0
+
+  public var rates: Herald_Campaign_V1_MetricRates {
+    get {_rates ?? Herald_Campaign_V1_MetricRates()}
+    set {_rates = newValue}
+  }
+  /// Returns true if `rates` has been explicitly set.
+  public var hasRates: Bool {self._rates != nil}
+  /// Clears the value of `rates`. Subsequent reads from it will return its default value.
+  public mutating func clearRates() {self._rates = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _counts: Herald_Campaign_V1_DeliveryCounts? = nil
+  fileprivate var _rates: Herald_Campaign_V1_MetricRates? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_DailyAnalytics: Sendable {
@@ -1654,57 +2076,438 @@ public nonisolated struct Herald_Campaign_V1_DailyAnalytics: Sendable {
   fileprivate var _counts: Herald_Campaign_V1_DeliveryCounts? = nil
 }
 
-public nonisolated struct Herald_Campaign_V1_CampaignAnalytics: @unchecked Sendable {
+public nonisolated struct Herald_Campaign_V1_CampaignAnalytics: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var campaignID: String {
-    get {_storage._campaignID}
-    set {_uniqueStorage()._campaignID = newValue}
-  }
+  public var campaignID: String = String()
 
   public var totals: Herald_Campaign_V1_DeliveryCounts {
-    get {_storage._totals ?? Herald_Campaign_V1_DeliveryCounts()}
-    set {_uniqueStorage()._totals = newValue}
+    get {_totals ?? Herald_Campaign_V1_DeliveryCounts()}
+    set {_totals = newValue}
   }
   /// Returns true if `totals` has been explicitly set.
-  public var hasTotals: Bool {_storage._totals != nil}
+  public var hasTotals: Bool {self._totals != nil}
   /// Clears the value of `totals`. Subsequent reads from it will return its default value.
-  public mutating func clearTotals() {_uniqueStorage()._totals = nil}
+  public mutating func clearTotals() {self._totals = nil}
 
-  public var variants: [Herald_Campaign_V1_VariantAnalytics] {
-    get {_storage._variants}
-    set {_uniqueStorage()._variants = newValue}
-  }
+  public var variants: [Herald_Campaign_V1_VariantAnalytics] = []
 
   /// Oldest first.
-  public var days: [Herald_Campaign_V1_DailyAnalytics] {
-    get {_storage._days}
-    set {_uniqueStorage()._days = newValue}
-  }
+  public var days: [Herald_Campaign_V1_DailyAnalytics] = []
 
   /// Recipients skipped for lack of consent (no delivery event is ever written for them).
-  public var skippedNoConsent: Int64 {
-    get {_storage._skippedNoConsent}
-    set {_uniqueStorage()._skippedNoConsent = newValue}
-  }
+  public var skippedNoConsent: Int64 = 0
 
   /// When the counts last took in delivery events.
   public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_storage._updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_uniqueStorage()._updatedAt = newValue}
+    get {_updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updatedAt = newValue}
   }
   /// Returns true if `updatedAt` has been explicitly set.
-  public var hasUpdatedAt: Bool {_storage._updatedAt != nil}
+  public var hasUpdatedAt: Bool {self._updatedAt != nil}
   /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdatedAt() {_uniqueStorage()._updatedAt = nil}
+  public mutating func clearUpdatedAt() {self._updatedAt = nil}
+
+  /// Recipients written to the outbox, and the rates of the totals.
+  public var recipients: Int64 = 0
+
+  public var rates: Herald_Campaign_V1_MetricRates {
+    get {_rates ?? Herald_Campaign_V1_MetricRates()}
+    set {_rates = newValue}
+  }
+  /// Returns true if `rates` has been explicitly set.
+  public var hasRates: Bool {self._rates != nil}
+  /// Clears the value of `rates`. Subsequent reads from it will return its default value.
+  public mutating func clearRates() {self._rates = nil}
+
+  /// The installation's currency (ISO 4217) of cost_cents and revenue_cents.
+  public var currency: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _totals: Herald_Campaign_V1_DeliveryCounts? = nil
+  fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _rates: Herald_Campaign_V1_MetricRates? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_GetCampaignMetricsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  /// The range (from before to); from defaults to the campaign's start, to to now.
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// One point per step; the smallest step giving at most 500 points when not given.
+  public var step: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_CampaignMetrics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var campaignID: String = String()
+
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  public var step: String = String()
+
+  /// The whole campaign (variant "") first, then each variant in the campaign's order.
+  public var series: [Herald_Campaign_V1_MetricSeries] = []
+
+  /// The installation's currency (ISO 4217) of cost_cents and revenue_cents.
+  public var currency: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_MetricSeries: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Empty for the whole campaign.
+  public var variant: String = String()
+
+  /// Oldest first; a step without a snapshot has no point.
+  public var points: [Herald_Campaign_V1_MetricPoint] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_MetricPoint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// When the snapshot was taken (the last one of its step).
+  public var at: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_at ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_at = newValue}
+  }
+  /// Returns true if `at` has been explicitly set.
+  public var hasAt: Bool {self._at != nil}
+  /// Clears the value of `at`. Subsequent reads from it will return its default value.
+  public mutating func clearAt() {self._at = nil}
+
+  public var counters: Herald_Campaign_V1_MetricCounters {
+    get {_counters ?? Herald_Campaign_V1_MetricCounters()}
+    set {_counters = newValue}
+  }
+  /// Returns true if `counters` has been explicitly set.
+  public var hasCounters: Bool {self._counters != nil}
+  /// Clears the value of `counters`. Subsequent reads from it will return its default value.
+  public mutating func clearCounters() {self._counters = nil}
+
+  public var rates: Herald_Campaign_V1_MetricRates {
+    get {_rates ?? Herald_Campaign_V1_MetricRates()}
+    set {_rates = newValue}
+  }
+  /// Returns true if `rates` has been explicitly set.
+  public var hasRates: Bool {self._rates != nil}
+  /// Clears the value of `rates`. Subsequent reads from it will return its default value.
+  public mutating func clearRates() {self._rates = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _counters: Herald_Campaign_V1_MetricCounters? = nil
+  fileprivate var _rates: Herald_Campaign_V1_MetricRates? = nil
+}
+
+/// A snapshot's counters (delivery events as the campaign's analytics count them).
+public nonisolated struct Herald_Campaign_V1_MetricCounters: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Subscribers in the audience when it was expanded.
+  public var audience: Int64 {
+    get {_storage._audience}
+    set {_uniqueStorage()._audience = newValue}
+  }
+
+  /// Written to the outbox (of the variant).
+  public var recipients: Int64 {
+    get {_storage._recipients}
+    set {_uniqueStorage()._recipients = newValue}
+  }
+
+  public var queued: Int64 {
+    get {_storage._queued}
+    set {_uniqueStorage()._queued = newValue}
+  }
+
+  public var sent: Int64 {
+    get {_storage._sent}
+    set {_uniqueStorage()._sent = newValue}
+  }
+
+  public var delivered: Int64 {
+    get {_storage._delivered}
+    set {_uniqueStorage()._delivered = newValue}
+  }
+
+  public var bounced: Int64 {
+    get {_storage._bounced}
+    set {_uniqueStorage()._bounced = newValue}
+  }
+
+  public var softBounced: Int64 {
+    get {_storage._softBounced}
+    set {_uniqueStorage()._softBounced = newValue}
+  }
+
+  public var failed: Int64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
+
+  public var opened: Int64 {
+    get {_storage._opened}
+    set {_uniqueStorage()._opened = newValue}
+  }
+
+  public var uniqueOpened: Int64 {
+    get {_storage._uniqueOpened}
+    set {_uniqueStorage()._uniqueOpened = newValue}
+  }
+
+  public var clicked: Int64 {
+    get {_storage._clicked}
+    set {_uniqueStorage()._clicked = newValue}
+  }
+
+  public var uniqueClicked: Int64 {
+    get {_storage._uniqueClicked}
+    set {_uniqueStorage()._uniqueClicked = newValue}
+  }
+
+  public var replied: Int64 {
+    get {_storage._replied}
+    set {_uniqueStorage()._replied = newValue}
+  }
+
+  public var unsubscribed: Int64 {
+    get {_storage._unsubscribed}
+    set {_uniqueStorage()._unsubscribed = newValue}
+  }
+
+  public var complained: Int64 {
+    get {_storage._complained}
+    set {_uniqueStorage()._complained = newValue}
+  }
+
+  public var costCents: Int64 {
+    get {_storage._costCents}
+    set {_uniqueStorage()._costCents = newValue}
+  }
+
+  public var conversions: Int64 {
+    get {_storage._conversions}
+    set {_uniqueStorage()._conversions = newValue}
+  }
+
+  public var revenueCents: Int64 {
+    get {_storage._revenueCents}
+    set {_uniqueStorage()._revenueCents = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One conversion: exactly one of subscriber_id, email and phone names who converted.
+public nonisolated struct Herald_Campaign_V1_ConversionInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscriberID: String = String()
+
+  /// A subscriber's address, as stored (compared case-insensitively).
+  public var email: String = String()
+
+  /// A subscriber's number in E.164.
+  public var phone: String = String()
+
+  /// The value in minor units (cents), not negative.
+  public var valueCents: Int64 = 0
+
+  /// ISO 4217; must be the installation's (HERALD_CURRENCY, USD by default).
+  public var currency: String = String()
+
+  /// When it happened; now when not given; at most 5 minutes ahead.
+  public var occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_occurredAt = newValue}
+  }
+  /// Returns true if `occurredAt` has been explicitly set.
+  public var hasOccurredAt: Bool {self._occurredAt != nil}
+  /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurredAt() {self._occurredAt = nil}
+
+  /// The caller's key for this conversion (an order id): 1 to 200 characters, no control character.
+  public var idempotencyKey: String = String()
+
+  /// The campaign to credit; when not given, the attribution rules decide.
+  public var campaignID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_RecordConversionsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var conversions: [Herald_Campaign_V1_ConversionInput] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_Conversion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var idempotencyKey: String = String()
+
+  public var subscriberID: String = String()
+
+  /// Empty when no campaign was credited.
+  public var campaignID: String = String()
+
+  public var variant: String = String()
+
+  /// given (the caller named the campaign), last_click, last_open, last_delivery or none.
+  public var attribution: String = String()
+
+  /// The click, open or delivery credited.
+  public var touchedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_touchedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_touchedAt = newValue}
+  }
+  /// Returns true if `touchedAt` has been explicitly set.
+  public var hasTouchedAt: Bool {self._touchedAt != nil}
+  /// Clears the value of `touchedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearTouchedAt() {self._touchedAt = nil}
+
+  public var valueCents: Int64 = 0
+
+  public var currency: String = String()
+
+  public var occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_occurredAt = newValue}
+  }
+  /// Returns true if `occurredAt` has been explicitly set.
+  public var hasOccurredAt: Bool {self._occurredAt != nil}
+  /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurredAt() {self._occurredAt = nil}
+
+  public var receivedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_receivedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_receivedAt = newValue}
+  }
+  /// Returns true if `receivedAt` has been explicitly set.
+  public var hasReceivedAt: Bool {self._receivedAt != nil}
+  /// Clears the value of `receivedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearReceivedAt() {self._receivedAt = nil}
+
+  /// Recorded by an earlier call with the same idempotency_key (counted once).
+  public var duplicate: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _touchedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _receivedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_RecordConversionsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// In the order given.
+  public var conversions: [Herald_Campaign_V1_Conversion] = []
+
+  public var recorded: Int32 = 0
+
+  public var duplicates: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Campaign_V1_GetCampaignAnalyticsRequest: Sendable {
@@ -4067,7 +4870,7 @@ nonisolated extension Herald_Campaign_V1_CampaignCounts: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Campaign"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0\u{1}tracking\0\u{3}quiet_hours\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}status\0\u{3}status_reason\0\u{3}send_at\0\u{1}counts\0\u{3}created_at\0\u{3}started_at\0\u{3}finished_at\0\u{1}tracking\0\u{3}quiet_hours\0\u{3}ab_test\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -4086,6 +4889,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
     var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _tracking: Herald_Campaign_V1_CampaignTracking? = nil
     var _quietHours: Herald_Campaign_V1_QuietHours? = nil
+    var _abTest: Herald_Campaign_V1_AbTest? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4112,6 +4916,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       _finishedAt = source._finishedAt
       _tracking = source._tracking
       _quietHours = source._quietHours
+      _abTest = source._abTest
     }
   }
 
@@ -4146,6 +4951,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._finishedAt) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._tracking) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._quietHours) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._abTest) }()
         default: break
         }
       }
@@ -4206,6 +5012,9 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._quietHours {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
+      try { if let v = _storage._abTest {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4231,6 +5040,7 @@ nonisolated extension Herald_Campaign_V1_Campaign: SwiftProtobuf.Message, SwiftP
         if _storage._finishedAt != rhs_storage._finishedAt {return false}
         if _storage._tracking != rhs_storage._tracking {return false}
         if _storage._quietHours != rhs_storage._quietHours {return false}
+        if _storage._abTest != rhs_storage._abTest {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4277,7 +5087,7 @@ nonisolated extension Herald_Campaign_V1_CampaignTracking: SwiftProtobuf.Message
 
 nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateCampaignRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}tracking\0\u{3}quiet_hours\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{3}list_id\0\u{3}segment_id\0\u{3}template_id\0\u{1}variants\0\u{3}budget_cents\0\u{1}tracking\0\u{3}quiet_hours\0\u{3}ab_test\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4294,6 +5104,7 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
       case 7: try { try decoder.decodeSingularInt64Field(value: &self._budgetCents) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._tracking) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._quietHours) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._abTest) }()
       default: break
       }
     }
@@ -4331,6 +5142,9 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     try { if let v = self._quietHours {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
+    try { if let v = self._abTest {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4344,6 +5158,321 @@ nonisolated extension Herald_Campaign_V1_CreateCampaignRequest: SwiftProtobuf.Me
     if lhs._budgetCents != rhs._budgetCents {return false}
     if lhs._tracking != rhs._tracking {return false}
     if lhs._quietHours != rhs._quietHours {return false}
+    if lhs._abTest != rhs._abTest {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_AbTestSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AbTestSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}test_percent\0\u{3}wait_minutes\0\u{1}metric\0\u{1}fallback\0\u{3}confidence_percent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.testPercent) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.waitMinutes) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.metric) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.fallback) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self._confidencePercent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.testPercent != 0 {
+      try visitor.visitSingularInt32Field(value: self.testPercent, fieldNumber: 1)
+    }
+    if self.waitMinutes != 0 {
+      try visitor.visitSingularInt32Field(value: self.waitMinutes, fieldNumber: 2)
+    }
+    if !self.metric.isEmpty {
+      try visitor.visitSingularStringField(value: self.metric, fieldNumber: 3)
+    }
+    if !self.fallback.isEmpty {
+      try visitor.visitSingularStringField(value: self.fallback, fieldNumber: 4)
+    }
+    try { if let v = self._confidencePercent {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_AbTestSettings, rhs: Herald_Campaign_V1_AbTestSettings) -> Bool {
+    if lhs.testPercent != rhs.testPercent {return false}
+    if lhs.waitMinutes != rhs.waitMinutes {return false}
+    if lhs.metric != rhs.metric {return false}
+    if lhs.fallback != rhs.fallback {return false}
+    if lhs._confidencePercent != rhs._confidencePercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_AbTest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AbTest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}settings\0\u{1}status\0\u{3}decide_at\0\u{1}decision\0")
+
+  fileprivate class _StorageClass {
+    var _settings: Herald_Campaign_V1_AbTestSettings? = nil
+    var _status: String = String()
+    var _decideAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _decision: Herald_Campaign_V1_AbTestDecision? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _settings = source._settings
+      _status = source._status
+      _decideAt = source._decideAt
+      _decision = source._decision
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._settings) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._decideAt) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._decision) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._settings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 2)
+      }
+      try { if let v = _storage._decideAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._decision {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_AbTest, rhs: Herald_Campaign_V1_AbTest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._settings != rhs_storage._settings {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._decideAt != rhs_storage._decideAt {return false}
+        if _storage._decision != rhs_storage._decision {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_AbTestDecision: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AbTestDecision"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}outcome\0\u{1}winner\0\u{1}reason\0\u{3}decided_at\0\u{1}method\0\u{1}confidence\0\u{1}alpha\0\u{1}variants\0\u{3}rest_recipients\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.winner) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._decidedAt) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.confidence) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.alpha) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.restRecipients) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 1)
+    }
+    if !self.winner.isEmpty {
+      try visitor.visitSingularStringField(value: self.winner, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try { if let v = self._decidedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 5)
+    }
+    if self.confidence.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.confidence, fieldNumber: 6)
+    }
+    if self.alpha.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.alpha, fieldNumber: 7)
+    }
+    if !self.variants.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.variants, fieldNumber: 8)
+    }
+    if self.restRecipients != 0 {
+      try visitor.visitSingularInt64Field(value: self.restRecipients, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_AbTestDecision, rhs: Herald_Campaign_V1_AbTestDecision) -> Bool {
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.winner != rhs.winner {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._decidedAt != rhs._decidedAt {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.confidence != rhs.confidence {return false}
+    if lhs.alpha != rhs.alpha {return false}
+    if lhs.variants != rhs.variants {return false}
+    if lhs.restRecipients != rhs.restRecipients {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_AbTestVariantResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AbTestVariantResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variant\0\u{1}recipients\0\u{1}successes\0\u{1}value\0\u{1}z\0\u{3}p_value\0\u{1}leader\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.recipients) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.successes) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.z) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.pValue) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.leader) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 1)
+    }
+    if self.recipients != 0 {
+      try visitor.visitSingularInt64Field(value: self.recipients, fieldNumber: 2)
+    }
+    if self.successes != 0 {
+      try visitor.visitSingularInt64Field(value: self.successes, fieldNumber: 3)
+    }
+    if self.value.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.value, fieldNumber: 4)
+    }
+    if self.z.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.z, fieldNumber: 5)
+    }
+    if self.pValue.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.pValue, fieldNumber: 6)
+    }
+    if self.leader != false {
+      try visitor.visitSingularBoolField(value: self.leader, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_AbTestVariantResult, rhs: Herald_Campaign_V1_AbTestVariantResult) -> Bool {
+    if lhs.variant != rhs.variant {return false}
+    if lhs.recipients != rhs.recipients {return false}
+    if lhs.successes != rhs.successes {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.z != rhs.z {return false}
+    if lhs.pValue != rhs.pValue {return false}
+    if lhs.leader != rhs.leader {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_PickAbTestWinnerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PickAbTestWinnerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}variant\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_PickAbTestWinnerRequest, rhs: Herald_Campaign_V1_PickAbTestWinnerRequest) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.variant != rhs.variant {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4545,7 +5674,192 @@ nonisolated extension Herald_Campaign_V1_CampaignTransitionRequest: SwiftProtobu
 
 nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryCounts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0\u{3}soft_bounced\0\u{1}replied\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{1}failed\0\u{1}opened\0\u{1}clicked\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{3}machine_opened\0\u{3}machine_clicked\0\u{3}soft_bounced\0\u{1}replied\0\u{3}unique_opened\0\u{3}unique_clicked\0\u{1}conversions\0\u{3}revenue_cents\0")
+
+  fileprivate class _StorageClass {
+    var _queued: Int64 = 0
+    var _sent: Int64 = 0
+    var _delivered: Int64 = 0
+    var _bounced: Int64 = 0
+    var _failed: Int64 = 0
+    var _opened: Int64 = 0
+    var _clicked: Int64 = 0
+    var _unsubscribed: Int64 = 0
+    var _complained: Int64 = 0
+    var _costCents: Int64 = 0
+    var _machineOpened: Int64 = 0
+    var _machineClicked: Int64 = 0
+    var _softBounced: Int64 = 0
+    var _replied: Int64 = 0
+    var _uniqueOpened: Int64 = 0
+    var _uniqueClicked: Int64 = 0
+    var _conversions: Int64 = 0
+    var _revenueCents: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _queued = source._queued
+      _sent = source._sent
+      _delivered = source._delivered
+      _bounced = source._bounced
+      _failed = source._failed
+      _opened = source._opened
+      _clicked = source._clicked
+      _unsubscribed = source._unsubscribed
+      _complained = source._complained
+      _costCents = source._costCents
+      _machineOpened = source._machineOpened
+      _machineClicked = source._machineClicked
+      _softBounced = source._softBounced
+      _replied = source._replied
+      _uniqueOpened = source._uniqueOpened
+      _uniqueClicked = source._uniqueClicked
+      _conversions = source._conversions
+      _revenueCents = source._revenueCents
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt64Field(value: &_storage._queued) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._sent) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._delivered) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._bounced) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._failed) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._opened) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._clicked) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._unsubscribed) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._complained) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._costCents) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._machineOpened) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._machineClicked) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._softBounced) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._replied) }()
+        case 15: try { try decoder.decodeSingularInt64Field(value: &_storage._uniqueOpened) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._uniqueClicked) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._conversions) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._revenueCents) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._queued != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._queued, fieldNumber: 1)
+      }
+      if _storage._sent != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._sent, fieldNumber: 2)
+      }
+      if _storage._delivered != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._delivered, fieldNumber: 3)
+      }
+      if _storage._bounced != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._bounced, fieldNumber: 4)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._failed, fieldNumber: 5)
+      }
+      if _storage._opened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._opened, fieldNumber: 6)
+      }
+      if _storage._clicked != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._clicked, fieldNumber: 7)
+      }
+      if _storage._unsubscribed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._unsubscribed, fieldNumber: 8)
+      }
+      if _storage._complained != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._complained, fieldNumber: 9)
+      }
+      if _storage._costCents != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._costCents, fieldNumber: 10)
+      }
+      if _storage._machineOpened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._machineOpened, fieldNumber: 11)
+      }
+      if _storage._machineClicked != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._machineClicked, fieldNumber: 12)
+      }
+      if _storage._softBounced != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._softBounced, fieldNumber: 13)
+      }
+      if _storage._replied != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._replied, fieldNumber: 14)
+      }
+      if _storage._uniqueOpened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._uniqueOpened, fieldNumber: 15)
+      }
+      if _storage._uniqueClicked != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._uniqueClicked, fieldNumber: 16)
+      }
+      if _storage._conversions != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._conversions, fieldNumber: 17)
+      }
+      if _storage._revenueCents != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._revenueCents, fieldNumber: 18)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_DeliveryCounts, rhs: Herald_Campaign_V1_DeliveryCounts) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._queued != rhs_storage._queued {return false}
+        if _storage._sent != rhs_storage._sent {return false}
+        if _storage._delivered != rhs_storage._delivered {return false}
+        if _storage._bounced != rhs_storage._bounced {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._opened != rhs_storage._opened {return false}
+        if _storage._clicked != rhs_storage._clicked {return false}
+        if _storage._unsubscribed != rhs_storage._unsubscribed {return false}
+        if _storage._complained != rhs_storage._complained {return false}
+        if _storage._costCents != rhs_storage._costCents {return false}
+        if _storage._machineOpened != rhs_storage._machineOpened {return false}
+        if _storage._machineClicked != rhs_storage._machineClicked {return false}
+        if _storage._softBounced != rhs_storage._softBounced {return false}
+        if _storage._replied != rhs_storage._replied {return false}
+        if _storage._uniqueOpened != rhs_storage._uniqueOpened {return false}
+        if _storage._uniqueClicked != rhs_storage._uniqueClicked {return false}
+        if _storage._conversions != rhs_storage._conversions {return false}
+        if _storage._revenueCents != rhs_storage._revenueCents {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_Rate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Rate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}numerator\0\u{1}denominator\0\u{1}value\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4553,86 +5867,168 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularInt64Field(value: &self.queued) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.sent) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self.delivered) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.opened) }()
-      case 7: try { try decoder.decodeSingularInt64Field(value: &self.clicked) }()
-      case 8: try { try decoder.decodeSingularInt64Field(value: &self.unsubscribed) }()
-      case 9: try { try decoder.decodeSingularInt64Field(value: &self.complained) }()
-      case 10: try { try decoder.decodeSingularInt64Field(value: &self.costCents) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.machineOpened) }()
-      case 12: try { try decoder.decodeSingularInt64Field(value: &self.machineClicked) }()
-      case 13: try { try decoder.decodeSingularInt64Field(value: &self.softBounced) }()
-      case 14: try { try decoder.decodeSingularInt64Field(value: &self.replied) }()
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.numerator) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.denominator) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self._value) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.queued != 0 {
-      try visitor.visitSingularInt64Field(value: self.queued, fieldNumber: 1)
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.numerator != 0 {
+      try visitor.visitSingularInt64Field(value: self.numerator, fieldNumber: 1)
     }
-    if self.sent != 0 {
-      try visitor.visitSingularInt64Field(value: self.sent, fieldNumber: 2)
+    if self.denominator != 0 {
+      try visitor.visitSingularInt64Field(value: self.denominator, fieldNumber: 2)
     }
-    if self.delivered != 0 {
-      try visitor.visitSingularInt64Field(value: self.delivered, fieldNumber: 3)
+    try { if let v = self._value {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_Rate, rhs: Herald_Campaign_V1_Rate) -> Bool {
+    if lhs.numerator != rhs.numerator {return false}
+    if lhs.denominator != rhs.denominator {return false}
+    if lhs._value != rhs._value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_MetricRates: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MetricRates"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}delivery\0\u{1}open\0\u{1}click\0\u{3}click_to_open\0\u{1}bounce\0\u{1}complaint\0\u{1}unsubscribe\0\u{1}conversion\0\u{3}revenue_per_recipient\0\u{1}roi\0")
+
+  fileprivate class _StorageClass {
+    var _delivery: Herald_Campaign_V1_Rate? = nil
+    var _open: Herald_Campaign_V1_Rate? = nil
+    var _click: Herald_Campaign_V1_Rate? = nil
+    var _clickToOpen: Herald_Campaign_V1_Rate? = nil
+    var _bounce: Herald_Campaign_V1_Rate? = nil
+    var _complaint: Herald_Campaign_V1_Rate? = nil
+    var _unsubscribe: Herald_Campaign_V1_Rate? = nil
+    var _conversion: Herald_Campaign_V1_Rate? = nil
+    var _revenuePerRecipient: Herald_Campaign_V1_Rate? = nil
+    var _roi: Herald_Campaign_V1_Rate? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _delivery = source._delivery
+      _open = source._open
+      _click = source._click
+      _clickToOpen = source._clickToOpen
+      _bounce = source._bounce
+      _complaint = source._complaint
+      _unsubscribe = source._unsubscribe
+      _conversion = source._conversion
+      _revenuePerRecipient = source._revenuePerRecipient
+      _roi = source._roi
     }
-    if self.bounced != 0 {
-      try visitor.visitSingularInt64Field(value: self.bounced, fieldNumber: 4)
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
     }
-    if self.failed != 0 {
-      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 5)
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._delivery) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._open) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._click) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._clickToOpen) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._bounce) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._complaint) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._unsubscribe) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._conversion) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._revenuePerRecipient) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._roi) }()
+        default: break
+        }
+      }
     }
-    if self.opened != 0 {
-      try visitor.visitSingularInt64Field(value: self.opened, fieldNumber: 6)
-    }
-    if self.clicked != 0 {
-      try visitor.visitSingularInt64Field(value: self.clicked, fieldNumber: 7)
-    }
-    if self.unsubscribed != 0 {
-      try visitor.visitSingularInt64Field(value: self.unsubscribed, fieldNumber: 8)
-    }
-    if self.complained != 0 {
-      try visitor.visitSingularInt64Field(value: self.complained, fieldNumber: 9)
-    }
-    if self.costCents != 0 {
-      try visitor.visitSingularInt64Field(value: self.costCents, fieldNumber: 10)
-    }
-    if self.machineOpened != 0 {
-      try visitor.visitSingularInt64Field(value: self.machineOpened, fieldNumber: 11)
-    }
-    if self.machineClicked != 0 {
-      try visitor.visitSingularInt64Field(value: self.machineClicked, fieldNumber: 12)
-    }
-    if self.softBounced != 0 {
-      try visitor.visitSingularInt64Field(value: self.softBounced, fieldNumber: 13)
-    }
-    if self.replied != 0 {
-      try visitor.visitSingularInt64Field(value: self.replied, fieldNumber: 14)
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._delivery {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._open {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._click {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._clickToOpen {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._bounce {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._complaint {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._unsubscribe {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._conversion {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._revenuePerRecipient {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._roi {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Herald_Campaign_V1_DeliveryCounts, rhs: Herald_Campaign_V1_DeliveryCounts) -> Bool {
-    if lhs.queued != rhs.queued {return false}
-    if lhs.sent != rhs.sent {return false}
-    if lhs.delivered != rhs.delivered {return false}
-    if lhs.bounced != rhs.bounced {return false}
-    if lhs.failed != rhs.failed {return false}
-    if lhs.opened != rhs.opened {return false}
-    if lhs.clicked != rhs.clicked {return false}
-    if lhs.unsubscribed != rhs.unsubscribed {return false}
-    if lhs.complained != rhs.complained {return false}
-    if lhs.costCents != rhs.costCents {return false}
-    if lhs.machineOpened != rhs.machineOpened {return false}
-    if lhs.machineClicked != rhs.machineClicked {return false}
-    if lhs.softBounced != rhs.softBounced {return false}
-    if lhs.replied != rhs.replied {return false}
+  public static func ==(lhs: Herald_Campaign_V1_MetricRates, rhs: Herald_Campaign_V1_MetricRates) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._delivery != rhs_storage._delivery {return false}
+        if _storage._open != rhs_storage._open {return false}
+        if _storage._click != rhs_storage._click {return false}
+        if _storage._clickToOpen != rhs_storage._clickToOpen {return false}
+        if _storage._bounce != rhs_storage._bounce {return false}
+        if _storage._complaint != rhs_storage._complaint {return false}
+        if _storage._unsubscribe != rhs_storage._unsubscribe {return false}
+        if _storage._conversion != rhs_storage._conversion {return false}
+        if _storage._revenuePerRecipient != rhs_storage._revenuePerRecipient {return false}
+        if _storage._roi != rhs_storage._roi {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4640,7 +6036,7 @@ nonisolated extension Herald_Campaign_V1_DeliveryCounts: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_VariantAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VariantAnalytics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variant\0\u{1}counts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variant\0\u{1}counts\0\u{1}recipients\0\u{1}rates\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4650,6 +6046,8 @@ nonisolated extension Herald_Campaign_V1_VariantAnalytics: SwiftProtobuf.Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.variant) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._counts) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.recipients) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._rates) }()
       default: break
       }
     }
@@ -4666,12 +6064,20 @@ nonisolated extension Herald_Campaign_V1_VariantAnalytics: SwiftProtobuf.Message
     try { if let v = self._counts {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.recipients != 0 {
+      try visitor.visitSingularInt64Field(value: self.recipients, fieldNumber: 3)
+    }
+    try { if let v = self._rates {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Herald_Campaign_V1_VariantAnalytics, rhs: Herald_Campaign_V1_VariantAnalytics) -> Bool {
     if lhs.variant != rhs.variant {return false}
     if lhs._counts != rhs._counts {return false}
+    if lhs.recipients != rhs.recipients {return false}
+    if lhs._rates != rhs._rates {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4718,15 +6124,288 @@ nonisolated extension Herald_Campaign_V1_DailyAnalytics: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CampaignAnalytics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}totals\0\u{1}variants\0\u{1}days\0\u{3}skipped_no_consent\0\u{3}updated_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}totals\0\u{1}variants\0\u{1}days\0\u{3}skipped_no_consent\0\u{3}updated_at\0\u{1}recipients\0\u{1}rates\0\u{1}currency\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._totals) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.days) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.skippedNoConsent) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.recipients) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._rates) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    try { if let v = self._totals {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.variants.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.variants, fieldNumber: 3)
+    }
+    if !self.days.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.days, fieldNumber: 4)
+    }
+    if self.skippedNoConsent != 0 {
+      try visitor.visitSingularInt64Field(value: self.skippedNoConsent, fieldNumber: 5)
+    }
+    try { if let v = self._updatedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.recipients != 0 {
+      try visitor.visitSingularInt64Field(value: self.recipients, fieldNumber: 7)
+    }
+    try { if let v = self._rates {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_CampaignAnalytics, rhs: Herald_Campaign_V1_CampaignAnalytics) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs._totals != rhs._totals {return false}
+    if lhs.variants != rhs.variants {return false}
+    if lhs.days != rhs.days {return false}
+    if lhs.skippedNoConsent != rhs.skippedNoConsent {return false}
+    if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.recipients != rhs.recipients {return false}
+    if lhs._rates != rhs._rates {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_GetCampaignMetricsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCampaignMetricsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}from\0\u{1}to\0\u{1}step\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_GetCampaignMetricsRequest, rhs: Herald_Campaign_V1_GetCampaignMetricsRequest) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_CampaignMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CampaignMetrics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}campaign_id\0\u{1}from\0\u{1}to\0\u{1}step\0\u{1}series\0\u{1}currency\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.series) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 1)
+    }
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 4)
+    }
+    if !self.series.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.series, fieldNumber: 5)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_CampaignMetrics, rhs: Herald_Campaign_V1_CampaignMetrics) -> Bool {
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.series != rhs.series {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_MetricSeries: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MetricSeries"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variant\0\u{1}points\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.points) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 1)
+    }
+    if !self.points.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.points, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_MetricSeries, rhs: Herald_Campaign_V1_MetricSeries) -> Bool {
+    if lhs.variant != rhs.variant {return false}
+    if lhs.points != rhs.points {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_MetricPoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MetricPoint"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}at\0\u{1}counters\0\u{1}rates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._at) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._counters) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._rates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._at {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._counters {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._rates {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_MetricPoint, rhs: Herald_Campaign_V1_MetricPoint) -> Bool {
+    if lhs._at != rhs._at {return false}
+    if lhs._counters != rhs._counters {return false}
+    if lhs._rates != rhs._rates {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_MetricCounters: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MetricCounters"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}audience\0\u{1}recipients\0\u{1}queued\0\u{1}sent\0\u{1}delivered\0\u{1}bounced\0\u{3}soft_bounced\0\u{1}failed\0\u{1}opened\0\u{3}unique_opened\0\u{1}clicked\0\u{3}unique_clicked\0\u{1}replied\0\u{1}unsubscribed\0\u{1}complained\0\u{3}cost_cents\0\u{1}conversions\0\u{3}revenue_cents\0")
 
   fileprivate class _StorageClass {
-    var _campaignID: String = String()
-    var _totals: Herald_Campaign_V1_DeliveryCounts? = nil
-    var _variants: [Herald_Campaign_V1_VariantAnalytics] = []
-    var _days: [Herald_Campaign_V1_DailyAnalytics] = []
-    var _skippedNoConsent: Int64 = 0
-    var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _audience: Int64 = 0
+    var _recipients: Int64 = 0
+    var _queued: Int64 = 0
+    var _sent: Int64 = 0
+    var _delivered: Int64 = 0
+    var _bounced: Int64 = 0
+    var _softBounced: Int64 = 0
+    var _failed: Int64 = 0
+    var _opened: Int64 = 0
+    var _uniqueOpened: Int64 = 0
+    var _clicked: Int64 = 0
+    var _uniqueClicked: Int64 = 0
+    var _replied: Int64 = 0
+    var _unsubscribed: Int64 = 0
+    var _complained: Int64 = 0
+    var _costCents: Int64 = 0
+    var _conversions: Int64 = 0
+    var _revenueCents: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4737,12 +6416,24 @@ nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Messag
     private init() {}
 
     init(copying source: _StorageClass) {
-      _campaignID = source._campaignID
-      _totals = source._totals
-      _variants = source._variants
-      _days = source._days
-      _skippedNoConsent = source._skippedNoConsent
-      _updatedAt = source._updatedAt
+      _audience = source._audience
+      _recipients = source._recipients
+      _queued = source._queued
+      _sent = source._sent
+      _delivered = source._delivered
+      _bounced = source._bounced
+      _softBounced = source._softBounced
+      _failed = source._failed
+      _opened = source._opened
+      _uniqueOpened = source._uniqueOpened
+      _clicked = source._clicked
+      _uniqueClicked = source._uniqueClicked
+      _replied = source._replied
+      _unsubscribed = source._unsubscribed
+      _complained = source._complained
+      _costCents = source._costCents
+      _conversions = source._conversions
+      _revenueCents = source._revenueCents
     }
   }
 
@@ -4761,12 +6452,24 @@ nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Messag
         // allocates stack space for every case branch when no optimizations are
         // enabled. https://github.com/apple/swift-protobuf/issues/1034
         switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._campaignID) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._totals) }()
-        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._variants) }()
-        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._days) }()
-        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._skippedNoConsent) }()
-        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
+        case 1: try { try decoder.decodeSingularInt64Field(value: &_storage._audience) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._recipients) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._queued) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._sent) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._delivered) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._bounced) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._softBounced) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._failed) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._opened) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._uniqueOpened) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._clicked) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._uniqueClicked) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._replied) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._unsubscribed) }()
+        case 15: try { try decoder.decodeSingularInt64Field(value: &_storage._complained) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._costCents) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._conversions) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._revenueCents) }()
         default: break
         }
       }
@@ -4775,47 +6478,319 @@ nonisolated extension Herald_Campaign_V1_CampaignAnalytics: SwiftProtobuf.Messag
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._campaignID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._campaignID, fieldNumber: 1)
+      if _storage._audience != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._audience, fieldNumber: 1)
       }
-      try { if let v = _storage._totals {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if !_storage._variants.isEmpty {
-        try visitor.visitRepeatedMessageField(value: _storage._variants, fieldNumber: 3)
+      if _storage._recipients != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._recipients, fieldNumber: 2)
       }
-      if !_storage._days.isEmpty {
-        try visitor.visitRepeatedMessageField(value: _storage._days, fieldNumber: 4)
+      if _storage._queued != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._queued, fieldNumber: 3)
       }
-      if _storage._skippedNoConsent != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._skippedNoConsent, fieldNumber: 5)
+      if _storage._sent != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._sent, fieldNumber: 4)
       }
-      try { if let v = _storage._updatedAt {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-      } }()
+      if _storage._delivered != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._delivered, fieldNumber: 5)
+      }
+      if _storage._bounced != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._bounced, fieldNumber: 6)
+      }
+      if _storage._softBounced != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._softBounced, fieldNumber: 7)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._failed, fieldNumber: 8)
+      }
+      if _storage._opened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._opened, fieldNumber: 9)
+      }
+      if _storage._uniqueOpened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._uniqueOpened, fieldNumber: 10)
+      }
+      if _storage._clicked != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._clicked, fieldNumber: 11)
+      }
+      if _storage._uniqueClicked != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._uniqueClicked, fieldNumber: 12)
+      }
+      if _storage._replied != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._replied, fieldNumber: 13)
+      }
+      if _storage._unsubscribed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._unsubscribed, fieldNumber: 14)
+      }
+      if _storage._complained != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._complained, fieldNumber: 15)
+      }
+      if _storage._costCents != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._costCents, fieldNumber: 16)
+      }
+      if _storage._conversions != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._conversions, fieldNumber: 17)
+      }
+      if _storage._revenueCents != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._revenueCents, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Herald_Campaign_V1_CampaignAnalytics, rhs: Herald_Campaign_V1_CampaignAnalytics) -> Bool {
+  public static func ==(lhs: Herald_Campaign_V1_MetricCounters, rhs: Herald_Campaign_V1_MetricCounters) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
         let rhs_storage = _args.1
-        if _storage._campaignID != rhs_storage._campaignID {return false}
-        if _storage._totals != rhs_storage._totals {return false}
-        if _storage._variants != rhs_storage._variants {return false}
-        if _storage._days != rhs_storage._days {return false}
-        if _storage._skippedNoConsent != rhs_storage._skippedNoConsent {return false}
-        if _storage._updatedAt != rhs_storage._updatedAt {return false}
+        if _storage._audience != rhs_storage._audience {return false}
+        if _storage._recipients != rhs_storage._recipients {return false}
+        if _storage._queued != rhs_storage._queued {return false}
+        if _storage._sent != rhs_storage._sent {return false}
+        if _storage._delivered != rhs_storage._delivered {return false}
+        if _storage._bounced != rhs_storage._bounced {return false}
+        if _storage._softBounced != rhs_storage._softBounced {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._opened != rhs_storage._opened {return false}
+        if _storage._uniqueOpened != rhs_storage._uniqueOpened {return false}
+        if _storage._clicked != rhs_storage._clicked {return false}
+        if _storage._uniqueClicked != rhs_storage._uniqueClicked {return false}
+        if _storage._replied != rhs_storage._replied {return false}
+        if _storage._unsubscribed != rhs_storage._unsubscribed {return false}
+        if _storage._complained != rhs_storage._complained {return false}
+        if _storage._costCents != rhs_storage._costCents {return false}
+        if _storage._conversions != rhs_storage._conversions {return false}
+        if _storage._revenueCents != rhs_storage._revenueCents {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ConversionInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConversionInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}email\0\u{1}phone\0\u{3}value_cents\0\u{1}currency\0\u{3}occurred_at\0\u{3}idempotency_key\0\u{3}campaign_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.phone) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.valueCents) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 1)
+    }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 2)
+    }
+    if !self.phone.isEmpty {
+      try visitor.visitSingularStringField(value: self.phone, fieldNumber: 3)
+    }
+    if self.valueCents != 0 {
+      try visitor.visitSingularInt64Field(value: self.valueCents, fieldNumber: 4)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 5)
+    }
+    try { if let v = self._occurredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.idempotencyKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 7)
+    }
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ConversionInput, rhs: Herald_Campaign_V1_ConversionInput) -> Bool {
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.phone != rhs.phone {return false}
+    if lhs.valueCents != rhs.valueCents {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RecordConversionsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordConversionsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}conversions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.conversions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.conversions, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RecordConversionsRequest, rhs: Herald_Campaign_V1_RecordConversionsRequest) -> Bool {
+    if lhs.conversions != rhs.conversions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_Conversion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Conversion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}idempotency_key\0\u{3}subscriber_id\0\u{3}campaign_id\0\u{1}variant\0\u{1}attribution\0\u{3}touched_at\0\u{3}value_cents\0\u{1}currency\0\u{3}occurred_at\0\u{3}received_at\0\u{1}duplicate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.attribution) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._touchedAt) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.valueCents) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._receivedAt) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.duplicate) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.idempotencyKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 2)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 3)
+    }
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 4)
+    }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 5)
+    }
+    if !self.attribution.isEmpty {
+      try visitor.visitSingularStringField(value: self.attribution, fieldNumber: 6)
+    }
+    try { if let v = self._touchedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if self.valueCents != 0 {
+      try visitor.visitSingularInt64Field(value: self.valueCents, fieldNumber: 8)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 9)
+    }
+    try { if let v = self._occurredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._receivedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if self.duplicate != false {
+      try visitor.visitSingularBoolField(value: self.duplicate, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_Conversion, rhs: Herald_Campaign_V1_Conversion) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.variant != rhs.variant {return false}
+    if lhs.attribution != rhs.attribution {return false}
+    if lhs._touchedAt != rhs._touchedAt {return false}
+    if lhs.valueCents != rhs.valueCents {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs._receivedAt != rhs._receivedAt {return false}
+    if lhs.duplicate != rhs.duplicate {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RecordConversionsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordConversionsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}conversions\0\u{1}recorded\0\u{1}duplicates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.conversions) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.recorded) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.duplicates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.conversions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.conversions, fieldNumber: 1)
+    }
+    if self.recorded != 0 {
+      try visitor.visitSingularInt32Field(value: self.recorded, fieldNumber: 2)
+    }
+    if self.duplicates != 0 {
+      try visitor.visitSingularInt32Field(value: self.duplicates, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RecordConversionsResponse, rhs: Herald_Campaign_V1_RecordConversionsResponse) -> Bool {
+    if lhs.conversions != rhs.conversions {return false}
+    if lhs.recorded != rhs.recorded {return false}
+    if lhs.duplicates != rhs.duplicates {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

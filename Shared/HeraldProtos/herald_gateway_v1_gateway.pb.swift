@@ -83,7 +83,7 @@ public nonisolated struct Herald_Gateway_V1_CreateAPIKeyRequest: Sendable {
   public var name: String = String()
 
   /// admin (everything), read (every read), subscribers:write, campaigns:write, templates:write,
-  /// delivery:write, ratelimit:write, sync:write, verification:write.
+  /// delivery:write, ratelimit:write, sync:write, verification:write, conversions:write.
   public var scopes: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -30,7 +30,8 @@ package enum CampaignDefinition: BackEndProcess {
       readinessDependencies: ["delivery"],
       makeServices: { resources in
         [
-          CampaignService(store: CampaignStore(client: resources.database, logger: resources.logger), links: links)
+          CampaignService(
+            store: CampaignStore(client: resources.database, logger: resources.logger), links: links, results: settings.results)
         ]
       },
       makeWorkers: { resources in
@@ -51,11 +52,15 @@ package enum CampaignDefinition: BackEndProcess {
         let inbound = InboundFeedConsumer(client: resources.database, source: sink, logger: resources.logger)
         let holds = CampaignHoldSync(
           store: CampaignStore(client: resources.database, logger: resources.logger), sink: sink, logger: resources.logger)
+        let decider = ABTestDecider(client: resources.database, logger: resources.logger)
+        let snapshots = MetricSnapshotter(client: resources.database, logger: resources.logger)
         return relays + [
           BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
           BackgroundWorker(name: "delivery-feed") { await feed.run() },
           BackgroundWorker(name: "inbound-feed") { await inbound.run() },
           BackgroundWorker(name: "delivery-holds") { await holds.run() },
+          BackgroundWorker(name: "ab-tests") { await decider.run(interval: settings.schedulerInterval) },
+          BackgroundWorker(name: "metric-snapshots") { await snapshots.run() },
         ]
       },
       collectMetrics: { resources, scrape in

@@ -96,6 +96,8 @@ package struct NewCampaign: Sendable {
   package var trackClicks = false
   /// SMS: the delivery window, "HH:MM-HH:MM"; nil for the installation's.
   package var quietHours: String?
+  /// Send as an A/B test that decides (SPEC §13).
+  package var abTest: ABTestSettings?
 }
 
 package struct CampaignRecord: Sendable {
@@ -122,6 +124,8 @@ package struct CampaignRecord: Sendable {
   package var createdAt: Date
   package var startedAt: Date?
   package var finishedAt: Date?
+  /// Its A/B test, when it has one (SPEC §13).
+  package var abTest: ABTestRecord?
 }
 
 /// A subscriber's engagement, from the delivery events taken in (SPEC §2).
@@ -145,4 +149,6 @@ package struct DailyStatRecord: Sendable, Equatable {
   package var status: String
   package var events: Int64
   package var costCents: Int64
+  /// Conversions' value (status `converted`).
+  package var valueCents: Int64 = 0
 }

@@ -18,29 +18,48 @@ extension CampaignService {
     } catch let error as RPCError where error.code == .notFound {
       throw CampaignStore.notFound("campaign", id, field: "campaign_id")
     }
-    var totals = Herald_Campaign_V1_DeliveryCounts()
-    var variants: [String: Herald_Campaign_V1_DeliveryCounts] = [:]
-    var days: [String: Herald_Campaign_V1_DeliveryCounts] = [:]
-    for stat in try await store.dailyStats(of: id) {
-      Self.add(stat.status, stat.events, stat.costCents, to: &totals)
-      Self.add(stat.status, stat.events, stat.costCents, to: &variants[stat.variant, default: .init()])
-      Self.add(stat.status, stat.events, stat.costCents, to: &days[stat.day, default: .init()])
+    var totals = ResultCounters()
+    var variants: [String: ResultCounters] = [:]
+    var days: [String: ResultCounters] = [:]
+    let stats = try await store.dailyStats(of: id)
+    for stat in stats {
+      totals.add(status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
+      variants[stat.variant, default: .init()].add(
+        status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
+      days[stat.day, default: .init()].add(status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
     }
+    // Machine opens and clicks: counted apart, not in the results' counters.
+    var machine: [String: (opened: Int64, clicked: Int64)] = [:]
+    for stat in stats where stat.status.hasPrefix("machine_") {
+      for key in ["", "variant:" + stat.variant, "day:" + stat.day] {
+        if stat.status == "machine_opened" { machine[key, default: (0, 0)].opened += stat.events }
+        if stat.status == "machine_clicked" { machine[key, default: (0, 0)].clicked += stat.events }
+      }
+    }
+    totals.audience = campaign.audience
+    totals.recipients = campaign.variants.reduce(0) { $0 + $1.recipients }
     var analytics = Herald_Campaign_V1_CampaignAnalytics()
     analytics.campaignID = id.lowercasedString
-    analytics.totals = totals
+    analytics.totals = Self.counts(totals, machine: machine[""])
+    analytics.recipients = totals.recipients
+    analytics.rates = Self.rates(totals)
+    analytics.currency = results.currency
     // Every variant of the campaign appears, in its order, even before any event.
     let known = campaign.variants.map(\.name)
     analytics.variants = (known + variants.keys.filter { !known.contains($0) }.sorted()).map { name in
-      .with {
+      var counters = variants[name] ?? .init()
+      counters.recipients = campaign.variants.first { $0.name == name }?.recipients ?? 0
+      return .with {
         $0.variant = name
-        $0.counts = variants[name] ?? .init()
+        $0.counts = Self.counts(counters, machine: machine["variant:" + name])
+        $0.recipients = counters.recipients
+        $0.rates = Self.rates(counters)
       }
     }
-    analytics.days = days.sorted { $0.key < $1.key }.map { day, counts in
+    analytics.days = days.sorted { $0.key < $1.key }.map { day, counters in
       .with {
         $0.day = day
-        $0.counts = counts
+        $0.counts = Self.counts(counters, machine: machine["day:" + day])
       }
     }
     analytics.skippedNoConsent = campaign.skippedAtExpansion + (campaign.outbox["skipped"] ?? 0)
@@ -50,24 +69,27 @@ extension CampaignService {
     return analytics
   }
 
-  static func add(_ status: String, _ events: Int64, _ cost: Int64, to counts: inout Herald_Campaign_V1_DeliveryCounts) {
-    switch status {
-    case "queued": counts.queued += events
-    case "sent": counts.sent += events
-    case "delivered": counts.delivered += events
-    case "bounced": counts.bounced += events
-    case "soft_bounced": counts.softBounced += events
-    case "replied": counts.replied += events
-    case "failed": counts.failed += events
-    case "opened": counts.opened += events
-    case "clicked": counts.clicked += events
-    case "machine_opened": counts.machineOpened += events
-    case "machine_clicked": counts.machineClicked += events
-    case "unsubscribed": counts.unsubscribed += events
-    case "complained": counts.complained += events
-    default: break
-    }
-    counts.costCents += cost
+  static func counts(_ counters: ResultCounters, machine: (opened: Int64, clicked: Int64)?) -> Herald_Campaign_V1_DeliveryCounts {
+    var counts = Herald_Campaign_V1_DeliveryCounts()
+    counts.queued = counters.queued
+    counts.sent = counters.sent
+    counts.delivered = counters.delivered
+    counts.bounced = counters.bounced
+    counts.softBounced = counters.softBounced
+    counts.failed = counters.failed
+    counts.opened = counters.opened
+    counts.uniqueOpened = counters.uniqueOpened
+    counts.clicked = counters.clicked
+    counts.uniqueClicked = counters.uniqueClicked
+    counts.replied = counters.replied
+    counts.unsubscribed = counters.unsubscribed
+    counts.complained = counters.complained
+    counts.costCents = counters.costCents
+    counts.conversions = counters.conversions
+    counts.revenueCents = counters.revenueCents
+    counts.machineOpened = machine?.opened ?? 0
+    counts.machineClicked = machine?.clicked ?? 0
+    return counts
   }
 
   package func listEngagement(

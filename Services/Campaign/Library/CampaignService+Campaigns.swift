@@ -75,12 +75,52 @@ extension CampaignService {
       }
       quietHours = "\(request.quietHours.start)-\(request.quietHours.end)"
     }
+    let abTest = request.hasAbTest ? try Self.abTest(request, variants: variants) : nil
     let created = try await store.createCampaign(
       NewCampaign(
         name: name, channel: request.channel, listID: list, segmentID: segment, variants: variants,
         budgetCents: request.hasBudgetCents ? request.budgetCents : nil, trackOpens: request.tracking.opens,
-        trackClicks: request.tracking.clicks, quietHours: quietHours))
+        trackClicks: request.tracking.clicks, quietHours: quietHours, abTest: abTest))
     return Self.message(created)
+  }
+
+  /// A checked A/B test: at least two variants, and open or click only where they are tracked.
+  static func abTest(_ request: Herald_Campaign_V1_CreateCampaignRequest, variants: [VariantRecord]) throws -> ABTestSettings {
+    let test = request.abTest
+    guard variants.count >= 2 else {
+      throw RPCError.field("ab_test", .invalidArgument, "ab_test needs at least two variants; this campaign has \(variants.count)")
+    }
+    guard (1...90).contains(test.testPercent) else {
+      throw RPCError.field("ab_test.test_percent", .invalidArgument, "ab_test.test_percent must be from 1 to 90 (got \(test.testPercent))")
+    }
+    guard (1...43_200).contains(test.waitMinutes) else {
+      throw RPCError.field(
+        "ab_test.wait_minutes", .invalidArgument, "ab_test.wait_minutes must be from 1 to 43,200 (30 days; got \(test.waitMinutes))")
+    }
+    guard ABTestSettings.metrics.contains(test.metric) else {
+      throw RPCError.field(
+        "ab_test.metric", .invalidArgument,
+        "ab_test.metric '\(test.metric)' must be one of \(ABTestSettings.metrics.joined(separator: ", "))")
+    }
+    if test.metric == "open", !request.tracking.opens {
+      throw RPCError.field("ab_test.metric", .invalidArgument, "ab_test.metric open needs tracking.opens (an e-mail campaign's open pixel)")
+    }
+    if test.metric == "click", !request.tracking.clicks {
+      throw RPCError.field(
+        "ab_test.metric", .invalidArgument, "ab_test.metric click needs tracking.clicks (an e-mail campaign's click redirects)")
+    }
+    let fallback = test.fallback.isEmpty ? "control" : test.fallback
+    guard ABTestSettings.fallbacks.contains(fallback) else {
+      throw RPCError.field("ab_test.fallback", .invalidArgument, "ab_test.fallback '\(test.fallback)' must be control or split")
+    }
+    let confidence = test.hasConfidencePercent ? test.confidencePercent : 95
+    guard (80...99).contains(confidence) else {
+      throw RPCError.field(
+        "ab_test.confidence_percent", .invalidArgument, "ab_test.confidence_percent must be from 80 to 99 (got \(confidence))")
+    }
+    return ABTestSettings(
+      testBasisPoints: Int(test.testPercent) * 100, waitSeconds: Int(test.waitMinutes) * 60, metric: test.metric,
+      confidenceBasisPoints: Int(confidence) * 100, fallback: fallback)
   }
 
   package func getCampaign(request: Herald_Campaign_V1_GetCampaignRequest, context: ServerContext) async throws
@@ -164,6 +204,7 @@ extension CampaignService {
         $0.end = window.end
       }
     }
+    if let test = record.abTest { message.abTest = Self.message(test) }
     message.status = record.status
     message.statusReason = record.statusReason
     if let date = record.sendAt { message.sendAt = Google_Protobuf_Timestamp(date: date) }

@@ -12,10 +12,13 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
   let store: CampaignStore
   /// Checks the tokens of unsubscribe links.
   let links: UnsubscribeLinks
+  /// The currency and attribution window of conversions (SPEC §13).
+  let results: ResultsSettings
 
-  package init(store: CampaignStore, links: UnsubscribeLinks = .none) {
+  package init(store: CampaignStore, links: UnsubscribeLinks = .none, results: ResultsSettings = ResultsSettings()) {
     self.store = store
     self.links = links
+    self.results = results
   }
 
   /// A subscriber id from the request's `id`.

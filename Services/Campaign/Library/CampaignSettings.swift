@@ -17,6 +17,8 @@ package struct CampaignSettings: Sendable, Equatable {
   package var secrets = SecretBox.none
   /// When a sending campaign pauses itself for its complaints or bounces.
   package var deliverabilityGuard = DeliverabilityGuard()
+  /// The currency and attribution window of conversions: HERALD_CURRENCY, HERALD_ATTRIBUTION_WINDOW.
+  package var results = ResultsSettings()
 
   package init() {}
 
@@ -27,6 +29,7 @@ package struct CampaignSettings: Sendable, Equatable {
     result.publicURL = try settings.publicURL() ?? result.publicURL
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
     result.deliverabilityGuard = try DeliverabilityGuard.load(settings)
+    result.results = try ResultsSettings.load(settings)
     return result
   }
 }

@@ -23,6 +23,24 @@ struct DailyStatKey: Hashable, Sendable {
 struct DailyStatDelta: Sendable {
   var events: Int64 = 0
   var costCents: Int64 = 0
+  /// Conversions' value (status `converted`).
+  var valueCents: Int64 = 0
+}
+
+/// A campaign recipient as the feed finds them: their variant, and whether they opened or clicked
+/// before (so that a first open or click is counted once).
+struct TouchState: Sendable {
+  var variant: String
+  var opened: Bool
+  var clicked: Bool
+}
+
+/// What a batch of events moves forward in a recipient's touches (attribution, SPEC §13).
+struct TouchDelta: Sendable {
+  var variant: String
+  var deliveredAt: Date?
+  var openedAt: Date?
+  var clickedAt: Date?
 }
 
 /// What a batch of events adds to one subscriber's engagement.
@@ -47,19 +65,41 @@ extension CampaignStore {
     ).collect().first?.decode(String.self) ?? ""
   }
 
-  /// The variant of each recipient's outbox entry (recipients without one are left out).
-  func variants(of recipients: [FeedRecipient], on connection: PostgresConnection) async throws -> [FeedRecipient: String] {
-    var variants: [FeedRecipient: String] = [:]
-    for try await (campaign, subscriber, variant) in try await connection.query(
+  /// The variant of each recipient's outbox entry (recipients without one are left out), and
+  /// whether they have opened or clicked before (their touch row).
+  func touchStates(of recipients: [FeedRecipient], on connection: PostgresConnection) async throws -> [FeedRecipient: TouchState] {
+    var states: [FeedRecipient: TouchState] = [:]
+    for try await (campaign, subscriber, variant, opened, clicked) in try await connection.query(
       """
-      SELECT o.campaign_id, o.subscriber_id, o.variant
-      FROM unnest(\(recipients.map(\.campaign))::uuid[], \(recipients.map(\.subscriber))::uuid[]) AS t(campaign_id, subscriber_id)
-      JOIN campaign.outbox o ON o.campaign_id = t.campaign_id AND o.subscriber_id = t.subscriber_id
+      SELECT o.campaign_id, o.subscriber_id, o.variant, coalesce(t.opened_at IS NOT NULL, false),
+        coalesce(t.clicked_at IS NOT NULL, false)
+      FROM unnest(\(recipients.map(\.campaign))::uuid[], \(recipients.map(\.subscriber))::uuid[]) AS r(campaign_id, subscriber_id)
+      JOIN campaign.outbox o ON o.campaign_id = r.campaign_id AND o.subscriber_id = r.subscriber_id
+      LEFT JOIN campaign.campaign_touches t ON t.subscriber_id = r.subscriber_id AND t.campaign_id = r.campaign_id
       """, logger: logger
-    ).decode((UUID, UUID, String).self) {
-      variants[FeedRecipient(campaign: campaign, subscriber: subscriber)] = variant
+    ).decode((UUID, UUID, String, Bool, Bool).self) {
+      states[FeedRecipient(campaign: campaign, subscriber: subscriber)] = TouchState(variant: variant, opened: opened, clicked: clicked)
     }
-    return variants
+    return states
+  }
+
+  /// Moves recipients' last delivery, open and click forward (never back).
+  func addTouches(_ touches: [FeedRecipient: TouchDelta], on connection: PostgresConnection) async throws {
+    guard !touches.isEmpty else { return }
+    let cells = Array(touches)
+    try await connection.query(
+      """
+      INSERT INTO campaign.campaign_touches AS t (subscriber_id, campaign_id, variant, delivered_at, opened_at, clicked_at)
+      SELECT r.subscriber_id, r.campaign_id, r.variant, to_timestamp(nullif(r.delivered, '')::float8),
+        to_timestamp(nullif(r.opened, '')::float8), to_timestamp(nullif(r.clicked, '')::float8)
+      FROM unnest(\(cells.map(\.key.subscriber))::uuid[], \(cells.map(\.key.campaign))::uuid[], \(cells.map(\.value.variant))::text[],
+        \(Self.texts(cells.map(\.value.deliveredAt)))::text[], \(Self.texts(cells.map(\.value.openedAt)))::text[],
+        \(Self.texts(cells.map(\.value.clickedAt)))::text[]) AS r(subscriber_id, campaign_id, variant, delivered, opened, clicked)
+      WHERE EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = r.campaign_id)
+      ON CONFLICT (subscriber_id, campaign_id) DO UPDATE SET
+        delivered_at = greatest(t.delivered_at, excluded.delivered_at), opened_at = greatest(t.opened_at, excluded.opened_at),
+        clicked_at = greatest(t.clicked_at, excluded.clicked_at)
+      """, logger: logger)
   }
 
   /// Adds to the daily rollup; cells of campaigns this schema does not have are left out.
@@ -68,14 +108,16 @@ extension CampaignStore {
     let cells = Array(days)
     try await connection.query(
       """
-      INSERT INTO campaign.campaign_daily_stats AS s (campaign_id, variant, day, status, events, cost_cents)
-      SELECT t.campaign_id, t.variant, t.day::date, t.status, t.events, t.cost_cents
+      INSERT INTO campaign.campaign_daily_stats AS s (campaign_id, variant, day, status, events, cost_cents, value_cents)
+      SELECT t.campaign_id, t.variant, t.day::date, t.status, t.events, t.cost_cents, t.value_cents
       FROM unnest(\(cells.map(\.key.campaign))::uuid[], \(cells.map(\.key.variant))::text[], \(cells.map(\.key.day))::text[],
-        \(cells.map(\.key.status))::text[], \(cells.map(\.value.events))::int8[], \(cells.map(\.value.costCents))::int8[])
-        AS t(campaign_id, variant, day, status, events, cost_cents)
+        \(cells.map(\.key.status))::text[], \(cells.map(\.value.events))::int8[], \(cells.map(\.value.costCents))::int8[],
+        \(cells.map(\.value.valueCents))::int8[])
+        AS t(campaign_id, variant, day, status, events, cost_cents, value_cents)
       WHERE EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = t.campaign_id)
       ON CONFLICT (campaign_id, variant, day, status) DO UPDATE
-        SET events = s.events + excluded.events, cost_cents = s.cost_cents + excluded.cost_cents
+        SET events = s.events + excluded.events, cost_cents = s.cost_cents + excluded.cost_cents,
+          value_cents = s.value_cents + excluded.value_cents
       """, logger: logger)
   }
 
@@ -125,13 +167,13 @@ extension CampaignStore {
   /// A campaign's daily rollup, every variant, day and status.
   package func dailyStats(of campaign: UUID) async throws -> [DailyStatRecord] {
     var stats: [DailyStatRecord] = []
-    for try await (variant, day, status, events, cost) in try await client.query(
+    for try await (variant, day, status, events, cost, value) in try await client.query(
       """
-      SELECT variant, to_char(day, 'YYYY-MM-DD'), status, events, cost_cents FROM campaign.campaign_daily_stats
+      SELECT variant, to_char(day, 'YYYY-MM-DD'), status, events, cost_cents, value_cents FROM campaign.campaign_daily_stats
       WHERE campaign_id = \(campaign)
       """, logger: logger
-    ).decode((String, String, String, Int64, Int64).self) {
-      stats.append(DailyStatRecord(variant: variant, day: day, status: status, events: events, costCents: cost))
+    ).decode((String, String, String, Int64, Int64, Int64).self) {
+      stats.append(DailyStatRecord(variant: variant, day: day, status: status, events: events, costCents: cost, valueCents: value))
     }
     return stats
   }
@@ -175,5 +217,22 @@ extension CampaignStore {
           complained: complained, lastEngagedAt: engagedAt, lastEventAt: eventAt))
     }
     return result
+  }
+
+  /// Optional times as text for a `text[]` bind (PostgresNIO binds no arrays of optionals): `''`
+  /// for nil, else seconds since 1970, read back with `to_timestamp(nullif(x, '')::float8)`.
+  static func texts(_ dates: [Date?]) -> [String] {
+    dates.map { $0.map { String($0.timeIntervalSince1970) } ?? "" }
+  }
+
+  /// Optional ids as text for a `text[]` bind: `''` for nil, read back with `nullif(x, '')::uuid`.
+  static func texts(_ ids: [UUID?]) -> [String] {
+    ids.map { $0?.lowercasedString ?? "" }
+  }
+
+  /// Optional texts for a `text[]` bind: `''` for nil (the values are never empty), read back
+  /// with `nullif(x, '')`.
+  static func texts(_ values: [String?]) -> [String] {
+    values.map { $0 ?? "" }
   }
 }

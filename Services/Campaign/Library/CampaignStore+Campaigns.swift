@@ -55,6 +55,13 @@ extension CampaignStore {
           VALUES (\(id), \(position), \(variant.name), \(variant.templateID), \(variant.weight))
           """, logger: logger)
       }
+      if let test = campaign.abTest {
+        try await connection.query(
+          """
+          INSERT INTO campaign.ab_tests (campaign_id, test_basis_points, wait_seconds, metric, confidence_basis_points, fallback)
+          VALUES (\(id), \(test.testBasisPoints), \(test.waitSeconds), \(test.metric), \(test.confidenceBasisPoints), \(test.fallback))
+          """, logger: logger)
+      }
       return id
     }
     return try await self.campaign(id: id)
@@ -99,9 +106,11 @@ extension CampaignStore {
     ).decode((UUID, String, Int64).self) {
       outbox[campaign, default: [:]][status, default: 0] += count
     }
+    let tests = try await abTests(of: ids)
     for index in campaigns.indices {
       campaigns[index].variants = variants[campaigns[index].id] ?? []
       campaigns[index].outbox = outbox[campaigns[index].id] ?? [:]
+      campaigns[index].abTest = tests[campaigns[index].id]
     }
     return campaigns
   }
@@ -291,25 +300,12 @@ extension CampaignStore {
   /// Starts a locked draft or scheduled campaign: expands its audience into the outbox and cuts
   /// it into the relay's chunks (one statement, streamed inside PostgreSQL, so memory stays
   /// flat), assigns A/B variants by a deterministic hash of (campaign, subscriber), counts who
-  /// was skipped for lack of consent and marks it sending. Callers hold the campaign's row lock
-  /// and commit with it.
+  /// was skipped for lack of consent and marks it sending. A campaign with an A/B test writes
+  /// only its test share (another hash) and is decided at `decide_at` (`decideABTest`). Callers
+  /// hold the campaign's row lock and commit with it.
   func start(_ campaign: CampaignRecord, on connection: PostgresConnection) async throws {
     var builder = SQLBuilder()
-    let audience: String
-    if let list = campaign.listID {
-      audience = "EXISTS (SELECT 1 FROM campaign.list_members m WHERE m.list_id = \(builder.bind(list)) AND m.subscriber_id = s.id)"
-    } else if let segment = campaign.segmentID {
-      let row = try await connection.query(
-        "SELECT match, conditions::text FROM campaign.segments WHERE id = \(segment)", logger: logger
-      ).collect().first
-      guard let (match, conditionsJSON) = try row?.decode((String, String).self) else {
-        throw Self.notFound("segment", segment, field: "segment_id")
-      }
-      let conditions = try Self.storedConditions(conditionsJSON, of: segment)
-      (audience, builder) = try Self.predicate(match: match, conditions: conditions, builder: builder)
-    } else {
-      throw RPCError(code: .dataLoss, message: "campaign \(campaign.id) has no audience")
-    }
+    let audience = try await audiencePredicate(of: campaign, builder: &builder, on: connection)
     let variants = try await connection.query(
       "SELECT name, weight FROM campaign.campaign_variants WHERE campaign_id = \(campaign.id) ORDER BY position", logger: logger
     ).collect().map { try $0.decode((String, Int).self) }
@@ -323,19 +319,24 @@ extension CampaignStore {
     }
     let assignment = cases.isEmpty ? builder.bind(last.0) : "CASE\(cases) ELSE \(builder.bind(last.0)) END"
     let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
-    let seed = campaign.id.uuid
-    let seedValue = Int64(
-      bitPattern: UInt64(seed.0) << 56 | UInt64(seed.1) << 48 | UInt64(seed.2) << 40 | UInt64(seed.3) << 32
-        | UInt64(seed.4) << 24 | UInt64(seed.5) << 16 | UInt64(seed.6) << 8 | UInt64(seed.7))
+    let seed = Self.seed(of: campaign.id)
+    // An A/B test's share: a second hash, independent of the one that picks the variant.
+    let test = try await abTestSettings(of: campaign.id, on: connection)
+    let testShare =
+      if let test {
+        "mod(hashtextextended(s.id::text, \(builder.bind(~seed))) & 9223372036854775807, 10000) < \(builder.bind(test.testBasisPoints))"
+      } else {
+        "true"
+      }
     let campaignBind = builder.bind(campaign.id)
     let sql = """
       WITH audience AS (
-        SELECT s.id, (s.status = 'active' AND \(consent)) AS eligible,
-          mod(hashtextextended(s.id::text, \(builder.bind(seedValue))) & 9223372036854775807, \(builder.bind(Int64(total)))) AS bucket
+        SELECT s.id, (s.status = 'active' AND \(consent)) AS eligible, \(testShare) AS in_test,
+          mod(hashtextextended(s.id::text, \(builder.bind(seed))) & 9223372036854775807, \(builder.bind(Int64(total)))) AS bucket
         FROM campaign.subscribers s WHERE s.status <> 'erased' AND (\(audience))
       ), written AS (
         INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant)
-        SELECT \(campaignBind), a.id, \(assignment) FROM audience a WHERE a.eligible
+        SELECT \(campaignBind), a.id, \(assignment) FROM audience a WHERE a.eligible AND a.in_test
         ORDER BY a.id  -- in key order, the outbox's indexes grow at their right edge
         RETURNING subscriber_id, variant
       ), numbered AS (
@@ -369,6 +370,41 @@ extension CampaignStore {
         audience_count = \(audienceCount), skipped_no_consent = \(audienceCount - eligible)
       WHERE id = \(campaign.id)
       """, logger: logger)
+    if let test {
+      try await connection.query(
+        """
+        UPDATE campaign.ab_tests SET decide_at = now() + make_interval(secs => \(test.waitSeconds))
+        WHERE campaign_id = \(campaign.id)
+        """, logger: logger)
+    }
+  }
+
+  /// The SQL condition on subscribers `s` that puts them in the campaign's audience (its list's
+  /// members, or its segment's conditions), with its values bound in `builder`.
+  func audiencePredicate(of campaign: CampaignRecord, builder: inout SQLBuilder, on connection: PostgresConnection) async throws -> String {
+    if let list = campaign.listID {
+      return "EXISTS (SELECT 1 FROM campaign.list_members m WHERE m.list_id = \(builder.bind(list)) AND m.subscriber_id = s.id)"
+    } else if let segment = campaign.segmentID {
+      let row = try await connection.query(
+        "SELECT match, conditions::text FROM campaign.segments WHERE id = \(segment)", logger: logger
+      ).collect().first
+      guard let (match, conditionsJSON) = try row?.decode((String, String).self) else {
+        throw Self.notFound("segment", segment, field: "segment_id")
+      }
+      let conditions = try Self.storedConditions(conditionsJSON, of: segment)
+      let predicate: String
+      (predicate, builder) = try Self.predicate(match: match, conditions: conditions, builder: builder)
+      return predicate
+    }
+    throw RPCError(code: .dataLoss, message: "campaign \(campaign.id) has no audience")
+  }
+
+  /// The campaign's hash seed (its id's first eight bytes): a subscriber's variant bucket.
+  static func seed(of campaign: UUID) -> Int64 {
+    let seed = campaign.uuid
+    return Int64(
+      bitPattern: UInt64(seed.0) << 56 | UInt64(seed.1) << 48 | UInt64(seed.2) << 40 | UInt64(seed.3) << 32
+        | UInt64(seed.4) << 24 | UInt64(seed.5) << 16 | UInt64(seed.6) << 8 | UInt64(seed.7))
   }
 
   /// How many campaigns are in each status, for the metrics scrape. A campaign is one row per

@@ -12,6 +12,8 @@ struct OutboxChunk: Sendable {
   var chunk: Int32
   var firstSubscriber: UUID
   var nextSubscriber: UUID?
+  /// 0: the campaign's send (or its A/B test's share); 1: the rest of an A/B test's audience.
+  var wave: Int16 = 0
   var channel: String
   var budgetCents: Int64?
   /// The campaign's engagement tracking (SPEC §10).
@@ -51,7 +53,7 @@ extension CampaignStore {
   func claimChunk(on connection: PostgresConnection) async throws -> OutboxChunk? {
     let claimed = try await connection.query(
       """
-      SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, c.channel, c.budget_cents,
+      SELECT k.campaign_id, k.chunk, k.first_subscriber, k.next_subscriber, k.wave, c.channel, c.budget_cents,
         c.track_opens, c.track_clicks, c.sms_quiet_hours
       FROM campaign.outbox_chunks k JOIN campaign.campaigns c ON c.id = k.campaign_id
       WHERE k.status = 'pending' AND c.status = 'sending'
@@ -61,11 +63,12 @@ extension CampaignStore {
       """, logger: logger
     ).collect().first
     guard
-      let (campaign, chunk, first, next, channel, budget, opens, clicks, quietHours) = try claimed?.decode(
-        (UUID, Int32, UUID, UUID?, String, Int64?, Bool, Bool, String?).self)
+      let (campaign, chunk, first, next, wave, channel, budget, opens, clicks, quietHours) = try claimed?.decode(
+        (UUID, Int32, UUID, UUID?, Int16, String, Int64?, Bool, Bool, String?).self)
     else { return nil }
     return OutboxChunk(
-      campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, channel: channel, budgetCents: budget,
+      campaignID: campaign, chunk: chunk, firstSubscriber: first, nextSubscriber: next, wave: wave, channel: channel,
+      budgetCents: budget,
       trackOpens: opens, trackClicks: clicks, quietHours: quietHours)
   }
 
@@ -105,6 +108,7 @@ extension CampaignStore {
         campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
       WHERE o.campaign_id = \(chunk.campaignID) AND o.subscriber_id >= \(chunk.firstSubscriber)
         AND (\(chunk.nextSubscriber)::uuid IS NULL OR o.subscriber_id < \(chunk.nextSubscriber)) AND o.status IS NULL
+        AND o.wave = \(chunk.wave)
       """, logger: logger)
     for try await row in rows {
       let (subscriber, variant, status, consenting, email, phone, firstName, lastName) = try row.decode(
@@ -147,7 +151,8 @@ extension CampaignStore {
       """, logger: logger)
   }
 
-  /// Marks every sending campaign whose outbox has nothing pending as sent; returns how many.
+  /// Marks every sending campaign whose outbox has nothing pending as sent (one whose A/B test
+  /// is undecided is waiting for the rest of its audience); returns how many.
   @discardableResult
   func finishDrained() async throws -> Int {
     try await client.query(
@@ -155,6 +160,7 @@ extension CampaignStore {
       UPDATE campaign.campaigns c SET status = 'sent', finished_at = now(), updated_at = now()
       WHERE c.status = 'sending'
         AND NOT EXISTS (SELECT 1 FROM campaign.outbox_chunks k WHERE k.campaign_id = c.id AND k.status = 'pending')
+        AND NOT EXISTS (SELECT 1 FROM campaign.ab_tests t WHERE t.campaign_id = c.id AND t.decided_at IS NULL)
       RETURNING 1
       """, logger: logger
     ).collect().count

@@ -64,20 +64,47 @@ package struct DeliveryFeedConsumer: Sendable {
               UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
             }
           }))
-      let variants = try await store.variants(of: recipients, on: connection)
+      var states = try await store.touchStates(of: recipients, on: connection)
 
       var days: [DailyStatKey: DailyStatDelta] = [:]
       var engagement: [UUID: EngagementDelta] = [:]
+      var touches: [FeedRecipient: TouchDelta] = [:]
       for event in response.events {
         let at = event.occurredAt.date
         if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
-          let variant =
-            UUID(text: event.subscriberID).flatMap { variants[FeedRecipient(campaign: campaign, subscriber: $0)] } ?? "(unknown)"
+          let recipient = UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
+          let variant = recipient.flatMap { states[$0]?.variant } ?? "(unknown)"
+          let day = at.formatted(Self.dayFormat)
           // Opens and clicks judged a machine's are counted apart, and are no engagement.
           let status = event.machine ? "machine_\(event.status)" : event.status
-          let key = DailyStatKey(campaign: campaign, variant: variant, day: at.formatted(Self.dayFormat), status: status)
+          let key = DailyStatKey(campaign: campaign, variant: variant, day: day, status: status)
           days[key, default: DailyStatDelta()].events += 1
           days[key, default: DailyStatDelta()].costCents += event.costCents
+          // A recipient's last delivery, open and click (a human's), and their first open and click
+          // counted once (SPEC §13).
+          if !event.machine, let recipient, var state = states[recipient] {
+            var touch = touches[recipient] ?? TouchDelta(variant: state.variant)
+            switch event.status {
+            case "sent", "delivered": touch.deliveredAt = max(touch.deliveredAt ?? at, at)
+            case "opened":
+              touch.openedAt = max(touch.openedAt ?? at, at)
+              if !state.opened {
+                state.opened = true
+                days[DailyStatKey(campaign: campaign, variant: variant, day: day, status: "unique_opened"), default: DailyStatDelta()]
+                  .events += 1
+              }
+            case "clicked":
+              touch.clickedAt = max(touch.clickedAt ?? at, at)
+              if !state.clicked {
+                state.clicked = true
+                days[DailyStatKey(campaign: campaign, variant: variant, day: day, status: "unique_clicked"), default: DailyStatDelta()]
+                  .events += 1
+              }
+            default: break
+            }
+            states[recipient] = state
+            if touch.deliveredAt != nil || touch.openedAt != nil || touch.clickedAt != nil { touches[recipient] = touch }
+          }
         }
         if !event.machine, let subscriber = UUID(text: event.subscriberID) {
           var entry = engagement[subscriber, default: EngagementDelta()]
@@ -96,6 +123,7 @@ package struct DeliveryFeedConsumer: Sendable {
       }
 
       try await store.addDailyStats(days, on: connection)
+      try await store.addTouches(touches, on: connection)
       try await store.addEngagement(engagement, on: connection)
       try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
       // Every campaign the batch counted for: complaints and bounces raise its rates, and sends can

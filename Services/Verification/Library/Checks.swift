@@ -128,7 +128,78 @@ enum DataChecks {
     let senderIsSubscriber =
       "((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender)) AND s.created_at <= i.received_at"
     let unlinkedInbound = "\(unlinked) AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE \(senderIsSubscriber))"
+    // SPEC §13: a snapshot holds counters as they were; they only grow, so none is above them now.
+    let resultCounters = [
+      "queued", "sent", "delivered", "bounced", "soft_bounced", "failed", "opened", "unique_opened", "clicked", "unique_clicked",
+      "replied", "unsubscribed", "complained", "cost_cents", "conversions", "revenue_cents",
+    ]
+    let snapshotAboveLive = resultCounters.map { "s.\($0) > coalesce(l.\($0), 0)" }.joined(separator: " OR ")
+    // SPEC §13: an A/B test's rest (wave 1) is written only by its decision, to its winner, and no
+    // recipient of a campaign gets two of its messages.
+    let restOutsideDecision = "o.wave = 1 AND (t.decided_at IS NULL OR (t.winner IS NOT NULL AND o.variant <> t.winner))"
     return [
+      DataCheck(
+        check: "data.snapshot_above_live", component: "data", severity: .medium, category: .data,
+        object: "campaign.metric_snapshots",
+        query: """
+          WITH live AS (
+            SELECT d.campaign_id, CASE WHEN grouping(d.variant) = 1 THEN '' ELSE d.variant END AS variant,
+              (sum(d.events) FILTER (WHERE d.status = 'queued'))::int8 AS queued,
+              (sum(d.events) FILTER (WHERE d.status = 'sent'))::int8 AS sent,
+              (sum(d.events) FILTER (WHERE d.status = 'delivered'))::int8 AS delivered,
+              (sum(d.events) FILTER (WHERE d.status = 'bounced'))::int8 AS bounced,
+              (sum(d.events) FILTER (WHERE d.status = 'soft_bounced'))::int8 AS soft_bounced,
+              (sum(d.events) FILTER (WHERE d.status = 'failed'))::int8 AS failed,
+              (sum(d.events) FILTER (WHERE d.status = 'opened'))::int8 AS opened,
+              (sum(d.events) FILTER (WHERE d.status = 'unique_opened'))::int8 AS unique_opened,
+              (sum(d.events) FILTER (WHERE d.status = 'clicked'))::int8 AS clicked,
+              (sum(d.events) FILTER (WHERE d.status = 'unique_clicked'))::int8 AS unique_clicked,
+              (sum(d.events) FILTER (WHERE d.status = 'replied'))::int8 AS replied,
+              (sum(d.events) FILTER (WHERE d.status = 'unsubscribed'))::int8 AS unsubscribed,
+              (sum(d.events) FILTER (WHERE d.status = 'complained'))::int8 AS complained,
+              sum(d.cost_cents)::int8 AS cost_cents,
+              (sum(d.events) FILTER (WHERE d.status = 'converted'))::int8 AS conversions,
+              sum(d.value_cents)::int8 AS revenue_cents
+            FROM campaign.campaign_daily_stats d GROUP BY GROUPING SETS ((d.campaign_id, d.variant), (d.campaign_id))
+          )
+          SELECT s.campaign_id::text || ' ' || CASE WHEN s.variant = '' THEN '(whole campaign)' ELSE s.variant END
+              || ' at ' || to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), NULL::text
+          FROM campaign.metric_snapshots s LEFT JOIN live l ON l.campaign_id = s.campaign_id AND l.variant = s.variant
+          WHERE \(snapshotAboveLive)
+          """,
+        describe: { "\($0) metric snapshots hold a counter above the campaign's live counters" },
+        suggested:
+          "the live counters went down since (edited or rebuilt by hand): compare them with delivery's events (data.campaign_counters_mismatch) and with conversions",
+        repair: nil),
+      DataCheck(
+        check: "data.conversion_campaign_missing", component: "data", severity: .high, category: .data,
+        object: "campaign.conversions.campaign_id",
+        query: """
+          SELECT v.id::text, v.idempotency_key FROM campaign.conversions v
+          WHERE v.campaign_id IS NOT NULL AND (NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = v.campaign_id)
+            OR (v.variant IS NOT NULL AND NOT EXISTS (
+              SELECT 1 FROM campaign.campaign_variants cv WHERE cv.campaign_id = v.campaign_id AND cv.name = v.variant)))
+          """,
+        describe: { "\($0) conversions credit a campaign (or a variant of it) that does not exist" },
+        suggested: "find what changed the conversions or the campaigns by hand; the revenue of these is counted nowhere",
+        repair: nil),
+      DataCheck(
+        check: "data.ab_rest_outside_decision", component: "data", severity: .critical, category: .data,
+        object: "campaign.outbox (A/B tests)",
+        query: """
+          SELECT o.campaign_id::text || ' ' || o.subscriber_id::text, 'rest entry for ' || o.variant
+          FROM campaign.ab_tests t JOIN campaign.outbox o ON o.campaign_id = t.campaign_id WHERE \(restOutsideDecision)
+          UNION ALL
+          SELECT m.campaign_id::text || ' ' || m.subscriber_id::text, count(*)::text || ' messages'
+          FROM campaign.ab_tests t JOIN delivery.messages m ON m.campaign_id = t.campaign_id
+          WHERE m.subscriber_id IS NOT NULL GROUP BY m.campaign_id, m.subscriber_id HAVING count(*) > 1
+          """,
+        describe: {
+          "\($0) A/B test recipients got the rest of the audience outside the test's decision (before it, or another variant than the winner), or more than one message"
+        },
+        suggested:
+          "pause the campaign (POST /v1/campaigns/{id}/pause) and find what wrote these outbox entries or messages; the decision is in the campaign's ab_test",
+        repair: nil),
       DataCheck(
         check: "data.sms_queued_after_stop", component: "data", severity: .critical, category: .data, object: "delivery.messages",
         query: "SELECT m.id::text, m.recipient FROM delivery.messages m WHERE \(queuedAfterStop)",
@@ -405,8 +476,9 @@ enum DataChecks {
               AND EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)
             GROUP BY 1, 2
           ), counters AS (
+            -- Not the results' own cells: first opens and clicks (unique_*), conversions.
             SELECT campaign_id, status, sum(events) AS events, sum(cost_cents) AS cost_cents
-            FROM campaign.campaign_daily_stats GROUP BY 1, 2
+            FROM campaign.campaign_daily_stats WHERE status NOT IN ('unique_opened', 'unique_clicked', 'converted') GROUP BY 1, 2
           )
           SELECT coalesce(l.campaign_id, c.campaign_id)::text || ' ' || coalesce(l.status, c.status)
               || ': counted ' || coalesce(c.events, 0) || ' (cost ' || coalesce(c.cost_cents, 0) || '), delivery has '

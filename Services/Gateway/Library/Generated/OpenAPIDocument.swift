@@ -1288,6 +1288,95 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/campaigns/{campaign_id}/ab-test/winner": {
+      "post": {
+        "operationId": "campaign.PickAbTestWinner",
+        "tags": ["campaign"],
+        "summary": "Ends a campaign's A/B test by hand before its waiting period is over: the rest of the audience goes to this variant.",
+        "description": "Ends a campaign's A/B test by hand before its waiting period is over: the rest of the audience goes to this variant. FAILED_PRECONDITION when the campaign has no A/B test, it is decided, or the campaign is not sending or paused.",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "campaign_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "variant": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 50,
+                    "description": "One of the campaign's variants."
+                  }
+                },
+                "required": ["variant"],
+                "additionalProperties": false
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Campaign"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/campaigns/{campaign_id}/analytics": {
       "get": {
         "operationId": "campaign.GetCampaignAnalytics",
@@ -1314,6 +1403,95 @@ extension OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/campaign.v1.CampaignAnalytics"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/campaigns/{campaign_id}/metrics": {
+      "get": {
+        "operationId": "campaign.GetCampaignMetrics",
+        "tags": ["campaign"],
+        "summary": "Campaign results (SPEC §13).",
+        "description": "Campaign results (SPEC §13). A campaign's counters over time, per variant, from the snapshots taken every 5 minutes while it sends, hourly for 30 days after, then daily; each point is the last snapshot of its step, with the rates computed from it (each with its numerator and denominator). from defaults to the campaign's start, to to now, step to the smallest of 5m, 15m, 1h, 6h, 1d, 7d giving at most 500 points; at most 2,000 points are answered.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "campaign_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          },
+          {
+            "name": "from",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "format": "date-time"
+            },
+            "description": "The range (from before to); from defaults to the campaign's start, to to now."
+          },
+          {
+            "name": "to",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "format": "date-time"
+            }
+          },
+          {
+            "name": "step",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "enum": ["5m", "15m", "1h", "6h", "1d", "7d"]
+            },
+            "description": "One point per step; the smallest step giving at most 500 points when not given."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.CampaignMetrics"
                 }
               }
             }
@@ -1792,6 +1970,73 @@ extension OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/campaign.v1.Campaign"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/conversions": {
+      "post": {
+        "operationId": "campaign.RecordConversions",
+        "tags": ["campaign"],
+        "summary": "Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names, else to the subscriber's last click (else last open, else last delivery) of a campaign within the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none.",
+        "description": "Records conversions (1 to 1,000; all or none): each is attributed to the campaign it names, else to the subscriber's last click (else last open, else last delivery) of a campaign within the attribution window before it (HERALD_ATTRIBUTION_WINDOW, 7 days), else to none. A conversion whose idempotency_key is known is answered as recorded the first time (duplicate: true) and counted once; the same key with other values is ALREADY_EXISTS.",
+        "x-herald-scope": "conversions:write",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/campaign.v1.RecordConversionsRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.RecordConversionsResponse"
                 }
               }
             }
@@ -7016,6 +7261,178 @@ extension OpenAPIDocument {
         "required": ["status", "degraded", "services", "checked_at"],
         "type": "object"
       },
+      "campaign.v1.AbTest": {
+        "type": "object",
+        "description": "A campaign's A/B test and, once decided, its decision.",
+        "properties": {
+          "settings": {
+            "$ref": "#/components/schemas/campaign.v1.AbTestSettings"
+          },
+          "status": {
+            "type": "string",
+            "description": "testing (the test share is sent and the wait runs) or decided."
+          },
+          "decide_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the test is decided (the send's start plus the wait)."
+          },
+          "decision": {
+            "$ref": "#/components/schemas/campaign.v1.AbTestDecision"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AbTestDecision": {
+        "type": "object",
+        "properties": {
+          "outcome": {
+            "type": "string",
+            "description": "winner (a variant was significantly better), control or split (none was: the fallback), or operator (picked by hand)."
+          },
+          "winner": {
+            "type": "string",
+            "description": "The variant the rest went to; empty for split."
+          },
+          "reason": {
+            "type": "string",
+            "description": "One sentence with the numbers."
+          },
+          "decided_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "method": {
+            "type": "string",
+            "description": "two_proportion_z_test or welch_z_test."
+          },
+          "confidence": {
+            "type": "number",
+            "description": "The confidence asked, e.g. 0.95, and the significance level each comparison needed (1 − confidence, divided by the number of comparisons)."
+          },
+          "alpha": {
+            "type": "number"
+          },
+          "variants": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.AbTestVariantResult"
+            },
+            "description": "Each variant's test numbers, the leader first."
+          },
+          "rest_recipients": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Recipients the rest of the audience added to the outbox."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AbTestSettings": {
+        "type": "object",
+        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started, the variant leading on the metric wins only if it beats every other one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the comparisons): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
+        "properties": {
+          "test_percent": {
+            "type": "integer",
+            "format": "int32",
+            "description": "Percent of the audience in the test, 1 to 90."
+          },
+          "wait_minutes": {
+            "type": "integer",
+            "format": "int32",
+            "description": "From the start of the send to the decision, 1 minute to 30 days."
+          },
+          "metric": {
+            "type": "string",
+            "description": "open and click need the campaign's tracking of them (e-mail); conversion and revenue_per_recipient count conversions attributed to the campaign."
+          },
+          "fallback": {
+            "type": "string",
+            "description": "control (default) or split."
+          },
+          "confidence_percent": {
+            "type": "integer",
+            "format": "int32",
+            "description": "80 to 99; 95 when not given."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.AbTestSettingsInput": {
+        "type": "object",
+        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started, the variant leading on the metric wins only if it beats every other one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the comparisons): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
+        "properties": {
+          "test_percent": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 1,
+            "maximum": 90,
+            "description": "Percent of the audience in the test, 1 to 90."
+          },
+          "wait_minutes": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 1,
+            "maximum": 43200,
+            "description": "From the start of the send to the decision, 1 minute to 30 days."
+          },
+          "metric": {
+            "type": "string",
+            "enum": ["open", "click", "conversion", "revenue_per_recipient"],
+            "description": "open and click need the campaign's tracking of them (e-mail); conversion and revenue_per_recipient count conversions attributed to the campaign."
+          },
+          "fallback": {
+            "type": "string",
+            "enum": ["control", "split"],
+            "description": "control (default) or split."
+          },
+          "confidence_percent": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 80,
+            "maximum": 99,
+            "description": "80 to 99; 95 when not given."
+          }
+        },
+        "required": ["test_percent", "wait_minutes", "metric"],
+        "additionalProperties": false
+      },
+      "campaign.v1.AbTestVariantResult": {
+        "type": "object",
+        "properties": {
+          "variant": {
+            "type": "string"
+          },
+          "recipients": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "The variant's test recipients."
+          },
+          "successes": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Recipients who opened, clicked or converted; for revenue_per_recipient the revenue (minor units)."
+          },
+          "value": {
+            "type": "number",
+            "description": "successes / recipients."
+          },
+          "z": {
+            "type": "number",
+            "description": "Against the leader (not set on the leader): the z score and the one-sided p-value."
+          },
+          "p_value": {
+            "type": "number"
+          },
+          "leader": {
+            "type": "boolean"
+          }
+        },
+        "additionalProperties": false
+      },
       "campaign.v1.AutoResponse": {
         "type": "object",
         "description": "An answer given (queued) or skipped (cooldown, daily cap, a render that failed).",
@@ -7357,6 +7774,14 @@ extension OpenAPIDocument {
               }
             ],
             "description": "SMS campaigns: the window (recipient's local time) in which its texts may be delivered, when stricter than the installation's; unset means the installation's."
+          },
+          "ab_test": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.AbTest"
+              }
+            ],
+            "description": "The campaign's A/B test, when it was created with one."
           }
         },
         "additionalProperties": false
@@ -7394,6 +7819,19 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "date-time",
             "description": "When the counts last took in delivery events."
+          },
+          "recipients": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Recipients written to the outbox, and the rates of the totals."
+          },
+          "rates": {
+            "$ref": "#/components/schemas/campaign.v1.MetricRates"
+          },
+          "currency": {
+            "type": "string",
+            "description": "The installation's currency (ISO 4217) of cost_cents and revenue_cents."
           }
         },
         "additionalProperties": false
@@ -7436,6 +7874,38 @@ extension OpenAPIDocument {
             "format": "int64",
             "pattern": "^-?[0-9]+$",
             "description": "Outbox entries dropped by a cancel."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.CampaignMetrics": {
+        "type": "object",
+        "properties": {
+          "campaign_id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "from": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "to": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "step": {
+            "type": "string"
+          },
+          "series": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.MetricSeries"
+            },
+            "description": "The whole campaign (variant \"\") first, then each variant in the campaign's order."
+          },
+          "currency": {
+            "type": "string",
+            "description": "The installation's currency (ISO 4217) of cost_cents and revenue_cents."
           }
         },
         "additionalProperties": false
@@ -7611,6 +8081,156 @@ extension OpenAPIDocument {
         ],
         "x-message": "needs a source when subscribed is true: where did the consent come from?"
       },
+      "campaign.v1.Conversion": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "idempotency_key": {
+            "type": "string"
+          },
+          "subscriber_id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "campaign_id": {
+            "type": "string",
+            "description": "Empty when no campaign was credited."
+          },
+          "variant": {
+            "type": "string"
+          },
+          "attribution": {
+            "type": "string",
+            "description": "given (the caller named the campaign), last_click, last_open, last_delivery or none."
+          },
+          "touched_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "The click, open or delivery credited."
+          },
+          "value_cents": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "currency": {
+            "type": "string"
+          },
+          "occurred_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "received_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "duplicate": {
+            "type": "boolean",
+            "description": "Recorded by an earlier call with the same idempotency_key (counted once)."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.ConversionInput": {
+        "type": "object",
+        "description": "One conversion: exactly one of subscriber_id, email and phone names who converted.",
+        "properties": {
+          "subscriber_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+          },
+          "email": {
+            "type": "string",
+            "maxLength": 254,
+            "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$",
+            "description": "A subscriber's address, as stored (compared case-insensitively)."
+          },
+          "phone": {
+            "type": "string",
+            "pattern": "^\\+[1-9][0-9]{6,14}$",
+            "description": "A subscriber's number in E.164."
+          },
+          "value_cents": {
+            "type": ["integer", "string"],
+            "format": "int64",
+            "minimum": 0,
+            "maximum": 999999999999,
+            "pattern": "^(0|[1-9][0-9]{0,11})$",
+            "description": "The value in minor units (cents), not negative."
+          },
+          "currency": {
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "description": "ISO 4217; must be the installation's (HERALD_CURRENCY, USD by default)."
+          },
+          "occurred_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When it happened; now when not given; at most 5 minutes ahead."
+          },
+          "idempotency_key": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+            "description": "The caller's key for this conversion (an order id): 1 to 200 characters, no control character."
+          },
+          "campaign_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            "description": "The campaign to credit; when not given, the attribution rules decide."
+          }
+        },
+        "required": ["value_cents", "currency", "idempotency_key"],
+        "additionalProperties": false,
+        "oneOf": [
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["email"]
+                },
+                {
+                  "required": ["phone"]
+                }
+              ]
+            },
+            "required": ["subscriber_id"]
+          },
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["subscriber_id"]
+                },
+                {
+                  "required": ["phone"]
+                }
+              ]
+            },
+            "required": ["email"]
+          },
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["subscriber_id"]
+                },
+                {
+                  "required": ["email"]
+                }
+              ]
+            },
+            "required": ["phone"]
+          }
+        ],
+        "x-message": "must name the subscriber by exactly one of subscriber_id, email and phone"
+      },
       "campaign.v1.CreateCampaignRequest": {
         "type": "object",
         "description": "The audience is exactly one of list_id and segment_id; the message exactly one of template_id and variants. Templates must be of the campaign's channel.",
@@ -7675,6 +8295,14 @@ extension OpenAPIDocument {
               }
             ],
             "description": "For SMS campaigns: a stricter delivery window than the installation's (08:00–21:00 in the recipient's local time unless HERALD_SMS_QUIET_HOURS says otherwise)."
+          },
+          "ab_test": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.AbTestSettingsInput"
+              }
+            ],
+            "description": "Send as an A/B test (at least two variants): a share of the audience split over the variants by weight, then, after the wait, the rest to the winner."
           }
         },
         "required": ["name", "channel"],
@@ -7759,6 +8387,78 @@ extension OpenAPIDocument {
               "required": ["channel", "quiet_hours"]
             },
             "x-message": "may set quiet_hours only when channel is sms"
+          },
+          {
+            "not": {
+              "not": {
+                "properties": {
+                  "variants": {
+                    "minItems": 2
+                  }
+                },
+                "required": ["variants"]
+              },
+              "required": ["ab_test"]
+            },
+            "x-message": "may have an ab_test only with at least two variants"
+          },
+          {
+            "not": {
+              "not": {
+                "properties": {
+                  "tracking": {
+                    "properties": {
+                      "opens": {
+                        "const": true
+                      }
+                    },
+                    "required": ["opens"]
+                  }
+                },
+                "required": ["tracking"]
+              },
+              "properties": {
+                "ab_test": {
+                  "properties": {
+                    "metric": {
+                      "const": "open"
+                    }
+                  },
+                  "required": ["metric"]
+                }
+              },
+              "required": ["ab_test"]
+            },
+            "x-message": "may test on opens only with tracking.opens (e-mail)"
+          },
+          {
+            "not": {
+              "not": {
+                "properties": {
+                  "tracking": {
+                    "properties": {
+                      "clicks": {
+                        "const": true
+                      }
+                    },
+                    "required": ["clicks"]
+                  }
+                },
+                "required": ["tracking"]
+              },
+              "properties": {
+                "ab_test": {
+                  "properties": {
+                    "metric": {
+                      "const": "click"
+                    }
+                  },
+                  "required": ["metric"]
+                }
+              },
+              "required": ["ab_test"]
+            },
+            "x-message": "may test on clicks only with tracking.clicks (e-mail)"
           }
         ]
       },
@@ -8085,6 +8785,28 @@ extension OpenAPIDocument {
             "format": "int64",
             "pattern": "^-?[0-9]+$",
             "description": "Replies to the campaign's messages (an inbound SMS or e-mail matched to the message it answers; keywords such as STOP or HELP are not replies)."
+          },
+          "unique_opened": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Recipients who opened (clicked) at least once: each counted once, on their first open (click)."
+          },
+          "unique_clicked": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "conversions": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Conversions attributed to the campaign and their value (minor units of the installation's currency)."
+          },
+          "revenue_cents": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
           }
         },
         "additionalProperties": false
@@ -8280,6 +9002,226 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "campaign.v1.MetricCounters": {
+        "type": "object",
+        "description": "A snapshot's counters (delivery events as the campaign's analytics count them).",
+        "properties": {
+          "audience": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Subscribers in the audience when it was expanded."
+          },
+          "recipients": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Written to the outbox (of the variant)."
+          },
+          "queued": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "sent": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "delivered": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "bounced": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "soft_bounced": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "failed": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "opened": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "unique_opened": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "clicked": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "unique_clicked": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "replied": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "unsubscribed": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "complained": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "cost_cents": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "conversions": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "revenue_cents": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.MetricPoint": {
+        "type": "object",
+        "properties": {
+          "at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the snapshot was taken (the last one of its step)."
+          },
+          "counters": {
+            "$ref": "#/components/schemas/campaign.v1.MetricCounters"
+          },
+          "rates": {
+            "$ref": "#/components/schemas/campaign.v1.MetricRates"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.MetricRates": {
+        "type": "object",
+        "description": "Rates computed from counts. reached = sent − bounced − soft_bounced (not below 0).",
+        "properties": {
+          "delivery": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "reached / sent."
+          },
+          "open": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "unique_opened / reached."
+          },
+          "click": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "unique_clicked / reached."
+          },
+          "click_to_open": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "unique_clicked / unique_opened."
+          },
+          "bounce": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "bounced (hard) / sent."
+          },
+          "complaint": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "complained / reached."
+          },
+          "unsubscribe": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "unsubscribed / reached."
+          },
+          "conversion": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "conversions / reached."
+          },
+          "revenue_per_recipient": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "revenue_cents / recipients (minor units per recipient)."
+          },
+          "roi": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.Rate"
+              }
+            ],
+            "description": "(revenue_cents − cost_cents) / cost_cents."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.MetricSeries": {
+        "type": "object",
+        "properties": {
+          "variant": {
+            "type": "string",
+            "description": "Empty for the whole campaign."
+          },
+          "points": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.MetricPoint"
+            },
+            "description": "Oldest first; a step without a snapshot has no point."
+          }
+        },
+        "additionalProperties": false
+      },
       "campaign.v1.PreviewAutoResponseRequest": {
         "type": "object",
         "properties": {
@@ -8334,6 +9276,62 @@ extension OpenAPIDocument {
           }
         },
         "required": ["start", "end"],
+        "additionalProperties": false
+      },
+      "campaign.v1.Rate": {
+        "type": "object",
+        "description": "A rate with what it was computed from; value is numerator / denominator, not set when the denominator is 0.",
+        "properties": {
+          "numerator": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "denominator": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "value": {
+            "type": "number"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.RecordConversionsRequest": {
+        "type": "object",
+        "properties": {
+          "conversions": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.ConversionInput"
+            },
+            "minItems": 1,
+            "maxItems": 1000
+          }
+        },
+        "required": ["conversions"],
+        "additionalProperties": false
+      },
+      "campaign.v1.RecordConversionsResponse": {
+        "type": "object",
+        "properties": {
+          "conversions": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.Conversion"
+            },
+            "description": "In the order given."
+          },
+          "recorded": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "duplicates": {
+            "type": "integer",
+            "format": "int32"
+          }
+        },
         "additionalProperties": false
       },
       "campaign.v1.Segment": {
@@ -8811,6 +9809,15 @@ extension OpenAPIDocument {
           },
           "counts": {
             "$ref": "#/components/schemas/campaign.v1.DeliveryCounts"
+          },
+          "recipients": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Recipients assigned to the variant (test and rest of an A/B test)."
+          },
+          "rates": {
+            "$ref": "#/components/schemas/campaign.v1.MetricRates"
           }
         },
         "additionalProperties": false
@@ -10646,11 +11653,11 @@ extension OpenAPIDocument {
           "scopes": {
             "type": "array",
             "items": {
-              "enum": ["admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write", "ratelimit:write", "sync:write", "verification:write"]
+              "enum": ["admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write", "ratelimit:write", "sync:write", "verification:write", "conversions:write"]
             },
             "minItems": 1,
-            "maxItems": 9,
-            "description": "admin (everything), read (every read), subscribers:write, campaigns:write, templates:write, delivery:write, ratelimit:write, sync:write, verification:write."
+            "maxItems": 10,
+            "description": "admin (everything), read (every read), subscribers:write, campaigns:write, templates:write, delivery:write, ratelimit:write, sync:write, verification:write, conversions:write."
           }
         },
         "required": ["name", "scopes"],

@@ -210,6 +210,27 @@ extension RESTRoute {
         try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listEngagement(request, options: options)
       }),
     RESTRoute(
+      operationID: "campaign.GetCampaignMetrics", method: "get", path: "/v1/campaigns/{campaign_id}/metrics",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_GetCampaignMetricsRequest, options: CallOptions) -> Herald_Campaign_V1_CampaignMetrics in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).getCampaignMetrics(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.RecordConversions", method: "post", path: "/v1/conversions",
+      service: "campaign", scope: "conversions:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_RecordConversionsRequest, options: CallOptions) -> Herald_Campaign_V1_RecordConversionsResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).recordConversions(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.PickAbTestWinner", method: "post", path: "/v1/campaigns/{campaign_id}/ab-test/winner",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_PickAbTestWinnerRequest, options: CallOptions) -> Herald_Campaign_V1_Campaign in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).pickAbTestWinner(request, options: options)
+      }),
+    RESTRoute(
       operationID: "campaign.CreateAutoResponseRule", method: "post", path: "/v1/auto-response-rules",
       service: "campaign", scope: "campaigns:write", status: 201,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,

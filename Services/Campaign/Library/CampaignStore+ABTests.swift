@@ -1,0 +1,242 @@
+import Foundation
+import GRPCCore
+import HeraldCore
+import HeraldPostgres
+import HeraldServerKit
+import Logging
+import PostgresNIO
+
+/// A/B tests that decide (SPEC §13): the test's settings and decision, the claim of a test that
+/// is due, its numbers, and the rest of the audience written to the outbox as wave 1 — all in the
+/// transaction that holds the test's and the campaign's row locks, so a test is decided once
+/// however many replicas look, and a crash before the commit leaves it undecided.
+extension CampaignStore {
+  /// The tests of these campaigns, by campaign.
+  func abTests(of campaigns: [UUID]) async throws -> [UUID: ABTestRecord] {
+    var tests: [UUID: ABTestRecord] = [:]
+    let rows = try await client.query(
+      """
+      SELECT campaign_id, test_basis_points, wait_seconds, metric, confidence_basis_points, fallback, decide_at, decision::text
+      FROM campaign.ab_tests WHERE campaign_id = ANY(\(campaigns)::uuid[])
+      """, logger: logger)
+    for try await (campaign, share, wait, metric, confidence, fallback, decideAt, decisionJSON) in rows.decode(
+      (UUID, Int, Int, String, Int, String, Date?, String?).self)
+    {
+      let decision = try decisionJSON.map { try Self.decisionDecoder.decode(ABDecision.self, from: Data($0.utf8)) }
+      tests[campaign] = ABTestRecord(
+        settings: ABTestSettings(
+          testBasisPoints: share, waitSeconds: wait, metric: metric, confidenceBasisPoints: confidence, fallback: fallback),
+        decideAt: decideAt, decision: decision)
+    }
+    return tests
+  }
+
+  /// A campaign's test settings (nil without a test), read in the caller's transaction.
+  func abTestSettings(of campaign: UUID, on connection: PostgresConnection) async throws -> ABTestSettings? {
+    try await connection.query(
+      """
+      SELECT test_basis_points, wait_seconds, metric, confidence_basis_points, fallback FROM campaign.ab_tests
+      WHERE campaign_id = \(campaign)
+      """, logger: logger
+    ).decode((Int, Int, String, Int, String).self).elements().first.map {
+      ABTestSettings(testBasisPoints: $0.0, waitSeconds: $0.1, metric: $0.2, confidenceBasisPoints: $0.3, fallback: $0.4)
+    }
+  }
+
+  /// Decides the undecided test due first at `now` whose campaign is sending (a paused one waits
+  /// for its resume), skipping those another replica holds; returns its campaign and decision,
+  /// or nil when none is due.
+  package func decideDueABTest(at now: Date) async throws -> (campaign: UUID, decision: ABDecision)? {
+    try await transaction { connection in
+      let row = try await connection.query(
+        """
+        SELECT \(unescaped: Self.campaignColumns) FROM campaign.ab_tests t JOIN campaign.campaigns c ON c.id = t.campaign_id
+        WHERE t.decided_at IS NULL AND t.decide_at <= \(now) AND c.status = 'sending'
+        ORDER BY t.decide_at LIMIT 1
+        FOR UPDATE OF t, c SKIP LOCKED
+        """, logger: logger
+      ).collect().first
+      guard let row else { return nil }
+      let campaign = try Self.campaignRecord(row)
+      guard let settings = try await abTestSettings(of: campaign.id, on: connection) else { return nil }
+      let arms = try await abArms(of: campaign.id, metric: settings.metric, on: connection)
+      var decision = ABStatistics.decide(
+        metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints,
+        fallback: settings.fallback, at: now)
+      decision.restRecipients = try await writeRest(of: campaign, to: decision.winner, on: connection)
+      try await record(decision, of: campaign.id, on: connection)
+      return (campaign.id, decision)
+    }
+  }
+
+  /// An operator's pick before the test ends: the same as a decision, with `variant` winning.
+  package func pickABTestWinner(_ campaignID: UUID, variant: String, at now: Date) async throws -> CampaignRecord {
+    try await transaction { connection -> Void in
+      let row = try await connection.query(
+        "SELECT \(unescaped: Self.campaignColumns) FROM campaign.campaigns c WHERE c.id = \(campaignID) FOR UPDATE", logger: logger
+      ).collect().first
+      guard let row else { throw Self.notFound("campaign", campaignID, field: "campaign_id") }
+      let campaign = try Self.campaignRecord(row)
+      let state = try await connection.query(
+        "SELECT decided_at FROM campaign.ab_tests WHERE campaign_id = \(campaignID) FOR UPDATE", logger: logger
+      ).decode(Date?.self).elements()
+      guard let decidedAt = state.first else {
+        throw RPCError.field("campaign_id", .failedPrecondition, "campaign \(campaignID.lowercasedString) has no A/B test")
+      }
+      if let decidedAt {
+        throw RPCError.field(
+          "campaign_id", .failedPrecondition,
+          "the A/B test of campaign \(campaignID.lowercasedString) was decided at \(ISOTime.format(decidedAt))")
+      }
+      guard ["sending", "paused"].contains(campaign.status) else {
+        throw RPCError.field(
+          "status", .failedPrecondition,
+          "campaign \(campaignID.lowercasedString) is \(campaign.status); a winner can be picked while it is sending or paused")
+      }
+      let names = try await connection.query(
+        "SELECT name FROM campaign.campaign_variants WHERE campaign_id = \(campaignID) ORDER BY position", logger: logger
+      ).decode(String.self).elements()
+      guard names.contains(variant) else {
+        throw RPCError.field(
+          "variant", .notFound,
+          "campaign \(campaignID.lowercasedString) has no variant '\(variant)' (it has \(names.joined(separator: ", ")))")
+      }
+      guard let settings = try await abTestSettings(of: campaignID, on: connection) else {
+        throw RPCError.field("campaign_id", .failedPrecondition, "campaign \(campaignID.lowercasedString) has no A/B test")
+      }
+      let arms = try await abArms(of: campaignID, metric: settings.metric, on: connection)
+      var decision = ABStatistics.picked(
+        variant, metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints, at: now)
+      decision.restRecipients = try await writeRest(of: campaign, to: variant, on: connection)
+      try await record(decision, of: campaignID, on: connection)
+    }
+    return try await campaign(id: campaignID)
+  }
+
+  /// Each variant's test numbers for `metric`, in the campaign's order: its test recipients and
+  /// those who opened, clicked or converted once at least (unique counts), or its revenue and
+  /// the sum of its recipients' squared revenue.
+  func abArms(of campaign: UUID, metric: String, on connection: PostgresConnection) async throws -> [ABArm] {
+    let variants = try await connection.query(
+      "SELECT name, recipients FROM campaign.campaign_variants WHERE campaign_id = \(campaign) ORDER BY position", logger: logger
+    ).decode((String, Int64).self).elements()
+    var successes: [String: (Int64, Double)] = [:]
+    let rows: PostgresRowSequence
+    switch metric {
+    case "open", "click":
+      let status = metric == "open" ? "unique_opened" : "unique_clicked"
+      rows = try await connection.query(
+        """
+        SELECT variant, sum(events)::int8, 0::float8 FROM campaign.campaign_daily_stats
+        WHERE campaign_id = \(campaign) AND status = \(status) GROUP BY variant
+        """, logger: logger)
+    case "conversion":
+      rows = try await connection.query(
+        """
+        SELECT variant, count(DISTINCT subscriber_id), 0::float8 FROM campaign.conversions
+        WHERE campaign_id = \(campaign) AND variant IS NOT NULL GROUP BY variant
+        """, logger: logger)
+    default:
+      rows = try await connection.query(
+        """
+        SELECT variant, sum(value)::int8, sum(value::float8 * value::float8) FROM (
+          SELECT variant, subscriber_id, sum(value_cents) AS value FROM campaign.conversions
+          WHERE campaign_id = \(campaign) AND variant IS NOT NULL GROUP BY variant, subscriber_id) per_recipient
+        GROUP BY variant
+        """, logger: logger)
+    }
+    for try await (variant, count, squares) in rows.decode((String, Int64, Double).self) {
+      successes[variant] = (count, squares)
+    }
+    return variants.map { name, recipients in
+      let (count, squares) = successes[name] ?? (0, 0)
+      return ABArm(variant: name, recipients: recipients, successes: count, sumOfSquares: squares)
+    }
+  }
+
+  /// Writes the rest of the audience (eligible now: consent is checked again; everyone not in the
+  /// outbox already, so nobody gets two variants) to the outbox as wave 1, to `winner` or split
+  /// evenly over the variants when nil, cut into chunks numbered after the test's; returns how
+  /// many it wrote.
+  func writeRest(of campaign: CampaignRecord, to winner: String?, on connection: PostgresConnection) async throws -> Int64 {
+    var builder = SQLBuilder()
+    let audience = try await audiencePredicate(of: campaign, builder: &builder, on: connection)
+    let variants = try await connection.query(
+      "SELECT name FROM campaign.campaign_variants WHERE campaign_id = \(campaign.id) ORDER BY position", logger: logger
+    ).decode(String.self).elements()
+    let firstChunk =
+      try await connection.query(
+        "SELECT coalesce(max(chunk) + 1, 0) FROM campaign.outbox_chunks WHERE campaign_id = \(campaign.id)", logger: logger
+      ).decode(Int32.self).elements().first ?? 0
+    let assignment: String
+    if let winner {
+      assignment = builder.bind(winner)
+    } else {
+      // Evenly: bucket modulo the number of variants.
+      var cases = ""
+      for (index, name) in variants.dropLast().enumerated() {
+        cases += " WHEN a.bucket = \(builder.bind(Int64(index))) THEN \(builder.bind(name))"
+      }
+      assignment = cases.isEmpty ? builder.bind(variants.last ?? "") : "CASE\(cases) ELSE \(builder.bind(variants.last ?? "")) END"
+    }
+    let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+    let campaignBind = builder.bind(campaign.id)
+    let sql = """
+      WITH audience AS (
+        SELECT s.id,
+          mod(hashtextextended(s.id::text, \(builder.bind(Self.seed(of: campaign.id)))) & 9223372036854775807,
+            \(builder.bind(Int64(max(variants.count, 1))))) AS bucket
+        FROM campaign.subscribers s WHERE s.status = 'active' AND \(consent) AND (\(audience))
+      ), written AS (
+        INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant, wave)
+        SELECT \(campaignBind), a.id, \(assignment), 1 FROM audience a
+        ORDER BY a.id
+        ON CONFLICT (campaign_id, subscriber_id) DO NOTHING
+        RETURNING subscriber_id, variant
+      ), numbered AS (
+        SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n, count(*) OVER () AS total FROM written
+      ), chunks AS (
+        INSERT INTO campaign.outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries, wave)
+        SELECT \(campaignBind), \(builder.bind(firstChunk)) + n / \(OutboxRelay.chunkSize), subscriber_id,
+          lead(subscriber_id) OVER (ORDER BY n), least(\(OutboxRelay.chunkSize), total - n), 1
+        FROM numbered WHERE n % \(OutboxRelay.chunkSize) = 0
+      )
+      SELECT variant, count(*) FROM written GROUP BY variant
+      """
+    var written: Int64 = 0
+    for try await (variant, count) in try await connection.query(builder.query(sql), logger: logger).decode((String, Int64).self) {
+      written += count
+      try await connection.query(
+        """
+        UPDATE campaign.campaign_variants SET recipients = recipients + \(count)
+        WHERE campaign_id = \(campaign.id) AND name = \(variant)
+        """, logger: logger)
+    }
+    return written
+  }
+
+  /// Stores a decision on its (locked) test.
+  func record(_ decision: ABDecision, of campaign: UUID, on connection: PostgresConnection) async throws {
+    let json = String(decoding: try Self.decisionEncoder.encode(decision), as: UTF8.self)
+    try await connection.query(
+      """
+      UPDATE campaign.ab_tests SET decided_at = \(decision.decidedAt), outcome = \(decision.outcome), winner = \(decision.winner),
+        decision = \(json)::jsonb, rest_recipients = \(decision.restRecipients)
+      WHERE campaign_id = \(campaign)
+      """, logger: logger)
+    try await connection.query("UPDATE campaign.campaigns SET updated_at = now() WHERE id = \(campaign)", logger: logger)
+  }
+
+  static var decisionEncoder: JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.outputFormatting = .sortedKeys
+    return encoder
+  }
+
+  static var decisionDecoder: JSONDecoder {
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    return decoder
+  }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// A campaign's counters at one moment, per variant (`""` is the whole campaign).
+package struct SnapshotRecord: Sendable, Equatable {
+  package var variant: String
+  package var takenAt: Date
+  package var resolution: String
+  package var counters: ResultCounters
+}
+
+/// Metric snapshots (SPEC §13): one statement per tick snapshots every campaign that is due —
+/// every 5 minutes while it sends or is paused, hourly for 30 days after it finished, then daily
+/// for a year — per variant and for the whole campaign, from its daily rollup; a retention rule
+/// thins old points; and the series are read back for charts.
+extension CampaignStore {
+  /// The counters of the rollup, by status, as snapshot columns.
+  static let snapshotCounters = """
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'queued'), 0)::int8 AS queued,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'sent'), 0)::int8 AS sent,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'delivered'), 0)::int8 AS delivered,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'bounced'), 0)::int8 AS bounced,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'soft_bounced'), 0)::int8 AS soft_bounced,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'failed'), 0)::int8 AS failed,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'opened'), 0)::int8 AS opened,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'unique_opened'), 0)::int8 AS unique_opened,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'clicked'), 0)::int8 AS clicked,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'unique_clicked'), 0)::int8 AS unique_clicked,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'replied'), 0)::int8 AS replied,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'unsubscribed'), 0)::int8 AS unsubscribed,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'complained'), 0)::int8 AS complained,
+    coalesce(sum(d.cost_cents), 0)::int8 AS cost_cents,
+    coalesce(sum(d.events) FILTER (WHERE d.status = 'converted'), 0)::int8 AS conversions,
+    coalesce(sum(d.value_cents), 0)::int8 AS revenue_cents
+    """
+
+  static let counterColumns = [
+    "queued", "sent", "delivered", "bounced", "soft_bounced", "failed", "opened", "unique_opened", "clicked", "unique_clicked",
+    "replied", "unsubscribed", "complained", "cost_cents", "conversions", "revenue_cents",
+  ]
+
+  /// Snapshots every campaign due at `now` in one statement; returns the campaigns and rows
+  /// written. A campaign is due when it has no snapshot yet in the current 5-minute (sending or
+  /// paused), hour (finished up to 30 days ago) or day (up to a year ago) bin; campaigns another
+  /// replica is snapshotting, or whose row a transition holds, are left to the next tick.
+  package func takeSnapshots(at now: Date) async throws -> (campaigns: Int, rows: Int) {
+    let columns = Self.counterColumns.joined(separator: ", ")
+    let selected = Self.counterColumns.map { "coalesce(st.\($0), 0)" }.joined(separator: ", ")
+    let row = try await client.query(
+      """
+      WITH due AS (
+        SELECT c.id, c.audience_count,
+          CASE WHEN c.status IN ('sending', 'paused') THEN '5m'
+            WHEN c.finished_at > \(now)::timestamptz - interval '30 days' THEN '1h' ELSE '1d' END AS resolution
+        FROM campaign.campaigns c
+        WHERE (c.status IN ('sending', 'paused')
+            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('5 minutes', \(now)::timestamptz, 'epoch'))
+          OR (c.status IN ('sent', 'cancelled', 'failed') AND c.finished_at > \(now)::timestamptz - interval '30 days'
+            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('1 hour', \(now)::timestamptz, 'epoch'))
+          OR (c.status IN ('sent', 'cancelled', 'failed') AND c.finished_at > \(now)::timestamptz - interval '365 days'
+            AND c.finished_at <= \(now)::timestamptz - interval '30 days'
+            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('1 day', \(now)::timestamptz, 'epoch'))
+        FOR UPDATE SKIP LOCKED
+      ), stats AS (
+        SELECT d.campaign_id, CASE WHEN grouping(d.variant) = 1 THEN '' ELSE d.variant END AS variant,
+          \(unescaped: Self.snapshotCounters)
+        FROM campaign.campaign_daily_stats d WHERE d.campaign_id IN (SELECT id FROM due)
+        GROUP BY GROUPING SETS ((d.campaign_id, d.variant), (d.campaign_id))
+      ), cells AS (
+        SELECT v.campaign_id, v.name AS variant, v.recipients FROM campaign.campaign_variants v
+        WHERE v.campaign_id IN (SELECT id FROM due)
+        UNION ALL
+        SELECT v.campaign_id, '', sum(v.recipients)::int8 FROM campaign.campaign_variants v
+        WHERE v.campaign_id IN (SELECT id FROM due) GROUP BY v.campaign_id
+      ), written AS (
+        INSERT INTO campaign.metric_snapshots (campaign_id, variant, taken_at, resolution, audience, recipients, \(unescaped: columns))
+        SELECT x.campaign_id, x.variant, \(now), due.resolution, due.audience_count, x.recipients, \(unescaped: selected)
+        FROM cells x JOIN due ON due.id = x.campaign_id
+        LEFT JOIN stats st ON st.campaign_id = x.campaign_id AND st.variant = x.variant
+        ON CONFLICT (campaign_id, variant, taken_at) DO NOTHING
+        RETURNING campaign_id
+      ), marked AS (
+        UPDATE campaign.campaigns c SET last_snapshot_at = \(now) FROM due WHERE c.id = due.id
+      )
+      SELECT count(DISTINCT campaign_id)::int8, count(*)::int8 FROM written
+      """, logger: logger
+    ).decode((Int64, Int64).self).elements().first
+    return (Int(row?.0 ?? 0), Int(row?.1 ?? 0))
+  }
+
+  /// The retention rule at `now`: 5-minute points older than 30 days are thinned to the last of
+  /// each hour, hourly points older than a year to the last of each day (the kept ones take the
+  /// coarser resolution); returns how many were deleted.
+  @discardableResult
+  package func thinSnapshots(at now: Date) async throws -> Int {
+    var deleted = 0
+    for (fine, coarse, bin, age) in [("5m", "1h", "1 hour", "30 days"), ("1h", "1d", "1 day", "365 days")] {
+      let count = try await transaction { connection in
+        let count =
+          try await connection.query(
+            """
+            WITH ranked AS (
+              SELECT campaign_id, variant, taken_at,
+                row_number() OVER (PARTITION BY campaign_id, variant, date_bin(\(bin)::interval, taken_at, 'epoch') ORDER BY taken_at DESC) AS n
+              FROM campaign.metric_snapshots
+              WHERE resolution = \(fine) AND taken_at < \(now)::timestamptz - \(age)::interval
+            ), gone AS (
+              DELETE FROM campaign.metric_snapshots s USING ranked r
+              WHERE r.n > 1 AND s.campaign_id = r.campaign_id AND s.variant = r.variant AND s.taken_at = r.taken_at
+              RETURNING 1
+            )
+            SELECT count(*)::int8 FROM gone
+            """, logger: logger
+          ).decode(Int64.self).elements().first ?? 0
+        try await connection.query(
+          """
+          UPDATE campaign.metric_snapshots SET resolution = \(coarse)
+          WHERE resolution = \(fine) AND taken_at < \(now)::timestamptz - \(age)::interval
+          """, logger: logger)
+        return Int(count)
+      }
+      deleted += count
+    }
+    return deleted
+  }
+
+  /// A campaign's snapshots from `from` up to `to` (inclusive), the last of each `step` (seconds)
+  /// per variant, oldest first.
+  package func snapshots(of campaign: UUID, from: Date, to: Date, stepSeconds step: Int64) async throws -> [SnapshotRecord] {
+    let columns = Self.counterColumns.joined(separator: ", ")
+    var result: [SnapshotRecord] = []
+    let rows = try await client.query(
+      """
+      SELECT DISTINCT ON (variant, bin) variant, taken_at, resolution, audience, recipients, \(unescaped: columns)
+      FROM (
+        SELECT s.*, date_bin(make_interval(secs => \(step)), s.taken_at, \(from)) AS bin FROM campaign.metric_snapshots s
+        WHERE s.campaign_id = \(campaign) AND s.taken_at BETWEEN \(from) AND \(to)
+      ) x
+      ORDER BY variant, bin, taken_at DESC
+      """, logger: logger)
+    for try await row in rows {
+      let cells = row.makeRandomAccess()
+      var counters = ResultCounters()
+      counters.audience = try cells["audience"].decode(Int64.self)
+      counters.recipients = try cells["recipients"].decode(Int64.self)
+      counters.assign(try Self.counterColumns.map { try cells[$0].decode(Int64.self) })
+      result.append(
+        SnapshotRecord(
+          variant: try cells["variant"].decode(String.self), takenAt: try cells["taken_at"].decode(Date.self),
+          resolution: try cells["resolution"].decode(String.self), counters: counters))
+    }
+    return result.sorted { ($0.variant, $0.takenAt) < ($1.variant, $1.takenAt) }
+  }
+}
+
+extension ResultCounters {
+  /// Sets the counters in `CampaignStore.counterColumns` order.
+  mutating func assign(_ values: [Int64]) {
+    (queued, sent, delivered, bounced, softBounced, failed, opened, uniqueOpened) = (
+      values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7]
+    )
+    (clicked, uniqueClicked, replied, unsubscribed, complained, costCents, conversions, revenueCents) = (
+      values[8], values[9], values[10], values[11], values[12], values[13], values[14], values[15]
+    )
+  }
+
+  /// Adds a rollup cell's events of `status` and its cost and value.
+  package mutating func add(status: String, events: Int64, costCents cost: Int64, valueCents value: Int64) {
+    switch status {
+    case "queued": queued += events
+    case "sent": sent += events
+    case "delivered": delivered += events
+    case "bounced": bounced += events
+    case "soft_bounced": softBounced += events
+    case "failed": failed += events
+    case "opened": opened += events
+    case "unique_opened": uniqueOpened += events
+    case "clicked": clicked += events
+    case "unique_clicked": uniqueClicked += events
+    case "replied": replied += events
+    case "unsubscribed": unsubscribed += events
+    case "complained": complained += events
+    case "converted": conversions += events
+    default: break
+    }
+    costCents += cost
+    revenueCents += value
+  }
+}
