@@ -538,6 +538,44 @@ import Testing
         let field = try Self.json(response.body)["field"] as? String
         #expect(response.status == .badRequest && field == "min_score")
       }
+      // Results (SPEC §13): conversions need conversions:write (a shop's key holds only that); the
+      // series and the winner's pick answer on their routes.
+      let shop = try await Self.createKey(client, scopes: ["conversions:write"])
+      let sale: [String: Any] = [
+        "email": "ada@example.com", "value_cents": 1999, "currency": "USD", "idempotency_key": "order-1", "campaign_id": id,
+      ]
+      let (saleStatus, sold) = try await Self.post(client, "/v1/conversions", ["conversions": [sale]], key: shop)
+      let recorded = (sold["conversions"] as? [[String: Any]])?.first
+      #expect(
+        saleStatus == .ok && recorded?["attribution"] as? String == "given" && recorded?["value_cents"] as? String == "1999", "\(sold)")
+      let (readerStatus, _) = try await Self.post(client, "/v1/conversions", ["conversions": [sale]], key: writer)
+      #expect(readerStatus == .forbidden)
+      var negative = sale
+      negative["value_cents"] = -5
+      let (negativeStatus, refusedSale) = try await Self.post(client, "/v1/conversions", ["conversions": [negative]], key: shop)
+      #expect(negativeStatus == .badRequest && refusedSale["field"] as? String == "conversions[0].value_cents", "\(refusedSale)")
+      var euros = sale
+      euros["currency"] = "EUR"
+      let (euroStatus, refusedEuros) = try await Self.post(client, "/v1/conversions", ["conversions": [euros]], key: shop)
+      #expect(euroStatus == .badRequest && refusedEuros["field"] as? String == "conversions[0].currency", "\(refusedEuros)")
+      try await client.execute(uri: "/v1/campaigns/\(id)/metrics?step=1h", method: .get, headers: Self.headers(writer)) {
+        response async throws in
+        let metrics = try Self.json(response.body)
+        #expect(response.status == .ok && metrics["step"] as? String == "1h" && metrics["currency"] as? String == "USD", "\(metrics)")
+      }
+      try await client.execute(uri: "/v1/campaigns/\(id)/metrics?step=2m", method: .get, headers: Self.headers(writer)) {
+        response async throws in
+        let field = try Self.json(response.body)["field"] as? String
+        #expect(response.status == .badRequest && field == "step")
+      }
+      let analyticsAfter = try await client.execute(uri: "/v1/campaigns/\(id)/analytics", method: .get, headers: Self.headers(writer)) {
+        try Self.json($0.body)
+      }
+      let totals = analyticsAfter["totals"] as? [String: Any]
+      #expect(totals?["conversions"] as? String == "1" && totals?["revenue_cents"] as? String == "1999", "\(analyticsAfter)")
+      let (pickStatus, pick) = try await Self.post(client, "/v1/campaigns/\(id)/ab-test/winner", ["variant": "default"])
+      #expect(pickStatus == .conflict && pick["field"] as? String == "campaign_id", "\(pick)")
+
       let (cancelStatus, cancelled) = try await Self.post(client, "/v1/campaigns/\(id)/cancel", nil)
       #expect(cancelStatus == .ok && cancelled["status"] as? String == "cancelled")
     }

@@ -246,6 +246,64 @@ func withVerifiedSystem<T: Sendable>(
     }
   }
 
+  /// SPEC §13: snapshots above the live counters, conversions crediting a missing variant, and an
+  /// A/B test's rest written outside its decision (or a recipient sent twice).
+  @Test func resultsFaultsAreFound() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(
+        database,
+        """
+        INSERT INTO campaign.subscribers (email) VALUES ('ada@example.com'), ('lin@example.com');
+        INSERT INTO campaign.lists (name) VALUES ('all');
+        INSERT INTO campaign.templates (name, channel, format, subject, body, variables)
+          VALUES ('t', 'email', 'text', 'Hi', 'Hi', '[]');
+        INSERT INTO campaign.campaigns (name, channel, list_id, status)
+          SELECT 'tested', 'email', id, 'sending' FROM campaign.lists;
+        INSERT INTO campaign.campaign_variants (campaign_id, position, name, template_id, weight)
+          SELECT c.id, p, n, t.id, 1 FROM campaign.campaigns c, campaign.templates t, (VALUES (0, 'A'), (1, 'B')) v(p, n);
+        INSERT INTO campaign.campaign_daily_stats (campaign_id, variant, day, status, events)
+          SELECT id, 'A', current_date, 'sent', 3 FROM campaign.campaigns;
+        -- The live counters say 3 sent; a snapshot says 5.
+        INSERT INTO campaign.metric_snapshots (campaign_id, variant, taken_at, resolution, audience, recipients, queued, sent,
+          delivered, bounced, soft_bounced, failed, opened, unique_opened, clicked, unique_clicked, replied, unsubscribed,
+          complained, cost_cents, conversions, revenue_cents)
+          SELECT id, v, now(), '5m', 2, 2, 0, s, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+          FROM campaign.campaigns, (VALUES ('A', 3), ('', 5)) x(v, s);
+        INSERT INTO campaign.conversions (idempotency_key, subscriber_id, campaign_id, variant, attribution, value_cents, currency, occurred_at)
+          SELECT 'order-1', s.id, c.id, 'Z', 'given', 100, 'USD', now() FROM campaign.subscribers s, campaign.campaigns c
+          WHERE s.email = 'ada@example.com';
+        -- Undecided, yet a rest entry; and two messages to one recipient.
+        INSERT INTO campaign.ab_tests (campaign_id, test_basis_points, wait_seconds, metric, confidence_basis_points, fallback)
+          SELECT id, 2000, 3600, 'open', 9500, 'control' FROM campaign.campaigns;
+        INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant, wave)
+          SELECT c.id, s.id, 'B', 1 FROM campaign.campaigns c, campaign.subscribers s WHERE s.email = 'lin@example.com';
+        INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, campaign_id, subscriber_id)
+          SELECT k, 'email', 'ada@example.com', 'hi', c.id, s.id
+          FROM campaign.campaigns c, campaign.subscribers s, (VALUES ('twice:1'), ('twice:2')) x(k) WHERE s.email = 'ada@example.com';
+        """)
+      let report = try await verification.runVerification(.with { $0.component = "data" })
+      func issue(_ check: String) -> Herald_Verification_V1_Issue? { report.issues.first { $0.check == check } }
+      let snapshot = try #require(issue("data.snapshot_above_live"), "\(report.issues.map(\.check))")
+      #expect(snapshot.count == 1 && snapshot.sampleKeys[0].contains("(whole campaign)"))
+      #expect(issue("data.conversion_campaign_missing")?.count == 1)
+      let rest = try #require(issue("data.ab_rest_outside_decision"))
+      #expect(rest.count == 2 && rest.severity == .critical, "\(rest.sampleKeys)")
+      // Decided for B, the rest entry is the decision's; the second message is still found.
+      try await Self.sql(
+        database,
+        """
+        UPDATE campaign.ab_tests SET decided_at = now(), outcome = 'winner', winner = 'B';
+        DELETE FROM delivery.messages WHERE idempotency_key = 'twice:2';
+        UPDATE campaign.metric_snapshots SET sent = 3;
+        UPDATE campaign.conversions SET variant = 'A';
+        """)
+      let again = try await verification.runVerification(.with { $0.component = "data" })
+      let left = Set(again.issues.map(\.check))
+      #expect(
+        left.isDisjoint(with: ["data.snapshot_above_live", "data.conversion_campaign_missing", "data.ab_rest_outside_decision"]), "\(left)")
+    }
+  }
+
   @Test func injectedFaultsAreFoundRepairedAndAFailedRepairIsRolledBack() async throws {
     try await withHTTPSink { webhookPort, alerts async throws in
       try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") {
@@ -303,6 +361,9 @@ func withVerifiedSystem<T: Sendable>(
           #expect(found != nil, "\(check) on \(object) not found in \(report.issues.map { "\($0.check) \($0.affectedObject)" })")
           #expect(found?.severity == severity && found?.category == category, "\(check): \(String(describing: found))")
         }
+        // A data check reading the dropped column is noted as not checked; the others ran.
+        let data = try #require(report.components.first { $0.component == "data" })
+        #expect(data.note.contains("data.conversion_campaign_missing") && data.note.contains("campaign_id"), "\(data.note)")
         let checksum = try #require(issue("ledger.checksum_changed", "ratelimit.schema_migrations version 1"))
         #expect(checksum.description_p.contains(String(repeating: "deadbeef", count: 8)) && checksum.description_p.contains("migration 1"))
         // Sample keys never show personal data whole.

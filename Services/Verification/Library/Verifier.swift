@@ -110,9 +110,9 @@ package final class Verifier: Sendable {
           await timed("\(name):\(set.schema)") { name == "ledger" ? try await ledger(set) : try await drift(set) }
         }
       case "data":
-        await timed("data") { (try await readOnly { try await self.data($0, component: "data") }, "") }
+        await timed("data") { try await readOnly { try await self.data($0, component: "data") } }
       case "sync":
-        await timed("sync") { (try await readOnly { try await self.data($0, component: "sync") }, "") }
+        await timed("sync") { try await readOnly { try await self.data($0, component: "sync") } }
       default:
         await timed("health") { (await HealthCheck(clients: health, slow: settings.slowHealth).run(), "") }
       }
@@ -155,12 +155,23 @@ package final class Verifier: Sendable {
     max(1, Int(duration.milliseconds.rounded(.up)))
   }
 
-  func data(_ connection: PostgresConnection, component: String) async throws -> [Finding] {
+  /// The data checks of `component`, each under a savepoint of its own: one that cannot run (a
+  /// table or column it reads is missing, which the schema check reports) is noted as not
+  /// checked, and the others still run.
+  func data(_ connection: PostgresConnection, component: String) async throws -> (findings: [Finding], note: String) {
     var findings: [Finding] = []
+    var failed: [String] = []
     for check in DataChecks.all(stuckAfter: settings.stuckAfter) where check.component == component {
-      findings += try await check.run(connection: connection, logger: logger)
+      try await connection.query("SAVEPOINT data_check", logger: logger)
+      do {
+        findings += try await check.run(connection: connection, logger: logger)
+        try await connection.query("RELEASE SAVEPOINT data_check", logger: logger)
+      } catch let error as PSQLError where error.serverInfo != nil {
+        try await connection.query("ROLLBACK TO SAVEPOINT data_check", logger: logger)
+        failed.append("\(check.check) (\(error.databaseMessage))")
+      }
     }
-    return findings
+    return (findings, failed.isEmpty ? "" : "not checked: " + failed.joined(separator: "; "))
   }
 
   func ledger(_ set: MigrationSet) async throws -> (findings: [Finding], note: String) {
