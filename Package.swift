@@ -218,6 +218,7 @@ if Context.environment["HERALD_BENCHMARKS"] != nil {
   for (name, services) in [("CampaignSend", ["HeraldCampaign", "HeraldDelivery"]), ("DeliveryThroughput", ["HeraldDelivery", "HeraldRateLimit"]), ("RateLimitDecisions", ["HeraldRateLimit"]),
     ("SubscriberImport", ["HeraldCampaign"] + gateway),
     ("InboundIntake", ["HeraldCampaign", "HeraldDelivery", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio")] + gateway),
+    ("CampaignResults", ["HeraldCampaign"]),
     ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
   ] as [(String, [Target.Dependency])] {
     targets.append(

@@ -18,7 +18,7 @@ package struct SnapshotRecord: Sendable, Equatable {
 /// thins old points; and the series are read back for charts.
 extension CampaignStore {
   /// The counters of the rollup, by status, as snapshot columns.
-  static let snapshotCounters = """
+  package static let snapshotCounters = """
     coalesce(sum(d.events) FILTER (WHERE d.status = 'queued'), 0)::int8 AS queued,
     coalesce(sum(d.events) FILTER (WHERE d.status = 'sent'), 0)::int8 AS sent,
     coalesce(sum(d.events) FILTER (WHERE d.status = 'delivered'), 0)::int8 AS delivered,
