@@ -1494,9 +1494,10 @@ public nonisolated struct Herald_Campaign_V1_CreateCampaignRequest: Sendable {
 
 /// An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of
 /// campaign and subscriber) is split over the variants by their weights and sent. wait_minutes
-/// after the send started, the variant leading on the metric wins only if it beats every other
-/// one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the
-/// comparisons): the two-proportion z-test for open, click and conversion (recipients who opened,
+/// after the send started (and once the test share is all relayed), the variant leading on the
+/// metric wins only if it differs from every other one in a two-sided z-test at the confidence
+/// asked, Bonferroni-corrected over every pair of variants (the leader is picked after looking):
+/// the two-proportion z-test for open, click and conversion (recipients who opened,
 /// clicked, converted, of the variant's test recipients), Welch's z-test for revenue per
 /// recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over
 /// the variants). The rest of the audience (consent checked again) then goes out through the
@@ -1611,7 +1612,7 @@ public nonisolated struct Herald_Campaign_V1_AbTestDecision: Sendable {
   public var method: String = String()
 
   /// The confidence asked, e.g. 0.95, and the significance level each comparison needed (1 −
-  /// confidence, divided by the number of comparisons).
+  /// confidence, divided by the number of pairs of variants).
   public var confidence: Double = 0
 
   public var alpha: Double = 0
@@ -1645,7 +1646,7 @@ public nonisolated struct Herald_Campaign_V1_AbTestVariantResult: Sendable {
   /// successes / recipients.
   public var value: Double = 0
 
-  /// Against the leader (not set on the leader): the z score and the one-sided p-value.
+  /// Against the leader (not set on the leader): the z score and the two-sided p-value.
   public var z: Double = 0
 
   public var pValue: Double = 0

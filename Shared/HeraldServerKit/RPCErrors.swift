@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCProtobuf
 import HeraldCore
+import SwiftProtobuf
 
 /// Metadata key naming the request field an INVALID_ARGUMENT (or similar) error is about; the
 /// gateway turns it into the `field` of its problem+json answer. Kept beside the standard
@@ -29,6 +30,16 @@ extension RPCError {
       throw .field(field, .invalidArgument, "\(field) '\(text)' is not a UUID")
     }
     return id
+  }
+
+  /// A Timestamp's date, or INVALID_ARGUMENT naming `field` when it lies outside the range the
+  /// Timestamp type defines (0001-01-01 to 9999-12-31, nanos 0 to 999,999,999): such a value
+  /// would overflow the arithmetic of anything that uses it.
+  package static func date(_ timestamp: Google_Protobuf_Timestamp, field: String) throws(RPCError) -> Date {
+    guard (-62_135_596_800...253_402_300_799).contains(timestamp.seconds), (0..<1_000_000_000).contains(timestamp.nanos) else {
+      throw .field(field, .invalidArgument, "\(field) must lie between 0001-01-01 and 9999-12-31")
+    }
+    return timestamp.date
   }
 
   /// A failed call as people read it: the gRPC code and message (any other error as it prints).

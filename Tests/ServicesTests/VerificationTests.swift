@@ -285,7 +285,7 @@ func withVerifiedSystem<T: Sendable>(
       func issue(_ check: String) -> Herald_Verification_V1_Issue? { report.issues.first { $0.check == check } }
       let snapshot = try #require(issue("data.snapshot_above_live"), "\(report.issues.map(\.check))")
       #expect(snapshot.count == 1 && snapshot.sampleKeys[0].contains("(whole campaign)"))
-      #expect(issue("data.conversion_campaign_missing")?.count == 1)
+      #expect(issue("data.conversion_variant_missing")?.count == 1)
       let rest = try #require(issue("data.ab_rest_outside_decision"))
       #expect(rest.count == 2 && rest.severity == .critical, "\(rest.sampleKeys)")
       // Decided for B, the rest entry is the decision's; the second message is still found.
@@ -300,7 +300,7 @@ func withVerifiedSystem<T: Sendable>(
       let again = try await verification.runVerification(.with { $0.component = "data" })
       let left = Set(again.issues.map(\.check))
       #expect(
-        left.isDisjoint(with: ["data.snapshot_above_live", "data.conversion_campaign_missing", "data.ab_rest_outside_decision"]), "\(left)")
+        left.isDisjoint(with: ["data.snapshot_above_live", "data.conversion_variant_missing", "data.ab_rest_outside_decision"]), "\(left)")
     }
   }
 
@@ -363,7 +363,7 @@ func withVerifiedSystem<T: Sendable>(
         }
         // A data check reading the dropped column is noted as not checked; the others ran.
         let data = try #require(report.components.first { $0.component == "data" })
-        #expect(data.note.contains("data.conversion_campaign_missing") && data.note.contains("campaign_id"), "\(data.note)")
+        #expect(data.note.contains("data.conversion_variant_missing") && data.note.contains("campaign_id"), "\(data.note)")
         let checksum = try #require(issue("ledger.checksum_changed", "ratelimit.schema_migrations version 1"))
         #expect(checksum.description_p.contains(String(repeating: "deadbeef", count: 8)) && checksum.description_p.contains("migration 1"))
         // Sample keys never show personal data whole.

@@ -114,17 +114,20 @@ package struct ABDecision: Sendable, Codable, Equatable {
   package var restRecipients: Int64 = 0
 }
 
-/// The statistics of an A/B test's decision: the leader beats every other variant with a
-/// one-sided z-test at 1 − confidence, Bonferroni-corrected over the comparisons (SPEC §13).
+/// The statistics of an A/B test's decision (SPEC §13): the leader — the variant with the best
+/// value, picked after looking — wins only if its difference from every other variant is
+/// significant in a two-sided z-test at 1 − confidence, Bonferroni-corrected over every pair of
+/// variants (k(k−1)/2 comparisons). Two-sided, because the leader is chosen by the data: testing
+/// it one-sided would declare a winner between equal variants twice as often as asked.
 package enum ABStatistics {
   /// Φ(z), the standard normal distribution function.
   static func normalCDF(_ z: Double) -> Double { 0.5 * erfc(-z / 2.0.squareRoot()) }
 
-  /// One-sided p-value of a z score: P(Z ≥ z).
-  static func upperTail(_ z: Double) -> Double { 0.5 * erfc(z / 2.0.squareRoot()) }
+  /// Two-sided p-value of a z score: P(|Z| ≥ |z|).
+  static func twoSided(_ z: Double) -> Double { erfc(abs(z) / 2.0.squareRoot()) }
 
-  /// The pooled two-proportion z-test of `a` beating `b`; nil when it cannot be computed (no
-  /// recipients, or no variance: both all or nothing).
+  /// The pooled two-proportion z-test of `a` against `b` (z > 0: `a` is ahead), two-sided; nil
+  /// when it cannot be computed (no recipients, or no variance: both all or nothing).
   package static func twoProportion(_ a: ABArm, _ b: ABArm) -> (z: Double, pValue: Double)? {
     guard a.recipients > 0, b.recipients > 0 else { return nil }
     let (n1, n2) = (Double(a.recipients), Double(b.recipients))
@@ -132,11 +135,11 @@ package enum ABStatistics {
     let se = (pooled * (1 - pooled) * (1 / n1 + 1 / n2)).squareRoot()
     guard se > 0 else { return nil }
     let z = (a.value - b.value) / se
-    return (z, upperTail(z))
+    return (z, twoSided(z))
   }
 
-  /// Welch's z-test (large samples) of `a`'s mean revenue per recipient beating `b`'s; nil
-  /// without at least two recipients each or without variance.
+  /// Welch's z-test (large samples) of `a`'s mean revenue per recipient against `b`'s, two-sided;
+  /// nil without at least two recipients each or without variance.
   package static func welch(_ a: ABArm, _ b: ABArm) -> (z: Double, pValue: Double)? {
     guard a.recipients > 1, b.recipients > 1 else { return nil }
     func variance(_ arm: ABArm) -> Double {
@@ -147,7 +150,7 @@ package enum ABStatistics {
     let se = (variance(a) / Double(a.recipients) + variance(b) / Double(b.recipients)).squareRoot()
     guard se > 0 else { return nil }
     let z = (a.value - b.value) / se
-    return (z, upperTail(z))
+    return (z, twoSided(z))
   }
 
   /// Decides a test over `arms` (in the campaign's order; the first is the control).
@@ -155,7 +158,7 @@ package enum ABStatistics {
     metric: String, arms: [ABArm], confidenceBasisPoints: Int, fallback: String, at now: Date
   ) -> ABDecision {
     let confidence = Double(confidenceBasisPoints) / 10_000
-    let comparisons = max(arms.count - 1, 1)
+    let comparisons = max(arms.count * (arms.count - 1) / 2, 1)
     // From basis points, so that 95 % gives exactly 0.05.
     let alpha = Double(10_000 - confidenceBasisPoints) / 10_000 / Double(comparisons)
     let method = metric == "revenue_per_recipient" ? "welch_z_test" : "two_proportion_z_test"

@@ -20,11 +20,24 @@ package struct ABTestDecider: Sendable {
     self.logger = logger
   }
 
-  /// Decides every test due at `now`; returns how many it decided.
+  /// Decides every test due at `now`; returns how many it decided. One that fails is logged and
+  /// left for the next pass, and the others are decided meanwhile.
   @discardableResult
   package func decideDue(at now: Date) async throws -> Int {
     var decided = 0
-    while let (campaign, decision) = try await store.decideDueABTest(at: now) {
+    var failed: [UUID] = []
+    while true {
+      let result: (campaign: UUID, decision: ABDecision)?
+      do {
+        result = try await store.decideDueABTest(at: now, excluding: failed)
+      } catch let failure as ABTestFailure {
+        failed.append(failure.campaign)
+        logger.error(
+          "A/B test could not be decided; will retry",
+          metadata: ["campaign": "\(failure.campaign.lowercasedString)", "error": "\(failure.error.logDescription)"])
+        continue
+      }
+      guard let (campaign, decision) = result else { break }
       decided += 1
       Counter(label: "herald_campaign_ab_tests_decided_total", dimensions: [("outcome", decision.outcome)]).increment()
       logger.info(

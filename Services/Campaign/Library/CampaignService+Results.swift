@@ -24,8 +24,8 @@ extension CampaignService {
     } catch let error as RPCError where error.code == .notFound {
       throw CampaignStore.notFound("campaign", id, field: "campaign_id")
     }
-    let to = request.hasTo ? request.to.date : Date()
-    let from = request.hasFrom ? request.from.date : (campaign.startedAt ?? campaign.createdAt)
+    let to = request.hasTo ? try RPCError.date(request.to, field: "to") : Date()
+    let from = request.hasFrom ? try RPCError.date(request.from, field: "from") : (campaign.startedAt ?? campaign.createdAt)
     guard from < to else {
       throw RPCError.field(
         request.hasFrom ? "from" : "to", .invalidArgument,
@@ -125,13 +125,15 @@ extension CampaignService {
         "\(field).currency is \(item.currency); this installation counts in \(currency) (HERALD_CURRENCY): convert the value first")
     }
     let key = item.idempotencyKey
-    guard !key.isEmpty, key.count <= 200, !key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+    // Code points, as JSON Schema counts them (a grapheme can hold any number).
+    guard !key.isEmpty, key.unicodeScalars.count <= 200, !key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+    else {
       throw RPCError.field(
         "\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 characters without control characters")
     }
     var occurredAt: Date?
     if item.hasOccurredAt {
-      let at = item.occurredAt.date
+      let at = try RPCError.date(item.occurredAt, field: "\(field).occurred_at")
       guard at <= now.addingTimeInterval(300) else {
         throw RPCError.field(
           "\(field).occurred_at", .invalidArgument, "\(field).occurred_at \(ISOTime.format(at)) is in the future (at most 5 minutes ahead)")

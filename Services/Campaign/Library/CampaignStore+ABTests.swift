@@ -44,28 +44,36 @@ extension CampaignStore {
   }
 
   /// Decides the undecided test due first at `now` whose campaign is sending (a paused one waits
-  /// for its resume), skipping those another replica holds; returns its campaign and decision,
-  /// or nil when none is due.
-  package func decideDueABTest(at now: Date) async throws -> (campaign: UUID, decision: ABDecision)? {
+  /// for its resume) and whose test share is all relayed (a relay behind waits: the test is
+  /// judged on messages that went out), skipping those another replica holds and `excluded`;
+  /// returns its campaign and decision, or nil when none is due. A failure is thrown as
+  /// `ABTestFailure` naming the campaign, which stays undecided.
+  package func decideDueABTest(at now: Date, excluding excluded: [UUID] = []) async throws -> (campaign: UUID, decision: ABDecision)? {
     try await transaction { connection in
       let row = try await connection.query(
         """
         SELECT \(unescaped: Self.campaignColumns) FROM campaign.ab_tests t JOIN campaign.campaigns c ON c.id = t.campaign_id
         WHERE t.decided_at IS NULL AND t.decide_at <= \(now) AND c.status = 'sending'
+          AND NOT (t.campaign_id = ANY(\(excluded)::uuid[]))
+          AND NOT EXISTS (SELECT 1 FROM campaign.outbox_chunks k WHERE k.campaign_id = t.campaign_id AND k.status = 'pending')
         ORDER BY t.decide_at LIMIT 1
         FOR UPDATE OF t, c SKIP LOCKED
         """, logger: logger
       ).collect().first
       guard let row else { return nil }
       let campaign = try Self.campaignRecord(row)
-      guard let settings = try await abTestSettings(of: campaign.id, on: connection) else { return nil }
-      let arms = try await abArms(of: campaign.id, metric: settings.metric, on: connection)
-      var decision = ABStatistics.decide(
-        metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints,
-        fallback: settings.fallback, at: now)
-      decision.restRecipients = try await writeRest(of: campaign, to: decision.winner, on: connection)
-      try await record(decision, of: campaign.id, on: connection)
-      return (campaign.id, decision)
+      do {
+        guard let settings = try await abTestSettings(of: campaign.id, on: connection) else { return nil }
+        let arms = try await abArms(of: campaign.id, metric: settings.metric, on: connection)
+        var decision = ABStatistics.decide(
+          metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints,
+          fallback: settings.fallback, at: now)
+        decision.restRecipients = try await writeRest(of: campaign, to: decision.winner, on: connection)
+        try await record(decision, of: campaign.id, on: connection)
+        return (campaign.id, decision)
+      } catch {
+        throw ABTestFailure(campaign: campaign.id, error: error)
+      }
     }
   }
 
@@ -80,7 +88,7 @@ extension CampaignStore {
       let state = try await connection.query(
         "SELECT decided_at FROM campaign.ab_tests WHERE campaign_id = \(campaignID) FOR UPDATE", logger: logger
       ).decode(Date?.self).elements()
-      guard let decidedAt = state.first else {
+      guard let decidedAt = state.first, let settings = try await abTestSettings(of: campaignID, on: connection) else {
         throw RPCError.field("campaign_id", .failedPrecondition, "campaign \(campaignID.lowercasedString) has no A/B test")
       }
       if let decidedAt {
@@ -93,16 +101,11 @@ extension CampaignStore {
           "status", .failedPrecondition,
           "campaign \(campaignID.lowercasedString) is \(campaign.status); a winner can be picked while it is sending or paused")
       }
-      let names = try await connection.query(
-        "SELECT name FROM campaign.campaign_variants WHERE campaign_id = \(campaignID) ORDER BY position", logger: logger
-      ).decode(String.self).elements()
+      let names = try await variantNames(of: campaignID, on: connection)
       guard names.contains(variant) else {
         throw RPCError.field(
           "variant", .notFound,
           "campaign \(campaignID.lowercasedString) has no variant '\(variant)' (it has \(names.joined(separator: ", ")))")
-      }
-      guard let settings = try await abTestSettings(of: campaignID, on: connection) else {
-        throw RPCError.field("campaign_id", .failedPrecondition, "campaign \(campaignID.lowercasedString) has no A/B test")
       }
       let arms = try await abArms(of: campaignID, metric: settings.metric, on: connection)
       var decision = ABStatistics.picked(
@@ -161,9 +164,7 @@ extension CampaignStore {
   func writeRest(of campaign: CampaignRecord, to winner: String?, on connection: PostgresConnection) async throws -> Int64 {
     var builder = SQLBuilder()
     let audience = try await audiencePredicate(of: campaign, builder: &builder, on: connection)
-    let variants = try await connection.query(
-      "SELECT name FROM campaign.campaign_variants WHERE campaign_id = \(campaign.id) ORDER BY position", logger: logger
-    ).decode(String.self).elements()
+    let variants = try await variantNames(of: campaign.id, on: connection)
     let firstChunk =
       try await connection.query(
         "SELECT coalesce(max(chunk) + 1, 0) FROM campaign.outbox_chunks WHERE campaign_id = \(campaign.id)", logger: logger
@@ -181,30 +182,28 @@ extension CampaignStore {
     }
     let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
     let campaignBind = builder.bind(campaign.id)
+    // The audience as it is now: its counts replace those of the start (which saw the test's).
     let sql = """
       WITH audience AS (
-        SELECT s.id,
+        SELECT s.id, (s.status = 'active' AND \(consent)) AS eligible,
           mod(hashtextextended(s.id::text, \(builder.bind(Self.seed(of: campaign.id)))) & 9223372036854775807,
             \(builder.bind(Int64(max(variants.count, 1))))) AS bucket
-        FROM campaign.subscribers s WHERE s.status = 'active' AND \(consent) AND (\(audience))
-      ), written AS (
-        INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant, wave)
-        SELECT \(campaignBind), a.id, \(assignment), 1 FROM audience a
-        ORDER BY a.id
-        ON CONFLICT (campaign_id, subscriber_id) DO NOTHING
-        RETURNING subscriber_id, variant
-      ), numbered AS (
-        SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n, count(*) OVER () AS total FROM written
-      ), chunks AS (
-        INSERT INTO campaign.outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries, wave)
-        SELECT \(campaignBind), \(builder.bind(firstChunk)) + n / \(OutboxRelay.chunkSize), subscriber_id,
-          lead(subscriber_id) OVER (ORDER BY n), least(\(OutboxRelay.chunkSize), total - n), 1
-        FROM numbered WHERE n % \(OutboxRelay.chunkSize) = 0
-      )
-      SELECT variant, count(*) FROM written GROUP BY variant
+        FROM campaign.subscribers s WHERE s.status <> 'erased' AND (\(audience))
+      ), \(Self.outboxWrite(
+        campaign: campaignBind, entries: "SELECT a.id, \(assignment) FROM audience a WHERE a.eligible", wave: "1",
+        firstChunk: builder.bind(firstChunk), skipExisting: true))
+      SELECT 'audience', count(*) FROM audience
+      UNION ALL SELECT 'eligible', count(*) FROM audience WHERE eligible
+      UNION ALL SELECT 'variant:' || variant, count(*) FROM written GROUP BY variant
       """
+    var counts: [String: Int64] = [:]
+    for try await (key, count) in try await connection.query(builder.query(sql), logger: logger).decode((String, Int64).self) {
+      counts[key] = count
+    }
     var written: Int64 = 0
-    for try await (variant, count) in try await connection.query(builder.query(sql), logger: logger).decode((String, Int64).self) {
+    for variant in variants {
+      let count = counts["variant:" + variant] ?? 0
+      guard count > 0 else { continue }
       written += count
       try await connection.query(
         """
@@ -212,7 +211,20 @@ extension CampaignStore {
         WHERE campaign_id = \(campaign.id) AND name = \(variant)
         """, logger: logger)
     }
+    let audienceCount = counts["audience"] ?? 0
+    try await connection.query(
+      """
+      UPDATE campaign.campaigns SET audience_count = \(audienceCount), skipped_no_consent = \(audienceCount - (counts["eligible"] ?? 0))
+      WHERE id = \(campaign.id)
+      """, logger: logger)
     return written
+  }
+
+  /// The campaign's variant names, in its order.
+  func variantNames(of campaign: UUID, on connection: PostgresConnection) async throws -> [String] {
+    try await connection.query(
+      "SELECT name FROM campaign.campaign_variants WHERE campaign_id = \(campaign) ORDER BY position", logger: logger
+    ).decode(String.self).elements()
   }
 
   /// Stores a decision on its (locked) test.
@@ -239,4 +251,10 @@ extension CampaignStore {
     decoder.dateDecodingStrategy = .iso8601
     return decoder
   }
+}
+
+/// A due A/B test that could not be decided (it stays undecided; the decider moves on to others).
+package struct ABTestFailure: Error {
+  package var campaign: UUID
+  package var error: any Error
 }

@@ -102,10 +102,15 @@ extension CampaignStore {
       """, logger: logger)
   }
 
-  /// Adds to the daily rollup; cells of campaigns this schema does not have are left out.
+  /// Adds to the daily rollup; cells of campaigns this schema does not have are left out. Cells
+  /// are written in key order, so two writers (the feed, conversion batches) lock shared cells in
+  /// the same order and never deadlock.
   func addDailyStats(_ days: [DailyStatKey: DailyStatDelta], on connection: PostgresConnection) async throws {
     guard !days.isEmpty else { return }
-    let cells = Array(days)
+    let cells = days.sorted {
+      ($0.key.campaign.uuidString, $0.key.variant, $0.key.day, $0.key.status)
+        < ($1.key.campaign.uuidString, $1.key.variant, $1.key.day, $1.key.status)
+    }
     try await connection.query(
       """
       INSERT INTO campaign.campaign_daily_stats AS s (campaign_id, variant, day, status, events, cost_cents, value_cents)

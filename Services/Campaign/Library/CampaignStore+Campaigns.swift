@@ -334,19 +334,9 @@ extension CampaignStore {
         SELECT s.id, (s.status = 'active' AND \(consent)) AS eligible, \(testShare) AS in_test,
           mod(hashtextextended(s.id::text, \(builder.bind(seed))) & 9223372036854775807, \(builder.bind(Int64(total)))) AS bucket
         FROM campaign.subscribers s WHERE s.status <> 'erased' AND (\(audience))
-      ), written AS (
-        INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant)
-        SELECT \(campaignBind), a.id, \(assignment) FROM audience a WHERE a.eligible AND a.in_test
-        ORDER BY a.id  -- in key order, the outbox's indexes grow at their right edge
-        RETURNING subscriber_id, variant
-      ), numbered AS (
-        SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n, count(*) OVER () AS total FROM written
-      ), chunks AS (
-        INSERT INTO campaign.outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries)
-        SELECT \(campaignBind), n / \(OutboxRelay.chunkSize), subscriber_id, lead(subscriber_id) OVER (ORDER BY n),
-          least(\(OutboxRelay.chunkSize), total - n)
-        FROM numbered WHERE n % \(OutboxRelay.chunkSize) = 0
-      )
+      ), \(Self.outboxWrite(
+        campaign: campaignBind, entries: "SELECT a.id, \(assignment) FROM audience a WHERE a.eligible AND a.in_test",
+        wave: "0", firstChunk: "0", skipExisting: false))
       SELECT 'audience', count(*) FROM audience
       UNION ALL SELECT 'eligible', count(*) FROM audience WHERE eligible
       UNION ALL SELECT 'variant:' || variant, count(*) FROM written GROUP BY variant
@@ -377,6 +367,29 @@ extension CampaignStore {
         WHERE campaign_id = \(campaign.id)
         """, logger: logger)
     }
+  }
+
+  /// The `written`, `numbered` and `chunks` CTEs of an expansion: `entries` (a SELECT of subscriber
+  /// id and variant) written to the campaign's outbox as `wave` in subscriber order (so its indexes
+  /// grow at their right edge; with `skipExisting`, entries already there are left alone) and cut
+  /// into the relay's chunks of consecutive entries, numbered from `firstChunk`. The arguments
+  /// are bind names or SQL built with binds.
+  static func outboxWrite(campaign: String, entries: String, wave: String, firstChunk: String, skipExisting: Bool) -> String {
+    """
+    written AS (
+      INSERT INTO campaign.outbox (campaign_id, subscriber_id, variant, wave)
+      SELECT \(campaign), e.id, e.variant, \(wave) FROM (\(entries)) AS e(id, variant)
+      ORDER BY e.id\(skipExisting ? " ON CONFLICT (campaign_id, subscriber_id) DO NOTHING" : "")
+      RETURNING subscriber_id, variant
+    ), numbered AS (
+      SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n, count(*) OVER () AS total FROM written
+    ), chunks AS (
+      INSERT INTO campaign.outbox_chunks (campaign_id, chunk, first_subscriber, next_subscriber, entries, wave)
+      SELECT \(campaign), \(firstChunk) + n / \(OutboxRelay.chunkSize), subscriber_id, lead(subscriber_id) OVER (ORDER BY n),
+        least(\(OutboxRelay.chunkSize), total - n), \(wave)
+      FROM numbered WHERE n % \(OutboxRelay.chunkSize) = 0
+    )
+    """
   }
 
   /// The SQL condition on subscribers `s` that puts them in the campaign's audience (its list's

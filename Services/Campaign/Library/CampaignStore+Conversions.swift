@@ -131,6 +131,7 @@ extension CampaignStore {
           \(Self.texts(credits.map(\.variant)))::text[], \(credits.map(\.rule))::text[], \(Self.texts(credits.map(\.touchedAt)))::text[],
           \(inputs.map(\.valueCents))::int8[], \(inputs.map(\.currency))::text[], \(occurred)::timestamptz[])
           AS u(key, subscriber_id, campaign_id, variant, rule, touched_at, value_cents, currency, occurred_at)
+        ORDER BY u.key  -- batches sharing keys take them in one order: no deadlock
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING idempotency_key, id, received_at
         """, logger: logger

@@ -13,9 +13,10 @@ package struct SnapshotRecord: Sendable, Equatable {
 }
 
 /// Metric snapshots (SPEC §13): one statement per tick snapshots every campaign that is due —
-/// every 5 minutes while it sends or is paused, hourly for 30 days after it finished, then daily
-/// for a year — per variant and for the whole campaign, from its daily rollup; a retention rule
-/// thins old points; and the series are read back for charts.
+/// every 5 minutes while it sends, hourly while it is paused and for 30 days after it finished,
+/// then daily for a year (a campaign never started has none) — per variant and for the whole
+/// campaign, from its daily rollup; a retention rule thins old points; and the series are read
+/// back for charts.
 extension CampaignStore {
   /// The counters of the rollup, by status, as snapshot columns.
   package static let snapshotCounters = """
@@ -43,8 +44,8 @@ extension CampaignStore {
   ]
 
   /// Snapshots every campaign due at `now` in one statement; returns the campaigns and rows
-  /// written. A campaign is due when it has no snapshot yet in the current 5-minute (sending or
-  /// paused), hour (finished up to 30 days ago) or day (up to a year ago) bin; campaigns another
+  /// written. A campaign is due when it has no snapshot yet in the current 5-minute (sending),
+  /// hour (paused, or finished up to 30 days ago) or day (up to a year ago) bin; campaigns another
   /// replica is snapshotting, or whose row a transition holds, are left to the next tick.
   package func takeSnapshots(at now: Date) async throws -> (campaigns: Int, rows: Int) {
     let columns = Self.counterColumns.joined(separator: ", ")
@@ -53,16 +54,17 @@ extension CampaignStore {
       """
       WITH due AS (
         SELECT c.id, c.audience_count,
-          CASE WHEN c.status IN ('sending', 'paused') THEN '5m'
-            WHEN c.finished_at > \(now)::timestamptz - interval '30 days' THEN '1h' ELSE '1d' END AS resolution
+          CASE WHEN c.status = 'sending' THEN '5m'
+            WHEN c.status = 'paused' OR c.finished_at > \(now)::timestamptz - interval '30 days' THEN '1h' ELSE '1d' END AS resolution
         FROM campaign.campaigns c
-        WHERE (c.status IN ('sending', 'paused')
-            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('5 minutes', \(now)::timestamptz, 'epoch'))
-          OR (c.status IN ('sent', 'cancelled', 'failed') AND c.finished_at > \(now)::timestamptz - interval '30 days'
+        WHERE c.started_at IS NOT NULL AND (
+          (c.status = 'sending' AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('5 minutes', \(now)::timestamptz, 'epoch'))
+          OR ((c.status = 'paused' OR (c.status IN ('sent', 'cancelled', 'failed')
+              AND c.finished_at > \(now)::timestamptz - interval '30 days'))
             AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('1 hour', \(now)::timestamptz, 'epoch'))
           OR (c.status IN ('sent', 'cancelled', 'failed') AND c.finished_at > \(now)::timestamptz - interval '365 days'
             AND c.finished_at <= \(now)::timestamptz - interval '30 days'
-            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('1 day', \(now)::timestamptz, 'epoch'))
+            AND coalesce(c.last_snapshot_at, '-infinity') < date_bin('1 day', \(now)::timestamptz, 'epoch')))
         FOR UPDATE SKIP LOCKED
       ), stats AS (
         SELECT d.campaign_id, CASE WHEN grouping(d.variant) = 1 THEN '' ELSE d.variant END AS variant,
@@ -92,8 +94,11 @@ extension CampaignStore {
   }
 
   /// The retention rule at `now`: 5-minute points older than 30 days are thinned to the last of
-  /// each hour, hourly points older than a year to the last of each day (the kept ones take the
-  /// coarser resolution); returns how many were deleted.
+  /// each hour, hourly points older than a year to the last of each day; the kept one takes the
+  /// coarser resolution. Only whole bins before the cutoff are thinned, each over its points of
+  /// both resolutions (a bin thinned before keeps one coarse point, which a later fine one in it
+  /// would not outrank), so every bin ends with exactly its last point. Returns how many were
+  /// deleted.
   @discardableResult
   package func thinSnapshots(at now: Date) async throws -> Int {
     var deleted = 0
@@ -102,11 +107,17 @@ extension CampaignStore {
         let count =
           try await connection.query(
             """
-            WITH ranked AS (
-              SELECT campaign_id, variant, taken_at,
-                row_number() OVER (PARTITION BY campaign_id, variant, date_bin(\(bin)::interval, taken_at, 'epoch') ORDER BY taken_at DESC) AS n
-              FROM campaign.metric_snapshots
-              WHERE resolution = \(fine) AND taken_at < \(now)::timestamptz - \(age)::interval
+            WITH cutoff AS (
+              SELECT date_bin(\(bin)::interval, \(now)::timestamptz - \(age)::interval, 'epoch') AS at
+            ), bins AS (
+              SELECT DISTINCT s.campaign_id, s.variant, date_bin(\(bin)::interval, s.taken_at, 'epoch') AS start
+              FROM campaign.metric_snapshots s, cutoff WHERE s.resolution = \(fine) AND s.taken_at < cutoff.at
+            ), ranked AS (
+              SELECT s.campaign_id, s.variant, s.taken_at,
+                row_number() OVER (PARTITION BY s.campaign_id, s.variant, b.start ORDER BY s.taken_at DESC) AS n
+              FROM bins b JOIN campaign.metric_snapshots s ON s.campaign_id = b.campaign_id AND s.variant = b.variant
+                AND s.taken_at >= b.start AND s.taken_at < b.start + \(bin)::interval
+              WHERE s.resolution IN (\(fine), \(coarse))
             ), gone AS (
               DELETE FROM campaign.metric_snapshots s USING ranked r
               WHERE r.n > 1 AND s.campaign_id = r.campaign_id AND s.variant = r.variant AND s.taken_at = r.taken_at
@@ -118,7 +129,7 @@ extension CampaignStore {
         try await connection.query(
           """
           UPDATE campaign.metric_snapshots SET resolution = \(coarse)
-          WHERE resolution = \(fine) AND taken_at < \(now)::timestamptz - \(age)::interval
+          WHERE resolution = \(fine) AND taken_at < date_bin(\(bin)::interval, \(now)::timestamptz - \(age)::interval, 'epoch')
           """, logger: logger)
         return Int(count)
       }

@@ -95,6 +95,13 @@ package struct DeliveryFeedConsumer: Sendable {
               }
             case "clicked":
               touch.clickedAt = max(touch.clickedAt ?? at, at)
+              // A click is an open too (images blocked): click-to-open stays at most 100 %.
+              touch.openedAt = max(touch.openedAt ?? at, at)
+              if !state.opened {
+                state.opened = true
+                days[DailyStatKey(campaign: campaign, variant: variant, day: day, status: "unique_opened"), default: DailyStatDelta()]
+                  .events += 1
+              }
               if !state.clicked {
                 state.clicked = true
                 days[DailyStatKey(campaign: campaign, variant: variant, day: day, status: "unique_clicked"), default: DailyStatDelta()]

@@ -164,7 +164,10 @@ enum DataChecks {
           )
           SELECT s.campaign_id::text || ' ' || CASE WHEN s.variant = '' THEN '(whole campaign)' ELSE s.variant END
               || ' at ' || to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), NULL::text
-          FROM campaign.metric_snapshots s LEFT JOIN live l ON l.campaign_id = s.campaign_id AND l.variant = s.variant
+          FROM (
+            -- Counters only grow: the latest snapshot of each campaign and variant is the highest.
+            SELECT DISTINCT ON (campaign_id, variant) * FROM campaign.metric_snapshots ORDER BY campaign_id, variant, taken_at DESC
+          ) s LEFT JOIN live l ON l.campaign_id = s.campaign_id AND l.variant = s.variant
           WHERE \(snapshotAboveLive)
           """,
         describe: { "\($0) metric snapshots hold a counter above the campaign's live counters" },
@@ -172,26 +175,31 @@ enum DataChecks {
           "the live counters went down since (edited or rebuilt by hand): compare them with delivery's events (data.campaign_counters_mismatch) and with conversions",
         repair: nil),
       DataCheck(
-        check: "data.conversion_campaign_missing", component: "data", severity: .high, category: .data,
-        object: "campaign.conversions.campaign_id",
+        check: "data.conversion_variant_missing", component: "data", severity: .high, category: .data,
+        object: "campaign.conversions.variant",
         query: """
           SELECT v.id::text, v.idempotency_key FROM campaign.conversions v
-          WHERE v.campaign_id IS NOT NULL AND (NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = v.campaign_id)
-            OR (v.variant IS NOT NULL AND NOT EXISTS (
-              SELECT 1 FROM campaign.campaign_variants cv WHERE cv.campaign_id = v.campaign_id AND cv.name = v.variant)))
+          WHERE v.campaign_id IS NOT NULL AND v.variant IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM campaign.campaign_variants cv WHERE cv.campaign_id = v.campaign_id AND cv.name = v.variant)
           """,
-        describe: { "\($0) conversions credit a campaign (or a variant of it) that does not exist" },
+        describe: { "\($0) conversions credit a variant their campaign does not have (a foreign key holds the campaign)" },
         suggested: "find what changed the conversions or the campaigns by hand; the revenue of these is counted nowhere",
         repair: nil),
       DataCheck(
         check: "data.ab_rest_outside_decision", component: "data", severity: .critical, category: .data,
         object: "campaign.outbox (A/B tests)",
         query: """
+          WITH recent AS (
+            -- Tests of campaigns still sending or finished in the last week: older ones were
+            -- checked while they were recent, and their outboxes are left unread.
+            SELECT t.* FROM campaign.ab_tests t JOIN campaign.campaigns c ON c.id = t.campaign_id
+            WHERE c.finished_at IS NULL OR c.finished_at > now() - interval '7 days'
+          )
           SELECT o.campaign_id::text || ' ' || o.subscriber_id::text, 'rest entry for ' || o.variant
-          FROM campaign.ab_tests t JOIN campaign.outbox o ON o.campaign_id = t.campaign_id WHERE \(restOutsideDecision)
+          FROM recent t JOIN campaign.outbox o ON o.campaign_id = t.campaign_id WHERE \(restOutsideDecision)
           UNION ALL
           SELECT m.campaign_id::text || ' ' || m.subscriber_id::text, count(*)::text || ' messages'
-          FROM campaign.ab_tests t JOIN delivery.messages m ON m.campaign_id = t.campaign_id
+          FROM recent t JOIN delivery.messages m ON m.campaign_id = t.campaign_id
           WHERE m.subscriber_id IS NOT NULL GROUP BY m.campaign_id, m.subscriber_id HAVING count(*) > 1
           """,
         describe: {
@@ -312,7 +320,7 @@ enum DataChecks {
           """,
         describe: { "\($0) subscribers share an e-mail address once normalised (lower-case, trimmed)" },
         suggested:
-          "keep the oldest subscriber of each group; the plan deletes the newer ones that no campaign or list refers to (with their consent history): review it, or merge by hand",
+          "keep the oldest subscriber of each group; the plan deletes the newer ones that no campaign, list or conversion refers to (with their consent history): review it, or merge by hand",
         repair: RepairPlan(
           statements: [
             """
@@ -320,6 +328,7 @@ enum DataChecks {
             WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id)
               AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
               AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.conversions v WHERE v.subscriber_id = s.id)
             """
           ],
           backupQuery: """
@@ -328,6 +337,7 @@ enum DataChecks {
                 WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id))
               AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
               AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.conversions v WHERE v.subscriber_id = s.id)
             """,
           alsoBackUp: [
             """
@@ -336,6 +346,7 @@ enum DataChecks {
                 WHERE lower(btrim(s.email)) = lower(btrim(keep.email)) AND (keep.created_at, keep.id) < (s.created_at, s.id))
               AND NOT EXISTS (SELECT 1 FROM campaign.outbox o WHERE o.subscriber_id = s.id)
               AND NOT EXISTS (SELECT 1 FROM campaign.list_members l WHERE l.subscriber_id = s.id)
+              AND NOT EXISTS (SELECT 1 FROM campaign.conversions v WHERE v.subscriber_id = s.id)
             """
           ], needsReview: true, risk: "high")),
       DataCheck(

@@ -7308,7 +7308,7 @@ extension OpenAPIDocument {
           },
           "confidence": {
             "type": "number",
-            "description": "The confidence asked, e.g. 0.95, and the significance level each comparison needed (1 − confidence, divided by the number of comparisons)."
+            "description": "The confidence asked, e.g. 0.95, and the significance level each comparison needed (1 − confidence, divided by the number of pairs of variants)."
           },
           "alpha": {
             "type": "number"
@@ -7331,7 +7331,7 @@ extension OpenAPIDocument {
       },
       "campaign.v1.AbTestSettings": {
         "type": "object",
-        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started, the variant leading on the metric wins only if it beats every other one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the comparisons): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
+        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started (and once the test share is all relayed), the variant leading on the metric wins only if it differs from every other one in a two-sided z-test at the confidence asked, Bonferroni-corrected over every pair of variants (the leader is picked after looking): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
         "properties": {
           "test_percent": {
             "type": "integer",
@@ -7361,7 +7361,7 @@ extension OpenAPIDocument {
       },
       "campaign.v1.AbTestSettingsInput": {
         "type": "object",
-        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started, the variant leading on the metric wins only if it beats every other one with a one-sided z-test at the confidence asked (Bonferroni-corrected over the comparisons): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
+        "description": "An A/B test that decides (SPEC §13). test_percent of the eligible audience (picked by a hash of campaign and subscriber) is split over the variants by their weights and sent. wait_minutes after the send started (and once the test share is all relayed), the variant leading on the metric wins only if it differs from every other one in a two-sided z-test at the confidence asked, Bonferroni-corrected over every pair of variants (the leader is picked after looking): the two-proportion z-test for open, click and conversion (recipients who opened, clicked, converted, of the variant's test recipients), Welch's z-test for revenue per recipient. Otherwise the fallback: control (the first variant) or split (the rest evenly over the variants). The rest of the audience (consent checked again) then goes out through the outbox, each recipient once.",
         "properties": {
           "test_percent": {
             "type": "integer",
@@ -7422,7 +7422,7 @@ extension OpenAPIDocument {
           },
           "z": {
             "type": "number",
-            "description": "Against the leader (not set on the leader): the z score and the one-sided p-value."
+            "description": "Against the leader (not set on the leader): the z score and the two-sided p-value."
           },
           "p_value": {
             "type": "number"
