@@ -53,7 +53,9 @@ import Testing
   }
 
   /// Delivery's events for the campaign's messages, as its workers and webhooks record them:
-  /// `statuses` gives each recipient number (user<n>@) and variant the statuses to add.
+  /// `statuses` gives the statuses to add from each recipient's number (`k.n`, of user<n>@), variant
+  /// (`k.v`) and place among the variant's recipients (`k.r`, from 1: which recipients a variant
+  /// gets depends on their random ids, so equal rates are written with it).
   func record(
     _ database: PostgresClient, campaign: String, at: Date = Date(), _ statuses: String
   ) async throws {
@@ -62,10 +64,14 @@ import Testing
         unsafeSQL: """
           INSERT INTO delivery.delivery_events (message_id, status, cost_cents, occurred_at)
           SELECT m.id, e.status, CASE WHEN e.status = 'sent' THEN 2 ELSE 0 END, $2
-          FROM delivery.messages m JOIN campaign.outbox o ON o.campaign_id = m.campaign_id AND o.subscriber_id = m.subscriber_id
-          CROSS JOIN LATERAL (SELECT substring(m.recipient FROM 'user([0-9]+)@')::int AS n, o.variant AS v) k
+          FROM (
+            SELECT m.id, m.recipient, o.variant, row_number() OVER (PARTITION BY o.variant ORDER BY m.id) AS r
+            FROM delivery.messages m JOIN campaign.outbox o ON o.campaign_id = m.campaign_id AND o.subscriber_id = m.subscriber_id
+            WHERE m.campaign_id = $1
+          ) m
+          CROSS JOIN LATERAL (SELECT substring(m.recipient FROM 'user([0-9]+)@')::int AS n, m.variant AS v, m.r AS r) k
           CROSS JOIN LATERAL unnest(\(statuses)) AS e(status)
-          WHERE m.campaign_id = $1 AND e.status IS NOT NULL
+          WHERE e.status IS NOT NULL
           """,
         binds: try {
           var binds = PostgresBindings()
@@ -365,7 +371,7 @@ import Testing
   }
 
   @Test func anABTestWithoutSignificanceFallsBackToTheControl() async throws {
-    try await runABTest(opens: "CASE WHEN k.n % 5 = 1 THEN 'opened' END") { campaign, delivery, database, id in
+    try await runABTest(opens: "CASE WHEN k.r % 5 = 1 THEN 'opened' END") { campaign, delivery, database, id in
       #expect(try await ABTestDecider(client: database, logger: logger).decideDue(at: Date().addingTimeInterval(3_700)) == 1)
       let decision = try await campaign.getCampaign(.with { $0.id = id }).abTest.decision
       #expect(decision.outcome == "control" && decision.winner == "A", "\(decision.reason)")
@@ -377,7 +383,7 @@ import Testing
   }
 
   @Test func anABTestFallingBackToSplitSharesTheRestEvenly() async throws {
-    try await runABTest(fallback: "split", opens: "CASE WHEN k.n % 5 = 1 THEN 'opened' END") { campaign, delivery, database, id in
+    try await runABTest(fallback: "split", opens: "CASE WHEN k.r % 5 = 1 THEN 'opened' END") { campaign, delivery, database, id in
       #expect(try await ABTestDecider(client: database, logger: logger).decideDue(at: Date().addingTimeInterval(3_700)) == 1)
       let decision = try await campaign.getCampaign(.with { $0.id = id }).abTest.decision
       #expect(decision.outcome == "split" && decision.winner.isEmpty, "\(decision.reason)")

@@ -12,12 +12,7 @@ extension CampaignService {
     request: Herald_Campaign_V1_GetCampaignAnalyticsRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_CampaignAnalytics {
     let id = try Self.uuid(request.campaignID, field: "campaign_id")
-    let campaign: CampaignRecord
-    do {
-      campaign = try await store.campaign(id: id)
-    } catch let error as RPCError where error.code == .notFound {
-      throw CampaignStore.notFound("campaign", id, field: "campaign_id")
-    }
+    let campaign = try await store.campaign(id: id, field: "campaign_id")
     var totals = ResultCounters()
     var variants: [String: ResultCounters] = [:]
     var days: [String: ResultCounters] = [:]

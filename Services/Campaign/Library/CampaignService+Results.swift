@@ -18,12 +18,7 @@ extension CampaignService {
     request: Herald_Campaign_V1_GetCampaignMetricsRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_CampaignMetrics {
     let id = try Self.uuid(request.campaignID, field: "campaign_id")
-    let campaign: CampaignRecord
-    do {
-      campaign = try await store.campaign(id: id)
-    } catch let error as RPCError where error.code == .notFound {
-      throw CampaignStore.notFound("campaign", id, field: "campaign_id")
-    }
+    let campaign = try await store.campaign(id: id, field: "campaign_id")
     let to = request.hasTo ? try RPCError.date(request.to, field: "to") : Date()
     let from = request.hasFrom ? try RPCError.date(request.from, field: "from") : (campaign.startedAt ?? campaign.createdAt)
     guard from < to else {

@@ -67,8 +67,9 @@ extension CampaignStore {
     return try await self.campaign(id: id)
   }
 
-  package func campaign(id: UUID) async throws -> CampaignRecord {
-    guard let record = try await campaigns(id: id).first else { throw Self.notFound("campaign", id) }
+  /// NOT_FOUND naming `field` when no campaign has the id.
+  package func campaign(id: UUID, field: String = "id") async throws -> CampaignRecord {
+    guard let record = try await campaigns(id: id).first else { throw Self.notFound("campaign", id, field: field) }
     return record
   }
 
