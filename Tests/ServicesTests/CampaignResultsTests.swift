@@ -553,6 +553,15 @@ import Testing
     }
   }
 
+  @Test func theCurrencyAndWindowAreConfigured() throws {
+    let euro = try ResultsSettings.load(Settings(environment: ["HERALD_CURRENCY": "EUR", "HERALD_ATTRIBUTION_WINDOW": "24h"]))
+    #expect(euro.currency == "EUR" && euro.attributionWindow == .seconds(86_400))
+    #expect(try ResultsSettings.load(Settings(environment: [:])) == ResultsSettings())
+    for (variable, value) in [("HERALD_CURRENCY", "XYZ"), ("HERALD_CURRENCY", "eur"), ("HERALD_ATTRIBUTION_WINDOW", "10s")] {
+      #expect { _ = try ResultsSettings.load(Settings(environment: [variable: value])) } throws: { "\($0)".contains(variable) }
+    }
+  }
+
   /// The decision's statistics against statsmodels 0.14 (`proportions_ztest` and
   /// `CompareMeans.ztest_ind` with unequal variances, two-sided), whose figures are written here.
   @Test func theStatisticsMatchAnIndependentImplementation() {
