@@ -318,14 +318,16 @@ extension HeraldMigrations {
       Migration(
         version: 14, name: "campaign results: touches, conversions, snapshots, A/B tests",
         sql: #"""
-          -- SPEC §13. Each recipient's last delivery, open and click (a human's) per campaign, kept
-          -- by the delivery feed under its cursor lock: conversions are attributed to them, and a
-          -- recipient's first open and click are counted once (unique_opened, unique_clicked).
+          -- SPEC §13. Each recipient's last delivery (send), hard bounce, open and click (a
+          -- human's) per campaign, kept by the delivery feed under its cursor lock: conversions are
+          -- attributed to them (a delivery a bounce followed is none), and a recipient's first open
+          -- and click are counted once (unique_opened, unique_clicked).
           CREATE TABLE campaign_touches (
             subscriber_id uuid NOT NULL,
             campaign_id uuid NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
             variant text NOT NULL,
             delivered_at timestamptz,
+            bounced_at timestamptz,
             opened_at timestamptz,
             clicked_at timestamptz,
             PRIMARY KEY (subscriber_id, campaign_id)

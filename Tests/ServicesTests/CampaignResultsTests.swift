@@ -216,11 +216,14 @@ import Testing
       let id = try await abCampaign(campaign, list: list.id).id
       _ = try await campaign.sendCampaign(.with { $0.id = id })
       try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
-      // 1 clicked (and opened), 2 opened, 3 was sent to; 4 was sent to ten days ago.
+      // 1 clicked (and opened), 2 opened, 3 was sent to; 4 was sent to ten days ago; 7's bounced.
       let now = Date()
       try await record(
         database, campaign: id,
-        "ARRAY[CASE WHEN k.n <> 4 THEN 'sent' END, CASE WHEN k.n <= 2 THEN 'opened' END, CASE WHEN k.n = 1 THEN 'clicked' END]")
+        """
+        ARRAY[CASE WHEN k.n <> 4 THEN 'sent' END, CASE WHEN k.n <= 2 THEN 'opened' END, CASE WHEN k.n = 1 THEN 'clicked' END,
+          CASE WHEN k.n = 7 THEN 'bounced' END]
+        """)
       try await record(database, campaign: id, at: now.addingTimeInterval(-10 * 86_400), "ARRAY[CASE WHEN k.n = 4 THEN 'sent' END]")
       try await poll(database, delivery)
 
@@ -240,12 +243,12 @@ import Testing
       let batch = [
         conversion("user1@example.com", "order-1", 5_000), conversion("USER2@example.com", "order-2", 1_999),
         conversion("user3@example.com", "order-3", 1), conversion("user4@example.com", "order-4", 700),
-        conversion("user5@example.com", "order-5", 300) { $0.campaignID = id },
+        conversion("user5@example.com", "order-5", 300) { $0.campaignID = id }, conversion("user7@example.com", "order-7", 50),
       ]
       let answer = try await campaign.recordConversions(.with { $0.conversions = batch })
-      #expect(answer.recorded == 5 && answer.duplicates == 0)
-      #expect(answer.conversions.map(\.attribution) == ["last_click", "last_open", "last_delivery", "none", "given"])
-      #expect(answer.conversions.map(\.campaignID) == [id, id, id, "", id])
+      #expect(answer.recorded == 6 && answer.duplicates == 0)
+      #expect(answer.conversions.map(\.attribution) == ["last_click", "last_open", "last_delivery", "none", "given", "none"])
+      #expect(answer.conversions.map(\.campaignID) == [id, id, id, "", id, ""])
       #expect(answer.conversions[0].touchedAt.date.timeIntervalSince(now) < 5)
       #expect(answer.conversions[0].variant == "A" || answer.conversions[0].variant == "B")
 
@@ -270,7 +273,7 @@ import Testing
       }
       let stored = try await database.query("SELECT count(*)::int8 FROM campaign.conversions", logger: logger)
         .decode(Int64.self).elements().first
-      #expect(stored == 5)
+      #expect(stored == 6)
 
       // ROI in cents: revenue 5,000 + 1,999 + 1 + 300, cost 2 cents for each of 17 sent (4 is
       // counted too: the ten-day-old send is an event of the campaign).

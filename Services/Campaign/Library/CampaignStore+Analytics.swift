@@ -39,6 +39,8 @@ struct TouchState: Sendable {
 struct TouchDelta: Sendable {
   var variant: String
   var deliveredAt: Date?
+  /// A hard bounce: the delivery before it reached no one.
+  var bouncedAt: Date?
   var openedAt: Date?
   var clickedAt: Date?
 }
@@ -83,22 +85,25 @@ extension CampaignStore {
     return states
   }
 
-  /// Moves recipients' last delivery, open and click forward (never back).
+  /// Moves recipients' last delivery, hard bounce, open and click forward (never back).
   func addTouches(_ touches: [FeedRecipient: TouchDelta], on connection: PostgresConnection) async throws {
     guard !touches.isEmpty else { return }
     let cells = Array(touches)
     try await connection.query(
       """
-      INSERT INTO campaign.campaign_touches AS t (subscriber_id, campaign_id, variant, delivered_at, opened_at, clicked_at)
+      INSERT INTO campaign.campaign_touches AS t (
+        subscriber_id, campaign_id, variant, delivered_at, bounced_at, opened_at, clicked_at)
       SELECT r.subscriber_id, r.campaign_id, r.variant, to_timestamp(nullif(r.delivered, '')::float8),
-        to_timestamp(nullif(r.opened, '')::float8), to_timestamp(nullif(r.clicked, '')::float8)
+        to_timestamp(nullif(r.bounced, '')::float8), to_timestamp(nullif(r.opened, '')::float8),
+        to_timestamp(nullif(r.clicked, '')::float8)
       FROM unnest(\(cells.map(\.key.subscriber))::uuid[], \(cells.map(\.key.campaign))::uuid[], \(cells.map(\.value.variant))::text[],
-        \(Self.texts(cells.map(\.value.deliveredAt)))::text[], \(Self.texts(cells.map(\.value.openedAt)))::text[],
-        \(Self.texts(cells.map(\.value.clickedAt)))::text[]) AS r(subscriber_id, campaign_id, variant, delivered, opened, clicked)
+        \(Self.texts(cells.map(\.value.deliveredAt)))::text[], \(Self.texts(cells.map(\.value.bouncedAt)))::text[],
+        \(Self.texts(cells.map(\.value.openedAt)))::text[], \(Self.texts(cells.map(\.value.clickedAt)))::text[])
+        AS r(subscriber_id, campaign_id, variant, delivered, bounced, opened, clicked)
       WHERE EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = r.campaign_id)
       ON CONFLICT (subscriber_id, campaign_id) DO UPDATE SET
-        delivered_at = greatest(t.delivered_at, excluded.delivered_at), opened_at = greatest(t.opened_at, excluded.opened_at),
-        clicked_at = greatest(t.clicked_at, excluded.clicked_at)
+        delivered_at = greatest(t.delivered_at, excluded.delivered_at), bounced_at = greatest(t.bounced_at, excluded.bounced_at),
+        opened_at = greatest(t.opened_at, excluded.opened_at), clicked_at = greatest(t.clicked_at, excluded.clicked_at)
       """, logger: logger)
   }
 

@@ -105,7 +105,8 @@ extension CampaignStore {
             UNION ALL
             (SELECT t.campaign_id, t.variant, 'last_delivery', t.delivered_at, 3 FROM campaign.campaign_touches t
               WHERE t.subscriber_id = i.subscriber_id AND t.delivered_at BETWEEN i.occurred_at - make_interval(secs => \(window))
-                AND i.occurred_at ORDER BY t.delivered_at DESC LIMIT 1)
+                AND i.occurred_at AND (t.bounced_at IS NULL OR t.bounced_at < t.delivered_at)
+              ORDER BY t.delivered_at DESC LIMIT 1)
           ) touches ORDER BY rank LIMIT 1
         ) a ON i.campaign_id IS NULL
         """, logger: logger)

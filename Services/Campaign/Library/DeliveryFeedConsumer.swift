@@ -86,6 +86,7 @@ package struct DeliveryFeedConsumer: Sendable {
             var touch = touches[recipient] ?? TouchDelta(variant: state.variant)
             switch event.status {
             case "sent", "delivered": touch.deliveredAt = max(touch.deliveredAt ?? at, at)
+            case "bounced": touch.bouncedAt = max(touch.bouncedAt ?? at, at)
             case "opened":
               touch.openedAt = max(touch.openedAt ?? at, at)
               if !state.opened {
@@ -110,7 +111,9 @@ package struct DeliveryFeedConsumer: Sendable {
             default: break
             }
             states[recipient] = state
-            if touch.deliveredAt != nil || touch.openedAt != nil || touch.clickedAt != nil { touches[recipient] = touch }
+            if touch.deliveredAt != nil || touch.bouncedAt != nil || touch.openedAt != nil || touch.clickedAt != nil {
+              touches[recipient] = touch
+            }
           }
         }
         if !event.machine, let subscriber = UUID(text: event.subscriberID) {
