@@ -433,6 +433,48 @@ import Testing
     }
   }
 
+  /// A scheduled test starts with its share only; paused during the wait it is snapshotted hourly
+  /// and decided only once it is resumed.
+  @Test func aScheduledTestPausedDuringTheWaitIsDecidedWhenResumed() async throws {
+    try await send.withServices { campaign, delivery, database in
+      let list = try await campaign.createList(.with { $0.name = "all" })
+      try await send.seed(1_000, list: list.id, database: database)
+      let id = try await abCampaign(campaign, list: list.id) {
+        $0.abTest = .with {
+          $0.testPercent = 10
+          $0.waitMinutes = 30
+          $0.metric = "open"
+        }
+      }.id
+      _ = try await campaign.scheduleCampaign(
+        .with {
+          $0.id = id
+          $0.sendAt = .init(date: Date() + 3600)
+        })
+      try await database.query(
+        "UPDATE campaign.campaigns SET send_at = now() - interval '1 second' WHERE status = 'scheduled'", logger: logger)
+      let links = UnsubscribeLinks(publicURL: "https://mail.example.com", secrets: testSecrets)
+      #expect(try await CampaignScheduler(client: database, links: links, logger: logger).startDue() == 1)
+      let started = try await campaign.getCampaign(.with { $0.id = id })
+      #expect(started.status == "sending" && started.counts.outbox > 50 && started.counts.outbox < 130, "\(started.counts)")
+      #expect(started.abTest.decideAt.date.timeIntervalSinceNow > 1_700)
+      try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
+
+      _ = try await campaign.pauseCampaign(.with { $0.id = id })
+      let snapshotter = MetricSnapshotter(client: database, logger: logger)
+      let base = Self.base
+      #expect(try await snapshotter.tick(at: base.addingTimeInterval(60)).rows == 3)
+      #expect(try await snapshotter.tick(at: base.addingTimeInterval(6 * 60)).rows == 0, "paused: hourly, not every 5 minutes")
+      let decider = ABTestDecider(client: database, logger: logger)
+      #expect(try await decider.decideDue(at: Date().addingTimeInterval(3_600)) == 0, "decided while paused")
+      _ = try await campaign.resumeCampaign(.with { $0.id = id })
+      #expect(try await decider.decideDue(at: Date().addingTimeInterval(3_600)) == 1)
+      try await OutboxRelay(client: database, sink: DeliverySink(client: delivery), logger: logger).drain()
+      let sent = try await campaign.getCampaign(.with { $0.id = id })
+      #expect(sent.status == "sent" && sent.counts.relayed == 900, "\(sent.counts)")
+    }
+  }
+
   /// A test that cannot be decided (its segment no longer reads) stays undecided and holds up
   /// no other.
   @Test func aTestThatCannotBeDecidedHoldsUpNoOther() async throws {
