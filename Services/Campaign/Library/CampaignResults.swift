@@ -258,6 +258,9 @@ package struct ResultCounters: Sendable, Equatable {
   package var costCents: Int64 = 0
   package var conversions: Int64 = 0
   package var revenueCents: Int64 = 0
+  /// Opens and clicks judged a machine's: shown in analytics, apart from the results (not snapshotted).
+  package var machineOpened: Int64 = 0
+  package var machineClicked: Int64 = 0
 
   package init() {}
 

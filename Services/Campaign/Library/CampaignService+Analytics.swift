@@ -16,26 +16,16 @@ extension CampaignService {
     var totals = ResultCounters()
     var variants: [String: ResultCounters] = [:]
     var days: [String: ResultCounters] = [:]
-    let stats = try await store.dailyStats(of: id)
-    for stat in stats {
-      totals.add(status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
-      variants[stat.variant, default: .init()].add(
-        status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
-      days[stat.day, default: .init()].add(status: stat.status, events: stat.events, costCents: stat.costCents, valueCents: stat.valueCents)
-    }
-    // Machine opens and clicks: counted apart, not in the results' counters.
-    var machine: [String: (opened: Int64, clicked: Int64)] = [:]
-    for stat in stats where stat.status.hasPrefix("machine_") {
-      for key in ["", "variant:" + stat.variant, "day:" + stat.day] {
-        if stat.status == "machine_opened" { machine[key, default: (0, 0)].opened += stat.events }
-        if stat.status == "machine_clicked" { machine[key, default: (0, 0)].clicked += stat.events }
-      }
+    for stat in try await store.dailyStats(of: id) {
+      totals.add(stat)
+      variants[stat.variant, default: .init()].add(stat)
+      days[stat.day, default: .init()].add(stat)
     }
     totals.audience = campaign.audience
     totals.recipients = campaign.variants.reduce(0) { $0 + $1.recipients }
     var analytics = Herald_Campaign_V1_CampaignAnalytics()
     analytics.campaignID = id.lowercasedString
-    analytics.totals = Self.counts(totals, machine: machine[""])
+    analytics.totals = Self.counts(totals)
     analytics.recipients = totals.recipients
     analytics.rates = Self.rates(totals)
     analytics.currency = results.currency
@@ -46,7 +36,7 @@ extension CampaignService {
       counters.recipients = campaign.variants.first { $0.name == name }?.recipients ?? 0
       return .with {
         $0.variant = name
-        $0.counts = Self.counts(counters, machine: machine["variant:" + name])
+        $0.counts = Self.counts(counters)
         $0.recipients = counters.recipients
         $0.rates = Self.rates(counters)
       }
@@ -54,7 +44,7 @@ extension CampaignService {
     analytics.days = days.sorted { $0.key < $1.key }.map { day, counters in
       .with {
         $0.day = day
-        $0.counts = Self.counts(counters, machine: machine["day:" + day])
+        $0.counts = Self.counts(counters)
       }
     }
     analytics.skippedNoConsent = campaign.skippedAtExpansion + (campaign.outbox["skipped"] ?? 0)
@@ -64,7 +54,7 @@ extension CampaignService {
     return analytics
   }
 
-  static func counts(_ counters: ResultCounters, machine: (opened: Int64, clicked: Int64)?) -> Herald_Campaign_V1_DeliveryCounts {
+  static func counts(_ counters: ResultCounters) -> Herald_Campaign_V1_DeliveryCounts {
     var counts = Herald_Campaign_V1_DeliveryCounts()
     counts.queued = counters.queued
     counts.sent = counters.sent
@@ -82,8 +72,8 @@ extension CampaignService {
     counts.costCents = counters.costCents
     counts.conversions = counters.conversions
     counts.revenueCents = counters.revenueCents
-    counts.machineOpened = machine?.opened ?? 0
-    counts.machineClicked = machine?.clicked ?? 0
+    counts.machineOpened = counters.machineOpened
+    counts.machineClicked = counters.machineClicked
     return counts
   }
 

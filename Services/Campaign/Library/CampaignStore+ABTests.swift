@@ -64,13 +64,7 @@ extension CampaignStore {
       let campaign = try Self.campaignRecord(row)
       do {
         guard let settings = try await abTestSettings(of: campaign.id, on: connection) else { return nil }
-        let arms = try await abArms(of: campaign.id, metric: settings.metric, on: connection)
-        var decision = ABStatistics.decide(
-          metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints,
-          fallback: settings.fallback, at: now)
-        decision.restRecipients = try await writeRest(of: campaign, to: decision.winner, on: connection)
-        try await record(decision, of: campaign.id, on: connection)
-        return (campaign.id, decision)
+        return (campaign.id, try await conclude(campaign, settings: settings, picked: nil, at: now, on: connection))
       } catch {
         throw ABTestFailure(campaign: campaign.id, error: error)
       }
@@ -107,13 +101,29 @@ extension CampaignStore {
           "variant", .notFound,
           "campaign \(campaignID.lowercasedString) has no variant '\(variant)' (it has \(names.joined(separator: ", ")))")
       }
-      let arms = try await abArms(of: campaignID, metric: settings.metric, on: connection)
-      var decision = ABStatistics.picked(
-        variant, metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints, at: now)
-      decision.restRecipients = try await writeRest(of: campaign, to: variant, on: connection)
-      try await record(decision, of: campaignID, on: connection)
+      _ = try await conclude(campaign, settings: settings, picked: variant, at: now, on: connection)
     }
     return try await campaign(id: campaignID)
+  }
+
+  /// Ends a locked, undecided test: its numbers, the decision (the statistics', or the variant an
+  /// operator `picked`), the rest of the audience written to the winner and the decision stored.
+  func conclude(
+    _ campaign: CampaignRecord, settings: ABTestSettings, picked: String?, at now: Date, on connection: PostgresConnection
+  ) async throws -> ABDecision {
+    let arms = try await abArms(of: campaign.id, metric: settings.metric, on: connection)
+    var decision =
+      if let picked {
+        ABStatistics.picked(
+          picked, metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints, at: now)
+      } else {
+        ABStatistics.decide(
+          metric: settings.metric, arms: arms, confidenceBasisPoints: settings.confidenceBasisPoints, fallback: settings.fallback,
+          at: now)
+      }
+    decision.restRecipients = try await writeRest(of: campaign, to: decision.winner, on: connection)
+    try await record(decision, of: campaign.id, on: connection)
+    return decision
   }
 
   /// Each variant's test numbers for `metric`, in the campaign's order: its test recipients and

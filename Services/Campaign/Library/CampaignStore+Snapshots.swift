@@ -18,30 +18,27 @@ package struct SnapshotRecord: Sendable, Equatable {
 /// campaign, from its daily rollup; a retention rule thins old points; and the series are read
 /// back for charts.
 extension CampaignStore {
-  /// The counters of the rollup, by status, as snapshot columns.
-  package static let snapshotCounters = """
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'queued'), 0)::int8 AS queued,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'sent'), 0)::int8 AS sent,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'delivered'), 0)::int8 AS delivered,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'bounced'), 0)::int8 AS bounced,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'soft_bounced'), 0)::int8 AS soft_bounced,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'failed'), 0)::int8 AS failed,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'opened'), 0)::int8 AS opened,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'unique_opened'), 0)::int8 AS unique_opened,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'clicked'), 0)::int8 AS clicked,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'unique_clicked'), 0)::int8 AS unique_clicked,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'replied'), 0)::int8 AS replied,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'unsubscribed'), 0)::int8 AS unsubscribed,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'complained'), 0)::int8 AS complained,
-    coalesce(sum(d.cost_cents), 0)::int8 AS cost_cents,
-    coalesce(sum(d.events) FILTER (WHERE d.status = 'converted'), 0)::int8 AS conversions,
-    coalesce(sum(d.value_cents), 0)::int8 AS revenue_cents
-    """
-
-  static let counterColumns = [
-    "queued", "sent", "delivered", "bounced", "soft_bounced", "failed", "opened", "unique_opened", "clicked", "unique_clicked",
-    "replied", "unsubscribed", "complained", "cost_cents", "conversions", "revenue_cents",
+  /// The snapshot's counter columns, in `ResultCounters.assign` order, each with the rollup's
+  /// status it counts (cost and revenue: the cells' cost and value, whatever their status).
+  static let counters: [(column: String, status: String?)] = [
+    ("queued", "queued"), ("sent", "sent"), ("delivered", "delivered"), ("bounced", "bounced"),
+    ("soft_bounced", "soft_bounced"), ("failed", "failed"), ("opened", "opened"), ("unique_opened", "unique_opened"),
+    ("clicked", "clicked"), ("unique_clicked", "unique_clicked"), ("replied", "replied"), ("unsubscribed", "unsubscribed"),
+    ("complained", "complained"), ("cost_cents", nil), ("conversions", "converted"), ("revenue_cents", nil),
   ]
+
+  static let counterColumns = counters.map(\.column)
+
+  /// The counters of the rollup `d`, by status, as snapshot columns.
+  package static let snapshotCounters = counters.map { column, status in
+    let sum =
+      switch (column, status) {
+      case (_, let status?): "sum(d.events) FILTER (WHERE d.status = '\(status)')"
+      case ("cost_cents", nil): "sum(d.cost_cents)"
+      default: "sum(d.value_cents)"
+      }
+    return "coalesce(\(sum), 0)::int8 AS \(column)"
+  }.joined(separator: ",\n")
 
   /// Snapshots every campaign due at `now` in one statement; returns the campaigns and rows
   /// written. A campaign is due when it has no snapshot yet in the current 5-minute (sending),
@@ -178,9 +175,10 @@ extension ResultCounters {
     )
   }
 
-  /// Adds a rollup cell's events of `status` and its cost and value.
-  package mutating func add(status: String, events: Int64, costCents cost: Int64, valueCents value: Int64) {
-    switch status {
+  /// Adds a rollup cell: its events under its status, and its cost and value.
+  package mutating func add(_ cell: DailyStatRecord) {
+    let events = cell.events
+    switch cell.status {
     case "queued": queued += events
     case "sent": sent += events
     case "delivered": delivered += events
@@ -195,9 +193,11 @@ extension ResultCounters {
     case "unsubscribed": unsubscribed += events
     case "complained": complained += events
     case "converted": conversions += events
+    case "machine_opened": machineOpened += events
+    case "machine_clicked": machineClicked += events
     default: break
     }
-    costCents += cost
-    revenueCents += value
+    costCents += cell.costCents
+    revenueCents += cell.valueCents
   }
 }
