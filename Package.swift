@@ -219,6 +219,7 @@ if Context.environment["HERALD_BENCHMARKS"] != nil {
     ("SubscriberImport", ["HeraldCampaign"] + gateway),
     ("InboundIntake", ["HeraldCampaign", "HeraldDelivery", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio")] + gateway),
     ("CampaignResults", ["HeraldCampaign"]),
+    ("JourneyEnrolments", ["HeraldCampaign", "HeraldDelivery"]),
     ("VerificationFull", ["HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations"]),
   ] as [(String, [Target.Dependency])] {
     targets.append(

@@ -395,5 +395,114 @@ extension HeraldMigrations {
           ALTER TABLE outbox ADD COLUMN wave smallint NOT NULL DEFAULT 0;
           ALTER TABLE outbox_chunks ADD COLUMN wave smallint NOT NULL DEFAULT 0;
           """#),
+      Migration(
+        version: 15, name: "journeys: versions, enrolments, steps done, events",
+        sql: #"""
+          -- SPEC §12. A journey, and its published versions: immutable definitions (trigger, steps,
+          -- entry rule, exits) as JSON. `listens` holds every event name a version uses (its
+          -- trigger, its wait_for_event steps, its goal), so Herald's own events are recorded only
+          -- when some journey listens.
+          CREATE TABLE journeys (
+            id uuid PRIMARY KEY DEFAULT uuid_v7(),
+            name text NOT NULL UNIQUE CHECK (name <> ''),
+            status text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'active', 'paused', 'archived')),
+            definition jsonb NOT NULL,
+            version integer NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT journeys_version_check CHECK ((version = 0) = (status = 'draft') OR status = 'archived')
+          );
+          CREATE TABLE journey_versions (
+            journey_id uuid NOT NULL REFERENCES journeys (id) ON DELETE CASCADE,
+            version integer NOT NULL CHECK (version > 0),
+            definition jsonb NOT NULL,
+            trigger_event text NOT NULL,
+            listens text[] NOT NULL,
+            published_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (journey_id, version)
+          );
+          -- Events: the custom ones (POST /v1/events, idempotency_key the caller's) and Herald's own
+          -- (herald.list_joined, herald.inbound, herald.segment_entered, herald.opened,
+          -- herald.clicked, herald.replied, herald.converted). The trigger processor takes the
+          -- unprocessed ones in id order, under one lock, and marks them processed in the same
+          -- transaction as the enrolments, wake-ups and exits they cause.
+          CREATE TABLE events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            idempotency_key text UNIQUE CHECK (idempotency_key <> ''),
+            name text NOT NULL CHECK (name ~ '^[A-Za-z0-9_.:-]{1,100}$'),
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            properties jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(properties) = 'object'),
+            occurred_at timestamptz NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            processed_at timestamptz
+          );
+          CREATE INDEX events_pending_idx ON events (id) WHERE processed_at IS NULL;
+          CREATE INDEX events_subscriber_idx ON events (subscriber_id, id);
+          -- The trigger processor's lock: one transaction at a time takes events in order.
+          CREATE TABLE journey_trigger_feed (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            processed bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          );
+          INSERT INTO journey_trigger_feed DEFAULT VALUES;
+          -- One person's way through one version. `step` is the step to perform next (or where
+          -- they exited); `step_started_at` is null until the scheduler has begun it (a wait's
+          -- end, or a wait_for_event's timeout, is then `due_at`). Replicas claim due enrolments
+          -- with FOR UPDATE SKIP LOCKED.
+          CREATE TABLE journey_enrolments (
+            id uuid PRIMARY KEY DEFAULT uuid_v7(),
+            journey_id uuid NOT NULL,
+            version integer NOT NULL,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            event_id bigint,
+            status text NOT NULL CHECK (status IN ('active', 'waiting', 'completed', 'exited')),
+            step text,
+            step_started_at timestamptz,
+            due_at timestamptz,
+            waiting_for text,
+            context jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(context) = 'object'),
+            exit_reason text CHECK (exit_reason IN ('goal', 'unsubscribed', 'exit_step', 'archived')),
+            entered_at timestamptz NOT NULL,
+            finished_at timestamptz,
+            FOREIGN KEY (journey_id, version) REFERENCES journey_versions (journey_id, version) ON DELETE CASCADE,
+            CONSTRAINT journey_enrolments_due_check CHECK ((status IN ('active', 'waiting')) = (due_at IS NOT NULL AND step IS NOT NULL)),
+            CONSTRAINT journey_enrolments_waiting_check CHECK ((status = 'waiting') = (waiting_for IS NOT NULL)),
+            CONSTRAINT journey_enrolments_finished_check CHECK ((status IN ('completed', 'exited')) = (finished_at IS NOT NULL)),
+            CONSTRAINT journey_enrolments_exit_check CHECK ((status = 'exited') = (exit_reason IS NOT NULL))
+          );
+          -- An event enrols a person in a journey once, however often its batch is retried.
+          CREATE UNIQUE INDEX journey_enrolments_event_idx ON journey_enrolments (journey_id, event_id);
+          CREATE INDEX journey_enrolments_due_idx ON journey_enrolments (due_at) WHERE status IN ('active', 'waiting');
+          CREATE INDEX journey_enrolments_person_idx ON journey_enrolments (subscriber_id, journey_id, entered_at);
+          CREATE INDEX journey_enrolments_list_idx ON journey_enrolments (journey_id, id);
+          -- Each step an enrolment performed, once: the primary key makes a step done twice
+          -- impossible. A send's message, and its engagement from the delivery feed.
+          CREATE TABLE journey_steps_done (
+            enrolment_id uuid NOT NULL REFERENCES journey_enrolments (id) ON DELETE CASCADE,
+            step text NOT NULL,
+            version integer NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('send', 'wait', 'wait_for_event', 'branch', 'update', 'exit')),
+            outcome text NOT NULL,
+            detail text NOT NULL DEFAULT '',
+            message_id uuid,
+            done_at timestamptz NOT NULL,
+            delivered_at timestamptz,
+            bounced_at timestamptz,
+            opened_at timestamptz,
+            clicked_at timestamptz,
+            PRIMARY KEY (enrolment_id, step)
+          );
+          CREATE UNIQUE INDEX journey_steps_done_message_idx ON journey_steps_done (message_id) WHERE message_id IS NOT NULL;
+          -- Segment-entered triggers: the members each watched segment had at its last evaluation.
+          CREATE TABLE journey_segment_watches (
+            segment_id uuid PRIMARY KEY REFERENCES segments (id) ON DELETE CASCADE,
+            evaluated_at timestamptz NOT NULL
+          );
+          CREATE TABLE journey_segment_members (
+            segment_id uuid NOT NULL REFERENCES journey_segment_watches (segment_id) ON DELETE CASCADE,
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            PRIMARY KEY (segment_id, subscriber_id)
+          );
+          """#),
     ])
 }

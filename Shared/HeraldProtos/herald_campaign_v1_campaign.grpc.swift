@@ -500,6 +500,149 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateJourney" metadata.
+        public enum CreateJourney: Sendable {
+            /// Request type for "CreateJourney".
+            public typealias Input = Herald_Campaign_V1_CreateJourneyRequest
+            /// Response type for "CreateJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "CreateJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "CreateJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetJourney" metadata.
+        public enum GetJourney: Sendable {
+            /// Request type for "GetJourney".
+            public typealias Input = Herald_Campaign_V1_GetJourneyRequest
+            /// Response type for "GetJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "GetJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListJourneys" metadata.
+        public enum ListJourneys: Sendable {
+            /// Request type for "ListJourneys".
+            public typealias Input = Herald_Campaign_V1_ListJourneysRequest
+            /// Response type for "ListJourneys".
+            public typealias Output = Herald_Campaign_V1_ListJourneysResponse
+            /// Descriptor for "ListJourneys".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListJourneys",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpdateJourney" metadata.
+        public enum UpdateJourney: Sendable {
+            /// Request type for "UpdateJourney".
+            public typealias Input = Herald_Campaign_V1_UpdateJourneyRequest
+            /// Response type for "UpdateJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "UpdateJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "UpdateJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "PublishJourney" metadata.
+        public enum PublishJourney: Sendable {
+            /// Request type for "PublishJourney".
+            public typealias Input = Herald_Campaign_V1_JourneyTransitionRequest
+            /// Response type for "PublishJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "PublishJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PublishJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "PauseJourney" metadata.
+        public enum PauseJourney: Sendable {
+            /// Request type for "PauseJourney".
+            public typealias Input = Herald_Campaign_V1_JourneyTransitionRequest
+            /// Response type for "PauseJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "PauseJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "PauseJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "ResumeJourney" metadata.
+        public enum ResumeJourney: Sendable {
+            /// Request type for "ResumeJourney".
+            public typealias Input = Herald_Campaign_V1_JourneyTransitionRequest
+            /// Response type for "ResumeJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "ResumeJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ResumeJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "ArchiveJourney" metadata.
+        public enum ArchiveJourney: Sendable {
+            /// Request type for "ArchiveJourney".
+            public typealias Input = Herald_Campaign_V1_JourneyTransitionRequest
+            /// Response type for "ArchiveJourney".
+            public typealias Output = Herald_Campaign_V1_Journey
+            /// Descriptor for "ArchiveJourney".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ArchiveJourney",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListJourneyEnrolments" metadata.
+        public enum ListJourneyEnrolments: Sendable {
+            /// Request type for "ListJourneyEnrolments".
+            public typealias Input = Herald_Campaign_V1_ListJourneyEnrolmentsRequest
+            /// Response type for "ListJourneyEnrolments".
+            public typealias Output = Herald_Campaign_V1_ListJourneyEnrolmentsResponse
+            /// Descriptor for "ListJourneyEnrolments".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "ListJourneyEnrolments",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetJourneyAnalytics" metadata.
+        public enum GetJourneyAnalytics: Sendable {
+            /// Request type for "GetJourneyAnalytics".
+            public typealias Input = Herald_Campaign_V1_GetJourneyAnalyticsRequest
+            /// Response type for "GetJourneyAnalytics".
+            public typealias Output = Herald_Campaign_V1_JourneyAnalytics
+            /// Descriptor for "GetJourneyAnalytics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "GetJourneyAnalytics",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordEvents" metadata.
+        public enum RecordEvents: Sendable {
+            /// Request type for "RecordEvents".
+            public typealias Input = Herald_Campaign_V1_RecordEventsRequest
+            /// Response type for "RecordEvents".
+            public typealias Output = Herald_Campaign_V1_RecordEventsResponse
+            /// Descriptor for "RecordEvents".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "RecordEvents",
+                type: .unary
+            )
+        }
         /// Namespace for "CreateAutoResponseRule" metadata.
         public enum CreateAutoResponseRule: Sendable {
             /// Request type for "CreateAutoResponseRule".
@@ -616,6 +759,17 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             GetCampaignMetrics.descriptor,
             RecordConversions.descriptor,
             PickAbTestWinner.descriptor,
+            CreateJourney.descriptor,
+            GetJourney.descriptor,
+            ListJourneys.descriptor,
+            UpdateJourney.descriptor,
+            PublishJourney.descriptor,
+            PauseJourney.descriptor,
+            ResumeJourney.descriptor,
+            ArchiveJourney.descriptor,
+            ListJourneyEnrolments.descriptor,
+            GetJourneyAnalytics.descriptor,
+            RecordEvents.descriptor,
             CreateAutoResponseRule.descriptor,
             ListAutoResponseRules.descriptor,
             SetAutoResponseRuleEnabled.descriptor,
@@ -1322,6 +1476,212 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_PickAbTestWinnerRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign>
+
+        /// Handle the "CreateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+        /// > person enrolled follows the version they entered with; a scheduler performs their steps
+        /// > exactly once each, whatever crashes (sends are enqueued with the key
+        /// > journey:<journey>:<version>:<step>:<enrolment>).
+        /// > 
+        /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+        /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+        /// > list or segment that does not exist.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_CreateJourneyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func createJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "GetJourney" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetJourneyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func getJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ListJourneys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListJourneysRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListJourneysResponse` messages.
+        func listJourneys(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListJourneysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListJourneysResponse>
+
+        /// Handle the "UpdateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+        /// > once as its next version: people already enrolled finish the version they started, unless
+        /// > migrate_enrolments moves those whose current step exists in the new version to it.
+        /// > FAILED_PRECONDITION for an archived journey.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_UpdateJourneyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func updateJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "PublishJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → active: publishes version 1; its trigger enrols people from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func publishJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "PauseJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+        /// > fell due meanwhile are performed then).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func pauseJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ResumeJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → active.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func resumeJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ArchiveJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_Journey` messages.
+        func archiveJourney(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ListJourneyEnrolments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+        /// > their outcome.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_ListJourneyEnrolmentsResponse` messages.
+        func listJourneyEnrolments(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>
+
+        /// Handle the "GetJourneyAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+        /// > their engagement.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_GetJourneyAnalyticsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_JourneyAnalytics` messages.
+        func getJourneyAnalytics(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_JourneyAnalytics>
+
+        /// Handle the "RecordEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+        /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+        /// > properties is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_RecordEventsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_RecordEventsResponse` messages.
+        func recordEvents(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RecordEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_RecordEventsResponse>
 
         /// Handle the "CreateAutoResponseRule" method.
         ///
@@ -2111,6 +2471,212 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>
 
+        /// Handle the "CreateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+        /// > person enrolled follows the version they entered with; a scheduler performs their steps
+        /// > exactly once each, whatever crashes (sends are enqueued with the key
+        /// > journey:<journey>:<version>:<step>:<enrolment>).
+        /// > 
+        /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+        /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+        /// > list or segment that does not exist.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func createJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "GetJourney" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func getJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ListJourneys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListJourneysResponse` message.
+        func listJourneys(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListJourneysRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneysResponse>
+
+        /// Handle the "UpdateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+        /// > once as its next version: people already enrolled finish the version they started, unless
+        /// > migrate_enrolments moves those whose current step exists in the new version to it.
+        /// > FAILED_PRECONDITION for an archived journey.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func updateJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "PublishJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → active: publishes version 1; its trigger enrols people from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func publishJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "PauseJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+        /// > fell due meanwhile are performed then).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func pauseJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ResumeJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → active.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func resumeJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ArchiveJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_Journey` message.
+        func archiveJourney(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>
+
+        /// Handle the "ListJourneyEnrolments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+        /// > their outcome.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_ListJourneyEnrolmentsResponse` message.
+        func listJourneyEnrolments(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>
+
+        /// Handle the "GetJourneyAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+        /// > their engagement.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyAnalyticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_JourneyAnalytics` message.
+        func getJourneyAnalytics(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_JourneyAnalytics>
+
+        /// Handle the "RecordEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+        /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+        /// > properties is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_RecordEventsResponse` message.
+        func recordEvents(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_RecordEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_RecordEventsResponse>
+
         /// Handle the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -2897,6 +3463,212 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Campaign
 
+        /// Handle the "CreateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+        /// > person enrolled follows the version they entered with; a scheduler performs their steps
+        /// > exactly once each, whatever crashes (sends are enqueued with the key
+        /// > journey:<journey>:<version>:<step>:<enrolment>).
+        /// > 
+        /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+        /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+        /// > list or segment that does not exist.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_CreateJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func createJourney(
+            request: Herald_Campaign_V1_CreateJourneyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "GetJourney" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func getJourney(
+            request: Herald_Campaign_V1_GetJourneyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "ListJourneys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListJourneysRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListJourneysResponse` to respond with.
+        func listJourneys(
+            request: Herald_Campaign_V1_ListJourneysRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListJourneysResponse
+
+        /// Handle the "UpdateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+        /// > once as its next version: people already enrolled finish the version they started, unless
+        /// > migrate_enrolments moves those whose current step exists in the new version to it.
+        /// > FAILED_PRECONDITION for an archived journey.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_UpdateJourneyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func updateJourney(
+            request: Herald_Campaign_V1_UpdateJourneyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "PublishJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → active: publishes version 1; its trigger enrols people from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func publishJourney(
+            request: Herald_Campaign_V1_JourneyTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "PauseJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+        /// > fell due meanwhile are performed then).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func pauseJourney(
+            request: Herald_Campaign_V1_JourneyTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "ResumeJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → active.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func resumeJourney(
+            request: Herald_Campaign_V1_JourneyTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "ArchiveJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_Journey` to respond with.
+        func archiveJourney(
+            request: Herald_Campaign_V1_JourneyTransitionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_Journey
+
+        /// Handle the "ListJourneyEnrolments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+        /// > their outcome.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_ListJourneyEnrolmentsResponse` to respond with.
+        func listJourneyEnrolments(
+            request: Herald_Campaign_V1_ListJourneyEnrolmentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_ListJourneyEnrolmentsResponse
+
+        /// Handle the "GetJourneyAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+        /// > their engagement.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_GetJourneyAnalyticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_JourneyAnalytics` to respond with.
+        func getJourneyAnalytics(
+            request: Herald_Campaign_V1_GetJourneyAnalyticsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_JourneyAnalytics
+
+        /// Handle the "RecordEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+        /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+        /// > properties is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_RecordEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_RecordEventsResponse` to respond with.
+        func recordEvents(
+            request: Herald_Campaign_V1_RecordEventsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_RecordEventsResponse
+
         /// Handle the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -3404,6 +4176,127 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.CreateJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_CreateJourneyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.createJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetJourneyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.getJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListJourneys.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListJourneysRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListJourneysResponse>(),
+            handler: { request, context in
+                try await self.listJourneys(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.UpdateJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_UpdateJourneyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.updateJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PublishJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.publishJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.PauseJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.pauseJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ResumeJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.resumeJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ArchiveJourney.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_Journey>(),
+            handler: { request, context in
+                try await self.archiveJourney(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.ListJourneyEnrolments.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>(),
+            handler: { request, context in
+                try await self.listJourneyEnrolments(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.GetJourneyAnalytics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_GetJourneyAnalyticsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_JourneyAnalytics>(),
+            handler: { request, context in
+                try await self.getJourneyAnalytics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.RecordEvents.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RecordEventsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RecordEventsResponse>(),
+            handler: { request, context in
+                try await self.recordEvents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.CreateAutoResponseRule.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_AutoResponseRule>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_AutoResponseRule>(),
@@ -3865,6 +4758,127 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Campaign> {
         let response = try await self.pickAbTestWinner(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.createJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.getJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listJourneys(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListJourneysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListJourneysResponse> {
+        let response = try await self.listJourneys(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.updateJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func publishJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.publishJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func pauseJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.pauseJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func resumeJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.resumeJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func archiveJourney(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Journey> {
+        let response = try await self.archiveJourney(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listJourneyEnrolments(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse> {
+        let response = try await self.listJourneyEnrolments(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getJourneyAnalytics(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_JourneyAnalytics> {
+        let response = try await self.getJourneyAnalytics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordEvents(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RecordEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_RecordEventsResponse> {
+        let response = try await self.recordEvents(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -4402,6 +5416,149 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Campaign>(
             message: try await self.pickAbTestWinner(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.createJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.getJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listJourneys(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListJourneysRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneysResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneysResponse>(
+            message: try await self.listJourneys(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.updateJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func publishJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.publishJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func pauseJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.pauseJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func resumeJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.resumeJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func archiveJourney(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Journey> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_Journey>(
+            message: try await self.archiveJourney(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listJourneyEnrolments(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>(
+            message: try await self.listJourneyEnrolments(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getJourneyAnalytics(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_JourneyAnalytics> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_JourneyAnalytics>(
+            message: try await self.getJourneyAnalytics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordEvents(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_RecordEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_RecordEventsResponse> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_RecordEventsResponse>(
+            message: try await self.recordEvents(
                 request: request.message,
                 context: context
             ),
@@ -5350,6 +6507,267 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Campaign>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Campaign>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+        /// > person enrolled follows the version they entered with; a scheduler performs their steps
+        /// > exactly once each, whatever crashes (sends are enqueued with the key
+        /// > journey:<journey>:<version>:<step>:<enrolment>).
+        /// > 
+        /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+        /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+        /// > list or segment that does not exist.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetJourney" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListJourneys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneysRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListJourneysRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListJourneysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listJourneys<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListJourneysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListJourneysResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneysResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+        /// > once as its next version: people already enrolled finish the version they started, unless
+        /// > migrate_enrolments moves those whose current step exists in the new version to it.
+        /// > FAILED_PRECONDITION for an archived journey.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UpdateJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UpdateJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PublishJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → active: publishes version 1; its trigger enrols people from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func publishJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PauseJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+        /// > fell due meanwhile are performed then).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pauseJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResumeJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → active.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resumeJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ArchiveJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func archiveJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListJourneyEnrolments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+        /// > their outcome.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListJourneyEnrolmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listJourneyEnrolments<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetJourneyAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+        /// > their engagement.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyAnalyticsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetJourneyAnalyticsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_JourneyAnalytics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getJourneyAnalytics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_JourneyAnalytics>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_JourneyAnalytics>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+        /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+        /// > properties is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RecordEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_RecordEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordEvents<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RecordEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_RecordEventsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordEventsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "CreateAutoResponseRule" method.
@@ -6754,6 +8172,388 @@ extension Herald_Campaign_V1_CampaignService {
             )
         }
 
+        /// Call the "CreateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+        /// > person enrolled follows the version they entered with; a scheduler performs their steps
+        /// > exactly once each, whatever crashes (sends are enqueued with the key
+        /// > journey:<journey>:<version>:<step>:<enrolment>).
+        /// > 
+        /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+        /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+        /// > list or segment that does not exist.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_CreateJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_CreateJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_CreateJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.CreateJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetJourney" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListJourneys" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneysRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListJourneysRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListJourneysResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listJourneys<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneysRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListJourneysRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListJourneysResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneysResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListJourneys.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+        /// > once as its next version: people already enrolled finish the version they started, unless
+        /// > migrate_enrolments moves those whose current step exists in the new version to it.
+        /// > FAILED_PRECONDITION for an archived journey.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_UpdateJourneyRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_UpdateJourneyRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_UpdateJourneyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.UpdateJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PublishJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > draft → active: publishes version 1; its trigger enrols people from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func publishJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PublishJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PauseJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+        /// > fell due meanwhile are performed then).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func pauseJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.PauseJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ResumeJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > paused → active.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resumeJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ResumeJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ArchiveJourney" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_JourneyTransitionRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_Journey` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func archiveJourney<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_JourneyTransitionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Journey>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ArchiveJourney.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListJourneyEnrolments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+        /// > their outcome.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_ListJourneyEnrolmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listJourneyEnrolments<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.ListJourneyEnrolments.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetJourneyAnalytics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+        /// > their engagement.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyAnalyticsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_GetJourneyAnalyticsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_JourneyAnalytics` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getJourneyAnalytics<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_JourneyAnalytics>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_JourneyAnalytics>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.GetJourneyAnalytics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+        /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+        /// > properties is ALREADY_EXISTS.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RecordEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_RecordEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordEvents<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RecordEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_RecordEventsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordEventsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.RecordEvents.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "CreateAutoResponseRule" method.
         ///
         /// > Source IDL Documentation:
@@ -8021,6 +9821,333 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PickAbTestWinnerRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Campaign>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+    /// > person enrolled follows the version they entered with; a scheduler performs their steps
+    /// > exactly once each, whatever crashes (sends are enqueued with the key
+    /// > journey:<journey>:<version>:<step>:<enrolment>).
+    /// > 
+    /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+    /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+    /// > list or segment that does not exist.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_CreateJourneyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_CreateJourneyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_CreateJourneyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetJourney" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetJourneyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJourneys" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneysRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJourneys<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneysRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listJourneys(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListJourneysRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListJourneysResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+    /// > once as its next version: people already enrolled finish the version they started, unless
+    /// > migrate_enrolments moves those whose current step exists in the new version to it.
+    /// > FAILED_PRECONDITION for an archived journey.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_UpdateJourneyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateJourneyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_UpdateJourneyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PublishJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft → active: publishes version 1; its trigger enrols people from now on.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func publishJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.publishJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PauseJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+    /// > fell due meanwhile are performed then).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pauseJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.pauseJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResumeJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > paused → active.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resumeJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resumeJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ArchiveJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func archiveJourney<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.archiveJourney(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_JourneyTransitionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_Journey>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJourneyEnrolments" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+    /// > their outcome.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_ListJourneyEnrolmentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJourneyEnrolments<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listJourneyEnrolments(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetJourneyAnalytics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+    /// > their engagement.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_GetJourneyAnalyticsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJourneyAnalytics<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_JourneyAnalytics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getJourneyAnalytics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_GetJourneyAnalyticsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_JourneyAnalytics>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+    /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+    /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+    /// > properties is ALREADY_EXISTS.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordEvents<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_RecordEventsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordEvents(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RecordEventsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RecordEventsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -9406,6 +11533,377 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.pickAbTestWinner(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each
+    /// > person enrolled follows the version they entered with; a scheduler performs their steps
+    /// > exactly once each, whatever crashes (sends are enqueued with the key
+    /// > journey:<journey>:<version>:<step>:<enrolment>).
+    /// > 
+    /// > Creates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of
+    /// > the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template,
+    /// > list or segment that does not exist.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createJourney<Result>(
+        _ message: Herald_Campaign_V1_CreateJourneyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_CreateJourneyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetJourney" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJourney<Result>(
+        _ message: Herald_Campaign_V1_GetJourneyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJourneys" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJourneys<Result>(
+        _ message: Herald_Campaign_V1_ListJourneysRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneysResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneysRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listJourneys(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces the definition. A draft stays a draft; an active or paused journey publishes it at
+    /// > once as its next version: people already enrolled finish the version they started, unless
+    /// > migrate_enrolments moves those whose current step exists in the new version to it.
+    /// > FAILED_PRECONDITION for an archived journey.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateJourney<Result>(
+        _ message: Herald_Campaign_V1_UpdateJourneyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_UpdateJourneyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PublishJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > draft → active: publishes version 1; its trigger enrols people from now on.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func publishJourney<Result>(
+        _ message: Herald_Campaign_V1_JourneyTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.publishJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PauseJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
+    /// > fell due meanwhile are performed then).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pauseJourney<Result>(
+        _ message: Herald_Campaign_V1_JourneyTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.pauseJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResumeJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > paused → active.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resumeJourney<Result>(
+        _ message: Herald_Campaign_V1_JourneyTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resumeJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ArchiveJourney" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func archiveJourney<Result>(
+        _ message: Herald_Campaign_V1_JourneyTransitionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Journey>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_JourneyTransitionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.archiveJourney(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJourneyEnrolments" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A journey's enrolments, newest first, each with its path: the steps done, in order, with
+    /// > their outcome.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJourneyEnrolments<Result>(
+        _ message: Herald_Campaign_V1_ListJourneyEnrolmentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_ListJourneyEnrolmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_ListJourneyEnrolmentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listJourneyEnrolments(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetJourneyAnalytics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Per version and step: entered, completed, waiting, exited; for send steps the messages and
+    /// > their engagement.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getJourneyAnalytics<Result>(
+        _ message: Herald_Campaign_V1_GetJourneyAnalyticsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_JourneyAnalytics>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_GetJourneyAnalyticsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getJourneyAnalytics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
+    /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
+    /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
+    /// > properties is ALREADY_EXISTS.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordEvents<Result>(
+        _ message: Herald_Campaign_V1_RecordEventsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_RecordEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_RecordEventsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordEvents(
             request: request,
             options: options,
             onResponse: handleResponse

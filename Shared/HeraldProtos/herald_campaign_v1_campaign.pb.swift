@@ -2839,6 +2839,710 @@ public nonisolated struct Herald_Campaign_V1_ListAutoResponsesResponse: Sendable
   public init() {}
 }
 
+/// A journey's trigger: what enrols a person.
+public nonisolated struct Herald_Campaign_V1_JourneyTrigger: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// list_joined (list_id), event (a custom event's name), inbound (an inbound SMS or e-mail:
+  /// keyword and/or reply), segment_entered (segment_id; segments are evaluated every few
+  /// minutes) or engagement (opened, clicked, replied or converted; campaign_id optional).
+  public var kind: String = String()
+
+  public var listID: String = String()
+
+  /// A custom event's name: 1 to 100 of A-Z a-z 0-9 _ . : -, not starting with "herald.".
+  public var event: String = String()
+
+  /// inbound: the first word of the message, compared case-insensitively (JOIN); empty for any.
+  public var keyword: String = String()
+
+  /// inbound: only replies to a campaign message.
+  public var reply: Bool = false
+
+  public var segmentID: String = String()
+
+  public var engagement: String = String()
+
+  /// engagement: only with this campaign; empty for any.
+  public var campaignID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A condition of a branch: the fields of segments (email, phone, first_name, last_name, status,
+/// email_subscribed, sms_subscribed, created_at, list, attributes.<name>) and, for journeys,
+/// event.<name> (a property of the event that enrolled the person, or of the event a
+/// wait_for_event step caught), engagement.opened and engagement.clicked (true when any message
+/// of this enrolment was opened or clicked), engagement.<step>.opened / .clicked (that send step's
+/// message).
+public nonisolated struct Herald_Campaign_V1_JourneyCondition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var field: String = String()
+
+  public var op: String = String()
+
+  public var value: SwiftProtobuf.Google_Protobuf_Value {
+    get {_value ?? SwiftProtobuf.Google_Protobuf_Value()}
+    set {_value = newValue}
+  }
+  /// Returns true if `value` has been explicitly set.
+  public var hasValue: Bool {self._value != nil}
+  /// Clears the value of `value`. Subsequent reads from it will return its default value.
+  public mutating func clearValue() {self._value = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _value: SwiftProtobuf.Google_Protobuf_Value? = nil
+}
+
+/// One step. Every step has an id (unique in its journey) and a kind; the fields of other kinds
+/// stay empty. A step goes on to the next one in the list, or to next_step; jumps go forward
+/// only, so each step happens at most once per enrolment. The target "end" completes the journey.
+public nonisolated struct Herald_Campaign_V1_JourneyStep: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1 to 64 of a-z 0-9 _ -; not "end".
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  /// send, wait, wait_for_event, branch, update or exit.
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  /// A later step to go to instead of the next (send, wait, update).
+  public var nextStep: String {
+    get {_storage._nextStep}
+    set {_uniqueStorage()._nextStep = newValue}
+  }
+
+  /// send: the template (its channel is the message's: email or sms). Consent and the
+  /// suppression list are checked at the send, and SMS quiet hours apply.
+  public var templateID: String {
+    get {_storage._templateID}
+    set {_uniqueStorage()._templateID = newValue}
+  }
+
+  /// send, e-mail: the open pixel and click redirects (SPEC §10).
+  public var trackOpens: Bool {
+    get {_storage._trackOpens}
+    set {_uniqueStorage()._trackOpens = newValue}
+  }
+
+  public var trackClicks: Bool {
+    get {_storage._trackClicks}
+    set {_uniqueStorage()._trackClicks = newValue}
+  }
+
+  /// wait: a duration (1 minute to 365 days)...
+  public var waitSeconds: Int32 {
+    get {_storage._waitSeconds}
+    set {_uniqueStorage()._waitSeconds = newValue}
+  }
+
+  /// ...or until the next of these weekdays (mon..sun; empty means any day) at this time, in the
+  /// person's time zone (attribute time_zone or timezone, else HERALD_JOURNEY_TIME_ZONE).
+  public var untilWeekdays: [String] {
+    get {_storage._untilWeekdays}
+    set {_uniqueStorage()._untilWeekdays = newValue}
+  }
+
+  public var untilTime: String {
+    get {_storage._untilTime}
+    set {_uniqueStorage()._untilTime = newValue}
+  }
+
+  /// wait_for_event: the event's name (a custom one, or herald.opened, herald.clicked,
+  /// herald.replied, herald.converted, herald.inbound...) and the longest wait (1 minute to 365
+  /// days), then on_event_step or on_timeout_step (empty: the next step).
+  public var event: String {
+    get {_storage._event}
+    set {_uniqueStorage()._event = newValue}
+  }
+
+  public var timeoutSeconds: Int32 {
+    get {_storage._timeoutSeconds}
+    set {_uniqueStorage()._timeoutSeconds = newValue}
+  }
+
+  public var onEventStep: String {
+    get {_storage._onEventStep}
+    set {_uniqueStorage()._onEventStep = newValue}
+  }
+
+  public var onTimeoutStep: String {
+    get {_storage._onTimeoutStep}
+    set {_uniqueStorage()._onTimeoutStep = newValue}
+  }
+
+  /// branch: all (default) or any of the conditions; then_step when they hold, else_step when
+  /// not (empty: the next step).
+  public var match: String {
+    get {_storage._match}
+    set {_uniqueStorage()._match = newValue}
+  }
+
+  public var conditions: [Herald_Campaign_V1_JourneyCondition] {
+    get {_storage._conditions}
+    set {_uniqueStorage()._conditions = newValue}
+  }
+
+  public var thenStep: String {
+    get {_storage._thenStep}
+    set {_uniqueStorage()._thenStep = newValue}
+  }
+
+  public var elseStep: String {
+    get {_storage._elseStep}
+    set {_uniqueStorage()._elseStep = newValue}
+  }
+
+  /// update: attributes merged into the person's (a null removes one).
+  public var attributes: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_storage._attributes ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_uniqueStorage()._attributes = newValue}
+  }
+  /// Returns true if `attributes` has been explicitly set.
+  public var hasAttributes: Bool {_storage._attributes != nil}
+  /// Clears the value of `attributes`. Subsequent reads from it will return its default value.
+  public mutating func clearAttributes() {_uniqueStorage()._attributes = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var trigger: Herald_Campaign_V1_JourneyTrigger {
+    get {_trigger ?? Herald_Campaign_V1_JourneyTrigger()}
+    set {_trigger = newValue}
+  }
+  /// Returns true if `trigger` has been explicitly set.
+  public var hasTrigger: Bool {self._trigger != nil}
+  /// Clears the value of `trigger`. Subsequent reads from it will return its default value.
+  public mutating func clearTrigger() {self._trigger = nil}
+
+  /// 1 to 50 steps.
+  public var steps: [Herald_Campaign_V1_JourneyStep] = []
+
+  /// once (default: a person enters once ever), once_per_period (at most once per period_days)
+  /// or every_time.
+  public var entry: String = String()
+
+  public var periodDays: Int32 = 0
+
+  /// Exit when the person no longer consents to any channel the journey sends on, or is blocked
+  /// or erased (checked before each step).
+  public var exitOnUnsubscribe: Bool = false
+
+  /// Exit when this event is recorded for the person (a goal met: herald.converted, purchase).
+  public var goalEvent: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _trigger: Herald_Campaign_V1_JourneyTrigger? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_Journey: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  /// draft, active, paused or archived.
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  /// The latest published version; 0 for a draft.
+  public var version: Int32 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
+
+  public var definition: Herald_Campaign_V1_JourneyDefinition {
+    get {_storage._definition ?? Herald_Campaign_V1_JourneyDefinition()}
+    set {_uniqueStorage()._definition = newValue}
+  }
+  /// Returns true if `definition` has been explicitly set.
+  public var hasDefinition: Bool {_storage._definition != nil}
+  /// Clears the value of `definition`. Subsequent reads from it will return its default value.
+  public mutating func clearDefinition() {_uniqueStorage()._definition = nil}
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {_storage._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {_uniqueStorage()._updatedAt = nil}
+
+  /// People enrolled and not finished, over every version.
+  public var enrolled: Int64 {
+    get {_storage._enrolled}
+    set {_uniqueStorage()._enrolled = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Campaign_V1_CreateJourneyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var definition: Herald_Campaign_V1_JourneyDefinition {
+    get {_definition ?? Herald_Campaign_V1_JourneyDefinition()}
+    set {_definition = newValue}
+  }
+  /// Returns true if `definition` has been explicitly set.
+  public var hasDefinition: Bool {self._definition != nil}
+  /// Clears the value of `definition`. Subsequent reads from it will return its default value.
+  public mutating func clearDefinition() {self._definition = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _definition: Herald_Campaign_V1_JourneyDefinition? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_GetJourneyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_ListJourneysRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var status: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_ListJourneysResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeys: [Herald_Campaign_V1_Journey] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_UpdateJourneyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  public var definition: Herald_Campaign_V1_JourneyDefinition {
+    get {_definition ?? Herald_Campaign_V1_JourneyDefinition()}
+    set {_definition = newValue}
+  }
+  /// Returns true if `definition` has been explicitly set.
+  public var hasDefinition: Bool {self._definition != nil}
+  /// Clears the value of `definition`. Subsequent reads from it will return its default value.
+  public mutating func clearDefinition() {self._definition = nil}
+
+  /// Move people enrolled in earlier versions to the new one, at the step of the same id.
+  public var migrateEnrolments: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _definition: Herald_Campaign_V1_JourneyDefinition? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyTransitionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_ListJourneyEnrolmentsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  /// Only this person's.
+  public var subscriberID: String = String()
+
+  /// active (a step is due), waiting (for an event), completed or exited; empty means all.
+  public var status: String = String()
+
+  /// 1 to 500; 0 means 50.
+  public var pageSize: Int32 = 0
+
+  /// Empty for the first page, else a next_page_token this service gave out.
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyStepDone: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var step: String = String()
+
+  public var kind: String = String()
+
+  /// send: sent, suppressed, skipped or failed; wait: waited; wait_for_event: event or timeout;
+  /// branch: then or else; update: updated; exit: exited.
+  public var outcome: String = String()
+
+  public var detail: String = String()
+
+  /// send: the message in delivery.
+  public var messageID: String = String()
+
+  public var doneAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_doneAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_doneAt = newValue}
+  }
+  /// Returns true if `doneAt` has been explicitly set.
+  public var hasDoneAt: Bool {self._doneAt != nil}
+  /// Clears the value of `doneAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDoneAt() {self._doneAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _doneAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyEnrolment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var journeyID: String = String()
+
+  public var version: Int32 = 0
+
+  public var subscriberID: String = String()
+
+  /// active, waiting, completed or exited.
+  public var status: String = String()
+
+  /// The step to be performed next (active, waiting), or where the person exited.
+  public var step: String = String()
+
+  /// When that step is due (for waiting: the timeout).
+  public var dueAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_dueAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_dueAt = newValue}
+  }
+  /// Returns true if `dueAt` has been explicitly set.
+  public var hasDueAt: Bool {self._dueAt != nil}
+  /// Clears the value of `dueAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDueAt() {self._dueAt = nil}
+
+  public var waitingFor: String = String()
+
+  /// goal, unsubscribed, exit_step or archived.
+  public var exitReason: String = String()
+
+  public var enteredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_enteredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_enteredAt = newValue}
+  }
+  /// Returns true if `enteredAt` has been explicitly set.
+  public var hasEnteredAt: Bool {self._enteredAt != nil}
+  /// Clears the value of `enteredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEnteredAt() {self._enteredAt = nil}
+
+  public var finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_finishedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_finishedAt = newValue}
+  }
+  /// Returns true if `finishedAt` has been explicitly set.
+  public var hasFinishedAt: Bool {self._finishedAt != nil}
+  /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAt() {self._finishedAt = nil}
+
+  public var path: [Herald_Campaign_V1_JourneyStepDone] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _dueAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _enteredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_ListJourneyEnrolmentsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var enrolments: [Herald_Campaign_V1_JourneyEnrolment] = []
+
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_GetJourneyAnalyticsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyStepCounts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var version: Int32 = 0
+
+  public var step: String = String()
+
+  public var kind: String = String()
+
+  /// Reached the step / done with it / at it now (waiting out a wait, or for an event) / exited at it.
+  public var entered: Int64 = 0
+
+  public var completed: Int64 = 0
+
+  public var waiting: Int64 = 0
+
+  public var exited: Int64 = 0
+
+  /// Of a step's completions, by outcome (send: sent, suppressed, skipped, failed; branch: then,
+  /// else; wait_for_event: event, timeout).
+  public var outcomes: Dictionary<String,Int64> = [:]
+
+  /// send steps: of the messages sent, how many were delivered, opened, clicked (people's, not
+  /// machines'), bounced.
+  public var delivered: Int64 = 0
+
+  public var opened: Int64 = 0
+
+  public var clicked: Int64 = 0
+
+  public var bounced: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_JourneyAnalytics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var journeyID: String = String()
+
+  public var enrolled: Int64 = 0
+
+  public var active: Int64 = 0
+
+  public var completed: Int64 = 0
+
+  public var exited: Int64 = 0
+
+  public var steps: [Herald_Campaign_V1_JourneyStepCounts] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_EventInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1 to 100 of A-Z a-z 0-9 _ . : -; names starting with "herald." are Herald's own.
+  public var name: String = String()
+
+  public var subscriberID: String = String()
+
+  public var email: String = String()
+
+  public var phone: String = String()
+
+  /// Anything the journey may branch on (event.<name>); at most 16 KiB as JSON.
+  public var properties: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_properties ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_properties = newValue}
+  }
+  /// Returns true if `properties` has been explicitly set.
+  public var hasProperties: Bool {self._properties != nil}
+  /// Clears the value of `properties`. Subsequent reads from it will return its default value.
+  public mutating func clearProperties() {self._properties = nil}
+
+  /// When it happened; now when not given; at most 5 minutes ahead.
+  public var occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_occurredAt = newValue}
+  }
+  /// Returns true if `occurredAt` has been explicitly set.
+  public var hasOccurredAt: Bool {self._occurredAt != nil}
+  /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurredAt() {self._occurredAt = nil}
+
+  /// The caller's key for this event: 1 to 200 characters, no control character.
+  public var idempotencyKey: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _properties: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_RecordEventsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var events: [Herald_Campaign_V1_EventInput] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_RecordedEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var idempotencyKey: String = String()
+
+  public var name: String = String()
+
+  public var subscriberID: String = String()
+
+  public var occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_occurredAt = newValue}
+  }
+  /// Returns true if `occurredAt` has been explicitly set.
+  public var hasOccurredAt: Bool {self._occurredAt != nil}
+  /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurredAt() {self._occurredAt = nil}
+
+  /// Recorded by an earlier call with the same idempotency_key (acted on once).
+  public var duplicate: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_RecordEventsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// In the order given.
+  public var events: [Herald_Campaign_V1_RecordedEvent] = []
+
+  public var recorded: Int32 = 0
+
+  public var duplicates: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "herald.campaign.v1"
@@ -7448,6 +8152,1281 @@ nonisolated extension Herald_Campaign_V1_ListAutoResponsesResponse: SwiftProtobu
 
   public static func ==(lhs: Herald_Campaign_V1_ListAutoResponsesResponse, rhs: Herald_Campaign_V1_ListAutoResponsesResponse) -> Bool {
     if lhs.responses != rhs.responses {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyTrigger: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyTrigger"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{3}list_id\0\u{1}event\0\u{1}keyword\0\u{1}reply\0\u{3}segment_id\0\u{1}engagement\0\u{3}campaign_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.listID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.event) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.keyword) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.reply) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.segmentID) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.engagement) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.campaignID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.listID.isEmpty {
+      try visitor.visitSingularStringField(value: self.listID, fieldNumber: 2)
+    }
+    if !self.event.isEmpty {
+      try visitor.visitSingularStringField(value: self.event, fieldNumber: 3)
+    }
+    if !self.keyword.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyword, fieldNumber: 4)
+    }
+    if self.reply != false {
+      try visitor.visitSingularBoolField(value: self.reply, fieldNumber: 5)
+    }
+    if !self.segmentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.segmentID, fieldNumber: 6)
+    }
+    if !self.engagement.isEmpty {
+      try visitor.visitSingularStringField(value: self.engagement, fieldNumber: 7)
+    }
+    if !self.campaignID.isEmpty {
+      try visitor.visitSingularStringField(value: self.campaignID, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyTrigger, rhs: Herald_Campaign_V1_JourneyTrigger) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.listID != rhs.listID {return false}
+    if lhs.event != rhs.event {return false}
+    if lhs.keyword != rhs.keyword {return false}
+    if lhs.reply != rhs.reply {return false}
+    if lhs.segmentID != rhs.segmentID {return false}
+    if lhs.engagement != rhs.engagement {return false}
+    if lhs.campaignID != rhs.campaignID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyCondition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyCondition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}field\0\u{1}op\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.op) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 1)
+    }
+    if !self.op.isEmpty {
+      try visitor.visitSingularStringField(value: self.op, fieldNumber: 2)
+    }
+    try { if let v = self._value {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyCondition, rhs: Herald_Campaign_V1_JourneyCondition) -> Bool {
+    if lhs.field != rhs.field {return false}
+    if lhs.op != rhs.op {return false}
+    if lhs._value != rhs._value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyStep: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyStep"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}next_step\0\u{3}template_id\0\u{3}track_opens\0\u{3}track_clicks\0\u{3}wait_seconds\0\u{3}until_weekdays\0\u{3}until_time\0\u{1}event\0\u{3}timeout_seconds\0\u{3}on_event_step\0\u{3}on_timeout_step\0\u{1}match\0\u{1}conditions\0\u{3}then_step\0\u{3}else_step\0\u{1}attributes\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _kind: String = String()
+    var _nextStep: String = String()
+    var _templateID: String = String()
+    var _trackOpens: Bool = false
+    var _trackClicks: Bool = false
+    var _waitSeconds: Int32 = 0
+    var _untilWeekdays: [String] = []
+    var _untilTime: String = String()
+    var _event: String = String()
+    var _timeoutSeconds: Int32 = 0
+    var _onEventStep: String = String()
+    var _onTimeoutStep: String = String()
+    var _match: String = String()
+    var _conditions: [Herald_Campaign_V1_JourneyCondition] = []
+    var _thenStep: String = String()
+    var _elseStep: String = String()
+    var _attributes: SwiftProtobuf.Google_Protobuf_Struct? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _kind = source._kind
+      _nextStep = source._nextStep
+      _templateID = source._templateID
+      _trackOpens = source._trackOpens
+      _trackClicks = source._trackClicks
+      _waitSeconds = source._waitSeconds
+      _untilWeekdays = source._untilWeekdays
+      _untilTime = source._untilTime
+      _event = source._event
+      _timeoutSeconds = source._timeoutSeconds
+      _onEventStep = source._onEventStep
+      _onTimeoutStep = source._onTimeoutStep
+      _match = source._match
+      _conditions = source._conditions
+      _thenStep = source._thenStep
+      _elseStep = source._elseStep
+      _attributes = source._attributes
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._nextStep) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._templateID) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._trackOpens) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._trackClicks) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._waitSeconds) }()
+        case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._untilWeekdays) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._untilTime) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._event) }()
+        case 11: try { try decoder.decodeSingularInt32Field(value: &_storage._timeoutSeconds) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._onEventStep) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._onTimeoutStep) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._match) }()
+        case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._conditions) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._thenStep) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._elseStep) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._attributes) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 2)
+      }
+      if !_storage._nextStep.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._nextStep, fieldNumber: 3)
+      }
+      if !_storage._templateID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._templateID, fieldNumber: 4)
+      }
+      if _storage._trackOpens != false {
+        try visitor.visitSingularBoolField(value: _storage._trackOpens, fieldNumber: 5)
+      }
+      if _storage._trackClicks != false {
+        try visitor.visitSingularBoolField(value: _storage._trackClicks, fieldNumber: 6)
+      }
+      if _storage._waitSeconds != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._waitSeconds, fieldNumber: 7)
+      }
+      if !_storage._untilWeekdays.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._untilWeekdays, fieldNumber: 8)
+      }
+      if !_storage._untilTime.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._untilTime, fieldNumber: 9)
+      }
+      if !_storage._event.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._event, fieldNumber: 10)
+      }
+      if _storage._timeoutSeconds != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._timeoutSeconds, fieldNumber: 11)
+      }
+      if !_storage._onEventStep.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._onEventStep, fieldNumber: 12)
+      }
+      if !_storage._onTimeoutStep.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._onTimeoutStep, fieldNumber: 13)
+      }
+      if !_storage._match.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._match, fieldNumber: 14)
+      }
+      if !_storage._conditions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._conditions, fieldNumber: 15)
+      }
+      if !_storage._thenStep.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._thenStep, fieldNumber: 16)
+      }
+      if !_storage._elseStep.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._elseStep, fieldNumber: 17)
+      }
+      try { if let v = _storage._attributes {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyStep, rhs: Herald_Campaign_V1_JourneyStep) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._nextStep != rhs_storage._nextStep {return false}
+        if _storage._templateID != rhs_storage._templateID {return false}
+        if _storage._trackOpens != rhs_storage._trackOpens {return false}
+        if _storage._trackClicks != rhs_storage._trackClicks {return false}
+        if _storage._waitSeconds != rhs_storage._waitSeconds {return false}
+        if _storage._untilWeekdays != rhs_storage._untilWeekdays {return false}
+        if _storage._untilTime != rhs_storage._untilTime {return false}
+        if _storage._event != rhs_storage._event {return false}
+        if _storage._timeoutSeconds != rhs_storage._timeoutSeconds {return false}
+        if _storage._onEventStep != rhs_storage._onEventStep {return false}
+        if _storage._onTimeoutStep != rhs_storage._onTimeoutStep {return false}
+        if _storage._match != rhs_storage._match {return false}
+        if _storage._conditions != rhs_storage._conditions {return false}
+        if _storage._thenStep != rhs_storage._thenStep {return false}
+        if _storage._elseStep != rhs_storage._elseStep {return false}
+        if _storage._attributes != rhs_storage._attributes {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}trigger\0\u{1}steps\0\u{1}entry\0\u{3}period_days\0\u{3}exit_on_unsubscribe\0\u{3}goal_event\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._trigger) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.steps) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.entry) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.periodDays) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.exitOnUnsubscribe) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.goalEvent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._trigger {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.steps.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.steps, fieldNumber: 2)
+    }
+    if !self.entry.isEmpty {
+      try visitor.visitSingularStringField(value: self.entry, fieldNumber: 3)
+    }
+    if self.periodDays != 0 {
+      try visitor.visitSingularInt32Field(value: self.periodDays, fieldNumber: 4)
+    }
+    if self.exitOnUnsubscribe != false {
+      try visitor.visitSingularBoolField(value: self.exitOnUnsubscribe, fieldNumber: 5)
+    }
+    if !self.goalEvent.isEmpty {
+      try visitor.visitSingularStringField(value: self.goalEvent, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyDefinition, rhs: Herald_Campaign_V1_JourneyDefinition) -> Bool {
+    if lhs._trigger != rhs._trigger {return false}
+    if lhs.steps != rhs.steps {return false}
+    if lhs.entry != rhs.entry {return false}
+    if lhs.periodDays != rhs.periodDays {return false}
+    if lhs.exitOnUnsubscribe != rhs.exitOnUnsubscribe {return false}
+    if lhs.goalEvent != rhs.goalEvent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_Journey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Journey"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}status\0\u{1}version\0\u{1}definition\0\u{3}created_at\0\u{3}updated_at\0\u{1}enrolled\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _name: String = String()
+    var _status: String = String()
+    var _version: Int32 = 0
+    var _definition: Herald_Campaign_V1_JourneyDefinition? = nil
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _enrolled: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _name = source._name
+      _status = source._status
+      _version = source._version
+      _definition = source._definition
+      _createdAt = source._createdAt
+      _updatedAt = source._updatedAt
+      _enrolled = source._enrolled
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 4: try { try decoder.decodeSingularInt32Field(value: &_storage._version) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._definition) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._enrolled) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 3)
+      }
+      if _storage._version != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._version, fieldNumber: 4)
+      }
+      try { if let v = _storage._definition {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._updatedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if _storage._enrolled != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._enrolled, fieldNumber: 8)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_Journey, rhs: Herald_Campaign_V1_Journey) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._definition != rhs_storage._definition {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._updatedAt != rhs_storage._updatedAt {return false}
+        if _storage._enrolled != rhs_storage._enrolled {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_CreateJourneyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateJourneyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}definition\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._definition) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try { if let v = self._definition {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_CreateJourneyRequest, rhs: Herald_Campaign_V1_CreateJourneyRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs._definition != rhs._definition {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_GetJourneyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetJourneyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_GetJourneyRequest, rhs: Herald_Campaign_V1_GetJourneyRequest) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListJourneysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJourneysRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListJourneysRequest, rhs: Herald_Campaign_V1_ListJourneysRequest) -> Bool {
+    if lhs.status != rhs.status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListJourneysResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJourneysResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}journeys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.journeys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.journeys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListJourneysResponse, rhs: Herald_Campaign_V1_ListJourneysResponse) -> Bool {
+    if lhs.journeys != rhs.journeys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_UpdateJourneyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateJourneyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0\u{1}definition\0\u{3}migrate_enrolments\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._definition) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.migrateEnrolments) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    try { if let v = self._definition {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.migrateEnrolments != false {
+      try visitor.visitSingularBoolField(value: self.migrateEnrolments, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_UpdateJourneyRequest, rhs: Herald_Campaign_V1_UpdateJourneyRequest) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs._definition != rhs._definition {return false}
+    if lhs.migrateEnrolments != rhs.migrateEnrolments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyTransitionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyTransitionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyTransitionRequest, rhs: Herald_Campaign_V1_JourneyTransitionRequest) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListJourneyEnrolmentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJourneyEnrolmentsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0\u{3}subscriber_id\0\u{1}status\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 2)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 3)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 4)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListJourneyEnrolmentsRequest, rhs: Herald_Campaign_V1_ListJourneyEnrolmentsRequest) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyStepDone: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyStepDone"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}kind\0\u{1}outcome\0\u{1}detail\0\u{3}message_id\0\u{3}done_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._doneAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 3)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 4)
+    }
+    if !self.messageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 5)
+    }
+    try { if let v = self._doneAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyStepDone, rhs: Herald_Campaign_V1_JourneyStepDone) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.messageID != rhs.messageID {return false}
+    if lhs._doneAt != rhs._doneAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyEnrolment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyEnrolment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}journey_id\0\u{1}version\0\u{3}subscriber_id\0\u{1}status\0\u{1}step\0\u{3}due_at\0\u{3}waiting_for\0\u{3}exit_reason\0\u{3}entered_at\0\u{3}finished_at\0\u{1}path\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._dueAt) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.waitingFor) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.exitReason) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._enteredAt) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._finishedAt) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.path) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 3)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 4)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 5)
+    }
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 6)
+    }
+    try { if let v = self._dueAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.waitingFor.isEmpty {
+      try visitor.visitSingularStringField(value: self.waitingFor, fieldNumber: 8)
+    }
+    if !self.exitReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.exitReason, fieldNumber: 9)
+    }
+    try { if let v = self._enteredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._finishedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if !self.path.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.path, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyEnrolment, rhs: Herald_Campaign_V1_JourneyEnrolment) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs._dueAt != rhs._dueAt {return false}
+    if lhs.waitingFor != rhs.waitingFor {return false}
+    if lhs.exitReason != rhs.exitReason {return false}
+    if lhs._enteredAt != rhs._enteredAt {return false}
+    if lhs._finishedAt != rhs._finishedAt {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_ListJourneyEnrolmentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJourneyEnrolmentsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enrolments\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.enrolments) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.enrolments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.enrolments, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_ListJourneyEnrolmentsResponse, rhs: Herald_Campaign_V1_ListJourneyEnrolmentsResponse) -> Bool {
+    if lhs.enrolments != rhs.enrolments {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_GetJourneyAnalyticsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetJourneyAnalyticsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_GetJourneyAnalyticsRequest, rhs: Herald_Campaign_V1_GetJourneyAnalyticsRequest) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyStepCounts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyStepCounts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}step\0\u{1}kind\0\u{1}entered\0\u{1}completed\0\u{1}waiting\0\u{1}exited\0\u{1}outcomes\0\u{1}delivered\0\u{1}opened\0\u{1}clicked\0\u{1}bounced\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.entered) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.completed) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.waiting) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.exited) }()
+      case 8: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.outcomes) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.delivered) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.opened) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.clicked) }()
+      case 12: try { try decoder.decodeSingularInt64Field(value: &self.bounced) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 1)
+    }
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 2)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 3)
+    }
+    if self.entered != 0 {
+      try visitor.visitSingularInt64Field(value: self.entered, fieldNumber: 4)
+    }
+    if self.completed != 0 {
+      try visitor.visitSingularInt64Field(value: self.completed, fieldNumber: 5)
+    }
+    if self.waiting != 0 {
+      try visitor.visitSingularInt64Field(value: self.waiting, fieldNumber: 6)
+    }
+    if self.exited != 0 {
+      try visitor.visitSingularInt64Field(value: self.exited, fieldNumber: 7)
+    }
+    if !self.outcomes.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: self.outcomes, fieldNumber: 8)
+    }
+    if self.delivered != 0 {
+      try visitor.visitSingularInt64Field(value: self.delivered, fieldNumber: 9)
+    }
+    if self.opened != 0 {
+      try visitor.visitSingularInt64Field(value: self.opened, fieldNumber: 10)
+    }
+    if self.clicked != 0 {
+      try visitor.visitSingularInt64Field(value: self.clicked, fieldNumber: 11)
+    }
+    if self.bounced != 0 {
+      try visitor.visitSingularInt64Field(value: self.bounced, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyStepCounts, rhs: Herald_Campaign_V1_JourneyStepCounts) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.entered != rhs.entered {return false}
+    if lhs.completed != rhs.completed {return false}
+    if lhs.waiting != rhs.waiting {return false}
+    if lhs.exited != rhs.exited {return false}
+    if lhs.outcomes != rhs.outcomes {return false}
+    if lhs.delivered != rhs.delivered {return false}
+    if lhs.opened != rhs.opened {return false}
+    if lhs.clicked != rhs.clicked {return false}
+    if lhs.bounced != rhs.bounced {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_JourneyAnalytics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JourneyAnalytics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}journey_id\0\u{1}enrolled\0\u{1}active\0\u{1}completed\0\u{1}exited\0\u{1}steps\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.journeyID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.enrolled) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.active) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.completed) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.exited) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.steps) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.journeyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.journeyID, fieldNumber: 1)
+    }
+    if self.enrolled != 0 {
+      try visitor.visitSingularInt64Field(value: self.enrolled, fieldNumber: 2)
+    }
+    if self.active != 0 {
+      try visitor.visitSingularInt64Field(value: self.active, fieldNumber: 3)
+    }
+    if self.completed != 0 {
+      try visitor.visitSingularInt64Field(value: self.completed, fieldNumber: 4)
+    }
+    if self.exited != 0 {
+      try visitor.visitSingularInt64Field(value: self.exited, fieldNumber: 5)
+    }
+    if !self.steps.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.steps, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_JourneyAnalytics, rhs: Herald_Campaign_V1_JourneyAnalytics) -> Bool {
+    if lhs.journeyID != rhs.journeyID {return false}
+    if lhs.enrolled != rhs.enrolled {return false}
+    if lhs.active != rhs.active {return false}
+    if lhs.completed != rhs.completed {return false}
+    if lhs.exited != rhs.exited {return false}
+    if lhs.steps != rhs.steps {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_EventInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}subscriber_id\0\u{1}email\0\u{1}phone\0\u{1}properties\0\u{3}occurred_at\0\u{3}idempotency_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.phone) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._properties) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 2)
+    }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 3)
+    }
+    if !self.phone.isEmpty {
+      try visitor.visitSingularStringField(value: self.phone, fieldNumber: 4)
+    }
+    try { if let v = self._properties {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._occurredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.idempotencyKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_EventInput, rhs: Herald_Campaign_V1_EventInput) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.phone != rhs.phone {return false}
+    if lhs._properties != rhs._properties {return false}
+    if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RecordEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordEventsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RecordEventsRequest, rhs: Herald_Campaign_V1_RecordEventsRequest) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RecordedEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordedEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}idempotency_key\0\u{1}name\0\u{3}subscriber_id\0\u{3}occurred_at\0\u{1}duplicate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.duplicate) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.idempotencyKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 2)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 4)
+    }
+    try { if let v = self._occurredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.duplicate != false {
+      try visitor.visitSingularBoolField(value: self.duplicate, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RecordedEvent, rhs: Herald_Campaign_V1_RecordedEvent) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs._occurredAt != rhs._occurredAt {return false}
+    if lhs.duplicate != rhs.duplicate {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RecordEventsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordEventsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{1}recorded\0\u{1}duplicates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.recorded) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.duplicates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    if self.recorded != 0 {
+      try visitor.visitSingularInt32Field(value: self.recorded, fieldNumber: 2)
+    }
+    if self.duplicates != 0 {
+      try visitor.visitSingularInt32Field(value: self.duplicates, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RecordEventsResponse, rhs: Herald_Campaign_V1_RecordEventsResponse) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs.recorded != rhs.recorded {return false}
+    if lhs.duplicates != rhs.duplicates {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

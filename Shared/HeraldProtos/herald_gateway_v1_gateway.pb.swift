@@ -83,7 +83,7 @@ public nonisolated struct Herald_Gateway_V1_CreateAPIKeyRequest: Sendable {
   public var name: String = String()
 
   /// admin (everything), read (every read), subscribers:write, campaigns:write, templates:write,
-  /// delivery:write, ratelimit:write, sync:write, verification:write, conversions:write.
+  /// delivery:write, ratelimit:write, sync:write, verification:write, conversions:write, events:write.
   public var scopes: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

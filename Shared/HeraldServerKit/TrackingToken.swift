@@ -16,6 +16,9 @@ package struct TrackingToken: Sendable, Equatable {
     package var name: String { self == .open ? "open" : "click" }
   }
 
+  /// The first payload byte of a token that carries its message's key (upper case).
+  static func keyedByte(_ kind: Kind) -> UInt8 { kind.rawValue - 0x20 }
+
   package var kind: Kind
   package var campaign: UUID
   package var subscriber: UUID
@@ -25,14 +28,20 @@ package struct TrackingToken: Sendable, Equatable {
   package var links: Int
   /// Where a click goes; empty for the pixel.
   package var url: String
+  /// The message's idempotency key when it is not `campaign:subscriber` (a journey's send,
+  /// `journey:…`; `campaign` then holds the journey's id). At most 255 bytes.
+  package var key: String?
 
-  package init(kind: Kind, campaign: UUID, subscriber: UUID, link: Int = 0, links: Int = 0, url: String = "") {
+  package init(
+    kind: Kind, campaign: UUID, subscriber: UUID, link: Int = 0, links: Int = 0, url: String = "", key: String? = nil
+  ) {
     self.kind = kind
     self.campaign = campaign
     self.subscriber = subscriber
     self.link = link
     self.links = links
     self.url = url
+    self.key = key
   }
 
   package static let purpose = "tracking links v1"
@@ -41,19 +50,26 @@ package struct TrackingToken: Sendable, Equatable {
   /// Tokens longer than this are refused unread (a target URL of up to about 2,900 bytes fits).
   package static let maxLength = 4096
 
-  /// The message the token names: the campaign relay's idempotency key.
-  package var idempotencyKey: String { "\(campaign.lowercasedString):\(subscriber.lowercasedString)" }
+  /// The message the token names: its key, or the campaign relay's `campaign:subscriber`.
+  package var idempotencyKey: String { key ?? "\(campaign.lowercasedString):\(subscriber.lowercasedString)" }
 
-  /// Kind, campaign, subscriber, link, links, then the URL's bytes.
+  /// Kind, campaign, subscriber, link, links, [the key's length and bytes, for a keyed token],
+  /// then the URL's bytes.
   package func sign(with signer: SignedTokenSigner) -> String {
     let url = Array(url.utf8)
-    return signer.sign(count: 35 + url.count) { payload in
-      payload[0] = kind.rawValue
+    let keyBytes = key.map { Array($0.utf8.prefix(255)) }
+    let head = 35 + (keyBytes.map { 1 + $0.count } ?? 0)
+    return signer.sign(count: head + url.count) { payload in
+      payload[0] = keyBytes == nil ? kind.rawValue : Self.keyedByte(kind)
       payload.storeUUID(campaign, at: 1)
       payload.storeUUID(subscriber, at: 17)
       payload[33] = UInt8(clamping: link)
       payload[34] = UInt8(clamping: links)
-      url.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: payload[35...]).copyMemory(from: $0) }
+      if let keyBytes {
+        payload[35] = UInt8(keyBytes.count)
+        keyBytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: payload[36..<head]).copyMemory(from: $0) }
+      }
+      url.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: payload[head...]).copyMemory(from: $0) }
     }
   }
 
@@ -61,12 +77,21 @@ package struct TrackingToken: Sendable, Equatable {
   /// `keys`; nil otherwise, whatever was wrong.
   package init?(verifying text: String, keys: [(id: String, key: Data)]) {
     guard let bytes = SignedToken.open(text, keys: keys, maxLength: Self.maxLength), bytes.count >= 35,
-      let kind = Kind(rawValue: bytes[0]), let campaign = UUID(bytes: bytes[1..<17]),
+      let kind = Kind(rawValue: bytes[0]) ?? Kind(rawValue: bytes[0] &+ 0x20), let campaign = UUID(bytes: bytes[1..<17]),
       let subscriber = UUID(bytes: bytes[17..<33])
     else { return nil }
-    let url = String(decoding: bytes[35...], as: UTF8.self)
+    var head = bytes.startIndex + 35
+    var key: String?
+    if bytes[bytes.startIndex] == Self.keyedByte(kind) {
+      guard bytes.count >= 36 else { return nil }
+      let length = Int(bytes[head])
+      guard bytes.endIndex - (head + 1) >= length, length > 0 else { return nil }
+      key = String(decoding: bytes[(head + 1)..<(head + 1 + length)], as: UTF8.self)
+      head += 1 + length
+    }
+    let url = String(decoding: bytes[head...], as: UTF8.self)
     guard kind == .open ? url.isEmpty : (url.hasPrefix("https://") || url.hasPrefix("http://")) else { return nil }
-    self.init(kind: kind, campaign: campaign, subscriber: subscriber, link: Int(bytes[33]), links: Int(bytes[34]), url: url)
+    self.init(kind: kind, campaign: campaign, subscriber: subscriber, link: Int(bytes[33]), links: Int(bytes[34]), url: url, key: key)
   }
 }
 

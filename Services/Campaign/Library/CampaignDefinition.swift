@@ -54,7 +54,20 @@ package enum CampaignDefinition: BackEndProcess {
           store: CampaignStore(client: resources.database, logger: resources.logger), sink: sink, logger: resources.logger)
         let decider = ABTestDecider(client: resources.database, logger: resources.logger)
         let snapshots = MetricSnapshotter(client: resources.database, logger: resources.logger)
-        return relays + [
+        // Journeys (SPEC §12): events into enrolments, due steps performed, watched segments.
+        let triggers = JourneyTriggerProcessor(client: resources.database, logger: resources.logger, batchSize: settings.journeys.batchSize)
+        let journeySchedulers = (0..<settings.journeys.workers).map { number in
+          BackgroundWorker(name: "journey-scheduler-\(number + 1)") {
+            await JourneyScheduler(
+              client: resources.database, sink: sink, links: links, tracking: tracking, settings: settings.journeys,
+              logger: resources.logger
+            ).run()
+          }
+        }
+        let segments = SegmentWatcher(client: resources.database, interval: settings.journeys.segmentInterval, logger: resources.logger)
+        return relays + journeySchedulers + [
+          BackgroundWorker(name: "journey-triggers") { await triggers.run() },
+          BackgroundWorker(name: "journey-segments") { await segments.run() },
           BackgroundWorker(name: "scheduler") { await scheduler.run(interval: settings.schedulerInterval) },
           BackgroundWorker(name: "delivery-feed") { await feed.run() },
           BackgroundWorker(name: "inbound-feed") { await inbound.run() },

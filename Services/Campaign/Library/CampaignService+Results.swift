@@ -91,19 +91,7 @@ extension CampaignService {
   static func conversion(
     _ item: Herald_Campaign_V1_ConversionInput, field: String, currency: String, now: Date
   ) throws -> NewConversion {
-    let references = [!item.subscriberID.isEmpty, !item.email.isEmpty, !item.phone.isEmpty].filter { $0 }.count
-    guard references == 1 else {
-      throw RPCError.field(
-        "\(field).subscriber_id", .invalidArgument,
-        "\(field) must name the subscriber by exactly one of subscriber_id, email and phone (it gives \(references))")
-    }
-    let subscriber = item.subscriberID.isEmpty ? nil : try RPCError.uuid(item.subscriberID, field: "\(field).subscriber_id")
-    if !item.email.isEmpty, item.email.count > 254 || !item.email.contains("@") || item.email.contains(where: \.isWhitespace) {
-      throw RPCError.field("\(field).email", .invalidArgument, "\(field).email '\(item.email)' is not an e-mail address")
-    }
-    if !item.phone.isEmpty, item.phone.wholeMatch(of: /\+[1-9][0-9]{6,14}/) == nil {
-      throw RPCError.field("\(field).phone", .invalidArgument, "\(field).phone '\(item.phone)' is not an E.164 number such as +14155550123")
-    }
+    let reference = try subscriberReference(id: item.subscriberID, email: item.email, phone: item.phone, field: field)
     guard item.valueCents >= 0 else {
       throw RPCError.field("\(field).value_cents", .invalidArgument, "\(field).value_cents must not be negative (got \(item.valueCents))")
     }
@@ -137,7 +125,7 @@ extension CampaignService {
     }
     let campaign = item.campaignID.isEmpty ? nil : try RPCError.uuid(item.campaignID, field: "\(field).campaign_id")
     return NewConversion(
-      subscriberID: subscriber, email: item.email.isEmpty ? nil : item.email, phone: item.phone.isEmpty ? nil : item.phone,
+      subscriberID: reference.id, email: reference.email, phone: reference.phone,
       valueCents: item.valueCents, currency: item.currency, occurredAt: occurredAt, idempotencyKey: key, campaignID: campaign)
   }
 

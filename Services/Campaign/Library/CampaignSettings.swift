@@ -19,6 +19,8 @@ package struct CampaignSettings: Sendable, Equatable {
   package var deliverabilityGuard = DeliverabilityGuard()
   /// The currency and attribution window of conversions: HERALD_CURRENCY, HERALD_ATTRIBUTION_WINDOW.
   package var results = ResultsSettings()
+  /// The journey scheduler and trigger processor: HERALD_JOURNEY_*.
+  package var journeys = JourneySettings()
 
   package init() {}
 
@@ -30,6 +32,7 @@ package struct CampaignSettings: Sendable, Equatable {
     result.secrets = try SecretBox(settings.optionalString(SecretBox.variable))
     result.deliverabilityGuard = try DeliverabilityGuard.load(settings)
     result.results = try ResultsSettings.load(settings)
+    result.journeys = try JourneySettings.load(settings)
     return result
   }
 }

@@ -34,6 +34,19 @@ package struct NewConversion: Sendable, Equatable {
   }
 }
 
+/// Who a conversion or an event is about: exactly one of an id, an e-mail and a phone.
+package struct SubscriberReference: Sendable, Equatable {
+  package var id: UUID?
+  package var email: String?
+  package var phone: String?
+
+  package init(id: UUID? = nil, email: String? = nil, phone: String? = nil) {
+    self.id = id
+    self.email = email
+    self.phone = phone
+  }
+}
+
 /// A conversion as stored, with the rule that credited it.
 package struct ConversionRecord: Sendable, Equatable {
   package var id: UUID
@@ -63,7 +76,9 @@ extension CampaignStore {
     let now = Date()
     let occurred = inputs.map { $0.occurredAt ?? now }
     return try await transaction { connection in
-      let subscribers = try await resolveSubscribers(inputs, on: connection)
+      let subscribers = try await resolveSubscribers(
+        inputs.map { SubscriberReference(id: $0.subscriberID, email: $0.email, phone: $0.phone) }, collection: "conversions",
+        on: connection)
       // Campaigns named by the caller must exist.
       let named = Array(Set(inputs.compactMap(\.campaignID)))
       if !named.isEmpty {
@@ -182,19 +197,32 @@ extension CampaignStore {
         }
       }
       try await addDailyStats(days, on: connection)
+      // Journeys triggered by (or waiting for, or exiting on) a conversion (SPEC §12).
+      var seen: Set<String> = []
+      let converted = results.filter { !$0.duplicate && seen.insert($0.idempotencyKey).inserted }.map { record in
+        var properties: KeyValuePairs<String, JSONValue> = ["value_cents": .number(Double(record.valueCents))]
+        if let campaign = record.campaignID {
+          properties = ["value_cents": .number(Double(record.valueCents)), "campaign_id": .string(campaign.lowercasedString)]
+        }
+        return (subscriber: record.subscriberID, properties: Self.properties(properties))
+      }
+      try await recordHeraldEvents(JourneyEvents.engagement("converted"), converted, on: connection)
       return results
     }
   }
 
-  /// Each input's subscriber id; refused naming the field when none (or an erased one) matches.
-  func resolveSubscribers(_ inputs: [NewConversion], on connection: PostgresConnection) async throws -> [UUID] {
+  /// Each reference's subscriber id; refused naming `<collection>[i].<field>` when none (or an
+  /// erased one) matches.
+  func resolveSubscribers(
+    _ inputs: [SubscriberReference], collection: String, on connection: PostgresConnection
+  ) async throws -> [UUID] {
     var found: [Int: (UUID, String)] = [:]
     for try await (number, id, status) in try await connection.query(
       """
       SELECT i.n::int8, s.id, s.status
       FROM (
         SELECT nullif(u.id, '')::uuid AS id, nullif(u.email, '') AS email, nullif(u.phone, '') AS phone, u.n
-        FROM unnest(\(Self.texts(inputs.map(\.subscriberID)))::text[], \(Self.texts(inputs.map { $0.email?.lowercased() }))::text[],
+        FROM unnest(\(Self.texts(inputs.map(\.id)))::text[], \(Self.texts(inputs.map { $0.email?.lowercased() }))::text[],
           \(Self.texts(inputs.map(\.phone)))::text[]) WITH ORDINALITY AS u(id, email, phone, n)
       ) i
       JOIN LATERAL (
@@ -209,7 +237,7 @@ extension CampaignStore {
     }
     return try inputs.enumerated().map { index, input in
       let (field, value) =
-        if let id = input.subscriberID {
+        if let id = input.id {
           ("subscriber_id", id.lowercasedString)
         } else if let email = input.email {
           ("email", email)
@@ -218,10 +246,10 @@ extension CampaignStore {
         }
       guard let (id, status) = found[index] else {
         throw RPCError.field(
-          "conversions[\(index)].\(field)", .notFound, "no subscriber has the \(field.replacingOccurrences(of: "_", with: " ")) \(value)")
+          "\(collection)[\(index)].\(field)", .notFound, "no subscriber has the \(field.replacingOccurrences(of: "_", with: " ")) \(value)")
       }
       guard status != "erased" else {
-        throw RPCError.field("conversions[\(index)].\(field)", .failedPrecondition, "subscriber \(id.lowercasedString) is erased")
+        throw RPCError.field("\(collection)[\(index)].\(field)", .failedPrecondition, "subscriber \(id.lowercasedString) is erased")
       }
       return id
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import Logging
 import PostgresNIO
@@ -87,12 +88,16 @@ extension CampaignStore {
           }
           throw Self.notFound("subscriber", subscriberIDs[index], field: "subscriber_ids[\(index)]")
         }
-        return try await connection.query(
+        let joined = try await connection.query(
           """
           INSERT INTO campaign.list_members (list_id, subscriber_id)
-          SELECT \(listID), id FROM unnest(\(subscriberIDs)::uuid[]) AS t(id) ON CONFLICT DO NOTHING RETURNING 1
+          SELECT \(listID), id FROM unnest(\(subscriberIDs)::uuid[]) AS t(id) ON CONFLICT DO NOTHING RETURNING subscriber_id
           """, logger: logger
-        ).collect().count
+        ).decode(UUID.self).elements()
+        // Journeys triggered by joining this list (SPEC §12).
+        let properties = Self.properties(["list_id": .string(listID.lowercasedString)])
+        try await recordHeraldEvents(JourneyEvents.listJoined, joined.map { ($0, properties) }, on: connection)
+        return joined.count
       }
       return try await connection.query(
         """

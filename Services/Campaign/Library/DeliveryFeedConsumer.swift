@@ -69,8 +69,33 @@ package struct DeliveryFeedConsumer: Sendable {
       var days: [DailyStatKey: DailyStatDelta] = [:]
       var engagement: [UUID: EngagementDelta] = [:]
       var touches: [FeedRecipient: TouchDelta] = [:]
+      // Journey messages (no campaign): each one's first delivery, bounce, open and click.
+      var journeyTouches: [UUID: TouchDelta] = [:]
+      // Engagement with campaigns, for journeys triggered by it (SPEC §12).
+      var engaged: [String: [(subscriber: UUID, properties: String)]] = [:]
       for event in response.events {
         let at = event.occurredAt.date
+        if event.campaignID.isEmpty, !event.machine, let message = UUID(text: event.messageID) {
+          var touch = journeyTouches[message] ?? TouchDelta(variant: "")
+          switch event.status {
+          case "sent", "delivered": touch.deliveredAt = min(touch.deliveredAt ?? at, at)
+          case "bounced": touch.bouncedAt = min(touch.bouncedAt ?? at, at)
+          case "opened": touch.openedAt = min(touch.openedAt ?? at, at)
+          case "clicked":
+            touch.clickedAt = min(touch.clickedAt ?? at, at)
+            touch.openedAt = min(touch.openedAt ?? at, at)
+          default: break
+          }
+          if touch.deliveredAt != nil || touch.bouncedAt != nil || touch.openedAt != nil || touch.clickedAt != nil {
+            journeyTouches[message] = touch
+          }
+        }
+        if !event.machine, ["opened", "clicked", "replied"].contains(event.status), !event.campaignID.isEmpty,
+          let subscriber = UUID(text: event.subscriberID)
+        {
+          engaged[JourneyEvents.engagement(event.status), default: []].append(
+            (subscriber, CampaignStore.properties(["campaign_id": .string(event.campaignID.lowercased())])))
+        }
         if let campaign = UUID(text: event.campaignID), Self.countedStatuses.contains(event.status) {
           let recipient = UUID(text: event.subscriberID).map { FeedRecipient(campaign: campaign, subscriber: $0) }
           let variant = recipient.flatMap { states[$0]?.variant } ?? "(unknown)"
@@ -135,6 +160,15 @@ package struct DeliveryFeedConsumer: Sendable {
       try await store.addDailyStats(days, on: connection)
       try await store.addTouches(touches, on: connection)
       try await store.addEngagement(engagement, on: connection)
+      for (message, subscriber, journey, step) in try await store.addJourneyEngagement(journeyTouches, on: connection) {
+        guard let touch = journeyTouches[message] else { continue }
+        let properties = CampaignStore.properties(["journey_id": .string(journey.lowercasedString), "step": .string(step)])
+        if touch.openedAt != nil { engaged[JourneyEvents.engagement("opened"), default: []].append((subscriber, properties)) }
+        if touch.clickedAt != nil { engaged[JourneyEvents.engagement("clicked"), default: []].append((subscriber, properties)) }
+      }
+      for (name, rows) in engaged.sorted(by: { $0.key < $1.key }) {
+        try await store.recordHeraldEvents(name, rows, on: connection)
+      }
       try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
       // Every campaign the batch counted for: complaints and bounces raise its rates, and sends can
       // take it past the minimum at which they are judged.

@@ -62,6 +62,12 @@ package struct InboundFeedConsumer: Sendable {
     var campaign: UUID?
   }
 
+  /// The first word of a text, upper-cased, of letters and digits only ("join!" → "JOIN").
+  static func firstWord(_ text: String) -> String {
+    let word = text.split(whereSeparator: { $0.isWhitespace }).first.map(String.init) ?? ""
+    return String(word.filter { $0.isASCII && ($0.isLetter || $0.isNumber) }.uppercased().prefix(40))
+  }
+
   /// Applies the next batch; returns how many messages it took in.
   @discardableResult
   package func pollOnce() async throws -> Int {
@@ -111,6 +117,21 @@ package struct InboundFeedConsumer: Sendable {
       if !links.isEmpty { try await source.link(links) }
       let linked = Dictionary(links.map { ($0.inboundID, $0.subscriberID) }, uniquingKeysWith: { first, _ in first })
       try await Self.answer(response.messages, linked: linked, store: store, source: source, on: connection)
+      // Journeys triggered by an inbound keyword or reply (SPEC §12): replies and other messages
+      // from known people; not STOP, START, HELP, automatic answers or unsubscribes.
+      let inbound = response.messages.compactMap { message -> (subscriber: UUID, properties: String)? in
+        guard ["reply", "none"].contains(message.action), let subscriber = UUID(text: linked[message.id] ?? message.subscriberID)
+        else { return nil }
+        var properties: [String: JSONValue] = [
+          "channel": .string(message.channel), "keyword": .string(Self.firstWord(message.text)),
+          "reply": .bool(message.action == "reply"), "text": .string(String(message.text.prefix(1000))),
+        ]
+        if !message.campaignID.isEmpty { properties["campaign_id"] = .string(message.campaignID.lowercased()) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (subscriber, (try? String(decoding: encoder.encode(properties), as: UTF8.self)) ?? "{}")
+      }
+      try await store.recordHeraldEvents(JourneyEvents.inbound, inbound, on: connection)
       try await store.advanceInboundFeed(to: response.nextCursor, applied: response.messages.count, on: connection)
       return (response.messages.count, changed)
     }

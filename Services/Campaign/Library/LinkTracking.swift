@@ -20,8 +20,9 @@ package struct LinkTracking {
     untracked = "\(links.publicURL)/u/"
   }
 
-  /// The body with its links and pixel for one recipient.
-  package func apply(to html: String, campaign: UUID, subscriber: UUID) -> String {
+  /// The body with its links and pixel for one recipient; `key` is the message's idempotency key
+  /// when it is not the campaign relay's (a journey's send).
+  package func apply(to html: String, campaign: UUID, subscriber: UUID, key: String? = nil) -> String {
     var output = html
     if let click {
       let found = Self.links(in: html).filter { Self.trackable($0.url) && !$0.url.hasPrefix(untracked) }
@@ -33,7 +34,7 @@ package struct LinkTracking {
         for (index, link) in found.enumerated() {
           rewritten += html[position..<link.range.lowerBound]
           let token = TrackingToken(
-            kind: .click, campaign: campaign, subscriber: subscriber, link: index, links: found.count, url: link.url)
+            kind: .click, campaign: campaign, subscriber: subscriber, link: index, links: found.count, url: link.url, key: key)
           rewritten += token.sign(with: click)
           position = link.range.upperBound
         }
@@ -42,7 +43,7 @@ package struct LinkTracking {
       }
     }
     if let open {
-      let pixel = TrackingToken(kind: .open, campaign: campaign, subscriber: subscriber).sign(with: open)
+      let pixel = TrackingToken(kind: .open, campaign: campaign, subscriber: subscriber, key: key).sign(with: open)
       let image = #"<img src="\#(pixel)" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#
       if let body = output.range(of: "</body", options: [.caseInsensitive, .backwards]) {
         output.insert(contentsOf: image, at: body.lowerBound)

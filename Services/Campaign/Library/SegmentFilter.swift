@@ -11,8 +11,11 @@ package enum SegmentFilter {
   package static let maxConditions = 50
 
   /// The SQL predicate, and the list ids it refers to (which must exist).
+  /// `journeySteps`: for a journey's branch, the ids of its steps; the predicate may then also use
+  /// `event.<name>` (over `e.context`, the enrolment's) and `engagement.opened`,
+  /// `engagement.clicked`, `engagement.<step>.opened|clicked` (its sends' engagement).
   package static func compile(
-    match: String, conditions: [SegmentCondition], into builder: inout SQLBuilder
+    match: String, conditions: [SegmentCondition], into builder: inout SQLBuilder, journeySteps: Set<String>? = nil
   ) throws(SubscriberValidation.Invalid) -> (sql: String, lists: [UUID]) {
     guard match == "all" || match == "any" else {
       throw .init(field: "match", message: "match '\(match)' must be all or any")
@@ -24,7 +27,7 @@ package enum SegmentFilter {
     var parts: [String] = []
     var lists: [UUID] = []
     for (index, condition) in conditions.enumerated() {
-      let (sql, list) = try compile(condition, at: "conditions[\(index)]", into: &builder)
+      let (sql, list) = try compile(condition, at: "conditions[\(index)]", into: &builder, journeySteps: journeySteps)
       parts.append("(\(sql))")
       if let list { lists.append(list) }
     }
@@ -32,7 +35,7 @@ package enum SegmentFilter {
   }
 
   private static func compile(
-    _ condition: SegmentCondition, at path: String, into builder: inout SQLBuilder
+    _ condition: SegmentCondition, at path: String, into builder: inout SQLBuilder, journeySteps: Set<String>?
   ) throws(SubscriberValidation.Invalid) -> (String, UUID?) {
     let field = condition.field
     let op = condition.op
@@ -92,20 +95,44 @@ package enum SegmentFilter {
       let member = "EXISTS (SELECT 1 FROM campaign.list_members m WHERE m.list_id = \(builder.bind(list)) AND m.subscriber_id = s.id)"
       return (op == "eq" ? member : "NOT \(member)", list)
     }
-    if field.hasPrefix("attributes.") {
-      let key = String(field.dropFirst("attributes.".count))
-      guard !key.isEmpty, key.utf8.count <= 200 else {
-        throw .init(field: "\(path).field", message: "field '\(field)' needs an attribute name after 'attributes.'")
+    if let journeySteps, field.hasPrefix("engagement.") {
+      let parts = field.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+      guard parts.count == 2 || parts.count == 3, let what = parts.last, what == "opened" || what == "clicked" else {
+        throw .init(
+          field: "\(path).field",
+          message: "field '\(field)' must be engagement.opened, engagement.clicked or engagement.<step>.opened|clicked")
       }
-      let attribute = "s.attributes -> \(builder.bind(key))"
+      if parts.count == 3 && !journeySteps.contains(parts[1]) {
+        throw .init(field: "\(path).field", message: "field '\(field)' names step '\(parts[1])', which the journey does not have")
+      }
+      guard op == "eq" || op == "neq" else { throw refuse() }
+      guard case .bool(let flag) = value else { throw wrongType("true or false") }
+      let step = parts.count == 3 ? " AND d.step = \(builder.bind(parts[1]))" : ""
+      let engaged =
+        "EXISTS (SELECT 1 FROM campaign.journey_steps_done d WHERE d.enrolment_id = e.id AND d.\(what)_at IS NOT NULL\(step))"
+      return ((op == "eq") == flag ? engaged : "NOT \(engaged)", nil)
+    }
+    let json: (column: String, name: String)? =
+      if field.hasPrefix("attributes.") {
+        ("s.attributes", String(field.dropFirst("attributes.".count)))
+      } else if journeySteps != nil, field.hasPrefix("event.") {
+        ("e.context", String(field.dropFirst("event.".count)))
+      } else {
+        nil
+      }
+    if let (column, key) = json {
+      guard !key.isEmpty, key.utf8.count <= 200 else {
+        throw .init(field: "\(path).field", message: "field '\(field)' needs a name after its first '.'")
+      }
+      let attribute = "\(column) -> \(builder.bind(key))"
       switch (op, value) {
-      case ("exists", _): return ("s.attributes ? \(builder.bind(key))", nil)
-      case ("not_exists", _): return ("NOT (s.attributes ? \(builder.bind(key)))", nil)
+      case ("exists", _): return ("\(column) ? \(builder.bind(key))", nil)
+      case ("not_exists", _): return ("NOT (\(column) ? \(builder.bind(key)))", nil)
       case ("eq", .some), ("neq", .some):
         let json = builder.bind(condition.valueJSON)
         return (op == "eq" ? "\(attribute) = \(json)::jsonb" : "(\(attribute)) IS DISTINCT FROM \(json)::jsonb", nil)
       case ("contains", .string(let text)):
-        return ("strpos(lower(s.attributes ->> \(builder.bind(key))), lower(\(builder.bind(text)))) > 0", nil)
+        return ("strpos(lower(\(column) ->> \(builder.bind(key))), lower(\(builder.bind(text)))) > 0", nil)
       case ("contains", _): throw wrongType("a string")
       case ("in", .array(let items)):
         guard !items.isEmpty else { throw wrongType("a non-empty array") }
@@ -122,6 +149,7 @@ package enum SegmentFilter {
     throw .init(
       field: "\(path).field",
       message: "field '\(field)' is not known (use email, phone, first_name, last_name, status, email_subscribed, "
-        + "sms_subscribed, created_at, list or attributes.<name>)")
+        + "sms_subscribed, created_at, list or attributes.<name>"
+        + (journeySteps == nil ? ")" : "; in a journey also event.<name>, engagement.opened, engagement.clicked)"))
   }
 }

@@ -5,7 +5,7 @@ struct APIKeyPrincipal: Sendable, Equatable {
   /// Scopes an API key may hold. `admin` allows everything; `read` allows every read.
   static let scopes: Set<String> = [
     "admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write",
-    "ratelimit:write", "sync:write", "verification:write", "conversions:write",
+    "ratelimit:write", "sync:write", "verification:write", "conversions:write", "events:write",
   ]
 
   var id: UUID

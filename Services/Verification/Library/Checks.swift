@@ -209,6 +209,49 @@ enum DataChecks {
           "pause the campaign (POST /v1/campaigns/{id}/pause) and find what wrote these outbox entries or messages; the decision is in the campaign's ab_test",
         repair: nil),
       DataCheck(
+        check: "data.journey_step_missing", component: "data", severity: .high, category: .data,
+        object: "campaign.journey_enrolments",
+        query: """
+          SELECT e.id::text, 'at step ' || coalesce(e.step, '(none)') || ' of version ' || e.version
+          FROM campaign.journey_enrolments e
+          JOIN campaign.journey_versions v ON v.journey_id = e.journey_id AND v.version = e.version
+          WHERE e.status IN ('active', 'waiting')
+            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v.definition -> 'steps') s WHERE s ->> 'id' = e.step)
+          """,
+        describe: { "\($0) journey enrolments wait on a step their version does not have" },
+        suggested:
+          "edit the journey so a version has the step and migrate them (PUT /v1/journeys/{id} with migrate_enrolments), or archive the journey",
+        repair: nil),
+      DataCheck(
+        check: "data.journey_send_repeated", component: "data", severity: .critical, category: .data,
+        object: "delivery.messages (journey sends)",
+        query: """
+          -- Keys are journey:<journey>:<version>:<step>:<enrolment>: one step of one enrolment sent
+          -- under two versions (an enrolment migrated past a step it had done). Last 30 days.
+          SELECT split_part(m.idempotency_key, ':', 5) || ' ' || split_part(m.idempotency_key, ':', 4),
+            count(*)::text || ' messages'
+          FROM delivery.messages m
+          WHERE m.idempotency_key LIKE 'journey:%' AND m.created_at > now() - interval '30 days'
+          GROUP BY split_part(m.idempotency_key, ':', 2), split_part(m.idempotency_key, ':', 4), split_part(m.idempotency_key, ':', 5)
+          HAVING count(*) > 1
+          """,
+        describe: { "\($0) journey send steps were done more than once for one enrolment" },
+        suggested:
+          "pause the journey (POST /v1/journeys/{id}/pause) and find what moved these enrolments back; each enrolment's path shows its steps",
+        repair: nil),
+      DataCheck(
+        check: "data.journey_enrolment_overdue", component: "data", severity: .medium, category: .data,
+        object: "campaign.journey_enrolments",
+        query: """
+          SELECT e.id::text, 'due since ' || to_char(e.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+          FROM campaign.journey_enrolments e JOIN campaign.journeys j ON j.id = e.journey_id
+          WHERE j.status = 'active' AND e.status IN ('active', 'waiting') AND e.due_at < now() - interval '15 minutes'
+          """,
+        describe: { "\($0) enrolments of active journeys are over 15 minutes past their due time" },
+        suggested:
+          "check that campaign replicas run their journey schedulers (herald_campaign_journey_steps_total rising) and read their logs",
+        repair: nil),
+      DataCheck(
         check: "data.sms_queued_after_stop", component: "data", severity: .critical, category: .data, object: "delivery.messages",
         query: "SELECT m.id::text, m.recipient FROM delivery.messages m WHERE \(queuedAfterStop)",
         describe: { "\($0) texts wait in the queue for numbers that texted STOP" },

@@ -2390,6 +2390,73 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/events": {
+      "post": {
+        "operationId": "campaign.RecordEvents",
+        "tags": ["campaign"],
+        "summary": "Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and exit on.",
+        "description": "Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and exit on. An event whose idempotency_key is known is answered as recorded the first time (duplicate: true) and acted on once; the same key with another name, subscriber or properties is ALREADY_EXISTS.",
+        "x-herald-scope": "events:write",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/campaign.v1.RecordEventsRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.RecordEventsResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
     "/v1/inbound": {
       "get": {
         "operationId": "delivery.ListInboundMessages",
@@ -2708,6 +2775,717 @@ extension OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/delivery.v1.InboundMessage"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys": {
+      "post": {
+        "operationId": "campaign.CreateJourney",
+        "tags": ["campaign"],
+        "summary": "Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions.",
+        "description": "Journeys (SPEC §12): a trigger and ordered steps, published as immutable versions. Each person enrolled follows the version they entered with; a scheduler performs their steps exactly once each, whatever crashes (sends are enqueued with the key journey:<journey>:<version>:<step>:<enrolment>).\n\nCreates a journey as a draft (status draft, version 0). INVALID_ARGUMENT names the field of the definition that is wrong (definition.steps[2].then_step); NOT_FOUND names a template, list or segment that does not exist.",
+        "x-herald-scope": "campaigns:write",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/campaign.v1.CreateJourneyRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "201": {
+            "description": "Created.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      },
+      "get": {
+        "operationId": "campaign.ListJourneys",
+        "tags": ["campaign"],
+        "summary": "ListJourneys",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "status",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "enum": ["draft", "active", "paused", "archived"]
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.ListJourneysResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}": {
+      "get": {
+        "operationId": "campaign.GetJourney",
+        "tags": ["campaign"],
+        "summary": "GetJourney",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      },
+      "put": {
+        "operationId": "campaign.UpdateJourney",
+        "tags": ["campaign"],
+        "summary": "Replaces the definition.",
+        "description": "Replaces the definition. A draft stays a draft; an active or paused journey publishes it at once as its next version: people already enrolled finish the version they started, unless migrate_enrolments moves those whose current step exists in the new version to it. FAILED_PRECONDITION for an archived journey.",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "definition": {
+                    "$ref": "#/components/schemas/campaign.v1.JourneyDefinitionInput"
+                  },
+                  "migrate_enrolments": {
+                    "type": "boolean",
+                    "description": "Move people enrolled in earlier versions to the new one, at the step of the same id."
+                  }
+                },
+                "required": ["definition"],
+                "additionalProperties": false
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/analytics": {
+      "get": {
+        "operationId": "campaign.GetJourneyAnalytics",
+        "tags": ["campaign"],
+        "summary": "Per version and step: entered, completed, waiting, exited; for send steps the messages and their engagement.",
+        "description": "Per version and step: entered, completed, waiting, exited; for send steps the messages and their engagement.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.JourneyAnalytics"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/archive": {
+      "post": {
+        "operationId": "campaign.ArchiveJourney",
+        "tags": ["campaign"],
+        "summary": "Any status → archived, for good: everyone still enrolled exits (reason archived).",
+        "description": "Any status → archived, for good: everyone still enrolled exits (reason archived).",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/enrolments": {
+      "get": {
+        "operationId": "campaign.ListJourneyEnrolments",
+        "tags": ["campaign"],
+        "summary": "A journey's enrolments, newest first, each with its path: the steps done, in order, with their outcome.",
+        "description": "A journey's enrolments, newest first, each with its path: the steps done, in order, with their outcome.",
+        "x-herald-scope": "read",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          },
+          {
+            "name": "subscriber_id",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            },
+            "description": "Only this person's."
+          },
+          {
+            "name": "status",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "enum": ["active", "waiting", "completed", "exited"]
+            },
+            "description": "active (a step is due), waiting (for an event), completed or exited; empty means all."
+          },
+          {
+            "name": "page_size",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "integer",
+              "format": "int32",
+              "minimum": 0,
+              "maximum": 500
+            },
+            "description": "1 to 500; 0 means 50."
+          },
+          {
+            "name": "page_token",
+            "in": "query",
+            "required": false,
+            "schema": {
+              "type": "string",
+              "maxLength": 128,
+              "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+              "x-herald-opaque": true
+            },
+            "description": "Empty for the first page, else a next_page_token this service gave out."
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.ListJourneyEnrolmentsResponse"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/pause": {
+      "post": {
+        "operationId": "campaign.PauseJourney",
+        "tags": ["campaign"],
+        "summary": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then).",
+        "description": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then).",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/publish": {
+      "post": {
+        "operationId": "campaign.PublishJourney",
+        "tags": ["campaign"],
+        "summary": "draft → active: publishes version 1; its trigger enrols people from now on.",
+        "description": "draft → active: publishes version 1; its trigger enrols people from now on.",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/journeys/{journey_id}/resume": {
+      "post": {
+        "operationId": "campaign.ResumeJourney",
+        "tags": ["campaign"],
+        "summary": "paused → active.",
+        "description": "paused → active.",
+        "x-herald-scope": "campaigns:write",
+        "parameters": [
+          {
+            "name": "journey_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.Journey"
                 }
               }
             }
@@ -8462,6 +9240,21 @@ extension OpenAPIDocument {
           }
         ]
       },
+      "campaign.v1.CreateJourneyRequest": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200
+          },
+          "definition": {
+            "$ref": "#/components/schemas/campaign.v1.JourneyDefinitionInput"
+          }
+        },
+        "required": ["name", "definition"],
+        "additionalProperties": false
+      },
       "campaign.v1.CreateListRequest": {
         "type": "object",
         "properties": {
@@ -8811,6 +9604,93 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "campaign.v1.EventInput": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+            "description": "1 to 100 of A-Z a-z 0-9 _ . : -; names starting with \"herald.\" are Herald's own.",
+            "not": {
+              "pattern": "^herald[.]"
+            }
+          },
+          "subscriber_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+          },
+          "email": {
+            "type": "string",
+            "maxLength": 254,
+            "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+$"
+          },
+          "phone": {
+            "type": "string",
+            "pattern": "^\\+[1-9][0-9]{6,14}$"
+          },
+          "properties": {
+            "type": "object",
+            "description": "Anything the journey may branch on (event.<name>); at most 16 KiB as JSON."
+          },
+          "occurred_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When it happened; now when not given; at most 5 minutes ahead."
+          },
+          "idempotency_key": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+            "description": "The caller's key for this event: 1 to 200 characters, no control character."
+          }
+        },
+        "required": ["name", "idempotency_key"],
+        "additionalProperties": false,
+        "oneOf": [
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["email"]
+                },
+                {
+                  "required": ["phone"]
+                }
+              ]
+            },
+            "required": ["subscriber_id"]
+          },
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["subscriber_id"]
+                },
+                {
+                  "required": ["phone"]
+                }
+              ]
+            },
+            "required": ["email"]
+          },
+          {
+            "not": {
+              "anyOf": [
+                {
+                  "required": ["subscriber_id"]
+                },
+                {
+                  "required": ["email"]
+                }
+              ]
+            },
+            "required": ["phone"]
+          }
+        ],
+        "x-message": "must name the subscriber by exactly one of subscriber_id, email and phone"
+      },
       "campaign.v1.ImportRowError": {
         "type": "object",
         "properties": {
@@ -8860,6 +9740,598 @@ extension OpenAPIDocument {
             "description": "The first 1,000 row errors, in row order."
           }
         },
+        "additionalProperties": false
+      },
+      "campaign.v1.Journey": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "name": {
+            "type": "string"
+          },
+          "status": {
+            "type": "string",
+            "description": "draft, active, paused or archived."
+          },
+          "version": {
+            "type": "integer",
+            "format": "int32",
+            "description": "The latest published version; 0 for a draft."
+          },
+          "definition": {
+            "$ref": "#/components/schemas/campaign.v1.JourneyDefinition"
+          },
+          "created_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "updated_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "enrolled": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "People enrolled and not finished, over every version."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyAnalytics": {
+        "type": "object",
+        "properties": {
+          "journey_id": {
+            "type": "string"
+          },
+          "enrolled": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "active": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "completed": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "exited": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "steps": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyStepCounts"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyCondition": {
+        "type": "object",
+        "description": "A condition of a branch: the fields of segments (email, phone, first_name, last_name, status, email_subscribed, sms_subscribed, created_at, list, attributes.<name>) and, for journeys, event.<name> (a property of the event that enrolled the person, or of the event a wait_for_event step caught), engagement.opened and engagement.clicked (true when any message of this enrolment was opened or clicked), engagement.<step>.opened / .clicked (that send step's message).",
+        "properties": {
+          "field": {
+            "type": "string"
+          },
+          "op": {
+            "type": "string"
+          },
+          "value": {}
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyConditionInput": {
+        "type": "object",
+        "description": "A condition of a branch: the fields of segments (email, phone, first_name, last_name, status, email_subscribed, sms_subscribed, created_at, list, attributes.<name>) and, for journeys, event.<name> (a property of the event that enrolled the person, or of the event a wait_for_event step caught), engagement.opened and engagement.clicked (true when any message of this enrolment was opened or clicked), engagement.<step>.opened / .clicked (that send step's message).",
+        "properties": {
+          "field": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 300
+          },
+          "op": {
+            "type": "string",
+            "enum": ["eq", "neq", "contains", "gt", "gte", "lt", "lte", "in", "exists", "not_exists"]
+          },
+          "value": {}
+        },
+        "required": ["field", "op"],
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyDefinition": {
+        "type": "object",
+        "properties": {
+          "trigger": {
+            "$ref": "#/components/schemas/campaign.v1.JourneyTrigger"
+          },
+          "steps": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyStep"
+            },
+            "description": "1 to 50 steps."
+          },
+          "entry": {
+            "type": "string",
+            "description": "once (default: a person enters once ever), once_per_period (at most once per period_days) or every_time."
+          },
+          "period_days": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "exit_on_unsubscribe": {
+            "type": "boolean",
+            "description": "Exit when the person no longer consents to any channel the journey sends on, or is blocked or erased (checked before each step)."
+          },
+          "goal_event": {
+            "type": "string",
+            "description": "Exit when this event is recorded for the person (a goal met: herald.converted, purchase)."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyDefinitionInput": {
+        "type": "object",
+        "properties": {
+          "trigger": {
+            "$ref": "#/components/schemas/campaign.v1.JourneyTriggerInput"
+          },
+          "steps": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyStepInput"
+            },
+            "minItems": 1,
+            "maxItems": 50,
+            "description": "1 to 50 steps."
+          },
+          "entry": {
+            "type": "string",
+            "enum": ["once", "once_per_period", "every_time"],
+            "description": "once (default: a person enters once ever), once_per_period (at most once per period_days) or every_time."
+          },
+          "period_days": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 3650
+          },
+          "exit_on_unsubscribe": {
+            "type": "boolean",
+            "description": "Exit when the person no longer consents to any channel the journey sends on, or is blocked or erased (checked before each step)."
+          },
+          "goal_event": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{0,100}$",
+            "description": "Exit when this event is recorded for the person (a goal met: herald.converted, purchase)."
+          }
+        },
+        "required": ["trigger", "steps"],
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyEnrolment": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "journey_id": {
+            "type": "string"
+          },
+          "version": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "subscriber_id": {
+            "type": "string"
+          },
+          "status": {
+            "type": "string",
+            "description": "active, waiting, completed or exited."
+          },
+          "step": {
+            "type": "string",
+            "description": "The step to be performed next (active, waiting), or where the person exited."
+          },
+          "due_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When that step is due (for waiting: the timeout)."
+          },
+          "waiting_for": {
+            "type": "string"
+          },
+          "exit_reason": {
+            "type": "string",
+            "description": "goal, unsubscribed, exit_step or archived."
+          },
+          "entered_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "finished_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "path": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyStepDone"
+            }
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyStep": {
+        "type": "object",
+        "description": "One step. Every step has an id (unique in its journey) and a kind; the fields of other kinds stay empty. A step goes on to the next one in the list, or to next_step; jumps go forward only, so each step happens at most once per enrolment. The target \"end\" completes the journey.",
+        "properties": {
+          "id": {
+            "type": "string",
+            "description": "1 to 64 of a-z 0-9 _ -; not \"end\"."
+          },
+          "kind": {
+            "type": "string",
+            "description": "send, wait, wait_for_event, branch, update or exit."
+          },
+          "next_step": {
+            "type": "string",
+            "description": "A later step to go to instead of the next (send, wait, update)."
+          },
+          "template_id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "send: the template (its channel is the message's: email or sms). Consent and the suppression list are checked at the send, and SMS quiet hours apply."
+          },
+          "track_opens": {
+            "type": "boolean",
+            "description": "send, e-mail: the open pixel and click redirects (SPEC §10)."
+          },
+          "track_clicks": {
+            "type": "boolean"
+          },
+          "wait_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "description": "wait: a duration (1 minute to 365 days)..."
+          },
+          "until_weekdays": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "...or until the next of these weekdays (mon..sun; empty means any day) at this time, in the person's time zone (attribute time_zone or timezone, else HERALD_JOURNEY_TIME_ZONE)."
+          },
+          "until_time": {
+            "type": "string"
+          },
+          "event": {
+            "type": "string",
+            "description": "wait_for_event: the event's name (a custom one, or herald.opened, herald.clicked, herald.replied, herald.converted, herald.inbound...) and the longest wait (1 minute to 365 days), then on_event_step or on_timeout_step (empty: the next step)."
+          },
+          "timeout_seconds": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "on_event_step": {
+            "type": "string"
+          },
+          "on_timeout_step": {
+            "type": "string"
+          },
+          "match": {
+            "type": "string",
+            "description": "branch: all (default) or any of the conditions; then_step when they hold, else_step when not (empty: the next step)."
+          },
+          "conditions": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyCondition"
+            }
+          },
+          "then_step": {
+            "type": "string"
+          },
+          "else_step": {
+            "type": "string"
+          },
+          "attributes": {
+            "type": "object",
+            "description": "update: attributes merged into the person's (a null removes one)."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyStepCounts": {
+        "type": "object",
+        "properties": {
+          "version": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "step": {
+            "type": "string"
+          },
+          "kind": {
+            "type": "string"
+          },
+          "entered": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "Reached the step / done with it / at it now (waiting out a wait, or for an event) / exited at it."
+          },
+          "completed": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "waiting": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "exited": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "outcomes": {
+            "type": "object",
+            "additionalProperties": {
+              "type": "string",
+              "format": "int64",
+              "pattern": "^-?[0-9]+$"
+            },
+            "description": "Of a step's completions, by outcome (send: sent, suppressed, skipped, failed; branch: then, else; wait_for_event: event, timeout)."
+          },
+          "delivered": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$",
+            "description": "send steps: of the messages sent, how many were delivered, opened, clicked (people's, not machines'), bounced."
+          },
+          "opened": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "clicked": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          },
+          "bounced": {
+            "type": "string",
+            "format": "int64",
+            "pattern": "^-?[0-9]+$"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyStepDone": {
+        "type": "object",
+        "properties": {
+          "step": {
+            "type": "string"
+          },
+          "kind": {
+            "type": "string"
+          },
+          "outcome": {
+            "type": "string",
+            "description": "send: sent, suppressed, skipped or failed; wait: waited; wait_for_event: event or timeout; branch: then or else; update: updated; exit: exited."
+          },
+          "detail": {
+            "type": "string"
+          },
+          "message_id": {
+            "type": "string",
+            "description": "send: the message in delivery."
+          },
+          "done_at": {
+            "type": "string",
+            "format": "date-time"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyStepInput": {
+        "type": "object",
+        "description": "One step. Every step has an id (unique in its journey) and a kind; the fields of other kinds stay empty. A step goes on to the next one in the list, or to next_step; jumps go forward only, so each step happens at most once per enrolment. The target \"end\" completes the journey.",
+        "properties": {
+          "id": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{1,64}$",
+            "description": "1 to 64 of a-z 0-9 _ -; not \"end\".",
+            "not": {
+              "const": "end"
+            }
+          },
+          "kind": {
+            "type": "string",
+            "enum": ["send", "wait", "wait_for_event", "branch", "update", "exit"],
+            "description": "send, wait, wait_for_event, branch, update or exit."
+          },
+          "next_step": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{0,64}$",
+            "description": "A later step to go to instead of the next (send, wait, update)."
+          },
+          "template_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            "description": "send: the template (its channel is the message's: email or sms). Consent and the suppression list are checked at the send, and SMS quiet hours apply."
+          },
+          "track_opens": {
+            "type": "boolean",
+            "description": "send, e-mail: the open pixel and click redirects (SPEC §10)."
+          },
+          "track_clicks": {
+            "type": "boolean"
+          },
+          "wait_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 31536000,
+            "description": "wait: a duration (1 minute to 365 days)..."
+          },
+          "until_weekdays": {
+            "type": "array",
+            "items": {
+              "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            },
+            "description": "...or until the next of these weekdays (mon..sun; empty means any day) at this time, in the person's time zone (attribute time_zone or timezone, else HERALD_JOURNEY_TIME_ZONE)."
+          },
+          "until_time": {
+            "type": "string",
+            "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
+          },
+          "event": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{0,100}$",
+            "description": "wait_for_event: the event's name (a custom one, or herald.opened, herald.clicked, herald.replied, herald.converted, herald.inbound...) and the longest wait (1 minute to 365 days), then on_event_step or on_timeout_step (empty: the next step)."
+          },
+          "timeout_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 31536000
+          },
+          "on_event_step": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{0,64}$"
+          },
+          "on_timeout_step": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{0,64}$"
+          },
+          "match": {
+            "type": "string",
+            "enum": ["all", "any"],
+            "description": "branch: all (default) or any of the conditions; then_step when they hold, else_step when not (empty: the next step)."
+          },
+          "conditions": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyConditionInput"
+            },
+            "maxItems": 50
+          },
+          "then_step": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{0,64}$"
+          },
+          "else_step": {
+            "type": "string",
+            "pattern": "^[a-z0-9_-]{0,64}$"
+          },
+          "attributes": {
+            "type": "object",
+            "description": "update: attributes merged into the person's (a null removes one)."
+          }
+        },
+        "required": ["id", "kind"],
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyTrigger": {
+        "type": "object",
+        "description": "A journey's trigger: what enrols a person.",
+        "properties": {
+          "kind": {
+            "type": "string",
+            "description": "list_joined (list_id), event (a custom event's name), inbound (an inbound SMS or e-mail: keyword and/or reply), segment_entered (segment_id; segments are evaluated every few minutes) or engagement (opened, clicked, replied or converted; campaign_id optional)."
+          },
+          "list_id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "event": {
+            "type": "string",
+            "description": "A custom event's name: 1 to 100 of A-Z a-z 0-9 _ . : -, not starting with \"herald.\"."
+          },
+          "keyword": {
+            "type": "string",
+            "description": "inbound: the first word of the message, compared case-insensitively (JOIN); empty for any."
+          },
+          "reply": {
+            "type": "boolean",
+            "description": "inbound: only replies to a campaign message."
+          },
+          "segment_id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "engagement": {
+            "type": "string"
+          },
+          "campaign_id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "engagement: only with this campaign; empty for any."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.JourneyTriggerInput": {
+        "type": "object",
+        "description": "A journey's trigger: what enrols a person.",
+        "properties": {
+          "kind": {
+            "type": "string",
+            "enum": ["list_joined", "event", "inbound", "segment_entered", "engagement"],
+            "description": "list_joined (list_id), event (a custom event's name), inbound (an inbound SMS or e-mail: keyword and/or reply), segment_entered (segment_id; segments are evaluated every few minutes) or engagement (opened, clicked, replied or converted; campaign_id optional)."
+          },
+          "list_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+          },
+          "event": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{1,100}$",
+            "description": "A custom event's name: 1 to 100 of A-Z a-z 0-9 _ . : -, not starting with \"herald.\"."
+          },
+          "keyword": {
+            "type": "string",
+            "maxLength": 40,
+            "pattern": "^[A-Za-z0-9]*$",
+            "description": "inbound: the first word of the message, compared case-insensitively (JOIN); empty for any."
+          },
+          "reply": {
+            "type": "boolean",
+            "description": "inbound: only replies to a campaign message."
+          },
+          "segment_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+          },
+          "engagement": {
+            "type": "string",
+            "enum": ["opened", "clicked", "replied", "converted"]
+          },
+          "campaign_id": {
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            "description": "engagement: only with this campaign; empty for any."
+          }
+        },
+        "required": ["kind"],
         "additionalProperties": false
       },
       "campaign.v1.ListAutoResponseRulesResponse": {
@@ -8932,6 +10404,33 @@ extension OpenAPIDocument {
           },
           "next_page_token": {
             "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.ListJourneyEnrolmentsResponse": {
+        "type": "object",
+        "properties": {
+          "enrolments": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.JourneyEnrolment"
+            }
+          },
+          "next_page_token": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.ListJourneysResponse": {
+        "type": "object",
+        "properties": {
+          "journeys": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.Journey"
+            }
           }
         },
         "additionalProperties": false
@@ -9330,6 +10829,68 @@ extension OpenAPIDocument {
           "duplicates": {
             "type": "integer",
             "format": "int32"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.RecordEventsRequest": {
+        "type": "object",
+        "properties": {
+          "events": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.EventInput"
+            },
+            "minItems": 1,
+            "maxItems": 1000
+          }
+        },
+        "required": ["events"],
+        "additionalProperties": false
+      },
+      "campaign.v1.RecordEventsResponse": {
+        "type": "object",
+        "properties": {
+          "events": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.RecordedEvent"
+            },
+            "description": "In the order given."
+          },
+          "recorded": {
+            "type": "integer",
+            "format": "int32"
+          },
+          "duplicates": {
+            "type": "integer",
+            "format": "int32"
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.RecordedEvent": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "idempotency_key": {
+            "type": "string"
+          },
+          "name": {
+            "type": "string"
+          },
+          "subscriber_id": {
+            "type": "string"
+          },
+          "occurred_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "duplicate": {
+            "type": "boolean",
+            "description": "Recorded by an earlier call with the same idempotency_key (acted on once)."
           }
         },
         "additionalProperties": false
@@ -11653,11 +13214,11 @@ extension OpenAPIDocument {
           "scopes": {
             "type": "array",
             "items": {
-              "enum": ["admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write", "ratelimit:write", "sync:write", "verification:write", "conversions:write"]
+              "enum": ["admin", "read", "subscribers:write", "campaigns:write", "templates:write", "delivery:write", "ratelimit:write", "sync:write", "verification:write", "conversions:write", "events:write"]
             },
             "minItems": 1,
-            "maxItems": 10,
-            "description": "admin (everything), read (every read), subscribers:write, campaigns:write, templates:write, delivery:write, ratelimit:write, sync:write, verification:write, conversions:write."
+            "maxItems": 11,
+            "description": "admin (everything), read (every read), subscribers:write, campaigns:write, templates:write, delivery:write, ratelimit:write, sync:write, verification:write, conversions:write, events:write."
           }
         },
         "required": ["name", "scopes"],

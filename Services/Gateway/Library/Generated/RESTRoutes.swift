@@ -231,6 +231,83 @@ extension RESTRoute {
         try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).pickAbTestWinner(request, options: options)
       }),
     RESTRoute(
+      operationID: "campaign.CreateJourney", method: "post", path: "/v1/journeys",
+      service: "campaign", scope: "campaigns:write", status: 201,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_CreateJourneyRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).createJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.GetJourney", method: "get", path: "/v1/journeys/{journey_id}",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_GetJourneyRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).getJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ListJourneys", method: "get", path: "/v1/journeys",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_ListJourneysRequest, options: CallOptions) -> Herald_Campaign_V1_ListJourneysResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listJourneys(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.UpdateJourney", method: "put", path: "/v1/journeys/{journey_id}",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_UpdateJourneyRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).updateJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.PublishJourney", method: "post", path: "/v1/journeys/{journey_id}/publish",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_JourneyTransitionRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).publishJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.PauseJourney", method: "post", path: "/v1/journeys/{journey_id}/pause",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_JourneyTransitionRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).pauseJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ResumeJourney", method: "post", path: "/v1/journeys/{journey_id}/resume",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_JourneyTransitionRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).resumeJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ArchiveJourney", method: "post", path: "/v1/journeys/{journey_id}/archive",
+      service: "campaign", scope: "campaigns:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_JourneyTransitionRequest, options: CallOptions) -> Herald_Campaign_V1_Journey in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).archiveJourney(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.ListJourneyEnrolments", method: "get", path: "/v1/journeys/{journey_id}/enrolments",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_ListJourneyEnrolmentsRequest, options: CallOptions) -> Herald_Campaign_V1_ListJourneyEnrolmentsResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).listJourneyEnrolments(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.GetJourneyAnalytics", method: "get", path: "/v1/journeys/{journey_id}/analytics",
+      service: "campaign", scope: "read", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_GetJourneyAnalyticsRequest, options: CallOptions) -> Herald_Campaign_V1_JourneyAnalytics in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).getJourneyAnalytics(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.RecordEvents", method: "post", path: "/v1/events",
+      service: "campaign", scope: "events:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_RecordEventsRequest, options: CallOptions) -> Herald_Campaign_V1_RecordEventsResponse in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).recordEvents(request, options: options)
+      }),
+    RESTRoute(
       operationID: "campaign.CreateAutoResponseRule", method: "post", path: "/v1/auto-response-rules",
       service: "campaign", scope: "campaigns:write", status: 201,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,

@@ -1,0 +1,143 @@
+import Foundation
+import GRPCCore
+import HeraldCore
+import HeraldPostgres
+import HeraldServerKit
+import Logging
+import PostgresNIO
+
+/// A checked custom event to record (SPEC §12).
+package struct NewEvent: Sendable, Equatable {
+  package var subscriber: SubscriberReference
+  package var name: String
+  /// A JSON object.
+  package var propertiesJSON: String
+  /// nil: when it is recorded.
+  package var occurredAt: Date?
+  package var idempotencyKey: String
+
+  package init(subscriber: SubscriberReference, name: String, propertiesJSON: String, occurredAt: Date?, idempotencyKey: String) {
+    self.subscriber = subscriber
+    self.name = name
+    self.propertiesJSON = propertiesJSON
+    self.occurredAt = occurredAt
+    self.idempotencyKey = idempotencyKey
+  }
+}
+
+package struct EventRecord: Sendable, Equatable {
+  package var id: Int64
+  package var idempotencyKey: String
+  package var name: String
+  package var subscriberID: UUID
+  package var occurredAt: Date
+  /// Recorded by an earlier call with the same key.
+  package var duplicate = false
+}
+
+/// Events that journeys are triggered by, wait for and exit on: the custom ones callers record,
+/// and Herald's own, written by the code that sees them happen (in its transaction) while some
+/// journey listens.
+extension CampaignStore {
+  /// Records a batch (all or none); a retry of a key is answered with what was recorded.
+  package func recordEvents(_ inputs: [NewEvent]) async throws -> [EventRecord] {
+    let now = Date()
+    let occurred = inputs.map { $0.occurredAt ?? now }
+    return try await transaction { connection in
+      let subscribers = try await resolveSubscribers(inputs.map(\.subscriber), collection: "events", on: connection)
+      var inserted: [String: Int64] = [:]
+      for try await (key, id) in try await connection.query(
+        """
+        INSERT INTO campaign.events (idempotency_key, name, subscriber_id, properties, occurred_at)
+        SELECT u.key, u.name, u.subscriber_id, u.properties::jsonb, u.occurred_at
+        FROM unnest(\(inputs.map(\.idempotencyKey))::text[], \(inputs.map(\.name))::text[], \(subscribers)::uuid[],
+          \(inputs.map(\.propertiesJSON))::text[], \(occurred)::timestamptz[]) AS u(key, name, subscriber_id, properties, occurred_at)
+        ORDER BY u.key
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING idempotency_key, id
+        """, logger: logger
+      ).decode((String, Int64).self) {
+        inserted[key] = id
+      }
+      // Keys recorded before (or twice in this batch): the same event again, or a key reused.
+      var stored: [String: (id: Int64, name: String, subscriber: UUID, properties: String, occurredAt: Date)] = [:]
+      let known = Array(Set(inputs.map(\.idempotencyKey)))
+      for try await (key, id, name, subscriber, properties, occurredAt) in try await connection.query(
+        """
+        SELECT idempotency_key, id, name, subscriber_id, properties::text, occurred_at FROM campaign.events
+        WHERE idempotency_key = ANY(\(known)::text[])
+        """, logger: logger
+      ).decode((String, Int64, String, UUID, String, Date).self) {
+        stored[key] = (id, name, subscriber, properties, occurredAt)
+      }
+      // jsonb equality, as PostgreSQL compares them.
+      let comparisons = inputs.enumerated().compactMap { index, input in
+        stored[input.idempotencyKey].map { (index, $0.properties, input.propertiesJSON) }
+      }
+      var sameProperties: Set<Int> = []
+      if !comparisons.isEmpty {
+        for try await index in try await connection.query(
+          """
+          SELECT u.n::int8 FROM unnest(\(comparisons.map(\.1))::text[], \(comparisons.map(\.2))::text[], \(comparisons.map { Int64($0.0) })::int8[])
+            AS u(a, b, n)
+          WHERE u.a::jsonb = u.b::jsonb
+          """, logger: logger
+        ).decode(Int64.self) {
+          sameProperties.insert(Int(index))
+        }
+      }
+      var results: [EventRecord] = []
+      var first: Set<String> = []
+      for (index, input) in inputs.enumerated() {
+        guard let record = stored[input.idempotencyKey] else {
+          throw PostgresError.protocol("event \(input.idempotencyKey) was not stored")
+        }
+        let fresh = inserted[input.idempotencyKey] == record.id && first.insert(input.idempotencyKey).inserted
+        if !fresh {
+          let sameTime = input.occurredAt.map { abs($0.timeIntervalSince(record.occurredAt)) < 0.001 } ?? true
+          guard record.name == input.name, record.subscriber == subscribers[index], sameProperties.contains(index), sameTime else {
+            throw RPCError.field(
+              "events[\(index)].idempotency_key", .alreadyExists,
+              "idempotency_key '\(input.idempotencyKey)' was recorded for another event (a different name, subscriber, properties or time)")
+          }
+        }
+        results.append(
+          EventRecord(
+            id: record.id, idempotencyKey: input.idempotencyKey, name: record.name, subscriberID: record.subscriber,
+            occurredAt: record.occurredAt, duplicate: !fresh))
+      }
+      return results
+    }
+  }
+
+  /// Writes Herald's own event `name` for each of `rows` (a subscriber and its properties as a
+  /// JSON object) in the caller's transaction, when some journey that is not archived listens
+  /// to it; returns how many were written.
+  @discardableResult
+  func recordHeraldEvents(
+    _ name: String, _ rows: [(subscriber: UUID, properties: String)], at: Date = Date(), on connection: PostgresConnection
+  ) async throws -> Int {
+    guard !rows.isEmpty else { return 0 }
+    return try await connection.query(
+      """
+      INSERT INTO campaign.events (name, subscriber_id, properties, occurred_at)
+      SELECT \(name), u.subscriber_id, u.properties::jsonb, \(at)
+      FROM unnest(\(rows.map(\.subscriber))::uuid[], \(rows.map(\.properties))::text[]) AS u(subscriber_id, properties)
+      WHERE EXISTS (
+        SELECT 1 FROM campaign.journeys j JOIN campaign.journey_versions v ON v.journey_id = j.id
+        WHERE j.status IN ('active', 'paused') AND \(name) = ANY(v.listens))
+        AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = u.subscriber_id)
+      RETURNING 1
+      """, logger: logger
+    ).collect().count
+  }
+
+  /// `{"key": "value", ...}` for Herald's events' properties.
+  static func properties(_ pairs: KeyValuePairs<String, JSONValue>) -> String {
+    var object: [String: JSONValue] = [:]
+    for (key, value) in pairs { object[key] = value }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    return (try? String(decoding: encoder.encode(object), as: UTF8.self)) ?? "{}"
+  }
+}
