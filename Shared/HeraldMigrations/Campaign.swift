@@ -461,7 +461,7 @@ extension HeraldMigrations {
             due_at timestamptz,
             waiting_for text,
             context jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(context) = 'object'),
-            exit_reason text CHECK (exit_reason IN ('goal', 'unsubscribed', 'exit_step', 'archived')),
+            exit_reason text CHECK (exit_reason IN ('goal', 'unsubscribed', 'exit_step', 'archived', 'erased')),
             entered_at timestamptz NOT NULL,
             finished_at timestamptz,
             FOREIGN KEY (journey_id, version) REFERENCES journey_versions (journey_id, version) ON DELETE CASCADE,
@@ -472,11 +472,14 @@ extension HeraldMigrations {
           );
           -- An event enrols a person in a journey once, however often its batch is retried.
           CREATE UNIQUE INDEX journey_enrolments_event_idx ON journey_enrolments (journey_id, event_id);
-          CREATE INDEX journey_enrolments_due_idx ON journey_enrolments (due_at) WHERE status IN ('active', 'waiting');
+          -- Claimed per active journey, so a paused journey's backlog is never scanned.
+          CREATE INDEX journey_enrolments_due_idx ON journey_enrolments (journey_id, due_at) WHERE status IN ('active', 'waiting');
           CREATE INDEX journey_enrolments_person_idx ON journey_enrolments (subscriber_id, journey_id, entered_at);
           CREATE INDEX journey_enrolments_list_idx ON journey_enrolments (journey_id, id);
           -- Each step an enrolment performed, once: the primary key makes a step done twice
-          -- impossible. A send's message, and its engagement from the delivery feed.
+          -- impossible. A send step is written 'pending' in the scheduler's transaction (the
+          -- journeys' outbox) and relayed to delivery; then its outcome, its message, and the
+          -- message's engagement from the delivery feed.
           CREATE TABLE journey_steps_done (
             enrolment_id uuid NOT NULL REFERENCES journey_enrolments (id) ON DELETE CASCADE,
             step text NOT NULL,
@@ -493,6 +496,7 @@ extension HeraldMigrations {
             PRIMARY KEY (enrolment_id, step)
           );
           CREATE UNIQUE INDEX journey_steps_done_message_idx ON journey_steps_done (message_id) WHERE message_id IS NOT NULL;
+          CREATE INDEX journey_steps_done_pending_idx ON journey_steps_done (done_at) WHERE outcome = 'pending';
           -- Segment-entered triggers: the members each watched segment had at its last evaluation.
           CREATE TABLE journey_segment_watches (
             segment_id uuid PRIMARY KEY REFERENCES segments (id) ON DELETE CASCADE,

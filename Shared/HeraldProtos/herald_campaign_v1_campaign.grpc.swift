@@ -1574,7 +1574,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then).
+        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+        /// > meet goals; the steps after are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
@@ -2568,7 +2569,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then).
+        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+        /// > meet goals; the steps after are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -3560,7 +3562,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then).
+        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+        /// > meet goals; the steps after are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -6631,7 +6634,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then).
+        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+        /// > meet goals; the steps after are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -8349,7 +8353,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// > Source IDL Documentation:
         /// >
         /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then).
+        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+        /// > meet goals; the steps after are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -9978,7 +9983,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-    /// > fell due meanwhile are performed then).
+    /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+    /// > meet goals; the steps after are performed on resume.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -11711,7 +11717,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-    /// > fell due meanwhile are performed then).
+    /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
+    /// > meet goals; the steps after are performed on resume.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -2865,7 +2865,8 @@ public nonisolated struct Herald_Campaign_V1_JourneyTrigger: Sendable {
 
   public var engagement: String = String()
 
-  /// engagement: only with this campaign; empty for any.
+  /// engagement: only with this campaign; empty for any (opens and clicks of a campaign, never of
+  /// a journey's own messages).
   public var campaignID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

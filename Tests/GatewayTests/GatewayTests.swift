@@ -576,6 +576,55 @@ import Testing
       let (pickStatus, pick) = try await Self.post(client, "/v1/campaigns/\(id)/ab-test/winner", ["variant": "default"])
       #expect(pickStatus == .conflict && pick["field"] as? String == "campaign_id", "\(pick)")
 
+      // Journeys (SPEC §12): created as a draft, published, its enrolments and analytics on their
+      // routes; events need events:write (an app's key holds only that).
+      let definition: [String: Any] = [
+        "trigger": ["kind": "event", "event": "signed_up"],
+        "steps": [
+          ["id": "welcome", "kind": "send", "template_id": templateID], ["id": "later", "kind": "wait", "wait_seconds": 3600],
+        ],
+      ]
+      let (journeyStatus, journey) = try await Self.post(client, "/v1/journeys", ["name": "Welcome", "definition": definition])
+      #expect(journeyStatus == .created && journey["status"] as? String == "draft", "\(journey)")
+      let journeyID = try #require(journey["id"] as? String)
+      let backwards: [String: Any] = [
+        "trigger": ["kind": "event", "event": "signed_up"],
+        "steps": [["id": "welcome", "kind": "send", "template_id": templateID, "next_step": "welcome"]],
+      ]
+      let (backwardsStatus, refusedJourney) = try await Self.post(client, "/v1/journeys", ["name": "Loop", "definition": backwards])
+      #expect(
+        backwardsStatus == .badRequest && refusedJourney["field"] as? String == "definition.steps[0].next_step", "\(refusedJourney)")
+      let (publishStatus, published) = try await Self.post(client, "/v1/journeys/\(journeyID)/publish", nil)
+      #expect(publishStatus == .ok && published["status"] as? String == "active" && published["version"] as? Int == 1, "\(published)")
+      let (againStatus, _) = try await Self.post(client, "/v1/journeys/\(journeyID)/publish", nil)
+      #expect(againStatus == .conflict)
+      let app = try await Self.createKey(client, scopes: ["events:write"])
+      let signup: [String: Any] = [
+        "name": "signed_up", "email": "ada@example.com", "idempotency_key": "signup-1", "properties": ["plan": "pro"],
+      ]
+      let (eventStatus, events) = try await Self.post(client, "/v1/events", ["events": [signup]], key: app)
+      #expect(eventStatus == .ok && events["recorded"] as? Int == 1, "\(events)")
+      let (eventAgainStatus, eventAgain) = try await Self.post(client, "/v1/events", ["events": [signup]], key: app)
+      #expect(eventAgainStatus == .ok && eventAgain["duplicates"] as? Int == 1, "\(eventAgain)")
+      let (eventReaderStatus, _) = try await Self.post(client, "/v1/events", ["events": [signup]], key: writer)
+      #expect(eventReaderStatus == .forbidden)
+      var reserved = signup
+      reserved["name"] = "herald.opened"
+      let (reservedStatus, refusedEvent) = try await Self.post(client, "/v1/events", ["events": [reserved]], key: app)
+      #expect(reservedStatus == .badRequest && refusedEvent["field"] as? String == "events[0].name", "\(refusedEvent)")
+      try await client.execute(uri: "/v1/journeys/\(journeyID)/enrolments", method: .get, headers: Self.headers(writer)) {
+        response async throws in
+        #expect(response.status == .ok)
+      }
+      try await client.execute(uri: "/v1/journeys/\(journeyID)/analytics", method: .get, headers: Self.headers(writer)) {
+        response async throws in
+        let analytics = try Self.json(response.body)
+        let steps = analytics["steps"] as? [[String: Any]]
+        #expect(response.status == .ok && steps?.map { $0["step"] as? String } == ["welcome", "later"], "\(analytics)")
+      }
+      let (archiveStatus, archived) = try await Self.post(client, "/v1/journeys/\(journeyID)/archive", nil)
+      #expect(archiveStatus == .ok && archived["status"] as? String == "archived")
+
       let (cancelStatus, cancelled) = try await Self.post(client, "/v1/campaigns/\(id)/cancel", nil)
       #expect(cancelStatus == .ok && cancelled["status"] as? String == "cancelled")
     }

@@ -12,9 +12,9 @@ import PostgresNIO
 import SwiftProtobuf
 import Testing
 
-/// The real `campaign` executable killed with SIGKILL while its journey schedulers are in the
-/// middle of their batches, then started again (SPEC §12, §9): every enrolment does every step
-/// exactly once — each send reaches delivery once, each update is applied, none is skipped.
+/// The real `campaign` executable killed with SIGKILL while its journey schedulers and relays are
+/// in the middle of their batches, then started again (SPEC §12, §9): every enrolment does every
+/// step exactly once — each send reaches delivery once, each update is applied, none is skipped.
 @Suite(.timeLimit(.minutes(5))) struct JourneyCrashTests {
   static let people = 6_000
 
@@ -128,8 +128,10 @@ import Testing
 
           let second = try SpawnedProcess(executable, [], output: folder + "/campaign.log", environment: environment)
           defer { second.kill() }
-          try await eventually(timeout: .seconds(180), "every enrolment to complete") {
-            try await count("SELECT count(*)::int FROM campaign.journey_enrolments WHERE status = 'completed'") == Self.people
+          try await eventually(timeout: .seconds(180), "every enrolment to complete and every send to be relayed") {
+            let completed = try await count("SELECT count(*)::int FROM campaign.journey_enrolments WHERE status = 'completed'")
+            let pending = try await count("SELECT count(*)::int FROM campaign.journey_steps_done WHERE outcome = 'pending'")
+            return completed == Self.people && pending == 0
           }
         }
 

@@ -28,12 +28,15 @@ import Testing
     var sink: SMTPSink
     var triggers: JourneyTriggerProcessor
     var scheduler: JourneyScheduler
+    var relay: JourneyRelay
     var feed: DeliveryFeedConsumer
+    var deliverySink: DeliverySink
 
-    /// Events into enrolments, then the steps due at `now`.
+    /// Events into enrolments, the steps due at `now`, then their sends to delivery.
     func run(at now: Date) async throws {
       try await triggers.drain(at: now)
       try await scheduler.drain(at: now)
+      try await relay.drain()
     }
 
     /// The subjects the SMTP server received for `email`, once `count` have arrived.
@@ -96,7 +99,9 @@ import Testing
 
   func withJourneys(_ body: (Harness) async throws -> Void) async throws {
     try await MailTests().withDelivery(secrets: MailTests.secrets) { delivery, database, sink, deliveryPort, url in
-      _ = try await delivery.putProvider(DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink))
+      var provider = DeliveryWorkerTests.smtpProvider("smtp-main", sink: sink)
+      provider.webhookSecret = "inbound-secret"
+      _ = try await delivery.putProvider(provider)
       var settings = CampaignSettings()
       settings.publicURL = Self.publicURL
       settings.secrets = MailTests.secrets
@@ -114,10 +119,11 @@ import Testing
               Harness(
                 campaign: Campaign(wrapping: client), delivery: delivery, database: database, sink: sink,
                 triggers: JourneyTriggerProcessor(client: database, logger: logger),
-                scheduler: JourneyScheduler(
+                scheduler: JourneyScheduler(client: database, logger: logger),
+                relay: JourneyRelay(
                   client: database, sink: sinkClient, links: UnsubscribeLinks(publicURL: Self.publicURL, secrets: MailTests.secrets),
                   tracking: TrackingLinks(publicURL: Self.publicURL, secrets: MailTests.secrets), logger: logger),
-                feed: DeliveryFeedConsumer(client: database, source: sinkClient, logger: logger)))
+                feed: DeliveryFeedConsumer(client: database, source: sinkClient, logger: logger), deliverySink: sinkClient))
           }
         }
       }
@@ -497,6 +503,79 @@ import Testing
     }
   }
 
+  @Test func aPausedJourneyWaitsAndEntryRulesAndErasureHold() async throws {
+    try await withJourneys { h in
+      let hi = try await h.template("hi", subject: "Hi {{first_name}}")
+      let bye = try await h.template("bye", subject: "Bye {{first_name}}")
+      let journey = try await h.campaign.createJourney(
+        .with {
+          $0.name = "Weekly"
+          $0.definition = .with {
+            $0.trigger = .with {
+              $0.kind = "event"
+              $0.event = "ping"
+            }
+            $0.entry = "once_per_period"
+            $0.periodDays = 7
+            $0.goalEvent = "stop_pinging"
+            $0.steps = [Self.send("hi", hi), Self.wait("an-hour", seconds: 3_600), Self.send("bye", bye)]
+          }
+        })
+      _ = try await h.campaign.publishJourney(.with { $0.journeyID = journey.id })
+      let ada = try await h.person("Ada", "ada@example.com")
+      _ = try await h.person("Bob", "bob@example.com")
+      _ = try await h.person("Cy", "cy@example.com")
+      let t0 = Date()
+      _ = try await h.event("ping", "ada@example.com", key: "ping-1")
+      try await h.run(at: t0)
+      _ = try await h.event("ping", "ada@example.com", key: "ping-2")
+      try await h.run(at: t0.addingTimeInterval(60))
+      #expect(try await h.enrolments(journey.id).count == 1, "a second ping within 7 days enrols again")
+
+      // Cy pings and meets the goal in one batch: enrolled and exited at once, nothing sent.
+      _ = try await h.campaign.recordEvents(
+        .with {
+          $0.events = [
+            .with {
+              $0.name = "ping"
+              $0.email = "cy@example.com"
+              $0.idempotencyKey = "ping-cy"
+            },
+            .with {
+              $0.name = "stop_pinging"
+              $0.email = "cy@example.com"
+              $0.idempotencyKey = "stop-cy"
+            },
+          ]
+        })
+      try await h.run(at: t0.addingTimeInterval(60))
+      let cy = try #require(try await h.enrolments(journey.id).first { $0.status != "active" })
+      #expect(cy.status == "exited" && cy.exitReason == "goal" && cy.path.isEmpty)
+
+      // Paused: Bob's ping enrols no one, Ada's wait ends but her next step waits for the resume.
+      _ = try await h.campaign.pauseJourney(.with { $0.journeyID = journey.id })
+      _ = try await h.event("ping", "bob@example.com", key: "ping-3")
+      try await h.run(at: t0.addingTimeInterval(3_700))
+      #expect(try await h.enrolments(journey.id).count == 2)
+      #expect(try await h.enrolments(journey.id).first { $0.subscriberID == ada.id }?.path.count == 1)
+      _ = try await h.campaign.resumeJourney(.with { $0.journeyID = journey.id })
+      try await h.run(at: t0.addingTimeInterval(3_700))
+      #expect(try await h.subjects(to: "ada@example.com", count: 2) == ["Bye Ada", "Hi Ada"])
+      #expect(h.sink.messages.filter { $0.to.contains("bob@example.com") || $0.to.contains("cy@example.com") }.isEmpty)
+
+      // Eight days on, Ada may enter again; erased while she waits, she exits and her event's
+      // properties and her enrolment's context are emptied.
+      _ = try await h.event("ping", "ada@example.com", key: "ping-4", properties: ["note": .init(stringValue: "private")])
+      try await h.run(at: t0.addingTimeInterval(8 * 86_400))
+      #expect(try await h.enrolments(journey.id).filter { $0.subscriberID == ada.id }.count == 2)
+      _ = try await h.campaign.eraseSubscriber(.with { $0.id = ada.id })
+      let again = try #require(try await h.enrolments(journey.id).first { $0.subscriberID == ada.id })
+      #expect(again.status == "exited" && again.exitReason == "erased" && again.step == "an-hour")
+      #expect(try await h.count("SELECT count(*)::int FROM campaign.events WHERE properties ? 'note'") == 0)
+      #expect(try await h.count("SELECT count(*)::int FROM campaign.journey_enrolments WHERE context ? 'note'") == 0)
+    }
+  }
+
   @Test func anEditMidFlightKeepsEnrolledPeopleOnTheirVersionUnlessMigrated() async throws {
     try await withJourneys { h in
       let first = try await h.template("first", subject: "First for {{first_name}}")
@@ -566,6 +645,161 @@ import Testing
             $0.definition = definition(new)
           })
       }
+    }
+  }
+
+  @Test func segmentEntryCampaignEngagementConversionsAndInboundMessagesEnrol() async throws {
+    try await withJourneys { h in
+      let hello = try await h.template("hello", subject: "Hello {{first_name}}")
+      func journey(_ name: String, _ trigger: Herald_Campaign_V1_JourneyTrigger) async throws -> String {
+        let created = try await h.campaign.createJourney(
+          .with {
+            $0.name = name
+            $0.definition = .with {
+              $0.trigger = trigger
+              $0.steps = [Self.send("hello", hello)]
+            }
+          })
+        _ = try await h.campaign.publishJourney(.with { $0.journeyID = created.id })
+        return created.id
+      }
+      let ada = try await h.person("Ada", "ada@example.com")
+      let bob = try await h.person("Bob", "bob@example.com")
+      let cy = try await h.person("Cy", "cy@example.com")
+      let dee = try await h.person("Dee", "dee@example.com")
+      func enrolled(_ journey: String) async throws -> [String] { try await h.enrolments(journey).map(\.subscriberID) }
+
+      // Segment entry: Ada is on the pro plan before the first evaluation (the baseline); Bob
+      // moves to it afterwards and enters at the next evaluation, five minutes on.
+      let pro = try await h.campaign.createSegment(
+        .with {
+          $0.name = "pro"
+          $0.conditions = [
+            .with {
+              $0.field = "attributes.plan"
+              $0.op = "eq"
+              $0.value = Google_Protobuf_Value(stringValue: "pro")
+            }
+          ]
+        })
+      _ = try await h.count(
+        "UPDATE campaign.subscribers SET attributes = '{\"plan\": \"pro\"}' WHERE email = 'ada@example.com' RETURNING 1")
+      let proJourney = try await journey(
+        "Pro welcome",
+        .with {
+          $0.kind = "segment_entered"
+          $0.segmentID = pro.id
+        })
+      let watcher = SegmentWatcher(client: h.database, interval: .seconds(300), logger: Logger(label: "test.segments"))
+      let t0 = Date()
+      #expect(try await watcher.tick(at: t0) == 0)
+      _ = try await h.count(
+        "UPDATE campaign.subscribers SET attributes = '{\"plan\": \"pro\"}' WHERE email = 'bob@example.com' RETURNING 1")
+      #expect(try await watcher.tick(at: t0.addingTimeInterval(60)) == 0)
+      #expect(try await watcher.tick(at: t0.addingTimeInterval(301)) == 1)
+
+      // A conversion (herald.converted).
+      let buyers = try await journey(
+        "Buyers",
+        .with {
+          $0.kind = "engagement"
+          $0.engagement = "converted"
+        })
+      _ = try await h.campaign.recordConversions(
+        .with {
+          $0.conversions = [
+            .with {
+              $0.email = "ada@example.com"
+              $0.valueCents = 4_200
+              $0.currency = "USD"
+              $0.idempotencyKey = "order-1"
+            }
+          ]
+        })
+
+      // An inbound e-mail starting with JOIN (herald.inbound, keyword JOIN).
+      let joiners = try await journey(
+        "Joiners",
+        .with {
+          $0.kind = "inbound"
+          $0.keyword = "join"
+        })
+      let inboundBody = try JSONSerialization.data(withJSONObject: [
+        "from": "Dee <dee@example.com>", "to": "news@herald.test", "subject": "Hello", "text": "join please",
+        "headers": "Message-ID: <join-1@example.com>",
+      ])
+      let ingested = try await h.delivery.ingestInbound(
+        .with {
+          $0.provider = "smtp-main"
+          $0.channel = "email"
+          $0.body = inboundBody
+          $0.contentType = "application/json"
+          $0.heraldSignature = WebhookSignature.header(
+            secret: "inbound-secret", timestamp: Int(Date().timeIntervalSince1970), body: inboundBody)
+        })
+      #expect(ingested.inbound.action == "none")
+      let inbound = InboundFeedConsumer(client: h.database, source: h.deliverySink, logger: Logger(label: "test.inbound"))
+      try await eventually("the inbound message taken in") { try await inbound.pollOnce() > 0 }
+
+      // Opening a tracked campaign e-mail (herald.opened with the campaign).
+      let list = try await h.campaign.createList(.with { $0.name = "news" })
+      _ = try await h.campaign.addListMembers(
+        .with {
+          $0.listID = list.id
+          $0.subscriberIds = [cy.id]
+        })
+      let news = try await h.campaign.createCampaign(
+        .with {
+          $0.name = "news"
+          $0.channel = "email"
+          $0.listID = list.id
+          $0.templateID = hello
+          $0.tracking.opens = true
+        })
+      let openers = try await journey(
+        "Openers",
+        .with {
+          $0.kind = "engagement"
+          $0.engagement = "opened"
+          $0.campaignID = news.id
+        })
+      _ = try await h.campaign.sendCampaign(.with { $0.id = news.id })
+      try await OutboxRelay(
+        client: h.database, sink: h.deliverySink, links: UnsubscribeLinks(publicURL: Self.publicURL, secrets: MailTests.secrets),
+        tracking: TrackingLinks(publicURL: Self.publicURL, secrets: MailTests.secrets), logger: Logger(label: "test.relay")
+      ).drain()
+      let html = try #require(
+        try await {
+          _ = try await h.subjects(to: "cy@example.com", count: 1)
+          return h.sink.messages.first { $0.to.contains("cy@example.com") }?.body
+        }())
+      let pixelStart = try #require(html.range(of: "<img src=\"\(Self.publicURL)/t/o/"))
+      let pixel = String(html[pixelStart.upperBound...].prefix { $0 != "\"" })
+      try await eventually("the campaign e-mail marked sent") {
+        try await h.delivery.listMessages(.with { $0.campaignID = news.id }).messages.first?.status == "sent"
+      }
+      let open = try await h.delivery.recordTrackingHit(
+        .with {
+          $0.token = pixel
+          $0.kind = "open"
+          $0.userAgent = Self.browser
+          $0.remoteAddress = "203.0.113.7"
+          $0.method = "GET"
+        })
+      #expect(open.recorded && !open.machine)
+      try await eventually("the open taken in") {
+        try await h.feed.pollOnce()
+        return try await h.count("SELECT count(*)::int FROM campaign.events WHERE name = 'herald.opened'") == 1
+      }
+
+      try await h.run(at: Date())
+      #expect(try await enrolled(proJourney) == [bob.id])
+      #expect(try await enrolled(buyers) == [ada.id])
+      #expect(try await enrolled(joiners) == [dee.id])
+      #expect(try await enrolled(openers) == [cy.id])
+      #expect(try await h.subjects(to: "dee@example.com", count: 1) == ["Hello Dee"])
+      // Events no journey listens to are not recorded: Ada's list join, Cy's delivery.
+      #expect(try await h.count("SELECT count(*)::int FROM campaign.events WHERE name = 'herald.list_joined'") == 0)
     }
   }
 

@@ -304,6 +304,47 @@ func withVerifiedSystem<T: Sendable>(
     }
   }
 
+  @Test func journeyFaultsAreFound() async throws {
+    try await withVerifiedSystem { verification, database, _ async throws in
+      try await Self.sql(
+        database,
+        """
+        INSERT INTO campaign.subscribers (email) VALUES ('ada@example.com'), ('lin@example.com');
+        INSERT INTO campaign.journeys (name, status, definition, version) VALUES ('welcome', 'active', '{}', 2);
+        INSERT INTO campaign.journey_versions (journey_id, version, definition, trigger_event, listens)
+          SELECT id, v, '{"steps": [{"id": "hello", "kind": "send"}, {"id": "wait", "kind": "wait"}]}', 'signed_up', '{signed_up}'
+          FROM campaign.journeys, (VALUES (1), (2)) x(v);
+        -- Ada waits on a step her version does not have; Lin was due an hour ago.
+        INSERT INTO campaign.journey_enrolments (journey_id, version, subscriber_id, status, step, due_at, entered_at)
+          SELECT j.id, 1, s.id, 'active', CASE s.email WHEN 'ada@example.com' THEN 'gone' ELSE 'wait' END,
+            CASE s.email WHEN 'ada@example.com' THEN now() + interval '1 day' ELSE now() - interval '1 hour' END, now()
+          FROM campaign.journeys j, campaign.subscribers s;
+        -- Lin's hello step sent under version 1 and again under version 2.
+        INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, subscriber_id)
+          SELECT 'journey:' || j.id || ':' || v || ':hello:' || e.id, 'email', 'lin@example.com', 'hi', e.subscriber_id
+          FROM campaign.journeys j JOIN campaign.journey_enrolments e ON e.journey_id = j.id
+            JOIN campaign.subscribers s ON s.id = e.subscriber_id AND s.email = 'lin@example.com', (VALUES (1), (2)) x(v);
+        """)
+      let report = try await verification.runVerification(.with { $0.component = "data" })
+      func issue(_ check: String) -> Herald_Verification_V1_Issue? { report.issues.first { $0.check == check } }
+      let missing = try #require(issue("data.journey_step_missing"), "\(report.issues.map(\.check))")
+      #expect(missing.count == 1 && missing.sampleKeys.first?.isEmpty == false)
+      let repeated = try #require(issue("data.journey_send_repeated"))
+      #expect(repeated.count == 1 && repeated.severity == .critical)
+      #expect(issue("data.journey_enrolment_overdue")?.count == 1)
+      try await Self.sql(
+        database,
+        """
+        UPDATE campaign.journey_enrolments SET step = 'wait', due_at = now() + interval '1 day';
+        DELETE FROM delivery.messages WHERE idempotency_key LIKE 'journey:%:2:hello:%';
+        """)
+      let again = try await verification.runVerification(.with { $0.component = "data" })
+      let left = Set(again.issues.map(\.check))
+      #expect(
+        left.isDisjoint(with: ["data.journey_step_missing", "data.journey_send_repeated", "data.journey_enrolment_overdue"]), "\(left)")
+    }
+  }
+
   @Test func injectedFaultsAreFoundRepairedAndAFailedRepairIsRolledBack() async throws {
     try await withHTTPSink { webhookPort, alerts async throws in
       try await withVerifiedSystem(syncDown: true, alertWebhook: "http://127.0.0.1:\(webhookPort)/alerts") {

@@ -56,13 +56,18 @@ package enum CampaignDefinition: BackEndProcess {
         let snapshots = MetricSnapshotter(client: resources.database, logger: resources.logger)
         // Journeys (SPEC §12): events into enrolments, due steps performed, watched segments.
         let triggers = JourneyTriggerProcessor(client: resources.database, logger: resources.logger, batchSize: settings.journeys.batchSize)
-        let journeySchedulers = (0..<settings.journeys.workers).map { number in
-          BackgroundWorker(name: "journey-scheduler-\(number + 1)") {
-            await JourneyScheduler(
-              client: resources.database, sink: sink, links: links, tracking: tracking, settings: settings.journeys,
-              logger: resources.logger
-            ).run()
-          }
+        let journeySchedulers = (0..<settings.journeys.workers).flatMap { number in
+          [
+            BackgroundWorker(name: "journey-scheduler-\(number + 1)") {
+              await JourneyScheduler(client: resources.database, settings: settings.journeys, logger: resources.logger).run()
+            },
+            BackgroundWorker(name: "journey-relay-\(number + 1)") {
+              await JourneyRelay(
+                client: resources.database, sink: sink, links: links, tracking: tracking, batchSize: settings.journeys.batchSize,
+                logger: resources.logger
+              ).run()
+            },
+          ]
         }
         let segments = SegmentWatcher(client: resources.database, interval: settings.journeys.segmentInterval, logger: resources.logger)
         return relays + journeySchedulers + [
@@ -91,6 +96,9 @@ package enum CampaignDefinition: BackEndProcess {
     scrape.gauge(
       "herald_campaign_outbox_pending_entries", help: "Outbox entries not yet relayed or settled (of sending and paused campaigns)",
       pending.entries)
+    scrape.gauge(
+      "herald_campaign_journey_sends_pending", help: "Journey sends recorded and not yet handed to delivery (shared)",
+      try await store.pendingJourneySends())
     let campaigns = try await store.campaignCountsByStatus()
     for status in CampaignRecord.statuses {
       scrape.gauge("herald_campaign_campaigns", [("status", status)], help: "Campaigns by status", campaigns[status] ?? 0)

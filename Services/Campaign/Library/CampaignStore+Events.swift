@@ -132,6 +132,21 @@ extension CampaignStore {
     ).collect().count
   }
 
+  /// Erasure (GDPR) of what journeys hold of a person: their events' properties and their
+  /// enrolments' context are emptied, and the journeys they are in end for them (`erased`).
+  func eraseJourneyData(of subscriber: UUID, on connection: PostgresConnection) async throws {
+    try await connection.query(
+      "UPDATE campaign.events SET properties = '{}' WHERE subscriber_id = \(subscriber) AND properties <> '{}'", logger: logger)
+    try await connection.query(
+      """
+      UPDATE campaign.journey_enrolments SET context = '{}',
+        status = CASE WHEN status IN ('active', 'waiting') THEN 'exited' ELSE status END,
+        exit_reason = CASE WHEN status IN ('active', 'waiting') THEN 'erased' ELSE exit_reason END,
+        finished_at = coalesce(finished_at, now()), due_at = NULL, waiting_for = NULL
+      WHERE subscriber_id = \(subscriber)
+      """, logger: logger)
+  }
+
   /// `{"key": "value", ...}` for Herald's events' properties.
   static func properties(_ pairs: KeyValuePairs<String, JSONValue>) -> String {
     var object: [String: JSONValue] = [:]

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import Logging
 import PostgresNIO
@@ -199,11 +200,15 @@ extension CampaignStore {
     }
 
     if let list = options.listID, !members.isEmpty {
-      try await connection.query(
+      let joined = try await connection.query(
         """
         INSERT INTO campaign.list_members (list_id, subscriber_id)
-        SELECT \(list), id FROM unnest(\(members)::uuid[]) AS m(id) ON CONFLICT DO NOTHING
-        """, logger: logger)
+        SELECT \(list), id FROM unnest(\(members)::uuid[]) AS m(id) ON CONFLICT DO NOTHING RETURNING subscriber_id
+        """, logger: logger
+      ).decode(UUID.self).elements()
+      // Journeys triggered by joining this list (SPEC §12).
+      let properties = Self.properties(["list_id": .string(list.lowercasedString)])
+      try await recordHeraldEvents(JourneyEvents.listJoined, joined.map { ($0, properties) }, on: connection)
     }
     return outcomes.map { $0! }
   }

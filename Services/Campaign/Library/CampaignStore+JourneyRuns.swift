@@ -73,13 +73,23 @@ struct PendingEvent: Sendable {
   var receivedAt: Date
 }
 
-/// A person enrolled by an event.
+/// A person enrolled by an event; `goalMet` when a later event of the same batch was the
+/// journey's goal (they enter and exit at once).
 struct NewEnrolment: Sendable {
   var key: JourneyVersionKey
   var subscriberID: UUID
   var eventID: Int64
   var firstStep: String
   var contextJSON: String
+  var goalMet = false
+}
+
+/// A journey send recorded by the scheduler, waiting for the relay.
+struct PendingSend: Sendable {
+  var enrolment: UUID
+  var step: String
+  var key: JourneyVersionKey
+  var subscriberID: UUID
 }
 
 /// What a step needs of a person: status, consent, address and the values templates use.
@@ -120,10 +130,16 @@ extension CampaignStore {
     }
   }
 
-  /// The current version of every active journey.
-  func activeVersions(on connection: PostgresConnection) async throws -> [JourneyVersionKey] {
-    try await connection.query("SELECT id, version FROM campaign.journeys WHERE status = 'active'", logger: logger)
-      .decode((UUID, Int32).self).elements().map { JourneyVersionKey(journey: $0.0, version: $0.1) }
+  /// The current version of every active journey, with when it was published (an event
+  /// received before that does not enrol in it).
+  func activeVersions(on connection: PostgresConnection) async throws -> [(key: JourneyVersionKey, publishedAt: Date)] {
+    try await connection.query(
+      """
+      SELECT j.id, j.version, v.published_at FROM campaign.journeys j
+      JOIN campaign.journey_versions v ON v.journey_id = j.id AND v.version = j.version
+      WHERE j.status = 'active'
+      """, logger: logger
+    ).decode((UUID, Int32, Date).self).elements().map { (JourneyVersionKey(journey: $0.0, version: $0.1), $0.2) }
   }
 
   /// The definitions of `keys`.
@@ -183,11 +199,15 @@ extension CampaignStore {
     guard !enrolments.isEmpty else { return 0 }
     return try await connection.query(
       """
-      INSERT INTO campaign.journey_enrolments (journey_id, version, subscriber_id, event_id, status, step, due_at, context, entered_at)
-      SELECT u.journey_id, u.version, u.subscriber_id, u.event_id, 'active', u.step, \(now), u.context::jsonb, \(now)
+      INSERT INTO campaign.journey_enrolments (
+        journey_id, version, subscriber_id, event_id, status, step, due_at, context, entered_at, exit_reason, finished_at)
+      SELECT u.journey_id, u.version, u.subscriber_id, u.event_id, CASE WHEN u.goal THEN 'exited' ELSE 'active' END, u.step,
+        CASE WHEN u.goal THEN NULL ELSE \(now) END, u.context::jsonb, \(now), CASE WHEN u.goal THEN 'goal' END,
+        CASE WHEN u.goal THEN \(now) END
       FROM unnest(\(enrolments.map(\.key.journey))::uuid[], \(enrolments.map(\.key.version))::int4[],
         \(enrolments.map(\.subscriberID))::uuid[], \(enrolments.map(\.eventID))::int8[], \(enrolments.map(\.firstStep))::text[],
-        \(enrolments.map(\.contextJSON))::text[]) AS u(journey_id, version, subscriber_id, event_id, step, context)
+        \(enrolments.map(\.contextJSON))::text[], \(enrolments.map(\.goalMet))::bool[])
+        AS u(journey_id, version, subscriber_id, event_id, step, context, goal)
       ON CONFLICT (journey_id, event_id) DO NOTHING
       RETURNING 1
       """, logger: logger
@@ -204,23 +224,30 @@ extension CampaignStore {
 
   // MARK: Scheduler
 
-  /// Claims up to `limit` enrolments of active journeys due at `now`, earliest first, with `FOR
-  /// UPDATE SKIP LOCKED`: replicas (and a process's workers) share them.
+  /// Claims up to `limit` enrolments of active journeys due at `now`, earliest first within each
+  /// journey (journeys in a random order, so none waits behind another's backlog), with `FOR
+  /// UPDATE SKIP LOCKED`: replicas (and a process's workers) share them. A paused journey's
+  /// enrolments are not even scanned.
   func claimDueEnrolments(at now: Date, limit: Int, on connection: PostgresConnection) async throws -> [EnrolmentState] {
-    try await connection.query(
-      """
-      SELECT e.id, e.journey_id, e.version, e.subscriber_id, e.status, e.step, e.step_started_at, e.due_at, e.waiting_for
-      FROM campaign.journey_enrolments e
-      WHERE e.status IN ('active', 'waiting') AND e.due_at <= \(now)
-        AND EXISTS (SELECT 1 FROM campaign.journeys j WHERE j.id = e.journey_id AND j.status = 'active')
-      ORDER BY e.due_at LIMIT \(limit)
-      FOR UPDATE OF e SKIP LOCKED
-      """, logger: logger
-    ).decode((UUID, UUID, Int32, UUID, String, String?, Date?, Date?, String?).self).elements().map {
-      EnrolmentState(
-        id: $0.0, key: JourneyVersionKey(journey: $0.1, version: $0.2), subscriberID: $0.3, status: $0.4, step: $0.5,
-        stepStartedAt: $0.6, dueAt: $0.7, waitingFor: $0.8)
+    let journeys = try await connection.query("SELECT id FROM campaign.journeys WHERE status = 'active'", logger: logger)
+      .decode(UUID.self).elements().shuffled()
+    var claimed: [EnrolmentState] = []
+    for journey in journeys where claimed.count < limit {
+      claimed += try await connection.query(
+        """
+        SELECT e.id, e.journey_id, e.version, e.subscriber_id, e.status, e.step, e.step_started_at, e.due_at, e.waiting_for
+        FROM campaign.journey_enrolments e
+        WHERE e.journey_id = \(journey) AND e.status IN ('active', 'waiting') AND e.due_at <= \(now)
+        ORDER BY e.due_at LIMIT \(limit - claimed.count)
+        FOR UPDATE SKIP LOCKED
+        """, logger: logger
+      ).decode((UUID, UUID, Int32, UUID, String, String?, Date?, Date?, String?).self).elements().map {
+        EnrolmentState(
+          id: $0.0, key: JourneyVersionKey(journey: $0.1, version: $0.2), subscriberID: $0.3, status: $0.4, step: $0.5,
+          stepStartedAt: $0.6, dueAt: $0.7, waitingFor: $0.8)
+      }
     }
+    return claimed
   }
 
   /// The steps `enrolments` have done, as `enrolment:step` (a migrated enrolment may meet one again).
@@ -287,11 +314,50 @@ extension CampaignStore {
       throw RPCError(code: .dataLoss, message: "a stored update step's attributes are not an object")
     }
     let removed = object.filter { $0.value == .null }.keys.sorted()
+    // Locked in id order first, so two batches updating the same people cannot deadlock.
     try await connection.query(
       """
-      UPDATE campaign.subscribers SET attributes = (attributes - \(removed)::text[]) || jsonb_strip_nulls(\(json)::jsonb), updated_at = now()
-      WHERE id = ANY(\(subscribers)::uuid[])
+      UPDATE campaign.subscribers s SET attributes = (s.attributes - \(removed)::text[]) || jsonb_strip_nulls(\(json)::jsonb),
+        updated_at = now()
+      FROM (SELECT id FROM campaign.subscribers WHERE id = ANY(\(subscribers.sorted { $0.uuidString < $1.uuidString })::uuid[])
+        AND status <> 'erased' ORDER BY id FOR UPDATE) locked
+      WHERE s.id = locked.id
       """, logger: logger)
+  }
+
+  // MARK: Relay
+
+  /// Claims up to `limit` pending journey sends, oldest first, with `FOR UPDATE SKIP LOCKED`.
+  func claimPendingSends(limit: Int, on connection: PostgresConnection) async throws -> [PendingSend] {
+    try await connection.query(
+      """
+      SELECT d.enrolment_id, d.step, d.version, e.journey_id, e.subscriber_id
+      FROM campaign.journey_steps_done d JOIN campaign.journey_enrolments e ON e.id = d.enrolment_id
+      WHERE d.outcome = 'pending'
+      ORDER BY d.done_at LIMIT \(limit)
+      FOR UPDATE OF d SKIP LOCKED
+      """, logger: logger
+    ).decode((UUID, String, Int32, UUID, UUID).self).elements().map {
+      PendingSend(enrolment: $0.0, step: $0.1, key: JourneyVersionKey(journey: $0.3, version: $0.2), subscriberID: $0.4)
+    }
+  }
+
+  /// Records what became of relayed sends: their outcome, why, and their message.
+  func settleSends(_ sends: [PendingSend], results: [JourneyScheduler.SendResult], on connection: PostgresConnection) async throws {
+    guard !sends.isEmpty else { return }
+    try await connection.query(
+      """
+      UPDATE campaign.journey_steps_done d SET outcome = u.outcome, detail = u.detail, message_id = nullif(u.message_id, '')::uuid
+      FROM unnest(\(sends.map(\.enrolment))::uuid[], \(sends.map(\.step))::text[], \(results.map(\.outcome))::text[],
+        \(results.map(\.detail))::text[], \(Self.texts(results.map(\.message)))::text[]) AS u(enrolment_id, step, outcome, detail, message_id)
+      WHERE d.enrolment_id = u.enrolment_id AND d.step = u.step
+      """, logger: logger)
+  }
+
+  /// Pending journey sends (the metric).
+  package func pendingJourneySends() async throws -> Int64 {
+    try await client.query("SELECT count(*) FROM campaign.journey_steps_done WHERE outcome = 'pending'", logger: logger)
+      .decode(Int64.self).elements().first ?? 0
   }
 
   // MARK: Both
@@ -365,15 +431,20 @@ extension CampaignStore {
 
   // MARK: Segments
 
-  /// The segments that active journeys' segment_entered triggers watch.
+  /// The segments that active journeys' segment_entered triggers watch. Watches of segments
+  /// no active journey uses any more are forgotten, so a journey that watches one again starts
+  /// from a new baseline (no one who entered meanwhile enters all at once).
   package func watchedSegments() async throws -> [UUID] {
-    try await client.query(
+    let watched = try await client.query(
       """
       SELECT DISTINCT (v.definition -> 'trigger' ->> 'segment_id')::uuid FROM campaign.journeys j
       JOIN campaign.journey_versions v ON v.journey_id = j.id AND v.version = j.version
       WHERE j.status = 'active' AND v.trigger_event = \(JourneyEvents.segmentEntered)
       """, logger: logger
     ).decode(UUID.self).elements()
+    try await client.query(
+      "DELETE FROM campaign.journey_segment_watches WHERE segment_id <> ALL(\(watched)::uuid[])", logger: logger)
+    return watched
   }
 
   /// Evaluates a watched segment when its last evaluation is `interval` old: who is in it now

@@ -186,6 +186,13 @@ extension CampaignStore {
     return journey
   }
 
+  /// NOT_FOUND naming `journey_id` unless the journey exists (without counting its enrolments).
+  func requireJourney(_ id: UUID) async throws {
+    guard try await !client.query("SELECT 1 FROM campaign.journeys WHERE id = \(id)", logger: logger).collect().isEmpty else {
+      throw Self.notFound("journey", id, field: "journey_id")
+    }
+  }
+
   /// Publishes `definition` as the next version in the caller's transaction (and moves the
   /// journey to `status`, when given); returns its number.
   private func publish(
@@ -240,10 +247,13 @@ extension CampaignStore {
       }
       let version = try await self.publish(id, definition, on: connection)
       guard migrate else { return 0 }
+      // A waiting person now waits for the new step's event (its timeout stays as it began).
       return try await connection.query(
         """
-        UPDATE campaign.journey_enrolments e SET version = \(version)
-        FROM unnest(\(definition.steps.map(\.id))::text[], \(definition.steps.map(\.kind))::text[]) AS s(id, kind),
+        UPDATE campaign.journey_enrolments e SET version = \(version),
+          waiting_for = CASE WHEN e.status = 'waiting' THEN nullif(s.event, '') END
+        FROM unnest(\(definition.steps.map(\.id))::text[], \(definition.steps.map(\.kind))::text[],
+            \(definition.steps.map { $0.event ?? "" })::text[]) AS s(id, kind, event),
           campaign.journey_versions v
         WHERE e.journey_id = \(id) AND e.version < \(version) AND e.status IN ('active', 'waiting') AND e.step = s.id
           AND v.journey_id = e.journey_id AND v.version = e.version
@@ -296,7 +306,7 @@ extension CampaignStore {
   package func enrolments(
     of journey: UUID, subscriber: UUID?, status: String?, pageSize: Int, after: UUID?
   ) async throws -> (enrolments: [JourneyEnrolmentRecord], next: UUID?) {
-    _ = try await self.journey(id: journey)
+    try await requireJourney(journey)
     let rows = try await client.query(
       """
       SELECT e.id, e.version, e.subscriber_id, e.status, e.step, e.due_at, e.waiting_for, e.exit_reason, e.entered_at, e.finished_at
@@ -353,7 +363,7 @@ extension CampaignStore {
 
   /// Counts by enrolment status, and per version and step (in the order of each version's steps).
   package func journeyAnalytics(_ journey: UUID) async throws -> JourneyAnalyticsRecord {
-    _ = try await self.journey(id: journey)
+    try await requireJourney(journey)
     var byStatus: [String: Int64] = [:]
     var cells: [String: JourneyStepCountsRecord] = [:]
     func key(_ version: Int32, _ step: String) -> String { "\(version)\u{0}\(step)" }

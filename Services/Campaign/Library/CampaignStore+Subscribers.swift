@@ -105,6 +105,9 @@ extension CampaignStore {
         for event in events {
           try await insertConsentEvent(event, for: id, on: connection)
         }
+        if record.status == "erased" && original.status != "erased" {
+          try await eraseJourneyData(of: id, on: connection)
+        }
         return try written.first.map(Self.subscriberRecord)
       }
     } catch  where error.sqlState == "23505" {

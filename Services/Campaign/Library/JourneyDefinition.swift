@@ -17,6 +17,16 @@ package enum JourneyEvents {
   /// The prefix no custom event may use.
   package static let reservedPrefix = "herald."
 
+  /// Herald's own event names.
+  package static let heraldNames = Set([listJoined, inbound, segmentEntered] + engagementKinds.map(engagement))
+
+  /// A custom name, or one of Herald's own.
+  package static func isKnown(_ name: String) -> Bool { !name.hasPrefix(reservedPrefix) || heraldNames.contains(name) }
+
+  static func unknownMessage(_ name: String) -> String {
+    "'\(name)' is not one of Herald's events (\(heraldNames.sorted().joined(separator: ", "))); custom names may not start with herald."
+  }
+
   /// Whether `name` is a well-formed event name: 1 to 100 of A-Z a-z 0-9 _ . : -.
   package static func isName(_ name: String) -> Bool {
     !name.isEmpty && name.utf8.count <= 100
@@ -74,8 +84,11 @@ package struct JourneyTrigger: Codable, Sendable, Equatable {
       if reply, properties["reply"] != .bool(true) { return false }
       return true
     case "engagement":
+      // Opens and clicks of a campaign only: a journey's own messages' (herald.opened with a
+      // journey_id) never trigger, so a journey cannot feed itself. A conversion or a reply
+      // credited to no campaign matches a trigger that names none.
       if let campaignID { return text("campaign_id") == campaignID.lowercasedString }
-      return true
+      return text("campaign_id") != nil || !["opened", "clicked"].contains(engagement ?? "")
     default: return true
     }
   }
@@ -216,6 +229,21 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
     guard kinds.contains(trigger.kind) else {
       throw invalid("trigger.kind", "trigger.kind '\(trigger.kind)' must be one of \(kinds.joined(separator: ", "))")
     }
+    let triggerUses: [String: Bool] = [
+      "list_id": trigger.listID != nil, "event": trigger.event != nil, "keyword": trigger.keyword != nil, "reply": trigger.reply,
+      "segment_id": trigger.segmentID != nil, "engagement": trigger.engagement != nil, "campaign_id": trigger.campaignID != nil,
+    ]
+    let triggerAllowed: Set<String> =
+      switch trigger.kind {
+      case "list_joined": ["list_id"]
+      case "event": ["event"]
+      case "inbound": ["keyword", "reply"]
+      case "segment_entered": ["segment_id"]
+      default: ["engagement", "campaign_id"]
+      }
+    if let stray = triggerUses.filter({ $0.value && !triggerAllowed.contains($0.key) }).keys.sorted().first {
+      throw invalid("trigger.\(stray)", "trigger.\(stray) does not apply to a \(trigger.kind) trigger")
+    }
     switch trigger.kind {
     case "list_joined" where trigger.listID == nil: throw invalid("trigger.list_id", "a list_joined trigger needs list_id")
     case "segment_entered" where trigger.segmentID == nil:
@@ -250,8 +278,11 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
     } else if periodDays != 0 {
       throw invalid("period_days", "period_days applies to the once_per_period entry only")
     }
-    if let goal = goalEvent, !JourneyEvents.isName(goal) {
-      throw invalid("goal_event", "goal_event '\(goal)' is not an event name (1 to 100 of A-Z a-z 0-9 _ . : -)")
+    if let goal = goalEvent {
+      guard JourneyEvents.isName(goal) else {
+        throw invalid("goal_event", "goal_event '\(goal)' is not an event name (1 to 100 of A-Z a-z 0-9 _ . : -)")
+      }
+      guard JourneyEvents.isKnown(goal) else { throw invalid("goal_event", JourneyEvents.unknownMessage(goal)) }
     }
     // Steps: ids unique, jumps forward to steps that exist.
     guard !steps.isEmpty else { throw invalid("steps", "a journey needs at least one step") }
@@ -287,13 +318,14 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
         "on_event_step": step.onEventStep != nil, "on_timeout_step": step.onTimeoutStep != nil, "conditions": !step.conditions.isEmpty,
         "then_step": step.thenStep != nil, "else_step": step.elseStep != nil, "attributes": step.attributesJSON != nil,
         "track_opens": step.trackOpens, "track_clicks": step.trackClicks, "next_step": step.nextStep != nil,
+        "match": step.match != "all",
       ]
       let allowed: Set<String> =
         switch step.kind {
         case "send": ["template_id", "track_opens", "track_clicks", "next_step"]
         case "wait": ["wait_seconds", "until_time", "until_weekdays", "next_step"]
         case "wait_for_event": ["event", "timeout_seconds", "on_event_step", "on_timeout_step"]
-        case "branch": ["conditions", "then_step", "else_step"]
+        case "branch": ["conditions", "then_step", "else_step", "match"]
         case "update": ["attributes", "next_step"]
         default: []
         }
@@ -310,7 +342,9 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
             throw invalid("\(at).wait_seconds", "\(at).wait_seconds must be 60 (a minute) to 31,536,000 (365 days)")
           }
           guard step.untilTime == nil && step.untilWeekdays.isEmpty else {
-            throw invalid("\(at).until_time", "a wait is either wait_seconds or until_time (with until_weekdays), not both")
+            throw invalid(
+              step.untilTime != nil ? "\(at).until_time" : "\(at).until_weekdays",
+              "a wait is either wait_seconds or until_time (with until_weekdays), not both")
           }
         } else {
           guard let time = step.untilTime else {
@@ -325,6 +359,7 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
         guard let event = step.event, JourneyEvents.isName(event) else {
           throw invalid("\(at).event", "a wait_for_event step needs event: 1 to 100 of A-Z a-z 0-9 _ . : -")
         }
+        guard JourneyEvents.isKnown(event) else { throw invalid("\(at).event", JourneyEvents.unknownMessage(event)) }
         guard let timeout = step.timeoutSeconds, (60...JourneyStep.longestWait).contains(timeout) else {
           throw invalid("\(at).timeout_seconds", "a wait_for_event step needs timeout_seconds from 60 to 31,536,000 (365 days)")
         }
@@ -335,7 +370,8 @@ package struct JourneyDefinition: Codable, Sendable, Equatable {
         guard !step.conditions.isEmpty else { throw invalid("\(at).conditions", "a branch step needs conditions") }
         var builder = SQLBuilder()
         do {
-          _ = try SegmentFilter.compile(match: step.match, conditions: step.conditions, into: &builder, journeySteps: Set(seen.keys))
+          _ = try SegmentFilter.compile(
+            match: step.match, conditions: step.conditions, into: &builder, journeySteps: Set(steps.filter { $0.kind == "send" }.map(\.id)))
         } catch {
           throw invalid("\(at).\(error.field)", error.message)
         }

@@ -102,8 +102,11 @@ package struct JourneyTriggerProcessor: Sendable {
       guard try await store.lockTriggerFeed(on: connection) else { return (0, 0) }
       let events = try await store.pendingEvents(limit: batchSize, on: connection)
       guard !events.isEmpty else { return (0, 0) }
-      let active = try await store.activeVersions(on: connection)
-      var open = try await store.openEnrolments(of: Array(Set(events.map(\.subscriberID))), on: connection)
+      let live = try await store.activeVersions(on: connection)
+      let active = live.map(\.key)
+      let publishedAt = Dictionary(live.map { ($0.key, $0.publishedAt) }, uniquingKeysWith: { first, _ in first })
+      var open = try await store.openEnrolments(
+        of: Array(Set(events.map(\.subscriberID))).sorted { $0.uuidString < $1.uuidString }, on: connection)
       let compiled = try await versions.load(Set(active + open.map(\.key)), store: store, on: connection)
       let openBySubscriber = Dictionary(grouping: open.indices, by: { open[$0].subscriberID })
 
@@ -122,8 +125,13 @@ package struct JourneyTriggerProcessor: Sendable {
       var done: [StepDone] = []
       var changed: Set<Int> = []
       var enrolments: [NewEnrolment] = []
+      // This batch's new enrolments by person, so a later event of the batch can be their goal.
+      var enrolledNow: [UUID: [Int]] = [:]
       for event in events {
         let properties = JSONValue.parse(event.propertiesJSON)?.object ?? [:]
+        for index in enrolledNow[event.subscriberID] ?? [] where !enrolments[index].goalMet {
+          if compiled[enrolments[index].key]?.definition.goalEvent == event.name { enrolments[index].goalMet = true }
+        }
         for index in openBySubscriber[event.subscriberID] ?? [] {
           var enrolment = open[index]
           guard enrolment.status == "active" || enrolment.status == "waiting", let version = compiled[enrolment.key] else { continue }
@@ -147,8 +155,10 @@ package struct JourneyTriggerProcessor: Sendable {
           changed.insert(index)
         }
         for key in active {
+          // An event received before the version was published (a backlog) does not enrol in it.
           guard let version = compiled[key], version.definition.trigger.eventName == event.name,
-            version.definition.trigger.matches(properties), let first = version.definition.steps.first
+            version.definition.trigger.matches(properties), let first = version.definition.steps.first,
+            event.receivedAt >= publishedAt[key] ?? .distantFuture
           else { continue }
           let definition = version.definition
           let pair = CampaignStore.pairKey(key.journey, event.subscriberID)
@@ -159,6 +169,7 @@ package struct JourneyTriggerProcessor: Sendable {
           default: break
           }
           lastEntry[pair] = now
+          enrolledNow[event.subscriberID, default: []].append(enrolments.count)
           enrolments.append(
             NewEnrolment(
               key: key, subscriberID: event.subscriberID, eventID: event.id, firstStep: first.id, contextJSON: event.propertiesJSON))
@@ -195,30 +206,18 @@ package struct JourneyTriggerProcessor: Sendable {
 /// Performs the steps of due enrolments (SPEC §12). A batch is claimed with `FOR UPDATE SKIP
 /// LOCKED` (replicas and workers share the work); each enrolment goes through as many steps as
 /// are due (a send, a branch, an update, the start of a wait), grouped by step so a thousand
-/// people at one step make one query or one enqueue; what was done, and where each person now
-/// is, is written in the same transaction. Sends are enqueued to delivery before the commit with
-/// the idempotency key `journey:<journey>:<version>:<step>:<enrolment>`: a crash before the
-/// commit repeats the batch, and delivery answers the keys it has as duplicates, so no step is
-/// done twice or skipped. Consent and status are checked at each send; delivery applies the
-/// suppression list and SMS quiet hours. Metrics: `herald_campaign_journey_steps_total{kind}`,
-/// `herald_campaign_journey_sends_total{outcome}`.
+/// people at one step make one query; what was done, and where each person now is, is written in
+/// the same transaction. A send step is written `pending` there — the journeys' outbox — and
+/// `JourneyRelay` hands it to delivery, so a crash repeats nothing and skips nothing, and the
+/// scheduler never waits on another service. Metrics: `herald_campaign_journey_steps_total{kind}`.
 package struct JourneyScheduler: Sendable {
   let store: CampaignStore
-  let sink: any MessageSink
-  let links: UnsubscribeLinks
-  let tracking: TrackingLinks
   let settings: JourneySettings
   let logger: Logger
   private let versions = JourneyVersionCache()
 
-  package init(
-    client: PostgresClient, sink: any MessageSink, links: UnsubscribeLinks = .none, tracking: TrackingLinks = .none,
-    settings: JourneySettings = JourneySettings(), logger: Logger
-  ) {
+  package init(client: PostgresClient, settings: JourneySettings = JourneySettings(), logger: Logger) {
     self.store = CampaignStore(client: client, logger: logger)
-    self.sink = sink
-    self.links = links
-    self.tracking = tracking
     self.settings = settings
     self.logger = logger
   }
@@ -226,7 +225,6 @@ package struct JourneyScheduler: Sendable {
   struct Outcome: Sendable {
     var enrolments = 0
     var steps: [String: Int] = [:]
-    var sends: [String: Int] = [:]
   }
 
   private struct GroupKey: Hashable {
@@ -243,10 +241,15 @@ package struct JourneyScheduler: Sendable {
     for (kind, count) in outcome.steps {
       Counter(label: "herald_campaign_journey_steps_total", dimensions: [("kind", kind)]).increment(by: count)
     }
-    for (result, count) in outcome.sends {
-      Counter(label: "herald_campaign_journey_sends_total", dimensions: [("outcome", result)]).increment(by: count)
-    }
     return outcome.enrolments
+  }
+
+  /// The result of one send: its outcome (`sent`, `suppressed`, `skipped`, `failed`), why, and
+  /// its message in delivery.
+  struct SendResult: Sendable {
+    var outcome: String
+    var detail: String = ""
+    var message: UUID?
   }
 
   private func perform(at now: Date, on connection: PostgresConnection) async throws -> Outcome {
@@ -289,8 +292,12 @@ package struct JourneyScheduler: Sendable {
         let definition = version.definition
         let step = definition.steps[place]
         let person = people[enrolment.subscriberID]
+        // Unsubscribed: consenting to none of the channels the journey sends on (a journey that
+        // sends nothing: no longer active).
         if definition.exitOnUnsubscribe && enrolment.stepStartedAt == nil
-          && !(person.map { person in person.active && version.channels.contains { person.consents(to: $0) } } ?? false)
+          && !(person.map { person in
+            person.active && (version.channels.isEmpty || version.channels.contains { person.consents(to: $0) })
+          } ?? false)
         {
           enrolment.finish("exited", reason: "unsubscribed", at: now)
           claimed[index] = enrolment
@@ -349,7 +356,7 @@ package struct JourneyScheduler: Sendable {
             claimed[index].moveOn(to: definition.next(after: step.id, target: holds ? step.thenStep : step.elseStep), at: now)
           }
         case "update":
-          let subscribers = Array(Set(members.map { claimed[$0].subscriberID }))
+          let subscribers = Array(Set(members.map { claimed[$0].subscriberID })).sorted { $0.uuidString < $1.uuidString }
           try await store.mergeAttributes(subscribers, attributes: step.attributesJSON ?? "{}", on: connection)
           people.merge(try await store.journeySubscribers(subscribers, on: connection)) { _, new in new }
           for index in members {
@@ -357,11 +364,9 @@ package struct JourneyScheduler: Sendable {
             claimed[index].moveOn(to: definition.next(after: step.id, target: step.nextStep), at: now)
           }
         default:
-          let results = try await send(members.map { claimed[$0] }, step: step, version: version, people: people)
-          for (offset, index) in members.enumerated() {
-            let result = results[offset]
-            record(claimed[index], step, result.outcome, result.detail, message: result.message)
-            outcome.sends[result.outcome, default: 0] += 1
+          // Into the outbox: the relay renders and enqueues it, checking consent then.
+          for index in members {
+            record(claimed[index], step, "pending")
             claimed[index].moveOn(to: definition.next(after: step.id, target: step.nextStep), at: now)
           }
         }
@@ -374,24 +379,93 @@ package struct JourneyScheduler: Sendable {
     return outcome
   }
 
-  struct SendResult: Sendable {
-    var outcome: String
-    var detail: String = ""
-    var message: UUID?
+  /// Runs batches until none is due at `now` (tests and tools).
+  package func drain(at now: Date = Date()) async throws {
+    while try await runBatch(at: now) > 0 {}
+  }
+
+  package func run(idle: Duration = .milliseconds(500)) async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      do {
+        if try await runBatch() == 0 { await BackgroundWorker.pause(idle) }
+      } catch {
+        logger.error("journey scheduler batch failed; will retry", metadata: ["error": "\(error.logDescription)"])
+        await BackgroundWorker.pause(.seconds(2))
+      }
+    }
+  }
+}
+
+/// Hands pending journey sends (SPEC §12) to delivery: claims a batch with `FOR UPDATE SKIP
+/// LOCKED`, renders each for its person (consent and status checked now: an unsubscribe wins over
+/// a send already recorded), enqueues them with the idempotency key
+/// `journey:<journey>:<version>:<step>:<enrolment>`, and records each outcome and message in the
+/// same transaction. A crash before the commit leaves them pending; the next try sends the same
+/// keys and delivery answers them as duplicates with the message it queued. Metric:
+/// `herald_campaign_journey_sends_total{outcome}`.
+package struct JourneyRelay: Sendable {
+  let store: CampaignStore
+  let sink: any MessageSink
+  let links: UnsubscribeLinks
+  let tracking: TrackingLinks
+  let batchSize: Int
+  let logger: Logger
+  private let versions = JourneyVersionCache()
+
+  package init(
+    client: PostgresClient, sink: any MessageSink, links: UnsubscribeLinks = .none, tracking: TrackingLinks = .none,
+    batchSize: Int = 1000, logger: Logger
+  ) {
+    self.store = CampaignStore(client: client, logger: logger)
+    self.sink = sink
+    self.links = links
+    self.tracking = tracking
+    self.batchSize = batchSize
+    self.logger = logger
+  }
+
+  private struct StepKey: Hashable {
+    var version: JourneyVersionKey
+    var step: String
+  }
+
+  /// Relays the next batch; returns how many sends it settled (0: none pending).
+  @discardableResult
+  package func relayBatch() async throws -> Int {
+    let outcomes = try await store.transaction { connection -> [String: Int] in
+      let sends = try await store.claimPendingSends(limit: batchSize, on: connection)
+      guard !sends.isEmpty else { return [:] }
+      let compiled = try await versions.load(Set(sends.map(\.key)), store: store, on: connection)
+      let people = try await store.journeySubscribers(Array(Set(sends.map(\.subscriberID))), on: connection)
+      var results = Array(repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "the step is gone"), count: sends.count)
+      let groups = Dictionary(grouping: sends.indices) { StepKey(version: sends[$0].key, step: sends[$0].step) }
+      for (group, indices) in groups.sorted(by: { ($0.key.version.journey, $0.key.step) < ($1.key.version.journey, $1.key.step) }) {
+        guard let version = compiled[group.version], let place = version.definition.index(of: group.step) else { continue }
+        let sent = try await send(indices.map { sends[$0] }, step: version.definition.steps[place], version: version, people: people)
+        for (offset, index) in indices.enumerated() { results[index] = sent[offset] }
+      }
+      try await store.settleSends(sends, results: results, on: connection)
+      return Dictionary(grouping: results, by: \.outcome).mapValues(\.count)
+    }
+    for (outcome, count) in outcomes {
+      Counter(label: "herald_campaign_journey_sends_total", dimensions: [("outcome", outcome)]).increment(by: count)
+    }
+    return outcomes.values.reduce(0, +)
   }
 
   /// The key of one enrolment's send at one step of one version.
-  static func idempotencyKey(_ enrolment: EnrolmentState, step: String) -> String {
-    "journey:\(enrolment.key.journey.lowercasedString):\(enrolment.key.version):\(step):\(enrolment.id.lowercasedString)"
+  static func idempotencyKey(_ send: PendingSend) -> String {
+    "journey:\(send.key.journey.lowercasedString):\(send.key.version):\(send.step):\(send.enrolment.lowercasedString)"
   }
 
   /// Renders and enqueues one step's messages; a result per enrolment, in order.
   private func send(
-    _ enrolments: [EnrolmentState], step: JourneyStep, version: CompiledJourneyVersion, people: [UUID: JourneySubscriber]
-  ) async throws -> [SendResult] {
-    var results = Array(repeating: SendResult(outcome: "failed", detail: "not sent"), count: enrolments.count)
+    _ enrolments: [PendingSend], step: JourneyStep, version: CompiledJourneyVersion, people: [UUID: JourneySubscriber]
+  ) async throws -> [JourneyScheduler.SendResult] {
+    var results = Array(repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "not sent"), count: enrolments.count)
     guard let templateID = step.templateID, let template = version.templates[templateID] else {
-      return Array(repeating: SendResult(outcome: "failed", detail: "the step's template is gone"), count: enrolments.count)
+      return Array(
+        repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "the step's template is gone"), count: enrolments.count)
     }
     let channel = template.channel
     let signer = links.signer()
@@ -399,11 +473,11 @@ package struct JourneyScheduler: Sendable {
     var messages: [(Int, Herald_Delivery_V1_OutboundMessage)] = []
     for (offset, enrolment) in enrolments.enumerated() {
       guard let person = people[enrolment.subscriberID], person.active else {
-        results[offset] = SendResult(outcome: "skipped", detail: "subscriber is not active")
+        results[offset] = JourneyScheduler.SendResult(outcome: "skipped", detail: "subscriber is not active")
         continue
       }
       guard person.consents(to: channel), let recipient = channel == "email" ? person.email : person.phone else {
-        results[offset] = SendResult(outcome: "skipped", detail: "not subscribed to \(channel)")
+        results[offset] = JourneyScheduler.SendResult(outcome: "skipped", detail: "not subscribed to \(channel)")
         continue
       }
       let attributes = MessageTemplate.attributes(json: person.attributesJSON)
@@ -422,10 +496,10 @@ package struct JourneyScheduler: Sendable {
       do {
         rendered = try template.render(values)
       } catch {
-        results[offset] = SendResult(outcome: "failed", detail: "render: \(error.message)")
+        results[offset] = JourneyScheduler.SendResult(outcome: "failed", detail: "render: \(error.message)")
         continue
       }
-      let key = Self.idempotencyKey(enrolment, step: step.id)
+      let key = Self.idempotencyKey(enrolment)
       var message = Herald_Delivery_V1_OutboundMessage()
       message.idempotencyKey = key
       message.channel = channel == "email" ? .email : .sms
@@ -460,31 +534,38 @@ package struct JourneyScheduler: Sendable {
           }
           results[offset] =
             answer.suppressed
-            ? SendResult(outcome: "suppressed", detail: "on the suppression list", message: id) : SendResult(outcome: "sent", message: id)
+            ? JourneyScheduler.SendResult(outcome: "suppressed", detail: "on the suppression list", message: id)
+            : JourneyScheduler.SendResult(outcome: "sent", message: id)
         }
         remaining.removeFirst(part.count)
-      } catch let error as RPCError where error.code == .invalidArgument {
-        guard let field = error.field, let index = OutboxRelay.messageIndex(field), request.messages.indices.contains(index) else {
-          throw error
+      } catch let error as RPCError where error.code == .invalidArgument || error.code == .failedPrecondition {
+        // Refused for what the messages are, not for the moment: failed with the reason, never
+        // retried. One message named: that one, and the part goes again without it.
+        if let field = error.field, let index = OutboxRelay.messageIndex(field), request.messages.indices.contains(index) {
+          results[remaining[index].0] = JourneyScheduler.SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
+          remaining.remove(at: index)
+        } else {
+          for (offset, _) in remaining[part] {
+            results[offset] = JourneyScheduler.SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
+          }
+          remaining.removeFirst(part.count)
         }
-        results[remaining[index].0] = SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
-        remaining.remove(at: index)
       }
     }
     return results
   }
 
-  /// Runs batches until none is due at `now` (tests and tools).
-  package func drain(at now: Date = Date()) async throws {
-    while try await runBatch(at: now) > 0 {}
+  /// Relays until nothing is pending (tests and tools).
+  package func drain() async throws {
+    while try await relayBatch() > 0 {}
   }
 
   package func run(idle: Duration = .milliseconds(500)) async {
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       do {
-        if try await runBatch() == 0 { await BackgroundWorker.pause(idle) }
+        if try await relayBatch() == 0 { await BackgroundWorker.pause(idle) }
       } catch {
-        logger.error("journey scheduler batch failed; will retry", metadata: ["error": "\(error.logDescription)"])
+        logger.error("journey relay batch failed; will retry", metadata: ["error": "\(error.logDescription)"])
         await BackgroundWorker.pause(.seconds(2))
       }
     }

@@ -11,7 +11,7 @@ package enum SegmentFilter {
   package static let maxConditions = 50
 
   /// The SQL predicate, and the list ids it refers to (which must exist).
-  /// `journeySteps`: for a journey's branch, the ids of its steps; the predicate may then also use
+  /// `journeySteps`: for a journey's branch, the ids of its send steps; the predicate may then also use
   /// `event.<name>` (over `e.context`, the enrolment's) and `engagement.opened`,
   /// `engagement.clicked`, `engagement.<step>.opened|clicked` (its sends' engagement).
   package static func compile(
@@ -103,7 +103,7 @@ package enum SegmentFilter {
           message: "field '\(field)' must be engagement.opened, engagement.clicked or engagement.<step>.opened|clicked")
       }
       if parts.count == 3 && !journeySteps.contains(parts[1]) {
-        throw .init(field: "\(path).field", message: "field '\(field)' names step '\(parts[1])', which the journey does not have")
+        throw .init(field: "\(path).field", message: "field '\(field)' names step '\(parts[1])', which is not a send step of the journey")
       }
       guard op == "eq" || op == "neq" else { throw refuse() }
       guard case .bool(let flag) = value else { throw wrongType("true or false") }

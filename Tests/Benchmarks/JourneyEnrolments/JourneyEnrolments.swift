@@ -12,6 +12,7 @@ import HeraldTestSupport
 import Logging
 import PostgresNIO
 import SwiftProtobuf
+import Synchronization
 
 /// Journeys at scale (issue #22, SPEC §12), against a throwaway PostgreSQL: 1,000,000 people
 /// each send a `signed_up` event (RecordEvents over gRPC, batches of 1,000, one stream); the
@@ -47,6 +48,7 @@ func journeyFirstStep(_ size: Int, benchmark: Benchmark) async throws {
   let url = try await TestPostgres.shared.makeDatabase()
   var settings = CampaignSettings()
   settings.secrets = testSecrets
+  let journeySettings = settings.journeys
   let links = UnsubscribeLinks(publicURL: settings.publicURL, secrets: testSecrets)
   var campaignDefinition = CampaignDefinition.definition(settings: settings)
   campaignDefinition.readinessDependencies = []
@@ -126,30 +128,52 @@ func journeyFirstStep(_ size: Int, benchmark: Benchmark) async throws {
 
             benchmark.startMeasurement()
             // Events into enrolments: the trigger processor (one at a time holds its lock).
-            let triggers = JourneyTriggerProcessor(client: database, logger: logger, batchSize: settings.journeys.batchSize)
+            let triggers = JourneyTriggerProcessor(client: database, logger: logger, batchSize: journeySettings.batchSize)
             let enrolStart = ContinuousClock.now
             try await triggers.drain()
             let enrol = seconds(since: enrolStart)
             benchmarkPhase("enrol \(String(format: "%.2f", enrol)) rate=\(Int(Double(size) / enrol))/s")
 
-            // First steps: the scheduler's workers, memory sampled every tenth.
+            // First steps: the scheduler's workers record them (the outbox), the relay's hand them to
+            // delivery, all at once as in a campaign process; memory sampled every tenth relayed.
             let memoryBefore = residentMiB()
             let stepStart = ContinuousClock.now
+            let scheduled = ManagedAtomicFlag()
             try await withThrowingTaskGroup(of: Void.self) { group in
-              for _ in 0..<settings.journeys.workers {
+              group.addTask {
+                try await withThrowingTaskGroup(of: Void.self) { schedulers in
+                  for _ in 0..<journeySettings.workers {
+                    schedulers.addTask { [logger] in
+                      try await JourneyScheduler(client: database, settings: journeySettings, logger: logger).drain()
+                    }
+                  }
+                  try await schedulers.waitForAll()
+                }
+                benchmarkPhase("scheduled \(String(format: "%.2f", seconds(since: stepStart))) (every first step recorded)")
+                scheduled.set()
+              }
+              for _ in 0..<journeySettings.workers {
                 group.addTask { [logger] in
-                  let scheduler = JourneyScheduler(
-                    client: database, sink: DeliverySink(client: deliveryClient), links: links, settings: settings.journeys,
+                  let relay = JourneyRelay(
+                    client: database, sink: DeliverySink(client: deliveryClient), links: links, batchSize: journeySettings.batchSize,
                     logger: logger)
-                  try await scheduler.drain()
+                  // Until the schedulers are done and nothing is left pending.
+                  while true {
+                    let relayed = try await relay.relayBatch()
+                    if relayed == 0 {
+                      if scheduled.isSet { break }
+                      try await Task.sleep(for: .milliseconds(20))
+                    }
+                  }
                 }
               }
               group.addTask { [logger] in
                 var next = 1
                 while next <= 10 {
                   let done =
-                    try await database.query("SELECT count(*) FROM campaign.journey_steps_done", logger: logger).decode(Int64.self)
-                    .elements().first ?? 0
+                    try await database.query(
+                      "SELECT count(*) FROM campaign.journey_steps_done WHERE outcome <> 'pending'", logger: logger
+                    ).decode(Int64.self).elements().first ?? 0
                   while next <= 10 && done >= Int64(size * next / 10) {
                     benchmarkPhase(
                       "memory at \(next * 10)% \(String(format: "%.0f", residentMiB())) MiB after \(String(format: "%.1f", seconds(since: stepStart))) s"
@@ -189,10 +213,10 @@ func journeyFirstStep(_ size: Int, benchmark: Benchmark) async throws {
             let body = "<p>Welcome User1, you are number 1.</p><p><a href=\"\(links.publicURL)/u/v1.k1.x\">Unsubscribe</a></p>"
             let ceilingStart = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
-              for worker in 0..<settings.journeys.workers {
+              for worker in 0..<journeySettings.workers {
                 group.addTask {
                   let sink = DeliverySink(client: deliveryClient)
-                  for start in stride(from: worker * 1_000, to: size, by: 1_000 * settings.journeys.workers) {
+                  for start in stride(from: worker * 1_000, to: size, by: 1_000 * journeySettings.workers) {
                     var request = Herald_Delivery_V1_EnqueueMessagesRequest()
                     request.messages = (start..<min(start + 1_000, size)).map { n in
                       .with {
@@ -220,6 +244,13 @@ func journeyFirstStep(_ size: Int, benchmark: Benchmark) async throws {
       }
     }
   }
+}
+
+/// Set once, read by other tasks.
+final class ManagedAtomicFlag: Sendable {
+  private let value = Mutex(false)
+  func set() { value.withLock { $0 = true } }
+  var isSet: Bool { value.withLock { $0 } }
 }
 
 func calibrate(_ database: PostgresClient, logger: Logger) async throws {

@@ -3327,7 +3327,7 @@ extension OpenAPIDocument {
         "operationId": "campaign.PauseJourney",
         "tags": ["campaign"],
         "summary": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then).",
-        "description": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then).",
+        "description": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then). Events still end the waits that wait for them and meet goals; the steps after are performed on resume.",
         "x-herald-scope": "campaigns:write",
         "parameters": [
           {
@@ -10281,7 +10281,7 @@ extension OpenAPIDocument {
           "campaign_id": {
             "type": "string",
             "format": "uuid",
-            "description": "engagement: only with this campaign; empty for any."
+            "description": "engagement: only with this campaign; empty for any (opens and clicks of a campaign, never of a journey's own messages)."
           }
         },
         "additionalProperties": false
@@ -10328,7 +10328,7 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "uuid",
             "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-            "description": "engagement: only with this campaign; empty for any."
+            "description": "engagement: only with this campaign; empty for any (opens and clicks of a campaign, never of a journey's own messages)."
           }
         },
         "required": ["kind"],
