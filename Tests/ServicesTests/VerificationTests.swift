@@ -319,6 +319,10 @@ func withVerifiedSystem<T: Sendable>(
           SELECT j.id, 1, s.id, 'active', CASE s.email WHEN 'ada@example.com' THEN 'gone' ELSE 'wait' END,
             CASE s.email WHEN 'ada@example.com' THEN now() + interval '1 day' ELSE now() - interval '1 hour' END, now()
           FROM campaign.journeys j, campaign.subscribers s;
+        -- Ada's hello was recorded an hour ago and never relayed.
+        INSERT INTO campaign.journey_steps_done (enrolment_id, step, version, kind, outcome, done_at)
+          SELECT e.id, 'hello', 1, 'send', 'pending', now() - interval '1 hour'
+          FROM campaign.journey_enrolments e JOIN campaign.subscribers s ON s.id = e.subscriber_id AND s.email = 'ada@example.com';
         -- Lin's hello step sent under version 1 and again under version 2.
         INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, subscriber_id)
           SELECT 'journey:' || j.id || ':' || v || ':hello:' || e.id, 'email', 'lin@example.com', 'hi', e.subscriber_id
@@ -331,11 +335,12 @@ func withVerifiedSystem<T: Sendable>(
       #expect(missing.count == 1 && missing.sampleKeys.first?.isEmpty == false)
       let repeated = try #require(issue("data.journey_send_repeated"))
       #expect(repeated.count == 1 && repeated.severity == .critical)
-      #expect(issue("data.journey_enrolment_overdue")?.count == 1)
+      #expect(issue("data.journey_enrolment_overdue")?.count == 2)
       try await Self.sql(
         database,
         """
         UPDATE campaign.journey_enrolments SET step = 'wait', due_at = now() + interval '1 day';
+        UPDATE campaign.journey_steps_done SET outcome = 'sent';
         DELETE FROM delivery.messages WHERE idempotency_key LIKE 'journey:%:2:hello:%';
         """)
       let again = try await verification.runVerification(.with { $0.component = "data" })

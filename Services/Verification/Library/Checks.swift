@@ -246,10 +246,13 @@ enum DataChecks {
           SELECT e.id::text, 'due since ' || to_char(e.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
           FROM campaign.journey_enrolments e JOIN campaign.journeys j ON j.id = e.journey_id
           WHERE j.status = 'active' AND e.status IN ('active', 'waiting') AND e.due_at < now() - interval '15 minutes'
+          UNION ALL
+          SELECT d.enrolment_id::text || ' ' || d.step, 'send pending since ' || to_char(d.done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+          FROM campaign.journey_steps_done d WHERE d.outcome = 'pending' AND d.done_at < now() - interval '15 minutes'
           """,
-        describe: { "\($0) enrolments of active journeys are over 15 minutes past their due time" },
+        describe: { "\($0) enrolments of active journeys (or their sends) are over 15 minutes past their due time" },
         suggested:
-          "check that campaign replicas run their journey schedulers (herald_campaign_journey_steps_total rising) and read their logs",
+          "check that campaign replicas run their journey schedulers and relays (herald_campaign_journey_steps_total rising, herald_campaign_journey_sends_pending falling) and read their logs",
         repair: nil),
       DataCheck(
         check: "data.sms_queued_after_stop", component: "data", severity: .critical, category: .data, object: "delivery.messages",

@@ -140,7 +140,7 @@ func journeyFirstStep(_ size: Int, benchmark: Benchmark) async throws {
             let stepStart = ContinuousClock.now
             let scheduled = ManagedAtomicFlag()
             try await withThrowingTaskGroup(of: Void.self) { group in
-              group.addTask {
+              group.addTask { [logger] in
                 try await withThrowingTaskGroup(of: Void.self) { schedulers in
                   for _ in 0..<journeySettings.workers {
                     schedulers.addTask { [logger] in
