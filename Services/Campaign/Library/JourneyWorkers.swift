@@ -98,10 +98,10 @@ package struct JourneyTriggerProcessor: Sendable {
   @discardableResult
   package func processBatch(at now: Date = Date()) async throws -> Int {
     let (store, versions, batchSize) = (self.store, self.versions, self.batchSize)
-    let (events, enrolled) = try await store.transaction { connection -> (Int, Int) in
-      guard try await store.lockTriggerFeed(on: connection) else { return (0, 0) }
+    let (events, enrolled, waitsEnded) = try await store.transaction { connection -> (Int, Int, Int) in
+      guard try await store.lockTriggerFeed(on: connection) else { return (0, 0, 0) }
       let events = try await store.pendingEvents(limit: batchSize, on: connection)
-      guard !events.isEmpty else { return (0, 0) }
+      guard !events.isEmpty else { return (0, 0, 0) }
       let live = try await store.activeVersions(on: connection)
       let active = live.map(\.key)
       let publishedAt = Dictionary(live.map { ($0.key, $0.publishedAt) }, uniquingKeysWith: { first, _ in first })
@@ -179,7 +179,10 @@ package struct JourneyTriggerProcessor: Sendable {
       try await store.writeStepsDone(done, on: connection)
       try await store.updateEnrolments(changed.sorted().map { open[$0] }, on: connection)
       try await store.markProcessed(events.map(\.id), at: now, on: connection)
-      return (events.count, inserted)
+      return (events.count, inserted, done.count)
+    }
+    if waitsEnded > 0 {
+      Counter(label: "herald_campaign_journey_steps_total", dimensions: [("kind", "wait_for_event")]).increment(by: waitsEnded)
     }
     if events > 0 { Counter(label: "herald_campaign_journey_events_processed_total").increment(by: events) }
     if enrolled > 0 { Counter(label: "herald_campaign_journey_enrolments_total").increment(by: enrolled) }
