@@ -408,6 +408,8 @@ extension HeraldMigrations {
             status text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'active', 'paused', 'archived')),
             definition jsonb NOT NULL,
             version integer NOT NULL DEFAULT 0,
+            -- When it last became active (published or resumed): events received before do not enrol.
+            active_since timestamptz,
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now(),
             CONSTRAINT journeys_version_check CHECK ((version = 0) = (status = 'draft') OR status = 'archived')

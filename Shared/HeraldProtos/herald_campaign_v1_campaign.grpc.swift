@@ -1573,9 +1573,10 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-        /// > meet goals; the steps after are performed on resume.
+        /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+        /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+        /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+        /// > are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
@@ -1611,7 +1612,8 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+        /// > recorded but not yet handed to delivery are skipped.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_JourneyTransitionRequest` messages.
@@ -1669,8 +1671,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
         /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-        /// > properties is ALREADY_EXISTS.
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+        /// > or occurred_at is ALREADY_EXISTS.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Herald_Campaign_V1_RecordEventsRequest` messages.
@@ -2568,9 +2570,10 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-        /// > meet goals; the steps after are performed on resume.
+        /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+        /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+        /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+        /// > are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -2606,7 +2609,8 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+        /// > recorded but not yet handed to delivery are skipped.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -2664,8 +2668,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
         /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-        /// > properties is ALREADY_EXISTS.
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+        /// > or occurred_at is ALREADY_EXISTS.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
@@ -3561,9 +3565,10 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-        /// > meet goals; the steps after are performed on resume.
+        /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+        /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+        /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+        /// > are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -3599,7 +3604,8 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+        /// > recorded but not yet handed to delivery are skipped.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -3657,8 +3663,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
         /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-        /// > properties is ALREADY_EXISTS.
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+        /// > or occurred_at is ALREADY_EXISTS.
         ///
         /// - Parameters:
         ///   - request: A `Herald_Campaign_V1_RecordEventsRequest` message.
@@ -6633,9 +6639,10 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-        /// > meet goals; the steps after are performed on resume.
+        /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+        /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+        /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+        /// > are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -6681,7 +6688,8 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+        /// > recorded but not yet handed to delivery are skipped.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -6754,8 +6762,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
         /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-        /// > properties is ALREADY_EXISTS.
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+        /// > or occurred_at is ALREADY_EXISTS.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
@@ -8352,9 +8360,10 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-        /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-        /// > meet goals; the steps after are performed on resume.
+        /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+        /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+        /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+        /// > are performed on resume.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -8422,7 +8431,8 @@ extension Herald_Campaign_V1_CampaignService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+        /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+        /// > recorded but not yet handed to delivery are skipped.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -8528,8 +8538,8 @@ extension Herald_Campaign_V1_CampaignService {
         /// >
         /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
         /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-        /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-        /// > properties is ALREADY_EXISTS.
+        /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+        /// > or occurred_at is ALREADY_EXISTS.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
@@ -9982,9 +9992,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-    /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-    /// > meet goals; the steps after are performed on resume.
+    /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+    /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+    /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+    /// > are performed on resume.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -10042,7 +10053,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+    /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+    /// > recorded but not yet handed to delivery are skipped.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_JourneyTransitionRequest` message.
@@ -10133,8 +10145,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// >
     /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
     /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-    /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-    /// > properties is ALREADY_EXISTS.
+    /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+    /// > or occurred_at is ALREADY_EXISTS.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Herald_Campaign_V1_RecordEventsRequest` message.
@@ -11716,9 +11728,10 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > active → paused: no one is enrolled and no step is performed until it is resumed (steps that
-    /// > fell due meanwhile are performed then). Events still end the waits that wait for them and
-    /// > meet goals; the steps after are performed on resume.
+    /// > active → paused: no one is enrolled, no step is performed and no send recorded before goes
+    /// > out until it is resumed (what fell due meanwhile is done then; events received while paused
+    /// > enrol no one). Events still end the waits that wait for them and meet goals; the steps after
+    /// > are performed on resume.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -11784,7 +11797,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Any status → archived, for good: everyone still enrolled exits (reason archived).
+    /// > Any status → archived, for good: everyone still enrolled exits (reason archived), and sends
+    /// > recorded but not yet handed to delivery are skipped.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -11887,8 +11901,8 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
     /// >
     /// > Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and
     /// > exit on. An event whose idempotency_key is known is answered as recorded the first time
-    /// > (duplicate: true) and acted on once; the same key with another name, subscriber or
-    /// > properties is ALREADY_EXISTS.
+    /// > (duplicate: true) and acted on once; the same key with another name, subscriber, properties
+    /// > or occurred_at is ALREADY_EXISTS.
     ///
     /// - Parameters:
     ///   - message: request message to send.

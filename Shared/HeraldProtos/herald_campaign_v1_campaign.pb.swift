@@ -3263,8 +3263,9 @@ public nonisolated struct Herald_Campaign_V1_JourneyStepDone: Sendable {
 
   public var kind: String = String()
 
-  /// send: sent, suppressed, skipped or failed; wait: waited; wait_for_event: event or timeout;
-  /// branch: then or else; update: updated; exit: exited.
+  /// send: pending (recorded, not yet handed to delivery), then sent, suppressed, skipped or
+  /// failed; wait: waited; wait_for_event: event or timeout; branch: then or else; update:
+  /// updated; exit: exited.
   public var outcome: String = String()
 
   public var detail: String = String()
@@ -3319,7 +3320,7 @@ public nonisolated struct Herald_Campaign_V1_JourneyEnrolment: Sendable {
 
   public var waitingFor: String = String()
 
-  /// goal, unsubscribed, exit_step or archived.
+  /// goal, unsubscribed, exit_step, archived or erased.
   public var exitReason: String = String()
 
   public var enteredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
@@ -3397,8 +3398,8 @@ public nonisolated struct Herald_Campaign_V1_JourneyStepCounts: Sendable {
 
   public var exited: Int64 = 0
 
-  /// Of a step's completions, by outcome (send: sent, suppressed, skipped, failed; branch: then,
-  /// else; wait_for_event: event, timeout).
+  /// Of a step's completions, by outcome (send: pending, sent, suppressed, skipped, failed;
+  /// branch: then, else; wait_for_event: event, timeout).
   public var outcomes: Dictionary<String,Int64> = [:]
 
   /// send steps: of the messages sent, how many were delivered, opened, clicked (people's, not

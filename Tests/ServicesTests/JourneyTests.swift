@@ -491,15 +491,24 @@ import Testing
       #expect(tipsCounts.entered == 2 && tipsCounts.completed == 1 && tipsCounts.exited == 1)
       #expect(waitCounts.entered == 3 && waitCounts.exited == 1 && waitCounts.completed == 2)
 
-      // Archived: no one is left in it, and it cannot be published again.
+      // Archived: Dee's hello, recorded but not yet relayed, is skipped; no one is left in it, and
+      // it cannot be resumed.
+      _ = try await h.person("Dee", "dee@example.com")
+      _ = try await h.event("signed_up", "dee@example.com", key: "signup-dee")
+      try await h.triggers.drain(at: t0.addingTimeInterval(86_400 + 90))
+      try await h.scheduler.drain(at: t0.addingTimeInterval(86_400 + 90))
       _ = try await h.event("signed_up", "ada@example.com", key: "signup-again")
       let archived = try await h.campaign.archiveJourney(.with { $0.journeyID = journey.id })
       #expect(archived.status == "archived" && archived.enrolled == 0)
+      try await h.relay.drain()
+      let dee = try #require(try await h.enrolments(journey.id).first { $0.exitReason == "archived" })
+      #expect(dee.path.map { "\($0.step):\($0.outcome)" } == ["hello:skipped"], "\(dee.path)")
       await expectRefused(.failedPrecondition, field: "journey_id") {
         try await h.campaign.resumeJourney(.with { $0.journeyID = journey.id })
       }
       try await h.run(at: t0.addingTimeInterval(86_400 + 120))
-      #expect(try await h.enrolments(journey.id).count == 3)
+      #expect(try await h.enrolments(journey.id).count == 4)
+      #expect(!h.sink.messages.contains { $0.to.contains("dee@example.com") })
     }
   }
 
@@ -573,6 +582,12 @@ import Testing
       #expect(again.status == "exited" && again.exitReason == "erased" && again.step == "an-hour")
       #expect(try await h.count("SELECT count(*)::int FROM campaign.events WHERE properties ? 'note'") == 0)
       #expect(try await h.count("SELECT count(*)::int FROM campaign.journey_enrolments WHERE context ? 'note'") == 0)
+      // An event recorded before an erasure acts on nothing after it.
+      let bob = try #require(try await h.campaign.listSubscribers(.init()).subscribers.first { $0.email == "bob@example.com" })
+      _ = try await h.event("ping", "bob@example.com", key: "ping-5")
+      _ = try await h.campaign.eraseSubscriber(.with { $0.id = bob.id })
+      try await h.run(at: t0.addingTimeInterval(9 * 86_400))
+      #expect(try await h.enrolments(journey.id).filter { $0.subscriberID == bob.id }.isEmpty)
     }
   }
 

@@ -172,21 +172,8 @@ extension CampaignService {
     guard JSONValue.parse(properties)?.holdsNUL == false else {
       throw RPCError.field("\(field).properties", .invalidArgument, "\(field).properties holds a NUL character, which cannot be stored")
     }
-    let key = item.idempotencyKey
-    guard !key.isEmpty, key.unicodeScalars.count <= 200, !key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
-    else {
-      throw RPCError.field(
-        "\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 characters without control characters")
-    }
-    var occurredAt: Date?
-    if item.hasOccurredAt {
-      let at = try RPCError.date(item.occurredAt, field: "\(field).occurred_at")
-      guard at <= now.addingTimeInterval(300) else {
-        throw RPCError.field(
-          "\(field).occurred_at", .invalidArgument, "\(field).occurred_at \(ISOTime.format(at)) is in the future (at most 5 minutes ahead)")
-      }
-      occurredAt = at
-    }
+    let key = try Self.idempotencyKey(item.idempotencyKey, field: field)
+    let occurredAt = item.hasOccurredAt ? try Self.occurredAt(item.occurredAt, field: field, now: now) : nil
     return NewEvent(subscriber: reference, name: item.name, propertiesJSON: properties, occurredAt: occurredAt, idempotencyKey: key)
   }
 

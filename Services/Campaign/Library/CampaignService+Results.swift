@@ -107,26 +107,33 @@ extension CampaignService {
         "\(field).currency", .invalidArgument,
         "\(field).currency is \(item.currency); this installation counts in \(currency) (HERALD_CURRENCY): convert the value first")
     }
-    let key = item.idempotencyKey
-    // Code points, as JSON Schema counts them (a grapheme can hold any number).
+    let key = try Self.idempotencyKey(item.idempotencyKey, field: field)
+    let occurredAt = item.hasOccurredAt ? try Self.occurredAt(item.occurredAt, field: field, now: now) : nil
+    let campaign = item.campaignID.isEmpty ? nil : try RPCError.uuid(item.campaignID, field: "\(field).campaign_id")
+    return NewConversion(
+      subscriberID: reference.id, email: reference.email, phone: reference.phone,
+      valueCents: item.valueCents, currency: item.currency, occurredAt: occurredAt, idempotencyKey: key, campaignID: campaign)
+  }
+
+  /// A caller's idempotency key (an order id, an event id): 1 to 200 code points (as JSON Schema
+  /// counts them; a grapheme can hold any number), no control character.
+  static func idempotencyKey(_ key: String, field: String) throws -> String {
     guard !key.isEmpty, key.unicodeScalars.count <= 200, !key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
     else {
       throw RPCError.field(
         "\(field).idempotency_key", .invalidArgument, "\(field).idempotency_key must be 1 to 200 characters without control characters")
     }
-    var occurredAt: Date?
-    if item.hasOccurredAt {
-      let at = try RPCError.date(item.occurredAt, field: "\(field).occurred_at")
-      guard at <= now.addingTimeInterval(300) else {
-        throw RPCError.field(
-          "\(field).occurred_at", .invalidArgument, "\(field).occurred_at \(ISOTime.format(at)) is in the future (at most 5 minutes ahead)")
-      }
-      occurredAt = at
+    return key
+  }
+
+  /// When something the caller reports happened: at most 5 minutes ahead of the server's clock.
+  static func occurredAt(_ timestamp: Google_Protobuf_Timestamp, field: String, now: Date) throws -> Date {
+    let at = try RPCError.date(timestamp, field: "\(field).occurred_at")
+    guard at <= now.addingTimeInterval(300) else {
+      throw RPCError.field(
+        "\(field).occurred_at", .invalidArgument, "\(field).occurred_at \(ISOTime.format(at)) is in the future (at most 5 minutes ahead)")
     }
-    let campaign = item.campaignID.isEmpty ? nil : try RPCError.uuid(item.campaignID, field: "\(field).campaign_id")
-    return NewConversion(
-      subscriberID: reference.id, email: reference.email, phone: reference.phone,
-      valueCents: item.valueCents, currency: item.currency, occurredAt: occurredAt, idempotencyKey: key, campaignID: campaign)
+    return at
   }
 
   package func pickAbTestWinner(

@@ -140,7 +140,7 @@ extension CampaignService {
   ) async throws -> Herald_Campaign_V1_Subscriber {
     let id = try Self.id(request.id)
     return Self.message(
-      try await change(id) { record, now in
+      try await change(id, erasing: true) { record, now in
         guard record.status != "erased" else { return [] }
         let events = ["email", "sms"].compactMap { Self.withdraw(channel: $0, of: &record, source: "erasure", now: now) }
         record.email = nil
@@ -159,10 +159,10 @@ extension CampaignService {
 
   /// Runs a locked change of one subscriber, mapping store errors to RPC errors.
   private func change(
-    _ id: UUID, _ body: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+    _ id: UUID, erasing: Bool = false, _ body: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord {
     do {
-      guard let record = try await store.updateSubscriber(id: id, body) else { throw Self.notFound(id) }
+      guard let record = try await store.updateSubscriber(id: id, erasing: erasing, body) else { throw Self.notFound(id) }
       return record
     } catch CampaignStoreError.duplicate(let field) {
       throw RPCError.field(field, .alreadyExists, "another subscriber already has this \(field)")

@@ -126,10 +126,21 @@ extension CampaignStore {
       WHERE EXISTS (
         SELECT 1 FROM campaign.journeys j JOIN campaign.journey_versions v ON v.journey_id = j.id
         WHERE j.status IN ('active', 'paused') AND \(name) = ANY(v.listens))
-        AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = u.subscriber_id)
+        AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = u.subscriber_id AND s.status <> 'erased')
       RETURNING 1
       """, logger: logger
     ).collect().count
+  }
+
+  /// Before a person is erased: the trigger feed's lock, then their unfinished enrolments in id
+  /// order (waiting for a scheduler batch that holds one), as the trigger processor takes them.
+  func lockJourneys(of subscriber: UUID, on connection: PostgresConnection) async throws {
+    try await waitForTriggerFeed(on: connection)
+    try await connection.query(
+      """
+      SELECT 1 FROM campaign.journey_enrolments WHERE subscriber_id = \(subscriber) AND status IN ('active', 'waiting')
+      ORDER BY id FOR UPDATE
+      """, logger: logger)
   }
 
   /// Erasure (GDPR) of what journeys hold of a person: their events' properties and their

@@ -52,6 +52,18 @@ struct EnrolmentState: Sendable {
   }
 }
 
+extension EnrolmentState {
+  /// The columns an enrolment is read with (`e` is the enrolments table), and their types.
+  static let columns = "e.id, e.journey_id, e.version, e.subscriber_id, e.status, e.step, e.step_started_at, e.due_at, e.waiting_for"
+  typealias Row = (UUID, UUID, Int32, UUID, String, String?, Date?, Date?, String?)
+
+  init(_ row: Row) {
+    self.init(
+      id: row.0, key: JourneyVersionKey(journey: row.1, version: row.2), subscriberID: row.3, status: row.4, step: row.5,
+      stepStartedAt: row.6, dueAt: row.7, waitingFor: row.8)
+  }
+}
+
 /// A step performed, for `journey_steps_done`.
 struct StepDone: Sendable {
   var enrolment: UUID
@@ -71,6 +83,7 @@ struct PendingEvent: Sendable {
   var subscriberID: UUID
   var propertiesJSON: String
   var receivedAt: Date
+  var erased = false
 }
 
 /// A person enrolled by an event; `goalMet` when a later event of the same batch was the
@@ -90,6 +103,8 @@ struct PendingSend: Sendable {
   var step: String
   var key: JourneyVersionKey
   var subscriberID: UUID
+  /// Its journey was archived since: not sent.
+  var archived = false
 }
 
 /// What a step needs of a person: status, consent, address and the values templates use.
@@ -119,26 +134,34 @@ extension CampaignStore {
     try await !connection.query("SELECT 1 FROM campaign.journey_trigger_feed FOR UPDATE SKIP LOCKED", logger: logger).collect().isEmpty
   }
 
+  /// Waits for the trigger feed's lock: what changes journeys or a person's enrolments outside
+  /// the processor (a status change, an edit, an erasure) takes it first, so it never
+  /// interleaves with a batch of events (one lock order: the feed, enrolments, the subscriber).
+  func waitForTriggerFeed(on connection: PostgresConnection) async throws {
+    try await connection.query("SELECT 1 FROM campaign.journey_trigger_feed FOR UPDATE", logger: logger)
+  }
+
+  /// The next unprocessed events in id order, each with whether its person is erased (such an
+  /// event is marked processed and acts on nothing).
   func pendingEvents(limit: Int, on connection: PostgresConnection) async throws -> [PendingEvent] {
     try await connection.query(
       """
-      SELECT id, name, subscriber_id, properties::text, received_at FROM campaign.events
-      WHERE processed_at IS NULL ORDER BY id LIMIT \(limit)
+      SELECT e.id, e.name, e.subscriber_id, e.properties::text, e.received_at, s.status = 'erased'
+      FROM (SELECT * FROM campaign.events WHERE processed_at IS NULL ORDER BY id LIMIT \(limit)) e
+      JOIN campaign.subscribers s ON s.id = e.subscriber_id
+      ORDER BY e.id
       """, logger: logger
-    ).decode((Int64, String, UUID, String, Date).self).elements().map {
-      PendingEvent(id: $0.0, name: $0.1, subscriberID: $0.2, propertiesJSON: $0.3, receivedAt: $0.4)
+    ).decode((Int64, String, UUID, String, Date, Bool).self).elements().map {
+      PendingEvent(id: $0.0, name: $0.1, subscriberID: $0.2, propertiesJSON: $0.3, receivedAt: $0.4, erased: $0.5)
     }
   }
 
-  /// The current version of every active journey, with when it was published (an event
-  /// received before that does not enrol in it).
-  func activeVersions(on connection: PostgresConnection) async throws -> [(key: JourneyVersionKey, publishedAt: Date)] {
+  /// The current version of every active journey, with when the journey last became active (an
+  /// event received before that does not enrol in it). Journeys change status and version only
+  /// under the trigger feed's lock, which the caller holds.
+  func activeVersions(on connection: PostgresConnection) async throws -> [(key: JourneyVersionKey, activeSince: Date)] {
     try await connection.query(
-      """
-      SELECT j.id, j.version, v.published_at FROM campaign.journeys j
-      JOIN campaign.journey_versions v ON v.journey_id = j.id AND v.version = j.version
-      WHERE j.status = 'active'
-      """, logger: logger
+      "SELECT id, version, coalesce(active_since, updated_at) FROM campaign.journeys WHERE status = 'active'", logger: logger
     ).decode((UUID, Int32, Date).self).elements().map { (JourneyVersionKey(journey: $0.0, version: $0.1), $0.2) }
   }
 
@@ -162,15 +185,11 @@ extension CampaignStore {
   func openEnrolments(of subscribers: [UUID], on connection: PostgresConnection) async throws -> [EnrolmentState] {
     try await connection.query(
       """
-      SELECT id, journey_id, version, subscriber_id, status, step, step_started_at, due_at, waiting_for FROM campaign.journey_enrolments
-      WHERE subscriber_id = ANY(\(subscribers)::uuid[]) AND status IN ('active', 'waiting')
-      ORDER BY id FOR UPDATE
+      SELECT \(unescaped: EnrolmentState.columns) FROM campaign.journey_enrolments e
+      WHERE e.subscriber_id = ANY(\(subscribers)::uuid[]) AND e.status IN ('active', 'waiting')
+      ORDER BY e.id FOR UPDATE
       """, logger: logger
-    ).decode((UUID, UUID, Int32, UUID, String, String?, Date?, Date?, String?).self).elements().map {
-      EnrolmentState(
-        id: $0.0, key: JourneyVersionKey(journey: $0.1, version: $0.2), subscriberID: $0.3, status: $0.4, step: $0.5,
-        stepStartedAt: $0.6, dueAt: $0.7, waitingFor: $0.8)
-    }
+    ).decode(EnrolmentState.Row.self).elements().map(EnrolmentState.init)
   }
 
   /// The latest entry of each (journey, subscriber) asked, for the entry rules.
@@ -235,17 +254,12 @@ extension CampaignStore {
     for journey in journeys where claimed.count < limit {
       claimed += try await connection.query(
         """
-        SELECT e.id, e.journey_id, e.version, e.subscriber_id, e.status, e.step, e.step_started_at, e.due_at, e.waiting_for
-        FROM campaign.journey_enrolments e
+        SELECT \(unescaped: EnrolmentState.columns) FROM campaign.journey_enrolments e
         WHERE e.journey_id = \(journey) AND e.status IN ('active', 'waiting') AND e.due_at <= \(now)
         ORDER BY e.due_at LIMIT \(limit - claimed.count)
         FOR UPDATE SKIP LOCKED
         """, logger: logger
-      ).decode((UUID, UUID, Int32, UUID, String, String?, Date?, Date?, String?).self).elements().map {
-        EnrolmentState(
-          id: $0.0, key: JourneyVersionKey(journey: $0.1, version: $0.2), subscriberID: $0.3, status: $0.4, step: $0.5,
-          stepStartedAt: $0.6, dueAt: $0.7, waitingFor: $0.8)
-      }
+      ).decode(EnrolmentState.Row.self).elements().map(EnrolmentState.init)
     }
     return claimed
   }
@@ -320,25 +334,28 @@ extension CampaignStore {
       UPDATE campaign.subscribers s SET attributes = (s.attributes - \(removed)::text[]) || jsonb_strip_nulls(\(json)::jsonb),
         updated_at = now()
       FROM (SELECT id FROM campaign.subscribers WHERE id = ANY(\(subscribers.sorted { $0.uuidString < $1.uuidString })::uuid[])
-        AND status <> 'erased' ORDER BY id FOR UPDATE) locked
+        AND status <> 'erased' ORDER BY id FOR NO KEY UPDATE) locked
       WHERE s.id = locked.id
       """, logger: logger)
   }
 
   // MARK: Relay
 
-  /// Claims up to `limit` pending journey sends, oldest first, with `FOR UPDATE SKIP LOCKED`.
+  /// Claims up to `limit` pending journey sends, oldest first, with `FOR UPDATE SKIP LOCKED`;
+  /// those of paused journeys wait for the resume.
   func claimPendingSends(limit: Int, on connection: PostgresConnection) async throws -> [PendingSend] {
     try await connection.query(
       """
-      SELECT d.enrolment_id, d.step, d.version, e.journey_id, e.subscriber_id
+      SELECT d.enrolment_id, d.step, d.version, e.journey_id, e.subscriber_id, j.status = 'archived'
       FROM campaign.journey_steps_done d JOIN campaign.journey_enrolments e ON e.id = d.enrolment_id
-      WHERE d.outcome = 'pending'
+        JOIN campaign.journeys j ON j.id = e.journey_id
+      WHERE d.outcome = 'pending' AND j.status <> 'paused'
       ORDER BY d.done_at LIMIT \(limit)
       FOR UPDATE OF d SKIP LOCKED
       """, logger: logger
-    ).decode((UUID, String, Int32, UUID, UUID).self).elements().map {
-      PendingSend(enrolment: $0.0, step: $0.1, key: JourneyVersionKey(journey: $0.3, version: $0.2), subscriberID: $0.4)
+    ).decode((UUID, String, Int32, UUID, UUID, Bool).self).elements().map {
+      PendingSend(
+        enrolment: $0.0, step: $0.1, key: JourneyVersionKey(journey: $0.3, version: $0.2), subscriberID: $0.4, archived: $0.5)
     }
   }
 

@@ -204,7 +204,7 @@ extension CampaignStore {
         """
         WITH next AS (
           UPDATE campaign.journeys SET version = version + 1, definition = \(json)::jsonb, status = coalesce(\(status)::text, status),
-            updated_at = now()
+            active_since = CASE WHEN \(status)::text = 'active' THEN now() ELSE active_since END, updated_at = now()
           WHERE id = \(journey) RETURNING version)
         INSERT INTO campaign.journey_versions (journey_id, version, definition, trigger_event, listens)
         SELECT \(journey), version, \(json)::jsonb, \(definition.trigger.eventName), \(definition.listens)::text[] FROM next
@@ -215,8 +215,10 @@ extension CampaignStore {
     return version
   }
 
-  /// The journey's status, locked for the caller's transaction.
+  /// The journey's status, locked for the caller's transaction — after the trigger feed's lock,
+  /// so a change never lands in the middle of a batch of events.
   private func lockedStatus(_ id: UUID, on connection: PostgresConnection) async throws -> String {
+    try await waitForTriggerFeed(on: connection)
     guard
       let status = try await connection.query("SELECT status FROM campaign.journeys WHERE id = \(id) FOR UPDATE", logger: logger)
         .decode(String.self).elements().first
@@ -247,6 +249,12 @@ extension CampaignStore {
       }
       let version = try await self.publish(id, definition, on: connection)
       guard migrate else { return 0 }
+      // Locked in id order first, as the trigger processor locks them.
+      try await connection.query(
+        """
+        SELECT 1 FROM campaign.journey_enrolments WHERE journey_id = \(id) AND status IN ('active', 'waiting')
+        ORDER BY id FOR UPDATE
+        """, logger: logger)
       // A waiting person now waits for the new step's event (its timeout stays as it began).
       return try await connection.query(
         """
@@ -279,7 +287,11 @@ extension CampaignStore {
       }
       if action != "publish" {
         try await connection.query(
-          "UPDATE campaign.journeys SET status = \(move.to), updated_at = now() WHERE id = \(id)", logger: logger)
+          """
+          UPDATE campaign.journeys SET status = \(move.to), updated_at = now(),
+            active_since = CASE WHEN \(move.to) = 'active' THEN now() ELSE active_since END
+          WHERE id = \(id)
+          """, logger: logger)
       } else {
         guard
           let json = try await connection.query("SELECT definition::text FROM campaign.journeys WHERE id = \(id)", logger: logger)
@@ -291,6 +303,12 @@ extension CampaignStore {
         _ = try await self.publish(id, definition, status: move.to, on: connection)
       }
       if action == "archive" {
+        // Locked in id order first, as the trigger processor locks them.
+        try await connection.query(
+          """
+          SELECT 1 FROM campaign.journey_enrolments WHERE journey_id = \(id) AND status IN ('active', 'waiting')
+          ORDER BY id FOR UPDATE
+          """, logger: logger)
         try await connection.query(
           """
           UPDATE campaign.journey_enrolments SET status = 'exited', exit_reason = 'archived', finished_at = now(), due_at = NULL,

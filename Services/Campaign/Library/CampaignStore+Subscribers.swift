@@ -72,11 +72,14 @@ extension CampaignStore {
   /// Locks the subscriber, lets `change` edit it (given the transaction's time) and return the
   /// consent events it caused, then writes both in the same transaction. nil when no such id;
   /// errors thrown by `change` come back as they were thrown.
+  /// `erasing`: the change may erase the subscriber, whose journeys then end (SPEC §12): the
+  /// journeys' locks are taken first, in the order the journey workers take them.
   package func updateSubscriber(
-    id: UUID, _ change: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+    id: UUID, erasing: Bool = false, _ change: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord? {
     do {
       return try await transaction { connection -> SubscriberRecord? in
+        if erasing { try await self.lockJourneys(of: id, on: connection) }
         let rows = try await connection.query(
           "SELECT \(unescaped: Self.subscriberColumns), now() AS now FROM campaign.subscribers WHERE id = \(id) FOR UPDATE",
           logger: logger

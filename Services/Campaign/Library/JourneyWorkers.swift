@@ -104,7 +104,7 @@ package struct JourneyTriggerProcessor: Sendable {
       guard !events.isEmpty else { return (0, 0, 0) }
       let live = try await store.activeVersions(on: connection)
       let active = live.map(\.key)
-      let publishedAt = Dictionary(live.map { ($0.key, $0.publishedAt) }, uniquingKeysWith: { first, _ in first })
+      let activeSince = Dictionary(live.map { ($0.key, $0.activeSince) }, uniquingKeysWith: { first, _ in first })
       var open = try await store.openEnrolments(
         of: Array(Set(events.map(\.subscriberID))).sorted { $0.uuidString < $1.uuidString }, on: connection)
       let compiled = try await versions.load(Set(active + open.map(\.key)), store: store, on: connection)
@@ -127,7 +127,8 @@ package struct JourneyTriggerProcessor: Sendable {
       var enrolments: [NewEnrolment] = []
       // This batch's new enrolments by person, so a later event of the batch can be their goal.
       var enrolledNow: [UUID: [Int]] = [:]
-      for event in events {
+      // An erased person's events act on nothing (their enrolments ended at the erasure).
+      for event in events where !event.erased {
         let properties = JSONValue.parse(event.propertiesJSON)?.object ?? [:]
         for index in enrolledNow[event.subscriberID] ?? [] where !enrolments[index].goalMet {
           if compiled[enrolments[index].key]?.definition.goalEvent == event.name { enrolments[index].goalMet = true }
@@ -155,10 +156,10 @@ package struct JourneyTriggerProcessor: Sendable {
           changed.insert(index)
         }
         for key in active {
-          // An event received before the version was published (a backlog) does not enrol in it.
+          // An event received before the journey became active (published or resumed) does not enrol.
           guard let version = compiled[key], version.definition.trigger.eventName == event.name,
             version.definition.trigger.matches(properties), let first = version.definition.steps.first,
-            event.receivedAt >= publishedAt[key] ?? .distantFuture
+            event.receivedAt >= activeSince[key] ?? .distantFuture
           else { continue }
           let definition = version.definition
           let pair = CampaignStore.pairKey(key.journey, event.subscriberID)
@@ -441,7 +442,12 @@ package struct JourneyRelay: Sendable {
       let compiled = try await versions.load(Set(sends.map(\.key)), store: store, on: connection)
       let people = try await store.journeySubscribers(Array(Set(sends.map(\.subscriberID))), on: connection)
       var results = Array(repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "the step is gone"), count: sends.count)
-      let groups = Dictionary(grouping: sends.indices) { StepKey(version: sends[$0].key, step: sends[$0].step) }
+      for index in sends.indices where sends[index].archived {
+        results[index] = JourneyScheduler.SendResult(outcome: "skipped", detail: "the journey was archived before it was sent")
+      }
+      let groups = Dictionary(grouping: sends.indices.filter { !sends[$0].archived }) {
+        StepKey(version: sends[$0].key, step: sends[$0].step)
+      }
       for (group, indices) in groups.sorted(by: { ($0.key.version.journey, $0.key.step) < ($1.key.version.journey, $1.key.step) }) {
         guard let version = compiled[group.version], let place = version.definition.index(of: group.step) else { continue }
         let sent = try await send(indices.map { sends[$0] }, step: version.definition.steps[place], version: version, people: people)

@@ -2395,7 +2395,7 @@ extension OpenAPIDocument {
         "operationId": "campaign.RecordEvents",
         "tags": ["campaign"],
         "summary": "Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and exit on.",
-        "description": "Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and exit on. An event whose idempotency_key is known is answered as recorded the first time (duplicate: true) and acted on once; the same key with another name, subscriber or properties is ALREADY_EXISTS.",
+        "description": "Records custom events (1 to 1,000; all or none) that journeys are triggered by, wait for and exit on. An event whose idempotency_key is known is answered as recorded the first time (duplicate: true) and acted on once; the same key with another name, subscriber, properties or occurred_at is ALREADY_EXISTS.",
         "x-herald-scope": "events:write",
         "requestBody": {
           "required": true,
@@ -3152,8 +3152,8 @@ extension OpenAPIDocument {
       "post": {
         "operationId": "campaign.ArchiveJourney",
         "tags": ["campaign"],
-        "summary": "Any status → archived, for good: everyone still enrolled exits (reason archived).",
-        "description": "Any status → archived, for good: everyone still enrolled exits (reason archived).",
+        "summary": "Any status → archived, for good: everyone still enrolled exits (reason archived), and sends recorded but not yet handed to delivery are skipped.",
+        "description": "Any status → archived, for good: everyone still enrolled exits (reason archived), and sends recorded but not yet handed to delivery are skipped.",
         "x-herald-scope": "campaigns:write",
         "parameters": [
           {
@@ -3326,8 +3326,8 @@ extension OpenAPIDocument {
       "post": {
         "operationId": "campaign.PauseJourney",
         "tags": ["campaign"],
-        "summary": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then).",
-        "description": "active → paused: no one is enrolled and no step is performed until it is resumed (steps that fell due meanwhile are performed then). Events still end the waits that wait for them and meet goals; the steps after are performed on resume.",
+        "summary": "active → paused: no one is enrolled, no step is performed and no send recorded before goes out until it is resumed (what fell due meanwhile is done then; events received while paused enrol no one).",
+        "description": "active → paused: no one is enrolled, no step is performed and no send recorded before goes out until it is resumed (what fell due meanwhile is done then; events received while paused enrol no one). Events still end the waits that wait for them and meet goals; the steps after are performed on resume.",
         "x-herald-scope": "campaigns:write",
         "parameters": [
           {
@@ -9954,7 +9954,7 @@ extension OpenAPIDocument {
           },
           "exit_reason": {
             "type": "string",
-            "description": "goal, unsubscribed, exit_step or archived."
+            "description": "goal, unsubscribed, exit_step, archived or erased."
           },
           "entered_at": {
             "type": "string",
@@ -10094,7 +10094,7 @@ extension OpenAPIDocument {
               "format": "int64",
               "pattern": "^-?[0-9]+$"
             },
-            "description": "Of a step's completions, by outcome (send: sent, suppressed, skipped, failed; branch: then, else; wait_for_event: event, timeout)."
+            "description": "Of a step's completions, by outcome (send: pending, sent, suppressed, skipped, failed; branch: then, else; wait_for_event: event, timeout)."
           },
           "delivered": {
             "type": "string",
@@ -10131,7 +10131,7 @@ extension OpenAPIDocument {
           },
           "outcome": {
             "type": "string",
-            "description": "send: sent, suppressed, skipped or failed; wait: waited; wait_for_event: event or timeout; branch: then or else; update: updated; exit: exited."
+            "description": "send: pending (recorded, not yet handed to delivery), then sent, suppressed, skipped or failed; wait: waited; wait_for_event: event or timeout; branch: then or else; update: updated; exit: exited."
           },
           "detail": {
             "type": "string"
