@@ -468,7 +468,7 @@ extension CampaignStore {
   /// against who was, `herald.segment_entered` for each newcomer (none at the first evaluation:
   /// it sets the baseline). nil when another replica holds it or it is not due.
   package func evaluateSegment(_ segment: UUID, at now: Date, interval: Duration) async throws -> (entered: Int, left: Int)? {
-    guard let stored = try await segments(id: segment).first else { return nil }
+    guard let stored = try await segmentFilter(id: segment) else { return nil }
     return try await transaction { connection in
       let created = try await !connection.query(
         """

@@ -81,6 +81,16 @@ extension CampaignStore {
     return segments
   }
 
+  /// A segment's match and conditions, without counting its members; nil when there is none.
+  func segmentFilter(id: UUID) async throws -> (match: String, conditions: [SegmentCondition])? {
+    guard
+      let (match, json) = try await client.query(
+        "SELECT match, conditions::text FROM campaign.segments WHERE id = \(id)", logger: logger
+      ).decode((String, String).self).elements().first
+    else { return nil }
+    return (match, try Self.storedConditions(json, of: id))
+  }
+
   /// A stored segment's conditions (jsonb as text).
   static func storedConditions(_ json: String, of segment: UUID) throws -> [SegmentCondition] {
     do {
