@@ -346,4 +346,81 @@ import Testing
       }
     }
   }
+
+  /// A journey's texts go to delivery with the person's zone (their time_zone attribute, else
+  /// the number's), so the installation's quiet hours apply to them as to a campaign's (SPEC §12).
+  @Test func aJourneysTextsCarryThePersonsZoneForQuietHours() async throws {
+    try await withDelivery { _, _, deliveryPort, url in
+      var definition = CampaignDefinition.definition(settings: CampaignSettings())
+      definition.readinessDependencies = []
+      definition.makeWorkers = { _ in [] }
+      try await withRunningService(
+        definition, databaseURL: url, dependencies: ["delivery": ServiceAddress(host: "127.0.0.1", port: deliveryPort)]
+      ) { campaignPort, _ async throws in
+        try await withClient(port: campaignPort) { client async throws in
+          try await withClient(port: deliveryPort) { deliveryClient async throws in
+            try await withDatabase(url) { database async throws in
+              let campaign = Herald_Campaign_V1_CampaignService.Client(wrapping: client)
+              for (phone, attributes) in [("+14155550101", #"{"time_zone": "Asia/Tokyo"}"#), ("+14155550102", "{}")] {
+                _ = try await campaign.createSubscriber(
+                  .with {
+                    $0.phone = phone
+                    $0.attributesJson = attributes
+                    $0.smsConsent = .with {
+                      $0.subscribed = true
+                      $0.source = "form"
+                    }
+                  })
+              }
+              let template = try await campaign.createTemplate(
+                .with {
+                  $0.name = "hi"
+                  $0.channel = "sms"
+                  $0.body = "Welcome! Reply STOP to opt out."
+                })
+              let journey = try await campaign.createJourney(
+                .with {
+                  $0.name = "texts"
+                  $0.definition = .with {
+                    $0.trigger = .with {
+                      $0.kind = "event"
+                      $0.event = "signed_up"
+                    }
+                    $0.steps = [
+                      .with {
+                        $0.id = "hi"
+                        $0.kind = "send"
+                        $0.templateID = template.id
+                      }
+                    ]
+                  }
+                })
+              _ = try await campaign.publishJourney(.with { $0.journeyID = journey.id })
+              _ = try await campaign.recordEvents(
+                .with {
+                  $0.events = ["+14155550101", "+14155550102"].map { phone in
+                    .with {
+                      $0.name = "signed_up"
+                      $0.phone = phone
+                      $0.idempotencyKey = "signup-\(phone)"
+                    }
+                  }
+                })
+              let logger = Logger(label: "test.journeys")
+              try await JourneyTriggerProcessor(client: database, logger: logger).drain()
+              try await JourneyScheduler(client: database, logger: logger).drain()
+              try await JourneyRelay(client: database, sink: DeliverySink(client: deliveryClient), logger: logger).drain()
+              let rows = try await database.query(
+                "SELECT recipient, quiet_zones, quiet_start, quiet_end, idempotency_key FROM delivery.messages ORDER BY recipient",
+                logger: logger
+              ).decode((String, [String], Int16, Int16, String).self).elements()
+              #expect(rows.map(\.0) == ["+14155550101", "+14155550102"])
+              #expect(rows.map(\.1) == [["Asia/Tokyo"], ["America/Los_Angeles"]])
+              #expect(rows.allSatisfy { $0.2 == 480 && $0.3 == 1260 && $0.4.hasPrefix("journey:") }, "\(rows)")
+            }
+          }
+        }
+      }
+    }
+  }
 }
