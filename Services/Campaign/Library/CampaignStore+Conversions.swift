@@ -200,10 +200,8 @@ extension CampaignStore {
       // Journeys triggered by (or waiting for, or exiting on) a conversion (SPEC §12).
       var seen: Set<String> = []
       let converted = results.filter { !$0.duplicate && seen.insert($0.idempotencyKey).inserted }.map { record in
-        var properties: KeyValuePairs<String, JSONValue> = ["value_cents": .number(Double(record.valueCents))]
-        if let campaign = record.campaignID {
-          properties = ["value_cents": .number(Double(record.valueCents)), "campaign_id": .string(campaign.lowercasedString)]
-        }
+        var properties: [String: JSONValue] = ["value_cents": .number(Double(record.valueCents))]
+        properties["campaign_id"] = record.campaignID.map { .string($0.lowercasedString) }
         return (subscriber: record.subscriberID, properties: Self.properties(properties))
       }
       try await recordHeraldEvents(JourneyEvents.engagement("converted"), converted, on: connection)

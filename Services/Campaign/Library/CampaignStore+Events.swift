@@ -59,27 +59,43 @@ extension CampaignStore {
       ).decode((String, Int64).self) {
         inserted[key] = id
       }
-      // Keys recorded before (or twice in this batch): the same event again, or a key reused.
-      var stored: [String: (id: Int64, name: String, subscriber: UUID, properties: String, occurredAt: Date)] = [:]
-      let known = Array(Set(inputs.map(\.idempotencyKey)))
-      for try await (key, id, name, subscriber, properties, occurredAt) in try await connection.query(
-        """
-        SELECT idempotency_key, id, name, subscriber_id, properties::text, occurred_at FROM campaign.events
-        WHERE idempotency_key = ANY(\(known)::text[])
-        """, logger: logger
-      ).decode((String, Int64, String, UUID, String, Date).self) {
-        stored[key] = (id, name, subscriber, properties, occurredAt)
+      // What each item is checked against when it is not new: the row an earlier call recorded
+      // (read for those keys only), or the first item of this batch with its key.
+      typealias Recorded = (id: Int64, name: String, subscriber: UUID, properties: String, occurredAt: Date)
+      var stored: [String: Recorded] = [:]
+      let known = Array(Set(inputs.map(\.idempotencyKey)).subtracting(inserted.keys))
+      if !known.isEmpty {
+        for try await (key, id, name, subscriber, properties, occurredAt) in try await connection.query(
+          """
+          SELECT idempotency_key, id, name, subscriber_id, properties::text, occurred_at FROM campaign.events
+          WHERE idempotency_key = ANY(\(known)::text[])
+          """, logger: logger
+        ).decode((String, Int64, String, UUID, String, Date).self) {
+          stored[key] = (id, name, subscriber, properties, occurredAt)
+        }
       }
-      // jsonb equality, as PostgreSQL compares them.
-      let comparisons = inputs.enumerated().compactMap { index, input in
-        stored[input.idempotencyKey].map { (index, $0.properties, input.propertiesJSON) }
+      var records: [Recorded] = []
+      var fresh: [Bool] = []
+      for (index, input) in inputs.enumerated() {
+        if let id = inserted[input.idempotencyKey], stored[input.idempotencyKey] == nil {
+          stored[input.idempotencyKey] = (id, input.name, subscribers[index], input.propertiesJSON, occurred[index])
+          fresh.append(true)
+        } else {
+          fresh.append(false)
+        }
+        guard let record = stored[input.idempotencyKey] else {
+          throw PostgresError.protocol("event \(input.idempotencyKey) was not stored")
+        }
+        records.append(record)
       }
+      // jsonb equality, as PostgreSQL compares them, for the items that are not new.
+      let comparisons = inputs.indices.filter { !fresh[$0] }
       var sameProperties: Set<Int> = []
       if !comparisons.isEmpty {
         for try await index in try await connection.query(
           """
-          SELECT u.n::int8 FROM unnest(\(comparisons.map(\.1))::text[], \(comparisons.map(\.2))::text[], \(comparisons.map { Int64($0.0) })::int8[])
-            AS u(a, b, n)
+          SELECT u.n::int8 FROM unnest(\(comparisons.map { records[$0].properties })::text[],
+            \(comparisons.map { inputs[$0].propertiesJSON })::text[], \(comparisons.map(Int64.init))::int8[]) AS u(a, b, n)
           WHERE u.a::jsonb = u.b::jsonb
           """, logger: logger
         ).decode(Int64.self) {
@@ -87,13 +103,9 @@ extension CampaignStore {
         }
       }
       var results: [EventRecord] = []
-      var first: Set<String> = []
       for (index, input) in inputs.enumerated() {
-        guard let record = stored[input.idempotencyKey] else {
-          throw PostgresError.protocol("event \(input.idempotencyKey) was not stored")
-        }
-        let fresh = inserted[input.idempotencyKey] == record.id && first.insert(input.idempotencyKey).inserted
-        if !fresh {
+        let record = records[index]
+        if !fresh[index] {
           let sameTime = input.occurredAt.map { abs($0.timeIntervalSince(record.occurredAt)) < 0.001 } ?? true
           guard record.name == input.name, record.subscriber == subscribers[index], sameProperties.contains(index), sameTime else {
             throw RPCError.field(
@@ -104,7 +116,7 @@ extension CampaignStore {
         results.append(
           EventRecord(
             id: record.id, idempotencyKey: input.idempotencyKey, name: record.name, subscriberID: record.subscriber,
-            occurredAt: record.occurredAt, duplicate: !fresh))
+            occurredAt: record.occurredAt, duplicate: !fresh[index]))
       }
       return results
     }
@@ -159,9 +171,7 @@ extension CampaignStore {
   }
 
   /// `{"key": "value", ...}` for Herald's events' properties.
-  static func properties(_ pairs: KeyValuePairs<String, JSONValue>) -> String {
-    var object: [String: JSONValue] = [:]
-    for (key, value) in pairs { object[key] = value }
+  static func properties(_ object: [String: JSONValue]) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = .sortedKeys
     return (try? String(decoding: encoder.encode(object), as: UTF8.self)) ?? "{}"

@@ -360,7 +360,7 @@ extension CampaignStore {
   }
 
   /// Records what became of relayed sends: their outcome, why, and their message.
-  func settleSends(_ sends: [PendingSend], results: [JourneyScheduler.SendResult], on connection: PostgresConnection) async throws {
+  func settleSends(_ sends: [PendingSend], results: [JourneyRelay.SendResult], on connection: PostgresConnection) async throws {
     guard !sends.isEmpty else { return }
     try await connection.query(
       """

@@ -127,9 +127,7 @@ package struct InboundFeedConsumer: Sendable {
           "reply": .bool(message.action == "reply"), "text": .string(String(message.text.prefix(1000))),
         ]
         if !message.campaignID.isEmpty { properties["campaign_id"] = .string(message.campaignID.lowercased()) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return (subscriber, (try? String(decoding: encoder.encode(properties), as: UTF8.self)) ?? "{}")
+        return (subscriber, CampaignStore.properties(properties))
       }
       try await store.recordHeraldEvents(JourneyEvents.inbound, inbound, on: connection)
       try await store.advanceInboundFeed(to: response.nextCursor, applied: response.messages.count, on: connection)

@@ -248,14 +248,6 @@ package struct JourneyScheduler: Sendable {
     return outcome.enrolments
   }
 
-  /// The result of one send: its outcome (`sent`, `suppressed`, `skipped`, `failed`), why, and
-  /// its message in delivery.
-  struct SendResult: Sendable {
-    var outcome: String
-    var detail: String = ""
-    var message: UUID?
-  }
-
   private func perform(at now: Date, on connection: PostgresConnection) async throws -> Outcome {
     var outcome = Outcome()
     var claimed = try await store.claimDueEnrolments(at: now, limit: settings.batchSize, on: connection)
@@ -433,6 +425,14 @@ package struct JourneyRelay: Sendable {
     var step: String
   }
 
+  /// The result of one send: its outcome (`sent`, `suppressed`, `skipped`, `failed`), why, and
+  /// its message in delivery.
+  struct SendResult: Sendable {
+    var outcome: String
+    var detail: String = ""
+    var message: UUID?
+  }
+
   /// Relays the next batch; returns how many sends it settled (0: none pending).
   @discardableResult
   package func relayBatch() async throws -> Int {
@@ -441,9 +441,9 @@ package struct JourneyRelay: Sendable {
       guard !sends.isEmpty else { return [:] }
       let compiled = try await versions.load(Set(sends.map(\.key)), store: store, on: connection)
       let people = try await store.journeySubscribers(Array(Set(sends.map(\.subscriberID))), on: connection)
-      var results = Array(repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "the step is gone"), count: sends.count)
+      var results = Array(repeating: SendResult(outcome: "failed", detail: "the step is gone"), count: sends.count)
       for index in sends.indices where sends[index].archived {
-        results[index] = JourneyScheduler.SendResult(outcome: "skipped", detail: "the journey was archived before it was sent")
+        results[index] = SendResult(outcome: "skipped", detail: "the journey was archived before it was sent")
       }
       let groups = Dictionary(grouping: sends.indices.filter { !sends[$0].archived }) {
         StepKey(version: sends[$0].key, step: sends[$0].step)
@@ -470,11 +470,11 @@ package struct JourneyRelay: Sendable {
   /// Renders and enqueues one step's messages; a result per enrolment, in order.
   private func send(
     _ enrolments: [PendingSend], step: JourneyStep, version: CompiledJourneyVersion, people: [UUID: JourneySubscriber]
-  ) async throws -> [JourneyScheduler.SendResult] {
-    var results = Array(repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "not sent"), count: enrolments.count)
+  ) async throws -> [SendResult] {
+    var results = Array(repeating: SendResult(outcome: "failed", detail: "not sent"), count: enrolments.count)
     guard let templateID = step.templateID, let template = version.templates[templateID] else {
       return Array(
-        repeating: JourneyScheduler.SendResult(outcome: "failed", detail: "the step's template is gone"), count: enrolments.count)
+        repeating: SendResult(outcome: "failed", detail: "the step's template is gone"), count: enrolments.count)
     }
     let channel = template.channel
     let signer = links.signer()
@@ -482,48 +482,26 @@ package struct JourneyRelay: Sendable {
     var messages: [(Int, Herald_Delivery_V1_OutboundMessage)] = []
     for (offset, enrolment) in enrolments.enumerated() {
       guard let person = people[enrolment.subscriberID], person.active else {
-        results[offset] = JourneyScheduler.SendResult(outcome: "skipped", detail: "subscriber is not active")
+        results[offset] = SendResult(outcome: "skipped", detail: "subscriber is not active")
         continue
       }
       guard person.consents(to: channel), let recipient = channel == "email" ? person.email : person.phone else {
-        results[offset] = JourneyScheduler.SendResult(outcome: "skipped", detail: "not subscribed to \(channel)")
+        results[offset] = SendResult(outcome: "skipped", detail: "not subscribed to \(channel)")
         continue
       }
-      let attributes = MessageTemplate.attributes(json: person.attributesJSON)
-      var values = MessageTemplate.values(
-        id: person.id, email: person.email, phone: person.phone, firstName: person.firstName, lastName: person.lastName,
-        attributes: attributes)
-      // The journey's id stands where a campaign's would: the unsubscribe records it.
-      let unsubscribeURL =
-        channel == "email" || template.showsOptOut
-        ? signer.map(UnsubscribeToken(subscriber: person.id, campaign: enrolment.key.journey, channel: channel).sign) : nil
-      if let unsubscribeURL {
-        values["unsubscribe_url"] = unsubscribeURL
-        values["preferences_url"] = unsubscribeURL
-      }
-      let rendered: (subject: String, body: String)
+      let recipientData = MessageRecipient(
+        subscriber: person.id, email: person.email, phone: person.phone, firstName: person.firstName, lastName: person.lastName,
+        attributes: MessageTemplate.attributes(json: person.attributesJSON))
+      let message: Herald_Delivery_V1_OutboundMessage
       do {
-        rendered = try template.render(values)
+        // The journey's id stands where a campaign's would: the unsubscribe records it.
+        message = try OutboxRelay.message(
+          template, channel: channel, to: recipientData, address: recipient, key: Self.idempotencyKey(enrolment),
+          sender: enrolment.key.journey, signer: signer, tracking: linkTracking, keyedTracking: true)
       } catch {
-        results[offset] = JourneyScheduler.SendResult(outcome: "failed", detail: "render: \(error.message)")
+        results[offset] = SendResult(outcome: "failed", detail: "render: \(error.message)")
         continue
       }
-      let key = Self.idempotencyKey(enrolment)
-      var message = Herald_Delivery_V1_OutboundMessage()
-      message.idempotencyKey = key
-      message.channel = channel == "email" ? .email : .sms
-      message.recipient = recipient
-      message.subject = rendered.subject
-      message.body =
-        if let linkTracking, template.format == "html" {
-          linkTracking.apply(to: rendered.body, campaign: enrolment.key.journey, subscriber: person.id, key: key)
-        } else {
-          rendered.body
-        }
-      message.format = template.format
-      if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }
-      message.subscriberID = person.id.lowercasedString
-      if channel == "sms", let zone = OutboxRelay.timeZone(in: attributes) { message.timeZone = zone }
       messages.append((offset, message))
     }
     // In parts under the gRPC message limit; a message delivery refuses is failed with the
@@ -543,19 +521,19 @@ package struct JourneyRelay: Sendable {
           }
           results[offset] =
             answer.suppressed
-            ? JourneyScheduler.SendResult(outcome: "suppressed", detail: "on the suppression list", message: id)
-            : JourneyScheduler.SendResult(outcome: "sent", message: id)
+            ? SendResult(outcome: "suppressed", detail: "on the suppression list", message: id)
+            : SendResult(outcome: "sent", message: id)
         }
         remaining.removeFirst(part.count)
       } catch let error as RPCError where error.code == .invalidArgument || error.code == .failedPrecondition {
         // Refused for what the messages are, not for the moment: failed with the reason, never
         // retried. One message named: that one, and the part goes again without it.
         if let field = error.field, let index = OutboxRelay.messageIndex(field), request.messages.indices.contains(index) {
-          results[remaining[index].0] = JourneyScheduler.SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
+          results[remaining[index].0] = SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
           remaining.remove(at: index)
         } else {
           for (offset, _) in remaining[part] {
-            results[offset] = JourneyScheduler.SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
+            results[offset] = SendResult(outcome: "failed", detail: "delivery refused it: \(error.message)")
           }
           remaining.removeFirst(part.count)
         }

@@ -111,41 +111,15 @@ package struct OutboxRelay: Sendable {
           continue
         }
         do throws(SubscriberValidation.Invalid) {
-          var values = MessageTemplate.values(
-            id: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
+          let person = MessageRecipient(
+            subscriber: entry.subscriberID, email: entry.email, phone: entry.phone, firstName: entry.firstName,
             lastName: entry.lastName, attributes: entry.attributes)
-          // The recipient's own unsubscribe link: the List-Unsubscribe header (one click, RFC
-          // 8058) and the template's {{unsubscribe_url}} / {{preferences_url}} (the page).
-          let unsubscribeURL =
-            channel == "email" || template.showsOptOut
-            ? signer.map(UnsubscribeToken(subscriber: entry.subscriberID, campaign: chunk.campaignID, channel: channel).sign) : nil
-          if let unsubscribeURL {
-            values["unsubscribe_url"] = unsubscribeURL
-            values["preferences_url"] = unsubscribeURL
-          }
-          let rendered = try template.render(values)
-          var message = Herald_Delivery_V1_OutboundMessage()
-          let subscriberText = entry.subscriberID.lowercasedString
-          message.idempotencyKey = "\(campaignText):\(subscriberText)"
-          message.channel = channel == "email" ? .email : .sms
-          message.recipient = recipient
-          message.subject = rendered.subject
-          message.body =
-            if let linkTracking, template.format == "html" {
-              linkTracking.apply(to: rendered.body, campaign: chunk.campaignID, subscriber: entry.subscriberID)
-            } else {
-              rendered.body
-            }
-          // The template says how its body is written; delivery never guesses.
-          message.format = template.format
-          if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }
+          var message = try Self.message(
+            template, channel: channel, to: person, address: recipient,
+            key: "\(campaignText):\(entry.subscriberID.lowercasedString)", sender: chunk.campaignID, signer: signer,
+            tracking: linkTracking, keyedTracking: false)
           message.campaignID = campaignText
-          message.subscriberID = subscriberText
-          if channel == "sms" {
-            if let quietHours { message.quietHours = quietHours }
-            // The recipient's own time zone for quiet hours; without one, the number's.
-            if let zone = Self.timeZone(in: entry.attributes) { message.timeZone = zone }
-          }
+          if channel == "sms", let quietHours { message.quietHours = quietHours }
           messages.append((entry, message))
         } catch {
           settle(entry, "failed", "render: \(error.message)")
@@ -267,6 +241,59 @@ package struct OutboxRelay: Sendable {
         await BackgroundWorker.pause(.seconds(2))
       }
     }
+  }
+}
+
+/// Who a message is for, as a relay reads them.
+struct MessageRecipient: Sendable {
+  var subscriber: UUID
+  var email: String?
+  var phone: String?
+  var firstName: String
+  var lastName: String
+  /// The attributes the template uses (and the time zone's), as text.
+  var attributes: [String: String]
+}
+
+extension OutboxRelay {
+  /// One person's message, made as every campaign and journey send is: their values and their
+  /// own unsubscribe link (the List-Unsubscribe header, one click, RFC 8058, and the template's
+  /// `{{unsubscribe_url}}` / `{{preferences_url}}`), the tracking of an HTML e-mail, the
+  /// template's format (delivery never guesses), and for SMS their time zone for quiet hours
+  /// (without one, delivery uses the number's). `sender` is the campaign or journey the links
+  /// name; `keyedTracking`: the tracking links carry `key` (a journey's, which is not
+  /// `campaign:subscriber`).
+  static func message(
+    _ template: MessageTemplate, channel: String, to person: MessageRecipient, address: String, key: String, sender: UUID,
+    signer: SignedTokenSigner?, tracking: LinkTracking?, keyedTracking: Bool
+  ) throws(SubscriberValidation.Invalid) -> Herald_Delivery_V1_OutboundMessage {
+    var values = MessageTemplate.values(
+      id: person.subscriber, email: person.email, phone: person.phone, firstName: person.firstName, lastName: person.lastName,
+      attributes: person.attributes)
+    let unsubscribeURL =
+      channel == "email" || template.showsOptOut
+      ? signer.map(UnsubscribeToken(subscriber: person.subscriber, campaign: sender, channel: channel).sign) : nil
+    if let unsubscribeURL {
+      values["unsubscribe_url"] = unsubscribeURL
+      values["preferences_url"] = unsubscribeURL
+    }
+    let rendered = try template.render(values)
+    var message = Herald_Delivery_V1_OutboundMessage()
+    message.idempotencyKey = key
+    message.channel = channel == "email" ? .email : .sms
+    message.recipient = address
+    message.subject = rendered.subject
+    message.body =
+      if let tracking, template.format == "html" {
+        tracking.apply(to: rendered.body, campaign: sender, subscriber: person.subscriber, key: keyedTracking ? key : nil)
+      } else {
+        rendered.body
+      }
+    message.format = template.format
+    if channel == "email", let unsubscribeURL { message.listUnsubscribeURL = unsubscribeURL }
+    message.subscriberID = person.subscriber.lowercasedString
+    if channel == "sms", let zone = timeZone(in: person.attributes) { message.timeZone = zone }
+    return message
   }
 }
 
