@@ -118,7 +118,7 @@ var targets: [Target] = [
     name: "CRMSandbox",
     dependencies: [
       "HeraldCore", .logging, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
-      .product(name: "HTTPTypes", package: "swift-http-types"),
+      .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
     ],
     path: "Tests/CRMSandbox/Library",
     swiftSettings: swiftSettings
@@ -132,10 +132,30 @@ var targets: [Target] = [
     path: "Tests/CRMSandbox/Main",
     swiftSettings: swiftSettings
   ),
+  // The local APNs, FCM and WhatsApp Cloud API server: test support, and `provider-sandbox` for
+  // the local stack.
+  .target(
+    name: "ProviderSandbox",
+    dependencies: [
+      "CRMSandbox", .crypto, .product(name: "_CryptoExtras", package: "swift-crypto"), .nioCore,
+      .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+      .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio"),
+    ],
+    path: "Tests/ProviderSandbox/Library",
+    swiftSettings: swiftSettings
+  ),
+  .executableTarget(
+    name: "ProviderSandboxMain",
+    dependencies: ["ProviderSandbox", "HeraldCore", .crypto, .product(name: "_CryptoExtras", package: "swift-crypto")],
+    path: "Tests/ProviderSandbox/Main",
+    swiftSettings: swiftSettings
+  ),
   .target(
     name: "HeraldTestSupport",
     dependencies: [
-      "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", "CRMSandbox", .postgres, .logging, .grpcCore,
+      "HeraldCore", "HeraldPostgres", "HeraldProtos", "HeraldServerKit", "CRMSandbox", "ProviderSandbox", .postgres, .logging,
+      .grpcCore, .crypto, .product(name: "_CryptoExtras", package: "swift-crypto"),
       .grpcTransport, .lifecycle, .nioCore, .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "HTTPTypes", package: "swift-http-types"),
     ],
@@ -155,7 +175,7 @@ var targets: [Target] = [
     name: "ServicesTests",
     dependencies: [
       "HeraldCampaign", "HeraldDelivery", "HeraldRateLimit", "HeraldSync", "HeraldVerification", "HeraldMigrations",
-      "CRMSandbox", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
+      "CRMSandbox", "ProviderSandbox", "HeraldServerKit", "HeraldProtos", "HeraldTestSupport", "HeraldPostgres", "HeraldCore",
       .grpcCore, .grpcTransport, .swiftProtobuf, .postgres, .logging, .lifecycle,
       .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio"),
     ],
@@ -181,6 +201,7 @@ var targets: [Target] = [
 
 var products: [Product] = [
   .executable(name: "gateway", targets: ["GatewayMain"]), .executable(name: "crm-sandbox", targets: ["CRMSandboxMain"]),
+  .executable(name: "provider-sandbox", targets: ["ProviderSandboxMain"]),
 ]
 
 for service in backEnds {

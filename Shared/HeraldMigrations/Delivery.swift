@@ -258,5 +258,29 @@ extension HeraldMigrations {
           -- it is an automatic answer (Auto-Submitted: auto-replied, RFC 3834). Metadata-only.
           ALTER TABLE messages ADD COLUMN in_reply_to text, ADD COLUMN auto_submitted boolean NOT NULL DEFAULT false;
           """#),
+      Migration(
+        version: 12, name: "push and WhatsApp",
+        sql: #"""
+          -- What a push notification (platform, data, deep link...) or a WhatsApp template message
+          -- (name, language, parameters) carries besides subject and body. Metadata-only.
+          ALTER TABLE messages ADD COLUMN payload jsonb;
+          -- The suppression list's key of a recipient: an e-mail address lower-cased, a phone
+          -- number as it is (SMS), and a WhatsApp number or a push token with its channel's prefix
+          -- (a number that opted out of WhatsApp may still get texts, and a token is no address).
+          CREATE FUNCTION suppression_key(channel text, recipient text) RETURNS text
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+              SELECT CASE channel WHEN 'push' THEN 'push:' || recipient WHEN 'whatsapp' THEN 'whatsapp:' || recipient
+                ELSE lower(recipient) END
+            $$;
+          -- WhatsApp messages received (SPEC §11 for the channel). NOT VALID: every row was
+          -- written under the narrower check.
+          ALTER TABLE inbound_messages DROP CONSTRAINT inbound_messages_channel_check;
+          ALTER TABLE inbound_messages ADD CONSTRAINT inbound_messages_channel_check
+            CHECK (channel IN ('sms', 'email', 'whatsapp')) NOT VALID;
+          -- The 24-hour customer-service window: a number's last message in.
+          CREATE INDEX inbound_messages_whatsapp_idx ON inbound_messages (sender, received_at) WHERE channel = 'whatsapp';
+          -- A WhatsApp reply answers the last message sent to its number (as an SMS reply does).
+          CREATE INDEX messages_whatsapp_recipient_idx ON messages (recipient, id) WHERE channel = 'whatsapp';
+          """#),
     ])
 }

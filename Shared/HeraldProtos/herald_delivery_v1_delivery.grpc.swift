@@ -429,6 +429,32 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "IngestWhatsAppWebhook" metadata.
+        public enum IngestWhatsAppWebhook: Sendable {
+            /// Request type for "IngestWhatsAppWebhook".
+            public typealias Input = Herald_Delivery_V1_IngestWhatsAppWebhookRequest
+            /// Response type for "IngestWhatsAppWebhook".
+            public typealias Output = Herald_Delivery_V1_IngestWhatsAppWebhookResponse
+            /// Descriptor for "IngestWhatsAppWebhook".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "IngestWhatsAppWebhook",
+                type: .unary
+            )
+        }
+        /// Namespace for "VerifyWhatsAppWebhook" metadata.
+        public enum VerifyWhatsAppWebhook: Sendable {
+            /// Request type for "VerifyWhatsAppWebhook".
+            public typealias Input = Herald_Delivery_V1_VerifyWhatsAppWebhookRequest
+            /// Response type for "VerifyWhatsAppWebhook".
+            public typealias Output = Herald_Delivery_V1_VerifyWhatsAppWebhookResponse
+            /// Descriptor for "VerifyWhatsAppWebhook".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.delivery.v1.DeliveryService"),
+                method: "VerifyWhatsAppWebhook",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "herald.delivery.v1.DeliveryService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnqueueMessages.descriptor,
@@ -460,7 +486,9 @@ public enum Herald_Delivery_V1_DeliveryService: Sendable {
             ListInboundMessages.descriptor,
             ReviewInboundMessage.descriptor,
             ListInboundFeed.descriptor,
-            LinkInboundSubscribers.descriptor
+            LinkInboundSubscribers.descriptor,
+            IngestWhatsAppWebhook.descriptor,
+            VerifyWhatsAppWebhook.descriptor
         ]
     }
 }
@@ -1077,6 +1105,51 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>
+
+        /// Handle the "IngestWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+        /// > and messages), forwarded unchanged by the gateway from the public
+        /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+        /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+        /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+        /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+        /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_IngestWhatsAppWebhookResponse` messages.
+        func ingestWhatsAppWebhook(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>
+
+        /// Handle the "VerifyWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+        /// > hub.challenge): answers the challenge when the token is the one the provider's
+        /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Delivery_V1_VerifyWhatsAppWebhookResponse` messages.
+        func verifyWhatsAppWebhook(
+            request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>
     }
 
     /// Service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -1677,6 +1750,51 @@ extension Herald_Delivery_V1_DeliveryService {
             request: GRPCCore.ServerRequest<Herald_Delivery_V1_LinkInboundSubscribersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>
+
+        /// Handle the "IngestWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+        /// > and messages), forwarded unchanged by the gateway from the public
+        /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+        /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+        /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+        /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+        /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_IngestWhatsAppWebhookResponse` message.
+        func ingestWhatsAppWebhook(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>
+
+        /// Handle the "VerifyWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+        /// > hub.challenge): answers the challenge when the token is the one the provider's
+        /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Delivery_V1_VerifyWhatsAppWebhookResponse` message.
+        func verifyWhatsAppWebhook(
+            request: GRPCCore.ServerRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>
     }
 
     /// Simple service protocol for the "herald.delivery.v1.DeliveryService" service.
@@ -2275,6 +2393,51 @@ extension Herald_Delivery_V1_DeliveryService {
             request: Herald_Delivery_V1_LinkInboundSubscribersRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Delivery_V1_LinkInboundSubscribersResponse
+
+        /// Handle the "IngestWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+        /// > and messages), forwarded unchanged by the gateway from the public
+        /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+        /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+        /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+        /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+        /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_IngestWhatsAppWebhookResponse` to respond with.
+        func ingestWhatsAppWebhook(
+            request: Herald_Delivery_V1_IngestWhatsAppWebhookRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_IngestWhatsAppWebhookResponse
+
+        /// Handle the "VerifyWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+        /// > hub.challenge): answers the challenge when the token is the one the provider's
+        /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Delivery_V1_VerifyWhatsAppWebhookResponse` to respond with.
+        func verifyWhatsAppWebhook(
+            request: Herald_Delivery_V1_VerifyWhatsAppWebhookRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Delivery_V1_VerifyWhatsAppWebhookResponse
     }
 }
 
@@ -2612,6 +2775,28 @@ extension Herald_Delivery_V1_DeliveryService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.IngestWhatsAppWebhook.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>(),
+            handler: { request, context in
+                try await self.ingestWhatsAppWebhook(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Delivery_V1_DeliveryService.Method.VerifyWhatsAppWebhook.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>(),
+            handler: { request, context in
+                try await self.verifyWhatsAppWebhook(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2942,6 +3127,28 @@ extension Herald_Delivery_V1_DeliveryService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse> {
         let response = try await self.linkInboundSubscribers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func ingestWhatsAppWebhook(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse> {
+        let response = try await self.ingestWhatsAppWebhook(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func verifyWhatsAppWebhook(
+        request: GRPCCore.StreamingServerRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse> {
+        let response = try await self.verifyWhatsAppWebhook(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3335,6 +3542,32 @@ extension Herald_Delivery_V1_DeliveryService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse> {
         return GRPCCore.ServerResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>(
             message: try await self.linkInboundSubscribers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func ingestWhatsAppWebhook(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>(
+            message: try await self.ingestWhatsAppWebhook(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func verifyWhatsAppWebhook(
+        request: GRPCCore.ServerRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse> {
+        return GRPCCore.ServerResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>(
+            message: try await self.verifyWhatsAppWebhook(
                 request: request.message,
                 context: context
             ),
@@ -4091,6 +4324,61 @@ extension Herald_Delivery_V1_DeliveryService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_LinkInboundSubscribersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "IngestWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+        /// > and messages), forwarded unchanged by the gateway from the public
+        /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+        /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+        /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+        /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+        /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestWhatsAppWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func ingestWhatsAppWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "VerifyWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+        /// > hub.challenge): answers the challenge when the token is the one the provider's
+        /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_VerifyWhatsAppWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func verifyWhatsAppWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -5180,6 +5468,83 @@ extension Herald_Delivery_V1_DeliveryService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "IngestWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+        /// > and messages), forwarded unchanged by the gateway from the public
+        /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+        /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+        /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+        /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+        /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+        /// > malformed body (nothing of it is applied).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_IngestWhatsAppWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func ingestWhatsAppWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.IngestWhatsAppWebhook.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "VerifyWhatsAppWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+        /// > hub.challenge): answers the challenge when the token is the one the provider's
+        /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` message.
+        ///   - serializer: A serializer for `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Delivery_V1_VerifyWhatsAppWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func verifyWhatsAppWebhook<Result>(
+            request: GRPCCore.ClientRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Delivery_V1_DeliveryService.Method.VerifyWhatsAppWebhook.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -6102,6 +6467,73 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_LinkInboundSubscribersRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_LinkInboundSubscribersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestWhatsAppWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+    /// > and messages), forwarded unchanged by the gateway from the public
+    /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+    /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+    /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+    /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+    /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+    /// > malformed body (nothing of it is applied).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_IngestWhatsAppWebhookRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestWhatsAppWebhook<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.ingestWhatsAppWebhook(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyWhatsAppWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+    /// > hub.challenge): answers the challenge when the token is the one the provider's
+    /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Delivery_V1_VerifyWhatsAppWebhookRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyWhatsAppWebhook<Result>(
+        request: GRPCCore.ClientRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.verifyWhatsAppWebhook(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -7146,6 +7578,81 @@ extension Herald_Delivery_V1_DeliveryService.ClientProtocol {
             metadata: metadata
         )
         return try await self.linkInboundSubscribers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IngestWhatsAppWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A WhatsApp provider's webhook (the Cloud API's shape: entry[].changes[].value with statuses
+    /// > and messages), forwarded unchanged by the gateway from the public
+    /// > `/v1/webhooks/whatsapp/{provider}` route. Verified with X-Hub-Signature-256 (HMAC-SHA256 of
+    /// > the body keyed with the app secret the provider's `app_secret_variable` names). Statuses move
+    /// > the messages they name (delivered; read is an open; failed); messages are inbound messages
+    /// > of channel whatsapp (keywords, replies) that open the number's 24-hour customer-service
+    /// > window. UNAUTHENTICATED for a bad signature, INVALID_ARGUMENT naming the field for a
+    /// > malformed body (nothing of it is applied).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ingestWhatsAppWebhook<Result>(
+        _ message: Herald_Delivery_V1_IngestWhatsAppWebhookRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_IngestWhatsAppWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_IngestWhatsAppWebhookRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.ingestWhatsAppWebhook(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyWhatsAppWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The subscription handshake of a WhatsApp webhook (GET with hub.mode, hub.verify_token and
+    /// > hub.challenge): answers the challenge when the token is the one the provider's
+    /// > `verify_token_variable` names; PERMISSION_DENIED otherwise.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyWhatsAppWebhook<Result>(
+        _ message: Herald_Delivery_V1_VerifyWhatsAppWebhookRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Delivery_V1_VerifyWhatsAppWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Delivery_V1_VerifyWhatsAppWebhookRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.verifyWhatsAppWebhook(
             request: request,
             options: options,
             onResponse: handleResponse

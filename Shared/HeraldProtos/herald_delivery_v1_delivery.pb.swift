@@ -180,6 +180,9 @@ public nonisolated enum Herald_Delivery_V1_ProviderKind: SwiftProtobuf.Enum, Swi
   case smtp // = 1
   case httpSms // = 2
   case webhook // = 3
+  case apns // = 4
+  case fcm // = 5
+  case whatsapp // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -192,6 +195,9 @@ public nonisolated enum Herald_Delivery_V1_ProviderKind: SwiftProtobuf.Enum, Swi
     case 1: self = .smtp
     case 2: self = .httpSms
     case 3: self = .webhook
+    case 4: self = .apns
+    case 5: self = .fcm
+    case 6: self = .whatsapp
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -202,6 +208,9 @@ public nonisolated enum Herald_Delivery_V1_ProviderKind: SwiftProtobuf.Enum, Swi
     case .smtp: return 1
     case .httpSms: return 2
     case .webhook: return 3
+    case .apns: return 4
+    case .fcm: return 5
+    case .whatsapp: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -212,6 +221,9 @@ public nonisolated enum Herald_Delivery_V1_ProviderKind: SwiftProtobuf.Enum, Swi
     .smtp,
     .httpSms,
     .webhook,
+    .apns,
+    .fcm,
+    .whatsapp,
   ]
 
 }
@@ -258,6 +270,77 @@ public nonisolated enum Herald_Delivery_V1_TlsMode: SwiftProtobuf.Enum, Swift.Ca
     .none,
   ]
 
+}
+
+public nonisolated struct Herald_Delivery_V1_IngestWhatsAppWebhookRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var provider: String = String()
+
+  public var body: Data = Data()
+
+  /// The X-Hub-Signature-256 header: "sha256=" and the hex HMAC-SHA256 of the body.
+  public var signature: String = String()
+
+  /// Only verify the signature and apply nothing (see IngestProviderWebhookRequest).
+  public var verifyOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_IngestWhatsAppWebhookResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Statuses applied to messages, and those naming no message of Herald's or a move its state
+  /// does not allow.
+  public var applied: Int32 = 0
+
+  public var ignored: Int32 = 0
+
+  public var notes: [String] = []
+
+  /// The inbound messages the webhook carried (a retried one is answered as it was stored).
+  public var inbound: [Herald_Delivery_V1_InboundMessage] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_VerifyWhatsAppWebhookRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var provider: String = String()
+
+  public var mode: String = String()
+
+  public var verifyToken: String = String()
+
+  public var challenge: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_VerifyWhatsAppWebhookResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var challenge: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Delivery_V1_CreateDkimKeyRequest: Sendable {
@@ -634,7 +717,8 @@ public nonisolated struct Herald_Delivery_V1_SealSecretsResponse: Sendable {
 }
 
 /// A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for
-/// CHANNEL_EMAIL, an E.164 phone number for the others.
+/// CHANNEL_EMAIL, an E.164 phone number for CHANNEL_SMS and CHANNEL_WHATSAPP, a device token for
+/// CHANNEL_PUSH (with push.platform saying whose).
 public nonisolated struct Herald_Delivery_V1_OutboundMessage: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -652,13 +736,14 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: @unchecked Sendabl
     set {_uniqueStorage()._channel = newValue}
   }
 
-  /// E-mail address or E.164 phone number.
+  /// E-mail address, E.164 phone number or push device token.
   public var recipient: String {
     get {_storage._recipient}
     set {_uniqueStorage()._recipient = newValue}
   }
 
-  /// One line (no control characters) of at most 998 characters; e-mail only.
+  /// One line (no control characters) of at most 998 characters: an e-mail's subject, a push
+  /// notification's title.
   public var subject: String {
     get {_storage._subject}
     set {_uniqueStorage()._subject = newValue}
@@ -755,11 +840,86 @@ public nonisolated struct Herald_Delivery_V1_OutboundMessage: @unchecked Sendabl
     set {_uniqueStorage()._autoSubmitted = newValue}
   }
 
+  /// CHANNEL_PUSH (required there): whose token the recipient is and what the notification
+  /// carries besides its title (subject) and text (body).
+  public var push: Herald_Delivery_V1_PushContent {
+    get {_storage._push ?? Herald_Delivery_V1_PushContent()}
+    set {_uniqueStorage()._push = newValue}
+  }
+  /// Returns true if `push` has been explicitly set.
+  public var hasPush: Bool {_storage._push != nil}
+  /// Clears the value of `push`. Subsequent reads from it will return its default value.
+  public mutating func clearPush() {_uniqueStorage()._push = nil}
+
+  /// CHANNEL_WHATSAPP: a template approved in WhatsApp Manager, sent with its parameters (body is
+  /// then what the person will read, for the record). Without it, body goes as free text, which
+  /// WhatsApp allows only within 24 hours of the person's last message to the number: later it
+  /// fails at send, saying so.
+  public var whatsappTemplate: Herald_Delivery_V1_WhatsAppTemplate {
+    get {_storage._whatsappTemplate ?? Herald_Delivery_V1_WhatsAppTemplate()}
+    set {_uniqueStorage()._whatsappTemplate = newValue}
+  }
+  /// Returns true if `whatsappTemplate` has been explicitly set.
+  public var hasWhatsappTemplate: Bool {_storage._whatsappTemplate != nil}
+  /// Clears the value of `whatsappTemplate`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsappTemplate() {_uniqueStorage()._whatsappTemplate = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Delivery_V1_PushContent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// apns (Apple Push Notification service) or fcm (Firebase Cloud Messaging): only that
+  /// platform's providers send it.
+  public var platform: String = String()
+
+  /// A JSON object of custom keys given to the app with the notification (FCM's data takes string
+  /// values only; other values are sent as their JSON text). At most 3,000 bytes.
+  public var dataJson: String = String()
+
+  /// A URL the app opens when the notification is tapped (sent as data key "deep_link"); empty: none.
+  public var deepLink: String = String()
+
+  /// Notifications with the same id replace one another on the device (apns-collapse-id, FCM
+  /// collapse_key): at most 64 bytes.
+  public var collapseID: String = String()
+
+  /// high (the default; delivered at once) or normal (the device may wait to save power).
+  public var priority: String = String()
+
+  /// Seconds the push service keeps trying to reach a device that is off; 0 means 4 weeks (the
+  /// platforms' maximum); at most 2,419,200.
+  public var timeToLiveSeconds: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Delivery_V1_WhatsAppTemplate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The template's name as approved, e.g. "order_shipped".
+  public var name: String = String()
+
+  /// Its language code, e.g. "en_US" or "de".
+  public var language: String = String()
+
+  /// The body's parameters {{1}}, {{2}}... in order, each 1 to 1,024 characters.
+  public var parameters: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A daily window, in the recipient's local time, in which SMS may be delivered: from start up to
@@ -1129,9 +1289,104 @@ public nonisolated struct Herald_Delivery_V1_WebhookSettings: Sendable {
   public init() {}
 }
 
-/// A delivery provider. Exactly one of smtp, http_sms or webhook gives its settings: smtp only for
-/// CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, webhook for any channel. kind
-/// may be left out (it is set from the settings); when given it must name the same kind.
+/// Apple Push Notification service over HTTP/2 with token authentication: each request carries
+/// an ES256 JWT (issuer team_id, header kid key_id) signed with the .p8 key, renewed every 50
+/// minutes. The key never enters the database: private_key_variable names the delivery process's
+/// environment variable that holds it (the PEM text, or the path of the .p8 file).
+public nonisolated struct Herald_Delivery_V1_ApnsSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// https://api.push.apple.com (the default when empty) or https://api.sandbox.push.apple.com
+  /// for development builds of the app.
+  public var url: String = String()
+
+  /// The 10-character Team ID of the Apple developer account.
+  public var teamID: String = String()
+
+  /// The 10-character Key ID of the APNs key.
+  public var keyID: String = String()
+
+  public var privateKeyVariable: String = String()
+
+  /// The app's bundle id (apns-topic), e.g. "com.example.shop".
+  public var topic: String = String()
+
+  /// Trust this PEM certificate (a private gateway's or a local test server's CA) besides the
+  /// system's.
+  public var trustedCaPem: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Firebase Cloud Messaging, HTTP v1 API (projects/{project_id}/messages:send) with an OAuth 2.0
+/// access token from a service account (an RS256 JWT grant, cached until shortly before it
+/// expires). The service account's key never enters the database: service_account_variable names
+/// the delivery process's environment variable that holds its JSON (or the path of the file).
+public nonisolated struct Herald_Delivery_V1_FcmSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The Firebase project id, e.g. "shop-app-4711".
+  public var projectID: String = String()
+
+  public var serviceAccountVariable: String = String()
+
+  /// https://fcm.googleapis.com when empty.
+  public var url: String = String()
+
+  /// Trust this PEM certificate (a private gateway's or a local test server's CA) besides the
+  /// system's.
+  public var trustedCaPem: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// WhatsApp Business in the shape of Meta's Cloud API: POST {url}/{phone_number_id}/messages with
+/// a bearer access token. Secrets never enter the database: each *_variable names an environment
+/// variable of the delivery process (and the gateway's webhook route reaches it through delivery).
+public nonisolated struct Herald_Delivery_V1_WhatsAppSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// https://graph.facebook.com/v21.0 when empty.
+  public var url: String = String()
+
+  /// The sending number's id in WhatsApp Manager.
+  public var phoneNumberID: String = String()
+
+  /// The sending number in E.164 form, e.g. "+14155550100" (inbound messages to it are its).
+  public var phoneNumber: String = String()
+
+  /// Holds the access token (a system user's permanent token).
+  public var accessTokenVariable: String = String()
+
+  /// Holds the app secret that signs webhooks (X-Hub-Signature-256).
+  public var appSecretVariable: String = String()
+
+  /// Holds the verify token of the webhook subscription handshake; empty: the handshake is refused.
+  public var verifyTokenVariable: String = String()
+
+  /// Trust this PEM certificate (a private gateway's or a local test server's CA) besides the
+  /// system's.
+  public var trustedCaPem: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A delivery provider. Exactly one of smtp, http_sms, webhook, apns, fcm or whatsapp gives its
+/// settings: smtp only for CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, apns
+/// and fcm only for CHANNEL_PUSH, whatsapp only for CHANNEL_WHATSAPP, webhook for any channel.
+/// kind may be left out (it is set from the settings); when given it must name the same kind.
 public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1215,6 +1470,30 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
     set {_uniqueStorage()._settings = .webhook(newValue)}
   }
 
+  public var apns: Herald_Delivery_V1_ApnsSettings {
+    get {
+      if case .apns(let v)? = _storage._settings {return v}
+      return Herald_Delivery_V1_ApnsSettings()
+    }
+    set {_uniqueStorage()._settings = .apns(newValue)}
+  }
+
+  public var fcm: Herald_Delivery_V1_FcmSettings {
+    get {
+      if case .fcm(let v)? = _storage._settings {return v}
+      return Herald_Delivery_V1_FcmSettings()
+    }
+    set {_uniqueStorage()._settings = .fcm(newValue)}
+  }
+
+  public var whatsapp: Herald_Delivery_V1_WhatsAppSettings {
+    get {
+      if case .whatsapp(let v)? = _storage._settings {return v}
+      return Herald_Delivery_V1_WhatsAppSettings()
+    }
+    set {_uniqueStorage()._settings = .whatsapp(newValue)}
+  }
+
   /// An SMS provider's number: the keywords it answers and their texts (SPEC §11).
   public var smsKeywords: Herald_Delivery_V1_SmsKeywordSettings {
     get {_storage._smsKeywords ?? Herald_Delivery_V1_SmsKeywordSettings()}
@@ -1252,6 +1531,9 @@ public nonisolated struct Herald_Delivery_V1_Provider: @unchecked Sendable {
     case smtp(Herald_Delivery_V1_SmtpSettings)
     case httpSms(Herald_Delivery_V1_HttpSmsSettings)
     case webhook(Herald_Delivery_V1_WebhookSettings)
+    case apns(Herald_Delivery_V1_ApnsSettings)
+    case fcm(Herald_Delivery_V1_FcmSettings)
+    case whatsapp(Herald_Delivery_V1_WhatsAppSettings)
 
   }
 
@@ -1792,7 +2074,7 @@ public nonisolated struct Herald_Delivery_V1_IngestInboundResponse: @unchecked S
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-/// An SMS or e-mail received through a provider.
+/// An SMS, e-mail or WhatsApp message received through a provider.
 public nonisolated struct Herald_Delivery_V1_InboundMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1806,7 +2088,7 @@ public nonisolated struct Herald_Delivery_V1_InboundMessage: Sendable {
   /// webhook a duplicate.
   public var providerMessageID: String = String()
 
-  /// sms or email.
+  /// sms, email or whatsapp.
   public var channel: String = String()
 
   /// The sender: an E.164 number or an e-mail address (lower-cased).
@@ -2053,11 +2335,176 @@ nonisolated extension Herald_Delivery_V1_Channel: SwiftProtobuf._ProtoNameProvid
 }
 
 nonisolated extension Herald_Delivery_V1_ProviderKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PROVIDER_KIND_UNSPECIFIED\0\u{1}PROVIDER_KIND_SMTP\0\u{1}PROVIDER_KIND_HTTP_SMS\0\u{1}PROVIDER_KIND_WEBHOOK\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PROVIDER_KIND_UNSPECIFIED\0\u{1}PROVIDER_KIND_SMTP\0\u{1}PROVIDER_KIND_HTTP_SMS\0\u{1}PROVIDER_KIND_WEBHOOK\0\u{1}PROVIDER_KIND_APNS\0\u{1}PROVIDER_KIND_FCM\0\u{1}PROVIDER_KIND_WHATSAPP\0")
 }
 
 nonisolated extension Herald_Delivery_V1_TlsMode: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TLS_MODE_UNSPECIFIED\0\u{1}TLS_MODE_STARTTLS_IF_OFFERED\0\u{1}TLS_MODE_STARTTLS_REQUIRED\0\u{1}TLS_MODE_NONE\0")
+}
+
+nonisolated extension Herald_Delivery_V1_IngestWhatsAppWebhookRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestWhatsAppWebhookRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}body\0\u{1}signature\0\u{3}verify_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.body) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.signature) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.verifyOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 1)
+    }
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 2)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularStringField(value: self.signature, fieldNumber: 3)
+    }
+    if self.verifyOnly != false {
+      try visitor.visitSingularBoolField(value: self.verifyOnly, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_IngestWhatsAppWebhookRequest, rhs: Herald_Delivery_V1_IngestWhatsAppWebhookRequest) -> Bool {
+    if lhs.provider != rhs.provider {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.verifyOnly != rhs.verifyOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_IngestWhatsAppWebhookResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IngestWhatsAppWebhookResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}applied\0\u{1}ignored\0\u{1}notes\0\u{1}inbound\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.applied) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.ignored) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.notes) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.inbound) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.applied != 0 {
+      try visitor.visitSingularInt32Field(value: self.applied, fieldNumber: 1)
+    }
+    if self.ignored != 0 {
+      try visitor.visitSingularInt32Field(value: self.ignored, fieldNumber: 2)
+    }
+    if !self.notes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.notes, fieldNumber: 3)
+    }
+    if !self.inbound.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.inbound, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_IngestWhatsAppWebhookResponse, rhs: Herald_Delivery_V1_IngestWhatsAppWebhookResponse) -> Bool {
+    if lhs.applied != rhs.applied {return false}
+    if lhs.ignored != rhs.ignored {return false}
+    if lhs.notes != rhs.notes {return false}
+    if lhs.inbound != rhs.inbound {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_VerifyWhatsAppWebhookRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyWhatsAppWebhookRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}provider\0\u{1}mode\0\u{3}verify_token\0\u{1}challenge\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mode) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.verifyToken) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.challenge) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 1)
+    }
+    if !self.mode.isEmpty {
+      try visitor.visitSingularStringField(value: self.mode, fieldNumber: 2)
+    }
+    if !self.verifyToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.verifyToken, fieldNumber: 3)
+    }
+    if !self.challenge.isEmpty {
+      try visitor.visitSingularStringField(value: self.challenge, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_VerifyWhatsAppWebhookRequest, rhs: Herald_Delivery_V1_VerifyWhatsAppWebhookRequest) -> Bool {
+    if lhs.provider != rhs.provider {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.verifyToken != rhs.verifyToken {return false}
+    if lhs.challenge != rhs.challenge {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_VerifyWhatsAppWebhookResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyWhatsAppWebhookResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}challenge\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.challenge) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.challenge.isEmpty {
+      try visitor.visitSingularStringField(value: self.challenge, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_VerifyWhatsAppWebhookResponse, rhs: Herald_Delivery_V1_VerifyWhatsAppWebhookResponse) -> Bool {
+    if lhs.challenge != rhs.challenge {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Herald_Delivery_V1_CreateDkimKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2789,7 +3236,7 @@ nonisolated extension Herald_Delivery_V1_SealSecretsResponse: SwiftProtobuf.Mess
 
 nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboundMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0\u{3}time_zone\0\u{3}quiet_hours\0\u{3}ignore_quiet_hours\0\u{3}in_reply_to\0\u{3}auto_submitted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{1}channel\0\u{1}recipient\0\u{1}subject\0\u{1}body\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{3}not_before\0\u{1}format\0\u{3}text_body\0\u{3}list_unsubscribe_url\0\u{3}time_zone\0\u{3}quiet_hours\0\u{3}ignore_quiet_hours\0\u{3}in_reply_to\0\u{3}auto_submitted\0\u{1}push\0\u{3}whatsapp_template\0")
 
   fileprivate class _StorageClass {
     var _idempotencyKey: String = String()
@@ -2808,6 +3255,8 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
     var _ignoreQuietHours: Bool = false
     var _inReplyTo: String = String()
     var _autoSubmitted: Bool = false
+    var _push: Herald_Delivery_V1_PushContent? = nil
+    var _whatsappTemplate: Herald_Delivery_V1_WhatsAppTemplate? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2834,6 +3283,8 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
       _ignoreQuietHours = source._ignoreQuietHours
       _inReplyTo = source._inReplyTo
       _autoSubmitted = source._autoSubmitted
+      _push = source._push
+      _whatsappTemplate = source._whatsappTemplate
     }
   }
 
@@ -2868,6 +3319,8 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
         case 14: try { try decoder.decodeSingularBoolField(value: &_storage._ignoreQuietHours) }()
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._inReplyTo) }()
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._autoSubmitted) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._push) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._whatsappTemplate) }()
         default: break
         }
       }
@@ -2928,6 +3381,12 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
       if _storage._autoSubmitted != false {
         try visitor.visitSingularBoolField(value: _storage._autoSubmitted, fieldNumber: 16)
       }
+      try { if let v = _storage._push {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._whatsappTemplate {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2953,10 +3412,107 @@ nonisolated extension Herald_Delivery_V1_OutboundMessage: SwiftProtobuf.Message,
         if _storage._ignoreQuietHours != rhs_storage._ignoreQuietHours {return false}
         if _storage._inReplyTo != rhs_storage._inReplyTo {return false}
         if _storage._autoSubmitted != rhs_storage._autoSubmitted {return false}
+        if _storage._push != rhs_storage._push {return false}
+        if _storage._whatsappTemplate != rhs_storage._whatsappTemplate {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_PushContent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushContent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}platform\0\u{3}data_json\0\u{3}deep_link\0\u{3}collapse_id\0\u{1}priority\0\u{3}time_to_live_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.platform) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.dataJson) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.deepLink) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.collapseID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.priority) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.timeToLiveSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.platform.isEmpty {
+      try visitor.visitSingularStringField(value: self.platform, fieldNumber: 1)
+    }
+    if !self.dataJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.dataJson, fieldNumber: 2)
+    }
+    if !self.deepLink.isEmpty {
+      try visitor.visitSingularStringField(value: self.deepLink, fieldNumber: 3)
+    }
+    if !self.collapseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.collapseID, fieldNumber: 4)
+    }
+    if !self.priority.isEmpty {
+      try visitor.visitSingularStringField(value: self.priority, fieldNumber: 5)
+    }
+    if self.timeToLiveSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.timeToLiveSeconds, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_PushContent, rhs: Herald_Delivery_V1_PushContent) -> Bool {
+    if lhs.platform != rhs.platform {return false}
+    if lhs.dataJson != rhs.dataJson {return false}
+    if lhs.deepLink != rhs.deepLink {return false}
+    if lhs.collapseID != rhs.collapseID {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.timeToLiveSeconds != rhs.timeToLiveSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_WhatsAppTemplate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WhatsAppTemplate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}language\0\u{1}parameters\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.language) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.parameters) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.language.isEmpty {
+      try visitor.visitSingularStringField(value: self.language, fieldNumber: 2)
+    }
+    if !self.parameters.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.parameters, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_WhatsAppTemplate, rhs: Herald_Delivery_V1_WhatsAppTemplate) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.language != rhs.language {return false}
+    if lhs.parameters != rhs.parameters {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3685,9 +4241,169 @@ nonisolated extension Herald_Delivery_V1_WebhookSettings: SwiftProtobuf.Message,
   }
 }
 
+nonisolated extension Herald_Delivery_V1_ApnsSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApnsSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}url\0\u{3}team_id\0\u{3}key_id\0\u{3}private_key_variable\0\u{1}topic\0\u{3}trusted_ca_pem\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.teamID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.privateKeyVariable) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.topic) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.trustedCaPem) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 1)
+    }
+    if !self.teamID.isEmpty {
+      try visitor.visitSingularStringField(value: self.teamID, fieldNumber: 2)
+    }
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 3)
+    }
+    if !self.privateKeyVariable.isEmpty {
+      try visitor.visitSingularStringField(value: self.privateKeyVariable, fieldNumber: 4)
+    }
+    if !self.topic.isEmpty {
+      try visitor.visitSingularStringField(value: self.topic, fieldNumber: 5)
+    }
+    if !self.trustedCaPem.isEmpty {
+      try visitor.visitSingularStringField(value: self.trustedCaPem, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_ApnsSettings, rhs: Herald_Delivery_V1_ApnsSettings) -> Bool {
+    if lhs.url != rhs.url {return false}
+    if lhs.teamID != rhs.teamID {return false}
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.privateKeyVariable != rhs.privateKeyVariable {return false}
+    if lhs.topic != rhs.topic {return false}
+    if lhs.trustedCaPem != rhs.trustedCaPem {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_FcmSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FcmSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}project_id\0\u{3}service_account_variable\0\u{1}url\0\u{3}trusted_ca_pem\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.projectID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.serviceAccountVariable) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.trustedCaPem) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.projectID.isEmpty {
+      try visitor.visitSingularStringField(value: self.projectID, fieldNumber: 1)
+    }
+    if !self.serviceAccountVariable.isEmpty {
+      try visitor.visitSingularStringField(value: self.serviceAccountVariable, fieldNumber: 2)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 3)
+    }
+    if !self.trustedCaPem.isEmpty {
+      try visitor.visitSingularStringField(value: self.trustedCaPem, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_FcmSettings, rhs: Herald_Delivery_V1_FcmSettings) -> Bool {
+    if lhs.projectID != rhs.projectID {return false}
+    if lhs.serviceAccountVariable != rhs.serviceAccountVariable {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.trustedCaPem != rhs.trustedCaPem {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Delivery_V1_WhatsAppSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WhatsAppSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}url\0\u{3}phone_number_id\0\u{3}phone_number\0\u{3}access_token_variable\0\u{3}app_secret_variable\0\u{3}verify_token_variable\0\u{3}trusted_ca_pem\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.phoneNumberID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.phoneNumber) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.accessTokenVariable) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.appSecretVariable) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.verifyTokenVariable) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.trustedCaPem) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 1)
+    }
+    if !self.phoneNumberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.phoneNumberID, fieldNumber: 2)
+    }
+    if !self.phoneNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.phoneNumber, fieldNumber: 3)
+    }
+    if !self.accessTokenVariable.isEmpty {
+      try visitor.visitSingularStringField(value: self.accessTokenVariable, fieldNumber: 4)
+    }
+    if !self.appSecretVariable.isEmpty {
+      try visitor.visitSingularStringField(value: self.appSecretVariable, fieldNumber: 5)
+    }
+    if !self.verifyTokenVariable.isEmpty {
+      try visitor.visitSingularStringField(value: self.verifyTokenVariable, fieldNumber: 6)
+    }
+    if !self.trustedCaPem.isEmpty {
+      try visitor.visitSingularStringField(value: self.trustedCaPem, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Delivery_V1_WhatsAppSettings, rhs: Herald_Delivery_V1_WhatsAppSettings) -> Bool {
+    if lhs.url != rhs.url {return false}
+    if lhs.phoneNumberID != rhs.phoneNumberID {return false}
+    if lhs.phoneNumber != rhs.phoneNumber {return false}
+    if lhs.accessTokenVariable != rhs.accessTokenVariable {return false}
+    if lhs.appSecretVariable != rhs.appSecretVariable {return false}
+    if lhs.verifyTokenVariable != rhs.verifyTokenVariable {return false}
+    if lhs.trustedCaPem != rhs.trustedCaPem {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Provider"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{3}sms_keywords\0\u{3}quiet_hours\0\u{2}\u{6}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}kind\0\u{1}priority\0\u{3}cost_cents\0\u{1}disabled\0\u{3}sending_identity\0\u{3}webhook_secret\0\u{2}\u{2}smtp\0\u{3}http_sms\0\u{1}webhook\0\u{3}sms_keywords\0\u{3}quiet_hours\0\u{1}apns\0\u{1}fcm\0\u{1}whatsapp\0\u{2}\u{3}status\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -3791,6 +4507,45 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
         }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._smsKeywords) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._quietHours) }()
+        case 15: try {
+          var v: Herald_Delivery_V1_ApnsSettings?
+          var hadOneofValue = false
+          if let current = _storage._settings {
+            hadOneofValue = true
+            if case .apns(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._settings = .apns(v)
+          }
+        }()
+        case 16: try {
+          var v: Herald_Delivery_V1_FcmSettings?
+          var hadOneofValue = false
+          if let current = _storage._settings {
+            hadOneofValue = true
+            if case .fcm(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._settings = .fcm(v)
+          }
+        }()
+        case 17: try {
+          var v: Herald_Delivery_V1_WhatsAppSettings?
+          var hadOneofValue = false
+          if let current = _storage._settings {
+            hadOneofValue = true
+            if case .whatsapp(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._settings = .whatsapp(v)
+          }
+        }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._status) }()
         default: break
         }
@@ -3841,7 +4596,7 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
         guard case .webhook(let v)? = _storage._settings else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
       }()
-      case nil: break
+      default: break
       }
       try { if let v = _storage._smsKeywords {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
@@ -3849,6 +4604,21 @@ nonisolated extension Herald_Delivery_V1_Provider: SwiftProtobuf.Message, SwiftP
       try { if let v = _storage._quietHours {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
       } }()
+      switch _storage._settings {
+      case .apns?: try {
+        guard case .apns(let v)? = _storage._settings else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .fcm?: try {
+        guard case .fcm(let v)? = _storage._settings else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .whatsapp?: try {
+        guard case .whatsapp(let v)? = _storage._settings else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      default: break
+      }
       try { if let v = _storage._status {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()

@@ -33,7 +33,7 @@ package enum DeliveryDefinition: BackEndProcess {
     let registry = PerProcess { resources in
       ProviderRegistry(
         store: store(resources), policy: settings.breaker, secrets: settings.secrets,
-        dkimSignatureLifetime: settings.dkimSignatureLifetime, factory: providerFactory)
+        dkimSignatureLifetime: settings.dkimSignatureLifetime, keys: settings.providerKeys, factory: providerFactory)
     }
     return ServiceDefinition(
       name: name,

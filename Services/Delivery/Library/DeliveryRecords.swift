@@ -25,6 +25,8 @@ package struct QueuedMessage: Sendable, Equatable {
   /// E-mail: the Message-ID it answers, and whether it is an automatic answer (RFC 3834).
   package var inReplyTo: String?
   package var autoSubmitted = false
+  /// Push and WhatsApp template messages: what they carry besides subject and body.
+  package var payload: ChannelPayload?
 
   package struct Quiet: Sendable, Equatable {
     package var window: QuietWindow
@@ -183,6 +185,7 @@ struct QueuedExtras: Encodable {
   var inReplyTo: String?
   var autoSubmitted: Bool?
   var note: String?
+  var payload: ChannelPayload?
 
   init(_ message: QueuedMessage) {
     quietZones = message.quiet?.zones
@@ -192,10 +195,11 @@ struct QueuedExtras: Encodable {
     inReplyTo = message.inReplyTo
     autoSubmitted = message.autoSubmitted ? true : nil
     note = message.note
+    payload = message.payload
   }
 
   var isEmpty: Bool {
-    quietZones == nil && undeliverable == nil && inReplyTo == nil && autoSubmitted == nil && note == nil
+    quietZones == nil && undeliverable == nil && inReplyTo == nil && autoSubmitted == nil && note == nil && payload == nil
   }
 
   enum CodingKeys: String, CodingKey {
@@ -206,5 +210,6 @@ struct QueuedExtras: Encodable {
     case inReplyTo = "in_reply_to"
     case autoSubmitted = "auto_submitted"
     case note
+    case payload
   }
 }

@@ -66,7 +66,8 @@ extension DeliveryService {
         payload.channel == "email"
           && (settings.fromAddress.lowercased() == payload.from
             || settings.inboundDomain.map { MailAddress.domain(of: payload.from) == $0 } == true)
-      case .webhook: false
+      case .whatsapp(let settings): payload.channel == "whatsapp" && settings.phoneNumber == payload.from
+      case .webhook, .apns, .fcm: false
       }
     }
   }

@@ -40,6 +40,13 @@ extension DeliveryService {
     request: Herald_Delivery_V1_Provider, context: ServerContext
   ) async throws -> Herald_Delivery_V1_Provider {
     let config = try ProviderConfig(validating: request)
+    // Keys stay out of the database: the variables that hold them must be set where delivery runs.
+    for (field, variable) in config.keyVariables where providers.keys[variable]?.isEmpty ?? true {
+      throw RPCError.field(
+        field, .failedPrecondition,
+        "\(field): \(variable) is not set in the delivery process's environment (keys never enter the database: set it where delivery runs, then put the provider again)"
+      )
+    }
     let stored = try await store.putProvider(named: config.name, sealingWith: providers.secrets) { stored in
       try config.keepingStoredSecrets(of: stored)
     }

@@ -185,6 +185,11 @@ package struct DeliveryService: Herald_Delivery_V1_DeliveryService.SimpleService
       queued.inReplyTo = message.inReplyTo
     }
     queued.autoSubmitted = message.autoSubmitted
+    if channel == "whatsapp", message.recipient.wholeMatch(of: /\+[1-9][0-9]{6,14}/) == nil {
+      throw RPCError.field(
+        name("recipient"), .invalidArgument, "\(name("recipient")) must be an E.164 number such as +14155550123 on WhatsApp")
+    }
+    queued.payload = try ChannelPayload.validate(message, channel: channel, name: name)
     if channel == "sms", !message.ignoreQuietHours {
       queued.quiet = QueuedMessage.Quiet(
         window: window ?? QuietWindow(start: 0, end: 0), zones: message.timeZone.isEmpty ? [] : [message.timeZone])

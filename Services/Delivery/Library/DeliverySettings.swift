@@ -32,6 +32,9 @@ package struct DeliverySettings: Sendable, Equatable {
   /// When SMS may be delivered, in the recipient's local time (SPEC §11): HERALD_SMS_QUIET_HOURS,
   /// "08:00-21:00" by default. Campaigns, messages and providers may narrow it.
   package var smsQuietHours = QuietWindow.standard
+  /// Where the push and WhatsApp providers' keys are read (the variables their settings name,
+  /// `HERALD_PROVIDER_*`): the process's environment; tests give their own.
+  package var providerKeys = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("HERALD_PROVIDER_") }
 
   package init() {}
 

@@ -97,7 +97,7 @@ extension DeliveryStore {
       for (index, event) in events.enumerated() {
         let rows = try await connection.query(
           """
-          SELECT id, status, recipient FROM delivery.messages
+          SELECT id, status, delivery.suppression_key(channel, recipient) FROM delivery.messages
           WHERE id = nullif(\(event.messageID?.uuidString ?? ""), '')::uuid
              OR (provider = \(provider) AND provider_message_id = nullif(\(event.providerMessageID ?? ""), ''))
           LIMIT 1 FOR UPDATE
@@ -137,7 +137,7 @@ extension DeliveryStore {
           let reason = event.type == "complained" ? "complaint" : "hard_bounce"
           try await connection.query(
             """
-            INSERT INTO delivery.suppressions (address, reason, detail) VALUES (lower(\(recipient)), \(reason), \(event.detail))
+            INSERT INTO delivery.suppressions (address, reason, detail) VALUES (\(recipient), \(reason), \(event.detail))
             ON CONFLICT (address) DO NOTHING
             """, logger: logger)
         }

@@ -123,7 +123,8 @@ extension DeliveryStore {
       case "start":
         let removed = try await !connection.query(
           """
-          DELETE FROM delivery.suppressions WHERE address = \(record.sender.lowercased()) AND reason = 'sms_keyword' RETURNING 1
+          DELETE FROM delivery.suppressions
+          WHERE address = delivery.suppression_key(\(record.channel), \(record.sender)) AND reason = 'sms_keyword' RETURNING 1
           """, logger: logger
         ).collect().isEmpty
         if !removed, record.keyword == "YES" {
@@ -158,14 +159,22 @@ extension DeliveryStore {
         WHERE id = ANY(\(candidates)::uuid[]) AND channel = 'email' ORDER BY created_at DESC LIMIT 1
         """, logger: logger)
     } else {
+      // The channel as a literal, so that the partial index of its recipients serves.
       rows = try await client.query(
         """
         SELECT id, campaign_id, subscriber_id FROM delivery.messages
-        WHERE channel = 'sms' AND recipient = \(payload.from) AND status IN ('sent', 'delivered', 'unknown') AND NOT compliance
+        WHERE channel = \(unescaped: Self.textChannelLiteral(payload.channel)) AND recipient = \(payload.from)
+          AND status IN ('sent', 'delivered', 'unknown') AND NOT compliance
         ORDER BY created_at DESC LIMIT 1
         """, logger: logger)
     }
     return try await rows.decode((UUID, UUID?, UUID?).self).elements().first.map { (id: $0.0, campaign: $0.1, subscriber: $0.2) }
+  }
+
+  /// 'whatsapp' or 'sms' as an SQL literal: the number's channel (the partial indexes of their
+  /// recipients match only a literal).
+  static func textChannelLiteral(_ channel: String) -> String {
+    channel == "whatsapp" ? "'whatsapp'" : "'sms'"
   }
 
   /// The message a provider's retry names (stored by an earlier call, committed by now).
@@ -200,7 +209,9 @@ extension DeliveryStore {
     let added = try await !connection.query(
       """
       INSERT INTO delivery.suppressions (address, reason, detail)
-      VALUES (\(record.sender.lowercased()), 'sms_keyword', \("texted \(record.keyword) to \(record.recipient)"))
+      VALUES (
+        delivery.suppression_key(\(record.channel), \(record.sender)), 'sms_keyword',
+        \("\(record.channel == "whatsapp" ? "wrote" : "texted") \(record.keyword) to \(record.recipient)\(record.channel == "whatsapp" ? " on WhatsApp" : "")"))
       ON CONFLICT (address) DO NOTHING
       RETURNING 1
       """, logger: logger
@@ -211,7 +222,8 @@ extension DeliveryStore {
       WITH stopped AS (
         UPDATE delivery.messages SET status = 'suppressed', last_error = \("the recipient texted \(record.keyword)"),
           updated_at = now()
-        WHERE channel = 'sms' AND recipient = \(record.sender) AND status IN ('queued', 'held') AND NOT compliance
+        WHERE channel = \(unescaped: Self.textChannelLiteral(record.channel)) AND recipient = \(record.sender)
+          AND status IN ('queued', 'held') AND NOT compliance
         RETURNING id, last_error
       )
       INSERT INTO delivery.delivery_events (message_id, status, detail) SELECT id, 'suppressed', last_error FROM stopped
@@ -227,7 +239,7 @@ extension DeliveryStore {
       """
       WITH queued AS (
         INSERT INTO delivery.messages (idempotency_key, channel, recipient, body, subscriber_id, compliance)
-        VALUES (\(key), 'sms', \(record.sender), \(text), \(record.subscriberID), true)
+        VALUES (\(key), \(unescaped: Self.textChannelLiteral(record.channel)), \(record.sender), \(text), \(record.subscriberID), true)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id
       ), events AS (
@@ -340,5 +352,20 @@ extension DeliveryStore {
       RETURNING i.id
       """, logger: logger)
     return try await rows.collect().count
+  }
+
+  /// The last time each number wrote to a WhatsApp number of Herald's (the customer-service
+  /// window's start); numbers that never did are left out.
+  package func lastWhatsAppInbound(from numbers: [String]) async throws -> [String: Date] {
+    var last: [String: Date] = [:]
+    let rows = try await client.query(
+      """
+      SELECT n.sender, (SELECT max(received_at) FROM delivery.inbound_messages i WHERE i.channel = 'whatsapp' AND i.sender = n.sender)
+      FROM unnest(\(numbers)::text[]) AS n(sender)
+      """, logger: logger)
+    for try await (number, at) in rows.decode((String, Date?).self) {
+      if let at { last[number] = at }
+    }
+    return last
   }
 }

@@ -40,19 +40,19 @@ extension DeliveryStore {
       ), inserted AS (
         INSERT INTO delivery.messages (
           idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, subscriber_id,
-          not_before, quiet_zones, quiet_start, quiet_end, in_reply_to, auto_submitted, status, last_error)
+          not_before, quiet_zones, quiet_start, quiet_end, in_reply_to, auto_submitted, payload, status, last_error)
         SELECT key, channel, recipient, subject, body, format, nullif(text_body, ''), nullif(list_unsubscribe, ''),
           nullif(campaign_id, \(Self.noID)),
           nullif(subscriber_id, \(Self.noID)),
           coalesce(nullif(not_before, '')::timestamptz, now()),
           CASE WHEN x ? 'quiet_zones' THEN ARRAY(SELECT jsonb_array_elements_text(x -> 'quiet_zones')) END,
           (x ->> 'quiet_start')::smallint, (x ->> 'quiet_end')::smallint, x ->> 'in_reply_to',
-          coalesce((x ->> 'auto_submitted')::boolean, false),
+          coalesce((x ->> 'auto_submitted')::boolean, false), x -> 'payload',
           CASE WHEN x ? 'undeliverable' THEN 'failed' WHEN s.address IS NULL THEN 'queued' ELSE 'suppressed' END,
           CASE WHEN x ? 'undeliverable' THEN x ->> 'undeliverable'
             WHEN s.address IS NOT NULL THEN 'the address is on the suppression list (' || s.reason || ')'
             ELSE x ->> 'note' END
-        FROM parsed input LEFT JOIN delivery.suppressions s ON s.address = lower(input.recipient)
+        FROM parsed input LEFT JOIN delivery.suppressions s ON s.address = delivery.suppression_key(input.channel, input.recipient)
         ORDER BY position
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id, idempotency_key, status, last_error
@@ -143,7 +143,7 @@ extension DeliveryStore {
             WHEN h.action = 'cancel' THEN 'cancelled'
             WHEN h.action = 'hold' THEN 'held'
             -- A compliance reply (the confirmation of a STOP, the help text) goes to a suppressed number.
-            WHEN NOT m.compliance AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient))
+            WHEN NOT m.compliance AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = delivery.suppression_key(m.channel, m.recipient))
               THEN 'suppressed'
             WHEN q.until IS NOT NULL THEN 'deferred'
             ELSE 'sending'
@@ -194,28 +194,30 @@ extension DeliveryStore {
           updated_at = now()
         FROM decided d WHERE m.id = d.id
         RETURNING m.id, m.idempotency_key, m.channel, m.recipient, m.subject, m.body, m.format, m.text_body,
-          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, d.status, m.last_error, m.in_reply_to, m.auto_submitted
+          m.list_unsubscribe, m.campaign_id, m.subscriber_id, m.attempts, d.status, m.last_error, m.in_reply_to, m.auto_submitted,
+          m.payload
       ), events AS (
         INSERT INTO delivery.delivery_events (message_id, status, detail)
         SELECT id, status, CASE WHEN status = 'sending' THEN 'attempt ' || attempts ELSE last_error END FROM claimed
       )
       SELECT id, idempotency_key, channel, recipient, subject, body, format, text_body, list_unsubscribe, campaign_id, attempts,
-        status, in_reply_to, auto_submitted
+        status, in_reply_to, auto_submitted, payload::text
       FROM claimed
       """, logger: logger)
     var claimed: [ClaimedMessage] = []
     for try await (
-      id, key, channel, recipient, subject, body, format, textBody, unsubscribe, campaign, attempts, status, answered, automatic
+      id, key, channel, recipient, subject, body, format, textBody, unsubscribe, campaign, attempts, status, answered, automatic,
+      payload
     )
       in rows
-      .decode((UUID, String, String, String, String, String, String, String?, String?, UUID?, Int, String, String?, Bool).self)
+      .decode((UUID, String, String, String, String, String, String, String?, String?, UUID?, Int, String, String?, Bool, String?).self)
     {
       claimed.append(
         ClaimedMessage(
           message: OutgoingMessage(
             id: id, idempotencyKey: key, channel: channel, recipient: recipient, subject: subject, body: body, format: format,
             textBody: textBody, listUnsubscribeURL: unsubscribe, campaignID: campaign, inReplyTo: answered,
-            autoSubmitted: automatic),
+            autoSubmitted: automatic, payload: try payload.map { try Self.payloadDecoder.decode(ChannelPayload.self, from: Data($0.utf8)) }),
           attempts: attempts, status: status))
     }
     return claimed

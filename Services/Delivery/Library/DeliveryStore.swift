@@ -25,6 +25,8 @@ package struct DeliveryStore: Sendable {
 
   /// Stands for "none" in a uuid array (no random or generated id is all zeros).
   static let noID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+  /// Reads a message's stored payload (push, WhatsApp template).
+  static let payloadDecoder = JSONDecoder()
 
   static func milliseconds(_ duration: Duration) -> Int64 {
     duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000

@@ -101,7 +101,7 @@ package struct DeliveryWorker: Sendable {
     let claimed = try await store.claim(
       limit: settings.batchSize, lease: settings.lease, token: token, timeToLive: settings.timeToLive,
       channels: providers.channels)
-    let sending = claimed.filter { $0.status == "sending" }
+    var sending = claimed.filter { $0.status == "sending" }
     guard !sending.isEmpty else { return claimed.count }
 
     // Spend: reserve each campaign's messages at the cost of the provider they will try first,
@@ -109,15 +109,36 @@ package struct DeliveryWorker: Sendable {
     // campaign are in flight (their failures give budget back) and fail once none are.
     var settlements: [Settlement] = []
     var toSend: [Send] = []
+    // WhatsApp free text only inside the 24-hour customer-service window, as it is at the send.
+    let freeText = sending.filter { $0.message.channel == "whatsapp" && $0.message.payload?.whatsapp == nil }
+    if !freeText.isEmpty {
+      let lastInbound = try await store.lastWhatsAppInbound(from: Array(Set(freeText.map(\.message.recipient))))
+      let closed = Set(
+        freeText.filter { message in
+          guard let last = lastInbound[message.message.recipient] else { return true }
+          return last < Date().addingTimeInterval(-Self.customerServiceWindow)
+        }.map(\.message.id))
+      for message in freeText where closed.contains(message.message.id) {
+        let last = lastInbound[message.message.recipient].map { "last wrote at \($0.formatted(.iso8601))" } ?? "never wrote"
+        settlements.append(
+          Settlement(
+            id: message.message.id, outcome: .failed,
+            detail:
+              "outside WhatsApp's 24-hour customer-service window: \(message.message.recipient) \(last); free text may only answer a message of the last 24 hours, send an approved template instead"
+          ))
+      }
+      sending.removeAll { closed.contains($0.message.id) }
+    }
     // One view of the providers for the whole batch: what is reserved is what is tried.
-    let routes = Dictionary(uniqueKeysWithValues: Set(sending.map(\.message.channel)).map { ($0, providers.candidates(for: $0)) })
+    let routes = Dictionary(
+      uniqueKeysWithValues: Set(sending.map { ProviderConfig.route(of: $0.message) }).map { ($0, providers.candidates(for: $0)) })
     var byCampaign: [CampaignCost: [ClaimedMessage]] = [:]
     for message in sending {
       guard let campaign = message.message.campaignID else {
         toSend.append(Send(message: message, reserved: false))
         continue
       }
-      let cost = routes[message.message.channel]?.first?.config.costCents ?? 0
+      let cost = routes[ProviderConfig.route(of: message.message)]?.first?.config.costCents ?? 0
       byCampaign[CampaignCost(campaign: campaign, cost: cost), default: []].append(message)
     }
     for (key, messages) in byCampaign.sorted(by: { $0.key < $1.key }) {
@@ -146,7 +167,7 @@ package struct DeliveryWorker: Sendable {
     var asked: [Int] = []
     var queries: [ThrottleQuery] = []
     for (index, send) in toSend.enumerated() {
-      guard let entry = routes[send.message.message.channel]?.first, entry.breaker.isClosed else { continue }
+      guard let entry = routes[ProviderConfig.route(of: send.message.message)]?.first, entry.breaker.isClosed else { continue }
       asked.append(index)
       queries.append(
         ThrottleQuery(
@@ -189,7 +210,8 @@ package struct DeliveryWorker: Sendable {
         // What ended is settled with the next group, or by the batch's last statement.
         if last || !starting.isEmpty {
           let beginning = starting.map(\.message.message.id)
-          let resendable = starting.filter { resendableChannels.contains($0.message.message.channel) }.map(\.message.message.id)
+          let resendable = starting.filter { resendableChannels.contains(ProviderConfig.route(of: $0.message.message)) }
+            .map(\.message.message.id)
           do {
             let (written, begun) = try await store.settle(
               unsettled, token: token, beginning: beginning, resendable: resendable, lastOfBatch: last)
@@ -203,7 +225,7 @@ package struct DeliveryWorker: Sendable {
                 metadata: ["messages": "\(starting.count - begun.count)"])
             }
             for send in starting where begun.contains(send.message.message.id) {
-              group.addTask { await deliver(send, candidates: routes[send.message.message.channel] ?? []) }
+              group.addTask { await deliver(send, candidates: routes[ProviderConfig.route(of: send.message.message)] ?? []) }
               running += 1
             }
           } catch {
@@ -296,7 +318,8 @@ package struct DeliveryWorker: Sendable {
       // Its provider was removed after the claim: it waits, like the rest of its channel.
       return Settlement(
         id: message.id, outcome: .retry(delay: settings.refreshInterval, countsAsAttempt: false, eventStatus: "deferred"),
-        detail: "no enabled provider is configured for the \(message.channel) channel")
+        detail: "no enabled provider is configured for the \(message.channel) channel"
+          + (message.payload?.push.map { " and platform \($0.platform)" } ?? ""))
     }
     // Each kind of outcome with the provider it is about (the sends metric's label).
     var lastFailure: (error: SendFailure, provider: String)?
@@ -424,6 +447,9 @@ package struct DeliveryWorker: Sendable {
       id: claimed.message.id, outcome: .retry(delay: delay, countsAsAttempt: true, eventStatus: "retrying"), detail: detail,
       provider: provider)
   }
+
+  /// WhatsApp's customer-service window: free text may answer a person's message for 24 hours.
+  static let customerServiceWindow: TimeInterval = 24 * 3600
 
   static func untilTomorrow(now: Date = Date()) -> Duration {
     var calendar = Calendar(identifier: .gregorian)

@@ -128,6 +128,7 @@ package func buildGateway(
   }
   if let delivery = backEnds["delivery"] {
     ProviderWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: webhookRoutes)
+    WhatsAppWebhookRoute(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery)).register(on: webhookRoutes)
     InboundRoutes(delivery: Herald_Delivery_V1_DeliveryService.Client(wrapping: delivery), publicURL: configuration.settings.publicURL)
       .register(on: webhookRoutes)
     // Mail privacy proxies fetch many recipients' pixels from few addresses: only links that are

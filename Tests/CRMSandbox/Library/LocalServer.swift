@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Synchronization
 
@@ -13,16 +14,17 @@ package struct LocalServerError: Error, CustomStringConvertible {
 
 /// Serves `router` on `host:port` (0 = any free port) for the duration of `body`, which gets the
 /// bound port. A server that cannot start (the port is taken) throws its error instead of waiting.
-/// (The local servers of the tests and of `crm-sandbox` all start this way.)
+/// `server` is HTTP/1.1 unless given (the provider sandbox's is HTTP/2 over TLS). (The local
+/// servers of the tests, `crm-sandbox` and `provider-sandbox` all start this way.)
 package func withListeningServer<T: Sendable>(
   _ router: Router<BasicRequestContext>, host: String = "127.0.0.1", port: Int = 0, label: String,
-  _ body: (_ port: Int) async throws -> T
+  server: HTTPServerBuilder = .http1(), _ body: (_ port: Int) async throws -> T
 ) async throws -> T {
   let bound = BoundPort()
   var logger = Logger(label: label)
   logger.logLevel = .critical
   let app = Application(
-    router: router, configuration: .init(address: .hostname(host, port: port)),
+    router: router, server: server, configuration: .init(address: .hostname(host, port: port)),
     onServerRunning: { channel in bound.port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
   return try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await app.runService(gracefulShutdownSignals: []) }

@@ -19,12 +19,15 @@ package struct OutgoingMessage: Sendable, Equatable {
   package var inReplyTo: String?
   /// An automatic answer (Auto-Submitted: auto-replied).
   package var autoSubmitted = false
+  /// Push and WhatsApp template messages: what they carry besides subject and body.
+  package var payload: ChannelPayload?
 
   package init(
     id: UUID, idempotencyKey: String, channel: String, recipient: String, subject: String, body: String,
     format: String = "text", textBody: String? = nil, listUnsubscribeURL: String? = nil, campaignID: UUID? = nil,
-    inReplyTo: String? = nil, autoSubmitted: Bool = false
+    inReplyTo: String? = nil, autoSubmitted: Bool = false, payload: ChannelPayload? = nil
   ) {
+    self.payload = payload
     self.inReplyTo = inReplyTo
     self.autoSubmitted = autoSubmitted
     self.id = id

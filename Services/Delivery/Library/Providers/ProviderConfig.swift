@@ -13,6 +13,9 @@ package struct ProviderConfig: Sendable, Equatable {
     case smtp(SMTPSettings)
     case httpSMS(HTTPSMSSettings)
     case webhook(WebhookProviderSettings)
+    case apns(APNsSettings)
+    case fcm(FCMSettings)
+    case whatsapp(WhatsAppSettings)
   }
 
   package var name: String
@@ -50,6 +53,30 @@ package struct ProviderConfig: Sendable, Equatable {
       return text
     }
     func optional(_ text: String) -> String? { text.isEmpty ? nil : text }
+    // A push or WhatsApp API's base URL (no query; no trailing "/"), or its default when empty.
+    func baseURL(_ text: String, _ name: String, default standard: String) throws(RPCError) -> String {
+      guard !text.isEmpty else { return standard }
+      let given = try url(text, name)
+      guard URL(string: given)?.query == nil else { throw invalid(name, "must have no query") }
+      return given.hasSuffix("/") ? String(given.dropLast()) : given
+    }
+    // Names a variable of the delivery process's environment that holds a key (never stored).
+    func variable(_ text: String, _ name: String) throws(RPCError) -> String {
+      guard ProviderKey.isVariableName(text) else {
+        throw invalid(
+          name,
+          "must name an environment variable HERALD_PROVIDER_... (upper-case letters, digits, underscores) that holds the key, got '\(text)'"
+        )
+      }
+      return text
+    }
+    func pem(_ text: String, _ name: String) throws(RPCError) -> String? {
+      guard !text.isEmpty else { return nil }
+      guard text.contains("-----BEGIN CERTIFICATE-----"), ProviderTLS.configuration(trusting: text) != nil else {
+        throw invalid(name, "is not a PEM certificate")
+      }
+      return text
+    }
 
     let kind: Kind
     switch provider.settings {
@@ -128,8 +155,63 @@ package struct ProviderConfig: Sendable, Equatable {
       }
       kind = .webhook(
         WebhookProviderSettings(url: try url(webhook.url, "webhook.url"), signingSecret: optional(webhook.signingSecret)))
+    case .apns(let apns):
+      guard provider.kind == .apns || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are apns")
+      }
+      guard channel == "push" else { throw invalid("channel", "must be push for an APNs provider") }
+      guard apns.teamID.wholeMatch(of: /[A-Z0-9]{10}/) != nil else {
+        throw invalid("apns.team_id", "must be the 10-character Team ID of the Apple developer account")
+      }
+      guard apns.keyID.wholeMatch(of: /[A-Z0-9]{10}/) != nil else {
+        throw invalid("apns.key_id", "must be the 10-character Key ID of the APNs key")
+      }
+      guard apns.topic.wholeMatch(of: /[A-Za-z0-9][A-Za-z0-9.-]{0,254}/) != nil else {
+        throw invalid("apns.topic", "must be the app's bundle id, e.g. com.example.shop")
+      }
+      kind = .apns(
+        APNsSettings(
+          url: try baseURL(apns.url, "apns.url", default: APNsSettings.productionURL), teamID: apns.teamID, keyID: apns.keyID,
+          privateKeyVariable: try variable(apns.privateKeyVariable, "apns.private_key_variable"), topic: apns.topic,
+          trustedCAPEM: try pem(apns.trustedCaPem, "apns.trusted_ca_pem")))
+    case .fcm(let fcm):
+      guard provider.kind == .fcm || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are fcm")
+      }
+      guard channel == "push" else { throw invalid("channel", "must be push for an FCM provider") }
+      guard fcm.projectID.wholeMatch(of: /[a-z][a-z0-9-]{4,61}[a-z0-9]/) != nil else {
+        throw invalid("fcm.project_id", "must be the Firebase project id, e.g. shop-app-4711")
+      }
+      kind = .fcm(
+        FCMSettings(
+          projectID: fcm.projectID, serviceAccountVariable: try variable(fcm.serviceAccountVariable, "fcm.service_account_variable"),
+          url: try baseURL(fcm.url, "fcm.url", default: FCMSettings.productionURL),
+          trustedCAPEM: try pem(fcm.trustedCaPem, "fcm.trusted_ca_pem")))
+    case .whatsapp(let whatsapp):
+      guard provider.kind == .whatsapp || provider.kind == .unspecified else {
+        throw invalid("kind", "is \(provider.kind) but the settings are whatsapp")
+      }
+      guard channel == "whatsapp" else { throw invalid("channel", "must be whatsapp for a WhatsApp provider") }
+      guard whatsapp.phoneNumberID.wholeMatch(of: /[0-9]{1,30}/) != nil else {
+        throw invalid("whatsapp.phone_number_id", "must be the number's id in WhatsApp Manager (digits)")
+      }
+      guard whatsapp.phoneNumber.wholeMatch(of: /\+[1-9][0-9]{6,14}/) != nil else {
+        throw invalid("whatsapp.phone_number", "must be the sending number in E.164 form, e.g. +14155550100")
+      }
+      guard provider.webhookSecret.isEmpty else {
+        throw invalid("webhook_secret", "is not used by a WhatsApp provider: its webhooks are checked with app_secret_variable")
+      }
+      kind = .whatsapp(
+        WhatsAppSettings(
+          url: try baseURL(whatsapp.url, "whatsapp.url", default: WhatsAppSettings.productionURL),
+          phoneNumberID: whatsapp.phoneNumberID, phoneNumber: whatsapp.phoneNumber,
+          accessTokenVariable: try variable(whatsapp.accessTokenVariable, "whatsapp.access_token_variable"),
+          appSecretVariable: try variable(whatsapp.appSecretVariable, "whatsapp.app_secret_variable"),
+          verifyTokenVariable: whatsapp.verifyTokenVariable.isEmpty
+            ? nil : try variable(whatsapp.verifyTokenVariable, "whatsapp.verify_token_variable"),
+          trustedCAPEM: try pem(whatsapp.trustedCaPem, "whatsapp.trusted_ca_pem")))
     case nil:
-      throw invalid("settings", "are missing: give one of smtp, http_sms or webhook")
+      throw invalid("settings", "are missing: give one of smtp, http_sms, webhook, apns, fcm or whatsapp")
     }
 
     if provider.hasQuietHours {
@@ -180,6 +262,9 @@ package struct ProviderConfig: Sendable, Equatable {
       case .smtp: .smtp
       case .httpSMS: .httpSms
       case .webhook: .webhook
+      case .apns: .apns
+      case .fcm: .fcm
+      case .whatsapp: .whatsapp
       }
     self.definition = definition
   }
@@ -192,7 +277,39 @@ package struct ProviderConfig: Sendable, Equatable {
     switch kind {
     case .httpSMS, .webhook: true
     case .smtp: definition.smtp.resendUnconfirmed
+    // The push services and WhatsApp take no idempotency key: a second copy would be shown twice.
+    case .apns, .fcm, .whatsapp: false
     }
+  }
+
+  /// The environment variables its keys are read from, with the fields that name them.
+  package var keyVariables: [(field: String, variable: String)] {
+    switch kind {
+    case .apns(let settings): [("apns.private_key_variable", settings.privateKeyVariable)]
+    case .fcm(let settings): [("fcm.service_account_variable", settings.serviceAccountVariable)]
+    case .whatsapp(let settings):
+      [
+        ("whatsapp.access_token_variable", settings.accessTokenVariable),
+        ("whatsapp.app_secret_variable", settings.appSecretVariable),
+      ] + (settings.verifyTokenVariable.map { [("whatsapp.verify_token_variable", $0)] } ?? [])
+    case .smtp, .httpSMS, .webhook: []
+    }
+  }
+
+  /// Whether it sends push notifications of `platform` (nil: not a push route): an APNs or FCM
+  /// provider only its own platform's.
+  package func sendsPlatform(_ platform: String?) -> Bool {
+    switch kind {
+    case .apns: platform == "apns"
+    case .fcm: platform == "fcm"
+    default: true
+    }
+  }
+
+  /// The route a message takes: its channel, and for push its platform.
+  package static func route(of message: OutgoingMessage) -> String {
+    if message.channel == "push", let platform = message.payload?.push?.platform { return "push/\(platform)" }
+    return message.channel
   }
 
   /// The domain it sends as (an SMTP provider's From domain, lower-cased); nil for the others.
@@ -255,7 +372,8 @@ package struct ProviderConfig: Sendable, Equatable {
       let old: Herald_Delivery_V1_WebhookSettings? = if case .webhook(let old) = stored?.settings { old } else { nil }
       webhook.signingSecret = try transform(webhook.signingSecret, old?.signingSecret, "webhook.signing_secret")
       provider.webhook = webhook
-    case nil: break
+    // Their keys stay in the process's environment: the definition names variables only.
+    case .apns, .fcm, .whatsapp, nil: break
     }
     return provider
   }

@@ -24,6 +24,8 @@ package final class ProviderRegistry: Sendable {
   package let secrets: SecretBox
   /// The DKIM keys the SMTP providers sign with, reloaded with the providers.
   package let dkim: DKIMKeyring
+  /// The `HERALD_PROVIDER_*` variables the push and WhatsApp providers read their keys from.
+  package let keys: [String: String]
   private let entries = Mutex<[String: Entry]>([:])
   /// Providers this process had and no longer has (deleted), so that their breaker gauge can say
   /// closed instead of keeping its last value.
@@ -33,16 +35,17 @@ package final class ProviderRegistry: Sendable {
 
   package init(
     store: DeliveryStore, policy: BreakerPolicy = BreakerPolicy(), secrets: SecretBox = .none,
-    dkimSignatureLifetime: Duration? = nil, factory: Factory? = nil
+    dkimSignatureLifetime: Duration? = nil, keys: [String: String] = [:], factory: Factory? = nil
   ) {
     let dkim = DKIMKeyring(signatureLifetime: dkimSignatureLifetime)
+    self.keys = keys
     self.store = store
     self.policy = policy
     self.secrets = secrets
     self.dkim = dkim
     let addressKeys = secrets.derivedKeys(purpose: AddressToken.purpose)
     self.factory =
-      factory ?? { config, http in Self.makeProvider(config, http: http, dkim: dkim, addressKeys: addressKeys) }
+      factory ?? { config, http in Self.makeProvider(config, http: http, dkim: dkim, addressKeys: addressKeys, keys: keys) }
     self.http = Self.sharedHTTPClient
   }
 
@@ -59,12 +62,16 @@ package final class ProviderRegistry: Sendable {
   }()
 
   package static func makeProvider(
-    _ config: ProviderConfig, http: HTTPClient, dkim: DKIMKeyring, addressKeys: [(id: String, key: Data)] = []
+    _ config: ProviderConfig, http: HTTPClient, dkim: DKIMKeyring, addressKeys: [(id: String, key: Data)] = [],
+    keys: [String: String] = [:]
   ) -> any DeliveryProvider {
     switch config.kind {
     case .smtp(let settings): SMTPProvider(settings: settings, dkim: dkim, addressKeys: addressKeys)
     case .httpSMS(let settings): HTTPSMSProvider(name: config.name, settings: settings, client: http)
     case .webhook(let settings): WebhookProvider(name: config.name, settings: settings, client: http)
+    case .apns(let settings): APNsProvider(name: config.name, settings: settings, client: http, keys: keys)
+    case .fcm(let settings): FCMProvider(name: config.name, settings: settings, client: http, keys: keys)
+    case .whatsapp(let settings): WhatsAppProvider(name: config.name, settings: settings, client: http, keys: keys)
     }
   }
 
@@ -103,13 +110,19 @@ package final class ProviderRegistry: Sendable {
     for provider in retired { await provider.shutdown() }
   }
 
-  /// Enabled providers of a channel in the order they are tried: priority, then name. A provider
-  /// whose sending domain the guard holds is left out.
-  package func candidates(for channel: String) -> [Entry] {
+  /// Enabled providers of a route (`ProviderConfig.route(of:)`: a channel, or push and its
+  /// platform) in the order they are tried: priority, then name. A provider whose sending
+  /// domain the guard holds is left out.
+  package func candidates(for route: String) -> [Entry] {
     let held = heldDomains.withLock { $0 }
+    let parts = route.split(separator: "/", maxSplits: 1).map(String.init)
+    let channel = parts[0]
+    let platform = parts.count > 1 ? parts[1] : nil
     return entries.withLock { entries in
-      entries.values.filter { $0.config.channel == channel && Self.sends($0.config, held: held) }
-        .sorted { ($0.config.priority, $0.config.name) < ($1.config.priority, $1.config.name) }
+      entries.values.filter {
+        $0.config.channel == channel && Self.sends($0.config, held: held) && $0.config.sendsPlatform(platform)
+      }
+      .sorted { ($0.config.priority, $0.config.name) < ($1.config.priority, $1.config.name) }
     }
   }
 

@@ -7627,6 +7627,156 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/webhooks/whatsapp/{provider}": {
+      "get": {
+        "description": "Answers hub.challenge as text when hub.mode is subscribe and hub.verify_token is the value of the variable the provider's whatsapp.verify_token_variable names; 403 otherwise (also for an unknown provider).",
+        "operationId": "delivery.WhatsAppWebhookHandshake",
+        "parameters": [
+          {
+            "in": "path",
+            "name": "provider",
+            "required": true,
+            "schema": {
+              "maxLength": 63,
+              "type": "string"
+            }
+          },
+          {
+            "in": "query",
+            "name": "hub.mode",
+            "required": false,
+            "schema": {
+              "maxLength": 100,
+              "type": "string"
+            }
+          },
+          {
+            "in": "query",
+            "name": "hub.verify_token",
+            "required": false,
+            "schema": {
+              "maxLength": 1000,
+              "type": "string"
+            }
+          },
+          {
+            "in": "query",
+            "name": "hub.challenge",
+            "required": false,
+            "schema": {
+              "maxLength": 1000,
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "content": {
+              "text/plain": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "hub.challenge, as it was given."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "403": {
+            "description": "hub.mode is not subscribe, or hub.verify_token is not the provider's."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "The subscription handshake of a WhatsApp webhook (Meta calls it when the callback URL is saved).",
+        "tags": ["webhooks"]
+      },
+      "post": {
+        "description": "Body: {\"object\": \"whatsapp_business_account\", \"entry\": [{\"changes\": [{\"field\": \"messages\", \"value\": {\"statuses\": [{\"id\": \"wamid...\", \"status\": \"sent\"|\"delivered\"|\"read\"|\"failed\", \"errors\": [...]}], \"messages\": [{\"from\": \"4915112345678\", \"id\": \"wamid...\", \"type\": \"text\", \"text\": {\"body\": \"...\"}}]}}]}]}. X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body with the app secret (the variable the provider's whatsapp.app_secret_variable names)>. A request without a valid signature is 401 whatever the provider's name. delivered moves the message; read is an open; failed fails it with WhatsApp's reason. A message in is an inbound message of channel whatsapp: STOP and the other SMS keywords act on the number's WhatsApp messages only (suppressed as whatsapp:+number) and are confirmed on WhatsApp; a reply is a replied event of the last message sent to the number; and it opens the number's 24-hour customer-service window for free text.",
+        "operationId": "delivery.WhatsAppWebhook",
+        "parameters": [
+          {
+            "in": "path",
+            "name": "provider",
+            "required": true,
+            "schema": {
+              "maxLength": 63,
+              "type": "string"
+            }
+          },
+          {
+            "in": "header",
+            "name": "X-Hub-Signature-256",
+            "required": true,
+            "schema": {
+              "maxLength": 200,
+              "type": "string"
+            }
+          }
+        ],
+        "requestBody": {
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object"
+              }
+            }
+          },
+          "required": true
+        },
+        "responses": {
+          "200": {
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/delivery.v1.IngestWhatsAppWebhookResponse"
+                }
+              }
+            },
+            "description": "The statuses applied (those naming no message of Herald's, or a move its state does not allow, counted as ignored with a note) and the inbound messages as stored (a retried one as it was first stored)."
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        },
+        "security": [],
+        "summary": "A WhatsApp provider's webhook (Meta's Cloud API shape): delivery statuses and the messages people send.",
+        "tags": ["webhooks"]
+      }
+    },
     "/v1/webhooks/{provider}": {
       "post": {
         "description": "Body: {\"events\": [{\"type\": \"delivered\"|\"bounced\"|\"failed\"|\"opened\"|\"clicked\"|\"complained\", \"message_id\": \"...\" or \"provider_message_id\": \"...\", \"bounce\": \"hard\"|\"soft\", \"detail\": \"...\"}]}. X-Herald-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with the provider's webhook secret>. A request without a valid signature is 401 whatever the provider's name. Hard bounces and complaints add the address to the suppression list.",
@@ -11383,6 +11533,85 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "delivery.v1.ApnsSettings": {
+        "type": "object",
+        "description": "Apple Push Notification service over HTTP/2 with token authentication: each request carries an ES256 JWT (issuer team_id, header kid key_id) signed with the .p8 key, renewed every 50 minutes. The key never enters the database: private_key_variable names the delivery process's environment variable that holds it (the PEM text, or the path of the .p8 file).",
+        "properties": {
+          "url": {
+            "type": "string",
+            "description": "https://api.push.apple.com (the default when empty) or https://api.sandbox.push.apple.com for development builds of the app."
+          },
+          "team_id": {
+            "type": "string",
+            "description": "The 10-character Team ID of the Apple developer account."
+          },
+          "key_id": {
+            "type": "string",
+            "description": "The 10-character Key ID of the APNs key."
+          },
+          "private_key_variable": {
+            "type": "string"
+          },
+          "topic": {
+            "type": "string",
+            "description": "The app's bundle id (apns-topic), e.g. \"com.example.shop\"."
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.ApnsSettingsInput": {
+        "type": "object",
+        "description": "Apple Push Notification service over HTTP/2 with token authentication: each request carries an ES256 JWT (issuer team_id, header kid key_id) signed with the .p8 key, renewed every 50 minutes. The key never enters the database: private_key_variable names the delivery process's environment variable that holds it (the PEM text, or the path of the .p8 file).",
+        "properties": {
+          "url": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^https?://[A-Za-z0-9.-]{1,253}(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~/-]|%[0-9A-Fa-f]{2})*)?$",
+            "description": "https://api.push.apple.com (the default when empty) or https://api.sandbox.push.apple.com for development builds of the app.",
+            "not": {
+              "pattern": "[^\\x21-\\x7e]"
+            },
+            "x-message": "must be an http(s) URL: host name or IPv4 address, optional port and path"
+          },
+          "team_id": {
+            "type": "string",
+            "pattern": "^[A-Z0-9]{10}$",
+            "description": "The 10-character Team ID of the Apple developer account."
+          },
+          "key_id": {
+            "type": "string",
+            "pattern": "^[A-Z0-9]{10}$",
+            "description": "The 10-character Key ID of the APNs key."
+          },
+          "private_key_variable": {
+            "type": "string",
+            "pattern": "^HERALD_PROVIDER_[A-Z0-9_]{1,100}$",
+            "x-message": "must name an environment variable HERALD_PROVIDER_... (upper-case letters, digits, underscores)"
+          },
+          "topic": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$",
+            "description": "The app's bundle id (apns-topic), e.g. \"com.example.shop\"."
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "format": "pem-certificate",
+            "maxLength": 65536,
+            "pattern": "^[\\x09\\x0a\\x0d\\x20-\\x7e]*-----BEGIN CERTIFICATE-----[\\x09\\x0a\\x0d\\x20-\\x7e]*$",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's.",
+            "not": {
+              "pattern": "[^\\x09\\x0a\\x0d\\x20-\\x7e]"
+            },
+            "x-message": "must be PEM text holding -----BEGIN CERTIFICATE-----"
+          }
+        },
+        "required": ["team_id", "key_id", "private_key_variable", "topic"],
+        "additionalProperties": false
+      },
       "delivery.v1.CreateDkimKeyRequest": {
         "type": "object",
         "properties": {
@@ -11646,6 +11875,67 @@ extension OpenAPIDocument {
         },
         "additionalProperties": false
       },
+      "delivery.v1.FcmSettings": {
+        "type": "object",
+        "description": "Firebase Cloud Messaging, HTTP v1 API (projects/{project_id}/messages:send) with an OAuth 2.0 access token from a service account (an RS256 JWT grant, cached until shortly before it expires). The service account's key never enters the database: service_account_variable names the delivery process's environment variable that holds its JSON (or the path of the file).",
+        "properties": {
+          "project_id": {
+            "type": "string",
+            "description": "The Firebase project id, e.g. \"shop-app-4711\"."
+          },
+          "service_account_variable": {
+            "type": "string"
+          },
+          "url": {
+            "type": "string",
+            "description": "https://fcm.googleapis.com when empty."
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.FcmSettingsInput": {
+        "type": "object",
+        "description": "Firebase Cloud Messaging, HTTP v1 API (projects/{project_id}/messages:send) with an OAuth 2.0 access token from a service account (an RS256 JWT grant, cached until shortly before it expires). The service account's key never enters the database: service_account_variable names the delivery process's environment variable that holds its JSON (or the path of the file).",
+        "properties": {
+          "project_id": {
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9-]{4,61}[a-z0-9]$",
+            "description": "The Firebase project id, e.g. \"shop-app-4711\"."
+          },
+          "service_account_variable": {
+            "type": "string",
+            "pattern": "^HERALD_PROVIDER_[A-Z0-9_]{1,100}$",
+            "x-message": "must name an environment variable HERALD_PROVIDER_... (upper-case letters, digits, underscores)"
+          },
+          "url": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^https?://[A-Za-z0-9.-]{1,253}(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~/-]|%[0-9A-Fa-f]{2})*)?$",
+            "description": "https://fcm.googleapis.com when empty.",
+            "not": {
+              "pattern": "[^\\x21-\\x7e]"
+            },
+            "x-message": "must be an http(s) URL: host name or IPv4 address, optional port and path"
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "format": "pem-certificate",
+            "maxLength": 65536,
+            "pattern": "^[\\x09\\x0a\\x0d\\x20-\\x7e]*-----BEGIN CERTIFICATE-----[\\x09\\x0a\\x0d\\x20-\\x7e]*$",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's.",
+            "not": {
+              "pattern": "[^\\x09\\x0a\\x0d\\x20-\\x7e]"
+            },
+            "x-message": "must be PEM text holding -----BEGIN CERTIFICATE-----"
+          }
+        },
+        "required": ["project_id", "service_account_variable"],
+        "additionalProperties": false
+      },
       "delivery.v1.HttpSmsSettings": {
         "type": "object",
         "description": "An SMS gateway reached over HTTP. Sign-in is basic auth (username and password) or a bearer token, not both (an empty one counts as not set).",
@@ -11778,7 +12068,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.InboundMessage": {
         "type": "object",
-        "description": "An SMS or e-mail received through a provider.",
+        "description": "An SMS, e-mail or WhatsApp message received through a provider.",
         "properties": {
           "id": {
             "type": "string"
@@ -11792,7 +12082,7 @@ extension OpenAPIDocument {
           },
           "channel": {
             "type": "string",
-            "description": "sms or email."
+            "description": "sms, email or whatsapp."
           },
           "from": {
             "type": "string",
@@ -12018,7 +12308,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.OutboundMessage": {
         "type": "object",
-        "description": "A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for CHANNEL_EMAIL, an E.164 phone number for the others.",
+        "description": "A rendered message to send. Over REST the recipient must fit the channel: an e-mail address for CHANNEL_EMAIL, an E.164 phone number for CHANNEL_SMS and CHANNEL_WHATSAPP, a device token for CHANNEL_PUSH (with push.platform saying whose).",
         "properties": {
           "idempotency_key": {
             "type": "string",
@@ -12035,19 +12325,19 @@ extension OpenAPIDocument {
           },
           "recipient": {
             "type": "string",
-            "maxLength": 254,
-            "pattern": "^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+|\\+[1-9][0-9]{6,14})$",
-            "description": "E-mail address or E.164 phone number.",
+            "maxLength": 4096,
+            "pattern": "^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+|\\+[1-9][0-9]{6,14}|[A-Za-z0-9:_-]{16,4096})$",
+            "description": "E-mail address, E.164 phone number or push device token.",
             "not": {
               "pattern": "[^\\x21-\\x7e]"
             },
-            "x-message": "must be an e-mail address (ASCII) or an E.164 phone number such as +14155550123"
+            "x-message": "must be an e-mail address (ASCII), an E.164 phone number such as +14155550123 or a push device token"
           },
           "subject": {
             "type": "string",
             "maxLength": 998,
             "pattern": "^[^\\x00-\\x1f\\x7f]*$",
-            "description": "One line (no control characters) of at most 998 characters; e-mail only.",
+            "description": "One line (no control characters) of at most 998 characters: an e-mail's subject, a push notification's title.",
             "not": {
               "pattern": "[\\x00-\\x1f\\x7f]"
             },
@@ -12131,6 +12421,22 @@ extension OpenAPIDocument {
           "auto_submitted": {
             "type": "boolean",
             "description": "An automatic answer: e-mail carries Auto-Submitted: auto-replied (RFC 3834)."
+          },
+          "push": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.PushContent"
+              }
+            ],
+            "description": "CHANNEL_PUSH (required there): whose token the recipient is and what the notification carries besides its title (subject) and text (body)."
+          },
+          "whatsapp_template": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/delivery.v1.WhatsAppTemplate"
+              }
+            ],
+            "description": "CHANNEL_WHATSAPP: a template approved in WhatsApp Manager, sent with its parameters (body is then what the person will read, for the record). Without it, body goes as free text, which WhatsApp allows only within 24 hours of the person's last message to the number: later it fails at send, saying so."
           }
         },
         "required": ["idempotency_key", "channel", "recipient", "body"],
@@ -12151,15 +12457,62 @@ extension OpenAPIDocument {
               {
                 "properties": {
                   "channel": {
-                    "enum": ["CHANNEL_SMS", "CHANNEL_PUSH", "CHANNEL_WHATSAPP"]
+                    "enum": ["CHANNEL_SMS", "CHANNEL_WHATSAPP"]
                   },
                   "recipient": {
                     "pattern": "^\\+[1-9][0-9]{6,14}$"
                   }
                 }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_PUSH"
+                  },
+                  "recipient": {
+                    "pattern": "^[A-Za-z0-9:_-]{16,4096}$"
+                  }
+                },
+                "required": ["channel", "push"]
               }
             ],
-            "x-message": "recipient must be an e-mail address for channel CHANNEL_EMAIL and an E.164 phone number (e.g. +14155550123) for the other channels"
+            "x-message": "recipient must be an e-mail address for channel CHANNEL_EMAIL, an E.164 phone number (e.g. +14155550123) for CHANNEL_SMS and CHANNEL_WHATSAPP, and a device token (16 to 4,096 letters, digits, colons, dashes or underscores) with push for CHANNEL_PUSH"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "required": ["push"]
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_PUSH"
+                  }
+                },
+                "required": ["channel"]
+              }
+            ],
+            "x-message": "may carry push only on CHANNEL_PUSH"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "required": ["whatsapp_template"]
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_WHATSAPP"
+                  }
+                },
+                "required": ["channel"]
+              }
+            ],
+            "x-message": "may carry whatsapp_template only on CHANNEL_WHATSAPP"
           },
           {
             "anyOf": [
@@ -12269,7 +12622,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.Provider": {
         "type": "object",
-        "description": "A delivery provider. Exactly one of smtp, http_sms or webhook gives its settings: smtp only for CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, webhook for any channel. kind may be left out (it is set from the settings); when given it must name the same kind.",
+        "description": "A delivery provider. Exactly one of smtp, http_sms, webhook, apns, fcm or whatsapp gives its settings: smtp only for CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, apns and fcm only for CHANNEL_PUSH, whatsapp only for CHANNEL_WHATSAPP, webhook for any channel. kind may be left out (it is set from the settings); when given it must name the same kind.",
         "properties": {
           "name": {
             "type": "string",
@@ -12281,7 +12634,7 @@ extension OpenAPIDocument {
           },
           "kind": {
             "type": "string",
-            "enum": ["PROVIDER_KIND_UNSPECIFIED", "PROVIDER_KIND_SMTP", "PROVIDER_KIND_HTTP_SMS", "PROVIDER_KIND_WEBHOOK"]
+            "enum": ["PROVIDER_KIND_UNSPECIFIED", "PROVIDER_KIND_SMTP", "PROVIDER_KIND_HTTP_SMS", "PROVIDER_KIND_WEBHOOK", "PROVIDER_KIND_APNS", "PROVIDER_KIND_FCM", "PROVIDER_KIND_WHATSAPP"]
           },
           "priority": {
             "type": "integer",
@@ -12313,6 +12666,15 @@ extension OpenAPIDocument {
           },
           "webhook": {
             "$ref": "#/components/schemas/delivery.v1.WebhookSettings"
+          },
+          "apns": {
+            "$ref": "#/components/schemas/delivery.v1.ApnsSettings"
+          },
+          "fcm": {
+            "$ref": "#/components/schemas/delivery.v1.FcmSettings"
+          },
+          "whatsapp": {
+            "$ref": "#/components/schemas/delivery.v1.WhatsAppSettings"
           },
           "sms_keywords": {
             "allOf": [
@@ -12363,7 +12725,7 @@ extension OpenAPIDocument {
       },
       "delivery.v1.ProviderInput": {
         "type": "object",
-        "description": "A delivery provider. Exactly one of smtp, http_sms or webhook gives its settings: smtp only for CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, webhook for any channel. kind may be left out (it is set from the settings); when given it must name the same kind.",
+        "description": "A delivery provider. Exactly one of smtp, http_sms, webhook, apns, fcm or whatsapp gives its settings: smtp only for CHANNEL_EMAIL, http_sms only for CHANNEL_SMS or CHANNEL_WHATSAPP, apns and fcm only for CHANNEL_PUSH, whatsapp only for CHANNEL_WHATSAPP, webhook for any channel. kind may be left out (it is set from the settings); when given it must name the same kind.",
         "properties": {
           "name": {
             "type": "string",
@@ -12376,7 +12738,7 @@ extension OpenAPIDocument {
           },
           "kind": {
             "type": "string",
-            "enum": ["PROVIDER_KIND_SMTP", "PROVIDER_KIND_HTTP_SMS", "PROVIDER_KIND_WEBHOOK"]
+            "enum": ["PROVIDER_KIND_SMTP", "PROVIDER_KIND_HTTP_SMS", "PROVIDER_KIND_WEBHOOK", "PROVIDER_KIND_APNS", "PROVIDER_KIND_FCM", "PROVIDER_KIND_WHATSAPP"]
           },
           "priority": {
             "type": "integer",
@@ -12420,6 +12782,15 @@ extension OpenAPIDocument {
           "webhook": {
             "$ref": "#/components/schemas/delivery.v1.WebhookSettingsInput"
           },
+          "apns": {
+            "$ref": "#/components/schemas/delivery.v1.ApnsSettingsInput"
+          },
+          "fcm": {
+            "$ref": "#/components/schemas/delivery.v1.FcmSettingsInput"
+          },
+          "whatsapp": {
+            "$ref": "#/components/schemas/delivery.v1.WhatsAppSettingsInput"
+          },
           "sms_keywords": {
             "allOf": [
               {
@@ -12450,6 +12821,15 @@ extension OpenAPIDocument {
                     },
                     {
                       "required": ["webhook"]
+                    },
+                    {
+                      "required": ["apns"]
+                    },
+                    {
+                      "required": ["fcm"]
+                    },
+                    {
+                      "required": ["whatsapp"]
                     }
                   ]
                 },
@@ -12471,6 +12851,15 @@ extension OpenAPIDocument {
                     },
                     {
                       "required": ["webhook"]
+                    },
+                    {
+                      "required": ["apns"]
+                    },
+                    {
+                      "required": ["fcm"]
+                    },
+                    {
+                      "required": ["whatsapp"]
                     }
                   ]
                 },
@@ -12492,6 +12881,15 @@ extension OpenAPIDocument {
                     },
                     {
                       "required": ["http_sms"]
+                    },
+                    {
+                      "required": ["apns"]
+                    },
+                    {
+                      "required": ["fcm"]
+                    },
+                    {
+                      "required": ["whatsapp"]
                     }
                   ]
                 },
@@ -12501,9 +12899,99 @@ extension OpenAPIDocument {
                   }
                 },
                 "required": ["webhook"]
+              },
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["smtp"]
+                    },
+                    {
+                      "required": ["http_sms"]
+                    },
+                    {
+                      "required": ["webhook"]
+                    },
+                    {
+                      "required": ["fcm"]
+                    },
+                    {
+                      "required": ["whatsapp"]
+                    }
+                  ]
+                },
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_PUSH"
+                  },
+                  "kind": {
+                    "const": "PROVIDER_KIND_APNS"
+                  }
+                },
+                "required": ["apns"]
+              },
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["smtp"]
+                    },
+                    {
+                      "required": ["http_sms"]
+                    },
+                    {
+                      "required": ["webhook"]
+                    },
+                    {
+                      "required": ["apns"]
+                    },
+                    {
+                      "required": ["whatsapp"]
+                    }
+                  ]
+                },
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_PUSH"
+                  },
+                  "kind": {
+                    "const": "PROVIDER_KIND_FCM"
+                  }
+                },
+                "required": ["fcm"]
+              },
+              {
+                "not": {
+                  "anyOf": [
+                    {
+                      "required": ["smtp"]
+                    },
+                    {
+                      "required": ["http_sms"]
+                    },
+                    {
+                      "required": ["webhook"]
+                    },
+                    {
+                      "required": ["apns"]
+                    },
+                    {
+                      "required": ["fcm"]
+                    }
+                  ]
+                },
+                "properties": {
+                  "channel": {
+                    "const": "CHANNEL_WHATSAPP"
+                  },
+                  "kind": {
+                    "const": "PROVIDER_KIND_WHATSAPP"
+                  }
+                },
+                "required": ["whatsapp"]
               }
             ],
-            "x-message": "give exactly one of smtp (channel CHANNEL_EMAIL), http_sms (channel CHANNEL_SMS or CHANNEL_WHATSAPP) or webhook (any channel), and leave kind out or make it name the same kind"
+            "x-message": "give exactly one of smtp (channel CHANNEL_EMAIL), http_sms (channel CHANNEL_SMS or CHANNEL_WHATSAPP), apns or fcm (channel CHANNEL_PUSH), whatsapp (channel CHANNEL_WHATSAPP) or webhook (any channel), and leave kind out or make it name the same kind"
           },
           {
             "anyOf": [
@@ -12569,6 +13057,49 @@ extension OpenAPIDocument {
             "pattern": "^-?[0-9]+$"
           }
         },
+        "additionalProperties": false
+      },
+      "delivery.v1.PushContent": {
+        "type": "object",
+        "properties": {
+          "platform": {
+            "type": "string",
+            "enum": ["apns", "fcm"],
+            "description": "apns (Apple Push Notification service) or fcm (Firebase Cloud Messaging): only that platform's providers send it."
+          },
+          "data_json": {
+            "type": "string",
+            "maxLength": 3000,
+            "pattern": "^[^\\x00]*$",
+            "description": "A JSON object of custom keys given to the app with the notification (FCM's data takes string values only; other values are sent as their JSON text). At most 3,000 bytes."
+          },
+          "deep_link": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^([A-Za-z][A-Za-z0-9+.-]*:[\\x21-\\x7e]+)?$",
+            "description": "A URL the app opens when the notification is tapped (sent as data key \"deep_link\"); empty: none.",
+            "x-message": "must be a URL such as myapp://orders/42 or https://example.com/orders/42"
+          },
+          "collapse_id": {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": "^[\\x20-\\x7e]*$",
+            "description": "Notifications with the same id replace one another on the device (apns-collapse-id, FCM collapse_key): at most 64 bytes."
+          },
+          "priority": {
+            "type": "string",
+            "enum": ["", "high", "normal"],
+            "description": "high (the default; delivered at once) or normal (the device may wait to save power)."
+          },
+          "time_to_live_seconds": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 0,
+            "maximum": 2419200,
+            "description": "Seconds the push service keeps trying to reach a device that is off; 0 means 4 weeks (the platforms' maximum); at most 2,419,200."
+          }
+        },
+        "required": ["platform"],
         "additionalProperties": false
       },
       "delivery.v1.QueueStats": {
@@ -13166,6 +13697,126 @@ extension OpenAPIDocument {
           }
         },
         "required": ["url"],
+        "additionalProperties": false
+      },
+      "delivery.v1.WhatsAppSettings": {
+        "type": "object",
+        "description": "WhatsApp Business in the shape of Meta's Cloud API: POST {url}/{phone_number_id}/messages with a bearer access token. Secrets never enter the database: each *_variable names an environment variable of the delivery process (and the gateway's webhook route reaches it through delivery).",
+        "properties": {
+          "url": {
+            "type": "string",
+            "description": "https://graph.facebook.com/v21.0 when empty."
+          },
+          "phone_number_id": {
+            "type": "string",
+            "description": "The sending number's id in WhatsApp Manager."
+          },
+          "phone_number": {
+            "type": "string",
+            "description": "The sending number in E.164 form, e.g. \"+14155550100\" (inbound messages to it are its)."
+          },
+          "access_token_variable": {
+            "type": "string",
+            "description": "Holds the access token (a system user's permanent token)."
+          },
+          "app_secret_variable": {
+            "type": "string",
+            "description": "Holds the app secret that signs webhooks (X-Hub-Signature-256)."
+          },
+          "verify_token_variable": {
+            "type": "string",
+            "description": "Holds the verify token of the webhook subscription handshake; empty: the handshake is refused."
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's."
+          }
+        },
+        "additionalProperties": false
+      },
+      "delivery.v1.WhatsAppSettingsInput": {
+        "type": "object",
+        "description": "WhatsApp Business in the shape of Meta's Cloud API: POST {url}/{phone_number_id}/messages with a bearer access token. Secrets never enter the database: each *_variable names an environment variable of the delivery process (and the gateway's webhook route reaches it through delivery).",
+        "properties": {
+          "url": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^https?://[A-Za-z0-9.-]{1,253}(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~/-]|%[0-9A-Fa-f]{2})*)?$",
+            "description": "https://graph.facebook.com/v21.0 when empty.",
+            "not": {
+              "pattern": "[^\\x21-\\x7e]"
+            },
+            "x-message": "must be an http(s) URL: host name or IPv4 address, optional port and path"
+          },
+          "phone_number_id": {
+            "type": "string",
+            "pattern": "^[0-9]{1,30}$",
+            "description": "The sending number's id in WhatsApp Manager."
+          },
+          "phone_number": {
+            "type": "string",
+            "pattern": "^\\+[1-9][0-9]{6,14}$",
+            "description": "The sending number in E.164 form, e.g. \"+14155550100\" (inbound messages to it are its)."
+          },
+          "access_token_variable": {
+            "type": "string",
+            "pattern": "^HERALD_PROVIDER_[A-Z0-9_]{1,100}$",
+            "description": "Holds the access token (a system user's permanent token).",
+            "x-message": "must name an environment variable HERALD_PROVIDER_... (upper-case letters, digits, underscores)"
+          },
+          "app_secret_variable": {
+            "type": "string",
+            "pattern": "^HERALD_PROVIDER_[A-Z0-9_]{1,100}$",
+            "description": "Holds the app secret that signs webhooks (X-Hub-Signature-256).",
+            "x-message": "must name an environment variable HERALD_PROVIDER_... (upper-case letters, digits, underscores)"
+          },
+          "verify_token_variable": {
+            "type": "string",
+            "maxLength": 116,
+            "pattern": "^(HERALD_PROVIDER_[A-Z0-9_]{1,100})?$",
+            "description": "Holds the verify token of the webhook subscription handshake; empty: the handshake is refused.",
+            "x-message": "must be empty or name an environment variable HERALD_PROVIDER_..."
+          },
+          "trusted_ca_pem": {
+            "type": "string",
+            "format": "pem-certificate",
+            "maxLength": 65536,
+            "pattern": "^[\\x09\\x0a\\x0d\\x20-\\x7e]*-----BEGIN CERTIFICATE-----[\\x09\\x0a\\x0d\\x20-\\x7e]*$",
+            "description": "Trust this PEM certificate (a private gateway's or a local test server's CA) besides the system's.",
+            "not": {
+              "pattern": "[^\\x09\\x0a\\x0d\\x20-\\x7e]"
+            },
+            "x-message": "must be PEM text holding -----BEGIN CERTIFICATE-----"
+          }
+        },
+        "required": ["phone_number_id", "phone_number", "access_token_variable", "app_secret_variable"],
+        "additionalProperties": false
+      },
+      "delivery.v1.WhatsAppTemplate": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string",
+            "pattern": "^[a-z0-9_]{1,512}$",
+            "description": "The template's name as approved, e.g. \"order_shipped\"."
+          },
+          "language": {
+            "type": "string",
+            "pattern": "^[a-z]{2,3}(_[A-Z]{2})?$",
+            "description": "Its language code, e.g. \"en_US\" or \"de\"."
+          },
+          "parameters": {
+            "type": "array",
+            "items": {
+              "type": "string",
+              "maxLength": 1024,
+              "pattern": "^[^\\x00]+$"
+            },
+            "maxItems": 20,
+            "description": "The body's parameters {{1}}, {{2}}... in order, each 1 to 1,024 characters."
+          }
+        },
+        "required": ["name", "language"],
         "additionalProperties": false
       },
       "gateway.v1.APIKey": {
