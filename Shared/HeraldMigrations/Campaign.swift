@@ -510,5 +510,46 @@ extension HeraldMigrations {
             PRIMARY KEY (segment_id, subscriber_id)
           );
           """#),
+      Migration(
+        version: 16, name: "WhatsApp numbers with their consent, push tokens, push and WhatsApp templates",
+        sql: #"""
+          -- A WhatsApp number with its own consent (WhatsApp's policy asks for an opt-in to WhatsApp
+          -- messages in particular), like e-mail and SMS. Metadata-only additions, and the index of
+          -- the unique number (empty at first).
+          ALTER TABLE subscribers
+            ADD COLUMN whatsapp text UNIQUE CHECK (whatsapp ~ '^\+[1-9][0-9]{6,14}$'),
+            ADD COLUMN whatsapp_subscribed boolean NOT NULL DEFAULT false,
+            ADD COLUMN whatsapp_consent_source text,
+            ADD COLUMN whatsapp_consented_at timestamptz,
+            ADD COLUMN whatsapp_unsubscribed_at timestamptz,
+            ADD CONSTRAINT subscribers_whatsapp_consent_check CHECK (NOT whatsapp_subscribed
+              OR (whatsapp IS NOT NULL AND whatsapp_consent_source IS NOT NULL AND whatsapp_consented_at IS NOT NULL));
+          -- Consent history of the new channels. NOT VALID: every row was written under the
+          -- narrower check.
+          ALTER TABLE consent_events DROP CONSTRAINT consent_events_channel_check;
+          ALTER TABLE consent_events ADD CONSTRAINT consent_events_channel_check
+            CHECK (channel IN ('email', 'sms', 'whatsapp', 'push')) NOT VALID;
+          -- Devices' push tokens: many per subscriber; a token is one device's for one app, so it
+          -- belongs to one subscriber at a time. A retired token (the push service said the app no
+          -- longer has it, or it was retired through the API) is kept, not sent to.
+          CREATE TABLE push_tokens (
+            id uuid PRIMARY KEY DEFAULT uuid_v7(),
+            subscriber_id uuid NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            platform text NOT NULL CHECK (platform IN ('apns', 'fcm')),
+            token text NOT NULL CHECK (token ~ '^[A-Za-z0-9:_-]+$' AND length(token) BETWEEN 16 AND 4096),
+            app_id text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            last_seen_at timestamptz NOT NULL DEFAULT now(),
+            retired_at timestamptz,
+            retired_reason text,
+            UNIQUE (platform, token),
+            CHECK ((retired_at IS NULL) = (retired_reason IS NULL))
+          );
+          -- A subscriber's live tokens, most recently seen first (the one a push goes to).
+          CREATE INDEX push_tokens_live_idx ON push_tokens (subscriber_id, last_seen_at DESC) WHERE retired_at IS NULL;
+          -- Push templates' data and deep link; WhatsApp templates' approved template (name,
+          -- language, parameters). Metadata-only.
+          ALTER TABLE templates ADD COLUMN content jsonb;
+          """#),
     ])
 }

@@ -162,6 +162,32 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RegisterPushToken" metadata.
+        public enum RegisterPushToken: Sendable {
+            /// Request type for "RegisterPushToken".
+            public typealias Input = Herald_Campaign_V1_RegisterPushTokenRequest
+            /// Response type for "RegisterPushToken".
+            public typealias Output = Herald_Campaign_V1_PushToken
+            /// Descriptor for "RegisterPushToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "RegisterPushToken",
+                type: .unary
+            )
+        }
+        /// Namespace for "RetirePushToken" metadata.
+        public enum RetirePushToken: Sendable {
+            /// Request type for "RetirePushToken".
+            public typealias Input = Herald_Campaign_V1_RetirePushTokenRequest
+            /// Response type for "RetirePushToken".
+            public typealias Output = Herald_Campaign_V1_PushToken
+            /// Descriptor for "RetirePushToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "herald.campaign.v1.CampaignService"),
+                method: "RetirePushToken",
+                type: .unary
+            )
+        }
         /// Namespace for "ImportSubscribers" metadata.
         public enum ImportSubscribers: Sendable {
             /// Request type for "ImportSubscribers".
@@ -733,6 +759,8 @@ public enum Herald_Campaign_V1_CampaignService: Sendable {
             UnsubscribeByLink.descriptor,
             ExportSubscriber.descriptor,
             EraseSubscriber.descriptor,
+            RegisterPushToken.descriptor,
+            RetirePushToken.descriptor,
             ImportSubscribers.descriptor,
             CreateList.descriptor,
             GetList.descriptor,
@@ -992,6 +1020,46 @@ extension Herald_Campaign_V1_CampaignService {
             request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_EraseSubscriberRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber>
+
+        /// Handle the "RegisterPushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+        /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+        /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+        /// > go to each subscriber's most recently seen live token.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_RegisterPushTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_PushToken` messages.
+        func registerPushToken(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_PushToken>
+
+        /// Handle the "RetirePushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+        /// > to again. NOT_FOUND when the subscriber has no such token.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Herald_Campaign_V1_RetirePushTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Herald_Campaign_V1_PushToken` messages.
+        func retirePushToken(
+            request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_PushToken>
 
         /// Handle the "ImportSubscribers" method.
         ///
@@ -1990,6 +2058,46 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>
 
+        /// Handle the "RegisterPushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+        /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+        /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+        /// > go to each subscriber's most recently seen live token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RegisterPushTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_PushToken` message.
+        func registerPushToken(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken>
+
+        /// Handle the "RetirePushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+        /// > to again. NOT_FOUND when the subscriber has no such token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RetirePushTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Herald_Campaign_V1_PushToken` message.
+        func retirePushToken(
+            request: GRPCCore.ServerRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken>
+
         /// Handle the "ImportSubscribers" method.
         ///
         /// > Source IDL Documentation:
@@ -2985,6 +3093,46 @@ extension Herald_Campaign_V1_CampaignService {
             context: GRPCCore.ServerContext
         ) async throws -> Herald_Campaign_V1_Subscriber
 
+        /// Handle the "RegisterPushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+        /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+        /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+        /// > go to each subscriber's most recently seen live token.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_RegisterPushTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_PushToken` to respond with.
+        func registerPushToken(
+            request: Herald_Campaign_V1_RegisterPushTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_PushToken
+
+        /// Handle the "RetirePushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+        /// > to again. NOT_FOUND when the subscriber has no such token.
+        ///
+        /// - Parameters:
+        ///   - request: A `Herald_Campaign_V1_RetirePushTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Herald_Campaign_V1_PushToken` to respond with.
+        func retirePushToken(
+            request: Herald_Campaign_V1_RetirePushTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Herald_Campaign_V1_PushToken
+
         /// Handle the "ImportSubscribers" method.
         ///
         /// > Source IDL Documentation:
@@ -3899,6 +4047,28 @@ extension Herald_Campaign_V1_CampaignService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.RegisterPushToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RegisterPushTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PushToken>(),
+            handler: { request, context in
+                try await self.registerPushToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Herald_Campaign_V1_CampaignService.Method.RetirePushToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_RetirePushTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_PushToken>(),
+            handler: { request, context in
+                try await self.retirePushToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Herald_Campaign_V1_CampaignService.Method.ImportSubscribers.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_ImportSubscribersRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_ImportSubscribersResponse>(),
@@ -4481,6 +4651,28 @@ extension Herald_Campaign_V1_CampaignService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_Subscriber> {
         let response = try await self.eraseSubscriber(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func registerPushToken(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_PushToken> {
+        let response = try await self.registerPushToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func retirePushToken(
+        request: GRPCCore.StreamingServerRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Herald_Campaign_V1_PushToken> {
+        let response = try await self.retirePushToken(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -5087,6 +5279,32 @@ extension Herald_Campaign_V1_CampaignService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber> {
         return GRPCCore.ServerResponse<Herald_Campaign_V1_Subscriber>(
             message: try await self.eraseSubscriber(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func registerPushToken(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken>(
+            message: try await self.registerPushToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func retirePushToken(
+        request: GRPCCore.ServerRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken> {
+        return GRPCCore.ServerResponse<Herald_Campaign_V1_PushToken>(
+            message: try await self.retirePushToken(
                 request: request.message,
                 context: context
             ),
@@ -5902,6 +6120,56 @@ extension Herald_Campaign_V1_CampaignService {
             deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_Subscriber>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_Subscriber>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RegisterPushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+        /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+        /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+        /// > go to each subscriber's most recently seen live token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RegisterPushTokenRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RegisterPushTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_PushToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func registerPushToken<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_PushToken>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RetirePushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+        /// > to again. NOT_FOUND when the subscriber has no such token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RetirePushTokenRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RetirePushTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_PushToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func retirePushToken<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RetirePushTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_PushToken>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ImportSubscribers" method.
@@ -7277,6 +7545,78 @@ extension Herald_Campaign_V1_CampaignService {
             try await self.client.unary(
                 request: request,
                 descriptor: Herald_Campaign_V1_CampaignService.Method.EraseSubscriber.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RegisterPushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+        /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+        /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+        /// > go to each subscriber's most recently seen live token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RegisterPushTokenRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RegisterPushTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_PushToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func registerPushToken<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RegisterPushTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_PushToken>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.RegisterPushToken.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RetirePushToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+        /// > to again. NOT_FOUND when the subscriber has no such token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Herald_Campaign_V1_RetirePushTokenRequest` message.
+        ///   - serializer: A serializer for `Herald_Campaign_V1_RetirePushTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Herald_Campaign_V1_PushToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func retirePushToken<Result>(
+            request: GRPCCore.ClientRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Herald_Campaign_V1_RetirePushTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Herald_Campaign_V1_PushToken>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Herald_Campaign_V1_CampaignService.Method.RetirePushToken.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -9071,6 +9411,68 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
         )
     }
 
+    /// Call the "RegisterPushToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+    /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+    /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+    /// > go to each subscriber's most recently seen live token.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_RegisterPushTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerPushToken<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_RegisterPushTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.registerPushToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RegisterPushTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_PushToken>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RetirePushToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+    /// > to again. NOT_FOUND when the subscriber has no such token.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Herald_Campaign_V1_RetirePushTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func retirePushToken<Result>(
+        request: GRPCCore.ClientRequest<Herald_Campaign_V1_RetirePushTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.retirePushToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Herald_Campaign_V1_RetirePushTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Herald_Campaign_V1_PushToken>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ImportSubscribers" method.
     ///
     /// > Source IDL Documentation:
@@ -10676,6 +11078,76 @@ extension Herald_Campaign_V1_CampaignService.ClientProtocol {
             metadata: metadata
         )
         return try await self.eraseSubscriber(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RegisterPushToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or
+    /// > notes that it was seen again. A token registered to another subscriber moves to this one (the
+    /// > device changed hands); a retired one lives again (the app registered it anew). Push campaigns
+    /// > go to each subscriber's most recently seen live token.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerPushToken<Result>(
+        _ message: Herald_Campaign_V1_RegisterPushTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_RegisterPushTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.registerPushToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RetirePushToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Retires a token (the app signed out or the person turned notifications off): it is not sent
+    /// > to again. NOT_FOUND when the subscriber has no such token.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func retirePushToken<Result>(
+        _ message: Herald_Campaign_V1_RetirePushTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Herald_Campaign_V1_PushToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Herald_Campaign_V1_RetirePushTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.retirePushToken(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -40,8 +40,12 @@ public nonisolated enum Herald_Campaign_V1_ConsentChannel: SwiftProtobuf.Enum, S
   case email // = 1
   case sms // = 2
 
-  /// Both e-mail and SMS.
+  /// Every channel: e-mail, SMS, WhatsApp and push (its tokens are retired).
   case all // = 3
+  case whatsapp // = 4
+
+  /// Retires the subscriber's push tokens.
+  case push // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -54,6 +58,8 @@ public nonisolated enum Herald_Campaign_V1_ConsentChannel: SwiftProtobuf.Enum, S
     case 1: self = .email
     case 2: self = .sms
     case 3: self = .all
+    case 4: self = .whatsapp
+    case 5: self = .push
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -64,6 +70,8 @@ public nonisolated enum Herald_Campaign_V1_ConsentChannel: SwiftProtobuf.Enum, S
     case .email: return 1
     case .sms: return 2
     case .all: return 3
+    case .whatsapp: return 4
+    case .push: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -74,8 +82,103 @@ public nonisolated enum Herald_Campaign_V1_ConsentChannel: SwiftProtobuf.Enum, S
     .email,
     .sms,
     .all,
+    .whatsapp,
+    .push,
   ]
 
+}
+
+/// A device's push token.
+public nonisolated struct Herald_Campaign_V1_PushToken: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// apns or fcm.
+  public var platform: String = String()
+
+  public var token: String = String()
+
+  /// The app it belongs to (a bundle id or Android package), as the app gave it.
+  public var appID: String = String()
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  public var lastSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastSeenAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastSeenAt = newValue}
+  }
+  /// Returns true if `lastSeenAt` has been explicitly set.
+  public var hasLastSeenAt: Bool {self._lastSeenAt != nil}
+  /// Clears the value of `lastSeenAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastSeenAt() {self._lastSeenAt = nil}
+
+  /// Set when the token is no longer used: the push service said the app no longer has it
+  /// (unregistered), or it was retired through the API (retired), or the subscriber unsubscribed
+  /// from push or was erased.
+  public var retiredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_retiredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_retiredAt = newValue}
+  }
+  /// Returns true if `retiredAt` has been explicitly set.
+  public var hasRetiredAt: Bool {self._retiredAt != nil}
+  /// Clears the value of `retiredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRetiredAt() {self._retiredAt = nil}
+
+  public var retiredReason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastSeenAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _retiredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_RegisterPushTokenRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscriberID: String = String()
+
+  /// apns or fcm.
+  public var platform: String = String()
+
+  /// The token as the platform gave it: 16 to 4,096 letters, digits, colons, dashes or underscores.
+  public var token: String = String()
+
+  /// The app's bundle id or package name, e.g. "com.example.shop": at most 255 letters, digits,
+  /// dots, dashes or underscores.
+  public var appID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Herald_Campaign_V1_RetirePushTokenRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var subscriberID: String = String()
+
+  public var tokenID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Campaign_V1_ChannelConsent: Sendable {
@@ -168,6 +271,28 @@ public nonisolated struct Herald_Campaign_V1_Subscriber: @unchecked Sendable {
   /// Clears the value of `smsConsent`. Subsequent reads from it will return its default value.
   public mutating func clearSmsConsent() {_uniqueStorage()._smsConsent = nil}
 
+  /// The WhatsApp number (E.164), with its own consent: WhatsApp's policy asks for an opt-in to
+  /// WhatsApp messages in particular.
+  public var whatsapp: String {
+    get {_storage._whatsapp}
+    set {_uniqueStorage()._whatsapp = newValue}
+  }
+
+  public var whatsappConsent: Herald_Campaign_V1_ChannelConsent {
+    get {_storage._whatsappConsent ?? Herald_Campaign_V1_ChannelConsent()}
+    set {_uniqueStorage()._whatsappConsent = newValue}
+  }
+  /// Returns true if `whatsappConsent` has been explicitly set.
+  public var hasWhatsappConsent: Bool {_storage._whatsappConsent != nil}
+  /// Clears the value of `whatsappConsent`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsappConsent() {_uniqueStorage()._whatsappConsent = nil}
+
+  /// The devices' push tokens, live and retired, most recently seen first.
+  public var pushTokens: [Herald_Campaign_V1_PushToken] {
+    get {_storage._pushTokens}
+    set {_uniqueStorage()._pushTokens = newValue}
+  }
+
   /// "active", "archived", "blocked" or "erased".
   public var status: String {
     get {_storage._status}
@@ -258,12 +383,25 @@ public nonisolated struct Herald_Campaign_V1_CreateSubscriberRequest: Sendable {
   /// Clears the value of `smsConsent`. Subsequent reads from it will return its default value.
   public mutating func clearSmsConsent() {self._smsConsent = nil}
 
+  /// The WhatsApp number, E.164 (often the phone); its consent needs it.
+  public var whatsapp: String = String()
+
+  public var whatsappConsent: Herald_Campaign_V1_ConsentInput {
+    get {_whatsappConsent ?? Herald_Campaign_V1_ConsentInput()}
+    set {_whatsappConsent = newValue}
+  }
+  /// Returns true if `whatsappConsent` has been explicitly set.
+  public var hasWhatsappConsent: Bool {self._whatsappConsent != nil}
+  /// Clears the value of `whatsappConsent`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsappConsent() {self._whatsappConsent = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _emailConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _smsConsent: Herald_Campaign_V1_ConsentInput? = nil
+  fileprivate var _whatsappConsent: Herald_Campaign_V1_ConsentInput? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_GetSubscriberRequest: Sendable {
@@ -371,6 +509,25 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   /// Clears the value of `status`. Subsequent reads from it will return its default value.
   public mutating func clearStatus() {self._status = nil}
 
+  /// E.164, or empty to clear it.
+  public var whatsapp: String {
+    get {_whatsapp ?? String()}
+    set {_whatsapp = newValue}
+  }
+  /// Returns true if `whatsapp` has been explicitly set.
+  public var hasWhatsapp: Bool {self._whatsapp != nil}
+  /// Clears the value of `whatsapp`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsapp() {self._whatsapp = nil}
+
+  public var whatsappConsent: Herald_Campaign_V1_ConsentInput {
+    get {_whatsappConsent ?? Herald_Campaign_V1_ConsentInput()}
+    set {_whatsappConsent = newValue}
+  }
+  /// Returns true if `whatsappConsent` has been explicitly set.
+  public var hasWhatsappConsent: Bool {self._whatsappConsent != nil}
+  /// Clears the value of `whatsappConsent`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsappConsent() {self._whatsappConsent = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -383,6 +540,8 @@ public nonisolated struct Herald_Campaign_V1_UpdateSubscriberRequest: Sendable {
   fileprivate var _emailConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _smsConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _status: String? = nil
+  fileprivate var _whatsapp: String? = nil
+  fileprivate var _whatsappConsent: Herald_Campaign_V1_ConsentInput? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_ListSubscribersRequest: Sendable {
@@ -456,7 +615,7 @@ public nonisolated struct Herald_Campaign_V1_UnsubscribeRequest: Sendable {
 
   public var id: String = String()
 
-  /// email, sms or all.
+  /// email, sms, whatsapp, push or all.
   public var channel: Herald_Campaign_V1_ConsentChannel = .unspecified
 
   /// Where the request came from (e.g. "list-unsubscribe-header", "support-ticket-123").
@@ -1037,53 +1196,136 @@ public nonisolated struct Herald_Campaign_V1_SmsLength: Sendable {
   public init() {}
 }
 
-public nonisolated struct Herald_Campaign_V1_Template: Sendable {
+public nonisolated struct Herald_Campaign_V1_Template: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// "email", "sms", "push" or "whatsapp".
-  public var channel: String = String()
+  public var channel: String {
+    get {_storage._channel}
+    set {_uniqueStorage()._channel = newValue}
+  }
 
   /// E-mail only; rendered as text.
-  public var subject: String = String()
+  public var subject: String {
+    get {_storage._subject}
+    set {_uniqueStorage()._subject = newValue}
+  }
 
-  public var body: String = String()
+  public var body: String {
+    get {_storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   /// "html" (escapes values; e-mail's default) or "text" (the only one for SMS).
-  public var format: String = String()
+  public var format: String {
+    get {_storage._format}
+    set {_uniqueStorage()._format = newValue}
+  }
 
-  public var variables: [Herald_Campaign_V1_TemplateVariable] = []
+  public var variables: [Herald_Campaign_V1_TemplateVariable] {
+    get {_storage._variables}
+    set {_uniqueStorage()._variables = newValue}
+  }
 
   /// For SMS templates: the length of the text as written (variables unexpanded).
   public var smsLength: Herald_Campaign_V1_SmsLength {
-    get {_smsLength ?? Herald_Campaign_V1_SmsLength()}
-    set {_smsLength = newValue}
+    get {_storage._smsLength ?? Herald_Campaign_V1_SmsLength()}
+    set {_uniqueStorage()._smsLength = newValue}
   }
   /// Returns true if `smsLength` has been explicitly set.
-  public var hasSmsLength: Bool {self._smsLength != nil}
+  public var hasSmsLength: Bool {_storage._smsLength != nil}
   /// Clears the value of `smsLength`. Subsequent reads from it will return its default value.
-  public mutating func clearSmsLength() {self._smsLength = nil}
+  public mutating func clearSmsLength() {_uniqueStorage()._smsLength = nil}
 
   public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_createdAt = newValue}
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
   }
   /// Returns true if `createdAt` has been explicitly set.
-  public var hasCreatedAt: Bool {self._createdAt != nil}
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
   /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
-  public mutating func clearCreatedAt() {self._createdAt = nil}
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  /// Push templates: what the notification carries besides its title (subject) and text (body).
+  public var push: Herald_Campaign_V1_PushTemplateContent {
+    get {_storage._push ?? Herald_Campaign_V1_PushTemplateContent()}
+    set {_uniqueStorage()._push = newValue}
+  }
+  /// Returns true if `push` has been explicitly set.
+  public var hasPush: Bool {_storage._push != nil}
+  /// Clears the value of `push`. Subsequent reads from it will return its default value.
+  public mutating func clearPush() {_uniqueStorage()._push = nil}
+
+  /// WhatsApp templates that send a template approved in WhatsApp Manager.
+  public var whatsapp: Herald_Campaign_V1_WhatsAppTemplateContent {
+    get {_storage._whatsapp ?? Herald_Campaign_V1_WhatsAppTemplateContent()}
+    set {_uniqueStorage()._whatsapp = newValue}
+  }
+  /// Returns true if `whatsapp` has been explicitly set.
+  public var hasWhatsapp: Bool {_storage._whatsapp != nil}
+  /// Clears the value of `whatsapp`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsapp() {_uniqueStorage()._whatsapp = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _smsLength: Herald_Campaign_V1_SmsLength? = nil
-  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Herald_Campaign_V1_PushTemplateContent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A JSON object of custom keys for the app (its string values may use the template's
+  /// variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with
+  /// google. or gcm., are the platforms' or Herald's.
+  public var dataJson: String = String()
+
+  /// A URL the app opens when the notification is tapped, e.g. "shop://orders/{{order_id}}" (it
+  /// may use the template's variables); empty: none.
+  public var deepLink: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A template approved in WhatsApp Manager, outside the 24-hour window the only way to write to
+/// someone first. The template's body is its approved text, with {{1}}, {{2}}... where the
+/// parameters go: every placeholder needs its parameter (checked at save), and the body with the
+/// parameters filled in is what the record shows as sent.
+public nonisolated struct Herald_Campaign_V1_WhatsAppTemplateContent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The approved template's name, e.g. "order_shipped".
+  public var templateName: String = String()
+
+  /// Its language code, e.g. "en_US" or "de".
+  public var language: String = String()
+
+  /// The body's parameters in order: parameters[0] fills {{1}}. Each is Mustache text using the
+  /// template's variables (e.g. "{{first_name}}"), at most 1,024 characters.
+  public var parameters: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// An e-mail template needs a subject; sms, push and whatsapp templates have none and are text.
@@ -1114,9 +1356,33 @@ public nonisolated struct Herald_Campaign_V1_CreateTemplateRequest: Sendable {
   /// Every variable the subject and body use; names are unique.
   public var variables: [Herald_Campaign_V1_TemplateVariable] = []
 
+  /// Push templates: data and deep link.
+  public var push: Herald_Campaign_V1_PushTemplateContent {
+    get {_push ?? Herald_Campaign_V1_PushTemplateContent()}
+    set {_push = newValue}
+  }
+  /// Returns true if `push` has been explicitly set.
+  public var hasPush: Bool {self._push != nil}
+  /// Clears the value of `push`. Subsequent reads from it will return its default value.
+  public mutating func clearPush() {self._push = nil}
+
+  /// WhatsApp templates that send an approved template (without it, the body goes as free text,
+  /// which WhatsApp allows only within 24 hours of the person's last message).
+  public var whatsapp: Herald_Campaign_V1_WhatsAppTemplateContent {
+    get {_whatsapp ?? Herald_Campaign_V1_WhatsAppTemplateContent()}
+    set {_whatsapp = newValue}
+  }
+  /// Returns true if `whatsapp` has been explicitly set.
+  public var hasWhatsapp: Bool {self._whatsapp != nil}
+  /// Clears the value of `whatsapp`. Subsequent reads from it will return its default value.
+  public mutating func clearWhatsapp() {self._whatsapp = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _push: Herald_Campaign_V1_PushTemplateContent? = nil
+  fileprivate var _whatsapp: Herald_Campaign_V1_WhatsAppTemplateContent? = nil
 }
 
 public nonisolated struct Herald_Campaign_V1_GetTemplateRequest: Sendable {
@@ -3550,7 +3816,156 @@ public nonisolated struct Herald_Campaign_V1_RecordEventsResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "herald.campaign.v1"
 
 nonisolated extension Herald_Campaign_V1_ConsentChannel: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSENT_CHANNEL_UNSPECIFIED\0\u{1}email\0\u{1}sms\0\u{1}all\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSENT_CHANNEL_UNSPECIFIED\0\u{1}email\0\u{1}sms\0\u{1}all\0\u{1}whatsapp\0\u{1}push\0")
+}
+
+nonisolated extension Herald_Campaign_V1_PushToken: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushToken"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}platform\0\u{1}token\0\u{3}app_id\0\u{3}created_at\0\u{3}last_seen_at\0\u{3}retired_at\0\u{3}retired_reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.platform) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.appID) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._lastSeenAt) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._retiredAt) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.retiredReason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.platform.isEmpty {
+      try visitor.visitSingularStringField(value: self.platform, fieldNumber: 2)
+    }
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 3)
+    }
+    if !self.appID.isEmpty {
+      try visitor.visitSingularStringField(value: self.appID, fieldNumber: 4)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._lastSeenAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._retiredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.retiredReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.retiredReason, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_PushToken, rhs: Herald_Campaign_V1_PushToken) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.platform != rhs.platform {return false}
+    if lhs.token != rhs.token {return false}
+    if lhs.appID != rhs.appID {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._lastSeenAt != rhs._lastSeenAt {return false}
+    if lhs._retiredAt != rhs._retiredAt {return false}
+    if lhs.retiredReason != rhs.retiredReason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RegisterPushTokenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisterPushTokenRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}platform\0\u{1}token\0\u{3}app_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.platform) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.appID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 1)
+    }
+    if !self.platform.isEmpty {
+      try visitor.visitSingularStringField(value: self.platform, fieldNumber: 2)
+    }
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 3)
+    }
+    if !self.appID.isEmpty {
+      try visitor.visitSingularStringField(value: self.appID, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RegisterPushTokenRequest, rhs: Herald_Campaign_V1_RegisterPushTokenRequest) -> Bool {
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.platform != rhs.platform {return false}
+    if lhs.token != rhs.token {return false}
+    if lhs.appID != rhs.appID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_RetirePushTokenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetirePushTokenRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{3}token_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.subscriberID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tokenID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subscriberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriberID, fieldNumber: 1)
+    }
+    if !self.tokenID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tokenID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_RetirePushTokenRequest, rhs: Herald_Campaign_V1_RetirePushTokenRequest) -> Bool {
+    if lhs.subscriberID != rhs.subscriberID {return false}
+    if lhs.tokenID != rhs.tokenID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Herald_Campaign_V1_ChannelConsent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -3604,7 +4019,7 @@ nonisolated extension Herald_Campaign_V1_ChannelConsent: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Subscriber"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0\u{3}created_at\0\u{3}updated_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0\u{3}created_at\0\u{3}updated_at\0\u{1}whatsapp\0\u{3}whatsapp_consent\0\u{3}push_tokens\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3615,6 +4030,9 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
     var _attributesJson: String = String()
     var _emailConsent: Herald_Campaign_V1_ChannelConsent? = nil
     var _smsConsent: Herald_Campaign_V1_ChannelConsent? = nil
+    var _whatsapp: String = String()
+    var _whatsappConsent: Herald_Campaign_V1_ChannelConsent? = nil
+    var _pushTokens: [Herald_Campaign_V1_PushToken] = []
     var _status: String = String()
     var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
@@ -3636,6 +4054,9 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
       _attributesJson = source._attributesJson
       _emailConsent = source._emailConsent
       _smsConsent = source._smsConsent
+      _whatsapp = source._whatsapp
+      _whatsappConsent = source._whatsappConsent
+      _pushTokens = source._pushTokens
       _status = source._status
       _createdAt = source._createdAt
       _updatedAt = source._updatedAt
@@ -3668,6 +4089,9 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
         case 9: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._whatsapp) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._whatsappConsent) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._pushTokens) }()
         default: break
         }
       }
@@ -3713,6 +4137,15 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
       try { if let v = _storage._updatedAt {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
+      if !_storage._whatsapp.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._whatsapp, fieldNumber: 12)
+      }
+      try { if let v = _storage._whatsappConsent {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if !_storage._pushTokens.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._pushTokens, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3730,6 +4163,9 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
         if _storage._attributesJson != rhs_storage._attributesJson {return false}
         if _storage._emailConsent != rhs_storage._emailConsent {return false}
         if _storage._smsConsent != rhs_storage._smsConsent {return false}
+        if _storage._whatsapp != rhs_storage._whatsapp {return false}
+        if _storage._whatsappConsent != rhs_storage._whatsappConsent {return false}
+        if _storage._pushTokens != rhs_storage._pushTokens {return false}
         if _storage._status != rhs_storage._status {return false}
         if _storage._createdAt != rhs_storage._createdAt {return false}
         if _storage._updatedAt != rhs_storage._updatedAt {return false}
@@ -3779,7 +4215,7 @@ nonisolated extension Herald_Campaign_V1_ConsentInput: SwiftProtobuf.Message, Sw
 
 nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateSubscriberRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}whatsapp\0\u{3}whatsapp_consent\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3794,6 +4230,8 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
       case 5: try { try decoder.decodeSingularStringField(value: &self.attributesJson) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._emailConsent) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._smsConsent) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.whatsapp) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._whatsappConsent) }()
       default: break
       }
     }
@@ -3825,6 +4263,12 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
     try { if let v = self._smsConsent {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if !self.whatsapp.isEmpty {
+      try visitor.visitSingularStringField(value: self.whatsapp, fieldNumber: 8)
+    }
+    try { if let v = self._whatsappConsent {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3836,6 +4280,8 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
     if lhs.attributesJson != rhs.attributesJson {return false}
     if lhs._emailConsent != rhs._emailConsent {return false}
     if lhs._smsConsent != rhs._smsConsent {return false}
+    if lhs.whatsapp != rhs.whatsapp {return false}
+    if lhs._whatsappConsent != rhs._whatsappConsent {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3873,7 +4319,7 @@ nonisolated extension Herald_Campaign_V1_GetSubscriberRequest: SwiftProtobuf.Mes
 
 nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateSubscriberRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0\u{1}whatsapp\0\u{3}whatsapp_consent\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3890,6 +4336,8 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
       case 7: try { try decoder.decodeSingularMessageField(value: &self._emailConsent) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._smsConsent) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self._status) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self._whatsapp) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._whatsappConsent) }()
       default: break
       }
     }
@@ -3927,6 +4375,12 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
     try { if let v = self._status {
       try visitor.visitSingularStringField(value: v, fieldNumber: 9)
     } }()
+    try { if let v = self._whatsapp {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._whatsappConsent {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3940,6 +4394,8 @@ nonisolated extension Herald_Campaign_V1_UpdateSubscriberRequest: SwiftProtobuf.
     if lhs._emailConsent != rhs._emailConsent {return false}
     if lhs._smsConsent != rhs._smsConsent {return false}
     if lhs._status != rhs._status {return false}
+    if lhs._whatsapp != rhs._whatsapp {return false}
+    if lhs._whatsappConsent != rhs._whatsappConsent {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5181,7 +5637,147 @@ nonisolated extension Herald_Campaign_V1_SmsLength: SwiftProtobuf.Message, Swift
 
 nonisolated extension Herald_Campaign_V1_Template: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Template"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{1}subject\0\u{1}body\0\u{1}format\0\u{1}variables\0\u{3}sms_length\0\u{3}created_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}channel\0\u{1}subject\0\u{1}body\0\u{1}format\0\u{1}variables\0\u{3}sms_length\0\u{3}created_at\0\u{1}push\0\u{1}whatsapp\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _name: String = String()
+    var _channel: String = String()
+    var _subject: String = String()
+    var _body: String = String()
+    var _format: String = String()
+    var _variables: [Herald_Campaign_V1_TemplateVariable] = []
+    var _smsLength: Herald_Campaign_V1_SmsLength? = nil
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _push: Herald_Campaign_V1_PushTemplateContent? = nil
+    var _whatsapp: Herald_Campaign_V1_WhatsAppTemplateContent? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _name = source._name
+      _channel = source._channel
+      _subject = source._subject
+      _body = source._body
+      _format = source._format
+      _variables = source._variables
+      _smsLength = source._smsLength
+      _createdAt = source._createdAt
+      _push = source._push
+      _whatsapp = source._whatsapp
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._channel) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._subject) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._body) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._format) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._variables) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._smsLength) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._push) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._whatsapp) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._channel.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._channel, fieldNumber: 3)
+      }
+      if !_storage._subject.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._subject, fieldNumber: 4)
+      }
+      if !_storage._body.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._body, fieldNumber: 5)
+      }
+      if !_storage._format.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._format, fieldNumber: 6)
+      }
+      if !_storage._variables.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._variables, fieldNumber: 7)
+      }
+      try { if let v = _storage._smsLength {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._push {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._whatsapp {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_Template, rhs: Herald_Campaign_V1_Template) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._channel != rhs_storage._channel {return false}
+        if _storage._subject != rhs_storage._subject {return false}
+        if _storage._body != rhs_storage._body {return false}
+        if _storage._format != rhs_storage._format {return false}
+        if _storage._variables != rhs_storage._variables {return false}
+        if _storage._smsLength != rhs_storage._smsLength {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._push != rhs_storage._push {return false}
+        if _storage._whatsapp != rhs_storage._whatsapp {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_PushTemplateContent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushTemplateContent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}data_json\0\u{3}deep_link\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5189,65 +5785,66 @@ nonisolated extension Herald_Campaign_V1_Template: SwiftProtobuf.Message, SwiftP
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.channel) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.subject) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.body) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.format) }()
-      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.variables) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._smsLength) }()
-      case 9: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.dataJson) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deepLink) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    if !self.dataJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.dataJson, fieldNumber: 1)
     }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    if !self.deepLink.isEmpty {
+      try visitor.visitSingularStringField(value: self.deepLink, fieldNumber: 2)
     }
-    if !self.channel.isEmpty {
-      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 3)
-    }
-    if !self.subject.isEmpty {
-      try visitor.visitSingularStringField(value: self.subject, fieldNumber: 4)
-    }
-    if !self.body.isEmpty {
-      try visitor.visitSingularStringField(value: self.body, fieldNumber: 5)
-    }
-    if !self.format.isEmpty {
-      try visitor.visitSingularStringField(value: self.format, fieldNumber: 6)
-    }
-    if !self.variables.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.variables, fieldNumber: 7)
-    }
-    try { if let v = self._smsLength {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
-    try { if let v = self._createdAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Herald_Campaign_V1_Template, rhs: Herald_Campaign_V1_Template) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs.channel != rhs.channel {return false}
-    if lhs.subject != rhs.subject {return false}
-    if lhs.body != rhs.body {return false}
-    if lhs.format != rhs.format {return false}
-    if lhs.variables != rhs.variables {return false}
-    if lhs._smsLength != rhs._smsLength {return false}
-    if lhs._createdAt != rhs._createdAt {return false}
+  public static func ==(lhs: Herald_Campaign_V1_PushTemplateContent, rhs: Herald_Campaign_V1_PushTemplateContent) -> Bool {
+    if lhs.dataJson != rhs.dataJson {return false}
+    if lhs.deepLink != rhs.deepLink {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_WhatsAppTemplateContent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WhatsAppTemplateContent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}template_name\0\u{1}language\0\u{1}parameters\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.templateName) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.language) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.parameters) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.templateName.isEmpty {
+      try visitor.visitSingularStringField(value: self.templateName, fieldNumber: 1)
+    }
+    if !self.language.isEmpty {
+      try visitor.visitSingularStringField(value: self.language, fieldNumber: 2)
+    }
+    if !self.parameters.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.parameters, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_WhatsAppTemplateContent, rhs: Herald_Campaign_V1_WhatsAppTemplateContent) -> Bool {
+    if lhs.templateName != rhs.templateName {return false}
+    if lhs.language != rhs.language {return false}
+    if lhs.parameters != rhs.parameters {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5255,7 +5852,7 @@ nonisolated extension Herald_Campaign_V1_Template: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Herald_Campaign_V1_CreateTemplateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateTemplateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}subject\0\u{1}body\0\u{1}format\0\u{1}variables\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}channel\0\u{1}subject\0\u{1}body\0\u{1}format\0\u{1}variables\0\u{1}push\0\u{1}whatsapp\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5269,12 +5866,18 @@ nonisolated extension Herald_Campaign_V1_CreateTemplateRequest: SwiftProtobuf.Me
       case 4: try { try decoder.decodeSingularStringField(value: &self.body) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.format) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.variables) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._push) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._whatsapp) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
@@ -5293,6 +5896,12 @@ nonisolated extension Herald_Campaign_V1_CreateTemplateRequest: SwiftProtobuf.Me
     if !self.variables.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.variables, fieldNumber: 6)
     }
+    try { if let v = self._push {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._whatsapp {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5303,6 +5912,8 @@ nonisolated extension Herald_Campaign_V1_CreateTemplateRequest: SwiftProtobuf.Me
     if lhs.body != rhs.body {return false}
     if lhs.format != rhs.format {return false}
     if lhs.variables != rhs.variables {return false}
+    if lhs._push != rhs._push {return false}
+    if lhs._whatsapp != rhs._whatsapp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

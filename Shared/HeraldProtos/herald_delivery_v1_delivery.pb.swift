@@ -1108,6 +1108,10 @@ public nonisolated struct Herald_Delivery_V1_DeliveryEvent: Sendable {
 
   public var signals: [String] = []
 
+  /// A push notification that bounced because the push service no longer knows its token (the
+  /// app was uninstalled): "<platform>:<token>", which the campaign service retires.
+  public var refusedPushToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3844,7 +3848,7 @@ nonisolated extension Herald_Delivery_V1_ListDeliveryEventsRequest: SwiftProtobu
 
 nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeliveryEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}message_id\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{1}status\0\u{1}detail\0\u{3}cost_cents\0\u{3}occurred_at\0\u{1}machine\0\u{1}signals\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}message_id\0\u{3}campaign_id\0\u{3}subscriber_id\0\u{1}status\0\u{1}detail\0\u{3}cost_cents\0\u{3}occurred_at\0\u{1}machine\0\u{1}signals\0\u{3}refused_push_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3862,6 +3866,7 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
       case 8: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.machine) }()
       case 10: try { try decoder.decodeRepeatedStringField(value: &self.signals) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.refusedPushToken) }()
       default: break
       }
     }
@@ -3902,6 +3907,9 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
     if !self.signals.isEmpty {
       try visitor.visitRepeatedStringField(value: self.signals, fieldNumber: 10)
     }
+    if !self.refusedPushToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.refusedPushToken, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3916,6 +3924,7 @@ nonisolated extension Herald_Delivery_V1_DeliveryEvent: SwiftProtobuf.Message, S
     if lhs._occurredAt != rhs._occurredAt {return false}
     if lhs.machine != rhs.machine {return false}
     if lhs.signals != rhs.signals {return false}
+    if lhs.refusedPushToken != rhs.refusedPushToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -12,6 +12,15 @@ package struct TestPushKeys: Sendable {
   package var fcmPrivatePEM: String
   package var fcmPublicPEM: String
 
+  /// One set for the whole test process: an RSA key takes a while to make on a loaded machine.
+  package static let shared: TestPushKeys = {
+    do {
+      return try TestPushKeys()
+    } catch {
+      fatalError("the test push keys could not be made: \(error)")
+    }
+  }()
+
   package init() throws {
     let apns = P256.Signing.PrivateKey()
     apnsPrivatePEM = apns.pemRepresentation

@@ -62,7 +62,7 @@ import Testing
   }
 
   @Test func apnsAndFCMSendWithTheirTokensAndUnregisteredDevicesBounce() async throws {
-    let keys = try TestPushKeys()
+    let keys = TestPushKeys.shared
     let sandbox = ProviderSandbox(
       apns: .init(teamID: Self.teamID, keyID: Self.keyID, publicKeyPEM: keys.apnsPublicPEM, topic: Self.topic),
       fcm: .init(projectID: "herald-test", clientEmail: keys.serviceAccountEmail, publicKeyPEM: keys.fcmPublicPEM))
@@ -161,7 +161,7 @@ import Testing
   }
 
   @Test func aJWTSignedWithAnotherKeyIsRefusedAndTheNotificationWaits() async throws {
-    let keys = try TestPushKeys()
+    let keys = TestPushKeys.shared
     let other = try TestPushKeys()
     // The sandbox knows the account's real public key; Herald holds another private key.
     let sandbox = ProviderSandbox(

@@ -570,7 +570,9 @@ import Testing
     settings.workers = 1
     let counting = Mutex<CountingThrottle?>(nil)
     let throttle = { (client: GRPCClient<HTTP2ClientTransport.Posix>) -> any SendThrottle in
-      let made = CountingThrottle(RateLimitThrottle(client: client, logger: Logger(label: "test")))
+      // A generous deadline: an answer later than it lets the send go uncounted (fail-open), which
+      // a loaded machine must not turn into a wrong count here.
+      let made = CountingThrottle(RateLimitThrottle(client: client, timeout: .seconds(20), logger: Logger(label: "test")))
       counting.withLock { $0 = made }
       return made
     }

@@ -31,7 +31,8 @@ package enum CampaignDefinition: BackEndProcess {
       makeServices: { resources in
         [
           CampaignService(
-            store: CampaignStore(client: resources.database, logger: resources.logger), links: links, results: settings.results)
+            store: CampaignStore(client: resources.database, logger: resources.logger), links: links, results: settings.results,
+            providers: resources.clients["delivery"].map(DeliverySink.init))
         ]
       },
       makeWorkers: { resources in
@@ -39,7 +40,7 @@ package enum CampaignDefinition: BackEndProcess {
           throw RPCError(code: .failedPrecondition, message: "campaign needs the delivery service's address to relay its outbox")
         }
         let sink = DeliverySink(client: delivery)
-        let scheduler = CampaignScheduler(client: resources.database, links: links, logger: resources.logger)
+        let scheduler = CampaignScheduler(client: resources.database, links: links, providers: sink, logger: resources.logger)
         let feed = DeliveryFeedConsumer(
           client: resources.database, source: sink, logger: resources.logger, deliverabilityGuard: settings.deliverabilityGuard)
         let relays = (0..<settings.relayWorkers).map { number in

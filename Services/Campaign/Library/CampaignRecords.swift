@@ -18,9 +18,30 @@ package struct SubscriberRecord: Sendable, Equatable {
   package var attributesJSON: String
   package var emailConsent: Consent
   package var smsConsent: Consent
+  /// The WhatsApp number (E.164) and its own consent.
+  package var whatsapp: String?
+  package var whatsappConsent: Consent
   package var status: String
   package var createdAt: Date
   package var updatedAt: Date
+
+  /// The consent of a channel: email, sms or whatsapp (push has tokens instead).
+  package static func consent(_ channel: String) -> WritableKeyPath<SubscriberRecord, Consent> {
+    switch channel {
+    case "email": \.emailConsent
+    case "whatsapp": \.whatsappConsent
+    default: \.smsConsent
+    }
+  }
+
+  /// The contact a channel's consent needs.
+  package func contact(_ channel: String) -> String? {
+    switch channel {
+    case "email": email
+    case "whatsapp": whatsapp
+    default: phone
+    }
+  }
 }
 
 /// A checked subscriber to create (CreateSubscriber, or a row of an import).
@@ -32,6 +53,8 @@ package struct NewSubscriber: Sendable {
   package var attributesJSON: String
   package var emailConsentSource: String?
   package var smsConsentSource: String?
+  package var whatsapp: String? = nil
+  package var whatsappConsentSource: String? = nil
 }
 
 /// One change of consent, kept forever as proof (SPEC §2: provenance of every consent).

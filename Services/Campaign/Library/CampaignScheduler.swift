@@ -14,23 +14,28 @@ package struct CampaignScheduler: Sendable {
   let store: CampaignStore
   let links: UnsubscribeLinks
   let logger: Logger
+  /// Which channels delivery serves (push and WhatsApp campaigns fail without a provider).
+  let providers: (any ProviderDirectory)?
 
-  package init(client: PostgresClient, links: UnsubscribeLinks = .none, logger: Logger) {
+  package init(client: PostgresClient, links: UnsubscribeLinks = .none, providers: (any ProviderDirectory)? = nil, logger: Logger) {
     self.store = CampaignStore(client: client, logger: logger)
     self.links = links
+    self.providers = providers
     self.logger = logger
   }
 
   /// Starts every due campaign; returns how many it started or failed.
   @discardableResult
   package func startDue() async throws -> Int {
-    let (store, logger, links) = (self.store, self.logger, self.links)
+    let (store, logger, links, providers) = (self.store, self.logger, self.links, self.providers)
     var handled = 0
     while true {
+      // Asked once per campaign, before its transaction (a slow answer holds no lock).
+      let served = try await providers?.channelsWithProviders()
       let started = try await store.transaction { connection -> Bool in
         guard let campaign = try await store.claimDueCampaign(on: connection) else { return false }
-        guard CampaignStore.deliverableChannels.contains(campaign.channel) else {
-          try await store.setStatus(campaign.id, to: "failed", reason: "no provider for channel \(campaign.channel)", on: connection)
+        if let problem = CampaignStore.providerProblem(campaign.channel, served: served) {
+          try await store.setStatus(campaign.id, to: "failed", reason: problem, on: connection)
           logger.warning("scheduled campaign failed: no provider for its channel", metadata: ["campaign": "\(campaign.id)"])
           return true
         }

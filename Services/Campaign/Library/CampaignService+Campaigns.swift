@@ -157,7 +157,13 @@ extension CampaignService {
   package func sendCampaign(
     request: Herald_Campaign_V1_CampaignTransitionRequest, context: ServerContext
   ) async throws -> Herald_Campaign_V1_Campaign {
-    Self.message(try await store.sendCampaign(try Self.uuid(request.id, field: "id"), canSignLinks: links.canSign))
+    let id = try Self.uuid(request.id, field: "id")
+    // Delivery is asked only for the channels that need a provider to be sent at all.
+    var served: Set<String>?
+    if let providers, try await store.campaignChannel(id).map(CampaignStore.providerCheckedChannels.contains) == true {
+      served = try await providers.channelsWithProviders()
+    }
+    return Self.message(try await store.sendCampaign(id, canSignLinks: links.canSign, served: served))
   }
 
   package func pauseCampaign(

@@ -28,7 +28,7 @@ extension CampaignService {
   ) async throws -> Herald_Campaign_V1_Subscriber {
     let id = try Self.id(request.id)
     guard let record = try await store.subscriber(id: id) else { throw Self.notFound(id) }
-    return Self.message(record)
+    return Self.message(record, pushTokens: try await store.pushTokens(of: id))
   }
 
   package func updateSubscriber(
@@ -58,7 +58,7 @@ extension CampaignService {
       throw RPCError.field("page_token", .invalidArgument, "page_token is not one this service gave out")
     }
     var response = Herald_Campaign_V1_ListSubscribersResponse()
-    response.subscribers = records.prefix(limit).map(Self.message)
+    response.subscribers = records.prefix(limit).map { Self.message($0) }
     if records.count > limit, let last = records.prefix(limit).last {
       response.nextPageToken = Data(last.id.uuidString.utf8).base64EncodedString()
     }
@@ -90,7 +90,7 @@ extension CampaignService {
     }
     let records = try await store.lookupSubscribers(ids: ids, emails: emails, phones: phones)
     var response = Herald_Campaign_V1_LookupSubscribersResponse()
-    response.subscribers = records.map(Self.message)
+    response.subscribers = records.map { Self.message($0) }
     response.engagement = try await store.engagement(of: records.map(\.id)).map(Self.message)
     return response
   }
@@ -103,16 +103,19 @@ extension CampaignService {
     switch request.channel {
     case .email: channels = ["email"]
     case .sms: channels = ["sms"]
-    case .all: channels = ["email", "sms"]
-    case .unspecified, .UNRECOGNIZED: throw RPCError.field("channel", .invalidArgument, "channel must be email, sms or all")
+    case .whatsapp: channels = ["whatsapp"]
+    case .push: channels = ["push"]
+    case .all: channels = ["email", "sms", "whatsapp", "push"]
+    case .unspecified, .UNRECOGNIZED:
+      throw RPCError.field("channel", .invalidArgument, "channel must be email, sms, whatsapp, push or all")
     }
     let source = request.source.trimmingCharacters(in: .whitespacesAndNewlines)
-    return Self.message(
-      try await change(id) { record, now in
-        channels.compactMap { channel in
-          Self.withdraw(channel: channel, of: &record, source: source.isEmpty ? "api" : source, now: now)
-        }
-      })
+    let record = try await change(id, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil) { record, now in
+      channels.compactMap { channel in
+        Self.withdraw(channel: channel, of: &record, source: source.isEmpty ? "api" : source, now: now)
+      }
+    }
+    return Self.message(record, pushTokens: try await store.pushTokens(of: id))
   }
 
   package func exportSubscriber(
@@ -121,7 +124,7 @@ extension CampaignService {
     let id = try Self.id(request.id)
     guard let record = try await store.subscriber(id: id) else { throw Self.notFound(id) }
     var export = Herald_Campaign_V1_SubscriberExport()
-    export.subscriber = Self.message(record)
+    export.subscriber = Self.message(record, pushTokens: try await store.pushTokens(of: id))
     export.consentHistory = try await store.consentHistory(of: id).map { event in
       var message = Herald_Campaign_V1_ConsentEvent()
       message.channel = event.channel
@@ -140,15 +143,18 @@ extension CampaignService {
   ) async throws -> Herald_Campaign_V1_Subscriber {
     let id = try Self.id(request.id)
     return Self.message(
-      try await change(id, erasing: true) { record, now in
+      try await change(id, erasing: true, retiringPushTokens: "erased") { record, now in
         guard record.status != "erased" else { return [] }
-        let events = ["email", "sms"].compactMap { Self.withdraw(channel: $0, of: &record, source: "erasure", now: now) }
+        let events = ["email", "sms", "whatsapp"].compactMap {
+          Self.withdraw(channel: $0, of: &record, source: "erasure", now: now)
+        }
         record.email = nil
         record.phone = nil
+        record.whatsapp = nil
         record.firstName = ""
         record.lastName = ""
         record.attributesJSON = "{}"
-        for keyPath in [\SubscriberRecord.emailConsent, \SubscriberRecord.smsConsent] {
+        for keyPath in [\SubscriberRecord.emailConsent, \SubscriberRecord.smsConsent, \SubscriberRecord.whatsappConsent] {
           record[keyPath: keyPath].source = nil
           record[keyPath: keyPath].consentedAt = nil
         }
@@ -158,11 +164,16 @@ extension CampaignService {
   }
 
   /// Runs a locked change of one subscriber, mapping store errors to RPC errors.
+  /// `retiringPushTokens`: the reason the subscriber's live push tokens are retired with, in the
+  /// same transaction (an unsubscribe from push, an erasure).
   private func change(
-    _ id: UUID, erasing: Bool = false, _ body: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+    _ id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil,
+    _ body: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord {
     do {
-      guard let record = try await store.updateSubscriber(id: id, erasing: erasing, body) else { throw Self.notFound(id) }
+      guard
+        let record = try await store.updateSubscriber(id: id, erasing: erasing, retiringPushTokens: retiringPushTokens, body)
+      else { throw Self.notFound(id) }
       return record
     } catch CampaignStoreError.duplicate(let field) {
       throw RPCError.field(field, .alreadyExists, "another subscriber already has this \(field)")
@@ -174,8 +185,10 @@ extension CampaignService {
   }
 
   /// Withdraws consent on one channel at once; nil (no event) when there was none to withdraw.
+  /// Push has no consent flag: its event records the unsubscribe, and the store retires the tokens.
   static func withdraw(channel: String, of record: inout SubscriberRecord, source: String, now: Date) -> ConsentEvent? {
-    let keyPath = channel == "email" ? \SubscriberRecord.emailConsent : \SubscriberRecord.smsConsent
+    if channel == "push" { return ConsentEvent(channel: "push", subscribed: false, source: source, occurredAt: now) }
+    let keyPath = SubscriberRecord.consent(channel)
     guard record[keyPath: keyPath].subscribed else { return nil }
     record[keyPath: keyPath].subscribed = false
     record[keyPath: keyPath].unsubscribedAt = now
@@ -192,6 +205,7 @@ extension CampaignService {
     do {
       if request.hasEmail { record.email = try SubscriberValidation.email(request.email) }
       if request.hasPhone { record.phone = try SubscriberValidation.phone(request.phone) }
+      if request.hasWhatsapp { record.whatsapp = try SubscriberValidation.phone(request.whatsapp, field: "whatsapp") }
       if request.hasFirstName { record.firstName = try SubscriberValidation.name(request.firstName, field: "first_name") }
       if request.hasLastName { record.lastName = try SubscriberValidation.name(request.lastName, field: "last_name") }
       if request.hasAttributesJson { record.attributesJSON = try SubscriberValidation.attributes(request.attributesJson) }
@@ -215,13 +229,13 @@ extension CampaignService {
     for (channel, input, present, contact) in [
       ("email", request.emailConsent, request.hasEmailConsent, record.email),
       ("sms", request.smsConsent, request.hasSmsConsent, record.phone),
+      ("whatsapp", request.whatsappConsent, request.hasWhatsappConsent, record.whatsapp),
     ] {
-      let keyPath = channel == "email" ? \SubscriberRecord.emailConsent : \SubscriberRecord.smsConsent
+      let keyPath = SubscriberRecord.consent(channel)
       let field = "\(channel)_consent"
       if present && input.subscribed {
         guard contact != nil else {
-          throw RPCError.field(
-            field, .invalidArgument, "\(field) is given but the subscriber has no \(channel == "email" ? "email" : "phone")")
+          throw RPCError.field(field, .invalidArgument, "\(field) is given but the subscriber has no \(Self.contactField(channel))")
         }
         let source = input.source.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !source.isEmpty else {
@@ -238,7 +252,7 @@ extension CampaignService {
         }
       }
       guard contact != nil || !record[keyPath: keyPath].subscribed else {
-        let contactField = channel == "email" ? "email" : "phone"
+        let contactField = Self.contactField(channel)
         throw RPCError.field(
           contactField, .invalidArgument, "\(contactField) cannot be removed while \(field) is given; unsubscribe first")
       }
@@ -249,6 +263,7 @@ extension CampaignService {
   static func validate(_ request: Herald_Campaign_V1_CreateSubscriberRequest) throws(SubscriberValidation.Invalid) -> NewSubscriber {
     let email = try SubscriberValidation.email(request.email)
     let phone = try SubscriberValidation.phone(request.phone)
+    let whatsapp = try SubscriberValidation.phone(request.whatsapp, field: "whatsapp")
     guard email != nil || phone != nil else {
       throw .init(field: "email", message: "a subscriber needs an email or a phone")
     }
@@ -258,7 +273,7 @@ extension CampaignService {
       guard consent.subscribed else { return nil }
       let field = "\(channel)_consent"
       guard contact != nil else {
-        throw .init(field: field, message: "\(field) is given but the subscriber has no \(channel == "email" ? "email" : "phone")")
+        throw .init(field: field, message: "\(field) is given but the subscriber has no \(contactField(channel))")
       }
       let source = SubscriberValidation.trimmed(consent.source)
       guard !source.isEmpty else {
@@ -272,10 +287,20 @@ extension CampaignService {
       lastName: try SubscriberValidation.name(request.lastName, field: "last_name"),
       attributesJSON: try SubscriberValidation.attributes(request.attributesJson),
       emailConsentSource: try source(request.emailConsent, channel: "email", contact: email),
-      smsConsentSource: try source(request.smsConsent, channel: "sms", contact: phone))
+      smsConsentSource: try source(request.smsConsent, channel: "sms", contact: phone),
+      whatsapp: whatsapp, whatsappConsentSource: try source(request.whatsappConsent, channel: "whatsapp", contact: whatsapp))
   }
 
-  static func message(_ record: SubscriberRecord) -> Herald_Campaign_V1_Subscriber {
+  /// The field holding the contact a channel's consent needs.
+  static func contactField(_ channel: String) -> String {
+    switch channel {
+    case "email": "email"
+    case "whatsapp": "whatsapp"
+    default: "phone"
+    }
+  }
+
+  static func message(_ record: SubscriberRecord, pushTokens: [PushTokenRecord] = []) -> Herald_Campaign_V1_Subscriber {
     func consent(_ consent: Consent) -> Herald_Campaign_V1_ChannelConsent {
       var message = Herald_Campaign_V1_ChannelConsent()
       message.subscribed = consent.subscribed
@@ -293,6 +318,9 @@ extension CampaignService {
     message.attributesJson = record.attributesJSON
     message.emailConsent = consent(record.emailConsent)
     message.smsConsent = consent(record.smsConsent)
+    message.whatsapp = record.whatsapp ?? ""
+    message.whatsappConsent = consent(record.whatsappConsent)
+    message.pushTokens = pushTokens.map(Self.message)
     message.status = record.status
     message.createdAt = Google_Protobuf_Timestamp(date: record.createdAt)
     message.updatedAt = Google_Protobuf_Timestamp(date: record.updatedAt)

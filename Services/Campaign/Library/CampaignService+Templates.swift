@@ -15,7 +15,8 @@ extension CampaignService {
     do {
       template = try MessageTemplate(
         channel: request.channel, format: request.format, subject: request.subject, body: request.body,
-        variables: request.variables.map { TemplateVariable(name: $0.name, defaultValue: $0.hasDefaultValue ? $0.defaultValue : nil) })
+        variables: request.variables.map { TemplateVariable(name: $0.name, defaultValue: $0.hasDefaultValue ? $0.defaultValue : nil) },
+        content: try Self.content(request))
     } catch {
       throw Self.invalid(error)
     }
@@ -63,6 +64,7 @@ extension CampaignService {
     let rendered: (subject: String, body: String)
     do {
       rendered = try record.template.render(values)
+      _ = try record.template.renderContent(values)
     } catch {
       throw Self.invalid(error)
     }
@@ -71,6 +73,28 @@ extension CampaignService {
     preview.body = rendered.body
     if record.template.channel == "sms" { preview.smsLength = Self.message(SMSLength.measure(rendered.body)) }
     return preview
+  }
+
+  /// A push template's data and deep link, a WhatsApp template's approved template.
+  static func content(_ request: Herald_Campaign_V1_CreateTemplateRequest) throws(SubscriberValidation.Invalid) -> ChannelContent {
+    var content = ChannelContent()
+    if request.hasPush {
+      var data: [String: JSONValue] = [:]
+      let text = request.push.dataJson.trimmingCharacters(in: .whitespacesAndNewlines)
+      if !text.isEmpty {
+        guard text.utf8.count <= 3000 else { throw .init(field: "push.data_json", message: "push.data_json must be at most 3,000 bytes") }
+        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8)) else {
+          throw .init(field: "push.data_json", message: "push.data_json must be a JSON object, e.g. {\"order\": \"{{order_id}}\"}")
+        }
+        data = object
+      }
+      content.push = ChannelContent.Push(data: data, deepLink: request.push.deepLink)
+    }
+    if request.hasWhatsapp {
+      content.whatsapp = ChannelContent.WhatsApp(
+        templateName: request.whatsapp.templateName, language: request.whatsapp.language, parameters: request.whatsapp.parameters)
+    }
+    return content
   }
 
   static func message(_ measure: SMSLength.Measure) -> Herald_Campaign_V1_SmsLength {
@@ -96,7 +120,31 @@ extension CampaignService {
       return item
     }
     if record.template.channel == "sms" { message.smsLength = Self.message(SMSLength.measure(record.template.body)) }
+    if let push = record.template.content.push {
+      message.push = .with {
+        if !push.data.isEmpty {
+          $0.dataJson = (try? Self.sortedJSON.encode(push.data)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        $0.deepLink = push.deepLink
+      }
+    }
+    if let whatsapp = record.template.content.whatsapp {
+      message.whatsapp = .with {
+        $0.templateName = whatsapp.templateName
+        $0.language = whatsapp.language
+        $0.parameters = whatsapp.parameters
+      }
+    }
     message.createdAt = Google_Protobuf_Timestamp(date: record.createdAt)
     return message
   }
+}
+
+extension CampaignService {
+  /// JSON with its keys in order: the same data always reads the same.
+  static let sortedJSON: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+  }()
 }

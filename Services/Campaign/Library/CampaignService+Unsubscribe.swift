@@ -27,10 +27,14 @@ extension CampaignService {
     case .unspecified: channels = [token.channel]
     case .email: channels = ["email"]
     case .sms: channels = ["sms"]
-    case .all: channels = ["email", "sms"]
-    case .UNRECOGNIZED: throw RPCError.field("channel", .invalidArgument, "channel must be email, sms or all")
+    case .whatsapp: channels = ["whatsapp"]
+    case .push: channels = ["push"]
+    case .all: channels = ["email", "sms", "whatsapp", "push"]
+    case .UNRECOGNIZED: throw RPCError.field("channel", .invalidArgument, "channel must be email, sms, whatsapp, push or all")
     }
-    let record = try await store.updateSubscriber(id: token.subscriber) { record, now in
+    let record = try await store.updateSubscriber(
+      id: token.subscriber, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil
+    ) { record, now in
       // Idempotent: consent already withdrawn makes no event. An erased subscriber has none.
       guard record.status != "erased" else { return [] }
       return channels.compactMap { channel in

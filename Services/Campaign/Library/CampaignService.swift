@@ -14,11 +14,17 @@ package struct CampaignService: Herald_Campaign_V1_CampaignService.SimpleService
   let links: UnsubscribeLinks
   /// The currency and attribution window of conversions (SPEC §13).
   let results: ResultsSettings
+  /// Which channels delivery serves: a push or WhatsApp campaign is refused at send without one.
+  let providers: (any ProviderDirectory)?
 
-  package init(store: CampaignStore, links: UnsubscribeLinks = .none, results: ResultsSettings = ResultsSettings()) {
+  package init(
+    store: CampaignStore, links: UnsubscribeLinks = .none, results: ResultsSettings = ResultsSettings(),
+    providers: (any ProviderDirectory)? = nil
+  ) {
     self.store = store
     self.links = links
     self.results = results
+    self.providers = providers
   }
 
   /// A subscriber id from the request's `id`.

@@ -190,7 +190,7 @@ extension CampaignStore {
       }
       assignment = cases.isEmpty ? builder.bind(variants.last ?? "") : "CASE\(cases) ELSE \(builder.bind(variants.last ?? "")) END"
     }
-    let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+    let consent = Self.consentSQL(campaign.channel)
     let campaignBind = builder.bind(campaign.id)
     // The audience as it is now: its counts replace those of the start (which saw the test's).
     let sql = """

@@ -68,6 +68,12 @@ extension CampaignStore {
   }
 
   /// NOT_FOUND naming `field` when no campaign has the id.
+  /// The campaign's channel; nil when there is no such campaign.
+  func campaignChannel(_ id: UUID) async throws -> String? {
+    try await client.query("SELECT channel FROM campaign.campaigns WHERE id = \(id)", logger: logger).decode(String.self)
+      .elements().first
+  }
+
   package func campaign(id: UUID, field: String = "id") async throws -> CampaignRecord {
     guard let record = try await campaigns(id: id).first else { throw Self.notFound("campaign", id, field: field) }
     return record
@@ -154,10 +160,11 @@ extension CampaignStore {
   /// draft or scheduled → sending, now (see `start`). A channel without a provider, or an e-mail
   /// campaign that cannot give each recipient a way out (`optOutProblem`), is refused
   /// (FAILED_PRECONDITION naming the field) and the campaign stays as it was.
-  package func sendCampaign(_ id: UUID, canSignLinks: Bool) async throws -> CampaignRecord {
+  /// `served`: the channels delivery has an enabled provider for (nil: not checked).
+  package func sendCampaign(_ id: UUID, canSignLinks: Bool, served: Set<String>? = nil) async throws -> CampaignRecord {
     try await transition(id, action: "send", from: ["draft", "scheduled"]) { connection, campaign in
-      guard Self.deliverableChannels.contains(campaign.channel) else {
-        throw RPCError.field("channel", .failedPrecondition, "no provider for channel \(campaign.channel)")
+      if let problem = Self.providerProblem(campaign.channel, served: served) {
+        throw RPCError.field("channel", .failedPrecondition, problem)
       }
       if let problem = try await optOutProblem(of: campaign, canSignLinks: canSignLinks, on: connection) {
         throw RPCError.field(problem.field, .failedPrecondition, problem.message)
@@ -181,15 +188,17 @@ extension CampaignStore {
     }
     let rows = try await connection.query(
       """
-      SELECT t.name, t.channel, t.format, t.subject, t.body, t.variables::text
+      SELECT t.name, t.channel, t.format, t.subject, t.body, t.variables::text, t.content::text
       FROM campaign.campaign_variants v JOIN campaign.templates t ON t.id = v.template_id
       WHERE v.campaign_id = \(campaign.id) ORDER BY v.name
       """, logger: logger
     ).collect()
     for row in rows {
-      let (name, channel, format, subject, body, variablesJSON) = try row.decode((String, String, String, String, String, String).self)
+      let (name, channel, format, subject, body, variablesJSON, content) = try row.decode(
+        (String, String, String, String, String, String, String?).self)
       let template = try Self.storedTemplate(
-        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON, what: "template '\(name)'")
+        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON, contentJSON: content,
+        what: "template '\(name)'")
       if !template.showsOptOut {
         return (
           "template_id",
@@ -319,7 +328,7 @@ extension CampaignStore {
       cases += " WHEN a.bucket < \(builder.bind(cumulative)) THEN \(builder.bind(name))"
     }
     let assignment = cases.isEmpty ? builder.bind(last.0) : "CASE\(cases) ELSE \(builder.bind(last.0)) END"
-    let consent = campaign.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+    let consent = Self.consentSQL(campaign.channel)
     let seed = Self.seed(of: campaign.id)
     // An A/B test's share: a second hash, independent of the one that picks the variant.
     let test = try await abTestSettings(of: campaign.id, on: connection)

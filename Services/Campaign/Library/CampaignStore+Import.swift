@@ -119,22 +119,27 @@ extension CampaignStore {
         WITH inserted AS (
           INSERT INTO campaign.subscribers (
             email, phone, first_name, last_name, attributes,
-            email_subscribed, email_consent_source, email_consented_at, sms_subscribed, sms_consent_source, sms_consented_at)
+            email_subscribed, email_consent_source, email_consented_at, sms_subscribed, sms_consent_source, sms_consented_at,
+            whatsapp, whatsapp_subscribed, whatsapp_consent_source, whatsapp_consented_at)
           SELECT nullif(r.email, ''), nullif(r.phone, ''), r.first_name, r.last_name, r.attributes::jsonb,
             r.email_source <> '', nullif(r.email_source, ''), CASE WHEN r.email_source <> '' THEN now() END,
-            r.sms_source <> '', nullif(r.sms_source, ''), CASE WHEN r.sms_source <> '' THEN now() END
+            r.sms_source <> '', nullif(r.sms_source, ''), CASE WHEN r.sms_source <> '' THEN now() END,
+            nullif(r.whatsapp, ''), r.whatsapp_source <> '', nullif(r.whatsapp_source, ''),
+            CASE WHEN r.whatsapp_source <> '' THEN now() END
           FROM unnest(
             \(new.map { $0.email ?? "" })::text[], \(new.map { $0.phone ?? "" })::text[], \(new.map(\.firstName))::text[],
             \(new.map(\.lastName))::text[], \(new.map(\.attributesJSON))::text[], \(new.map { $0.emailConsentSource ?? "" })::text[],
-            \(new.map { $0.smsConsentSource ?? "" })::text[]
-          ) WITH ORDINALITY AS r(email, phone, first_name, last_name, attributes, email_source, sms_source, n)
+            \(new.map { $0.smsConsentSource ?? "" })::text[], \(new.map { $0.whatsapp ?? "" })::text[],
+            \(new.map { $0.whatsappConsentSource ?? "" })::text[]
+          ) WITH ORDINALITY AS r(email, phone, first_name, last_name, attributes, email_source, sms_source, whatsapp, whatsapp_source, n)
           ORDER BY r.n
           ON CONFLICT DO NOTHING
-          RETURNING id, email, phone, email_consent_source, sms_consent_source
+          RETURNING id, email, phone, email_consent_source, sms_consent_source, whatsapp_consent_source
         ), consent AS (
           INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at)
           SELECT id, channel, true, source, now() FROM inserted,
-            LATERAL (VALUES ('email', email_consent_source), ('sms', sms_consent_source)) AS c(channel, source)
+            LATERAL (VALUES ('email', email_consent_source), ('sms', sms_consent_source), ('whatsapp', whatsapp_consent_source))
+              AS c(channel, source)
           WHERE source IS NOT NULL
         )
         SELECT id, coalesce(email, ''), coalesce(phone, '') FROM inserted
@@ -160,24 +165,31 @@ extension CampaignStore {
         """
         UPDATE campaign.subscribers s SET
           email = coalesce(s.email, nullif(u.email, '')), phone = coalesce(s.phone, nullif(u.phone, '')),
+          whatsapp = coalesce(s.whatsapp, nullif(u.whatsapp, '')),
           first_name = CASE WHEN u.first_name <> '' THEN u.first_name ELSE s.first_name END,
           last_name = CASE WHEN u.last_name <> '' THEN u.last_name ELSE s.last_name END,
           attributes = s.attributes || u.attributes::jsonb, updated_at = now()
         FROM unnest(
           \(updating.map(\.existing.id))::uuid[], \(new.map { $0.email ?? "" })::text[], \(new.map { $0.phone ?? "" })::text[],
-          \(new.map(\.firstName))::text[], \(new.map(\.lastName))::text[], \(new.map(\.attributesJSON))::text[]
-        ) AS u(id, email, phone, first_name, last_name, attributes)
+          \(new.map(\.firstName))::text[], \(new.map(\.lastName))::text[], \(new.map(\.attributesJSON))::text[],
+          \(new.map { $0.whatsapp ?? "" })::text[]
+        ) AS u(id, email, phone, first_name, last_name, attributes, whatsapp)
         WHERE s.id = u.id
         """, logger: logger)
       // Consent is added only where it was never withdrawn: an import cannot undo an unsubscribe.
-      for channel in ["email", "sms"] {
+      for channel in ["email", "sms", "whatsapp"] {
         var ids: [UUID] = []
         var sources: [String] = []
         for (index, existing) in updating {
           let new = rows[index].subscriber
-          let consent = channel == "email" ? existing.emailConsent : existing.smsConsent
-          guard let source = channel == "email" ? new.emailConsentSource : new.smsConsentSource,
-            !consent.subscribed, consent.unsubscribedAt == nil
+          let consent = existing[keyPath: SubscriberRecord.consent(channel)]
+          let given =
+            switch channel {
+            case "email": new.emailConsentSource
+            case "whatsapp": new.whatsappConsentSource
+            default: new.smsConsentSource
+            }
+          guard let source = given, !consent.subscribed, consent.unsubscribedAt == nil
           else { continue }
           ids.append(existing.id)
           sources.append(source)
@@ -189,7 +201,7 @@ extension CampaignStore {
             UPDATE campaign.subscribers s SET \(unescaped: channel)_subscribed = true,
               \(unescaped: channel)_consent_source = g.source, \(unescaped: channel)_consented_at = now()
             FROM unnest(\(ids)::uuid[], \(sources)::text[]) AS g(id, source)
-            WHERE s.id = g.id AND s.\(unescaped: channel == "email" ? "email" : "phone") IS NOT NULL
+            WHERE s.id = g.id AND s.\(unescaped: CampaignService.contactField(channel)) IS NOT NULL
             RETURNING s.id, g.source
           )
           INSERT INTO campaign.consent_events (subscriber_id, channel, subscribed, source, occurred_at)

@@ -20,18 +20,24 @@ extension CampaignStore {
       """, logger: logger)
   }
 
-  /// The ids of the subscribers with these phone numbers or e-mail addresses, by number or address.
-  func subscriberIDs(phones: [String], emails: [String], on connection: PostgresConnection) async throws -> [String: UUID] {
-    guard !phones.isEmpty || !emails.isEmpty else { return [:] }
+  /// The ids of the subscribers with these phone numbers, e-mail addresses or WhatsApp numbers,
+  /// by number or address (a WhatsApp number's key is "whatsapp:" and the number).
+  func subscriberIDs(
+    phones: [String], emails: [String], whatsapps: [String] = [], on connection: PostgresConnection
+  ) async throws -> [String: UUID] {
+    guard !phones.isEmpty || !emails.isEmpty || !whatsapps.isEmpty else { return [:] }
     var found: [String: UUID] = [:]
     let rows = try await connection.query(
       """
-      SELECT id, phone, email FROM campaign.subscribers
-      WHERE (phone = ANY(\(phones)::text[]) OR email = ANY(\(emails.map { $0.lowercased() })::text[])) AND status <> 'erased'
+      SELECT id, phone, email, whatsapp FROM campaign.subscribers
+      WHERE (phone = ANY(\(phones)::text[]) OR email = ANY(\(emails.map { $0.lowercased() })::text[])
+          OR whatsapp = ANY(\(whatsapps)::text[]))
+        AND status <> 'erased'
       """, logger: logger)
-    for try await (id, phone, email) in rows.decode((UUID, String?, String?).self) {
-      if let phone { found[phone] = id }
+    for try await (id, phone, email, whatsapp) in rows.decode((UUID, String?, String?, String?).self) {
+      if let phone, phones.contains(phone) { found[phone] = id }
       if let email { found[email] = id }
+      if let whatsapp, whatsapps.contains(whatsapp) { found["whatsapp:" + whatsapp] = id }
     }
     return found
   }
@@ -39,7 +45,7 @@ extension CampaignStore {
   /// Withdraws or gives back a subscriber's consent on the change's channel, with its consent
   /// event; 1 when it changed, 0 when it already was so (or the subscriber was erased).
   func changeConsent(_ change: InboundFeedConsumer.ConsentChange, on connection: PostgresConnection) async throws -> Int {
-    let prefix = change.channel == "email" ? "email" : "sms"
+    let prefix = ["email", "whatsapp"].contains(change.channel) ? change.channel : "sms"
     let rows = try await connection.query(
       PostgresQuery(
         unsafeSQL: """

@@ -117,10 +117,20 @@ struct JourneySubscriber: Sendable {
   var lastName: String
   var emailSubscribed: Bool
   var smsSubscribed: Bool
+  var whatsapp: String?
+  var whatsappSubscribed: Bool
+  /// "<platform>:<token>" of the most recently seen live push token.
+  var pushAddress: String?
   var attributesJSON: String
 
-  func consents(to channel: String) -> Bool {
-    channel == "email" ? emailSubscribed && email != nil : smsSubscribed && phone != nil
+  /// Where a channel's message goes when the person consents to it; nil otherwise.
+  func address(for channel: String) -> String? {
+    switch channel {
+    case "email": emailSubscribed ? email : nil
+    case "whatsapp": whatsappSubscribed ? whatsapp : nil
+    case "push": pushAddress
+    default: smsSubscribed ? phone : nil
+    }
   }
 }
 
@@ -274,15 +284,18 @@ extension CampaignStore {
 
   func journeySubscribers(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: JourneySubscriber] {
     var found: [UUID: JourneySubscriber] = [:]
-    for try await (id, status, email, phone, first, last, emailOK, smsOK, attributes) in try await connection.query(
-      """
-      SELECT id, status, email, phone, first_name, last_name, email_subscribed, sms_subscribed, attributes::text
-      FROM campaign.subscribers WHERE id = ANY(\(ids)::uuid[])
-      """, logger: logger
-    ).decode((UUID, String, String?, String?, String, String, Bool, Bool, String).self) {
+    for try await (id, status, email, phone, first, last, emailOK, smsOK, attributes, whatsapp, whatsappOK, push)
+      in try await connection.query(
+        """
+        SELECT s.id, s.status, s.email, s.phone, s.first_name, s.last_name, s.email_subscribed, s.sms_subscribed, s.attributes::text,
+          s.whatsapp, s.whatsapp_subscribed, \(unescaped: Self.addressSQL("push"))
+        FROM campaign.subscribers s WHERE s.id = ANY(\(ids)::uuid[])
+        """, logger: logger
+      ).decode((UUID, String, String?, String?, String, String, Bool, Bool, String, String?, Bool, String?).self)
+    {
       found[id] = JourneySubscriber(
         id: id, active: status == "active", email: email, phone: phone, firstName: first, lastName: last, emailSubscribed: emailOK,
-        smsSubscribed: smsOK, attributesJSON: attributes)
+        smsSubscribed: smsOK, whatsapp: whatsapp, whatsappSubscribed: whatsappOK, pushAddress: push, attributesJSON: attributes)
     }
     return found
   }
@@ -290,12 +303,16 @@ extension CampaignStore {
   /// The templates with `ids` (checked when saved; a template does not change).
   func templates(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: MessageTemplate] {
     var found: [UUID: MessageTemplate] = [:]
-    for try await (id, channel, format, subject, body, variables) in try await connection.query(
-      "SELECT id, channel, format, subject, body, variables::text FROM campaign.templates WHERE id = ANY(\(ids)::uuid[])",
+    for try await (id, channel, format, subject, body, variables, content) in try await connection.query(
+      """
+      SELECT id, channel, format, subject, body, variables::text, content::text FROM campaign.templates
+      WHERE id = ANY(\(ids)::uuid[])
+      """,
       logger: logger
-    ).decode((UUID, String, String, String, String, String).self) {
+    ).decode((UUID, String, String, String, String, String, String?).self) {
       found[id] = try Self.storedTemplate(
-        channel: channel, format: format, subject: subject, body: body, variablesJSON: variables, what: "template \(id.lowercasedString)")
+        channel: channel, format: format, subject: subject, body: body, variablesJSON: variables, contentJSON: content,
+        what: "template \(id.lowercasedString)")
     }
     return found
   }

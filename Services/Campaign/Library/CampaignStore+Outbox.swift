@@ -31,6 +31,8 @@ struct OutboxEntry: Sendable {
   var consenting: Bool
   var email: String?
   var phone: String?
+  /// Where the channel's message goes (`CampaignStore.addressSQL`).
+  var address: String?
   var firstName: String
   var lastName: String
   /// The attributes the campaign's templates use, as text.
@@ -77,15 +79,16 @@ extension CampaignStore {
     var variants: [String: MessageTemplate] = [:]
     let rows = try await connection.query(
       """
-      SELECT v.name, t.channel, t.format, t.subject, t.body, t.variables::text
+      SELECT v.name, t.channel, t.format, t.subject, t.body, t.variables::text, t.content::text
       FROM campaign.campaign_variants v JOIN campaign.templates t ON t.id = v.template_id
       WHERE v.campaign_id = \(campaign)
       """, logger: logger
     ).collect()
     for row in rows {
-      let (name, channel, format, subject, body, variablesJSON) = try row.decode((String, String, String, String, String, String).self)
+      let (name, channel, format, subject, body, variablesJSON, content) = try row.decode(
+        (String, String, String, String, String, String, String?).self)
       variants[name] = try Self.storedTemplate(
-        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON,
+        channel: channel, format: format, subject: subject, body: body, variablesJSON: variablesJSON, contentJSON: content,
         what: "the template of variant \(name)")
     }
     return variants
@@ -96,14 +99,14 @@ extension CampaignStore {
   /// attributes only `attributeNames`, each as its jsonb type and text (PostgreSQL picks them
   /// out of the binary jsonb; the whole object is not decoded here).
   func entries(of chunk: OutboxChunk, attributeNames names: [String], on connection: PostgresConnection) async throws -> [OutboxEntry] {
-    let consent = chunk.channel == "email" ? "s.email_subscribed" : "s.sms_subscribed"
+    let consent = Self.consentSQL(chunk.channel)
     let attributeColumns = names.indices.map { ", jsonb_typeof(s.attributes -> keys.k[\($0 + 1)]), s.attributes ->> keys.k[\($0 + 1)]" }
     var entries: [OutboxEntry] = []
     entries.reserveCapacity(OutboxRelay.chunkSize)
     let rows = try await connection.query(
       """
-      SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name
-        \(unescaped: attributeColumns.joined())
+      SELECT o.subscriber_id, o.variant, s.status, \(unescaped: consent), s.email, s.phone, s.first_name, s.last_name,
+        \(unescaped: Self.addressSQL(chunk.channel)) \(unescaped: attributeColumns.joined())
       FROM (SELECT \(names)::text[] AS k) keys,
         campaign.outbox o LEFT JOIN campaign.subscribers s ON s.id = o.subscriber_id
       WHERE o.campaign_id = \(chunk.campaignID) AND o.subscriber_id >= \(chunk.firstSubscriber)
@@ -111,21 +114,22 @@ extension CampaignStore {
         AND o.wave = \(chunk.wave)
       """, logger: logger)
     for try await row in rows {
-      let (subscriber, variant, status, consenting, email, phone, firstName, lastName) = try row.decode(
-        (UUID, String, String?, Bool?, String?, String?, String?, String?).self)
+      let (subscriber, variant, status, consenting, email, phone, firstName, lastName, address) = try row.decode(
+        (UUID, String, String?, Bool?, String?, String?, String?, String?, String?).self)
       var attributes: [String: String] = [:]
       if !names.isEmpty {
         let cells = row.makeRandomAccess()
         for (index, name) in names.enumerated() {
           let value = AttributeText(
-            jsonType: try cells[8 + 2 * index].decode(String?.self), raw: try cells[9 + 2 * index].decode(String?.self))
+            jsonType: try cells[9 + 2 * index].decode(String?.self), raw: try cells[10 + 2 * index].decode(String?.self))
           if let text = value.text { attributes[name] = text }
         }
       }
       entries.append(
         OutboxEntry(
           subscriberID: subscriber, variant: variant, active: status == "active", consenting: consenting ?? false,
-          email: email, phone: phone, firstName: firstName ?? "", lastName: lastName ?? "", attributes: attributes))
+          email: email, phone: phone, address: address, firstName: firstName ?? "", lastName: lastName ?? "",
+          attributes: attributes))
     }
     return entries
   }

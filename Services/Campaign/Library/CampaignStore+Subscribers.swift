@@ -8,7 +8,8 @@ extension CampaignStore {
   static let subscriberColumns = """
     id, email, phone, first_name, last_name, attributes::text AS attributes, email_subscribed, email_consent_source,
     email_consented_at, email_unsubscribed_at, sms_subscribed, sms_consent_source, sms_consented_at,
-    sms_unsubscribed_at, status, created_at, updated_at
+    sms_unsubscribed_at, whatsapp, whatsapp_subscribed, whatsapp_consent_source, whatsapp_consented_at,
+    whatsapp_unsubscribed_at, status, created_at, updated_at
     """
 
   /// Creates a subscriber with the consent events of the consent it was given, in one
@@ -21,14 +22,17 @@ extension CampaignStore {
           INSERT INTO campaign.subscribers (
             email, phone, first_name, last_name, attributes,
             email_subscribed, email_consent_source, email_consented_at,
-            sms_subscribed, sms_consent_source, sms_consented_at)
+            sms_subscribed, sms_consent_source, sms_consented_at,
+            whatsapp, whatsapp_subscribed, whatsapp_consent_source, whatsapp_consented_at)
           VALUES (
             \(subscriber.email), \(subscriber.phone), \(subscriber.firstName), \(subscriber.lastName),
             \(subscriber.attributesJSON)::jsonb,
             \(subscriber.emailConsentSource != nil), \(subscriber.emailConsentSource),
             CASE WHEN \(subscriber.emailConsentSource != nil) THEN now() END,
             \(subscriber.smsConsentSource != nil), \(subscriber.smsConsentSource),
-            CASE WHEN \(subscriber.smsConsentSource != nil) THEN now() END)
+            CASE WHEN \(subscriber.smsConsentSource != nil) THEN now() END,
+            \(subscriber.whatsapp), \(subscriber.whatsappConsentSource != nil), \(subscriber.whatsappConsentSource),
+            CASE WHEN \(subscriber.whatsappConsentSource != nil) THEN now() END)
           RETURNING \(unescaped: Self.subscriberColumns)
           """, logger: logger)
         guard let record = try await rows.collect().first.map(Self.subscriberRecord) else {
@@ -37,6 +41,7 @@ extension CampaignStore {
         for (channel, source, at) in [
           ("email", subscriber.emailConsentSource, record.emailConsent.consentedAt),
           ("sms", subscriber.smsConsentSource, record.smsConsent.consentedAt),
+          ("whatsapp", subscriber.whatsappConsentSource, record.whatsappConsent.consentedAt),
         ] {
           guard let source, let at else { continue }
           try await insertConsentEvent(
@@ -51,7 +56,8 @@ extension CampaignStore {
 
   /// The contact field a unique violation on `campaign.subscribers` is about.
   static func duplicateField(of error: any Error) -> String {
-    (error.constraintName ?? "").contains("phone") ? "phone" : "email"
+    let constraint = error.constraintName ?? ""
+    return constraint.contains("whatsapp") ? "whatsapp" : constraint.contains("phone") ? "phone" : "email"
   }
 
   /// Keeps one change of consent as proof, in the caller's transaction.
@@ -74,8 +80,10 @@ extension CampaignStore {
   /// errors thrown by `change` come back as they were thrown.
   /// `erasing`: the change may erase the subscriber, whose journeys then end (SPEC §12): the
   /// journeys' locks are taken first, in the order the journey workers take them.
+  /// `retiringPushTokens`: the subscriber's live push tokens are retired with this reason.
   package func updateSubscriber(
-    id: UUID, erasing: Bool = false, _ change: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
+    id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil,
+    _ change: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord? {
     do {
       return try await transaction { connection -> SubscriberRecord? in
@@ -88,7 +96,14 @@ extension CampaignStore {
         var record = try Self.subscriberRecord(row)
         let now = try row.makeRandomAccess()["now"].decode(Date.self)
         let original = record
-        let events = try change(&record, now)
+        var events = try change(&record, now)
+        if let reason = retiringPushTokens {
+          // Push's unsubscribe is recorded only when there were live tokens to retire.
+          let retired = try await self.retirePushTokens(of: id, reason: reason, on: connection)
+          if retired == 0 { events.removeAll { $0.channel == "push" } }
+        } else {
+          events.removeAll { $0.channel == "push" }
+        }
         // A change that changes nothing (a second unsubscribe or erase) writes nothing.
         if record == original && events.isEmpty { return original }
         let written = try await connection.query(
@@ -100,6 +115,10 @@ extension CampaignStore {
             email_consented_at = \(record.emailConsent.consentedAt), email_unsubscribed_at = \(record.emailConsent.unsubscribedAt),
             sms_subscribed = \(record.smsConsent.subscribed), sms_consent_source = \(record.smsConsent.source),
             sms_consented_at = \(record.smsConsent.consentedAt), sms_unsubscribed_at = \(record.smsConsent.unsubscribedAt),
+            whatsapp = \(record.whatsapp), whatsapp_subscribed = \(record.whatsappConsent.subscribed),
+            whatsapp_consent_source = \(record.whatsappConsent.source),
+            whatsapp_consented_at = \(record.whatsappConsent.consentedAt),
+            whatsapp_unsubscribed_at = \(record.whatsappConsent.unsubscribedAt),
             status = \(record.status), updated_at = now()
           WHERE id = \(id)
           RETURNING \(unescaped: Self.subscriberColumns)
@@ -185,6 +204,8 @@ extension CampaignStore {
       attributesJSON: try cells["attributes"].decode(String.self),
       emailConsent: try consent("email"),
       smsConsent: try consent("sms"),
+      whatsapp: try cells["whatsapp"].decode(String?.self),
+      whatsappConsent: try consent("whatsapp"),
       status: try cells["status"].decode(String.self),
       createdAt: try cells["created_at"].decode(Date.self),
       updatedAt: try cells["updated_at"].decode(Date.self))

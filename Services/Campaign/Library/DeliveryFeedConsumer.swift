@@ -169,6 +169,14 @@ package struct DeliveryFeedConsumer: Sendable {
       for (name, rows) in engaged.sorted(by: { $0.key < $1.key }) {
         try await store.recordHeraldEvents(name, rows, on: connection)
       }
+      // Push tokens the push services no longer know (the app was uninstalled): never used again.
+      let refused = response.events.compactMap { event -> (platform: String, token: String)? in
+        let parts = event.refusedPushToken.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        return (String(parts[0]), String(parts[1]))
+      }
+      let retired = try await store.retireRefusedPushTokens(refused, on: connection)
+      if retired > 0 { Counter(label: "herald_campaign_push_tokens_retired_total").increment(by: retired) }
       try await store.advanceFeed(to: response.nextCursor, applied: response.events.count, on: connection)
       // Every campaign the batch counted for: complaints and bounces raise its rates, and sends can
       // take it past the minimum at which they are judged.

@@ -46,3 +46,37 @@ extension DeliverySink: InboundSource {
     _ = try await client.linkInboundSubscribers(.with { $0.links = links })
   }
 }
+
+extension DeliverySink {
+  /// A channel's name as delivery's enum.
+  static func channel(_ name: String) -> Herald_Delivery_V1_Channel {
+    switch name {
+    case "email": .email
+    case "push": .push
+    case "whatsapp": .whatsapp
+    default: .sms
+    }
+  }
+}
+
+/// Which channels delivery can send today: a push or WhatsApp campaign is refused at send while
+/// no enabled provider serves its channel (SPEC §2), instead of waiting in the queue unsent.
+package protocol ProviderDirectory: Sendable {
+  func channelsWithProviders() async throws -> Set<String>
+}
+
+extension DeliverySink: ProviderDirectory {
+  package func channelsWithProviders() async throws -> Set<String> {
+    let providers = try await client.listProviders(.init()).providers
+    return Set(
+      providers.filter { !$0.disabled }.compactMap { provider -> String? in
+        switch provider.channel {
+        case .email: "email"
+        case .sms: "sms"
+        case .push: "push"
+        case .whatsapp: "whatsapp"
+        case .unspecified, .UNRECOGNIZED: nil
+        }
+      })
+  }
+}

@@ -81,12 +81,14 @@ package struct InboundFeedConsumer: Sendable {
       // old text went to).
       let found = try await store.subscriberIDs(
         phones: response.messages.filter { $0.channel == "sms" }.map(\.from),
-        emails: response.messages.filter { $0.subscriberID.isEmpty && $0.channel == "email" }.map(\.from), on: connection)
+        emails: response.messages.filter { $0.subscriberID.isEmpty && $0.channel == "email" }.map(\.from),
+        whatsapps: response.messages.filter { $0.channel == "whatsapp" }.map(\.from), on: connection)
       var links: [Herald_Delivery_V1_InboundSubscriberLink] = []
       var changes: [ConsentChange] = []
       for message in response.messages {
         var subscriber = UUID(text: message.subscriberID)
-        if subscriber == nil, let id = found[message.from] {
+        let key = message.channel == "whatsapp" ? "whatsapp:" + message.from : message.from
+        if subscriber == nil, let id = found[key] {
           subscriber = id
           links.append(
             .with {
@@ -95,12 +97,15 @@ package struct InboundFeedConsumer: Sendable {
             })
         }
         let campaign = UUID(text: message.campaignID)
-        if message.channel == "sms", ["stop", "stop_reviewed", "start"].contains(message.action) {
-          guard let owner = found[message.from] else { continue }
+        if ["sms", "whatsapp"].contains(message.channel), ["stop", "stop_reviewed", "start"].contains(message.action) {
+          // A keyword on WhatsApp changes the WhatsApp consent only.
+          guard let owner = found[key] else { continue }
+          let via = message.channel == "whatsapp" ? "whatsapp" : "sms"
           changes.append(
             ConsentChange(
-              subscriber: owner, subscribed: message.action == "start",
-              source: message.action == "stop_reviewed" ? "sms-reply:reviewed" : "sms-keyword:\(message.keyword)", campaign: campaign))
+              channel: message.channel, subscriber: owner, subscribed: message.action == "start",
+              source: message.action == "stop_reviewed" ? "\(via)-reply:reviewed" : "\(via)-keyword:\(message.keyword)",
+              campaign: campaign))
           continue
         }
         guard let subscriber else { continue }

@@ -292,7 +292,7 @@ package struct JourneyScheduler: Sendable {
         // sends nothing: no longer active).
         if definition.exitOnUnsubscribe && enrolment.stepStartedAt == nil
           && !(person.map { person in
-            person.active && (version.channels.isEmpty || version.channels.contains { person.consents(to: $0) })
+            person.active && (version.channels.isEmpty || version.channels.contains { person.address(for: $0) != nil })
           } ?? false)
         {
           enrolment.finish("exited", reason: "unsubscribed", at: now)
@@ -485,7 +485,7 @@ package struct JourneyRelay: Sendable {
         results[offset] = SendResult(outcome: "skipped", detail: "subscriber is not active")
         continue
       }
-      guard person.consents(to: channel), let recipient = channel == "email" ? person.email : person.phone else {
+      guard let recipient = person.address(for: channel) else {
         results[offset] = SendResult(outcome: "skipped", detail: "not subscribed to \(channel)")
         continue
       }

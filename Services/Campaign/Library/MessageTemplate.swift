@@ -21,14 +21,27 @@ package struct MessageTemplate: Sendable {
   /// Whether the body shows the recipient a way out: it uses `{{unsubscribe_url}}` or
   /// `{{preferences_url}}` (CAN-SPAM asks for a visible opt-out in every commercial e-mail).
   package let showsOptOut: Bool
+  /// Push: data and deep link; WhatsApp: the approved template it sends (its body is then the
+  /// approved text with {{1}}, {{2}}..., not Mustache).
+  package let content: ChannelContent
   private let subjectTemplate: ParsedText
-  private let bodyTemplate: ParsedText
+  private let bodyTemplate: ParsedText?
+  private let deepLinkTemplate: ParsedText?
+  private let dataTemplates: [String: ParsedText]
+  private let parameterTemplates: [ParsedText]
+
+  /// Push titles, texts and free WhatsApp texts as written: what the services show and take.
+  package static let pushTitleLimit = 256
+  package static let pushBodyLimit = 2000
+  package static let whatsAppTextLimit = 4096
+  package static let whatsAppTemplateBodyLimit = 1024
 
   /// Checks a template as it is saved; the error names the field and, for a variable, its name.
   /// `builtIns`: names Herald fills itself, declared without being listed, dotted ones included
   /// (an auto-response's `inbound.text`).
   package init(
-    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable], builtIns: Set<String> = []
+    channel: String, format: String, subject: String, body: String, variables: [TemplateVariable], builtIns: Set<String> = [],
+    content: ChannelContent = ChannelContent()
   ) throws(SubscriberValidation.Invalid) {
     guard Self.channels.contains(channel) else {
       throw .init(field: "channel", message: "channel '\(channel)' must be one of email, sms, push, whatsapp")
@@ -51,8 +64,24 @@ package struct MessageTemplate: Sendable {
       guard !subject.contains(where: \.isNewline), subject.count <= 998 else {
         throw .init(field: "subject", message: "subject must be one line of at most 998 characters")
       }
+    } else if channel == "push" {
+      guard !subject.contains(where: \.isNewline), subject.count <= Self.pushTitleLimit else {
+        throw .init(
+          field: "subject", message: "subject (a push notification's title) must be one line of at most \(Self.pushTitleLimit) characters")
+      }
     } else if !subject.isEmpty {
-      throw .init(field: "subject", message: "subject is for e-mail templates only")
+      throw .init(field: "subject", message: "subject is for e-mail templates and push titles only")
+    }
+    if content.push != nil && channel != "push" { throw .init(field: "push", message: "push is for push templates only") }
+    if content.whatsapp != nil && channel != "whatsapp" {
+      throw .init(field: "whatsapp", message: "whatsapp is for whatsapp templates only")
+    }
+    switch channel {
+    case "push" where body.count > Self.pushBodyLimit:
+      throw .init(field: "body", message: "body (a push notification's text) is \(body.count) characters; at most \(Self.pushBodyLimit)")
+    case "whatsapp" where content.whatsapp == nil && body.count > Self.whatsAppTextLimit:
+      throw .init(field: "body", message: "body is \(body.count) characters; a WhatsApp text takes at most \(Self.whatsAppTextLimit)")
+    default: break
     }
 
     var declared = builtIns
@@ -67,8 +96,82 @@ package struct MessageTemplate: Sendable {
     }
 
     self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)
-    self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
-    self.showsOptOut = !Set(try Self.usedNames(body, field: "body", dotted: declared)).isDisjoint(with: Self.linkFields)
+    var deepLinkTemplate: ParsedText?
+    var dataTemplates: [String: ParsedText] = [:]
+    var parameterTemplates: [ParsedText] = []
+    if let whatsapp = content.whatsapp {
+      guard whatsapp.templateName.wholeMatch(of: /[a-z0-9_]{1,512}/) != nil else {
+        throw .init(
+          field: "whatsapp.template_name",
+          message: "whatsapp.template_name must be the approved template's name: lower-case letters, digits and _")
+      }
+      guard whatsapp.language.wholeMatch(of: /[a-z]{2,3}(_[A-Z]{2})?/) != nil else {
+        throw .init(
+          field: "whatsapp.language", message: "whatsapp.language '\(whatsapp.language)' must be a language code such as en_US or de")
+      }
+      guard body.count <= Self.whatsAppTemplateBodyLimit else {
+        throw .init(
+          field: "body",
+          message:
+            "body (the approved template's text) is \(body.count) characters; WhatsApp takes at most \(Self.whatsAppTemplateBodyLimit)")
+      }
+      // The body is the approved text: its placeholders are numbers, its values the parameters.
+      let used = ChannelContent.placeholders(in: body)
+      let withoutPlaceholders = body.replacing(/\{\{\s*[0-9]{1,2}\s*\}\}/, with: "")
+      guard !withoutPlaceholders.contains("{{") else {
+        throw .init(
+          field: "body",
+          message:
+            "body of a WhatsApp template is its approved text with {{1}}, {{2}}... where the parameters go; put variables such as {{first_name}} in whatsapp.parameters"
+        )
+      }
+      let highest = used.max() ?? 0
+      guard whatsapp.parameters.count <= 20 else {
+        throw .init(field: "whatsapp.parameters", message: "whatsapp.parameters holds \(whatsapp.parameters.count); at most 20")
+      }
+      for number in 1...max(highest, 1) where number <= highest {
+        guard whatsapp.parameters.indices.contains(number - 1) else {
+          throw .init(
+            field: "whatsapp.parameters[\(number - 1)]",
+            message: "whatsapp.parameters[\(number - 1)] is missing: the approved body uses {{\(number)}}")
+        }
+      }
+      for (index, parameter) in whatsapp.parameters.enumerated() {
+        let field = "whatsapp.parameters[\(index)]"
+        guard index < highest else {
+          throw .init(field: field, message: "\(field) has no {{\(index + 1)}} in the approved body")
+        }
+        guard !parameter.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, parameter.count <= 1024 else {
+          throw .init(field: field, message: "\(field) must be 1 to 1,024 characters: WhatsApp refuses an empty parameter")
+        }
+        parameterTemplates.append(try Self.parse(parameter, field: field, format: "text", declared: declared))
+      }
+      self.bodyTemplate = nil
+      self.showsOptOut = false
+    } else {
+      self.bodyTemplate = try Self.parse(body, field: "body", format: format, declared: declared)
+      self.showsOptOut = !Set(try Self.usedNames(body, field: "body", dotted: declared)).isDisjoint(with: Self.linkFields)
+    }
+    if let push = content.push {
+      for (key, value) in push.data {
+        guard !ChannelContent.reservedDataKey(key) else {
+          throw .init(field: "push.data_json", message: "push.data_json may not use the key '\(key)' (the platforms or Herald use it)")
+        }
+        if case .string(let text) = value {
+          dataTemplates[key] = try Self.parse(text, field: "push.data_json.\(key)", format: "text", declared: declared)
+        }
+      }
+      if !push.deepLink.isEmpty {
+        guard push.deepLink.count <= 2048, !push.deepLink.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+          throw .init(field: "push.deep_link", message: "push.deep_link must be a URL of at most 2,048 characters without spaces")
+        }
+        deepLinkTemplate = try Self.parse(push.deepLink, field: "push.deep_link", format: "text", declared: declared)
+      }
+    }
+    self.deepLinkTemplate = deepLinkTemplate
+    self.dataTemplates = dataTemplates
+    self.parameterTemplates = parameterTemplates
+    self.content = content
     self.builtIns = builtIns
     self.channel = channel
     self.format = format
@@ -81,6 +184,40 @@ package struct MessageTemplate: Sendable {
   /// overrides); a declared variable without a value uses its default, and without a default the
   /// render fails naming the variable.
   package func render(_ values: [String: String]) throws(SubscriberValidation.Invalid) -> (subject: String, body: String) {
+    let parent = try context(values)
+    guard let bodyTemplate else {
+      // An approved WhatsApp template: its text with the parameters filled in.
+      return (subjectTemplate.render(parent), ChannelContent.fill(body, with: parameterTemplates.map { $0.render(parent) }))
+    }
+    return (subjectTemplate.render(parent), bodyTemplate.render(parent))
+  }
+
+  /// What a push or WhatsApp template's message carries besides subject and body, rendered.
+  package struct RenderedContent: Sendable, Equatable {
+    package var data: [String: JSONValue] = [:]
+    package var deepLink: String?
+    package var parameters: [String] = []
+  }
+
+  package func renderContent(_ values: [String: String]) throws(SubscriberValidation.Invalid) -> RenderedContent {
+    guard !content.isEmpty else { return RenderedContent() }
+    let parent = try context(values)
+    var rendered = RenderedContent()
+    if let push = content.push {
+      rendered.data = push.data
+      for (key, template) in dataTemplates { rendered.data[key] = .string(template.render(parent)) }
+      rendered.deepLink = deepLinkTemplate?.render(parent)
+    }
+    rendered.parameters = parameterTemplates.map { $0.render(parent) }
+    for (index, parameter) in rendered.parameters.enumerated() where parameter.trimmingCharacters(in: .whitespaces).isEmpty {
+      throw .init(field: "whatsapp.parameters[\(index)]", message: "whatsapp.parameters[\(index)] renders empty, which WhatsApp refuses")
+    }
+    return rendered
+  }
+
+  /// The values the texts are rendered with: each declared variable's (or its default), and the
+  /// built-ins.
+  private func context(_ values: [String: String]) throws(SubscriberValidation.Invalid) -> RenderContext {
     var context: [String: String] = [:]
     for variable in variables {
       if let value = values[variable.name], !value.isEmpty {
@@ -92,8 +229,7 @@ package struct MessageTemplate: Sendable {
       }
     }
     for name in builtIns { context[name] = values[name] ?? "" }
-    let parent = RenderContext(values: context, nesting: !builtIns.isEmpty)
-    return (subjectTemplate.render(parent), bodyTemplate.render(parent))
+    return RenderContext(values: context, nesting: !builtIns.isEmpty)
   }
 
   /// The declared variables that can only come from the subscriber's attributes (names that are

@@ -102,7 +102,7 @@ package struct OutboxRelay: Sendable {
           settle(entry, "skipped", "subscriber is no longer active")
           continue
         }
-        guard entry.consenting, let recipient = channel == "email" ? entry.email : entry.phone else {
+        guard entry.consenting, let recipient = entry.address else {
           settle(entry, "skipped", "unsubscribed from \(channel) before the send reached them")
           continue
         }
@@ -280,9 +280,33 @@ extension OutboxRelay {
     let rendered = try template.render(values)
     var message = Herald_Delivery_V1_OutboundMessage()
     message.idempotencyKey = key
-    message.channel = channel == "email" ? .email : .sms
+    message.channel = DeliverySink.channel(channel)
     message.recipient = address
     message.subject = rendered.subject
+    switch channel {
+    case "push":
+      // The address is "<platform>:<token>" (`CampaignStore.addressSQL`).
+      let content = try template.renderContent(values)
+      let platform = address.prefix { $0 != ":" }
+      message.recipient = String(address.dropFirst(platform.count + 1))
+      message.push = .with {
+        $0.platform = String(platform)
+        if !content.data.isEmpty {
+          $0.dataJson = (try? JSONEncoder().encode(content.data)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        $0.deepLink = content.deepLink ?? ""
+      }
+    case "whatsapp":
+      if let approved = template.content.whatsapp {
+        let content = try template.renderContent(values)
+        message.whatsappTemplate = .with {
+          $0.name = approved.templateName
+          $0.language = approved.language
+          $0.parameters = content.parameters
+        }
+      }
+    default: break
+    }
     message.body =
       if let tracking, template.format == "html" {
         tracking.apply(to: rendered.body, campaign: sender, subscriber: person.subscriber, key: keyedTracking ? key : nil)

@@ -71,11 +71,15 @@ package struct SubscriberImporter: Sendable {
     let size =
       request.email.utf8.count + request.phone.utf8.count + request.firstName.utf8.count + request.lastName.utf8.count
       + request.attributesJson.utf8.count + request.emailConsent.source.utf8.count + request.smsConsent.source.utf8.count
+      + request.whatsapp.utf8.count + request.whatsappConsent.source.utf8.count
     guard size <= maxRowBytes else {
       return .failure(.init(field: "row", message: "the row is \(size) bytes; at most \(maxRowBytes)"))
     }
     if request.emailConsent.subscribed && request.emailConsent.source.isEmpty { request.emailConsent.source = options.consentSource }
     if request.smsConsent.subscribed && request.smsConsent.source.isEmpty { request.smsConsent.source = options.consentSource }
+    if request.whatsappConsent.subscribed && request.whatsappConsent.source.isEmpty {
+      request.whatsappConsent.source = options.consentSource
+    }
     do throws(SubscriberValidation.Invalid) {
       return .success(Row(number: row.row, subscriber: try CampaignService.validate(request)))
     } catch {

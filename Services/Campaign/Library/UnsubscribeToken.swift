@@ -9,8 +9,13 @@ import HeraldServerKit
 package struct UnsubscribeToken: Sendable, Equatable {
   package var subscriber: UUID
   package var campaign: UUID
-  /// "email" or "sms".
+  /// "email", "sms", "whatsapp" or "push".
   package var channel: String
+
+  /// Each channel's byte in the token.
+  static let channelBytes: [String: UInt8] = [
+    "email": UInt8(ascii: "e"), "sms": UInt8(ascii: "s"), "whatsapp": UInt8(ascii: "w"), "push": UInt8(ascii: "p"),
+  ]
 
   package init(subscriber: UUID, campaign: UUID, channel: String) {
     self.subscriber = subscriber
@@ -30,7 +35,7 @@ package struct UnsubscribeToken: Sendable, Equatable {
     signer.sign(count: 33) { payload in
       payload.storeUUID(subscriber, at: 0)
       payload.storeUUID(campaign, at: 16)
-      payload[32] = channel == "sms" ? UInt8(ascii: "s") : UInt8(ascii: "e")
+      payload[32] = Self.channelBytes[channel] ?? UInt8(ascii: "e")
     }
   }
 
@@ -38,12 +43,12 @@ package struct UnsubscribeToken: Sendable, Equatable {
   /// `keys` (compared in constant time); nil otherwise, whatever was wrong.
   package init?(verifying text: String, keys: [(id: String, key: Data)]) {
     guard let bytes = SignedToken.open(text, keys: keys, maxLength: 200), bytes.count == 33,
-      bytes[32] == UInt8(ascii: "e") || bytes[32] == UInt8(ascii: "s"),
+      let channel = Self.channelBytes.first(where: { $0.value == bytes[32] })?.key,
       let subscriber = UUID(bytes: bytes[0..<16]), let campaign = UUID(bytes: bytes[16..<32])
     else { return nil }
     self.subscriber = subscriber
     self.campaign = campaign
-    channel = bytes[32] == UInt8(ascii: "s") ? "sms" : "email"
+    self.channel = channel
   }
 }
 

@@ -73,6 +73,8 @@ package struct FeedEvent: Sendable, Equatable {
   package var occurredAt: Date
   /// An open or click through Herald's tracking links judged a machine's, and the signals seen.
   package var engagement = EngagementSignals(machine: false, signals: [])
+  /// A bounced push notification's "<platform>:<token>".
+  package var refusedPushToken: String? = nil
 }
 
 /// A message a worker holds the lease of.

@@ -118,6 +118,7 @@ extension DeliveryService {
     message.occurredAt = Google_Protobuf_Timestamp(date: event.occurredAt)
     message.machine = event.engagement.machine
     message.signals = event.engagement.signals
+    message.refusedPushToken = event.refusedPushToken ?? ""
     return message
   }
 }

@@ -14,7 +14,8 @@ extension DeliveryStore {
     let rows = try await client.query(
       """
       SELECT e.txid::text, e.id, e.message_id, m.campaign_id, m.subscriber_id, e.status, coalesce(e.detail, ''),
-        e.cost_cents, e.occurred_at, e.machine IS TRUE, (e.signals -> 'signals')::text
+        e.cost_cents, e.occurred_at, e.machine IS TRUE, (e.signals -> 'signals')::text,
+        CASE WHEN m.channel = 'push' AND e.status = 'bounced' THEN (m.payload -> 'push' ->> 'platform') || ':' || m.recipient END
       FROM delivery.delivery_events e JOIN delivery.messages m ON m.id = e.message_id
       WHERE e.txid < pg_snapshot_xmin(pg_current_snapshot())
         AND (e.txid, e.id) > (\(String(cursor.transaction))::text::xid8, \(cursor.event))
@@ -23,13 +24,13 @@ extension DeliveryStore {
       """, logger: logger)
     var events: [FeedEvent] = []
     var next = cursor
-    for try await (transaction, id, message, campaign, subscriber, status, detail, cost, at, machine, signals) in rows.decode(
-      (String, Int64, UUID, UUID?, UUID?, String, String, Int64, Date, Bool, String?).self)
+    for try await (transaction, id, message, campaign, subscriber, status, detail, cost, at, machine, signals, pushToken)
+      in rows.decode((String, Int64, UUID, UUID?, UUID?, String, String, Int64, Date, Bool, String?, String?).self)
     {
       events.append(
         FeedEvent(
           id: id, messageID: message, campaignID: campaign, subscriberID: subscriber, status: status, detail: detail,
-          costCents: cost, occurredAt: at, engagement: Self.engagement(machine: machine, signals: signals)))
+          costCents: cost, occurredAt: at, engagement: Self.engagement(machine: machine, signals: signals), refusedPushToken: pushToken))
       next = FeedCursor(transaction: UInt64(transaction) ?? cursor.transaction, event: id)
     }
     return (events, next)

@@ -205,19 +205,21 @@ package struct ImportReader {
       switch name {
       case "email": subscriber.email = value
       case "phone": subscriber.phone = value
+      case "whatsapp": subscriber.whatsapp = value
       case "first_name": subscriber.firstName = value
       case "last_name": subscriber.lastName = value
-      case "email_consent", "sms_consent":
+      case "email_consent", "sms_consent", "whatsapp_consent":
         guard let subscribed = flag(value) else {
           return failed(line: line, field: name, "\(name) '\(value)' must be true or false (yes/no, 1/0)")
         }
-        if name == "email_consent" {
-          subscriber.emailConsent.subscribed = subscribed
-        } else {
-          subscriber.smsConsent.subscribed = subscribed
+        switch name {
+        case "email_consent": subscriber.emailConsent.subscribed = subscribed
+        case "sms_consent": subscriber.smsConsent.subscribed = subscribed
+        default: subscriber.whatsappConsent.subscribed = subscribed
         }
       case "email_consent_source": subscriber.emailConsent.source = value
       case "sms_consent_source": subscriber.smsConsent.source = value
+      case "whatsapp_consent_source": subscriber.whatsappConsent.source = value
       default:
         if !value.isEmpty { attributes[name] = value }
       }
@@ -248,11 +250,12 @@ package struct ImportReader {
       switch (key, value) {
       case ("email", .string(let text)): subscriber.email = text
       case ("phone", .string(let text)): subscriber.phone = text
+      case ("whatsapp", .string(let text)): subscriber.whatsapp = text
       case ("first_name", .string(let text)): subscriber.firstName = text
       case ("last_name", .string(let text)): subscriber.lastName = text
       case ("attributes", .object): subscriber.attributesJson = value.text
       case ("attributes_json", .string(let text)): subscriber.attributesJson = text
-      case ("email_consent", _), ("sms_consent", _):
+      case ("email_consent", _), ("sms_consent", _), ("whatsapp_consent", _):
         var consent = Herald_Campaign_V1_ConsentInput()
         let wrong = failed(line: line, field: key, "\(key) must be true, false or {\"subscribed\": true, \"source\": \"...\"}")
         switch value {
@@ -268,8 +271,12 @@ package struct ImportReader {
           }
         default: return wrong
         }
-        if key == "email_consent" { subscriber.emailConsent = consent } else { subscriber.smsConsent = consent }
-      case ("email", _), ("phone", _), ("first_name", _), ("last_name", _), ("attributes_json", _):
+        switch key {
+        case "email_consent": subscriber.emailConsent = consent
+        case "sms_consent": subscriber.smsConsent = consent
+        default: subscriber.whatsappConsent = consent
+        }
+      case ("email", _), ("phone", _), ("whatsapp", _), ("first_name", _), ("last_name", _), ("attributes_json", _):
         return failed(line: line, field: key, "\(key) must be a string")
       case ("attributes", _):
         return failed(line: line, field: key, "attributes must be a JSON object")

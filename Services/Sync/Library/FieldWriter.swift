@@ -20,16 +20,21 @@ enum FieldWriter {
     switch field {
     case "email": request.email = try text()
     case "phone": request.phone = try text()
+    case "whatsapp": request.whatsapp = try text()
     case "first_name": request.firstName = try text()
     case "last_name": request.lastName = try text()
-    case "email_subscribed", "sms_subscribed":
+    case "email_subscribed", "sms_subscribed", "whatsapp_subscribed":
       guard case .bool(let subscribed) = value else {
         throw RecordFailure(field: field, message: "\(field) needs a checkbox (true or false), got a \(value.typeName)")
       }
       var consent = Herald_Campaign_V1_ConsentInput()
       consent.subscribed = subscribed
       consent.source = source
-      if field == "email_subscribed" { request.emailConsent = consent } else { request.smsConsent = consent }
+      switch field {
+      case "email_subscribed": request.emailConsent = consent
+      case "sms_subscribed": request.smsConsent = consent
+      default: request.whatsappConsent = consent
+      }
     default:
       guard let name = SubscriberField.attribute(field) else { return }
       attributes[name] = value == .null ? nil : value
@@ -50,11 +55,13 @@ enum FieldWriter {
     var request = Herald_Campaign_V1_CreateSubscriberRequest()
     request.email = update.email
     request.phone = update.phone
+    request.whatsapp = update.whatsapp
     request.firstName = update.firstName
     request.lastName = update.lastName
     request.attributesJson = update.hasAttributesJson ? update.attributesJson : "{}"
     if update.hasEmailConsent, update.emailConsent.subscribed { request.emailConsent = update.emailConsent }
     if update.hasSmsConsent, update.smsConsent.subscribed { request.smsConsent = update.smsConsent }
+    if update.hasWhatsappConsent, update.whatsappConsent.subscribed { request.whatsappConsent = update.whatsappConsent }
     return request
   }
 

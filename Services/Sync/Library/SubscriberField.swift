@@ -8,7 +8,9 @@ import SwiftProtobuf
 /// null for "empty" (Airtable leaves empty values out of a record).
 package enum SubscriberField {
   /// Fields synced both ways.
-  package static let synced: Set<String> = ["email", "phone", "first_name", "last_name", "email_subscribed", "sms_subscribed"]
+  package static let synced: Set<String> = [
+    "email", "phone", "first_name", "last_name", "email_subscribed", "sms_subscribed", "whatsapp", "whatsapp_subscribed",
+  ]
   /// Fields Herald computes and writes to the remote table only.
   package static let pushOnly: Set<String> = ["engagement_status", "engagement_score", "last_messaged_at"]
   /// Fields that identify a subscriber: a new remote record is matched to a local one on these.
@@ -46,6 +48,8 @@ package enum SubscriberField {
     switch field {
     case "email": return text(subscriber.email)
     case "phone": return text(subscriber.phone)
+    case "whatsapp": return text(subscriber.whatsapp)
+    case "whatsapp_subscribed": return .bool(subscriber.whatsappConsent.subscribed)
     case "first_name": return text(subscriber.firstName)
     case "last_name": return text(subscriber.lastName)
     case "email_subscribed": return .bool(subscriber.emailConsent.subscribed)
@@ -81,7 +85,7 @@ package enum SubscriberField {
       let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
       switch field {
       case "email": return trimmed.lowercased()
-      case "phone": return trimmed.filter { !" -.()".contains($0) }
+      case "phone", "whatsapp": return trimmed.filter { !" -.()".contains($0) }
       default: return trimmed
       }
     }

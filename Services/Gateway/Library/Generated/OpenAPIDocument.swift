@@ -5256,6 +5256,14 @@ extension OpenAPIDocument {
                     "type": "string",
                     "enum": ["active", "archived"],
                     "description": "\"active\" or \"archived\": an archived subscriber (e.g. its CRM record was deleted) keeps its data and history but is sent nothing until it is active again. Erased and blocked subscribers cannot be changed this way."
+                  },
+                  "whatsapp": {
+                    "type": "string",
+                    "pattern": "^(\\+[1-9][0-9]{6,14})?$",
+                    "description": "E.164, or empty to clear it."
+                  },
+                  "whatsapp_consent": {
+                    "$ref": "#/components/schemas/campaign.v1.ConsentInput"
                   }
                 },
                 "additionalProperties": false,
@@ -5385,6 +5393,64 @@ extension OpenAPIDocument {
                       }
                     ],
                     "x-message": "must give the phone with an sms_consent that subscribes"
+                  },
+                  {
+                    "anyOf": [
+                      {
+                        "not": {
+                          "properties": {
+                            "whatsapp": {
+                              "maxLength": 0
+                            }
+                          },
+                          "required": ["whatsapp"]
+                        }
+                      },
+                      {
+                        "not": {
+                          "properties": {
+                            "whatsapp_consent": {
+                              "properties": {
+                                "subscribed": {
+                                  "const": true
+                                }
+                              },
+                              "required": ["subscribed"]
+                            }
+                          }
+                        },
+                        "required": ["whatsapp_consent"]
+                      }
+                    ],
+                    "x-message": "must give whatsapp_consent {\"subscribed\": false} with an empty whatsapp (which removes it)"
+                  },
+                  {
+                    "anyOf": [
+                      {
+                        "not": {
+                          "properties": {
+                            "whatsapp_consent": {
+                              "properties": {
+                                "subscribed": {
+                                  "const": true
+                                }
+                              },
+                              "required": ["subscribed"]
+                            }
+                          },
+                          "required": ["whatsapp_consent"]
+                        }
+                      },
+                      {
+                        "properties": {
+                          "whatsapp": {
+                            "minLength": 1
+                          }
+                        },
+                        "required": ["whatsapp"]
+                      }
+                    ],
+                    "x-message": "must give the whatsapp number with a whatsapp_consent that subscribes"
                   }
                 ]
               }
@@ -5587,8 +5653,8 @@ extension OpenAPIDocument {
                 "properties": {
                   "channel": {
                     "type": "string",
-                    "enum": ["email", "sms", "all"],
-                    "description": "email, sms or all."
+                    "enum": ["email", "sms", "all", "whatsapp", "push"],
+                    "description": "email, sms, whatsapp, push or all."
                   },
                   "source": {
                     "type": "string",
@@ -5635,6 +5701,174 @@ extension OpenAPIDocument {
           },
           "422": {
             "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/subscribers/{subscriber_id}/push-tokens": {
+      "post": {
+        "operationId": "campaign.RegisterPushToken",
+        "tags": ["campaign"],
+        "summary": "Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or notes that it was seen again.",
+        "description": "Registers a device's push token for the subscriber (what the app gets from APNs or FCM), or notes that it was seen again. A token registered to another subscriber moves to this one (the device changed hands); a retired one lives again (the app registered it anew). Push campaigns go to each subscriber's most recently seen live token.",
+        "x-herald-scope": "subscribers:write",
+        "parameters": [
+          {
+            "name": "subscriber_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "type": "object",
+                "properties": {
+                  "platform": {
+                    "type": "string",
+                    "enum": ["apns", "fcm"],
+                    "description": "apns or fcm."
+                  },
+                  "token": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9:_-]{16,4096}$",
+                    "description": "The token as the platform gave it: 16 to 4,096 letters, digits, colons, dashes or underscores."
+                  },
+                  "app_id": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9._-]{0,255}$",
+                    "description": "The app's bundle id or package name, e.g. \"com.example.shop\": at most 255 letters, digits, dots, dashes or underscores."
+                  }
+                },
+                "required": ["platform", "token"],
+                "additionalProperties": false
+              }
+            }
+          }
+        },
+        "responses": {
+          "201": {
+            "description": "Created.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.PushToken"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "415": {
+            "$ref": "#/components/responses/UnsupportedMediaType"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "500": {
+            "$ref": "#/components/responses/InternalServerError"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable"
+          },
+          "504": {
+            "$ref": "#/components/responses/GatewayTimeout"
+          }
+        }
+      }
+    },
+    "/v1/subscribers/{subscriber_id}/push-tokens/{token_id}": {
+      "delete": {
+        "operationId": "campaign.RetirePushToken",
+        "tags": ["campaign"],
+        "summary": "Retires a token (the app signed out or the person turned notifications off): it is not sent to again.",
+        "description": "Retires a token (the app signed out or the person turned notifications off): it is not sent to again. NOT_FOUND when the subscriber has no such token.",
+        "x-herald-scope": "subscribers:write",
+        "parameters": [
+          {
+            "name": "subscriber_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          },
+          {
+            "name": "token_id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "format": "uuid",
+              "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Done.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/campaign.v1.PushToken"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest"
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -9494,6 +9728,14 @@ extension OpenAPIDocument {
           },
           "sms_consent": {
             "$ref": "#/components/schemas/campaign.v1.ConsentInput"
+          },
+          "whatsapp": {
+            "type": "string",
+            "pattern": "^\\+[1-9][0-9]{6,14}$",
+            "description": "The WhatsApp number, E.164 (often the phone); its consent needs it."
+          },
+          "whatsapp_consent": {
+            "$ref": "#/components/schemas/campaign.v1.ConsentInput"
           }
         },
         "additionalProperties": false,
@@ -9554,6 +9796,29 @@ extension OpenAPIDocument {
               }
             ],
             "x-message": "must give the phone with an sms_consent that subscribes"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "properties": {
+                    "whatsapp_consent": {
+                      "properties": {
+                        "subscribed": {
+                          "const": true
+                        }
+                      },
+                      "required": ["subscribed"]
+                    }
+                  },
+                  "required": ["whatsapp_consent"]
+                }
+              },
+              {
+                "required": ["whatsapp"]
+              }
+            ],
+            "x-message": "must give the whatsapp number with a whatsapp_consent that subscribes"
           }
         ]
       },
@@ -9606,37 +9871,104 @@ extension OpenAPIDocument {
             },
             "description": "Every variable the subject and body use; names are unique.",
             "x-unique-items-by": "name"
+          },
+          "push": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.PushTemplateContentInput"
+              }
+            ],
+            "description": "Push templates: data and deep link."
+          },
+          "whatsapp": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.WhatsAppTemplateContentInput"
+              }
+            ],
+            "description": "WhatsApp templates that send an approved template (without it, the body goes as free text, which WhatsApp allows only within 24 hours of the person's last message)."
           }
         },
         "required": ["name", "channel", "body"],
         "additionalProperties": false,
-        "anyOf": [
+        "allOf": [
           {
-            "properties": {
-              "channel": {
-                "const": "email"
+            "anyOf": [
+              {
+                "properties": {
+                  "channel": {
+                    "const": "email"
+                  },
+                  "subject": {
+                    "minLength": 1
+                  }
+                },
+                "required": ["subject"]
               },
-              "subject": {
-                "minLength": 1
+              {
+                "properties": {
+                  "channel": {
+                    "enum": ["sms", "whatsapp"]
+                  },
+                  "format": {
+                    "const": "text"
+                  },
+                  "subject": {
+                    "maxLength": 0
+                  }
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "push"
+                  },
+                  "format": {
+                    "const": "text"
+                  },
+                  "subject": {
+                    "maxLength": 256
+                  }
+                }
               }
-            },
-            "required": ["subject"]
+            ],
+            "x-message": "must give a subject for an email template; sms and whatsapp templates take no subject, a push template a title of at most 256 characters as its subject, and all three only the text format"
           },
           {
-            "properties": {
-              "channel": {
-                "enum": ["sms", "push", "whatsapp"]
+            "anyOf": [
+              {
+                "not": {
+                  "required": ["push"]
+                }
               },
-              "format": {
-                "const": "text"
-              },
-              "subject": {
-                "maxLength": 0
+              {
+                "properties": {
+                  "channel": {
+                    "const": "push"
+                  }
+                }
               }
-            }
+            ],
+            "x-message": "may carry push only on a push template"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "required": ["whatsapp"]
+                }
+              },
+              {
+                "properties": {
+                  "channel": {
+                    "const": "whatsapp"
+                  }
+                }
+              }
+            ],
+            "x-message": "may carry whatsapp only on a whatsapp template"
           }
-        ],
-        "x-message": "must give a subject for an email template; sms, push and whatsapp templates take no subject and only the text format"
+        ]
       },
       "campaign.v1.DailyAnalytics": {
         "type": "object",
@@ -10898,6 +11230,76 @@ extension OpenAPIDocument {
         "required": ["channel"],
         "additionalProperties": false
       },
+      "campaign.v1.PushTemplateContent": {
+        "type": "object",
+        "properties": {
+          "data_json": {
+            "type": "string",
+            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with google. or gcm., are the platforms' or Herald's."
+          },
+          "deep_link": {
+            "type": "string",
+            "description": "A URL the app opens when the notification is tapped, e.g. \"shop://orders/{{order_id}}\" (it may use the template's variables); empty: none."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.PushTemplateContentInput": {
+        "type": "object",
+        "properties": {
+          "data_json": {
+            "type": "string",
+            "format": "herald-json-object",
+            "maxLength": 3000,
+            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with google. or gcm., are the platforms' or Herald's."
+          },
+          "deep_link": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": "^[^\\x00-\\x20]*$",
+            "description": "A URL the app opens when the notification is tapped, e.g. \"shop://orders/{{order_id}}\" (it may use the template's variables); empty: none."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.PushToken": {
+        "type": "object",
+        "description": "A device's push token.",
+        "properties": {
+          "id": {
+            "type": "string",
+            "format": "uuid"
+          },
+          "platform": {
+            "type": "string",
+            "description": "apns or fcm."
+          },
+          "token": {
+            "type": "string"
+          },
+          "app_id": {
+            "type": "string",
+            "description": "The app it belongs to (a bundle id or Android package), as the app gave it."
+          },
+          "created_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "last_seen_at": {
+            "type": "string",
+            "format": "date-time"
+          },
+          "retired_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "Set when the token is no longer used: the push service said the app no longer has it (unregistered), or it was retired through the API (retired), or the subscriber unsubscribed from push or was erased."
+          },
+          "retired_reason": {
+            "type": "string"
+          }
+        },
+        "additionalProperties": false
+      },
       "campaign.v1.QuietHours": {
         "type": "object",
         "description": "A daily window, in the recipient's local time: from start up to (not including) end, \"HH:MM\" each (end may be \"24:00\"). An end before the start runs past midnight; an end equal to the start is the whole day.",
@@ -11307,6 +11709,20 @@ extension OpenAPIDocument {
           "sms_consent": {
             "$ref": "#/components/schemas/campaign.v1.ChannelConsent"
           },
+          "whatsapp": {
+            "type": "string",
+            "description": "The WhatsApp number (E.164), with its own consent: WhatsApp's policy asks for an opt-in to WhatsApp messages in particular."
+          },
+          "whatsapp_consent": {
+            "$ref": "#/components/schemas/campaign.v1.ChannelConsent"
+          },
+          "push_tokens": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.PushToken"
+            },
+            "description": "The devices' push tokens, live and retired, most recently seen first."
+          },
           "status": {
             "type": "string",
             "description": "\"active\", \"archived\", \"blocked\" or \"erased\"."
@@ -11456,6 +11872,22 @@ extension OpenAPIDocument {
           "created_at": {
             "type": "string",
             "format": "date-time"
+          },
+          "push": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.PushTemplateContent"
+              }
+            ],
+            "description": "Push templates: what the notification carries besides its title (subject) and text (body)."
+          },
+          "whatsapp": {
+            "allOf": [
+              {
+                "$ref": "#/components/schemas/campaign.v1.WhatsAppTemplateContent"
+              }
+            ],
+            "description": "WhatsApp templates that send a template approved in WhatsApp Manager."
           }
         },
         "additionalProperties": false
@@ -11531,6 +11963,55 @@ extension OpenAPIDocument {
             "$ref": "#/components/schemas/campaign.v1.MetricRates"
           }
         },
+        "additionalProperties": false
+      },
+      "campaign.v1.WhatsAppTemplateContent": {
+        "type": "object",
+        "description": "A template approved in WhatsApp Manager, outside the 24-hour window the only way to write to someone first. The template's body is its approved text, with {{1}}, {{2}}... where the parameters go: every placeholder needs its parameter (checked at save), and the body with the parameters filled in is what the record shows as sent.",
+        "properties": {
+          "template_name": {
+            "type": "string",
+            "description": "The approved template's name, e.g. \"order_shipped\"."
+          },
+          "language": {
+            "type": "string",
+            "description": "Its language code, e.g. \"en_US\" or \"de\"."
+          },
+          "parameters": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "The body's parameters in order: parameters[0] fills {{1}}. Each is Mustache text using the template's variables (e.g. \"{{first_name}}\"), at most 1,024 characters."
+          }
+        },
+        "additionalProperties": false
+      },
+      "campaign.v1.WhatsAppTemplateContentInput": {
+        "type": "object",
+        "description": "A template approved in WhatsApp Manager, outside the 24-hour window the only way to write to someone first. The template's body is its approved text, with {{1}}, {{2}}... where the parameters go: every placeholder needs its parameter (checked at save), and the body with the parameters filled in is what the record shows as sent.",
+        "properties": {
+          "template_name": {
+            "type": "string",
+            "pattern": "^[a-z0-9_]{1,512}$",
+            "description": "The approved template's name, e.g. \"order_shipped\"."
+          },
+          "language": {
+            "type": "string",
+            "pattern": "^[a-z]{2,3}(_[A-Z]{2})?$",
+            "description": "Its language code, e.g. \"en_US\" or \"de\"."
+          },
+          "parameters": {
+            "type": "array",
+            "items": {
+              "type": "string",
+              "maxLength": 1024
+            },
+            "maxItems": 20,
+            "description": "The body's parameters in order: parameters[0] fills {{1}}. Each is Mustache text using the template's variables (e.g. \"{{first_name}}\"), at most 1,024 characters."
+          }
+        },
+        "required": ["template_name", "language"],
         "additionalProperties": false
       },
       "delivery.v1.ApnsSettings": {
@@ -11770,6 +12251,10 @@ extension OpenAPIDocument {
             "items": {
               "type": "string"
             }
+          },
+          "refused_push_token": {
+            "type": "string",
+            "description": "A push notification that bounced because the push service no longer knows its token (the app was uninstalled): \"<platform>:<token>\", which the campaign service retires."
           }
         },
         "additionalProperties": false

@@ -56,6 +56,20 @@ extension RESTRoute {
         try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).eraseSubscriber(request, options: options)
       }),
     RESTRoute(
+      operationID: "campaign.RegisterPushToken", method: "post", path: "/v1/subscribers/{subscriber_id}/push-tokens",
+      service: "campaign", scope: "subscribers:write", status: 201,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_RegisterPushTokenRequest, options: CallOptions) -> Herald_Campaign_V1_PushToken in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).registerPushToken(request, options: options)
+      }),
+    RESTRoute(
+      operationID: "campaign.RetirePushToken", method: "delete", path: "/v1/subscribers/{subscriber_id}/push-tokens/{token_id}",
+      service: "campaign", scope: "subscribers:write", status: 200,
+      callerFields: [], foundField: nil, notFound: nil, timeout: nil,
+      call: .unary { (clients: GatewayClients, request: Herald_Campaign_V1_RetirePushTokenRequest, options: CallOptions) -> Herald_Campaign_V1_PushToken in
+        try await Herald_Campaign_V1_CampaignService.Client(wrapping: clients.campaign()).retirePushToken(request, options: options)
+      }),
+    RESTRoute(
       operationID: "campaign.CreateList", method: "post", path: "/v1/lists",
       service: "campaign", scope: "campaigns:write", status: 201,
       callerFields: [], foundField: nil, notFound: nil, timeout: nil,

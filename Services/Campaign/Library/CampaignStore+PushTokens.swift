@@ -1,0 +1,122 @@
+import Foundation
+import HeraldPostgres
+import Logging
+import PostgresNIO
+
+/// A device's push token as stored in `campaign.push_tokens`.
+package struct PushTokenRecord: Sendable, Equatable {
+  package var id: UUID
+  package var subscriberID: UUID
+  package var platform: String
+  package var token: String
+  package var appID: String
+  package var createdAt: Date
+  package var lastSeenAt: Date
+  package var retiredAt: Date?
+  package var retiredReason: String?
+}
+
+/// Subscribers' push tokens (issue 23): registered by their apps, sent to while live, retired when
+/// the push service says the app no longer has them, through the API, or by an unsubscribe from
+/// push or an erasure.
+extension CampaignStore {
+  static let pushTokenColumns = """
+    id, subscriber_id, platform, token, app_id, created_at, last_seen_at, retired_at, retired_reason
+    """
+
+  static func pushTokenRecord(_ row: PostgresRow) throws -> PushTokenRecord {
+    let (id, subscriber, platform, token, app, created, seen, retired, reason) = try row.decode(
+      (UUID, UUID, String, String, String, Date, Date, Date?, String?).self)
+    return PushTokenRecord(
+      id: id, subscriberID: subscriber, platform: platform, token: token, appID: app, createdAt: created, lastSeenAt: seen,
+      retiredAt: retired, retiredReason: reason)
+  }
+
+  /// The subscriber's tokens, live and retired, most recently seen first.
+  package func pushTokens(of subscriber: UUID) async throws -> [PushTokenRecord] {
+    try await client.query(
+      """
+      SELECT \(unescaped: Self.pushTokenColumns) FROM campaign.push_tokens
+      WHERE subscriber_id = \(subscriber) ORDER BY last_seen_at DESC, id DESC
+      """, logger: logger
+    ).collect().map(Self.pushTokenRecord)
+  }
+
+  package enum PushTokenOutcome: Sendable {
+    case registered(PushTokenRecord)
+    case noSubscriber
+    case notActive(String)
+  }
+
+  /// Registers `token` for an active subscriber, or notes it was seen again: a token another
+  /// subscriber had moves here (the device changed hands) and a retired one lives again.
+  package func registerPushToken(subscriber: UUID, platform: String, token: String, appID: String) async throws -> PushTokenOutcome {
+    try await transaction { connection in
+      let status = try await connection.query(
+        "SELECT status FROM campaign.subscribers WHERE id = \(subscriber) FOR SHARE", logger: logger
+      ).decode(String.self).elements().first
+      guard let status else { return .noSubscriber }
+      guard status == "active" else { return .notActive(status) }
+      let rows = try await connection.query(
+        """
+        INSERT INTO campaign.push_tokens (subscriber_id, platform, token, app_id)
+        VALUES (\(subscriber), \(platform), \(token), \(appID))
+        ON CONFLICT (platform, token) DO UPDATE SET
+          subscriber_id = EXCLUDED.subscriber_id, app_id = EXCLUDED.app_id, last_seen_at = now(), retired_at = NULL,
+          retired_reason = NULL
+        RETURNING \(unescaped: Self.pushTokenColumns)
+        """, logger: logger
+      ).collect()
+      guard let row = rows.first else { throw PostgresError.protocol("INSERT ... RETURNING gave no row") }
+      return .registered(try Self.pushTokenRecord(row))
+    }
+  }
+
+  /// Retires one of the subscriber's tokens (a retired one stays as it was); nil when the
+  /// subscriber has no token with that id.
+  package func retirePushToken(subscriber: UUID, token id: UUID, reason: String) async throws -> PushTokenRecord? {
+    try await client.query(
+      """
+      WITH retired AS (
+        UPDATE campaign.push_tokens SET retired_at = now(), retired_reason = \(reason)
+        WHERE id = \(id) AND subscriber_id = \(subscriber) AND retired_at IS NULL
+        RETURNING \(unescaped: Self.pushTokenColumns)
+      )
+      SELECT \(unescaped: Self.pushTokenColumns) FROM retired
+      UNION ALL
+      SELECT \(unescaped: Self.pushTokenColumns) FROM campaign.push_tokens
+      WHERE id = \(id) AND subscriber_id = \(subscriber) AND NOT EXISTS (SELECT 1 FROM retired)
+      """, logger: logger
+    ).collect().first.map(Self.pushTokenRecord)
+  }
+
+  /// Retires every live token of the subscriber, in the caller's transaction; how many. An
+  /// erasure deletes them all instead (a device token is personal data).
+  func retirePushTokens(of subscriber: UUID, reason: String, on connection: PostgresConnection) async throws -> Int {
+    if reason == "erased" {
+      return try await connection.query(
+        "DELETE FROM campaign.push_tokens WHERE subscriber_id = \(subscriber) RETURNING 1", logger: logger
+      ).collect().count
+    }
+    return try await connection.query(
+      """
+      UPDATE campaign.push_tokens SET retired_at = now(), retired_reason = \(reason)
+      WHERE subscriber_id = \(subscriber) AND retired_at IS NULL RETURNING 1
+      """, logger: logger
+    ).collect().count
+  }
+
+  /// Retires the tokens the push services refused (the app no longer has them), by platform and
+  /// token, in the caller's transaction; how many were live.
+  func retireRefusedPushTokens(_ tokens: [(platform: String, token: String)], on connection: PostgresConnection) async throws -> Int {
+    guard !tokens.isEmpty else { return 0 }
+    return try await connection.query(
+      """
+      UPDATE campaign.push_tokens t SET retired_at = now(), retired_reason = 'unregistered'
+      FROM unnest(\(tokens.map(\.platform))::text[], \(tokens.map(\.token))::text[]) AS r(platform, token)
+      WHERE t.platform = r.platform AND t.token = r.token AND t.retired_at IS NULL
+      RETURNING 1
+      """, logger: logger
+    ).collect().count
+  }
+}
