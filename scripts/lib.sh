@@ -39,7 +39,8 @@ stack_prepare() {
   ensure_apt_packages curl python3 python3-venv tmux
   data=$(mktemp -d "/tmp/herald-$1-XXXXXX")
   chmod 755 "$data"
-  export HERALD_DATA_DIR=$data HERALD_GATEWAY_PORT=18080 HERALD_PORT_BASE=17100 HERALD_PG_PORT=56432 HERALD_RESTART_DELAY=8 HERALD_CRM_PORT=17200
+  export HERALD_DATA_DIR=$data HERALD_GATEWAY_PORT=18080 HERALD_PORT_BASE=17100 HERALD_PG_PORT=56432 HERALD_RESTART_DELAY=8 HERALD_CRM_PORT=17200 \
+    HERALD_PROVIDER_SANDBOX_PORT=17300
   stack_log="$data/stack.log"
   session=herald-$1-$$
 }
@@ -64,7 +65,7 @@ stack_start() {
 }
 
 stack_leftovers() {
-  pgrep -af "$data|(debug|release)/(campaign|delivery|ratelimit|sync|verification|gateway|crm-sandbox)$" || true
+  pgrep -af "$data|(debug|release)/(campaign|delivery|ratelimit|sync|verification|gateway|crm-sandbox|provider-sandbox)$" || true
 }
 
 stack_stop() {

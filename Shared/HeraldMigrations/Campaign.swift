@@ -523,7 +523,10 @@ extension HeraldMigrations {
             ADD COLUMN whatsapp_consented_at timestamptz,
             ADD COLUMN whatsapp_unsubscribed_at timestamptz,
             ADD CONSTRAINT subscribers_whatsapp_consent_check CHECK (NOT whatsapp_subscribed
-              OR (whatsapp IS NOT NULL AND whatsapp_consent_source IS NOT NULL AND whatsapp_consented_at IS NOT NULL));
+              OR (whatsapp IS NOT NULL AND whatsapp_consent_source IS NOT NULL AND whatsapp_consented_at IS NOT NULL)),
+            -- An unsubscribe from push: tokens registered after it stay retired until the person
+            -- turns notifications back on (a registration with a re-subscribe source).
+            ADD COLUMN push_unsubscribed_at timestamptz;
           -- Consent history of the new channels. NOT VALID: every row was written under the
           -- narrower check.
           ALTER TABLE consent_events DROP CONSTRAINT consent_events_channel_check;

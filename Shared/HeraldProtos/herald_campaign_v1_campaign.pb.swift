@@ -162,6 +162,12 @@ public nonisolated struct Herald_Campaign_V1_RegisterPushTokenRequest: Sendable 
   /// dots, dashes or underscores.
   public var appID: String = String()
 
+  /// After an unsubscribe from push, a registered token stays retired (reason unsubscribed)
+  /// unless this says where the person turned notifications back on (e.g. "app-settings"): then
+  /// the unsubscribe is lifted, recorded as consent with this source, and the token is live. One
+  /// line of at most 200 characters.
+  public var resubscribeSource: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -287,11 +293,22 @@ public nonisolated struct Herald_Campaign_V1_Subscriber: @unchecked Sendable {
   /// Clears the value of `whatsappConsent`. Subsequent reads from it will return its default value.
   public mutating func clearWhatsappConsent() {_uniqueStorage()._whatsappConsent = nil}
 
-  /// The devices' push tokens, live and retired, most recently seen first.
+  /// The devices' push tokens, live and retired, most recently seen first (GetSubscriber,
+  /// Unsubscribe and the export show them; lists and other answers leave them out).
   public var pushTokens: [Herald_Campaign_V1_PushToken] {
     get {_storage._pushTokens}
     set {_uniqueStorage()._pushTokens = newValue}
   }
+
+  /// When the subscriber unsubscribed from push (its tokens were retired); unset when push is on.
+  public var pushUnsubscribedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._pushUnsubscribedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._pushUnsubscribedAt = newValue}
+  }
+  /// Returns true if `pushUnsubscribedAt` has been explicitly set.
+  public var hasPushUnsubscribedAt: Bool {_storage._pushUnsubscribedAt != nil}
+  /// Clears the value of `pushUnsubscribedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearPushUnsubscribedAt() {_uniqueStorage()._pushUnsubscribedAt = nil}
 
   /// "active", "archived", "blocked" or "erased".
   public var status: String {
@@ -1291,8 +1308,8 @@ public nonisolated struct Herald_Campaign_V1_PushTemplateContent: Sendable {
   // methods supported on all messages.
 
   /// A JSON object of custom keys for the app (its string values may use the template's
-  /// variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with
-  /// google. or gcm., are the platforms' or Herald's.
+  /// variables); at most 3,000 bytes. The keys aps, from, deep_link, notification and
+  /// message_type, and those starting with google or gcm, are the platforms' or Herald's.
   public var dataJson: String = String()
 
   /// A URL the app opens when the notification is tapped, e.g. "shop://orders/{{order_id}}" (it
@@ -3890,7 +3907,7 @@ nonisolated extension Herald_Campaign_V1_PushToken: SwiftProtobuf.Message, Swift
 
 nonisolated extension Herald_Campaign_V1_RegisterPushTokenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterPushTokenRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}platform\0\u{1}token\0\u{3}app_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subscriber_id\0\u{1}platform\0\u{1}token\0\u{3}app_id\0\u{3}resubscribe_source\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3902,6 +3919,7 @@ nonisolated extension Herald_Campaign_V1_RegisterPushTokenRequest: SwiftProtobuf
       case 2: try { try decoder.decodeSingularStringField(value: &self.platform) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.token) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.appID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.resubscribeSource) }()
       default: break
       }
     }
@@ -3920,6 +3938,9 @@ nonisolated extension Herald_Campaign_V1_RegisterPushTokenRequest: SwiftProtobuf
     if !self.appID.isEmpty {
       try visitor.visitSingularStringField(value: self.appID, fieldNumber: 4)
     }
+    if !self.resubscribeSource.isEmpty {
+      try visitor.visitSingularStringField(value: self.resubscribeSource, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3928,6 +3949,7 @@ nonisolated extension Herald_Campaign_V1_RegisterPushTokenRequest: SwiftProtobuf
     if lhs.platform != rhs.platform {return false}
     if lhs.token != rhs.token {return false}
     if lhs.appID != rhs.appID {return false}
+    if lhs.resubscribeSource != rhs.resubscribeSource {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4019,7 +4041,7 @@ nonisolated extension Herald_Campaign_V1_ChannelConsent: SwiftProtobuf.Message, 
 
 nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Subscriber"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0\u{3}created_at\0\u{3}updated_at\0\u{1}whatsapp\0\u{3}whatsapp_consent\0\u{3}push_tokens\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}status\0\u{3}created_at\0\u{3}updated_at\0\u{1}whatsapp\0\u{3}whatsapp_consent\0\u{3}push_tokens\0\u{3}push_unsubscribed_at\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -4033,6 +4055,7 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
     var _whatsapp: String = String()
     var _whatsappConsent: Herald_Campaign_V1_ChannelConsent? = nil
     var _pushTokens: [Herald_Campaign_V1_PushToken] = []
+    var _pushUnsubscribedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _status: String = String()
     var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
@@ -4057,6 +4080,7 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
       _whatsapp = source._whatsapp
       _whatsappConsent = source._whatsappConsent
       _pushTokens = source._pushTokens
+      _pushUnsubscribedAt = source._pushUnsubscribedAt
       _status = source._status
       _createdAt = source._createdAt
       _updatedAt = source._updatedAt
@@ -4092,6 +4116,7 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._whatsapp) }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._whatsappConsent) }()
         case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._pushTokens) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._pushUnsubscribedAt) }()
         default: break
         }
       }
@@ -4146,6 +4171,9 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
       if !_storage._pushTokens.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._pushTokens, fieldNumber: 14)
       }
+      try { if let v = _storage._pushUnsubscribedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4166,6 +4194,7 @@ nonisolated extension Herald_Campaign_V1_Subscriber: SwiftProtobuf.Message, Swif
         if _storage._whatsapp != rhs_storage._whatsapp {return false}
         if _storage._whatsappConsent != rhs_storage._whatsappConsent {return false}
         if _storage._pushTokens != rhs_storage._pushTokens {return false}
+        if _storage._pushUnsubscribedAt != rhs_storage._pushUnsubscribedAt {return false}
         if _storage._status != rhs_storage._status {return false}
         if _storage._createdAt != rhs_storage._createdAt {return false}
         if _storage._updatedAt != rhs_storage._updatedAt {return false}

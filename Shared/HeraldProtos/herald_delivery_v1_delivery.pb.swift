@@ -881,7 +881,9 @@ public nonisolated struct Herald_Delivery_V1_PushContent: Sendable {
   public var platform: String = String()
 
   /// A JSON object of custom keys given to the app with the notification (FCM's data takes string
-  /// values only; other values are sent as their JSON text). At most 3,000 bytes.
+  /// values only; other values are sent as their JSON text). At most 3,000 bytes. The keys aps,
+  /// from, deep_link, notification, message_type and those starting with google or gcm are the
+  /// platforms' or Herald's.
   public var dataJson: String = String()
 
   /// A URL the app opens when the notification is tapped (sent as data key "deep_link"); empty: none.
@@ -1896,7 +1898,8 @@ public nonisolated struct Herald_Delivery_V1_Suppression: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Lower-cased e-mail address or E.164 number. Over REST an e-mail address (ASCII; internationalised
+  /// Lower-cased e-mail address or E.164 number; a WhatsApp opt-out is "whatsapp:" and the number
+  /// (it does not stop the number's texts), a refused push token "push:" and the token. Over REST an e-mail address (ASCII; internationalised
   /// domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored.
   public var address: String = String()
 

@@ -182,8 +182,8 @@ public nonisolated struct Herald_Sync_V1_FieldMapping: Sendable {
   /// either end. Each remote field is mapped once per job.
   public var externalField: String = String()
 
-  /// A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed or
-  /// attributes.<name>; or one written to the remote table only: engagement_status,
+  /// A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed,
+  /// whatsapp, whatsapp_subscribed or attributes.<name>; or one written to the remote table only: engagement_status,
   /// engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field
   /// is mapped once per job. An attribute name has no control characters and no space at either end.
   public var subscriberField: String = String()

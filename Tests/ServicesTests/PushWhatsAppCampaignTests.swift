@@ -394,6 +394,108 @@ import Testing
           $0.channel = .push
         })
       #expect(bobAfter.pushTokens.allSatisfy { $0.retiredReason == "unsubscribed" })
+      #expect(bobAfter.hasPushUnsubscribedAt)
+      // The app registers its token again at its next start: it stays retired, and no push
+      // campaign reaches Bob, until he turns notifications back on in the app.
+      let again = try await register(bob.id, "fcm", bobToken)
+      #expect(again.retiredReason == "unsubscribed")
+      let third = try await h.campaign("Shipped thrice (push)", channel: "push", template: push.id, list: list.id)
+      #expect(third.counts.outbox == 0)
+      let back = try await campaign.registerPushToken(
+        .with {
+          $0.subscriberID = bob.id
+          $0.platform = "fcm"
+          $0.token = bobToken
+          $0.resubscribeSource = "app-settings"
+        })
+      #expect(back.retiredReason.isEmpty && !back.hasRetiredAt)
+      let bobNow = try await campaign.exportSubscriber(.with { $0.id = bob.id })
+      #expect(!bobNow.subscriber.hasPushUnsubscribedAt)
+      #expect(bobNow.consentHistory.filter { $0.channel == "push" }.map(\.subscribed) == [false, true])
+    }
+  }
+
+  @Test func contactRulesOfTheNewChannels() async throws {
+    try await withHarness { h in
+      let campaign = h.campaign
+      // Push and WhatsApp messages carry no unsubscribe link.
+      await #expect {
+        _ = try await campaign.createTemplate(
+          .with {
+            $0.name = "push with a link"
+            $0.channel = "push"
+            $0.body = "Bye: {{unsubscribe_url}}"
+            $0.variables = [.with { $0.name = "unsubscribe_url" }]
+          })
+      } throws: { error in
+        (error as? RPCError)?.message.contains("push messages carry no unsubscribe link") == true
+      }
+      // An approved template's body is its approved text: variables go into the parameters.
+      await #expect {
+        _ = try await campaign.createTemplate(
+          .with {
+            $0.name = "wa with a variable"
+            $0.channel = "whatsapp"
+            $0.body = "Hi {{first_name}}"
+            $0.variables = [.with { $0.name = "first_name" }]
+            $0.whatsapp = .with {
+              $0.templateName = "welcome"
+              $0.language = "en_US"
+            }
+          })
+      } throws: { error in
+        (error as? RPCError)?.message.contains("put variables such as {{first_name}} in whatsapp.parameters") == true
+      }
+      // A WhatsApp number is one subscriber's; consent needs the number.
+      _ = try await campaign.createSubscriber(
+        .with {
+          $0.email = "dora@example.com"
+          $0.whatsapp = Self.ada
+        })
+      await #expect {
+        _ = try await campaign.createSubscriber(
+          .with {
+            $0.email = "eve@example.com"
+            $0.whatsapp = Self.ada
+          })
+      } throws: { error in
+        (error as? RPCError)?.code == .alreadyExists && (error as? RPCError)?.message.contains("whatsapp") == true
+      }
+      await #expect {
+        _ = try await campaign.createSubscriber(
+          .with {
+            $0.email = "fay@example.com"
+            $0.whatsappConsent = .with {
+              $0.subscribed = true
+              $0.source = "form"
+            }
+          })
+      } throws: { error in
+        (error as? RPCError)?.message == "whatsapp_consent is given but the subscriber has no whatsapp"
+      }
+      // An import row giving a number another subscriber has fails naming whatsapp; the others go in.
+      let rows: [Herald_Campaign_V1_ImportRow] = [
+        .with {
+          $0.row = 2
+          $0.subscriber = .with {
+            $0.email = "gus@example.com"
+            $0.whatsapp = Self.ada
+          }
+        },
+        .with {
+          $0.row = 3
+          $0.subscriber = .with {
+            $0.email = "hal@example.com"
+            $0.whatsapp = Self.cy
+            $0.whatsappConsent = .with { $0.subscribed = true }
+          }
+        },
+      ]
+      let report = try await SubscriberImportTests().send(campaign, options: .with { $0.consentSource = "import" }, chunks: [rows])
+      #expect(report.created == 1 && report.failed == 1)
+      #expect(report.errors.first?.field == "whatsapp" && report.errors.first?.row == 2)
+      let hal = try await campaign.lookupSubscribers(.with { $0.emails = ["hal@example.com"] }).subscribers.first
+      #expect(hal?.whatsapp == Self.cy && hal?.whatsappConsent.source == "import")
     }
   }
 }

@@ -358,7 +358,8 @@ import Testing
   }
 
   @Test func badPushAndWhatsAppInputIsRefusedNamingTheField() async throws {
-    try await withDelivery(keys: ["HERALD_PROVIDER_APNS_KEY": "x"]) { delivery, _ in
+    try await withDelivery(keys: ["HERALD_PROVIDER_APNS_KEY": "x", "HERALD_PROVIDER_WA_SECRET": "s", "HERALD_PROVIDER_WA_TOKEN": "t"]) {
+      delivery, _ in
       func refused(_ message: Herald_Delivery_V1_OutboundMessage) async -> String {
         do {
           _ = try await delivery.sendMessage(message)
@@ -433,6 +434,26 @@ import Testing
       email.channel = .email
       #expect(await providerRefusal(email).contains("channel must be push"))
       #expect(await providerRefusal(apns) == "accepted")
+      // A variable holds one kind of key: another provider's signing key is not an access token
+      // (which would be sent to this provider's URL).
+      let whatsapp = Herald_Delivery_V1_Provider.with {
+        $0.name = "wa"
+        $0.channel = .whatsapp
+        $0.whatsapp = .with {
+          $0.url = "https://collector.example.com/v21.0"
+          $0.phoneNumberID = "1"
+          $0.phoneNumber = "+15550100000"
+          $0.accessTokenVariable = "HERALD_PROVIDER_APNS_KEY"
+          $0.appSecretVariable = "HERALD_PROVIDER_WA_SECRET"
+        }
+      }
+      #expect(await providerRefusal(whatsapp).contains("HERALD_PROVIDER_APNS_KEY is provider 'apns's apns.private_key_variable"))
+      var sameTwice = whatsapp
+      sameTwice.whatsapp.accessTokenVariable = "HERALD_PROVIDER_WA_SECRET"
+      #expect(await providerRefusal(sameTwice).contains("both name HERALD_PROVIDER_WA_SECRET"))
+      var fine = whatsapp
+      fine.whatsapp.accessTokenVariable = "HERALD_PROVIDER_WA_TOKEN"
+      #expect(await providerRefusal(fine) == "accepted")
     }
   }
 }

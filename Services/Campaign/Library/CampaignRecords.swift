@@ -21,6 +21,8 @@ package struct SubscriberRecord: Sendable, Equatable {
   /// The WhatsApp number (E.164) and its own consent.
   package var whatsapp: String?
   package var whatsappConsent: Consent
+  /// When the subscriber unsubscribed from push; nil while push is on.
+  package var pushUnsubscribedAt: Date? = nil
   package var status: String
   package var createdAt: Date
   package var updatedAt: Date

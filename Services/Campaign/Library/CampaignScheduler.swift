@@ -30,10 +30,14 @@ package struct CampaignScheduler: Sendable {
     let (store, logger, links, providers) = (self.store, self.logger, self.links, self.providers)
     var handled = 0
     while true {
-      // Asked once per campaign, before its transaction (a slow answer holds no lock).
-      let served = try await providers?.channelsWithProviders()
       let started = try await store.transaction { connection -> Bool in
         guard let campaign = try await store.claimDueCampaign(on: connection) else { return false }
+        // Delivery is asked only about push and WhatsApp; when it does not answer, the campaign
+        // stays scheduled for the next pass (the transaction rolls back).
+        var served: Set<String>?
+        if CampaignStore.providerCheckedChannels.contains(campaign.channel) {
+          served = try await providers?.channelsWithProviders()
+        }
         if let problem = CampaignStore.providerProblem(campaign.channel, served: served) {
           try await store.setStatus(campaign.id, to: "failed", reason: problem, on: connection)
           logger.warning("scheduled campaign failed: no provider for its channel", metadata: ["campaign": "\(campaign.id)"])

@@ -22,8 +22,13 @@ extension CampaignService {
     guard request.appID.wholeMatch(of: /[A-Za-z0-9._-]{0,255}/) != nil else {
       throw RPCError.field("app_id", .invalidArgument, "app_id must be a bundle id or package name such as com.example.shop")
     }
+    let source = request.resubscribeSource.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard source.count <= 200, !source.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+      throw RPCError.field("resubscribe_source", .invalidArgument, "resubscribe_source must be one line of at most 200 characters")
+    }
     switch try await store.registerPushToken(
-      subscriber: subscriber, platform: request.platform, token: request.token, appID: request.appID)
+      subscriber: subscriber, platform: request.platform, token: request.token, appID: request.appID,
+      resubscribeSource: source.isEmpty ? nil : source)
     {
     case .registered(let record): return Self.message(record)
     case .noSubscriber: throw RPCError.field("subscriber_id", .notFound, "no subscriber has id \(subscriber.lowercasedString)")

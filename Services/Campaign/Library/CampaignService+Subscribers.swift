@@ -110,7 +110,9 @@ extension CampaignService {
       throw RPCError.field("channel", .invalidArgument, "channel must be email, sms, whatsapp, push or all")
     }
     let source = request.source.trimmingCharacters(in: .whitespacesAndNewlines)
-    let record = try await change(id, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil) { record, now in
+    let record = try await change(
+      id, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil, pushOnlyIfTokens: channels.count > 1
+    ) { record, now in
       channels.compactMap { channel in
         Self.withdraw(channel: channel, of: &record, source: source.isEmpty ? "api" : source, now: now)
       }
@@ -167,12 +169,13 @@ extension CampaignService {
   /// `retiringPushTokens`: the reason the subscriber's live push tokens are retired with, in the
   /// same transaction (an unsubscribe from push, an erasure).
   private func change(
-    _ id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil,
+    _ id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil, pushOnlyIfTokens: Bool = false,
     _ body: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord {
     do {
       guard
-        let record = try await store.updateSubscriber(id: id, erasing: erasing, retiringPushTokens: retiringPushTokens, body)
+        let record = try await store.updateSubscriber(
+          id: id, erasing: erasing, retiringPushTokens: retiringPushTokens, pushOnlyIfTokens: pushOnlyIfTokens, body)
       else { throw Self.notFound(id) }
       return record
     } catch CampaignStoreError.duplicate(let field) {
@@ -321,6 +324,7 @@ extension CampaignService {
     message.whatsapp = record.whatsapp ?? ""
     message.whatsappConsent = consent(record.whatsappConsent)
     message.pushTokens = pushTokens.map(Self.message)
+    if let at = record.pushUnsubscribedAt { message.pushUnsubscribedAt = Google_Protobuf_Timestamp(date: at) }
     message.status = record.status
     message.createdAt = Google_Protobuf_Timestamp(date: record.createdAt)
     message.updatedAt = Google_Protobuf_Timestamp(date: record.updatedAt)

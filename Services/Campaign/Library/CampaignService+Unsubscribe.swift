@@ -33,7 +33,8 @@ extension CampaignService {
     case .UNRECOGNIZED: throw RPCError.field("channel", .invalidArgument, "channel must be email, sms, whatsapp, push or all")
     }
     let record = try await store.updateSubscriber(
-      id: token.subscriber, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil
+      id: token.subscriber, retiringPushTokens: channels.contains("push") ? "unsubscribed" : nil,
+      pushOnlyIfTokens: channels.count > 1
     ) { record, now in
       // Idempotent: consent already withdrawn makes no event. An erased subscriber has none.
       guard record.status != "erased" else { return [] }

@@ -89,10 +89,30 @@ extension CampaignStore {
     var creating: [Int] = []
     var updating: [(index: Int, existing: SubscriberRecord)] = []
     var members: [UUID] = []
+    // A WhatsApp number is one subscriber's: a row giving one that another subscriber (or an
+    // earlier row of this run) has fails, naming it.
+    let numbers = rows.compactMap(\.subscriber.whatsapp)
+    var whatsAppHolders: [String: UUID] = [:]
+    if !numbers.isEmpty {
+      for try await (id, number) in try await connection.query(
+        "SELECT id, whatsapp FROM campaign.subscribers WHERE whatsapp = ANY(\(numbers)::text[])", logger: logger
+      ).decode((UUID, String).self) {
+        whatsAppHolders[number] = id
+      }
+    }
+    var claimedNumbers = Set<String>()
     for (index, row) in rows.enumerated() {
       let new = row.subscriber
       let byItsEmail = new.email.flatMap { byEmail[$0] }
       let byItsPhone = new.phone.flatMap { byPhone[$0] }
+      if let number = new.whatsapp {
+        let owner = (byItsEmail ?? byItsPhone)?.id
+        let holder = whatsAppHolders[number]
+        guard holder == nil || holder == owner, claimedNumbers.insert(number).inserted else {
+          outcomes[index] = .failed(field: "whatsapp", message: "another subscriber already has this whatsapp number")
+          continue
+        }
+      }
       switch (byItsEmail, byItsPhone) {
       case (nil, nil):
         creating.append(index)

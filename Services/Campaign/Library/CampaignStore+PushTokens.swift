@@ -49,25 +49,37 @@ extension CampaignStore {
   }
 
   /// Registers `token` for an active subscriber, or notes it was seen again: a token another
-  /// subscriber had moves here (the device changed hands) and a retired one lives again.
-  package func registerPushToken(subscriber: UUID, platform: String, token: String, appID: String) async throws -> PushTokenOutcome {
+  /// subscriber had moves here (the device changed hands) and a retired one lives again. After
+  /// an unsubscribe from push the token is kept retired (reason unsubscribed), unless
+  /// `resubscribeSource` lifts the unsubscribe (with its consent event).
+  package func registerPushToken(
+    subscriber: UUID, platform: String, token: String, appID: String, resubscribeSource: String?
+  ) async throws -> PushTokenOutcome {
     try await transaction { connection in
-      let status = try await connection.query(
-        "SELECT status FROM campaign.subscribers WHERE id = \(subscriber) FOR SHARE", logger: logger
-      ).decode(String.self).elements().first
-      guard let status else { return .noSubscriber }
-      guard status == "active" else { return .notActive(status) }
       let rows = try await connection.query(
+        "SELECT status, push_unsubscribed_at FROM campaign.subscribers WHERE id = \(subscriber) FOR NO KEY UPDATE", logger: logger
+      ).decode((String, Date?).self).elements()
+      guard let (status, unsubscribedAt) = rows.first else { return .noSubscriber }
+      guard status == "active" else { return .notActive(status) }
+      var off = unsubscribedAt != nil
+      if off, let source = resubscribeSource {
+        try await connection.query(
+          "UPDATE campaign.subscribers SET push_unsubscribed_at = NULL, updated_at = now() WHERE id = \(subscriber)", logger: logger)
+        try await insertConsentEvent(
+          ConsentEvent(channel: "push", subscribed: true, source: source, occurredAt: Date()), for: subscriber, on: connection)
+        off = false
+      }
+      let written = try await connection.query(
         """
-        INSERT INTO campaign.push_tokens (subscriber_id, platform, token, app_id)
-        VALUES (\(subscriber), \(platform), \(token), \(appID))
+        INSERT INTO campaign.push_tokens (subscriber_id, platform, token, app_id, retired_at, retired_reason)
+        VALUES (\(subscriber), \(platform), \(token), \(appID), CASE WHEN \(off) THEN now() END, CASE WHEN \(off) THEN 'unsubscribed' END)
         ON CONFLICT (platform, token) DO UPDATE SET
-          subscriber_id = EXCLUDED.subscriber_id, app_id = EXCLUDED.app_id, last_seen_at = now(), retired_at = NULL,
-          retired_reason = NULL
+          subscriber_id = EXCLUDED.subscriber_id, app_id = EXCLUDED.app_id, last_seen_at = now(),
+          retired_at = EXCLUDED.retired_at, retired_reason = EXCLUDED.retired_reason
         RETURNING \(unescaped: Self.pushTokenColumns)
         """, logger: logger
       ).collect()
-      guard let row = rows.first else { throw PostgresError.protocol("INSERT ... RETURNING gave no row") }
+      guard let row = written.first else { throw PostgresError.protocol("INSERT ... RETURNING gave no row") }
       return .registered(try Self.pushTokenRecord(row))
     }
   }
@@ -90,20 +102,34 @@ extension CampaignStore {
     ).collect().first.map(Self.pushTokenRecord)
   }
 
-  /// Retires every live token of the subscriber, in the caller's transaction; how many. An
-  /// erasure deletes them all instead (a device token is personal data).
-  func retirePushTokens(of subscriber: UUID, reason: String, on connection: PostgresConnection) async throws -> Int {
+  /// Retires every live token of the subscriber, in the caller's transaction (an erasure deletes
+  /// them all instead: a device token is personal data). For an unsubscribe, whether it is new:
+  /// the subscriber was not unsubscribed from push before (the caller then records the time).
+  /// `onlyIfTokens`: an unsubscribe from every channel turns push off only for a subscriber who
+  /// has had a token (an e-mail-only person's history gets no push entry).
+  func retirePushTokens(
+    of subscriber: UUID, reason: String, onlyIfTokens: Bool = false, on connection: PostgresConnection
+  ) async throws -> Bool {
     if reason == "erased" {
-      return try await connection.query(
+      return try await !connection.query(
         "DELETE FROM campaign.push_tokens WHERE subscriber_id = \(subscriber) RETURNING 1", logger: logger
-      ).collect().count
+      ).collect().isEmpty
     }
-    return try await connection.query(
+    let retired = try await connection.query(
       """
       UPDATE campaign.push_tokens SET retired_at = now(), retired_reason = \(reason)
       WHERE subscriber_id = \(subscriber) AND retired_at IS NULL RETURNING 1
       """, logger: logger
     ).collect().count
+    let (already, tokens) =
+      try await connection.query(
+        """
+        SELECT push_unsubscribed_at IS NOT NULL, EXISTS (SELECT 1 FROM campaign.push_tokens WHERE subscriber_id = \(subscriber))
+        FROM campaign.subscribers WHERE id = \(subscriber)
+        """, logger: logger
+      ).decode((Bool, Bool).self).elements().first ?? (false, false)
+    if onlyIfTokens && !tokens { return false }
+    return retired > 0 || !already
   }
 
   /// Retires the tokens the push services refused (the app no longer has them), by platform and

@@ -9,7 +9,7 @@ extension CampaignStore {
     id, email, phone, first_name, last_name, attributes::text AS attributes, email_subscribed, email_consent_source,
     email_consented_at, email_unsubscribed_at, sms_subscribed, sms_consent_source, sms_consented_at,
     sms_unsubscribed_at, whatsapp, whatsapp_subscribed, whatsapp_consent_source, whatsapp_consented_at,
-    whatsapp_unsubscribed_at, status, created_at, updated_at
+    whatsapp_unsubscribed_at, push_unsubscribed_at, status, created_at, updated_at
     """
 
   /// Creates a subscriber with the consent events of the consent it was given, in one
@@ -80,9 +80,10 @@ extension CampaignStore {
   /// errors thrown by `change` come back as they were thrown.
   /// `erasing`: the change may erase the subscriber, whose journeys then end (SPEC §12): the
   /// journeys' locks are taken first, in the order the journey workers take them.
-  /// `retiringPushTokens`: the subscriber's live push tokens are retired with this reason.
+  /// `retiringPushTokens`: the subscriber's live push tokens are retired with this reason (with
+  /// `pushOnlyIfTokens`, for an unsubscribe from every channel, only if the subscriber has had one).
   package func updateSubscriber(
-    id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil,
+    id: UUID, erasing: Bool = false, retiringPushTokens: String? = nil, pushOnlyIfTokens: Bool = false,
     _ change: @escaping @Sendable (inout SubscriberRecord, Date) throws -> [ConsentEvent]
   ) async throws -> SubscriberRecord? {
     do {
@@ -98,9 +99,10 @@ extension CampaignStore {
         let original = record
         var events = try change(&record, now)
         if let reason = retiringPushTokens {
-          // Push's unsubscribe is recorded only when there were live tokens to retire.
-          let retired = try await self.retirePushTokens(of: id, reason: reason, on: connection)
-          if retired == 0 { events.removeAll { $0.channel == "push" } }
+          // Push's unsubscribe is recorded when it is new (a second one changes nothing).
+          let newlyOff = try await self.retirePushTokens(of: id, reason: reason, onlyIfTokens: pushOnlyIfTokens, on: connection)
+          if !newlyOff { events.removeAll { $0.channel == "push" } }
+          if reason == "unsubscribed" && newlyOff && original.pushUnsubscribedAt == nil { record.pushUnsubscribedAt = now }
         } else {
           events.removeAll { $0.channel == "push" }
         }
@@ -119,6 +121,7 @@ extension CampaignStore {
             whatsapp_consent_source = \(record.whatsappConsent.source),
             whatsapp_consented_at = \(record.whatsappConsent.consentedAt),
             whatsapp_unsubscribed_at = \(record.whatsappConsent.unsubscribedAt),
+            push_unsubscribed_at = \(record.pushUnsubscribedAt),
             status = \(record.status), updated_at = now()
           WHERE id = \(id)
           RETURNING \(unescaped: Self.subscriberColumns)
@@ -206,6 +209,7 @@ extension CampaignStore {
       smsConsent: try consent("sms"),
       whatsapp: try cells["whatsapp"].decode(String?.self),
       whatsappConsent: try consent("whatsapp"),
+      pushUnsubscribedAt: try cells["push_unsubscribed_at"].decode(Date?.self),
       status: try cells["status"].decode(String.self),
       createdAt: try cells["created_at"].decode(Date.self),
       updatedAt: try cells["updated_at"].decode(Date.self))

@@ -52,8 +52,8 @@ package struct ChannelContent: Sendable, Equatable, Codable {
 
   /// The keys of a push's data that the platforms or Herald use.
   static func reservedDataKey(_ key: String) -> Bool {
-    ["aps", "from", "deep_link", "notification", "message_type"].contains(key) || key.hasPrefix("google.")
-      || key.hasPrefix("gcm.")
+    ["aps", "from", "deep_link", "notification", "message_type"].contains(key) || key.hasPrefix("google")
+      || key.hasPrefix("gcm")
   }
 
   /// The placeholders {{1}}, {{2}}... of an approved WhatsApp body, in the order they appear.

@@ -42,6 +42,8 @@ package struct DeliverabilityGuard: Sendable, Equatable {
         coalesce(sum(events) FILTER (WHERE status = 'bounced'), 0)::int8
       FROM campaign.campaign_daily_stats
       WHERE campaign_id = ANY(\(campaigns)::uuid[]) AND status IN ('sent', 'complained', 'bounced')
+        -- A push bounce is a device that no longer has the app, not a mailbox's verdict.
+        AND campaign_id NOT IN (SELECT id FROM campaign.campaigns WHERE id = ANY(\(campaigns)::uuid[]) AND channel = 'push')
       GROUP BY campaign_id
       """, logger: logger)
     var breached: [(UUID, String)] = []

@@ -93,6 +93,13 @@ package struct MessageTemplate: Sendable {
       guard declared.insert(variable.name).inserted else {
         throw .init(field: field, message: "variable '\(variable.name)' is declared twice")
       }
+      if ["push", "whatsapp"].contains(channel), Self.linkFields.contains(variable.name) {
+        throw .init(
+          field: field,
+          message:
+            "\(channel) messages carry no unsubscribe link ('\(variable.name)'): people turn notifications off on the device, or write STOP on WhatsApp"
+        )
+      }
     }
 
     self.subjectTemplate = try Self.parse(subject, field: "subject", format: "text", declared: declared)

@@ -47,6 +47,9 @@ extension DeliveryService {
         "\(field): \(variable) is not set in the delivery process's environment (keys never enter the database: set it where delivery runs, then put the provider again)"
       )
     }
+    if let conflict = config.keyVariableConflict(with: providers.all.map(\.config)) {
+      throw RPCError.field(conflict.field, .invalidArgument, conflict.message)
+    }
     let stored = try await store.putProvider(named: config.name, sealingWith: providers.secrets) { stored in
       try config.keepingStoredSecrets(of: stored)
     }

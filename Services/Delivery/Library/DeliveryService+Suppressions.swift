@@ -56,8 +56,12 @@ extension DeliveryService {
     return response
   }
 
-  /// An address as the list holds it: trimmed of white space and line breaks, lower-cased.
+  /// An address as the list holds it (`delivery.suppression_key`): trimmed of white space and
+  /// line breaks, lower-cased, but for a push token (`push:<token>`, whose case counts) and a
+  /// WhatsApp number (`whatsapp:+<number>`, kept apart from the number's texts).
   static func suppressionAddress(_ text: String) -> String {
-    text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    if trimmed.hasPrefix("push:") { return trimmed }
+    return trimmed.lowercased()
   }
 }

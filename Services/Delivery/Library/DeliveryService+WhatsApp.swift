@@ -36,7 +36,7 @@ extension DeliveryService {
     var response = Herald_Delivery_V1_IngestWhatsAppWebhookResponse()
     response.applied = Int32(applied.count)
     response.ignored = Int32(ignored.count + webhook.skipped)
-    response.notes = ignored
+    response.notes = ignored + webhook.notes
     let keywords = Herald_Delivery_V1_SmsKeywordSettings()
     for var message in webhook.messages {
       message.to = settings.phoneNumber
@@ -84,8 +84,9 @@ extension DeliveryService {
 struct WhatsAppWebhook {
   var statuses: [ProviderEvent] = []
   var messages: [InboundPayload] = []
-  /// Statuses that move nothing (sent: Herald knows already).
+  /// Statuses that move nothing (sent: Herald knows already; ones it does not know).
   var skipped = 0
+  var notes: [String] = []
 
   static func parse(_ body: Data) throws(RPCError) -> WhatsAppWebhook {
     func problem(_ field: String, _ text: String) -> RPCError { .field(field, .invalidArgument, "\(field) \(text)") }
@@ -122,7 +123,11 @@ struct WhatsAppWebhook {
           // Read receipts are WhatsApp's opens.
           case "read": type = "opened"
           case "failed": type = "failed"
-          default: throw problem("\(field).status", "must be sent, delivered, read or failed, not '\(state)'")
+          default:
+            // A status this version does not know (WhatsApp adds some): noted, the rest applied.
+            webhook.skipped += 1
+            webhook.notes.append("\(field).status '\(state)' is not one Herald acts on")
+            continue
           }
           guard !id.utf8.contains(0), !detail.utf8.contains(0) else { throw problem(field, "holds NUL") }
           webhook.statuses.append(

@@ -220,7 +220,8 @@ extension DeliveryStore {
     try await connection.query(
       """
       WITH stopped AS (
-        UPDATE delivery.messages SET status = 'suppressed', last_error = \("the recipient texted \(record.keyword)"),
+        UPDATE delivery.messages SET status = 'suppressed',
+          last_error = \("the recipient \(record.channel == "whatsapp" ? "wrote" : "texted") \(record.keyword)\(record.channel == "whatsapp" ? " on WhatsApp" : "")"),
           updated_at = now()
         WHERE channel = \(unescaped: Self.textChannelLiteral(record.channel)) AND recipient = \(record.sender)
           AND status IN ('queued', 'held') AND NOT compliance

@@ -117,16 +117,20 @@ enum DataChecks {
     let messageWithoutCampaign = "m.campaign_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM campaign.campaigns c WHERE c.id = m.campaign_id)"
     let eventWithoutMessage = "NOT EXISTS (SELECT 1 FROM delivery.messages m WHERE m.id = e.message_id)"
     let linkWithoutSubscriber = "NOT EXISTS (SELECT 1 FROM campaign.subscribers s WHERE s.id = r.subscriber_id)"
-    // SPEC §11: a text queued to a number that texted STOP (and not a compliance reply).
+    // SPEC §11: a text (or WhatsApp message) queued to a number that wrote STOP on its channel (and
+    // not a compliance reply).
     let queuedAfterStop = """
-      m.channel = 'sms' AND m.status IN ('queued', 'held') AND NOT m.compliance
-        AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = lower(m.recipient) AND s.reason = 'sms_keyword')
+      m.channel IN ('sms', 'whatsapp') AND m.status IN ('queued', 'held') AND NOT m.compliance
+        AND EXISTS (SELECT 1 FROM delivery.suppressions s WHERE s.address = delivery.suppression_key(m.channel, m.recipient) AND s.reason = 'sms_keyword')
       """
     // An inbound message the campaign service has taken in (older than a minute) without a
     // subscriber, though one that existed when it came in has the sender's number or address.
     let unlinked = "i.subscriber_id IS NULL AND i.received_at < now() - interval '1 minute'"
     let senderIsSubscriber =
-      "((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender)) AND s.created_at <= i.received_at"
+      """
+      ((i.channel = 'sms' AND s.phone = i.sender) OR (i.channel = 'email' AND s.email = i.sender)
+        OR (i.channel = 'whatsapp' AND s.whatsapp = i.sender)) AND s.created_at <= i.received_at
+      """
     let unlinkedInbound = "\(unlinked) AND EXISTS (SELECT 1 FROM campaign.subscribers s WHERE \(senderIsSubscriber))"
     // SPEC §13: a snapshot holds counters as they were; they only grow, so none is above them now.
     let resultCounters = [
@@ -238,6 +242,24 @@ enum DataChecks {
         describe: { "\($0) journey send steps were done more than once for one enrolment" },
         suggested:
           "pause the journey (POST /v1/journeys/{id}/pause) and find what moved these enrolments back; each enrolment's path shows its steps",
+        repair: nil),
+      DataCheck(
+        check: "data.push_token_reused", component: "data", severity: .critical, category: .data,
+        object: "delivery.messages (push) and campaign.push_tokens",
+        query: """
+          -- A campaign's or journey's push notification queued to a token at least a minute after
+          -- the token was retired (the push service had said the app no longer has it, or the
+          -- person unsubscribed). Last 30 days.
+          SELECT m.id::text, t.platform || ':' || left(t.token, 16) || '… retired ' || t.retired_reason
+          FROM delivery.messages m
+          JOIN campaign.push_tokens t ON t.token = m.recipient AND t.platform = m.payload -> 'push' ->> 'platform'
+          WHERE m.channel = 'push' AND (m.campaign_id IS NOT NULL OR m.idempotency_key LIKE 'journey:%')
+            AND m.created_at > now() - interval '30 days' AND t.retired_at IS NOT NULL
+            AND m.created_at > t.retired_at + interval '1 minute'
+          """,
+        describe: { "\($0) push notifications of campaigns or journeys were queued to tokens already retired" },
+        suggested:
+          "find what sent them: campaigns and journeys send only to live tokens (campaign.push_tokens with retired_at unset)",
         repair: nil),
       DataCheck(
         check: "data.journey_enrolment_overdue", component: "data", severity: .medium, category: .data,
@@ -552,7 +574,7 @@ enum DataChecks {
         check: "data.queued_to_suppressed", component: "data", severity: .high, category: .data,
         object: "delivery.messages to suppressed addresses",
         query: """
-          SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient)
+          SELECT m.id::text, m.recipient FROM delivery.messages m JOIN delivery.suppressions s ON s.address = delivery.suppression_key(m.channel, m.recipient)
           WHERE m.status = 'queued' AND m.not_before < now() - interval '\(stuckSeconds) seconds'
           """,
         describe: { "\($0) messages due for a while are still queued to suppressed addresses (no worker settled them)" },
@@ -562,7 +584,7 @@ enum DataChecks {
             """
             WITH settled AS (
               UPDATE delivery.messages m SET status = 'suppressed', last_error = 'address suppressed (repaired by verification)', updated_at = now()
-              FROM delivery.suppressions s WHERE s.address = lower(m.recipient) AND m.status = 'queued'
+              FROM delivery.suppressions s WHERE s.address = delivery.suppression_key(m.channel, m.recipient) AND m.status = 'queued'
               RETURNING m.id
             )
             INSERT INTO delivery.delivery_events (message_id, status, detail)
@@ -570,7 +592,7 @@ enum DataChecks {
             """
           ],
           backupQuery: """
-            SELECT m.* FROM delivery.messages m JOIN delivery.suppressions s ON s.address = lower(m.recipient) WHERE m.status = 'queued'
+            SELECT m.* FROM delivery.messages m JOIN delivery.suppressions s ON s.address = delivery.suppression_key(m.channel, m.recipient) WHERE m.status = 'queued'
             """, needsReview: false, risk: "low")),
       DataCheck(
         check: "data.queued_to_unsubscribed", component: "data", severity: .high, category: .data,
@@ -578,7 +600,8 @@ enum DataChecks {
         query: """
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
           WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
-            AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+            AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
           """,
         describe: { "\($0) queued campaign messages are for subscribers who withdrew consent (or are no longer active)" },
         suggested: "cancel them: unsubscribing wins over any later send",
@@ -589,7 +612,8 @@ enum DataChecks {
               UPDATE delivery.messages m SET status = 'suppressed', last_error = 'subscriber unsubscribed (repaired by verification)', updated_at = now()
               FROM campaign.subscribers s
               WHERE s.id = m.subscriber_id AND m.status = 'queued' AND m.campaign_id IS NOT NULL
-                AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+                AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
               RETURNING m.id
             )
             INSERT INTO delivery.delivery_events (message_id, status, detail)
@@ -599,7 +623,8 @@ enum DataChecks {
           backupQuery: """
             SELECT m.* FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
             WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
-              AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed) OR s.status <> 'active')
+              AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
             """, needsReview: false, risk: "low")),
       DataCheck(
         check: "sync.count_mismatch", component: "sync", severity: .medium, category: .sync, object: "sync.records",

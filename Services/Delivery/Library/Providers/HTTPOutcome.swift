@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 
 /// HTTP status to send outcome, shared by the HTTP providers: 2xx sent; 408, 425, 429 and 5xx
 /// temporary (429/503 with the provider's Retry-After); other 4xx permanent.
@@ -24,6 +26,22 @@ enum HTTPOutcome {
     return .seconds(min(seconds, 3600))
   }
 
+  /// A request that got no answer: temporary when it never left (no connection, no TLS), else
+  /// ambiguous (the service may have taken it). For the services that take no idempotency key
+  /// (push, WhatsApp), where a second copy would be shown twice.
+  static func noAnswer(_ error: any Error, provider: String) -> SendFailure {
+    let text = "\(provider): no answer (\(error))"
+    if let client = error as? HTTPClientError,
+      [.connectTimeout, .tlsHandshakeTimeout, .getConnectionFromPoolTimeout, .alreadyShutdown].contains(client)
+    {
+      return .temporary(text)
+    }
+    if error is NIOConnectionError || error is NIOSSLError { return .temporary(text) }
+    if let channel = error as? ChannelError, case .connectTimeout = channel { return .temporary(text) }
+    if let io = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(io.errnoCode) { return .temporary(text) }
+    return .ambiguous(text)
+  }
+
   static let encoder: JSONEncoder = {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -40,15 +58,18 @@ enum HTTPOutcome {
 
   /// Sends `request`; a 2xx answer gives its JSON object (nil when the body is not one), anything
   /// else the failure it means.
+  /// `idempotent`: whether the request may be sent again when no answer came (it carries an
+  /// Idempotency-Key, or is a token request); else a send that may have arrived is ambiguous.
   static func send(
-    _ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, provider: String
+    _ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, provider: String, idempotent: Bool = true
   ) async throws(SendFailure) -> [String: Any]? {
     let response: HTTPClientResponse
     do {
       response = try await client.execute(request, timeout: timeout)
     } catch {
-      // Refused, timed out or cut off. The request carries its Idempotency-Key, so the provider
-      // itself drops a second copy when the first did arrive: retrying is safe.
+      // Refused, timed out or cut off. With an Idempotency-Key the provider itself drops a second
+      // copy when the first did arrive: retrying is safe.
+      guard idempotent else { throw noAnswer(error, provider: provider) }
       throw .temporary("\(provider): no answer (\(error))")
     }
     let body: String

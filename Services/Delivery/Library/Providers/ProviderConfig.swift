@@ -72,9 +72,7 @@ package struct ProviderConfig: Sendable, Equatable {
     }
     func pem(_ text: String, _ name: String) throws(RPCError) -> String? {
       guard !text.isEmpty else { return nil }
-      guard text.contains("-----BEGIN CERTIFICATE-----"), ProviderTLS.configuration(trusting: text) != nil else {
-        throw invalid(name, "is not a PEM certificate")
-      }
+      guard text.contains("-----BEGIN CERTIFICATE-----") else { throw invalid(name, "is not a PEM certificate") }
       return text
     }
 
@@ -282,7 +280,8 @@ package struct ProviderConfig: Sendable, Equatable {
     }
   }
 
-  /// The environment variables its keys are read from, with the fields that name them.
+  /// The environment variables its keys are read from, with the fields that name them (the
+  /// field also says what the key is for: a variable serves one purpose only).
   package var keyVariables: [(field: String, variable: String)] {
     switch kind {
     case .apns(let settings): [("apns.private_key_variable", settings.privateKeyVariable)]
@@ -294,6 +293,27 @@ package struct ProviderConfig: Sendable, Equatable {
       ] + (settings.verifyTokenVariable.map { [("whatsapp.verify_token_variable", $0)] } ?? [])
     case .smtp, .httpSMS, .webhook: []
     }
+  }
+
+  /// Why this provider may not use its variables next to `others`: one of them is another
+  /// provider's for another purpose (an app secret named as an access token would be sent to
+  /// the provider's URL); nil when none is. The field and the reason.
+  package func keyVariableConflict(with others: [ProviderConfig]) -> (field: String, message: String)? {
+    for (field, variable) in keyVariables {
+      let purpose = field.split(separator: ".").last.map(String.init) ?? field
+      for other in others where other.name != name {
+        for (otherField, otherVariable) in other.keyVariables where otherVariable == variable {
+          let otherPurpose = otherField.split(separator: ".").last.map(String.init) ?? otherField
+          if otherPurpose != purpose {
+            return (field, "\(field): \(variable) is provider '\(other.name)'s \(otherField); a variable holds one kind of key")
+          }
+        }
+      }
+      for (otherField, otherVariable) in keyVariables where otherVariable == variable && otherField != field {
+        return (field, "\(field) and \(otherField) both name \(variable); a variable holds one kind of key")
+      }
+    }
+    return nil
   }
 
   /// Whether it sends push notifications of `platform` (nil: not a push route): an APNs or FCM

@@ -5757,6 +5757,12 @@ extension OpenAPIDocument {
                     "type": "string",
                     "pattern": "^[A-Za-z0-9._-]{0,255}$",
                     "description": "The app's bundle id or package name, e.g. \"com.example.shop\": at most 255 letters, digits, dots, dashes or underscores."
+                  },
+                  "resubscribe_source": {
+                    "type": "string",
+                    "maxLength": 200,
+                    "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+                    "description": "After an unsubscribe from push, a registered token stays retired (reason unsubscribed) unless this says where the person turned notifications back on (e.g. \"app-settings\"): then the unsubscribe is lifted, recorded as consent with this source, and the token is live. One line of at most 200 characters."
                   }
                 },
                 "required": ["platform", "token"],
@@ -11235,7 +11241,7 @@ extension OpenAPIDocument {
         "properties": {
           "data_json": {
             "type": "string",
-            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with google. or gcm., are the platforms' or Herald's."
+            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from, deep_link, notification and message_type, and those starting with google or gcm, are the platforms' or Herald's."
           },
           "deep_link": {
             "type": "string",
@@ -11251,7 +11257,7 @@ extension OpenAPIDocument {
             "type": "string",
             "format": "herald-json-object",
             "maxLength": 3000,
-            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from and deep_link, and those starting with google. or gcm., are the platforms' or Herald's."
+            "description": "A JSON object of custom keys for the app (its string values may use the template's variables); at most 3,000 bytes. The keys aps, from, deep_link, notification and message_type, and those starting with google or gcm, are the platforms' or Herald's."
           },
           "deep_link": {
             "type": "string",
@@ -11721,7 +11727,12 @@ extension OpenAPIDocument {
             "items": {
               "$ref": "#/components/schemas/campaign.v1.PushToken"
             },
-            "description": "The devices' push tokens, live and retired, most recently seen first."
+            "description": "The devices' push tokens, live and retired, most recently seen first (GetSubscriber, Unsubscribe and the export show them; lists and other answers leave them out)."
+          },
+          "push_unsubscribed_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the subscriber unsubscribed from push (its tokens were retired); unset when push is on."
           },
           "status": {
             "type": "string",
@@ -13102,6 +13113,28 @@ extension OpenAPIDocument {
               "required": ["ignore_quiet_hours", "campaign_id"]
             },
             "x-message": "may set ignore_quiet_hours only without a campaign_id (campaign texts keep the recipient's hours)"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "properties": {
+                    "channel": {
+                      "const": "CHANNEL_PUSH"
+                    }
+                  },
+                  "required": ["channel"]
+                }
+              },
+              {
+                "properties": {
+                  "subject": {
+                    "maxLength": 256
+                  }
+                }
+              }
+            ],
+            "x-message": "may have a subject (the notification's title) of at most 256 characters on CHANNEL_PUSH"
           }
         ]
       },
@@ -13502,6 +13535,28 @@ extension OpenAPIDocument {
               }
             ],
             "x-message": "may set quiet_hours and sms_keywords only on CHANNEL_SMS"
+          },
+          {
+            "anyOf": [
+              {
+                "not": {
+                  "required": ["whatsapp"]
+                }
+              },
+              {
+                "not": {
+                  "required": ["webhook_secret"]
+                }
+              },
+              {
+                "properties": {
+                  "webhook_secret": {
+                    "maxLength": 0
+                  }
+                }
+              }
+            ],
+            "x-message": "may not set webhook_secret on a WhatsApp provider: its webhooks are checked with whatsapp.app_secret_variable"
           }
         ]
       },
@@ -13556,7 +13611,7 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 3000,
             "pattern": "^[^\\x00]*$",
-            "description": "A JSON object of custom keys given to the app with the notification (FCM's data takes string values only; other values are sent as their JSON text). At most 3,000 bytes."
+            "description": "A JSON object of custom keys given to the app with the notification (FCM's data takes string values only; other values are sent as their JSON text). At most 3,000 bytes. The keys aps, from, deep_link, notification, message_type and those starting with google or gcm are the platforms' or Herald's."
           },
           "deep_link": {
             "type": "string",
@@ -14039,7 +14094,7 @@ extension OpenAPIDocument {
         "properties": {
           "address": {
             "type": "string",
-            "description": "Lower-cased e-mail address or E.164 number. Over REST an e-mail address (ASCII; internationalised domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored."
+            "description": "Lower-cased e-mail address or E.164 number; a WhatsApp opt-out is \"whatsapp:\" and the number (it does not stop the number's texts), a refused push token \"push:\" and the token. Over REST an e-mail address (ASCII; internationalised domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored."
           },
           "reason": {
             "type": "string",
@@ -14064,7 +14119,7 @@ extension OpenAPIDocument {
             "type": "string",
             "maxLength": 254,
             "pattern": "^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(\\.[A-Za-z0-9-]{1,63})+|\\+[1-9][0-9]{6,14})$",
-            "description": "Lower-cased e-mail address or E.164 number. Over REST an e-mail address (ASCII; internationalised domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored.",
+            "description": "Lower-cased e-mail address or E.164 number; a WhatsApp opt-out is \"whatsapp:\" and the number (it does not stop the number's texts), a refused push token \"push:\" and the token. Over REST an e-mail address (ASCII; internationalised domains in punycode) or an E.164 number (+14155550123); it is lower-cased when stored.",
             "not": {
               "pattern": "[^\\x21-\\x7e]"
             },
@@ -15050,7 +15105,7 @@ extension OpenAPIDocument {
           },
           "subscriber_field": {
             "type": "string",
-            "description": "A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed or attributes.<name>; or one written to the remote table only: engagement_status, engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field is mapped once per job. An attribute name has no control characters and no space at either end."
+            "description": "A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed, whatsapp, whatsapp_subscribed or attributes.<name>; or one written to the remote table only: engagement_status, engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field is mapped once per job. An attribute name has no control characters and no space at either end."
           },
           "conflict_policy": {
             "type": "string",
@@ -15076,12 +15131,12 @@ extension OpenAPIDocument {
           "subscriber_field": {
             "type": "string",
             "maxLength": 211,
-            "pattern": "^(email|phone|first_name|last_name|email_subscribed|sms_subscribed|engagement_status|engagement_score|last_messaged_at|attributes\\.[^\\x00-\\x20\\x7f]([^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f])?)$",
-            "description": "A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed or attributes.<name>; or one written to the remote table only: engagement_status, engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field is mapped once per job. An attribute name has no control characters and no space at either end.",
+            "pattern": "^(email|phone|first_name|last_name|email_subscribed|sms_subscribed|whatsapp|whatsapp_subscribed|engagement_status|engagement_score|last_messaged_at|attributes\\.[^\\x00-\\x20\\x7f]([^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f])?)$",
+            "description": "A subscriber field: email, phone, first_name, last_name, email_subscribed, sms_subscribed, whatsapp, whatsapp_subscribed or attributes.<name>; or one written to the remote table only: engagement_status, engagement_score, last_messaged_at (these need direction PUSH or BOTH). Each subscriber field is mapped once per job. An attribute name has no control characters and no space at either end.",
             "not": {
               "pattern": "[\\x0a-\\x0d\\x85\\u2028\\u2029]"
             },
-            "x-message": "must be email, phone, first_name, last_name, email_subscribed, sms_subscribed, engagement_status, engagement_score, last_messaged_at or attributes.<name> (a name without control characters or line breaks and without spaces at either end)"
+            "x-message": "must be email, phone, first_name, last_name, email_subscribed, sms_subscribed, whatsapp, whatsapp_subscribed, engagement_status, engagement_score, last_messaged_at or attributes.<name> (a name without control characters or line breaks and without spaces at either end)"
           },
           "conflict_policy": {
             "type": "string",

@@ -132,7 +132,7 @@ package struct APNsProvider: DeliveryProvider {
     do {
       response = try await client.execute(request, timeout: settings.timeout)
     } catch {
-      throw .temporary("\(name): no answer (\(error))")
+      throw HTTPOutcome.noAnswer(error, provider: name)
     }
     let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
     if response.status == .ok {

@@ -110,7 +110,7 @@ package struct FCMProvider: DeliveryProvider {
     do {
       response = try await client.execute(request, timeout: settings.timeout)
     } catch {
-      throw .temporary("\(name): no answer (\(error))")
+      throw HTTPOutcome.noAnswer(error, provider: name)
     }
     let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
     let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]

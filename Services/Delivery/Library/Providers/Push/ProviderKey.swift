@@ -41,6 +41,18 @@ package enum ProviderKey {
   }
 }
 
+extension ProviderKey {
+  /// A token sent as it is (a bearer token): never a private key another provider signs with,
+  /// whatever variable a provider's definition names.
+  package static func bearer(_ variable: String, from environment: [String: String]) throws(SendFailure) -> String {
+    let value = try read(variable, from: environment)
+    guard !value.contains("PRIVATE KEY"), !value.contains("private_key") else {
+      throw .temporary("\(variable) holds a private key, which is never sent: name the variable of the access token")
+    }
+    return value
+  }
+}
+
 /// JSON Web Tokens (RFC 7519) as the push services take them: compact, base64url, signed ES256
 /// (APNs) or RS256 (Google's OAuth 2.0 service-account grant).
 package enum JWT {
@@ -70,7 +82,8 @@ package enum JWT {
 }
 
 /// The TLS of a provider that trusts a certificate besides the system's (a private gateway, a
-/// local test server): nil for the system's trust alone.
+/// local test server): nil for the system's trust alone (also when the PEM holds no certificate
+/// that parses: the provider's sends then fail to verify the server, saying so).
 enum ProviderTLS {
   static func configuration(trusting pem: String?) -> TLSConfiguration? {
     guard let pem, let certificates = try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)), !certificates.isEmpty else { return nil }

@@ -40,7 +40,7 @@ package struct WhatsAppProvider: DeliveryProvider {
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
-    let token = try ProviderKey.read(settings.accessTokenVariable, from: keys)
+    let token = try ProviderKey.bearer(settings.accessTokenVariable, from: keys)
     var request = HTTPClientRequest(url: "\(settings.url)/\(settings.phoneNumberID)/messages")
     request.method = .POST
     request.tlsConfiguration = tls
@@ -48,7 +48,7 @@ package struct WhatsAppProvider: DeliveryProvider {
     request.headers.add(name: "Content-Type", value: "application/json")
     request.body = .bytes(ByteBuffer(bytes: try Self.payload(message)))
     // {"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid...."}]}
-    let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name)
+    let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name, idempotent: false)
     return ((object?["messages"] as? [[String: Any]])?.first?["id"] as? String)
   }
 
