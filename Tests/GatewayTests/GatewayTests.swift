@@ -839,7 +839,7 @@ import Testing
         response async throws in
         #expect(response.status == .ok)
         let page = String(buffer: response.body)
-        #expect(page.contains("Done: you will no longer receive e-mail and text messages from us."))
+        #expect(page.contains("Done: you will no longer receive any of our messages from us."))
         #expect(page.contains("You receive no messages from us."))
       }
       #expect(try await consent() == (false, false))

@@ -80,21 +80,7 @@ import Testing
   func withHarness(_ body: (Harness) async throws -> Void) async throws {
     let keys = TestPushKeys.shared
     let appSecret = "wa-app-secret"
-    let forward = ForwardedDelivery()
-    try await withHTTPSink(reply: { request in
-      guard let delivery = forward.delivery else { return SinkReply(status: 503) }
-      do {
-        _ = try await delivery.ingestWhatsAppWebhook(
-          .with {
-            $0.provider = "whatsapp"
-            $0.body = request.body
-            $0.signature = request.headers["X-Hub-Signature-256"] ?? ""
-          })
-        return SinkReply(status: 200)
-      } catch {
-        return SinkReply(status: 401, body: "\(error)")
-      }
-    }) { hookPort, _ in
+    try await withWhatsAppWebhookForwarding { hookPort, forward in
       let sandbox = ProviderSandbox(
         apns: .init(teamID: "HERALDTEAM", keyID: "HERALDKEY1", publicKeyPEM: keys.apnsPublicPEM, topic: "dev.herald.shop"),
         fcm: .init(projectID: "herald-test", clientEmail: keys.serviceAccountEmail, publicKeyPEM: keys.fcmPublicPEM),
@@ -490,10 +476,20 @@ import Testing
             $0.whatsappConsent = .with { $0.subscribed = true }
           }
         },
+        // Dora has a number already: a row cannot change it (its consent would go to the old one).
+        .with {
+          $0.row = 4
+          $0.subscriber = .with {
+            $0.email = "dora@example.com"
+            $0.whatsapp = "+4915100000077"
+            $0.whatsappConsent = .with { $0.subscribed = true }
+          }
+        },
       ]
       let report = try await SubscriberImportTests().send(campaign, options: .with { $0.consentSource = "import" }, chunks: [rows])
-      #expect(report.created == 1 && report.failed == 1)
-      #expect(report.errors.first?.field == "whatsapp" && report.errors.first?.row == 2)
+      #expect(report.created == 1 && report.failed == 2)
+      #expect(report.errors.map(\.field) == ["whatsapp", "whatsapp"] && report.errors.map(\.row) == [2, 4])
+      #expect(report.errors.last?.message == "the subscriber has another whatsapp number")
       let hal = try await campaign.lookupSubscribers(.with { $0.emails = ["hal@example.com"] }).subscribers.first
       #expect(hal?.whatsapp == Self.cy && hal?.whatsappConsent.source == "import")
     }

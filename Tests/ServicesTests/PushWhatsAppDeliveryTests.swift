@@ -108,11 +108,15 @@ import Testing
         messages += androids.enumerated().map { Self.push("android-\($0.offset)", token: $0.element, platform: "fcm") }
         messages.append(Self.push("ios-gone", token: apnsGone, platform: "apns"))
         messages.append(Self.push("android-gone", token: fcmGone, platform: "fcm"))
+        // A token APNs calls bad (of the other environment, most often): failed, not retired.
+        messages.append(Self.push("ios-bad", token: "badtoken-of-the-sandbox-environment", platform: "apns"))
         _ = try await delivery.enqueueMessages(.with { $0.messages = messages })
         try await eventually("the notifications to be settled") {
           let counts = try await statuses(database)
-          return counts["sent"] == 6 && counts["bounced"] == 2
+          return counts["sent"] == 6 && counts["bounced"] == 2 && counts["failed"] == 1
         }
+        let bad = try await message(delivery, key: "ios-bad", database: database)
+        #expect(bad.lastError.contains("BadDeviceToken") && bad.lastError.contains("production or sandbox"))
 
         // Each platform's notifications went to its own service, once each.
         let received = sandbox.received
@@ -199,21 +203,7 @@ import Testing
     let ada = "+4915112345678"
     let bob = "+4915187654321"
     // The webhooks the sandbox posts reach delivery as the gateway's route passes them on.
-    let forward = ForwardedDelivery()
-    try await withHTTPSink(reply: { request in
-      guard let delivery = forward.delivery else { return SinkReply(status: 503) }
-      do {
-        _ = try await delivery.ingestWhatsAppWebhook(
-          .with {
-            $0.provider = "whatsapp"
-            $0.body = request.body
-            $0.signature = request.headers["X-Hub-Signature-256"] ?? ""
-          })
-        return SinkReply(status: 200)
-      } catch {
-        return SinkReply(status: 401, body: "\(error)")
-      }
-    }) { hookPort, _ in
+    try await withWhatsAppWebhookForwarding { hookPort, forward in
       let sandbox = ProviderSandbox(
         whatsapp: .init(
           phoneNumberID: "1055501000", accessToken: "wa-token", appSecret: appSecret,
@@ -317,6 +307,57 @@ import Testing
           #expect(later.suppressed)
           let sms = try await delivery.sendMessage(DeliveryWorkerTests.sms("s1", to: bob))
           #expect(!sms.suppressed)
+
+          // A status that comes before its send is recorded (a recent one naming no message) is
+          // answered UNAVAILABLE and nothing of the webhook is applied, so that WhatsApp sends it
+          // again; an old one naming no message of Herald's is ignored.
+          func signed(_ object: [String: Any]) throws -> (Data, String) {
+            let body = try JSONSerialization.data(withJSONObject: object)
+            let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(appSecret.utf8)))
+            return (body, "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
+          }
+          func statusWebhook(_ id: String, at time: Date) throws -> (Data, String) {
+            try signed([
+              "object": "whatsapp_business_account",
+              "entry": [
+                [
+                  "id": "waba",
+                  "changes": [
+                    [
+                      "field": "messages",
+                      "value": [
+                        "statuses": [["id": id, "status": "delivered", "timestamp": String(Int(time.timeIntervalSince1970))]],
+                        "messages": [
+                          [
+                            "from": "4915100000099", "id": "wamid.in-\(id)", "type": "text",
+                            "timestamp": String(Int(time.timeIntervalSince1970)), "text": ["body": "hi"],
+                          ]
+                        ],
+                      ],
+                    ]
+                  ],
+                ]
+              ],
+            ])
+          }
+          let (early, earlySignature) = try statusWebhook("wamid.not-yet", at: Date())
+          await #expect {
+            _ = try await delivery.ingestWhatsAppWebhook(
+              .with {
+                $0.provider = "whatsapp"
+                $0.body = early
+                $0.signature = earlySignature
+              })
+          } throws: { ($0 as? RPCError)?.code == .unavailable }
+          #expect(try await delivery.listInboundMessages(.init()).messages.allSatisfy { $0.from != "+4915100000099" })
+          let (late, lateSignature) = try statusWebhook("wamid.someone-else", at: Date().addingTimeInterval(-3600))
+          let answer = try await delivery.ingestWhatsAppWebhook(
+            .with {
+              $0.provider = "whatsapp"
+              $0.body = late
+              $0.signature = lateSignature
+            })
+          #expect(answer.applied == 0 && answer.ignored == 1 && answer.inbound.count == 1)
 
           // A webhook signed with another secret is refused, and nothing of it applied.
           await #expect(throws: RPCError.self) {
@@ -456,6 +497,30 @@ import Testing
       #expect(await providerRefusal(fine) == "accepted")
     }
   }
+}
+
+/// A local HTTP server standing where the gateway's WhatsApp webhook route would, for the
+/// duration of `body`: what the sandbox posts to `http://127.0.0.1:<port>/...` reaches the
+/// delivery client set in `forward` as IngestWhatsAppWebhook of provider "whatsapp" (503 until
+/// one is set, or when delivery answers UNAVAILABLE; 401 for another refusal).
+func withWhatsAppWebhookForwarding<T: Sendable>(_ body: (_ port: Int, _ forward: ForwardedDelivery) async throws -> T) async throws -> T {
+  let forward = ForwardedDelivery()
+  return try await withHTTPSink(reply: { request in
+    guard let delivery = forward.delivery else { return SinkReply(status: 503) }
+    do {
+      _ = try await delivery.ingestWhatsAppWebhook(
+        .with {
+          $0.provider = "whatsapp"
+          $0.body = request.body
+          $0.signature = request.headers["X-Hub-Signature-256"] ?? ""
+        })
+      return SinkReply(status: 200)
+    } catch let error as RPCError where error.code == .unavailable {
+      return SinkReply(status: 503, body: "\(error)")
+    } catch {
+      return SinkReply(status: 401, body: "\(error)")
+    }
+  }) { port, _ in try await body(port, forward) }
 }
 
 /// The delivery client the webhook forwarder calls, set once delivery runs.

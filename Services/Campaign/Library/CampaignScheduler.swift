@@ -29,15 +29,27 @@ package struct CampaignScheduler: Sendable {
   package func startDue() async throws -> Int {
     let (store, logger, links, providers) = (self.store, self.logger, self.links, self.providers)
     var handled = 0
+    // Which channels delivery serves, asked once per pass when a push or WhatsApp campaign is due;
+    // while delivery does not answer, those campaigns wait for a later pass and the others start.
+    var served: Set<String>?
+    var asked = false
+    var skipping: [String] = []
     while true {
-      let started = try await store.transaction { connection -> Bool in
-        guard let campaign = try await store.claimDueCampaign(on: connection) else { return false }
-        // Delivery is asked only about push and WhatsApp; when it does not answer, the campaign
-        // stays scheduled for the next pass (the transaction rolls back).
-        var served: Set<String>?
-        if CampaignStore.providerCheckedChannels.contains(campaign.channel) {
+      if !asked, providers != nil, try await store.dueChannels().contains(where: CampaignStore.providerCheckedChannels.contains) {
+        asked = true
+        do {
           served = try await providers?.channelsWithProviders()
+        } catch {
+          skipping = CampaignStore.providerCheckedChannels.sorted()
+          logger.warning(
+            "delivery did not say which channels it serves; push and WhatsApp campaigns wait",
+            metadata: ["error": "\(error.logDescription)"])
         }
+      }
+      let (servedNow, skippingNow) = (served, skipping)
+      let started = try await store.transaction { connection -> Bool in
+        guard let campaign = try await store.claimDueCampaign(skipping: skippingNow, on: connection) else { return false }
+        let served = CampaignStore.providerCheckedChannels.contains(campaign.channel) ? servedNow : nil
         if let problem = CampaignStore.providerProblem(campaign.channel, served: served) {
           try await store.setStatus(campaign.id, to: "failed", reason: problem, on: connection)
           logger.warning("scheduled campaign failed: no provider for its channel", metadata: ["campaign": "\(campaign.id)"])

@@ -190,7 +190,10 @@ extension CampaignService {
   /// Withdraws consent on one channel at once; nil (no event) when there was none to withdraw.
   /// Push has no consent flag: its event records the unsubscribe, and the store retires the tokens.
   static func withdraw(channel: String, of record: inout SubscriberRecord, source: String, now: Date) -> ConsentEvent? {
-    if channel == "push" { return ConsentEvent(channel: "push", subscribed: false, source: source, occurredAt: now) }
+    if channel == "push" {
+      guard record.status != "erased" else { return nil }
+      return ConsentEvent(channel: "push", subscribed: false, source: source, occurredAt: now)
+    }
     let keyPath = SubscriberRecord.consent(channel)
     guard record[keyPath: keyPath].subscribed else { return nil }
     record[keyPath: keyPath].subscribed = false

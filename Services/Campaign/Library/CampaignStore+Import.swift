@@ -106,10 +106,16 @@ extension CampaignStore {
       let byItsEmail = new.email.flatMap { byEmail[$0] }
       let byItsPhone = new.phone.flatMap { byPhone[$0] }
       if let number = new.whatsapp {
-        let owner = (byItsEmail ?? byItsPhone)?.id
+        let owner = byItsEmail ?? byItsPhone
         let holder = whatsAppHolders[number]
-        guard holder == nil || holder == owner, claimedNumbers.insert(number).inserted else {
+        guard holder == nil || holder == owner?.id, claimedNumbers.insert(number).inserted else {
           outcomes[index] = .failed(field: "whatsapp", message: "another subscriber already has this whatsapp number")
+          continue
+        }
+        // As for e-mail and phone: a row does not change a subscriber's number (its consent
+        // would be granted to the stored one).
+        if let stored = owner?.whatsapp, stored != number {
+          outcomes[index] = .failed(field: "whatsapp", message: "the subscriber has another whatsapp number")
           continue
         }
       }

@@ -171,16 +171,25 @@ extension CampaignStore {
   }
 
   /// Claims the scheduled campaign due first with `FOR UPDATE SKIP LOCKED`, so two replicas
-  /// never start one twice; nil when none is due.
-  func claimDueCampaign(on connection: PostgresConnection) async throws -> CampaignRecord? {
+  /// never start one twice; nil when none is due. Campaigns of `skipping` channels are left for
+  /// a later pass.
+  func claimDueCampaign(skipping channels: [String] = [], on connection: PostgresConnection) async throws -> CampaignRecord? {
     let row = try await connection.query(
       """
       SELECT \(unescaped: Self.campaignColumns) FROM campaign.campaigns c
-      WHERE c.status = 'scheduled' AND c.send_at <= now()
+      WHERE c.status = 'scheduled' AND c.send_at <= now() AND c.channel <> ALL(\(channels)::text[])
       ORDER BY c.send_at LIMIT 1 FOR UPDATE SKIP LOCKED
       """, logger: logger
     ).collect().first
     return try row.map(Self.campaignRecord)
+  }
+
+  /// The channels of the campaigns due to start.
+  func dueChannels() async throws -> Set<String> {
+    Set(
+      try await client.query(
+        "SELECT DISTINCT channel FROM campaign.campaigns WHERE status = 'scheduled' AND send_at <= now()", logger: logger
+      ).decode(String.self).elements())
   }
 
   /// Pending chunks and the entries in them still to relay (of sending and paused campaigns),

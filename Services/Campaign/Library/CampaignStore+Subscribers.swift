@@ -98,7 +98,7 @@ extension CampaignStore {
         let now = try row.makeRandomAccess()["now"].decode(Date.self)
         let original = record
         var events = try change(&record, now)
-        if let reason = retiringPushTokens {
+        if let reason = retiringPushTokens, original.status != "erased" || reason == "erased" {
           // Push's unsubscribe is recorded when it is new (a second one changes nothing).
           let newlyOff = try await self.retirePushTokens(of: id, reason: reason, onlyIfTokens: pushOnlyIfTokens, on: connection)
           if !newlyOff { events.removeAll { $0.channel == "push" } }

@@ -28,6 +28,16 @@ extension DeliveryService {
     if request.verifyOnly { return .init() }
 
     let webhook = try WhatsAppWebhook.parse(request.body)
+    // A status can come before the send that made its message recorded the message's id (the
+    // worker records it with its batch): a recent one naming no message is answered 503, before
+    // anything is applied, and WhatsApp sends the whole webhook again later.
+    if !webhook.recent.isEmpty {
+      let known = try await store.knownProviderMessageIDs(webhook.recent.sorted(), provider: request.provider)
+      if let missing = webhook.recent.sorted().first(where: { !known.contains($0) }) {
+        throw RPCError(
+          code: .unavailable, message: "status for \(missing), whose send is not recorded yet: send the webhook again in a moment")
+      }
+    }
     let (applied, ignored) = try await store.apply(webhook.statuses, provider: request.provider)
     for (type, count) in Dictionary(grouping: applied, by: \.type).mapValues(\.count) {
       Counter(label: "herald_delivery_webhook_events_total", dimensions: [("provider", request.provider), ("type", type)])
@@ -86,6 +96,10 @@ struct WhatsAppWebhook {
   var messages: [InboundPayload] = []
   /// Statuses that move nothing (sent: Herald knows already; ones it does not know).
   var skipped = 0
+  /// The messages the statuses of the last `recentWindow` name: one of them not recorded yet is
+  /// retried; an older one naming no message of Herald's is ignored (another app's message).
+  var recent: Set<String> = []
+  static let recentWindow: TimeInterval = 600
   var notes: [String] = []
 
   static func parse(_ body: Data) throws(RPCError) -> WhatsAppWebhook {
@@ -130,6 +144,8 @@ struct WhatsAppWebhook {
             continue
           }
           guard !id.utf8.contains(0), !detail.utf8.contains(0) else { throw problem(field, "holds NUL") }
+          let at = (status["timestamp"] as? String).flatMap(TimeInterval.init) ?? (status["timestamp"] as? TimeInterval)
+          if at.map({ $0 >= Date().timeIntervalSince1970 - recentWindow }) ?? true { webhook.recent.insert(id) }
           webhook.statuses.append(
             ProviderEvent(type: type, messageID: nil, providerMessageID: id, bounce: nil, detail: String(detail.prefix(1000))))
         }

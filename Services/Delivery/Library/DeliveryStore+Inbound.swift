@@ -369,4 +369,15 @@ extension DeliveryStore {
     }
     return last
   }
+
+  /// Which of `ids` name a message `provider` sent (its provider message id is recorded).
+  package func knownProviderMessageIDs(_ ids: [String], provider: String) async throws -> Set<String> {
+    Set(
+      try await client.query(
+        """
+        SELECT provider_message_id FROM delivery.messages
+        WHERE provider = \(provider) AND provider_message_id = ANY(\(ids)::text[])
+        """, logger: logger
+      ).decode(String.self).elements())
+  }
 }

@@ -110,13 +110,12 @@ package struct DeliveryWorker: Sendable {
     var settlements: [Settlement] = []
     var toSend: [Send] = []
     // WhatsApp free text only inside the 24-hour customer-service window, as it is at the send,
-    // when the Cloud API sends it (Herald then takes in the messages that open the window; a
-    // gateway of another kind keeps its own rules).
-    let cloudAPI =
-      providers.candidates(for: "whatsapp").first.map { entry -> Bool in
-        if case .whatsapp = entry.config.kind { return true }
-        return false
-      } ?? false
+    // when a Cloud API provider may send it (Herald then takes in the messages that open the
+    // window; with gateways of other kinds only, Herald does not see them).
+    let cloudAPI = providers.candidates(for: "whatsapp").contains { entry in
+      if case .whatsapp = entry.config.kind { return true }
+      return false
+    }
     let freeText = cloudAPI ? sending.filter { $0.message.channel == "whatsapp" && $0.message.payload?.whatsapp == nil } : []
     if !freeText.isEmpty {
       let lastInbound = try await store.lastWhatsAppInbound(from: Array(Set(freeText.map(\.message.recipient))))

@@ -601,7 +601,8 @@ enum DataChecks {
           SELECT m.id::text, m.recipient FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
           WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
             AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
-            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed)
+            OR (m.channel = 'push' AND s.push_unsubscribed_at IS NOT NULL) OR s.status <> 'active')
           """,
         describe: { "\($0) queued campaign messages are for subscribers who withdrew consent (or are no longer active)" },
         suggested: "cancel them: unsubscribing wins over any later send",
@@ -613,7 +614,8 @@ enum DataChecks {
               FROM campaign.subscribers s
               WHERE s.id = m.subscriber_id AND m.status = 'queued' AND m.campaign_id IS NOT NULL
                 AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
-            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed)
+            OR (m.channel = 'push' AND s.push_unsubscribed_at IS NOT NULL) OR s.status <> 'active')
               RETURNING m.id
             )
             INSERT INTO delivery.delivery_events (message_id, status, detail)
@@ -624,7 +626,8 @@ enum DataChecks {
             SELECT m.* FROM delivery.messages m JOIN campaign.subscribers s ON s.id = m.subscriber_id
             WHERE m.status = 'queued' AND m.campaign_id IS NOT NULL
               AND ((m.channel = 'email' AND NOT s.email_subscribed) OR (m.channel = 'sms' AND NOT s.sms_subscribed)
-            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed) OR s.status <> 'active')
+            OR (m.channel = 'whatsapp' AND NOT s.whatsapp_subscribed)
+            OR (m.channel = 'push' AND s.push_unsubscribed_at IS NOT NULL) OR s.status <> 'active')
             """, needsReview: false, risk: "low")),
       DataCheck(
         check: "sync.count_mismatch", component: "sync", severity: .medium, category: .sync, object: "sync.records",

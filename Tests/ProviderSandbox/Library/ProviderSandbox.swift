@@ -330,9 +330,15 @@ package final class ProviderSandbox: Sendable {
       let statuses = ["sent", "delivered"] + (whatsapp.readReceipts ? ["read"] : [])
       Task {
         for status in statuses {
-          try? await self.postWebhook([
-            "statuses": [["id": id, "status": status, "timestamp": String(Int(Date().timeIntervalSince1970)), "recipient_id": to]]
-          ])
+          // As Meta does, a webhook the receiver did not take (5xx, or no answer) is sent again.
+          for _ in 0..<120 {
+            let code =
+              (try? await self.postWebhook([
+                "statuses": [["id": id, "status": status, "timestamp": String(Int(Date().timeIntervalSince1970)), "recipient_id": to]]
+              ])) ?? 0
+            if (200..<500).contains(code) { break }
+            try? await Task.sleep(for: .milliseconds(250))
+          }
         }
       }
     }

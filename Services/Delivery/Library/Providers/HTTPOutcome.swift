@@ -36,7 +36,16 @@ enum HTTPOutcome {
     {
       return .temporary(text)
     }
-    if error is NIOConnectionError || error is NIOSSLError { return .temporary(text) }
+    if error is NIOConnectionError { return .temporary(text) }
+    if let tls = error as? NIOSSLError {
+      // Before any request byte: the handshake and the certificate. A TLS error later (an
+      // unclean shutdown mid-answer) may follow a request the service took.
+      switch tls {
+      case .handshakeFailed, .unableToValidateCertificate, .noCertificateToValidate, .cannotMatchULabel, .failedToLoadCertificate:
+        return .temporary(text)
+      default: break
+      }
+    }
     if let channel = error as? ChannelError, case .connectTimeout = channel { return .temporary(text) }
     if let io = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(io.errnoCode) { return .temporary(text) }
     return .ambiguous(text)
@@ -76,6 +85,8 @@ enum HTTPOutcome {
     do {
       body = String(buffer: try await response.body.collect(upTo: 1 << 20))
     } catch {
+      // Taken (2xx) by a service that would take a second copy too: sent, without its id.
+      if !idempotent, (200..<300).contains(response.status.code) { return nil }
       throw .temporary("\(provider) answered \(response.status.code) but its body could not be read: \(error)")
     }
     guard (200..<300).contains(response.status.code) else {

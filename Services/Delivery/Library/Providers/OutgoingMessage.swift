@@ -42,9 +42,15 @@ package struct OutgoingMessage: Sendable, Equatable {
     self.campaignID = campaignID
   }
 
-  /// The part after the last `@` of an e-mail address (lower-cased), or the country prefix of a
-  /// phone number's first digits; the rate limits' recipient-domain layer.
+  /// The rate limits' recipient-domain layer: the part after the last `@` of an e-mail address
+  /// (lower-cased), a phone number's first digits (its country prefix), the same with `whatsapp:`
+  /// before it for WhatsApp (kept apart from the number's texts), and `push:` and the platform
+  /// for a push (a token says nothing more).
   package var recipientDomain: String {
-    MailAddress.domain(of: recipient) ?? String(recipient.prefix(3))
+    switch channel {
+    case "push": "push:" + (payload?.push?.platform ?? "unknown")
+    case "whatsapp": "whatsapp:" + recipient.prefix(3)
+    default: MailAddress.domain(of: recipient) ?? String(recipient.prefix(3))
+    }
   }
 }

@@ -72,7 +72,9 @@ package struct ProviderConfig: Sendable, Equatable {
     }
     func pem(_ text: String, _ name: String) throws(RPCError) -> String? {
       guard !text.isEmpty else { return nil }
-      guard text.contains("-----BEGIN CERTIFICATE-----") else { throw invalid(name, "is not a PEM certificate") }
+      guard text.contains("-----BEGIN CERTIFICATE-----"), ProviderTLS.configuration(trusting: text) != nil else {
+        throw invalid(name, "is not a PEM certificate that parses")
+      }
       return text
     }
 
@@ -403,11 +405,16 @@ package struct ProviderConfig: Sendable, Equatable {
     let kind = "the providers file"
     let file = try ConfigFile.load(Herald_Delivery_V1_ProvidersFile.self, path: path, kind: kind)
     var seen = Set<String>()
+    var earlier: [ProviderConfig] = []
     let providers = try ConfigFile.entries(file.providers, path: path, kind: kind) { (index, provider) throws(RPCError) in
       let config = try ProviderConfig(validating: provider, field: "providers[\(index)]")
       guard seen.insert(config.name).inserted else {
         throw RPCError.field("providers[\(index)].name", .invalidArgument, "providers[\(index)].name '\(config.name)' appears twice")
       }
+      if let conflict = config.keyVariableConflict(with: earlier) {
+        throw RPCError.field("providers[\(index)].\(conflict.field)", .invalidArgument, "providers[\(index)].\(conflict.message)")
+      }
+      earlier.append(config)
       return config
     }
     let schedules = try ConfigFile.entries(file.warmupSchedules, path: path, kind: kind) { (index, schedule) throws(RPCError) in

@@ -5761,8 +5761,12 @@ extension OpenAPIDocument {
                   "resubscribe_source": {
                     "type": "string",
                     "maxLength": 200,
-                    "pattern": "^[^\\x00-\\x1f\\x7f]*$",
-                    "description": "After an unsubscribe from push, a registered token stays retired (reason unsubscribed) unless this says where the person turned notifications back on (e.g. \"app-settings\"): then the unsubscribe is lifted, recorded as consent with this source, and the token is live. One line of at most 200 characters."
+                    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+                    "description": "After an unsubscribe from push, a registered token stays retired (reason unsubscribed) unless this says where the person turned notifications back on (e.g. \"app-settings\"): then the unsubscribe is lifted, recorded as consent with this source, and the token is live. One line of at most 200 characters.",
+                    "not": {
+                      "pattern": "[\\x00-\\x1f\\x7f-\\x9f]"
+                    },
+                    "x-message": "must be one line without control characters"
                   }
                 },
                 "required": ["platform", "token"],

@@ -17,28 +17,43 @@ struct ProviderWebhookRoute: Sendable {
   func register(on router: some RouterMethods<GatewayRequestContext>) {
     let delivery = self.delivery
     router.post(RouterPath(RESTRouter.hummingbirdPath(Self.path))) { request, context in
-      guard let signature = request.headers[Self.signature], !signature.isEmpty else {
-        throw Problem.unauthorized("the webhook is not signed: send X-Herald-Signature")
-      }
-      var request = request
-      let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
+      let signed = try await SignedWebhook(request, context: context, path: Self.path, header: Self.signature)
       var forwarded = Herald_Delivery_V1_IngestProviderWebhookRequest()
-      let provider = context.parameters.get(RESTRouter.pathVariables(Self.path)[0].parameter) ?? ""
-      forwarded.provider = provider.removingPercentEncoding ?? provider
-      forwarded.body = Data(body.readableBytesView)
-      forwarded.signature = signature
-      // The signature first: a body that is not JSON is only verified (a badly signed request is
-      // 401 whatever its media type), then refused.
-      var mediaType: (any Error)?
-      do {
-        if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
-      } catch {
-        mediaType = error
-      }
-      forwarded.verifyOnly = mediaType != nil
+      forwarded.provider = signed.provider
+      forwarded.body = signed.body
+      forwarded.signature = signed.signature
+      forwarded.verifyOnly = signed.mediaType != nil
       let result = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestProviderWebhook(forwarded) }
-      if let mediaType { throw mediaType }
+      if let mediaType = signed.mediaType { throw mediaType }
       return try ProtoJSON.response(result)
+    }
+  }
+}
+
+/// A provider's webhook as the public routes take it: its signature header (401 without one),
+/// the provider's name from the path, the body as it came, and, for a body that is not JSON, the
+/// error to answer once the delivery service has checked the signature (a badly signed request
+/// is 401 whatever its media type; a well signed one of another type is then refused).
+struct SignedWebhook {
+  var provider: String
+  var body: Data
+  var signature: String
+  var mediaType: (any Error)?
+
+  init(_ request: Request, context: GatewayRequestContext, path: String, header: HTTPField.Name) async throws {
+    guard let signature = request.headers[header], !signature.isEmpty else {
+      throw Problem.unauthorized("the webhook is not signed: send \(header.rawName)")
+    }
+    var request = request
+    let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
+    let provider = context.parameters.get(RESTRouter.pathVariables(path)[0].parameter) ?? ""
+    self.provider = provider.removingPercentEncoding ?? provider
+    self.body = Data(body.readableBytesView)
+    self.signature = signature
+    do {
+      if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
+    } catch {
+      mediaType = error
     }
   }
 }

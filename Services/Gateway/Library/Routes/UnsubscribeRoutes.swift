@@ -179,7 +179,7 @@ struct UnsubscribeRoutes: Sendable {
       let what =
         switch done {
         case .sms: "text messages"
-        case .all: "e-mail and text messages"
+        case .all: "any of our messages"
         default: "e-mail"
         }
       content += "<p role=\"status\">Done: you will no longer receive \(what) from us.</p>\n"

@@ -34,26 +34,14 @@ struct WhatsAppWebhookRoute: Sendable {
       return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: result.challenge)))
     }
     router.post(path) { request, context in
-      guard let signature = request.headers[Self.signature], !signature.isEmpty else {
-        throw Problem.unauthorized("the webhook is not signed: send X-Hub-Signature-256")
-      }
-      var request = request
-      let body = try await request.collectBody(upTo: ProtoJSON.maxBody)
+      let signed = try await SignedWebhook(request, context: context, path: Self.path, header: Self.signature)
       var forwarded = Herald_Delivery_V1_IngestWhatsAppWebhookRequest()
-      let provider = context.parameters.get(parameter) ?? ""
-      forwarded.provider = provider.removingPercentEncoding ?? provider
-      forwarded.body = Data(body.readableBytesView)
-      forwarded.signature = signature
-      // The signature first (see ProviderWebhookRoute).
-      var mediaType: (any Error)?
-      do {
-        if body.readableBytes > 0 { try ProtoJSON.requireJSON(request) }
-      } catch {
-        mediaType = error
-      }
-      forwarded.verifyOnly = mediaType != nil
+      forwarded.provider = signed.provider
+      forwarded.body = signed.body
+      forwarded.signature = signed.signature
+      forwarded.verifyOnly = signed.mediaType != nil
       let result = try await ProtoJSON.call("delivery") { [forwarded] in try await delivery.ingestWhatsAppWebhook(forwarded) }
-      if let mediaType { throw mediaType }
+      if let mediaType = signed.mediaType { throw mediaType }
       return try ProtoJSON.response(result)
     }
   }

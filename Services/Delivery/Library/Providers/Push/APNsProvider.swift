@@ -76,28 +76,20 @@ final class RenewingToken: Sendable {
 /// token authentication: an ES256 JWT, made again every 50 minutes (APNs refuses one older than
 /// an hour, and one made more often than every 20 minutes).
 package struct APNsProvider: DeliveryProvider {
-  let name: String
   let settings: APNsSettings
-  let client: HTTPClient
+  let endpoint: ProviderEndpoint
   let token = RenewingToken()
-  /// The `HERALD_PROVIDER_*` variables (`ProviderKey`).
-  let keys: [String: String]
-  let tls: TLSConfiguration?
+  var name: String { endpoint.name }
 
-  package init(
-    name: String, settings: APNsSettings, client: HTTPClient, keys: [String: String]
-  ) {
-    self.name = name
+  package init(name: String, settings: APNsSettings, client: HTTPClient, keys: [String: String]) {
     self.settings = settings
-    self.client = client
-    self.keys = keys
-    self.tls = ProviderTLS.configuration(trusting: settings.trustedCAPEM)
+    self.endpoint = ProviderEndpoint(name: name, client: client, keys: keys, trustedCAPEM: settings.trustedCAPEM)
   }
 
   /// The provider JWT: header kid (key id), claims iss (team id) and iat.
   func providerToken() async throws(SendFailure) -> String {
     try await token.value { () throws(SendFailure) in
-      let pem = try ProviderKey.read(settings.privateKeyVariable, holding: "PRIVATE KEY", from: keys)
+      let pem = try ProviderKey.read(settings.privateKeyVariable, holding: "PRIVATE KEY", from: endpoint.keys)
       do {
         let key = try P256.Signing.PrivateKey(pemRepresentation: pem)
         let jwt = try JWT.es256(
@@ -114,9 +106,7 @@ package struct APNsProvider: DeliveryProvider {
       throw .permanent("\(name) sends APNs notifications only; this message is not one")
     }
     let jwt = try await providerToken()
-    var request = HTTPClientRequest(url: "\(settings.url)/3/device/\(message.recipient)")
-    request.method = .POST
-    request.tlsConfiguration = tls
+    var request = endpoint.post("\(settings.url)/3/device/\(message.recipient)")
     request.headers.add(name: "authorization", value: "bearer \(jwt)")
     request.headers.add(name: "apns-topic", value: settings.topic)
     request.headers.add(name: "apns-push-type", value: "alert")
@@ -128,13 +118,8 @@ package struct APNsProvider: DeliveryProvider {
     request.headers.add(name: "content-type", value: "application/json")
     request.body = .bytes(ByteBuffer(bytes: try Self.payload(message, push)))
 
-    let response: HTTPClientResponse
-    do {
-      response = try await client.execute(request, timeout: settings.timeout)
-    } catch {
-      throw HTTPOutcome.noAnswer(error, provider: name)
-    }
-    let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
+    let response = try await endpoint.execute(request, timeout: settings.timeout)
+    let body = response.body
     if response.status == .ok {
       return response.headers.first(name: "apns-id") ?? message.id.uuidString.lowercased()
     }
@@ -142,9 +127,14 @@ package struct APNsProvider: DeliveryProvider {
       ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any])?["reason"] as? String ?? body.prefix(200).description
     let text = "\(name) answered \(response.status.code): \(reason)"
     switch (response.status.code, reason) {
-    case (410, _), (400, "BadDeviceToken"), (400, "DeviceTokenNotForTopic"):
-      // The token is no longer (or never was) the app's on a device: retire it.
+    case (410, _):
+      // The token is no longer active for the topic (the app was uninstalled): retire it.
       throw .recipientRejected("device token refused: \(text)")
+    case (400, "BadDeviceToken"), (400, "DeviceTokenNotForTopic"):
+      // A token of the other environment (api.sandbox.push.apple.com, development builds) or of
+      // another app: most often the provider's url or topic is wrong, not the token. Failed, and
+      // counted against the provider, but the token is kept.
+      throw .permanent("\(text) (check the provider's url: production or sandbox, and its topic)")
     case (403, "ExpiredProviderToken"), (403, "InvalidProviderToken"):
       token.drop(jwt)
       throw .temporary(text)

@@ -23,22 +23,14 @@ package struct FCMSettings: Sendable, Equatable {
 package struct FCMProvider: DeliveryProvider {
   static let scope = "https://www.googleapis.com/auth/firebase.messaging"
 
-  let name: String
   let settings: FCMSettings
-  let client: HTTPClient
+  let endpoint: ProviderEndpoint
   let accessToken = RenewingToken()
-  /// The `HERALD_PROVIDER_*` variables (`ProviderKey`).
-  let keys: [String: String]
-  let tls: TLSConfiguration?
+  var name: String { endpoint.name }
 
-  package init(
-    name: String, settings: FCMSettings, client: HTTPClient, keys: [String: String]
-  ) {
-    self.name = name
+  package init(name: String, settings: FCMSettings, client: HTTPClient, keys: [String: String]) {
     self.settings = settings
-    self.client = client
-    self.keys = keys
-    self.tls = ProviderTLS.configuration(trusting: settings.trustedCAPEM)
+    self.endpoint = ProviderEndpoint(name: name, client: client, keys: keys, trustedCAPEM: settings.trustedCAPEM)
   }
 
   /// The parts of a service account's JSON key that the grant uses.
@@ -50,7 +42,7 @@ package struct FCMProvider: DeliveryProvider {
 
   func serviceAccount() throws(SendFailure) -> ServiceAccount {
     let variable = settings.serviceAccountVariable
-    let text = try ProviderKey.read(variable, holding: "private_key", from: keys)
+    let text = try ProviderKey.read(variable, holding: "private_key", from: endpoint.keys)
     guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
       let email = object["client_email"] as? String, let pem = object["private_key"] as? String,
       let tokenURI = object["token_uri"] as? String, URL(string: tokenURI)?.host != nil
@@ -78,13 +70,12 @@ package struct FCMProvider: DeliveryProvider {
       } catch {
         throw .temporary("\(name): the token request could not be signed: \(error)")
       }
-      var request = HTTPClientRequest(url: account.tokenURI)
-      request.method = .POST
-      request.tlsConfiguration = tls
+      var request = endpoint.post(account.tokenURI)
       request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
       request.body = .bytes(
         ByteBuffer(string: "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(assertion)"))
-      guard let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: "\(name) (token)"),
+      guard
+        let object = try await HTTPOutcome.send(request, client: endpoint.client, timeout: settings.timeout, provider: "\(name) (token)"),
         let token = object["access_token"] as? String, !token.isEmpty
       else {
         throw .temporary("\(name): the token endpoint answered no access_token")
@@ -99,20 +90,13 @@ package struct FCMProvider: DeliveryProvider {
       throw .permanent("\(name) sends FCM notifications only; this message is not one")
     }
     let bearer = try await token()
-    var request = HTTPClientRequest(url: "\(settings.url)/v1/projects/\(settings.projectID)/messages:send")
-    request.method = .POST
-    request.tlsConfiguration = tls
+    var request = endpoint.post("\(settings.url)/v1/projects/\(settings.projectID)/messages:send")
     request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
     request.headers.add(name: "Content-Type", value: "application/json")
     request.body = .bytes(ByteBuffer(bytes: try Self.payload(message, push)))
 
-    let response: HTTPClientResponse
-    do {
-      response = try await client.execute(request, timeout: settings.timeout)
-    } catch {
-      throw HTTPOutcome.noAnswer(error, provider: name)
-    }
-    let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
+    let response = try await endpoint.execute(request, timeout: settings.timeout)
+    let body = response.body
     let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
     if (200..<300).contains(response.status.code) {
       return object?["name"] as? String

@@ -1,5 +1,8 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
+import NIOCore
+import NIOHTTP1
 import NIOSSL
 import _CryptoExtras
 
@@ -90,5 +93,44 @@ enum ProviderTLS {
     var configuration = TLSConfiguration.makeClientConfiguration()
     configuration.additionalTrustRoots = [.certificates(certificates)]
     return configuration
+  }
+}
+
+/// What the push and WhatsApp providers share: their name, the process's HTTP client, the TLS
+/// that trusts their `trusted_ca_pem`, and the `HERALD_PROVIDER_*` variables their keys are in.
+struct ProviderEndpoint: Sendable {
+  let name: String
+  let client: HTTPClient
+  let keys: [String: String]
+  let tls: TLSConfiguration?
+
+  init(name: String, client: HTTPClient, keys: [String: String], trustedCAPEM: String?) {
+    self.name = name
+    self.client = client
+    self.keys = keys
+    self.tls = ProviderTLS.configuration(trusting: trustedCAPEM)
+  }
+
+  /// A POST to `url` over this provider's TLS.
+  func post(_ url: String) -> HTTPClientRequest {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.tlsConfiguration = tls
+    return request
+  }
+
+  /// Sends `request`; the answer's status, headers and body (at most 64 KiB). No answer is
+  /// `HTTPOutcome.noAnswer`: temporary when the request never left, else ambiguous.
+  func execute(
+    _ request: HTTPClientRequest, timeout: TimeAmount
+  ) async throws(SendFailure) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: String) {
+    let response: HTTPClientResponse
+    do {
+      response = try await client.execute(request, timeout: timeout)
+    } catch {
+      throw HTTPOutcome.noAnswer(error, provider: name)
+    }
+    let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
+    return (response.status, response.headers, body)
   }
 }

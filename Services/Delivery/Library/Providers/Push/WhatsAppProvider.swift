@@ -21,34 +21,23 @@ package struct WhatsAppSettings: Sendable, Equatable {
 /// WhatsApp Business in the Cloud API's shape: `POST {url}/{phone-number-id}/messages` with a
 /// bearer token; a template message (name, language, the body's parameters) or free text.
 package struct WhatsAppProvider: DeliveryProvider {
-  let name: String
   let settings: WhatsAppSettings
-  let client: HTTPClient
-  /// The `HERALD_PROVIDER_*` variables (`ProviderKey`).
-  let keys: [String: String]
-  let tls: TLSConfiguration?
+  let endpoint: ProviderEndpoint
+  var name: String { endpoint.name }
 
-  package init(
-    name: String, settings: WhatsAppSettings, client: HTTPClient,
-    keys: [String: String]
-  ) {
-    self.name = name
+  package init(name: String, settings: WhatsAppSettings, client: HTTPClient, keys: [String: String]) {
     self.settings = settings
-    self.client = client
-    self.keys = keys
-    self.tls = ProviderTLS.configuration(trusting: settings.trustedCAPEM)
+    self.endpoint = ProviderEndpoint(name: name, client: client, keys: keys, trustedCAPEM: settings.trustedCAPEM)
   }
 
   package func send(_ message: OutgoingMessage) async throws(SendFailure) -> String? {
-    let token = try ProviderKey.bearer(settings.accessTokenVariable, from: keys)
-    var request = HTTPClientRequest(url: "\(settings.url)/\(settings.phoneNumberID)/messages")
-    request.method = .POST
-    request.tlsConfiguration = tls
+    let token = try ProviderKey.bearer(settings.accessTokenVariable, from: endpoint.keys)
+    var request = endpoint.post("\(settings.url)/\(settings.phoneNumberID)/messages")
     request.headers.add(name: "Authorization", value: "Bearer \(token)")
     request.headers.add(name: "Content-Type", value: "application/json")
     request.body = .bytes(ByteBuffer(bytes: try Self.payload(message)))
     // {"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid...."}]}
-    let object = try await HTTPOutcome.send(request, client: client, timeout: settings.timeout, provider: name, idempotent: false)
+    let object = try await HTTPOutcome.send(request, client: endpoint.client, timeout: settings.timeout, provider: name, idempotent: false)
     return ((object?["messages"] as? [[String: Any]])?.first?["id"] as? String)
   }
 
