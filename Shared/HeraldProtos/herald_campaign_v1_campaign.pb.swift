@@ -412,6 +412,10 @@ public nonisolated struct Herald_Campaign_V1_CreateSubscriberRequest: Sendable {
   /// Clears the value of `whatsappConsent`. Subsequent reads from it will return its default value.
   public mutating func clearWhatsappConsent() {self._whatsappConsent = nil}
 
+  /// Devices' push tokens, registered with the subscriber (as RegisterPushToken does; imports
+  /// carry them from another platform). At most 20.
+  public var pushTokens: [Herald_Campaign_V1_PushTokenInput] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -419,6 +423,25 @@ public nonisolated struct Herald_Campaign_V1_CreateSubscriberRequest: Sendable {
   fileprivate var _emailConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _smsConsent: Herald_Campaign_V1_ConsentInput? = nil
   fileprivate var _whatsappConsent: Herald_Campaign_V1_ConsentInput? = nil
+}
+
+public nonisolated struct Herald_Campaign_V1_PushTokenInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// apns or fcm.
+  public var platform: String = String()
+
+  /// 16 to 4,096 letters, digits, colons, dashes or underscores.
+  public var token: String = String()
+
+  /// The app's bundle id or package name.
+  public var appID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Herald_Campaign_V1_GetSubscriberRequest: Sendable {
@@ -4244,7 +4267,7 @@ nonisolated extension Herald_Campaign_V1_ConsentInput: SwiftProtobuf.Message, Sw
 
 nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateSubscriberRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}whatsapp\0\u{3}whatsapp_consent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}phone\0\u{3}first_name\0\u{3}last_name\0\u{3}attributes_json\0\u{3}email_consent\0\u{3}sms_consent\0\u{1}whatsapp\0\u{3}whatsapp_consent\0\u{3}push_tokens\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4261,6 +4284,7 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
       case 7: try { try decoder.decodeSingularMessageField(value: &self._smsConsent) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.whatsapp) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._whatsappConsent) }()
+      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.pushTokens) }()
       default: break
       }
     }
@@ -4298,6 +4322,9 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
     try { if let v = self._whatsappConsent {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
+    if !self.pushTokens.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.pushTokens, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4311,6 +4338,47 @@ nonisolated extension Herald_Campaign_V1_CreateSubscriberRequest: SwiftProtobuf.
     if lhs._smsConsent != rhs._smsConsent {return false}
     if lhs.whatsapp != rhs.whatsapp {return false}
     if lhs._whatsappConsent != rhs._whatsappConsent {return false}
+    if lhs.pushTokens != rhs.pushTokens {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Herald_Campaign_V1_PushTokenInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PushTokenInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}platform\0\u{1}token\0\u{3}app_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.platform) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.appID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.platform.isEmpty {
+      try visitor.visitSingularStringField(value: self.platform, fieldNumber: 1)
+    }
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 2)
+    }
+    if !self.appID.isEmpty {
+      try visitor.visitSingularStringField(value: self.appID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Herald_Campaign_V1_PushTokenInput, rhs: Herald_Campaign_V1_PushTokenInput) -> Bool {
+    if lhs.platform != rhs.platform {return false}
+    if lhs.token != rhs.token {return false}
+    if lhs.appID != rhs.appID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

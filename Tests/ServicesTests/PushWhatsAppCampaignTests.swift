@@ -474,6 +474,14 @@ import Testing
             $0.email = "hal@example.com"
             $0.whatsapp = Self.cy
             $0.whatsappConsent = .with { $0.subscribed = true }
+            // Tokens exported from another platform come along.
+            $0.pushTokens = [
+              .with {
+                $0.platform = "fcm"
+                $0.token = "hal-phone:APA91bImported"
+                $0.appID = "dev.herald.shop"
+              }
+            ]
           }
         },
         // Dora has a number already: a row cannot change it (its consent would go to the old one).
@@ -490,8 +498,36 @@ import Testing
       #expect(report.created == 1 && report.failed == 2)
       #expect(report.errors.map(\.field) == ["whatsapp", "whatsapp"] && report.errors.map(\.row) == [2, 4])
       #expect(report.errors.last?.message == "the subscriber has another whatsapp number")
-      let hal = try await campaign.lookupSubscribers(.with { $0.emails = ["hal@example.com"] }).subscribers.first
-      #expect(hal?.whatsapp == Self.cy && hal?.whatsappConsent.source == "import")
+      let hal = try #require(try await campaign.lookupSubscribers(.with { $0.emails = ["hal@example.com"] }).subscribers.first)
+      #expect(hal.whatsapp == Self.cy && hal.whatsappConsent.source == "import")
+      let halTokens = try await campaign.getSubscriber(.with { $0.id = hal.id }).pushTokens
+      #expect(halTokens.map(\.token) == ["hal-phone:APA91bImported"] && halTokens.first?.retiredReason.isEmpty == true)
+      // A subscriber made with its devices; a bad token is refused naming it.
+      let ivy = try await campaign.createSubscriber(
+        .with {
+          $0.email = "ivy@example.com"
+          $0.pushTokens = [
+            .with {
+              $0.platform = "apns"
+              $0.token = String(repeating: "d4", count: 32)
+            }
+          ]
+        })
+      #expect(try await campaign.getSubscriber(.with { $0.id = ivy.id }).pushTokens.map(\.platform) == ["apns"])
+      await #expect {
+        _ = try await campaign.createSubscriber(
+          .with {
+            $0.email = "joe@example.com"
+            $0.pushTokens = [
+              .with {
+                $0.platform = "apns"
+                $0.token = "tiny"
+              }
+            ]
+          })
+      } throws: { error in
+        (error as? RPCError)?.message.hasPrefix("push_tokens[0].token must be the device token") == true
+      }
     }
   }
 }

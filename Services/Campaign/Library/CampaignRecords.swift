@@ -57,6 +57,15 @@ package struct NewSubscriber: Sendable {
   package var smsConsentSource: String?
   package var whatsapp: String? = nil
   package var whatsappConsentSource: String? = nil
+  /// Devices' push tokens to register with it.
+  package var pushTokens: [NewPushToken] = []
+}
+
+/// A checked push token to register.
+package struct NewPushToken: Sendable, Equatable {
+  package var platform: String
+  package var token: String
+  package var appID: String
 }
 
 /// One change of consent, kept forever as proof (SPEC §2: provenance of every consent).

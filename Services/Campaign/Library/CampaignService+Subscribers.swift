@@ -287,6 +287,25 @@ extension CampaignService {
       }
       return source
     }
+    guard request.pushTokens.count <= 20 else {
+      throw .init(field: "push_tokens", message: "push_tokens holds \(request.pushTokens.count); at most 20")
+    }
+    var tokens: [NewPushToken] = []
+    for (index, token) in request.pushTokens.enumerated() {
+      let field = "push_tokens[\(index)]"
+      guard ["apns", "fcm"].contains(token.platform) else {
+        throw .init(field: "\(field).platform", message: "\(field).platform must be apns or fcm")
+      }
+      guard token.token.utf8.count <= 4096, token.token.wholeMatch(of: /[A-Za-z0-9:_-]{16,}/) != nil else {
+        throw .init(
+          field: "\(field).token",
+          message: "\(field).token must be the device token the platform gave: 16 to 4,096 letters, digits, colons, dashes or underscores")
+      }
+      guard token.appID.wholeMatch(of: /[A-Za-z0-9._-]{0,255}/) != nil else {
+        throw .init(field: "\(field).app_id", message: "\(field).app_id must be a bundle id or package name such as com.example.shop")
+      }
+      tokens.append(NewPushToken(platform: token.platform, token: token.token, appID: token.appID))
+    }
     return NewSubscriber(
       email: email, phone: phone,
       firstName: try SubscriberValidation.name(request.firstName, field: "first_name"),
@@ -294,7 +313,8 @@ extension CampaignService {
       attributesJSON: try SubscriberValidation.attributes(request.attributesJson),
       emailConsentSource: try source(request.emailConsent, channel: "email", contact: email),
       smsConsentSource: try source(request.smsConsent, channel: "sms", contact: phone),
-      whatsapp: whatsapp, whatsappConsentSource: try source(request.whatsappConsent, channel: "whatsapp", contact: whatsapp))
+      whatsapp: whatsapp, whatsappConsentSource: try source(request.whatsappConsent, channel: "whatsapp", contact: whatsapp),
+      pushTokens: tokens)
   }
 
   /// The field holding the contact a channel's consent needs.

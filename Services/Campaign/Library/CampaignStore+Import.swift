@@ -101,6 +101,8 @@ extension CampaignStore {
       }
     }
     var claimedNumbers = Set<String>()
+    // Devices' push tokens of the rows created or updated, registered once those are written.
+    var tokens: [(subscriber: UUID, token: NewPushToken)] = []
     for (index, row) in rows.enumerated() {
       let new = row.subscriber
       let byItsEmail = new.email.flatMap { byEmail[$0] }
@@ -182,6 +184,7 @@ extension CampaignStore {
         }
         members.append(id)
         outcomes[index] = .created
+        tokens += new.pushTokens.map { (id, $0) }
       }
     }
 
@@ -234,8 +237,12 @@ extension CampaignStore {
           SELECT id, \(channel), true, source, now() FROM granted
           """, logger: logger)
       }
-      for (index, _) in updating { outcomes[index] = .updated }
+      for (index, existing) in updating {
+        outcomes[index] = .updated
+        tokens += rows[index].subscriber.pushTokens.map { (existing.id, $0) }
+      }
     }
+    try await registerPushTokens(tokens, on: connection)
 
     if let list = options.listID, !members.isEmpty {
       let joined = try await connection.query(

@@ -84,6 +84,31 @@ extension CampaignStore {
     }
   }
 
+  /// Registers tokens given with subscribers (a create, an import), in the caller's transaction:
+  /// as RegisterPushToken does (a token moves to its new subscriber; a subscriber unsubscribed
+  /// from push gets it retired). Of one token given twice, the last counts.
+  func registerPushTokens(_ tokens: [(subscriber: UUID, token: NewPushToken)], on connection: PostgresConnection) async throws {
+    var last: [String: Int] = [:]
+    for (index, item) in tokens.enumerated() { last[item.token.platform + ":" + item.token.token] = index }
+    let kept = tokens.indices.filter { last[tokens[$0].token.platform + ":" + tokens[$0].token.token] == $0 }.map { tokens[$0] }
+    guard !kept.isEmpty else { return }
+    try await connection.query(
+      """
+      INSERT INTO campaign.push_tokens (subscriber_id, platform, token, app_id, retired_at, retired_reason)
+      SELECT t.subscriber_id, t.platform, t.token, t.app_id,
+        CASE WHEN s.push_unsubscribed_at IS NOT NULL THEN now() END,
+        CASE WHEN s.push_unsubscribed_at IS NOT NULL THEN 'unsubscribed' END
+      FROM unnest(
+        \(kept.map(\.subscriber))::uuid[], \(kept.map(\.token.platform))::text[], \(kept.map(\.token.token))::text[],
+        \(kept.map(\.token.appID))::text[]
+      ) AS t(subscriber_id, platform, token, app_id)
+      JOIN campaign.subscribers s ON s.id = t.subscriber_id
+      ON CONFLICT (platform, token) DO UPDATE SET
+        subscriber_id = EXCLUDED.subscriber_id, app_id = EXCLUDED.app_id, last_seen_at = now(),
+        retired_at = EXCLUDED.retired_at, retired_reason = EXCLUDED.retired_reason
+      """, logger: logger)
+  }
+
   /// Retires one of the subscriber's tokens (a retired one stays as it was); nil when the
   /// subscriber has no token with that id.
   package func retirePushToken(subscriber: UUID, token id: UUID, reason: String) async throws -> PushTokenRecord? {

@@ -47,6 +47,7 @@ extension CampaignStore {
           try await insertConsentEvent(
             ConsentEvent(channel: channel, subscribed: true, source: source, occurredAt: at), for: record.id, on: connection)
         }
+        try await self.registerPushTokens(subscriber.pushTokens.map { (record.id, $0) }, on: connection)
         return record
       }
     } catch  where error.sqlState == "23505" {

@@ -220,6 +220,15 @@ package struct ImportReader {
       case "email_consent_source": subscriber.emailConsent.source = value
       case "sms_consent_source": subscriber.smsConsent.source = value
       case "whatsapp_consent_source": subscriber.whatsappConsent.source = value
+      // One device's push token a row (columns push_platform, push_token, push_app_id).
+      case "push_platform", "push_token", "push_app_id":
+        guard !value.isEmpty else { continue }
+        if subscriber.pushTokens.isEmpty { subscriber.pushTokens = [Herald_Campaign_V1_PushTokenInput()] }
+        switch name {
+        case "push_platform": subscriber.pushTokens[0].platform = value
+        case "push_token": subscriber.pushTokens[0].token = value
+        default: subscriber.pushTokens[0].appID = value
+        }
       default:
         if !value.isEmpty { attributes[name] = value }
       }
@@ -254,6 +263,29 @@ package struct ImportReader {
       case ("first_name", .string(let text)): subscriber.firstName = text
       case ("last_name", .string(let text)): subscriber.lastName = text
       case ("attributes", .object): subscriber.attributesJson = value.text
+      case ("push_tokens", .array(let items)):
+        // [{"platform": "apns", "token": "...", "app_id": "..."}]
+        for (index, item) in items.enumerated() {
+          var token = Herald_Campaign_V1_PushTokenInput()
+          guard case .object(let fields) = item else {
+            return failed(line: line, field: "push_tokens[\(index)]", "push_tokens[\(index)] must be an object with platform and token")
+          }
+          for (name, value) in fields {
+            guard case .string(let text) = value, ["platform", "token", "app_id"].contains(name) else {
+              return failed(
+                line: line, field: "push_tokens[\(index)].\(name)",
+                "push_tokens[\(index)].\(name) is not a string field of a push token (platform, token, app_id)")
+            }
+            switch name {
+            case "platform": token.platform = text
+            case "token": token.token = text
+            default: token.appID = text
+            }
+          }
+          subscriber.pushTokens.append(token)
+        }
+      case ("push_tokens", _):
+        return failed(line: line, field: key, "push_tokens must be an array of {\"platform\", \"token\", \"app_id\"}")
       case ("attributes_json", .string(let text)): subscriber.attributesJson = text
       case ("email_consent", _), ("sms_consent", _), ("whatsapp_consent", _):
         var consent = Herald_Campaign_V1_ConsentInput()

@@ -9746,6 +9746,14 @@ extension OpenAPIDocument {
           },
           "whatsapp_consent": {
             "$ref": "#/components/schemas/campaign.v1.ConsentInput"
+          },
+          "push_tokens": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/campaign.v1.PushTokenInput"
+            },
+            "maxItems": 20,
+            "description": "Devices' push tokens, registered with the subscriber (as RegisterPushToken does; imports carry them from another platform). At most 20."
           }
         },
         "additionalProperties": false,
@@ -11308,6 +11316,28 @@ extension OpenAPIDocument {
             "type": "string"
           }
         },
+        "additionalProperties": false
+      },
+      "campaign.v1.PushTokenInput": {
+        "type": "object",
+        "properties": {
+          "platform": {
+            "type": "string",
+            "enum": ["apns", "fcm"],
+            "description": "apns or fcm."
+          },
+          "token": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9:_-]{16,4096}$",
+            "description": "16 to 4,096 letters, digits, colons, dashes or underscores."
+          },
+          "app_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{0,255}$",
+            "description": "The app's bundle id or package name."
+          }
+        },
+        "required": ["platform", "token"],
         "additionalProperties": false
       },
       "campaign.v1.QuietHours": {
