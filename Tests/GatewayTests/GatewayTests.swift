@@ -765,6 +765,37 @@ import Testing
     #expect(oversized[1].subscriber.email == "b@example.com" && oversized[1].row == 2)
   }
 
+  /// WhatsApp numbers and consent, and one device's push token a CSV row (NDJSON: a list).
+  @Test func importReaderTakesWhatsAppAndPushTokens() throws {
+    var csv = ImportReader(format: .csv)
+    let rows =
+      try csv.read(
+        ByteBuffer(
+          string: """
+            email,whatsapp,whatsapp_consent,whatsapp_consent_source,push_platform,push_token,push_app_id
+            ada@example.com,+4915112345678,yes,checkout,apns,\(String(repeating: "a1", count: 32)),dev.herald.shop
+            bob@example.com,,,,,,
+            cy@example.com,+4915187654321,maybe,,,,
+
+            """)) + csv.finish()
+    #expect(rows.count == 3)
+    let ada = rows[0].subscriber
+    #expect(ada.whatsapp == "+4915112345678" && ada.whatsappConsent.subscribed && ada.whatsappConsent.source == "checkout")
+    #expect(ada.pushTokens.map(\.platform) == ["apns"] && ada.pushTokens.first?.appID == "dev.herald.shop")
+    #expect(rows[1].subscriber.pushTokens.isEmpty && rows[1].subscriber.whatsapp.isEmpty)
+    #expect(rows[2].errorField == "whatsapp_consent")
+
+    var lines = ImportReader(format: .ndjson)
+    let parsed =
+      try lines.read(
+        ByteBuffer(
+          string: #"{"email": "dee@example.com", "whatsapp": "+4915100000001", "whatsapp_consent": true, "#
+            + #""push_tokens": [{"platform": "fcm", "token": "dee-phone:APA91bDee", "app_id": "dev.herald.shop"}]}"# + "\n"
+            + #"{"email": "eve@example.com", "push_tokens": [{"platform": "fcm", "token": 7}]}"# + "\n")) + lines.finish()
+    #expect(parsed[0].subscriber.whatsappConsent.subscribed && parsed[0].subscriber.pushTokens.first?.token == "dee-phone:APA91bDee")
+    #expect(parsed[1].errorField == "push_tokens[0].token")
+  }
+
   /// The unsubscribe link's public routes: no API key; the page never changes anything; one click
   /// (RFC 8058) unsubscribes, and again; a link that is not genuine is a 400 that says only that.
   @Test func theUnsubscribeLinkPageAndOneClickWorkWithoutAKey() async throws {
