@@ -569,6 +569,48 @@ struct SyncStack {
     }
   }
 
+  /// A CRM table's WhatsApp number and opt-in come in as the subscriber's WhatsApp contact and
+  /// consent (recorded with the job as its source), and a consent withdrawn in Herald goes back.
+  @Test func whatsAppNumbersAndTheirConsentSyncBothWays() async throws {
+    try await SyncStack.run { stack async throws in
+      stack.sandbox.addTable(
+        base: stack.base, name: "Shoppers",
+        fields: [("Email", .email), ("WhatsApp", .phoneNumber), ("WhatsApp OK", .checkbox), ("Last Modified", .lastModifiedTime)])
+      let ids = stack.sandbox.insert(
+        base: stack.base, table: "Shoppers",
+        [
+          ["Email": .string("wa1@example.com"), "WhatsApp": .string("+49 151 1234 5678"), "WhatsApp OK": .bool(true)],
+          ["Email": .string("wa2@example.com"), "WhatsApp": .string("+4915187654321")],
+        ], at: Date().addingTimeInterval(-3600))
+      let job = try await stack.createJob(
+        table: "Shoppers", direction: .both,
+        mappings: [
+          SyncStack.mapping("Email", "email"), SyncStack.mapping("WhatsApp", "whatsapp"),
+          SyncStack.mapping("WhatsApp OK", "whatsapp_subscribed"),
+        ])
+      let first = try await stack.run(job)
+      #expect(first.status == .succeeded && first.counts.created == 2, "\(first.error) \(first.errors)")
+      let one = try #require(try await stack.subscriber(email: "wa1@example.com"))
+      #expect(one.whatsapp == "+4915112345678" && one.whatsappConsent.subscribed)
+      #expect(one.whatsappConsent.source.hasPrefix("sync:"))
+      let two = try #require(try await stack.subscriber(email: "wa2@example.com"))
+      #expect(two.whatsapp == "+4915187654321" && !two.whatsappConsent.subscribed)
+
+      // Withdrawn in Herald (say, a STOP on WhatsApp): the checkbox is cleared in the table.
+      _ = try await stack.campaign.unsubscribe(
+        .with {
+          $0.id = one.id
+          $0.channel = .whatsapp
+        })
+      let second = try await stack.run(job)
+      #expect(second.status == .succeeded && second.counts.pushed == 1, "\(second.error)")
+      // (Airtable leaves an unticked checkbox out of the record.)
+      let record = try #require(stack.sandbox.records(base: stack.base, table: "Shoppers").first { $0.id == ids[0] })
+      #expect((record.fields["WhatsApp OK"] ?? .bool(false)) == .bool(false))
+      #expect(record.fields["WhatsApp"] == .string("+49 151 1234 5678"))
+    }
+  }
+
   @Test func aScheduledJobRunsByItself() async throws {
     try await SyncStack.run(scheduler: true, configure: { $0.schedulerInterval = .milliseconds(200) }) { stack async throws in
       let ids = stack.sandbox.insert(base: stack.base, table: "Contacts", [SyncStack.person(1)], at: Date().addingTimeInterval(-3600))
