@@ -50,12 +50,6 @@ package struct ChannelContent: Sendable, Equatable, Codable {
 
   package var isEmpty: Bool { push == nil && whatsapp == nil }
 
-  /// The keys of a push's data that the platforms or Herald use.
-  static func reservedDataKey(_ key: String) -> Bool {
-    ["aps", "from", "deep_link", "notification", "message_type"].contains(key) || key.hasPrefix("google")
-      || key.hasPrefix("gcm")
-  }
-
   /// The placeholders {{1}}, {{2}}... of an approved WhatsApp body, in the order they appear.
   static func placeholders(in body: String) -> [Int] {
     body.matches(of: /\{\{\s*([0-9]{1,2})\s*\}\}/).compactMap { Int($0.output.1) }

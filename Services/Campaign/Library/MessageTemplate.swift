@@ -161,7 +161,7 @@ package struct MessageTemplate: Sendable {
     }
     if let push = content.push {
       for (key, value) in push.data {
-        guard !ChannelContent.reservedDataKey(key) else {
+        guard !PushData.isReservedKey(key) else {
           throw .init(field: "push.data_json", message: "push.data_json may not use the key '\(key)' (the platforms or Herald use it)")
         }
         if case .string(let text) = value {

@@ -65,12 +65,6 @@ package struct ChannelPayload: Sendable, Equatable, Codable {
 
   package static let platforms = ["apns", "fcm"]
 
-  /// The keys of a push's data that the platforms (APNs' aps, FCM's reserved words and prefixes)
-  /// or Herald (deep_link) use.
-  package static func reservedDataKey(_ key: String) -> Bool {
-    ["aps", "from", "deep_link", "notification", "message_type"].contains(key) || key.hasPrefix("google") || key.hasPrefix("gcm")
-  }
-
   /// The payload of a message given over the API, checked against its channel; errors name the
   /// field through `name`. nil for e-mail and SMS.
   static func validate(
@@ -96,7 +90,7 @@ package struct ChannelPayload: Sendable, Equatable, Codable {
         guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(push.dataJson.utf8)) else {
           throw invalid("push.data_json", "must be a JSON object, e.g. {\"order\": \"42\"}")
         }
-        for key in object.keys.sorted() where Self.reservedDataKey(key) {
+        for key in object.keys.sorted() where PushData.isReservedKey(key) {
           throw invalid("push.data_json", "may not use the key '\(key)' (the platforms or Herald use it)")
         }
         data = object
